@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create the project's virtualenv and install castoff with its test tools (pinned in pyproject.toml).
+set -euo pipefail
+PY="${1:-python3}"
+VENV="${2:-.venv}"
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "castoff needs Python 3.11 or newer ($PY is $("$PY" --version 2>&1))." >&2
+    exit 2
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+        # Debian's python3 ships venv separately.
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "installing python3-venv (Debian)…" >&2
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+            rm -rf "$VENV"
+            "$PY" -m venv "$VENV"
+        else
+            echo "cannot create a virtualenv: install python3-venv (Debian/Ubuntu) and retry." >&2
+            exit 2
+        fi
+    fi
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e '.[test]'

@@ -1,0 +1,524 @@
+"""The catalog: castoff's memory across runs, in one SQLite database (WAL).
+
+Jobs, the source files each job saw with their hashes, the outcome of every file at every
+destination, what is known to be verified where, and every unfinished multipart upload with its parts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from castoff.destinations.base import PartReceipt
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    status TEXT NOT NULL,            -- running, done, failed, interrupted
+    exit_code INTEGER,
+    argv TEXT NOT NULL,
+    sources TEXT NOT NULL,           -- JSON list
+    destinations TEXT NOT NULL,      -- JSON list of {name, ident, kind}
+    options TEXT NOT NULL,           -- JSON object
+    report_path TEXT,
+    pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    rel_path TEXT NOT NULL,
+    abs_path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    status TEXT NOT NULL,            -- pending, read, failed, skipped (junk/special/symlink)
+    blake3 TEXT,
+    md5 TEXT,
+    error TEXT,
+    error_code TEXT,
+    UNIQUE (job_id, rel_path)
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    job_id TEXT NOT NULL,
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    dest_ident TEXT NOT NULL,
+    dest_name TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL,            -- pending, verified, already, skipped, failed, incomplete
+    verify_method TEXT,
+    verified_at REAL,
+    etag TEXT,
+    error TEXT,
+    error_code TEXT,
+    detail TEXT,
+    PRIMARY KEY (file_id, dest_ident)
+);
+CREATE TABLE IF NOT EXISTS landed (
+    dest_ident TEXT NOT NULL,
+    planned TEXT NOT NULL,           -- where the file was meant to land
+    target TEXT NOT NULL,            -- where it did (differs after a conflict rename)
+    src_path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    blake3 TEXT NOT NULL,
+    etag TEXT,
+    verify_method TEXT NOT NULL,
+    verified_at REAL NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (dest_ident, planned)
+);
+CREATE INDEX IF NOT EXISTS landed_by_src ON landed (dest_ident, src_path);
+CREATE TABLE IF NOT EXISTS uploads (
+    id INTEGER PRIMARY KEY,
+    dest_ident TEXT NOT NULL,
+    dest_name TEXT NOT NULL,
+    target TEXT NOT NULL,
+    src_path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    part_size INTEGER NOT NULL,
+    token TEXT NOT NULL,             -- JSON
+    blake3 TEXT,
+    created_at REAL NOT NULL,
+    job_id TEXT NOT NULL,
+    state TEXT NOT NULL              -- open (finished and aborted uploads are deleted)
+);
+CREATE INDEX IF NOT EXISTS uploads_by_target ON uploads (dest_ident, target);
+CREATE TABLE IF NOT EXISTS parts (
+    upload_id INTEGER NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    md5 TEXT,
+    etag TEXT,
+    PRIMARY KEY (upload_id, idx)
+);
+CREATE TABLE IF NOT EXISTS partials (
+    dest_ident TEXT NOT NULL,
+    path TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (dest_ident, path)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class LandedRow:
+    dest_ident: str
+    planned: str
+    target: str
+    src_path: str
+    size: int
+    mtime_ns: int
+    blake3: str
+    etag: str | None
+    verify_method: str
+    verified_at: float
+    job_id: str
+
+
+@dataclass(frozen=True)
+class UploadRow:
+    id: int
+    dest_ident: str
+    dest_name: str
+    target: str
+    src_path: str
+    size: int
+    mtime_ns: int
+    part_size: int
+    token: Mapping[str, Any]
+    created_at: float
+    job_id: str
+    parts: tuple[PartReceipt, ...]
+
+
+def new_job_id() -> str:
+    """Sortable, short, unique: ``20261121-235901-3f2a``."""
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + uuid.uuid4().hex[:4]
+
+
+class Catalog:
+    """Thread-safe access to the catalog database. One connection, one lock; writes are short."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args))
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def start_job(
+        self,
+        job_id: str,
+        *,
+        argv: Sequence[str],
+        sources: Sequence[str],
+        destinations: Sequence[Mapping[str, str]],
+        options: Mapping[str, object],
+        pid: int,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO jobs(id, started_at, status, argv, sources, destinations, options, pid)"
+                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    time.time(),
+                    json.dumps(list(argv)),
+                    json.dumps(list(sources)),
+                    json.dumps([dict(d) for d in destinations]),
+                    json.dumps(dict(options), default=str),
+                    pid,
+                ),
+            )
+
+    def end_job(self, job_id: str, *, status: str, exit_code: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET ended_at=?, status=?, exit_code=? WHERE id=?",
+                (time.time(), status, exit_code, job_id),
+            )
+
+    def set_report_path(self, job_id: str, path: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET report_path=? WHERE id=?", (path, job_id))
+
+    def jobs(self, limit: int = 50) -> list[sqlite3.Row]:
+        return self._query(
+            "SELECT j.*,"
+            " (SELECT COUNT(*) FROM files f WHERE f.job_id=j.id) AS n_files,"
+            " (SELECT COALESCE(SUM(size),0) FROM files f WHERE f.job_id=j.id) AS n_bytes"
+            " FROM jobs j ORDER BY started_at DESC LIMIT ?",
+            (limit,),
+        )
+
+    def job(self, job_id: str) -> sqlite3.Row | None:
+        rows = self._query("SELECT * FROM jobs WHERE id=? OR id LIKE ?", (job_id, job_id + "%"))
+        return rows[0] if len(rows) == 1 else None
+
+    def mark_stale_jobs(self, alive: Mapping[int, bool]) -> None:
+        """Jobs left 'running' by a process that no longer exists were interrupted."""
+        for row in self._query("SELECT id, pid FROM jobs WHERE status='running'"):
+            if not alive.get(int(row["pid"] or 0), False):
+                self.end_job(str(row["id"]), status="interrupted", exit_code=130)
+
+    def log(self, job_id: str, level: str, message: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO events(job_id, at, level, message) VALUES (?, ?, ?, ?)",
+                (job_id, time.time(), level, message),
+            )
+
+    def job_events(self, job_id: str) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM events WHERE job_id=? ORDER BY id", (job_id,))
+
+    # -- files and outcomes ----------------------------------------------------------------
+
+    def add_file(
+        self, job_id: str, *, rel_path: str, abs_path: str, size: int, mtime_ns: int
+    ) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status)"
+                " VALUES (?, ?, ?, ?, ?, 'pending')",
+                (job_id, rel_path, abs_path, size, mtime_ns),
+            )
+            return int(cur.lastrowid or 0)
+
+    def add_skipped_file(
+        self, job_id: str, *, rel_path: str, abs_path: str, reason: str, code: str
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO files(job_id, rel_path, abs_path, size, mtime_ns, status,"
+                " error, error_code) VALUES (?, ?, ?, 0, 0, 'skipped', ?, ?)",
+                (job_id, rel_path, abs_path, reason, code),
+            )
+
+    def file_read(self, file_id: int, *, blake3: str, md5: str | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET status='read', blake3=?, md5=COALESCE(?, md5) WHERE id=?",
+                (blake3, md5, file_id),
+            )
+
+    def file_failed(self, file_id: int, *, error: str, code: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET status='failed', error=?, error_code=? WHERE id=?",
+                (error, code, file_id),
+            )
+
+    def set_outcome(
+        self,
+        job_id: str,
+        file_id: int,
+        *,
+        dest_ident: str,
+        dest_name: str,
+        target: str,
+        status: str,
+        verify_method: str | None = None,
+        etag: str | None = None,
+        error: str | None = None,
+        error_code: str | None = None,
+        detail: str | None = None,
+        verified_at: float | None = None,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO outcomes(job_id, file_id, dest_ident, dest_name, target, status,"
+                " verify_method, verified_at, etag, error, error_code, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(file_id, dest_ident) DO UPDATE SET target=excluded.target,"
+                " status=excluded.status, verify_method=excluded.verify_method,"
+                " verified_at=excluded.verified_at, etag=excluded.etag, error=excluded.error,"
+                " error_code=excluded.error_code, detail=excluded.detail",
+                (
+                    job_id,
+                    file_id,
+                    dest_ident,
+                    dest_name,
+                    target,
+                    status,
+                    verify_method,
+                    verified_at,
+                    etag,
+                    error,
+                    error_code,
+                    detail,
+                ),
+            )
+
+    def job_files(self, job_id: str) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM files WHERE job_id=? ORDER BY rel_path", (job_id,))
+
+    def job_outcomes(self, job_id: str) -> list[sqlite3.Row]:
+        return self._query(
+            "SELECT o.*, f.rel_path FROM outcomes o JOIN files f ON f.id=o.file_id"
+            " WHERE o.job_id=? ORDER BY f.rel_path, o.dest_name",
+            (job_id,),
+        )
+
+    # -- what is verified where ------------------------------------------------------------
+
+    def record_landed(self, row: LandedRow) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO landed(dest_ident, planned, target, src_path, size, mtime_ns,"
+                " blake3, etag, verify_method, verified_at, job_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.dest_ident,
+                    row.planned,
+                    row.target,
+                    row.src_path,
+                    row.size,
+                    row.mtime_ns,
+                    row.blake3,
+                    row.etag,
+                    row.verify_method,
+                    row.verified_at,
+                    row.job_id,
+                ),
+            )
+
+    def landed_at(self, dest_ident: str, planned: str) -> LandedRow | None:
+        rows = self._query(
+            "SELECT * FROM landed WHERE dest_ident=? AND planned=?", (dest_ident, planned)
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return LandedRow(**{k: r[k] for k in r.keys()})  # noqa: SIM118 (sqlite3.Row)
+
+    def landed_for_source(self, dest_ident: str, src_path: str) -> list[LandedRow]:
+        rows = self._query(
+            "SELECT * FROM landed WHERE dest_ident=? AND src_path=? ORDER BY verified_at DESC",
+            (dest_ident, src_path),
+        )
+        return [LandedRow(**{k: r[k] for k in r.keys()}) for r in rows]  # noqa: SIM118
+
+    def forget_landed(self, dest_ident: str, planned: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM landed WHERE dest_ident=? AND planned=?", (dest_ident, planned))
+
+    def known_hash(self, src_path: str, size: int, mtime_ns: int) -> tuple[str, str | None] | None:
+        """BLAKE3 (and MD5 when known) of a source file read before with the same size and mtime."""
+        rows = self._query(
+            "SELECT blake3, md5 FROM files WHERE abs_path=? AND size=? AND mtime_ns=?"
+            " AND status='read' AND blake3 IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (src_path, size, mtime_ns),
+        )
+        if not rows:
+            return None
+        return str(rows[0]["blake3"]), rows[0]["md5"]
+
+    # -- multipart uploads -----------------------------------------------------------------
+
+    def open_upload(
+        self,
+        *,
+        dest_ident: str,
+        dest_name: str,
+        target: str,
+        src_path: str,
+        size: int,
+        mtime_ns: int,
+        part_size: int,
+        token: Mapping[str, object],
+        blake3: str | None,
+        job_id: str,
+    ) -> int:
+        with self._tx() as db:
+            db.execute("DELETE FROM uploads WHERE dest_ident=? AND target=?", (dest_ident, target))
+            cur = db.execute(
+                "INSERT INTO uploads(dest_ident, dest_name, target, src_path, size, mtime_ns,"
+                " part_size, token, blake3, created_at, job_id, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+                (
+                    dest_ident,
+                    dest_name,
+                    target,
+                    src_path,
+                    size,
+                    mtime_ns,
+                    part_size,
+                    json.dumps(dict(token)),
+                    blake3,
+                    time.time(),
+                    job_id,
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def add_part(self, upload_id: int, receipt: PartReceipt) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO parts(upload_id, idx, offset, size, md5, etag)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    upload_id,
+                    receipt.index,
+                    receipt.offset,
+                    receipt.size,
+                    receipt.md5,
+                    receipt.etag,
+                ),
+            )
+
+    def close_upload(self, upload_id: int) -> None:
+        """The upload was completed or aborted: nothing is left to resume or to clean up."""
+        with self._tx() as db:
+            db.execute("DELETE FROM uploads WHERE id=?", (upload_id,))
+
+    def _upload_rows(self, where: str, args: Sequence[object]) -> list[UploadRow]:
+        rows = self._query(f"SELECT * FROM uploads WHERE state='open' {where}", args)  # noqa: S608
+        out: list[UploadRow] = []
+        for r in rows:
+            parts = self._query(
+                "SELECT * FROM parts WHERE upload_id=? ORDER BY idx", (int(r["id"]),)
+            )
+            out.append(
+                UploadRow(
+                    id=int(r["id"]),
+                    dest_ident=str(r["dest_ident"]),
+                    dest_name=str(r["dest_name"]),
+                    target=str(r["target"]),
+                    src_path=str(r["src_path"]),
+                    size=int(r["size"]),
+                    mtime_ns=int(r["mtime_ns"]),
+                    part_size=int(r["part_size"]),
+                    token=json.loads(r["token"]),
+                    created_at=float(r["created_at"]),
+                    job_id=str(r["job_id"]),
+                    parts=tuple(
+                        PartReceipt(
+                            index=int(p["idx"]),
+                            offset=int(p["offset"]),
+                            size=int(p["size"]),
+                            md5=p["md5"],
+                            etag=p["etag"],
+                        )
+                        for p in parts
+                    ),
+                )
+            )
+        return out
+
+    def find_upload(self, dest_ident: str, target: str) -> UploadRow | None:
+        rows = self._upload_rows("AND dest_ident=? AND target=?", (dest_ident, target))
+        return rows[0] if rows else None
+
+    def open_uploads(self) -> list[UploadRow]:
+        return self._upload_rows("ORDER BY created_at", ())
+
+    # -- hidden partial files of local destinations ----------------------------------------
+
+    def add_partial(self, dest_ident: str, path: str, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO partials(dest_ident, path, job_id) VALUES (?, ?, ?)",
+                (dest_ident, path, job_id),
+            )
+
+    def drop_partial(self, dest_ident: str, path: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM partials WHERE dest_ident=? AND path=?", (dest_ident, path))
+
+    def partials(self, dest_ident: str) -> list[str]:
+        return [
+            str(r["path"])
+            for r in self._query("SELECT path FROM partials WHERE dest_ident=?", (dest_ident,))
+        ]

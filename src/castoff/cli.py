@@ -1,0 +1,541 @@
+"""The ``castoff`` command line: parse, hand over to the engine, show progress, exit with a code.
+
+Thin on purpose: every decision about files and bytes is the engine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import platformdirs
+from rich.console import Console
+from rich.table import Table
+
+from castoff import __version__, errors
+from castoff.catalog.db import Catalog, new_job_id
+from castoff.destinations.base import Destination, MiB
+from castoff.units import format_bytes, parse_size
+
+EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
+(the others were delivered); 2 usage or configuration error; 130 interrupted (re-run to resume)."""
+
+
+def state_dir(arg: str | None) -> Path:
+    if arg:
+        return Path(arg).expanduser()
+    env = os.environ.get("CASTOFF_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_state_dir("castoff", appauthor=False))
+
+
+def open_catalog(args: argparse.Namespace) -> Catalog:
+    return Catalog(state_dir(args.state_dir) / "catalog.sqlite")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="castoff",
+        description="Offload and back up files: read once, write everywhere, verify every byte.",
+        epilog=EPILOG,
+    )
+    p.add_argument("--version", action="version", version=f"castoff {__version__}")
+    p.add_argument(
+        "--state-dir",
+        help="where the catalog and reports live (default: CASTOFF_HOME or the user state folder)",
+    )
+    p.add_argument("--debug", action="store_true", help="show every decision and tracebacks")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    # The global options also work after the command (castoff copy … --debug).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+
+    c = sub.add_parser(
+        "copy", parents=[common], help="copy sources to every destination, verified", epilog=EPILOG
+    )
+    c.add_argument("sources", nargs="+", metavar="SOURCE", help="a file or folder (a card)")
+    c.add_argument(
+        "--to",
+        dest="to",
+        action="append",
+        required=True,
+        metavar="DEST",
+        help="a folder, or s3://bucket/prefix/?option=value...; repeat for more",
+    )
+    out = c.add_mutually_exclusive_group()
+    out.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    out.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    c.add_argument(
+        "--on-conflict",
+        choices=("rename", "skip", "overwrite", "fail"),
+        default="rename",
+        help="when a different file is already at the target (default: rename,"
+        " keeping both as 'name (2).ext')",
+    )
+    c.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="copy only matching files (name, or path under the source)",
+    )
+    c.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave matching files and folders out",
+    )
+    c.add_argument(
+        "--keep-junk",
+        action="store_true",
+        help="also copy OS junk (.DS_Store, ._*, Thumbs.db, ...)",
+    )
+    c.add_argument("--follow-symlinks", action="store_true", help="copy what symlinks point to")
+    c.add_argument(
+        "--rehash",
+        action="store_true",
+        help="ignore what the catalog knows: read and verify everything again",
+    )
+    c.add_argument("--memory", default="256M", help="in-flight memory budget (default 256M)")
+    c.add_argument("--chunk-size", default="16M", help="read and part size (default 16M)")
+    s3 = c.add_argument_group("S3 defaults (per destination: s3://bucket/prefix/?option=value)")
+    s3.add_argument("--endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
+    s3.add_argument("--region")
+    s3.add_argument("--profile", help="AWS profile from the shared config files")
+    s3.add_argument("--storage-class")
+    s3.add_argument("--sse", help="AES256 or aws:kms")
+    s3.add_argument("--sse-kms-key-id")
+    s3.add_argument("--addressing", choices=("path", "virtual", "auto"))
+    s3.add_argument("--part-size", help="multipart part size (default: chosen per file)")
+    s3.add_argument("--max-parallel", type=int, help="parts in flight per bucket (default 4)")
+    s3.add_argument("--bwlimit", help="upload bandwidth per bucket, e.g. 10M (bytes/s)")
+    s3.add_argument(
+        "--checksums",
+        choices=("when_required", "when_supported"),
+        help="boto3's extra checksums (default: per provider)",
+    )
+    s3.add_argument(
+        "--verify-download",
+        action="store_true",
+        help="read every object back and compare BLAKE3 (needs read permission)",
+    )
+
+    j = sub.add_parser("jobs", parents=[common], help="list past jobs, or show one")
+    j.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    j.add_argument("job_id", nargs="?")
+    j.add_argument("--json", action="store_true")
+
+    u = sub.add_parser(
+        "uploads", parents=[common], help="unfinished multipart uploads the catalog knows"
+    )
+    u.add_argument("action", nargs="?", choices=("list", "abort"), default="list")
+    u.add_argument("ids", nargs="*", help="upload numbers to abort (from 'castoff uploads')")
+    u.add_argument("--all", action="store_true", help="abort every listed upload")
+    u.add_argument("--older-than", help="only uploads older than this, e.g. 7d, 12h")
+
+    d = sub.add_parser("dest", parents=[common], help="destinations")
+    dsub = d.add_subparsers(dest="dest_command", metavar="ACTION")
+    dt = dsub.add_parser(
+        "test", parents=[common], help="prove the keys can write there, leaving nothing behind"
+    )
+    dt.add_argument("targets", nargs="+", metavar="DEST")
+    dt.add_argument("--endpoint-url")
+    dt.add_argument("--region")
+    dt.add_argument("--profile")
+    return p
+
+
+def s3_defaults(args: argparse.Namespace) -> dict[str, object]:
+    keys = (
+        "endpoint_url",
+        "region",
+        "profile",
+        "storage_class",
+        "sse",
+        "sse_kms_key_id",
+        "addressing",
+        "part_size",
+        "max_parallel",
+        "checksums",
+        "verify_download",
+    )
+    out: dict[str, object] = {}
+    for k in keys:
+        v = getattr(args, k, None)
+        if v not in (None, False):
+            out[k] = v
+    return out
+
+
+class Interrupts:
+    """First Ctrl-C / SIGTERM: stop cleanly (the job stays resumable). Second: stop now."""
+
+    def __init__(self, cancel: threading.Event, console: Console) -> None:
+        self.cancel = cancel
+        self.console = console
+        self.count = 0
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+        self.cancel.set()
+        self.console.print(
+            "[yellow]Stopping… (the job can be resumed by running it again;"
+            " press Ctrl-C again to quit at once)[/]"
+        )
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self)
+            signal.signal(signal.SIGTERM, self)
+
+
+def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from castoff.engine.job import Engine, JobOptions
+    from castoff.engine.retry import RetryPolicy
+    from castoff.reports import json_report
+    from castoff.scan import Filters, check_sources
+    from castoff.destinations.spec import open_destination
+    from castoff.ui.progress import JsonDisplay, QuietDisplay, RichDisplay, summary_table
+
+    console = Console(stderr=True)
+    memory = parse_size(args.memory, what="--memory")
+    chunk = parse_size(args.chunk_size, what="--chunk-size")
+    if chunk < 64 * 1024 or chunk > 1024 * MiB:
+        raise errors.UsageError("--chunk-size must be between 64K and 1G")
+    if memory < 2 * chunk:
+        raise errors.UsageError(
+            f"--memory {args.memory} is too small for --chunk-size {args.chunk_size}",
+            hint="give at least two chunks",
+        )
+    sources = check_sources(args.sources)
+    defaults = s3_defaults(args)
+    dests: list[Destination] = [open_destination(spec, s3_defaults=defaults) for spec in args.to]
+    idents = [d.ident for d in dests]
+    if len(set(idents)) != len(idents):
+        raise errors.UsageError("the same destination is named twice")
+    for d in dests:
+        for src in sources:
+            root = getattr(d, "root", None)
+            if isinstance(root, str):
+                real_src = os.path.realpath(src)
+                real_root = os.path.realpath(root)
+                if real_root == real_src or real_root.startswith(real_src.rstrip("/") + "/"):
+                    raise errors.UsageError(
+                        f"destination {d.name} is inside the source {src}",
+                        hint="choose a destination outside the source",
+                    )
+    limiters: dict[str, object] = {}
+    if args.bwlimit:
+        from castoff.engine.pacing import RateLimiter, parse_rate
+
+        rate = parse_rate(args.bwlimit)
+        for d in dests:
+            if not d.caps.is_local:
+                limiters[d.ident] = RateLimiter(rate)
+
+    catalog = open_catalog(args)
+    try:
+        import psutil  # optional: used to tell a crashed job from a running one
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        pids = {int(r["pid"] or 0) for r in catalog.jobs(1000) if r["status"] == "running"}
+        catalog.mark_stale_jobs({p: psutil.pid_exists(p) for p in pids})
+    job_id = new_job_id()
+    options = JobOptions(
+        chunk_size=chunk,
+        memory_budget=memory,
+        on_conflict=args.on_conflict,
+        rehash=args.rehash,
+        filters=Filters(
+            include=tuple(args.include),
+            exclude=tuple(args.exclude),
+            skip_junk=not args.keep_junk,
+            follow_symlinks=args.follow_symlinks,
+        ),
+        retry=RetryPolicy(),
+    )
+    catalog.start_job(
+        job_id,
+        argv=list(argv),
+        sources=sources,
+        destinations=[{"name": d.name, "ident": d.ident, "kind": d.caps.kind} for d in dests],
+        options={"on_conflict": args.on_conflict, "memory": memory, "chunk_size": chunk},
+        pid=os.getpid(),
+    )
+    cancel = threading.Event()
+    engine_box: dict[str, Any] = {}
+
+    def stats() -> dict[str, dict[str, int]]:
+        eng = engine_box.get("engine")
+        if eng is None:
+            return {}
+        return {ln.name: dict(vars(ln.stats)) for ln in eng.lanes}
+
+    display = (
+        JsonDisplay(stats)
+        if args.json
+        else QuietDisplay(stats)
+        if args.quiet
+        else RichDisplay(stats, console=console, debug=args.debug)
+    )
+    engine = Engine(catalog, job_id, dests, options, sink=display, cancel=cancel, limiters=limiters)
+    engine_box["engine"] = engine
+    Interrupts(cancel, console).install()
+    started = time.monotonic()
+    display.start()
+    try:
+        result = engine.run(sources)
+    finally:
+        display.close()
+        for d in dests:
+            d.close()
+    catalog.end_job(job_id, status=result.status, exit_code=result.exit_code)
+    report = json_report.write(catalog, job_id, state_dir(args.state_dir) / "reports")
+    elapsed = time.monotonic() - started
+    if args.json:
+        display(
+            __import__("castoff.engine.events", fromlist=["Event"]).Event(
+                "job-end",
+                {
+                    "job_id": job_id,
+                    "status": result.status,
+                    "exit_code": result.exit_code,
+                    "report": str(report),
+                    "files": result.files,
+                    "bytes": result.bytes,
+                    "seconds": round(elapsed, 3),
+                    "destinations": result.lanes,
+                },
+            )
+        )
+    elif not args.quiet:
+        console.print(summary_table(result.lanes))
+        rate = result.bytes / elapsed if elapsed > 0 else 0.0
+        console.print(
+            f"job {job_id}: {result.status}, {result.files} files, {format_bytes(result.bytes)}"
+            f" in {elapsed:.1f}s ({format_bytes(rate)}/s read)"
+        )
+        console.print(f"report: {report}")
+        if result.exit_code == errors.EXIT_FAILED:
+            console.print(
+                "[red]Some files did not reach every destination; see the report."
+                " Re-run the same command to retry only what is missing.[/]"
+            )
+    catalog.close()
+    return result.exit_code
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    catalog = open_catalog(args)
+    console = Console()
+    if args.action == "list" or not args.job_id:
+        rows = catalog.jobs()
+        if args.json:
+            print(json.dumps([dict(r) for r in rows], default=str, indent=2))
+            return 0
+        table = Table(title="castoff jobs")
+        for col in ("id", "started", "status", "files", "bytes", "destinations"):
+            table.add_column(col)
+        for r in rows:
+            dests = ", ".join(d["name"] for d in json.loads(r["destinations"]))
+            table.add_row(
+                r["id"],
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])),
+                r["status"],
+                str(r["n_files"]),
+                format_bytes(r["n_bytes"]),
+                dests,
+            )
+        console.print(table)
+        return 0
+    from castoff.reports import json_report
+
+    job = catalog.job(args.job_id)
+    if job is None:
+        raise errors.UsageError(f"no job {args.job_id!r}", hint="'castoff jobs' lists them")
+    rep = json_report.build(catalog, str(job["id"]))
+    if args.json:
+        print(json.dumps(rep, indent=2, ensure_ascii=False))
+        return 0
+    j = rep["job"]
+    console.print(
+        f"[bold]job {j['id']}[/]  {j['status']}  started {j['started_at']}"
+        f"  sources: {', '.join(j['sources'])}"
+    )
+    if job["report_path"]:
+        console.print(f"report: {job['report_path']}")
+    table = Table()
+    for col in ("file", "size", "destination", "status", "verified by", "target / error"):
+        table.add_column(col)
+    for f in rep["files"]:
+        if not f["destinations"]:
+            table.add_row(
+                f["path"], format_bytes(f["size"]), "-", f["status"], "", f["error"] or ""
+            )
+        for d in f["destinations"]:
+            style = "" if d["status"] in ("verified", "already", "skipped") else "red"
+            table.add_row(
+                f["path"],
+                format_bytes(f["size"]),
+                d["destination"],
+                f"[{style}]{d['status']}[/]" if style else d["status"],
+                d["verify_method"] or "",
+                d["error"] or d["target"],
+            )
+    console.print(table)
+    if rep["left_out"]:
+        console.print(
+            f"left out: {len(rep['left_out'])} ("
+            + ", ".join(sorted({x["code"] for x in rep["left_out"]}))
+            + ")"
+        )
+    return 0
+
+
+def _age(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise errors.UsageError(f"--older-than {text!r}: write it like 12h or 7d") from None
+
+
+def cmd_uploads(args: argparse.Namespace) -> int:
+    from castoff.destinations.spec import open_destination
+
+    catalog = open_catalog(args)
+    console = Console()
+    rows = catalog.open_uploads()
+    if args.older_than:
+        cutoff = time.time() - _age(args.older_than)
+        rows = [r for r in rows if r.created_at < cutoff]
+    if args.action == "list":
+        if not rows:
+            console.print("no unfinished uploads")
+            return 0
+        table = Table(title="unfinished multipart uploads")
+        for col in ("#", "destination", "key", "parts done", "size", "age"):
+            table.add_column(col)
+        for r in rows:
+            total = -(-r.size // r.part_size) if r.size else 1
+            age_h = (time.time() - r.created_at) / 3600
+            table.add_row(
+                str(r.id),
+                r.dest_name,
+                r.target,
+                f"{len(r.parts)}/{total}",
+                format_bytes(r.size),
+                f"{age_h:.1f} h",
+            )
+        console.print(table)
+        console.print(
+            "Re-run the job to finish them, or 'castoff uploads abort N…' / --all."
+            " A bucket lifecycle rule (AbortIncompleteMultipartUpload) cleans up the"
+            " ones castoff does not know about."
+        )
+        return 0
+    chosen = rows if args.all else [r for r in rows if str(r.id) in set(args.ids)]
+    if not chosen:
+        raise errors.UsageError(
+            "name the uploads to abort (numbers from 'castoff uploads') or use --all"
+        )
+    failed = 0
+    for r in chosen:
+        job = catalog.job(r.job_id)
+        spec = None
+        if job is not None:
+            for d in json.loads(job["destinations"]):
+                if d["ident"] == r.dest_ident:
+                    spec = d["name"]
+        if spec is None:
+            console.print(f"[red]#{r.id}: the destination of this upload is unknown[/]")
+            failed += 1
+            continue
+        try:
+            dest = open_destination(spec)
+            dest.abort_token(r.target, r.token)
+        except errors.CastoffError as exc:
+            console.print(f"[red]#{r.id} {r.target}: {exc}[/]")
+            failed += 1
+            continue
+        catalog.close_upload(r.id)
+        console.print(f"aborted #{r.id}: {r.dest_name} {r.target}")
+    return errors.EXIT_FAILED if failed else 0
+
+
+def cmd_dest(args: argparse.Namespace) -> int:
+    if args.dest_command != "test":
+        raise errors.UsageError("usage: castoff dest test DEST…")
+    from castoff.destinations import s3
+    from castoff.destinations.spec import open_destination
+
+    console = Console()
+    worst = 0
+    for spec in args.targets:
+        defaults = {
+            k: v for k in ("endpoint_url", "region", "profile") if (v := getattr(args, k, None))
+        }
+        dest = open_destination(spec, s3_defaults=defaults)
+        if isinstance(dest, s3.S3Destination):
+            result = s3.probe(dest.options)
+            if result.ok:
+                console.print(f"[green]ok[/] {dest.name}: {result.message}")
+            else:
+                console.print(f"[red]failed[/] {dest.name}: {result.message}")
+                worst = max(worst, 1)
+        else:
+            try:
+                dest.preflight()
+                console.print(f"[green]ok[/] {dest.name}: writable")
+            except errors.CastoffError as exc:
+                console.print(f"[red]failed[/] {dest.name}: {exc}")
+                worst = max(worst, 1)
+    return worst
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return errors.EXIT_USAGE
+    console = Console(stderr=True)
+    try:
+        if args.command == "copy":
+            return cmd_copy(args, ["castoff", *argv])
+        if args.command == "jobs":
+            return cmd_jobs(args)
+        if args.command == "uploads":
+            return cmd_uploads(args)
+        if args.command == "dest":
+            return cmd_dest(args)
+    except errors.CastoffError as exc:
+        console.print(f"[bold red]castoff: {exc.message}[/]", highlight=False)
+        if exc.hint:
+            console.print(f"  {exc.hint}", highlight=False)
+        if args.debug:
+            console.print_exception()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return errors.EXIT_INTERRUPTED
+    parser.print_help()
+    return errors.EXIT_USAGE

@@ -1,0 +1,199 @@
+"""The interface every destination implements, and the values that cross it.
+
+A destination describes and performs I/O, nothing else: no threads, no retries, no sleeps. The
+engine (``castoff.engine``) owns those and calls a destination only through this interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol, runtime_checkable
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a destination can do, as data: the engine never probes by catching exceptions."""
+
+    kind: str  # "local", "s3", "memory", ...
+    #: a verified copy here may feed a lagging destination, and counts for "source can be released"
+    is_local: bool
+    #: the engine may re-read the landed bytes (read-back verification, ``open_read``)
+    can_read_back: bool
+    #: ``stat`` answers without extra permissions (local: yes; S3 write-only: no)
+    can_stat: bool
+    #: parts may be sent in parallel, this many at once at most
+    concurrency: int = 1
+    #: the engine computes an MD5 per part and hands it to ``put_part``
+    needs_md5: bool = False
+    #: in-progress uploads survive the process: the engine records tokens and receipts in the catalog
+    resumable: bool = False
+    #: ``commit`` can land the bytes under another target than ``start`` named (local rename)
+    commit_can_retarget: bool = False
+    #: the object's metadata is fixed at ``start`` and needs the whole-file hashes then
+    needs_hash_at_start: bool = False
+    min_part_size: int = 1
+    #: the part size this destination would like (configured by the user); the engine takes the
+    #: largest preference among a file's destinations so every destination sees the same parts
+    preferred_part_size: int | None = None
+    max_part_size: int = 5 * GiB
+    max_parts: int = 10_000
+    max_object_size: int = 48 * TiB
+    #: files up to this size are sent in one request (one part)
+    single_put_max: int = 5 * GiB
+    #: the longest target key or path the destination accepts, in UTF-8 bytes
+    max_key_bytes: int = 4096
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    """What a destination may record about the file beside its bytes."""
+
+    rel_path: str
+    size: int
+    mtime_ns: int
+    atime_ns: int
+    #: hex BLAKE3 of the whole file; None while unknown (only for destinations that don't need it)
+    blake3: str | None = None
+    #: hex MD5 of the whole file (rclone's md5chksum); None while unknown
+    md5: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PartReceipt:
+    """Proof that one part landed: what the destination answered for it."""
+
+    index: int  # 0-based; S3 part number is index + 1
+    offset: int
+    size: int
+    md5: str | None = None  # hex MD5 of the bytes sent, when the destination needs it
+    etag: str | None = None  # what the server returned
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A file made visible at a destination, and how it was proven."""
+
+    target: str  # final path or key
+    size: int
+    verify_method: str  # e.g. "read-back blake3", "content-md5 + etag"
+    etag: str | None = None
+    detail: str | None = None  # anything the report should say (e.g. "etag is not an md5 here")
+
+
+@dataclass(frozen=True)
+class ObjectStat:
+    size: int
+    mtime_ns: int | None = None
+    etag: str | None = None
+
+
+#: small and JSON-able; saved in the catalog so an upload can be continued by a later process
+ResumeToken = Mapping[str, object]
+
+
+class TargetExists(Exception):  # noqa: N818 (a signal to the engine, not an error for the user)
+    """``commit`` found something already at the target and did not replace it."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+
+@runtime_checkable
+class Upload(Protocol):
+    """One file on its way to one destination."""
+
+    @property
+    def token(self) -> ResumeToken: ...
+
+    @property
+    def target(self) -> str: ...
+
+    def put_part(self, index: int, offset: int, data: memoryview, md5: bytes | None) -> PartReceipt:
+        """Write one part. Idempotent per index; may be called from several threads at once
+        when ``caps.concurrency`` > 1."""
+        ...
+
+    def commit(
+        self,
+        parts: Sequence[PartReceipt],
+        *,
+        source_blake3: str,
+        target: str | None = None,
+        overwrite: bool = False,
+    ) -> Landed:
+        """Make the file visible, proven equal to ``source_blake3`` by the destination's means.
+
+        Raises ``TargetExists`` when something is at the target and ``overwrite`` is false;
+        the upload then stays open so the engine may commit it elsewhere or abort it."""
+        ...
+
+    def abort(self) -> None:
+        """Leave nothing behind that a user could take for the file. Never raises for
+        'already gone'."""
+        ...
+
+
+@runtime_checkable
+class Destination(Protocol):
+    """Where bytes land."""
+
+    @property
+    def name(self) -> str:
+        """Short label for progress and reports (``ssd``, ``s3://bucket/raw``)."""
+        ...
+
+    @property
+    def ident(self) -> str:
+        """Stable identity for the catalog: the same place gives the same string every run."""
+        ...
+
+    @property
+    def caps(self) -> Capabilities: ...
+
+    def target_for(self, rel_path: str) -> str:
+        """The path or key ``rel_path`` (POSIX separators, relative) lands at. Raises KeyRejected."""
+        ...
+
+    def preflight(self) -> None:
+        """Check, before the job reads anything, that this destination can take writes at all."""
+        ...
+
+    def start(
+        self,
+        target: str,
+        *,
+        meta: ObjectMeta,
+        part_size: int,
+        resume: ResumeToken | None = None,
+    ) -> Upload:
+        """Begin one file. With ``resume``, continue the upload that token names."""
+        ...
+
+    def stat(self, target: str) -> ObjectStat | None:
+        """Only where ``caps.can_stat``."""
+        ...
+
+    def open_read(self, target: str) -> BinaryIO:
+        """Only where ``caps.can_read_back``."""
+        ...
+
+    def abort_token(self, target: str, token: ResumeToken) -> None:
+        """Abandon an upload known only from the catalog (``castoff uploads abort``)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def parts_for(size: int, part_size: int) -> int:
+    """How many parts a file of ``size`` bytes has; an empty file still has one (empty) part."""
+    if size <= 0:
+        return 1
+    return -(-size // part_size)

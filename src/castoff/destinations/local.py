@@ -1,0 +1,372 @@
+"""A local folder as a destination: a drive, a NAS mount, anything with a POSIX path.
+
+Bytes go to a hidden partial file beside the target; commit fsyncs, re-reads it past the page cache,
+compares BLAKE3, sets the times, renames it into place without clobbering, and fsyncs the folder.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import blake3
+
+from castoff import errors
+from castoff.destinations.base import (
+    Capabilities,
+    Landed,
+    ObjectMeta,
+    ObjectStat,
+    PartReceipt,
+    ResumeToken,
+    TargetExists,
+)
+
+READ_BACK_CHUNK = 8 * 1024 * 1024
+PARTIAL_PREFIX = ".castoff."
+PARTIAL_SUFFIX = ".partial"
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _load_renameat2() -> object | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_renameat2 = _load_renameat2()
+
+
+def rename_no_replace(src: str, dst: str) -> None:
+    """Atomically rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError then)."""
+    if _renameat2 is not None:
+        rc = _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)  # type: ignore[operator]
+        if rc == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(errno.EEXIST, "target exists", dst)
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), dst)
+    # Filesystems without RENAME_NOREPLACE (some FUSE/SMB mounts): a hard link is just as atomic
+    # where supported; the last resort checks then renames, which leaves a tiny race window.
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise
+    except OSError:
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, "target exists", dst) from None
+        os.rename(src, dst)
+        return
+    os.unlink(src)
+
+
+def fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems refuse fsync on a directory
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def translate_os_error(exc: OSError, what: str) -> errors.CastoffError:
+    """The one place where OS errors of a local destination become castoff errors."""
+    e = exc.errno
+    detail = f"{what}: {exc.strerror or exc}"
+    if e in (errno.ENOSPC, errno.EDQUOT):
+        return errors.DestinationFull(detail, hint="free space on the destination, then re-run")
+    if e in (errno.EROFS,):
+        return errors.DestinationReadOnly(detail, hint="the destination is mounted read-only")
+    if e in (errno.EACCES, errno.EPERM):
+        return errors.DestinationReadOnly(detail, hint="castoff may not write here")
+    if e in (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ESTALE, errno.EIO, errno.ENOTCONN):
+        return errors.DestinationGone(
+            detail, hint="the drive or mount may have been removed; reconnect it and re-run"
+        )
+    if e in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
+        return errors.KeyRejected(detail, hint="the destination's filesystem cannot hold this name")
+    return errors.DestinationError(detail)
+
+
+def partial_path_for(target: str) -> str:
+    parent, name = os.path.split(target)
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    return os.path.join(parent, f"{PARTIAL_PREFIX}{digest}{PARTIAL_SUFFIX}")
+
+
+def check_rel_path(rel_path: str) -> None:
+    """Relative POSIX path with no empty, '.' or '..' component: it cannot leave the root."""
+    if not rel_path or rel_path.startswith("/"):
+        raise errors.KeyRejected(f"not a relative path: {rel_path!r}")
+    for part in rel_path.split("/"):
+        if part in ("", ".", ".."):
+            raise errors.KeyRejected(f"path component {part!r} not allowed in {rel_path!r}")
+        if "\x00" in part:
+            raise errors.KeyRejected(f"NUL byte in {rel_path!r}")
+
+
+class LocalUpload:
+    """One file being written into a hidden partial file."""
+
+    def __init__(self, dest: LocalDestination, target: str, meta: ObjectMeta) -> None:
+        self._dest = dest
+        self._target = target
+        self._meta = meta
+        self.partial_path = partial_path_for(target)
+        parent = os.path.dirname(target)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise translate_os_error(exc, f"cannot create folder {parent}") from exc
+        dest.check_inside(parent)
+        try:
+            self._fd: int | None = os.open(
+                self.partial_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644
+            )
+        except OSError as exc:
+            raise translate_os_error(exc, f"cannot create {self.partial_path}") from exc
+        if meta.size > 0:
+            try:
+                os.posix_fallocate(self._fd, 0, meta.size)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    self.abort()
+                    raise translate_os_error(exc, f"no room for {target}") from exc
+                # EOPNOTSUPP / EINVAL: the filesystem does not preallocate; fine.
+
+    @property
+    def token(self) -> ResumeToken:
+        return {"partial": self.partial_path}
+
+    @property
+    def target(self) -> str:
+        return self._target
+
+    def put_part(self, index: int, offset: int, data: memoryview, md5: bytes | None) -> PartReceipt:
+        fd = self._fd
+        if fd is None:
+            raise errors.DestinationError(f"{self._target}: write after close")
+        size = len(data)
+        done = 0
+        try:
+            while done < size:
+                done += os.pwrite(fd, data[done:], offset + done)
+        except OSError as exc:
+            raise translate_os_error(exc, f"cannot write {self._target}") from exc
+        return PartReceipt(index=index, offset=offset, size=size)
+
+    def _read_back(self) -> tuple[str, int]:
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        total = 0
+        buf = bytearray(READ_BACK_CHUNK)
+        view = memoryview(buf)
+        fd = os.open(self.partial_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            # Ask the kernel to forget cached pages so the read comes from the device
+            # (Linux honours this for clean pages; other systems may not: see docs/verification.md).
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            while True:
+                n = os.readv(fd, [view])
+                if n == 0:
+                    break
+                hasher.update(view[:n])
+                total += n
+        finally:
+            os.close(fd)
+        return hasher.hexdigest(), total
+
+    def commit(
+        self,
+        parts: Sequence[PartReceipt],
+        *,
+        source_blake3: str,
+        target: str | None = None,
+        overwrite: bool = False,
+    ) -> Landed:
+        final = target or self._target
+        try:
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                try:
+                    os.ftruncate(fd, self._meta.size)  # undo any over-allocation
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            digest, size = self._read_back()
+        except OSError as exc:
+            raise translate_os_error(exc, f"cannot finish {final}") from exc
+        if size != self._meta.size or digest != source_blake3:
+            raise errors.IntegrityError(
+                f"read-back of {final} does not match the source"
+                f" (blake3 {digest[:16]}…, {size} bytes; source {source_blake3[:16]}…,"
+                f" {self._meta.size} bytes)",
+                hint="the destination returned other bytes than were written: check the drive",
+            )
+        try:
+            # Times first, so the file appears under its name complete and with its times.
+            os.utime(self.partial_path, ns=(self._meta.atime_ns, self._meta.mtime_ns))
+            if target is not None:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                self._dest.check_inside(os.path.dirname(final))
+            if overwrite:
+                os.replace(self.partial_path, final)
+            else:
+                try:
+                    rename_no_replace(self.partial_path, final)
+                except FileExistsError:
+                    raise TargetExists(final) from None
+            fsync_dir(os.path.dirname(final))
+        except OSError as exc:
+            raise translate_os_error(exc, f"cannot move {final} into place") from exc
+        return Landed(
+            target=final,
+            size=size,
+            verify_method="read-back blake3",
+            detail=None,
+        )
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.unlink(self.partial_path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            # The drive may be gone; the partial is hidden and the catalog remembers it.
+            pass
+
+
+class LocalDestination:
+    """A folder on a local or mounted filesystem."""
+
+    def __init__(self, root: str | os.PathLike[str], *, name: str | None = None) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self._name = name or self.root
+        self._caps = Capabilities(
+            kind="local",
+            is_local=True,
+            can_read_back=True,
+            can_stat=True,
+            concurrency=1,
+            needs_md5=False,
+            resumable=False,
+            commit_can_retarget=True,
+            needs_hash_at_start=False,
+            max_key_bytes=4096,
+        )
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def ident(self) -> str:
+        return "local:" + self.root
+
+    @property
+    def caps(self) -> Capabilities:
+        return self._caps
+
+    def target_for(self, rel_path: str) -> str:
+        check_rel_path(rel_path)
+        for part in rel_path.split("/"):
+            if len(os.fsencode(part)) > 255:
+                raise errors.KeyRejected(
+                    f"name longer than 255 bytes: {part[:40]}…",
+                    hint="most filesystems cannot hold it",
+                )
+        return os.path.join(self.root, *rel_path.split("/"))
+
+    def check_inside(self, folder: str) -> None:
+        """Refuse to write through a symlink that leads out of the destination."""
+        real_root = os.path.realpath(self.root)
+        real = os.path.realpath(folder)
+        if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
+            raise errors.KeyRejected(
+                f"{folder} leads outside the destination {self.root} (through a symlink)",
+                hint="castoff never follows a link out of a destination",
+            )
+
+    def preflight(self) -> None:
+        root = Path(self.root)
+        if not root.exists():
+            if not root.parent.is_dir():
+                raise errors.DestinationGone(
+                    f"destination {self.root} does not exist, nor does its parent {root.parent}",
+                    hint="is the drive mounted? castoff creates only the last folder of a path",
+                )
+            try:
+                root.mkdir()
+            except OSError as exc:
+                raise translate_os_error(exc, f"cannot create {self.root}") from exc
+        if not root.is_dir():
+            raise errors.UsageError(f"destination {self.root} is not a folder")
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise errors.DestinationReadOnly(
+                f"cannot write to {self.root}", hint="check permissions and the mount"
+            )
+
+    def start(
+        self,
+        target: str,
+        *,
+        meta: ObjectMeta,
+        part_size: int,
+        resume: ResumeToken | None = None,
+    ) -> LocalUpload:
+        return LocalUpload(self, target, meta)
+
+    def stat(self, target: str) -> ObjectStat | None:
+        try:
+            st = os.stat(target, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise translate_os_error(exc, f"cannot look at {target}") from exc
+        return ObjectStat(size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+    def open_read(self, target: str) -> BinaryIO:
+        try:
+            return open(target, "rb")
+        except OSError as exc:
+            raise translate_os_error(exc, f"cannot read {target}") from exc
+
+    def abort_token(self, target: str, token: ResumeToken) -> None:
+        partial = token.get("partial")
+        if isinstance(partial, str):
+            try:
+                os.unlink(partial)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        return None

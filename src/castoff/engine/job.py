@@ -1,0 +1,1140 @@
+"""The engine: runs one job from the scan to the last verified byte, and records it all.
+
+It reads each file once and fans its chunks out to every attached lane; a lane that lags is
+detached and catches up later from a verified local copy. It owns every thread, the memory budget,
+retries, restarts, conflicts and the catalog writes; destinations only do I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import blake3
+
+from castoff import errors
+from castoff.catalog.db import Catalog, LandedRow
+from castoff.destinations.base import (
+    Destination,
+    Landed,
+    MiB,
+    ObjectMeta,
+    PartReceipt,
+    TargetExists,
+    Upload,
+    parts_for,
+)
+from castoff.engine.budget import Chunk, MemoryBudget
+from castoff.engine.conflicts import alt_target
+from castoff.engine.events import Event, EventSink, null_sink
+from castoff.engine.lanes import FileState, Lane, Stream
+from castoff.engine.retry import RetryPolicy
+from castoff.scan import Filters, SourceFile, scan
+
+ON_CONFLICT = ("rename", "skip", "overwrite", "fail")
+#: the destination is unusable for every file, not just this one
+LANE_FATAL = (
+    errors.DestinationGone,
+    errors.DestinationReadOnly,
+    errors.DestinationFull,
+    errors.AccessDenied,
+    errors.NoSuchBucket,
+    errors.BadCredentials,
+)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    chunk_size: int = 16 * MiB
+    memory_budget: int = 256 * MiB
+    on_conflict: str = "rename"
+    rehash: bool = False
+    filters: Filters = field(default_factory=Filters)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: a destination that keeps failing rests this long (doubling) before the engine tries again
+    lane_pause: float = 5.0
+    max_pauses: int = 3
+    max_restarts: int = 2
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    exit_code: int
+    status: str
+    files: int
+    bytes: int
+    peak_memory: int
+    released: bool
+    lanes: dict[str, dict[str, int]]
+
+
+class Engine:
+    """One job. ``run`` returns when every stream is at an end (or the job was interrupted)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        job_id: str,
+        destinations: Sequence[Destination],
+        options: JobOptions,
+        *,
+        sink: EventSink = null_sink,
+        cancel: threading.Event | None = None,
+        limiters: dict[str, object] | None = None,
+    ) -> None:
+        if options.on_conflict not in ON_CONFLICT:
+            raise errors.UsageError(f"--on-conflict must be one of {', '.join(ON_CONFLICT)}")
+        self.catalog = catalog
+        self.job_id = job_id
+        self.options = options
+        self.sink = sink
+        self.cancel = cancel or threading.Event()
+        # Half the budget for the one read, half for catch-up reads, so neither can starve the other.
+        self.budget = MemoryBudget(options.memory_budget // 2)
+        self.catchup_budget = MemoryBudget(options.memory_budget - options.memory_budget // 2)
+        self.lanes: list[Lane] = []
+        for dest in destinations:
+            limiter = (limiters or {}).get(dest.ident)
+            self.lanes.append(
+                Lane(
+                    dest,
+                    put=self._put,
+                    close=self._close,
+                    cancel=self.cancel,
+                    limiter=limiter,  # type: ignore[arg-type]
+                )
+            )
+        self.need_md5 = any(lane.caps.needs_md5 for lane in self.lanes)
+        self._state = threading.Condition()
+        self._open_streams = 0
+        self._catchup: deque[list[Stream]] = deque()
+        self._reading_done = False
+        self._released = False
+        self._open: set[Stream] = set()
+        self.files = 0
+        self.bytes = 0
+
+    # -- events ------------------------------------------------------------------------------
+
+    def emit(self, kind: str, **data: object) -> None:
+        self.sink(Event(kind, data))
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.catalog.log(self.job_id, level, message)
+        self.emit("log", level=level, message=message)
+
+    # -- the job ----------------------------------------------------------------------------
+
+    def run(self, sources: Sequence[str]) -> JobResult:
+        for lane in self.lanes:
+            try:
+                lane.dest.preflight()
+            except errors.CastoffError as exc:
+                lane.dead = exc
+                self.log(f"{lane.name}: not usable: {exc}", "error")
+            self._clean_partials(lane)
+        self.emit(
+            "job-start",
+            job_id=self.job_id,
+            destinations=[{"name": ln.name, "kind": ln.caps.kind} for ln in self.lanes],
+        )
+        for lane in self.lanes:
+            lane.start()
+        catchup = threading.Thread(target=self._catchup_loop, name="catch-up", daemon=True)
+        catchup.start()
+        try:
+            self._read_all(sources)
+        finally:
+            with self._state:
+                self._reading_done = True
+                self._state.notify_all()
+        self._check_released()
+        with self._state:
+            while self._open_streams > 0 and not self.cancel.is_set():
+                self._state.wait(0.2)
+                self._check_released_locked()
+        catchup.join(5.0)
+        for lane in self.lanes:
+            lane.stop(timeout=0.5 if self.cancel.is_set() else 30.0)
+        if self.cancel.is_set():
+            self._record_interrupted()
+        return self._result()
+
+    def _result(self) -> JobResult:
+        failed = any(ln.stats.failed or ln.stats.incomplete for ln in self.lanes)
+        source_failed = bool(
+            self.catalog._query(
+                "SELECT 1 FROM files WHERE job_id=? AND status='failed' LIMIT 1", (self.job_id,)
+            )
+        )
+        if self.cancel.is_set():
+            code, status = errors.EXIT_INTERRUPTED, "interrupted"
+        elif failed or source_failed:
+            code, status = errors.EXIT_FAILED, "failed"
+        else:
+            code, status = errors.EXIT_OK, "done"
+        return JobResult(
+            job_id=self.job_id,
+            exit_code=code,
+            status=status,
+            files=self.files,
+            bytes=self.bytes,
+            peak_memory=self.budget.peak + self.catchup_budget.peak,
+            released=self._released,
+            lanes={ln.name: dict(vars(ln.stats)) for ln in self.lanes},
+        )
+
+    def _clean_partials(self, lane: Lane) -> None:
+        """Hidden partial files an interrupted run left: they were never visible; remove them."""
+        for path in self.catalog.partials(lane.dest.ident):
+            lane.dest.abort_token(path, {"partial": path})
+            self.catalog.drop_partial(lane.dest.ident, path)
+
+    # -- planning and the one read ------------------------------------------------------------
+
+    def _part_size(self, size: int) -> int:
+        ps = self.options.chunk_size
+        for lane in self.lanes:
+            caps = lane.caps
+            if caps.preferred_part_size:
+                ps = max(ps, caps.preferred_part_size)
+            ps = max(ps, caps.min_part_size)
+            if size > ps * caps.max_parts:
+                need = -(-size // caps.max_parts)
+                ps = max(ps, -(-need // MiB) * MiB)
+        return ps
+
+    def _read_all(self, sources: Sequence[str]) -> None:
+        for item in scan(sources, self.options.filters):
+            if self.cancel.is_set():
+                return
+            if not isinstance(item, SourceFile) and item.code in ("unreadable", "vanished"):
+                # Something the user expects copied could not be read: a failure, not a skip.
+                file_id = self.catalog.add_file(
+                    self.job_id, rel_path=item.rel_path, abs_path=item.abs_path, size=0,
+                    mtime_ns=0,
+                )
+                code = "source-vanished" if item.code == "vanished" else "source-read"
+                self.catalog.file_failed(file_id, error=f"{item.rel_path}: {item.reason}",
+                                         code=code)
+                self.log(f"{item.rel_path}: {item.reason}", "error")
+                continue
+            if not isinstance(item, SourceFile):
+                self.catalog.add_skipped_file(
+                    self.job_id,
+                    rel_path=item.rel_path,
+                    abs_path=item.abs_path,
+                    reason=item.reason,
+                    code=item.code,
+                )
+                if item.code != "junk":
+                    self.log(f"skip: {item.rel_path}: {item.reason}", "warning")
+                continue
+            self._one_file(item)
+
+    def _one_file(self, src: SourceFile) -> None:
+        file_id = self.catalog.add_file(
+            self.job_id,
+            rel_path=src.rel_path,
+            abs_path=src.abs_path,
+            size=src.size,
+            mtime_ns=src.mtime_ns,
+        )
+        self.files += 1
+        self.bytes += src.size
+        part_size = self._part_size(src.size)
+        fs = FileState(
+            src=src, file_id=file_id, part_size=part_size, n_parts=parts_for(src.size, part_size)
+        )
+        known = (
+            None
+            if self.options.rehash
+            else self.catalog.known_hash(src.abs_path, src.size, src.mtime_ns)
+        )
+        streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
+        if not streams:
+            fs.status = "read" if known else "skipped"
+            fs.read_done.set()
+            return
+        self._adopt_resumed_part_size(fs, streams)
+        if known is not None:
+            fs.digest, fs.md5 = known
+        live, deferred = [], []
+        for s in streams:
+            multipart_needs_hash = (
+                s.lane.caps.needs_hash_at_start
+                and fs.n_parts > 1
+                and (fs.digest is None or (self.need_md5 and fs.md5 is None))
+            )
+            if s.lane.attachable() and not multipart_needs_hash and not s.resume_token:
+                live.append(s)
+            else:
+                deferred.append(s)
+        for s in streams:
+            if s.lane.caps.is_local:
+                fs.pending_local += 1
+        with self._state:
+            self._open_streams += len(streams)
+            self._open.update(streams)
+            fs.streams = streams
+        if deferred:
+            self._defer(deferred)
+        if not live and fs.digest is not None and (fs.md5 is not None or not self.need_md5):
+            # Every destination catches up later and the catalog knows the hashes: the read
+            # those destinations make is the one read, and it is verified against the known hash.
+            fs.status = "read"
+            self.log(f"hash known from an earlier read: {src.rel_path}", "debug")
+            self._read_finished(fs)
+            return
+        self._feed(fs, live, src.abs_path, live=True)
+
+    def _plan_stream(self, lane: Lane, fs: FileState) -> Stream | None:
+        src = fs.src
+        dest = lane.dest
+        lane.stats.files_total += 1
+        lane.stats.bytes_total += src.size
+        try:
+            target = dest.target_for(src.rel_path)
+            if len(target.encode("utf-8", "surrogateescape")) > lane.caps.max_key_bytes:
+                raise errors.KeyRejected(
+                    f"{src.rel_path}: the target is longer than {lane.caps.max_key_bytes} bytes"
+                )
+        except errors.CastoffError as exc:
+            self._record(lane, fs, src.rel_path, "failed", error=exc)
+            return None
+        if lane.dead is not None:
+            self._record(lane, fs, target, "failed", error=lane.dead)
+            return None
+        if not self.options.rehash:
+            landed = self.catalog.landed_at(dest.ident, target)
+            if (
+                landed is not None
+                and landed.size == src.size
+                and landed.mtime_ns == src.mtime_ns
+                and self._still_there(lane, landed.target, src.size)
+            ):
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(landed.verified_at))
+                detail = f"verified at {lane.name} on {when} ({landed.verify_method})"
+                self.log(f"skip: {src.rel_path}: {detail}", "debug")
+                self._record(
+                    lane,
+                    fs,
+                    landed.target,
+                    "skipped",
+                    verify_method=landed.verify_method,
+                    etag=landed.etag,
+                    detail=detail,
+                    verified_at=landed.verified_at,
+                )
+                return None
+        stream = Stream(lane=lane, file=fs, planned=target, target=target)
+        if lane.caps.resumable:
+            self._find_resumable(stream)
+        return stream
+
+    def _still_there(self, lane: Lane, target: str, size: int) -> bool:
+        if not lane.caps.can_stat:
+            return True  # a write-only bucket: the catalog is the only memory there is
+        try:
+            st = lane.dest.stat(target)
+        except errors.CastoffError:
+            return False
+        return st is not None and st.size == size
+
+    def _find_resumable(self, stream: Stream) -> None:
+        row = self.catalog.find_upload(stream.lane.dest.ident, stream.target)
+        if row is None:
+            return
+        src = stream.file.src
+        if row.size == src.size and row.mtime_ns == src.mtime_ns:
+            stream.resume_token = row.token
+            stream.upload_pk = row.id
+            stream.receipts = {p.index: p for p in row.parts}
+            stream.resumed_parts = len(row.parts)
+            stream.notes.append(f"resume: upload had {len(row.parts)} parts from job {row.job_id}")
+            return
+        self.log(
+            f"{stream.lane.name}: {stream.target}: source changed since the unfinished"
+            " upload; aborting it and starting over"
+        )
+        self._abort_token(stream.lane, row.target, row.token)
+        self.catalog.close_upload(row.id)
+
+    def _abort_token(self, lane: Lane, target: str, token: object) -> None:
+        try:
+            lane.dest.abort_token(target, token)  # type: ignore[arg-type]
+        except errors.CastoffError as exc:
+            self.log(f"{lane.name}: could not abort the old upload of {target}: {exc}", "warning")
+
+    def _adopt_resumed_part_size(self, fs: FileState, streams: list[Stream]) -> None:
+        for s in streams:
+            if s.resume_token is not None:
+                ps = s.resume_token.get("part_size")
+                if isinstance(ps, int) and ps > 0:
+                    fs.part_size = ps
+                    fs.n_parts = parts_for(fs.src.size, ps)
+                    break
+        for s in streams:
+            if s.resume_token is not None and s.resume_token.get("part_size") != fs.part_size:
+                self._abort_token(s.lane, s.target, s.resume_token)
+                if s.upload_pk is not None:
+                    self.catalog.close_upload(s.upload_pk)
+                s.reset(keep_parts=False)
+                s.resumed_parts = 0
+                s.notes.append("resume: part size differs; started over")
+
+    def _feed(self, fs: FileState, streams: list[Stream], path: str, *, live: bool) -> None:
+        """Read ``path`` once, in parts, hashing as it goes, handing each part to ``streams``."""
+        src = fs.src
+        for s in streams:
+            with s.lane.cond:
+                s.feeding = True
+        try:
+            digest, md5 = self._read_parts(fs, streams, path, live=live)
+        except errors.Interrupted:
+            return
+        except errors.SourceError as exc:
+            if live:
+                self._source_failed(fs, exc)
+            else:
+                for s in streams:
+                    s.lane.fail(s, exc)
+            return
+        if live:
+            fs.digest, fs.md5 = digest, md5 or fs.md5
+            fs.status = "read"
+            self.catalog.file_read(fs.file_id, blake3=digest, md5=md5)
+        elif digest != fs.digest:
+            if path != src.abs_path:
+                fs.local_copy = None  # next time, from the source
+            bad = errors.IntegrityError(
+                f"{path} no longer matches the source's BLAKE3 (read {digest[:16]}…,"
+                f" source {(fs.digest or '?')[:16]}…)",
+                hint="the copy or the source changed after it was verified",
+            )
+            for s in streams:
+                s.lane.fail(s, bad)
+            return
+        for s in streams:
+            s.lane.end_feed(s)
+        if live:
+            self._read_finished(fs)
+        self.emit("file-read", rel_path=src.rel_path, size=src.size)
+
+    def _read_parts(
+        self, fs: FileState, streams: list[Stream], path: str, *, live: bool
+    ) -> tuple[str, str | None]:
+        src = fs.src
+        budget = self.budget if live else self.catchup_budget
+        check_mtime = path == src.abs_path
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if fs.part_size >= 4 * MiB else 1)
+        whole_md5 = hashlib.md5(usedforsecurity=False) if (live and self.need_md5) else None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise errors.SourceVanished(f"{src.rel_path}: vanished before it was read") from exc
+        except OSError as exc:
+            raise errors.SourceReadError(f"{src.rel_path}: cannot open: {exc.strerror}") from exc
+        try:
+            st = os.fstat(fd)
+            if st.st_size != src.size or (check_mtime and st.st_mtime_ns != src.mtime_ns):
+                raise errors.SourceChanged(
+                    f"{src.rel_path}: changed between the scan and the read", hint="re-run the job"
+                )
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            except OSError:
+                pass
+            offset = 0
+            for index in range(fs.n_parts):
+                size = min(fs.part_size, src.size - offset)
+                if not budget.acquire(
+                    size,
+                    cancelled=self.cancel.is_set,
+                    on_blocked=lambda: self._maybe_detach(budget, streams),
+                ):
+                    raise errors.Interrupted("interrupted")
+                buf = bytearray(size)
+                try:
+                    self._read_exactly(fd, buf, offset, src.rel_path)
+                except BaseException:
+                    budget.release(size)
+                    raise
+                view = memoryview(buf)
+                hasher.update(view)
+                if whole_md5 is not None:
+                    whole_md5.update(view)
+                last = index == fs.n_parts - 1
+                if last:
+                    try:
+                        self._check_unchanged(
+                            fd, path, src, size_limit=offset + size, live=check_mtime
+                        )
+                    except BaseException:
+                        budget.release(size)
+                        raise
+                    if live:
+                        # known before the last part goes out, so a one-part object's metadata has it
+                        fs.digest = hasher.hexdigest()
+                        fs.md5 = whole_md5.hexdigest() if whole_md5 else fs.md5
+                self._hand_out(budget, streams, buf, size, index, offset)
+                offset += size
+        finally:
+            os.close(fd)
+        return hasher.hexdigest(), (whole_md5.hexdigest() if whole_md5 else None)
+
+    @staticmethod
+    def _read_exactly(fd: int, buf: bytearray, offset: int, rel: str) -> None:
+        view = memoryview(buf)
+        got = 0
+        try:
+            while got < len(buf):
+                n = os.preadv(fd, [view[got:]], offset + got)
+                if n == 0:
+                    raise errors.SourceChanged(f"{rel}: shrank while it was read")
+                got += n
+        except OSError as exc:
+            raise errors.SourceReadError(f"{rel}: read error: {exc.strerror}") from exc
+
+    def _check_unchanged(
+        self, fd: int, path: str, src: SourceFile, *, size_limit: int, live: bool
+    ) -> None:
+        try:
+            extra = os.pread(fd, 1, size_limit)
+            st_fd = os.fstat(fd)
+            st_path = os.stat(path)
+        except FileNotFoundError as exc:
+            raise errors.SourceVanished(f"{src.rel_path}: deleted while it was read") from exc
+        except OSError as exc:
+            raise errors.SourceReadError(f"{src.rel_path}: {exc.strerror}") from exc
+        if extra:
+            raise errors.SourceChanged(f"{src.rel_path}: grew while it was read")
+        if (st_fd.st_ino, st_fd.st_dev) != (st_path.st_ino, st_path.st_dev):
+            raise errors.SourceChanged(f"{src.rel_path}: replaced while it was read")
+        if st_fd.st_size != src.size or (live and st_fd.st_mtime_ns != src.mtime_ns):
+            raise errors.SourceChanged(
+                f"{src.rel_path}: modified while it was read (size or mtime moved)",
+                hint="let the writer finish, then re-run",
+            )
+
+    @staticmethod
+    def _hand_out(
+        budget: MemoryBudget,
+        streams: list[Stream],
+        buf: bytearray,
+        size: int,
+        index: int,
+        offset: int,
+    ) -> None:
+        takers = [s for s in streams if s.wants(index)]
+        if not takers:
+            budget.release(size)
+            return
+        chunk = Chunk(budget, buf, size, index, offset, refs=len(takers))
+        for s in takers:
+            if not s.lane.push(s, chunk):
+                chunk.release()
+
+    def _maybe_detach(self, budget: MemoryBudget, feeding: list[Stream]) -> None:
+        """Called while a reader waits for memory: if one lane holds most of it while another
+        lane of the same read keeps up, let the laggard go; it catches up later from a copy."""
+        key = id(budget)
+        held = {id(ln): ln.queued_by.get(key, 0) for ln in self.lanes}
+        busy = [ln for ln in self.lanes if held[id(ln)] > 0]
+        if not busy:
+            return
+        worst = max(busy, key=lambda ln: held[id(ln)])
+        others = [held[id(s.lane)] for s in feeding if s.lane is not worst and s.feeding]
+        if not others:
+            return
+        if held[id(worst)] < budget.limit // 2 or held[id(worst)] <= 2 * min(others):
+            return
+        streams = worst.detach()
+        if streams:
+            self.log(
+                f"{worst.name} is behind by more than half the memory budget: it continues"
+                f" from a verified copy ({len(streams)} file(s) deferred)",
+                "info",
+            )
+            self._defer(streams)
+
+    def _source_failed(self, fs: FileState, exc: errors.SourceError) -> None:
+        fs.status = "failed"
+        fs.error = exc
+        self.catalog.file_failed(fs.file_id, error=str(exc), code=exc.code)
+        self.log(f"{fs.src.rel_path}: {exc}", "error")
+        for s in fs.streams:
+            s.lane.fail(s, exc)
+        fs.read_done.set()
+        with self._state:
+            self._state.notify_all()
+
+    def _read_finished(self, fs: FileState) -> None:
+        fs.read_done.set()
+        with self._state:
+            self._state.notify_all()
+
+    # -- catch-up: lagging destinations continue from a verified copy -------------------------
+
+    def _defer(self, streams: list[Stream]) -> None:
+        by_file: dict[int, list[Stream]] = {}
+        for s in streams:
+            by_file.setdefault(id(s.file), []).append(s)
+        with self._state:
+            for s in streams:
+                with s.lane.cond:
+                    s.lane.backlog += 1
+            self._catchup.extend(by_file.values())
+            self._state.notify_all()
+
+    def _ready(self, group: list[Stream]) -> bool:
+        fs = group[0].file
+        if not fs.read_done.is_set():
+            return False
+        if fs.status == "failed":
+            return True
+        if any(s.lane.paused() for s in group):
+            return False
+        return (
+            fs.local_copy is not None
+            or fs.pending_local == 0
+            or all(s.lane.caps.is_local for s in group)
+        )
+
+    def _next_group(self) -> list[Stream] | None:
+        with self._state:
+            while not self.cancel.is_set():
+                for i, group in enumerate(self._catchup):
+                    if i > 256:
+                        break
+                    if self._ready(group):
+                        del self._catchup[i]
+                        return group
+                if self._reading_done and self._open_streams == 0:
+                    return None
+                self._state.wait(0.2)
+        return None
+
+    def _catchup_loop(self) -> None:
+        while True:
+            group = self._next_group()
+            if group is None:
+                return
+            for s in group:
+                with s.lane.cond:
+                    s.lane.backlog -= 1
+            fs = group[0].file
+            if fs.status == "failed":
+                for s in group:
+                    s.lane.fail(s, fs.error or errors.SourceError("source failed"))
+                continue
+            # Group by file: streams of one file share one read (and one MD5 per part).
+            path = fs.local_copy or fs.src.abs_path
+            if fs.local_copy:
+                for s in group:
+                    s.notes.append(f"sent from the verified copy {fs.local_copy}")
+            try:
+                self._feed(fs, group, path, live=False)
+            except BaseException as exc:  # a bug must fail these streams, not stall the job
+                for s in group:
+                    s.lane.fail(s, exc)
+
+    # -- inside a lane: one part, and the end of a stream -------------------------------------
+
+    def _put(self, stream: Stream, chunk: Chunk) -> None:
+        lane = stream.lane
+        if stream.failed is not None or self.cancel.is_set():
+            return
+        if lane.dead is not None:
+            raise lane.dead
+        while lane.paused() and not self.cancel.is_set():
+            self.cancel.wait(min(1.0, lane.paused_until - time.monotonic()))
+        upload = self._ensure_started(stream)
+        md5 = chunk.md5() if lane.caps.needs_md5 else None
+        if lane.limiter is not None:
+            lane.limiter.take(chunk.size)
+
+        def attempt() -> PartReceipt:
+            return upload.put_part(chunk.index, chunk.offset, chunk.data, md5)
+
+        receipt = self.options.retry.call(
+            attempt,
+            cancel=self.cancel,
+            on_retry=lambda n, exc, wait: self.log(
+                f"{lane.name}: {stream.target} part {chunk.index + 1}: {exc}; retry {n} in {wait:.1f}s",
+                "warning",
+            ),
+        )
+        if lane.caps.resumable:
+            self._record_upload(stream)
+            if stream.upload_pk is not None:
+                self.catalog.add_part(stream.upload_pk, receipt)
+        with lane.cond:
+            stream.receipts[chunk.index] = receipt
+            lane.stats.bytes_done += chunk.size
+        self.emit("progress", dest=lane.name, bytes=chunk.size)
+
+    def _ensure_started(self, stream: Stream) -> Upload:
+        with stream.start_lock:
+            if stream.upload is None:
+                fs = stream.file
+                src = fs.src
+                meta = ObjectMeta(
+                    rel_path=src.rel_path,
+                    size=src.size,
+                    mtime_ns=src.mtime_ns,
+                    atime_ns=src.atime_ns,
+                    blake3=fs.digest,
+                    md5=fs.md5,
+                )
+                lane = stream.lane
+                stream.upload = self.options.retry.call(
+                    lambda: lane.dest.start(
+                        stream.target, meta=meta, part_size=fs.part_size, resume=stream.resume_token
+                    ),
+                    cancel=self.cancel,
+                )
+                partial = stream.upload.token.get("partial")
+                if isinstance(partial, str):
+                    self.catalog.add_partial(lane.dest.ident, partial, self.job_id)
+                if stream.resumed_parts:
+                    self.log(
+                        f"resume: {lane.name}: {stream.target}: continuing at part"
+                        f" {stream.resumed_parts + 1}/{fs.n_parts}"
+                    )
+            return stream.upload
+
+    def _record_upload(self, stream: Stream) -> None:
+        if stream.upload_pk is not None or stream.upload is None:
+            return
+        with stream.start_lock:
+            if stream.upload_pk is not None:
+                return
+            token = stream.upload.token
+            if not token.get("upload_id"):
+                return  # a single PUT: nothing to resume
+            fs = stream.file
+            stream.upload_pk = self.catalog.open_upload(
+                dest_ident=stream.lane.dest.ident,
+                dest_name=stream.lane.name,
+                target=stream.target,
+                src_path=fs.src.abs_path,
+                size=fs.src.size,
+                mtime_ns=fs.src.mtime_ns,
+                part_size=fs.part_size,
+                token=token,
+                blake3=fs.digest,
+                job_id=self.job_id,
+            )
+
+    def _close(self, stream: Stream) -> None:
+        """The committer: land a complete stream, or end / retry a failed one."""
+        lane = stream.lane
+        if self.cancel.is_set() and stream.failed is None and not stream.finished:
+            return
+        if isinstance(stream.failed, TargetExists) and stream.upload is not None:
+            assert stream.file.digest is not None
+            try:
+                self._conflict(
+                    stream,
+                    stream.upload,
+                    stream.failed.target,
+                    stream.file.digest,
+                    lambda **kw: self._refuse_commit(stream),
+                )
+            except BaseException as exc:
+                stream.failed = None
+                self._close_failed(stream, exc)
+            return
+        if stream.failed is not None:
+            self._close_failed(stream, stream.failed)
+            return
+        fs = stream.file
+        upload = stream.upload
+        assert upload is not None and fs.digest is not None
+        receipts = [stream.receipts[i] for i in sorted(stream.receipts)]
+        try:
+            landed = self._commit(stream, upload, receipts, fs.digest)
+        except BaseException as exc:
+            self._close_failed(stream, exc)
+            return
+        if landed is None:
+            return  # recorded by the conflict handling
+        self._landed(stream, landed, "verified")
+
+    def _commit(
+        self, stream: Stream, upload: Upload, receipts: list[PartReceipt], digest: str
+    ) -> Landed | None:
+        def commit(target: str | None = None, overwrite: bool = False) -> Landed:
+            return self.options.retry.call(
+                lambda: upload.commit(
+                    receipts, source_blake3=digest, target=target, overwrite=overwrite
+                ),
+                cancel=self.cancel,
+            )
+
+        if isinstance(stream.failed, TargetExists):
+            return self._conflict(stream, upload, stream.failed.target, digest, commit)
+        try:
+            return commit(overwrite=self.options.on_conflict == "overwrite")
+        except TargetExists as exc:
+            return self._conflict(stream, upload, exc.target, digest, commit)
+
+    def _conflict(
+        self,
+        stream: Stream,
+        upload: Upload,
+        existing: str,
+        digest: str,
+        do_commit: Callable[..., Landed],
+    ) -> Landed | None:
+        lane = stream.lane
+        policy = self.options.on_conflict
+        if lane.caps.can_read_back and self._same_content(lane, existing, digest):
+            upload.abort()
+            self._drop_partial(stream)
+            landed = Landed(
+                target=existing,
+                size=stream.file.src.size,
+                verify_method="existing copy read back: blake3 match",
+            )
+            self._landed(stream, landed, "already")
+            return None
+        if policy == "skip":
+            upload.abort()
+            self._drop_partial(stream)
+            self._end(
+                stream,
+                "skipped",
+                detail=f"{existing} exists with other content; kept it (--on-conflict skip)",
+            )
+            return None
+        if policy == "fail":
+            upload.abort()
+            self._drop_partial(stream)
+            raise errors.ConflictError(
+                f"{existing} exists with other content", hint="--on-conflict rename keeps both"
+            )
+        if policy == "overwrite":
+            return do_commit(target=existing, overwrite=True)
+        for n in range(2, 10_000):
+            alt = alt_target(stream.planned, n)
+            if lane.caps.commit_can_retarget:
+                if lane.caps.can_stat and lane.dest.stat(alt) is not None:
+                    if self._same_content(lane, alt, digest):
+                        upload.abort()
+                        self._drop_partial(stream)
+                        self._landed(
+                            stream,
+                            Landed(
+                                alt, stream.file.src.size, "existing copy read back: blake3 match"
+                            ),
+                            "already",
+                        )
+                        return None
+                    continue
+                try:
+                    landed = do_commit(target=alt)
+                except TargetExists:
+                    continue
+                stream.notes.append(f"{existing} exists with other content: kept both")
+                return landed
+            # The key is fixed when the upload starts: send the file again under the new name.
+            upload.abort()
+            stream.notes.append(f"{existing} exists: sending as {alt}")
+            stream.target = alt
+            stream.reset(keep_parts=False)
+            self._restart(stream)
+            return None
+        raise errors.ConflictError(f"no free name for {existing}")
+
+    @staticmethod
+    def _refuse_commit(stream: Stream) -> Landed:
+        raise errors.ConflictError(
+            f"{stream.target} exists and this destination cannot replace it in place",
+            hint="use --on-conflict rename or skip",
+        )
+
+    def _same_content(self, lane: Lane, target: str, digest: str) -> bool:
+        try:
+            with lane.dest.open_read(target) as fh:
+                h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+                while block := fh.read(8 * MiB):
+                    h.update(block)
+            return bool(h.hexdigest() == digest)
+        except (OSError, errors.CastoffError):
+            return False
+
+    def _restart(self, stream: Stream) -> None:
+        with stream.lane.cond:
+            stream.closing = False
+        self._defer([stream])
+
+    def _close_failed(self, stream: Stream, exc: BaseException) -> None:
+        lane = stream.lane
+        fs = stream.file
+        upload = stream.upload
+        if self.cancel.is_set() or isinstance(exc, errors.Interrupted):
+            self._end(stream, "incomplete", error=errors.Interrupted("interrupted"))
+            if upload is not None and not lane.caps.resumable:
+                upload.abort()
+                self._drop_partial(stream)
+            return
+        if isinstance(exc, errors.SourceError):
+            if upload is not None:
+                upload.abort()
+                self._drop_partial(stream)
+            self._close_catalog_upload(stream)
+            self._end(stream, "failed", error=exc)
+            return
+        if not isinstance(exc, errors.CastoffError):
+            text = "".join(traceback.format_exception(exc))
+            self.log(f"{lane.name}: {stream.target}: internal error:\n{text}", "error")
+            exc = errors.DestinationError(f"internal error: {exc!r}")
+        can_retry = fs.status == "read" and not isinstance(exc, LANE_FATAL)
+        if exc.restartable and can_retry and stream.restarts < self.options.max_restarts:
+            stream.restarts += 1
+            lane.stats.restarts += 1
+            if upload is not None:
+                upload.abort()
+                self._drop_partial(stream)
+            self._close_catalog_upload(stream)
+            stream.notes.append(f"{exc}; sent again from the start")
+            self.log(f"{lane.name}: {stream.target}: {exc}; sending it again", "warning")
+            stream.reset(keep_parts=False)
+            self._restart(stream)
+            return
+        if exc.retryable and can_retry and lane.pauses < self.options.max_pauses:
+            keep = lane.caps.resumable
+            if upload is not None and not keep:
+                upload.abort()
+                self._drop_partial(stream)
+            wait = self.options.lane_pause * (2**lane.pauses)
+            with lane.cond:
+                if not lane.paused():
+                    lane.pauses += 1
+                    lane.paused_until = time.monotonic() + wait
+            self.log(
+                f"{lane.name}: {exc}; pausing this destination {wait:.0f}s, then trying"
+                " again (the others carry on)",
+                "warning",
+            )
+            stream.reset(keep_parts=keep)
+            self._restart(stream)
+            return
+        if isinstance(exc, LANE_FATAL) and lane.dead is None:
+            lane.dead = exc
+            self.log(f"{lane.name}: {exc}: no more files go there in this job", "error")
+        if lane.caps.resumable and upload is not None and exc.retryable:
+            done = len(stream.receipts)
+            self._end(
+                stream,
+                "incomplete",
+                error=exc,
+                detail=f"resumable: {done}/{fs.n_parts} parts uploaded; re-run to continue",
+            )
+            return
+        if upload is not None:
+            upload.abort()
+            self._drop_partial(stream)
+        self._close_catalog_upload(stream)
+        self._end(stream, "failed", error=exc)
+
+    def _close_catalog_upload(self, stream: Stream) -> None:
+        if stream.upload_pk is not None:
+            self.catalog.close_upload(stream.upload_pk)
+            stream.upload_pk = None
+
+    def _drop_partial(self, stream: Stream) -> None:
+        if stream.upload is not None:
+            partial = stream.upload.token.get("partial")
+            if isinstance(partial, str):
+                self.catalog.drop_partial(stream.lane.dest.ident, partial)
+
+    def _landed(self, stream: Stream, landed: Landed, status: str) -> None:
+        fs = stream.file
+        lane = stream.lane
+        assert fs.digest is not None
+        now = time.time()
+        self._drop_partial(stream)
+        self._close_catalog_upload(stream)
+        self.catalog.record_landed(
+            LandedRow(
+                dest_ident=lane.dest.ident,
+                planned=stream.planned,
+                target=landed.target,
+                src_path=fs.src.abs_path,
+                size=fs.src.size,
+                mtime_ns=fs.src.mtime_ns,
+                blake3=fs.digest,
+                etag=landed.etag,
+                verify_method=landed.verify_method,
+                verified_at=now,
+                job_id=self.job_id,
+            )
+        )
+        detail = "; ".join([*stream.notes, *([landed.detail] if landed.detail else [])]) or None
+        stream.target = landed.target
+        if lane.caps.is_local and lane.caps.can_read_back and fs.local_copy is None:
+            fs.local_copy = landed.target
+        self._end(
+            stream,
+            status,
+            verify_method=landed.verify_method,
+            etag=landed.etag,
+            detail=detail,
+            verified_at=now,
+        )
+
+    def _end(
+        self,
+        stream: Stream,
+        status: str,
+        *,
+        error: BaseException | None = None,
+        verify_method: str | None = None,
+        etag: str | None = None,
+        detail: str | None = None,
+        verified_at: float | None = None,
+    ) -> None:
+        fs = stream.file
+        lane = stream.lane
+        if detail is None and stream.notes:
+            detail = "; ".join(stream.notes)
+        self._record(
+            lane,
+            fs,
+            stream.target,
+            status,
+            error=error,
+            verify_method=verify_method,
+            etag=etag,
+            detail=detail,
+            verified_at=verified_at,
+        )
+        with self._state:
+            if lane.caps.is_local:
+                fs.pending_local -= 1
+            self._open_streams -= 1
+            self._open.discard(stream)
+            self._state.notify_all()
+
+    def _record(
+        self,
+        lane: Lane,
+        fs: FileState,
+        target: str,
+        status: str,
+        *,
+        error: BaseException | None = None,
+        verify_method: str | None = None,
+        etag: str | None = None,
+        detail: str | None = None,
+        verified_at: float | None = None,
+    ) -> None:
+        err_text = str(error) if error is not None else None
+        code = (
+            error.code
+            if isinstance(error, errors.CastoffError)
+            else ("internal" if error is not None else None)
+        )
+        self.catalog.set_outcome(
+            self.job_id,
+            fs.file_id,
+            dest_ident=lane.dest.ident,
+            dest_name=lane.name,
+            target=target,
+            status=status,
+            verify_method=verify_method,
+            etag=etag,
+            error=err_text,
+            error_code=code,
+            detail=detail,
+            verified_at=verified_at,
+        )
+        st = lane.stats
+        with lane.cond:
+            if status in ("verified", "already", "skipped"):
+                st.files_done += 1
+                setattr(st, status, getattr(st, status) + 1)
+            elif status == "failed":
+                st.failed += 1
+            elif status == "incomplete":
+                st.incomplete += 1
+        if status in ("failed", "incomplete"):
+            self.log(f"{lane.name}: {fs.src.rel_path}: {status}: {err_text}", "error")
+        self.emit(
+            "file-done",
+            rel_path=fs.src.rel_path,
+            dest=lane.name,
+            target=target,
+            status=status,
+            size=fs.src.size,
+            blake3=fs.digest,
+            verify_method=verify_method,
+            etag=etag,
+            error=err_text,
+            detail=detail,
+        )
+
+    # -- the source can be released -----------------------------------------------------------
+
+    def _check_released(self) -> None:
+        with self._state:
+            self._check_released_locked()
+
+    def _check_released_locked(self) -> None:
+        if self._released or not self._reading_done or self.cancel.is_set():
+            return
+        local = [ln for ln in self.lanes if ln.caps.is_local]
+        if not local:
+            return
+        for ln in local:
+            st = ln.stats
+            if st.failed or st.incomplete or st.files_done < st.files_total:
+                return
+        if (
+            any(g for g in self._catchup if any(not s.lane.caps.is_local for s in g))
+            or any(ln.queued_bytes for ln in self.lanes if not ln.caps.is_local)
+            or self._open_streams > 0
+        ):
+            self._released = True
+            self.log(
+                "every local destination is verified: the source can be released;"
+                " the remaining uploads read from the verified local copies"
+            )
+            self.emit("released", remaining_streams=self._open_streams)
+            return
+        self._released = True
+        self.emit("released", remaining_streams=0)
+
+    def _record_interrupted(self) -> None:
+        with self._state:
+            left = list(self._open)
+        for stream in left:
+            lane = stream.lane
+            note = "interrupted; re-run to continue"
+            if lane.caps.resumable and stream.receipts:
+                note += f" ({len(stream.receipts)}/{stream.file.n_parts} parts uploaded)"
+            elif stream.upload is not None and not lane.caps.resumable:
+                try:
+                    stream.upload.abort()
+                    self._drop_partial(stream)
+                except errors.CastoffError:
+                    pass
+            self._record(
+                lane,
+                stream.file,
+                stream.target,
+                "incomplete",
+                error=errors.Interrupted("interrupted"),
+                detail=note,
+            )
+        self.log("interrupted: re-run the same command to continue where it stopped", "warning")

@@ -1,0 +1,263 @@
+"""A lane: one destination's queue of parts, its worker threads and its committer.
+
+A stream is one file on its way through one lane. Every change to a stream's state happens under
+its lane's condition, so the reader, the workers and the committer agree on what is left to do.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from castoff import errors
+from castoff.destinations.base import Destination, PartReceipt, ResumeToken, TargetExists, Upload
+from castoff.engine.budget import Chunk
+from castoff.scan import SourceFile
+
+if TYPE_CHECKING:
+    from castoff.engine.pacing import RateLimiter
+
+
+@dataclass(eq=False)
+class FileState:
+    """One source file in this job, shared by all its streams."""
+
+    src: SourceFile
+    file_id: int
+    part_size: int
+    n_parts: int
+    digest: str | None = None
+    md5: str | None = None
+    status: str = "pending"  # pending, read, failed
+    error: errors.CastoffError | None = None
+    read_done: threading.Event = field(default_factory=threading.Event)
+    local_copy: str | None = None  # a verified copy a lagging destination may read from
+    pending_local: int = 0  # local streams not yet at an end
+    streams: list[Stream] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Stream:
+    """One file to one destination."""
+
+    lane: Lane
+    file: FileState
+    planned: str  # the target the layout chose
+    target: str  # where it is going now (differs after a conflict rename)
+    upload: Upload | None = None
+    upload_pk: int | None = None  # catalog row of a resumable upload
+    resume_token: ResumeToken | None = None
+    receipts: dict[int, PartReceipt] = field(default_factory=dict)
+    inflight: set[int] = field(default_factory=set)
+    queued: int = 0  # tasks in the lane's queue or in a worker
+    feeding: bool = False  # a reader is pushing its parts right now
+    finished: bool = False  # every part was handed over by the last feed
+    closing: bool = False  # handed to the committer
+    failed: BaseException | None = None
+    restarts: int = 0
+    resumed_parts: int = 0
+    notes: list[str] = field(default_factory=list)
+    start_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wants(self, index: int) -> bool:
+        return (
+            self.feeding
+            and self.failed is None
+            and index not in self.receipts
+            and index not in self.inflight
+        )
+
+    def reset(self, *, keep_parts: bool) -> None:
+        """Ready the stream for another feed; with ``keep_parts`` the upload continues."""
+        if not keep_parts:
+            self.upload = None
+            self.upload_pk = None
+            self.resume_token = None
+            self.receipts.clear()
+        self.inflight.clear()
+        self.failed = None
+        self.finished = False
+        self.closing = False
+
+
+@dataclass
+class LaneStats:
+    files_total: int = 0
+    bytes_total: int = 0
+    files_done: int = 0  # verified + already + skipped
+    bytes_done: int = 0  # bytes sent (parts landed) for this job
+    verified: int = 0
+    already: int = 0
+    skipped: int = 0
+    failed: int = 0
+    incomplete: int = 0
+    restarts: int = 0
+
+
+class Lane:
+    """One destination's worker threads, its queue and its committer."""
+
+    def __init__(
+        self,
+        dest: Destination,
+        *,
+        put: Callable[[Stream, Chunk], None],
+        close: Callable[[Stream], None],
+        cancel: threading.Event,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.dest = dest
+        self.caps = dest.caps
+        self.cond = threading.Condition()
+        self.queue: deque[tuple[Stream, Chunk]] = deque()
+        self.queued_bytes = 0
+        #: queued bytes per memory budget (by id): the reader waiting on a budget asks who holds it
+        self.queued_by: dict[int, int] = {}
+        self.commits: deque[Stream] = deque()
+        self.stats = LaneStats()
+        self.backlog = 0  # streams of this lane waiting for a catch-up feed
+        self.dead: errors.CastoffError | None = None
+        self.paused_until = 0.0
+        self.pauses = 0
+        self.limiter = limiter
+        self._put = put
+        self._close = close
+        self._cancel = cancel
+        self._stopping = False
+        n = max(1, self.caps.concurrency)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{dest.name}-w{i}", daemon=True)
+            for i in range(n)
+        ]
+        self._threads.append(
+            threading.Thread(target=self._commit_loop, name=f"{dest.name}-commit", daemon=True)
+        )
+
+    @property
+    def name(self) -> str:
+        return self.dest.name
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self.cond:
+            self._stopping = True
+            self.cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def paused(self) -> bool:
+        return time.monotonic() < self.paused_until
+
+    def attachable(self) -> bool:
+        return self.backlog == 0 and self.dead is None and not self.paused()
+
+    # -- feeding ---------------------------------------------------------------------------
+
+    def push(self, stream: Stream, chunk: Chunk) -> bool:
+        """Queue one part for the stream; False if the stream no longer takes parts."""
+        with self.cond:
+            if not stream.wants(chunk.index):
+                return False
+            stream.inflight.add(chunk.index)
+            stream.queued += 1
+            self.queue.append((stream, chunk))
+            self.queued_bytes += chunk.size
+            key = id(chunk.budget)
+            self.queued_by[key] = self.queued_by.get(key, 0) + chunk.size
+            self.cond.notify_all()
+            return True
+
+    def end_feed(self, stream: Stream) -> None:
+        """The reader handed over every part it had for this stream."""
+        with self.cond:
+            if stream.feeding:
+                stream.feeding = False
+                stream.finished = True
+            self.check_done(stream)
+
+    def fail(self, stream: Stream, exc: BaseException) -> None:
+        with self.cond:
+            if stream.failed is None:
+                stream.failed = exc
+            stream.feeding = False
+            self.check_done(stream)
+
+    def detach(self) -> list[Stream]:
+        """Drop every queued part that no worker has started; return the streams that lost
+        parts, now waiting for a catch-up feed (their finished parts stay done)."""
+        dropped: list[tuple[Stream, Chunk]] = []
+        with self.cond:
+            streams: dict[int, Stream] = {}
+            for stream, chunk in self.queue:
+                dropped.append((stream, chunk))
+                streams[id(stream)] = stream
+                stream.inflight.discard(chunk.index)
+                stream.queued -= 1
+            self.queue.clear()
+            self.queued_bytes = 0
+            self.queued_by.clear()
+            detached = []
+            for stream in streams.values():
+                if stream.failed is None and not stream.closing:
+                    stream.feeding = False
+                    stream.finished = False
+                    detached.append(stream)
+        for _, chunk in dropped:
+            chunk.release()
+        return detached
+
+    def check_done(self, stream: Stream) -> None:
+        """Under ``cond``: hand the stream to the committer once nothing more can change it."""
+        if stream.closing or stream.queued or stream.inflight or stream.feeding:
+            return
+        complete = stream.finished and len(stream.receipts) >= stream.file.n_parts
+        if stream.failed is not None or complete:
+            stream.closing = True
+            self.commits.append(stream)
+            self.cond.notify_all()
+
+    # -- threads ---------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self.cond:
+                while not self.queue and not self._stopping:
+                    self.cond.wait()
+                if self._stopping and (not self.queue or self._cancel.is_set()):
+                    return
+                stream, chunk = self.queue.popleft()
+                self.queued_bytes -= chunk.size
+                self.queued_by[id(chunk.budget)] -= chunk.size
+            try:
+                self._put(stream, chunk)
+            except TargetExists as exc:
+                self.fail(stream, exc)
+            except BaseException as exc:  # recorded on the stream and reported, never lost
+                self.fail(stream, exc)
+            finally:
+                chunk.release()
+                with self.cond:
+                    stream.queued -= 1
+                    stream.inflight.discard(chunk.index)
+                    self.check_done(stream)
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self.cond:
+                while not self.commits and not self._stopping:
+                    self.cond.wait()
+                if not self.commits:
+                    return
+                stream = self.commits.popleft()
+            try:
+                self._close(stream)
+            except BaseException as exc:  # the engine's close records its own failures
+                stream.notes.append(f"internal error while closing: {exc!r}")

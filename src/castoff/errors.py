@@ -1,0 +1,159 @@
+"""castoff's one tree of errors: what can go wrong, whether a retry may help, and the exit code.
+
+Every failure the engine can meet is one of these. SDK and OS exceptions are translated into this
+tree at the destination boundary (``destinations/*``), in one place per backend; anything that
+cannot be translated is re-raised as it is, never swallowed.
+
+    CastoffError                       exit 1 unless said otherwise
+    ├── UsageError                     exit 2: bad arguments, configuration, unknown destination
+    ├── Interrupted                    exit 130: Ctrl-C / SIGTERM; the catalog stays resumable
+    ├── SourceError                    one source file cannot be delivered anywhere
+    │   ├── SourceChanged              size or mtime moved during the read
+    │   ├── SourceVanished             deleted or the card was removed
+    │   └── SourceReadError            EIO, permission denied, ...
+    └── DestinationError               one file at one destination (``retryable`` says if trying again helps)
+        ├── TransientError             retryable: network drops, timeouts, 5xx
+        │   └── Throttled              429 / 503 SlowDown; carries ``retry_after`` when the server said
+        ├── PermanentError             not retryable for this destination
+        │   ├── AccessDenied           the key may not do this (write-only keys meet it on reads)
+        │   ├── NoSuchBucket
+        │   ├── BadCredentials         unknown key id or wrong secret
+        │   ├── ClockSkew              the server refused this computer's clock (set it: NTP)
+        │   ├── DestinationFull        ENOSPC / quota
+        │   ├── DestinationReadOnly    EROFS / EACCES on the destination
+        │   ├── DestinationGone        the mount or folder disappeared
+        │   ├── KeyRejected            the key or path cannot exist there (too long, illegal name)
+        │   └── ConflictError          the target exists with other content and --on-conflict=fail
+        ├── IntegrityError             bytes at the destination differ from the source's
+        │   └── BadDigest              the server refused a body whose Content-MD5 did not match
+        └── UploadGone                 the multipart upload no longer exists
+
+``retryable``: calling the same operation again may succeed (the engine backs off and retries).
+``restartable``: the operation won't succeed again as it is, but sending the whole file to that
+destination once more may (the engine does that a bounded number of times).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CastoffError(Exception):
+    """Base of every error castoff raises on purpose."""
+
+    retryable: bool = False
+    restartable: bool = False
+    exit_code: int = EXIT_FAILED
+    code: str = "error"  # short stable identifier used in reports and JSON events
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class UsageError(CastoffError):
+    exit_code = EXIT_USAGE
+    code = "usage"
+
+
+class Interrupted(CastoffError):
+    exit_code = EXIT_INTERRUPTED
+    code = "interrupted"
+
+
+class SourceError(CastoffError):
+    code = "source"
+
+
+class SourceChanged(SourceError):
+    code = "source-changed"
+
+
+class SourceVanished(SourceError):
+    code = "source-vanished"
+
+
+class SourceReadError(SourceError):
+    code = "source-read"
+
+
+class DestinationError(CastoffError):
+    code = "destination"
+
+
+class TransientError(DestinationError):
+    retryable = True
+    code = "transient"
+
+
+class Throttled(TransientError):
+    code = "throttled"
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
+class PermanentError(DestinationError):
+    code = "permanent"
+
+
+class AccessDenied(PermanentError):
+    code = "access-denied"
+
+
+class NoSuchBucket(PermanentError):
+    code = "no-such-bucket"
+
+
+class BadCredentials(PermanentError):
+    code = "bad-credentials"
+
+
+class ClockSkew(PermanentError):
+    code = "clock-skew"
+
+
+class DestinationFull(PermanentError):
+    code = "destination-full"
+
+
+class DestinationReadOnly(PermanentError):
+    code = "destination-read-only"
+
+
+class DestinationGone(PermanentError):
+    code = "destination-gone"
+
+
+class KeyRejected(PermanentError):
+    code = "key-rejected"
+
+
+class ConflictError(PermanentError):
+    code = "conflict"
+
+
+class IntegrityError(DestinationError):
+    restartable = True
+    code = "integrity"
+
+
+class BadDigest(IntegrityError):
+    code = "bad-digest"
+
+
+class UploadGone(DestinationError):
+    restartable = True
+    code = "upload-gone"

@@ -1,0 +1,119 @@
+"""The JSON job report, built from the catalog alone so a resumed job's report is whole.
+
+Schema ``castoff.report/1``: the job, a summary per destination, then every file with its outcome
+at every destination (target, status, how and when it was verified, ETag, error), then what was left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from castoff.catalog.db import Catalog
+
+SCHEMA = "castoff.report/1"
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+
+
+def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
+    job = catalog.job(job_id)
+    if job is None:
+        raise KeyError(job_id)
+    files = catalog.job_files(job_id)
+    outcomes = catalog.job_outcomes(job_id)
+    by_file: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    summary: dict[str, dict[str, Any]] = {}
+    for d in json.loads(job["destinations"]):
+        summary[d["name"]] = {
+            "kind": d.get("kind"),
+            "files": 0,
+            "bytes": 0,
+            "verified": 0,
+            "already": 0,
+            "skipped": 0,
+            "failed": 0,
+            "incomplete": 0,
+        }
+    sizes = {int(f["id"]): int(f["size"]) for f in files}
+    for o in outcomes:
+        entry = {
+            "destination": o["dest_name"],
+            "target": o["target"],
+            "status": o["status"],
+            "verify_method": o["verify_method"],
+            "verified_at": _iso(o["verified_at"]),
+            "etag": o["etag"],
+            "error": o["error"],
+            "error_code": o["error_code"],
+            "detail": o["detail"],
+        }
+        by_file[int(o["file_id"])].append(entry)
+        s = summary.setdefault(o["dest_name"], {"files": 0, "bytes": 0})
+        s["files"] = s.get("files", 0) + 1
+        s["bytes"] = s.get("bytes", 0) + sizes.get(int(o["file_id"]), 0)
+        s[o["status"]] = s.get(o["status"], 0) + 1
+    report_files = []
+    left_out = []
+    for f in files:
+        if f["status"] == "skipped":
+            left_out.append({"path": f["rel_path"], "reason": f["error"], "code": f["error_code"]})
+            continue
+        report_files.append(
+            {
+                "path": f["rel_path"],
+                "source": f["abs_path"],
+                "size": f["size"],
+                "mtime": _iso(f["mtime_ns"] / 1e9),
+                "mtime_ns": f["mtime_ns"],
+                "blake3": f["blake3"],
+                "md5": f["md5"],
+                "status": f["status"],
+                "error": f["error"],
+                "destinations": by_file.get(int(f["id"]), []),
+            }
+        )
+    ok = {"verified", "already", "skipped"}
+    report_files.sort(
+        key=lambda r: (
+            r["status"] != "failed" and all(d["status"] in ok for d in r["destinations"]),
+            r["path"],
+        )
+    )
+    return {
+        "schema": SCHEMA,
+        "job": {
+            "id": job_id,
+            "status": job["status"],
+            "exit_code": job["exit_code"],
+            "started_at": _iso(job["started_at"]),
+            "ended_at": _iso(job["ended_at"]),
+            "duration_s": (job["ended_at"] - job["started_at"]) if job["ended_at"] else None,
+            "sources": json.loads(job["sources"]),
+            "command": json.loads(job["argv"]),
+        },
+        "summary": summary,
+        "files": report_files,
+        "left_out": left_out,
+    }
+
+
+def write(catalog: Catalog, job_id: str, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{job_id}.json"
+    tmp = path.with_suffix(".json.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(build(catalog, job_id), fh, indent=2, ensure_ascii=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    catalog.set_report_path(job_id, str(path))
+    return path

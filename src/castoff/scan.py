@@ -1,0 +1,190 @@
+"""Walk the sources and yield what a job will copy, and what it leaves out and why.
+
+Streamed (one folder in memory at a time), sorted for a stable order, never following a symlink
+unless asked, skipping OS junk and special files with a reason the report can show.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from castoff import errors
+
+#: Files and folders the OS leaves on cards and drives; never worth a backup.
+JUNK_NAMES = frozenset(
+    {
+        ".DS_Store",
+        ".Spotlight-V100",
+        ".Trashes",
+        ".fseventsd",
+        ".TemporaryItems",
+        "Thumbs.db",
+        "desktop.ini",
+        "$RECYCLE.BIN",
+        "System Volume Information",
+    }
+)
+
+
+def is_junk(name: str) -> bool:
+    return (
+        name in JUNK_NAMES
+        or name.startswith("._")
+        or (name.startswith(".castoff.") and name.endswith(".partial"))
+    )
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    abs_path: str
+    rel_path: str  # POSIX separators, starts with the source's own name
+    size: int
+    mtime_ns: int
+    atime_ns: int
+    dev: int
+    ino: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    abs_path: str
+    rel_path: str
+    reason: str
+    code: str  # junk, excluded, symlink, special: left out; unreadable, vanished: failures
+
+
+@dataclass(frozen=True)
+class Filters:
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    skip_junk: bool = True
+    follow_symlinks: bool = False
+
+    @staticmethod
+    def _match(pattern: str, rel_under: str) -> bool:
+        if "/" in pattern:
+            return fnmatch.fnmatchcase(rel_under, pattern.lstrip("/"))
+        return fnmatch.fnmatchcase(rel_under.rsplit("/", 1)[-1], pattern)
+
+    def excluded(self, rel_under: str) -> bool:
+        return any(self._match(p, rel_under) for p in self.exclude)
+
+    def included(self, rel_under: str) -> bool:
+        return not self.include or any(self._match(p, rel_under) for p in self.include)
+
+
+def check_sources(sources: Sequence[str]) -> list[str]:
+    """Absolute, existing, with distinct top-level names (they become the first path component)."""
+    out: list[str] = []
+    names: dict[str, str] = {}
+    for src in sources:
+        path = os.path.abspath(src)
+        if not os.path.lexists(path):
+            raise errors.UsageError(
+                f"source {src} does not exist", hint="check the path; is the card mounted?"
+            )
+        name = os.path.basename(path.rstrip("/"))
+        if not name:
+            raise errors.UsageError(
+                f"source {src} has no name to keep under the destination",
+                hint="name a folder below the root",
+            )
+        if name in names:
+            raise errors.UsageError(
+                f"sources {names[name]} and {src} would land in the same folder {name!r}",
+                hint="copy them in separate jobs or to separate destinations",
+            )
+        names[name] = src
+        out.append(path)
+    return out
+
+
+def scan(sources: Sequence[str], filters: Filters) -> Iterator[SourceFile | Skipped]:
+    for root in sources:
+        yield from _scan_root(root, filters)
+
+
+def _entry(path: str, rel: str, st: os.stat_result) -> SourceFile:
+    return SourceFile(
+        abs_path=path,
+        rel_path=rel,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        atime_ns=st.st_atime_ns,
+        dev=st.st_dev,
+        ino=st.st_ino,
+    )
+
+
+def _scan_root(root: str, filters: Filters) -> Iterator[SourceFile | Skipped]:
+    top = os.path.basename(root.rstrip("/"))
+    try:
+        st = os.stat(root, follow_symlinks=filters.follow_symlinks)
+    except OSError as exc:
+        yield Skipped(root, top, f"cannot read: {exc.strerror}", "unreadable")
+        return
+    if stat.S_ISLNK(st.st_mode):
+        yield Skipped(root, top, "symlink (not followed; use --follow-symlinks)", "symlink")
+        return
+    if stat.S_ISREG(st.st_mode):
+        yield _entry(root, top, st)
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        yield Skipped(root, top, "special file (FIFO, device or socket)", "special")
+        return
+    seen_dirs = {(st.st_dev, st.st_ino)}
+    yield from _walk(root, top, "", filters, seen_dirs)
+
+
+def _walk(
+    path: str, rel: str, rel_under: str, filters: Filters, seen: set[tuple[int, int]]
+) -> Iterator[SourceFile | Skipped]:
+    try:
+        with os.scandir(path) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        yield Skipped(path, rel, f"cannot list folder: {exc.strerror}", "unreadable")
+        return
+    for e in entries:
+        name = e.name
+        child_rel = f"{rel}/{name}"
+        child_under = f"{rel_under}/{name}" if rel_under else name
+        if filters.skip_junk and is_junk(name):
+            yield Skipped(e.path, child_rel, "OS junk file", "junk")
+            continue
+        if filters.excluded(child_under):
+            yield Skipped(e.path, child_rel, "excluded by --exclude", "excluded")
+            continue
+        try:
+            is_link = e.is_symlink()
+            st = e.stat(follow_symlinks=filters.follow_symlinks)
+        except FileNotFoundError:
+            yield Skipped(e.path, child_rel, "vanished before it was read", "vanished")
+            continue
+        except OSError as exc:
+            yield Skipped(e.path, child_rel, f"cannot read: {exc.strerror}", "unreadable")
+            continue
+        if is_link and not filters.follow_symlinks:
+            yield Skipped(
+                e.path, child_rel, "symlink (not followed; use --follow-symlinks)", "symlink"
+            )
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                yield Skipped(e.path, child_rel, "symlink loop (folder seen before)", "symlink")
+                continue
+            seen.add(key)
+            yield from _walk(e.path, child_rel, child_under, filters, seen)
+            seen.discard(key)
+        elif stat.S_ISREG(st.st_mode):
+            if not filters.included(child_under):
+                yield Skipped(e.path, child_rel, "not matched by --include", "excluded")
+                continue
+            yield _entry(e.path, child_rel, st)
+        else:
+            yield Skipped(e.path, child_rel, "special file (FIFO, device or socket)", "special")

@@ -1,0 +1,181 @@
+"""What a person or a script sees while a job runs: rich progress bars, JSON lines, or nothing.
+
+Each display is an event sink plus a ``tick`` that reads the lanes' counters; none of them touches
+the engine's state beyond reading those counters.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from castoff.engine.events import Event
+from castoff.units import format_bytes
+
+Stats = Callable[[], Mapping[str, Mapping[str, int]]]
+
+_LEVEL_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+class Display:
+    """Base display: receives events, is ticked a few times a second, closes with a summary."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, event: Event) -> None:
+        return None
+
+    def tick(self) -> None:
+        return None
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(0.25):
+                self.tick()
+
+        self._thread = threading.Thread(target=loop, name="display", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+        self.tick()
+
+
+class QuietDisplay(Display):
+    pass
+
+
+class JsonDisplay(Display):
+    """One JSON object per line on stdout: every event, plus a progress snapshot twice a second."""
+
+    def __init__(self, stats: Stats, out: TextIO | None = None) -> None:
+        super().__init__(stats)
+        self.out = out or sys.stdout
+        self._lock = threading.Lock()
+        self._last: str | None = None
+
+    def _write(self, obj: Mapping[str, Any]) -> None:
+        line = json.dumps(obj, ensure_ascii=False, default=str)
+        with self._lock:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "progress":
+            return
+        self._write({"event": event.kind, "at": round(event.at, 3), **event.data})
+
+    def tick(self) -> None:
+        snap = {name: dict(s) for name, s in self.stats().items()}
+        text = json.dumps(snap, sort_keys=True)
+        if text != self._last:
+            self._last = text
+            self._write({"event": "progress", "at": round(time.time(), 3), "destinations": snap})
+
+
+class RichDisplay(Display):
+    """Bars per destination (bytes, files, rate, ETA) and overall, then a summary table."""
+
+    def __init__(self, stats: Stats, console: Console | None = None, debug: bool = False) -> None:
+        super().__init__(stats)
+        self.console = console or Console(stderr=True)
+        self.debug = debug
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}", justify="left"),
+            BarColumn(bar_width=30),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[files]}"),
+            console=self.console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.progress.start()
+        super().start()
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "log":
+            level = str(event.data.get("level", "info"))
+            if level == "debug" and not self.debug:
+                return
+            style = _LEVEL_STYLE.get(level, "dim")
+            self.progress.console.print(f"[{style}]{event.data.get('message')}[/]", highlight=False)
+        elif event.kind == "released":
+            self.progress.console.print(
+                "[bold green]Source can be released:[/] every local destination is verified."
+                + (
+                    " Uploads continue from the local copies."
+                    if event.data.get("remaining_streams")
+                    else ""
+                )
+            )
+
+    def tick(self) -> None:
+        with self._lock:
+            stats = self.stats()
+            tot_done = tot_all = 0
+            for name, s in stats.items():
+                if name not in self.tasks:
+                    self.tasks[name] = self.progress.add_task(name, total=None, files="")
+                tid = self.tasks[name]
+                done_files = s["files_done"]
+                fails = s["failed"] + s["incomplete"]
+                files = f"{done_files}/{s['files_total']} files" + (
+                    f" [red]{fails} failed[/]" if fails else ""
+                )
+                total = max(s["bytes_total"], 1)
+                self.progress.update(
+                    tid, completed=min(s["bytes_done"], total), total=total, files=files
+                )
+                tot_done += min(s["bytes_done"], s["bytes_total"])
+                tot_all += s["bytes_total"]
+            if stats and len(stats) > 1:
+                if "all" not in self.tasks:
+                    self.tasks["all"] = self.progress.add_task("overall", total=None, files="")
+                self.progress.update(self.tasks["all"], completed=tot_done, total=max(tot_all, 1))
+
+    def close(self) -> None:
+        super().close()
+        self.progress.stop()
+
+
+def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
+    table = Table(title="castoff: summary", title_justify="left")
+    for col in ("destination", "files", "bytes", "verified", "skipped", "failed"):
+        table.add_column(col, justify="left" if col == "destination" else "right")
+    for name, s in lanes.items():
+        failed = s["failed"] + s["incomplete"]
+        table.add_row(
+            name,
+            str(s["files_total"]),
+            format_bytes(s["bytes_total"]),
+            str(s["verified"] + s["already"]),
+            str(s["skipped"]),
+            f"[red]{failed}[/]" if failed else "0",
+        )
+    return table

@@ -1,0 +1,337 @@
+"""The engine with real local destinations: bytes, read-back, conflicts, re-runs, source changes."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from pathlib import Path
+
+import blake3
+import pytest
+from conftest import Runner, write
+
+from castoff import errors
+from castoff.destinations.base import MiB
+from castoff.destinations.faulty import FaultPlan, FaultyDestination, PartFault
+from castoff.destinations.local import LocalDestination
+from castoff.engine.retry import RetryPolicy
+
+CHUNK = 1 * MiB
+FAST = {"retry": RetryPolicy(attempts=3, base=0.01, cap=0.05), "lane_pause": 0.05}
+
+
+def b3(path: Path) -> str:
+    return blake3.blake3(path.read_bytes()).hexdigest()
+
+
+def visible_files(root: Path) -> set[str]:
+    return {
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".castoff.")
+    }
+
+
+def partials(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".castoff.*.partial")]
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17], ids=lambda s: f"{s}B"
+)
+def test_identical_bytes_at_every_destination(tmp_path: Path, runner: Runner, size: int) -> None:
+    data = os.urandom(size)
+    src = write(tmp_path / "src" / "card" / "clip.bin", data).parent
+    d1, d2 = LocalDestination(tmp_path / "d1"), LocalDestination(tmp_path / "d2")
+    result = runner([src], [d1, d2], chunk_size=CHUNK, memory_budget=8 * CHUNK)
+    assert result.exit_code == 0
+    for d in ("d1", "d2"):
+        out = tmp_path / d / "card" / "clip.bin"
+        assert out.read_bytes() == data
+        assert out.stat().st_mtime_ns == (tmp_path / "src" / "card" / "clip.bin").stat().st_mtime_ns
+        assert not partials(tmp_path / d)
+    outcome = runner.outcomes()[("card/clip.bin", str(tmp_path / "d1"))]
+    assert outcome["status"] == "verified"
+    assert outcome["verify_method"] == "read-back blake3"
+
+
+def test_several_hundred_mib_within_budget(tmp_path: Path, runner: Runner) -> None:
+    src = tmp_path / "src" / "card"
+    big = src / "A001C002.MOV"
+    big.parent.mkdir(parents=True)
+    with open(big, "wb") as fh:
+        for _ in range(20):
+            fh.write(os.urandom(16 * MiB))  # 320 MiB
+    d1, d2 = LocalDestination(tmp_path / "d1"), LocalDestination(tmp_path / "d2")
+    result = runner([src], [d1, d2], chunk_size=8 * MiB, memory_budget=64 * MiB)
+    assert result.exit_code == 0
+    want = b3(big)
+    assert b3(tmp_path / "d1" / "card" / "A001C002.MOV") == want
+    assert b3(tmp_path / "d2" / "card" / "A001C002.MOV") == want
+    assert result.peak_memory <= 64 * MiB
+
+
+def test_unicode_and_odd_names_kept_exactly(tmp_path: Path, runner: Runner) -> None:
+    nfc = unicodedata.normalize("NFC", "Café Ångström")
+    nfd = unicodedata.normalize("NFD", "Café Ångström")
+    names = [f"{nfc}.jpg", f"{nfd}.jpg", "a b  c.jpg", "#%?+&=.raw", "-leading-dash.txt", "😀.heic"]
+    src = tmp_path / "src" / "card"
+    for i, n in enumerate(names):
+        write(src / "DCIM" / n, f"photo {i}".encode())
+    dest = LocalDestination(tmp_path / "d1")
+    assert runner([src], [dest]).exit_code == 0
+    got = sorted(os.listdir(tmp_path / "d1" / "card" / "DCIM"))
+    assert got == sorted(names)
+    for i, n in enumerate(names):
+        assert (tmp_path / "d1" / "card" / "DCIM" / n).read_bytes() == f"photo {i}".encode()
+
+
+def test_corruption_between_write_and_verify_is_caught(tmp_path: Path, runner: Runner) -> None:
+    src = tmp_path / "src" / "card"
+    write(src / "bad.jpg", os.urandom(5000))
+    write(src / "good.jpg", os.urandom(5000))
+    rotten = FaultyDestination(
+        LocalDestination(tmp_path / "rot"), FaultPlan(corrupt_before_commit=["bad.jpg"])
+    )
+    healthy = LocalDestination(tmp_path / "ok")
+    result = runner([src], [rotten, healthy], **FAST)
+    assert result.exit_code == 1
+    out = runner.outcomes()
+    bad = out[("card/bad.jpg", rotten.name)]
+    assert bad["status"] == "failed"
+    assert bad["error_code"] == "integrity"
+    assert "does not match" in bad["error"]
+    # nothing a user could take for the file, and everything else delivered
+    assert not (tmp_path / "rot" / "card" / "bad.jpg").exists()
+    assert not partials(tmp_path / "rot")
+    assert out[("card/good.jpg", rotten.name)]["status"] == "verified"
+    assert out[("card/bad.jpg", healthy.name)]["status"] == "verified"
+    assert runner.engine.lanes[0].stats.restarts >= 1  # it was sent again before giving up
+
+
+def test_one_transient_corruption_is_healed_by_sending_again(
+    tmp_path: Path, runner: Runner
+) -> None:
+    src = tmp_path / "src" / "card"
+    data = os.urandom(3 * CHUNK)
+    write(src / "clip.mp4", data)
+    plan = FaultPlan(corrupt_before_commit=["clip.mp4"])
+    calls = {"n": 0}
+
+    def once(target: str, index: int) -> None:
+        calls["n"] += 1
+        if calls["n"] > 3:  # second round: stop corrupting
+            plan.corrupt_before_commit.clear()
+
+    plan.on_put = once
+    dest = FaultyDestination(LocalDestination(tmp_path / "d"), plan)
+    result = runner([src], [dest], chunk_size=CHUNK, **FAST)
+    assert result.exit_code == 0
+    assert (tmp_path / "d" / "card" / "clip.mp4").read_bytes() == data
+    detail = runner.outcomes()[("card/clip.mp4", dest.name)]["detail"]
+    assert "sent again" in detail
+
+
+def test_source_modified_during_read_leaves_nothing(tmp_path: Path, runner: Runner) -> None:
+    src = tmp_path / "src" / "card"
+    victim = write(src / "growing.mov", os.urandom(4 * CHUNK))
+    write(src / "stable.jpg", b"stable")
+
+    def touch_source(target: str, index: int) -> None:
+        if "growing" in target and index == 0:
+            with open(victim, "ab") as fh:
+                fh.write(b"more")
+
+    d1 = FaultyDestination(LocalDestination(tmp_path / "d1"), FaultPlan(on_put=touch_source))
+    d2 = LocalDestination(tmp_path / "d2")
+    result = runner([src], [d1, d2], chunk_size=CHUNK, memory_budget=2 * CHUNK, **FAST)
+    assert result.exit_code == 1
+    for d in ("d1", "d2"):
+        assert not (tmp_path / d / "card" / "growing.mov").exists()
+        assert (tmp_path / d / "card" / "stable.jpg").read_bytes() == b"stable"
+        assert not partials(tmp_path / d)
+    row = next(r for r in runner.catalog.job_files(runner.job_id) if r["rel_path"].endswith("mov"))
+    assert row["status"] == "failed"
+    assert row["error_code"] == "source-changed"
+
+
+def test_source_deleted_before_read(tmp_path: Path, runner: Runner) -> None:
+    src = tmp_path / "src" / "card"
+    write(src / "a.jpg", b"a")
+    gone = write(src / "b.jpg", b"b")
+    dest = FaultyDestination(
+        LocalDestination(tmp_path / "d"),
+        FaultPlan(on_put=lambda t, i: gone.unlink() if gone.exists() else None),
+    )
+    result = runner([src], [dest])
+    assert result.exit_code == 1
+    files = {r["rel_path"]: r for r in runner.catalog.job_files(runner.job_id)}
+    assert files["card/b.jpg"]["error_code"] == "source-vanished"
+    assert (tmp_path / "d" / "card" / "a.jpg").read_bytes() == b"a"
+
+
+def test_rerun_skips_what_is_verified_and_recopies_what_went_missing(
+    tmp_path: Path, runner: Runner
+) -> None:
+    src = tmp_path / "src" / "card"
+    for i in range(5):
+        write(src / f"IMG_{i}.JPG", os.urandom(1000 + i))
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 0
+    (tmp_path / "d" / "card" / "IMG_3.JPG").unlink()
+    assert runner([src], [dest]).exit_code == 0
+    out = runner.outcomes()
+    statuses = {k[0]: v["status"] for k, v in out.items()}
+    assert statuses.pop("card/IMG_3.JPG") == "verified"
+    assert set(statuses.values()) == {"skipped"}
+    assert any("skip: card/IMG_0.JPG: verified at" in m for m in runner.logs())
+    assert (tmp_path / "d" / "card" / "IMG_3.JPG").read_bytes() == (src / "IMG_3.JPG").read_bytes()
+
+
+def _conflict_setup(tmp_path: Path) -> tuple[Path, Path]:
+    src = tmp_path / "src" / "card"
+    write(src / "same.jpg", b"same bytes")
+    write(src / "diff.jpg", b"new bytes")
+    d = tmp_path / "d" / "card"
+    write(d / "same.jpg", b"same bytes")
+    write(d / "diff.jpg", b"old bytes")
+    return src, tmp_path / "d"
+
+
+@pytest.mark.parametrize("policy", ["rename", "skip", "overwrite", "fail"])
+def test_conflicts_never_overwrite_silently(tmp_path: Path, runner: Runner, policy: str) -> None:
+    src, droot = _conflict_setup(tmp_path)
+    dest = LocalDestination(droot)
+    result = runner([src], [dest], on_conflict=policy)
+    out = runner.outcomes()
+    # identical bytes already there count as delivered (overwrite simply replaces them)
+    assert out[("card/same.jpg", dest.name)]["status"] == (
+        "verified" if policy == "overwrite" else "already"
+    )
+    diff = out[("card/diff.jpg", dest.name)]
+    if policy == "rename":
+        assert result.exit_code == 0
+        assert (droot / "card" / "diff.jpg").read_bytes() == b"old bytes"
+        assert (droot / "card" / "diff (2).jpg").read_bytes() == b"new bytes"
+        assert diff["target"].endswith("diff (2).jpg")
+        assert "kept both" in diff["detail"]
+    elif policy == "skip":
+        assert result.exit_code == 0
+        assert diff["status"] == "skipped"
+        assert (droot / "card" / "diff.jpg").read_bytes() == b"old bytes"
+    elif policy == "overwrite":
+        assert result.exit_code == 0
+        assert (droot / "card" / "diff.jpg").read_bytes() == b"new bytes"
+    else:
+        assert result.exit_code == 1
+        assert diff["status"] == "failed"
+        assert diff["error_code"] == "conflict"
+        assert (droot / "card" / "diff.jpg").read_bytes() == b"old bytes"
+    assert not partials(droot)
+    # a re-run changes nothing and does not create "diff (3).jpg"
+    runner([src], [dest], on_conflict=policy)
+    assert not (droot / "card" / "diff (3).jpg").exists()
+
+
+def test_destination_failing_mid_job_does_not_stop_the_others(
+    tmp_path: Path, runner: Runner
+) -> None:
+    src = tmp_path / "src" / "card"
+    for i in range(6):
+        write(src / f"f{i}.bin", os.urandom(CHUNK))
+    dying = FaultyDestination(
+        LocalDestination(tmp_path / "usb"), FaultPlan(vanish_after_bytes=2 * CHUNK)
+    )
+    readonly = FaultyDestination(
+        LocalDestination(tmp_path / "ro"),
+        FaultPlan(
+            part_faults=[
+                PartFault(
+                    "f", lambda: errors.DestinationReadOnly("read-only file system"), times=99
+                )
+            ]
+        ),
+    )
+    ok = LocalDestination(tmp_path / "ok")
+    result = runner([src], [dying, readonly, ok], chunk_size=CHUNK, **FAST)
+    assert result.exit_code == 1
+    assert visible_files(tmp_path / "ok") == {f"card/f{i}.bin" for i in range(6)}
+    out = runner.outcomes()
+    assert {out[(f"card/f{i}.bin", readonly.name)]["status"] for i in range(6)} == {"failed"}
+    dying_status = [out[(f"card/f{i}.bin", dying.name)]["status"] for i in range(6)]
+    n_ok = dying_status.count("verified")
+    assert n_ok >= 1
+    assert dying_status == ["verified"] * n_ok + ["failed"] * (6 - n_ok)
+    assert visible_files(tmp_path / "usb") == {f"card/f{i}.bin" for i in range(n_ok)}
+    assert out[("card/f5.bin", dying.name)]["error_code"] == "destination-gone"
+    assert not partials(tmp_path / "usb") and not partials(tmp_path / "ro")
+
+
+def test_a_slow_destination_does_not_stall_a_fast_one(tmp_path: Path, runner: Runner) -> None:
+    src = tmp_path / "src" / "card"
+    for i in range(12):
+        write(src / f"clip{i:02}.mov", os.urandom(2 * CHUNK))
+    order: list[str] = []
+    slow = FaultyDestination(
+        LocalDestination(tmp_path / "nas"), FaultPlan(bytes_per_second=20 * CHUNK)
+    )
+    fast = LocalDestination(tmp_path / "ssd")
+    result = runner([src], [slow, fast], chunk_size=CHUNK, memory_budget=8 * CHUNK)
+    assert result.exit_code == 0
+    for e in runner.events:
+        if e.kind == "file-done":
+            order.append(str(e.data["dest"]))
+    # the SSD finished all of its files before the NAS finished its last
+    last_fast = max(i for i, d in enumerate(order) if d == fast.name)
+    last_slow = max(i for i, d in enumerate(order) if d == slow.name)
+    assert last_fast < last_slow
+    assert any("continues from a verified copy" in m for m in runner.logs())
+    assert result.peak_memory <= 8 * CHUNK
+    for i in range(12):
+        name = f"clip{i:02}.mov"
+        assert b3(tmp_path / "nas" / "card" / name) == b3(src / name)
+        assert b3(tmp_path / "ssd" / "card" / name) == b3(src / name)
+    assert result.released
+
+
+def test_junk_symlinks_and_special_files_are_left_out_and_reported(
+    tmp_path: Path, runner: Runner
+) -> None:
+    src = tmp_path / "src" / "card"
+    write(src / "DCIM" / "IMG_1.JPG", b"jpg")
+    for junk in (".DS_Store", "._IMG_1.JPG", "Thumbs.db", "desktop.ini"):
+        write(src / "DCIM" / junk, b"junk")
+    write(src / ".Spotlight-V100" / "store.db", b"junk")
+    os.symlink("/etc/hostname", src / "link")
+    os.mkfifo(src / "fifo")
+    write(src / "notes.txt", b"notes")
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest], **{"filters": _filters(exclude=("*.txt",))}).exit_code == 0
+    assert visible_files(tmp_path / "d") == {"card/DCIM/IMG_1.JPG"}
+    codes = {
+        r["rel_path"]: r["error_code"]
+        for r in runner.catalog.job_files(runner.job_id)
+        if r["status"] == "skipped"
+    }
+    assert codes["card/link"] == "symlink"
+    assert codes["card/fifo"] == "special"
+    assert codes["card/notes.txt"] == "excluded"
+    assert codes["card/DCIM/.DS_Store"] == "junk"
+
+
+def _filters(**kw: object) -> object:
+    from castoff.scan import Filters
+
+    return Filters(**kw)  # type: ignore[arg-type]
+
+
+def test_symlink_in_destination_leading_outside_is_refused(tmp_path: Path, runner: Runner) -> None:
+    src = tmp_path / "src" / "card"
+    write(src / "DCIM" / "a.jpg", b"a")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tmp_path / "d" / "card").mkdir(parents=True)
+    os.symlink(outside, tmp_path / "d" / "card" / "DCIM")
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 1
+    assert not list(outside.iterdir())
