@@ -528,9 +528,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dest":
             return cmd_dest(args)
     except errors.CastoffError as exc:
-        console.print(f"[bold red]castoff: {exc.message}[/]", highlight=False)
+        console.print(f"[bold red]castoff: {exc.message}[/]", highlight=False, soft_wrap=True)
         if exc.hint:
-            console.print(f"  {exc.hint}", highlight=False)
+            console.print(f"  {exc.hint}", highlight=False, soft_wrap=True)
         if args.debug:
             console.print_exception()
         return exc.exit_code

@@ -155,19 +155,31 @@ def test_source_modified_during_read_leaves_nothing(tmp_path: Path, runner: Runn
     assert row["error_code"] == "source-changed"
 
 
-def test_source_deleted_before_read(tmp_path: Path, runner: Runner) -> None:
+def test_source_deleted_between_scan_and_read(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from castoff.engine import job as job_module
+    from castoff.scan import SourceFile, scan
+
     src = tmp_path / "src" / "card"
     write(src / "a.jpg", b"a")
     gone = write(src / "b.jpg", b"b")
-    dest = FaultyDestination(
-        LocalDestination(tmp_path / "d"),
-        FaultPlan(on_put=lambda t, i: gone.unlink() if gone.exists() else None),
-    )
+
+    def scan_then_pull_card(sources, filters):  # type: ignore[no-untyped-def]
+        for item in scan(sources, filters):
+            if isinstance(item, SourceFile) and item.abs_path == str(gone):
+                gone.unlink()  # seen by the scan, gone before the read
+            yield item
+
+    monkeypatch.setattr(job_module, "scan", scan_then_pull_card)
+    dest = LocalDestination(tmp_path / "d")
     result = runner([src], [dest])
     assert result.exit_code == 1
     files = {r["rel_path"]: r for r in runner.catalog.job_files(runner.job_id)}
     assert files["card/b.jpg"]["error_code"] == "source-vanished"
+    assert "vanished" in files["card/b.jpg"]["error"]
     assert (tmp_path / "d" / "card" / "a.jpg").read_bytes() == b"a"
+    assert not (tmp_path / "d" / "card" / "b.jpg").exists()
 
 
 def test_rerun_skips_what_is_verified_and_recopies_what_went_missing(

@@ -124,7 +124,9 @@ class RichDisplay(Display):
             if level == "debug" and not self.debug:
                 return
             style = _LEVEL_STYLE.get(level, "dim")
-            self.progress.console.print(f"[{style}]{event.data.get('message')}[/]", highlight=False)
+            self.progress.console.print(
+                f"[{style}]{event.data.get('message')}[/]", highlight=False, soft_wrap=True
+            )
         elif event.kind == "released":
             self.progress.console.print(
                 "[bold green]Source can be released:[/] every local destination is verified."

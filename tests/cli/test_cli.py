@@ -1,0 +1,166 @@
+"""The castoff command as a user runs it: exit codes, JSON events, jobs, kills and resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import blake3
+import pytest
+from conftest import write
+
+CASTOFF = [sys.executable, "-m", "castoff"]
+
+
+def run(*args: str, state: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CASTOFF, "--state-dir", str(state), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): blake3.blake3(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def card(tmp_path: Path) -> Path:
+    src = tmp_path / "EOS_DIGITAL"
+    rng = random.Random(7)
+    for i in range(8):
+        write(src / "DCIM" / "100CANON" / f"IMG_{i:04}.CR3", rng.randbytes(200_000 + i))
+    write(src / "PRIVATE" / "M4ROOT" / "CLIP" / "C0001.MP4", rng.randbytes(3_000_000))
+    write(src / "odd" / "a b #%?+.txt", b"odd")
+    write(src / "DCIM" / ".DS_Store", b"junk")
+    return src
+
+
+def test_copy_to_two_folders_then_rerun_skips(tmp_path: Path, card: Path) -> None:
+    state = tmp_path / "state"
+    r = run("copy", str(card), "--to", str(tmp_path / "a"), "--to", str(tmp_path / "b"),
+            state=state)
+    assert r.returncode == 0, r.stderr
+    assert "report:" in r.stderr
+    want = {k: v for k, v in tree_hashes(card).items() if not k.endswith(".DS_Store")}
+    for d in ("a", "b"):
+        assert tree_hashes(tmp_path / d / "EOS_DIGITAL") == want
+    report = json.loads(next((state / "reports").glob("*.json")).read_text())
+    assert report["schema"] == "castoff.report/1"
+    entry = next(f for f in report["files"] if f["path"].endswith("C0001.MP4"))
+    assert entry["blake3"] == want["PRIVATE/M4ROOT/CLIP/C0001.MP4"]
+    assert {d["status"] for d in entry["destinations"]} == {"verified"}
+    assert {d["verify_method"] for d in entry["destinations"]} == {"read-back blake3"}
+    r2 = run("copy", str(card), "--to", str(tmp_path / "a"), "--to", str(tmp_path / "b"),
+             "--json", state=state)
+    assert r2.returncode == 0
+    events = [json.loads(line) for line in r2.stdout.splitlines()]
+    done = [e for e in events if e["event"] == "file-done"]
+    assert done and {e["status"] for e in done} == {"skipped"}
+    assert events[-1]["event"] == "job-end" and events[-1]["exit_code"] == 0
+    jobs = run("jobs", "--json", state=state)
+    assert len(json.loads(jobs.stdout)) == 2
+    shown = run("jobs", "show", report["job"]["id"], state=state)
+    assert shown.returncode == 0 and "verified" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["copy", "/nonexistent/card", "--to", "{tmp}/d"], "does not exist"),
+        (["copy", "{card}", "--to", "ftp://host/x"], "unknown destination scheme"),
+        (["copy", "{card}", "--to", "{card}/inside"], "inside the source"),
+        (["copy", "{card}", "--to", "{tmp}/d", "--memory", "lots"], "not a size"),
+        (["copy", "{card}", "--to", "{tmp}/nope/nope/d"], "does not exist"),
+        (["jobs", "show", "no-such-job"], "no job"),
+    ],
+)
+def test_usage_errors_exit_2_and_write_nothing(
+    tmp_path: Path, card: Path, args: list[str], message: str
+) -> None:
+    argv = [a.format(tmp=tmp_path, card=card) for a in args]
+    r = run(*argv, state=tmp_path / "state")
+    expected = 1 if "nope/nope" in " ".join(argv) else 2
+    assert r.returncode == expected, r.stderr
+    assert message in " ".join(r.stderr.split())
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "d").exists()
+    assert not (card / "inside").exists()
+
+
+def _partials(root: Path) -> list[Path]:
+    return list(root.rglob(".castoff.*.partial")) if root.exists() else []
+
+
+def test_sigkill_at_random_moments_then_rerun_delivers_everything_once(tmp_path: Path) -> None:
+    rng = random.Random(20261121)
+    src = tmp_path / "card"
+    for i in range(30):
+        write(src / "DCIM" / f"IMG_{i:03}.JPG", rng.randbytes(rng.randint(1, 600_000)))
+    write(src / "CLIP.MP4", rng.randbytes(12_000_000))
+    want = tree_hashes(src)
+    state = tmp_path / "state"
+    dests = [tmp_path / "ssd", tmp_path / "nas"]
+    iterations = int(os.environ.get("CASTOFF_KILL_ITERATIONS", "6"))
+    for it in range(iterations):
+        for d in dests:
+            if d.exists():
+                subprocess.run(["rm", "-rf", str(d)], check=True)
+        proc = subprocess.Popen(
+            [*CASTOFF, "--state-dir", str(state / str(it)), "copy", str(src), "--quiet",
+             "--chunk-size", "1M", "--memory", "4M", "--to", str(dests[0]), "--to", str(dests[1])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        time.sleep(rng.uniform(0.3, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        # what is visible after the kill is never a wrong file
+        for d in dests:
+            for rel, h in tree_hashes(d / "card").items() if (d / "card").exists() else []:
+                if not Path(rel).name.startswith(".castoff."):
+                    assert want[rel] == h, f"iteration {it}: {rel} visible but wrong"
+        r = run("copy", str(src), "--quiet", "--to", str(dests[0]), "--to", str(dests[1]),
+                state=state / str(it))
+        assert r.returncode == 0, r.stderr
+        for d in dests:
+            assert tree_hashes(d / "card") == want, f"iteration {it}"
+            assert not _partials(d)
+
+
+def test_sigint_exits_130_and_the_job_resumes(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    src = tmp_path / "card"
+    for i in range(40):
+        write(src / f"f{i:02}.bin", rng.randbytes(1_000_000))
+    slow = tmp_path / "d"
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [*CASTOFF, "--state-dir", str(state), "copy", str(src), "--json", "--to", str(slow),
+         "--chunk-size", "256K", "--memory", "1M"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until some work is done, then press Ctrl-C
+        if '"file-done"' in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    r = run("copy", str(src), "--to", str(slow), "--quiet", state=state)
+    assert r.returncode == 0, r.stderr
+    assert tree_hashes(slow / "card") == tree_hashes(src)
+    assert not _partials(slow)
+    statuses = {j["status"] for j in json.loads(run("jobs", "--json", state=state).stdout)}
+    assert statuses == {"interrupted", "done"}
