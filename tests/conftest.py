@@ -43,9 +43,7 @@ class Runner:
         self.catalog = Catalog(state / "catalog.sqlite")
         self.events: list[Event] = []
 
-    def __call__(
-        self, sources: Sequence[Path], dests: Sequence[Destination], **opts: Any
-    ) -> JobResult:
+    def __call__(self, sources: Sequence[Path], dests: Sequence[Destination], **opts: Any) -> JobResult:
         job_id = new_job_id()
         self.job_id = job_id
         self.catalog.start_job(

@@ -332,9 +332,7 @@ class _ServerProcess:
             return True
         except psutil.NoSuchProcess:
             return False
-        return any(
-            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.port for c in conns
-        )
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.port for c in conns)
 
     def _terminate(self) -> None:
         proc = self._proc
@@ -612,9 +610,7 @@ def s3_error_xml(code: str, message: str) -> str:
 
 
 SLOW_DOWN_XML = s3_error_xml("SlowDown", "Please reduce your request rate.")
-INTERNAL_ERROR_XML = s3_error_xml(
-    "InternalError", "We encountered an internal error. Please try again."
-)
+INTERNAL_ERROR_XML = s3_error_xml("InternalError", "We encountered an internal error. Please try again.")
 
 
 class _ProtocolError(Exception):
@@ -1000,9 +996,7 @@ class FaultProxy:
     ) -> None:
         """Answer with a canned response instead of forwarding (e.g. 503 + SLOW_DOWN_XML)."""
         body = body_xml.encode() if isinstance(body_xml, str) else body_xml
-        fault = _Fault(
-            "respond", method, match, times, status=status, body=body, headers=dict(headers or {})
-        )
+        fault = _Fault("respond", method, match, times, status=status, body=body, headers=dict(headers or {}))
         self._arm(fault)
 
     def stall(
@@ -1109,9 +1103,7 @@ class FaultProxy:
                     ureader = _Reader(upstream)
                 assert ureader is not None
                 upstream.sendall(raw)
-                if req.has_token("expect", "100-continue") and (
-                    req.chunked or (req.content_length or 0) > 0
-                ):
+                if req.has_token("expect", "100-continue") and (req.chunked or (req.content_length or 0) > 0):
                     final = self._await_continue(client, creader, upstream, ureader)
                     if final is not None:  # upstream answered without wanting the body
                         self._relay_response(client, ureader, method, None, first=final)
@@ -1189,10 +1181,7 @@ class FaultProxy:
     def _forward_body(
         self, creader: _Reader, upstream: socket.socket, req: _Head, fault: _Fault | None
     ) -> None:
-        if req.chunked:
-            pieces = creader.iter_chunked()
-        else:
-            pieces = creader.iter_exact(req.content_length or 0)
+        pieces = creader.iter_chunked() if req.chunked else creader.iter_exact(req.content_length or 0)
         drop_at = int(fault.amount) if fault and fault.kind == "drop_after" else None
         flip_at = int(fault.amount) if fault and fault.kind == "corrupt_byte" else None
         pos = 0
@@ -1257,18 +1246,12 @@ class FaultProxy:
             return False
         return not (until_close or resp.wants_close(resp.first[0]))
 
-    def _answer_canned(
-        self, client: socket.socket, creader: _Reader, req: _Head, fault: _Fault
-    ) -> bool:
+    def _answer_canned(self, client: socket.socket, creader: _Reader, req: _Head, fault: _Fault) -> bool:
         """Answer `fault`'s response without forwarding; True if the connection stays usable."""
         expect = req.has_token("expect", "100-continue")
         keep = not expect and not req.wants_close(req.first[2])
         if keep:  # swallow the body so that the next request starts in the right place
-            pieces = (
-                creader.iter_chunked()
-                if req.chunked
-                else creader.iter_exact(req.content_length or 0)
-            )
+            pieces = creader.iter_chunked() if req.chunked else creader.iter_exact(req.content_length or 0)
             for _ in pieces:
                 pass
         try:

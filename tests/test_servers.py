@@ -68,9 +68,7 @@ def pid_gone(pid: int) -> bool:
         return True
 
 
-def proxied(
-    target: MotoBucket | RcloneBucket, proxy: FaultProxy, config: Config | None = None
-) -> S3Client:
+def proxied(target: MotoBucket | RcloneBucket, proxy: FaultProxy, config: Config | None = None) -> S3Client:
     """A client for `target`'s admin key that talks through `proxy`."""
     server = target.server
     if isinstance(server, MotoServer):
@@ -125,9 +123,7 @@ def test_admin_client_settings(any_s3: MotoBucket | RcloneBucket) -> None:
 def test_rclone_rejects_wrong_content_md5(rclone_s3: RcloneBucket) -> None:
     s3 = rclone_s3.client
     with pytest.raises(ClientError) as info:
-        s3.put_object(
-            Bucket=rclone_s3.bucket, Key="bad", Body=b"payload", ContentMD5=md5_b64(b"other")
-        )
+        s3.put_object(Bucket=rclone_s3.bucket, Key="bad", Body=b"payload", ContentMD5=md5_b64(b"other"))
     assert error_code(info.value) == "BadDigest"
     assert keys(s3, rclone_s3.bucket) == []
 
@@ -148,9 +144,9 @@ def test_rclone_kill_and_restart_keep_completed_objects(tmp_path: Path) -> None:
         upload = s3.create_multipart_upload(Bucket="keep", Key="multi")["UploadId"]
         parts: list[CompletedPartTypeDef] = []
         for number, chunk in enumerate((data[:200_000], data[200_000:]), start=1):
-            etag = s3.upload_part(
-                Bucket="keep", Key="multi", UploadId=upload, PartNumber=number, Body=chunk
-            )["ETag"]
+            etag = s3.upload_part(Bucket="keep", Key="multi", UploadId=upload, PartNumber=number, Body=chunk)[
+                "ETag"
+            ]
             parts.append({"ETag": etag, "PartNumber": number})
         s3.complete_multipart_upload(
             Bucket="keep", Key="multi", UploadId=upload, MultipartUpload={"Parts": parts}
@@ -194,9 +190,9 @@ def test_moto_write_only_key(moto: MotoBucket) -> None:
     upload = writer.create_multipart_upload(Bucket=bucket, Key="multi")["UploadId"]
     parts: list[CompletedPartTypeDef] = []
     for number, chunk in enumerate((data[: 5 * 1024 * 1024], data[5 * 1024 * 1024 :]), start=1):
-        etag = writer.upload_part(
-            Bucket=bucket, Key="multi", UploadId=upload, PartNumber=number, Body=chunk
-        )["ETag"]
+        etag = writer.upload_part(Bucket=bucket, Key="multi", UploadId=upload, PartNumber=number, Body=chunk)[
+            "ETag"
+        ]
         parts.append({"ETag": etag, "PartNumber": number})
     done = writer.complete_multipart_upload(
         Bucket=bucket, Key="multi", UploadId=upload, MultipartUpload={"Parts": parts}
@@ -312,9 +308,7 @@ def test_proxy_against_moto_closes_like_moto(moto: MotoBucket, fault_proxy: Prox
     assert proxy.connections == 2
 
 
-def test_proxy_corrupt_byte_gives_bad_digest(
-    rclone_s3: RcloneBucket, fault_proxy: ProxyFactory
-) -> None:
+def test_proxy_corrupt_byte_gives_bad_digest(rclone_s3: RcloneBucket, fault_proxy: ProxyFactory) -> None:
     proxy = fault_proxy(rclone_s3)
     s3 = proxied(rclone_s3, proxy, NO_RETRY)
     data = os.urandom(70_000)
@@ -339,9 +333,7 @@ def test_proxy_corrupt_byte_without_md5_is_stored_corrupted(
     assert stored == b"\x00\x00\x00\xff\x00\x00\x00\x00"
 
 
-def test_proxy_respond_slow_down(
-    any_s3: MotoBucket | RcloneBucket, fault_proxy: ProxyFactory
-) -> None:
+def test_proxy_respond_slow_down(any_s3: MotoBucket | RcloneBucket, fault_proxy: ProxyFactory) -> None:
     proxy = fault_proxy(any_s3)
     proxy.respond(503, SLOW_DOWN_XML, headers={"Retry-After": "1"}, method="PUT", times=2)
     s3 = proxied(any_s3, proxy, ONE_RETRY)
@@ -378,15 +370,10 @@ def test_proxy_500_then_retry_succeeds(rclone_s3: RcloneBucket, fault_proxy: Pro
     s3.put_object(Bucket=rclone_s3.bucket, Key="retried", Body=b"finally")
     assert len(proxy.requests) == 3
     assert proxy.bytes_up == len(b"finally")
-    assert (
-        rclone_s3.client.get_object(Bucket=rclone_s3.bucket, Key="retried")["Body"].read()
-        == b"finally"
-    )
+    assert rclone_s3.client.get_object(Bucket=rclone_s3.bucket, Key="retried")["Body"].read() == b"finally"
 
 
-def test_proxy_drop_after_is_a_connection_error(
-    rclone_s3: RcloneBucket, fault_proxy: ProxyFactory
-) -> None:
+def test_proxy_drop_after_is_a_connection_error(rclone_s3: RcloneBucket, fault_proxy: ProxyFactory) -> None:
     proxy = fault_proxy(rclone_s3)
     s3 = proxied(rclone_s3, proxy, NO_RETRY)
     data = os.urandom(1_000_000)
@@ -399,9 +386,7 @@ def test_proxy_drop_after_is_a_connection_error(
     assert keys(rclone_s3.client, rclone_s3.bucket) == []
 
 
-def test_proxy_drop_after_heals_with_a_retry(
-    rclone_s3: RcloneBucket, fault_proxy: ProxyFactory
-) -> None:
+def test_proxy_drop_after_heals_with_a_retry(rclone_s3: RcloneBucket, fault_proxy: ProxyFactory) -> None:
     proxy = fault_proxy(rclone_s3)
     s3 = proxied(rclone_s3, proxy, ONE_RETRY)
     data = os.urandom(200_000)
@@ -431,9 +416,7 @@ def test_proxy_stall_and_concurrency(rclone_s3: RcloneBucket, fault_proxy: Proxy
     proxy = fault_proxy(rclone_s3)
     workers = 16
     stall_s = 1.5
-    s3 = proxied(
-        rclone_s3, proxy, Config(max_pool_connections=workers, retries={"total_max_attempts": 1})
-    )
+    s3 = proxied(rclone_s3, proxy, Config(max_pool_connections=workers, retries={"total_max_attempts": 1}))
     proxy.stall(stall_s, match="/stalled-", times=workers)
 
     def put(i: int) -> float:

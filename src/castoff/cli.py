@@ -59,9 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The global options also work after the command (castoff copy … --debug).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    common.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     c = sub.add_parser(
         "copy", parents=[common], help="copy sources to every destination, verified", epilog=EPILOG
@@ -139,9 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("job_id", nargs="?")
     j.add_argument("--json", action="store_true")
 
-    u = sub.add_parser(
-        "uploads", parents=[common], help="unfinished multipart uploads the catalog knows"
-    )
+    u = sub.add_parser("uploads", parents=[common], help="unfinished multipart uploads the catalog knows")
     u.add_argument("action", nargs="?", choices=("list", "abort"), default="list")
     u.add_argument("ids", nargs="*", help="upload numbers to abort (from 'castoff uploads')")
     u.add_argument("--all", action="store_true", help="abort every listed upload")
@@ -205,12 +201,25 @@ class Interrupts:
             signal.signal(signal.SIGTERM, self)
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process of that id exists (a job marked running by a dead one was killed)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from castoff.destinations.spec import open_destination
     from castoff.engine.job import Engine, JobOptions
     from castoff.engine.retry import RetryPolicy
     from castoff.reports import json_report
     from castoff.scan import Filters, check_sources
-    from castoff.destinations.spec import open_destination
     from castoff.ui.progress import JsonDisplay, QuietDisplay, RichDisplay, summary_table
 
     console = Console(stderr=True)
@@ -244,19 +253,15 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.bwlimit:
         from castoff.engine.pacing import RateLimiter, parse_rate
 
-        rate = parse_rate(args.bwlimit)
-        for d in dests:
-            if not d.caps.is_local:
-                limiters[d.ident] = RateLimiter(rate)
+        limit = parse_rate(args.bwlimit)
+        if limit is not None:
+            for d in dests:
+                if not d.caps.is_local:
+                    limiters[d.ident] = RateLimiter(limit)
 
     catalog = open_catalog(args)
-    try:
-        import psutil  # optional: used to tell a crashed job from a running one
-    except ImportError:
-        psutil = None
-    if psutil is not None:
-        pids = {int(r["pid"] or 0) for r in catalog.jobs(1000) if r["status"] == "running"}
-        catalog.mark_stale_jobs({p: psutil.pid_exists(p) for p in pids})
+    pids = {int(r["pid"] or 0) for r in catalog.jobs(1000) if r["status"] == "running"}
+    catalog.mark_stale_jobs({p: _alive(p) for p in pids})
     job_id = new_job_id()
     options = JobOptions(
         chunk_size=chunk,
@@ -327,10 +332,10 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
     elif not args.quiet:
         console.print(summary_table(result.lanes))
-        rate = result.bytes / elapsed if elapsed > 0 else 0.0
+        speed = result.bytes / elapsed if elapsed > 0 else 0.0
         console.print(
             f"job {job_id}: {result.status}, {result.files} files, {format_bytes(result.bytes)}"
-            f" in {elapsed:.1f}s ({format_bytes(rate)}/s read)"
+            f" in {elapsed:.1f}s ({format_bytes(speed)}/s read)"
         )
         console.print(f"report: {report}")
         if result.exit_code == errors.EXIT_FAILED:
@@ -386,9 +391,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         table.add_column(col)
     for f in rep["files"]:
         if not f["destinations"]:
-            table.add_row(
-                f["path"], format_bytes(f["size"]), "-", f["status"], "", f["error"] or ""
-            )
+            table.add_row(f["path"], format_bytes(f["size"]), "-", f["status"], "", f["error"] or "")
         for d in f["destinations"]:
             style = "" if d["status"] in ("verified", "already", "skipped") else "red"
             table.add_row(
@@ -453,9 +456,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         return 0
     chosen = rows if args.all else [r for r in rows if str(r.id) in set(args.ids)]
     if not chosen:
-        raise errors.UsageError(
-            "name the uploads to abort (numbers from 'castoff uploads') or use --all"
-        )
+        raise errors.UsageError("name the uploads to abort (numbers from 'castoff uploads') or use --all")
     failed = 0
     for r in chosen:
         job = catalog.job(r.job_id)
@@ -489,9 +490,7 @@ def cmd_dest(args: argparse.Namespace) -> int:
     console = Console()
     worst = 0
     for spec in args.targets:
-        defaults = {
-            k: v for k in ("endpoint_url", "region", "profile") if (v := getattr(args, k, None))
-        }
+        defaults = {k: v for k in ("endpoint_url", "region", "profile") if (v := getattr(args, k, None))}
         dest = open_destination(spec, s3_defaults=defaults)
         if isinstance(dest, s3.S3Destination):
             result = s3.probe(dest.options)
@@ -510,7 +509,7 @@ def cmd_dest(args: argparse.Namespace) -> int:
     return worst
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return per command)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)

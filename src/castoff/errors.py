@@ -98,9 +98,7 @@ class TransientError(DestinationError):
 class Throttled(TransientError):
     code = "throttled"
 
-    def __init__(
-        self, message: str, *, retry_after: float | None = None, hint: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
 

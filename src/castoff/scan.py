@@ -169,9 +169,7 @@ def _walk(
             yield Skipped(e.path, child_rel, f"cannot read: {exc.strerror}", "unreadable")
             continue
         if is_link and not filters.follow_symlinks:
-            yield Skipped(
-                e.path, child_rel, "symlink (not followed; use --follow-symlinks)", "symlink"
-            )
+            yield Skipped(e.path, child_rel, "symlink (not followed; use --follow-symlinks)", "symlink")
             continue
         if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)

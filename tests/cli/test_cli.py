@@ -13,6 +13,7 @@ from pathlib import Path
 
 import blake3
 import pytest
+
 from conftest import write
 
 CASTOFF = [sys.executable, "-m", "castoff"]
@@ -50,8 +51,7 @@ def card(tmp_path: Path) -> Path:
 
 def test_copy_to_two_folders_then_rerun_skips(tmp_path: Path, card: Path) -> None:
     state = tmp_path / "state"
-    r = run("copy", str(card), "--to", str(tmp_path / "a"), "--to", str(tmp_path / "b"),
-            state=state)
+    r = run("copy", str(card), "--to", str(tmp_path / "a"), "--to", str(tmp_path / "b"), state=state)
     assert r.returncode == 0, r.stderr
     assert "report:" in r.stderr
     want = {k: v for k, v in tree_hashes(card).items() if not k.endswith(".DS_Store")}
@@ -63,8 +63,16 @@ def test_copy_to_two_folders_then_rerun_skips(tmp_path: Path, card: Path) -> Non
     assert entry["blake3"] == want["PRIVATE/M4ROOT/CLIP/C0001.MP4"]
     assert {d["status"] for d in entry["destinations"]} == {"verified"}
     assert {d["verify_method"] for d in entry["destinations"]} == {"read-back blake3"}
-    r2 = run("copy", str(card), "--to", str(tmp_path / "a"), "--to", str(tmp_path / "b"),
-             "--json", state=state)
+    r2 = run(
+        "copy",
+        str(card),
+        "--to",
+        str(tmp_path / "a"),
+        "--to",
+        str(tmp_path / "b"),
+        "--json",
+        state=state,
+    )
     assert r2.returncode == 0
     events = [json.loads(line) for line in r2.stdout.splitlines()]
     done = [e for e in events if e["event"] == "file-done"]
@@ -119,9 +127,24 @@ def test_sigkill_at_random_moments_then_rerun_delivers_everything_once(tmp_path:
             if d.exists():
                 subprocess.run(["rm", "-rf", str(d)], check=True)
         proc = subprocess.Popen(
-            [*CASTOFF, "--state-dir", str(state / str(it)), "copy", str(src), "--quiet",
-             "--chunk-size", "1M", "--memory", "4M", "--to", str(dests[0]), "--to", str(dests[1])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                *CASTOFF,
+                "--state-dir",
+                str(state / str(it)),
+                "copy",
+                str(src),
+                "--quiet",
+                "--chunk-size",
+                "1M",
+                "--memory",
+                "4M",
+                "--to",
+                str(dests[0]),
+                "--to",
+                str(dests[1]),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         time.sleep(rng.uniform(0.3, 1.5))
         proc.send_signal(signal.SIGKILL)
@@ -131,8 +154,16 @@ def test_sigkill_at_random_moments_then_rerun_delivers_everything_once(tmp_path:
             for rel, h in tree_hashes(d / "card").items() if (d / "card").exists() else []:
                 if not Path(rel).name.startswith(".castoff."):
                     assert want[rel] == h, f"iteration {it}: {rel} visible but wrong"
-        r = run("copy", str(src), "--quiet", "--to", str(dests[0]), "--to", str(dests[1]),
-                state=state / str(it))
+        r = run(
+            "copy",
+            str(src),
+            "--quiet",
+            "--to",
+            str(dests[0]),
+            "--to",
+            str(dests[1]),
+            state=state / str(it),
+        )
         assert r.returncode == 0, r.stderr
         for d in dests:
             assert tree_hashes(d / "card") == want, f"iteration {it}"
@@ -147,16 +178,30 @@ def test_sigint_exits_130_and_the_job_resumes(tmp_path: Path) -> None:
     slow = tmp_path / "d"
     state = tmp_path / "state"
     proc = subprocess.Popen(
-        [*CASTOFF, "--state-dir", str(state), "copy", str(src), "--json", "--to", str(slow),
-         "--chunk-size", "256K", "--memory", "1M"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *CASTOFF,
+            "--state-dir",
+            str(state),
+            "copy",
+            str(src),
+            "--json",
+            "--to",
+            str(slow),
+            "--chunk-size",
+            "256K",
+            "--memory",
+            "1M",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     for line in proc.stdout:  # wait until some work is done, then press Ctrl-C
         if '"file-done"' in line:
             break
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     r = run("copy", str(src), "--to", str(slow), "--quiet", state=state)
     assert r.returncode == 0, r.stderr

@@ -71,15 +71,11 @@ def test_get_provider() -> None:
 
 
 def test_endpoints_from_regions() -> None:
-    assert (
-        get_provider("b2").endpoint_for("us-west-004") == "https://s3.us-west-004.backblazeb2.com"
-    )
+    assert get_provider("b2").endpoint_for("us-west-004") == "https://s3.us-west-004.backblazeb2.com"
     with pytest.raises(errors.UsageError, match="needs a region"):
         get_provider("b2").endpoint_for(None)
     assert get_provider("spaces").endpoint_for(None) == "https://nyc3.digitaloceanspaces.com"
-    assert get_provider("wasabi").endpoint_for("eu-central-1") == (
-        "https://s3.eu-central-1.wasabisys.com"
-    )
+    assert get_provider("wasabi").endpoint_for("eu-central-1") == ("https://s3.eu-central-1.wasabisys.com")
     assert get_provider("gcs").endpoint_for("auto") == "https://storage.googleapis.com"
     assert get_provider("aws").endpoint_for("eu-west-1") is None
 

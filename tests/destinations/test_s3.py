@@ -190,9 +190,7 @@ def meta_for(rel: str, data: bytes, **extra: str) -> ObjectMeta:
     )
 
 
-def put_parts(
-    upload: S3Upload, data: bytes, part: int, only: range | None = None
-) -> list[PartReceipt]:
+def put_parts(upload: S3Upload, data: bytes, part: int, only: range | None = None) -> list[PartReceipt]:
     view = memoryview(data)
     indices = only if only is not None else range(max(1, -(-len(data) // part)))
     receipts = []
@@ -489,9 +487,7 @@ def test_keys_land_exactly(server: Server) -> None:
 
 def test_long_keys_refused_before_any_request() -> None:
     closed = f"http://{LOCALHOST}:{free_port()}"  # any request would fail as unreachable
-    dest = S3Destination(
-        S3Options("b", prefix="p", endpoint_url=closed, access_key="k", secret_key="s")
-    )
+    dest = S3Destination(S3Options("b", prefix="p", endpoint_url=closed, access_key="k", secret_key="s"))
     try:
         assert dest.target_for("é" * 511) == "p/" + "é" * 511  # 2 + 1022 = 1024 bytes
         with pytest.raises(errors.KeyRejected, match="1025 bytes"):
@@ -563,9 +559,7 @@ def test_probe_access_denied_on_moto(moto: Server, moto_b: MotoBucket) -> None:
 
 
 def test_probe_unreachable() -> None:
-    options = S3Options(
-        "b", endpoint_url=f"http://{LOCALHOST}:{free_port()}", access_key="k", secret_key="s"
-    )
+    options = S3Options("b", endpoint_url=f"http://{LOCALHOST}:{free_port()}", access_key="k", secret_key="s")
     result = probe(options)
     assert result.problem == "unreachable"
     assert "cannot be reached" in result.message
@@ -667,9 +661,7 @@ def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
     httpd = Quiet((LOCALHOST, 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
-    httpd.socket = context.wrap_socket(
-        httpd.socket, server_side=True, do_handshake_on_connect=False
-    )
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -718,9 +710,7 @@ def test_slow_down_is_throttled_with_retry_after_and_not_retried(
     upload.abort()
 
 
-def test_complete_answering_200_with_an_error_fails(
-    rclone: Server, fault_proxy: ProxyFactory
-) -> None:
+def test_complete_answering_200_with_an_error_fails(rclone: Server, fault_proxy: ProxyFactory) -> None:
     """S3 may answer CompleteMultipartUpload with 200 and an <Error> body; botocore turns that
     into a 500, which castoff reports as a TransientError, never as success."""
     proxy = fault_proxy((LOCALHOST, int(rclone.url.rsplit(":", 1)[1])))
@@ -762,8 +752,7 @@ def test_only_writes_go_out_on_the_normal_path(rclone: Server, fault_proxy: Prox
     put_parts(dropped, data, PART, only=range(1))
     dropped.abort()
     seen = {
-        (method, "?" + target.split("?")[1] if "?" in target else "")
-        for method, target in proxy.requests
+        (method, "?" + target.split("?")[1] if "?" in target else "") for method, target in proxy.requests
     }
     assert {m for m, _ in seen} <= {"PUT", "POST", "DELETE"}  # no GET or HEAD at all
     assert all("uploadId=" in q for m, q in seen if m == "DELETE")  # abort only, never an object
@@ -791,13 +780,10 @@ def test_endpoint_and_keys_from_the_environment(
     assert rclone.body("env") == b"from the environment"
 
 
-def test_profile_from_shared_files(
-    rclone: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_profile_from_shared_files(rclone: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     creds = tmp_path / "credentials"
     creds.write_text(
-        f"[castoff-test]\naws_access_key_id = {rclone.key}\n"
-        f"aws_secret_access_key = {rclone.secret}\n"
+        f"[castoff-test]\naws_access_key_id = {rclone.key}\naws_secret_access_key = {rclone.secret}\n"
     )
     config = tmp_path / "config"
     config.write_text(f"[profile castoff-test]\nregion = eu-west-1\nendpoint_url = {rclone.url}\n")
@@ -1046,9 +1032,7 @@ def test_metadata_without_hashes_says_so() -> None:
     ),
     limit=st.integers(min_value=160, max_value=8192),
 )
-def test_metadata_always_fits_and_never_drops_castoffs_keys(
-    extra: dict[str, str], limit: int
-) -> None:
+def test_metadata_always_fits_and_never_drops_castoffs_keys(extra: dict[str, str], limit: int) -> None:
     meta = ObjectMeta("f", 1, MTIME_NS, 0, blake3="a" * 64, md5="b" * 32, extra=extra)
     metadata, notes = build_metadata(meta, limit)
     assert metadata_bytes(metadata) <= limit
@@ -1116,9 +1100,7 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     seconds = translate_error(client_error("SlowDown", 503, **{"retry-after": "3"}), bucket="b")
     assert isinstance(seconds, errors.Throttled)
     assert seconds.retry_after == 3.0
-    later = email.utils.format_datetime(
-        dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30), usegmt=True
-    )
+    later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30), usegmt=True)
     dated = translate_error(client_error("SlowDown", 503, **{"retry-after": later}), bucket="b")
     assert isinstance(dated, errors.Throttled)
     assert dated.retry_after is not None
@@ -1129,12 +1111,8 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
 
 
 def test_rclone_clock_skew_answer_is_clock_skew() -> None:
-    said = (
-        "The difference between the request time and the server's time exceeds the maximum allowed."
-    )
-    assert isinstance(
-        translate_error(client_error("AccessDenied", 400, said), bucket="b"), errors.ClockSkew
-    )
+    said = "The difference between the request time and the server's time exceeds the maximum allowed."
+    assert isinstance(translate_error(client_error("AccessDenied", 400, said), bucket="b"), errors.ClockSkew)
 
 
 @pytest.mark.parametrize(

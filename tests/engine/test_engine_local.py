@@ -8,13 +8,13 @@ from pathlib import Path
 
 import blake3
 import pytest
-from conftest import Runner, write
 
 from castoff import errors
 from castoff.destinations.base import MiB
 from castoff.destinations.faulty import FaultPlan, FaultyDestination, PartFault
 from castoff.destinations.local import LocalDestination
 from castoff.engine.retry import RetryPolicy
+from conftest import Runner, write
 
 CHUNK = 1 * MiB
 FAST = {"retry": RetryPolicy(attempts=3, base=0.01, cap=0.05), "lane_pause": 0.05}
@@ -33,12 +33,10 @@ def visible_files(root: Path) -> set[str]:
 
 
 def partials(root: Path) -> list[Path]:
-    return [p for p in root.rglob(".castoff.*.partial")]
+    return list(root.rglob(".castoff.*.partial"))
 
 
-@pytest.mark.parametrize(
-    "size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17], ids=lambda s: f"{s}B"
-)
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17], ids=lambda s: f"{s}B")
 def test_identical_bytes_at_every_destination(tmp_path: Path, runner: Runner, size: int) -> None:
     data = os.urandom(size)
     src = write(tmp_path / "src" / "card" / "clip.bin", data).parent
@@ -109,9 +107,7 @@ def test_corruption_between_write_and_verify_is_caught(tmp_path: Path, runner: R
     assert runner.engine.lanes[0].stats.restarts >= 1  # it was sent again before giving up
 
 
-def test_one_transient_corruption_is_healed_by_sending_again(
-    tmp_path: Path, runner: Runner
-) -> None:
+def test_one_transient_corruption_is_healed_by_sending_again(tmp_path: Path, runner: Runner) -> None:
     src = tmp_path / "src" / "card"
     data = os.urandom(3 * CHUNK)
     write(src / "clip.mp4", data)
@@ -182,9 +178,7 @@ def test_source_deleted_between_scan_and_read(
     assert not (tmp_path / "d" / "card" / "b.jpg").exists()
 
 
-def test_rerun_skips_what_is_verified_and_recopies_what_went_missing(
-    tmp_path: Path, runner: Runner
-) -> None:
+def test_rerun_skips_what_is_verified_and_recopies_what_went_missing(tmp_path: Path, runner: Runner) -> None:
     src = tmp_path / "src" / "card"
     for i in range(5):
         write(src / f"IMG_{i}.JPG", os.urandom(1000 + i))
@@ -217,9 +211,7 @@ def test_conflicts_never_overwrite_silently(tmp_path: Path, runner: Runner, poli
     result = runner([src], [dest], on_conflict=policy)
     out = runner.outcomes()
     # identical bytes already there count as delivered (overwrite simply replaces them)
-    assert out[("card/same.jpg", dest.name)]["status"] == (
-        "verified" if policy == "overwrite" else "already"
-    )
+    assert out[("card/same.jpg", dest.name)]["status"] == ("verified" if policy == "overwrite" else "already")
     diff = out[("card/diff.jpg", dest.name)]
     if policy == "rename":
         assert result.exit_code == 0
@@ -245,22 +237,16 @@ def test_conflicts_never_overwrite_silently(tmp_path: Path, runner: Runner, poli
     assert not (droot / "card" / "diff (3).jpg").exists()
 
 
-def test_destination_failing_mid_job_does_not_stop_the_others(
-    tmp_path: Path, runner: Runner
-) -> None:
+def test_destination_failing_mid_job_does_not_stop_the_others(tmp_path: Path, runner: Runner) -> None:
     src = tmp_path / "src" / "card"
     for i in range(6):
         write(src / f"f{i}.bin", os.urandom(CHUNK))
-    dying = FaultyDestination(
-        LocalDestination(tmp_path / "usb"), FaultPlan(vanish_after_bytes=2 * CHUNK)
-    )
+    dying = FaultyDestination(LocalDestination(tmp_path / "usb"), FaultPlan(vanish_after_bytes=2 * CHUNK))
     readonly = FaultyDestination(
         LocalDestination(tmp_path / "ro"),
         FaultPlan(
             part_faults=[
-                PartFault(
-                    "f", lambda: errors.DestinationReadOnly("read-only file system"), times=99
-                )
+                PartFault("f", lambda: errors.DestinationReadOnly("read-only file system"), times=99)
             ]
         ),
     )
@@ -284,9 +270,7 @@ def test_a_slow_destination_does_not_stall_a_fast_one(tmp_path: Path, runner: Ru
     for i in range(12):
         write(src / f"clip{i:02}.mov", os.urandom(2 * CHUNK))
     order: list[str] = []
-    slow = FaultyDestination(
-        LocalDestination(tmp_path / "nas"), FaultPlan(bytes_per_second=20 * CHUNK)
-    )
+    slow = FaultyDestination(LocalDestination(tmp_path / "nas"), FaultPlan(bytes_per_second=20 * CHUNK))
     fast = LocalDestination(tmp_path / "ssd")
     result = runner([src], [slow, fast], chunk_size=CHUNK, memory_budget=8 * CHUNK)
     assert result.exit_code == 0
@@ -306,9 +290,7 @@ def test_a_slow_destination_does_not_stall_a_fast_one(tmp_path: Path, runner: Ru
     assert result.released
 
 
-def test_junk_symlinks_and_special_files_are_left_out_and_reported(
-    tmp_path: Path, runner: Runner
-) -> None:
+def test_junk_symlinks_and_special_files_are_left_out_and_reported(tmp_path: Path, runner: Runner) -> None:
     src = tmp_path / "src" / "card"
     write(src / "DCIM" / "IMG_1.JPG", b"jpg")
     for junk in (".DS_Store", "._IMG_1.JPG", "Thumbs.db", "desktop.ini"):

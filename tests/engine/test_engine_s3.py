@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-from conftest import Runner, write
-from servers import SLOW_DOWN_XML
 
 from castoff.catalog.db import Catalog
 from castoff.destinations.base import MiB
 from castoff.destinations.local import LocalDestination
 from castoff.destinations.s3 import S3Destination, S3Options
 from castoff.engine.retry import RetryPolicy
+from conftest import Runner, write
+from servers import SLOW_DOWN_XML
 
 FAST = {"retry": RetryPolicy(attempts=6, base=0.05, cap=0.5), "lane_pause": 0.2}
 
@@ -60,8 +60,13 @@ def test_mixed_job_two_local_and_one_bucket(tmp_path: Path, runner: Runner, rclo
     rng = random.Random(3)
     src = tmp_path / "src" / "card"
     files = card(src, rng)
-    bucket = s3dest(rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key,
-                    part_size=5 * MiB)
+    bucket = s3dest(
+        rclone_s3.url,
+        rclone_s3.bucket,
+        rclone_s3.access_key,
+        rclone_s3.secret_key,
+        part_size=5 * MiB,
+    )
     ssd, nas = LocalDestination(tmp_path / "ssd"), LocalDestination(tmp_path / "nas")
     result = runner([src], [ssd, nas, bucket], chunk_size=5 * MiB, **FAST)
     assert result.exit_code == 0, runner.logs()
@@ -90,8 +95,7 @@ def test_whole_job_with_a_write_only_key_on_moto(tmp_path: Path, runner: Runner,
     src = tmp_path / "src" / "card"
     files = card(src, rng, big=11 * MiB)
     key, secret = moto.enable_write_only()
-    bucket = s3dest(moto.url, moto.bucket, key, secret, part_size=5 * MiB,
-                    storage_class="STANDARD_IA")
+    bucket = s3dest(moto.url, moto.bucket, key, secret, part_size=5 * MiB, storage_class="STANDARD_IA")
     result = runner([src], [bucket], chunk_size=5 * MiB, **FAST)
     assert result.exit_code == 0, runner.logs()
     admin = moto.admin_client()
@@ -118,8 +122,9 @@ def test_throttling_and_a_corrupted_part_are_survived(
     proxy.respond(503, SLOW_DOWN_XML, headers={"Retry-After": "0"}, match="partNumber=2", times=2)
     proxy.corrupt_byte(1000, match="partNumber=3")
     proxy.drop_after(100_000, match="IMG_0001")
-    bucket = s3dest(proxy.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key,
-                    part_size=5 * MiB)
+    bucket = s3dest(
+        proxy.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
     result = runner([src], [bucket], chunk_size=5 * MiB, **FAST)
     assert result.exit_code == 0, runner.logs()
     admin = rclone_s3.admin_client()
@@ -137,12 +142,31 @@ def test_sigkill_mid_upload_resumes_without_resending_parts(
     write(src / "A001.MOV", data)
     proxy = fault_proxy(rclone_s3)
     state = tmp_path / "state"
-    url = (f"s3://{rclone_s3.bucket}/raw/?endpoint={proxy.url}&region=us-east-1"
-           "&addressing=path&part_size=5MiB&max_parallel=2")
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": rclone_s3.access_key,
-           "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
-    cmd = [sys.executable, "-m", "castoff", "--state-dir", str(state), "copy", str(src),
-           "--quiet", "--to", url, "--chunk-size", "5M", "--bwlimit", "8M"]
+    url = (
+        f"s3://{rclone_s3.bucket}/raw/?endpoint={proxy.url}&region=us-east-1"
+        "&addressing=path&part_size=5MiB&max_parallel=2"
+    )
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": rclone_s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "castoff",
+        "--state-dir",
+        str(state),
+        "copy",
+        str(src),
+        "--quiet",
+        "--to",
+        url,
+        "--chunk-size",
+        "5M",
+        "--bwlimit",
+        "8M",
+    ]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     parts_done = 0

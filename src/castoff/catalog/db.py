@@ -265,9 +265,7 @@ class Catalog:
 
     # -- files and outcomes ----------------------------------------------------------------
 
-    def add_file(
-        self, job_id: str, *, rel_path: str, abs_path: str, size: int, mtime_ns: int
-    ) -> int:
+    def add_file(self, job_id: str, *, rel_path: str, abs_path: str, size: int, mtime_ns: int) -> int:
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status)"
@@ -276,9 +274,7 @@ class Catalog:
             )
             return int(cur.lastrowid or 0)
 
-    def add_skipped_file(
-        self, job_id: str, *, rel_path: str, abs_path: str, reason: str, code: str
-    ) -> None:
+    def add_skipped_file(self, job_id: str, *, rel_path: str, abs_path: str, reason: str, code: str) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO files(job_id, rel_path, abs_path, size, mtime_ns, status,"
@@ -375,9 +371,7 @@ class Catalog:
             )
 
     def landed_at(self, dest_ident: str, planned: str) -> LandedRow | None:
-        rows = self._query(
-            "SELECT * FROM landed WHERE dest_ident=? AND planned=?", (dest_ident, planned)
-        )
+        rows = self._query("SELECT * FROM landed WHERE dest_ident=? AND planned=?", (dest_ident, planned))
         if not rows:
             return None
         r = rows[0]
@@ -467,9 +461,7 @@ class Catalog:
         rows = self._query(f"SELECT * FROM uploads WHERE state='open' {where}", args)  # noqa: S608
         out: list[UploadRow] = []
         for r in rows:
-            parts = self._query(
-                "SELECT * FROM parts WHERE upload_id=? ORDER BY idx", (int(r["id"]),)
-            )
+            parts = self._query("SELECT * FROM parts WHERE upload_id=? ORDER BY idx", (int(r["id"]),))
             out.append(
                 UploadRow(
                     id=int(r["id"]),
@@ -519,6 +511,5 @@ class Catalog:
 
     def partials(self, dest_ident: str) -> list[str]:
         return [
-            str(r["path"])
-            for r in self._query("SELECT path FROM partials WHERE dest_ident=?", (dest_ident,))
+            str(r["path"]) for r in self._query("SELECT path FROM partials WHERE dest_ident=?", (dest_ident,))
         ]

@@ -98,7 +98,7 @@ class ObjectStat:
 ResumeToken = Mapping[str, object]
 
 
-class TargetExists(Exception):  # noqa: N818 (a signal to the engine, not an error for the user)
+class TargetExists(Exception):
     """``commit`` found something already at the target and did not replace it."""
 
     def __init__(self, target: str) -> None:

@@ -89,9 +89,7 @@ class FaultyUpload:
         self._dest.check_vanished()
         if any(m in self.target for m in self._dest.plan.corrupt_before_commit):
             self._corrupt()
-        return self._inner.commit(
-            parts, source_blake3=source_blake3, target=target, overwrite=overwrite
-        )
+        return self._inner.commit(parts, source_blake3=source_blake3, target=target, overwrite=overwrite)
 
     def _corrupt(self) -> None:
         partial = getattr(self._inner, "partial_path", None)
@@ -118,9 +116,7 @@ class FaultyUpload:
 class FaultyDestination:
     """Wraps ``inner`` and misbehaves as ``plan`` says."""
 
-    def __init__(
-        self, inner: Destination, plan: FaultPlan, *, caps: Capabilities | None = None
-    ) -> None:
+    def __init__(self, inner: Destination, plan: FaultPlan, *, caps: Capabilities | None = None) -> None:
         self.inner = inner
         self.plan = plan
         self.lock = threading.Lock()
@@ -163,9 +159,7 @@ class FaultyDestination:
         resume: ResumeToken | None = None,
     ) -> FaultyUpload:
         self.check_vanished()
-        return FaultyUpload(
-            self, self.inner.start(target, meta=meta, part_size=part_size, resume=resume)
-        )
+        return FaultyUpload(self, self.inner.start(target, meta=meta, part_size=part_size, resume=resume))
 
     def stat(self, target: str) -> ObjectStat | None:
         return self.inner.stat(target)

@@ -75,9 +75,7 @@ class MemoryUpload:
 class MemoryDestination:
     """Objects in a dict. ``is_local`` lets tests stand it in for a drive or for a bucket."""
 
-    def __init__(
-        self, name: str = "memory", *, is_local: bool = True, concurrency: int = 1
-    ) -> None:
+    def __init__(self, name: str = "memory", *, is_local: bool = True, concurrency: int = 1) -> None:
         self._name = name
         self.objects: dict[str, bytes] = {}
         self.metas: dict[str, ObjectMeta] = {}

@@ -210,15 +210,11 @@ def parse_s3_url(spec: str, defaults: S3Options | Mapping[str, object] | None = 
     ``?`` starts the options, so a prefix containing ``?`` must come from ``defaults``. Secrets
     are never read from a URL."""
     if spec[:5].lower() != "s3://":
-        raise errors.UsageError(
-            f"not an S3 destination: {spec!r}", hint="write it as s3://bucket/prefix/"
-        )
+        raise errors.UsageError(f"not an S3 destination: {spec!r}", hint="write it as s3://bucket/prefix/")
     rest, _, query = spec[5:].partition("?")
     bucket, _, prefix = rest.partition("/")
     if not bucket or any(c.isspace() for c in bucket):
-        raise errors.UsageError(
-            f"no valid bucket name in {spec!r}", hint="write it as s3://bucket/prefix/"
-        )
+        raise errors.UsageError(f"no valid bucket name in {spec!r}", hint="write it as s3://bucket/prefix/")
     values: dict[str, Any] = {"bucket": bucket, "prefix": prefix}
     for name, raw in parse_qsl(query, keep_blank_values=True):
         if name not in _URL_OPTIONS:
@@ -527,9 +523,7 @@ def translate_error(exc: Exception, *, bucket: str, key: str | None = None) -> B
     return exc
 
 
-def _translate_answer(
-    exc: bx.ClientError, bucket: str, key: str | None, where: str
-) -> BaseException:
+def _translate_answer(exc: bx.ClientError, bucket: str, key: str | None, where: str) -> BaseException:
     error = exc.response.get("Error", {})
     meta = exc.response.get("ResponseMetadata", {})
     code = str(error.get("Code", ""))
@@ -540,9 +534,7 @@ def _translate_answer(
     said = f"{code or status} during {answer.op} on {where}"
     if code in _THROTTLE_CODES or status in (429, 503):
         headers = cast(Mapping[str, str], meta.get("HTTPHeaders", {}))
-        return errors.Throttled(
-            f"the server asks to slow down: {said}", retry_after=_retry_after(headers)
-        )
+        return errors.Throttled(f"the server asks to slow down: {said}", retry_after=_retry_after(headers))
     if code in _TRANSIENT_CODES or status >= 500:
         return errors.TransientError(f"server error {status}: {said}")
     if status == 412:
@@ -579,9 +571,7 @@ class _PartBody:
         return len(self._data)
 
     def read(self, size: int | None = -1) -> bytes:
-        end = (
-            len(self._data) if size is None or size < 0 else min(len(self._data), self._pos + size)
-        )
+        end = len(self._data) if size is None or size < 0 else min(len(self._data), self._pos + size)
         chunk = self._data[self._pos : end].tobytes()
         self._pos = max(self._pos, end)
         return chunk
@@ -649,7 +639,7 @@ def _resolve(options: S3Options) -> tuple[boto3.Session, Provider, str | None, s
             aws_secret_access_key=options.secret_key,
             aws_session_token=options.session_token,
         )
-    region = options.region or session.region_name
+        region = options.region or session.region_name  # reads the profile: ProfileNotFound
     endpoint = options.endpoint_url
     if options.provider:
         provider = get_provider(options.provider)
@@ -813,9 +803,7 @@ class S3Destination:
             )
         n_parts = parts_for(meta.size, part_size)
         if n_parts > self.provider.max_parts:
-            raise ValueError(
-                f"{n_parts} parts; {self.provider.title} allows {self.provider.max_parts}"
-            )
+            raise ValueError(f"{n_parts} parts; {self.provider.title} allows {self.provider.max_parts}")
         metadata, notes = build_metadata(meta, self.provider.max_metadata_bytes)
         for note in notes:
             log.info("%s: %s", target, note)
@@ -872,9 +860,7 @@ class S3Destination:
         """AbortMultipartUpload; an upload already gone is fine."""
         try:
             with _s3_errors(self.options.bucket, key):
-                self.client.abort_multipart_upload(
-                    Bucket=self.options.bucket, Key=key, UploadId=upload_id
-                )
+                self.client.abort_multipart_upload(Bucket=self.options.bucket, Key=key, UploadId=upload_id)
         except errors.UploadGone:
             log.info("abort: upload %s of %s was already gone", upload_id, key)
 
@@ -1008,9 +994,9 @@ class S3Upload:
         if target is not None and target != self._key:
             raise ValueError("an S3 upload cannot change its key at commit (commit_can_retarget)")
         ordered = sorted(parts, key=lambda p: p.index)
-        if [p.index for p in ordered] != list(range(self._n_parts)) or sum(
-            p.size for p in ordered
-        ) != max(self._meta.size, 0):
+        if [p.index for p in ordered] != list(range(self._n_parts)) or sum(p.size for p in ordered) != max(
+            self._meta.size, 0
+        ):
             raise ValueError(f"the receipts do not cover {self._key} part by part")
         if self._upload_id is None:  # the PutObject went out in put_part(0)
             etag = ordered[0].etag or ""
@@ -1058,9 +1044,7 @@ class S3Upload:
         if not all(_looks_like(d, False) for d in digests):
             self._note("a recorded part lacks its MD5: the object's ETag was not checked")
             return "content-md5 per part"
-        combined = hashlib.md5(
-            b"".join(bytes.fromhex(d) for d in digests), usedforsecurity=False
-        ).hexdigest()
+        combined = hashlib.md5(b"".join(bytes.fromhex(d) for d in digests), usedforsecurity=False).hexdigest()
         wanted = f"{combined}-{len(ordered)}"
         if etag == wanted:
             return "content-md5 per part + etag (md5 of part md5s)"

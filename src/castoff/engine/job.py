@@ -218,12 +218,14 @@ class Engine:
             if not isinstance(item, SourceFile) and item.code in ("unreadable", "vanished"):
                 # Something the user expects copied could not be read: a failure, not a skip.
                 file_id = self.catalog.add_file(
-                    self.job_id, rel_path=item.rel_path, abs_path=item.abs_path, size=0,
+                    self.job_id,
+                    rel_path=item.rel_path,
+                    abs_path=item.abs_path,
+                    size=0,
                     mtime_ns=0,
                 )
                 code = "source-vanished" if item.code == "vanished" else "source-read"
-                self.catalog.file_failed(file_id, error=f"{item.rel_path}: {item.reason}",
-                                         code=code)
+                self.catalog.file_failed(file_id, error=f"{item.rel_path}: {item.reason}", code=code)
                 self.log(f"{item.rel_path}: {item.reason}", "error")
                 continue
             if not isinstance(item, SourceFile):
@@ -250,14 +252,8 @@ class Engine:
         self.files += 1
         self.bytes += src.size
         part_size = self._part_size(src.size)
-        fs = FileState(
-            src=src, file_id=file_id, part_size=part_size, n_parts=parts_for(src.size, part_size)
-        )
-        known = (
-            None
-            if self.options.rehash
-            else self.catalog.known_hash(src.abs_path, src.size, src.mtime_ns)
-        )
+        fs = FileState(src=src, file_id=file_id, part_size=part_size, n_parts=parts_for(src.size, part_size))
+        known = None if self.options.rehash else self.catalog.known_hash(src.abs_path, src.size, src.mtime_ns)
         streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
         if not streams:
             fs.status = "read" if known else "skipped"
@@ -474,9 +470,7 @@ class Engine:
                 last = index == fs.n_parts - 1
                 if last:
                     try:
-                        self._check_unchanged(
-                            fd, path, src, size_limit=offset + size, live=check_mtime
-                        )
+                        self._check_unchanged(fd, path, src, size_limit=offset + size, live=check_mtime)
                     except BaseException:
                         budget.release(size)
                         raise
@@ -503,9 +497,7 @@ class Engine:
         except OSError as exc:
             raise errors.SourceReadError(f"{rel}: read error: {exc.strerror}") from exc
 
-    def _check_unchanged(
-        self, fd: int, path: str, src: SourceFile, *, size_limit: int, live: bool
-    ) -> None:
+    def _check_unchanged(self, fd: int, path: str, src: SourceFile, *, size_limit: int, live: bool) -> None:
         try:
             extra = os.pread(fd, 1, size_limit)
             st_fd = os.fstat(fd)
@@ -602,11 +594,7 @@ class Engine:
             return True
         if any(s.lane.paused() for s in group):
             return False
-        return (
-            fs.local_copy is not None
-            or fs.pending_local == 0
-            or all(s.lane.caps.is_local for s in group)
-        )
+        return fs.local_copy is not None or fs.pending_local == 0 or all(s.lane.caps.is_local for s in group)
 
     def _next_group(self) -> list[Stream] | None:
         with self._state:
@@ -736,7 +724,6 @@ class Engine:
 
     def _close(self, stream: Stream) -> None:
         """The committer: land a complete stream, or end / retry a failed one."""
-        lane = stream.lane
         if self.cancel.is_set() and stream.failed is None and not stream.finished:
             return
         if isinstance(stream.failed, TargetExists) and stream.upload is not None:
@@ -758,7 +745,8 @@ class Engine:
             return
         fs = stream.file
         upload = stream.upload
-        assert upload is not None and fs.digest is not None
+        assert upload is not None
+        assert fs.digest is not None
         receipts = [stream.receipts[i] for i in sorted(stream.receipts)]
         try:
             landed = self._commit(stream, upload, receipts, fs.digest)
@@ -774,9 +762,7 @@ class Engine:
     ) -> Landed | None:
         def commit(target: str | None = None, overwrite: bool = False) -> Landed:
             return self.options.retry.call(
-                lambda: upload.commit(
-                    receipts, source_blake3=digest, target=target, overwrite=overwrite
-                ),
+                lambda: upload.commit(receipts, source_blake3=digest, target=target, overwrite=overwrite),
                 cancel=self.cancel,
             )
 
@@ -833,9 +819,7 @@ class Engine:
                         self._drop_partial(stream)
                         self._landed(
                             stream,
-                            Landed(
-                                alt, stream.file.src.size, "existing copy read back: blake3 match"
-                            ),
+                            Landed(alt, stream.file.src.size, "existing copy read back: blake3 match"),
                             "already",
                         )
                         return None

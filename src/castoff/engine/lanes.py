@@ -65,10 +65,7 @@ class Stream:
 
     def wants(self, index: int) -> bool:
         return (
-            self.feeding
-            and self.failed is None
-            and index not in self.receipts
-            and index not in self.inflight
+            self.feeding and self.failed is None and index not in self.receipts and index not in self.inflight
         )
 
     def reset(self, *, keep_parts: bool) -> None:
@@ -130,8 +127,7 @@ class Lane:
         self._stopping = False
         n = max(1, self.caps.concurrency)
         self._threads = [
-            threading.Thread(target=self._work, name=f"{dest.name}-w{i}", daemon=True)
-            for i in range(n)
+            threading.Thread(target=self._work, name=f"{dest.name}-w{i}", daemon=True) for i in range(n)
         ]
         self._threads.append(
             threading.Thread(target=self._commit_loop, name=f"{dest.name}-commit", daemon=True)

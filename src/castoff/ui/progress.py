@@ -130,11 +130,7 @@ class RichDisplay(Display):
         elif event.kind == "released":
             self.progress.console.print(
                 "[bold green]Source can be released:[/] every local destination is verified."
-                + (
-                    " Uploads continue from the local copies."
-                    if event.data.get("remaining_streams")
-                    else ""
-                )
+                + (" Uploads continue from the local copies." if event.data.get("remaining_streams") else "")
             )
 
     def tick(self) -> None:
@@ -151,9 +147,7 @@ class RichDisplay(Display):
                     f" [red]{fails} failed[/]" if fails else ""
                 )
                 total = max(s["bytes_total"], 1)
-                self.progress.update(
-                    tid, completed=min(s["bytes_done"], total), total=total, files=files
-                )
+                self.progress.update(tid, completed=min(s["bytes_done"], total), total=total, files=files)
                 tot_done += min(s["bytes_done"], s["bytes_total"])
                 tot_all += s["bytes_total"]
             if stats and len(stats) > 1:
