@@ -156,24 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def s3_defaults(args: argparse.Namespace) -> dict[str, object]:
-    keys = (
-        "endpoint_url",
-        "region",
-        "profile",
-        "storage_class",
-        "sse",
-        "sse_kms_key_id",
-        "addressing",
-        "part_size",
-        "max_parallel",
-        "checksums",
-        "verify_download",
-    )
+    """The S3 options given as flags, by S3Options field name; per-URL options override them."""
+    names = {
+        "endpoint_url": "endpoint_url",
+        "region": "region",
+        "profile": "profile",
+        "storage_class": "storage_class",
+        "sse": "sse",
+        "sse_kms_key_id": "sse_kms_key_id",
+        "addressing": "addressing_style",
+        "max_parallel": "max_parallel_parts",
+        "checksums": "checksum_mode",
+        "verify_download": "verify_download",
+    }
     out: dict[str, object] = {}
-    for k in keys:
-        v = getattr(args, k, None)
+    for arg, field in names.items():
+        v = getattr(args, arg, None)
         if v not in (None, False):
-            out[k] = v
+            out[field] = v
+    part = getattr(args, "part_size", None)
+    if part:
+        out["part_size"] = parse_size(part, what="--part-size")
     return out
 
 

@@ -1090,9 +1090,11 @@ class Engine:
             or self._open_streams > 0
         ):
             self._released = True
-            self.log(
+            self.catalog.log(
+                self.job_id,
+                "info",
                 "every local destination is verified: the source can be released;"
-                " the remaining uploads read from the verified local copies"
+                " the remaining uploads read from the verified local copies",
             )
             self.emit("released", remaining_streams=self._open_streams)
             return
