@@ -180,7 +180,16 @@ def run_step(step: Step, *, timeout_s: float, log_dir: Path) -> tuple[StepResult
         timer.daemon = True
         timer.start()
         # Wait for the exit without reaping (WNOWAIT), so the timer can never signal a reused pid.
-        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        try:
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        except BaseException:
+            # Ctrl-C or SIGTERM in the harness: the command runs in its own session and would
+            # not get the signal, so end it (and its children) before giving up.
+            timer.cancel()
+            _kill_group(proc.pid)
+            os.wait4(proc.pid, 0)
+            sampler.stop()
+            raise
         wall = time.perf_counter() - start
         with lock:
             exited = True

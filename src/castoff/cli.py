@@ -237,6 +237,8 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
     sources = check_sources(args.sources)
     defaults = s3_defaults(args)
+    if args.on_conflict == "overwrite":
+        defaults["conditional_writes"] = False  # If-None-Match would refuse the overwrite
     dests: list[Destination] = [open_destination(spec, s3_defaults=defaults) for spec in args.to]
     idents = [d.ident for d in dests]
     if len(set(idents)) != len(idents):
