@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: all venv test check demo soak bench clean
+.PHONY: all venv test check demo soak bench bench-smoke clean
 
 all: test
 
@@ -28,7 +28,11 @@ soak: $(STAMP)
 
 bench: $(STAMP)
 	@bash bench/setup.sh
-	@$(BIN)/python bench/run.py $(BENCH_ARGS)
+	@$(BIN)/python bench/run.py --workload all $(BENCH_ARGS)
+
+bench-smoke: $(STAMP)
+	@bash bench/setup.sh
+	@$(BIN)/python bench/run.py --workload card --scale 0.01 --runs 1 --jobs local
 
 clean:
 	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache

@@ -38,7 +38,7 @@ from peers import (
     run_peer,
     unavailable,
 )
-from report import Row, chart, describe_machine, markdown, to_json
+from report import Row, chart, describe_machine, filesystem_of, markdown, to_json
 from verify import Check, SourceIndex, check_s3_dir, check_tree, index_source
 from workloads import WHERE, WORKLOADS, Params, Workload, generate, planned_bytes
 
@@ -354,7 +354,7 @@ def _as_measurement(r: dict[str, Any]) -> Measurement:
     )
 
 
-def standard_notes(args: argparse.Namespace, tools: Tools) -> list[str]:
+def standard_notes(args: argparse.Namespace, tools: Tools, base: Path) -> list[str]:
     cpus = len(os.sched_getaffinity(0))
     notes = [
         "wall s: median over the verified runs (min–max beside it); runs are interleaved across tools.",
@@ -368,7 +368,7 @@ def standard_notes(args: argparse.Namespace, tools: Tools) -> list[str]:
         "castoff fsyncs each file and directory; cp and rclone do not"
         + (" (a final `sync` is timed for them: --sync-after)." if args.sync_after else "."),
     ]
-    if args.where == "tmpfs" and not args.workdir:
+    if filesystem_of(base)["fstype"] == "tmpfs":
         notes.append(
             "tmpfs: the page cache cannot be dropped (the files live in it), so every read "
             "and read-back comes from RAM: these figures measure CPU and memory bandwidth, "
@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         bench.cleanup()
-    notes = bench.notes + standard_notes(args, tools)
+    notes = bench.notes + standard_notes(args, tools, bench.base)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / stamp
     png_note = chart(bench.rows, stem.with_suffix(".png"))
