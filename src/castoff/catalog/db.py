@@ -337,6 +337,10 @@ class Catalog:
                 ),
             )
 
+    def any_source_failed(self, job_id: str) -> bool:
+        """Whether some source file of the job could not be read (changed, vanished, unreadable)."""
+        return bool(self._query("SELECT 1 FROM files WHERE job_id=? AND status='failed' LIMIT 1", (job_id,)))
+
     def job_files(self, job_id: str) -> list[sqlite3.Row]:
         return self._query("SELECT * FROM files WHERE job_id=? ORDER BY rel_path", (job_id,))
 

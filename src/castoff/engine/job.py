@@ -169,11 +169,7 @@ class Engine:
 
     def _result(self) -> JobResult:
         failed = any(ln.stats.failed or ln.stats.incomplete for ln in self.lanes)
-        source_failed = bool(
-            self.catalog._query(
-                "SELECT 1 FROM files WHERE job_id=? AND status='failed' LIMIT 1", (self.job_id,)
-            )
-        )
+        source_failed = self.catalog.any_source_failed(self.job_id)
         if self.cancel.is_set():
             code, status = errors.EXIT_INTERRUPTED, "interrupted"
         elif failed or source_failed:
