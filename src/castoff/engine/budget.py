@@ -10,14 +10,32 @@ import hashlib
 import threading
 from collections.abc import Callable
 
+#: buffers at least this big are kept for reuse: a fresh one costs a page fault per 4 KiB
+POOL_MIN = 1024 * 1024
+
+
+def size_class(n: int) -> int:
+    """The size of the buffer that holds ``n`` bytes: small ones exact, others whole MiB."""
+    if n < POOL_MIN:
+        return n
+    return -(-n // POOL_MIN) * POOL_MIN
+
 
 class MemoryBudget:
-    """Bytes of chunk buffers alive at once, at most ``limit`` (one oversized chunk may pass alone)."""
+    """Bytes of chunk buffers alive at once, at most ``limit`` (one oversized chunk may pass alone).
+
+    Buffers of ``POOL_MIN`` bytes or more are sized up to a whole number of MiB, and freed ones are
+    kept and handed out again for a part of the same size class, so a long read does not fault in
+    and zero fresh pages for every part. A buffer counts against the limit with its whole size,
+    and kept buffers count too: they are dropped to make room for a part of another class.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
         self.peak = 0
+        self.pooled = 0
+        self._pool: dict[int, list[bytearray]] = {}
         self._cond = threading.Condition()
 
     def acquire(
@@ -26,12 +44,15 @@ class MemoryBudget:
         *,
         cancelled: Callable[[], bool],
         on_blocked: Callable[[], None] | None = None,
-    ) -> bool:
-        """Wait until ``n`` bytes fit; calls ``on_blocked`` while waiting. False if cancelled."""
+    ) -> bytearray | None:
+        """Wait until a buffer for ``n`` bytes fits and return it: at least ``n`` bytes long, its
+        contents stale (the caller overwrites the first ``n``). Calls ``on_blocked`` while
+        waiting; None if cancelled."""
+        n = size_class(n)
         with self._cond:
             while self.used and self.used + n > self.limit:
                 if cancelled():
-                    return False
+                    return None
                 if on_blocked is not None:
                     self._cond.release()
                     try:
@@ -43,11 +64,32 @@ class MemoryBudget:
                 self._cond.wait(0.05)
             self.used += n
             self.peak = max(self.peak, self.used)
-            return True
+            kept = self._pool.get(n)
+            if kept:
+                self.pooled -= n
+                buf = kept.pop()
+                if not kept:
+                    del self._pool[n]
+                return buf
+            self._make_room(n)
+        return bytearray(n)
 
-    def release(self, n: int) -> None:
+    def _make_room(self, n: int) -> None:
+        """Under the lock: drop kept buffers until a new one of ``n`` bytes fits beside them."""
+        while self._pool and self.used + self.pooled > self.limit:
+            size, kept = next(iter(self._pool.items()))
+            kept.pop()
+            self.pooled -= size
+            if not kept:
+                del self._pool[size]
+
+    def release(self, buf: bytearray) -> None:
+        n = len(buf)
         with self._cond:
             self.used -= n
+            if n >= POOL_MIN and self.used + self.pooled + n <= self.limit:
+                self._pool.setdefault(n, []).append(buf)
+                self.pooled += n
             self._cond.notify_all()
 
 
@@ -84,4 +126,4 @@ class Chunk:
             self._refs -= 1
             last = self._refs == 0
         if last:
-            self.budget.release(len(self.buffer))
+            self.budget.release(self.buffer)

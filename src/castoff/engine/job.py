@@ -447,19 +447,19 @@ class Engine:
             offset = 0
             for index in range(fs.n_parts):
                 size = min(fs.part_size, src.size - offset)
-                if not budget.acquire(
+                buf = budget.acquire(
                     size,
                     cancelled=self.cancel.is_set,
                     on_blocked=lambda: self._maybe_detach(budget, streams),
-                ):
+                )
+                if buf is None:
                     raise errors.Interrupted("interrupted")
-                buf = bytearray(size)
+                view = memoryview(buf)[:size]
                 try:
-                    self._read_exactly(fd, buf, offset, src.rel_path)
+                    self._read_exactly(fd, view, offset, src.rel_path)
                 except BaseException:
-                    budget.release(size)
+                    budget.release(buf)
                     raise
-                view = memoryview(buf)
                 hasher.update(view)
                 if whole_md5 is not None:
                     whole_md5.update(view)
@@ -468,7 +468,7 @@ class Engine:
                     try:
                         self._check_unchanged(fd, path, src, size_limit=offset + size, live=check_mtime)
                     except BaseException:
-                        budget.release(size)
+                        budget.release(buf)
                         raise
                     if live:
                         # known before the last part goes out, so a one-part object's metadata has it
@@ -481,11 +481,10 @@ class Engine:
         return hasher.hexdigest(), (whole_md5.hexdigest() if whole_md5 else None)
 
     @staticmethod
-    def _read_exactly(fd: int, buf: bytearray, offset: int, rel: str) -> None:
-        view = memoryview(buf)
+    def _read_exactly(fd: int, view: memoryview, offset: int, rel: str) -> None:
         got = 0
         try:
-            while got < len(buf):
+            while got < len(view):
                 n = os.preadv(fd, [view[got:]], offset + got)
                 if n == 0:
                     raise errors.SourceChanged(f"{rel}: shrank while it was read")
@@ -523,7 +522,7 @@ class Engine:
     ) -> None:
         takers = [s for s in streams if s.wants(index)]
         if not takers:
-            budget.release(size)
+            budget.release(buf)
             return
         chunk = Chunk(budget, buf, size, index, offset, refs=len(takers))
         for s in takers:

@@ -17,6 +17,10 @@ from castoff import errors
 T = TypeVar("T")
 
 
+#: shared: seeding a new generator for every call costs more than the call it guards
+_JITTER = random.Random()
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 6
@@ -36,7 +40,6 @@ class RetryPolicy:
         on_retry: Callable[[int, BaseException, float], None] | None = None,
         rng: random.Random | None = None,
     ) -> T:
-        rng = rng or random.Random()
         attempt = 0
         while True:
             try:
@@ -45,7 +48,7 @@ class RetryPolicy:
                 attempt += 1
                 if not exc.retryable or attempt >= self.attempts or cancel.is_set():
                     raise
-                wait = self.delay(attempt, exc, rng)
+                wait = self.delay(attempt, exc, rng or _JITTER)
                 if on_retry is not None:
                     on_retry(attempt, exc, wait)
                 if cancel.wait(wait):

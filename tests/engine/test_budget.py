@@ -1,0 +1,77 @@
+"""The memory budget: limits, size classes, and the pool of reused part buffers."""
+
+from __future__ import annotations
+
+import threading
+
+from castoff.engine.budget import POOL_MIN, Chunk, MemoryBudget, size_class
+
+MiB = 1024 * 1024
+
+
+def never() -> bool:
+    return False
+
+
+def test_size_classes_round_big_buffers_to_whole_mib() -> None:
+    assert size_class(0) == 0
+    assert size_class(1000) == 1000
+    assert size_class(POOL_MIN - 1) == POOL_MIN - 1
+    assert size_class(POOL_MIN) == POOL_MIN
+    assert size_class(3 * MiB + 1) == 4 * MiB
+
+
+def test_a_released_part_buffer_is_handed_out_again() -> None:
+    budget = MemoryBudget(64 * MiB)
+    first = budget.acquire(5 * MiB - 10, cancelled=never)
+    assert first is not None and len(first) == 5 * MiB
+    budget.release(first)
+    again = budget.acquire(5 * MiB - 3000, cancelled=never)
+    assert again is first, "same size class: the kept buffer is reused"
+    assert budget.used == 5 * MiB and budget.pooled == 0
+
+
+def test_small_buffers_are_exact_and_not_kept() -> None:
+    budget = MemoryBudget(64 * MiB)
+    small = budget.acquire(4096, cancelled=never)
+    assert small is not None and len(small) == 4096
+    budget.release(small)
+    assert budget.pooled == 0 and budget.used == 0
+
+
+def test_kept_buffers_never_push_the_total_past_the_limit() -> None:
+    budget = MemoryBudget(8 * MiB)
+    bufs = [budget.acquire(2 * MiB, cancelled=never) for _ in range(4)]
+    for b in bufs:
+        assert b is not None
+        budget.release(b)
+    assert budget.pooled == 8 * MiB and budget.used == 0
+    # another size class: kept buffers are dropped to make room
+    big = budget.acquire(6 * MiB, cancelled=never)
+    assert big is not None
+    assert budget.used + budget.pooled <= budget.limit
+    assert budget.peak == 8 * MiB
+
+
+def test_a_reader_waits_until_a_chunk_is_released() -> None:
+    budget = MemoryBudget(4 * MiB)
+    buf = budget.acquire(4 * MiB, cancelled=never)
+    assert buf is not None
+    chunk = Chunk(budget, buf, 4 * MiB - 1, index=0, offset=0, refs=2)
+    got: list[bytearray | None] = []
+    waiter = threading.Thread(target=lambda: got.append(budget.acquire(MiB, cancelled=never)))
+    waiter.start()
+    chunk.release()
+    waiter.join(0.3)
+    assert waiter.is_alive(), "one of two holders released: the bytes are still in use"
+    chunk.release()
+    waiter.join(10)
+    assert not waiter.is_alive() and got and got[0] is not None
+    assert chunk.size == 4 * MiB - 1
+
+
+def test_a_cancelled_wait_returns_none() -> None:
+    budget = MemoryBudget(MiB)
+    held = budget.acquire(MiB, cancelled=never)
+    assert held is not None
+    assert budget.acquire(MiB, cancelled=lambda: True) is None
