@@ -113,15 +113,24 @@ def _write_all(
         left = fields if mode == "sidecar" else fit_metadata(fields, dest.caps.max_metadata_bytes)[1]
         if mode == "object" and not left:
             continue
-        f = files[int(o["file_id"])]
+        f = _with_hashes(catalog, dict(files[int(o["file_id"])]))
         key = str(o["target"]) + SIDECAR_SUFFIX
-        body = sidecar_body(dict(f), record, list(left))
-        status, error = _deliver(catalog, job_id, dest, key, body, dict(f), retry=retry, cancel=cancel)
+        body = sidecar_body(f, record, list(left))
+        status, error = _deliver(catalog, job_id, dest, key, body, f, retry=retry, cancel=cancel)
         catalog.record_meta_sidecar(job_id, int(o["file_id"]), dest.ident, key, status, error)
         if status == "failed":
             failed += 1
             log(f"{dest.name}: {key}: metadata sidecar not written: {error}", "error")
     return failed
+
+
+def _with_hashes(catalog: Catalog, row: dict[str, Any]) -> dict[str, Any]:
+    """A file skipped in this job was not read: its hashes are the catalog's from the earlier read."""
+    if row["blake3"] is None:
+        known = catalog.known_hash(str(row["abs_path"]), int(row["size"]), int(row["mtime_ns"]))
+        if known is not None:
+            row["blake3"], row["md5"] = known
+    return row
 
 
 def _deliver(
