@@ -173,6 +173,26 @@ def cr3(shot: Shot) -> bytes:
     return box(b"ftyp", b"crx \0\0\0\1crx isom") + moov + box(b"mdat", os.urandom(4096))
 
 
+def _full(kind: bytes, payload: bytes, version: int = 0) -> bytes:
+    return box(kind, bytes([version, 0, 0, 0]) + payload)
+
+
+def heic(shot: Shot) -> bytes:
+    """A HEIF still's metadata skeleton: ftyp 'heic', meta (hdlr, iinf with an Exif item, iloc
+    pointing into mdat), and the Exif item in mdat as iPhones write it."""
+    ftyp = box(b"ftyp", b"heic\0\0\0\0mif1heic")
+    hdlr = _full(b"hdlr", b"\0\0\0\0pict" + b"\0" * 12 + b"\0")
+    iinf = _full(b"iinf", struct.pack(">H", 1) + _full(b"infe", struct.pack(">HH", 1, 0) + b"Exif\0", 2))
+    item = struct.pack(">I", 6) + b"Exif\0\0" + tiff_exif(shot)
+
+    def meta(at: int) -> bytes:
+        iloc = _full(b"iloc", bytes([0x44, 0x00]) + struct.pack(">HHHHII", 1, 1, 0, 1, at, len(item)))
+        return _full(b"meta", hdlr + iinf + iloc)
+
+    at = len(ftyp) + len(meta(0)) + 8
+    return ftyp + meta(at) + box(b"mdat", item + os.urandom(2048))
+
+
 def xmp(about: str) -> bytes:
     return (
         '<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
@@ -193,7 +213,7 @@ def _put(path: Path, data: bytes, mtime: datetime) -> None:
 
 def make_sample_card(path: str | os.PathLike[str]) -> Path:
     """A realistic camera card at ``path``: Canon stills (JPEG+CR3 with XMP), a Sony clip with its
-    proxy, thumbnail and audio, a phone-style MOV, a file with no metadata and an odd name.
+    proxy, thumbnail and audio, a phone's MOV and HEIC, a file with no metadata and an odd name.
 
     Returns the card folder. File mtimes are set a day after the capture times, so a layout that
     fell back to mtime would be seen."""
@@ -219,6 +239,10 @@ def make_sample_card(path: str | os.PathLike[str]) -> Path:
         quicktime(datetime(2024, 5, 19, 18, 0, 0, tzinfo=UTC), make="Apple", model="iPhone 15 Pro"),
         later,
     )
+    phone_shot = Shot(
+        make="Apple", model="iPhone 15 Pro", taken=datetime(2024, 5, 19, 20, 5, 0), offset="+02:00"
+    )
+    _put(phone / "IMG_4243.HEIC", heic(phone_shot), later)
     _put(card / "notes" / "shot list.txt", b"1. sunrise\n2. harbour\n", later)
     _put(card / "notes" / "caf\u00e9 #1 (final).txt", b"odd but legal name\n", later)
     return card

@@ -47,6 +47,7 @@ CASES: list[tuple[str, bytes, str, str, str | None]] = [
     ("g.rw2", smp.tiff_raw(NIKON, kind="rw2"), "2023-01-02T03:04:05-05:00", "exif", "NIKON Z 8"),
     ("h.raf", smp.raf(NIKON), "2023-01-02T03:04:05-05:00", "exif", "NIKON Z 8"),
     ("i.cr3", smp.cr3(NIKON), "2023-01-02T03:04:05-05:00", "exif", "NIKON Z 8"),
+    ("l.heic", smp.heic(NIKON), "2023-01-02T03:04:05-05:00", "exif", "NIKON Z 8"),
     (
         "j.mov",
         smp.quicktime(VIDEO_AT, make="Apple", model="iPhone 15 Pro"),
