@@ -24,6 +24,7 @@ from rich.table import Table
 from castoff import __version__, errors
 from castoff.catalog.db import Catalog, new_job_id
 from castoff.destinations.base import Destination, MiB
+from castoff.layout import options as layout_options
 from castoff.units import format_bytes, parse_size
 
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ignore what the catalog knows: read and verify everything again",
     )
     c.add_argument("--memory", default="256M", help="in-flight memory budget (default 256M)")
+    layout_options.add_arguments(c)
     c.add_argument("--chunk-size", default="16M", help="read and part size (default 16M)")
     s3 = c.add_argument_group("S3 defaults (per destination: s3://bucket/prefix/?option=value)")
     s3.add_argument("--endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
@@ -221,11 +223,13 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.destinations.spec import open_destination
     from castoff.engine.job import Engine, JobOptions
     from castoff.engine.retry import RetryPolicy
+    from castoff.layout.metasidecar import write_sidecars
     from castoff.reports import json_report
     from castoff.scan import Filters, check_sources
     from castoff.ui.progress import JsonDisplay, QuietDisplay, RichDisplay, summary_table
 
     console = Console(stderr=True)
+    planner = layout_options.planner_from_args(args)  # a bad template stops here: nothing read yet
     memory = parse_size(args.memory, what="--memory")
     chunk = parse_size(args.chunk_size, what="--chunk-size")
     if chunk < 64 * 1024 or chunk > 1024 * MiB:
@@ -280,6 +284,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             follow_symlinks=args.follow_symlinks,
         ),
         retry=RetryPolicy(),
+        planner=planner,
     )
     catalog.start_job(
         job_id,
@@ -312,6 +317,8 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     display.start()
     try:
         result = engine.run(sources)
+        mode = planner.options.metadata
+        write_sidecars(catalog, job_id, dests, mode, result, cancel=cancel, log=engine.log)
     finally:
         display.close()
         for d in dests:

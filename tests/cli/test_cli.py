@@ -58,7 +58,7 @@ def test_copy_to_two_folders_then_rerun_skips(tmp_path: Path, card: Path) -> Non
     for d in ("a", "b"):
         assert tree_hashes(tmp_path / d / "EOS_DIGITAL") == want
     report = json.loads(next((state / "reports").glob("*.json")).read_text())
-    assert report["schema"] == "castoff.report/1"
+    assert report["schema"] == "castoff.report/2"
     entry = next(f for f in report["files"] if f["path"].endswith("C0001.MP4"))
     assert entry["blake3"] == want["PRIVATE/M4ROOT/CLIP/C0001.MP4"]
     assert {d["status"] for d in entry["destinations"]} == {"verified"}

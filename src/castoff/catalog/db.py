@@ -111,6 +111,28 @@ CREATE TABLE IF NOT EXISTS partials (
     job_id TEXT NOT NULL,
     PRIMARY KEY (dest_ident, path)
 );
+CREATE TABLE IF NOT EXISTS file_meta (   -- what the layout planner learnt (castoff.layout)
+    file_id INTEGER PRIMARY KEY REFERENCES files(id),
+    job_id TEXT NOT NULL,
+    capture_time TEXT,               -- ISO 8601, with the offset when known
+    capture_source TEXT,             -- exif, quicktime, mtime
+    device TEXT,
+    device_source TEXT,              -- exif, quicktime, card, none
+    file_type TEXT,                  -- Photos, RAW, Video, Audio, Sidecars, Other
+    sidecar_of TEXT,                 -- the original's name when this file travels with it
+    layout_path TEXT NOT NULL,       -- where the layout put it, under each destination's prefix
+    original_path TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS file_meta_by_job ON file_meta (job_id);
+CREATE TABLE IF NOT EXISTS meta_sidecars (   -- JSON sidecar objects (<key>.castoff.json)
+    job_id TEXT NOT NULL,
+    file_id INTEGER NOT NULL,
+    dest_ident TEXT NOT NULL,
+    key TEXT NOT NULL,
+    status TEXT NOT NULL,            -- verified, already, exists, failed
+    error TEXT,
+    PRIMARY KEY (file_id, dest_ident)
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     job_id TEXT NOT NULL,
@@ -517,3 +539,39 @@ class Catalog:
         return [
             str(r["path"]) for r in self._query("SELECT path FROM partials WHERE dest_ident=?", (dest_ident,))
         ]
+
+    # -- what the layout planner learnt, and metadata sidecar objects -----------------------
+
+    def set_file_meta(self, job_id: str, file_id: int, record: Mapping[str, str | None]) -> None:
+        cols = ("capture_time", "capture_source", "device", "device_source", "file_type", "sidecar_of")
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO file_meta(file_id, job_id, layout_path, original_path, capture_time,"
+                " capture_source, device, device_source, file_type, sidecar_of)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    file_id,
+                    job_id,
+                    record["layout_path"],
+                    record["original_path"],
+                    *(record.get(c) for c in cols),
+                ),
+            )
+
+    def job_file_meta(self, job_id: str) -> dict[int, dict[str, Any]]:
+        rows = self._query("SELECT * FROM file_meta WHERE job_id=?", (job_id,))
+        return {int(r["file_id"]): dict(r) for r in rows}
+
+    def record_meta_sidecar(
+        self, job_id: str, file_id: int, dest_ident: str, key: str, status: str, error: str | None
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO meta_sidecars(job_id, file_id, dest_ident, key, status, error)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, file_id, dest_ident, key, status, error),
+            )
+
+    def job_meta_sidecars(self, job_id: str) -> dict[tuple[int, str], dict[str, Any]]:
+        rows = self._query("SELECT * FROM meta_sidecars WHERE job_id=?", (job_id,))
+        return {(int(r["file_id"]), str(r["dest_ident"])): dict(r) for r in rows}

@@ -48,6 +48,8 @@ class Capabilities:
     single_put_max: int = 5 * GiB
     #: the longest target key or path the destination accepts, in UTF-8 bytes
     max_key_bytes: int = 4096
+    #: user metadata an object may carry, in bytes (keys + values); 0 where there is none
+    max_metadata_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class ObjectMeta:
     #: hex MD5 of the whole file (rclone's md5chksum); None while unknown
     md5: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    #: extended attributes a local destination sets on the file (``--xattrs``)
+    xattrs: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import ctypes.util
 import errno
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -128,6 +128,16 @@ def check_rel_path(rel_path: str) -> None:
             raise errors.KeyRejected(f"NUL byte in {rel_path!r}")
 
 
+def set_xattrs(path: str, xattrs: Mapping[str, bytes]) -> str | None:
+    """Set extended attributes on ``path``; what could not be kept, said for the report."""
+    for name, value in xattrs.items():
+        try:
+            os.setxattr(path, name, value, follow_symlinks=False)
+        except OSError as exc:
+            return f"extended attributes not kept here ({name}: {exc.strerror})"
+    return None
+
+
 class LocalUpload:
     """One file being written into a hidden partial file."""
 
@@ -226,6 +236,7 @@ class LocalUpload:
                 f" {self._meta.size} bytes)",
                 hint="the destination returned other bytes than were written: check the drive",
             )
+        note = set_xattrs(self.partial_path, self._meta.xattrs)
         try:
             # Times first, so the file appears under its name complete and with its times.
             os.utime(self.partial_path, ns=(self._meta.atime_ns, self._meta.mtime_ns))
@@ -246,7 +257,7 @@ class LocalUpload:
             target=final,
             size=size,
             verify_method="read-back blake3",
-            detail=None,
+            detail=note,
         )
 
     def abort(self) -> None:

@@ -735,6 +735,7 @@ class S3Destination:
             max_object_size=provider.max_object_size,
             single_put_max=min(self.part_size, provider.max_put_size),
             max_key_bytes=MAX_KEY_BYTES,
+            max_metadata_bytes=provider.max_metadata_bytes,
             preferred_part_size=options.part_size,
         )
 

@@ -15,6 +15,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import blake3
 
@@ -36,6 +37,9 @@ from castoff.engine.events import Event, EventSink, null_sink
 from castoff.engine.lanes import FileState, Lane, Stream
 from castoff.engine.retry import RetryPolicy
 from castoff.scan import Filters, SourceFile, scan
+
+if TYPE_CHECKING:
+    from castoff.layout.planner import DestPlan, Planner
 
 ON_CONFLICT = ("rename", "skip", "overwrite", "fail")
 #: the destination is unusable for every file, not just this one
@@ -61,6 +65,9 @@ class JobOptions:
     lane_pause: float = 5.0
     max_pauses: int = 3
     max_restarts: int = 2
+    #: maps each file to its path under every destination (layout, name rules, metadata);
+    #: None keeps the source's relative path
+    planner: Planner | None = None
 
 
 @dataclass
@@ -293,7 +300,8 @@ class Engine:
         lane.stats.files_total += 1
         lane.stats.bytes_total += src.size
         try:
-            target = dest.target_for(src.rel_path)
+            rel_path, dest_plan = self._layout(lane, fs)
+            target = dest.target_for(rel_path)
             if len(target.encode("utf-8", "surrogateescape")) > lane.caps.max_key_bytes:
                 raise errors.KeyRejected(
                     f"{src.rel_path}: the target is longer than {lane.caps.max_key_bytes} bytes"
@@ -326,10 +334,23 @@ class Engine:
                     verified_at=landed.verified_at,
                 )
                 return None
-        stream = Stream(lane=lane, file=fs, planned=target, target=target)
+        stream = Stream(lane=lane, file=fs, planned=target, target=target, dest_plan=dest_plan)
+        if dest_plan is not None:
+            stream.notes.extend(dest_plan.notes)
         if lane.caps.resumable:
             self._find_resumable(stream)
         return stream
+
+    def _layout(self, lane: Lane, fs: FileState) -> tuple[str, DestPlan | None]:
+        """The layout-relative path of ``fs`` at this lane (planned once per file, recorded)."""
+        planner = self.options.planner
+        if planner is None:
+            return fs.src.rel_path, None
+        if fs.plan is None:
+            fs.plan = planner.plan(fs.src)
+            self.catalog.set_file_meta(self.job_id, fs.file_id, fs.plan.record())
+        dest_plan = planner.for_destination(fs.plan, lane.dest)
+        return dest_plan.rel_path, dest_plan
 
     def _still_there(self, lane: Lane, target: str, size: int) -> bool:
         if not lane.caps.can_stat:
@@ -676,6 +697,8 @@ class Engine:
                     atime_ns=src.atime_ns,
                     blake3=fs.digest,
                     md5=fs.md5,
+                    extra=stream.dest_plan.meta if stream.dest_plan else {},
+                    xattrs=stream.dest_plan.xattrs if stream.dest_plan else {},
                 )
                 lane = stream.lane
                 stream.upload = self.options.retry.call(

@@ -20,6 +20,7 @@ from castoff.scan import SourceFile
 
 if TYPE_CHECKING:
     from castoff.engine.pacing import RateLimiter
+    from castoff.layout.planner import DestPlan, FilePlan
 
 
 @dataclass(eq=False)
@@ -38,6 +39,7 @@ class FileState:
     local_copy: str | None = None  # a verified copy a lagging destination may read from
     pending_local: int = 0  # local streams not yet at an end
     streams: list[Stream] = field(default_factory=list)
+    plan: FilePlan | None = None  # where the layout puts it (JobOptions.planner)
 
 
 @dataclass(eq=False)
@@ -61,6 +63,7 @@ class Stream:
     restarts: int = 0
     resumed_parts: int = 0
     notes: list[str] = field(default_factory=list)
+    dest_plan: DestPlan | None = None  # the layout at this destination: name rules, metadata
     start_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wants(self, index: int) -> bool:

@@ -1,7 +1,10 @@
 """The JSON job report, built from the catalog alone so a resumed job's report is whole.
 
-Schema ``castoff.report/1``: the job, a summary per destination, then every file with its outcome
+Schema ``castoff.report/2``: the job, a summary per destination, then every file with its outcome
 at every destination (target, status, how and when it was verified, ETag, error), then what was left out.
+/2 adds to each file ``capture`` (time, source: exif|quicktime|mtime, device, device_source, type,
+sidecar_of, layout_path; null when the job had no planner) and to each destination entry
+``metadata_sidecar`` (key, status, error of its ``.castoff.json`` object; null when none was written).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from castoff.catalog.db import Catalog
 
-SCHEMA = "castoff.report/1"
+SCHEMA = "castoff.report/2"
 
 
 def _iso(t: float | None) -> str | None:
@@ -24,12 +27,32 @@ def _iso(t: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 
 
+def _capture(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {
+        "time": row["capture_time"],
+        "source": row["capture_source"],
+        "device": row["device"],
+        "device_source": row["device_source"],
+        "type": row["file_type"],
+        "sidecar_of": row["sidecar_of"],
+        "layout_path": row["layout_path"],
+    }
+
+
+def _sidecar(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if row is None else {"key": row["key"], "status": row["status"], "error": row["error"]}
+
+
 def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
     job = catalog.job(job_id)
     if job is None:
         raise KeyError(job_id)
     files = catalog.job_files(job_id)
     outcomes = catalog.job_outcomes(job_id)
+    captures = catalog.job_file_meta(job_id)
+    sidecars = catalog.job_meta_sidecars(job_id)
     by_file: dict[int, list[dict[str, Any]]] = defaultdict(list)
     summary: dict[str, dict[str, Any]] = {}
     for d in json.loads(job["destinations"]):
@@ -55,6 +78,7 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
             "error": o["error"],
             "error_code": o["error_code"],
             "detail": o["detail"],
+            "metadata_sidecar": _sidecar(sidecars.get((int(o["file_id"]), o["dest_ident"]))),
         }
         by_file[int(o["file_id"])].append(entry)
         s = summary.setdefault(o["dest_name"], {"files": 0, "bytes": 0})
@@ -78,6 +102,7 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
                 "md5": f["md5"],
                 "status": f["status"],
                 "error": f["error"],
+                "capture": _capture(captures.get(int(f["id"]))),
                 "destinations": by_file.get(int(f["id"]), []),
             }
         )

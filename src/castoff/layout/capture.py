@@ -1,0 +1,304 @@
+"""When and with what a file was shot, read from the file's own header, with the source of each answer.
+
+At most ``HEAD_BYTES`` of a file are read, in a few small reads before the main read (the target
+key must be known before an upload starts): EXIF through ``exifread`` for JPEG, HEIC, TIFF-based
+RAW (CR2, NEF, ARW, DNG, ORF, RW2, …) and RAF's embedded JPEG; ISO base media boxes walked by hand
+for QuickTime/MP4 (``mvhd`` creation time, ``udta`` ©mak/©mod) and CR3 (Canon's CMT1/CMT2 TIFF
+blocks, parsed by ``exifread``). Else the file's mtime, and the card's folder names for the device.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, BinaryIO
+
+import exifread
+
+#: the most castoff reads of one file to learn its capture date and device (all reads counted)
+HEAD_BYTES = 512 * 1024
+#: QuickTime counts seconds from 1904-01-01 UTC
+QT_EPOCH = datetime(1904, 1, 1, tzinfo=UTC)
+CR3_UUID = bytes.fromhex("85c0b687820f11e08111f4ce462b6a48")
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif")
+_MAX_BOXES = 256  # boxes looked at per level: a damaged file cannot make the walk long
+
+logging.getLogger("exifread").setLevel(logging.ERROR)  # "format not recognised" is an answer here
+
+
+@dataclass(frozen=True)
+class Capture:
+    """What the file says about itself; ``when`` is the wall-clock time of the shot (aware when
+    the offset is known), ``when_source`` one of exif, quicktime, mtime."""
+
+    when: datetime
+    when_source: str
+    make: str | None = None
+    model: str | None = None
+    device_source: str = "none"  # exif, quicktime, card, none
+
+    @property
+    def device(self) -> str | None:
+        """ "Canon EOS R5" from make "Canon" and model "Canon EOS R5"; the make alone when that is all."""
+        make, model = (self.make or "").strip(), (self.model or "").strip()
+        if make and model and model.lower().startswith(make.split()[0].lower()):
+            return model
+        return " ".join(p for p in (make, model) if p) or None
+
+
+class CappedReader(io.RawIOBase):
+    """A read-only view of ``fh`` that hands out at most ``cap`` bytes in all, then reports EOF."""
+
+    def __init__(self, fh: BinaryIO, cap: int) -> None:
+        self._fh = fh
+        self.left = cap
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), self.left)
+        if n <= 0:
+            return 0
+        data = self._fh.read(n)
+        view[: len(data)] = data
+        self.left -= len(data)
+        return len(data)
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        self.seek(offset)
+        return self.read(size) or b""
+
+
+# --- EXIF ----------------------------------------------------------------------------------
+
+
+def _tag(tags: dict[str, Any], *names: str) -> str | None:
+    for name in names:
+        tag = tags.get(name)
+        if tag is not None:
+            text = str(tag.values if isinstance(tag.values, str) else tag.printable).strip().strip("\0")
+            if text:
+                return text
+    return None
+
+
+_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+
+
+def exif_time(stamp: str | None, offset: str | None) -> datetime | None:
+    """EXIF "YYYY:MM:DD HH:MM:SS" (+ "+02:00"), or None when absent or zero-filled."""
+    if not stamp:
+        return None
+    try:
+        when = datetime.strptime(stamp[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+    m = _OFFSET.match(offset or "")
+    if m:
+        delta = timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
+        when = when.replace(tzinfo=timezone(delta if m.group(1) == "+" else -delta))
+    return when
+
+
+def _exif_fields(fh: BinaryIO) -> tuple[datetime | None, str | None, str | None]:
+    try:
+        tags = exifread.process_file(fh, details=False, extract_thumbnail=False)
+    except Exception:  # noqa: BLE001 (a damaged header is "no metadata", never a failed copy)
+        return None, None, None
+    when = exif_time(
+        _tag(tags, "EXIF DateTimeOriginal", "Image DateTimeOriginal", "Image DateTime"),
+        _tag(tags, "EXIF OffsetTimeOriginal", "Image OffsetTimeOriginal"),
+    )
+    return when, _tag(tags, "Image Make"), _tag(tags, "Image Model")
+
+
+# --- ISO base media: QuickTime, MP4, CR3 -----------------------------------------------------
+
+
+def _boxes(fh: CappedReader, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, payload end) of the boxes between ``start`` and ``end``."""
+    pos = start
+    for _ in range(_MAX_BOXES):
+        if pos + 8 > end:
+            return
+        head = fh.read_at(pos, 16)
+        if len(head) < 8:
+            return
+        size, kind = struct.unpack(">I4s", head[:8])
+        header = 8
+        if size == 1 and len(head) == 16:
+            size, header = struct.unpack(">Q", head[8:])[0], 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            return
+        yield kind, pos + header, pos + size
+        pos += size
+
+
+def _child(fh: CappedReader, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    for k, a, b in _boxes(fh, start, end):
+        if k == kind:
+            return a, b
+    return None
+
+
+def _mvhd_time(fh: CappedReader, start: int, end: int) -> datetime | None:
+    head = fh.read_at(start, min(end - start, 12))
+    if len(head) < 8:
+        return None
+    if head[0] == 1 and len(head) >= 12:
+        secs = struct.unpack(">Q", head[4:12])[0]
+    else:
+        secs = struct.unpack(">I", head[4:8])[0]
+    if secs == 0 or secs > 2**40:
+        return None
+    return (QT_EPOCH + timedelta(seconds=secs)).astimezone()
+
+
+def _qt_text(fh: CappedReader, start: int, end: int) -> str | None:
+    raw = fh.read_at(start, min(end - start, 260))
+    if len(raw) < 4:
+        return None
+    n = struct.unpack(">H", raw[:2])[0]
+    return raw[4 : 4 + n].decode("utf-8", "replace").strip() or None
+
+
+def _iso_media(fh: CappedReader, size: int) -> Capture | None:
+    moov = _child(fh, 0, size, b"moov")
+    if moov is None:
+        return None
+    when = make = model = None
+    source = "quicktime"
+    for kind, a, b in _boxes(fh, *moov):
+        if kind == b"mvhd":
+            when = _mvhd_time(fh, a, b)
+        elif kind == b"udta":
+            for k, c, d in _boxes(fh, a, b):
+                if k == b"\xa9mak":
+                    make = _qt_text(fh, c, d)
+                elif k == b"\xa9mod":
+                    model = _qt_text(fh, c, d)
+        elif kind == b"uuid" and fh.read_at(a, 16) == CR3_UUID:
+            cr3_when, make, model = _cr3(fh, a + 16, b)
+            if cr3_when is not None:
+                when, source = cr3_when, "exif"
+    if when is None and make is None and model is None:
+        return None
+    return Capture(
+        when=when or datetime.min,
+        when_source=source if when else "",
+        make=make,
+        model=model,
+        device_source=source if (make or model) else "none",
+    )
+
+
+def _cr3(fh: CappedReader, start: int, end: int) -> tuple[datetime | None, str | None, str | None]:
+    when = make = model = None
+    for kind, a, b in _boxes(fh, start, end):
+        if kind in (b"CMT1", b"CMT2"):
+            t, mk, md = _exif_fields(io.BytesIO(fh.read_at(a, b - a)))
+            when, make, model = when or t, make or mk, model or md
+    return when, make, model
+
+
+# --- the card's own structure ----------------------------------------------------------------
+
+#: folder names cameras create, and whose they are (checked on every folder of the source path)
+CARD_FOLDERS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(p, re.IGNORECASE), make)
+    for p, make in (
+        (r"^M4ROOT$", "Sony"),
+        (r"^XDROOT$", "Sony"),
+        (r"^\d{3}MSDCF$", "Sony"),
+        (r"^\d{3}CANON$", "Canon"),
+        (r"^\d{3}EOS.*$", "Canon"),
+        (r"^\d{3}(NIKON|NCZ_?\w*|ND\d+)$", "Nikon"),
+        (r"^\d{3}_FUJI$", "Fujifilm"),
+        (r"^\d{3}_PANA$", "Panasonic"),
+        (r"^\d{3}(OLYMP|OMSYS)$", "OM System"),
+        (r"^\d{3}GOPRO$", "GoPro"),
+        (r"^\d{3}MEDIA$", "DJI"),
+        (r"^\d{3}LEICA$", "Leica"),
+        (r"^\d{3}RICOH$", "Ricoh"),
+        (r"^\d{3}APPLE$", "Apple"),
+    )
+)
+
+
+def device_from_card(rel_path: str) -> str | None:
+    for part in rel_path.split("/")[:-1]:
+        for pattern, make in CARD_FOLDERS:
+            if pattern.match(part):
+                return make
+    return None
+
+
+# --- one file --------------------------------------------------------------------------------
+
+
+def _sniff(fh: CappedReader, size: int) -> Capture | None:
+    head = fh.read_at(0, 16)
+    when: datetime | None = None
+    make = model = None
+    if head[:2] in (b"\xff\xd8", b"II", b"MM"):
+        when, make, model = _exif_fields(fh)  # type: ignore[arg-type]
+    elif head.startswith(b"FUJIFILMCCD-RAW"):
+        at, length = struct.unpack(">II", fh.read_at(84, 8).ljust(8, b"\0"))
+        if at and length:
+            when, make, model = _exif_fields(io.BytesIO(fh.read_at(at, min(length, 256 * 1024))))
+    elif head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        when, make, model = _exif_fields(fh)  # type: ignore[arg-type]
+    elif head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return _iso_media(fh, size)
+    else:
+        return None
+    if when is None and make is None and model is None:
+        return None
+    return Capture(
+        when=when or datetime.min,
+        when_source="exif" if when else "",
+        make=make,
+        model=model,
+        device_source="exif" if (make or model) else "none",
+    )
+
+
+def read_capture(path: str, rel_path: str, mtime_ns: int, *, cap: int = HEAD_BYTES) -> Capture:
+    """Capture time and device of the file at ``path``; never raises for what the file holds."""
+    found: Capture | None = None
+    try:
+        with open(path, "rb") as raw:
+            size = os.fstat(raw.fileno()).st_size
+            found = _sniff(CappedReader(raw, cap), size)
+    except OSError:
+        found = None  # the main read reports an unreadable file; here it just has no metadata
+    mtime = datetime.fromtimestamp(mtime_ns / 1e9).astimezone()
+    when, when_source = mtime, "mtime"
+    make = model = None
+    device_source = "none"
+    if found is not None:
+        if found.when_source:
+            when, when_source = found.when, found.when_source
+        make, model, device_source = found.make, found.model, found.device_source
+    if device_source == "none" and (card := device_from_card(rel_path)):
+        make, device_source = card, "card"
+    return Capture(when=when, when_source=when_source, make=make, model=model, device_source=device_source)

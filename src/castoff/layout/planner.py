@@ -1,0 +1,239 @@
+"""The engine's one planning hook: where each source file goes under every destination, and what
+is recorded about it (capture date and its source, device, type, the sidecar's original).
+
+``Planner.plan`` runs once per file (one bounded header read); ``for_destination`` applies a
+destination's name rules and its object-metadata budget to that plan.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from castoff import errors
+from castoff.layout.capture import Capture, read_capture
+from castoff.layout.names import WINDOWS_FILESYSTEMS, filesystem_type, windows_problems, windows_safe
+from castoff.layout.objmeta import fit_metadata, object_fields
+from castoff.layout.sidecars import Folders, ext_of, file_type, stem_of
+from castoff.layout.template import LAYOUTS, Template, parse_template
+
+if TYPE_CHECKING:
+    from castoff.destinations.base import Destination
+    from castoff.scan import SourceFile
+
+NAME_RULES = ("auto", "windows", "posix")
+METADATA_MODES = ("object", "sidecar", "both")
+_REMEMBER = 4096  # captures and counters kept for sidecars that come before their original
+
+
+@dataclass(frozen=True)
+class LayoutOptions:
+    template: Template = field(default_factory=lambda: parse_template(LAYOUTS["none"]))
+    shoot: str = ""
+    safe_names: bool = False
+    name_rules: str = "auto"  # auto (from the destination's filesystem), windows, posix
+    metadata: str = "object"  # object, sidecar, both (object stores)
+    xattrs: bool = False  # copy user.* extended attributes to local destinations
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """One source file, placed by the layout; the same for every destination."""
+
+    layout_path: str
+    capture: Capture
+    file_type: str
+    sidecar_of: str | None
+    original_path: str
+    xattrs: Mapping[str, bytes] = field(default_factory=dict)
+
+    def record(self) -> dict[str, str | None]:
+        """What the catalog keeps, and the JSON report and sidecar objects show."""
+        return {
+            "capture_time": self.capture.when.isoformat(),
+            "capture_source": self.capture.when_source,
+            "device": self.capture.device,
+            "device_source": self.capture.device_source,
+            "file_type": self.file_type,
+            "sidecar_of": self.sidecar_of,
+            "layout_path": self.layout_path,
+            "original_path": self.original_path,
+        }
+
+
+@dataclass(frozen=True)
+class DestPlan:
+    """The plan at one destination: the layout path after its name rules, and its metadata."""
+
+    rel_path: str
+    notes: tuple[str, ...] = ()
+    meta: Mapping[str, str] = field(default_factory=dict)
+    left_out: tuple[str, ...] = ()  # metadata fields that did not fit in the object's metadata
+    xattrs: Mapping[str, bytes] = field(default_factory=dict)
+
+
+def _clean(value: str | None, unknown: str) -> str:
+    """A metadata value as one folder name: no separators or control characters, never . or .."""
+    text = "".join(c for c in (value or "") if c >= " " and c != "\x7f")
+    text = text.replace("/", "-").replace("\\", "-").strip().strip(".").strip()
+    return text or unknown
+
+
+def read_xattrs(path: str) -> dict[str, bytes]:
+    """The ``user.*`` extended attributes of ``path`` (others need privileges to write)."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    out: dict[str, bytes] = {}
+    for name in names:
+        if name.startswith("user."):
+            try:
+                out[name] = os.getxattr(path, name, follow_symlinks=False)
+            except OSError:
+                continue
+    return out
+
+
+class Planner:
+    """Places files by the job's template; called by the engine in scan order, from one thread."""
+
+    def __init__(self, options: LayoutOptions) -> None:
+        self.options = options
+        self._folders = Folders()
+        self._captures: OrderedDict[str, Capture] = OrderedDict()
+        self._counters: OrderedDict[str, int] = OrderedDict()
+        self._next = 0
+        self._fs: dict[str, str | None] = {}
+
+    @staticmethod
+    def _remember(cache: OrderedDict[str, object], key: str, value: object) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        if len(cache) > _REMEMBER:
+            cache.popitem(last=False)
+
+    def _capture(self, abs_path: str, rel_path: str, mtime_ns: int | None) -> Capture:
+        found = self._captures.get(abs_path)
+        if found is None:
+            if mtime_ns is None:
+                try:
+                    mtime_ns = os.stat(abs_path).st_mtime_ns
+                except OSError:
+                    mtime_ns = 0
+            found = read_capture(abs_path, rel_path, mtime_ns)
+            self._remember(self._captures, abs_path, found)  # type: ignore[arg-type]
+        return found
+
+    def _counter(self, abs_path: str) -> int:
+        """The next number for a new stem in a folder: IMG_1.CR3 and IMG_1.JPG (and their
+        sidecars) share one, as a RAW+JPEG pair should."""
+        key = stem_of(abs_path).lower()
+        n = self._counters.get(key)
+        if n is None:
+            self._next += 1
+            n = self._next
+            self._remember(self._counters, key, n)  # type: ignore[arg-type]
+        return n
+
+    def _values(self, rel_path: str, capture: Capture, kind: str, counter: int) -> dict[str, str]:
+        card, _, under = rel_path.partition("/")
+        if not under:
+            card, under = "", rel_path
+        name = under.rsplit("/", 1)[-1]
+        when = capture.when
+        return {
+            "YYYY": f"{when.year:04}",
+            "YY": f"{when.year % 100:02}",
+            "MM": f"{when.month:02}",
+            "DD": f"{when.day:02}",
+            "hh": f"{when.hour:02}",
+            "mm": f"{when.minute:02}",
+            "ss": f"{when.second:02}",
+            "shoot": self.options.shoot,
+            "device": _clean(capture.device, "Unknown device"),
+            "make": _clean(capture.make, "Unknown"),
+            "model": _clean(capture.model, "Unknown"),
+            "type": kind,
+            "card": card,
+            "path": under,
+            "folder": under.rpartition("/")[0],
+            "name": name,
+            "stem": stem_of(name),
+            "ext": ext_of(name),
+            "counter": str(counter),
+        }
+
+    def plan(self, src: SourceFile) -> FilePlan:
+        folder, name = os.path.split(src.abs_path)
+        original = self._folders.index(folder).original_of(name)
+        template = self.options.template
+        xattrs = read_xattrs(src.abs_path) if self.options.xattrs else {}
+        if original is None:
+            capture = self._capture(src.abs_path, src.rel_path, src.mtime_ns)
+            kind = file_type(name)
+            values = self._values(src.rel_path, capture, kind, self._counter(src.abs_path))
+            rel = template.render(values)
+            return FilePlan(rel, capture, kind, None, src.rel_path, xattrs)
+        # A sidecar: its original's folder (date, device, type, counter), its own name.
+        orig_abs = os.path.join(folder, original)
+        orig_rel = src.rel_path[: len(src.rel_path) - len(name)] + original
+        capture = self._capture(orig_abs, orig_rel, None)
+        kind = file_type(original)
+        counter = self._counter(orig_abs)
+        orig_dir = template.render(self._values(orig_rel, capture, kind, counter)).rpartition("/")[0]
+        own = template.render(self._values(src.rel_path, capture, kind, counter)).rpartition("/")[2]
+        rel = f"{orig_dir}/{own}" if orig_dir else own
+        return FilePlan(rel, capture, file_type(name), original, src.rel_path, xattrs)
+
+    # -- per destination --------------------------------------------------------------------
+
+    def _windows_rules(self, dest: Destination) -> str | None:
+        """The filesystem type whose Windows name rules apply at ``dest``, if any."""
+        rules = self.options.name_rules
+        if rules == "posix" or not dest.caps.is_local:
+            return None
+        if rules == "windows":
+            return "windows rules (--name-rules windows)"
+        root = getattr(dest, "root", None)
+        if not isinstance(root, str):
+            return None
+        if dest.ident not in self._fs:
+            self._fs[dest.ident] = filesystem_type(root)
+        fs = self._fs[dest.ident]
+        return fs if fs in WINDOWS_FILESYSTEMS else None
+
+    def _apply_name_rules(self, rel: str, dest: Destination) -> tuple[str, tuple[str, ...]]:
+        fs = self._windows_rules(dest)
+        if fs is None:
+            return rel, ()
+        parts = rel.split("/")
+        notes: list[str] = []
+        for i, part in enumerate(parts):
+            problems = windows_problems(part)
+            if not problems:
+                continue
+            if not self.options.safe_names:
+                raise errors.KeyRejected(
+                    f"{part!r} cannot be written at {dest.name} ({fs}): it has {' and '.join(problems)}",
+                    hint=f"rename it, or use --safe-names to write it as {windows_safe(part)!r}",
+                )
+            parts[i] = windows_safe(part)
+            notes.append(f"name {part!r} written as {parts[i]!r} for {fs} (--safe-names)")
+        return "/".join(parts), tuple(notes)
+
+    def for_destination(self, plan: FilePlan, dest: Destination) -> DestPlan:
+        """Raises KeyRejected when the destination cannot hold the name."""
+        rel, notes = self._apply_name_rules(plan.layout_path, dest)
+        if dest.caps.is_local:
+            return DestPlan(rel, notes, xattrs=plan.xattrs)
+        fields = object_fields(plan.record())
+        if self.options.metadata == "sidecar":
+            return DestPlan(rel, notes)
+        meta, left_out = fit_metadata(fields, dest.caps.max_metadata_bytes)
+        if left_out:
+            notes += (f"metadata {', '.join(left_out)} did not fit in the object: see its .castoff.json",)
+        return DestPlan(rel, notes, meta=meta, left_out=tuple(left_out))

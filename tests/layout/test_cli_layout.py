@@ -1,0 +1,192 @@
+"""``castoff copy --layout/--template/--metadata`` end to end: a sample card to a local folder and
+to a bucket on the moto server (write-only key), read back with the admin client."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from castoff.samples import make_sample_card
+
+CASTOFF = [sys.executable, "-m", "castoff"]
+
+
+def run(*args: str, state: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CASTOFF, "--state-dir", str(state), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env,
+    )
+
+
+def bucket_url(moto: Any, prefix: str = "shoots/") -> str:
+    return f"s3://{moto.bucket}/{prefix}?endpoint={moto.url}&region=us-east-1&addressing=path"
+
+
+def write_only_env(moto: Any) -> dict[str, str]:
+    key, secret = moto.enable_write_only()
+    return {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
+
+
+def latest_report(state: Path) -> dict[str, Any]:
+    path = max((state / "reports").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def keys(moto: Any) -> set[str]:
+    listed = moto.admin_client().list_objects_v2(Bucket=moto.bucket)
+    return {o["Key"] for o in listed.get("Contents", [])}
+
+
+def test_date_layout_to_a_folder_and_a_bucket_with_metadata_both(tmp_path: Path, moto: Any) -> None:
+    card = make_sample_card(tmp_path / "EOS_DIGITAL")
+    state, out = tmp_path / "state", tmp_path / "ssd"
+    env = write_only_env(moto)
+    args = [
+        "copy",
+        str(card),
+        "--to",
+        str(out),
+        "--to",
+        bucket_url(moto),
+        "--layout",
+        "date",
+        "--metadata",
+        "both",
+    ]
+    r = run(*args, "--quiet", state=state, env=env)
+    assert r.returncode == 0, r.stderr
+
+    assert (out / "2024-05-17" / "IMG_0001.CR3").read_bytes() == (
+        card / "DCIM/100CANON/IMG_0001.CR3"
+    ).read_bytes()
+    assert (out / "2024-05-17" / "IMG_0001.XMP").is_file()  # the sidecar beside its original
+    assert (out / "2024-05-18" / "C0001.LRV").is_file()
+    assert not list(out.rglob("*.castoff.json"))  # sidecar objects are for buckets
+
+    names = keys(moto)
+    assert "shoots/2024-05-17/IMG_0001.CR3" in names
+    assert "shoots/2024-05-17/IMG_0001.CR3.castoff.json" in names
+    assert "shoots/2024-05-18/C0001.WAV" in names
+    n_files = sum(1 for p in card.rglob("*") if p.is_file())
+    assert len(names) == 2 * n_files
+
+    admin = moto.admin_client()
+    head = admin.head_object(Bucket=moto.bucket, Key="shoots/2024-05-17/IMG_0001.CR3")
+    meta = head["Metadata"]
+    assert meta["capture-time"] == "2024-05-17T09:00:00+02:00"
+    assert meta["capture-source"] == "exif"
+    assert meta["device"] == "Canon EOS R5"
+    assert meta["original-path"] == "EOS_DIGITAL/DCIM/100CANON/IMG_0001.CR3"
+    assert len(meta["blake3"]) == 64 and "mtime" in meta
+
+    body = admin.get_object(Bucket=moto.bucket, Key="shoots/2024-05-17/IMG_0001.XMP.castoff.json")[
+        "Body"
+    ].read()
+    doc = json.loads(body)
+    assert doc["schema"] == "castoff.sidecar/1"
+    assert doc["sidecar_of"] == "IMG_0001.CR3"
+    assert doc["capture"] == {"time": "2024-05-17T09:00:00+02:00", "source": "exif"}
+    assert doc["layout_path"] == "2024-05-17/IMG_0001.XMP"
+
+    report = latest_report(state)
+    assert report["schema"] == "castoff.report/2"
+    by_path = {f["path"]: f for f in report["files"]}
+    mov = by_path["EOS_DIGITAL/Phone/IMG_4242.MOV"]
+    assert mov["capture"]["source"] == "quicktime"
+    assert mov["capture"]["device"] == "Apple iPhone 15 Pro"
+    assert mov["capture"]["layout_path"] == "2024-05-19/IMG_4242.MOV"
+    txt = by_path["EOS_DIGITAL/notes/shot list.txt"]
+    assert txt["capture"]["source"] == "mtime"
+    bucket_entry = next(d for d in mov["destinations"] if d["destination"].startswith("s3://"))
+    assert bucket_entry["metadata_sidecar"]["status"] == "verified"
+    assert bucket_entry["metadata_sidecar"]["key"] == "shoots/2024-05-19/IMG_4242.MOV.castoff.json"
+
+    # A re-run: every file skipped, every sidecar known to be there; nothing sent again.
+    r = run(*args, "--quiet", state=state, env=env)
+    assert r.returncode == 0, r.stderr
+    again = latest_report(state)
+    statuses = {d["status"] for f in again["files"] for d in f["destinations"]}
+    assert statuses == {"skipped"}
+    side = {
+        d["metadata_sidecar"]["status"]
+        for f in again["files"]
+        for d in f["destinations"]
+        if d["metadata_sidecar"]
+    }
+    assert side == {"already"}
+
+
+def test_what_does_not_fit_in_object_metadata_goes_to_a_sidecar(tmp_path: Path, moto: Any) -> None:
+    deep = tmp_path / "CARD" / "/".join(["f" * 200] * 10)
+    deep.mkdir(parents=True)
+    (deep / "long.txt").write_bytes(b"a long way down")
+    (tmp_path / "CARD" / "short.txt").write_bytes(b"near the top")
+    state = tmp_path / "state"
+    env = write_only_env(moto)
+    r = run(
+        "copy", str(tmp_path / "CARD"), "--to", bucket_url(moto), "--layout", "type", state=state, env=env
+    )
+    assert r.returncode == 0, r.stderr
+    assert keys(moto) == {
+        "shoots/Other/long.txt",
+        "shoots/Other/long.txt.castoff.json",
+        "shoots/Other/short.txt",
+    }
+    admin = moto.admin_client()
+    meta = admin.head_object(Bucket=moto.bucket, Key="shoots/Other/long.txt")["Metadata"]
+    assert "original-path" not in meta and meta["capture-source"] == "mtime"
+    doc = json.loads(
+        admin.get_object(Bucket=moto.bucket, Key="shoots/Other/long.txt.castoff.json")["Body"].read()
+    )
+    assert doc["original_path"].endswith("/long.txt") and len(doc["original_path"]) > 2000
+    assert doc["left_out_of_object_metadata"] == ["original-path"]
+    report = {f["path"].rsplit("/", 1)[-1]: f for f in latest_report(state)["files"]}
+    entry = report["long.txt"]["destinations"][0]
+    assert "original-path did not fit in the object" in entry["detail"]
+    assert entry["metadata_sidecar"]["status"] == "verified"
+    assert report["short.txt"]["destinations"][0]["metadata_sidecar"] is None
+
+
+def test_unknown_token_is_refused_before_anything_is_touched(tmp_path: Path) -> None:
+    card = make_sample_card(tmp_path / "card")
+    state, out = tmp_path / "state", tmp_path / "out"
+    r = run("copy", str(card), "--to", str(out), "--template", "{YYYY}/{lens}/{name}", state=state)
+    assert r.returncode == 2
+    assert "unknown token {lens}" in r.stderr
+    assert "{device}" in r.stderr  # the hint lists the tokens there are
+    assert not out.exists() and not state.exists()
+
+
+def test_shoot_token_needs_a_shoot_name(tmp_path: Path) -> None:
+    card = make_sample_card(tmp_path / "card")
+    state, out = tmp_path / "state", tmp_path / "out"
+    r = run("copy", str(card), "--to", str(out), "--template", "{shoot}/{name}", state=state)
+    assert r.returncode == 2 and "--shoot" in r.stderr
+    r = run(
+        "copy", str(card), "--to", str(out), "--template", "{shoot}/{name}", "--shoot", "a/b", state=state
+    )
+    assert r.returncode == 2 and "one folder name" in r.stderr
+    assert not out.exists()
+    r = run(
+        "copy",
+        str(card),
+        "--to",
+        str(out),
+        "--template",
+        "{YYYY}/{MM}-{shoot}/{device}/{name}",
+        "--shoot",
+        "Harbour",
+        "--quiet",
+        state=state,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (out / "2024" / "05-Harbour" / "Canon EOS R5" / "IMG_0003.JPG").is_file()
+    assert (out / "2024" / "05-Harbour" / "Sony" / "C0001.THM").is_file()
