@@ -1,7 +1,8 @@
 """The JSON job report, built from the catalog alone so a resumed job's report is whole.
 
-Schema ``castoff.report/1``: the job, a summary per destination, then every file with its outcome
-at every destination (target, status, how and when it was verified, ETag, error), then what was left out.
+Schema ``castoff.report/1`` (``report.schema.json`` beside this module, docs/report.md): the job, a
+summary per destination, then every file with its outcome at every destination (target, status, how
+and when it was verified, ETag, error), then what was left out.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from castoff.catalog.db import Catalog
+from castoff.reports.summary import summarize
 
 SCHEMA = "castoff.report/1"
 
@@ -31,19 +33,6 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
     files = catalog.job_files(job_id)
     outcomes = catalog.job_outcomes(job_id)
     by_file: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    summary: dict[str, dict[str, Any]] = {}
-    for d in json.loads(job["destinations"]):
-        summary[d["name"]] = {
-            "kind": d.get("kind"),
-            "files": 0,
-            "bytes": 0,
-            "verified": 0,
-            "already": 0,
-            "skipped": 0,
-            "failed": 0,
-            "incomplete": 0,
-        }
-    sizes = {int(f["id"]): int(f["size"]) for f in files}
     for o in outcomes:
         entry = {
             "destination": o["dest_name"],
@@ -57,10 +46,6 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
             "detail": o["detail"],
         }
         by_file[int(o["file_id"])].append(entry)
-        s = summary.setdefault(o["dest_name"], {"files": 0, "bytes": 0})
-        s["files"] = s.get("files", 0) + 1
-        s["bytes"] = s.get("bytes", 0) + sizes.get(int(o["file_id"]), 0)
-        s[o["status"]] = s.get(o["status"], 0) + 1
     report_files = []
     left_out = []
     for f in files:
@@ -76,6 +61,7 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
                 "mtime_ns": f["mtime_ns"],
                 "blake3": f["blake3"],
                 "md5": f["md5"],
+                "xxh128": f["xxh128"],
                 "status": f["status"],
                 "error": f["error"],
                 "destinations": by_file.get(int(f["id"]), []),
@@ -100,7 +86,7 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
             "sources": json.loads(job["sources"]),
             "command": json.loads(job["argv"]),
         },
-        "summary": summary,
+        "summary": {name: s.as_json() for name, s in summarize(catalog, job).items()},
         "files": report_files,
         "left_out": left_out,
     }
