@@ -384,8 +384,8 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             f"job {job_id}: {result.status}, {result.files} files, {format_bytes(result.bytes)}"
             f" in {elapsed:.1f}s ({format_bytes(speed)}/s read)"
         )
-        console.print(f"report: {report}")
-        console.print(f"html report: {finished.html}")
+        console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"html report: {finished.html}", markup=False, highlight=False, soft_wrap=True)
         for o in finished.mhl:
             console.print(
                 f"{o.scope}: {o.message}", style=None if o.ok else "red", markup=False, soft_wrap=True

@@ -304,8 +304,8 @@ class Catalog:
         with self._tx() as db:
             db.execute(
                 "UPDATE files SET"
-                " blake3=COALESCE(blake3, k.blake3), md5=COALESCE(md5, k.md5),"
-                " xxh128=COALESCE(?, xxh128, k.xxh128)"
+                " blake3=COALESCE(files.blake3, k.blake3), md5=COALESCE(files.md5, k.md5),"
+                " xxh128=COALESCE(?, files.xxh128, k.xxh128)"
                 " FROM (SELECT p.blake3, p.md5, p.xxh128 FROM files p, files f"
                 "       WHERE f.id=? AND p.abs_path=f.abs_path AND p.size=f.size"
                 "       AND p.mtime_ns=f.mtime_ns AND p.id<>f.id AND p.blake3 IS NOT NULL"
@@ -381,25 +381,26 @@ class Catalog:
             (job_id,),
         )
 
-    def iter_job_rows(self, job_id: str, *, batch: int = 2000) -> Iterator[sqlite3.Row]:
+    def iter_job_rows(self, job_id: str) -> Iterator[sqlite3.Row]:
         """Every file of a job with each of its outcomes (``dest_*`` NULL when it has none), in path
-        order, fetched a batch at a time so a report of 200,000 files never holds them all."""
-        sql = (
-            "SELECT f.id AS file_id, f.rel_path, f.abs_path, f.size, f.mtime_ns, f.status AS file_status,"
-            " f.blake3, f.md5, f.xxh128, f.error AS file_error, f.error_code AS file_error_code,"
-            " o.dest_ident, o.dest_name, o.target, o.status, o.verify_method, o.verified_at, o.etag,"
-            " o.error, o.error_code, o.detail, COALESCE(o.dest_ident, '') AS k"
-            " FROM files f LEFT JOIN outcomes o ON o.file_id=f.id"
-            " WHERE f.job_id=? AND (f.rel_path, COALESCE(o.dest_ident, '')) > (?, ?)"
-            " ORDER BY f.rel_path, k LIMIT ?"
-        )
-        after: tuple[str, str] = ("", "")
-        while True:
-            rows = self._query(sql, (job_id, *after, batch))
-            yield from rows
-            if len(rows) < batch:
-                return
-            after = (str(rows[-1]["rel_path"]), str(rows[-1]["k"]))
+        order, streamed from a read-only connection of its own (WAL lets it read beside the writer)
+        so a report of 200,000 files never holds them all."""
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        db.row_factory = sqlite3.Row
+        try:
+            cur = db.execute(
+                "SELECT f.id AS file_id, f.rel_path, f.abs_path, f.size, f.mtime_ns,"
+                " f.status AS file_status, f.blake3, f.md5, f.xxh128, f.error AS file_error,"
+                " f.error_code AS file_error_code, o.dest_ident, o.dest_name, o.target, o.status,"
+                " o.verify_method, o.verified_at, o.etag, o.error, o.error_code, o.detail"
+                " FROM files f LEFT JOIN outcomes o ON o.file_id=f.id"
+                " WHERE f.job_id=? ORDER BY f.rel_path, o.dest_name",
+                (job_id,),
+            )
+            while rows := cur.fetchmany(1000):
+                yield from rows
+        finally:
+            db.close()
 
     # -- what is verified where ------------------------------------------------------------
 

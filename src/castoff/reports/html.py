@@ -6,6 +6,7 @@ then every file at every destination. Every name goes through Jinja's autoescapi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -19,7 +20,7 @@ import jinja2
 
 from castoff import __version__
 from castoff.catalog.db import Catalog
-from castoff.reports.summary import OK, is_problem, summarize
+from castoff.reports.summary import OK, is_problem, tally
 from castoff.units import format_bytes
 
 
@@ -51,6 +52,7 @@ def _rate(bps: float | None) -> str:
     return "–" if bps is None else f"{format_bytes(bps)}/s"
 
 
+@functools.cache
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("castoff.reports", "templates"),
@@ -77,44 +79,33 @@ def _groups(catalog: Catalog, job_id: str, *, problems: bool) -> Iterator[FileGr
         yield FileGroup(items[0], items)
 
 
-def _left_out(catalog: Catalog, job_id: str) -> Iterator[sqlite3.Row]:
-    for r in catalog.iter_job_rows(job_id):
-        if r["file_status"] == "skipped":
-            yield r
-
-
 def render(catalog: Catalog, job_id: str, out: Path) -> None:
     """Write the report for ``job_id`` to ``out``, streaming: memory does not grow with the job."""
     job = catalog.job(job_id)
     if job is None:
         raise KeyError(job_id)
     job_id = str(job["id"])
-    summary = summarize(catalog, job)
-    problems = sum(1 for _ in _groups(catalog, job_id, problems=True))
-    template = _env().get_template("report.html.j2")
-    stream = template.generate(
-        job=job,
-        sources=json.loads(job["sources"]),
-        command=" ".join(json.loads(job["argv"])),
-        duration=(job["ended_at"] - job["started_at"]) if job["ended_at"] else None,
-        summary=list(summary.values()),
-        problem_count=problems,
-        problems=_groups(catalog, job_id, problems=True),
-        files=_groups(catalog, job_id, problems=False),
-        left_out=_left_out(catalog, job_id),
-        version=__version__,
-        generated=_when(time.time()),
+    counts = tally(catalog, job)
+    stream = (
+        _env()
+        .get_template("report.html.j2")
+        .stream(
+            job=job,
+            sources=json.loads(job["sources"]),
+            command=" ".join(json.loads(job["argv"])),
+            duration=(job["ended_at"] - job["started_at"]) if job["ended_at"] else None,
+            summary=list(counts.destinations.values()),
+            problem_count=counts.problem_files,
+            problems=_groups(catalog, job_id, problems=True),
+            files=_groups(catalog, job_id, problems=False),
+            left_out=counts.left_out,
+            version=__version__,
+            generated=_when(time.time()),
+        )
     )
+    stream.enable_buffering(200)
     with open(out, "w", encoding="utf-8") as fh:
-        buf: list[str] = []
-        size = 0
-        for piece in stream:
-            buf.append(piece)
-            size += len(piece)
-            if size > 1 << 20:
-                fh.write("".join(buf))
-                buf, size = [], 0
-        fh.write("".join(buf))
+        stream.dump(fh)
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from castoff.catalog.db import Catalog
-from castoff.reports.summary import summarize
+from castoff.reports.summary import tally
 
 SCHEMA = "castoff.report/1"
 
@@ -86,7 +86,7 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
             "sources": json.loads(job["sources"]),
             "command": json.loads(job["argv"]),
         },
-        "summary": {name: s.as_json() for name, s in summarize(catalog, job).items()},
+        "summary": {name: s.as_json() for name, s in tally(catalog, job).destinations.items()},
         "files": report_files,
         "left_out": left_out,
     }

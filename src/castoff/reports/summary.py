@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from castoff.catalog.db import Catalog
 
@@ -52,32 +51,47 @@ def is_problem(row: sqlite3.Row) -> bool:
     return str(row["status"]) not in OK
 
 
-def summarize(catalog: Catalog, job: sqlite3.Row) -> dict[str, DestinationSummary]:
-    """Per destination name, in the job's order."""
+@dataclass
+class Tally:
+    """The summary by destination, how many files have a problem, and what was left out on purpose."""
+
+    destinations: dict[str, DestinationSummary]
+    problem_files: int = 0
+    left_out: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+def tally(catalog: Catalog, job: sqlite3.Row) -> Tally:
+    """One streamed pass over the job's rows; destinations in the job's order."""
     out = {d["name"]: DestinationSummary(d["name"], d.get("kind")) for d in json.loads(job["destinations"])}
-    return _add_rows(out, catalog.iter_job_rows(str(job["id"])), float(job["started_at"]))
-
-
-def _add_rows(
-    out: dict[str, DestinationSummary], rows: Iterable[sqlite3.Row], started: float
-) -> dict[str, DestinationSummary]:
+    result = Tally(out)
     last: dict[str, float] = {}
-    for r in rows:
-        name = r["dest_name"]
-        if name is None:
+    problem_file = -1
+    for r in catalog.iter_job_rows(str(job["id"])):
+        if r["file_status"] == "skipped":
+            result.left_out.append((str(r["rel_path"]), r["file_error"]))
             continue
-        s = out.setdefault(name, DestinationSummary(name, None))
-        s.files += 1
-        s.bytes += int(r["size"])
-        status = str(r["status"])
-        if status in STATUSES:
-            setattr(s, status, getattr(s, status) + 1)
-        if status == "verified":
-            s.bytes_sent += int(r["size"])
-        if status in ("verified", "already") and r["verified_at"] is not None:
-            last[name] = max(last.get(name, 0.0), float(r["verified_at"]))
+        if is_problem(r) and int(r["file_id"]) != problem_file:
+            problem_file = int(r["file_id"])
+            result.problem_files += 1
+        if r["dest_name"] is not None:
+            _add(out, r, last)
+    started = float(job["started_at"])
     for name, s in out.items():
         if name in last:
             s.duration_s = round(max(last[name] - started, 0.0), 3)
             s.bytes_per_s = round(s.bytes_sent / s.duration_s, 1) if s.duration_s > 0 else None
-    return out
+    return result
+
+
+def _add(out: dict[str, DestinationSummary], r: sqlite3.Row, last: dict[str, float]) -> None:
+    name = str(r["dest_name"])
+    s = out.setdefault(name, DestinationSummary(name, None))
+    s.files += 1
+    s.bytes += int(r["size"])
+    status = str(r["status"])
+    if status in STATUSES:
+        setattr(s, status, getattr(s, status) + 1)
+    if status == "verified":
+        s.bytes_sent += int(r["size"])
+    if status in ("verified", "already") and r["verified_at"] is not None:
+        last[name] = max(last.get(name, 0.0), float(r["verified_at"]))
