@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.kit import XSS, write
-
-from reports.kit import ASCMHL_VENV
+from reports.kit import ASCMHL_VENV, XSS, write
 
 
 @pytest.fixture

@@ -87,7 +87,8 @@ def test_report_renders_summary_failures_first_and_names_as_text(
     assert page.locator("#problems tbody.file").count() == 5
     # The hostile name is text, in the problems and in the full list; it made no element.
     shown = page.evaluate(
-        "name => [...document.querySelectorAll('td.path')].filter(td => td.textContent.trim().endsWith(name)).length",
+        "name => [...document.querySelectorAll('td.path')]"
+        ".filter(td => td.textContent.trim().endsWith(name)).length",
         XSS,
     )
     assert shown == 2

@@ -105,7 +105,8 @@ def render(catalog: Catalog, job_id: str, out: Path) -> None:
     )
     stream.enable_buffering(200)
     with open(out, "w", encoding="utf-8") as fh:
-        stream.dump(fh)
+        for piece in stream:
+            fh.write(piece)
         fh.flush()
         os.fsync(fh.fileno())
 
