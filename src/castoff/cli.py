@@ -377,7 +377,10 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 },
             )
         )
-    elif not args.quiet:
+    elif args.quiet:
+        for text in finished.problems:
+            console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
+    else:
         console.print(summary_table(result.lanes))
         speed = result.bytes / elapsed if elapsed > 0 else 0.0
         console.print(

@@ -185,3 +185,24 @@ def test_c4_matches_the_reference_definition(tmp_path: Path, size: int, ascmhl_b
     r = ascmhl(ascmhl_bin, "ascmhl-debug", "hash", "-h", "c4", str(f))
     assert r.returncode == 0, r.stdout + r.stderr
     assert mhl.c4_of_file(f) in r.stdout
+
+
+def test_a_generation_cut_short_by_a_crash_is_finished_by_the_next_run(
+    tmp_path: Path, card: Path, cli: Cli, ascmhl_bin: Path
+) -> None:
+    """A SIGKILL after the chain names the new manifest but before the manifest gets its name leaves
+    it as a hidden, complete file: the next run names it and carries on; stray hidden files go."""
+    dest = tmp_path / "ssd"
+    assert cli("copy", str(card), "--to", str(dest)).returncode == 0
+    manifest = next((dest / "ascmhl").glob("0001_*.mhl"))
+    manifest.rename(dest / "ascmhl" / ".castoff-0001.mhl.tmp")
+    (dest / "ascmhl" / ".castoff-0002.mhl.tmp").write_text("<half")
+    write(card / "late.txt", b"late")
+    r = cli("copy", str(card), "--to", str(dest))
+    assert r.returncode == 0, r.stderr
+    assert "ASC MHL generation 2: 1 file(s)" in r.stderr
+    assert manifest.is_file()
+    assert not list((dest / "ascmhl").glob(".*"))
+    assert_valid(dest)
+    v = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(dest))
+    assert v.returncode == 0, v.stdout + v.stderr

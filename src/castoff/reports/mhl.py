@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import os
 import re
 import socket
@@ -118,19 +119,13 @@ def read_chain(root: Path) -> list[Generation]:
     if not folder.exists():
         return []
     if not chain.is_file():
+        if not _manifests(root):
+            return []  # an empty ascmhl folder: no history yet
         raise errors.HistoryError(
             f"{folder} has no {CHAIN}: this ASC MHL history is incomplete",
             hint="restore the chain file, or move the ascmhl folder away to start a new history",
         )
-    gens: list[Generation] = []
-    try:
-        tree = ET.parse(chain)  # noqa: S314 (expat >= 2.4.1 refuses entity bombs; no external entities)
-    except ET.ParseError as exc:
-        raise errors.HistoryError(f"{chain} is not valid XML: {exc}") from exc
-    for el in tree.getroot().iter(f"{{{DIR_NS}}}hashlist"):
-        name = el.findtext(f"{{{DIR_NS}}}path") or ""
-        c4 = el.findtext(f"{{{DIR_NS}}}c4") or ""
-        gens.append(Generation(int(el.get("sequencenr") or 0), name, c4))
+    gens = _parse_chain(chain)
     for g in gens:
         path = folder / g.name
         if not path.is_file():
@@ -141,6 +136,45 @@ def read_chain(root: Path) -> list[Generation]:
                 hint="an ASC MHL manifest must never change; restore it from another copy",
             )
     return gens
+
+
+def _parse_chain(chain: Path) -> list[Generation]:
+    try:
+        tree = ET.parse(chain)  # noqa: S314 (expat >= 2.4.1 refuses entity bombs; no external entities)
+    except ET.ParseError as exc:
+        raise errors.HistoryError(f"{chain} is not valid XML: {exc}") from exc
+    gens = []
+    for el in tree.getroot().iter(f"{{{DIR_NS}}}hashlist"):
+        name = el.findtext(f"{{{DIR_NS}}}path") or ""
+        c4 = el.findtext(f"{{{DIR_NS}}}c4") or ""
+        gens.append(Generation(int(el.get("sequencenr") or 0), name, c4))
+    return gens
+
+
+def _tmp_manifest(folder: Path, number: int) -> Path:
+    return folder / f".castoff-{number:04d}.mhl.tmp"
+
+
+def recover(root: Path) -> None:
+    """Finish what an interrupted castoff left in ``root/ascmhl``. A generation is written as: the
+    manifest to a hidden file (fsynced), the chain naming it, then the manifest under its name. So a
+    chain whose last manifest is missing while its hidden file is there, with the C4 the chain
+    records, was cut short by a crash: name it. Leftover hidden files are dropped. Anything else
+    (a manifest missing without its hidden file) is for ``read_chain`` to refuse."""
+    folder = root / FOLDER
+    chain = folder / CHAIN
+    if not folder.is_dir():
+        return
+    (folder / f".{CHAIN}.tmp").unlink(missing_ok=True)
+    if chain.is_file():
+        gens = _parse_chain(chain)
+        last = gens[-1] if gens else None
+        if last is not None and not (folder / last.name).exists():
+            tmp = _tmp_manifest(folder, last.number)
+            if tmp.is_file() and c4_of_file(tmp) == last.c4:
+                os.link(tmp, folder / last.name)
+    for tmp in folder.glob(".castoff-*.mhl.tmp"):
+        tmp.unlink()
 
 
 def _manifest_entries(path: Path) -> Iterator[tuple[str, str, str, str | None]]:
@@ -261,11 +295,17 @@ def write_generation(
     Entries ``from_earlier_job`` are left out when the history already records them (a re-run that
     skipped them proves nothing new). Nothing is written when no entry remains. The manifest appears under
     its name only complete and fsynced; then the chain is replaced atomically."""
+    entries = iter(entries)
+    first = next(entries, None)
+    if first is None:
+        return None  # nothing to record (and the folder may not even exist: a dead destination)
+    entries = itertools.chain([first], entries)
+    recover(root)
     gens, _original, known = read_history(root)
     folder = root / FOLDER
     number = max([g.number for g in gens] + [n for n, _ in _manifests(root)] + [0]) + 1
     final = folder / manifest_name(number, root, started)
-    tmp = folder / f".castoff-{number:04d}.mhl.tmp"
+    tmp = _tmp_manifest(folder, number)
     written = 0
     left_out: list[str] = []
     folder.mkdir(exist_ok=True)
@@ -289,12 +329,13 @@ def write_generation(
             if not gens and not any(folder.iterdir()):
                 folder.rmdir()
             return None
+        # The chain first, then the name: a crash in between is finished by ``recover``.
+        _write_chain(folder, [*gens, Generation(number, final.name, c4_of_file(tmp))])
         os.link(tmp, final)  # fails rather than replace a manifest of the same name
         tmp.unlink()
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _write_chain(folder, [*gens, Generation(number, final.name, c4_of_file(final))])
     return Written(final, number, written, tuple(left_out))
 
 
