@@ -23,3 +23,20 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e '.[test]'
+
+# The report tests open the HTML report in Debian's chromium (driven by Playwright; never
+# `playwright install`, which downloads a browser) and check ASC MHL with the reference tool.
+if ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing chromium (Debian) for the HTML report tests…" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+    else
+        echo "note: chromium is missing; the HTML report tests need it (apt-get install chromium)." >&2
+    fi
+fi
+# The reference ASC MHL tool pins an older Click, so it lives in a virtualenv of its own.
+ASCMHL_VENV="$(dirname "$VENV")/.venv-ascmhl"
+if [ ! -x "$ASCMHL_VENV/bin/ascmhl-debug" ]; then
+    "$PY" -m venv "$ASCMHL_VENV"
+    "$ASCMHL_VENV/bin/python" -m pip install -q 'ascmhl==1.2'
+fi

@@ -111,6 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--memory", default="256M", help="in-flight memory budget (default 256M)")
     layout_options.add_arguments(c)
+    rep = c.add_argument_group("reports and ASC MHL")
+    rep.add_argument(
+        "--report-to",
+        choices=("local", "destination", "both"),
+        default="local",
+        help="local: the JSON and HTML reports stay in the state folder (default); destination or both:"
+        " also into every destination's castoff-reports/ folder, verified, after its files",
+    )
+    rep.add_argument("--no-mhl", action="store_true", help="write no ASC MHL history into local destinations")
+    rep.add_argument(
+        "--mhl-source",
+        action="store_true",
+        help="also add an ASC MHL generation (in-place) to each source folder, when it is writable",
+    )
     c.add_argument("--chunk-size", default="16M", help="read and part size (default 16M)")
     s3 = c.add_argument_group("S3 defaults (per destination: s3://bucket/prefix/?option=value)")
     s3.add_argument("--endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
@@ -133,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read every object back and compare BLAKE3 (needs read permission)",
     )
+
+    v = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="re-hash a folder against its ASC MHL history or a castoff report",
+        epilog="exit codes: 0 every file matches; 1 some file is missing, altered or extra; 2 bad input.",
+    )
+    v.add_argument("path", metavar="PATH", help="a destination folder")
+    v.add_argument("--report", metavar="JSON", help="check against this castoff JSON report, not ascmhl/")
+    v.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     j = sub.add_parser("jobs", parents=[common], help="list past jobs, or show one")
     j.add_argument("action", nargs="?", choices=("list", "show"), default="list")
@@ -224,7 +248,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.engine.job import Engine, JobOptions
     from castoff.engine.retry import RetryPolicy
     from castoff.layout.metasidecar import write_sidecars
-    from castoff.reports import json_report
+    from castoff.reports.finish import FinishOptions, finish_job
     from castoff.scan import Filters, check_sources
     from castoff.ui.progress import JsonDisplay, QuietDisplay, RichDisplay, summary_table
 
@@ -316,15 +340,28 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     started = time.monotonic()
     display.start()
     try:
-        result = engine.run(sources)
-        mode = planner.options.metadata
-        write_sidecars(catalog, job_id, dests, mode, result, cancel=cancel, log=engine.log)
+        try:
+            result = engine.run(sources)
+            write_sidecars(catalog, job_id, dests, planner.options.metadata, result, cancel=cancel, log=engine.log)
+        finally:
+            display.close()
+        catalog.end_job(job_id, status=result.status, exit_code=result.exit_code)
+        finished = finish_job(
+            catalog,
+            job_id,
+            dests,
+            sources=sources,
+            reports_dir=state_dir(args.state_dir) / "reports",
+            options=FinishOptions(report_to=args.report_to, mhl=not args.no_mhl, mhl_source=args.mhl_source),
+            cancel=cancel,
+        )
     finally:
-        display.close()
         for d in dests:
             d.close()
-    catalog.end_job(job_id, status=result.status, exit_code=result.exit_code)
-    report = json_report.write(catalog, job_id, state_dir(args.state_dir) / "reports")
+    report = finished.json
+    if finished.problems and result.exit_code == errors.EXIT_OK:
+        result.exit_code, result.status = errors.EXIT_FAILED, "failed"
+        catalog.end_job(job_id, status="failed", exit_code=result.exit_code)
     elapsed = time.monotonic() - started
     if args.json:
         display(
@@ -335,6 +372,10 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     "status": result.status,
                     "exit_code": result.exit_code,
                     "report": str(report),
+                    "report_html": str(finished.html),
+                    "mhl": [o.manifest for o in finished.mhl if o.manifest],
+                    "report_copies": finished.copies,
+                    "problems": finished.problems,
                     "files": result.files,
                     "bytes": result.bytes,
                     "seconds": round(elapsed, 3),
@@ -342,14 +383,26 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 },
             )
         )
-    elif not args.quiet:
+    elif args.quiet:
+        for text in finished.problems:
+            console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
+    else:
         console.print(summary_table(result.lanes))
         speed = result.bytes / elapsed if elapsed > 0 else 0.0
         console.print(
             f"job {job_id}: {result.status}, {result.files} files, {format_bytes(result.bytes)}"
             f" in {elapsed:.1f}s ({format_bytes(speed)}/s read)"
         )
-        console.print(f"report: {report}")
+        console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"html report: {finished.html}", markup=False, highlight=False, soft_wrap=True)
+        for o in finished.mhl:
+            console.print(
+                f"{o.scope}: {o.message}", style=None if o.ok else "red", markup=False, soft_wrap=True
+            )
+        for text in finished.copies:
+            console.print(f"report copy: {text}", highlight=False, markup=False, soft_wrap=True)
+        for text in finished.problems:
+            console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
         if result.exit_code == errors.EXIT_FAILED:
             console.print(
                 "[red]Some files did not reach every destination; see the report."
@@ -534,6 +587,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
             return cmd_copy(args, ["castoff", *argv])
         if args.command == "jobs":
             return cmd_jobs(args)
+        if args.command == "verify":
+            from castoff.verify import cmd_verify
+
+            return cmd_verify(args)
         if args.command == "uploads":
             return cmd_uploads(args)
         if args.command == "dest":

@@ -7,6 +7,7 @@ cannot be translated is re-raised as it is, never swallowed.
     CastoffError                       exit 1 unless said otherwise
     ├── UsageError                     exit 2: bad arguments, configuration, unknown destination
     ├── Interrupted                    exit 130: Ctrl-C / SIGTERM; the catalog stays resumable
+    ├── HistoryError                   an ASC MHL history castoff cannot read or continue
     ├── SourceError                    one source file cannot be delivered anywhere
     │   ├── SourceChanged              size or mtime moved during the read
     │   ├── SourceVanished             deleted or the card was removed
@@ -68,6 +69,12 @@ class UsageError(CastoffError):
 class Interrupted(CastoffError):
     exit_code = EXIT_INTERRUPTED
     code = "interrupted"
+
+
+class HistoryError(CastoffError):
+    """An ``ascmhl/`` history without its chain file, or with a manifest missing or altered."""
+
+    code = "mhl-history"
 
 
 class SourceError(CastoffError):

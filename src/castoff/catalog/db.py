@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS files (
     md5 TEXT,
     error TEXT,
     error_code TEXT,
+    xxh128 TEXT,                     -- for ASC MHL, from the same read as blake3
     UNIQUE (job_id, rel_path)
 );
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -193,6 +194,7 @@ class Catalog:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
@@ -202,6 +204,12 @@ class Catalog:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _add_missing_columns(self) -> None:
+        """Catalogs made by an earlier castoff lack columns added since; add them (NULL for old rows)."""
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(files)")}
+        if "xxh128" not in have:
+            self._db.execute("ALTER TABLE files ADD COLUMN xxh128 TEXT")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -304,11 +312,33 @@ class Catalog:
                 (job_id, rel_path, abs_path, reason, code),
             )
 
-    def file_read(self, file_id: int, *, blake3: str, md5: str | None) -> None:
+    def file_read(self, file_id: int, *, blake3: str, md5: str | None, xxh128: str | None = None) -> None:
         with self._tx() as db:
             db.execute(
-                "UPDATE files SET status='read', blake3=?, md5=COALESCE(?, md5) WHERE id=?",
-                (blake3, md5, file_id),
+                "UPDATE files SET status='read', blake3=?, md5=COALESCE(?, md5),"
+                " xxh128=COALESCE(?, xxh128) WHERE id=?",
+                (blake3, md5, xxh128, file_id),
+            )
+
+    def file_hashes_known(self, file_id: int, *, xxh128: str | None = None) -> None:
+        """A file this job did not read (or read only from a copy): take the hashes an earlier
+        read of the same source (path, size, mtime) recorded, and ``xxh128`` when given."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET"
+                " blake3=COALESCE(files.blake3, k.blake3), md5=COALESCE(files.md5, k.md5),"
+                " xxh128=COALESCE(?, files.xxh128, k.xxh128)"
+                " FROM (SELECT p.blake3, p.md5, p.xxh128 FROM files p, files f"
+                "       WHERE f.id=? AND p.abs_path=f.abs_path AND p.size=f.size"
+                "       AND p.mtime_ns=f.mtime_ns AND p.id<>f.id AND p.blake3 IS NOT NULL"
+                "       AND p.status<>'failed'"
+                "       ORDER BY (p.xxh128 IS NULL), p.id DESC LIMIT 1) AS k"
+                " WHERE files.id=?",
+                (xxh128, file_id, file_id),
+            )
+            db.execute(
+                "UPDATE files SET xxh128=COALESCE(xxh128, ?) WHERE id=?",
+                (xxh128, file_id),
             )
 
     def file_failed(self, file_id: int, *, error: str, code: str) -> None:
@@ -372,6 +402,27 @@ class Catalog:
             " WHERE o.job_id=? ORDER BY f.rel_path, o.dest_name",
             (job_id,),
         )
+
+    def iter_job_rows(self, job_id: str) -> Iterator[sqlite3.Row]:
+        """Every file of a job with each of its outcomes (``dest_*`` NULL when it has none), in path
+        order, streamed from a read-only connection of its own (WAL lets it read beside the writer)
+        so a report of 200,000 files never holds them all."""
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        db.row_factory = sqlite3.Row
+        try:
+            cur = db.execute(
+                "SELECT f.id AS file_id, f.rel_path, f.abs_path, f.size, f.mtime_ns,"
+                " f.status AS file_status, f.blake3, f.md5, f.xxh128, f.error AS file_error,"
+                " f.error_code AS file_error_code, o.dest_ident, o.dest_name, o.target, o.status,"
+                " o.verify_method, o.verified_at, o.etag, o.error, o.error_code, o.detail"
+                " FROM files f LEFT JOIN outcomes o ON o.file_id=f.id"
+                " WHERE f.job_id=? ORDER BY f.rel_path, o.dest_name",
+                (job_id,),
+            )
+            while rows := cur.fetchmany(1000):
+                yield from rows
+        finally:
+            db.close()
 
     # -- what is verified where ------------------------------------------------------------
 

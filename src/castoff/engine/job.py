@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import blake3
+import xxhash
 
 from castoff import errors
 from castoff.catalog.db import Catalog, LandedRow
@@ -257,6 +258,8 @@ class Engine:
         part_size = self._part_size(src.size)
         fs = FileState(src=src, file_id=file_id, part_size=part_size, n_parts=parts_for(src.size, part_size))
         known = None if self.options.rehash else self.catalog.known_hash(src.abs_path, src.size, src.mtime_ns)
+        if known is not None:
+            self.catalog.file_hashes_known(file_id)  # the report and ASC MHL want them too
         streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
         if not streams:
             fs.status = "read" if known else "skipped"
@@ -410,7 +413,7 @@ class Engine:
             with s.lane.cond:
                 s.feeding = True
         try:
-            digest, md5 = self._read_parts(fs, streams, path, live=live)
+            digest, md5, xxh128 = self._read_parts(fs, streams, path, live=live)
         except errors.Interrupted:
             return
         except errors.SourceError as exc:
@@ -423,8 +426,10 @@ class Engine:
         if live:
             fs.digest, fs.md5 = digest, md5 or fs.md5
             fs.status = "read"
-            self.catalog.file_read(fs.file_id, blake3=digest, md5=md5)
-        elif digest != fs.digest:
+            self.catalog.file_read(fs.file_id, blake3=digest, md5=md5, xxh128=xxh128)
+        elif digest == fs.digest:
+            self.catalog.file_hashes_known(fs.file_id, xxh128=xxh128)
+        else:
             if path != src.abs_path:
                 fs.local_copy = None  # next time, from the source
             bad = errors.IntegrityError(
@@ -443,12 +448,14 @@ class Engine:
 
     def _read_parts(
         self, fs: FileState, streams: list[Stream], path: str, *, live: bool
-    ) -> tuple[str, str | None]:
+    ) -> tuple[str, str | None, str]:
+        """BLAKE3, MD5 (when a destination needs it) and xxh128 (for ASC MHL), all from one read."""
         src = fs.src
         budget = self.budget if live else self.catchup_budget
         check_mtime = path == src.abs_path
         hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if fs.part_size >= 4 * MiB else 1)
         whole_md5 = hashlib.md5(usedforsecurity=False) if (live and self.need_md5) else None
+        xxh = xxhash.xxh3_128()
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
@@ -482,6 +489,7 @@ class Engine:
                     budget.release(buf)
                     raise
                 hasher.update(view)
+                xxh.update(view)
                 if whole_md5 is not None:
                     whole_md5.update(view)
                 last = index == fs.n_parts - 1
@@ -499,7 +507,7 @@ class Engine:
                 offset += size
         finally:
             os.close(fd)
-        return hasher.hexdigest(), (whole_md5.hexdigest() if whole_md5 else None)
+        return hasher.hexdigest(), (whole_md5.hexdigest() if whole_md5 else None), xxh.hexdigest()
 
     @staticmethod
     def _read_exactly(fd: int, view: memoryview, offset: int, rel: str) -> None:

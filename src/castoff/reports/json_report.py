@@ -1,10 +1,11 @@
 """The JSON job report, built from the catalog alone so a resumed job's report is whole.
 
-Schema ``castoff.report/2``: the job, a summary per destination, then every file with its outcome
-at every destination (target, status, how and when it was verified, ETag, error), then what was left out.
-/2 adds to each file ``capture`` (time, source: exif|quicktime|mtime, device, device_source, type,
-sidecar_of, layout_path; null when the job had no planner) and to each destination entry
-``metadata_sidecar`` (key, status, error of its ``.castoff.json`` object; null when none was written).
+Schema ``castoff.report/2`` (``report.schema.json`` beside this module, docs/report.md): the job, a
+summary per destination, then every file with its outcome at every destination (target, status, how
+and when it was verified, ETag, error), then what was left out. /2 adds to each file ``capture``
+(time, source: exif|quicktime|mtime, device, device_source, type, sidecar_of, layout_path; null when
+the job had no planner) and to each destination entry ``metadata_sidecar`` (key, status, error of
+its ``.castoff.json`` object; null when none was written).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from castoff.catalog.db import Catalog
+from castoff.reports.summary import tally
 
 SCHEMA = "castoff.report/2"
 
@@ -54,19 +56,6 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
     captures = catalog.job_file_meta(job_id)
     sidecars = catalog.job_meta_sidecars(job_id)
     by_file: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    summary: dict[str, dict[str, Any]] = {}
-    for d in json.loads(job["destinations"]):
-        summary[d["name"]] = {
-            "kind": d.get("kind"),
-            "files": 0,
-            "bytes": 0,
-            "verified": 0,
-            "already": 0,
-            "skipped": 0,
-            "failed": 0,
-            "incomplete": 0,
-        }
-    sizes = {int(f["id"]): int(f["size"]) for f in files}
     for o in outcomes:
         entry = {
             "destination": o["dest_name"],
@@ -81,10 +70,6 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
             "metadata_sidecar": _sidecar(sidecars.get((int(o["file_id"]), o["dest_ident"]))),
         }
         by_file[int(o["file_id"])].append(entry)
-        s = summary.setdefault(o["dest_name"], {"files": 0, "bytes": 0})
-        s["files"] = s.get("files", 0) + 1
-        s["bytes"] = s.get("bytes", 0) + sizes.get(int(o["file_id"]), 0)
-        s[o["status"]] = s.get(o["status"], 0) + 1
     report_files = []
     left_out = []
     for f in files:
@@ -100,6 +85,7 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
                 "mtime_ns": f["mtime_ns"],
                 "blake3": f["blake3"],
                 "md5": f["md5"],
+                "xxh128": f["xxh128"],
                 "status": f["status"],
                 "error": f["error"],
                 "capture": _capture(captures.get(int(f["id"]))),
@@ -125,7 +111,7 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
             "sources": json.loads(job["sources"]),
             "command": json.loads(job["argv"]),
         },
-        "summary": summary,
+        "summary": {name: s.as_json() for name, s in tally(catalog, job).destinations.items()},
         "files": report_files,
         "left_out": left_out,
     }

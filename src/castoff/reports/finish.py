@@ -1,0 +1,82 @@
+"""What a job leaves behind when it ends: ASC MHL generations, the JSON and HTML reports, and copies.
+
+Order matters: the MHL generations first (the files are all there), the reports next (from the
+catalog), and the report copies into the destinations last, after their files.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from castoff import errors
+from castoff.catalog.db import Catalog
+from castoff.destinations.base import Destination
+from castoff.reports import deliver, html, json_report, mhl_job
+
+REPORT_TO = ("local", "destination", "both")
+
+
+@dataclass(frozen=True)
+class FinishOptions:
+    report_to: str = "local"
+    mhl: bool = True
+    mhl_source: bool = False
+
+
+@dataclass
+class Finished:
+    json: Path
+    html: Path
+    mhl: list[mhl_job.MhlOutcome] = field(default_factory=list)
+    copies: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def local_roots(dests: Sequence[Destination]) -> dict[str, str]:
+    """Destination ident → folder, for the destinations that are folders on this computer."""
+    out = {}
+    for d in dests:
+        root = getattr(d, "root", None)
+        if d.caps.kind == "local" and isinstance(root, str):
+            out[d.ident] = root
+    return out
+
+
+def finish_job(
+    catalog: Catalog,
+    job_id: str,
+    dests: Sequence[Destination],
+    *,
+    sources: Sequence[str],
+    reports_dir: Path,
+    options: FinishOptions,
+    cancel: threading.Event | None = None,
+) -> Finished:
+    outcomes: list[mhl_job.MhlOutcome] = []
+    if options.mhl:
+        outcomes = mhl_job.write_for_job(
+            catalog, job_id, local_roots(dests), sources=list(sources), with_sources=options.mhl_source
+        )
+        for o in outcomes:
+            catalog.log(job_id, "info" if o.ok else "error", f"{o.scope}: {o.message}")
+    done = Finished(
+        json=json_report.write(catalog, job_id, reports_dir),
+        html=html.write(catalog, job_id, reports_dir),
+        mhl=outcomes,
+    )
+    done.problems.extend(f"{o.scope}: {o.message}" for o in outcomes if not o.ok)
+    if options.report_to in ("destination", "both"):
+        for d in dests:
+            for path in (done.json, done.html):
+                try:
+                    landed = deliver.put_file(d, path, cancel=cancel)
+                except errors.CastoffError as exc:
+                    done.problems.append(f"{d.name}: report {path.name} not written: {exc}")
+                    continue
+                done.copies.append(f"{d.name}: {landed.target} ({landed.verify_method})")
+    for text in done.problems:
+        catalog.log(job_id, "error", text)
+    return done

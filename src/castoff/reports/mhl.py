@@ -1,0 +1,374 @@
+"""ASC MHL v2 histories: read the ``ascmhl/`` folder of a scope, and add one generation to it.
+
+A generation is a manifest (``NNNN_<folder>_<YYYY-MM-DD_HHMMSS>Z.mhl``) plus its entry in
+``ascmhl_chain.xml``, which names every manifest with its C4. xxh128 is the hash (the ASC default);
+BLAKE3 rides in each hash's ``<metadata>``, the one open place the schema leaves for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import os
+import re
+import socket
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+import xxhash
+
+from castoff import __version__, errors
+
+NS = "urn:ASC:MHL:v2.0"
+DIR_NS = "urn:ASC:MHL:DIRECTORY:v2.0"
+#: castoff's own namespace for what the ASC schema has no element for (BLAKE3)
+CASTOFF_NS = "urn:castoff:mhl:1"
+FOLDER = "ascmhl"
+CHAIN = "ascmhl_chain.xml"
+REPORTS_FOLDER = "castoff-reports"
+#: gitignore-style, as ascmhl reads them; the latest generation's patterns are the ones that count
+IGNORE = (".DS_Store", "ascmhl", "ascmhl/", f"{REPORTS_FOLDER}/", ".castoff.*.partial")
+#: the formats the ASC schema allows, in its element order
+FORMATS = ("c4", "md5", "sha1", "xxh128", "xxh3", "xxh64")
+_MANIFEST_NAME = re.compile(r"^(\d{4,})(?:_(.+))?\.mhl$")
+# Characters XML 1.0 cannot hold at all (control characters, lone surrogates from undecodable names).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_C4_CHARSET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of a generation."""
+
+    path: str  # relative to the scope, POSIX separators
+    size: int
+    mtime_ns: int
+    xxh128: str
+    blake3: str | None
+    hashed_at: float  # when the bytes were hashed (or verified equal to that hash)
+    #: not proven again in this job (a re-run skipped it): left out when the history has it already
+    from_earlier_job: bool = False
+
+
+@dataclass(frozen=True)
+class Generation:
+    number: int
+    name: str  # file name inside ascmhl/
+    c4: str
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a history says about one path: the first hash, as ``ascmhl verify`` uses it."""
+
+    fmt: str
+    value: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class Written:
+    manifest: Path
+    generation: int
+    files: int
+    left_out: tuple[str, ...]  # paths XML cannot hold
+
+
+def c4_of_file(path: Path) -> str:
+    """C4 ID (SMPTE ST 2114): SHA-512 in base58, 90 characters starting with ``c4``."""
+    h = hashlib.sha512()
+    with open(path, "rb") as fh:
+        while block := fh.read(1024 * 1024):
+            h.update(block)
+    return c4_from_sha512(h.digest())
+
+
+def c4_from_sha512(digest: bytes) -> str:
+    n = int.from_bytes(digest, "big")
+    out = ""
+    while n:
+        n, r = divmod(n, 58)
+        out = _C4_CHARSET[r] + out
+    return "c4" + out.rjust(88, "1")
+
+
+def is_ignored(rel_path: str) -> bool:
+    """Paths castoff keeps out of manifests and of ``castoff verify``: the history itself,
+    castoff's reports, hidden partial files and Finder junk."""
+    parts = rel_path.split("/")
+    if FOLDER in parts or parts[0] == REPORTS_FOLDER:
+        return True
+    name = parts[-1]
+    return name == ".DS_Store" or (name.startswith(".castoff.") and name.endswith(".partial"))
+
+
+# -- reading a history ----------------------------------------------------------------------
+
+
+def read_chain(root: Path) -> list[Generation]:
+    """The generations of ``root``'s history, each manifest checked against its C4.
+
+    Raises HistoryError when ``ascmhl/`` exists without a chain file, or a manifest is missing or
+    altered (the chain is what makes a history trustworthy: castoff never continues a broken one)."""
+    folder = root / FOLDER
+    chain = folder / CHAIN
+    if not folder.exists():
+        return []
+    if not chain.is_file():
+        if not _manifests(root):
+            return []  # an empty ascmhl folder: no history yet
+        raise errors.HistoryError(
+            f"{folder} has no {CHAIN}: this ASC MHL history is incomplete",
+            hint="restore the chain file, or move the ascmhl folder away to start a new history",
+        )
+    gens = _parse_chain(chain)
+    for g in gens:
+        path = folder / g.name
+        if not path.is_file():
+            raise errors.HistoryError(f"manifest {path} named in {CHAIN} is missing")
+        if c4_of_file(path) != g.c4:
+            raise errors.HistoryError(
+                f"manifest {path} was altered after it was written (its C4 differs from {CHAIN})",
+                hint="an ASC MHL manifest must never change; restore it from another copy",
+            )
+    return gens
+
+
+def _parse_chain(chain: Path) -> list[Generation]:
+    try:
+        tree = ET.parse(chain)  # noqa: S314 (expat >= 2.4.1 refuses entity bombs; no external entities)
+    except ET.ParseError as exc:
+        raise errors.HistoryError(f"{chain} is not valid XML: {exc}") from exc
+    gens = []
+    for el in tree.getroot().iter(f"{{{DIR_NS}}}hashlist"):
+        name = el.findtext(f"{{{DIR_NS}}}path") or ""
+        c4 = el.findtext(f"{{{DIR_NS}}}c4") or ""
+        gens.append(Generation(int(el.get("sequencenr") or 0), name, c4))
+    return gens
+
+
+def _tmp_manifest(folder: Path, number: int) -> Path:
+    return folder / f".castoff-{number:04d}.mhl.tmp"
+
+
+def recover(root: Path) -> None:
+    """Finish what an interrupted castoff left in ``root/ascmhl``. A generation is written as: the
+    manifest to a hidden file (fsynced), the chain naming it, then the manifest under its name. So a
+    chain whose last manifest is missing while its hidden file is there, with the C4 the chain
+    records, was cut short by a crash: name it. Leftover hidden files are dropped. Anything else
+    (a manifest missing without its hidden file) is for ``read_chain`` to refuse."""
+    folder = root / FOLDER
+    chain = folder / CHAIN
+    if not folder.is_dir():
+        return
+    (folder / f".{CHAIN}.tmp").unlink(missing_ok=True)
+    if chain.is_file():
+        gens = _parse_chain(chain)
+        last = gens[-1] if gens else None
+        if last is not None and not (folder / last.name).exists():
+            tmp = _tmp_manifest(folder, last.number)
+            if tmp.is_file() and c4_of_file(tmp) == last.c4:
+                os.link(tmp, folder / last.name)
+    for tmp in folder.glob(".castoff-*.mhl.tmp"):
+        tmp.unlink()
+
+
+def _manifest_entries(path: Path) -> Iterator[tuple[str, str, str, str | None]]:
+    """(path, format, hash, action) for every file hash of one manifest, streamed."""
+    in_hash = False
+    current: str | None = None
+    try:
+        for event, el in ET.iterparse(path, events=("start", "end")):  # noqa: S314 (as above)
+            if el.tag == f"{{{NS}}}hash":
+                in_hash, current = event == "start", None
+                if event == "end":
+                    el.clear()
+                continue
+            if not in_hash or event != "end":
+                continue
+            tag = el.tag.rsplit("}", 1)[-1]
+            if tag == "path" and el.text:
+                current = el.text
+            elif tag in FORMATS and current is not None and el.text:
+                yield current, tag, el.text.strip(), el.get("action")
+    except ET.ParseError as exc:
+        raise errors.HistoryError(f"{path} is not valid XML: {exc}") from exc
+
+
+def read_history(root: Path) -> tuple[list[Generation], dict[str, Recorded], dict[str, str]]:
+    """Generations, the hash every path is verified against (its first ``original`` one, else its
+    first one, as ``ascmhl`` does), and every path's known xxh128."""
+    gens = read_chain(root)
+    original: dict[str, Recorded] = {}
+    first: dict[str, Recorded] = {}
+    xxh: dict[str, str] = {}
+    for number, path in _manifests(root):
+        for rel, fmt, value, action in _manifest_entries(path):
+            if action == "original" and rel not in original:
+                original[rel] = Recorded(fmt, value, number)
+            first.setdefault(rel, Recorded(fmt, value, number))
+            if fmt == "xxh128" and action != "failed":
+                xxh.setdefault(rel, value)
+    return gens, first | original, xxh
+
+
+def _manifests(root: Path) -> list[tuple[int, Path]]:
+    folder = root / FOLDER
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = _MANIFEST_NAME.match(p.name)
+        if m and p.is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+# -- writing a generation -------------------------------------------------------------------
+
+
+def _iso(t: float, *, micro: bool = False) -> str:
+    return (
+        dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="microseconds" if micro else "seconds")
+    )
+
+
+def manifest_name(number: int, root: Path, started: float) -> str:
+    stamp = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y-%m-%d_%H%M%SZ")
+    folder = _NOT_XML.sub("_", root.name or "root").replace("/", "_")
+    return f"{number:04d}_{folder}_{stamp}.mhl"
+
+
+def _hash_xml(e: Entry, action: str) -> str:
+    meta = ""
+    if e.blake3:
+        meta = f"<metadata><castoff:blake3>{e.blake3}</castoff:blake3></metadata>"
+    return (
+        f"    <hash>\n"
+        f"      <path size={quoteattr(str(e.size))}"
+        f" lastmodificationdate={quoteattr(_iso(e.mtime_ns / 1e9))}>{escape(e.path)}</path>\n"
+        f'      <xxh128 action="{action}" hashdate={quoteattr(_iso(e.hashed_at, micro=True))}>'
+        f"{e.xxh128}</xxh128>\n"
+        f"      {meta}\n"
+        f"    </hash>\n"
+    )
+
+
+def _header(*, process: str, started: float, comment: str | None) -> str:
+    host = escape(_NOT_XML.sub("_", socket.gethostname() or "unknown"))
+    ignore = "".join(f"<pattern>{escape(p)}</pattern>" for p in IGNORE)
+    comment_xml = f"\n    <comment>{escape(_NOT_XML.sub('_', comment))}</comment>" if comment else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<hashlist version="2.0" xmlns="{NS}" xmlns:castoff="{CASTOFF_NS}">\n'
+        "  <creatorinfo>\n"
+        f"    <creationdate>{_iso(started)}</creationdate>\n"
+        f"    <hostname>{host}</hostname>\n"
+        f'    <tool version="{escape(__version__)}">castoff</tool>{comment_xml}\n'
+        "  </creatorinfo>\n"
+        f"  <processinfo>\n    <process>{process}</process>\n    <ignore>{ignore}</ignore>\n"
+        "  </processinfo>\n"
+    )
+
+
+def _action(e: Entry, known: dict[str, str]) -> str:
+    before = known.get(e.path)
+    if before is None:
+        return "original"
+    return "verified" if before == e.xxh128 else "failed"
+
+
+def write_generation(
+    root: Path,
+    entries: Iterable[Entry],
+    *,
+    started: float,
+    process: str = "transfer",
+    comment: str | None = None,
+) -> Written | None:
+    """Add a generation to ``root``'s history (creating it when there is none) listing ``entries``.
+
+    Entries ``from_earlier_job`` are left out when the history already records them (a re-run that
+    skipped them proves nothing new). Nothing is written when no entry remains. The manifest appears under
+    its name only complete and fsynced; then the chain is replaced atomically."""
+    entries = iter(entries)
+    first = next(entries, None)
+    if first is None:
+        return None  # nothing to record (and the folder may not even exist: a dead destination)
+    entries = itertools.chain([first], entries)
+    recover(root)
+    gens, _original, known = read_history(root)
+    folder = root / FOLDER
+    number = max([g.number for g in gens] + [n for n, _ in _manifests(root)] + [0]) + 1
+    final = folder / manifest_name(number, root, started)
+    tmp = _tmp_manifest(folder, number)
+    written = 0
+    left_out: list[str] = []
+    folder.mkdir(exist_ok=True)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(_header(process=process, started=started, comment=comment))
+            fh.write("  <hashes>\n")
+            for e in entries:
+                if e.from_earlier_job and e.path in known:
+                    continue
+                if _NOT_XML.search(e.path):
+                    left_out.append(e.path)
+                    continue
+                fh.write(_hash_xml(e, _action(e, known)))
+                written += 1
+            fh.write("  </hashes>\n</hashlist>\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        if written == 0:
+            tmp.unlink()
+            if not gens and not any(folder.iterdir()):
+                folder.rmdir()
+            return None
+        # The chain first, then the name: a crash in between is finished by ``recover``.
+        _write_chain(folder, [*gens, Generation(number, final.name, c4_of_file(tmp))])
+        os.link(tmp, final)  # fails rather than replace a manifest of the same name
+        tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return Written(final, number, written, tuple(left_out))
+
+
+def _write_chain(folder: Path, gens: list[Generation]) -> None:
+    tmp = folder / f".{CHAIN}.tmp"
+    body = "".join(
+        f'  <hashlist sequencenr="{g.number}">\n'
+        f"    <path>{escape(g.name)}</path>\n"
+        f"    <c4>{g.c4}</c4>\n"
+        "  </hashlist>\n"
+        for g in gens
+    )
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(f'<?xml version="1.0" encoding="UTF-8"?>\n<ascmhldirectory xmlns="{DIR_NS}">\n')
+        fh.write(body)
+        fh.write("</ascmhldirectory>\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, folder / CHAIN)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def xxh128_of_file(path: str) -> str:
+    """xxh128 of a file on disk; only for files whose hash an older catalog never recorded."""
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as fh:
+        while block := fh.read(8 * 1024 * 1024):
+            h.update(block)
+    return h.hexdigest()

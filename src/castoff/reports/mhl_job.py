@@ -1,0 +1,124 @@
+"""The ASC MHL generations a job adds: one per local destination folder, and one per source on request.
+
+Entries come from the catalog (xxh128 and BLAKE3 from the one read); only a file whose xxh128 an older
+catalog never recorded is read again, from the verified copy at the destination.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from castoff import errors
+from castoff.catalog.db import Catalog
+from castoff.reports import mhl
+
+
+@dataclass(frozen=True)
+class MhlOutcome:
+    scope: str  # the folder the history covers
+    manifest: str | None  # None when nothing was written
+    message: str
+    ok: bool = True
+
+
+def _entry(row: sqlite3.Row, rel: str, on_disk: str, hashed_at: float, *, earlier: bool) -> mhl.Entry:
+    xxh = row["xxh128"] or mhl.xxh128_of_file(on_disk)
+    return mhl.Entry(
+        path=rel,
+        size=int(row["size"]),
+        mtime_ns=int(row["mtime_ns"]),
+        xxh128=str(xxh),
+        blake3=row["blake3"],
+        hashed_at=hashed_at,
+        from_earlier_job=earlier,
+    )
+
+
+def destination_entries(catalog: Catalog, job_id: str, dest_ident: str, root: str) -> Iterator[mhl.Entry]:
+    """Every file proven at the destination in this job (or skipped as verified by an earlier one)."""
+    prefix = root.rstrip("/") + "/"
+    for r in catalog.iter_job_rows(job_id):
+        if r["dest_ident"] != dest_ident or r["status"] not in ("verified", "already", "skipped"):
+            continue
+        target = str(r["target"])
+        if r["verified_at"] is None or not target.startswith(prefix):
+            continue  # skipped because something else was there (--on-conflict skip): not ours
+        rel = target[len(prefix) :]
+        if mhl.is_ignored(rel):
+            continue
+        yield _entry(r, rel, target, float(r["verified_at"]), earlier=r["status"] == "skipped")
+
+
+def source_entries(catalog: Catalog, job_id: str, source: str, read_at: float) -> Iterator[mhl.Entry]:
+    """Every file of ``source`` whose hashes the job knows, with paths relative to the source."""
+    prefix = os.path.basename(source.rstrip("/")) + "/"
+    seen = -1
+    for r in catalog.iter_job_rows(job_id):
+        if int(r["file_id"]) == seen:
+            continue
+        seen = int(r["file_id"])
+        rel_path = str(r["rel_path"])
+        if (
+            r["blake3"] is None
+            or r["file_status"] in ("failed", "skipped")
+            or not rel_path.startswith(prefix)
+        ):
+            continue
+        rel = rel_path[len(prefix) :]
+        if mhl.is_ignored(rel):
+            continue
+        yield _entry(r, rel, str(r["abs_path"]), read_at, earlier=r["file_status"] != "read")
+
+
+def _write(
+    root: Path, entries: Iterator[mhl.Entry], *, started: float, process: str, comment: str
+) -> MhlOutcome:
+    try:
+        written = mhl.write_generation(root, entries, started=started, process=process, comment=comment)
+    except errors.HistoryError as exc:
+        return MhlOutcome(str(root), None, f"ASC MHL not written: {exc}", ok=False)
+    except OSError as exc:
+        return MhlOutcome(str(root), None, f"ASC MHL not written: {exc.strerror or exc}", ok=False)
+    if written is None:
+        return MhlOutcome(str(root), None, "ASC MHL: nothing new to record")
+    note = f"; left out {len(written.left_out)} name(s) XML cannot hold" if written.left_out else ""
+    return MhlOutcome(
+        str(root),
+        str(written.manifest),
+        f"ASC MHL generation {written.generation}: {written.files} file(s){note}",
+    )
+
+
+def write_for_job(
+    catalog: Catalog,
+    job_id: str,
+    local_roots: dict[str, str],
+    *,
+    sources: list[str],
+    with_sources: bool,
+) -> list[MhlOutcome]:
+    """``local_roots``: destination ident → folder. Returns one outcome per scope."""
+    job = catalog.job(job_id)
+    if job is None:
+        raise KeyError(job_id)
+    started = float(job["started_at"])
+    comment = f"castoff job {job_id}"
+    out = []
+    for ident, root in local_roots.items():
+        entries = destination_entries(catalog, job_id, ident, root)
+        out.append(_write(Path(root), entries, started=started, process="transfer", comment=comment))
+    if with_sources:
+        for src in sources:
+            if not os.path.isdir(src):
+                continue
+            if not os.access(src, os.W_OK):
+                out.append(MhlOutcome(src, None, "ASC MHL not written: the source is read-only"))
+                continue
+            entries = source_entries(catalog, job_id, src, float(job["ended_at"] or time.time()))
+            out.append(_write(Path(src), entries, started=started, process="in-place", comment=comment))
+    return out

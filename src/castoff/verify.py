@@ -1,0 +1,193 @@
+"""``castoff verify``: re-hash a folder against what was recorded about it, and name every difference.
+
+The record is the folder's ASC MHL history (each path's original hash, as ``ascmhl`` verifies) or a
+castoff JSON report (the BLAKE3 of every file it delivered there). ``ascmhl/`` and ``castoff-reports/``
+are bookkeeping, not content, and are never counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import blake3
+import xxhash
+
+from castoff import errors
+from castoff.reports import mhl
+
+OK_STATUSES = ("verified", "already", "skipped")
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> object: ...
+    def hexdigest(self) -> str: ...
+
+
+HASHERS: dict[str, Callable[[], _Hasher]] = {
+    "blake3": blake3.blake3,
+    "md5": lambda: hashlib.md5(usedforsecurity=False),
+    "sha1": lambda: hashlib.sha1(usedforsecurity=False),
+    "xxh128": xxhash.xxh3_128,
+    "xxh3": xxhash.xxh3_64,
+    "xxh64": xxhash.xxh64,
+    "c4": hashlib.sha512,
+}
+
+
+@dataclass(frozen=True)
+class Expected:
+    fmt: str
+    value: str
+
+
+@dataclass
+class Result:
+    folder: str
+    against: str  # what the folder was checked against, in words
+    checked: int = 0
+    matched: int = 0
+    missing: list[str] = field(default_factory=list)
+    altered: list[dict[str, str]] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.altered or self.extra)
+
+
+def hash_file(path: str, fmt: str) -> str:
+    h = HASHERS[fmt]()
+    with open(path, "rb") as fh:
+        while block := fh.read(8 * 1024 * 1024):
+            h.update(block)
+    if fmt == "c4":
+        return mhl.c4_from_sha512(bytes.fromhex(h.hexdigest()))
+    return h.hexdigest()
+
+
+def from_mhl(root: Path) -> tuple[dict[str, Expected], str]:
+    gens, recorded, _ = mhl.read_history(root)
+    if not recorded:
+        raise errors.UsageError(f"{root / mhl.FOLDER} records no file", hint="nothing to verify against")
+    expected = {p: Expected(r.fmt, r.value) for p, r in recorded.items() if not mhl.is_ignored(p)}
+    return expected, f"ASC MHL history, {len(gens)} generation(s)"
+
+
+def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+        files = data["files"]
+        schema = data["schema"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise errors.UsageError(f"{report} is not a castoff JSON report: {exc}") from None
+    if not str(schema).startswith("castoff.report/"):
+        raise errors.UsageError(f"{report} has schema {schema!r}, not a castoff.report/N")
+    real_root = os.path.realpath(root)
+    expected: dict[str, Expected] = {}
+    for f in files:
+        for d in f.get("destinations", []):
+            target = os.path.realpath(str(d.get("target") or ""))
+            if d.get("status") in OK_STATUSES and f.get("blake3") and target.startswith(real_root + os.sep):
+                rel = os.path.relpath(target, real_root).replace(os.sep, "/")
+                expected[rel] = Expected("blake3", str(f["blake3"]))
+    if not expected:
+        raise errors.UsageError(
+            f"the report {report} names no file delivered into {root}",
+            hint="pass the folder the job copied to (its --to), and that job's report",
+        )
+    return expected, f"castoff report {report.name}"
+
+
+def walk(root: Path) -> Iterator[str]:
+    """Relative POSIX paths of every file under ``root`` (symlinks are not followed)."""
+    for folder, dirs, files in os.walk(root):
+        rel_folder = os.path.relpath(folder, root)
+        dirs.sort()
+        for name in sorted(files):
+            rel = name if rel_folder == "." else f"{rel_folder}/{name}".replace(os.sep, "/")
+            if not mhl.is_ignored(rel):
+                yield rel
+
+
+def check(root: Path, expected: dict[str, Expected], against: str) -> Result:
+    result = Result(str(root), against)
+    present = set()
+    for rel in walk(root):
+        present.add(rel)
+        want = expected.get(rel)
+        if want is None:
+            result.extra.append(rel)
+            continue
+        result.checked += 1
+        try:
+            got = hash_file(str(root / rel), want.fmt)
+        except OSError as exc:
+            got = f"unreadable: {exc.strerror or exc}"
+        if got == want.value:
+            result.matched += 1
+        else:
+            result.altered.append({"path": rel, "format": want.fmt, "expected": want.value, "found": got})
+    result.missing = sorted(p for p in expected if p not in present)
+    result.checked += len(result.missing)
+    return result
+
+
+def _show(path: str) -> str:
+    return path if path.isprintable() else repr(path)
+
+
+def print_result(r: Result, out: Any = None) -> None:
+    out = out or sys.stdout
+    print(f"castoff verify: {r.folder} (against its {r.against})", file=out)
+    for p in r.missing:
+        print(f"  missing  {_show(p)}", file=out)
+    for a in r.altered:
+        print(
+            f"  altered  {_show(a['path'])}  ({a['format']} expected {a['expected'][:16]}…,"
+            f" found {a['found'][:16]}…)",
+            file=out,
+        )
+    for p in r.extra:
+        print(f"  extra    {_show(p)}  (not in the record)", file=out)
+    if r.ok:
+        print(f"all {r.matched} recorded files match; nothing missing, nothing extra", file=out)
+    else:
+        print(
+            f"{r.checked} recorded files: {r.matched} match, {len(r.missing)} missing,"
+            f" {len(r.altered)} altered; {len(r.extra)} extra file(s)",
+            file=out,
+        )
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    root = Path(args.path)
+    if not root.is_dir():
+        raise errors.UsageError(f"{root} is not a folder", hint="give the destination folder to check")
+    if args.report:
+        expected, against = from_report(root, Path(args.report))
+    elif (root / mhl.FOLDER).is_dir():
+        try:
+            expected, against = from_mhl(root)
+        except errors.HistoryError as exc:
+            # The record itself was tampered with or lost a part: that is a failed verification.
+            print(f"castoff verify: {root}: the ASC MHL history cannot be trusted: {exc}", file=sys.stderr)
+            return errors.EXIT_FAILED
+    else:
+        raise errors.UsageError(
+            f"{root} has no {mhl.FOLDER}/ history to verify against",
+            hint=f"pass --report JOB.json (copies are in {mhl.REPORTS_FOLDER}/ with --report-to destination)",
+        )
+    result = check(root, expected, against)
+    if args.json:
+        print(json.dumps({"ok": result.ok, **asdict(result)}, indent=2, ensure_ascii=False))
+    else:
+        print_result(result)
+    return errors.EXIT_OK if result.ok else errors.EXIT_FAILED

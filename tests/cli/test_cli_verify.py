@@ -1,0 +1,87 @@
+"""castoff verify: a folder against its ASC MHL history or a castoff report; exit 0 only when all match."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CASTOFF = [sys.executable, "-m", "castoff"]
+
+
+def castoff(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CASTOFF, "--state-dir", str(state), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture
+def copied(tmp_path: Path) -> tuple[Path, Path]:
+    card = tmp_path / "CARD"
+    (card / "DCIM").mkdir(parents=True)
+    (card / "DCIM" / "IMG_0001.JPG").write_bytes(b"one" * 1000)
+    (card / "DCIM" / "IMG_0002.JPG").write_bytes(b"two" * 1000)
+    (card / "[brackets] & <tags>.txt").write_bytes(b"three")
+    dest = tmp_path / "ssd"
+    r = castoff("copy", str(card), "--to", str(dest), "--report-to", "destination", state=tmp_path / "state")
+    assert r.returncode == 0, r.stderr
+    return dest, next((dest / "castoff-reports").glob("*.json"))
+
+
+def test_untouched_folder_verifies(copied: tuple[Path, Path], tmp_path: Path) -> None:
+    dest, report = copied
+    for extra in ([], ["--report", str(report)]):
+        r = castoff("verify", str(dest), *extra, state=tmp_path / "state")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "all 3 recorded files match" in r.stdout
+
+
+def test_missing_altered_and_extra_are_named(copied: tuple[Path, Path], tmp_path: Path) -> None:
+    dest, report = copied
+    (dest / "CARD" / "DCIM" / "IMG_0001.JPG").unlink()
+    (dest / "CARD" / "DCIM" / "IMG_0002.JPG").write_bytes(b"tWo" * 1000)
+    (dest / "CARD" / "stray.txt").write_bytes(b"?")
+    for extra, fmt in (([], "xxh128"), (["--report", str(report)], "blake3")):
+        r = castoff("verify", str(dest), *extra, state=tmp_path / "state")
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "missing  CARD/DCIM/IMG_0001.JPG" in r.stdout
+        assert "altered  CARD/DCIM/IMG_0002.JPG" in r.stdout and fmt in r.stdout
+        assert "extra    CARD/stray.txt" in r.stdout
+        j = castoff("verify", str(dest), *extra, "--json", state=tmp_path / "state")
+        assert j.returncode == 1
+        doc = json.loads(j.stdout)
+        assert doc["ok"] is False
+        assert doc["missing"] == ["CARD/DCIM/IMG_0001.JPG"]
+        assert [a["path"] for a in doc["altered"]] == ["CARD/DCIM/IMG_0002.JPG"]
+        assert doc["extra"] == ["CARD/stray.txt"]
+        assert doc["matched"] == 1
+
+
+def test_bad_input_exits_2(copied: tuple[Path, Path], tmp_path: Path) -> None:
+    dest, _ = copied
+    state = tmp_path / "state"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    not_json = tmp_path / "x.json"
+    not_json.write_text("{not json")
+    for args in (
+        [str(tmp_path / "nowhere")],
+        [str(plain)],
+        [str(dest), "--report", str(not_json)],
+        [str(plain), "--report", str(next((dest / "castoff-reports").glob("*.json")))],
+    ):
+        r = castoff("verify", *args, state=state)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "castoff:" in r.stderr
+
+
+def test_a_tampered_history_fails_verification(copied: tuple[Path, Path], tmp_path: Path) -> None:
+    dest, _ = copied
+    manifest = next((dest / "ascmhl").glob("*.mhl"))
+    manifest.write_text(manifest.read_text().replace("IMG_0001", "IMG_0009"))
+    r = castoff("verify", str(dest), state=tmp_path / "state")
+    assert r.returncode == 1
+    assert "cannot be trusted" in r.stderr

@@ -1,0 +1,208 @@
+"""ASC MHL written by castoff, judged by the reference tool (ascmhl 1.2) and the ASC XSD files."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import blake3
+import pytest
+import xxhash
+from lxml import etree
+
+from castoff.catalog.db import Catalog
+from castoff.reports import mhl
+from reports.kit import XSD_DIR, XSS, Cli, write
+
+NS = {"m": mhl.NS, "c": mhl.CASTOFF_NS, "d": mhl.DIR_NS}
+
+
+def xsd(name: str) -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(XSD_DIR / name)))
+
+
+def assert_valid(root: Path) -> None:
+    """Every manifest and the chain validate against the XSD files shipped in the package."""
+    manifests = sorted((root / "ascmhl").glob("*.mhl"))
+    assert manifests
+    schema = xsd("ASCMHL.xsd")
+    for m in manifests:
+        schema.assertValid(etree.parse(str(m)))
+    xsd("ASCMHLDirectory__combined.xsd").assertValid(etree.parse(str(root / "ascmhl" / "ascmhl_chain.xml")))
+
+
+def ascmhl(bin_dir: Path, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(bin_dir / tool), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not mhl.is_ignored(str(p.relative_to(root)))
+    }
+
+
+def test_each_local_destination_gets_a_history_the_reference_tool_accepts(
+    tmp_path: Path, card: Path, cli: Cli, ascmhl_bin: Path
+) -> None:
+    a, b = tmp_path / "ssd", tmp_path / "nas"
+    r = cli("copy", str(card), "--to", str(a), "--to", str(b), "--mhl-source", "--report-to", "both")
+    assert r.returncode == 0, r.stderr
+    for root in (a, b, card):
+        assert_valid(root)
+        schema_check = ascmhl(
+            ascmhl_bin,
+            "ascmhl-debug",
+            "xsd-schema-check",
+            "-xsd",
+            str(XSD_DIR / "ASCMHL.xsd"),
+            str(next((root / "ascmhl").glob("0001_*.mhl"))),
+        )
+        assert schema_check.returncode == 0, schema_check.stdout + schema_check.stderr
+        v = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", "-v", str(root))
+        assert v.returncode == 0, v.stdout + v.stderr
+        assert XSS in v.stdout
+    manifest = next((a / "ascmhl").glob("0001_ssd_*.mhl"))
+    assert re.fullmatch(r"0001_ssd_\d{4}-\d\d-\d\d_\d{6}Z\.mhl", manifest.name)
+    doc = etree.parse(str(manifest))
+    assert doc.findtext("m:processinfo/m:process", namespaces=NS) == "transfer"
+    assert doc.findtext("m:creatorinfo/m:tool", namespaces=NS) == "castoff"
+    hashes = doc.findall("m:hashes/m:hash", namespaces=NS)
+    on_disk = files_of(a)
+    assert len(hashes) == len(on_disk) == 5
+    for h in hashes:
+        rel = h.findtext("m:path", namespaces=NS)
+        data = on_disk[rel]
+        assert h.find("m:path", namespaces=NS).get("size") == str(len(data))
+        xxh = h.find("m:xxh128", namespaces=NS)
+        assert xxh.get("action") == "original"
+        assert xxh.text == xxhash.xxh3_128(data).hexdigest()
+        assert h.findtext("m:metadata/c:blake3", namespaces=NS) == blake3.blake3(data).hexdigest()
+    # The source's history is in-place, paths relative to the card.
+    src_doc = etree.parse(str(next((card / "ascmhl").glob("0001_*.mhl"))))
+    assert src_doc.findtext("m:processinfo/m:process", namespaces=NS) == "in-place"
+    assert f"DCIM/100CANON/{XSS}" in [p.text for p in src_doc.iterfind(".//m:hash/m:path", namespaces=NS)]
+
+
+def test_history_continues_across_castoff_and_ascmhl_generations(
+    tmp_path: Path, card: Path, cli: Cli, ascmhl_bin: Path
+) -> None:
+    dest = tmp_path / "ssd"
+    assert cli("copy", str(card), "--to", str(dest)).returncode == 0
+    # The reference tool adds generation 2 on top of castoff's.
+    created = ascmhl(ascmhl_bin, "ascmhl", "create", "-v", str(dest))
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert "verified" in created.stdout
+    # A re-run with nothing new adds no generation; a new file on the card adds generation 3.
+    assert cli("copy", str(card), "--to", str(dest)).returncode == 0
+    assert len(list((dest / "ascmhl").glob("*.mhl"))) == 2
+    write(card / "DCIM" / "100CANON" / "IMG_0002.CR3", b"new frame" * 1000)
+    r = cli("copy", str(card), "--to", str(dest))
+    assert r.returncode == 0, r.stderr
+    assert "ASC MHL generation 3: 1 file(s)" in r.stderr
+    assert_valid(dest)
+    chain = etree.parse(str(dest / "ascmhl" / "ascmhl_chain.xml"))
+    entries = chain.findall("d:hashlist", namespaces=NS)
+    assert [e.get("sequencenr") for e in entries] == ["1", "2", "3"]
+    for e in entries:
+        assert mhl.c4_of_file(dest / "ascmhl" / e.findtext("d:path", namespaces=NS)) == e.findtext(
+            "d:c4", namespaces=NS
+        )
+    for tool_args in (("ascmhl-debug", "verify"), ("ascmhl", "create")):
+        done = ascmhl(ascmhl_bin, *tool_args, str(dest))
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_skipped_file_enters_a_new_history_with_the_xxh128_of_its_first_read(
+    tmp_path: Path, card: Path, cli: Cli, state: Path, ascmhl_bin: Path
+) -> None:
+    dest = tmp_path / "ssd"
+    assert cli("copy", str(card), "--to", str(dest), "--no-mhl").returncode == 0
+    assert not (dest / "ascmhl").exists()
+    r = cli("copy", str(card), "--to", str(dest))
+    assert r.returncode == 0, r.stderr
+    assert "ASC MHL generation 1: 5 file(s)" in r.stderr
+    cat = Catalog(state / "catalog.sqlite")
+    jobs = [j["id"] for j in cat.jobs()]
+    second = {f["rel_path"]: f for f in cat.job_files(jobs[0])}
+    assert all(f["xxh128"] for f in second.values() if f["status"] != "skipped")
+    v = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(dest))
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_a_tampered_history_is_never_continued(tmp_path: Path, card: Path, cli: Cli) -> None:
+    dest = tmp_path / "ssd"
+    assert cli("copy", str(card), "--to", str(dest)).returncode == 0
+    manifest = next((dest / "ascmhl").glob("*.mhl"))
+    before = manifest.read_bytes()
+    manifest.write_bytes(before.replace(b"<tool ", b"<tool  "))
+    write(card / "late.txt", b"late")
+    r = cli("copy", str(card), "--to", str(dest))
+    assert r.returncode == 1
+    assert "altered" in r.stderr and "ASC MHL not written" in r.stderr
+    assert len(list((dest / "ascmhl").glob("*.mhl"))) == 1
+    (dest / "ascmhl" / "ascmhl_chain.xml").unlink()
+    r = cli("copy", str(card), "--to", str(dest))
+    assert r.returncode == 1 and "has no ascmhl_chain.xml" in r.stderr
+
+
+def test_names_xml_cannot_hold_are_left_out_and_said(tmp_path: Path) -> None:
+    root = tmp_path / "dest"
+    root.mkdir()
+    entries = [
+        mhl.Entry("ok.txt", 1, 0, "0" * 32, None, 0.0),
+        mhl.Entry("bell\x07.txt", 1, 0, "1" * 32, None, 0.0),
+    ]
+    written = mhl.write_generation(root, iter(entries), started=0.0)
+    assert written is not None and written.files == 1 and written.left_out == ("bell\x07.txt",)
+    assert_valid(root)
+
+
+def test_an_old_catalog_gains_the_xxh128_column(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE files (id INTEGER PRIMARY KEY, job_id TEXT NOT NULL, rel_path TEXT NOT NULL,"
+        " abs_path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, status TEXT NOT NULL,"
+        " blake3 TEXT, md5 TEXT, error TEXT, error_code TEXT, UNIQUE (job_id, rel_path))"
+    )
+    db.execute("INSERT INTO files VALUES (1, 'j', 'a', '/a', 1, 0, 'read', 'b3', NULL, NULL, NULL)")
+    db.commit()
+    db.close()
+    cat = Catalog(path)
+    cat.file_read(1, blake3="b3", md5=None, xxh128="x" * 32)
+    assert cat.job_files("j")[0]["xxh128"] == "x" * 32
+
+
+@pytest.mark.parametrize("size", [0, 1, 1_000_003])
+def test_c4_matches_the_reference_definition(tmp_path: Path, size: int, ascmhl_bin: Path) -> None:
+    f = write(tmp_path / "f.bin", bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+    r = ascmhl(ascmhl_bin, "ascmhl-debug", "hash", "-h", "c4", str(f))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert mhl.c4_of_file(f) in r.stdout
+
+
+def test_a_generation_cut_short_by_a_crash_is_finished_by_the_next_run(
+    tmp_path: Path, card: Path, cli: Cli, ascmhl_bin: Path
+) -> None:
+    """A SIGKILL after the chain names the new manifest but before the manifest gets its name leaves
+    it as a hidden, complete file: the next run names it and carries on; stray hidden files go."""
+    dest = tmp_path / "ssd"
+    assert cli("copy", str(card), "--to", str(dest)).returncode == 0
+    manifest = next((dest / "ascmhl").glob("0001_*.mhl"))
+    manifest.rename(dest / "ascmhl" / ".castoff-0001.mhl.tmp")
+    (dest / "ascmhl" / ".castoff-0002.mhl.tmp").write_text("<half")
+    write(card / "late.txt", b"late")
+    r = cli("copy", str(card), "--to", str(dest))
+    assert r.returncode == 0, r.stderr
+    assert "ASC MHL generation 2: 1 file(s)" in r.stderr
+    assert manifest.is_file()
+    assert not list((dest / "ascmhl").glob(".*"))
+    assert_valid(dest)
+    v = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(dest))
+    assert v.returncode == 0, v.stdout + v.stderr

@@ -1,0 +1,76 @@
+"""Every JSON report castoff writes validates against the schema it ships (castoff.report/2)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import xxhash
+
+from reports.kit import XSS, Cli, last_report, reports
+
+
+def schema() -> dict[str, Any]:
+    text = resources.files("castoff.reports").joinpath("report.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def validate(doc: dict[str, Any]) -> None:
+    jsonschema.Draft202012Validator(schema(), format_checker=jsonschema.FormatChecker()).validate(doc)
+
+
+def test_schema_is_valid_json_schema_and_shipped_in_the_package() -> None:
+    jsonschema.Draft202012Validator.check_schema(schema())
+
+
+def test_reports_of_success_failure_and_rerun_all_validate(
+    tmp_path: Path, card: Path, cli: Cli, state: Path
+) -> None:
+    ok = cli("copy", str(card), "--to", str(tmp_path / "a"), "--to", str(tmp_path / "b"), "--quiet")
+    assert ok.returncode == 0, ok.stderr
+    again = cli("copy", str(card), "--to", str(tmp_path / "a"), "--quiet")
+    assert again.returncode == 0, again.stderr
+    gone = tmp_path / "no-such-drive" / "shoots"
+    bad = cli("copy", str(card), "--to", str(tmp_path / "a"), "--to", str(gone), "--quiet")
+    assert bad.returncode == 1, bad.stderr
+    written = reports(state)
+    assert len(written) == 3
+    docs = [json.loads(p.read_text(encoding="utf-8")) for p in written]
+    for doc in docs:
+        validate(doc)
+    first, rerun, failed = docs
+    assert first["summary"][str(tmp_path / "a")]["verified"] == 5
+    assert rerun["summary"][str(tmp_path / "a")]["skipped"] == 5
+    by_dest = failed["summary"][str(gone)]
+    assert by_dest["failed"] == 5 and by_dest["duration_s"] is None
+    # Files with a problem come first.
+    assert failed["files"][0]["destinations"][-1]["status"] == "failed" or any(
+        d["status"] == "failed" for d in failed["files"][0]["destinations"]
+    )
+    # xxh128 comes from the one read, and a re-run that read nothing still knows it.
+    for doc in (first, rerun):
+        by_path = {f["path"]: f for f in doc["files"]}
+        xss = by_path[f"{card.name}/DCIM/100CANON/{XSS}"]
+        assert xss["xxh128"] == xxhash.xxh3_128((card / "DCIM" / "100CANON" / XSS).read_bytes()).hexdigest()
+    assert [x["code"] for x in first["left_out"]] == ["junk"]
+
+
+def test_a_report_that_breaks_the_schema_is_refused(
+    tmp_path: Path, card: Path, cli: Cli, state: Path
+) -> None:
+    r = cli("copy", str(card), "--to", str(tmp_path / "a"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    doc = last_report(state)
+    validate(doc)
+    broken = json.loads(json.dumps(doc))
+    broken["files"][0]["blake3"] = "not-a-hash"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(broken)
+    broken = json.loads(json.dumps(doc))
+    broken["files"][0]["destinations"][0]["status"] = "probably fine"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(broken)
