@@ -342,7 +342,9 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     try:
         try:
             result = engine.run(sources)
-            write_sidecars(catalog, job_id, dests, planner.options.metadata, result, cancel=cancel, log=engine.log)
+            write_sidecars(
+                catalog, job_id, dests, planner.options.metadata, result, cancel=cancel, log=engine.log
+            )
         finally:
             display.close()
         catalog.end_job(job_id, status=result.status, exit_code=result.exit_code)
