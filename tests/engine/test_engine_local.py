@@ -257,8 +257,11 @@ def test_destination_failing_mid_job_does_not_stop_the_others(tmp_path: Path, ru
     out = runner.outcomes()
     assert {out[(f"card/f{i}.bin", readonly.name)]["status"] for i in range(6)} == {"failed"}
     dying_status = [out[(f"card/f{i}.bin", dying.name)]["status"] for i in range(6)]
+    # How many files landed before the drive vanished depends on how far the lane's writer ran
+    # ahead of its committer (a file written but not yet read back fails with the drive): what
+    # must hold is that the ones that landed are whole and the rest failed plainly.
     n_ok = dying_status.count("verified")
-    assert n_ok >= 1
+    assert n_ok <= 2
     assert dying_status == ["verified"] * n_ok + ["failed"] * (6 - n_ok)
     assert visible_files(tmp_path / "usb") == {f"card/f{i}.bin" for i in range(n_ok)}
     assert out[("card/f5.bin", dying.name)]["error_code"] == "destination-gone"
