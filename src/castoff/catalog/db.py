@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS files (
     xxh128 TEXT,                     -- for ASC MHL, from the same read as blake3
     UNIQUE (job_id, rel_path)
 );
+-- known_hash and file_hashes_known look a source up by path, size and mtime on every run
+CREATE INDEX IF NOT EXISTS files_by_source ON files (abs_path, size, mtime_ns);
 CREATE TABLE IF NOT EXISTS outcomes (
     job_id TEXT NOT NULL,
     file_id INTEGER NOT NULL REFERENCES files(id),
@@ -66,6 +68,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     detail TEXT,
     PRIMARY KEY (file_id, dest_ident)
 );
+CREATE INDEX IF NOT EXISTS outcomes_by_job ON outcomes (job_id);
 CREATE TABLE IF NOT EXISTS landed (
     dest_ident TEXT NOT NULL,
     planned TEXT NOT NULL,           -- where the file was meant to land
@@ -214,6 +217,9 @@ class Catalog:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self._db.in_transaction:  # inside batch(): its commit covers this write
+                yield self._db
+                return
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -221,6 +227,13 @@ class Catalog:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several writes in one transaction: all of them land, or none. Other threads wait for
+        the catalog meanwhile, so keep the block short and free of I/O."""
+        with self._tx():
+            yield
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
         with self._lock:

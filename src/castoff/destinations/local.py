@@ -15,8 +15,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-import blake3
-
 from castoff import errors
 from castoff.destinations.base import (
     Capabilities,
@@ -27,6 +25,7 @@ from castoff.destinations.base import (
     ResumeToken,
     TargetExists,
 )
+from castoff.hashing import new_blake3
 
 READ_BACK_CHUNK = 8 * 1024 * 1024
 PARTIAL_PREFIX = ".castoff."
@@ -189,9 +188,10 @@ class LocalUpload:
         return PartReceipt(index=index, offset=offset, size=size)
 
     def _read_back(self) -> tuple[str, int]:
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        hasher = new_blake3(self._meta.size)
         total = 0
-        buf = bytearray(READ_BACK_CHUNK)
+        # +1: the read that finds the end of a small file needs no second buffer-full
+        buf = bytearray(min(READ_BACK_CHUNK, self._meta.size + 1))
         view = memoryview(buf)
         fd = os.open(self.partial_path, os.O_RDONLY | os.O_CLOEXEC)
         try:

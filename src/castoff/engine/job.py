@@ -14,7 +14,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import blake3
@@ -37,6 +37,7 @@ from castoff.engine.conflicts import alt_target
 from castoff.engine.events import Event, EventSink, null_sink
 from castoff.engine.lanes import FileState, Lane, Stream
 from castoff.engine.retry import RetryPolicy
+from castoff.hashing import new_blake3
 from castoff.scan import Filters, SourceFile, scan
 
 if TYPE_CHECKING:
@@ -69,6 +70,18 @@ class JobOptions:
     #: maps each file to its path under every destination (layout, name rules, metadata);
     #: None keeps the source's relative path
     planner: Planner | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one file ended at one destination, as the catalog, the counters and the events see it."""
+
+    status: str  # verified | already | skipped | failed | incomplete
+    error: BaseException | None = None
+    verify_method: str | None = None
+    etag: str | None = None
+    detail: str | None = None
+    verified_at: float | None = None
 
 
 @dataclass
@@ -310,10 +323,10 @@ class Engine:
                     f"{src.rel_path}: the target is longer than {lane.caps.max_key_bytes} bytes"
                 )
         except errors.CastoffError as exc:
-            self._record(lane, fs, src.rel_path, "failed", error=exc)
+            self._record(lane, fs, src.rel_path, Outcome("failed", error=exc))
             return None
         if lane.dead is not None:
-            self._record(lane, fs, target, "failed", error=lane.dead)
+            self._record(lane, fs, target, Outcome("failed", error=lane.dead))
             return None
         if not self.options.rehash:
             landed = self.catalog.landed_at(dest.ident, target)
@@ -330,11 +343,13 @@ class Engine:
                     lane,
                     fs,
                     landed.target,
-                    "skipped",
-                    verify_method=landed.verify_method,
-                    etag=landed.etag,
-                    detail=detail,
-                    verified_at=landed.verified_at,
+                    Outcome(
+                        "skipped",
+                        verify_method=landed.verify_method,
+                        etag=landed.etag,
+                        detail=detail,
+                        verified_at=landed.verified_at,
+                    ),
                 )
                 return None
         stream = Stream(lane=lane, file=fs, planned=target, target=target, dest_plan=dest_plan)
@@ -453,7 +468,7 @@ class Engine:
         src = fs.src
         budget = self.budget if live else self.catchup_budget
         check_mtime = path == src.abs_path
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if fs.part_size >= 4 * MiB else 1)
+        hasher = new_blake3(src.size)
         whole_md5 = hashlib.md5(usedforsecurity=False) if (live and self.need_md5) else None
         xxh = xxhash.xxh3_128()
         try:
@@ -824,8 +839,9 @@ class Engine:
             self._drop_partial(stream)
             self._end(
                 stream,
-                "skipped",
-                detail=f"{existing} exists with other content; kept it (--on-conflict skip)",
+                Outcome(
+                    "skipped", detail=f"{existing} exists with other content; kept it (--on-conflict skip)"
+                ),
             )
             return None
         if policy == "fail":
@@ -892,7 +908,7 @@ class Engine:
         fs = stream.file
         upload = stream.upload
         if self.cancel.is_set() or isinstance(exc, errors.Interrupted):
-            self._end(stream, "incomplete", error=errors.Interrupted("interrupted"))
+            self._end(stream, Outcome("incomplete", error=errors.Interrupted("interrupted")))
             if upload is not None and not lane.caps.resumable:
                 upload.abort()
                 self._drop_partial(stream)
@@ -902,7 +918,7 @@ class Engine:
                 upload.abort()
                 self._drop_partial(stream)
             self._close_catalog_upload(stream)
-            self._end(stream, "failed", error=exc)
+            self._end(stream, Outcome("failed", error=exc))
             return
         if not isinstance(exc, errors.CastoffError):
             text = "".join(traceback.format_exception(exc))
@@ -946,16 +962,18 @@ class Engine:
             done = len(stream.receipts)
             self._end(
                 stream,
-                "incomplete",
-                error=exc,
-                detail=f"resumable: {done}/{fs.n_parts} parts uploaded; re-run to continue",
+                Outcome(
+                    "incomplete",
+                    error=exc,
+                    detail=f"resumable: {done}/{fs.n_parts} parts uploaded; re-run to continue",
+                ),
             )
             return
         if upload is not None:
             upload.abort()
             self._drop_partial(stream)
         self._close_catalog_upload(stream)
-        self._end(stream, "failed", error=exc)
+        self._end(stream, Outcome("failed", error=exc))
 
     def _close_catalog_upload(self, stream: Stream) -> None:
         if stream.upload_pk is not None:
@@ -973,102 +991,88 @@ class Engine:
         lane = stream.lane
         assert fs.digest is not None
         now = time.time()
-        self._drop_partial(stream)
-        self._close_catalog_upload(stream)
-        self.catalog.record_landed(
-            LandedRow(
-                dest_ident=lane.dest.ident,
-                planned=stream.planned,
-                target=landed.target,
-                src_path=fs.src.abs_path,
-                size=fs.src.size,
-                mtime_ns=fs.src.mtime_ns,
-                blake3=fs.digest,
-                etag=landed.etag,
-                verify_method=landed.verify_method,
-                verified_at=now,
-                job_id=self.job_id,
-            )
-        )
-        detail = "; ".join([*stream.notes, *([landed.detail] if landed.detail else [])]) or None
-        stream.target = landed.target
-        if lane.caps.is_local and lane.caps.can_read_back and fs.local_copy is None:
-            fs.local_copy = landed.target
-        self._end(
-            stream,
+        notes = [*stream.notes, *([landed.detail] if landed.detail else [])]
+        out = Outcome(
             status,
             verify_method=landed.verify_method,
             etag=landed.etag,
-            detail=detail,
+            detail="; ".join(notes) or None,
             verified_at=now,
         )
+        stream.target = landed.target
+        # What landed where, and the outcome, in one transaction: a crash keeps both or neither.
+        # Only catalog writes inside: other locks are taken after it (never the other way round).
+        with self.catalog.batch():
+            self._drop_partial(stream)
+            self._close_catalog_upload(stream)
+            self.catalog.record_landed(
+                LandedRow(
+                    dest_ident=lane.dest.ident,
+                    planned=stream.planned,
+                    target=landed.target,
+                    src_path=fs.src.abs_path,
+                    size=fs.src.size,
+                    mtime_ns=fs.src.mtime_ns,
+                    blake3=fs.digest,
+                    etag=landed.etag,
+                    verify_method=landed.verify_method,
+                    verified_at=now,
+                    job_id=self.job_id,
+                )
+            )
+            self._store(lane, fs, landed.target, out)
+        if lane.caps.is_local and lane.caps.can_read_back and fs.local_copy is None:
+            fs.local_copy = landed.target
+        self._tell(lane, fs, landed.target, out)
+        self._stream_closed(stream)
 
-    def _end(
-        self,
-        stream: Stream,
-        status: str,
-        *,
-        error: BaseException | None = None,
-        verify_method: str | None = None,
-        etag: str | None = None,
-        detail: str | None = None,
-        verified_at: float | None = None,
-    ) -> None:
-        fs = stream.file
-        lane = stream.lane
-        if detail is None and stream.notes:
-            detail = "; ".join(stream.notes)
-        self._record(
-            lane,
-            fs,
-            stream.target,
-            status,
-            error=error,
-            verify_method=verify_method,
-            etag=etag,
-            detail=detail,
-            verified_at=verified_at,
-        )
+    def _end(self, stream: Stream, out: Outcome) -> None:
+        if out.detail is None and stream.notes:
+            out = replace(out, detail="; ".join(stream.notes))
+        self._record(stream.lane, stream.file, stream.target, out)
+        self._stream_closed(stream)
+
+    def _stream_closed(self, stream: Stream) -> None:
         with self._state:
-            if lane.caps.is_local:
-                fs.pending_local -= 1
+            if stream.lane.caps.is_local:
+                stream.file.pending_local -= 1
             self._open_streams -= 1
             self._open.discard(stream)
             self._state.notify_all()
 
-    def _record(
-        self,
-        lane: Lane,
-        fs: FileState,
-        target: str,
-        status: str,
-        *,
-        error: BaseException | None = None,
-        verify_method: str | None = None,
-        etag: str | None = None,
-        detail: str | None = None,
-        verified_at: float | None = None,
-    ) -> None:
-        err_text = str(error) if error is not None else None
-        code = (
-            error.code
-            if isinstance(error, errors.CastoffError)
-            else ("internal" if error is not None else None)
-        )
+    def _record(self, lane: Lane, fs: FileState, target: str, out: Outcome) -> None:
+        self._store(lane, fs, target, out)
+        self._tell(lane, fs, target, out)
+
+    @staticmethod
+    def _error_text(out: Outcome) -> tuple[str | None, str | None]:
+        error = out.error
+        if error is None:
+            return None, None
+        code = error.code if isinstance(error, errors.CastoffError) else "internal"
+        return str(error), code
+
+    def _store(self, lane: Lane, fs: FileState, target: str, out: Outcome) -> None:
+        err_text, code = self._error_text(out)
         self.catalog.set_outcome(
             self.job_id,
             fs.file_id,
             dest_ident=lane.dest.ident,
             dest_name=lane.name,
             target=target,
-            status=status,
-            verify_method=verify_method,
-            etag=etag,
+            status=out.status,
+            verify_method=out.verify_method,
+            etag=out.etag,
             error=err_text,
             error_code=code,
-            detail=detail,
-            verified_at=verified_at,
+            detail=out.detail,
+            verified_at=out.verified_at,
         )
+
+    def _tell(self, lane: Lane, fs: FileState, target: str, out: Outcome) -> None:
+        """The counters, the log and the event for an outcome already in the catalog."""
+        status = out.status
+        err_text, _ = self._error_text(out)
         st = lane.stats
         with lane.cond:
             if status in ("verified", "already", "skipped"):
@@ -1088,10 +1092,10 @@ class Engine:
             status=status,
             size=fs.src.size,
             blake3=fs.digest,
-            verify_method=verify_method,
-            etag=etag,
+            verify_method=out.verify_method,
+            etag=out.etag,
             error=err_text,
-            detail=detail,
+            detail=out.detail,
         )
 
     # -- the source can be released -----------------------------------------------------------
@@ -1145,8 +1149,6 @@ class Engine:
                 lane,
                 stream.file,
                 stream.target,
-                "incomplete",
-                error=errors.Interrupted("interrupted"),
-                detail=note,
+                Outcome("incomplete", error=errors.Interrupted("interrupted"), detail=note),
             )
         self.log("interrupted: re-run the same command to continue where it stopped", "warning")
