@@ -247,6 +247,7 @@ def _alive(pid: int) -> bool:
 
 
 def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
     from castoff.engine.retry import RetryPolicy
     from castoff.reports import json_report
@@ -267,8 +268,8 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     defaults = s3_defaults(args)
     if args.on_conflict == "overwrite":
         defaults["conditional_writes"] = False  # If-None-Match would refuse the overwrite
-    resolver = commands.common.resolver(args)
-    dests: list[Destination] = [resolver.open(spec, s3_defaults=defaults) for spec in args.to]
+    dests_from = resolver(args)
+    dests: list[Destination] = [dests_from.open(spec, s3_defaults=defaults) for spec in args.to]
     idents = [d.ident for d in dests]
     if len(set(idents)) != len(idents):
         raise errors.UsageError("the same destination is named twice")
@@ -458,6 +459,8 @@ def _age(text: str) -> float:
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
+    from castoff.commands.common import resolver
+
     catalog = open_catalog(args)
     console = Console()
     rows = catalog.open_uploads()
@@ -505,7 +508,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             failed += 1
             continue
         try:
-            dest = commands.common.resolver(args).open(spec)
+            dest = resolver(args).open(spec)
             dest.abort_token(r.target, r.token)
         except errors.CastoffError as exc:
             console.print(f"[red]#{r.id} {r.target}: {exc}[/]")

@@ -326,4 +326,4 @@ def autocomplete(parser: argparse.ArgumentParser) -> None:
     if "_ARGCOMPLETE" in os.environ:
         from argcomplete.finders import CompletionFinder
 
-        CompletionFinder()(parser)
+        CompletionFinder()(parser, always_complete_options=False)

@@ -92,7 +92,7 @@ def _s3_settings(args: argparse.Namespace) -> dict[str, Any]:
         settings["prefix"] = args.prefix
     for flag, key in S3_FLAGS.items():
         value = getattr(args, flag, None)
-        if value not in (None, False):
+        if value is not None and value is not False:
             settings[key] = value
     if "ca_bundle" in settings:
         settings["ca_bundle"] = os.path.abspath(os.path.expanduser(settings["ca_bundle"]))

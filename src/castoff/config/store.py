@@ -165,15 +165,23 @@ class ConfigFile:
     # -- errors
 
     def error(self, key: Sequence[str], problem: str, hint: str | None = None) -> ConfigError:
-        path = tuple(key)
-        while path and path not in self._lines:
-            path = path[:-1]
-        where = f", line {self._lines[path]}" if path else ""
+        line = self.line_of(tuple(key))
+        where = f", line {line}" if line else ""
         dotted = ".".join(key)
         return ConfigError(
             f"{self.path}{where}: {dotted}: {problem}",
             hint=hint or f"fix it in {self.path} (or 'castoff dest --help', 'castoff workflow --help')",
         )
+
+    def line_of(self, key: tuple[str, ...]) -> int | None:
+        """The line of ``key``, else of its nearest table; for an implicit table (``[a.b]`` only
+        names ``a``), its first line."""
+        within = [n for k, n in self._lines.items() if k[: len(key)] == key]
+        if within:
+            return min(within)
+        while key and key not in self._lines:
+            key = key[:-1]
+        return self._lines.get(key) if key else None
 
     # -- loading
 
