@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--memory", default="256M", help="in-flight memory budget (default 256M)")
     c.add_argument("--chunk-size", default="16M", help="read and part size (default 16M)")
     s3 = c.add_argument_group("S3 defaults (per destination: s3://bucket/prefix/?option=value)")
-    s3.add_argument("--endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
+    s3.add_argument("--endpoint-url", "--endpoint", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
     s3.add_argument("--region")
     s3.add_argument("--profile", help="AWS profile from the shared config files")
     s3.add_argument("--storage-class")

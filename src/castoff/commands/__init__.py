@@ -9,6 +9,7 @@ import argparse
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from castoff.commands.common import S3_FLAGS
 from castoff.config import workflows
 
 COMMANDS = ("dest", "workflow", "run", "completion", "demo")
@@ -93,7 +94,23 @@ def _sub(
     return parser
 
 
+def _list_and_show(
+    parent: Any,
+    common: argparse.ArgumentParser,
+    noun: str,
+    names: Callable[..., Iterable[str]],
+    list_help: str,
+    show_help: str,
+) -> None:
+    ls = _sub(parent, "list", common, list_help, f"example:\n  castoff {noun} list --json")
+    ls.add_argument("--json", action="store_true")
+    sh = _sub(parent, "show", common, show_help, f"example:\n  castoff {noun} show NAME --json")
+    _completer(sh.add_argument("name", metavar="NAME"), names)
+    sh.add_argument("--json", action="store_true")
+
+
 def add_dest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    copy_parser: argparse.ArgumentParser = sub.choices["copy"]
     d = _sub(
         sub, "dest", common, "save, list, test and remove destinations, and set their keys", DEST_EXAMPLES
     )
@@ -104,7 +121,7 @@ def add_dest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("path", nargs="?", metavar="PATH", help="the folder (local)")
     a.add_argument("--replace", action="store_true", help="overwrite a destination of that name")
     a.add_argument("--no-test", action="store_true", help="save without testing it")
-    s3 = a.add_argument_group("S3 settings")
+    s3 = a.add_argument_group("bucket")
     s3.add_argument("--bucket")
     s3.add_argument("--prefix", help="key prefix, like raw-shoots/")
     s3.add_argument(
@@ -112,28 +129,7 @@ def add_dest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         choices=("aws", "b2", "r2", "wasabi", "minio", "spaces", "gcs", "other"),
         help="fills the endpoint, addressing, checksums and part limits from castoff's provider table",
     )
-    s3.add_argument("--region")
-    s3.add_argument(
-        "--endpoint", help="the S3 endpoint URL (needed off AWS unless the provider has a pattern)"
-    )
-    s3.add_argument("--storage-class")
-    s3.add_argument("--sse", help="AES256 or aws:kms")
-    s3.add_argument("--sse-kms-key-id")
-    s3.add_argument("--addressing", choices=("path", "virtual", "auto"))
-    s3.add_argument("--part-size", help="like 64M")
-    s3.add_argument("--max-parallel", type=int, help="parts in flight (default 4)")
-    s3.add_argument("--checksums", choices=("when_required", "when_supported"))
-    s3.add_argument(
-        "--verify-download", action="store_true", help="read every object back (needs read permission)"
-    )
-    s3.add_argument(
-        "--ca-bundle", metavar="PEM", help="certificates of a private CA (TLS is always verified)"
-    )
-    s3.add_argument(
-        "--insecure-http",
-        action="store_true",
-        help="allow plain http:// to another computer (the transfer is then unencrypted)",
-    )
+    workflows.add_copy_options(a, copy_parser, "S3 settings (as for castoff copy)", only=S3_FLAGS)
     keys = a.add_argument_group("keys (the secret is never an argument)")
     keys.add_argument(
         "--access-key-id", metavar="ID", help="the key id; the secret is asked for (or --secret-stdin)"
@@ -142,23 +138,19 @@ def add_dest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     keys.add_argument(
         "--ask-secret", action="store_true", help="never store the secret: ask for it at every run"
     )
-    keys.add_argument("--profile", help="an AWS profile of ~/.aws/config (its credential_process works too)")
     keys.add_argument(
         "--credential-command", metavar="CMD", help="a command printing credential_process JSON"
     )
 
     names = _saved_names("destinations")
-    ls = _sub(dsub, "list", common, "list the saved destinations", "example:\n  castoff dest list --json")
-    ls.add_argument("--json", action="store_true")
-    sh = _sub(
+    _list_and_show(
         dsub,
-        "show",
         common,
-        "show one destination with its provider preset",
-        "example:\n  castoff dest show archive",
+        "dest",
+        names,
+        "list the saved destinations",
+        "show one destination and its provider preset",
     )
-    _completer(sh.add_argument("name", metavar="NAME"), names)
-    sh.add_argument("--json", action="store_true")
     t = _sub(
         dsub,
         "test",
@@ -228,17 +220,14 @@ def add_workflow_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     s.add_argument("--description")
     s.add_argument("--replace", action="store_true", help="overwrite a workflow of that name")
     workflows.add_copy_options(s, copy_parser, "copy options (as for castoff copy)")
-    ls = _sub(wsub, "list", common, "list workflows and their last run", "example:\n  castoff workflow list")
-    ls.add_argument("--json", action="store_true")
-    sh = _sub(
+    _list_and_show(
         wsub,
-        "show",
         common,
+        "workflow",
+        flows,
+        "list workflows and their last run",
         "show a workflow and the copy command it stands for",
-        "example:\n  castoff workflow show shoot",
     )
-    _completer(sh.add_argument("name", metavar="NAME"), flows)
-    sh.add_argument("--json", action="store_true")
     e = _sub(
         wsub, "edit", common, "change a workflow (no options: edit the config in $EDITOR)", WORKFLOW_EXAMPLES
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from castoff import errors
-from castoff.commands.common import config_file, resolver
+from castoff.commands.common import S3_FLAGS, config_file, print_list, resolver
 from castoff.config import secrets
 from castoff.config.resolve import (
     SAVED_PREFIX,
@@ -29,24 +28,6 @@ from castoff.config.resolve import (
 )
 from castoff.config.store import ConfigFile, SavedDestination, check_name
 from castoff.destinations.base import Destination
-
-#: ``dest add`` flag -> config key, for the S3 settings written as in an s3:// URL
-S3_FLAGS: Mapping[str, str] = {
-    "endpoint": "endpoint",
-    "region": "region",
-    "provider": "provider",
-    "storage_class": "storage_class",
-    "sse": "sse",
-    "sse_kms_key_id": "sse_kms_key_id",
-    "addressing": "addressing",
-    "profile": "profile",
-    "part_size": "part_size",
-    "max_parallel": "max_parallel",
-    "checksums": "checksums",
-    "verify_download": "verify_download",
-    "ca_bundle": "ca_bundle",
-    "insecure_http": "insecure_http",
-}
 
 
 @dataclass(frozen=True)
@@ -90,6 +71,8 @@ def _s3_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {"bucket": args.bucket}
     if args.prefix:
         settings["prefix"] = args.prefix
+    if args.provider:
+        settings["provider"] = args.provider
     for flag, key in S3_FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None and value is not False:
@@ -229,21 +212,17 @@ def where(saved: SavedDestination) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     cfg = config_file(args)
-    if args.json:
-        out = [{"name": d.name, "type": d.kind, **d.settings} for d in cfg.destinations.values()]
-        print(json.dumps(out, indent=2))
-        return 0
-    console = Console()
-    if not cfg.destinations:
-        console.print("no saved destinations yet: castoff dest add NAME local PATH | s3 --bucket B …")
-        return 0
-    table = Table(title=f"destinations ({cfg.path})")
-    for col in ("name", "type", "where", "keys"):
-        table.add_column(col)
-    for d in cfg.destinations.values():
-        table.add_row("@" + d.name, d.kind, where(d), d.credentials if d.kind == "s3" else "")
-    console.print(table)
-    return 0
+    return print_list(
+        args,
+        [{"name": d.name, "type": d.kind, **d.settings} for d in cfg.destinations.values()],
+        title=f"destinations ({cfg.path})",
+        columns=("name", "type", "where", "keys"),
+        rows=[
+            ("@" + d.name, d.kind, where(d), d.credentials if d.kind == "s3" else "")
+            for d in cfg.destinations.values()
+        ],
+        empty="no saved destinations yet: castoff dest add NAME local PATH | s3 --bucket B …",
+    )
 
 
 def _key_status(saved: SavedDestination) -> str:
@@ -356,7 +335,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
         return 0
     secrets.require_keyring()
     key_id = args.access_key_id or secrets.ask_secret(
-        "New access key id: ", "the new access key id is needed"
+        "New access key id: ", "the new access key id is needed (or give --access-key-id)", ask=input
     )
     pair = secrets.KeyPair(key_id, _secret(args, "the new secret access key is needed"))
     if not args.no_test:

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from castoff import errors
-from castoff.commands.common import check_option, config_file, config_path, copy_parser
+from castoff.commands.common import check_option, config_file, config_path, copy_parser, print_list
 from castoff.config import secrets, workflows
 from castoff.config.resolve import SAVED_PREFIX
 from castoff.config.store import ConfigError, ConfigFile, Workflow, check_name, write_checked
@@ -102,30 +101,24 @@ def _last_runs(args: argparse.Namespace) -> list[Mapping[str, Any]]:
 def cmd_list(args: argparse.Namespace) -> int:
     cfg = config_file(args)
     rows = _last_runs(args) if cfg.workflows else []
-    if args.json:
-        out = []
-        for w in cfg.workflows.values():
-            last = workflows.last_job(rows, w.name)
-            out.append({**_as_dict(w), "last_job": last["id"] if last else None})
-        print(json.dumps(out, indent=2))
-        return 0
-    console = Console()
-    if not cfg.workflows:
-        console.print("no workflows yet: castoff workflow save NAME --to @DEST … --source PATH")
-        return 0
-    table = Table(title=f"workflows ({cfg.path})")
-    for col in ("name", "source", "destinations", "last run"):
-        table.add_column(col)
-    for w in cfg.workflows.values():
-        last = workflows.last_job(rows, w.name)
-        when = (
-            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(last['started_at']))} {last['status']}"
-            if last
-            else "never"
-        )
-        table.add_row(w.name, w.source or "(given at run)", ", ".join(w.to), when)
-    console.print(table)
-    return 0
+    last = {w.name: workflows.last_job(rows, w.name) for w in cfg.workflows.values()}
+    return print_list(
+        args,
+        [{**_as_dict(w), "last_job": (last[w.name] or {}).get("id")} for w in cfg.workflows.values()],
+        title=f"workflows ({cfg.path})",
+        columns=("name", "source", "destinations", "last run"),
+        rows=[
+            (w.name, w.source or "(given at run)", ", ".join(w.to), _when(last[w.name]))
+            for w in cfg.workflows.values()
+        ],
+        empty="no workflows yet: castoff workflow save NAME --to @DEST … --source PATH",
+    )
+
+
+def _when(job: Mapping[str, Any] | None) -> str:
+    if job is None:
+        return "never"
+    return f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(job['started_at']))} {job['status']}"
 
 
 def _as_dict(w: Workflow) -> dict[str, Any]:

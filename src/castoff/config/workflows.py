@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 #: copy's arguments that a workflow holds elsewhere (source, to) or that are not copy's own
@@ -26,12 +26,17 @@ def copy_options(copy_parser: argparse.ArgumentParser) -> dict[str, argparse.Act
 
 
 def add_copy_options(
-    target: argparse.ArgumentParser, copy_parser: argparse.ArgumentParser, title: str
+    target: argparse.ArgumentParser,
+    copy_parser: argparse.ArgumentParser,
+    title: str,
+    only: Collection[str] | None = None,
 ) -> None:
-    """Give ``target`` every copy option, defaulting to 'not given' so only what the user typed
-    lands in the namespace."""
+    """Give ``target`` copy's options (or ``only`` those), defaulting to 'not given' so only what
+    the user typed lands in the namespace."""
     group = target.add_argument_group(title)
-    for action in copy_options(copy_parser).values():
+    for name, action in copy_options(copy_parser).items():
+        if only is not None and name not in only:
+            continue
         clone = copy.copy(action)
         clone.default = argparse.SUPPRESS
         clone.required = False
