@@ -73,6 +73,8 @@ def test_local_destinations_and_a_workflow_from_add_to_remove(
     assert r.returncode == 0, r.stderr
     assert "ok @ssd: writable" in text(r)
     assert castoff("dest", "add", "ssd", "local", str(ssd)).returncode == 2
+    r = castoff("dest", "add", "usb", "local", str(tmp_path / "usb"), "--region", "eu-west-1")
+    assert r.returncode == 2 and "--region is a bucket setting" in text(r)
     listed = json.loads(castoff("dest", "list", "--json").stdout)
     assert listed == [{"name": "ssd", "type": "local", "path": str(ssd)}]
 

@@ -276,6 +276,9 @@ def add_other_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    for action in sub.choices["copy"]._actions:
+        if action.dest == "to":
+            _completer(action, _saved_names("destinations", "@"))
     add_dest_parser(sub, common)
     add_workflow_parsers(sub, common)
     add_other_parsers(sub, common)

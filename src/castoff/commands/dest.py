@@ -141,6 +141,23 @@ def cmd_add(args: argparse.Namespace) -> int:
         )
     pair: secrets.KeyPair | None = None
     if args.type == "local":
+        given = [
+            f
+            for f in (
+                "bucket",
+                "prefix",
+                "provider",
+                "access_key_id",
+                "ask_secret",
+                "credential_command",
+                *S3_FLAGS,
+            )
+            if getattr(args, f, None)
+        ]
+        if given:
+            raise errors.UsageError(
+                f"--{given[0].replace('_', '-')} is a bucket setting; a local destination takes only a folder"
+            )
         if not args.path:
             raise errors.UsageError("a local destination needs a folder: castoff dest add NAME local PATH")
         settings: dict[str, Any] = {"path": os.path.abspath(os.path.expanduser(args.path))}

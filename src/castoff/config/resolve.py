@@ -14,7 +14,14 @@ from urllib.parse import urlencode, urlsplit
 
 from castoff import errors
 from castoff.config import names, secrets
-from castoff.config.store import S3_URL_KEYS, ConfigFile, OptionCheck, SavedDestination, default_path
+from castoff.config.store import (
+    S3_URL_KEYS,
+    ConfigError,
+    ConfigFile,
+    OptionCheck,
+    SavedDestination,
+    default_path,
+)
 from castoff.destinations.base import Destination
 
 if TYPE_CHECKING:
@@ -172,7 +179,11 @@ class Resolver:
             return
         if not self.config_path.exists():
             return
-        if spec in self.config.destinations:
+        try:
+            saved = spec in self.config.destinations
+        except ConfigError:
+            return  # a folder is asked for; the config's own problem is reported where it is used
+        if saved:
             raise errors.UsageError(
                 f"there is no folder {spec!r} here, but there is a saved destination {spec!r}",
                 hint=f"write @{spec} for the saved destination, or ./{spec} for a new folder",

@@ -57,11 +57,11 @@ def account(destination: str) -> str:
 def keyring_backend() -> tuple[bool, str]:
     """Whether a usable keyring backend exists here, and its name."""
     import keyring
-    from keyring.backends import chainer, fail
+    from keyring.backends import chainer, fail, null
 
     backend = keyring.get_keyring()
     name = f"{type(backend).__module__}.{type(backend).__name__}"
-    if isinstance(backend, fail.Keyring):
+    if isinstance(backend, fail.Keyring | null.Keyring):  # null drops secrets silently
         return False, name
     if isinstance(backend, chainer.ChainerBackend) and not backend.backends:
         return False, name
