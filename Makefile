@@ -21,7 +21,7 @@ test: $(STAMP)
 check: test
 
 demo: $(STAMP)
-	@$(BIN)/python scripts/demo.py
+	@$(BIN)/castoff demo
 
 soak: $(STAMP)
 	@$(BIN)/python -m pytest -m soak -q tests

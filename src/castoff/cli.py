@@ -21,7 +21,7 @@ import platformdirs
 from rich.console import Console
 from rich.table import Table
 
-from castoff import __version__, errors
+from castoff import __version__, commands, errors
 from castoff.catalog.db import Catalog, new_job_id
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
@@ -29,6 +29,13 @@ from castoff.units import format_bytes, parse_size
 
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
 (the others were delivered); 2 usage or configuration error; 130 interrupted (re-run to resume)."""
+
+COPY_EXAMPLES = """examples:
+  castoff copy /media/EOS_DIGITAL --to /mnt/ssd/shoots --to /mnt/nas/shoots
+  castoff copy /media/EOS_DIGITAL --to @ssd --to @archive        (saved destinations: castoff dest add)
+  castoff copy /media/EOS_DIGITAL --to 's3://my-archive/raw/?region=eu-west-1&storage_class=GLACIER_IR'
+
+"""
 
 
 def state_dir(arg: str | None) -> Path:
@@ -56,14 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the catalog and reports live (default: CASTOFF_HOME or the user state folder)",
     )
     p.add_argument("--debug", action="store_true", help="show every decision and tracebacks")
+    p.add_argument(
+        "--config", metavar="FILE", help="the config file (default: CASTOFF_CONFIG or the user config folder)"
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     # The global options also work after the command (castoff copy … --debug).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     c = sub.add_parser(
-        "copy", parents=[common], help="copy sources to every destination, verified", epilog=EPILOG
+        "copy",
+        parents=[common],
+        help="copy sources to every destination, verified",
+        epilog=COPY_EXAMPLES + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     c.add_argument("sources", nargs="+", metavar="SOURCE", help="a file or folder (a card)")
     c.add_argument(
@@ -72,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="DEST",
-        help="a folder, or s3://bucket/prefix/?option=value...; repeat for more",
+        help="a folder, @NAME (a saved destination), or s3://bucket/prefix/?option=value...; repeat for more",
     )
     out = c.add_mutually_exclusive_group()
     out.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
@@ -127,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--chunk-size", default="16M", help="read and part size (default 16M)")
     s3 = c.add_argument_group("S3 defaults (per destination: s3://bucket/prefix/?option=value)")
-    s3.add_argument("--endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
+    s3.add_argument("--endpoint-url", "--endpoint", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
     s3.add_argument("--region")
     s3.add_argument("--profile", help="AWS profile from the shared config files")
     s3.add_argument("--storage-class")
@@ -137,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     s3.add_argument("--part-size", help="multipart part size (default: chosen per file)")
     s3.add_argument("--max-parallel", type=int, help="parts in flight per bucket (default 4)")
     s3.add_argument("--bwlimit", help="upload bandwidth per bucket, e.g. 10M (bytes/s)")
+    s3.add_argument(
+        "--ca-bundle", metavar="PEM", help="certificates of a private CA (TLS is always verified)"
+    )
+    s3.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow plain http:// to another computer (the transfer is then unencrypted)",
+    )
     s3.add_argument(
         "--checksums",
         choices=("when_required", "when_supported"),
@@ -158,26 +181,31 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--report", metavar="JSON", help="check against this castoff JSON report, not ascmhl/")
     v.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
-    j = sub.add_parser("jobs", parents=[common], help="list past jobs, or show one")
+    j = sub.add_parser(
+        "jobs",
+        parents=[common],
+        help="list past jobs, or show one",
+        epilog="examples:\n  castoff jobs\n  castoff jobs show 20261121-2359",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     j.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     j.add_argument("job_id", nargs="?")
     j.add_argument("--json", action="store_true")
 
-    u = sub.add_parser("uploads", parents=[common], help="unfinished multipart uploads the catalog knows")
+    u = sub.add_parser(
+        "uploads",
+        parents=[common],
+        help="unfinished multipart uploads the catalog knows",
+        epilog="examples:\n  castoff uploads\n  castoff uploads abort 3 4\n"
+        "  castoff uploads abort --all --older-than 7d",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     u.add_argument("action", nargs="?", choices=("list", "abort"), default="list")
     u.add_argument("ids", nargs="*", help="upload numbers to abort (from 'castoff uploads')")
     u.add_argument("--all", action="store_true", help="abort every listed upload")
     u.add_argument("--older-than", help="only uploads older than this, e.g. 7d, 12h")
 
-    d = sub.add_parser("dest", parents=[common], help="destinations")
-    dsub = d.add_subparsers(dest="dest_command", metavar="ACTION")
-    dt = dsub.add_parser(
-        "test", parents=[common], help="prove the keys can write there, leaving nothing behind"
-    )
-    dt.add_argument("targets", nargs="+", metavar="DEST")
-    dt.add_argument("--endpoint-url")
-    dt.add_argument("--region")
-    dt.add_argument("--profile")
+    commands.register(sub, common)
     return p
 
 
@@ -194,6 +222,7 @@ def s3_defaults(args: argparse.Namespace) -> dict[str, object]:
         "max_parallel": "max_parallel_parts",
         "checksums": "checksum_mode",
         "verify_download": "verify_download",
+        "ca_bundle": "ca_bundle",
     }
     out: dict[str, object] = {}
     for arg, field in names.items():
@@ -244,7 +273,7 @@ def _alive(pid: int) -> bool:
 
 
 def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from castoff.destinations.spec import open_destination
+    from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
     from castoff.engine.retry import RetryPolicy
     from castoff.layout.metasidecar import write_sidecars
@@ -267,7 +296,8 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     defaults = s3_defaults(args)
     if args.on_conflict == "overwrite":
         defaults["conditional_writes"] = False  # If-None-Match would refuse the overwrite
-    dests: list[Destination] = [open_destination(spec, s3_defaults=defaults) for spec in args.to]
+    dests_from = resolver(args)
+    dests: list[Destination] = [dests_from.open(spec, s3_defaults=defaults) for spec in args.to]
     idents = [d.ident for d in dests]
     if len(set(idents)) != len(idents):
         raise errors.UsageError("the same destination is named twice")
@@ -314,7 +344,10 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         job_id,
         argv=list(argv),
         sources=sources,
-        destinations=[{"name": d.name, "ident": d.ident, "kind": d.caps.kind} for d in dests],
+        destinations=[
+            {"name": d.name, "ident": d.ident, "kind": d.caps.kind, "spec": spec}
+            for d, spec in zip(dests, args.to, strict=True)
+        ],
         options={"on_conflict": args.on_conflict, "memory": memory, "chunk_size": chunk},
         pid=os.getpid(),
     )
@@ -488,7 +521,7 @@ def _age(text: str) -> float:
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
-    from castoff.destinations.spec import open_destination
+    from castoff.commands.common import resolver
 
     catalog = open_catalog(args)
     console = Console()
@@ -531,13 +564,13 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         if job is not None:
             for d in json.loads(job["destinations"]):
                 if d["ident"] == r.dest_ident:
-                    spec = d["name"]
+                    spec = d.get("spec") or d["name"]
         if spec is None:
             console.print(f"[red]#{r.id}: the destination of this upload is unknown[/]")
             failed += 1
             continue
         try:
-            dest = open_destination(spec)
+            dest = resolver(args).open(spec)
             dest.abort_token(r.target, r.token)
         except errors.CastoffError as exc:
             console.print(f"[red]#{r.id} {r.target}: {exc}[/]")
@@ -548,37 +581,10 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     return errors.EXIT_FAILED if failed else 0
 
 
-def cmd_dest(args: argparse.Namespace) -> int:
-    if args.dest_command != "test":
-        raise errors.UsageError("usage: castoff dest test DEST…")
-    from castoff.destinations import s3
-    from castoff.destinations.spec import open_destination
-
-    console = Console()
-    worst = 0
-    for spec in args.targets:
-        defaults = {k: v for k in ("endpoint_url", "region", "profile") if (v := getattr(args, k, None))}
-        dest = open_destination(spec, s3_defaults=defaults)
-        if isinstance(dest, s3.S3Destination):
-            result = s3.probe(dest.options)
-            if result.ok:
-                console.print(f"[green]ok[/] {dest.name}: {result.message}")
-            else:
-                console.print(f"[red]failed[/] {dest.name}: {result.message}")
-                worst = max(worst, 1)
-        else:
-            try:
-                dest.preflight()
-                console.print(f"[green]ok[/] {dest.name}: writable")
-            except errors.CastoffError as exc:
-                console.print(f"[red]failed[/] {dest.name}: {exc}")
-                worst = max(worst, 1)
-    return worst
-
-
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return per command)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    commands.autocomplete(parser)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -595,8 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
             return cmd_verify(args)
         if args.command == "uploads":
             return cmd_uploads(args)
-        if args.command == "dest":
-            return cmd_dest(args)
+        if args.command in commands.COMMANDS:
+            return commands.dispatch(args)
     except errors.CastoffError as exc:
         console.print(f"[bold red]castoff: {exc.message}[/]", highlight=False, soft_wrap=True)
         if exc.hint:

@@ -1,0 +1,93 @@
+"""What the config commands share: the config file and resolver of this invocation, and the copy
+parser whose options workflows store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from castoff.config import workflows
+from castoff.config.resolve import Resolver
+from castoff.config.store import ConfigFile, default_path
+
+#: copy's S3 options that a saved bucket keeps (``dest add`` takes them as copy does), by the
+#: name of the setting in the config file (the s3:// URL option names)
+S3_FLAGS: Mapping[str, str] = {
+    "endpoint_url": "endpoint",
+    "region": "region",
+    "storage_class": "storage_class",
+    "sse": "sse",
+    "sse_kms_key_id": "sse_kms_key_id",
+    "addressing": "addressing",
+    "profile": "profile",
+    "part_size": "part_size",
+    "max_parallel": "max_parallel",
+    "checksums": "checksums",
+    "verify_download": "verify_download",
+    "ca_bundle": "ca_bundle",
+    "insecure_http": "insecure_http",
+}
+
+
+def print_list(
+    args: argparse.Namespace,
+    as_json: object,
+    *,
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    empty: str,
+) -> int:
+    """What the list commands print: JSON with --json, else a table, or how to add a first one."""
+    if getattr(args, "json", False):
+        print(json.dumps(as_json, indent=2))
+        return 0
+    console = Console()
+    if not rows:
+        console.print(empty, highlight=False)
+        return 0
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    return 0
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    given = getattr(args, "config", None)
+    return Path(given).expanduser() if given else default_path()
+
+
+@functools.cache
+def copy_parser() -> argparse.ArgumentParser:
+    """``castoff copy``'s parser: the one list of options that workflows store."""
+    from castoff.cli import build_parser
+
+    return workflows.subparser(build_parser(), "copy")
+
+
+def check_option(name: str, value: object) -> str | None:
+    return workflows.check_option(copy_parser(), name, value)
+
+
+def config_file(args: argparse.Namespace) -> ConfigFile:
+    return ConfigFile.load(config_path(args), check_option)
+
+
+def resolver(args: argparse.Namespace) -> Resolver:
+    console = Console(stderr=True)
+    return Resolver(
+        config_path(args),
+        insecure_http=bool(getattr(args, "insecure_http", False)),
+        warn=lambda text: console.print(f"[yellow]warning:[/] {text}", highlight=False, soft_wrap=True),
+        check_option=check_option,
+    )

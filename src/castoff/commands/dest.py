@@ -1,0 +1,444 @@
+"""``castoff dest``: save, list, show, test, rename and remove destinations, and set their keys.
+
+A destination is tested when it is saved (a write-only-safe probe for buckets) and refused when
+the test fails, unless ``--no-test``. Keys go to the OS keyring, never to the config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from castoff import errors
+from castoff.commands.common import S3_FLAGS, config_file, print_list, resolver
+from castoff.config import secrets
+from castoff.config.resolve import (
+    SAVED_PREFIX,
+    Resolver,
+    named_bucket,
+    provider_of,
+    saved_s3_options,
+    with_keys,
+)
+from castoff.config.store import ConfigFile, SavedDestination, check_name
+from castoff.destinations.base import Destination
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    message: str
+    hint: str | None = None
+
+
+def test_destination(dest: Destination) -> Verdict:
+    """Can castoff write there? Buckets: start and abort an upload (write-only keys suffice)."""
+    from castoff.destinations import s3
+
+    if isinstance(dest, s3.S3Destination):
+        result = s3.probe(dest.options)
+        return Verdict(result.ok, result.message, result.hint)
+    try:
+        dest.preflight()
+    except errors.CastoffError as exc:
+        return Verdict(False, exc.message, exc.hint)
+    return Verdict(True, "writable")
+
+
+def _print_verdict(console: Console, label: str, verdict: Verdict) -> None:
+    if verdict.ok:
+        console.print(f"[green]ok[/] {label}: {verdict.message}", highlight=False)
+        return
+    console.print(f"[red]failed[/] {label}: {verdict.message}", highlight=False)
+    if verdict.hint:
+        console.print(f"  {verdict.hint}", highlight=False)
+
+
+# --- add --------------------------------------------------------------------------------------
+
+
+def _s3_settings(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.bucket:
+        raise errors.UsageError(
+            "an s3 destination needs --bucket", hint="castoff dest add NAME s3 --bucket B …"
+        )
+    settings: dict[str, Any] = {"bucket": args.bucket}
+    if args.prefix:
+        settings["prefix"] = args.prefix
+    if args.provider:
+        settings["provider"] = args.provider
+    for flag, key in S3_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None and value is not False:
+            settings[key] = value
+    if "ca_bundle" in settings:
+        settings["ca_bundle"] = os.path.abspath(os.path.expanduser(settings["ca_bundle"]))
+    _fill_preset(settings)
+    return settings
+
+
+def _fill_preset(settings: dict[str, Any]) -> None:
+    """A provider preset: the endpoint from its pattern and the region; required ones asked for."""
+    from castoff.destinations.providers import get_provider
+
+    if "provider" not in settings or "endpoint" in settings:
+        return
+    provider = get_provider(settings["provider"])
+    if provider.endpoint_required:
+        raise errors.UsageError(
+            f"{provider.title} needs --endpoint",
+            hint="Cloudflare R2: https://ACCOUNT_ID.r2.cloudflarestorage.com;"
+            " MinIO and others: your server's URL",
+        )
+    endpoint = provider.endpoint_for(settings.get("region"))
+    if endpoint:
+        settings["endpoint"] = endpoint
+
+
+def _credentials(args: argparse.Namespace, settings: dict[str, Any], name: str) -> secrets.KeyPair | None:
+    """Set the credential mode in ``settings``; the key pair to test (and store) with, if any."""
+    if args.credential_command:
+        settings.update(credentials="command", credential_command=args.credential_command)
+        return secrets.from_command(args.credential_command) if not args.no_test else None
+    if args.ask_secret:
+        if not args.access_key_id:
+            raise errors.UsageError(
+                "--ask-secret needs --access-key-id (the key id is not secret; it is saved)"
+            )
+        settings.update(credentials="ask", access_key_id=args.access_key_id)
+        if args.no_test:
+            return None
+        return secrets.KeyPair(args.access_key_id, _secret(args, f"@{name} is tested with the secret now"))
+    if args.access_key_id:
+        secrets.require_keyring()  # before asking for anything
+        settings["credentials"] = "keyring"
+        return secrets.KeyPair(args.access_key_id, _secret(args, "the secret access key is needed"))
+    settings["credentials"] = "chain"
+    return None
+
+
+def _secret(args: argparse.Namespace, why: str) -> str:
+    if args.secret_stdin:
+        return secrets.read_secret_stdin()
+    return secrets.ask_secret(
+        "Secret access key (not shown): ", f"{why}: pipe it with --secret-stdin or type it"
+    )
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    name = check_name(args.name, "destination")
+    cfg = config_file(args)
+    if name in cfg.destinations and not args.replace:
+        raise errors.UsageError(
+            f"there is already a destination {name!r}", hint="add --replace to overwrite it"
+        )
+    pair: secrets.KeyPair | None = None
+    if args.type == "local":
+        given = [
+            f
+            for f in (
+                "bucket",
+                "prefix",
+                "provider",
+                "access_key_id",
+                "ask_secret",
+                "credential_command",
+                *S3_FLAGS,
+            )
+            if getattr(args, f, None)
+        ]
+        if given:
+            raise errors.UsageError(
+                f"--{given[0].replace('_', '-')} is a bucket setting; a local destination takes only a folder"
+            )
+        if not args.path:
+            raise errors.UsageError("a local destination needs a folder: castoff dest add NAME local PATH")
+        settings: dict[str, Any] = {"path": os.path.abspath(os.path.expanduser(args.path))}
+    else:
+        settings = _s3_settings(args)
+        resolver(args).checked_options(SavedDestination(name, "s3", settings))  # before any question
+        pair = _credentials(args, settings, name)
+    saved = SavedDestination(name, args.type, settings)
+    dest = _open_with(resolver(args), saved, pair)
+    try:
+        if not args.no_test:
+            verdict = test_destination(dest)
+            _print_verdict(console, SAVED_PREFIX + name, verdict)
+            if not verdict.ok:
+                console.print(
+                    f"not saved: fix it, or add --no-test to save {name!r} as it is", highlight=False
+                )
+                return errors.EXIT_FAILED
+    finally:
+        dest.close()
+    _save(cfg, saved, pair if settings.get("credentials") == "keyring" else None)
+    console.print(f"saved destination {name!r} in {cfg.path}; use it as --to @{name}", highlight=False)
+    _say_credentials(console, saved)
+    return 0
+
+
+def _open_with(res: Resolver, saved: SavedDestination, pair: secrets.KeyPair | None) -> Destination:
+    if saved.kind == "local":
+        return res.open_saved(saved)
+    return named_bucket(saved.name, with_keys(res.checked_options(saved), pair))
+
+
+def _save(cfg: ConfigFile, saved: SavedDestination, pair: secrets.KeyPair | None) -> None:
+    """Keys to the keyring, then the config; the keys are taken back if the config cannot be saved."""
+    if pair is not None:
+        secrets.store(saved.name, pair)
+    try:
+        cfg.put("destinations", saved.name, {"type": saved.kind, **saved.settings})
+        cfg.save()
+    except BaseException:
+        if pair is not None:
+            secrets.delete(saved.name)
+        raise
+
+
+def _say_credentials(console: Console, saved: SavedDestination) -> None:
+    mode = saved.credentials
+    if saved.kind != "s3":
+        return
+    words = {
+        "keyring": "keys: in the OS keyring",
+        "ask": "keys: the secret is asked for at every run (never stored)",
+        "command": "keys: from the credential command at every run",
+        "chain": "keys: from the AWS chain (environment, ~/.aws files, profile)",
+    }
+    console.print(words[mode], highlight=False)
+
+
+# --- list, show -------------------------------------------------------------------------------
+
+
+def where(saved: SavedDestination) -> str:
+    s = saved.settings
+    if saved.kind == "local":
+        return str(s["path"])
+    text = f"s3://{s['bucket']}/{s.get('prefix', '')}".rstrip("/")
+    return f"{text} at {s['endpoint']}" if "endpoint" in s else text
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    cfg = config_file(args)
+    return print_list(
+        args,
+        [{"name": d.name, "type": d.kind, **d.settings} for d in cfg.destinations.values()],
+        title=f"destinations ({cfg.path})",
+        columns=("name", "type", "where", "keys"),
+        rows=[
+            ("@" + d.name, d.kind, where(d), d.credentials if d.kind == "s3" else "")
+            for d in cfg.destinations.values()
+        ],
+        empty="no saved destinations yet: castoff dest add NAME local PATH | s3 --bucket B …",
+    )
+
+
+def _key_status(saved: SavedDestination) -> str:
+    mode = saved.credentials
+    if mode == "keyring":
+        available, backend = secrets.keyring_backend()
+        if not available:
+            return f"keyring, but no keyring here ({backend}): the AWS chain is used"
+        pair = secrets.load(saved.name)
+        return (
+            f"in the keyring (key {pair.access_key[:4]}…)"
+            if pair
+            else "keyring: MISSING (castoff dest credentials)"
+        )
+    if mode == "ask":
+        return f"asked for at every run (key {str(saved.settings['access_key_id'])[:4]}…)"
+    if mode == "command":
+        return f"from the command {saved.settings['credential_command']!r}"
+    return "the AWS chain (environment, ~/.aws files, profile)"
+
+
+def preset(saved: SavedDestination) -> dict[str, str]:
+    """What the provider table adds to a saved bucket's own settings."""
+    from castoff.destinations.providers import get_provider
+    from castoff.units import format_bytes
+
+    options = saved_s3_options(saved)
+    p = get_provider(provider_of(options))
+    return {
+        "provider": p.title,
+        "addressing": options.addressing_style or p.addressing_style,
+        "checksums": options.checksum_mode or ("when_supported" if p.sdk_checksums else "when_required"),
+        "part sizes": f"{format_bytes(p.min_part_size)} to {format_bytes(p.max_part_size)},"
+        f" at most {p.max_parts} parts",
+        "multipart ETag check": "yes" if p.multipart_etag_is_md5s else "no (Content-MD5 only)",
+        "unfinished uploads": p.abandoned_uploads,
+    }
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    saved = resolver(args).saved(args.name)
+    info: dict[str, Any] = {"name": saved.name, "type": saved.kind, **saved.settings}
+    if saved.kind == "s3":
+        info["keys"] = _key_status(saved)
+        info["from the provider table"] = preset(saved)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    console = Console()
+    table = Table(title=f"@{saved.name}", show_header=False)
+    for k, v in info.items():
+        if isinstance(v, dict):
+            for k2, v2 in v.items():
+                table.add_row(f"[dim]{k2}[/]", str(v2))
+        else:
+            table.add_row(k, str(v))
+    console.print(table)
+    return 0
+
+
+# --- test -------------------------------------------------------------------------------------
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    console = Console()
+    res = resolver(args)
+    defaults = {k: v for k in ("endpoint_url", "region", "profile") if (v := getattr(args, k, None))}
+    worst = 0
+    for given in args.targets:
+        spec = given
+        if (
+            not given.startswith(SAVED_PREFIX)
+            and res.config_path.exists()
+            and given in res.config.destinations
+        ):
+            spec = SAVED_PREFIX + given  # dest test NAME: the saved one (./NAME for a folder)
+        dest = res.open(spec, s3_defaults=defaults)
+        try:
+            verdict = test_destination(dest)
+        finally:
+            dest.close()
+        _print_verdict(console, spec if spec.startswith(SAVED_PREFIX) else dest.name, verdict)
+        worst = max(worst, 0 if verdict.ok else errors.EXIT_FAILED)
+    return worst
+
+
+# --- credentials, remove, rename --------------------------------------------------------------
+
+
+def cmd_credentials(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    res = resolver(args)
+    saved = res.saved(args.name)
+    if saved.kind != "s3":
+        raise errors.UsageError(f"@{saved.name} is a folder: it has no keys")
+    cfg = res.config
+    if args.forget:
+        secrets.delete(saved.name)
+        cfg.update("destinations", saved.name, {"credentials": "chain"}, unset=("access_key_id",))
+        cfg.save()
+        console.print(f"forgot the keys of @{saved.name}; it now uses the AWS chain", highlight=False)
+        return 0
+    if saved.credentials == "ask":
+        key_id = args.access_key_id or str(saved.settings["access_key_id"])
+        cfg.update("destinations", saved.name, {"access_key_id": key_id})
+        cfg.save()
+        console.print(
+            f"@{saved.name} now asks for the secret of key {key_id[:4]}… at every run", highlight=False
+        )
+        return 0
+    secrets.require_keyring()
+    key_id = args.access_key_id or secrets.ask_secret(
+        "New access key id: ", "the new access key id is needed (or give --access-key-id)", ask=input
+    )
+    pair = secrets.KeyPair(key_id, _secret(args, "the new secret access key is needed"))
+    if not args.no_test:
+        dest = _open_with(res, saved, pair)
+        try:
+            verdict = test_destination(dest)
+        finally:
+            dest.close()
+        _print_verdict(console, f"@{saved.name} with the new key", verdict)
+        if not verdict.ok:
+            console.print("the old keys are kept; add --no-test to save the new ones anyway", highlight=False)
+            return errors.EXIT_FAILED
+    secrets.store(saved.name, pair)
+    if saved.credentials != "keyring":
+        cfg.update("destinations", saved.name, {"credentials": "keyring"}, unset=("credential_command",))
+        cfg.save()
+    console.print(
+        f"saved the new key {key_id[:4]}… of @{saved.name} in the keyring: the next job uses it,"
+        " and the old key can be deactivated now",
+        highlight=False,
+    )
+    return 0
+
+
+def _users(cfg: ConfigFile, name: str) -> list[str]:
+    return [w.name for w in cfg.workflows.values() if SAVED_PREFIX + name in w.to]
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    res = resolver(args)
+    saved = res.saved(args.name)
+    cfg = res.config
+    users = _users(cfg, saved.name)
+    if users:
+        raise errors.UsageError(
+            f"@{saved.name} is used by the workflow(s) {', '.join(users)}",
+            hint="take it out of them first: castoff workflow edit NAME --to …",
+        )
+    cfg.remove("destinations", saved.name)
+    cfg.save()
+    forgot = secrets.delete(saved.name) if saved.kind == "s3" else False
+    Console(stderr=True).print(
+        f"removed @{saved.name}" + (" and its keys from the keyring" if forgot else ""), highlight=False
+    )
+    return 0
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    res = resolver(args)
+    saved = res.saved(args.name)
+    new = check_name(args.new_name.removeprefix(SAVED_PREFIX), "destination")
+    cfg = res.config
+    if new in cfg.destinations:
+        raise errors.UsageError(f"there is already a destination {new!r}")
+    users = _users(cfg, saved.name)
+    cfg.rename("destinations", saved.name, new)
+    for w in users:
+        to = [SAVED_PREFIX + new if t == SAVED_PREFIX + saved.name else t for t in cfg.workflows[w].to]
+        cfg.update("workflows", w, {"to": to})
+    if saved.kind == "s3" and saved.credentials == "keyring":
+        secrets.move(saved.name, new)
+    try:
+        cfg.save()
+    except BaseException:
+        if saved.kind == "s3" and saved.credentials == "keyring":
+            secrets.move(new, saved.name)
+        raise
+    Console(stderr=True).print(
+        f"renamed @{saved.name} to @{new}" + (f" (and in {', '.join(users)})" if users else ""),
+        highlight=False,
+    )
+    return 0
+
+
+ACTIONS = {
+    "add": cmd_add,
+    "list": cmd_list,
+    "show": cmd_show,
+    "test": cmd_test,
+    "credentials": cmd_credentials,
+    "remove": cmd_remove,
+    "rename": cmd_rename,
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    action = ACTIONS.get(args.dest_command or "list")
+    assert action is not None
+    return action(args)

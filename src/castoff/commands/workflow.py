@@ -1,0 +1,320 @@
+"""``castoff workflow`` (save, list, show, edit, remove) and ``castoff run NAME``: a saved source,
+its destinations and copy options, run as one command, resumed when the last run was interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from castoff import errors
+from castoff.commands.common import check_option, config_file, config_path, copy_parser, print_list
+from castoff.config import secrets, workflows
+from castoff.config.resolve import SAVED_PREFIX
+from castoff.config.store import ConfigError, ConfigFile, Workflow, check_name, write_checked
+
+
+def _normalise_to(cfg: ConfigFile, targets: Sequence[str]) -> list[str]:
+    """``@name`` stays; a bare saved name becomes ``@name``; a folder becomes absolute."""
+    out: list[str] = []
+    for t in targets:
+        if t.startswith(SAVED_PREFIX):
+            if t[1:] not in cfg.destinations:
+                raise errors.UsageError(
+                    f"no saved destination {t[1:]!r}", hint="'castoff dest list' shows them"
+                )
+            out.append(t)
+        elif t in cfg.destinations and os.sep not in t:
+            out.append(SAVED_PREFIX + t)
+        elif "://" in t:
+            out.append(t)
+        else:
+            out.append(os.path.abspath(os.path.expanduser(t)))
+    if len(set(out)) != len(out):
+        raise errors.UsageError("the same destination is named twice")
+    return out
+
+
+def _workflow(cfg: ConfigFile, name: str) -> Workflow:
+    found = cfg.workflows.get(name)
+    if found is None:
+        known = ", ".join(sorted(cfg.workflows)) or "none yet"
+        raise errors.UsageError(
+            f"no workflow {name!r} (saved: {known})", hint="castoff workflow save NAME --to …"
+        )
+    return found
+
+
+def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    checked = workflows.options_for_toml(options)
+    for k, v in checked.items():
+        problem = check_option(k, v)
+        if problem:
+            raise errors.UsageError(f"--{k.replace('_', '-')}: {problem}")
+    return checked
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    name = check_name(args.name, "workflow")
+    cfg = config_file(args)
+    if name in cfg.workflows and not args.replace:
+        raise errors.UsageError(
+            f"there is already a workflow {name!r}",
+            hint="change it with 'castoff workflow edit', or add --replace",
+        )
+    values: dict[str, Any] = {"to": _normalise_to(cfg, args.to)}
+    if args.source:
+        values["source"] = os.path.abspath(os.path.expanduser(args.source))
+    if args.description:
+        values["description"] = args.description
+    options = _check_options(workflows.given_options(args, copy_parser()))
+    if options:
+        values["options"] = options
+    cfg.put("workflows", name, values)
+    cfg.save()
+    Console(stderr=True).print(
+        f"saved workflow {name!r} in {cfg.path}; run it with: castoff run {name}", highlight=False
+    )
+    return 0
+
+
+def _last_runs(args: argparse.Namespace) -> list[Mapping[str, Any]]:
+    from castoff.cli import open_catalog
+
+    catalog = open_catalog(args)
+    try:
+        return [dict(r) for r in catalog.jobs(1000)]
+    finally:
+        catalog.close()
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    cfg = config_file(args)
+    rows = _last_runs(args) if cfg.workflows else []
+    last = {w.name: workflows.last_job(rows, w.name) for w in cfg.workflows.values()}
+    return print_list(
+        args,
+        [{**_as_dict(w), "last_job": (last[w.name] or {}).get("id")} for w in cfg.workflows.values()],
+        title=f"workflows ({cfg.path})",
+        columns=("name", "source", "destinations", "last run"),
+        rows=[
+            (w.name, w.source or "(given at run)", ", ".join(w.to), _when(last[w.name]))
+            for w in cfg.workflows.values()
+        ],
+        empty="no workflows yet: castoff workflow save NAME --to @DEST … --source PATH",
+    )
+
+
+def _when(job: Mapping[str, Any] | None) -> str:
+    if job is None:
+        return "never"
+    return f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(job['started_at']))} {job['status']}"
+
+
+def _as_dict(w: Workflow) -> dict[str, Any]:
+    return {"name": w.name, "to": list(w.to), "source": w.source, "options": dict(w.options)}
+
+
+def command_line(w: Workflow) -> str:
+    """The ``castoff copy`` command a workflow stands for."""
+    argv = ["castoff", "copy", w.source or "SOURCE"]
+    for t in w.to:
+        argv += ["--to", t]
+    argv += workflows.option_argv(copy_parser(), w.options)
+    return shlex.join(argv)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    w = _workflow(config_file(args), args.name)
+    if args.json:
+        print(json.dumps(_as_dict(w), indent=2))
+        return 0
+    console = Console()
+    console.print(f"[bold]{w.name}[/]" + (f": {w.description}" if w.description else ""), highlight=False)
+    console.print(f"  source: {w.source or '(given at run: castoff run NAME SOURCE)'}", highlight=False)
+    console.print(f"  to: {', '.join(w.to)}", highlight=False)
+    for k, v in w.options.items():
+        console.print(f"  {k} = {json.dumps(v)}", highlight=False)
+    console.print(f"  same as: {command_line(w)}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    cfg = config_file(args)
+    w = _workflow(cfg, args.name)
+    values: dict[str, Any] = {}
+    if args.to:
+        values["to"] = _normalise_to(cfg, args.to)
+    if args.source:
+        values["source"] = os.path.abspath(os.path.expanduser(args.source))
+    options = workflows.given_options(args, copy_parser())
+    unset = [u.lstrip("-").replace("-", "_") for u in args.unset]
+    if not values and not options and not unset:
+        return _edit_in_editor(cfg)
+    merged = {k: v for k, v in {**w.options, **options}.items() if k not in unset}
+    cfg.update(
+        "workflows",
+        w.name,
+        {**values, "options": _check_options(merged)},
+        unset=[u for u in unset if u == "source"],
+    )
+    cfg.save()
+    Console(stderr=True).print(f"changed workflow {w.name!r}", highlight=False)
+    return 0
+
+
+def _edit_in_editor(cfg: ConfigFile) -> int:
+    """Edit a copy of the config in $VISUAL/$EDITOR; it replaces the config only once it is valid."""
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    if not secrets.has_terminal() and "EDITOR" not in os.environ and "VISUAL" not in os.environ:
+        raise errors.UsageError(
+            "nothing to change was given, and there is no terminal for an editor",
+            hint="give options (castoff workflow edit NAME --to … --unset OPTION), or set EDITOR",
+        )
+    console = Console(stderr=True)
+    fd, tmp = tempfile.mkstemp(prefix="castoff-config-", suffix=".toml")
+    draft = Path(tmp)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(cfg.text if cfg.text else "")
+    try:
+        while True:
+            subprocess.run([*shlex.split(editor), str(draft)], check=False)
+            text = draft.read_text(encoding="utf-8")
+            try:
+                write_checked(cfg.path, text, check_option)
+            except ConfigError as exc:
+                console.print(f"[red]{exc.message.replace(str(cfg.path), str(draft))}[/]", highlight=False)
+                if secrets.has_terminal() and input("Edit again? [Y/n] ").strip().lower() in ("", "y", "yes"):
+                    continue
+                console.print(f"the config is unchanged; your draft is kept in {draft}", highlight=False)
+                draft = Path()
+                return errors.EXIT_USAGE
+            console.print(f"saved {cfg.path}", highlight=False)
+            return 0
+    finally:
+        if draft != Path():
+            draft.unlink(missing_ok=True)
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    cfg = config_file(args)
+    w = _workflow(cfg, args.name)
+    cfg.remove("workflows", w.name)
+    cfg.save()
+    Console(stderr=True).print(f"removed workflow {w.name!r} (its destinations stay saved)", highlight=False)
+    return 0
+
+
+ACTIONS = {"save": cmd_save, "list": cmd_list, "show": cmd_show, "edit": cmd_edit, "remove": cmd_remove}
+
+
+def run_workflow_command(args: argparse.Namespace) -> int:
+    action = ACTIONS[args.workflow_command or "list"]
+    return action(args)
+
+
+# --- castoff run ------------------------------------------------------------------------------
+
+
+def _interrupted_job(args: argparse.Namespace, name: str) -> Mapping[str, Any] | None:
+    from castoff.cli import _alive, open_catalog
+
+    catalog = open_catalog(args)
+    try:
+        pids = {int(r["pid"] or 0) for r in catalog.jobs(1000) if r["status"] == "running"}
+        catalog.mark_stale_jobs({p: _alive(p) for p in pids})
+        last = workflows.last_job([dict(r) for r in catalog.jobs(1000)], name)
+    finally:
+        catalog.close()
+    return last if last is not None and last["status"] == "interrupted" else None
+
+
+def _describe(job: Mapping[str, Any]) -> str:
+    started = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["started_at"]))
+    return f"job {job['id']}, started {started}, reading {', '.join(json.loads(job['sources']))}"
+
+
+def _choose(args: argparse.Namespace, name: str, job: Mapping[str, Any]) -> str:
+    """resume or new, from the flags, a prompt, or an error when unattended."""
+    if args.resume:
+        return "resume"
+    if args.new:
+        return "new"
+    if not secrets.has_terminal():
+        raise errors.UsageError(
+            f"the last run of {name!r} was interrupted ({_describe(job)}), and there is no terminal to ask",
+            hint=f"castoff run {name} --resume finishes it; --new starts a new job instead",
+        )
+    Console(stderr=True).print(
+        f"The last run of {name!r} was interrupted ({_describe(job)}).", highlight=False
+    )
+    answer = input("Resume it [R], start a new job [n], or quit [q]? ").strip().lower()
+    if answer in ("", "r", "resume", "y", "yes"):
+        return "resume"
+    if answer in ("n", "new"):
+        return "new"
+    raise errors.Interrupted("nothing was run")
+
+
+def _sources(args: argparse.Namespace, w: Workflow, job: Mapping[str, Any] | None) -> list[str]:
+    given = [os.path.abspath(os.path.expanduser(s)) for s in args.sources]
+    if job is not None:
+        old = [str(s) for s in json.loads(job["sources"])]
+        if given and given != old:
+            raise errors.UsageError(
+                f"--resume continues the interrupted job, which read {', '.join(old)}",
+                hint="leave SOURCE out to resume it, or use --new to start a job on the new source",
+            )
+        return old
+    if given:
+        return given
+    if w.source:
+        return [w.source]
+    raise errors.UsageError(f"workflow {w.name!r} has no saved source", hint=f"castoff run {w.name} SOURCE")
+
+
+def _global_argv(args: argparse.Namespace) -> list[str]:
+    argv = ["--config", str(config_path(args))]
+    if getattr(args, "state_dir", None):
+        argv += ["--state-dir", args.state_dir]
+    if getattr(args, "debug", False):
+        argv.append("--debug")
+    return argv
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from castoff import cli
+
+    w = _workflow(config_file(args), args.name)
+    interrupted = _interrupted_job(args, w.name)
+    resumed = (
+        interrupted if interrupted is not None and _choose(args, w.name, interrupted) == "resume" else None
+    )
+    if args.resume and interrupted is None:
+        Console(stderr=True).print(
+            f"nothing to resume: the last run of {w.name!r} was not interrupted", highlight=False
+        )
+    sources = _sources(args, w, resumed)
+    options = {**w.options, **workflows.given_options(args, copy_parser())}
+    copy_argv = ["copy", *sources]
+    for t in w.to:
+        copy_argv += ["--to", t]
+    copy_argv += workflows.option_argv(copy_parser(), options)
+    parsed = cli.build_parser().parse_args([*_global_argv(args), *copy_argv])
+    if resumed is not None:
+        Console(stderr=True).print(
+            f"resuming {w.name!r} ({_describe(resumed)}): what is verified is skipped,"
+            " unfinished uploads continue from their last part",
+            highlight=False,
+        )
+    return cli.cmd_copy(parsed, [*workflows.run_argv(w.name), *sources])

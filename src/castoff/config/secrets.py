@@ -1,0 +1,196 @@
+"""Where a saved destination's keys come from: the OS keyring, a prompt, a command, or the AWS chain.
+
+Secrets stay in memory and in the keyring only: never in the config file, the catalog, reports,
+logs, process arguments or error messages. Without a keyring backend castoff says so and never
+falls back to a plaintext file of its own.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from castoff import errors
+
+SERVICE = "castoff"
+COMMAND_TIMEOUT = 60.0
+
+NO_KEYRING_HINT = (
+    "castoff never writes secrets to a file of its own. Use instead: the environment"
+    " (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), an AWS profile (--profile, ~/.aws/credentials),"
+    " a credential command (--credential-command), or --ask-secret to be asked at every run"
+)
+
+
+@dataclass(frozen=True, repr=False)
+class KeyPair:
+    """An access key id and its secret (and a session token for temporary credentials)."""
+
+    access_key: str
+    secret_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"KeyPair({self.access_key[:4]}…, secret hidden)"
+
+    __str__ = __repr__
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"access_key": self.access_key, "secret_key": self.secret_key, "token": self.session_token}
+        )
+
+
+def account(destination: str) -> str:
+    """The keyring's user name for a destination's keys (the service is always ``castoff``)."""
+    return f"destination:{destination}"
+
+
+# --- the keyring ------------------------------------------------------------------------------
+
+
+def keyring_backend() -> tuple[bool, str]:
+    """Whether a usable keyring backend exists here, and its name."""
+    import keyring
+    from keyring.backends import chainer, fail, null
+
+    backend = keyring.get_keyring()
+    name = f"{type(backend).__module__}.{type(backend).__name__}"
+    if isinstance(backend, fail.Keyring | null.Keyring):  # null drops secrets silently
+        return False, name
+    if isinstance(backend, chainer.ChainerBackend) and not backend.backends:
+        return False, name
+    return True, name
+
+
+def _keyring_error(action: str, exc: Exception) -> errors.UsageError:
+    # The backend's message never carries the secret, but say only its type to be sure.
+    return errors.UsageError(
+        f"the OS keyring refused to {action} ({type(exc).__name__})",
+        hint="unlock the keyring (or log in to the desktop session) and try again",
+    )
+
+
+def require_keyring() -> None:
+    ok, name = keyring_backend()
+    if not ok:
+        raise errors.UsageError(f"no OS keyring is available here ({name})", hint=NO_KEYRING_HINT)
+
+
+def store(destination: str, pair: KeyPair) -> None:
+    import keyring
+    import keyring.errors
+
+    require_keyring()
+    try:
+        keyring.set_password(SERVICE, account(destination), pair.to_json())
+    except keyring.errors.KeyringError as exc:
+        raise _keyring_error("store the keys", exc) from None
+
+
+def load(destination: str) -> KeyPair | None:
+    """The keys saved for ``destination``; None when there are none (or no keyring here)."""
+    import keyring
+    import keyring.errors
+
+    if not keyring_backend()[0]:
+        return None
+    try:
+        raw = keyring.get_password(SERVICE, account(destination))
+    except keyring.errors.KeyringError as exc:
+        raise _keyring_error("give the keys", exc) from None
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        return KeyPair(str(data["access_key"]), str(data["secret_key"]), data.get("token"))
+    except (ValueError, KeyError, TypeError):
+        raise errors.UsageError(
+            f"the keyring entry of {destination} is not castoff's",
+            hint=f"set the keys again: castoff dest credentials {destination}",
+        ) from None
+
+
+def delete(destination: str) -> bool:
+    """Forget the keys of ``destination``; False when there were none."""
+    import keyring
+    import keyring.errors
+
+    if not keyring_backend()[0]:
+        return False
+    try:
+        keyring.delete_password(SERVICE, account(destination))
+    except keyring.errors.PasswordDeleteError:
+        return False
+    except keyring.errors.KeyringError as exc:
+        raise _keyring_error("delete the keys", exc) from None
+    return True
+
+
+def move(old: str, new: str) -> None:
+    pair = load(old)
+    if pair is not None:
+        store(new, pair)
+        delete(old)
+
+
+# --- asking -----------------------------------------------------------------------------------
+
+
+def has_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def ask_secret(prompt: str, why: str, *, ask: Callable[[str], str] = getpass.getpass) -> str:
+    """Read a secret from the terminal without echo; UsageError at once when there is none."""
+    if not has_terminal():
+        raise errors.UsageError(
+            f"{why}, and there is no terminal to ask on (the run is unattended)",
+            hint="run it from a terminal, or store the keys in the keyring: castoff dest credentials NAME",
+        )
+    secret = ask(prompt)
+    if not secret.strip():
+        raise errors.UsageError("no secret was entered")
+    return secret.strip()
+
+
+def read_secret_stdin() -> str:
+    line = sys.stdin.readline().strip()
+    if not line:
+        raise errors.UsageError("--secret-stdin: nothing was read from standard input")
+    return line
+
+
+# --- a credential command ---------------------------------------------------------------------
+
+
+def from_command(command: str) -> KeyPair:
+    """Run a ``credential_process``-style command: it prints JSON with AccessKeyId and
+    SecretAccessKey (and SessionToken). Its output is never shown, even when it is wrong."""
+    argv = shlex.split(command)
+    if not argv:
+        raise errors.UsageError("the credential command is empty")
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise errors.UsageError(
+            f"the credential command {argv[0]!r} could not run: {type(exc).__name__}"
+        ) from None
+    if done.returncode != 0:
+        raise errors.UsageError(
+            f"the credential command {argv[0]!r} failed with exit code {done.returncode}",
+            hint="run it yourself to see why",
+        )
+    try:
+        data = json.loads(done.stdout)
+        return KeyPair(str(data["AccessKeyId"]), str(data["SecretAccessKey"]), data.get("SessionToken"))
+    except (ValueError, KeyError, TypeError):
+        raise errors.UsageError(
+            f"the credential command {argv[0]!r} did not print the expected JSON",
+            hint='it must print {"Version": 1, "AccessKeyId": "...", "SecretAccessKey": "..."}',
+        ) from None

@@ -1,0 +1,356 @@
+"""The config file: saved destinations and workflows in human-editable TOML, checked on load.
+
+Every problem names the file, the line and the key. Edits keep the user's comments (tomlkit) and
+replace the file atomically, so a crash never leaves half a config behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import platformdirs
+import tomlkit
+import tomlkit.exceptions
+from tomlkit.items import Table
+
+from castoff import errors
+
+HEADER = """\
+castoff configuration: saved destinations and workflows. Edit it freely: castoff checks it
+on every load and names the line of anything wrong. Secrets are never stored here (they
+live in the OS keyring); see 'castoff dest --help' and 'castoff workflow --help'.
+"""
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+CREDENTIAL_MODES = ("chain", "keyring", "ask", "command")
+#: S3 settings written as in an s3:// URL's options (one vocabulary for both)
+S3_URL_KEYS = (
+    "endpoint",
+    "region",
+    "provider",
+    "storage_class",
+    "sse",
+    "sse_kms_key_id",
+    "addressing",
+    "profile",
+    "part_size",
+    "max_parallel",
+    "checksums",
+    "verify_download",
+    "ca_bundle",
+    "conditional",
+)
+S3_OWN_KEYS = ("bucket", "prefix", "credentials", "access_key_id", "credential_command", "insecure_http")
+LOCAL_KEYS = ("path",)
+WORKFLOW_KEYS = ("to", "source", "options", "description")
+
+#: checks one workflow option (name, value): None when fine, else what is wrong
+OptionCheck = Callable[[str, object], str | None]
+
+
+class ConfigError(errors.UsageError):
+    """Something in the config file is wrong; the message names the file, line and key."""
+
+    code = "config"
+
+
+def default_path() -> Path:
+    env = os.environ.get("CASTOFF_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_config_dir("castoff", appauthor=False)) / "config.toml"
+
+
+def check_name(name: str, what: str) -> str:
+    if not NAME_RE.fullmatch(name):
+        raise errors.UsageError(
+            f"{what} name {name!r} is not allowed",
+            hint="use letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class SavedDestination:
+    """One ``[destinations.NAME]`` table: ``kind`` is local or s3; ``settings`` the rest as written."""
+
+    name: str
+    kind: str
+    settings: Mapping[str, Any]
+
+    @property
+    def credentials(self) -> str:
+        return str(self.settings.get("credentials", "chain"))
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """One ``[workflows.NAME]`` table: destinations, an optional source, and copy options."""
+
+    name: str
+    to: tuple[str, ...]
+    source: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+
+# --- where keys are ---------------------------------------------------------------------------
+
+
+_HEADER_RE = re.compile(r"\s*\[\[?\s*(.+?)\s*\]\]?\s*(#.*)?$")
+_KEY_RE = re.compile(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=""")
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    parts = re.findall(r"""\s*("[^"]*"|'[^']*'|[^.]+)\s*(?:\.|$)""", text)
+    return tuple(p.strip().strip("\"'") for p in parts if p.strip())
+
+
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """The line (1-based) where each table and key first appears, by its dotted path."""
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER_RE.match(line)
+        if header and not _KEY_RE.match(line):
+            table = _split_key(header.group(1))
+            lines.setdefault(table, number)
+            continue
+        key = _KEY_RE.match(line)
+        if key:
+            lines.setdefault((*table, *_split_key(key.group(1))), number)
+    return lines
+
+
+# --- the file ---------------------------------------------------------------------------------
+
+
+class ConfigFile:
+    """The config file: load and check it, and write changes back atomically."""
+
+    def __init__(self, path: Path, text: str, check_option: OptionCheck | None = None) -> None:
+        self.path = path
+        self.text = text
+        self._check_option = check_option
+        try:
+            self.doc = tomlkit.parse(text)
+        except tomlkit.exceptions.ParseError as exc:
+            raise ConfigError(
+                f"{path}, line {exc.line}: not valid TOML ({str(exc).split(' at line')[0]})",
+                hint="fix the file (https://toml.io) or move it away to start afresh",
+            ) from None
+        self._lines = key_lines(text)
+        self.destinations: dict[str, SavedDestination] = {}
+        self.workflows: dict[str, Workflow] = {}
+        self._load()
+
+    @classmethod
+    def load(cls, path: Path, check_option: OptionCheck | None = None) -> ConfigFile:
+        """The file at ``path``, checked; an empty config when there is none yet."""
+        text = ""
+        if path.exists():
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read the config file {path}: {exc}") from exc
+        return cls(path, text, check_option)
+
+    # -- errors
+
+    def error(self, key: Sequence[str], problem: str, hint: str | None = None) -> ConfigError:
+        line = self.line_of(tuple(key))
+        where = f", line {line}" if line else ""
+        dotted = ".".join(key)
+        return ConfigError(
+            f"{self.path}{where}: {dotted}: {problem}",
+            hint=hint or f"fix it in {self.path} (or 'castoff dest --help', 'castoff workflow --help')",
+        )
+
+    def line_of(self, key: tuple[str, ...]) -> int | None:
+        """The line of ``key``, else of its nearest table; for an implicit table (``[a.b]`` only
+        names ``a``), its first line."""
+        within = [n for k, n in self._lines.items() if k[: len(key)] == key]
+        if within:
+            return min(within)
+        while key and key not in self._lines:
+            key = key[:-1]
+        return self._lines.get(key) if key else None
+
+    # -- loading
+
+    def _load(self) -> None:
+        data = self.doc.unwrap()
+        for section in data:
+            if section not in ("destinations", "workflows"):
+                raise self.error(
+                    (section,), "unknown section", "the sections are [destinations] and [workflows]"
+                )
+        for name, table in self._tables(data, "destinations").items():
+            self.destinations[name] = self._destination(name, table)
+        for name, table in self._tables(data, "workflows").items():
+            self.workflows[name] = self._workflow(name, table)
+
+    def _tables(self, data: Mapping[str, Any], section: str) -> dict[str, Mapping[str, Any]]:
+        tables = data.get(section, {})
+        if not isinstance(tables, dict):
+            raise self.error((section,), f"must be a table ([{section}.NAME] sections)")
+        for name, table in tables.items():
+            if not isinstance(table, dict):
+                raise self.error((section, name), f"must be a table: write it as [{section}.{name}]")
+            if not NAME_RE.fullmatch(name):
+                raise self.error((section, name), "the name may only use letters, digits, '.', '_' and '-'")
+        return tables
+
+    def _destination(self, name: str, table: Mapping[str, Any]) -> SavedDestination:
+        key = ("destinations", name)
+        kind = table.get("type")
+        if kind not in ("local", "s3"):
+            raise self.error((*key, "type"), f'must be "local" or "s3", not {kind!r}')
+        allowed = ("type", *LOCAL_KEYS) if kind == "local" else ("type", *S3_OWN_KEYS, *S3_URL_KEYS)
+        for k in table:
+            if k not in allowed:
+                raise self.error(
+                    (*key, k), f"unknown setting for a {kind} destination", f"known: {', '.join(allowed)}"
+                )
+        settings = {k: v for k, v in table.items() if k != "type"}
+        if kind == "local":
+            self._need_str(key, settings, "path")
+        else:
+            self._check_s3(key, settings)
+        return SavedDestination(name, str(kind), settings)
+
+    def _need_str(
+        self, key: tuple[str, ...], table: Mapping[str, Any], name: str, *, required: bool = True
+    ) -> None:
+        value = table.get(name)
+        if value is None and not required:
+            return
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(
+                (*key, name), "must be a non-empty string" if value is not None else "is missing"
+            )
+
+    def _check_s3(self, key: tuple[str, ...], settings: Mapping[str, Any]) -> None:
+        from castoff.destinations import s3
+
+        self._need_str(key, settings, "bucket")
+        for name in ("prefix", "access_key_id", "credential_command"):
+            if name in settings and not isinstance(settings[name], str):
+                raise self.error((*key, name), "must be a string")
+        if not isinstance(settings.get("insecure_http", False), bool):
+            raise self.error((*key, "insecure_http"), "must be true or false")
+        mode = settings.get("credentials", "chain")
+        if mode not in CREDENTIAL_MODES:
+            raise self.error(
+                (*key, "credentials"), f"must be one of {', '.join(CREDENTIAL_MODES)}, not {mode!r}"
+            )
+        if mode == "ask":
+            self._need_str(key, settings, "access_key_id")
+        if mode == "command":
+            self._need_str(key, settings, "credential_command")
+        for name in S3_URL_KEYS:
+            if name not in settings:
+                continue
+            value = settings[name]
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            if not isinstance(value, str | int):
+                raise self.error((*key, name), "must be a string, a number or true/false")
+            try:
+                s3.parse_s3_url(f"s3://{settings['bucket']}?{urlencode({name: str(value)})}")
+            except errors.UsageError as exc:
+                raise self.error((*key, name), exc.message, exc.hint) from None
+
+    def _workflow(self, name: str, table: Mapping[str, Any]) -> Workflow:
+        key = ("workflows", name)
+        for k in table:
+            if k not in WORKFLOW_KEYS:
+                raise self.error((*key, k), "unknown workflow setting", f"known: {', '.join(WORKFLOW_KEYS)}")
+        to = table.get("to")
+        if not isinstance(to, list) or not to or not all(isinstance(t, str) and t.strip() for t in to):
+            raise self.error((*key, "to"), 'must be a list of destinations, like ["@ssd", "@archive"]')
+        for ref in to:
+            if ref.startswith("@") and ref[1:] not in self.destinations:
+                raise self.error(
+                    (*key, "to"),
+                    f"no saved destination {ref[1:]!r}",
+                    "'castoff dest list' shows the saved ones",
+                )
+        self._need_str(key, table, "source", required=False)
+        self._need_str(key, table, "description", required=False)
+        options = table.get("options", {})
+        if not isinstance(options, dict):
+            raise self.error((*key, "options"), "must be a table of copy options")
+        for opt, value in options.items():
+            problem = self._check_option(opt, value) if self._check_option else None
+            if problem:
+                raise self.error((*key, "options", opt), problem)
+        return Workflow(name, tuple(to), table.get("source"), dict(options), table.get("description"))
+
+    # -- saving
+
+    def section(self, name: str) -> Table:
+        if name not in self.doc:
+            self.doc[name] = tomlkit.table(is_super_table=True)
+        table = self.doc[name]
+        assert isinstance(table, Table)
+        return table
+
+    def put(self, section: str, name: str, values: Mapping[str, Any]) -> None:
+        table = tomlkit.table()
+        for k, v in values.items():
+            if v is not None:
+                table[k] = v
+        self.section(section)[name] = table
+
+    def update(self, section: str, name: str, values: Mapping[str, Any], unset: Sequence[str] = ()) -> None:
+        """Change some keys of one table in place, keeping the user's comments around them."""
+        table = self.section(section)[name]
+        assert isinstance(table, Table)
+        for k, v in values.items():
+            table[k] = v
+        for k in unset:
+            if k in table:
+                del table[k]
+
+    def remove(self, section: str, name: str) -> None:
+        del self.section(section)[name]
+
+    def rename(self, section: str, old: str, new: str) -> None:
+        tables = self.section(section)
+        tables[new] = tables[old]
+        del tables[old]
+
+    def save(self) -> None:
+        """Check the new text as a fresh load would, then replace the file atomically (mode 600)."""
+        text = tomlkit.dumps(self.doc)
+        if not self.text.strip():
+            text = "".join(f"# {line}\n" for line in HEADER.splitlines()) + "\n" + text.lstrip("\n")
+        write_checked(self.path, text, self._check_option)
+
+
+def write_checked(path: Path, text: str, check_option: OptionCheck | None) -> None:
+    """Write ``text`` to ``path`` atomically, after checking that it loads as a config."""
+    ConfigFile(path, text, check_option)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -1,0 +1,125 @@
+"""Workflow options are ``castoff copy`` options, by name: checked against the copy parser, turned
+back into copy arguments, so every option copy gains works in workflows with no code here.
+
+Also: which job a workflow ran last, and whether to resume it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+#: copy's arguments that a workflow holds elsewhere (source, to) or that are not copy's own
+NOT_OPTIONS = frozenset({"help", "sources", "to", "state_dir", "debug", "config"})
+
+
+def copy_options(copy_parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """copy's options by their dest name (``on_conflict``, ``include``, ``verify_download``…)."""
+    return {
+        a.dest: a
+        for a in copy_parser._actions  # argparse has no public list of a parser's actions
+        if a.option_strings and a.dest not in NOT_OPTIONS and a.dest != argparse.SUPPRESS
+    }
+
+
+def add_copy_options(
+    target: argparse.ArgumentParser,
+    copy_parser: argparse.ArgumentParser,
+    title: str,
+    only: Collection[str] | None = None,
+) -> None:
+    """Give ``target`` copy's options (or ``only`` those), defaulting to 'not given' so only what
+    the user typed lands in the namespace."""
+    group = target.add_argument_group(title)
+    for name, action in copy_options(copy_parser).items():
+        if only is not None and name not in only:
+            continue
+        clone = copy.copy(action)
+        clone.default = argparse.SUPPRESS
+        clone.required = False
+        group._add_action(clone)  # the way argparse's own parents= shares actions
+
+
+def given_options(args: argparse.Namespace, copy_parser: argparse.ArgumentParser) -> dict[str, Any]:
+    known = copy_options(copy_parser)
+    return {k: v for k, v in vars(args).items() if k in known}
+
+
+def check_option(copy_parser: argparse.ArgumentParser, name: str, value: object) -> str | None:
+    """What is wrong with workflow option ``name = value``; None when copy would take it."""
+    action = copy_options(copy_parser).get(name)
+    if action is None:
+        return "not an option of castoff copy ('castoff copy --help' lists them)"
+    if action.nargs == 0:
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(action, argparse._AppendAction) and not isinstance(value, list):
+        return 'must be a list, like ["*.CR3", "*.MP4"]'
+    return _check_values(action, value if isinstance(value, list) else [value])
+
+
+def _check_values(action: argparse.Action, values: Sequence[object]) -> str | None:
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            return "must be a string or a number"
+        if action.choices is not None and v not in action.choices:
+            return f"must be one of {', '.join(map(str, action.choices))}"
+        if callable(action.type):
+            try:
+                action.type(str(v))
+            except (TypeError, ValueError) as exc:
+                return f"bad value {v!r} ({exc})"
+    return None
+
+
+def option_argv(copy_parser: argparse.ArgumentParser, options: Mapping[str, Any]) -> list[str]:
+    """The copy arguments that set ``options`` (already checked)."""
+    known = copy_options(copy_parser)
+    argv: list[str] = []
+    for name, value in options.items():
+        action = known[name]
+        flag = max(action.option_strings, key=len)
+        if action.nargs == 0:
+            if value == action.const:
+                argv.append(flag)
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            argv += [flag, str(v)]
+    return argv
+
+
+def options_for_toml(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Namespace values as TOML can hold them (no None, lists as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if v is not None}
+
+
+# --- runs of a workflow in the catalog --------------------------------------------------------
+
+
+def run_argv(name: str) -> list[str]:
+    """How a workflow's job is recorded in the catalog (argv[1:3]): the link from jobs to workflows."""
+    return ["castoff", "run", name]
+
+
+def last_job(rows: Iterable[Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
+    """The newest job ``castoff run NAME`` started, from the catalog's job rows (newest first)."""
+    for row in rows:
+        try:
+            argv = json.loads(row["argv"])
+        except (TypeError, ValueError):
+            continue
+        if argv[:3] == run_argv(name):
+            return row
+    return None
+
+
+def subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of the sub-command ``name`` of ``parser``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found = action.choices.get(name)
+            if isinstance(found, argparse.ArgumentParser):
+                return found
+    raise KeyError(name)

@@ -1,0 +1,158 @@
+"""Run the castoff command in a subprocess with a config, state dir and keyring of the test's own,
+keep everything it printed, and search every file it wrote for a secret."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src"
+NO_KEYRING = "keyring.backends.fail.Keyring"
+
+
+@dataclass
+class Castoff:
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    argvs: list[list[str]] = field(default_factory=list)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config" / "config.toml"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def keyring_file(self) -> Path:
+        return self.root / "test-keyring.json"
+
+    def environ(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CASTOFF_"))}
+        env.update(
+            PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]),
+            PYTHON_KEYRING_BACKEND="keyring_backend.FileKeyring",
+            CASTOFF_TEST_KEYRING=str(self.keyring_file),
+            CASTOFF_CONFIG=str(self.config),
+            CASTOFF_HOME=str(self.state),
+            AWS_CONFIG_FILE=os.devnull,
+            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+            AWS_EC2_METADATA_DISABLED="true",
+            COLUMNS="200",
+        )
+        env.update(self.env)
+        env.update(extra or {})
+        return env
+
+    def __call__(
+        self, *args: str, input: str | None = None, env: Mapping[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.argvs.append(list(args))
+        done = subprocess.run(
+            [sys.executable, "-m", "castoff", *args],
+            capture_output=True,
+            text=True,
+            input=input if input is not None else "",
+            env=self.environ(env),
+            cwd=self.root,
+            timeout=timeout,
+            check=False,
+        )
+        self.outputs += [done.stdout, done.stderr]
+        return done
+
+    def popen(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.argvs.append(list(args))
+        return subprocess.Popen(
+            [sys.executable, "-m", "castoff", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.environ(env),
+            cwd=self.root,
+        )
+
+    def in_terminal(
+        self, *args: str, answers: Iterable[tuple[str, str]], timeout: float = 120
+    ) -> tuple[int, str]:
+        """Run castoff on a pseudo-terminal of its own (so it may prompt); each (prompt, reply)
+        pair waits for the prompt's text and types the reply. Returns the exit code and all output."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.argvs.append(list(args))
+        master, slave = pty.openpty()
+
+        def own_terminal() -> None:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # after setsid: the pty becomes /dev/tty
+
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "castoff", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=self.environ(),
+            cwd=self.root,
+            start_new_session=True,
+            preexec_fn=own_terminal,  # noqa: PLW1509 (tests run no threads that fork)
+        )
+        os.close(slave)
+        seen = b""
+        deadline = time.monotonic() + timeout
+        pending = list(answers)
+        answered_at = 0
+        try:
+            while True:
+                ready, _, _ = select.select([master], [], [], 0.2)
+                if ready:
+                    try:
+                        chunk = os.read(master, 65536)
+                    except OSError:  # EIO: the child closed the terminal
+                        chunk = b""
+                    if not chunk and proc.poll() is not None:
+                        break
+                    seen += chunk
+                while pending and seen.find(pending[0][0].encode(), answered_at) >= 0:
+                    os.write(master, pending.pop(0)[1].encode() + b"\n")
+                    answered_at = len(seen)
+                if proc.poll() is not None and not ready:
+                    break
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise TimeoutError(seen.decode(errors="replace"))
+        finally:
+            os.close(master)
+            proc.wait(10)
+        text = seen.decode(errors="replace")
+        self.outputs.append(text)
+        return proc.returncode, text
+
+    def keyring(self) -> str:
+        return self.keyring_file.read_text() if self.keyring_file.exists() else ""
+
+
+def files_containing(secret: str, roots: Iterable[Path]) -> list[Path]:
+    """Every file under ``roots`` whose bytes contain ``secret`` (plain, or as UTF-16 as some
+    SQLite pages could hold it)."""
+    needles = [secret.encode(), secret.encode("utf-16-le")]
+    found = []
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for p in paths:
+            data = p.read_bytes()
+            if any(n in data for n in needles):
+                found.append(p)
+    return found

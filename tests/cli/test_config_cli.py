@@ -1,0 +1,510 @@
+"""Saved destinations, keys, workflows and runs, as a user types them, against real S3 servers.
+
+Every castoff here is a subprocess with a config, state folder and keyring of the test's own
+(tests/keyring_backend.py): the user's real keyring and config are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from castoff.cli import build_parser
+from castoff.config.workflows import subparser
+from castoff_cli import NO_KEYRING, Castoff, files_containing
+from conftest import write
+from server_fixtures import MotoBucket, RcloneBucket
+
+
+@pytest.fixture
+def castoff(tmp_path: Path) -> Castoff:
+    return Castoff(tmp_path / "home")
+
+
+@pytest.fixture
+def card(tmp_path: Path) -> Path:
+    src = tmp_path / "EOS_DIGITAL"
+    rng = random.Random(5)
+    for i in range(4):
+        write(src / "DCIM" / f"IMG_{i:04}.CR3", rng.randbytes(100_000 + i))
+    write(src / "CLIP.MP4", rng.randbytes(6_000_000))
+    return src
+
+
+def text(done: object) -> str:
+    return " ".join((getattr(done, "stdout", "") + getattr(done, "stderr", "")).split())
+
+
+def config(castoff: Castoff) -> dict[str, object]:
+    return tomllib.loads(castoff.config.read_text()) if castoff.config.exists() else {}
+
+
+def objects(bucket: MotoBucket | RcloneBucket) -> list[str]:
+    listed = bucket.client.list_objects_v2(Bucket=bucket.bucket).get("Contents", [])
+    return sorted(o["Key"] for o in listed)
+
+
+def add_bucket(
+    castoff: Castoff, name: str, bucket: MotoBucket | RcloneBucket, key: str, secret: str, *extra: str
+):  # type: ignore[no-untyped-def]
+    return castoff(
+        "dest", "add", name, "s3", "--bucket", bucket.bucket, "--endpoint", bucket.url,
+        "--access-key-id", key, "--secret-stdin", *extra,
+        input=secret + "\n",
+    )  # fmt: skip
+
+
+# --- local destinations, list/show/rename/remove, workflows ----------------------------------
+
+
+def test_local_destinations_and_a_workflow_from_add_to_remove(
+    castoff: Castoff, tmp_path: Path, card: Path
+) -> None:
+    ssd = tmp_path / "ssd"
+    r = castoff("dest", "add", "ssd", "local", str(ssd))
+    assert r.returncode == 0, r.stderr
+    assert "ok @ssd: writable" in text(r)
+    assert castoff("dest", "add", "ssd", "local", str(ssd)).returncode == 2
+    r = castoff("dest", "add", "usb", "local", str(tmp_path / "usb"), "--region", "eu-west-1")
+    assert r.returncode == 2 and "--region is a bucket setting" in text(r)
+    listed = json.loads(castoff("dest", "list", "--json").stdout)
+    assert listed == [{"name": "ssd", "type": "local", "path": str(ssd)}]
+
+    r = castoff("workflow", "save", "shoot", "--to", "ssd", "--source", str(card), "--exclude", "*.MP4")
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(castoff("workflow", "show", "shoot", "--json").stdout)
+    assert shown["to"] == ["@ssd"] and shown["options"] == {"exclude": ["*.MP4"]}
+    assert "castoff copy" in castoff("workflow", "show", "shoot").stdout
+
+    r = castoff("dest", "remove", "ssd")
+    assert r.returncode == 2 and "used by the workflow(s) shoot" in text(r)
+    r = castoff("dest", "rename", "ssd", "fast")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(castoff("workflow", "show", "shoot", "--json").stdout)["to"] == ["@fast"]
+
+    r = castoff("run", "shoot")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "ssd" / "EOS_DIGITAL" / "DCIM").iterdir()) == [
+        f"IMG_{i:04}.CR3" for i in range(4)
+    ]
+    assert not (tmp_path / "ssd" / "EOS_DIGITAL" / "CLIP.MP4").exists()
+    assert "done" in castoff("workflow", "list").stdout
+
+    r = castoff("copy", str(card), "--to", "fast")  # a bare saved name, and no folder 'fast' here
+    assert r.returncode == 2 and "write @fast" in text(r)
+    assert not (castoff.root / "fast").exists()
+
+    assert castoff("workflow", "remove", "shoot").returncode == 0
+    assert castoff("dest", "remove", "fast").returncode == 0
+    assert not any(config(castoff).values())
+
+
+def test_workflow_edit_with_options_and_in_an_editor(castoff: Castoff, tmp_path: Path) -> None:
+    assert castoff("dest", "add", "a", "local", str(tmp_path / "a")).returncode == 0
+    assert castoff("dest", "add", "b", "local", str(tmp_path / "b")).returncode == 0
+    assert castoff("workflow", "save", "w", "--to", "@a", "--include", "*.CR3", "--rehash").returncode == 0
+    r = castoff("workflow", "edit", "w", "--to", "@b", "--on-conflict", "skip", "--unset", "rehash")
+    assert r.returncode == 0, r.stderr
+    saved = config(castoff)["workflows"]["w"]  # type: ignore[index]
+    assert saved == {"to": ["@b"], "options": {"include": ["*.CR3"], "on_conflict": "skip"}}
+
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        "import os, pathlib, sys\n"
+        "p = pathlib.Path(sys.argv[1])\n"
+        "p.write_text(p.read_text().replace('skip', os.environ['NEW']))\n"
+    )
+    before = castoff.config.read_text()
+    bad = castoff("workflow", "edit", "w", env={"EDITOR": f"{sys.executable} {editor}", "NEW": "clobber"})
+    assert bad.returncode == 2
+    assert (
+        "line" in text(bad)
+        and "workflows.w.options.on_conflict" in text(bad)
+        and "draft is kept" in text(bad)
+    )
+    assert castoff.config.read_text() == before
+    good = castoff("workflow", "edit", "w", env={"EDITOR": f"{sys.executable} {editor}", "NEW": "fail"})
+    assert good.returncode == 0, good.stderr
+    assert config(castoff)["workflows"]["w"]["options"]["on_conflict"] == "fail"  # type: ignore[index]
+
+
+# --- buckets and keys -------------------------------------------------------------------------
+
+
+def test_bucket_keys_live_in_the_keyring_and_rotate(castoff: Castoff, moto: MotoBucket, card: Path) -> None:
+    key, secret = moto.enable_write_only()
+    r = add_bucket(castoff, "ark", moto, key, secret, "--prefix", "raw/")
+    assert r.returncode == 0, r.stderr
+    assert "ok @ark: takes writes" in text(r)
+    saved = config(castoff)["destinations"]["ark"]  # type: ignore[index]
+    assert saved["credentials"] == "keyring" and "access_key_id" not in saved
+    assert secret in castoff.keyring()
+    assert f"in the keyring (key {key[:4]}…)" in castoff("dest", "show", "ark").stdout
+
+    r = castoff("copy", str(card), "--to", "@ark")
+    assert r.returncode == 0, r.stderr
+    assert "@ark" in r.stderr  # the progress and summary name the saved destination
+    assert "raw/EOS_DIGITAL/CLIP.MP4" in objects(moto)
+
+    # a wrong new secret: tested, refused, the old keys kept
+    new_key, new_secret = moto.enable_write_only()
+    r = castoff(
+        "dest", "credentials", "ark", "--access-key-id", new_key, "--secret-stdin", input="WRONG-SECRET-x1\n"
+    )
+    assert r.returncode == 1 and "old keys are kept" in text(r)
+    assert secret in castoff.keyring()
+    # the new pair: tested, saved; the old key is deactivated at once and the next job works
+    r = castoff(
+        "dest", "credentials", "ark", "--access-key-id", new_key, "--secret-stdin", input=new_secret + "\n"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "old key can be deactivated now" in text(r)
+    assert new_secret in castoff.keyring() and secret not in castoff.keyring()
+    deactivate(moto, key)
+    r = castoff("copy", str(card), "--to", "@ark", "--rehash")
+    assert r.returncode == 0, r.stderr
+
+    for s in (secret, new_secret, "WRONG-SECRET-x1"):
+        assert not files_containing(s, [castoff.root / "config", castoff.state])
+        assert all(s not in out for out in castoff.outputs)
+
+
+def deactivate(moto: MotoBucket, key: str) -> None:
+    """Delete an access key at moto's IAM, as a user would in the provider's console."""
+    server = moto.server
+    server.disable_auth()
+    iam = server._iam()
+    for user in iam.list_users()["Users"]:
+        for k in iam.list_access_keys(UserName=user["UserName"])["AccessKeyMetadata"]:
+            if k["AccessKeyId"] == key:
+                iam.delete_access_key(UserName=user["UserName"], AccessKeyId=key)
+    server._enable_auth()
+
+
+def test_a_bucket_that_fails_its_test_is_not_saved(castoff: Castoff, moto: MotoBucket) -> None:
+    key, _ = moto.enable_write_only()
+    r = add_bucket(castoff, "ark", moto, key, "FAKE-SECRET-0123456789")
+    assert r.returncode == 1
+    assert "the secret key is wrong" in text(r) and "not saved" in text(r)
+    assert not castoff.config.exists() and "FAKE-SECRET" not in castoff.keyring()
+    r = add_bucket(castoff, "ark", moto, key, "FAKE-SECRET-0123456789", "--no-test")
+    assert r.returncode == 0, r.stderr
+    assert "ark" in config(castoff)["destinations"]  # type: ignore[operator]
+    assert all("FAKE-SECRET-0123456789" not in out for out in castoff.outputs)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--bucket", "My_Bucket", "--region", "eu-west-1"], "contain only lowercase letters"),
+        (
+            ["--bucket", "b2-raw-shoots", "--provider", "b2", "--region", "us-west-004"],
+            "not start with 'b2-'",
+        ),
+        (["--bucket", "goog-raw", "--provider", "gcs"], "not start with 'goog'"),
+        (["--bucket", "raw", "--endpoint", "http://192.0.2.10:9000"], "plain HTTP to another computer"),
+        (
+            ["--bucket", "raw", "--endpoint", "https://s3.example.com", "--ca-bundle", "/no/such.pem"],
+            "does not exist",
+        ),
+        (["--bucket", "raw", "--provider", "r2"], "needs --endpoint"),
+        (["--bucket", "raw", "--max-parallel", "0"], "1 or more"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_request(castoff: Castoff, args: list[str], words: str) -> None:
+    r = castoff(
+        "dest", "add", "x", "s3", *args, "--access-key-id", "AKIAEXAMPLE", "--secret-stdin", input="s\n"
+    )
+    assert r.returncode == 2, r.stderr
+    assert words in text(r)
+    assert "Traceback" not in r.stderr
+    assert not castoff.config.exists() and not castoff.keyring()
+
+
+def test_plain_http_elsewhere_needs_insecure_http_and_says_it(castoff: Castoff, card: Path) -> None:
+    url = "s3://raw/?endpoint=http://192.0.2.10:9000"
+    r = castoff("copy", str(card), "--to", url)
+    assert r.returncode == 2 and "unencrypted" in text(r)
+    r = castoff(
+        "dest",
+        "add",
+        "far",
+        "s3",
+        "--bucket",
+        "raw",
+        "--endpoint",
+        "http://192.0.2.10:9000",
+        "--insecure-http",
+        "--no-test",
+    )
+    assert r.returncode == 0, r.stderr
+    assert config(castoff)["destinations"]["far"]["insecure_http"] is True  # type: ignore[index]
+    r = castoff("dest", "add", "legacy", "s3", "--bucket", "Old_Bucket", "--no-test")
+    assert r.returncode == 0 and "legacy us-east-1 rules" in text(r)
+
+
+def test_without_a_keyring_castoff_says_so_and_never_writes_the_secret(
+    castoff: Castoff, rclone_s3: RcloneBucket, card: Path
+) -> None:
+    secret = rclone_s3.secret_key
+    r = castoff(
+        "dest", "add", "ark", "s3", "--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url,
+        "--access-key-id", rclone_s3.access_key, "--secret-stdin",
+        input=secret + "\n", env={"PYTHON_KEYRING_BACKEND": NO_KEYRING},
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert "no OS keyring is available here" in text(r) and "never writes secrets to a file" in text(r)
+    assert not castoff.config.exists() and not castoff.keyring_file.exists()
+
+    # saved where there is a keyring, then run where there is none: the AWS chain takes over
+    assert add_bucket(castoff, "ark", rclone_s3, rclone_s3.access_key, secret).returncode == 0
+    env = {
+        "PYTHON_KEYRING_BACKEND": NO_KEYRING,
+        "AWS_ACCESS_KEY_ID": rclone_s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+    }
+    r = castoff("copy", str(card), "--to", "@ark", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "no OS keyring here" in text(r) and "using the AWS chain instead" in text(r)
+    assert "EOS_DIGITAL/CLIP.MP4" in objects(rclone_s3)
+
+
+def test_ask_secret_fails_at_once_unattended_and_asks_on_a_terminal(
+    castoff: Castoff, rclone_s3: RcloneBucket, card: Path
+) -> None:
+    r = castoff(
+        "dest", "add", "asky", "s3", "--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url,
+        "--access-key-id", rclone_s3.access_key, "--ask-secret", "--no-test",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    saved = config(castoff)["destinations"]["asky"]  # type: ignore[index]
+    assert saved["credentials"] == "ask" and saved["access_key_id"] == rclone_s3.access_key
+    r = castoff("copy", str(card), "--to", "@asky")
+    assert r.returncode == 2
+    assert "asks for its secret at every run" in text(r) and "no terminal" in text(r)
+    assert json.loads(castoff("jobs", "--json").stdout) == []  # failed before any job began
+    assert objects(rclone_s3) == []
+
+    code, out = castoff.in_terminal(
+        "copy", str(card), "--to", "@asky", answers=[("Secret access key for @asky", rclone_s3.secret_key)]
+    )
+    assert code == 0, out
+    assert rclone_s3.secret_key not in out  # typed without echo
+    assert "EOS_DIGITAL/CLIP.MP4" in objects(rclone_s3)
+    assert not files_containing(rclone_s3.secret_key, [castoff.root / "config", castoff.state])
+
+
+def test_a_credential_command_gives_the_keys(
+    castoff: Castoff, rclone_s3: RcloneBucket, tmp_path: Path, card: Path
+) -> None:
+    script = tmp_path / "creds.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "if os.environ.get('FAIL'): print('SECRET-IN-OUTPUT'); sys.exit(3)\n"
+        f"print(json.dumps({{'Version': 1, 'AccessKeyId': {rclone_s3.access_key!r},"
+        f" 'SecretAccessKey': {rclone_s3.secret_key!r}}}))\n"
+    )
+    command = f"{sys.executable} {script}"
+    r = castoff(
+        "dest", "add", "cmd", "s3", "--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url,
+        "--credential-command", command,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert castoff("copy", str(card), "--to", "@cmd").returncode == 0
+    assert "EOS_DIGITAL/CLIP.MP4" in objects(rclone_s3)
+    r = castoff("copy", str(card), "--to", "@cmd", env={"FAIL": "1"})
+    assert r.returncode == 2 and "failed with exit code 3" in text(r)
+    assert "SECRET-IN-OUTPUT" not in text(r)
+
+
+# --- run and resume ---------------------------------------------------------------------------
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before it could be interrupted: {proc.communicate()}")
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def test_run_offers_to_resume_an_interrupted_run(
+    castoff: Castoff, rclone_s3: RcloneBucket, tmp_path: Path
+) -> None:
+    src = tmp_path / "CARD"
+    data = random.Random(9).randbytes(16 * 1024 * 1024)
+    write(src / "BIG.MOV", data)
+    assert castoff("dest", "add", "ssd", "local", str(tmp_path / "ssd")).returncode == 0
+    assert add_bucket(castoff, "ark", rclone_s3, rclone_s3.access_key, rclone_s3.secret_key).returncode == 0
+    r = castoff(
+        "workflow", "save", "shoot", "--to", "@ssd", "--to", "@ark", "--source", str(src),
+        "--part-size", "5M", "--bwlimit", "2M",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+
+    proc = castoff.popen("run", "shoot")
+    try:
+        # the local copy is done at once; the upload, paced at 2 MB/s, is still going
+        _wait_for(tmp_path / "ssd" / "CARD" / "BIG.MOV", proc)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+
+    r = castoff("run", "shoot")  # unattended, no flag: say what to do
+    assert r.returncode == 2
+    assert "was interrupted" in text(r) and "--resume" in text(r) and "--new" in text(r)
+
+    code, out = castoff.in_terminal("run", "shoot", "--bwlimit", "1G", answers=[("Resume it [R]", "r")])
+    assert code == 0, out
+    assert "resuming 'shoot'" in " ".join(out.split())
+    report = json.loads(sorted((castoff.state / "reports").glob("*.json"))[-1].read_text())
+    big = next(f for f in report["files"] if f["path"].endswith("BIG.MOV"))
+    statuses = {d["destination"]: d["status"] for d in big["destinations"]}
+    assert statuses["@ark"] == "verified" and statuses["@ssd"] in ("skipped", "already"), statuses
+    got = rclone_s3.client.get_object(Bucket=rclone_s3.bucket, Key="CARD/BIG.MOV")["Body"].read()
+    assert got == data
+    assert "done" in castoff("workflow", "list").stdout
+
+    r = castoff("run", "shoot", "--resume", "--bwlimit", "1G")  # nothing to resume: runs, all skipped
+    assert r.returncode == 0 and "nothing to resume" in text(r)
+
+
+def test_resume_and_new_unattended(castoff: Castoff, tmp_path: Path, card: Path) -> None:
+    assert castoff("dest", "add", "ssd", "local", str(tmp_path / "ssd")).returncode == 0
+    assert castoff("workflow", "save", "w", "--to", "@ssd").returncode == 0
+    r = castoff("run", "w")
+    assert r.returncode == 2 and "no saved source" in text(r)
+    assert castoff("run", "w", str(card)).returncode == 0
+    # mark that run interrupted, as a killed process leaves it
+    with sqlite3.connect(castoff.state / "catalog.sqlite") as db:
+        db.execute("UPDATE jobs SET status='interrupted'")
+    other = tmp_path / "OTHER"
+    write(other / "x.txt", b"x")
+    r = castoff("run", "w", str(other), "--resume")
+    assert r.returncode == 2 and "--resume continues the interrupted job" in text(r)
+    r = castoff("run", "w", str(other), "--new")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ssd" / "OTHER" / "x.txt").exists()
+
+
+# --- secrets never leak -----------------------------------------------------------------------
+
+
+def test_a_secret_never_appears_in_files_or_output(
+    castoff: Castoff, rclone_s3: RcloneBucket, tmp_path: Path, card: Path
+) -> None:
+    secret = rclone_s3.secret_key
+    fake = "CASTOFF-FAKE-SECRET-7f3a9c"
+    ssd = tmp_path / "ssd"
+    assert castoff("dest", "add", "ssd", "local", str(ssd)).returncode == 0
+    assert add_bucket(castoff, "ark", rclone_s3, rclone_s3.access_key, secret).returncode == 0
+    assert castoff("--debug", "dest", "test", "ark").returncode == 0
+    assert (
+        castoff("workflow", "save", "w", "--to", "@ssd", "--to", "@ark", "--source", str(card)).returncode
+        == 0
+    )
+    assert castoff("--debug", "run", "w").returncode == 0
+    assert castoff("--debug", "run", "w", "--rehash", "--json").returncode == 0
+    r = castoff(
+        "--debug", "copy", str(card), "--to", "@ark", "--to", "@ark"
+    )  # an error after the keys are read
+    assert r.returncode == 2 and "Traceback" in r.stderr
+    r = castoff("--debug", "copy", str(card), "--to", "@ark", "--memory", "1K")
+    assert r.returncode == 2
+    # a wrong secret, failing against the real server, with --debug
+    assert castoff("dest", "credentials", "ark", "--access-key-id", rclone_s3.access_key,
+                   "--secret-stdin", "--no-test", input=fake + "\n").returncode == 0  # fmt: skip
+    r = castoff("--debug", "run", "w", "--rehash", "--include", "IMG_0000.CR3")
+    assert r.returncode == 1
+    r = castoff("--debug", "dest", "test", "ark")
+    assert r.returncode == 1 and "secret key is wrong" in text(r)
+    castoff("jobs")
+    castoff("jobs", "show", json.loads(castoff("jobs", "--json").stdout)[0]["id"])
+    castoff("uploads")
+    for s in (secret, fake):
+        assert not files_containing(s, [castoff.root / "config", castoff.state, ssd]), s
+        assert all(s not in out for out in castoff.outputs), s
+        assert all(s not in arg for argv in castoff.argvs for arg in argv)
+    assert fake in castoff.keyring()  # where it is meant to be, and only there
+
+
+# --- help, completion, demo -------------------------------------------------------------------
+
+
+HELP_COMMANDS = [
+    ["copy"], ["jobs"], ["uploads"], ["dest"], ["dest", "add"], ["dest", "list"], ["dest", "show"],
+    ["dest", "test"], ["dest", "credentials"], ["dest", "remove"], ["dest", "rename"], ["workflow"],
+    ["workflow", "save"], ["workflow", "list"], ["workflow", "show"], ["workflow", "edit"],
+    ["workflow", "remove"], ["run"], ["completion"], ["demo"],
+]  # fmt: skip
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    parser = build_parser()
+    for command in HELP_COMMANDS:
+        sub = parser
+        for word in command:
+            sub = subparser(sub, word)
+        shown = sub.format_help()
+        assert "example" in shown and "castoff " + command[0] in shown, command
+
+
+def test_help_is_printed_by_the_command(castoff: Castoff) -> None:
+    r = castoff("dest", "add", "--help")
+    assert r.returncode == 0 and "castoff dest add ssd local" in r.stdout
+
+
+def test_shell_completion_scripts_and_saved_names(castoff: Castoff, tmp_path: Path) -> None:
+    for shell in ("bash", "zsh", "fish"):
+        r = castoff("completion", shell)
+        assert r.returncode == 0 and "castoff" in r.stdout and "_ARGCOMPLETE" in r.stdout
+    assert castoff("dest", "add", "ssd", "local", str(tmp_path / "ssd")).returncode == 0
+    assert castoff("workflow", "save", "shoot", "--to", "@ssd").returncode == 0
+
+    def complete(line: str) -> list[str]:
+        out = tmp_path / "completions"
+        castoff(
+            env={
+                "_ARGCOMPLETE": "1",
+                "COMP_LINE": line,
+                "COMP_POINT": str(len(line)),
+                "_ARGCOMPLETE_STDOUT_FILENAME": str(out),
+                "_ARGCOMPLETE_IFS": "\n",
+            }
+        )
+        return out.read_text().split()
+
+    assert complete("castoff run ") == ["shoot"]
+    assert "@ssd" in complete("castoff workflow save w2 --to @")
+    assert "workflow" in complete("castoff wo")
+
+
+@pytest.mark.slow
+def test_demo_offloads_a_sample_card_through_a_saved_workflow(castoff: Castoff, tmp_path: Path) -> None:
+    out = tmp_path / "demo-out"
+    r = castoff("demo", "--out", str(out), timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Reports:" in r.stdout
+    saved = tomllib.loads((out / "config.toml").read_text())
+    assert saved["workflows"]["offload"]["to"] == ["@ssd", "@nas", "@bucket"]
+    report = json.loads(next((out / "state" / "reports").glob("*.json")).read_text())
+    assert {d["status"] for f in report["files"] for d in f["destinations"]} == {"verified"}
+    bucket = (
+        out / "bucket-data" / "demo-bucket" / "raw-shoots" / "EOS_DIGITAL" / "PRIVATE" / "M4ROOT" / "CLIP"
+    )
+    card = out / "EOS_DIGITAL"
+    for clip in ("C0001.MP4", "C0002.MP4"):  # the big one went up as a multipart upload
+        source = card / "PRIVATE" / "M4ROOT" / "CLIP" / clip
+        assert (bucket / clip).read_bytes() == source.read_bytes()
+    assert (bucket / "C0002.MP4").stat().st_size > 48 * 1024 * 1024
+    assert {f["capture"]["source"] for f in report["files"] if f["path"].endswith(".CR3")} == {"exif"}
+    assert not castoff.config.exists()  # the user's (here: the test's) config is not touched

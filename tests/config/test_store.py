@@ -1,0 +1,143 @@
+"""The config file: every problem names the file, line and key; edits keep comments; writes are atomic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from castoff.commands.common import check_option
+from castoff.config.store import ConfigError, ConfigFile, key_lines
+
+GOOD = """\
+# my studio's castoff config
+[destinations.ssd]
+type = "local"
+path = "/mnt/ssd"   # the fast one
+
+[destinations.archive]
+type = "s3"
+bucket = "studio-archive"
+prefix = "raw/"
+provider = "b2"
+region = "us-west-004"
+max_parallel = 8
+credentials = "keyring"
+
+[workflows.shoot]
+to = ["@ssd", "@archive"]
+source = "/media/EOS_DIGITAL"
+options = { on_conflict = "skip", include = ["*.CR3"], rehash = true }
+"""
+
+
+def load(tmp_path: Path, text: str) -> ConfigFile:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return ConfigFile.load(path, check_option)
+
+
+def test_a_good_config_loads(tmp_path: Path) -> None:
+    cfg = load(tmp_path, GOOD)
+    assert cfg.destinations["archive"].settings["max_parallel"] == 8
+    assert cfg.workflows["shoot"].to == ("@ssd", "@archive")
+    assert cfg.workflows["shoot"].options == {"on_conflict": "skip", "include": ["*.CR3"], "rehash": True}
+
+
+# (what to replace in GOOD, with what, the line, the key, words of the problem)
+BROKEN = [
+    ('type = "local"', 'type = "ftp"', 3, "destinations.ssd.type", '"local" or "s3"'),
+    ('path = "/mnt/ssd"', "path = 3", 4, "destinations.ssd.path", "non-empty string"),
+    ('path = "/mnt/ssd"', 'paht = "/mnt/ssd"', 4, "destinations.ssd.paht", "unknown setting"),
+    ("max_parallel = 8", "max_parallel = 0", 12, "destinations.archive.max_parallel", "1 or more"),
+    (
+        'region = "us-west-004"',
+        'region = "us-west-004"\nsse = "rot13"',
+        12,
+        "destinations.archive.sse",
+        "AES256",
+    ),
+    (
+        'credentials = "keyring"',
+        'credentials = "plaintext"',
+        13,
+        "destinations.archive.credentials",
+        "one of",
+    ),
+    # a missing key: the line of its table
+    ('credentials = "keyring"', 'credentials = "ask"', 6, "destinations.archive.access_key_id", "is missing"),
+    ('bucket = "studio-archive"\n', "", 6, "destinations.archive.bucket", "is missing"),
+    (
+        'to = ["@ssd", "@archive"]',
+        'to = ["@ssd", "@nas"]',
+        16,
+        "workflows.shoot.to",
+        "no saved destination 'nas'",
+    ),
+    ('to = ["@ssd", "@archive"]', "to = []", 16, "workflows.shoot.to", "list of destinations"),
+    ('on_conflict = "skip"', 'on_conflict = "clobber"', 18, "workflows.shoot.options.on_conflict", "one of"),
+    ("rehash = true", 'rehash = "yes"', 18, "workflows.shoot.options.rehash", "true or false"),
+    (
+        "rehash = true",
+        "frobnicate = 1",
+        18,
+        "workflows.shoot.options.frobnicate",
+        "not an option of castoff copy",
+    ),
+    ('include = ["*.CR3"]', 'include = "*.CR3"', 18, "workflows.shoot.options.include", "must be a list"),
+    ("[workflows.shoot]", "[workflow.shoot]", 15, "workflow", "unknown section"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "line", "key", "words"), BROKEN)
+def test_errors_name_file_line_and_key(
+    tmp_path: Path, old: str, new: str, line: int, key: str, words: str
+) -> None:
+    assert old in GOOD
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, GOOD.replace(old, new, 1))
+    message = caught.value.message
+    assert message.startswith(f"{tmp_path / 'config.toml'}, line {line}: {key}: "), message
+    assert words in str(caught.value)
+    assert caught.value.exit_code == 2
+
+
+def test_syntax_errors_name_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config.toml, line 4: not valid TOML"):
+        load(tmp_path, GOOD.replace('path = "/mnt/ssd"', 'path = "/mnt/ssd'))
+
+
+def test_key_lines_follow_tables_and_quoted_names() -> None:
+    lines = key_lines('a = 1\n[x."my dest"]\n  b = 2 # c\n[[y]]\nc.d = 3\n')
+    assert lines[("a",)] == 1
+    assert lines[("x", "my dest")] == 2
+    assert lines[("x", "my dest", "b")] == 3
+    assert lines[("y", "c", "d")] == 5
+
+
+def test_edits_keep_comments_and_leave_no_temp_files(tmp_path: Path) -> None:
+    cfg = load(tmp_path, GOOD)
+    cfg.rename("destinations", "ssd", "fast")
+    cfg.update("workflows", "shoot", {"to": ["@fast", "@archive"]})
+    cfg.save()
+    text = (tmp_path / "config.toml").read_text()
+    assert "# my studio's castoff config" in text and "# the fast one" in text
+    again = ConfigFile.load(tmp_path / "config.toml", check_option)
+    assert set(again.destinations) == {"fast", "archive"}
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+    assert (tmp_path / "config.toml").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_save_that_would_not_load_changes_nothing(tmp_path: Path) -> None:
+    cfg = load(tmp_path, GOOD)
+    cfg.remove("destinations", "archive")  # still used by the workflow
+    with pytest.raises(ConfigError, match="no saved destination 'archive'"):
+        cfg.save()
+    assert (tmp_path / "config.toml").read_text() == GOOD
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+
+
+def test_no_config_file_is_an_empty_config(tmp_path: Path) -> None:
+    cfg = ConfigFile.load(tmp_path / "none" / "config.toml", check_option)
+    assert not cfg.destinations and not cfg.workflows
+    assert not (tmp_path / "none").exists()
