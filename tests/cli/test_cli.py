@@ -14,7 +14,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from conftest import write
+from engine_runner import write
 
 CASTOFF = [sys.executable, "-m", "castoff"]
 

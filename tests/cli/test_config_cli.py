@@ -20,7 +20,7 @@ import pytest
 from castoff.cli import build_parser
 from castoff.config.workflows import subparser
 from castoff_cli import NO_KEYRING, Castoff, files_containing
-from conftest import write
+from engine_runner import write
 from server_fixtures import MotoBucket, RcloneBucket
 
 

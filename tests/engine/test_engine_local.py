@@ -14,7 +14,7 @@ from castoff.destinations.base import MiB
 from castoff.destinations.faulty import FaultPlan, FaultyDestination, PartFault
 from castoff.destinations.local import LocalDestination
 from castoff.engine.retry import RetryPolicy
-from conftest import Runner, write
+from engine_runner import Runner, write
 
 CHUNK = 1 * MiB
 FAST = {"retry": RetryPolicy(attempts=3, base=0.01, cap=0.05), "lane_pause": 0.05}

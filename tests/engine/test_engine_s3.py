@@ -18,7 +18,7 @@ from castoff.destinations.base import MiB
 from castoff.destinations.local import LocalDestination
 from castoff.destinations.s3 import S3Destination, S3Options
 from castoff.engine.retry import RetryPolicy
-from conftest import Runner, write
+from engine_runner import Runner, write
 from servers import SLOW_DOWN_XML
 
 FAST = {"retry": RetryPolicy(attempts=6, base=0.05, cap=0.5), "lane_pause": 0.2}

@@ -12,7 +12,7 @@ from castoff.destinations.local import LocalDestination
 from castoff.layout.planner import LayoutOptions, Planner
 from castoff.layout.template import layout_template, parse_template
 from castoff.samples import make_sample_card
-from conftest import Runner, write
+from engine_runner import Runner, write
 
 SIDECARS = {
     "IMG_0001.XMP": "IMG_0001.CR3",

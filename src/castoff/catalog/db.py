@@ -7,10 +7,10 @@ destination, what is known to be verified where, and every unfinished multipart 
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -179,8 +179,12 @@ class UploadRow:
 
 
 def new_job_id() -> str:
-    """Sortable, short, unique: ``20261121-235901-3f2a``."""
-    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + uuid.uuid4().hex[:4]
+    """Sortable, short, unique: ``20261121-235901-3f2a``. The suffix is the millisecond times 64
+    plus a random 0-63, so two jobs started in the same second still sort in order."""
+    now = time.time()
+    ms = int(now * 1000) % 1000
+    suffix = ms * 64 + secrets.randbelow(64)
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{suffix:04x}"
 
 
 class Catalog:

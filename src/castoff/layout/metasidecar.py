@@ -8,6 +8,7 @@ With ``--metadata object`` a sidecar is written only for files whose metadata di
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import threading
 import time
@@ -19,6 +20,7 @@ import blake3
 from castoff import errors
 from castoff.catalog.db import Catalog, LandedRow
 from castoff.destinations.base import Destination, Landed, ObjectMeta, TargetExists
+from castoff.destinations.put import put_object
 from castoff.engine.job import JobResult
 from castoff.engine.retry import RetryPolicy
 from castoff.layout.objmeta import fit_metadata, object_fields
@@ -50,22 +52,15 @@ def put_small_object(
     dest: Destination, key: str, body: bytes, *, mtime_ns: int, retry: RetryPolicy, cancel: threading.Event
 ) -> Landed:
     """One small object through start/put_part/commit, verified as any file is."""
-    digest = blake3.blake3(body).hexdigest()
-    md5 = hashlib.md5(body, usedforsecurity=False)
     meta = ObjectMeta(
-        rel_path=key, size=len(body), mtime_ns=mtime_ns, atime_ns=mtime_ns, blake3=digest, md5=md5.hexdigest()
+        rel_path=key,
+        size=len(body),
+        mtime_ns=mtime_ns,
+        atime_ns=mtime_ns,
+        blake3=blake3.blake3(body).hexdigest(),
+        md5=hashlib.md5(body, usedforsecurity=False).hexdigest(),
     )
-
-    def attempt() -> Landed:
-        upload = dest.start(key, meta=meta, part_size=max(len(body), 1))
-        try:
-            receipt = upload.put_part(0, 0, memoryview(body), md5.digest() if dest.caps.needs_md5 else None)
-            return upload.commit([receipt], source_blake3=digest, overwrite=True)
-        except BaseException:
-            upload.abort()
-            raise
-
-    return retry.call(attempt, cancel=cancel)
+    return put_object(dest, key, io.BytesIO(body), meta=meta, retry=retry, cancel=cancel)
 
 
 def write_sidecars(

@@ -11,6 +11,7 @@ import os
 import re
 
 from castoff import errors
+from castoff.destinations.local import check_rel_path
 
 #: filesystem types (as /proc/mounts names them) that follow Windows naming rules
 WINDOWS_FILESYSTEMS = frozenset(
@@ -37,13 +38,10 @@ _CONTROL = re.compile(r"[\x00-\x1f]")
 
 def check_layout_path(rel: str) -> None:
     """Raise KeyRejected unless ``rel`` is relative and stays inside the destination."""
-    if not rel or rel.startswith("/"):
-        raise errors.KeyRejected(f"the layout made {rel!r}, which is not a relative path")
-    for part in rel.split("/"):
-        if part in ("", ".", ".."):
-            raise errors.KeyRejected(f"the layout made {rel!r}: component {part!r} is not allowed")
-        if "\x00" in part:
-            raise errors.KeyRejected(f"the layout made {rel!r}: NUL in a name")
+    try:
+        check_rel_path(rel)
+    except errors.KeyRejected as exc:
+        raise errors.KeyRejected(f"the layout made {rel!r}: {exc}") from None
 
 
 def windows_problems(name: str) -> list[str]:
