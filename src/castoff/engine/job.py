@@ -259,21 +259,29 @@ class Engine:
             self._one_file(item)
 
     def _one_file(self, src: SourceFile) -> None:
-        file_id = self.catalog.add_file(
-            self.job_id,
-            rel_path=src.rel_path,
-            abs_path=src.abs_path,
-            size=src.size,
-            mtime_ns=src.mtime_ns,
-        )
-        self.files += 1
-        self.bytes += src.size
-        part_size = self._part_size(src.size)
-        fs = FileState(src=src, file_id=file_id, part_size=part_size, n_parts=parts_for(src.size, part_size))
-        known = None if self.options.rehash else self.catalog.known_hash(src.abs_path, src.size, src.mtime_ns)
-        if known is not None:
-            self.catalog.file_hashes_known(file_id)  # the report and ASC MHL want them too
-        streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
+        # The file, its plan and every "already there" outcome in one transaction: a re-run of
+        # a verified job is mostly this, and one commit per file instead of one per write keeps
+        # it to seconds for a large card.
+        with self.catalog.batch():
+            file_id = self.catalog.add_file(
+                self.job_id,
+                rel_path=src.rel_path,
+                abs_path=src.abs_path,
+                size=src.size,
+                mtime_ns=src.mtime_ns,
+            )
+            self.files += 1
+            self.bytes += src.size
+            part_size = self._part_size(src.size)
+            fs = FileState(
+                src=src, file_id=file_id, part_size=part_size, n_parts=parts_for(src.size, part_size)
+            )
+            known = (
+                None if self.options.rehash else self.catalog.known_hash(src.abs_path, src.size, src.mtime_ns)
+            )
+            if known is not None:
+                self.catalog.file_hashes_known(file_id)  # the report and ASC MHL want them too
+            streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
         if not streams:
             fs.status = "read" if known else "skipped"
             fs.read_done.set()
