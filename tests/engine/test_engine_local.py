@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import unicodedata
 from pathlib import Path
 
@@ -332,3 +333,23 @@ def test_symlink_in_destination_leading_outside_is_refused(tmp_path: Path, runne
     dest = LocalDestination(tmp_path / "d")
     assert runner([src], [dest]).exit_code == 1
     assert not list(outside.iterdir())
+
+
+def test_files_waiting_for_their_commit_hold_no_descriptors(tmp_path: Path, runner: Runner) -> None:
+    """Thousands of small files can be written faster than they are verified: the backlog is
+    bounded, and a written file waiting for its commit keeps no file open."""
+    src = tmp_path / "src" / "card"
+    for i in range(300):
+        write(src / f"d{i % 7}" / f"f{i:04}.bin", os.urandom(1024))
+    open_fds: list[int] = []
+
+    def slow_commit(target: str) -> None:
+        open_fds.append(len(os.listdir("/proc/self/fd")))
+        time.sleep(0.005)
+
+    baseline = len(os.listdir("/proc/self/fd"))
+    slow = FaultyDestination(LocalDestination(tmp_path / "nas"), FaultPlan(on_commit=slow_commit))
+    result = runner([src], [slow], chunk_size=CHUNK)
+    assert result.exit_code == 0
+    assert len(visible_files(tmp_path / "nas")) == 300
+    assert open_fds and max(open_fds) - baseline < 40, max(open_fds) - baseline

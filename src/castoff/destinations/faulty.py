@@ -47,6 +47,8 @@ class FaultPlan:
     vanish_after_bytes: int | None = None
     #: called before every put_part with (target, index); tests use it to act at a precise moment
     on_put: Callable[[str, int], None] | None = None
+    #: called before every commit with the target (a slow verification, a busy drive)
+    on_commit: Callable[[str], None] | None = None
 
 
 class FaultyUpload:
@@ -86,6 +88,8 @@ class FaultyUpload:
         target: str | None = None,
         overwrite: bool = False,
     ) -> Landed:
+        if self._dest.plan.on_commit is not None:
+            self._dest.plan.on_commit(self.target)
         self._dest.check_vanished()
         if any(m in self.target for m in self._dest.plan.corrupt_before_commit):
             self._corrupt()

@@ -144,6 +144,7 @@ class LocalUpload:
         self._dest = dest
         self._target = target
         self._meta = meta
+        self._written: dict[int, int] = {}  # part index -> bytes (a retried part counts once)
         self.partial_path = partial_path_for(target)
         parent = os.path.dirname(target)
         try:
@@ -183,9 +184,24 @@ class LocalUpload:
         try:
             while done < size:
                 done += os.pwrite(fd, data[done:], offset + done)
+            self._written[index] = size
+            if sum(self._written.values()) >= self._meta.size:
+                self._seal()
         except OSError as exc:
             raise translate_os_error(exc, f"cannot write {self._target}") from exc
         return PartReceipt(index=index, offset=offset, size=size)
+
+    def _seal(self) -> None:
+        """Every byte is written: make it durable and let the file go, so a file waiting for its
+        commit holds no descriptor (thousands of small files can wait at once)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, self._meta.size)  # undo any over-allocation
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _read_back(self) -> tuple[str, int]:
         hasher = new_blake3(self._meta.size)
@@ -219,13 +235,7 @@ class LocalUpload:
     ) -> Landed:
         final = target or self._target
         try:
-            if self._fd is not None:
-                fd, self._fd = self._fd, None
-                try:
-                    os.ftruncate(fd, self._meta.size)  # undo any over-allocation
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            self._seal()
             digest, size = self._read_back()
         except OSError as exc:
             raise translate_os_error(exc, f"cannot finish {final}") from exc

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from castoff.engine.pacing import RateLimiter
     from castoff.layout.planner import DestPlan, FilePlan
 
+#: files a lane may have written and not yet committed (see ``Lane._work``)
+MAX_COMMIT_BACKLOG = 64
+
 
 @dataclass(eq=False)
 class FileState:
@@ -225,10 +228,20 @@ class Lane:
 
     # -- threads ---------------------------------------------------------------------------
 
+    def _starts_new_file(self) -> bool:
+        """Under ``cond``: the next chunk opens a file this lane has not started yet."""
+        return bool(self.queue) and self.queue[0][0].upload is None
+
     def _work(self) -> None:
         while True:
             with self.cond:
-                while not self.queue and not self._stopping:
+                # A file waiting for its commit holds things the memory budget does not count
+                # (an open file, a stream): past MAX_COMMIT_BACKLOG the writer starts no new file
+                # until the committer catches up, so its queue fills the budget and the reader
+                # either waits or leaves this lane behind to catch up later.
+                while not self._stopping and (
+                    not self.queue or (self._starts_new_file() and len(self.commits) >= MAX_COMMIT_BACKLOG)
+                ):
                     self.cond.wait()
                 if self._stopping and (not self.queue or self._cancel.is_set()):
                     return
@@ -256,6 +269,7 @@ class Lane:
                 if not self.commits:
                     return
                 stream = self.commits.popleft()
+                self.cond.notify_all()  # a writer may be waiting for the backlog to shrink
             try:
                 self._close(stream)
             except BaseException as exc:  # the engine's close records its own failures
