@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import datetime as dt
-import fcntl
 import os
 import shutil
 import signal
@@ -22,8 +21,9 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
+from fsutil import free_bytes, lock_workdir, remove_if_empty, reset_dir
 from measure import GIB, MIB, Measurement, summarize
 from peers import (
     JOBS,
@@ -111,31 +111,6 @@ def drop_caches() -> str | None:
     except OSError as exc:
         return f"cannot drop caches: {exc}"
     return None
-
-
-def lock_workdir(base: Path) -> IO[bytes] | None:
-    """An exclusive lock beside the work folder (None: another run holds it); kept until exit."""
-    base.parent.mkdir(parents=True, exist_ok=True)
-    f = (base.parent / f".{base.name}.lock").open("ab")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        return None
-    return f
-
-
-def reset_dir(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-
-
-def free_bytes(path: Path) -> int:
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
 
 
 class Bench:
@@ -334,11 +309,7 @@ class Bench:
             for root in self.created_sources:
                 shutil.rmtree(root, ignore_errors=True)
                 root.parent.joinpath(f"{root.name}.manifest.json").unlink(missing_ok=True)
-            for d in (self.base / "src", self.base):
-                try:
-                    d.rmdir()  # only if empty: never remove what this run did not create
-                except OSError:
-                    pass
+            remove_if_empty(self.base / "src", self.base)
 
 
 def _as_measurement(r: dict[str, Any]) -> Measurement:
