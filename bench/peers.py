@@ -158,6 +158,21 @@ def find_tools(python: str | None = None) -> Tools:
     )
 
 
+def castoff_only(python: str | None = None) -> Tools:
+    """Tools with castoff probed and the peers marked not needed (for castoff-only commands)."""
+    python = python or sys.executable
+    skip = Availability(False, reason="not needed here")
+    rclone = _find("rclone", _venv_bin("rclone"), REPO / ".venv" / "bin" / "rclone")
+    return Tools(
+        python=python,
+        castoff=probe_castoff(python),
+        cp=skip,
+        b3sum=skip,
+        rclone=Availability(True, rclone) if rclone else skip,
+        aws=skip,
+    )
+
+
 # --------------------------------------------------------------------------- S3 server
 
 

@@ -6,6 +6,9 @@ Writes a Markdown table, a JSON file with every run's raw figures, and a PNG cha
                         [--jobs local,s3,mixed] [--where tmpfs|disk] [--out bench/results]
 
 Smoke run (seconds): python bench/run.py --workload card --scale 0.01 --runs 1 --jobs local
+
+    python bench/run.py --scale-study [options of bench/scale.py]   (peak RSS and time vs scale)
+    python bench/run.py --profile [options of bench/hotspots.py]    (py-spy flame graphs)
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import datetime as dt
+import importlib
 import os
 import shutil
 import signal
@@ -40,7 +44,7 @@ from peers import (
 )
 from report import Row, chart, describe_machine, filesystem_of, markdown, to_json
 from verify import Check, SourceIndex, check_s3_dir, check_tree, index_source
-from workloads import WHERE, WORKLOADS, Params, Workload, generate, planned_bytes
+from workloads import WHERE, WORKLOADS, Params, Workload, drop_workload, generate, planned_bytes
 
 BENCH_DIR = Path(__file__).resolve().parent
 N_LOCAL_DESTS = 2
@@ -307,8 +311,7 @@ class Bench:
             shutil.rmtree(self.base / sub, ignore_errors=True)
         if not self.args.keep_workloads:
             for root in self.created_sources:
-                shutil.rmtree(root, ignore_errors=True)
-                root.parent.joinpath(f"{root.name}.manifest.json").unlink(missing_ok=True)
+                drop_workload(root)
             remove_if_empty(self.base / "src", self.base)
 
 
@@ -367,6 +370,13 @@ def standard_notes(args: argparse.Namespace, tools: Tools, base: Path) -> list[s
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The scale study and the profiler are their own commands; run.py hands over to them.
+    for flag, module in (("--scale-study", "scale"), ("--profile", "hotspots")):
+        if flag in argv:
+            argv.remove(flag)
+            other: Any = importlib.import_module(module)
+            return int(other.main(argv))
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)

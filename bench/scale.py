@@ -32,10 +32,10 @@ from typing import Any
 
 from fsutil import free_bytes, lock_workdir, remove_if_empty, reset_dir
 from measure import GIB, MIB, Measurement, summarize
-from peers import REPO, RunContext, Tools, find_tools, peers_for, run_peer
+from peers import REPO, RunContext, Tools, castoff_only, peers_for, run_peer
 from report import describe_machine, filesystem_of
 from verify import SourceIndex, check_tree, index_source
-from workloads import WHERE, Params, Workload, generate, plan
+from workloads import WHERE, Params, Workload, drop_workload, generate, plan
 
 BENCH_DIR = Path(__file__).resolve().parent
 RSS_GOAL_MIB = 300
@@ -199,6 +199,9 @@ class Study:
         index = index_source(w.root, sample=self.args.sample, seed=1)
         for dests in runnable:
             self.run_dests(point, w, index, dests)
+        if w.root in self.created and not self.args.keep_workloads:
+            drop_workload(w.root)  # room for the next point
+            self.created.remove(w.root)
 
     def run_dests(self, point: Point, w: Workload, index: SourceIndex, dests: int) -> None:
         res = Result(point.series, point.label, point.files, point.nbytes, dests)
@@ -232,8 +235,7 @@ class Study:
             shutil.rmtree(self.base / sub, ignore_errors=True)
         if not self.args.keep_workloads:
             for root in self.created:
-                shutil.rmtree(root, ignore_errors=True)
-                root.parent.joinpath(f"{root.name}.manifest.json").unlink(missing_ok=True)
+                drop_workload(root)
             remove_if_empty(self.base / "src", self.base)
 
 
@@ -485,7 +487,7 @@ def study_notes(args: argparse.Namespace, base: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = dt.datetime.now().astimezone()
-    tools = find_tools(args.python)
+    tools = castoff_only(args.python)
     if not tools.castoff.ok:
         print(f"castoff is not usable: {tools.castoff.reason} ({tools.castoff.hint})")
         return 2

@@ -179,6 +179,12 @@ def generate(p: Params, base: Path, *, log: bool = True) -> Workload:
     return workload
 
 
+def drop_workload(root: Path) -> None:
+    """Remove a generated workload folder and its manifest."""
+    shutil.rmtree(root, ignore_errors=True)
+    _manifest_path(root).unlink(missing_ok=True)
+
+
 def planned_bytes(p: Params) -> int:
     return sum(s for _, s in plan(p))
 
