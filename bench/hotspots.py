@@ -82,7 +82,6 @@ CATEGORIES: tuple[tuple[str, Callable[[list[str]], bool]], ...] = (
     ("report", _anywhere("(castoff/reports/")),
     ("start-up (imports)", _anywhere("<frozen importlib")),
 )
-WAITING_LABEL = "waiting (Condition/Event wait on top; no category below)"
 _THREAD = re.compile(r"^thread \((\w+)\)(?::\s*(.*))?$")
 _LINE = re.compile(r":\d+\)$")
 
@@ -95,12 +94,15 @@ def function_of(frame: str) -> str:
     return _LINE.sub(")", frame)
 
 
-def thread_role(frame: str) -> str | None:
-    """The thread's name with its numbers as N ('lane-d1' -> 'lane-dN'); None if not a thread frame."""
+def thread_of(frame: str) -> tuple[str, str] | None:
+    """'thread (13338): /dst/d1-w0' -> ('13338', '/dst/d1-w0'); name '' when py-spy had none."""
     m = _THREAD.match(frame)
-    if not m:
-        return None
-    return re.sub(r"\d+", "N", m.group(2) or "") or "(unnamed)"
+    return (m.group(1), m.group(2) or "") if m else None
+
+
+def role(name: str) -> str:
+    """A thread's name as a role: its last path segment, numbers as N ('/dst/d1-w0' -> 'dN-wN')."""
+    return re.sub(r"\d+", "N", name.rsplit("/", 1)[-1]) or "(unnamed)"
 
 
 @dataclass
@@ -108,44 +110,71 @@ class Profile:
     """Sample counts from py-spy's collapsed stacks."""
 
     samples: int = 0
+    waiting: int = 0  # samples whose top frame is a wait; every other figure leaves them out
     threads: Counter[str] = field(default_factory=Counter)
     self_fn: Counter[str] = field(default_factory=Counter)
     self_line: Counter[str] = field(default_factory=Counter)
     inclusive_fn: Counter[str] = field(default_factory=Counter)
     categories: Counter[str] = field(default_factory=Counter)
+    roles: dict[str, str] = field(default_factory=dict)  # OS thread id -> role
+
+    @property
+    def busy(self) -> int:
+        return self.samples - self.waiting
 
     def pct(self, n: int) -> float:
-        return 100.0 * n / self.samples if self.samples else 0.0
+        """n as a percentage of the busy (not waiting) samples."""
+        return 100.0 * n / self.busy if self.busy else 0.0
 
 
 def parse_collapsed(lines: Iterable[str]) -> Profile:
     """Aggregate collapsed stacks ('frame;frame;... count' per line, root first)."""
     prof = Profile()
+    stacks: list[tuple[str | None, list[str], int]] = []
     for raw in lines:
-        line = raw.rstrip("\n")
-        stack, _, count_text = line.rpartition(" ")
+        stack, _, count_text = raw.rstrip("\n").rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
-        count = int(count_text)
         frames = stack.split(";")
-        role = thread_role(frames[0])
-        if role is not None:
+        thread = thread_of(frames[0])
+        if thread is not None:
             frames = frames[1:]
-        if not frames:
-            continue
-        prof.samples += count
-        prof.threads[role or "(all)"] += count
-        prof.self_fn[function_of(frames[-1])] += count
-        prof.self_line[frames[-1]] += count
-        for fn in {function_of(f) for f in frames}:
-            prof.inclusive_fn[fn] += count
-        if frames[-1].startswith(WAITING):
-            prof.categories[WAITING_LABEL] += count
-            continue
-        for name, match in CATEGORIES:
-            if match(frames):
-                prof.categories[name] += count
+            if thread[1]:
+                prof.roles[thread[0]] = role(thread[1])
+        if frames:
+            stacks.append((thread[0] if thread else None, frames, int(count_text)))
+    for tid, frames, count in stacks:
+        # a thread sampled before it had its name gets the name it had later
+        add(prof, prof.roles.get(tid, "(unnamed)") if tid else "(all)", frames, count)
     return prof
+
+
+def add(prof: Profile, thread: str, frames: list[str], count: int) -> None:
+    prof.samples += count
+    if frames[-1].startswith(WAITING):
+        prof.waiting += count  # a blocked thread py-spy did not filter out: not CPU, left out below
+        return
+    prof.threads[thread] += count
+    prof.self_fn[function_of(frames[-1])] += count
+    prof.self_line[frames[-1]] += count
+    for fn in {function_of(f) for f in frames}:
+        prof.inclusive_fn[fn] += count
+    for name, match in CATEGORIES:
+        if match(frames):
+            prof.categories[name] += count
+
+
+def thread_cpu(prof: Profile, sampled: dict[str, tuple[str, float]]) -> list[tuple[str, float]]:
+    """CPU seconds per thread role, from /proc ('pid:tid' -> (process name, seconds))."""
+    per: dict[str, float] = {}
+    for key, (pname, seconds) in sampled.items():
+        tid = key.rpartition(":")[2]
+        if "py-spy" in pname:
+            who = "py-spy (the profiler)"
+        else:
+            who = prof.roles.get(tid, "(never sampled by py-spy)")
+        per[who] = per.get(who, 0.0) + seconds
+    return [(k, round(v, 2)) for k, v in sorted(per.items(), key=lambda kv: -kv[1])]
 
 
 def ranked(counter: Counter[str], prof: Profile, top: int, *, only: str = "") -> list[tuple[str, float]]:
@@ -156,7 +185,8 @@ def summary(prof: Profile, top: int) -> dict[str, Any]:
     return {
         "samples": prof.samples,
         "threads_pct": ranked(prof.threads, prof, top),
-        "categories_pct": ranked(prof.categories, prof, len(CATEGORIES) + 1),
+        "waiting_samples": prof.waiting,
+        "categories_pct": ranked(prof.categories, prof, len(CATEGORIES)),
         "self_functions_pct": ranked(prof.self_fn, prof, top),
         "self_lines_pct": ranked(prof.self_line, prof, top),
         "castoff_inclusive_pct": ranked(prof.inclusive_fn, prof, top, only="(castoff/"),
@@ -232,9 +262,8 @@ class Profiler:
         spy = [self.py_spy, "record", "--rate", str(self.args.rate), "--format", fmt, "--output", str(out)]
         if fmt == "raw":
             spy.append("--threads")
-        m = run_steps(
-            [replace(step, argv=[*spy, "--", *step.argv])], timeout_s=ctx.timeout_s, log_dir=ctx.log_dir
-        )
+        spied = replace(step, argv=[*spy, "--", *step.argv], thread_cpu=fmt == "raw")
+        m = run_steps([spied], timeout_s=ctx.timeout_s, log_dir=ctx.log_dir)
         self.clear(ctx)
         return m
 
@@ -260,7 +289,10 @@ class Profiler:
         }
         if raw.exists():
             with raw.open() as f:
-                doc.update(summary(parse_collapsed(f), self.args.top))
+                prof = parse_collapsed(f)
+            doc.update(summary(prof, self.args.top))
+            steps = runs["raw"].steps
+            doc["thread_cpu_s"] = thread_cpu(prof, steps[0].thread_cpu_s) if steps else []
         return doc
 
     def cleanup(self) -> None:
@@ -298,8 +330,11 @@ def markdown(docs: list[dict[str, Any]], *, title: str, machine: dict[str, Any],
         f"py-spy samples every running Python thread {rate} times a second (idle threads are not "
         "sampled), so a share is of the CPU time the threads spent in Python code and in the C "
         "calls it made (hashing, I/O, SQLite); line numbers point at the calling line. "
-        "A sample whose top frame is a Condition/Event wait counts as waiting; any other sample "
-        "counts once in each category that matches its stack.",
+        "Some samples of blocked threads get through py-spy's idle filter (a Condition or Event "
+        "wait on top of the stack; the catch-up thread's CPU from /proc shows they cost next to "
+        "nothing): they are counted as *waiting* and every percentage below is of the other, "
+        "*busy* samples. A busy sample counts once in each category that matches its stack. "
+        "CPU seconds by thread come from /proc (psutil, every 50 ms), not from py-spy.",
         "",
     ]
     for d in docs:
@@ -307,13 +342,24 @@ def markdown(docs: list[dict[str, Any]], *, title: str, machine: dict[str, Any],
             f"## {d['target']} ({d['files']} files, {d['bytes'] / GIB:.2f} GiB)",
             "",
             f"Under py-spy: {d['wall_s_under_py_spy']} s wall, {d['cpu_s_under_py_spy']} s CPU "
-            f"(castoff + py-spy), {d.get('samples', 0)} samples. Flame graph: `{d['svg']}`.",
+            f"(castoff + py-spy), {d.get('samples', 0)} samples of which {d.get('waiting_samples', 0)} "
+            f"waiting. Flame graph: `{d['svg']}` (it shows the waiting samples too).",
             "",
         ]
         if d["errors"]:
             lines += [f"- FAILED ({fmt}): {err}" for fmt, err in d["errors"].items()] + [""]
-        lines += _table("By thread", d.get("threads_pct", []), "thread")
-        lines += _table("By category (inclusive)", d.get("categories_pct", []), "category")
+        cpu = d.get("thread_cpu_s", [])
+        if cpu:
+            lines += [
+                "**CPU seconds by thread** (from /proc, the whole run)",
+                "",
+                "| thread | CPU s |",
+                "|---|---|",
+            ]
+            lines += [f"| `{k}` | {v:.2f} |" for k, v in cpu]
+            lines.append("")
+        lines += _table("By thread (% of busy samples)", d.get("threads_pct", []), "thread")
+        lines += _table("By category (inclusive, % of busy samples)", d.get("categories_pct", []), "category")
         lines += _table("By function, self (the frame on top)", d.get("self_functions_pct", []), "function")
         lines += _table("By source line, self", d.get("self_lines_pct", []), "line")
         lines += _table("castoff functions, inclusive", d.get("castoff_inclusive_pct", []), "function")

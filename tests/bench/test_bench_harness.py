@@ -63,6 +63,7 @@ def test_scale_study_refuses_bad_sizes(bench_module: Loader, capsys: pytest.Capt
 
 
 COLLAPSED = """\
+thread (11);<module> (castoff/__main__.py:5);_find_and_load (<frozen importlib._bootstrap>:1176) 1
 thread (11): MainThread;<module> (castoff/__main__.py:5);Engine._read_parts (castoff/engine/job.py:460) 6
 thread (11): MainThread;<module> (castoff/__main__.py:5);Catalog.add_file (castoff/catalog/db.py:270) 2
 thread (12): lane-d1;Thread.run (threading.py:982);Lane._work (castoff/engine/lanes.py:90);\
@@ -78,19 +79,33 @@ not a stack line
 def test_hotspots_rank_functions_threads_and_categories(bench_module: Loader) -> None:
     hs = bench_module("hotspots")
     prof = hs.parse_collapsed(COLLAPSED.splitlines())
-    assert prof.samples == 20
-    assert prof.threads == {"MainThread": 8, "lane-dN": 12}
+    assert (prof.samples, prof.waiting, prof.busy) == (21, 5, 16)
+    # the start-up sample, taken before the thread had its name, counts under its later name;
+    # the waiting samples count nowhere
+    assert prof.threads == {"MainThread": 9, "lane-dN": 7}
     assert prof.self_fn["Engine._read_parts (castoff/engine/job.py)"] == 6
     assert prof.self_line["Catalog._tx (castoff/catalog/db.py:186)"] == 3
     # inclusive: once per sample, whatever the depth
-    assert prof.inclusive_fn["<module> (castoff/__main__.py)"] == 8
-    assert prof.inclusive_fn["Lane._work (castoff/engine/lanes.py)"] == 8
+    assert prof.inclusive_fn["<module> (castoff/__main__.py)"] == 9
+    assert prof.inclusive_fn["Lane._work (castoff/engine/lanes.py)"] == 3
     cats = prof.categories
-    assert cats[hs.WAITING_LABEL] == 5  # a wait on top counts as waiting, nowhere else
     assert cats["catalog (SQLite)"] == 5
     assert cats["read + hash (engine read loop)"] == 6
     # the notify is a hand-off; the lane loop under the catalog write is not
     assert cats["thread hand-off (lanes, budget, notify)"] == 4
     top = hs.summary(prof, 3)
-    assert top["self_functions_pct"][0] == ("Engine._read_parts (castoff/engine/job.py)", 30.0)
+    assert top["self_functions_pct"][0] == ("Engine._read_parts (castoff/engine/job.py)", 37.5)
+    assert cats["start-up (imports)"] == 1
+    sampled = {
+        "7:11": ("python", 1.5),
+        "7:12": ("python", 0.25),
+        "7:99": ("python", 0.5),
+        "6:6": ("py-spy", 2.0),
+    }
+    assert hs.thread_cpu(prof, sampled) == [
+        ("py-spy (the profiler)", 2.0),
+        ("MainThread", 1.5),
+        ("(never sampled by py-spy)", 0.5),
+        ("lane-dN", 0.25),
+    ]
     assert [name for name, _ in top["castoff_inclusive_pct"]][:1] == ["<module> (castoff/__main__.py)"]
