@@ -42,8 +42,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 TARGETS = ("card-local", "card-s3", "card-mixed", "many-small-local", "many-small-s3", "one-huge-local")
 DEFAULT_TARGETS = "card-local,card-s3,many-small-local"
 
-#: the leaf functions of a thread that waits (py-spy's idle filter lets some of these through: a
-#: thread just woken, or one whose futex wait it catches on the way in)
+#: the leaf functions of a thread that waits for a lock, a condition or the network (py-spy's idle
+#: filter lets many of these through; /proc shows they cost next to no CPU)
 WAITING = (
     "Condition.wait (",
     "Event.wait (",
@@ -51,6 +51,8 @@ WAITING = (
     "Queue.get (",
     "Queue.put (",
     "Thread.join (",
+    "SocketIO.readinto (",  # waiting for the server's response
+    "poll_wait_for_socket.<locals>.do_poll (",
 )
 
 
@@ -331,9 +333,10 @@ def markdown(docs: list[dict[str, Any]], *, title: str, machine: dict[str, Any],
         "sampled), so a share is of the CPU time the threads spent in Python code and in the C "
         "calls it made (hashing, I/O, SQLite); line numbers point at the calling line. "
         "Some samples of blocked threads get through py-spy's idle filter (a Condition or Event "
-        "wait on top of the stack; the catch-up thread's CPU from /proc shows they cost next to "
-        "nothing): they are counted as *waiting* and every percentage below is of the other, "
-        "*busy* samples. A busy sample counts once in each category that matches its stack. "
+        "wait, or a socket read or poll, on top of the stack; the catch-up thread's CPU from /proc "
+        "shows they cost next to nothing): they are counted as *waiting* and every percentage "
+        "below is of the other, *busy* samples. A busy sample counts once in each category "
+        "that matches its stack. "
         "CPU seconds by thread come from /proc (psutil, every 50 ms), not from py-spy.",
         "",
     ]
