@@ -78,12 +78,3 @@ def lock_workdir(base: Path) -> IO[bytes] | None:
         f.close()
         return None
     return f
-
-
-def remove_if_empty(*folders: Path) -> None:
-    """rmdir each folder that is empty: never remove what this run did not create."""
-    for d in folders:
-        try:
-            d.rmdir()
-        except OSError:
-            pass

@@ -32,11 +32,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fsutil import lock_workdir, remove_if_empty, reset_dir
+from fsutil import lock_workdir, reset_dir
 from measure import GIB, Measurement, run_steps
-from peers import REPO, RcloneS3Server, RunContext, Tools, castoff_only, castoff_steps, tool_env
+from peers import (
+    RcloneS3Server,
+    RunContext,
+    Tools,
+    add_workdir_options,
+    castoff_only,
+    castoff_steps,
+    tool_env,
+)
 from report import describe_machine
-from workloads import WHERE, Params, Workload, drop_workload, generate
+from workloads import WHERE, Params, Workload, clean_workdir, generate
 
 BENCH_DIR = Path(__file__).resolve().parent
 TARGETS = ("card-local", "card-s3", "card-mixed", "many-small-local", "many-small-s3", "one-huge-local")
@@ -300,12 +308,7 @@ class Profiler:
     def cleanup(self) -> None:
         if self.server is not None:
             self.server.stop()
-        for sub in ("dst", "state", "scratch", "logs"):
-            shutil.rmtree(self.base / sub, ignore_errors=True)
-        if not self.args.keep_workloads:
-            for root in self.created:
-                drop_workload(root)
-            remove_if_empty(self.base / "src", self.base)
+        clean_workdir(self.base, self.created, keep_workloads=self.args.keep_workloads)
 
 
 # --------------------------------------------------------------------------- report
@@ -380,17 +383,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--huge-gib", type=float, default=1.0, help="one-huge size in GiB (default 1)")
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second (default 250)")
     ap.add_argument("--top", type=int, default=15, help="rows per ranked list")
-    ap.add_argument("--where", choices=sorted(WHERE), default="tmpfs")
-    ap.add_argument("--workdir", type=Path, help="base folder (overrides --where)")
     ap.add_argument("--s3-data", type=Path, default=Path("/var/tmp"))
-    ap.add_argument("--out", type=Path, default=BENCH_DIR / "results")
-    ap.add_argument("--keep-workloads", action="store_true")
-    ap.add_argument(
-        "--python",
-        default=str(REPO / ".venv" / "bin" / "python")
-        if (REPO / ".venv" / "bin" / "python").exists()
-        else sys.executable,
-    )
+    add_workdir_options(ap)
     args = ap.parse_args(argv)
     try:
         args.targets = [parse_target(t.strip()) for t in args.targets.split(",") if t.strip()]

@@ -8,6 +8,7 @@ jobs upload to (127.0.0.1 only, data directory on disk, always stopped: context 
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import os
 import shutil
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from measure import Measurement, Step, process_cpu_seconds, run_steps
+from workloads import WHERE
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -49,6 +51,21 @@ class Availability:
     reason: str = ""
     hint: str = ""
     version: str = ""
+
+
+def default_python() -> str:
+    """The repo's .venv Python when there is one (it runs `python -m castoff`), else this one."""
+    venv = REPO / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def add_workdir_options(ap: argparse.ArgumentParser) -> None:
+    """--where, --workdir, --out, --keep-workloads and --python, as every bench command has them."""
+    ap.add_argument("--where", choices=sorted(WHERE), default="tmpfs")
+    ap.add_argument("--workdir", type=Path, help="base folder (overrides --where)")
+    ap.add_argument("--out", type=Path, default=BENCH_DIR / "results")
+    ap.add_argument("--keep-workloads", action="store_true", help="keep the generated sources")
+    ap.add_argument("--python", default=default_python(), help="the Python that runs `-m castoff`")
 
 
 def _first_line(argv: list[str]) -> str:

@@ -27,16 +27,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fsutil import free_bytes, lock_workdir, remove_if_empty, reset_dir
+from fsutil import free_bytes, lock_workdir, reset_dir
 from measure import GIB, MIB, Measurement, summarize
 from peers import (
     JOBS,
-    REPO,
     Peer,
     RcloneS3Server,
     RunContext,
     S3Target,
     Tools,
+    default_python,
     find_tools,
     peers_for,
     run_peer,
@@ -44,7 +44,7 @@ from peers import (
 )
 from report import Row, chart, describe_machine, filesystem_of, markdown, to_json
 from verify import Check, SourceIndex, check_s3_dir, check_tree, index_source
-from workloads import WHERE, WORKLOADS, Params, Workload, drop_workload, generate, planned_bytes
+from workloads import WHERE, WORKLOADS, Params, Workload, clean_workdir, generate, planned_bytes
 
 BENCH_DIR = Path(__file__).resolve().parent
 N_LOCAL_DESTS = 2
@@ -74,9 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, help="seconds per tool run (default: from the size)")
     ap.add_argument(
         "--python",
-        default=str(REPO / ".venv" / "bin" / "python")
-        if (REPO / ".venv" / "bin" / "python").exists()
-        else sys.executable,
+        default=default_python(),
         help="the Python that runs `-m castoff` (default: the repo's .venv)",
     )
     ap.add_argument("--sample", type=int, default=24, help="files hashed per destination check")
@@ -307,12 +305,7 @@ class Bench:
     def cleanup(self) -> None:
         if self.server is not None:
             self.server.stop()
-        for sub in ("dst", "state", "scratch", "logs"):
-            shutil.rmtree(self.base / sub, ignore_errors=True)
-        if not self.args.keep_workloads:
-            for root in self.created_sources:
-                drop_workload(root)
-            remove_if_empty(self.base / "src", self.base)
+        clean_workdir(self.base, self.created_sources, keep_workloads=self.args.keep_workloads)
 
 
 def _as_measurement(r: dict[str, Any]) -> Measurement:
@@ -396,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             bench.run_workload(name)
-        fs_paths = {"workload dir": bench.base}
+        # Both places a run can use, whichever this one used: the report says what each one is.
+        fs_paths = {"workload dir": bench.base, "tmpfs (--where tmpfs)": WHERE["tmpfs"]}
+        fs_paths["disk (--where disk)"] = WHERE["disk"]
         if bench.server is not None:
             fs_paths["S3 data dir"] = bench.server.data_dir
         machine = describe_machine(

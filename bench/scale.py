@@ -23,19 +23,18 @@ import atexit
 import datetime as dt
 import json
 import re
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fsutil import free_bytes, lock_workdir, remove_if_empty, reset_dir
+from fsutil import free_bytes, lock_workdir, reset_dir
 from measure import GIB, MIB, Measurement, summarize
-from peers import REPO, RunContext, Tools, castoff_only, peers_for, run_peer
+from peers import RunContext, Tools, add_workdir_options, castoff_only, peers_for, run_peer
 from report import describe_machine, filesystem_of
 from verify import SourceIndex, check_tree, index_source
-from workloads import WHERE, Params, Workload, drop_workload, generate, plan
+from workloads import WHERE, Params, Workload, clean_workdir, drop_workload, generate, plan
 
 BENCH_DIR = Path(__file__).resolve().parent
 RSS_GOAL_MIB = 300
@@ -231,12 +230,7 @@ class Study:
         )
 
     def cleanup(self) -> None:
-        for sub in ("dst", "state", "scratch", "logs"):
-            shutil.rmtree(self.base / sub, ignore_errors=True)
-        if not self.args.keep_workloads:
-            for root in self.created:
-                drop_workload(root)
-            remove_if_empty(self.base / "src", self.base)
+        clean_workdir(self.base, self.created, keep_workloads=self.args.keep_workloads)
 
 
 # --------------------------------------------------------------------------- report
@@ -434,9 +428,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sizes", default="1M,32M,1G,8G", help="file sizes of the size series ('' for none)")
     ap.add_argument("--dests", default="1,4", help="destination counts (default 1,4)")
     ap.add_argument("--runs", type=int, default=1, help="runs per point; the median is reported")
-    ap.add_argument("--where", choices=sorted(WHERE), default="tmpfs")
-    ap.add_argument("--workdir", type=Path, help="base folder (overrides --where)")
-    ap.add_argument("--out", type=Path, default=BENCH_DIR / "results")
+    add_workdir_options(ap)
     ap.add_argument("--timeout", type=float, help="seconds per castoff run (default: from the size)")
     ap.add_argument(
         "--multi-max-files",
@@ -445,13 +437,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="skip multi-destination points with more files than this (0: no limit)",
     )
     ap.add_argument("--sample", type=int, default=8, help="files hashed per destination check")
-    ap.add_argument("--keep-workloads", action="store_true")
-    ap.add_argument(
-        "--python",
-        default=str(REPO / ".venv" / "bin" / "python")
-        if (REPO / ".venv" / "bin" / "python").exists()
-        else sys.executable,
-    )
     args = ap.parse_args(argv)
     try:
         args.counts = _int_list(args.counts)
