@@ -1,10 +1,12 @@
-"""Folder helpers shared by the benchmark commands: room left, emptying, the work folder's lock."""
+"""Helpers shared by the benchmark commands: room left, emptying, the work folder's lock, signals."""
 
 from __future__ import annotations
 
 import fcntl
 import re
 import shutil
+import signal
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -78,3 +80,13 @@ def lock_workdir(base: Path) -> IO[bytes] | None:
         f.close()
         return None
     return f
+
+
+def exit_on_signals() -> None:
+    """SIGTERM and SIGHUP end the command as Ctrl-C does: finally blocks and atexit clean-ups run."""
+
+    def on_signal(signum: int, _frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)

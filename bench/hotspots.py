@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fsutil import lock_workdir, reset_dir
+from fsutil import exit_on_signals, lock_workdir, reset_dir
 from measure import GIB, Measurement, run_steps
 from peers import (
     RcloneS3Server,
@@ -448,4 +448,5 @@ def _version(exe: str) -> str:
 
 
 if __name__ == "__main__":
+    exit_on_signals()  # here, not in main(): a caller (run.py, a test) keeps its own handlers
     sys.exit(main())

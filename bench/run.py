@@ -19,15 +19,14 @@ import datetime as dt
 import importlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from fsutil import free_bytes, lock_workdir, reset_dir
+from fsutil import exit_on_signals, free_bytes, lock_workdir, reset_dir
 from measure import GIB, MIB, Measurement, summarize
 from peers import (
     JOBS,
@@ -98,11 +97,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--runs must be at least 1")
     args.jobs = jobs
     return args
-
-
-def _on_signal(signum: int, _frame: object) -> NoReturn:
-    # SystemExit runs the finally blocks and atexit handlers, which stop the S3 server.
-    raise SystemExit(128 + signum)
 
 
 def drop_caches() -> str | None:
@@ -371,8 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             other: Any = importlib.import_module(module)
             return int(other.main(argv))
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
+    exit_on_signals()
     started = dt.datetime.now().astimezone()
     stamp = started.strftime("%Y%m%d-%H%M%S")
     tools = find_tools(args.python)

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fsutil import free_bytes, lock_workdir, reset_dir
+from fsutil import exit_on_signals, free_bytes, lock_workdir, reset_dir
 from measure import GIB, MIB, Measurement, summarize
 from peers import RunContext, Tools, add_workdir_options, castoff_only, peers_for, run_peer
 from report import describe_machine, filesystem_of
@@ -247,7 +247,7 @@ def _mib(value: int | None) -> str:
 def result_rows(results: list[Result]) -> list[dict[str, Any]]:
     """One flat dict per result: what the table, the JSON and the chart show."""
     rows = []
-    for r in results:
+    for r in sorted(results, key=lambda r: (r.series != "count", r.files, r.nbytes, r.dests)):
         s = r.summary() if r.runs else None
         re_ok = r.rerun is not None and r.rerun["verified"]
         rows.append(
@@ -526,4 +526,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_signals()  # here, not in main(): a caller (run.py, a test) keeps its own handlers
     sys.exit(main())
