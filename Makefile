@@ -35,7 +35,8 @@ bench-smoke: $(STAMP)
 	@$(BIN)/python bench/run.py --workload card --scale 0.01 --runs 1 --jobs local
 
 # castoff alone: peak RSS and wall time against file count (1k-200k) and size (1 MiB-8 GiB), 1 and 4
-# destinations, and the re-run of a verified 200k-file job. On disk: it needs ~45 GiB, over an hour.
+# destinations, and the re-run of a verified 200k-file job. On disk: ~45 GiB and over an hour
+# (bench/README.md has a shorter study).
 bench-scale: $(STAMP)
 	@bash bench/setup.sh
 	@$(BIN)/python bench/run.py --scale-study --where disk $(BENCH_ARGS)
