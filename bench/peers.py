@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import shutil
 import socket
@@ -22,6 +23,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from measure import Measurement, Step, process_cpu_seconds, run_steps
 from workloads import WHERE
@@ -355,6 +357,34 @@ def _rclone_s3_path(s3: S3Target, name: str) -> str:
     return f"{RCLONE_S3_REMOTE}:{s3.bucket}/{s3.prefix}/{name}"
 
 
+def castoff_failures(state_dir: Path, limit: int = 5) -> dict[str, Any] | None:
+    """What castoff's own report says went wrong (None: no report): its summary and the first
+    files that did not end verified, with their errors. Read before the state folder is emptied."""
+    reports = sorted((state_dir / "reports").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not reports:
+        return None
+    try:
+        doc = json.loads(reports[-1].read_text())
+    except (OSError, ValueError) as exc:
+        return {"unreadable": f"{reports[-1]}: {exc}"}
+    ok = {"verified", "already", "skipped"}
+    bad = [
+        {
+            "path": f.get("path"),
+            "status": f.get("status"),
+            "error": f.get("error"),
+            "destinations": [
+                {k: d.get(k) for k in ("destination", "status", "error", "error_code")}
+                for d in f.get("destinations", [])
+                if d.get("status") not in ok
+            ],
+        }
+        for f in doc.get("files", [])
+        if f.get("status") == "failed" or any(d.get("status") not in ok for d in f.get("destinations", []))
+    ]
+    return {"job": doc.get("job", {}), "summary": doc.get("summary"), "not_verified": bad[:limit]}
+
+
 def castoff_steps(tools: Tools, ctx: RunContext, env: Mapping[str, str]) -> list[Step]:
     argv = [tools.python, "-m", "castoff", "copy", str(ctx.src)]
     for d in ctx.local_dests:
@@ -362,7 +392,8 @@ def castoff_steps(tools: Tools, ctx: RunContext, env: Mapping[str, str]) -> list
     if ctx.s3 is not None:
         argv += ["--to", ctx.s3.castoff_url()]
     argv += ["--quiet", "--state-dir", str(ctx.state_dir)]
-    return [Step("castoff copy", argv, cwd=REPO, env=env)]
+    # stdout kept beside stderr: what castoff says when a run fails is evidence
+    return [Step("castoff copy", argv, cwd=REPO, env=env, stdout_path=ctx.log_dir / "castoff.stdout")]
 
 
 def cp_b3sum_steps(tools: Tools, ctx: RunContext, env: Mapping[str, str]) -> list[Step]:

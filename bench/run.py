@@ -35,6 +35,7 @@ from peers import (
     RunContext,
     S3Target,
     Tools,
+    castoff_failures,
     default_python,
     find_tools,
     peers_for,
@@ -209,6 +210,7 @@ class Bench:
         cpu0 = self.server.cpu_seconds() if self.server and ctx.s3 else None
         m: Measurement = run_peer(peer, self.tools, ctx)
         cpu1 = self.server.cpu_seconds() if self.server and ctx.s3 else None
+        failures = castoff_failures(ctx.state_dir) if peer.is_castoff and not m.ok else None
         checks = self.verify(index, ctx) if m.ok else []
         verified = m.ok and all(c.ok for c in checks)
         record = m.to_dict()
@@ -219,6 +221,7 @@ class Bench:
                 "checks": [asdict(c) for c in checks],
                 "checks_failed": [c.summary() for c in checks if not c.ok],
                 "server_cpu_s": (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else None,
+                "castoff_report": failures,
             }
         )
         self.clear(ctx)

@@ -31,7 +31,7 @@ from typing import Any
 
 from fsutil import exit_on_signals, free_bytes, lock_workdir, reset_dir
 from measure import GIB, MIB, Measurement, summarize
-from peers import RunContext, Tools, add_workdir_options, castoff_only, peers_for, run_peer
+from peers import RunContext, Tools, add_workdir_options, castoff_failures, castoff_only, peers_for, run_peer
 from report import describe_machine, filesystem_of
 from verify import SourceIndex, check_tree, index_source
 from workloads import WHERE, Params, Workload, clean_workdir, drop_workload, generate, plan
@@ -178,6 +178,10 @@ class Study:
         record = m.to_dict()
         record["verified"] = m.ok and all(c.ok for c in checks)
         record["checks_failed"] = [c.summary() for c in checks if not c.ok]
+        if not m.ok:
+            record["castoff_report"] = castoff_failures(ctx.state_dir)
+            if record["castoff_report"]:
+                print(f"    castoff's report: {json.dumps(record['castoff_report'])[:1500]}", flush=True)
         return record
 
     def run_point(self, point: Point) -> None:
