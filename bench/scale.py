@@ -78,8 +78,8 @@ class Point:
         return size_label(self.nbytes)
 
 
-def count_point(n: int) -> Point:
-    p = Params(name="many-small", scale=n / SMALL_FILES_BASE)
+def count_point(n: int, kib: tuple[int, int] = (4, 64)) -> Point:
+    p = Params(name="many-small", scale=n / SMALL_FILES_BASE, small_min_kib=kib[0], small_max_kib=kib[1])
     files = plan(p)
     return Point("count", p, len(files), sum(s for _, s in files))
 
@@ -400,7 +400,7 @@ def chart(rows: list[dict[str, Any]], path: Path) -> str:
                     label=f"re-run, nothing to copy ({label})",
                 )
         ax_rss.axhline(RSS_GOAL_MIB, color="tab:red", linestyle=":", label=f"goal {RSS_GOAL_MIB} MiB")
-        xlabel = "files of 4-64 KiB" if series == "count" else "size of the one file"
+        xlabel = "file count" if series == "count" else "size of the one file"
         for ax, ylabel in ((ax_rss, "peak RSS MiB"), (ax_wall, "wall s (log)")):
             ax.set_xscale("log")
             ax.set_xlabel(xlabel)
@@ -430,6 +430,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--counts", default="1000,10000,100000,200000", help="file counts of the count series")
     ap.add_argument("--sizes", default="1M,32M,1G,8G", help="file sizes of the size series ('' for none)")
+    ap.add_argument(
+        "--small-kib",
+        default="4-64",
+        help="size range of the count series' files in KiB (default 4-64; e.g. 1-4 for 200k files in tmpfs)",
+    )
     ap.add_argument("--dests", default="1,4", help="destination counts (default 1,4)")
     ap.add_argument("--runs", type=int, default=1, help="runs per point; the median is reported")
     add_workdir_options(ap)
@@ -446,17 +451,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.counts = _int_list(args.counts)
         args.sizes = [parse_size(x) for x in args.sizes.split(",") if x.strip()]
         args.dests = sorted(set(_int_list(args.dests)))
+        low, _, high = args.small_kib.partition("-")
+        args.small_kib = (int(low), int(high or low))
     except ValueError as exc:
         ap.error(str(exc))
     if not (args.counts or args.sizes) or not args.dests or min(args.dests) < 1 or args.runs < 1:
         ap.error("need at least one count or size, destination counts ≥ 1 and --runs ≥ 1")
     if any(n < 1 for n in args.counts):
         ap.error("--counts must be positive")
+    if not 0 < args.small_kib[0] <= args.small_kib[1]:
+        ap.error("--small-kib: MIN-MAX with 0 < MIN <= MAX, e.g. 4-64")
     return args
 
 
 def study_notes(args: argparse.Namespace, base: Path) -> list[str]:
     notes = [
+        f"count series: files of {args.small_kib[0]}-{args.small_kib[1]} KiB, 100 per folder.",
         "castoff only, local destinations (`castoff copy SRC --to D1 [--to D2 …] --quiet`), "
         "a fresh catalog for every run; the re-run reuses the catalog of the run before it.",
         "peak RSS: the kernel's ru_maxrss of castoff's process; wall and CPU (user+sys) from os.wait4.",
@@ -486,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"another bench run is using {study.base}; wait for it or pass --workdir")
         return 2
     atexit.register(study.cleanup)
-    points = [count_point(n) for n in args.counts] + [size_point(b) for b in args.sizes]
+    points = [count_point(n, args.small_kib) for n in args.counts] + [size_point(b) for b in args.sizes]
     print(
         f"castoff {tools.castoff.version}; {len(points)} points × destinations {args.dests} in {study.base}"
     )
