@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: all venv test check demo soak bench bench-smoke clean
+.PHONY: all venv test check demo soak bench bench-smoke bench-scale bench-profile clean
 
 all: test
 
@@ -33,6 +33,18 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)
 	@bash bench/setup.sh
 	@$(BIN)/python bench/run.py --workload card --scale 0.01 --runs 1 --jobs local
+
+# castoff alone: peak RSS and wall time against file count (1k-200k) and size (1 MiB-8 GiB), 1 and 4
+# destinations, and the re-run of a verified 200k-file job. On disk: ~45 GiB and over an hour
+# (bench/README.md has a shorter study).
+bench-scale: $(STAMP)
+	@bash bench/setup.sh
+	@$(BIN)/python bench/run.py --scale-study --where disk $(BENCH_ARGS)
+
+# py-spy flame graphs and ranked hot spots of castoff on card (local, S3) and many-small (local).
+bench-profile: $(STAMP)
+	@bash bench/setup.sh
+	@$(BIN)/python bench/run.py --profile $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache

@@ -54,6 +54,7 @@ class Step:
     cwd: Path | None = None
     env: Mapping[str, str] | None = None
     stdout_path: Path | None = None  # where stdout goes (None: discarded)
+    thread_cpu: bool = False  # also sample each thread's CPU seconds (StepResult.thread_cpu_s)
 
 
 @dataclass
@@ -67,6 +68,8 @@ class StepResult:
     maxrss_bytes: int
     timed_out: bool
     stderr_tail: str
+    #: "pid:tid" -> (process name, CPU seconds at the last sample); only with Step.thread_cpu
+    thread_cpu_s: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,10 +99,12 @@ class Measurement:
 class _TreeRssSampler(threading.Thread):
     """Sample the summed RSS of a process and its descendants until stopped."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, *, threads: bool = False) -> None:
         super().__init__(daemon=True)
         self.pid = pid
         self.peak = 0
+        self.threads = threads
+        self.thread_cpu: dict[str, tuple[str, float]] = {}
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -118,10 +123,19 @@ class _TreeRssSampler(threading.Thread):
             for proc in procs:
                 try:
                     total += proc.memory_info().rss
+                    if self.threads:
+                        self._sample_threads(proc)
                 except psutil.Error:
                     continue
             self.peak = max(self.peak, total)
             self._stop_event.wait(SAMPLE_INTERVAL_S)
+
+    def _sample_threads(self, proc: Any) -> None:
+        # A thread's last sample stands for its total: one that ends between two samples loses
+        # at most SAMPLE_INTERVAL_S of CPU.
+        name = proc.name()
+        for t in proc.threads():
+            self.thread_cpu[f"{proc.pid}:{t.id}"] = (name, t.user_time + t.system_time)
 
     def stop(self) -> int:
         self._stop_event.set()
@@ -164,7 +178,7 @@ def run_step(step: Step, *, timeout_s: float, log_dir: Path) -> tuple[StepResult
             stderr=err,
             start_new_session=True,  # its own process group, so a timeout kills the whole tree
         )
-        sampler = _TreeRssSampler(proc.pid)
+        sampler = _TreeRssSampler(proc.pid, threads=step.thread_cpu)
         sampler.start()
         timed_out = threading.Event()
         lock = threading.Lock()
@@ -210,6 +224,7 @@ def run_step(step: Step, *, timeout_s: float, log_dir: Path) -> tuple[StepResult
         maxrss_bytes=usage.ru_maxrss * 1024,  # Linux reports KiB
         timed_out=timed_out.is_set(),
         stderr_tail=_tail(stderr_path),
+        thread_cpu_s=dict(sampler.thread_cpu),
     )
     return result, max(tree_peak, result.maxrss_bytes if psutil is not None else 0)
 

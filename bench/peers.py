@@ -8,7 +8,9 @@ jobs upload to (127.0.0.1 only, data directory on disk, always stopped: context 
 
 from __future__ import annotations
 
+import argparse
 import atexit
+import json
 import os
 import shutil
 import socket
@@ -21,8 +23,10 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from measure import Measurement, Step, process_cpu_seconds, run_steps
+from workloads import WHERE
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -49,6 +53,21 @@ class Availability:
     reason: str = ""
     hint: str = ""
     version: str = ""
+
+
+def default_python() -> str:
+    """The repo's .venv Python when there is one (it runs `python -m castoff`), else this one."""
+    venv = REPO / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def add_workdir_options(ap: argparse.ArgumentParser) -> None:
+    """--where, --workdir, --out, --keep-workloads and --python, as every bench command has them."""
+    ap.add_argument("--where", choices=sorted(WHERE), default="tmpfs")
+    ap.add_argument("--workdir", type=Path, help="base folder (overrides --where)")
+    ap.add_argument("--out", type=Path, default=BENCH_DIR / "results")
+    ap.add_argument("--keep-workloads", action="store_true", help="keep the generated sources")
+    ap.add_argument("--python", default=default_python(), help="the Python that runs `-m castoff`")
 
 
 def _first_line(argv: list[str]) -> str:
@@ -155,6 +174,21 @@ def find_tools(python: str | None = None) -> Tools:
             reason="aws not found",
             hint="pip install awscli (or bench/setup.sh, which puts it in bench/.venv-peers)",
         ),
+    )
+
+
+def castoff_only(python: str | None = None) -> Tools:
+    """Tools with castoff probed and the peers marked not needed (for castoff-only commands)."""
+    python = python or sys.executable
+    skip = Availability(False, reason="not needed here")
+    rclone = _find("rclone", _venv_bin("rclone"), REPO / ".venv" / "bin" / "rclone")
+    return Tools(
+        python=python,
+        castoff=probe_castoff(python),
+        cp=skip,
+        b3sum=skip,
+        rclone=Availability(True, rclone) if rclone else skip,
+        aws=skip,
     )
 
 
@@ -323,6 +357,34 @@ def _rclone_s3_path(s3: S3Target, name: str) -> str:
     return f"{RCLONE_S3_REMOTE}:{s3.bucket}/{s3.prefix}/{name}"
 
 
+def castoff_failures(state_dir: Path, limit: int = 5) -> dict[str, Any] | None:
+    """What castoff's own report says went wrong (None: no report): its summary and the first
+    files that did not end verified, with their errors. Read before the state folder is emptied."""
+    reports = sorted((state_dir / "reports").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not reports:
+        return None
+    try:
+        doc = json.loads(reports[-1].read_text())
+    except (OSError, ValueError) as exc:
+        return {"unreadable": f"{reports[-1]}: {exc}"}
+    ok = {"verified", "already", "skipped"}
+    bad = [
+        {
+            "path": f.get("path"),
+            "status": f.get("status"),
+            "error": f.get("error"),
+            "destinations": [
+                {k: d.get(k) for k in ("destination", "status", "error", "error_code")}
+                for d in f.get("destinations", [])
+                if d.get("status") not in ok
+            ],
+        }
+        for f in doc.get("files", [])
+        if f.get("status") == "failed" or any(d.get("status") not in ok for d in f.get("destinations", []))
+    ]
+    return {"job": doc.get("job", {}), "summary": doc.get("summary"), "not_verified": bad[:limit]}
+
+
 def castoff_steps(tools: Tools, ctx: RunContext, env: Mapping[str, str]) -> list[Step]:
     argv = [tools.python, "-m", "castoff", "copy", str(ctx.src)]
     for d in ctx.local_dests:
@@ -330,7 +392,8 @@ def castoff_steps(tools: Tools, ctx: RunContext, env: Mapping[str, str]) -> list
     if ctx.s3 is not None:
         argv += ["--to", ctx.s3.castoff_url()]
     argv += ["--quiet", "--state-dir", str(ctx.state_dir)]
-    return [Step("castoff copy", argv, cwd=REPO, env=env)]
+    # stdout kept beside stderr: what castoff says when a run fails is evidence
+    return [Step("castoff copy", argv, cwd=REPO, env=env, stdout_path=ctx.log_dir / "castoff.stdout")]
 
 
 def cp_b3sum_steps(tools: Tools, ctx: RunContext, env: Mapping[str, str]) -> list[Step]:

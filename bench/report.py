@@ -128,7 +128,9 @@ def describe_machine(paths: dict[str, Path], tool_versions: dict[str, str]) -> d
         "python": platform.python_version(),
         "filesystems": {label: filesystem_of(p) for label, p in paths.items()},
         "tools": tool_versions,
-        "python_packages": {d: _version(d) for d in ("castoff", "blake3", "boto3", "psutil", "matplotlib")},
+        "python_packages": {
+            d: _version(d) for d in ("castoff", "blake3", "boto3", "psutil", "matplotlib", "py-spy")
+        },
     }
 
 

