@@ -501,8 +501,10 @@ class RcloneServer(_ServerProcess):
 
     Set for tests: --config /dev/null (no rclone.conf read or written), --cache-dir and
     --temp-dir inside the server's temp work dir (nothing under ~/.cache, nothing left behind),
-    --dir-cache-time 0s with --poll-interval 0 (changes made directly in data_dir are seen at
-    once, not after the default 5 minutes), --stats 0 (no periodic stats lines in the log).
+    --dir-cache-time 2s with --poll-interval 0 (changes made directly in data_dir are seen
+    within 2 s, not after the default 5 minutes; 0s makes rclone 1.75.2's directory cache clean
+    itself continuously, and after some minutes of a session its cleaners deadlock in
+    vfs.(*Dir).ForgetAll and every request hangs), --stats 0 (no periodic stats lines in the log).
     Access keys must be at least 3 characters: a 2-character key id is refused with
     InvalidAccessKeyId (rclone 1.75.2).
     """
@@ -559,7 +561,7 @@ class RcloneServer(_ServerProcess):
             "--temp-dir",
             str(self._workdir / "tmp"),
             "--dir-cache-time",
-            "0s",
+            "2s",
             "--poll-interval",
             "0",
             "--stats",
