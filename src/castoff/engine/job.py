@@ -250,6 +250,8 @@ class Engine:
         part_size = self._part_size(src.size)
         fs = FileState(src=src, file_id=file_id, part_size=part_size, n_parts=parts_for(src.size, part_size))
         known = None if self.options.rehash else self.catalog.known_hash(src.abs_path, src.size, src.mtime_ns)
+        if known is not None:  # a re-run's report names the hash even where nothing is read again
+            self.catalog.file_read(file_id, blake3=known[0], md5=known[1])
         streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
         if not streams:
             fs.status = "read" if known else "skipped"
