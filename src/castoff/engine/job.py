@@ -870,10 +870,8 @@ class Engine:
                 self._drop_partial(stream)
             return
         if isinstance(exc, errors.SourceError):
-            if upload is not None:
-                upload.abort()
-                self._drop_partial(stream)
-            self._close_catalog_upload(stream)
+            if self._abort(stream):
+                self._close_catalog_upload(stream)
             self._end(stream, "failed", error=exc)
             return
         if not isinstance(exc, errors.CastoffError):
@@ -881,12 +879,14 @@ class Engine:
             self.log(f"{lane.name}: {stream.target}: internal error:\n{text}", "error")
             exc = errors.DestinationError(f"internal error: {exc!r}")
         can_retry = fs.status == "read" and not isinstance(exc, LANE_FATAL)
-        if exc.restartable and can_retry and stream.restarts < self.options.max_restarts:
+        if (
+            exc.restartable
+            and can_retry
+            and stream.restarts < self.options.max_restarts
+            and self._abort(stream)
+        ):
             stream.restarts += 1
             lane.stats.restarts += 1
-            if upload is not None:
-                upload.abort()
-                self._drop_partial(stream)
             self._close_catalog_upload(stream)
             stream.notes.append(f"{exc}; sent again from the start")
             self.log(f"{lane.name}: {stream.target}: {exc}; sending it again", "warning")
@@ -923,11 +923,23 @@ class Engine:
                 detail=f"resumable: {done}/{fs.n_parts} parts uploaded; re-run to continue",
             )
             return
-        if upload is not None:
-            upload.abort()
-            self._drop_partial(stream)
-        self._close_catalog_upload(stream)
+        if self._abort(stream):
+            self._close_catalog_upload(stream)
         self._end(stream, "failed", error=exc)
+
+    def _abort(self, stream: Stream) -> bool:
+        """Abort the stream's upload; False when the destination refuses (an expired key, a key
+        without s3:AbortMultipartUpload): the catalog then keeps it for 'castoff uploads'."""
+        if stream.upload is None:
+            return True
+        try:
+            stream.upload.abort()
+        except errors.CastoffError as exc:
+            stream.notes.append(f"the unfinished upload could not be aborted ({exc}); 'castoff uploads' lists it")
+            self.log(f"{stream.lane.name}: {stream.target}: could not abort the upload: {exc}", "warning")
+            return False
+        self._drop_partial(stream)
+        return True
 
     def _close_catalog_upload(self, stream: Stream) -> None:
         if stream.upload_pk is not None:
