@@ -17,7 +17,7 @@ from castoff.destinations.base import Destination
 from castoff.engine.events import Event
 from castoff.engine.job import Engine, JobOptions, JobResult
 
-pytest_plugins = ["server_fixtures"]
+pytest_plugins = ["server_fixtures", "faults.plugin"]
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -467,6 +467,68 @@ class MotoServer(_ServerProcess):
         key = iam.create_access_key(UserName=user)["AccessKey"]
         return key["AccessKeyId"], key["SecretAccessKey"]
 
+    def enable_policy(self, bucket: str, actions: list[str]) -> tuple[str, str]:
+        """Like enable_write_only(), for a key allowed exactly ``actions`` on BUCKET/*."""
+        if self.auth_enabled:
+            self.disable_auth()
+        iam = self._iam()
+        admin = self._create_user(
+            iam, "castoff-admin", {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        )
+        key = self._create_user(
+            iam,
+            "castoff-limited",
+            {"Effect": "Allow", "Action": actions, "Resource": f"arn:aws:s3:::{bucket}/*"},
+        )
+        self._enable_auth()
+        self._admin_key = admin
+        return key
+
+    def expire_key(self, access_key: str) -> str:
+        """Delete an access key, as when it expires or is revoked (moto ignores an Inactive
+        status); returns its user's name, for new_key(). Enforcement stays as it was."""
+        users: list[str] = []
+
+        def delete(iam: Any, user: str) -> None:
+            iam.delete_access_key(UserName=user, AccessKeyId=access_key)
+            users.append(user)
+
+        self._with_iam(delete, access_key)
+        return users[0]
+
+    def new_key(self, user: str) -> tuple[str, str]:
+        """A new (key, secret) for ``user`` (a rotated key: same policy)."""
+        made: list[tuple[str, str]] = []
+
+        def create(iam: Any, _: str) -> None:
+            new = iam.create_access_key(UserName=user)["AccessKey"]
+            made.append((new["AccessKeyId"], new["SecretAccessKey"]))
+
+        self._with_iam(create, None)
+        return made[0]
+
+    def _with_iam(self, action: Any, access_key: str | None) -> None:
+        was_on = self.auth_enabled
+        admin = self._admin_key
+        if was_on:  # IAM calls need enforcement off (the admin has s3:* only)
+            self.moto_api("/moto-api/reset-auth", b"inf", content_type="text/plain")
+        try:
+            iam = self._iam()
+            user = next(
+                (
+                    u["UserName"]
+                    for u in iam.list_users()["Users"]
+                    for k in iam.list_access_keys(UserName=u["UserName"])["AccessKeyMetadata"]
+                    if k["AccessKeyId"] == access_key
+                ),
+                "",
+            )
+            action(iam, user)
+        finally:
+            if was_on:
+                self._enable_auth()
+                self._admin_key = admin
+
     def enable_write_only(self, bucket: str) -> tuple[str, str]:
         """Create an admin user and a write-only user, switch enforcement on.
 
@@ -476,24 +538,7 @@ class MotoServer(_ServerProcess):
         but GetObject/HeadObject/ListObjectsV2/ListParts are AccessDenied. admin_client() uses
         the admin key (s3:* on *) from now on. Returns the write-only (key, secret).
         """
-        if self.auth_enabled:  # IAM calls need enforcement off (the admin has s3:* only)
-            self.disable_auth()
-        iam = self._iam()
-        admin = self._create_user(
-            iam, "castoff-admin", {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
-        )
-        write_only = self._create_user(
-            iam,
-            "castoff-write-only",
-            {
-                "Effect": "Allow",
-                "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
-                "Resource": f"arn:aws:s3:::{bucket}/*",
-            },
-        )
-        self._enable_auth()
-        self._admin_key = admin
-        return write_only
+        return self.enable_policy(bucket, ["s3:PutObject", "s3:AbortMultipartUpload"])
 
 
 class RcloneServer(_ServerProcess):
