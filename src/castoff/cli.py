@@ -285,7 +285,11 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         job_id,
         argv=list(argv),
         sources=sources,
-        destinations=[{"name": d.name, "ident": d.ident, "kind": d.caps.kind} for d in dests],
+        destinations=[
+            # spec and s3 (no secrets in either) let 'castoff uploads abort' reopen the destination
+            {"name": d.name, "ident": d.ident, "kind": d.caps.kind, "spec": spec, "s3": defaults}
+            for d, spec in zip(dests, args.to, strict=True)
+        ],
         options={"on_conflict": args.on_conflict, "memory": memory, "chunk_size": chunk},
         pid=os.getpid(),
     )
@@ -466,16 +470,17 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     for r in chosen:
         job = catalog.job(r.job_id)
         spec = None
+        s3_defaults = None
         if job is not None:
             for d in json.loads(job["destinations"]):
                 if d["ident"] == r.dest_ident:
-                    spec = d["name"]
+                    spec, s3_defaults = d.get("spec", d["name"]), d.get("s3")
         if spec is None:
             console.print(f"[red]#{r.id}: the destination of this upload is unknown[/]")
             failed += 1
             continue
         try:
-            dest = open_destination(spec)
+            dest = open_destination(spec, s3_defaults=s3_defaults)
             dest.abort_token(r.target, r.token)
         except errors.CastoffError as exc:
             console.print(f"[red]#{r.id} {r.target}: {exc}[/]")
@@ -503,6 +508,8 @@ def cmd_dest(args: argparse.Namespace) -> int:
                 console.print(f"[green]ok[/] {dest.name}: {result.message}")
             else:
                 console.print(f"[red]failed[/] {dest.name}: {result.message}")
+                if result.hint:
+                    console.print(f"  {result.hint}", highlight=False)
                 worst = max(worst, 1)
         else:
             try:
