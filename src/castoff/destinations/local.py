@@ -138,6 +138,7 @@ class LocalUpload:
         self.partial_path = partial_path_for(target)
         parent = os.path.dirname(target)
         dest.check_root()
+        dest.check_inside(parent)  # before creating folders: none may appear through a link
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as exc:
@@ -313,7 +314,10 @@ class LocalDestination:
     def check_inside(self, folder: str) -> None:
         """Refuse to write through a symlink that leads out of the destination."""
         real_root = os.path.realpath(self.root)
-        real = os.path.realpath(folder)
+        existing = folder
+        while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)  # the part of the path that exists decides
+        real = os.path.realpath(existing)
         if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
             raise errors.KeyRejected(
                 f"{folder} leads outside the destination {self.root} (through a symlink)",
