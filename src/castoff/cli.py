@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("when_required", "when_supported"),
         help="boto3's extra checksums (default: per provider)",
     )
+    s3.add_argument("--ca-bundle", metavar="PEM", help="trust the certificates in this file (a private CA)")
     s3.add_argument(
         "--verify-download",
         action="store_true",
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--endpoint-url")
     dt.add_argument("--region")
     dt.add_argument("--profile")
+    dt.add_argument("--ca-bundle", metavar="PEM", help="trust the certificates in this file")
     return p
 
 
@@ -168,6 +170,7 @@ def s3_defaults(args: argparse.Namespace) -> dict[str, object]:
         "max_parallel": "max_parallel_parts",
         "checksums": "checksum_mode",
         "verify_download": "verify_download",
+        "ca_bundle": "ca_bundle",
     }
     out: dict[str, object] = {}
     for arg, field in names.items():
@@ -500,7 +503,7 @@ def cmd_dest(args: argparse.Namespace) -> int:
     console = Console()
     worst = 0
     for spec in args.targets:
-        defaults = {k: v for k in ("endpoint_url", "region", "profile") if (v := getattr(args, k, None))}
+        defaults = {k: v for k in ("endpoint_url", "region", "profile", "ca_bundle") if (v := getattr(args, k, None))}
         dest = open_destination(spec, s3_defaults=defaults)
         if isinstance(dest, s3.S3Destination):
             result = s3.probe(dest.options)
