@@ -541,6 +541,41 @@ class MotoServer(_ServerProcess):
         return self.enable_policy(bucket, ["s3:PutObject", "s3:AbortMultipartUpload"])
 
 
+def self_signed_cert(folder: Path, host: str = LOCALHOST) -> tuple[Path, Path]:
+    """A self-signed certificate for ``host`` (an IP address) valid for a day: (cert, key) PEMs."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
 class RcloneServer(_ServerProcess):
     """`rclone serve s3` over a local directory: buckets are its sub-directories.
 
@@ -627,7 +662,20 @@ class RcloneServer(_ServerProcess):
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
 
+    @property
+    def url(self) -> str:
+        scheme = "https" if "--cert" in self.extra_args else "http"
+        return f"{scheme}://{LOCALHOST}:{self.port}"
+
     def client(self, *, config: Config | None = None) -> S3Client:
+        if "--cert" in self.extra_args:  # the admin trusts the server's own certificate
+            session = boto3.session.Session()
+            cert = self.extra_args[self.extra_args.index("--cert") + 1]
+            return session.client(
+                "s3", endpoint_url=self.url, aws_access_key_id=self.access_key,
+                aws_secret_access_key=self.secret_key, region_name="us-east-1",
+                config=client_config(config), verify=cert,
+            )  # fmt: skip
         return s3_client(self.url, self.access_key, self.secret_key, config=config)
 
     def admin_client(self, *, config: Config | None = None) -> S3Client:
