@@ -246,6 +246,12 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     idents = [d.ident for d in dests]
     if len(set(idents)) != len(idents):
         raise errors.UsageError("the same destination is named twice")
+    for d in dests:  # credentials are configuration: missing ones stop the job before any write
+        if not d.caps.is_local:
+            try:
+                d.preflight()
+            except errors.BadCredentials as exc:
+                raise errors.UsageError(f"{d.name}: {exc.message}", hint=exc.hint) from exc
     for d in dests:
         for src in sources:
             root = getattr(d, "root", None)
