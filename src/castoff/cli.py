@@ -296,7 +296,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sources=sources,
         destinations=[
             # spec and s3 (no secrets in either) let 'castoff uploads abort' reopen the destination
-            {"name": d.name, "ident": d.ident, "kind": d.caps.kind, "spec": spec, "s3": defaults}
+            {"name": d.name, "ident": d.ident, "kind": d.caps.kind, "spec": spec, "s3": json.dumps(defaults)}
             for d, spec in zip(dests, args.to, strict=True)
         ],
         options={"on_conflict": args.on_conflict, "memory": memory, "chunk_size": chunk},
@@ -483,7 +483,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         if job is not None:
             for d in json.loads(job["destinations"]):
                 if d["ident"] == r.dest_ident:
-                    spec, s3_defaults = d.get("spec", d["name"]), d.get("s3")
+                    spec, s3_defaults = d.get("spec", d["name"]), json.loads(d.get("s3") or "{}")
         if spec is None:
             console.print(f"[red]#{r.id}: the destination of this upload is unknown[/]")
             failed += 1
@@ -509,7 +509,9 @@ def cmd_dest(args: argparse.Namespace) -> int:
     console = Console()
     worst = 0
     for spec in args.targets:
-        defaults = {k: v for k in ("endpoint_url", "region", "profile", "ca_bundle") if (v := getattr(args, k, None))}
+        defaults = {
+            k: v for k in ("endpoint_url", "region", "profile", "ca_bundle") if (v := getattr(args, k, None))
+        }
         dest = open_destination(spec, s3_defaults=defaults)
         if isinstance(dest, s3.S3Destination):
             result = s3.probe(dest.options)

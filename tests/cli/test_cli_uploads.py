@@ -37,8 +37,11 @@ def two_open_uploads(tmp_path: Path, rclone_s3: Any) -> tuple[Path, dict[str, st
     views = []
     for prefix in ("p1", "p2"):
         args += ["--to", s3_url(rclone_s3.bucket, f"{prefix}/", rclone_s3.url, part_size="1MiB")]
-        views.append(BucketView(f"s3://{rclone_s3.bucket}/{prefix}", rclone_s3.admin_client(), rclone_s3.bucket,
-                                f"{prefix}/"))  # fmt: skip
+        views.append(
+            BucketView(
+                f"s3://{rclone_s3.bucket}/{prefix}", rclone_s3.admin_client(), rclone_s3.bucket, f"{prefix}/"
+            )
+        )
     proc = start(args, state=state, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -177,8 +177,9 @@ def _check_files(dest: Dest, want: Mapping[str, str], expect: Expect, res: Resul
         res.problems.append(f"{dest.name}: {rel} is visible: {what}")
 
 
-def _check_report(report: dict[str, Any], want: Mapping[str, str], dests: Sequence[Dest], expect: Expect,
-                  res: Result) -> None:  # fmt: skip
+def _check_report(
+    report: dict[str, Any], want: Mapping[str, str], dests: Sequence[Dest], expect: Expect, res: Result
+) -> None:
     job = report["job"]
     if job["exit_code"] != expect.exit_code:
         res.problems.append(f"report: exit code {job['exit_code']}, expected {expect.exit_code}")
@@ -196,7 +197,9 @@ def _check_report(report: dict[str, Any], want: Mapping[str, str], dests: Sequen
             d = at.get(dest.name)
             if code is None:
                 if d is None or d["status"] not in OK:
-                    res.problems.append(f"report: {rel} at {dest.name}: {d and d['status']}, expected verified")
+                    res.problems.append(
+                        f"report: {rel} at {dest.name}: {d and d['status']}, expected verified"
+                    )
                 continue
             if rel in expect.failed and entry["status"] != "failed":
                 res.problems.append(f"report: {rel} status {entry['status']}, expected failed")
@@ -211,8 +214,13 @@ def _check_report(report: dict[str, Any], want: Mapping[str, str], dests: Sequen
                 )
     for name, s in report["summary"].items():
         bad = s.get("failed", 0) + s.get("incomplete", 0)
-        wanted = sum(1 for rel in want if _want_at(expect, rel, name) is not None and rel in files
-                     and any(d["destination"] == name for d in files[rel]["destinations"]))  # fmt: skip
+        wanted = sum(
+            1
+            for rel in want
+            if _want_at(expect, rel, name) is not None
+            and rel in files
+            and any(d["destination"] == name for d in files[rel]["destinations"])
+        )
         if bad != wanted:
             res.problems.append(f"report summary: {name} has {bad} failed/incomplete, expected {wanted}")
 
@@ -225,7 +233,8 @@ def _check_uploads(catalog: Catalog, report: dict[str, Any], dests: Sequence[Des
         (d["destination"], d["target"])
         for f in report["files"]
         for d in f["destinations"]
-        if d["status"] == "incomplete" or (d["status"] == "failed" and "castoff uploads" in (d["detail"] or ""))
+        if d["status"] == "incomplete"
+        or (d["status"] == "failed" and "castoff uploads" in (d["detail"] or ""))
     }
     known: set[tuple[str, str, str]] = set()
     for row in open_rows:
@@ -251,7 +260,9 @@ def visible_is_right(source_files: Mapping[str, str], dests: Sequence[Dest]) -> 
         for rel, digest in _visible(dest).items():
             if Path(rel).name.startswith(".castoff."):
                 continue
-            assert source_files.get(rel) == digest, f"{dest.name}: {rel} is visible but not the source's bytes"
+            assert source_files.get(rel) == digest, (
+                f"{dest.name}: {rel} is visible but not the source's bytes"
+            )
 
 
 def unaccounted_uploads(state: Path, dests: Sequence[Dest]) -> list[str]:

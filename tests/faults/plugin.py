@@ -4,7 +4,7 @@ behind the fault proxy) and the soak figures printed at the end of the session."
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,21 +127,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(f"|{'-' * (width + 2)}|-------|")
     for k, v in rows:
         terminalreporter.write_line(f"| {k:<{width}} | {v} |")
-
-
-@pytest.fixture
-def no_ambient_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """An environment with no AWS settings at all (for subprocesses: the returned dict)."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    env = {
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    yield dict(os.environ)

@@ -67,8 +67,16 @@ def test_destination_fills_up(rig: Rig, tmpfs: Mount) -> None:
         target: LocalDestination | FaultyDestination = full
     else:
         full = LocalDestination(rig.tmp / "ssd-full")
-        target = FaultyDestination(full, FaultPlan(part_faults=[PartFault(
-            "PART.JPG", lambda: errors.DestinationFull("No space left on device (injected)"))]))  # fmt: skip
+        target = FaultyDestination(
+            full,
+            FaultPlan(
+                part_faults=[
+                    PartFault(
+                        "PART.JPG", lambda: errors.DestinationFull("No space left on device (injected)")
+                    )
+                ]
+            ),
+        )
     rig.locals[0] = full
     assert rig.run([target, *rig.locals[1:], *([rig.bucket] if rig.bucket else [])]).exit_code == 1
     lost = failures_at(rig, full.name, {"destination-full"})
@@ -94,8 +102,13 @@ def test_destination_mounted_read_only(rig: Rig, tmpfs: Mount) -> None:
 
 def test_destination_turns_read_only_mid_job(rig: Rig) -> None:
     ssd = rig.locals[0]
-    plan = FaultPlan(part_faults=[PartFault(
-        "C0001", lambda: errors.DestinationReadOnly("Read-only file system (injected)"), index=2)])  # fmt: skip
+    plan = FaultPlan(
+        part_faults=[
+            PartFault(
+                "C0001", lambda: errors.DestinationReadOnly("Read-only file system (injected)"), index=2
+            )
+        ]
+    )
     assert rig.run([FaultyDestination(ssd, plan), *rig.dests[1:]]).exit_code == 1
     lost = failures_at(rig, ssd.name, {"destination-read-only"})
     rig.check("disk: turns read-only mid-job", Expect(dest_failed=lost, exit_code=1), faults=1)
@@ -128,7 +141,7 @@ def test_destination_removed_mid_job(rig: Rig, tmpfs: Mount) -> None:
             Path(ssd.root).rename(away / "ssd")
 
     assert rig.run([Unplugged(ssd, FaultPlan()), *rig.dests[1:]]).exit_code == 1
-    lost = failures_at(rig, ssd.name, {"destination-gone"})
+    failures_at(rig, ssd.name, {"destination-gone"})
     root = Path(ssd.root)
     assert not root.exists() or not any(root.iterdir()), "files went to where the drive was"
     visible_is_right(source_hashes(rig.source), [LocalView(ssd.name, away / "ssd")])

@@ -10,7 +10,7 @@ from castoff.destinations import s3
 from castoff.destinations.faulty import FaultPlan, FaultyDestination
 from faults.check import Expect
 from faults.plugin import Rig, s3_dest
-from servers import INTERNAL_ERROR_XML, SLOW_DOWN_XML, RcloneServer, s3_error_xml
+from servers import INTERNAL_ERROR_XML, SLOW_DOWN_XML, RcloneServer
 
 
 def fired(rig: Rig) -> int:
@@ -74,8 +74,11 @@ def test_throttled_beyond_patience_is_incomplete_then_resumes(rig: Rig) -> None:
     name = rig.bucket.name if rig.bucket else ""
     rig.check(
         "network: throttled beyond patience",
-        Expect(dest_failed={("card/PRIVATE/M4ROOT/CLIP/C0001.MP4", name): "throttled"}, exit_code=1,
-               incomplete_ok=frozenset({name})),  # fmt: skip
+        Expect(
+            dest_failed={("card/PRIVATE/M4ROOT/CLIP/C0001.MP4", name): "throttled"},
+            exit_code=1,
+            incomplete_ok=frozenset({name}),
+        ),
         faults=len(rig.proxy.fired),
     )
     rig.proxy.clear_faults()
@@ -129,7 +132,11 @@ def test_server_down_until_the_end_then_rerun(rig: Rig, own_rclone: RcloneServer
     own_rclone.restart()
     rig.admin = own_rclone.admin_client()
     report = rig.runner.catalog.job_outcomes(rig.runner.job_id)
-    missing = {(r["rel_path"], inner.name): r["error_code"] for r in report if r["status"] in ("failed", "incomplete")}
+    missing = {
+        (r["rel_path"], inner.name): r["error_code"]
+        for r in report
+        if r["status"] in ("failed", "incomplete")
+    }
     assert missing, "the bucket lost nothing?"
     rig.check(
         "network: server down until the end",

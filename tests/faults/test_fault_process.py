@@ -47,8 +47,15 @@ class Job:
     def rerun_and_check(self, scenario: str, faults: int) -> None:
         r = castoff(*self.args("--quiet"), state=self.state, env=self.env)
         assert r.returncode == 0, r.stderr
-        check(scenario=scenario, source=self.source, dests=self.views, state=self.state, faults=faults,
-              secrets=[self.secret], printed=r.stdout + r.stderr)  # fmt: skip
+        check(
+            scenario=scenario,
+            source=self.source,
+            dests=self.views,
+            state=self.state,
+            faults=faults,
+            secrets=[self.secret],
+            printed=r.stdout + r.stderr,
+        )
 
 
 def kill_iterations(tmp_path: Path, rclone_s3: Any, n: int, seed: int) -> None:

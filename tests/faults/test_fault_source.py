@@ -21,8 +21,15 @@ class FaultyOs:
     of ``name`` reaches ``offset`` (mutate the file, remove the card); ``error`` fails the open or
     that read with an errno. Everything else is the real ``os``."""
 
-    def __init__(self, name: str, offset: int = PART, *, action: Callable[[], None] | None = None,
-                 open_errno: int | None = None, read_errno: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        offset: int = PART,
+        *,
+        action: Callable[[], None] | None = None,
+        open_errno: int | None = None,
+        read_errno: int | None = None,
+    ) -> None:
         self.name, self.offset, self.action = name, offset, action
         self.open_errno, self.read_errno = open_errno, read_errno
         self.fds: set[int] = set()
@@ -108,8 +115,9 @@ def test_source_file_changes_during_the_read(rig: Rig, inject: Callable[..., Fau
     faulty = inject(big.name, action=lambda: change(big))
     assert rig.run().exit_code == 1
     assert faulty.fired == 1
-    rig.check(f"source: file {how} during the read", Expect(failed={BIG: code}, exit_code=1), faults=1,
-              want=before)  # fmt: skip
+    rig.check(
+        f"source: file {how} during the read", Expect(failed={BIG: code}, exit_code=1), faults=1, want=before
+    )
     if how == "deleted":
         big.write_bytes(rig.files[BIG.removeprefix("card/")])
     assert rig.run().exit_code == 0, rig.runner.logs()
@@ -123,14 +131,16 @@ def test_source_file_changes_during_the_read(rig: Rig, inject: Callable[..., Fau
         ("I/O error", {"read_errno": errno.EIO}, "source-read"),
     ],
 )
-def test_source_file_unreadable(rig: Rig, inject: Callable[..., FaultyOs], how: str, kw: Any,
-                                code: str) -> None:  # fmt: skip
+def test_source_file_unreadable(
+    rig: Rig, inject: Callable[..., FaultyOs], how: str, kw: Any, code: str
+) -> None:
     """Tests run as root, which no permission stops: the errno comes from the reader instead."""
     faulty = inject("IMG_0002.CR3", offset=0, **kw)
     assert rig.run().exit_code == 1
     assert faulty.fired == 1
-    rig.check(f"source: {how}", Expect(failed={"card/DCIM/100CANON/IMG_0002.CR3": code}, exit_code=1),
-              faults=1)  # fmt: skip
+    rig.check(
+        f"source: {how}", Expect(failed={"card/DCIM/100CANON/IMG_0002.CR3": code}, exit_code=1), faults=1
+    )
     assert rig.run().exit_code == 0, rig.runner.logs()
     rig.check(f"source: {how}")
 

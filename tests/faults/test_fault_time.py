@@ -10,7 +10,9 @@ from faults.check import Expect
 from faults.plugin import BIG, Rig, make_card, s3_dest
 from servers import s3_error_xml
 
-SKEW_XML = s3_error_xml("RequestTimeTooSkewed", "The difference between the request time and the current time is too large.")  # fmt: skip
+SKEW_XML = s3_error_xml(
+    "RequestTimeTooSkewed", "The difference between the request time and the current time is too large."
+)
 
 
 def moto_rig(rig: Rig, moto: Any, key: str, secret: str, plan: FaultPlan | None = None) -> FaultyDestination:
@@ -38,11 +40,18 @@ def test_credentials_expire_mid_job_then_rotated_key_resumes(rig: Rig, moto: Any
     assert rig.bucket is not None
     name = rig.bucket.name
     rows = rig.runner.catalog.job_outcomes(rig.runner.job_id)
-    lost = {(r["rel_path"], name): r["error_code"] for r in rows if r["dest_name"] == name and r["status"] != "verified"}
+    lost = {
+        (r["rel_path"], name): r["error_code"]
+        for r in rows
+        if r["dest_name"] == name and r["status"] != "verified"
+    }
     assert lost.get((BIG, name)) == "bad-credentials", [r["error"] for r in rows if r["status"] != "verified"]
     assert any("unknown access key" in line for line in rig.runner.logs())
-    rig.check("time: credentials expire mid-job", Expect(dest_failed=lost, exit_code=1,
-              incomplete_ok=frozenset({name})), faults=1)  # fmt: skip
+    rig.check(
+        "time: credentials expire mid-job",
+        Expect(dest_failed=lost, exit_code=1, incomplete_ok=frozenset({name})),
+        faults=1,
+    )
     new_key, new_secret = moto.server.new_key(expired["user"])
     rig.bucket = s3_dest(moto.url, moto.bucket, new_key, new_secret, part_size=5 * MiB)
     assert rig.run(chunk_size=5 * MiB, memory_budget=40 * MiB).exit_code == 0, rig.runner.logs()
@@ -55,13 +64,13 @@ def test_clock_skew_is_refused_plainly_then_the_rerun_delivers(rig: Rig) -> None
     assert rig.run().exit_code == 1
     assert rig.bucket is not None
     name = rig.bucket.name
-    rig.check("time: RequestTimeTooSkewed", Expect(
-        dest_failed={("card/DCIM/100CANON/IMG_0004.CR3", name): "clock-skew"}, exit_code=1),
-        faults=len(rig.proxy.fired))  # fmt: skip
+    rig.check(
+        "time: RequestTimeTooSkewed",
+        Expect(dest_failed={("card/DCIM/100CANON/IMG_0004.CR3", name): "clock-skew"}, exit_code=1),
+        faults=len(rig.proxy.fired),
+    )
     logs = " ".join(rig.runner.logs())
     assert "clock" in logs and "NTP" in logs
     rig.proxy.clear_faults()
     assert rig.run().exit_code == 0, rig.runner.logs()
     rig.check("time: RequestTimeTooSkewed")
-
-

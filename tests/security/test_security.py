@@ -48,8 +48,14 @@ def test_tls_is_verified_by_default_and_ca_bundle_trusts_a_private_ca(
     assert castoff("dest", "test", url, "--ca-bundle", str(cert), state=state, env=env).returncode == 0
     r = castoff("copy", str(src), "--to", url, "--ca-bundle", str(cert), "--quiet", state=state, env=env)
     assert r.returncode == 0, r.stderr
-    check(scenario="security: TLS with a private CA", source=src, dests=[view], state=state,
-          secrets=[server.secret_key], printed=r.stdout + r.stderr)  # fmt: skip
+    check(
+        scenario="security: TLS with a private CA",
+        source=src,
+        dests=[view],
+        state=state,
+        secrets=[server.secret_key],
+        printed=r.stdout + r.stderr,
+    )
 
 
 def test_never_follows_a_symlink_out_of_a_destination(tmp_path: Path) -> None:
@@ -67,9 +73,13 @@ def test_never_follows_a_symlink_out_of_a_destination(tmp_path: Path) -> None:
     (dest / "card").unlink()
     files = [p for p in src.rglob("*") if p.is_file()]
     lost = {(f"card/{p.relative_to(src).as_posix()}", str(dest)): "key-rejected" for p in files}
-    check(scenario="security: no symlink out of a destination", source=src,
-          dests=[LocalView(str(dest), dest), LocalView(str(tmp_path / "ok"), tmp_path / "ok")],
-          state=state, expect=Expect(dest_failed=lost, exit_code=1))  # fmt: skip
+    check(
+        scenario="security: no symlink out of a destination",
+        source=src,
+        dests=[LocalView(str(dest), dest), LocalView(str(tmp_path / "ok"), tmp_path / "ok")],
+        state=state,
+        expect=Expect(dest_failed=lost, exit_code=1),
+    )
 
 
 def test_whole_job_with_a_write_only_key_and_no_secret_anywhere(tmp_path: Path, moto: Any) -> None:
@@ -78,14 +88,33 @@ def test_whole_job_with_a_write_only_key_and_no_secret_anywhere(tmp_path: Path, 
     key, secret = moto.enable_write_only()
     state = tmp_path / "state"
     url = s3_url(moto.bucket, "raw/", moto.url, part_size="5MiB")
-    r = castoff("copy", str(src), "--to", str(tmp_path / "ssd"), "--to", url, "--chunk-size", "5M", "--json",
-                state=state, env=keys(key, secret))  # fmt: skip
+    r = castoff(
+        "copy",
+        str(src),
+        "--to",
+        str(tmp_path / "ssd"),
+        "--to",
+        url,
+        "--chunk-size",
+        "5M",
+        "--json",
+        state=state,
+        env=keys(key, secret),
+    )
     assert r.returncode == 0, r.stderr
-    views = [LocalView(str(tmp_path / "ssd"), tmp_path / "ssd"),
-             BucketView(f"s3://{moto.bucket}/raw", moto.admin_client(), moto.bucket, "raw/")]  # fmt: skip
+    views = [
+        LocalView(str(tmp_path / "ssd"), tmp_path / "ssd"),
+        BucketView(f"s3://{moto.bucket}/raw", moto.admin_client(), moto.bucket, "raw/"),
+    ]
     listed = castoff("jobs", "show", "--json", check_job_id(state), state=state, env=keys(key, secret))
-    check(scenario="security: least privilege (write-only key)", source=src, dests=views, state=state,
-          secrets=[secret], printed=r.stdout + r.stderr + listed.stdout + listed.stderr)  # fmt: skip
+    check(
+        scenario="security: least privilege (write-only key)",
+        source=src,
+        dests=views,
+        state=state,
+        secrets=[secret],
+        printed=r.stdout + r.stderr + listed.stdout + listed.stderr,
+    )
 
 
 def check_job_id(state: Path) -> str:
@@ -105,16 +134,20 @@ def test_a_key_without_abort_gets_a_clear_message_and_loses_nothing(rig: Rig, mo
     make_card(rig.source, seed=12, big=11 * MiB)
     rig.bucket = s3_dest(moto.url, moto.bucket, key, secret, part_size=5 * MiB)
     rig.admin = moto.admin_client()
-    bad = PartFault("C0001", lambda: errors.IntegrityError("the part came back wrong (injected)"), index=1,
-                    times=100)  # fmt: skip
+    bad = PartFault(
+        "C0001", lambda: errors.IntegrityError("the part came back wrong (injected)"), index=1, times=100
+    )
     faulty = FaultyDestination(rig.bucket, FaultPlan(part_faults=[bad]))
     opts = {"chunk_size": 5 * MiB, "memory_budget": 40 * MiB}
     assert rig.run([*rig.locals, faulty], **opts).exit_code == 1
     logs = " ".join(rig.runner.logs())
     assert "could not abort the upload" in logs and "AbortMultipartUpload" in logs
     name = rig.bucket.name
-    rig.check("security: key without AbortMultipartUpload", Expect(
-        dest_failed={("card/PRIVATE/M4ROOT/CLIP/C0001.MP4", name): "integrity"}, exit_code=1), faults=1)  # fmt: skip
+    rig.check(
+        "security: key without AbortMultipartUpload",
+        Expect(dest_failed={("card/PRIVATE/M4ROOT/CLIP/C0001.MP4", name): "integrity"}, exit_code=1),
+        faults=1,
+    )
     assert len(rig.runner.catalog.open_uploads()) == 1
     assert rig.run(**opts).exit_code == 0, rig.runner.logs()
     rig.check("security: key without AbortMultipartUpload")

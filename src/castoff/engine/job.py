@@ -935,7 +935,9 @@ class Engine:
         try:
             stream.upload.abort()
         except errors.CastoffError as exc:
-            stream.notes.append(f"the unfinished upload could not be aborted ({exc}); 'castoff uploads' lists it")
+            stream.notes.append(
+                f"the unfinished upload could not be aborted ({exc}); 'castoff uploads' lists it"
+            )
             self.log(f"{stream.lane.name}: {stream.target}: could not abort the upload: {exc}", "warning")
             return False
         self._drop_partial(stream)
