@@ -643,6 +643,8 @@ class Engine:
         while lane.paused() and not self.cancel.is_set():
             self.cancel.wait(min(1.0, lane.paused_until - time.monotonic()))
         upload = self._ensure_started(stream)
+        if lane.caps.resumable:  # known to the catalog before any part: a kill leaves no orphan
+            self._record_upload(stream)
         md5 = chunk.md5() if lane.caps.needs_md5 else None
         if lane.limiter is not None:
             lane.limiter.take(chunk.size)
@@ -658,10 +660,8 @@ class Engine:
                 "warning",
             ),
         )
-        if lane.caps.resumable:
-            self._record_upload(stream)
-            if stream.upload_pk is not None:
-                self.catalog.add_part(stream.upload_pk, receipt)
+        if lane.caps.resumable and stream.upload_pk is not None:
+            self.catalog.add_part(stream.upload_pk, receipt)
         with lane.cond:
             stream.receipts[chunk.index] = receipt
             lane.stats.bytes_done += chunk.size
