@@ -272,13 +272,16 @@ def unaccounted_uploads(state: Path, dests: Sequence[Dest]) -> list[str]:
         known = {(r.dest_name, r.target, str(r.token.get("upload_id"))) for r in catalog.open_uploads()}
     finally:
         catalog.close()
-    return [
+    orphans = [
         f"{d.name}: {key} ({upload_id})"
         for d in dests
         if isinstance(d, BucketView)
         for key, upload_id in sorted(d.multipart_uploads())
         if (d.name, key, upload_id) not in known
     ]
+    with TALLY.lock:
+        TALLY.orphans += len(orphans)
+    return orphans
 
 
 def latest_job(catalog: Catalog) -> str:
