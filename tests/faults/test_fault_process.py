@@ -15,6 +15,8 @@ import pytest
 from faults.check import BucketView, LocalView, check, count_fault, unaccounted_uploads, visible_is_right
 from faults.plugin import make_card
 from faults.proc import castoff, keys, s3_url, start
+from server_fixtures import RcloneBucket, unique_bucket
+from servers import RcloneServer
 
 KILL_ITERATIONS = int(os.environ.get("CASTOFF_FAULT_KILLS", "25"))
 SOAK_KILLS = int(os.environ.get("CASTOFF_SOAK_KILLS", "100"))
@@ -58,6 +60,21 @@ class Job:
         )
 
 
+@pytest.fixture(scope="module")
+def fresh_rclone() -> Any:
+    """A server of this module's own: twice a re-run hung (> 180 s) around kill 20 against the
+    session's long-running rclone, never in 40 kills on a fresh one (cause not found yet)."""
+    with RcloneServer() as server:
+        yield server
+
+
+@pytest.fixture
+def kill_bucket(fresh_rclone: RcloneServer) -> RcloneBucket:
+    bucket = unique_bucket()
+    fresh_rclone.create_bucket(bucket)
+    return RcloneBucket(fresh_rclone, bucket)
+
+
 def kill_iterations(tmp_path: Path, rclone_s3: Any, n: int, seed: int) -> None:
     rng = random.Random(seed)
     for it in range(n):
@@ -76,13 +93,13 @@ def kill_iterations(tmp_path: Path, rclone_s3: Any, n: int, seed: int) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_sigkill_at_seeded_random_moments(tmp_path: Path, rclone_s3: Any) -> None:
-    kill_iterations(tmp_path, rclone_s3, KILL_ITERATIONS, seed=20261122)
+def test_sigkill_at_seeded_random_moments(tmp_path: Path, kill_bucket: Any) -> None:
+    kill_iterations(tmp_path, kill_bucket, KILL_ITERATIONS, seed=20261122)
 
 
 @pytest.mark.soak
-def test_sigkill_soak(tmp_path: Path, rclone_s3: Any) -> None:
-    kill_iterations(tmp_path, rclone_s3, SOAK_KILLS, seed=int(os.environ.get("CASTOFF_SOAK_SEED", "7")))
+def test_sigkill_soak(tmp_path: Path, kill_bucket: Any) -> None:
+    kill_iterations(tmp_path, kill_bucket, SOAK_KILLS, seed=int(os.environ.get("CASTOFF_SOAK_SEED", "7")))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
