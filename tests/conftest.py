@@ -16,7 +16,7 @@ from engine_runner import Runner, write
 
 __all__ = ["Runner", "write"]
 
-pytest_plugins = ["server_fixtures"]
+pytest_plugins = ["server_fixtures", "faults.plugin"]
 
 
 @pytest.fixture

@@ -467,6 +467,68 @@ class MotoServer(_ServerProcess):
         key = iam.create_access_key(UserName=user)["AccessKey"]
         return key["AccessKeyId"], key["SecretAccessKey"]
 
+    def enable_policy(self, bucket: str, actions: list[str]) -> tuple[str, str]:
+        """Like enable_write_only(), for a key allowed exactly ``actions`` on BUCKET/*."""
+        if self.auth_enabled:
+            self.disable_auth()
+        iam = self._iam()
+        admin = self._create_user(
+            iam, "castoff-admin", {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        )
+        key = self._create_user(
+            iam,
+            "castoff-limited",
+            {"Effect": "Allow", "Action": actions, "Resource": f"arn:aws:s3:::{bucket}/*"},
+        )
+        self._enable_auth()
+        self._admin_key = admin
+        return key
+
+    def expire_key(self, access_key: str) -> str:
+        """Delete an access key, as when it expires or is revoked (moto ignores an Inactive
+        status); returns its user's name, for new_key(). Enforcement stays as it was."""
+        users: list[str] = []
+
+        def delete(iam: Any, user: str) -> None:
+            iam.delete_access_key(UserName=user, AccessKeyId=access_key)
+            users.append(user)
+
+        self._with_iam(delete, access_key)
+        return users[0]
+
+    def new_key(self, user: str) -> tuple[str, str]:
+        """A new (key, secret) for ``user`` (a rotated key: same policy)."""
+        made: list[tuple[str, str]] = []
+
+        def create(iam: Any, _: str) -> None:
+            new = iam.create_access_key(UserName=user)["AccessKey"]
+            made.append((new["AccessKeyId"], new["SecretAccessKey"]))
+
+        self._with_iam(create, None)
+        return made[0]
+
+    def _with_iam(self, action: Any, access_key: str | None) -> None:
+        was_on = self.auth_enabled
+        admin = self._admin_key
+        if was_on:  # IAM calls need enforcement off (the admin has s3:* only)
+            self.moto_api("/moto-api/reset-auth", b"inf", content_type="text/plain")
+        try:
+            iam = self._iam()
+            user = next(
+                (
+                    u["UserName"]
+                    for u in iam.list_users()["Users"]
+                    for k in iam.list_access_keys(UserName=u["UserName"])["AccessKeyMetadata"]
+                    if k["AccessKeyId"] == access_key
+                ),
+                "",
+            )
+            action(iam, user)
+        finally:
+            if was_on:
+                self._enable_auth()
+                self._admin_key = admin
+
     def enable_write_only(self, bucket: str) -> tuple[str, str]:
         """Create an admin user and a write-only user, switch enforcement on.
 
@@ -476,24 +538,44 @@ class MotoServer(_ServerProcess):
         but GetObject/HeadObject/ListObjectsV2/ListParts are AccessDenied. admin_client() uses
         the admin key (s3:* on *) from now on. Returns the write-only (key, secret).
         """
-        if self.auth_enabled:  # IAM calls need enforcement off (the admin has s3:* only)
-            self.disable_auth()
-        iam = self._iam()
-        admin = self._create_user(
-            iam, "castoff-admin", {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        return self.enable_policy(bucket, ["s3:PutObject", "s3:AbortMultipartUpload"])
+
+
+def self_signed_cert(folder: Path, host: str = LOCALHOST) -> tuple[Path, Path]:
+    """A self-signed certificate for ``host`` (an IP address) valid for a day: (cert, key) PEMs."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False
         )
-        write_only = self._create_user(
-            iam,
-            "castoff-write-only",
-            {
-                "Effect": "Allow",
-                "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
-                "Resource": f"arn:aws:s3:::{bucket}/*",
-            },
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        self._enable_auth()
-        self._admin_key = admin
-        return write_only
+    )
+    return cert_path, key_path
 
 
 class RcloneServer(_ServerProcess):
@@ -501,8 +583,10 @@ class RcloneServer(_ServerProcess):
 
     Set for tests: --config /dev/null (no rclone.conf read or written), --cache-dir and
     --temp-dir inside the server's temp work dir (nothing under ~/.cache, nothing left behind),
-    --dir-cache-time 0s with --poll-interval 0 (changes made directly in data_dir are seen at
-    once, not after the default 5 minutes), --stats 0 (no periodic stats lines in the log).
+    --dir-cache-time 2s with --poll-interval 0 (changes made directly in data_dir are seen
+    within 2 s, not after the default 5 minutes; 0s makes rclone 1.75.2's directory cache clean
+    itself continuously, and after some minutes of a session its cleaners deadlock in
+    vfs.(*Dir).ForgetAll and every request hangs), --stats 0 (no periodic stats lines in the log).
     Access keys must be at least 3 characters: a 2-character key id is refused with
     InvalidAccessKeyId (rclone 1.75.2).
     """
@@ -559,7 +643,7 @@ class RcloneServer(_ServerProcess):
             "--temp-dir",
             str(self._workdir / "tmp"),
             "--dir-cache-time",
-            "0s",
+            "2s",
             "--poll-interval",
             "0",
             "--stats",
@@ -580,7 +664,20 @@ class RcloneServer(_ServerProcess):
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
 
+    @property
+    def url(self) -> str:
+        scheme = "https" if "--cert" in self.extra_args else "http"
+        return f"{scheme}://{LOCALHOST}:{self.port}"
+
     def client(self, *, config: Config | None = None) -> S3Client:
+        if "--cert" in self.extra_args:  # the admin trusts the server's own certificate
+            session = boto3.session.Session()
+            cert = self.extra_args[self.extra_args.index("--cert") + 1]
+            return session.client(
+                "s3", endpoint_url=self.url, aws_access_key_id=self.access_key,
+                aws_secret_access_key=self.secret_key, region_name="us-east-1",
+                config=client_config(config), verify=cert,
+            )  # fmt: skip
         return s3_client(self.url, self.access_key, self.secret_key, config=config)
 
     def admin_client(self, *, config: Config | None = None) -> S3Client:

@@ -301,6 +301,12 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     idents = [d.ident for d in dests]
     if len(set(idents)) != len(idents):
         raise errors.UsageError("the same destination is named twice")
+    for d in dests:  # credentials are configuration: missing ones stop the job before any write
+        if not d.caps.is_local:
+            try:
+                d.preflight()
+            except errors.BadCredentials as exc:
+                raise errors.UsageError(f"{d.name}: {exc.message}", hint=exc.hint) from exc
     for d in dests:
         for src in sources:
             root = getattr(d, "root", None)
@@ -345,7 +351,8 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         argv=list(argv),
         sources=sources,
         destinations=[
-            {"name": d.name, "ident": d.ident, "kind": d.caps.kind, "spec": spec}
+            # spec and s3 (no secrets in either) let 'castoff uploads abort' reopen the destination
+            {"name": d.name, "ident": d.ident, "kind": d.caps.kind, "spec": spec, "s3": json.dumps(defaults)}
             for d, spec in zip(dests, args.to, strict=True)
         ],
         options={"on_conflict": args.on_conflict, "memory": memory, "chunk_size": chunk},
@@ -561,16 +568,17 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     for r in chosen:
         job = catalog.job(r.job_id)
         spec = None
+        s3_defaults = None
         if job is not None:
             for d in json.loads(job["destinations"]):
                 if d["ident"] == r.dest_ident:
-                    spec = d.get("spec") or d["name"]
+                    spec, s3_defaults = d.get("spec", d["name"]), json.loads(d.get("s3") or "{}")
         if spec is None:
             console.print(f"[red]#{r.id}: the destination of this upload is unknown[/]")
             failed += 1
             continue
         try:
-            dest = resolver(args).open(spec)
+            dest = resolver(args).open(spec, s3_defaults=s3_defaults)
             dest.abort_token(r.target, r.token)
         except errors.CastoffError as exc:
             console.print(f"[red]#{r.id} {r.target}: {exc}[/]")

@@ -48,7 +48,7 @@ from castoff.destinations.s3 import (
     translate_error,
 )
 from server_fixtures import MotoBucket, RcloneBucket, unique_bucket
-from servers import INTERNAL_ERROR_XML, LOCALHOST, SLOW_DOWN_XML, MotoServer, free_port
+from servers import INTERNAL_ERROR_XML, LOCALHOST, SLOW_DOWN_XML, MotoServer, free_port, self_signed_cert
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -594,41 +594,7 @@ class TlsServer:
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
     """A tiny HTTPS server with a self-signed certificate that answers the probe's two calls."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOCALHOST)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOCALHOST))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = tmp_path / "cert.pem"
-    key_path = tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_path, key_path = self_signed_cert(tmp_path)
     seen: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):

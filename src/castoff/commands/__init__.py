@@ -165,6 +165,7 @@ def add_dest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     t.add_argument("--endpoint-url")
     t.add_argument("--region")
     t.add_argument("--profile")
+    t.add_argument("--ca-bundle", metavar="PEM", help="trust the certificates in this file (a private CA)")
     t.add_argument("--insecure-http", action="store_true", help="allow plain http:// to another computer")
     c = _sub(
         dsub,

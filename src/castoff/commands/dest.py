@@ -306,7 +306,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     console = Console()
     res = resolver(args)
-    defaults = {k: v for k in ("endpoint_url", "region", "profile") if (v := getattr(args, k, None))}
+    keys = ("endpoint_url", "region", "profile", "ca_bundle")
+    defaults = {k: v for k in keys if (v := getattr(args, k, None))}
     worst = 0
     for given in args.targets:
         spec = given

@@ -147,6 +147,8 @@ class LocalUpload:
         self._written: dict[int, int] = {}  # part index -> bytes (a retried part counts once)
         self.partial_path = partial_path_for(target)
         parent = os.path.dirname(target)
+        dest.check_root()
+        dest.check_inside(parent)  # before creating folders: none may appear through a link
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as exc:
@@ -292,6 +294,9 @@ class LocalDestination:
     def __init__(self, root: str | os.PathLike[str], *, name: str | None = None) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self._name = name or self.root
+        #: (st_dev, st_ino) of the root when the job began: a drive unmounted mid-job must not
+        #: turn into writes to the empty mount point (the disk underneath) or a re-created folder
+        self._root_id: tuple[int, int] | None = None
         self._caps = Capabilities(
             kind="local",
             is_local=True,
@@ -330,11 +335,28 @@ class LocalDestination:
     def check_inside(self, folder: str) -> None:
         """Refuse to write through a symlink that leads out of the destination."""
         real_root = os.path.realpath(self.root)
-        real = os.path.realpath(folder)
+        existing = folder
+        while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)  # the part of the path that exists decides
+        real = os.path.realpath(existing)
         if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
             raise errors.KeyRejected(
                 f"{folder} leads outside the destination {self.root} (through a symlink)",
                 hint="castoff never follows a link out of a destination",
+            )
+
+    def check_root(self) -> None:
+        """DestinationGone when the root is no longer the folder preflight saw."""
+        if self._root_id is None:
+            return
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != self._root_id:
+            raise errors.DestinationGone(
+                f"destination {self.root} is gone or is no longer the folder the job began with",
+                hint="the drive may have been unmounted or the folder moved; reconnect it and re-run",
             )
 
     def preflight(self) -> None:
@@ -355,6 +377,8 @@ class LocalDestination:
             raise errors.DestinationReadOnly(
                 f"cannot write to {self.root}", hint="check permissions and the mount"
             )
+        st = root.stat()
+        self._root_id = (st.st_dev, st.st_ino)
 
     def start(
         self,

@@ -892,6 +892,15 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
+def _etag_of(answer: Mapping[str, Any], where: str) -> str:
+    """The ETag of a write's answer. Every write answer carries one: without it the answer was
+    cut short (urllib3 only warns about a broken head), so what the server did is unknown."""
+    etag = str(answer.get("ETag") or "").strip('"').lower()
+    if not etag:
+        raise errors.TransientError(f"the answer for {where} came without an ETag (cut off on the way?)")
+    return etag
+
+
 def _looks_like(etag: str, multipart: bool) -> bool:
     pattern = r"[0-9a-f]{32}-\d+" if multipart else r"[0-9a-f]{32}"
     return re.fullmatch(pattern, etag) is not None
@@ -979,7 +988,7 @@ class S3Upload:
                         ContentMD5=_b64(digest),
                     ),
                 )
-        etag = str(answer.get("ETag", "")).strip('"').lower()
+        etag = _etag_of(answer, self._where())
         self._check_part_etag(index, etag, digest.hex())
         return PartReceipt(index, offset, size, md5=digest.hex(), etag=etag)
 
@@ -1052,7 +1061,7 @@ class S3Upload:
                 MultipartUpload={"Parts": cast(Any, listed)},
                 **extra,
             )
-        etag = str(answer.get("ETag", "")).strip('"').lower()
+        etag = _etag_of(answer, self._where())
         return etag, self._check_etag(ordered, etag)
 
     def _check_etag(self, ordered: Sequence[PartReceipt], etag: str) -> str:

@@ -692,6 +692,8 @@ class Engine:
         while lane.paused() and not self.cancel.is_set():
             self.cancel.wait(min(1.0, lane.paused_until - time.monotonic()))
         upload = self._ensure_started(stream)
+        if lane.caps.resumable:  # known to the catalog before any part: a kill leaves no orphan
+            self._record_upload(stream)
         md5 = chunk.md5() if lane.caps.needs_md5 else None
         if lane.limiter is not None:
             lane.limiter.take(chunk.size)
@@ -707,10 +709,8 @@ class Engine:
                 "warning",
             ),
         )
-        if lane.caps.resumable:
-            self._record_upload(stream)
-            if stream.upload_pk is not None:
-                self.catalog.add_part(stream.upload_pk, receipt)
+        if lane.caps.resumable and stream.upload_pk is not None:
+            self.catalog.add_part(stream.upload_pk, receipt)
         with lane.cond:
             stream.receipts[chunk.index] = receipt
             lane.stats.bytes_done += chunk.size
@@ -922,10 +922,8 @@ class Engine:
                 self._drop_partial(stream)
             return
         if isinstance(exc, errors.SourceError):
-            if upload is not None:
-                upload.abort()
-                self._drop_partial(stream)
-            self._close_catalog_upload(stream)
+            if self._abort(stream):
+                self._close_catalog_upload(stream)
             self._end(stream, Outcome("failed", error=exc))
             return
         if not isinstance(exc, errors.CastoffError):
@@ -933,12 +931,14 @@ class Engine:
             self.log(f"{lane.name}: {stream.target}: internal error:\n{text}", "error")
             exc = errors.DestinationError(f"internal error: {exc!r}")
         can_retry = fs.status == "read" and not isinstance(exc, LANE_FATAL)
-        if exc.restartable and can_retry and stream.restarts < self.options.max_restarts:
+        if (
+            exc.restartable
+            and can_retry
+            and stream.restarts < self.options.max_restarts
+            and self._abort(stream)
+        ):
             stream.restarts += 1
             lane.stats.restarts += 1
-            if upload is not None:
-                upload.abort()
-                self._drop_partial(stream)
             self._close_catalog_upload(stream)
             stream.notes.append(f"{exc}; sent again from the start")
             self.log(f"{lane.name}: {stream.target}: {exc}; sending it again", "warning")
@@ -977,11 +977,25 @@ class Engine:
                 ),
             )
             return
-        if upload is not None:
-            upload.abort()
-            self._drop_partial(stream)
-        self._close_catalog_upload(stream)
+        if self._abort(stream):
+            self._close_catalog_upload(stream)
         self._end(stream, Outcome("failed", error=exc))
+
+    def _abort(self, stream: Stream) -> bool:
+        """Abort the stream's upload; False when the destination refuses (an expired key, a key
+        without s3:AbortMultipartUpload): the catalog then keeps it for 'castoff uploads'."""
+        if stream.upload is None:
+            return True
+        try:
+            stream.upload.abort()
+        except errors.CastoffError as exc:
+            stream.notes.append(
+                f"the unfinished upload could not be aborted ({exc}); 'castoff uploads' lists it"
+            )
+            self.log(f"{stream.lane.name}: {stream.target}: could not abort the upload: {exc}", "warning")
+            return False
+        self._drop_partial(stream)
+        return True
 
     def _close_catalog_upload(self, stream: Stream) -> None:
         if stream.upload_pk is not None:

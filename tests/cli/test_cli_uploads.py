@@ -1,0 +1,153 @@
+"""`castoff uploads`, `castoff uploads abort` and `castoff dest test`, as a user runs them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from castoff.catalog.db import Catalog
+from castoff.destinations.base import MiB
+from engine_runner import write
+from faults.check import BucketView
+from faults.proc import castoff, keys, s3_url, start
+from servers import LOCALHOST, free_port, s3_error_xml
+
+
+def open_uploads(state: Path) -> list[Any]:
+    if not (state / "catalog.sqlite").exists():
+        return []
+    catalog = Catalog(state / "catalog.sqlite")
+    try:
+        return catalog.open_uploads()
+    finally:
+        catalog.close()
+
+
+@pytest.fixture
+def two_open_uploads(tmp_path: Path, rclone_s3: Any) -> tuple[Path, dict[str, str], list[BucketView]]:
+    """A job SIGKILLed while one file goes to two prefixes: two multipart uploads left open."""
+    src = tmp_path / "card"
+    write(src / "A001.MOV", b"x" * (6 * MiB))
+    state = tmp_path / "state"
+    env = keys(rclone_s3.access_key, rclone_s3.secret_key)
+    args = ["copy", str(src), "--quiet", "--chunk-size", "1M", "--bwlimit", "1M"]
+    views = []
+    for prefix in ("p1", "p2"):
+        args += ["--to", s3_url(rclone_s3.bucket, f"{prefix}/", rclone_s3.url, part_size="1MiB")]
+        views.append(
+            BucketView(
+                f"s3://{rclone_s3.bucket}/{prefix}", rclone_s3.admin_client(), rclone_s3.bucket, f"{prefix}/"
+            )
+        )
+    proc = start(args, state=state, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ups = open_uploads(state)
+        if len(ups) == 2 and all(u.parts for u in ups):
+            break
+        time.sleep(0.1)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert len(open_uploads(state)) == 2
+    return state, env, views
+
+
+def test_uploads_lists_then_aborts_by_number_and_all(two_open_uploads: Any) -> None:
+    state, env, views = two_open_uploads
+    listed = castoff("uploads", state=state, env=env)
+    assert listed.returncode == 0, listed.stderr
+    text = " ".join(listed.stdout.split())
+    assert "p1/card/A001.MOV" in text and "p2/card/A001.MOV" in text
+    assert "lifecycle" in text
+    first, second = open_uploads(state)
+    assert castoff("uploads", "abort", state=state, env=env).returncode == 2  # names nothing
+    r = castoff("uploads", "abort", str(first.id), state=state, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"aborted #{first.id}" in r.stdout
+    on_server = set().union(*(v.multipart_uploads() for v in views))
+    assert {u for _, u in on_server} == {second.token["upload_id"]}
+    none_old = castoff("uploads", "abort", "--all", "--older-than", "1h", state=state, env=env)
+    assert none_old.returncode == 2  # nothing that old: nothing aborted
+    assert [u.id for u in open_uploads(state)] == [second.id]
+    r = castoff("uploads", "abort", "--all", "--older-than", "0s", state=state, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not open_uploads(state)
+    assert not set().union(*(v.multipart_uploads() for v in views))
+    assert "no unfinished uploads" in castoff("uploads", state=state, env=env).stdout
+
+
+def test_uploads_abort_says_when_the_key_may_not_abort(two_open_uploads: Any) -> None:
+    state, _, views = two_open_uploads
+    wrong = keys("nobody-knows-this", "wrong")
+    r = castoff("uploads", "abort", "--all", state=state, env=wrong)
+    assert r.returncode == 1
+    assert "unknown access key" in " ".join(r.stdout.split())
+    assert len(open_uploads(state)) == 2  # still known, so it can be aborted later
+    assert len(set().union(*(v.multipart_uploads() for v in views))) == 2
+
+
+def test_dest_test_ok_leaves_nothing_behind(tmp_path: Path, rclone_s3: Any) -> None:
+    env = keys(rclone_s3.access_key, rclone_s3.secret_key)
+    url = s3_url(rclone_s3.bucket, "raw/", rclone_s3.url)
+    r = castoff("dest", "test", url, state=tmp_path / "state", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok" in r.stdout and "takes writes" in " ".join(r.stdout.split())
+    admin = rclone_s3.admin_client()
+    assert admin.list_objects_v2(Bucket=rclone_s3.bucket).get("KeyCount", 0) == 0
+    view = BucketView("b", admin, rclone_s3.bucket, "")
+    assert not view.multipart_uploads()
+    assert rclone_s3.secret_key not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("unknown key", "does not know this access key"),
+        ("wrong secret", "secret key is wrong"),
+        ("no such bucket", "no such bucket"),
+        ("unreachable", "cannot be reached"),
+        ("clock skew", "clock is too far off"),
+        ("no credentials", "no credentials"),
+    ],
+)
+def test_dest_test_explains_failures(
+    tmp_path: Path, rclone_s3: Any, fault_proxy: Any, case: str, words: str
+) -> None:
+    env = keys(rclone_s3.access_key, rclone_s3.secret_key)
+    bucket, endpoint = rclone_s3.bucket, rclone_s3.url
+    if case == "unknown key":
+        env = keys("AKIAUNKNOWN", rclone_s3.secret_key)
+    elif case == "wrong secret":
+        env = keys(rclone_s3.access_key, "not-the-secret")
+    elif case == "no such bucket":
+        bucket = "castoff-no-such-bucket"
+    elif case == "unreachable":
+        endpoint = f"http://{LOCALHOST}:{free_port()}"
+    elif case == "clock skew":
+        proxy = fault_proxy(rclone_s3)
+        proxy.respond(403, s3_error_xml("RequestTimeTooSkewed", "too skewed"), times=5)
+        endpoint = proxy.url
+    elif case == "no credentials":
+        env = keys("", "")
+        del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    r = castoff("dest", "test", s3_url(bucket, "raw/", endpoint), state=tmp_path / "state", env=env)
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 1, out
+    assert "failed" in out and words in out
+    assert "Traceback" not in out
+
+
+def test_dest_test_access_denied_and_no_abort_on_moto(tmp_path: Path, moto: Any) -> None:
+    read_only = moto.server.enable_policy(moto.bucket, ["s3:GetObject"])
+    url = s3_url(moto.bucket, "raw/", moto.url)
+    r = castoff("dest", "test", url, state=tmp_path / "s", env=keys(*read_only))
+    assert r.returncode == 1
+    assert "may not write" in " ".join(r.stdout.split())
+    put_only = moto.server.enable_policy(moto.bucket, ["s3:PutObject"])
+    r = castoff("dest", "test", url, state=tmp_path / "s", env=keys(*put_only))
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 1
+    assert "cannot abort uploads" in out and "s3:AbortMultipartUpload" in out
