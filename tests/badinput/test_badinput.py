@@ -192,6 +192,25 @@ def test_s3_keys_are_the_exact_path_or_refused(prefix: str, parts: list[str]) ->
         (["--to", "s3://b/raw/?endpoint=http://127.0.0.1:9", "--no-keys"], "no credentials"),
         (["--to", "gopher://x/"], "unknown destination scheme"),
         (["--chunk-size", "1K"], "--chunk-size"),
+        # every endpoint here is loopback: the names must be refused before any request
+        (
+            ["--to", "s3://bad%name/raw/?provider=aws&endpoint=http://127.0.0.1:9"],
+            "bad bucket name 'bad%name'",
+        ),
+        (
+            ["--to", "s3://b2-photos/raw/?provider=b2&endpoint=http://127.0.0.1:9"],
+            "must not start with 'b2-'",
+        ),
+        (
+            ["--to", "s3://google-photos/raw/?provider=gcs&endpoint=http://127.0.0.1:9"],
+            "must not start with 'goog'",
+        ),
+        (["--template", "{YYYY}/{nope}/{name}"], "unknown token {nope}"),
+        (["--template", "../{name}"], "would leave the folder"),
+        (["--template", "/abs/{name}"], "--template"),
+        (["--to", "@nosuch"], "no saved destination 'nosuch'"),
+        (["--config", "@bad-toml", "--to", "@ssd"], "line 3: not valid TOML"),
+        (["--to", "s3://bucket-ok/raw/?endpoint=http://192.0.2.1:9"], "plain HTTP to another computer"),
     ],
 )
 def test_configuration_mistakes_exit_2_and_write_nothing(tmp_path: Path, args: list[str], words: str) -> None:
@@ -201,6 +220,10 @@ def test_configuration_mistakes_exit_2_and_write_nothing(tmp_path: Path, args: l
     if "--no-keys" in args:
         args = [a for a in args if a != "--no-keys"]
         env = env_with()
+    if "@bad-toml" in args:  # a config file a person broke by hand
+        bad = tmp_path / "castoff.toml"
+        bad.write_text('[destinations.ssd]\ntype = "local"\npath = "/tmp/x\n')
+        args = [str(bad) if a == "@bad-toml" else a for a in args]
     state = tmp_path / "state"
     r = castoff("copy", str(src), "--to", str(tmp_path / "ssd"), *args, state=state, env=env)
     out = " ".join(r.stderr.split())
