@@ -204,6 +204,35 @@ def xmp(about: str) -> bytes:
 # --- a whole card ----------------------------------------------------------------------------
 
 
+def _klv(key: bytes, value: bytes) -> bytes:
+    return key + b"\x83" + len(value).to_bytes(3, "big") + value
+
+
+def _local_set(kind: int, items: Sequence[tuple[int, bytes]]) -> bytes:
+    key = bytes.fromhex("060e2b34025301010d0101010101") + bytes([kind, 0])
+    return _klv(key, b"".join(struct.pack(">HH", tag, len(v)) + v for tag, v in items))
+
+
+def mxf(created: datetime | None, *, company: str | None = None, product: str | None = None) -> bytes:
+    """An MXF skeleton (SMPTE ST 377): header partition pack, an Identification set with the
+    writer's company and product, a Material Package with its creation date, then essence."""
+    partition = _klv(bytes.fromhex("060e2b34020501010d01020101020400"), bytes(88))
+    ident: list[tuple[int, bytes]] = []
+    if company:
+        ident.append((0x3C01, company.encode("utf-16-be")))
+    if product:
+        ident.append((0x3C02, product.encode("utf-16-be")))
+    package: list[tuple[int, bytes]] = [(0x4403, b"\0" * 8)]
+    if created is not None:
+        c = created.astimezone(UTC)
+        stamp = struct.pack(
+            ">HBBBBBB", c.year, c.month, c.day, c.hour, c.minute, c.second, c.microsecond // 4000
+        )
+        package.append((0x4405, stamp))
+    essence = _klv(bytes.fromhex("060e2b34010201010d01030115010501"), b"\0" * 4096)
+    return partition + _local_set(0x30, ident) + _local_set(0x36, package) + essence
+
+
 def _put(path: Path, data: bytes, mtime: datetime) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

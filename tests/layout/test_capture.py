@@ -56,6 +56,8 @@ CASES: list[tuple[str, bytes, str, str, str | None]] = [
         "Apple iPhone 15 Pro",
     ),
     ("k.mp4", smp.quicktime(VIDEO_AT, brand=b"mp42", moov_first=True), "VIDEO", "quicktime", None),
+    ("m.mxf", smp.mxf(VIDEO_AT, company="Sony", product="PMW-F55"), "VIDEO", "mxf", "Sony PMW-F55"),
+    ("n.mxf", smp.mxf(VIDEO_AT), "VIDEO", "mxf", None),
 ]
 
 
@@ -177,3 +179,14 @@ def test_device_name_from_make_and_model() -> None:
     assert Capture(when, "exif", "SONY", "ILCE-7M4").device == "SONY ILCE-7M4"
     assert Capture(when, "exif", "Apple", None).device == "Apple"
     assert Capture(when, "exif", None, None).device is None
+
+
+def test_an_mxf_without_a_creation_date_or_cut_short_falls_back_to_mtime(tmp_path: Path) -> None:
+    whole = smp.mxf(None, company="ARRI", product="ALEXA 35")
+    (tmp_path / "a.mxf").write_bytes(whole)
+    cap = read_capture(str(tmp_path / "a.mxf"), "card/a.mxf", (tmp_path / "a.mxf").stat().st_mtime_ns)
+    assert (cap.when_source, cap.device, cap.device_source) == ("mtime", "ARRI ALEXA 35", "mxf")
+    dated = smp.mxf(VIDEO_AT, company="Sony")
+    (tmp_path / "b.mxf").write_bytes(dated[:40])  # the partition pack, cut off
+    cap = read_capture(str(tmp_path / "b.mxf"), "card/b.mxf", (tmp_path / "b.mxf").stat().st_mtime_ns)
+    assert cap.when_source == "mtime" and cap.device_source == "none"

@@ -4,7 +4,9 @@ At most ``HEAD_BYTES`` of a file are read, in a few small reads before the main 
 key must be known before an upload starts): EXIF through ``exifread`` for JPEG, HEIC, TIFF-based
 RAW (CR2, NEF, ARW, DNG, ORF, RW2, …) and RAF's embedded JPEG; ISO base media boxes walked by hand
 for QuickTime/MP4 (``mvhd`` creation time, ``udta`` ©mak/©mod) and CR3 (Canon's CMT1/CMT2 TIFF
-blocks, parsed by ``exifread``). Else the file's mtime, and the card's folder names for the device.
+blocks, parsed by ``exifread``); MXF's header metadata walked by hand (the Material Package's
+creation date, the Identification set's company and product). Else the file's mtime, and the
+card's folder names for the device.
 """
 
 from __future__ import annotations
@@ -35,13 +37,13 @@ logging.getLogger("exifread").setLevel(logging.ERROR)  # "format not recognised"
 @dataclass(frozen=True)
 class Capture:
     """What the file says about itself; ``when`` is the wall-clock time of the shot (aware when
-    the offset is known), ``when_source`` one of exif, quicktime, mtime."""
+    the offset is known), ``when_source`` one of exif, quicktime, mxf, mtime."""
 
     when: datetime
     when_source: str
     make: str | None = None
     model: str | None = None
-    device_source: str = "none"  # exif, quicktime, card, none
+    device_source: str = "none"  # exif, quicktime, mxf, card, none
 
     @property
     def device(self) -> str | None:
@@ -244,6 +246,95 @@ CARD_FOLDERS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
+# --- MXF (SMPTE ST 377) --------------------------------------------------------------------
+
+#: a partition pack's key starts so; the header partition comes first, after an optional run-in
+MXF_PARTITION = bytes.fromhex("060e2b34020501010d01020101")
+MXF_RUN_IN = 64 * 1024
+#: header metadata sits right after the header partition pack: cameras keep it small
+MXF_HEADER_BYTES = 256 * 1024
+#: the key of a structural metadata set: 06.0e.2b.34.02.53.01.01.0d.01.01.01.01.01.<set>.00
+_MXF_SET = bytes.fromhex("060e2b34025301010d0101010101")
+_MXF_IDENTIFICATION, _MXF_MATERIAL, _MXF_SOURCE = 0x30, 0x36, 0x37
+#: local tags of the items read (static: the same in every file, whatever its primer says)
+_MXF_CREATED, _MXF_COMPANY, _MXF_PRODUCT = 0x4405, 0x3C01, 0x3C02
+
+
+def _ber(buf: bytes, at: int) -> tuple[int, int]:
+    """A BER length at ``at``: (length, where the value starts); (-1, at) when it is cut off."""
+    if at >= len(buf):
+        return -1, at
+    first = buf[at]
+    if first < 0x80:
+        return first, at + 1
+    n = first & 0x7F
+    if n == 0 or n > 8 or at + 1 + n > len(buf):
+        return -1, at
+    return int.from_bytes(buf[at + 1 : at + 1 + n], "big"), at + 1 + n
+
+
+def _mxf_items(value: bytes) -> dict[int, bytes]:
+    """A local set's items: 2-byte tag, 2-byte length, value."""
+    items: dict[int, bytes] = {}
+    at = 0
+    while at + 4 <= len(value):
+        tag, length = struct.unpack_from(">HH", value, at)
+        items[tag] = value[at + 4 : at + 4 + length]
+        at += 4 + length
+    return items
+
+
+def _mxf_time(raw: bytes | None) -> datetime | None:
+    """An MXF timestamp: year (2 bytes), month, day, hour, minute, second, quarter-millisecond; UTC."""
+    if raw is None or len(raw) != 8:
+        return None
+    year, month, day, hour, minute, second, qms = struct.unpack(">HBBBBBB", raw)
+    try:
+        when = datetime(year, month, day, hour, minute, second, min(qms * 4, 999) * 1000, tzinfo=UTC)
+    except ValueError:
+        return None
+    # UTC in the file; shown in this machine's zone, as QuickTime times are
+    return when.astimezone() if year >= 1980 else None
+
+
+def _mxf_text(raw: bytes | None) -> str | None:
+    if not raw:
+        return None
+    text = raw.decode("utf-16-be", errors="replace").rstrip("\0").strip()
+    return text or None
+
+
+def _mxf(buf: bytes) -> Capture | None:
+    """Walk the KLV packets of the header partition for the sets castoff reads."""
+    created: datetime | None = None
+    make = model = None
+    at = 0
+    for _ in range(_MAX_BOXES * 4):
+        if at + 17 > len(buf):
+            break
+        key = buf[at : at + 16]
+        length, start = _ber(buf, at + 16)
+        if length < 0 or not key.startswith(b"\x06\x0e\x2b\x34"):
+            break
+        if key[:14] == _MXF_SET and start + length <= len(buf):
+            items = _mxf_items(buf[start : start + length])
+            if key[14] == _MXF_MATERIAL or (key[14] == _MXF_SOURCE and created is None):
+                created = _mxf_time(items.get(_MXF_CREATED)) or created
+            elif key[14] == _MXF_IDENTIFICATION:
+                make = make or _mxf_text(items.get(_MXF_COMPANY))
+                model = model or _mxf_text(items.get(_MXF_PRODUCT))
+        at = start + length
+    if created is None and make is None and model is None:
+        return None
+    return Capture(
+        when=created or datetime.min,
+        when_source="mxf" if created else "",
+        make=make,
+        model=model,
+        device_source="mxf" if (make or model) else "none",
+    )
+
+
 def device_from_card(rel_path: str) -> str | None:
     for part in rel_path.split("/")[:-1]:
         for pattern, make in CARD_FOLDERS:
@@ -269,6 +360,8 @@ def _sniff(fh: CappedReader, size: int) -> Capture | None:
         when, make, model = _exif_fields(fh)  # type: ignore[arg-type]
     elif head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
         return _iso_media(fh, size)
+    elif (at := fh.read_at(0, MXF_RUN_IN + 16).find(MXF_PARTITION)) >= 0:
+        return _mxf(fh.read_at(at, MXF_HEADER_BYTES))
     else:
         return None
     if when is None and make is None and model is None:

@@ -3,7 +3,7 @@
 Schema ``castoff.report/2`` (``report.schema.json`` beside this module, docs/report.md): the job, a
 summary per destination, then every file with its outcome at every destination (target, status, how
 and when it was verified, ETag, error), then what was left out. /2 adds to each file ``capture``
-(time, source: exif|quicktime|mtime, device, device_source, type, sidecar_of, layout_path; null when
+(time, source: exif|quicktime|mxf|mtime, device, device_source, type, sidecar_of, layout_path; null when
 the job had no planner) and to each destination entry ``metadata_sidecar`` (key, status, error of
 its ``.castoff.json`` object; null when none was written).
 """
