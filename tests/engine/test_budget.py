@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 
+import blake3
+import xxhash
+
 from castoff.engine.budget import POOL_MIN, Chunk, MemoryBudget, size_class
+from castoff.hashing import SideHashing, new_blake3
 
 MiB = 1024 * 1024
 
@@ -75,3 +81,22 @@ def test_a_cancelled_wait_returns_none() -> None:
     held = budget.acquire(MiB, cancelled=never)
     assert held is not None
     assert budget.acquire(MiB, cancelled=lambda: True) is None
+
+
+def test_side_hashing_gives_the_same_digests_as_hashing_in_turn() -> None:
+    data = os.urandom(3 * MiB + 5)
+    side = SideHashing()
+    try:
+        for size in (1000, 300 * 1024, MiB):  # inline below SIDE_FROM, on the pool above it
+            b3, xx, md5 = new_blake3(len(data)), xxhash.xxh3_128(), hashlib.md5(usedforsecurity=False)
+            view = memoryview(data)
+            for at in range(0, len(data), size):
+                side.update(b3, [xx, md5], view[at : at + size])
+            assert b3.hexdigest() == blake3.blake3(data).hexdigest()
+            assert xx.hexdigest() == xxhash.xxh3_128(data).hexdigest()
+            assert md5.hexdigest() == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    finally:
+        side.close()
+    late = hashlib.md5(usedforsecurity=False)
+    side.update(new_blake3(0), [late], memoryview(data))  # after close: done in turn, not lost
+    assert late.hexdigest() == hashlib.md5(data, usedforsecurity=False).hexdigest()

@@ -37,7 +37,7 @@ from castoff.engine.conflicts import alt_target
 from castoff.engine.events import Event, EventSink, null_sink
 from castoff.engine.lanes import FileState, Lane, Stream
 from castoff.engine.retry import RetryPolicy
-from castoff.hashing import new_blake3
+from castoff.hashing import SideHashing, Updatable, new_blake3
 from castoff.scan import Filters, SourceFile, scan
 
 if TYPE_CHECKING:
@@ -139,6 +139,7 @@ class Engine:
         self._reading_done = False
         self._released = False
         self._open: set[Stream] = set()
+        self._hashing = SideHashing()
         self.files = 0
         self.bytes = 0
 
@@ -184,6 +185,7 @@ class Engine:
         catchup.join(5.0)
         for lane in self.lanes:
             lane.stop(timeout=0.5 if self.cancel.is_set() else 30.0)
+        self._hashing.close()
         if self.cancel.is_set():
             self._record_interrupted()
         return self._result()
@@ -479,6 +481,7 @@ class Engine:
         hasher = new_blake3(src.size)
         whole_md5 = hashlib.md5(usedforsecurity=False) if (live and self.need_md5) else None
         xxh = xxhash.xxh3_128()
+        side: list[Updatable] = [xxh] if whole_md5 is None else [xxh, whole_md5]
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
@@ -511,10 +514,7 @@ class Engine:
                 except BaseException:
                     budget.release(buf)
                     raise
-                hasher.update(view)
-                xxh.update(view)
-                if whole_md5 is not None:
-                    whole_md5.update(view)
+                self._hashing.update(hasher, side, view)
                 last = index == fs.n_parts - 1
                 if last:
                     try:
