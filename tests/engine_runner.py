@@ -13,6 +13,7 @@ from typing import Any
 
 from castoff.catalog.db import Catalog, new_job_id
 from castoff.destinations.base import Destination
+from castoff.destinations.s3 import S3Destination, S3Options
 from castoff.engine.events import Event
 from castoff.engine.job import Engine, JobOptions, JobResult
 
@@ -50,3 +51,19 @@ class Runner:
 
     def logs(self) -> list[str]:
         return [str(e.data["message"]) for e in self.events if e.kind == "log"]
+
+
+def s3dest(url: str, bucket: str, key: str, secret: str, **kw: Any) -> S3Destination:
+    """A bucket on one of the test servers: path addressing, us-east-1, the given keys."""
+    return S3Destination(
+        S3Options(
+            bucket=bucket,
+            prefix=kw.pop("prefix", "raw-shoots/"),
+            endpoint_url=url,
+            region="us-east-1",
+            addressing_style="path",
+            access_key=key,
+            secret_key=secret,
+            **kw,
+        )
+    )

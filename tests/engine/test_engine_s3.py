@@ -16,27 +16,11 @@ import blake3
 from castoff.catalog.db import Catalog
 from castoff.destinations.base import MiB
 from castoff.destinations.local import LocalDestination
-from castoff.destinations.s3 import S3Destination, S3Options
 from castoff.engine.retry import RetryPolicy
-from engine_runner import Runner, write
+from engine_runner import Runner, s3dest, write
 from servers import SLOW_DOWN_XML
 
 FAST = {"retry": RetryPolicy(attempts=6, base=0.05, cap=0.5), "lane_pause": 0.2}
-
-
-def s3dest(url: str, bucket: str, key: str, secret: str, **kw: Any) -> S3Destination:
-    return S3Destination(
-        S3Options(
-            bucket=bucket,
-            prefix=kw.pop("prefix", "raw-shoots/"),
-            endpoint_url=url,
-            region="us-east-1",
-            addressing_style="path",
-            access_key=key,
-            secret_key=secret,
-            **kw,
-        )
-    )
 
 
 def card(root: Path, rng: random.Random, *, big: int = 12 * MiB) -> dict[str, bytes]:

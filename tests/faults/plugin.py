@@ -13,10 +13,10 @@ import pytest
 
 from castoff.destinations.base import Destination, MiB
 from castoff.destinations.local import LocalDestination
-from castoff.destinations.s3 import S3Destination, S3Options
+from castoff.destinations.s3 import S3Destination
 from castoff.engine.job import JobResult
 from castoff.engine.retry import RetryPolicy
-from engine_runner import Runner, write
+from engine_runner import Runner, s3dest, write
 from faults.check import TALLY, BucketView, Dest, Expect, LocalView, Result, check
 from servers import FaultProxy
 
@@ -43,18 +43,7 @@ def make_card(root: Path, seed: int, *, big: int = 3 * PART + 17, small: int = 6
 
 
 def s3_dest(url: str, bucket: str, key: str, secret: str, **kw: Any) -> S3Destination:
-    return S3Destination(
-        S3Options(
-            bucket=bucket,
-            prefix=kw.pop("prefix", "raw/"),
-            endpoint_url=url,
-            region="us-east-1",
-            addressing_style="path",
-            access_key=key,
-            secret_key=secret,
-            **{"part_size": PART, **kw},
-        )
-    )
+    return s3dest(url, bucket, key, secret, **{"prefix": "raw/", "part_size": PART, **kw})
 
 
 @dataclass

@@ -324,15 +324,7 @@ def _mxf(buf: bytes) -> Capture | None:
                 make = make or _mxf_text(items.get(_MXF_COMPANY))
                 model = model or _mxf_text(items.get(_MXF_PRODUCT))
         at = start + length
-    if created is None and make is None and model is None:
-        return None
-    return Capture(
-        when=created or datetime.min,
-        when_source="mxf" if created else "",
-        make=make,
-        model=model,
-        device_source="mxf" if (make or model) else "none",
-    )
+    return _from_header(created, make, model, "mxf")
 
 
 def device_from_card(rel_path: str) -> str | None:
@@ -364,14 +356,19 @@ def _sniff(fh: CappedReader, size: int) -> Capture | None:
         return _mxf(fh.read_at(at, MXF_HEADER_BYTES))
     else:
         return None
+    return _from_header(when, make, model, "exif")
+
+
+def _from_header(when: datetime | None, make: str | None, model: str | None, source: str) -> Capture | None:
+    """What a header said, if anything; an empty ``when_source`` leaves the date to the fallback."""
     if when is None and make is None and model is None:
         return None
     return Capture(
         when=when or datetime.min,
-        when_source="exif" if when else "",
+        when_source=source if when else "",
         make=make,
         model=model,
-        device_source="exif" if (make or model) else "none",
+        device_source=source if (make or model) else "none",
     )
 
 
