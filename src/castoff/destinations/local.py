@@ -10,7 +10,9 @@ import ctypes
 import ctypes.util
 import errno
 import hashlib
+import mmap
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -137,6 +139,18 @@ def set_xattrs(path: str, xattrs: Mapping[str, bytes]) -> str | None:
     return None
 
 
+_per_thread = threading.local()
+
+
+def _read_back_buffer() -> memoryview:
+    """This thread's read-back buffer, made once: a committer verifies file after file, and a
+    fresh buffer for each would cost its pages again every time."""
+    buf: mmap.mmap | None = getattr(_per_thread, "read_back", None)
+    if buf is None:
+        buf = _per_thread.read_back = mmap.mmap(-1, READ_BACK_CHUNK)
+    return memoryview(buf)
+
+
 class LocalUpload:
     """One file being written into a hidden partial file."""
 
@@ -209,8 +223,7 @@ class LocalUpload:
         hasher = new_blake3(self._meta.size)
         total = 0
         # +1: the read that finds the end of a small file needs no second buffer-full
-        buf = bytearray(min(READ_BACK_CHUNK, self._meta.size + 1))
-        view = memoryview(buf)
+        view = _read_back_buffer()[: min(READ_BACK_CHUNK, self._meta.size + 1)]
         fd = os.open(self.partial_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             # Ask the kernel to forget cached pages so the read comes from the device

@@ -7,11 +7,21 @@ takes it; its bytes return to the budget when the last of them lets go.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import threading
 from collections.abc import Callable
 
 #: buffers at least this big are kept for reuse: a fresh one costs a page fault per 4 KiB
 POOL_MIN = 1024 * 1024
+
+
+#: a part's memory: big ones are anonymous maps of their own, outside the heap, so memory let go
+#: goes back to the system at once instead of staying in a thread's malloc arena
+Buffer = bytearray | mmap.mmap
+
+
+def new_buffer(n: int) -> Buffer:
+    return mmap.mmap(-1, n) if n >= POOL_MIN else bytearray(n)
 
 
 def size_class(n: int) -> int:
@@ -35,7 +45,7 @@ class MemoryBudget:
         self.used = 0
         self.peak = 0
         self.pooled = 0
-        self._pool: dict[int, list[bytearray]] = {}
+        self._pool: dict[int, list[Buffer]] = {}
         self._cond = threading.Condition()
 
     def acquire(
@@ -44,7 +54,7 @@ class MemoryBudget:
         *,
         cancelled: Callable[[], bool],
         on_blocked: Callable[[], None] | None = None,
-    ) -> bytearray | None:
+    ) -> Buffer | None:
         """Wait until a buffer for ``n`` bytes fits and return it: at least ``n`` bytes long, its
         contents stale (the caller overwrites the first ``n``). Calls ``on_blocked`` while
         waiting; None if cancelled."""
@@ -72,7 +82,7 @@ class MemoryBudget:
                     del self._pool[n]
                 return buf
             self._make_room(n)
-        return bytearray(n)
+        return new_buffer(n)
 
     def _make_room(self, n: int) -> None:
         """Under the lock: drop kept buffers until a new one of ``n`` bytes fits beside them."""
@@ -83,7 +93,7 @@ class MemoryBudget:
             if not kept:
                 del self._pool[size]
 
-    def release(self, buf: bytearray) -> None:
+    def release(self, buf: Buffer) -> None:
         n = len(buf)
         with self._cond:
             self.used -= n
@@ -99,7 +109,7 @@ class Chunk:
     __slots__ = ("_lock", "_md5", "_refs", "budget", "buffer", "data", "index", "offset")
 
     def __init__(
-        self, budget: MemoryBudget, buffer: bytearray, size: int, index: int, offset: int, refs: int
+        self, budget: MemoryBudget, buffer: Buffer, size: int, index: int, offset: int, refs: int
     ) -> None:
         self.budget = budget
         self.buffer = buffer

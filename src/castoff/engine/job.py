@@ -32,7 +32,7 @@ from castoff.destinations.base import (
     Upload,
     parts_for,
 )
-from castoff.engine.budget import Chunk, MemoryBudget
+from castoff.engine.budget import Buffer, Chunk, MemoryBudget
 from castoff.engine.conflicts import alt_target
 from castoff.engine.events import Event, EventSink, null_sink
 from castoff.engine.lanes import FileState, Lane, Stream
@@ -567,7 +567,7 @@ class Engine:
     def _hand_out(
         budget: MemoryBudget,
         streams: list[Stream],
-        buf: bytearray,
+        buf: Buffer,
         size: int,
         index: int,
         offset: int,
