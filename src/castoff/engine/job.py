@@ -449,11 +449,13 @@ class Engine:
                     s.lane.fail(s, exc)
             return
         if live:
-            fs.digest, fs.md5 = digest, md5 or fs.md5
+            fs.digest, fs.md5, fs.xxh128 = digest, md5 or fs.md5, xxh128
             fs.status = "read"
             self.catalog.file_read(fs.file_id, blake3=digest, md5=md5, xxh128=xxh128)
         elif digest == fs.digest:
-            self.catalog.file_hashes_known(fs.file_id, xxh128=xxh128)
+            if fs.xxh128 is None:
+                fs.xxh128 = xxh128
+                self.catalog.file_hashes_known(fs.file_id, xxh128=xxh128)
         else:
             if path != src.abs_path:
                 fs.local_copy = None  # next time, from the source
@@ -480,8 +482,9 @@ class Engine:
         check_mtime = path == src.abs_path
         hasher = new_blake3(src.size)
         whole_md5 = hashlib.md5(usedforsecurity=False) if (live and self.need_md5) else None
-        xxh = xxhash.xxh3_128()
-        side: list[Updatable] = [xxh] if whole_md5 is None else [xxh, whole_md5]
+        # a catch-up read re-checks BLAKE3; xxh128 only when no read of this job has it yet
+        xxh = xxhash.xxh3_128() if (live or fs.xxh128 is None) else None
+        side: list[Updatable] = [h for h in (xxh, whole_md5) if h is not None]
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
@@ -530,7 +533,9 @@ class Engine:
                 offset += size
         finally:
             os.close(fd)
-        return hasher.hexdigest(), (whole_md5.hexdigest() if whole_md5 else None), xxh.hexdigest()
+        xxh128 = xxh.hexdigest() if xxh is not None else fs.xxh128
+        assert xxh128 is not None
+        return hasher.hexdigest(), (whole_md5.hexdigest() if whole_md5 else None), xxh128
 
     @staticmethod
     def _read_exactly(fd: int, view: memoryview, offset: int, rel: str) -> None:

@@ -36,6 +36,7 @@ class FileState:
     n_parts: int
     digest: str | None = None
     md5: str | None = None
+    xxh128: str | None = None
     status: str = "pending"  # pending, read, failed
     error: errors.CastoffError | None = None
     read_done: threading.Event = field(default_factory=threading.Event)
