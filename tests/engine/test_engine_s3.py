@@ -181,3 +181,34 @@ def test_sigkill_mid_upload_resumes_without_resending_parts(
     assert body["Body"].read() == data
     catalog = Catalog(state / "catalog.sqlite")
     assert catalog.open_uploads() == []
+
+
+PRECONDITION_FAILED = (
+    "<?xml version='1.0' encoding='UTF-8'?><Error><Code>PreconditionFailed</Code>"
+    "<Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
+)
+
+
+def test_a_put_whose_answer_was_lost_is_not_taken_for_a_conflict(
+    tmp_path: Path, runner: Runner, moto: Any, fault_proxy: Any
+) -> None:
+    """The object landed but its answer did not; the retry's If-None-Match gets 412 from that
+    very object. castoff must recognise its own bytes (same MD5), not upload 'IMG_0001 (2).JPG'."""
+    src = tmp_path / "src" / "card"
+    data = os.urandom(300_000)
+    write(src / "IMG_0001.JPG", data)
+    proxy = fault_proxy(moto)
+    proxy.truncate_response(0, method="PUT", match="IMG_0001")  # lands, answer lost
+    proxy.respond(412, PRECONDITION_FAILED, method="PUT", match="IMG_0001")  # as AWS would
+    key, secret = moto.server.admin_key  # this key may read: HEAD can recognise the object
+    bucket = s3dest(proxy.url, moto.bucket, key, secret, conditional_writes=True)
+    result = runner([src], [bucket], chunk_size=MiB, **FAST)
+    assert result.exit_code == 0, runner.logs()
+    assert proxy.pending_faults == 0
+    admin = moto.admin_client()
+    listed = admin.list_objects_v2(Bucket=moto.bucket, Prefix="raw-shoots/")
+    assert [o["Key"] for o in listed["Contents"]] == ["raw-shoots/card/IMG_0001.JPG"]
+    assert read_object(admin, moto.bucket, "raw-shoots/card/IMG_0001.JPG")[0] == data
+    out = runner.outcomes()[("card/IMG_0001.JPG", bucket.name)]
+    assert out["status"] == "verified"
+    assert "answer was lost" in out["detail"]

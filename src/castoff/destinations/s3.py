@@ -932,6 +932,7 @@ class S3Upload:
         self._n_parts = parts_for(meta.size, part_size)
         self._lock = threading.Lock()
         self._notes = list(notes)
+        self._put_sent = False  # a PutObject went out (its answer may have been lost)
 
     @property
     def token(self) -> ResumeToken:
@@ -962,35 +963,60 @@ class S3Upload:
             raise ValueError(f"part {index} of {self._key} is {size} bytes, expected {expected}")
         digest = md5 if md5 is not None else hashlib.md5(data, usedforsecurity=False).digest()
         bucket = self._dest.options.bucket
-        with _s3_errors(bucket, self._key):
-            if self._upload_id is None:
-                args = self._dest.object_args(self._metadata)
-                if self._dest.conditional_put:
-                    args["IfNoneMatch"] = "*"
-                answer = self._dest.client.put_object(
+        if self._upload_id is None:
+            answer = self._put_object(data, digest)
+        else:
+            with _s3_errors(bucket, self._key):
+                answer = self._dest.client.upload_part(
                     Bucket=bucket,
                     Key=self._key,
+                    UploadId=self._upload_id,
+                    PartNumber=index + 1,
                     Body=cast(Any, _PartBody(data)),
                     ContentLength=size,
                     ContentMD5=_b64(digest),
-                    **args,
-                )
-            else:
-                answer = cast(
-                    Any,
-                    self._dest.client.upload_part(
-                        Bucket=bucket,
-                        Key=self._key,
-                        UploadId=self._upload_id,
-                        PartNumber=index + 1,
-                        Body=cast(Any, _PartBody(data)),
-                        ContentLength=size,
-                        ContentMD5=_b64(digest),
-                    ),
                 )
         etag = _etag_of(answer, self._where())
         self._check_part_etag(index, etag, digest.hex())
         return PartReceipt(index, offset, size, md5=digest.hex(), etag=etag)
+
+    def _put_object(self, data: memoryview, digest: bytes) -> Any:
+        """One PutObject. With ``If-None-Match: *``, a 412 after an attempt whose answer was lost
+        may be that attempt's own object: where the key may read, an object there with this
+        body's MD5 as its ETag is taken as landed, instead of a conflict that would upload a copy
+        under another name."""
+        dest = self._dest
+        args = dest.object_args(self._metadata)
+        if dest.conditional_put:
+            args["IfNoneMatch"] = "*"
+        retried, self._put_sent = self._put_sent, True
+        try:
+            with _s3_errors(dest.options.bucket, self._key):
+                return dest.client.put_object(
+                    Bucket=dest.options.bucket,
+                    Key=self._key,
+                    Body=cast(Any, _PartBody(data)),
+                    ContentLength=data.nbytes,
+                    ContentMD5=_b64(digest),
+                    **args,
+                )
+        except TargetExists:
+            if not retried:
+                raise
+            there = self._etag_there()
+            if there is None or there != digest.hex() or not self._put_etag_checkable(there):
+                raise
+            self._note("the first PutObject's answer was lost; the object there has this body's MD5")
+            return {"ETag": f'"{there}"'}
+
+    def _etag_there(self) -> str | None:
+        """The ETag of the object at the key, or None when the key may not read it."""
+        try:
+            with _s3_errors(self._dest.options.bucket, self._key):
+                head = self._dest.client.head_object(Bucket=self._dest.options.bucket, Key=self._key)
+        except errors.CastoffError:
+            return None
+        return _etag_of(head, self._where())
 
     def _put_etag_checkable(self, etag: str) -> bool:
         """Whether this answer's ETag must be the MD5 of the bytes sent."""
