@@ -202,15 +202,7 @@ def _iso_media(fh: CappedReader, size: int) -> Capture | None:
             cr3_when, make, model = _cr3(fh, a + 16, b)
             if cr3_when is not None:
                 when, source = cr3_when, "exif"
-    if when is None and make is None and model is None:
-        return None
-    return Capture(
-        when=when or datetime.min,
-        when_source=source if when else "",
-        make=make,
-        model=model,
-        device_source=source if (make or model) else "none",
-    )
+    return _from_header(when, make, model, source)
 
 
 def _cr3(fh: CappedReader, start: int, end: int) -> tuple[datetime | None, str | None, str | None]:
