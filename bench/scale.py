@@ -19,7 +19,6 @@ file size) to ``bench/results/``. Every run is checked afterwards like ``bench/r
 from __future__ import annotations
 
 import argparse
-import atexit
 import datetime as dt
 import json
 import re
@@ -29,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fsutil import exit_on_signals, free_bytes, lock_workdir, reset_dir
+from fsutil import claim_workdir, exit_on_signals, free_bytes, reset_dir
 from measure import GIB, MIB, Measurement, summarize
 from peers import RunContext, Tools, add_workdir_options, castoff_failures, castoff_only, peers_for, run_peer
 from report import describe_machine, filesystem_of
@@ -491,11 +490,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"castoff is not usable: {tools.castoff.reason} ({tools.castoff.hint})")
         return 2
     study = Study(args, tools)
-    lock = lock_workdir(study.base)
+    lock = claim_workdir(study.base, study.cleanup)
     if lock is None:
-        print(f"another bench run is using {study.base}; wait for it or pass --workdir")
         return 2
-    atexit.register(study.cleanup)
     points = [count_point(n, args.small_kib) for n in args.counts] + [size_point(b) for b in args.sizes]
     print(
         f"castoff {tools.castoff.version}; {len(points)} points × destinations {args.dests} in {study.base}"
