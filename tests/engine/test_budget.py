@@ -19,22 +19,28 @@ def never() -> bool:
     return False
 
 
-def test_size_classes_round_big_buffers_to_whole_mib() -> None:
+def test_size_classes_are_few_so_buffers_are_reused() -> None:
     assert size_class(0) == 0
     assert size_class(1000) == 1000
     assert size_class(POOL_MIN - 1) == POOL_MIN - 1
     assert size_class(POOL_MIN) == POOL_MIN
     assert size_class(3 * MiB + 1) == 4 * MiB
+    assert size_class(5 * MiB) == 8 * MiB
+    assert size_class(16 * MiB) == 16 * MiB
+    assert size_class(16 * MiB + 1) == 32 * MiB
+    assert size_class(40 * MiB) == 48 * MiB
+    # photos of every size from 1 to 25 MiB fall into five classes
+    assert len({size_class(n * MiB + 7) for n in range(1, 26)}) == 5
 
 
 def test_a_released_part_buffer_is_handed_out_again() -> None:
     budget = MemoryBudget(64 * MiB)
     first = budget.acquire(5 * MiB - 10, cancelled=never)
-    assert first is not None and len(first) == 5 * MiB
+    assert first is not None and len(first) == 8 * MiB
     budget.release(first)
-    again = budget.acquire(5 * MiB - 3000, cancelled=never)
+    again = budget.acquire(7 * MiB + 3000, cancelled=never)
     assert again is first, "same size class: the kept buffer is reused"
-    assert budget.used == 5 * MiB and budget.pooled == 0
+    assert budget.used == 8 * MiB and budget.pooled == 0
 
 
 def test_small_buffers_are_exact_and_not_kept() -> None:
@@ -47,6 +53,7 @@ def test_small_buffers_are_exact_and_not_kept() -> None:
 
 def test_kept_buffers_never_push_the_total_past_the_limit() -> None:
     budget = MemoryBudget(8 * MiB)
+    budget.pool_limit = budget.limit  # keep everything, to fill the pool
     bufs = [budget.acquire(2 * MiB, cancelled=never) for _ in range(4)]
     for b in bufs:
         assert b is not None
@@ -57,6 +64,15 @@ def test_kept_buffers_never_push_the_total_past_the_limit() -> None:
     assert big is not None
     assert budget.used + budget.pooled <= budget.limit
     assert budget.peak == 8 * MiB
+
+
+def test_at_most_a_quarter_of_the_limit_is_kept() -> None:
+    budget = MemoryBudget(64 * MiB)
+    bufs = [budget.acquire(4 * MiB, cancelled=never) for _ in range(8)]
+    for b in bufs:
+        assert b is not None
+        budget.release(b)
+    assert budget.used == 0 and budget.pooled == 16 * MiB
 
 
 def test_a_reader_waits_until_a_chunk_is_released() -> None:

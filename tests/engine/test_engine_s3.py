@@ -212,3 +212,87 @@ def test_a_put_whose_answer_was_lost_is_not_taken_for_a_conflict(
     out = runner.outcomes()[("card/IMG_0001.JPG", bucket.name)]
     assert out["status"] == "verified"
     assert "answer was lost" in out["detail"]
+
+
+def _count_blake3_passes(monkeypatch: Any) -> list[int]:
+    from castoff.engine import job
+
+    sizes: list[int] = []
+    real = job.new_blake3
+
+    def counting(size: int) -> Any:
+        sizes.append(size)
+        return real(size)
+
+    monkeypatch.setattr(job, "new_blake3", counting)
+    return sizes
+
+
+def test_a_bucket_only_file_is_hashed_once_and_sent_with_the_first_reads_part_md5s(
+    tmp_path: Path, runner: Runner, rclone_s3: Any, monkeypatch: Any
+) -> None:
+    from castoff.engine import budget
+
+    rng = random.Random(11)
+    files = {"C0001.MP4": rng.randbytes(12 * MiB + 5), "IMG_0001.JPG": rng.randbytes(300_000)}
+    for rel, data in files.items():
+        write(tmp_path / "src" / "card" / rel, data)
+    passes = _count_blake3_passes(monkeypatch)
+    part_md5s: list[int] = []
+    real_md5 = budget.hashlib.md5
+
+    class CountingHashlib:
+        @staticmethod
+        def md5(data: Any, *, usedforsecurity: bool = True) -> Any:
+            part_md5s.append(len(data))
+            return real_md5(data, usedforsecurity=usedforsecurity)
+
+    monkeypatch.setattr(budget, "hashlib", CountingHashlib)
+    bucket = s3dest(
+        rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
+    result = runner([tmp_path / "src" / "card"], [bucket], chunk_size=5 * MiB, **FAST)
+    assert result.exit_code == 0, runner.logs()
+    assert sorted(passes) == sorted(len(d) for d in files.values()), "one BLAKE3 pass per file"
+    assert part_md5s == [], "every part's MD5 came from the read that hashed the file"
+    admin = rclone_s3.admin_client()
+    for rel, data in files.items():
+        assert read_object(admin, rclone_s3.bucket, f"raw-shoots/card/{rel}")[0] == data
+        assert runner.outcomes()[(f"card/{rel}", bucket.name)]["status"] == "verified"
+
+
+def test_a_source_rewritten_between_the_two_reads_is_refused_part_by_part(
+    tmp_path: Path, runner: Runner, rclone_s3: Any, monkeypatch: Any
+) -> None:
+    """Same size, same mtime, other bytes: the server refuses the part whose Content-MD5 (from
+    the first read) does not match; the retry hashes again and names the changed source."""
+    from castoff.engine.job import Engine
+
+    rng = random.Random(12)
+    data = rng.randbytes(12 * MiB)
+    src = write(tmp_path / "src" / "card" / "C0002.MP4", data)
+    st = src.stat()
+    real = Engine._read_parts
+    rewritten: list[bool] = []
+
+    def rewrite_before_the_upload(self: Engine, fs: Any, streams: Any, path: str, *, live: bool) -> Any:
+        if not live and not rewritten:
+            changed = bytearray(data)
+            changed[6 * MiB] ^= 0xFF  # in part 2
+            src.write_bytes(bytes(changed))
+            os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+            rewritten.append(True)
+        return real(self, fs, streams, path, live=live)
+
+    monkeypatch.setattr(Engine, "_read_parts", rewrite_before_the_upload)
+    bucket = s3dest(
+        rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
+    result = runner([src.parent], [bucket], chunk_size=5 * MiB, **FAST)
+    assert rewritten and result.exit_code == 1
+    row = runner.outcomes()[("card/C0002.MP4", bucket.name)]
+    assert row["status"] == "failed"
+    assert "no longer matches the source's BLAKE3" in row["error"], row["error"]
+    admin = rclone_s3.admin_client()
+    assert "Contents" not in admin.list_objects_v2(Bucket=rclone_s3.bucket, Prefix="raw-shoots/card/")
+    assert admin.list_multipart_uploads(Bucket=rclone_s3.bucket).get("Uploads", []) == []

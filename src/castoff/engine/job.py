@@ -37,13 +37,15 @@ from castoff.engine.conflicts import alt_target
 from castoff.engine.events import Event, EventSink, null_sink
 from castoff.engine.lanes import FileState, Lane, Stream
 from castoff.engine.retry import RetryPolicy
-from castoff.hashing import SideHashing, Updatable, new_blake3
+from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
 from castoff.scan import Filters, SourceFile, scan
 
 if TYPE_CHECKING:
     from castoff.layout.planner import DestPlan, Planner
 
 ON_CONFLICT = ("rename", "skip", "overwrite", "fail")
+#: parts' worth of bytes a remote lane may have waiting beside those its workers are sending
+REMOTE_READ_AHEAD = 2
 #: the destination is unusable for every file, not just this one
 LANE_FATAL = (
     errors.DestinationGone,
@@ -476,15 +478,30 @@ class Engine:
     def _read_parts(
         self, fs: FileState, streams: list[Stream], path: str, *, live: bool
     ) -> tuple[str, str | None, str]:
-        """BLAKE3, MD5 (when a destination needs it) and xxh128 (for ASC MHL), all from one read."""
+        """BLAKE3, MD5 (when a destination needs it) and xxh128 (for ASC MHL), all from one read.
+
+        A multipart file that only buckets take is read twice: their objects' metadata needs the
+        whole file's hashes before the first part. Its first read also keeps each part's MD5;
+        the second then hashes nothing, and sends each part with the MD5 of the first read as
+        its Content-MD5, so the server refuses any byte that is not the byte the first read
+        hashed with BLAKE3."""
         src = fs.src
         budget = self.budget if live else self.catchup_budget
         check_mtime = path == src.abs_path
-        hasher = new_blake3(src.size)
+        sent_with_known_md5s = (
+            not live
+            and fs.part_md5s is not None
+            and len(fs.part_md5s) == fs.n_parts
+            and all(s.lane.caps.needs_md5 for s in streams)
+        )
+        known_md5s = fs.part_md5s if sent_with_known_md5s else None
+        # a catch-up read re-checks BLAKE3 (unless the server checks each part against the first)
+        hasher = None if known_md5s is not None else new_blake3(src.size)
         whole_md5 = hashlib.md5(usedforsecurity=False) if (live and self.need_md5) else None
-        # a catch-up read re-checks BLAKE3; xxh128 only when no read of this job has it yet
+        part_md5s = PartMd5s() if live and self._bucket_reads_again(fs, streams) else None
+        # xxh128 only when no read of this job has it yet
         xxh = xxhash.xxh3_128() if (live or fs.xxh128 is None) else None
-        side: list[Updatable] = [h for h in (xxh, whole_md5) if h is not None]
+        side: list[Updatable] = [h for h in (xxh, whole_md5, part_md5s) if h is not None]
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
@@ -504,6 +521,7 @@ class Engine:
             offset = 0
             for index in range(fs.n_parts):
                 size = min(fs.part_size, src.size - offset)
+                self._wait_for_remote_lanes(budget, streams)
                 buf = budget.acquire(
                     size,
                     cancelled=self.cancel.is_set,
@@ -525,17 +543,31 @@ class Engine:
                     except BaseException:
                         budget.release(buf)
                         raise
-                    if live:
+                    if live and hasher is not None:
                         # known before the last part goes out, so a one-part object's metadata has it
                         fs.digest = hasher.hexdigest()
                         fs.md5 = whole_md5.hexdigest() if whole_md5 else fs.md5
-                self._hand_out(budget, streams, buf, size, index, offset)
+                    if whole_md5 is not None and fs.n_parts == 1:
+                        known_md5s = [whole_md5.digest()]  # one part: its MD5 is the file's
+                md5 = known_md5s[index] if known_md5s is not None else None
+                self._hand_out(budget, streams, buf, size, index, offset, md5)
                 offset += size
         finally:
             os.close(fd)
+        if part_md5s is not None:
+            fs.part_md5s = part_md5s.digests
+        elif live and known_md5s is not None:
+            fs.part_md5s = known_md5s
         xxh128 = xxh.hexdigest() if xxh is not None else fs.xxh128
         assert xxh128 is not None
-        return hasher.hexdigest(), (whole_md5.hexdigest() if whole_md5 else None), xxh128
+        digest = hasher.hexdigest() if hasher is not None else fs.digest
+        assert digest is not None
+        return digest, (whole_md5.hexdigest() if whole_md5 else None), xxh128
+
+    @staticmethod
+    def _bucket_reads_again(fs: FileState, live: list[Stream]) -> bool:
+        """This live read of a multipart file leaves a bucket to a second read."""
+        return fs.n_parts > 1 and any(s.lane.caps.needs_md5 and s not in live for s in fs.streams)
 
     @staticmethod
     def _read_exactly(fd: int, view: memoryview, offset: int, rel: str) -> None:
@@ -576,35 +608,66 @@ class Engine:
         size: int,
         index: int,
         offset: int,
+        md5: bytes | None,
     ) -> None:
         takers = [s for s in streams if s.wants(index)]
         if not takers:
             budget.release(buf)
             return
-        chunk = Chunk(budget, buf, size, index, offset, refs=len(takers))
+        chunk = Chunk(budget, buf, size, index, offset, refs=len(takers), md5=md5)
         for s in takers:
             if not s.lane.push(s, chunk):
                 chunk.release()
 
-    def _maybe_detach(self, budget: MemoryBudget, feeding: list[Stream]) -> None:
-        """Called while a reader waits for memory: if one lane holds most of it while another
-        lane of the same read keeps up, let the laggard go; it catches up later from a copy."""
+    def _remote_lane_full(self, lane: Lane) -> bool:
+        return not lane.caps.is_local and lane.queued_bytes >= REMOTE_READ_AHEAD * self.options.chunk_size
+
+    def _wait_for_remote_lanes(self, budget: MemoryBudget, feeding: list[Stream]) -> None:
+        """Before reading a part: a bucket needs only a few parts waiting beside those on the
+        wire to keep its connections busy, so the reader reads no further ahead of it. Memory
+        that would only hold waiting bytes stays free (and out of the process's peak). A lane
+        that cannot keep up while another can is let go, as under memory pressure."""
+        while True:
+            full = [
+                s.lane for s in feeding if s.feeding and s.failed is None and self._remote_lane_full(s.lane)
+            ]
+            if not full:
+                return
+            if self.cancel.is_set():
+                raise errors.Interrupted("interrupted")
+            lane = full[0]
+            self._maybe_detach(budget, feeding, full=lane)
+            with lane.cond:
+                if self._remote_lane_full(lane):
+                    lane.cond.wait(0.2)
+
+    def _maybe_detach(self, budget: MemoryBudget, feeding: list[Stream], *, full: Lane | None = None) -> None:
+        """Called while a reader waits, for memory or for the ``full`` lane: if one lane holds
+        most of the memory (or is ``full``) while another lane of the same read keeps up, let
+        the laggard go; it catches up later from a copy."""
         key = id(budget)
         held = {id(ln): ln.queued_by.get(key, 0) for ln in self.lanes}
-        busy = [ln for ln in self.lanes if held[id(ln)] > 0]
-        if not busy:
-            return
-        worst = max(busy, key=lambda ln: held[id(ln)])
-        others = [held[id(s.lane)] for s in feeding if s.lane is not worst and s.feeding]
-        if not others:
-            return
-        if held[id(worst)] < budget.limit // 2 or held[id(worst)] <= 2 * min(others):
-            return
+        if full is not None:
+            worst = full
+            others = [s.lane for s in feeding if s.lane is not full and s.feeding]
+            if not any(not self._remote_lane_full(ln) for ln in others):
+                return
+            why = "cannot keep up with the read"
+        else:
+            busy = [ln for ln in self.lanes if held[id(ln)] > 0]
+            if not busy:
+                return
+            worst = max(busy, key=lambda ln: held[id(ln)])
+            amounts = [held[id(s.lane)] for s in feeding if s.lane is not worst and s.feeding]
+            if not amounts:
+                return
+            if held[id(worst)] < budget.limit // 2 or held[id(worst)] <= 2 * min(amounts):
+                return
+            why = "is behind by more than half the memory budget"
         streams = worst.detach()
         if streams:
             self.log(
-                f"{worst.name} is behind by more than half the memory budget: it continues"
-                f" from a verified copy ({len(streams)} file(s) deferred)",
+                f"{worst.name} {why}: it continues from a verified copy ({len(streams)} file(s) deferred)",
                 "info",
             )
             self._defer(streams)
@@ -944,6 +1007,7 @@ class Engine:
         ):
             stream.restarts += 1
             lane.stats.restarts += 1
+            fs.part_md5s = None  # the next read hashes again and re-checks the source's BLAKE3
             self._close_catalog_upload(stream)
             stream.notes.append(f"{exc}; sent again from the start")
             self.log(f"{lane.name}: {stream.target}: {exc}; sending it again", "warning")

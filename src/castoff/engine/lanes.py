@@ -37,6 +37,9 @@ class FileState:
     digest: str | None = None
     md5: str | None = None
     xxh128: str | None = None
+    #: each part's MD5 from the first read, kept for a bucket-only multipart file (see
+    #: ``Engine._read_parts``); None when not kept or no longer trusted
+    part_md5s: list[bytes] | None = None
     status: str = "pending"  # pending, read, failed
     error: errors.CastoffError | None = None
     read_done: threading.Event = field(default_factory=threading.Event)
@@ -249,6 +252,7 @@ class Lane:
                 stream, chunk = self.queue.popleft()
                 self.queued_bytes -= chunk.size
                 self.queued_by[id(chunk.budget)] -= chunk.size
+                self.cond.notify_all()  # a reader may wait for room in this queue
             try:
                 self._put(stream, chunk)
             except TargetExists as exc:
