@@ -52,10 +52,20 @@ def _rate(bps: float | None) -> str:
     return "–" if bps is None else f"{format_bytes(bps)}/s"
 
 
+def _bytecode_cache(folder: Path) -> jinja2.BytecodeCache | None:
+    """The compiled template, kept beside the catalog: compiling it again costs every job 40 ms."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder), f"castoff-{__version__}-%s.cache")
+
+
 @functools.cache
-def _env() -> jinja2.Environment:
+def _env(cache_folder: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("castoff.reports", "templates"),
+        bytecode_cache=_bytecode_cache(cache_folder),
         autoescape=True,  # every value is escaped unless a template says otherwise (none does)
         trim_blocks=True,
         lstrip_blocks=True,
@@ -87,7 +97,7 @@ def render(catalog: Catalog, job_id: str, out: Path) -> None:
     job_id = str(job["id"])
     counts = tally(catalog, job)
     stream = (
-        _env()
+        _env(catalog.path.parent / "cache")
         .get_template("report.html.j2")
         .stream(
             job=job,
