@@ -353,3 +353,37 @@ def test_files_waiting_for_their_commit_hold_no_descriptors(tmp_path: Path, runn
     assert result.exit_code == 0
     assert len(visible_files(tmp_path / "nas")) == 300
     assert open_fds and max(open_fds) - baseline < 40, max(open_fds) - baseline
+
+
+def test_a_folder_removed_after_this_destination_made_it_is_made_again(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """The destination remembers the folders it made (and checked) in a job; one removed since
+    is made, and checked, again rather than failing the file."""
+    dest = LocalDestination(tmp_path / "ssd")
+    write(tmp_path / "one" / "card" / "DCIM" / "A.JPG", b"a" * 1000)
+    assert runner([tmp_path / "one" / "card"], [dest]).exit_code == 0
+    made = tmp_path / "ssd" / "card" / "DCIM"
+    (made / "A.JPG").unlink()
+    made.rmdir()
+    write(tmp_path / "two" / "card" / "DCIM" / "B.JPG", b"b" * 1000)
+    result = runner([tmp_path / "two" / "card"], [dest])
+    assert result.exit_code == 0, runner.logs()
+    assert (made / "B.JPG").read_bytes() == b"b" * 1000
+
+
+def test_a_folder_made_earlier_and_since_turned_into_a_link_out_is_refused(
+    tmp_path: Path, runner: Runner
+) -> None:
+    dest = LocalDestination(tmp_path / "ssd")
+    write(tmp_path / "one" / "card" / "DCIM" / "A.JPG", b"a" * 1000)
+    assert runner([tmp_path / "one" / "card"], [dest]).exit_code == 0
+    made = tmp_path / "ssd" / "card" / "DCIM"
+    (made / "A.JPG").unlink()
+    made.rmdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    made.symlink_to(outside)
+    write(tmp_path / "two" / "card" / "DCIM" / "B.JPG", b"b" * 1000)
+    assert runner([tmp_path / "two" / "card"], [dest]).exit_code == 1
+    assert list(outside.iterdir()) == []

@@ -162,16 +162,14 @@ class LocalUpload:
         self.partial_path = partial_path_for(target)
         parent = os.path.dirname(target)
         dest.check_root()
-        dest.check_inside(parent)  # before creating folders: none may appear through a link
+        dest.make_folder(parent)
         try:
-            os.makedirs(parent, exist_ok=True)
-        except OSError as exc:
-            raise translate_os_error(exc, f"cannot create folder {parent}") from exc
-        dest.check_inside(parent)
-        try:
-            self._fd: int | None = os.open(
-                self.partial_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644
-            )
+            try:
+                self._fd: int | None = self._open_partial()
+            except FileNotFoundError:  # the folder went away since this job made it
+                dest.forget_folder(parent)
+                dest.make_folder(parent)
+                self._fd = self._open_partial()
         except OSError as exc:
             raise translate_os_error(exc, f"cannot create {self.partial_path}") from exc
         if meta.size > 0:
@@ -182,6 +180,9 @@ class LocalUpload:
                     self.abort()
                     raise translate_os_error(exc, f"no room for {target}") from exc
                 # EOPNOTSUPP / EINVAL: the filesystem does not preallocate; fine.
+
+    def _open_partial(self) -> int:
+        return os.open(self.partial_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
 
     @property
     def token(self) -> ResumeToken:
@@ -310,6 +311,10 @@ class LocalDestination:
         #: (st_dev, st_ino) of the root when the job began: a drive unmounted mid-job must not
         #: turn into writes to the empty mount point (the disk underneath) or a re-created folder
         self._root_id: tuple[int, int] | None = None
+        #: folders made or found, checked to be inside the root, with their (st_dev, st_ino):
+        #: thousands of files land in few folders, and resolving each one's path again costs a
+        #: dozen system calls, where one lstat shows the folder is still the one checked
+        self._made: dict[str, tuple[int, int]] = {}
         self._caps = Capabilities(
             kind="local",
             is_local=True,
@@ -357,6 +362,29 @@ class LocalDestination:
                 f"{folder} leads outside the destination {self.root} (through a symlink)",
                 hint="castoff never follows a link out of a destination",
             )
+
+    def make_folder(self, folder: str) -> None:
+        """Create ``folder`` (and its parents) inside the root, never through a link out of it."""
+        known = self._made.get(folder)
+        if known is not None:
+            try:
+                st = os.lstat(folder)
+            except OSError:
+                st = None
+            # a link put in its place, or anywhere above it, shows another inode
+            if st is not None and (st.st_dev, st.st_ino) == known:
+                return
+        self.check_inside(folder)  # before creating folders: none may appear through a link
+        try:
+            os.makedirs(folder, exist_ok=True)
+            self.check_inside(folder)
+            st = os.lstat(folder)
+        except OSError as exc:
+            raise translate_os_error(exc, f"cannot create folder {folder}") from exc
+        self._made[folder] = (st.st_dev, st.st_ino)
+
+    def forget_folder(self, folder: str) -> None:
+        self._made.pop(folder, None)
 
     def check_root(self) -> None:
         """DestinationGone when the root is no longer the folder preflight saw."""
