@@ -147,7 +147,7 @@ def _read_back_buffer() -> memoryview:
     fresh buffer for each would cost its pages again every time."""
     buf: mmap.mmap | None = getattr(_per_thread, "read_back", None)
     if buf is None:
-        buf = _per_thread.read_back = mmap.mmap(-1, READ_BACK_CHUNK)
+        buf = _per_thread.read_back = mmap.mmap(-1, READ_BACK_CHUNK, flags=mmap.MAP_PRIVATE)
     return memoryview(buf)
 
 
