@@ -428,7 +428,6 @@ class Engine:
                 if s.upload_pk is not None:
                     self.catalog.close_upload(s.upload_pk)
                 s.reset(keep_parts=False)
-                s.resumed_parts = 0
                 s.notes.append("resume: part size differs; started over")
 
     def _feed(self, fs: FileState, streams: list[Stream], path: str, *, live: bool) -> None:
@@ -747,10 +746,12 @@ class Engine:
                 if isinstance(partial, str):
                     self.catalog.add_partial(lane.dest.ident, partial, self.job_id)
                 if stream.resumed_parts:
-                    self.log(
-                        f"resume: {lane.name}: {stream.target}: continuing at part"
-                        f" {stream.resumed_parts + 1}/{fs.n_parts}"
+                    where = (
+                        f"continuing at part {stream.resumed_parts + 1}/{fs.n_parts}"
+                        if stream.resumed_parts < fs.n_parts
+                        else f"all {fs.n_parts} parts were sent; completing it"
                     )
+                    self.log(f"resume: {lane.name}: {stream.target}: {where}")
             return stream.upload
 
     def _record_upload(self, stream: Stream) -> None:
@@ -798,11 +799,11 @@ class Engine:
             self._close_failed(stream, stream.failed)
             return
         fs = stream.file
-        upload = stream.upload
-        assert upload is not None
         assert fs.digest is not None
         receipts = [stream.receipts[i] for i in sorted(stream.receipts)]
         try:
+            # an upload resumed with every part already sent got no part in this run: reopen it here
+            upload = stream.upload or self._ensure_started(stream)
             landed = self._commit(stream, upload, receipts, fs.digest)
         except BaseException as exc:
             self._close_failed(stream, exc)

@@ -81,6 +81,7 @@ class Stream:
             self.upload = None
             self.upload_pk = None
             self.resume_token = None
+            self.resumed_parts = 0
             self.receipts.clear()
         self.inflight.clear()
         self.failed = None
