@@ -125,6 +125,7 @@ class Lane:
         self.commits: deque[Stream] = deque()
         self.stats = LaneStats()
         self.backlog = 0  # streams of this lane waiting for a catch-up feed
+        self.active = 0  # threads of this lane inside a put or a close right now
         self.dead: errors.CastoffError | None = None
         self.paused_until = 0.0
         self.pauses = 0
@@ -159,6 +160,11 @@ class Lane:
 
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
+
+    def idle(self) -> bool:
+        """Nothing to do and nothing under way here, and no pause whose end would start work."""
+        with self.cond:
+            return not self.queue and not self.commits and self.active == 0 and not self.paused()
 
     def attachable(self) -> bool:
         return self.backlog == 0 and self.dead is None and not self.paused()
@@ -250,6 +256,7 @@ class Lane:
                 stream, chunk = self.queue.popleft()
                 self.queued_bytes -= chunk.size
                 self.queued_by[id(chunk.budget)] -= chunk.size
+                self.active += 1
             try:
                 self._put(stream, chunk)
             except TargetExists as exc:
@@ -262,6 +269,7 @@ class Lane:
                     stream.queued -= 1
                     stream.inflight.discard(chunk.index)
                     self.check_done(stream)
+                    self.active -= 1
 
     def _commit_loop(self) -> None:
         while True:
@@ -271,8 +279,12 @@ class Lane:
                 if not self.commits:
                     return
                 stream = self.commits.popleft()
+                self.active += 1
                 self.cond.notify_all()  # a writer may be waiting for the backlog to shrink
             try:
                 self._close(stream)
             except BaseException as exc:  # the engine's close records its own failures
                 stream.notes.append(f"internal error while closing: {exc!r}")
+            finally:
+                with self.cond:
+                    self.active -= 1
