@@ -63,9 +63,9 @@ class Job:
 
 @pytest.fixture(scope="module")
 def fresh_rclone() -> Any:
-    """A server of this module's own: twice a re-run hung (> 180 s) around kill 20 against the
-    session's long-running rclone, never in 40 kills on a fresh one (cause not found yet).
-    With its goroutines at hand: a re-run that hangs shows where rclone is as well."""
+    """A server of this module's own, with its goroutines at hand: a re-run that hangs shows
+    where rclone is as well as where castoff is. (The re-runs that hung > 180 s were castoff's:
+    docs/reliability.md, bug 10.)"""
     with RcloneServer(debug=True) as server:
         yield server
 
