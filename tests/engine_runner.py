@@ -7,9 +7,14 @@ share that module name, so importing helpers from "conftest" finds whichever cam
 from __future__ import annotations
 
 import os
+import sys
+import threading
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from castoff.catalog.db import Catalog, new_job_id
 from castoff.destinations.base import Destination
@@ -46,11 +51,36 @@ class Runner:
         self.catalog.end_job(job_id, status=result.status, exit_code=result.exit_code)
         return result
 
+    def bounded(
+        self, sources: Sequence[Path], dests: Sequence[Destination], *, timeout: float = 120.0, **opts: Any
+    ) -> JobResult:
+        """``self(...)`` with a deadline: a job that does not end in ``timeout`` seconds is
+        cancelled and fails the test with every thread's stack, instead of stalling the session."""
+        done: list[JobResult] = []
+        worker = threading.Thread(target=lambda: done.append(self(sources, dests, **opts)), daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            stacks = all_stacks()
+            self.engine.cancel.set()
+            worker.join(30)
+            pytest.fail(f"the job did not end within {timeout:.0f} s\n{stacks}", pytrace=False)
+        return done[0]
+
     def outcomes(self) -> dict[tuple[str, str], Any]:
         return {(r["rel_path"], r["dest_name"]): r for r in self.catalog.job_outcomes(self.job_id)}
 
     def logs(self) -> list[str]:
         return [str(e.data["message"]) for e in self.events if e.kind == "log"]
+
+
+def all_stacks() -> str:
+    """Where every thread of this process is, as a traceback each."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    return "\n".join(
+        f"--- thread {names.get(ident, ident)} ---\n" + "".join(traceback.format_stack(frame))
+        for ident, frame in sys._current_frames().items()
+    )
 
 
 def s3dest(url: str, bucket: str, key: str, secret: str, **kw: Any) -> S3Destination:

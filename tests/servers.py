@@ -589,6 +589,8 @@ class RcloneServer(_ServerProcess):
     vfs.(*Dir).ForgetAll and every request hangs), --stats 0 (no periodic stats lines in the log).
     Access keys must be at least 3 characters: a 2-character key id is refused with
     InvalidAccessKeyId (rclone 1.75.2).
+    With ``debug=True`` it also serves its remote control on another loopback port, without
+    auth, for ``goroutines()``: the stacks of all its goroutines, to see where it waits.
     """
 
     name = "rclone"
@@ -602,8 +604,10 @@ class RcloneServer(_ServerProcess):
         secret_key: str | None = None,
         extra_args: tuple[str, ...] = (),
         ready_timeout: float = READY_TIMEOUT,
+        debug: bool = False,
     ) -> None:
         super().__init__(port=port, ready_timeout=ready_timeout)
+        self.rc_port = free_port() if debug else None
         self._owns_data = data_dir is None
         self._data_dir = data_dir
         self.access_key = access_key or f"castoff{uuid.uuid4().hex[:12]}"
@@ -650,9 +654,24 @@ class RcloneServer(_ServerProcess):
             "0",
             "--log-level",
             "INFO",
+            *(
+                []
+                if self.rc_port is None
+                else ["--rc", "--rc-no-auth", "--rc-addr", f"{LOCALHOST}:{self.rc_port}"]
+            ),
             *self.extra_args,
             str(self.data_dir),
         ]
+
+    def goroutines(self, timeout: float = 10.0) -> str:
+        """Every goroutine's stack, grouped (only with ``debug=True``)."""
+        if self.rc_port is None:
+            return "(rclone runs without debug=True: no goroutine dump)"
+        try:
+            _, body = _http(self.rc_port, "GET", "/debug/pprof/goroutine?debug=1", timeout=timeout)
+        except (OSError, http.client.HTTPException) as exc:
+            return f"(no goroutine dump: {exc!r})"
+        return body.decode("utf-8", "replace")
 
     def _env(self) -> dict[str, str]:
         # RCLONE_* variables from the caller's environment would change flags behind our back.

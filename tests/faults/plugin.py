@@ -73,7 +73,8 @@ class Rig:
         return views + self.extra_views
 
     def run(self, dests: Sequence[Destination] | None = None, **opts: Any) -> JobResult:
-        return self.runner([self.source], list(dests or self.dests), **{**FAST, **opts})
+        """The job, with a deadline (a hang fails the test with every thread's stack)."""
+        return self.runner.bounded([self.source], list(dests or self.dests), **{**FAST, **opts})
 
     def check(self, scenario: str, expect: Expect | None = None, *, faults: int = 0, **kw: Any) -> Result:
         return check(

@@ -8,6 +8,7 @@ retries, restarts, conflicts and the catalog writes; destinations only do I/O.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 import time
@@ -37,6 +38,7 @@ from castoff.engine.conflicts import alt_target
 from castoff.engine.events import Event, EventSink, null_sink
 from castoff.engine.lanes import FileState, Lane, Stream
 from castoff.engine.retry import RetryPolicy
+from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
 from castoff.scan import Filters, SourceFile, scan
 
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 ON_CONFLICT = ("rename", "skip", "overwrite", "fail")
 #: parts' worth of bytes a remote lane may have waiting beside those its workers are sending
 REMOTE_READ_AHEAD = 2
+#: how far down its queue the catch-up looks for a group that is ready
+CATCHUP_LOOKAHEAD = 257
 #: the destination is unusable for every file, not just this one
 LANE_FATAL = (
     errors.DestinationGone,
@@ -140,6 +144,7 @@ class Engine:
         self._catchup: deque[list[Stream]] = deque()
         self._reading_done = False
         self._released = False
+        self._catchup_busy = False  # the catch-up thread is feeding a group
         self._open: set[Stream] = set()
         self._hashing = SideHashing()
         self.files = 0
@@ -180,10 +185,7 @@ class Engine:
                 self._reading_done = True
                 self._state.notify_all()
         self._check_released()
-        with self._state:
-            while self._open_streams > 0 and not self.cancel.is_set():
-                self._state.wait(0.2)
-                self._check_released_locked()
+        self._wait_for_streams()
         catchup.join(5.0)
         for lane in self.lanes:
             lane.stop(timeout=0.5 if self.cancel.is_set() else 30.0)
@@ -191,6 +193,37 @@ class Engine:
         if self.cancel.is_set():
             self._record_interrupted()
         return self._result()
+
+    def _wait_for_streams(self) -> None:
+        """Until every stream has ended; those nothing can end any more end as failed (stall.py)."""
+        watch = StallWatch()
+        with self._state:
+            while self._open_streams > 0 and not self.cancel.is_set():
+                self._state.wait(0.2)
+                self._check_released_locked()
+                if watch.stalled(self._nothing_moves_locked()):
+                    break
+            else:
+                return
+        self._end_stalled()
+
+    def _nothing_moves_locked(self) -> bool:
+        """Under ``_state``: no read, no catch-up under way or ready, no lane with work queued,
+        under way or a pause to wait out."""
+        return (
+            self._reading_done
+            and not self._catchup_busy
+            and all(lane.idle() for lane in self.lanes)
+            and not any(self._ready(g) for g in itertools.islice(self._catchup, CATCHUP_LOOKAHEAD))
+        )
+
+    def _end_stalled(self) -> None:
+        with self._state:
+            left = list(self._open)
+            self._catchup.clear()
+        self.log(stalled_message(s.file.src.rel_path for s in left), "error")
+        for stream in left:
+            self._end(stream, Outcome("failed", error=stalled_error()))
 
     def _result(self) -> JobResult:
         failed = any(ln.stats.failed or ln.stats.incomplete for ln in self.lanes)
@@ -430,7 +463,6 @@ class Engine:
                 if s.upload_pk is not None:
                     self.catalog.close_upload(s.upload_pk)
                 s.reset(keep_parts=False)
-                s.resumed_parts = 0
                 s.notes.append("resume: part size differs; started over")
 
     def _feed(self, fs: FileState, streams: list[Stream], path: str, *, live: bool) -> None:
@@ -713,12 +745,12 @@ class Engine:
 
     def _next_group(self) -> list[Stream] | None:
         with self._state:
+            self._catchup_busy = False  # the group before this call, if any, is done
             while not self.cancel.is_set():
-                for i, group in enumerate(self._catchup):
-                    if i > 256:
-                        break
+                for i, group in enumerate(itertools.islice(self._catchup, CATCHUP_LOOKAHEAD)):
                     if self._ready(group):
                         del self._catchup[i]
+                        self._catchup_busy = True
                         return group
                 if self._reading_done and self._open_streams == 0:
                     return None
@@ -810,10 +842,12 @@ class Engine:
                 if isinstance(partial, str):
                     self.catalog.add_partial(lane.dest.ident, partial, self.job_id)
                 if stream.resumed_parts:
-                    self.log(
-                        f"resume: {lane.name}: {stream.target}: continuing at part"
-                        f" {stream.resumed_parts + 1}/{fs.n_parts}"
+                    where = (
+                        f"continuing at part {stream.resumed_parts + 1}/{fs.n_parts}"
+                        if stream.resumed_parts < fs.n_parts
+                        else f"all {fs.n_parts} parts were sent; completing it"
                     )
+                    self.log(f"resume: {lane.name}: {stream.target}: {where}")
             return stream.upload
 
     def _record_upload(self, stream: Stream) -> None:
@@ -840,7 +874,31 @@ class Engine:
             )
 
     def _close(self, stream: Stream) -> None:
-        """The committer: land a complete stream, or end / retry a failed one."""
+        """The committer: land a complete stream, or end / retry a failed one. Whatever goes
+        wrong here, the stream ends: the job waits for every open stream, so one left open by
+        a bug would hold it forever."""
+        try:
+            self._close_stream(stream)
+        except BaseException as exc:
+            self._close_broken(stream, exc)
+
+    def _close_broken(self, stream: Stream, exc: BaseException) -> None:
+        text = "".join(traceback.format_exception(exc))
+        self.log(f"{stream.lane.name}: {stream.target}: internal error while closing:\n{text}", "error")
+        with self._state:
+            still_open = stream in self._open
+        if still_open:
+            try:
+                self._record(
+                    stream.lane,
+                    stream.file,
+                    stream.target,
+                    Outcome("failed", error=errors.DestinationError(f"internal error: {exc!r}")),
+                )
+            finally:
+                self._stream_closed(stream)
+
+    def _close_stream(self, stream: Stream) -> None:
         if self.cancel.is_set() and stream.failed is None and not stream.finished:
             return
         if isinstance(stream.failed, TargetExists) and stream.upload is not None:
@@ -861,11 +919,11 @@ class Engine:
             self._close_failed(stream, stream.failed)
             return
         fs = stream.file
-        upload = stream.upload
-        assert upload is not None
         assert fs.digest is not None
         receipts = [stream.receipts[i] for i in sorted(stream.receipts)]
         try:
+            # an upload resumed with every part already sent got no part in this run: reopen it here
+            upload = stream.upload or self._ensure_started(stream)
             landed = self._commit(stream, upload, receipts, fs.digest)
         except BaseException as exc:
             self._close_failed(stream, exc)
@@ -1125,6 +1183,8 @@ class Engine:
 
     def _stream_closed(self, stream: Stream) -> None:
         with self._state:
+            if stream not in self._open:
+                return  # already ended (a close that failed after its outcome was recorded)
             if stream.lane.caps.is_local:
                 stream.file.pending_local -= 1
             self._open_streams -= 1

@@ -84,6 +84,7 @@ class Stream:
             self.upload = None
             self.upload_pk = None
             self.resume_token = None
+            self.resumed_parts = 0
             self.receipts.clear()
         self.inflight.clear()
         self.failed = None
@@ -127,6 +128,7 @@ class Lane:
         self.commits: deque[Stream] = deque()
         self.stats = LaneStats()
         self.backlog = 0  # streams of this lane waiting for a catch-up feed
+        self.active = 0  # threads of this lane inside a put or a close right now
         self.dead: errors.CastoffError | None = None
         self.paused_until = 0.0
         self.pauses = 0
@@ -161,6 +163,11 @@ class Lane:
 
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
+
+    def idle(self) -> bool:
+        """Nothing to do and nothing under way here, and no pause whose end would start work."""
+        with self.cond:
+            return not self.queue and not self.commits and self.active == 0 and not self.paused()
 
     def attachable(self) -> bool:
         return self.backlog == 0 and self.dead is None and not self.paused()
@@ -253,6 +260,7 @@ class Lane:
                 self.queued_bytes -= chunk.size
                 self.queued_by[id(chunk.budget)] -= chunk.size
                 self.cond.notify_all()  # a reader may wait for room in this queue
+                self.active += 1
             try:
                 self._put(stream, chunk)
             except TargetExists as exc:
@@ -265,6 +273,7 @@ class Lane:
                     stream.queued -= 1
                     stream.inflight.discard(chunk.index)
                     self.check_done(stream)
+                    self.active -= 1
 
     def _commit_loop(self) -> None:
         while True:
@@ -274,8 +283,12 @@ class Lane:
                 if not self.commits:
                     return
                 stream = self.commits.popleft()
+                self.active += 1
                 self.cond.notify_all()  # a writer may be waiting for the backlog to shrink
             try:
                 self._close(stream)
             except BaseException as exc:  # the engine's close records its own failures
                 stream.notes.append(f"internal error while closing: {exc!r}")
+            finally:
+                with self.cond:
+                    self.active -= 1
