@@ -125,7 +125,9 @@ CREATE TABLE IF NOT EXISTS file_meta (   -- what the layout planner learnt (cast
     file_type TEXT,                  -- Photos, RAW, Video, Audio, Sidecars, Other
     sidecar_of TEXT,                 -- the original's name when this file travels with it
     layout_path TEXT NOT NULL,       -- where the layout put it, under each destination's prefix
-    original_path TEXT NOT NULL
+    original_path TEXT NOT NULL,
+    make TEXT,                       -- as the header said: a re-run plans from these, unread
+    model TEXT
 );
 CREATE INDEX IF NOT EXISTS file_meta_by_job ON file_meta (job_id);
 CREATE TABLE IF NOT EXISTS meta_sidecars (   -- JSON sidecar objects (<key>.castoff.json)
@@ -160,6 +162,28 @@ class LandedRow:
     verify_method: str
     verified_at: float
     job_id: str
+
+
+@dataclass(frozen=True)
+class PriorCapture:
+    """What an earlier read's header said (``castoff.layout.capture.Capture``, as recorded)."""
+
+    when: str  # ISO 8601
+    when_source: str
+    make: str | None
+    model: str | None
+    device_source: str
+
+
+@dataclass(frozen=True)
+class PriorRead:
+    """The last read of a source file with the same path, size and mtime."""
+
+    rel_path: str
+    blake3: str
+    md5: str | None
+    xxh128: str | None
+    capture: PriorCapture | None
 
 
 @dataclass(frozen=True)
@@ -217,6 +241,10 @@ class Catalog:
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(files)")}
         if "xxh128" not in have:
             self._db.execute("ALTER TABLE files ADD COLUMN xxh128 TEXT")
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(file_meta)")}
+        for column in ("make", "model"):
+            if column not in have:
+                self._db.execute(f"ALTER TABLE file_meta ADD COLUMN {column} TEXT")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -238,6 +266,22 @@ class Catalog:
         the catalog meanwhile, so keep the block short and free of I/O."""
         with self._tx():
             yield
+
+    def hold(self) -> None:
+        """Open a transaction that every write of this thread joins until ``release``; other
+        threads wait for the catalog meanwhile (see ``castoff.catalog.group``)."""
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def release(self, *, commit: bool = True) -> None:
+        try:
+            self._db.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            self._lock.release()
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -312,12 +356,23 @@ class Catalog:
 
     # -- files and outcomes ----------------------------------------------------------------
 
-    def add_file(self, job_id: str, *, rel_path: str, abs_path: str, size: int, mtime_ns: int) -> int:
+    def add_file(
+        self,
+        job_id: str,
+        *,
+        rel_path: str,
+        abs_path: str,
+        size: int,
+        mtime_ns: int,
+        known: PriorRead | None = None,
+    ) -> int:
+        """A file of the job, pending; with the hashes of ``known`` (an earlier read) when given."""
+        hashes = (None, None, None) if known is None else (known.blake3, known.md5, known.xxh128)
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status)"
-                " VALUES (?, ?, ?, ?, ?, 'pending')",
-                (job_id, rel_path, abs_path, size, mtime_ns),
+                "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status, blake3, md5, xxh128)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                (job_id, rel_path, abs_path, size, mtime_ns, *hashes),
             )
             return int(cur.lastrowid or 0)
 
@@ -424,18 +479,23 @@ class Catalog:
         """Every file of a job with each of its outcomes (``dest_*`` NULL when it has none), in path
         order, streamed from a read-only connection of its own (WAL lets it read beside the writer)
         so a report of 200,000 files never holds them all."""
+        return self.stream(
+            "SELECT f.id AS file_id, f.rel_path, f.abs_path, f.size, f.mtime_ns,"
+            " f.status AS file_status, f.blake3, f.md5, f.xxh128, f.error AS file_error,"
+            " f.error_code AS file_error_code, o.dest_ident, o.dest_name, o.target, o.status,"
+            " o.verify_method, o.verified_at, o.etag, o.error, o.error_code, o.detail"
+            " FROM files f LEFT JOIN outcomes o ON o.file_id=f.id"
+            " WHERE f.job_id=? ORDER BY f.rel_path, o.dest_name",
+            (job_id,),
+        )
+
+    def stream(self, sql: str, args: Sequence[object] = ()) -> Iterator[sqlite3.Row]:
+        """The rows of a read-only query, streamed from a connection of its own (WAL lets it read
+        beside the writer): for the reports, whose queries live beside them."""
         db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
         db.row_factory = sqlite3.Row
         try:
-            cur = db.execute(
-                "SELECT f.id AS file_id, f.rel_path, f.abs_path, f.size, f.mtime_ns,"
-                " f.status AS file_status, f.blake3, f.md5, f.xxh128, f.error AS file_error,"
-                " f.error_code AS file_error_code, o.dest_ident, o.dest_name, o.target, o.status,"
-                " o.verify_method, o.verified_at, o.etag, o.error, o.error_code, o.detail"
-                " FROM files f LEFT JOIN outcomes o ON o.file_id=f.id"
-                " WHERE f.job_id=? ORDER BY f.rel_path, o.dest_name",
-                (job_id,),
-            )
+            cur = db.execute(sql, args)
             while rows := cur.fetchmany(1000):
                 yield from rows
         finally:
@@ -492,6 +552,32 @@ class Catalog:
         if not rows:
             return None
         return str(rows[0]["blake3"]), rows[0]["md5"]
+
+    def prior_read(self, src_path: str, size: int, mtime_ns: int) -> PriorRead | None:
+        """What the last read of this source (same path, size and mtime) learnt: its hashes and,
+        when a layout planned it, what its header said. One indexed lookup, for a re-run."""
+        rows = self._query(
+            "SELECT f.rel_path, f.blake3, f.md5, f.xxh128, m.capture_time, m.capture_source,"
+            " m.device_source, m.make, m.model, m.device FROM files f"
+            " LEFT JOIN file_meta m ON m.file_id=f.id"
+            " WHERE f.abs_path=? AND f.size=? AND f.mtime_ns=? AND f.status='read'"
+            " AND f.blake3 IS NOT NULL ORDER BY f.id DESC LIMIT 1",
+            (src_path, size, mtime_ns),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        capture = None
+        # A row of an older castoff has no make and model: its device cannot be rebuilt.
+        if r["capture_time"] is not None and (r["device"] is None or r["make"] or r["model"]):
+            capture = PriorCapture(
+                str(r["capture_time"]),
+                str(r["capture_source"]),
+                r["make"],
+                r["model"],
+                str(r["device_source"]),
+            )
+        return PriorRead(str(r["rel_path"]), str(r["blake3"]), r["md5"], r["xxh128"], capture)
 
     # -- multipart uploads -----------------------------------------------------------------
 
@@ -611,12 +697,21 @@ class Catalog:
     # -- what the layout planner learnt, and metadata sidecar objects -----------------------
 
     def set_file_meta(self, job_id: str, file_id: int, record: Mapping[str, str | None]) -> None:
-        cols = ("capture_time", "capture_source", "device", "device_source", "file_type", "sidecar_of")
+        cols = (
+            "capture_time",
+            "capture_source",
+            "device",
+            "device_source",
+            "file_type",
+            "sidecar_of",
+            "make",
+            "model",
+        )
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO file_meta(file_id, job_id, layout_path, original_path, capture_time,"
-                " capture_source, device, device_source, file_type, sidecar_of)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " capture_source, device, device_source, file_type, sidecar_of, make, model)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     file_id,
                     job_id,

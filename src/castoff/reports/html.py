@@ -20,7 +20,7 @@ import jinja2
 
 from castoff import __version__
 from castoff.catalog.db import Catalog
-from castoff.reports.summary import OK, is_problem, tally
+from castoff.reports.summary import OK, Tally, is_problem, tally
 from castoff.units import format_bytes
 
 
@@ -79,13 +79,13 @@ def _groups(catalog: Catalog, job_id: str, *, problems: bool) -> Iterator[FileGr
         yield FileGroup(items[0], items)
 
 
-def render(catalog: Catalog, job_id: str, out: Path) -> None:
+def render(catalog: Catalog, job_id: str, out: Path, counts: Tally | None = None) -> None:
     """Write the report for ``job_id`` to ``out``, streaming: memory does not grow with the job."""
     job = catalog.job(job_id)
     if job is None:
         raise KeyError(job_id)
     job_id = str(job["id"])
-    counts = tally(catalog, job)
+    counts = counts or tally(catalog, job)
     stream = (
         _env()
         .get_template("report.html.j2")
@@ -111,13 +111,14 @@ def render(catalog: Catalog, job_id: str, out: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def write(catalog: Catalog, job_id: str, folder: Path) -> Path:
-    """``<folder>/<job id>.html``, beside the JSON report; it appears only complete."""
+def write(catalog: Catalog, job_id: str, folder: Path, counts: Tally | None = None) -> Path:
+    """``<folder>/<job id>.html``, beside the JSON report; it appears only complete. ``counts``:
+    the job's tally when the caller has it already."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{job_id}.html"
     tmp = path.with_suffix(".html.tmp")
     try:
-        render(catalog, job_id, tmp)
+        render(catalog, job_id, tmp, counts)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -42,9 +42,13 @@ def _entry(row: sqlite3.Row, rel: str, on_disk: str, hashed_at: float, *, earlie
 def destination_entries(catalog: Catalog, job_id: str, dest_ident: str, root: str) -> Iterator[mhl.Entry]:
     """Every file proven at the destination in this job (or skipped as verified by an earlier one)."""
     prefix = root.rstrip("/") + "/"
-    for r in catalog.iter_job_rows(job_id):
-        if r["dest_ident"] != dest_ident or r["status"] not in ("verified", "already", "skipped"):
-            continue
+    rows = catalog.stream(
+        "SELECT f.size, f.mtime_ns, f.xxh128, f.blake3, o.target, o.status, o.verified_at"
+        " FROM files f JOIN outcomes o ON o.file_id=f.id AND o.dest_ident=?"
+        " WHERE f.job_id=? AND o.status IN ('verified', 'already', 'skipped') ORDER BY f.rel_path",
+        (dest_ident, job_id),
+    )
+    for r in rows:
         target = str(r["target"])
         if r["verified_at"] is None or not target.startswith(prefix):
             continue  # skipped because something else was there (--on-conflict skip): not ours
