@@ -146,10 +146,14 @@ def test_a_write_group_commits_every_max_files_and_on_flush(catalog: Catalog) ->
 
 
 def test_a_write_group_rolls_back_a_half_written_group_on_error(catalog: Catalog) -> None:
-    with pytest.raises(RuntimeError), WriteGroup(catalog) as group:
-        group.next_file()
-        catalog.add_file("j", rel_path="half", abs_path="/half", size=1, mtime_ns=1)
-        raise RuntimeError("boom")
+    def half_a_file() -> None:
+        with WriteGroup(catalog) as group:
+            group.next_file()
+            catalog.add_file("j", rel_path="half", abs_path="/half", size=1, mtime_ns=1)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        half_a_file()
     assert _paths(catalog) == []
     catalog.add_file("j", rel_path="after", abs_path="/after", size=1, mtime_ns=1)  # not left locked
     assert _paths(catalog) == ["after"]

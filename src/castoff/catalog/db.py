@@ -149,6 +149,12 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+_LANDED_AT = (
+    "SELECT dest_ident, planned, target, src_path, size, mtime_ns, blake3, etag, verify_method,"
+    " verified_at, job_id FROM landed WHERE dest_ident=? AND planned=?"
+)
+
+
 @dataclass(frozen=True)
 class LandedRow:
     dest_ident: str
@@ -211,6 +217,36 @@ def new_job_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{suffix:04x}"
 
 
+class _Tx:
+    """One write transaction under the catalog's lock; inside ``batch`` (or a held group) the
+    outer transaction's commit covers it. A class, not a generator: a re-run makes a million."""
+
+    __slots__ = ("_db", "_lock", "_outer")
+
+    def __init__(self, lock: threading.RLock, db: sqlite3.Connection) -> None:
+        self._lock = lock
+        self._db = db
+        self._outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        self._outer = self._db.in_transaction
+        if not self._outer:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self._lock.release()
+                raise
+        return self._db
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        try:
+            if not self._outer:
+                self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self._lock.release()
+
+
 class Catalog:
     """Thread-safe access to the catalog database. One connection, one lock; writes are short."""
 
@@ -246,19 +282,8 @@ class Catalog:
             if column not in have:
                 self._db.execute(f"ALTER TABLE file_meta ADD COLUMN {column} TEXT")
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._db.in_transaction:  # inside batch(): its commit covers this write
-                yield self._db
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> _Tx:
+        return _Tx(self._lock, self._db)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -525,11 +550,9 @@ class Catalog:
             )
 
     def landed_at(self, dest_ident: str, planned: str) -> LandedRow | None:
-        rows = self._query("SELECT * FROM landed WHERE dest_ident=? AND planned=?", (dest_ident, planned))
-        if not rows:
-            return None
-        r = rows[0]
-        return LandedRow(**{k: r[k] for k in r.keys()})  # noqa: SIM118 (sqlite3.Row)
+        with self._lock:
+            row = self._db.execute(_LANDED_AT, (dest_ident, planned)).fetchone()
+        return None if row is None else LandedRow(*row)  # the columns in the dataclass's order
 
     def landed_for_source(self, dest_ident: str, src_path: str) -> list[LandedRow]:
         rows = self._query(

@@ -150,7 +150,8 @@ class Engine:
         self.sink(Event(kind, data))
 
     def log(self, message: str, level: str = "info") -> None:
-        self.catalog.log(self.job_id, level, message)
+        if level != "debug":  # one a file on a re-run, saying what the outcome's detail says
+            self.catalog.log(self.job_id, level, message)
         self.emit("log", level=level, message=message)
 
     # -- the job ----------------------------------------------------------------------------
