@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS files (
 );
 -- known_hash and file_hashes_known look a source up by path, size and mtime on every run
 CREATE INDEX IF NOT EXISTS files_by_source ON files (abs_path, size, mtime_ns);
+-- prior_read: the reads alone, so the lookup does not grow with the number of re-runs
+CREATE INDEX IF NOT EXISTS files_read_by_source ON files (abs_path, size, mtime_ns) WHERE status='read';
 CREATE TABLE IF NOT EXISTS outcomes (
     job_id TEXT NOT NULL,
     file_id INTEGER NOT NULL REFERENCES files(id),
@@ -368,6 +370,15 @@ class Catalog:
         for row in self._query("SELECT id, pid FROM jobs WHERE status='running'"):
             if not alive.get(int(row["pid"] or 0), False):
                 self.end_job(str(row["id"]), status="interrupted", exit_code=130)
+
+    def memo(self, key: str) -> str | None:
+        """A value castoff remembers between jobs (in the ``meta`` table), or None."""
+        rows = self._query("SELECT value FROM meta WHERE key=?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    def set_memo(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def log(self, job_id: str, level: str, message: str) -> None:
         with self._tx() as db:

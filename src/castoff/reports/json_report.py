@@ -31,6 +31,25 @@ def _iso(t: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 
 
+class _IsoCache:
+    """``_iso`` by whole second, remembered: a job's times crowd into few seconds, and the report
+    has three a file."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, str] = {}
+
+    def __call__(self, t: float | None) -> str | None:
+        if t is None:
+            return None
+        second = int(t // 1)
+        text = self._known.get(second)
+        if text is None:
+            if len(self._known) > 100_000:
+                self._known.clear()
+            text = self._known[second] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(second))
+        return text
+
+
 #: a file with a problem: it failed to read, or some destination does not have it, proven
 #: (``summary.OK`` lists the statuses that prove it)
 _PROBLEM_SQL = (
@@ -50,63 +69,64 @@ _ROWS_SQL = (
 )
 
 
-def _capture(row: sqlite3.Row) -> dict[str, Any] | None:
-    if row["layout_path"] is None:
-        return None  # the job had no planner
+def _capture(r: sqlite3.Row) -> dict[str, Any] | None:
+    if r[16] is None:  # no layout path: the job had no planner
+        return None
     return {
-        "time": row["capture_time"],
-        "source": row["capture_source"],
-        "device": row["device"],
-        "device_source": row["device_source"],
-        "type": row["file_type"],
-        "sidecar_of": row["sidecar_of"],
-        "layout_path": row["layout_path"],
+        "time": r[10],
+        "source": r[11],
+        "device": r[12],
+        "device_source": r[13],
+        "type": r[14],
+        "sidecar_of": r[15],
+        "layout_path": r[16],
     }
 
 
-def _destination(o: sqlite3.Row) -> dict[str, Any]:
-    sidecar = None
-    if o["sidecar_key"] is not None:
-        sidecar = {"key": o["sidecar_key"], "status": o["sidecar_status"], "error": o["sidecar_error"]}
+def _destination(o: sqlite3.Row, iso: _IsoCache) -> dict[str, Any]:
+    sidecar = None if o[26] is None else {"key": o[26], "status": o[27], "error": o[28]}
     return {
-        "destination": o["dest_name"],
-        "target": o["target"],
-        "status": o["status"],
-        "verify_method": o["verify_method"],
-        "verified_at": _iso(o["verified_at"]),
-        "etag": o["etag"],
-        "error": o["error"],
-        "error_code": o["error_code"],
-        "detail": o["detail"],
+        "destination": o[17],
+        "target": o[18],
+        "status": o[19],
+        "verify_method": o[20],
+        "verified_at": iso(o[21]),
+        "etag": o[22],
+        "error": o[23],
+        "error_code": o[24],
+        "detail": o[25],
         "metadata_sidecar": sidecar,
     }
 
 
-def _file(rows: list[sqlite3.Row]) -> dict[str, Any]:
+def _file(rows: list[sqlite3.Row], iso: _IsoCache) -> dict[str, Any]:
+    """By column number (``_ROWS_SQL``'s order): by name, sqlite3.Row compares every name before."""
     f = rows[0]
     return {
-        "path": f["rel_path"],
-        "source": f["abs_path"],
-        "size": f["size"],
-        "mtime": _iso(f["mtime_ns"] / 1e9),
-        "mtime_ns": f["mtime_ns"],
-        "blake3": f["blake3"],
-        "md5": f["md5"],
-        "xxh128": f["xxh128"],
-        "status": f["file_status"],
-        "error": f["file_error"],
+        "path": f[1],
+        "source": f[2],
+        "size": f[3],
+        "mtime": iso(f[4] / 1e9),
+        "mtime_ns": f[4],
+        "blake3": f[6],
+        "md5": f[7],
+        "xxh128": f[8],
+        "status": f[5],
+        "error": f[9],
         "capture": _capture(f),
-        "destinations": [_destination(o) for o in rows if o["dest_name"] is not None],
+        "destinations": [_destination(o, iso) for o in rows if o[17] is not None],
     }
 
 
-def iter_files(catalog: Catalog, job_id: str) -> Iterator[dict[str, Any]]:
+def iter_files(catalog: Catalog, job_id: str, *, problems: bool = True) -> Iterator[dict[str, Any]]:
     """Every file the job meant to copy, those with a problem first, each group in path order;
-    streamed from the catalog, one file in memory at a time."""
-    for which in (_PROBLEM_SQL, f"NOT {_PROBLEM_SQL}"):
+    streamed from the catalog, one file in memory at a time. ``problems=False``: the caller knows
+    there is none (one pass instead of two)."""
+    for which in (_PROBLEM_SQL, f"NOT {_PROBLEM_SQL}") if problems else ("1",):
         rows = catalog.stream(_ROWS_SQL.format(which=which), (job_id,))
-        for _, group in groupby(rows, key=lambda r: int(r["file_id"])):
-            yield _file(list(group))
+        iso = _IsoCache()
+        for _, group in groupby(rows, key=lambda r: r[0]):
+            yield _file(list(group), iso)
 
 
 def iter_left_out(catalog: Catalog, job_id: str) -> Iterator[dict[str, Any]]:
@@ -166,7 +186,8 @@ def dump(catalog: Catalog, job_id: str, fh: TextIO, counts: Tally | None = None)
     """Write the report to ``fh`` without holding it: memory does not grow with the job."""
     head = json.dumps(_head(catalog, job_id, counts), indent=2, ensure_ascii=False)
     fh.write(head[: head.rindex("}")].rstrip() + ",\n")
-    _write_list(fh, "files", iter_files(catalog, job_id), last=False)
+    problems = counts is None or counts.problem_files > 0
+    _write_list(fh, "files", iter_files(catalog, job_id, problems=problems), last=False)
     _write_list(fh, "left_out", iter_left_out(catalog, job_id), last=True)
     fh.write("}\n")
 

@@ -52,6 +52,8 @@ class Entry:
     hashed_at: float  # when the bytes were hashed (or verified equal to that hash)
     #: not proven again in this job (a re-run skipped it): left out when the history has it already
     from_earlier_job: bool = False
+    #: the catalog knows the history has it (``mhl_job``): no need to read the history to skip it
+    in_history: bool = False
 
 
 @dataclass(frozen=True)
@@ -316,7 +318,15 @@ def write_generation(
         return None  # nothing to record (and the folder may not even exist: a dead destination)
     entries = itertools.chain([first], entries)
     recover(root)
-    gens, known = read_chain(root), _known_xxh128(root)
+    gens = read_chain(root)
+    history: dict[str, str] | None = None  # read when an entry needs it: a re-run may not
+
+    def known() -> dict[str, str]:
+        nonlocal history
+        if history is None:
+            history = _known_xxh128(root)
+        return history
+
     folder = root / FOLDER
     number = max([g.number for g in gens] + [n for n, _ in _manifests(root)] + [0]) + 1
     final = folder / manifest_name(number, root, started)
@@ -329,12 +339,12 @@ def write_generation(
             fh.write(_header(process=process, started=started, comment=comment))
             fh.write("  <hashes>\n")
             for e in entries:
-                if e.from_earlier_job and e.path in known:
+                if e.from_earlier_job and (e.in_history or e.path in known()):
                     continue
                 if _NOT_XML.search(e.path):
                     left_out.append(e.path)
                     continue
-                fh.write(_hash_xml(e, _action(e, known)))
+                fh.write(_hash_xml(e, _action(e, known())))
                 written += 1
             fh.write("  </hashes>\n</hashlist>\n")
             fh.flush()

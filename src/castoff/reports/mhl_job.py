@@ -24,9 +24,13 @@ class MhlOutcome:
     manifest: str | None  # None when nothing was written
     message: str
     ok: bool = True
+    #: the history now has every entry of the job (none left out for a name XML cannot hold)
+    complete: bool = False
 
 
-def _entry(row: sqlite3.Row, rel: str, on_disk: str, hashed_at: float, *, earlier: bool) -> mhl.Entry:
+def _entry(
+    row: sqlite3.Row, rel: str, on_disk: str, hashed_at: float, *, earlier: bool, in_history: bool = False
+) -> mhl.Entry:
     xxh = row["xxh128"] or mhl.xxh128_of_file(on_disk)
     return mhl.Entry(
         path=rel,
@@ -36,17 +40,27 @@ def _entry(row: sqlite3.Row, rel: str, on_disk: str, hashed_at: float, *, earlie
         blake3=row["blake3"],
         hashed_at=hashed_at,
         from_earlier_job=earlier,
+        in_history=in_history,
     )
 
 
-def destination_entries(catalog: Catalog, job_id: str, dest_ident: str, root: str) -> Iterator[mhl.Entry]:
-    """Every file proven at the destination in this job (or skipped as verified by an earlier one)."""
+def destination_entries(
+    catalog: Catalog, job_id: str, dest_ident: str, root: str, remembered: str | None = None
+) -> Iterator[mhl.Entry]:
+    """Every file proven at the destination in this job (or skipped as verified by an earlier one).
+    ``remembered``: a job after whose generation the history has not changed (``_remembered_job``)."""
     prefix = root.rstrip("/") + "/"
     rows = catalog.stream(
-        "SELECT f.size, f.mtime_ns, f.xxh128, f.blake3, o.target, o.status, o.verified_at"
+        "SELECT f.size, f.mtime_ns, f.xxh128, f.blake3, o.target, o.status, o.verified_at,"
+        # in the history: the remembered job proved the same file at the same target, so its
+        # generation (or one before it) recorded it
+        " EXISTS (SELECT 1 FROM files pf JOIN outcomes po ON po.file_id=pf.id"
+        " AND po.dest_ident=o.dest_ident WHERE pf.job_id=? AND pf.rel_path=f.rel_path"
+        " AND po.target=o.target AND po.verified_at IS NOT NULL"
+        " AND po.status IN ('verified', 'already', 'skipped')) AS in_history"
         " FROM files f JOIN outcomes o ON o.file_id=f.id AND o.dest_ident=?"
         " WHERE f.job_id=? AND o.status IN ('verified', 'already', 'skipped') ORDER BY f.rel_path",
-        (dest_ident, job_id),
+        (remembered, dest_ident, job_id),
     )
     for r in rows:
         target = str(r["target"])
@@ -55,7 +69,36 @@ def destination_entries(catalog: Catalog, job_id: str, dest_ident: str, root: st
         rel = target[len(prefix) :]
         if mhl.is_ignored(rel):
             continue
-        yield _entry(r, rel, target, float(r["verified_at"]), earlier=r["status"] == "skipped")
+        earlier = r["status"] == "skipped"
+        yield _entry(
+            r, rel, target, float(r["verified_at"]), earlier=earlier, in_history=bool(r["in_history"])
+        )
+
+
+def _memo_key(dest_ident: str, root: str) -> str:
+    return f"mhl-history:{dest_ident}:{root}"
+
+
+def _chain_c4(root: str) -> str | None:
+    chain = Path(root) / mhl.FOLDER / mhl.CHAIN
+    return mhl.c4_of_file(chain) if chain.is_file() else None
+
+
+def _remembered_job(catalog: Catalog, dest_ident: str, root: str) -> str | None:
+    """The job whose generation left ``root``'s history as it is now (same chain file, byte for
+    byte; ``read_chain`` checks every manifest against it), with every entry of that job in it.
+    A re-run then knows from the catalog which files the history has, without reading it."""
+    memo = catalog.memo(_memo_key(dest_ident, root))
+    if memo is None:
+        return None
+    c4, _, job = memo.partition(" ")
+    return job if c4 == _chain_c4(root) else None
+
+
+def _remember(catalog: Catalog, job_id: str, dest_ident: str, root: str, outcome: MhlOutcome) -> None:
+    c4 = _chain_c4(root)
+    if outcome.ok and outcome.complete and c4 is not None:
+        catalog.set_memo(_memo_key(dest_ident, root), f"{c4} {job_id}")
 
 
 def source_entries(catalog: Catalog, job_id: str, source: str, read_at: float) -> Iterator[mhl.Entry]:
@@ -89,12 +132,13 @@ def _write(
     except OSError as exc:
         return MhlOutcome(str(root), None, f"ASC MHL not written: {exc.strerror or exc}", ok=False)
     if written is None:
-        return MhlOutcome(str(root), None, "ASC MHL: nothing new to record")
+        return MhlOutcome(str(root), None, "ASC MHL: nothing new to record", complete=True)
     note = f"; left out {len(written.left_out)} name(s) XML cannot hold" if written.left_out else ""
     return MhlOutcome(
         str(root),
         str(written.manifest),
         f"ASC MHL generation {written.generation}: {written.files} file(s){note}",
+        complete=not written.left_out,
     )
 
 
@@ -114,8 +158,10 @@ def write_for_job(
     comment = f"castoff job {job_id}"
     out = []
     for ident, root in local_roots.items():
-        entries = destination_entries(catalog, job_id, ident, root)
-        out.append(_write(Path(root), entries, started=started, process="transfer", comment=comment))
+        entries = destination_entries(catalog, job_id, ident, root, _remembered_job(catalog, ident, root))
+        outcome = _write(Path(root), entries, started=started, process="transfer", comment=comment)
+        _remember(catalog, job_id, ident, root, outcome)
+        out.append(outcome)
     if with_sources:
         for src in sources:
             if not os.path.isdir(src):
