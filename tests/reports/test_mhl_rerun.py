@@ -80,3 +80,16 @@ def test_a_file_sent_again_is_the_only_one_recorded(tmp_path: Path, runner: Runn
     assert outcome.manifest is not None
     text = Path(outcome.manifest).read_text(encoding="utf-8")
     assert "card/DCIM/IMG_2.JPG" in text and 'action="verified"' in text
+
+
+def test_a_rerun_still_reports_a_tampered_history(tmp_path: Path, runner: Runner, card: Path) -> None:
+    dest = LocalDestination(tmp_path / "d")
+    _job(runner, card, dest)
+    (manifest,) = (tmp_path / "d" / mhl.FOLDER).glob("0001_*.mhl")
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace("IMG_1", "IMG_9"), encoding="utf-8")
+    assert runner([card], [dest]).exit_code == 0
+    (outcome,) = mhl_job.write_for_job(
+        runner.catalog, runner.job_id, {dest.ident: str(dest.root)}, sources=[str(card)], with_sources=False
+    )
+    assert not outcome.ok
+    assert "altered" in outcome.message

@@ -52,8 +52,6 @@ class Entry:
     hashed_at: float  # when the bytes were hashed (or verified equal to that hash)
     #: not proven again in this job (a re-run skipped it): left out when the history has it already
     from_earlier_job: bool = False
-    #: the catalog knows the history has it (``mhl_job``): no need to read the history to skip it
-    in_history: bool = False
 
 
 @dataclass(frozen=True)
@@ -339,7 +337,7 @@ def write_generation(
             fh.write(_header(process=process, started=started, comment=comment))
             fh.write("  <hashes>\n")
             for e in entries:
-                if e.from_earlier_job and (e.in_history or e.path in known()):
+                if e.from_earlier_job and e.path in known():
                     continue
                 if _NOT_XML.search(e.path):
                     left_out.append(e.path)

@@ -28,9 +28,7 @@ class MhlOutcome:
     complete: bool = False
 
 
-def _entry(
-    row: sqlite3.Row, rel: str, on_disk: str, hashed_at: float, *, earlier: bool, in_history: bool = False
-) -> mhl.Entry:
+def _entry(row: sqlite3.Row, rel: str, on_disk: str, hashed_at: float, *, earlier: bool) -> mhl.Entry:
     xxh = row["xxh128"] or mhl.xxh128_of_file(on_disk)
     return mhl.Entry(
         path=rel,
@@ -40,7 +38,6 @@ def _entry(
         blake3=row["blake3"],
         hashed_at=hashed_at,
         from_earlier_job=earlier,
-        in_history=in_history,
     )
 
 
@@ -48,19 +45,20 @@ def destination_entries(
     catalog: Catalog, job_id: str, dest_ident: str, root: str, remembered: str | None = None
 ) -> Iterator[mhl.Entry]:
     """Every file proven at the destination in this job (or skipped as verified by an earlier one).
-    ``remembered``: a job after whose generation the history has not changed (``_remembered_job``)."""
+    ``remembered``: a job after whose generation the history has not changed (``_remembered_job``);
+    a file skipped in this job that the remembered job proved at the same target is in the history
+    already, so it is left out here (without reading the history to find out)."""
     prefix = root.rstrip("/") + "/"
     rows = catalog.stream(
-        "SELECT f.size, f.mtime_ns, f.xxh128, f.blake3, o.target, o.status, o.verified_at,"
-        # in the history: the remembered job proved the same file at the same target, so its
-        # generation (or one before it) recorded it
-        " EXISTS (SELECT 1 FROM files pf JOIN outcomes po ON po.file_id=pf.id"
-        " AND po.dest_ident=o.dest_ident WHERE pf.job_id=? AND pf.rel_path=f.rel_path"
-        " AND po.target=o.target AND po.verified_at IS NOT NULL"
-        " AND po.status IN ('verified', 'already', 'skipped')) AS in_history"
+        "SELECT f.size, f.mtime_ns, f.xxh128, f.blake3, o.target, o.status, o.verified_at"
         " FROM files f JOIN outcomes o ON o.file_id=f.id AND o.dest_ident=?"
-        " WHERE f.job_id=? AND o.status IN ('verified', 'already', 'skipped') ORDER BY f.rel_path",
-        (remembered, dest_ident, job_id),
+        " WHERE f.job_id=? AND o.status IN ('verified', 'already', 'skipped')"
+        " AND NOT (o.status='skipped' AND EXISTS (SELECT 1 FROM files pf JOIN outcomes po"
+        " ON po.file_id=pf.id AND po.dest_ident=o.dest_ident WHERE pf.job_id=?"
+        " AND pf.rel_path=f.rel_path AND po.target=o.target AND po.verified_at IS NOT NULL"
+        " AND po.status IN ('verified', 'already', 'skipped')))"
+        " ORDER BY f.rel_path",
+        (dest_ident, job_id, remembered),
     )
     for r in rows:
         target = str(r["target"])
@@ -69,10 +67,7 @@ def destination_entries(
         rel = target[len(prefix) :]
         if mhl.is_ignored(rel):
             continue
-        earlier = r["status"] == "skipped"
-        yield _entry(
-            r, rel, target, float(r["verified_at"]), earlier=earlier, in_history=bool(r["in_history"])
-        )
+        yield _entry(r, rel, target, float(r["verified_at"]), earlier=r["status"] == "skipped")
 
 
 def _memo_key(dest_ident: str, root: str) -> str:
@@ -92,7 +87,13 @@ def _remembered_job(catalog: Catalog, dest_ident: str, root: str) -> str | None:
     if memo is None:
         return None
     c4, _, job = memo.partition(" ")
-    return job if c4 == _chain_c4(root) else None
+    if c4 != _chain_c4(root):
+        return None
+    try:
+        mhl.read_chain(Path(root))  # every manifest as the chain says: else the writer reports it
+    except errors.HistoryError:
+        return None
+    return job
 
 
 def _remember(catalog: Catalog, job_id: str, dest_ident: str, root: str, outcome: MhlOutcome) -> None:
