@@ -217,7 +217,7 @@ class Study:
             res.runs.append(record)
             self._print(point, dests, "run", record)
             last = run == self.args.runs - 1
-            if last and point.series == "count" and dests == min(self.args.dests) and record["verified"]:
+            if last and point.series == "count" and record["verified"]:
                 # The same job again on the same catalog: every file is verified there already.
                 res.rerun = self.measure(self.context(w, dests, f"{tag}-rerun"), index, timeout)
                 self._print(point, dests, "re-run", res.rerun)
@@ -297,12 +297,12 @@ def goals(rows: list[dict[str, Any]]) -> list[str]:
             f"({worst['series']} {worst['label']}, {worst['dests']} destination(s))."
         )
     reruns = [x for x in rows if x["rerun_wall_s"] is not None]
-    if reruns:
-        big = max(reruns, key=lambda x: x["files"])
+    for dests in sorted({x["dests"] for x in reruns}):
+        big = max((x for x in reruns if x["dests"] == dests), key=lambda x: x["files"])
         out.append(
-            f"re-run of a fully verified job of {big['files']} files (nothing to copy, no --rehash): "
-            f"{big['rerun_wall_s']:.2f} s wall, {big['rerun_cpu_s']:.2f} s CPU, "
-            f"{big['rerun_maxrss_bytes'] / MIB:.0f} MiB peak RSS "
+            f"re-run of a fully verified job of {big['files']} files to {dests} destination(s) "
+            f"(nothing to copy, no --rehash): {big['rerun_wall_s']:.2f} s wall, "
+            f"{big['rerun_cpu_s']:.2f} s CPU, {big['rerun_maxrss_bytes'] / MIB:.0f} MiB peak RSS "
             f"({big['files'] / big['rerun_wall_s']:.0f} files decided per second)."
         )
     return out

@@ -43,10 +43,11 @@ def test_scale_study_measures_verifies_reruns_and_cleans_up(tmp_path: Path, benc
         assert r["wall_s"] > 0
     assert rows["count", 1]["files"] == 40
     assert rows["size", 1]["bytes"] == 1 << 20
-    # the re-run of the verified job happens once per count, at the smallest destination count
+    # the verified job of every count runs again, at every destination count
     assert rows["count", 1]["rerun_wall_s"] is not None
-    assert rows["count", 2]["rerun_wall_s"] is None
-    assert any("re-run of a fully verified job of 40 files" in g for g in doc["goals"])
+    assert rows["count", 2]["rerun_wall_s"] is not None
+    assert rows["size", 1]["rerun_wall_s"] is None
+    assert any("re-run of a fully verified job of 40 files to 2 destination(s)" in g for g in doc["goals"])
     assert (out / report.name.replace(".json", ".md")).read_text().startswith("# castoff scale study")
     # nothing left behind in the work folder: sources, destinations and catalogs are removed
     assert not work.exists() or not any(p for p in work.rglob("*") if p.is_file())

@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS files (
 );
 -- known_hash and file_hashes_known look a source up by path, size and mtime on every run
 CREATE INDEX IF NOT EXISTS files_by_source ON files (abs_path, size, mtime_ns);
+-- prior_read: the reads alone, so the lookup does not grow with the number of re-runs
+CREATE INDEX IF NOT EXISTS files_read_by_source ON files (abs_path, size, mtime_ns) WHERE status='read';
 CREATE TABLE IF NOT EXISTS outcomes (
     job_id TEXT NOT NULL,
     file_id INTEGER NOT NULL REFERENCES files(id),
@@ -125,7 +127,9 @@ CREATE TABLE IF NOT EXISTS file_meta (   -- what the layout planner learnt (cast
     file_type TEXT,                  -- Photos, RAW, Video, Audio, Sidecars, Other
     sidecar_of TEXT,                 -- the original's name when this file travels with it
     layout_path TEXT NOT NULL,       -- where the layout put it, under each destination's prefix
-    original_path TEXT NOT NULL
+    original_path TEXT NOT NULL,
+    make TEXT,                       -- as the header said: a re-run plans from these, unread
+    model TEXT
 );
 CREATE INDEX IF NOT EXISTS file_meta_by_job ON file_meta (job_id);
 CREATE TABLE IF NOT EXISTS meta_sidecars (   -- JSON sidecar objects (<key>.castoff.json)
@@ -147,6 +151,12 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+_LANDED_AT = (
+    "SELECT dest_ident, planned, target, src_path, size, mtime_ns, blake3, etag, verify_method,"
+    " verified_at, job_id FROM landed WHERE dest_ident=? AND planned=?"
+)
+
+
 @dataclass(frozen=True)
 class LandedRow:
     dest_ident: str
@@ -160,6 +170,28 @@ class LandedRow:
     verify_method: str
     verified_at: float
     job_id: str
+
+
+@dataclass(frozen=True)
+class PriorCapture:
+    """What an earlier read's header said (``castoff.layout.capture.Capture``, as recorded)."""
+
+    when: str  # ISO 8601
+    when_source: str
+    make: str | None
+    model: str | None
+    device_source: str
+
+
+@dataclass(frozen=True)
+class PriorRead:
+    """The last read of a source file with the same path, size and mtime."""
+
+    rel_path: str
+    blake3: str
+    md5: str | None
+    xxh128: str | None
+    capture: PriorCapture | None
 
 
 @dataclass(frozen=True)
@@ -185,6 +217,36 @@ def new_job_id() -> str:
     ms = int(now * 1000) % 1000
     suffix = ms * 64 + secrets.randbelow(64)
     return time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{suffix:04x}"
+
+
+class _Tx:
+    """One write transaction under the catalog's lock; inside ``batch`` (or a held group) the
+    outer transaction's commit covers it. A class, not a generator: a re-run makes a million."""
+
+    __slots__ = ("_db", "_lock", "_outer")
+
+    def __init__(self, lock: threading.RLock, db: sqlite3.Connection) -> None:
+        self._lock = lock
+        self._db = db
+        self._outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        self._outer = self._db.in_transaction
+        if not self._outer:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self._lock.release()
+                raise
+        return self._db
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        try:
+            if not self._outer:
+                self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self._lock.release()
 
 
 class Catalog:
@@ -217,20 +279,13 @@ class Catalog:
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(files)")}
         if "xxh128" not in have:
             self._db.execute("ALTER TABLE files ADD COLUMN xxh128 TEXT")
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(file_meta)")}
+        for column in ("make", "model"):
+            if column not in have:
+                self._db.execute(f"ALTER TABLE file_meta ADD COLUMN {column} TEXT")
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._db.in_transaction:  # inside batch(): its commit covers this write
-                yield self._db
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> _Tx:
+        return _Tx(self._lock, self._db)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -238,6 +293,22 @@ class Catalog:
         the catalog meanwhile, so keep the block short and free of I/O."""
         with self._tx():
             yield
+
+    def hold(self) -> None:
+        """Open a transaction that every write of this thread joins until ``release``; other
+        threads wait for the catalog meanwhile (see ``castoff.catalog.group``)."""
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def release(self, *, commit: bool = True) -> None:
+        try:
+            self._db.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            self._lock.release()
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -300,6 +371,15 @@ class Catalog:
             if not alive.get(int(row["pid"] or 0), False):
                 self.end_job(str(row["id"]), status="interrupted", exit_code=130)
 
+    def memo(self, key: str) -> str | None:
+        """A value castoff remembers between jobs (in the ``meta`` table), or None."""
+        rows = self._query("SELECT value FROM meta WHERE key=?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    def set_memo(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
     def log(self, job_id: str, level: str, message: str) -> None:
         with self._tx() as db:
             db.execute(
@@ -312,12 +392,23 @@ class Catalog:
 
     # -- files and outcomes ----------------------------------------------------------------
 
-    def add_file(self, job_id: str, *, rel_path: str, abs_path: str, size: int, mtime_ns: int) -> int:
+    def add_file(
+        self,
+        job_id: str,
+        *,
+        rel_path: str,
+        abs_path: str,
+        size: int,
+        mtime_ns: int,
+        known: PriorRead | None = None,
+    ) -> int:
+        """A file of the job, pending; with the hashes of ``known`` (an earlier read) when given."""
+        hashes = (None, None, None) if known is None else (known.blake3, known.md5, known.xxh128)
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status)"
-                " VALUES (?, ?, ?, ?, ?, 'pending')",
-                (job_id, rel_path, abs_path, size, mtime_ns),
+                "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status, blake3, md5, xxh128)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                (job_id, rel_path, abs_path, size, mtime_ns, *hashes),
             )
             return int(cur.lastrowid or 0)
 
@@ -424,18 +515,23 @@ class Catalog:
         """Every file of a job with each of its outcomes (``dest_*`` NULL when it has none), in path
         order, streamed from a read-only connection of its own (WAL lets it read beside the writer)
         so a report of 200,000 files never holds them all."""
+        return self.stream(
+            "SELECT f.id AS file_id, f.rel_path, f.abs_path, f.size, f.mtime_ns,"
+            " f.status AS file_status, f.blake3, f.md5, f.xxh128, f.error AS file_error,"
+            " f.error_code AS file_error_code, o.dest_ident, o.dest_name, o.target, o.status,"
+            " o.verify_method, o.verified_at, o.etag, o.error, o.error_code, o.detail"
+            " FROM files f LEFT JOIN outcomes o ON o.file_id=f.id"
+            " WHERE f.job_id=? ORDER BY f.rel_path, o.dest_name",
+            (job_id,),
+        )
+
+    def stream(self, sql: str, args: Sequence[object] = ()) -> Iterator[sqlite3.Row]:
+        """The rows of a read-only query, streamed from a connection of its own (WAL lets it read
+        beside the writer): for the reports, whose queries live beside them."""
         db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
         db.row_factory = sqlite3.Row
         try:
-            cur = db.execute(
-                "SELECT f.id AS file_id, f.rel_path, f.abs_path, f.size, f.mtime_ns,"
-                " f.status AS file_status, f.blake3, f.md5, f.xxh128, f.error AS file_error,"
-                " f.error_code AS file_error_code, o.dest_ident, o.dest_name, o.target, o.status,"
-                " o.verify_method, o.verified_at, o.etag, o.error, o.error_code, o.detail"
-                " FROM files f LEFT JOIN outcomes o ON o.file_id=f.id"
-                " WHERE f.job_id=? ORDER BY f.rel_path, o.dest_name",
-                (job_id,),
-            )
+            cur = db.execute(sql, args)
             while rows := cur.fetchmany(1000):
                 yield from rows
         finally:
@@ -465,11 +561,9 @@ class Catalog:
             )
 
     def landed_at(self, dest_ident: str, planned: str) -> LandedRow | None:
-        rows = self._query("SELECT * FROM landed WHERE dest_ident=? AND planned=?", (dest_ident, planned))
-        if not rows:
-            return None
-        r = rows[0]
-        return LandedRow(**{k: r[k] for k in r.keys()})  # noqa: SIM118 (sqlite3.Row)
+        with self._lock:
+            row = self._db.execute(_LANDED_AT, (dest_ident, planned)).fetchone()
+        return None if row is None else LandedRow(*row)  # the columns in the dataclass's order
 
     def landed_for_source(self, dest_ident: str, src_path: str) -> list[LandedRow]:
         rows = self._query(
@@ -492,6 +586,32 @@ class Catalog:
         if not rows:
             return None
         return str(rows[0]["blake3"]), rows[0]["md5"]
+
+    def prior_read(self, src_path: str, size: int, mtime_ns: int) -> PriorRead | None:
+        """What the last read of this source (same path, size and mtime) learnt: its hashes and,
+        when a layout planned it, what its header said. One indexed lookup, for a re-run."""
+        rows = self._query(
+            "SELECT f.rel_path, f.blake3, f.md5, f.xxh128, m.capture_time, m.capture_source,"
+            " m.device_source, m.make, m.model, m.device FROM files f"
+            " LEFT JOIN file_meta m ON m.file_id=f.id"
+            " WHERE f.abs_path=? AND f.size=? AND f.mtime_ns=? AND f.status='read'"
+            " AND f.blake3 IS NOT NULL ORDER BY f.id DESC LIMIT 1",
+            (src_path, size, mtime_ns),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        capture = None
+        # A row of an older castoff has no make and model: its device cannot be rebuilt.
+        if r["capture_time"] is not None and (r["device"] is None or r["make"] or r["model"]):
+            capture = PriorCapture(
+                str(r["capture_time"]),
+                str(r["capture_source"]),
+                r["make"],
+                r["model"],
+                str(r["device_source"]),
+            )
+        return PriorRead(str(r["rel_path"]), str(r["blake3"]), r["md5"], r["xxh128"], capture)
 
     # -- multipart uploads -----------------------------------------------------------------
 
@@ -611,12 +731,21 @@ class Catalog:
     # -- what the layout planner learnt, and metadata sidecar objects -----------------------
 
     def set_file_meta(self, job_id: str, file_id: int, record: Mapping[str, str | None]) -> None:
-        cols = ("capture_time", "capture_source", "device", "device_source", "file_type", "sidecar_of")
+        cols = (
+            "capture_time",
+            "capture_source",
+            "device",
+            "device_source",
+            "file_type",
+            "sidecar_of",
+            "make",
+            "model",
+        )
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO file_meta(file_id, job_id, layout_path, original_path, capture_time,"
-                " capture_source, device, device_source, file_type, sidecar_of)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " capture_source, device, device_source, file_type, sidecar_of, make, model)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     file_id,
                     job_id,

@@ -23,6 +23,7 @@ import xxhash
 
 from castoff import errors
 from castoff.catalog.db import Catalog, LandedRow
+from castoff.catalog.group import WriteGroup
 from castoff.destinations.base import (
     Destination,
     Landed,
@@ -156,7 +157,8 @@ class Engine:
         self.sink(Event(kind, data))
 
     def log(self, message: str, level: str = "info") -> None:
-        self.catalog.log(self.job_id, level, message)
+        if level != "debug":  # one a file on a re-run, saying what the outcome's detail says
+            self.catalog.log(self.job_id, level, message)
         self.emit("log", level=level, message=message)
 
     # -- the job ----------------------------------------------------------------------------
@@ -179,7 +181,8 @@ class Engine:
         catchup = threading.Thread(target=self._catchup_loop, name="catch-up", daemon=True)
         catchup.start()
         try:
-            self._read_all(sources)
+            with WriteGroup(self.catalog) as group:
+                self._read_all(sources, group)
         finally:
             with self._state:
                 self._reading_done = True
@@ -265,10 +268,11 @@ class Engine:
                 ps = max(ps, -(-need // MiB) * MiB)
         return ps
 
-    def _read_all(self, sources: Sequence[str]) -> None:
+    def _read_all(self, sources: Sequence[str], group: WriteGroup) -> None:
         for item in scan(sources, self.options.filters):
             if self.cancel.is_set():
                 return
+            group.next_file()
             if not isinstance(item, SourceFile) and item.code in ("unreadable", "vanished"):
                 # Something the user expects copied could not be read: a failure, not a skip.
                 file_id = self.catalog.add_file(
@@ -293,12 +297,14 @@ class Engine:
                 if item.code != "junk":
                     self.log(f"skip: {item.rel_path}: {item.reason}", "warning")
                 continue
-            self._one_file(item)
+            self._one_file(item, group)
 
-    def _one_file(self, src: SourceFile) -> None:
-        # The file, its plan and every "already there" outcome in one transaction: a re-run of
-        # a verified job is mostly this, and one commit per file instead of one per write keeps
-        # it to seconds for a large card.
+    def _one_file(self, src: SourceFile, group: WriteGroup) -> None:
+        # The file, its plan and every "already there" outcome in one transaction (the group's,
+        # shared with the files before it): a re-run of a verified job is mostly this.
+        known = None if self.options.rehash else self.catalog.prior_read(src.abs_path, src.size, src.mtime_ns)
+        if known is not None and self.options.planner is not None:
+            self.options.planner.reuse(src, known)  # its header was read then: not read again
         with self.catalog.batch():
             file_id = self.catalog.add_file(
                 self.job_id,
@@ -306,6 +312,7 @@ class Engine:
                 abs_path=src.abs_path,
                 size=src.size,
                 mtime_ns=src.mtime_ns,
+                known=known,  # the report and ASC MHL want its hashes too
             )
             self.files += 1
             self.bytes += src.size
@@ -313,19 +320,15 @@ class Engine:
             fs = FileState(
                 src=src, file_id=file_id, part_size=part_size, n_parts=parts_for(src.size, part_size)
             )
-            known = (
-                None if self.options.rehash else self.catalog.known_hash(src.abs_path, src.size, src.mtime_ns)
-            )
-            if known is not None:
-                self.catalog.file_hashes_known(file_id)  # the report and ASC MHL want them too
             streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
         if not streams:
             fs.status = "read" if known else "skipped"
             fs.read_done.set()
             return
+        group.flush()  # what follows may wait for the lanes, and they for the catalog
         self._adopt_resumed_part_size(fs, streams)
         if known is not None:
-            fs.digest, fs.md5 = known
+            fs.digest, fs.md5 = known.blake3, known.md5
         live, deferred = [], []
         for s in streams:
             multipart_needs_hash = (
@@ -411,7 +414,7 @@ class Engine:
             return fs.src.rel_path, None
         if fs.plan is None:
             fs.plan = planner.plan(fs.src)
-            self.catalog.set_file_meta(self.job_id, fs.file_id, fs.plan.record())
+            self.catalog.set_file_meta(self.job_id, fs.file_id, fs.plan.catalog_record())
         dest_plan = planner.for_destination(fs.plan, lane.dest)
         return dest_plan.rel_path, dest_plan
 

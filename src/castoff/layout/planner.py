@@ -11,6 +11,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from castoff import errors
@@ -21,6 +22,7 @@ from castoff.layout.sidecars import Folders, ext_of, file_type, stem_of
 from castoff.layout.template import LAYOUTS, Template, parse_template
 
 if TYPE_CHECKING:
+    from castoff.catalog.db import PriorRead
     from castoff.destinations.base import Destination
     from castoff.scan import SourceFile
 
@@ -62,6 +64,10 @@ class FilePlan:
             "layout_path": self.layout_path,
             "original_path": self.original_path,
         }
+
+    def catalog_record(self) -> dict[str, str | None]:
+        """``record`` and the make and model apart, so a re-run can plan from the catalog."""
+        return {**self.record(), "make": self.capture.make, "model": self.capture.model}
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,15 @@ class Planner:
             found = read_capture(abs_path, rel_path, mtime_ns)
             self._remember(self._captures, abs_path, found)  # type: ignore[arg-type]
         return found
+
+    def reuse(self, src: SourceFile, prior: PriorRead) -> None:
+        """Take what an earlier read of ``src`` (same path, size, mtime) found in its header,
+        instead of reading it again: a re-run plans from the catalog."""
+        if prior.capture is None or prior.rel_path != src.rel_path:
+            return  # the card's folder names (part of the device) may differ under another root
+        c = prior.capture
+        capture = Capture(datetime.fromisoformat(c.when), c.when_source, c.make, c.model, c.device_source)
+        self._remember(self._captures, src.abs_path, capture)  # type: ignore[arg-type]
 
     def _counter(self, abs_path: str) -> int:
         """The next number for a new stem in a folder: IMG_1.CR3 and IMG_1.JPG (and their

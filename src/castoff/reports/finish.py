@@ -15,6 +15,7 @@ from castoff import errors
 from castoff.catalog.db import Catalog
 from castoff.destinations.base import Destination
 from castoff.reports import deliver, html, json_report, mhl_job
+from castoff.reports.summary import tally
 
 REPORT_TO = ("local", "destination", "both")
 
@@ -62,9 +63,11 @@ def finish_job(
         )
         for o in outcomes:
             catalog.log(job_id, "info" if o.ok else "error", f"{o.scope}: {o.message}")
+    job = catalog.job(job_id)
+    counts = tally(catalog, job) if job is not None else None  # one pass, for both reports
     done = Finished(
-        json=json_report.write(catalog, job_id, reports_dir),
-        html=html.write(catalog, job_id, reports_dir),
+        json=json_report.write(catalog, job_id, reports_dir, counts),
+        html=html.write(catalog, job_id, reports_dir, counts),
         mhl=outcomes,
     )
     done.problems.extend(f"{o.scope}: {o.message}" for o in outcomes if not o.ok)

@@ -181,12 +181,17 @@ def _manifest_entries(path: Path) -> Iterator[tuple[str, str, str, str | None]]:
     """(path, format, hash, action) for every file hash of one manifest, streamed."""
     in_hash = False
     current: str | None = None
+    hashes: ET.Element | None = None
     try:
         for event, el in ET.iterparse(path, events=("start", "end")):  # noqa: S314 (as above)
+            if el.tag == f"{{{NS}}}hashes" and event == "start":
+                hashes = el
             if el.tag == f"{{{NS}}}hash":
                 in_hash, current = event == "start", None
                 if event == "end":
                     el.clear()
+                    if hashes is not None and len(hashes) and hashes[-1] is el:
+                        del hashes[-1]  # a manifest of 200,000 files is not held either
                 continue
             if not in_hash or event != "end":
                 continue
@@ -214,6 +219,16 @@ def read_history(root: Path) -> tuple[list[Generation], dict[str, Recorded], dic
             if fmt == "xxh128" and action != "failed":
                 xxh.setdefault(rel, value)
     return gens, first | original, xxh
+
+
+def _known_xxh128(root: Path) -> dict[str, str]:
+    """Every path's known xxh128 (``read_history``'s third answer alone, for less memory)."""
+    xxh: dict[str, str] = {}
+    for _number, path in _manifests(root):
+        for rel, fmt, value, action in _manifest_entries(path):
+            if fmt == "xxh128" and action != "failed":
+                xxh.setdefault(rel, value)
+    return xxh
 
 
 def _manifests(root: Path) -> list[tuple[int, Path]]:
@@ -301,7 +316,15 @@ def write_generation(
         return None  # nothing to record (and the folder may not even exist: a dead destination)
     entries = itertools.chain([first], entries)
     recover(root)
-    gens, _original, known = read_history(root)
+    gens = read_chain(root)
+    history: dict[str, str] | None = None  # read when an entry needs it: a re-run may not
+
+    def known() -> dict[str, str]:
+        nonlocal history
+        if history is None:
+            history = _known_xxh128(root)
+        return history
+
     folder = root / FOLDER
     number = max([g.number for g in gens] + [n for n, _ in _manifests(root)] + [0]) + 1
     final = folder / manifest_name(number, root, started)
@@ -314,12 +337,12 @@ def write_generation(
             fh.write(_header(process=process, started=started, comment=comment))
             fh.write("  <hashes>\n")
             for e in entries:
-                if e.from_earlier_job and e.path in known:
+                if e.from_earlier_job and e.path in known():
                     continue
                 if _NOT_XML.search(e.path):
                     left_out.append(e.path)
                     continue
-                fh.write(_hash_xml(e, _action(e, known)))
+                fh.write(_hash_xml(e, _action(e, known())))
                 written += 1
             fh.write("  </hashes>\n</hashlist>\n")
             fh.flush()

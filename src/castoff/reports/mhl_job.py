@@ -24,6 +24,8 @@ class MhlOutcome:
     manifest: str | None  # None when nothing was written
     message: str
     ok: bool = True
+    #: the history now has every entry of the job (none left out for a name XML cannot hold)
+    complete: bool = False
 
 
 def _entry(row: sqlite3.Row, rel: str, on_disk: str, hashed_at: float, *, earlier: bool) -> mhl.Entry:
@@ -39,12 +41,26 @@ def _entry(row: sqlite3.Row, rel: str, on_disk: str, hashed_at: float, *, earlie
     )
 
 
-def destination_entries(catalog: Catalog, job_id: str, dest_ident: str, root: str) -> Iterator[mhl.Entry]:
-    """Every file proven at the destination in this job (or skipped as verified by an earlier one)."""
+def destination_entries(
+    catalog: Catalog, job_id: str, dest_ident: str, root: str, remembered: str | None = None
+) -> Iterator[mhl.Entry]:
+    """Every file proven at the destination in this job (or skipped as verified by an earlier one).
+    ``remembered``: a job after whose generation the history has not changed (``_remembered_job``);
+    a file skipped in this job that the remembered job proved at the same target is in the history
+    already, so it is left out here (without reading the history to find out)."""
     prefix = root.rstrip("/") + "/"
-    for r in catalog.iter_job_rows(job_id):
-        if r["dest_ident"] != dest_ident or r["status"] not in ("verified", "already", "skipped"):
-            continue
+    rows = catalog.stream(
+        "SELECT f.size, f.mtime_ns, f.xxh128, f.blake3, o.target, o.status, o.verified_at"
+        " FROM files f JOIN outcomes o ON o.file_id=f.id AND o.dest_ident=?"
+        " WHERE f.job_id=? AND o.status IN ('verified', 'already', 'skipped')"
+        " AND NOT (o.status='skipped' AND EXISTS (SELECT 1 FROM files pf JOIN outcomes po"
+        " ON po.file_id=pf.id AND po.dest_ident=o.dest_ident WHERE pf.job_id=?"
+        " AND pf.rel_path=f.rel_path AND po.target=o.target AND po.verified_at IS NOT NULL"
+        " AND po.status IN ('verified', 'already', 'skipped')))"
+        " ORDER BY f.rel_path",
+        (dest_ident, job_id, remembered),
+    )
+    for r in rows:
         target = str(r["target"])
         if r["verified_at"] is None or not target.startswith(prefix):
             continue  # skipped because something else was there (--on-conflict skip): not ours
@@ -52,6 +68,38 @@ def destination_entries(catalog: Catalog, job_id: str, dest_ident: str, root: st
         if mhl.is_ignored(rel):
             continue
         yield _entry(r, rel, target, float(r["verified_at"]), earlier=r["status"] == "skipped")
+
+
+def _memo_key(dest_ident: str, root: str) -> str:
+    return f"mhl-history:{dest_ident}:{root}"
+
+
+def _chain_c4(root: str) -> str | None:
+    chain = Path(root) / mhl.FOLDER / mhl.CHAIN
+    return mhl.c4_of_file(chain) if chain.is_file() else None
+
+
+def _remembered_job(catalog: Catalog, dest_ident: str, root: str) -> str | None:
+    """The job whose generation left ``root``'s history as it is now (same chain file, byte for
+    byte; ``read_chain`` checks every manifest against it), with every entry of that job in it.
+    A re-run then knows from the catalog which files the history has, without reading it."""
+    memo = catalog.memo(_memo_key(dest_ident, root))
+    if memo is None:
+        return None
+    c4, _, job = memo.partition(" ")
+    if c4 != _chain_c4(root):
+        return None
+    try:
+        mhl.read_chain(Path(root))  # every manifest as the chain says: else the writer reports it
+    except errors.HistoryError:
+        return None
+    return job
+
+
+def _remember(catalog: Catalog, job_id: str, dest_ident: str, root: str, outcome: MhlOutcome) -> None:
+    c4 = _chain_c4(root)
+    if outcome.ok and outcome.complete and c4 is not None:
+        catalog.set_memo(_memo_key(dest_ident, root), f"{c4} {job_id}")
 
 
 def source_entries(catalog: Catalog, job_id: str, source: str, read_at: float) -> Iterator[mhl.Entry]:
@@ -85,12 +133,13 @@ def _write(
     except OSError as exc:
         return MhlOutcome(str(root), None, f"ASC MHL not written: {exc.strerror or exc}", ok=False)
     if written is None:
-        return MhlOutcome(str(root), None, "ASC MHL: nothing new to record")
+        return MhlOutcome(str(root), None, "ASC MHL: nothing new to record", complete=True)
     note = f"; left out {len(written.left_out)} name(s) XML cannot hold" if written.left_out else ""
     return MhlOutcome(
         str(root),
         str(written.manifest),
         f"ASC MHL generation {written.generation}: {written.files} file(s){note}",
+        complete=not written.left_out,
     )
 
 
@@ -110,8 +159,10 @@ def write_for_job(
     comment = f"castoff job {job_id}"
     out = []
     for ident, root in local_roots.items():
-        entries = destination_entries(catalog, job_id, ident, root)
-        out.append(_write(Path(root), entries, started=started, process="transfer", comment=comment))
+        entries = destination_entries(catalog, job_id, ident, root, _remembered_job(catalog, ident, root))
+        outcome = _write(Path(root), entries, started=started, process="transfer", comment=comment)
+        _remember(catalog, job_id, ident, root, outcome)
+        out.append(outcome)
     if with_sources:
         for src in sources:
             if not os.path.isdir(src):

@@ -1,6 +1,6 @@
 """What every report says first: per destination, how many files and bytes, how they ended, how fast.
 
-Computed from the catalog in one streamed pass, so it costs the same memory for 20 or 200,000 files.
+Counted by SQLite from the catalog, so it costs the same memory for 20 or 200,000 files.
 """
 
 from __future__ import annotations
@@ -61,20 +61,33 @@ class Tally:
 
 
 def tally(catalog: Catalog, job: sqlite3.Row) -> Tally:
-    """One streamed pass over the job's rows; destinations in the job's order."""
+    """Counted by SQLite (a few grouped queries, not a pass over every row in Python); destinations
+    in the job's order."""
     out = {d["name"]: DestinationSummary(d["name"], d.get("kind")) for d in json.loads(job["destinations"])}
+    job_id = str(job["id"])
     result = Tally(out)
+    rows = catalog.stream(
+        "SELECT o.dest_name, o.status, COUNT(*) AS n, SUM(f.size) AS bytes,"
+        " MAX(CASE WHEN o.status IN ('verified', 'already') THEN o.verified_at END) AS last"
+        " FROM files f JOIN outcomes o ON o.file_id=f.id"
+        " WHERE f.job_id=? AND f.status<>'skipped' GROUP BY o.dest_name, o.status",
+        (job_id,),
+    )
     last: dict[str, float] = {}
-    problem_file = -1
-    for r in catalog.iter_job_rows(str(job["id"])):
-        if r["file_status"] == "skipped":
-            result.left_out.append((str(r["rel_path"]), r["file_error"]))
-            continue
-        if is_problem(r) and int(r["file_id"]) != problem_file:
-            problem_file = int(r["file_id"])
-            result.problem_files += 1
-        if r["dest_name"] is not None:
-            _add(out, r, last)
+    for r in rows:
+        _add(out, r, last)
+    problems = catalog.stream(
+        "SELECT COUNT(*) AS n FROM files f WHERE f.job_id=? AND f.status<>'skipped' AND"
+        " (f.status='failed' OR EXISTS (SELECT 1 FROM outcomes o WHERE o.file_id=f.id AND"
+        " o.status NOT IN ('verified', 'already', 'skipped')) OR (f.status='pending' AND"
+        " NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.file_id=f.id)))",
+        (job_id,),
+    )
+    result.problem_files = sum(int(r["n"]) for r in problems)
+    left_out = catalog.stream(
+        "SELECT rel_path, error FROM files WHERE job_id=? AND status='skipped' ORDER BY rel_path", (job_id,)
+    )
+    result.left_out = [(str(r["rel_path"]), r["error"]) for r in left_out]
     started = float(job["started_at"])
     for name, s in out.items():
         if name in last:
@@ -84,14 +97,16 @@ def tally(catalog: Catalog, job: sqlite3.Row) -> Tally:
 
 
 def _add(out: dict[str, DestinationSummary], r: sqlite3.Row, last: dict[str, float]) -> None:
+    """One (destination, status) group of outcomes."""
     name = str(r["dest_name"])
     s = out.setdefault(name, DestinationSummary(name, None))
-    s.files += 1
-    s.bytes += int(r["size"])
+    n, size = int(r["n"]), int(r["bytes"] or 0)
+    s.files += n
+    s.bytes += size
     status = str(r["status"])
     if status in STATUSES:
-        setattr(s, status, getattr(s, status) + 1)
+        setattr(s, status, getattr(s, status) + n)
     if status == "verified":
-        s.bytes_sent += int(r["size"])
-    if status in ("verified", "already") and r["verified_at"] is not None:
-        last[name] = max(last.get(name, 0.0), float(r["verified_at"]))
+        s.bytes_sent += size
+    if r["last"] is not None:
+        last[name] = max(last.get(name, 0.0), float(r["last"]))
