@@ -66,6 +66,32 @@ def test_odd_names_land_exactly_in_folders_and_buckets(rig: Rig) -> None:
     assert "S3 allows 1024" in logs
 
 
+def test_case_only_differences_on_a_case_insensitive_target_keep_both(tmp_path: Path) -> None:
+    """``CASE.JPG`` and ``case.jpg`` are two files on a card and one name on exFAT, APFS or NTFS:
+    the second never replaces the first. Other bytes land under ``name (2).ext``; the same bytes
+    count as already there. (The kernel here cannot mount a case-folding filesystem, so the
+    target is the in-memory destination folding names as those filesystems do.)"""
+    from castoff.destinations.memory import MemoryDestination
+    from engine_runner import Runner
+
+    src = tmp_path / "card"
+    write(src / "DCIM" / "CASE.JPG", b"upper")
+    write(src / "DCIM" / "case.jpg", b"lower")
+    write(src / "DCIM" / "SAME.JPG", b"same bytes")
+    write(src / "DCIM" / "same.jpg", b"same bytes")
+    dest = MemoryDestination("exfat", case_insensitive=True)
+    runner = Runner(tmp_path / "state")
+    result = runner([src], [dest])
+    assert result.exit_code == 0, runner.logs()
+    landed = {dest.names[k]: body for k, body in dest.objects.items()}
+    assert sorted(landed.values()) == [b"lower", b"same bytes", b"upper"]
+    case_names = {n for n, b in landed.items() if b in (b"upper", b"lower")}
+    assert len(case_names) == 2 and any(n.endswith(" (2).jpg") or n.endswith(" (2).JPG") for n in case_names)
+    out = runner.outcomes()
+    statuses = sorted(out[(f"card/DCIM/{n}", dest.name)]["status"] for n in ("SAME.JPG", "same.jpg"))
+    assert statuses == ["already", "verified"]
+
+
 def _path_of(n_bytes: int, letter: str) -> str:
     """A relative path of exactly ``n_bytes`` bytes in names of at most 200 bytes."""
     parts = []

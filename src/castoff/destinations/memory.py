@@ -60,11 +60,13 @@ class MemoryUpload:
         digest = blake3.blake3(body).hexdigest()
         if digest != source_blake3 or len(body) != self._meta.size:
             raise errors.IntegrityError(f"memory copy of {final} differs from the source")
+        key = self._dest.key(final)
         with self._dest.lock:
-            if final in self._dest.objects and not overwrite:
+            if key in self._dest.objects and not overwrite:
                 raise TargetExists(final)
-            self._dest.objects[final] = body
-            self._dest.metas[final] = self._meta
+            self._dest.objects[key] = body
+            self._dest.metas[key] = self._meta
+            self._dest.names.setdefault(key, final)  # a folding target keeps the first spelling
         return Landed(target=final, size=len(body), verify_method="read-back blake3")
 
     def abort(self) -> None:
@@ -73,12 +75,23 @@ class MemoryUpload:
 
 
 class MemoryDestination:
-    """Objects in a dict. ``is_local`` lets tests stand it in for a drive or for a bucket."""
+    """Objects in a dict. ``is_local`` lets tests stand it in for a drive or for a bucket;
+    ``case_insensitive`` for an exFAT card, an APFS or NTFS drive (``IMG.JPG`` is ``img.jpg``)."""
 
-    def __init__(self, name: str = "memory", *, is_local: bool = True, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        name: str = "memory",
+        *,
+        is_local: bool = True,
+        concurrency: int = 1,
+        case_insensitive: bool = False,
+    ) -> None:
         self._name = name
+        self.case_insensitive = case_insensitive
+        #: by ``key(target)``: the target itself, or its case-folded form
         self.objects: dict[str, bytes] = {}
         self.metas: dict[str, ObjectMeta] = {}
+        self.names: dict[str, str] = {}  # key -> the target as first written
         self.lock = threading.Lock()
         self._caps = Capabilities(
             kind="memory",
@@ -106,6 +119,9 @@ class MemoryDestination:
             raise errors.KeyRejected(f"bad relative path {rel_path!r}")
         return rel_path
 
+    def key(self, target: str) -> str:
+        return target.casefold() if self.case_insensitive else target
+
     def preflight(self) -> None:
         return None
 
@@ -121,15 +137,15 @@ class MemoryDestination:
 
     def stat(self, target: str) -> ObjectStat | None:
         with self.lock:
-            body = self.objects.get(target)
-            meta = self.metas.get(target)
+            body = self.objects.get(self.key(target))
+            meta = self.metas.get(self.key(target))
         if body is None:
             return None
         return ObjectStat(size=len(body), mtime_ns=meta.mtime_ns if meta else None)
 
     def open_read(self, target: str) -> BinaryIO:
         with self.lock:
-            body = self.objects.get(target)
+            body = self.objects.get(self.key(target))
         if body is None:
             raise errors.DestinationGone(f"{target} is not in {self._name}")
         return io.BytesIO(body)
