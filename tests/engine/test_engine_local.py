@@ -387,3 +387,28 @@ def test_a_folder_made_earlier_and_since_turned_into_a_link_out_is_refused(
     write(tmp_path / "two" / "card" / "DCIM" / "B.JPG", b"b" * 1000)
     assert runner([tmp_path / "two" / "card"], [dest]).exit_code == 1
     assert list(outside.iterdir()) == []
+
+
+def test_small_files_are_committed_by_their_writer_and_big_ones_by_the_committer(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small file's read-back and rename happen in the writer that wrote it (no thread switch
+    per file); a big one's in the committer, while the writer goes on with the next file."""
+    import threading
+
+    from castoff.destinations import local
+    from castoff.engine.lanes import INLINE_COMMIT_MAX
+
+    where: dict[str, str] = {}
+    real = local.LocalUpload.commit
+
+    def commit(self: local.LocalUpload, *args: object, **kw: object) -> object:
+        where[os.path.basename(self.target)] = threading.current_thread().name
+        return real(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(local.LocalUpload, "commit", commit)
+    write(tmp_path / "card" / "small.jpg", b"s" * 10_000)
+    write(tmp_path / "card" / "big.mov", b"b" * (INLINE_COMMIT_MAX + 1))
+    assert runner([tmp_path / "card"], [LocalDestination(tmp_path / "ssd")]).exit_code == 0
+    assert where["small.jpg"].endswith("-w0") and where["big.mov"].endswith("-commit"), where
+    assert (tmp_path / "ssd" / "card" / "small.jpg").read_bytes() == b"s" * 10_000

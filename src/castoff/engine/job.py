@@ -674,7 +674,11 @@ class Engine:
             self._maybe_detach(budget, feeding, full=lane)
             with lane.cond:
                 if self._remote_lane_full(lane):
-                    lane.cond.wait(0.2)
+                    lane.room_waiters += 1
+                    try:
+                        lane.cond.wait(0.2)
+                    finally:
+                        lane.room_waiters -= 1
 
     def _maybe_detach(self, budget: MemoryBudget, feeding: list[Stream], *, full: Lane | None = None) -> None:
         """Called while a reader waits, for memory or for the ``full`` lane: if one lane holds
@@ -721,6 +725,13 @@ class Engine:
     def _read_finished(self, fs: FileState) -> None:
         fs.read_done.set()
         with self._state:
+            self._wake_waiters_locked()
+
+    def _wake_waiters_locked(self) -> None:
+        """Under ``_state``: wake the catch-up thread and the end of ``run`` when they may have
+        something to do; every wake-up is a thread switch (a few per small file otherwise), and
+        both also look again every 0.2 s."""
+        if self._catchup or self._open_streams == 0:
             self._state.notify_all()
 
     # -- catch-up: lagging destinations continue from a verified copy -------------------------
@@ -1192,7 +1203,7 @@ class Engine:
                 stream.file.pending_local -= 1
             self._open_streams -= 1
             self._open.discard(stream)
-            self._state.notify_all()
+            self._wake_waiters_locked()
 
     def _record(self, lane: Lane, fs: FileState, target: str, out: Outcome) -> None:
         self._store(lane, fs, target, out)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: files a lane may have written and not yet committed (see ``Lane._work``)
 MAX_COMMIT_BACKLOG = 64
+#: a local file up to this size is committed (read back, renamed) by the writer that wrote it
+INLINE_COMMIT_MAX = 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -125,6 +127,9 @@ class Lane:
         self.queued_bytes = 0
         #: queued bytes per memory budget (by id): the reader waiting on a budget asks who holds it
         self.queued_by: dict[int, int] = {}
+        #: readers waiting for this (remote) lane's queue to shrink: only then does taking a part
+        #: wake anyone (a wake-up is a thread switch, dear in a VM, and a small file has several)
+        self.room_waiters = 0
         self.commits: deque[Stream] = deque()
         self.stats = LaneStats()
         self.backlog = 0  # streams of this lane waiting for a catch-up feed
@@ -227,15 +232,33 @@ class Lane:
             chunk.release()
         return detached
 
+    @staticmethod
+    def _closable(stream: Stream) -> bool:
+        """Under ``cond``: nothing more can change the stream: it is complete, or failed."""
+        if stream.closing or stream.queued or stream.inflight or stream.feeding:
+            return False
+        complete = stream.finished and len(stream.receipts) >= stream.file.n_parts
+        return stream.failed is not None or complete
+
     def check_done(self, stream: Stream) -> None:
         """Under ``cond``: hand the stream to the committer once nothing more can change it."""
-        if stream.closing or stream.queued or stream.inflight or stream.feeding:
-            return
-        complete = stream.finished and len(stream.receipts) >= stream.file.n_parts
-        if stream.failed is not None or complete:
+        if self._closable(stream):
             stream.closing = True
             self.commits.append(stream)
             self.cond.notify_all()
+
+    def _close_here(self, stream: Stream) -> bool:
+        """Under ``cond``, in a writer that just finished a part: a small local file is closed
+        by this writer, not handed to the committer. Waking the committer costs a thread switch
+        per file (on a virtual machine, a wake-up of an idle core), more than reading back a
+        small file; and a writer kept busy finds the next file already queued, so the reader
+        runs ahead instead of the threads taking turns."""
+        if not (self.caps.is_local and stream.file.src.size <= INLINE_COMMIT_MAX):
+            return False
+        if not self._closable(stream):
+            return False
+        stream.closing = True
+        return True
 
     # -- threads ---------------------------------------------------------------------------
 
@@ -259,7 +282,8 @@ class Lane:
                 stream, chunk = self.queue.popleft()
                 self.queued_bytes -= chunk.size
                 self.queued_by[id(chunk.budget)] -= chunk.size
-                self.cond.notify_all()  # a reader may wait for room in this queue
+                if self.room_waiters:  # a reader waits for room in this queue
+                    self.cond.notify_all()
                 self.active += 1
             try:
                 self._put(stream, chunk)
@@ -272,8 +296,22 @@ class Lane:
                 with self.cond:
                     stream.queued -= 1
                     stream.inflight.discard(chunk.index)
-                    self.check_done(stream)
-                    self.active -= 1
+                    here = self._close_here(stream)
+                    if not here:
+                        self.check_done(stream)
+                        self.active -= 1
+            if here:
+                self._close_one(stream)
+
+    def _close_one(self, stream: Stream) -> None:
+        """Close one stream; ``active`` was raised for it by the caller, under ``cond``."""
+        try:
+            self._close(stream)
+        except BaseException as exc:  # the engine's close records its own failures
+            stream.notes.append(f"internal error while closing: {exc!r}")
+        finally:
+            with self.cond:
+                self.active -= 1
 
     def _commit_loop(self) -> None:
         while True:
@@ -285,10 +323,4 @@ class Lane:
                 stream = self.commits.popleft()
                 self.active += 1
                 self.cond.notify_all()  # a writer may be waiting for the backlog to shrink
-            try:
-                self._close(stream)
-            except BaseException as exc:  # the engine's close records its own failures
-                stream.notes.append(f"internal error while closing: {exc!r}")
-            finally:
-                with self.cond:
-                    self.active -= 1
+            self._close_one(stream)
