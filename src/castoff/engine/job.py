@@ -684,8 +684,6 @@ class Engine:
         """Called while a reader waits, for memory or for the ``full`` lane: if one lane holds
         most of the memory (or is ``full``) while another lane of the same read keeps up, let
         the laggard go; it catches up later from a copy."""
-        key = id(budget)
-        held = {id(ln): ln.queued_by.get(key, 0) for ln in self.lanes}
         if full is not None:
             worst = full
             others = [s.lane for s in feeding if s.lane is not full and s.feeding]
@@ -693,6 +691,7 @@ class Engine:
                 return
             why = "cannot keep up with the read"
         else:
+            held = {id(ln): ln.queued_by.get(id(budget), 0) for ln in self.lanes}
             busy = [ln for ln in self.lanes if held[id(ln)] > 0]
             if not busy:
                 return
