@@ -96,7 +96,7 @@ class FaultyUpload:
         return self._inner.commit(parts, source_blake3=source_blake3, target=target, overwrite=overwrite)
 
     def _corrupt(self) -> None:
-        partial = getattr(self._inner, "partial_path", None)
+        partial = getattr(self._inner, "data_path", None)  # a local file, named or not
         if isinstance(partial, str):
             with open(partial, "r+b") as fh:
                 fh.seek(0)

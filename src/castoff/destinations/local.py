@@ -1,11 +1,16 @@
 """A local folder as a destination: a drive, a NAS mount, anything with a POSIX path.
 
-Bytes go to a hidden partial file beside the target; commit fsyncs, re-reads it past the page cache,
-compares BLAKE3, sets the times, renames it into place without clobbering, and fsyncs the folder.
+Bytes go to a file with no name yet (Linux ``O_TMPFILE``) in the target's folder, or where the
+filesystem cannot make one (NFS, SMB, most FUSE mounts), to a hidden partial file beside the
+target. Commit fsyncs, re-reads it past the page cache, compares BLAKE3, sets the times, gives it
+its name without clobbering (a hard link of the unnamed file, or a rename of the partial) and
+fsyncs the folder. An unnamed file that never got its name vanishes with the process: a crash or a
+pulled drive leaves nothing behind, and nothing for the catalog to clean up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -32,6 +37,17 @@ from castoff.hashing import new_blake3
 READ_BACK_CHUNK = 8 * 1024 * 1024
 PARTIAL_PREFIX = ".castoff."
 PARTIAL_SUFFIX = ".partial"
+#: files this small are not preallocated: the write that follows finds a full disk as early
+PREALLOCATE_MIN = 1024 * 1024
+#: O_TMPFILE where the system has it and the link that names such a file works
+#: (``CASTOFF_LOCAL_TMPFILE=0`` forces named partial files, as on filesystems without it)
+_O_TMPFILE: int | None = (
+    getattr(os, "O_TMPFILE", None)
+    if os.path.isdir("/proc/self/fd") and os.environ.get("CASTOFF_LOCAL_TMPFILE", "1") != "0"
+    else None
+)
+#: what open(O_TMPFILE) answers where the filesystem (or the kernel) cannot make one
+_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
 
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
@@ -85,12 +101,30 @@ def fsync_dir(path: str) -> None:
     except OSError:
         return
     try:
+        fsync_dir_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir_fd(fd: int) -> None:
+    try:
         os.fsync(fd)
     except OSError as exc:  # some filesystems refuse fsync on a directory
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
             raise
+
+
+def link_unnamed(fd: int, final: str) -> None:
+    """Give the unnamed (O_TMPFILE) file open as ``fd`` the name ``final``, and make the name
+    durable; FileExistsError if ``final`` exists. linkat must follow the /proc link (os.link
+    without a dir_fd calls link(), which does not), so the folder is opened for the call."""
+    folder, name = os.path.split(final)
+    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
+        fsync_dir_fd(dfd)
     finally:
-        os.close(fd)
+        os.close(dfd)
 
 
 def translate_os_error(exc: OSError, what: str) -> errors.CastoffError:
@@ -129,11 +163,15 @@ def check_rel_path(rel_path: str) -> None:
             raise errors.KeyRejected(f"NUL byte in {rel_path!r}")
 
 
-def set_xattrs(path: str, xattrs: Mapping[str, bytes]) -> str | None:
-    """Set extended attributes on ``path``; what could not be kept, said for the report."""
+def set_xattrs(path: str | int, xattrs: Mapping[str, bytes]) -> str | None:
+    """Set extended attributes on ``path`` (or an open file); what could not be kept, said for
+    the report."""
     for name, value in xattrs.items():
         try:
-            os.setxattr(path, name, value, follow_symlinks=False)
+            if isinstance(path, int):
+                os.setxattr(path, name, value)
+            else:
+                os.setxattr(path, name, value, follow_symlinks=False)
         except OSError as exc:
             return f"extended attributes not kept here ({name}: {exc.strerror})"
     return None
@@ -152,27 +190,29 @@ def _read_back_buffer() -> memoryview:
 
 
 class LocalUpload:
-    """One file being written into a hidden partial file."""
+    """One file being written: an unnamed file in the target's folder, or a hidden partial file."""
 
     def __init__(self, dest: LocalDestination, target: str, meta: ObjectMeta) -> None:
         self._dest = dest
         self._target = target
         self._meta = meta
         self._written: dict[int, int] = {}  # part index -> bytes (a retried part counts once)
-        self.partial_path = partial_path_for(target)
+        #: the hidden partial file; None while the bytes go to an unnamed file (``O_TMPFILE``)
+        self.partial_path: str | None = None
+        self._sealed = False
         parent = os.path.dirname(target)
         dest.check_root()
         dest.make_folder(parent)
         try:
             try:
-                self._fd: int | None = self._open_partial()
+                self._fd: int | None = self._create(parent)
             except FileNotFoundError:  # the folder went away since this job made it
                 dest.forget_folder(parent)
                 dest.make_folder(parent)
-                self._fd = self._open_partial()
+                self._fd = self._create(parent)
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot create {self.partial_path}") from exc
-        if meta.size > 0:
+            raise translate_os_error(exc, f"cannot create a file in {parent}") from exc
+        if meta.size >= PREALLOCATE_MIN:
             try:
                 os.posix_fallocate(self._fd, 0, meta.size)
             except OSError as exc:
@@ -181,20 +221,37 @@ class LocalUpload:
                     raise translate_os_error(exc, f"no room for {target}") from exc
                 # EOPNOTSUPP / EINVAL: the filesystem does not preallocate; fine.
 
-    def _open_partial(self) -> int:
+    def _create(self, parent: str) -> int:
+        if _O_TMPFILE is not None and self._dest.unnamed_files:
+            try:
+                return os.open(parent, _O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                if exc.errno not in _NO_TMPFILE:
+                    raise
+                self._dest.unnamed_files = False  # this filesystem cannot: partial files from now on
+        self.partial_path = partial_path_for(self._target)
         return os.open(self.partial_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
 
     @property
     def token(self) -> ResumeToken:
-        return {"partial": self.partial_path}
+        return {"partial": self.partial_path} if self.partial_path is not None else {}
 
     @property
     def target(self) -> str:
         return self._target
 
+    @property
+    def data_path(self) -> str:
+        """A path that opens the bytes written so far (for fault injection in tests)."""
+        if self.partial_path is not None:
+            return self.partial_path
+        if self._fd is None:
+            raise errors.DestinationError(f"{self._target}: already closed")
+        return f"/proc/self/fd/{self._fd}"
+
     def put_part(self, index: int, offset: int, data: memoryview, md5: bytes | None) -> PartReceipt:
         fd = self._fd
-        if fd is None:
+        if fd is None or self._sealed:
             raise errors.DestinationError(f"{self._target}: write after close")
         size = len(data)
         done = 0
@@ -209,36 +266,46 @@ class LocalUpload:
         return PartReceipt(index=index, offset=offset, size=size)
 
     def _seal(self) -> None:
-        """Every byte is written: make it durable and let the file go, so a file waiting for its
-        commit holds no descriptor (thousands of small files can wait at once)."""
-        fd, self._fd = self._fd, None
-        if fd is None:
+        """Every byte is written: make it durable. A partial file lets its descriptor go, so a
+        file waiting for its commit holds none (an unnamed file has only its descriptor)."""
+        fd = self._fd
+        if fd is None or self._sealed:
             return
+        self._sealed = True
         try:
-            os.ftruncate(fd, self._meta.size)  # undo any over-allocation
+            if self._meta.size >= PREALLOCATE_MIN:
+                os.ftruncate(fd, self._meta.size)  # undo any over-allocation
             os.fsync(fd)
+        finally:
+            if self.partial_path is not None:
+                self._fd = None
+                os.close(fd)
+
+    def _read_back(self) -> tuple[str, int]:
+        if self.partial_path is None:
+            assert self._fd is not None
+            return self._hash_file(self._fd)
+        fd = os.open(self.partial_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return self._hash_file(fd)
         finally:
             os.close(fd)
 
-    def _read_back(self) -> tuple[str, int]:
+    def _hash_file(self, fd: int) -> tuple[str, int]:
         hasher = new_blake3(self._meta.size)
         total = 0
         # +1: the read that finds the end of a small file needs no second buffer-full
         view = _read_back_buffer()[: min(READ_BACK_CHUNK, self._meta.size + 1)]
-        fd = os.open(self.partial_path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            # Ask the kernel to forget cached pages so the read comes from the device
-            # (Linux honours this for clean pages; other systems may not: see docs/verification.md).
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            while True:
-                n = os.readv(fd, [view])
-                if n == 0:
-                    break
-                hasher.update(view[:n])
-                total += n
-        finally:
-            os.close(fd)
+        # Ask the kernel to forget cached pages so the read comes from the device
+        # (Linux honours this for clean pages; other systems may not: see docs/verification.md).
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        while True:
+            n = os.preadv(fd, [view], total)
+            if n == 0:
+                break
+            hasher.update(view[:n])
+            total += n
         return hasher.hexdigest(), total
 
     def commit(
@@ -262,23 +329,19 @@ class LocalUpload:
                 f" {self._meta.size} bytes)",
                 hint="the destination returned other bytes than were written: check the drive",
             )
-        note = set_xattrs(self.partial_path, self._meta.xattrs)
+        handle = self.partial_path if self.partial_path is not None else self._fd
+        assert handle is not None
+        note = set_xattrs(handle, self._meta.xattrs)
         try:
             # Times first, so the file appears under its name complete and with its times.
-            os.utime(self.partial_path, ns=(self._meta.atime_ns, self._meta.mtime_ns))
+            os.utime(handle, ns=(self._meta.atime_ns, self._meta.mtime_ns))
             if target is not None:
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 self._dest.check_inside(os.path.dirname(final))
-            if overwrite:
-                os.replace(self.partial_path, final)
-            else:
-                try:
-                    rename_no_replace(self.partial_path, final)
-                except FileExistsError:
-                    raise TargetExists(final) from None
-            fsync_dir(os.path.dirname(final))
+            self._name(final, overwrite=overwrite)
         except OSError as exc:
             raise translate_os_error(exc, f"cannot move {final} into place") from exc
+        self._close_fd()
         return Landed(
             target=final,
             size=size,
@@ -286,13 +349,42 @@ class LocalUpload:
             detail=note,
         )
 
-    def abort(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
+    def _name(self, final: str, *, overwrite: bool) -> None:
+        """Give the verified file its name, durably; TargetExists unless ``overwrite``."""
+        if self.partial_path is None:
+            assert self._fd is not None
+            if not overwrite:
+                try:
+                    link_unnamed(self._fd, final)
+                except FileExistsError:
+                    raise TargetExists(final) from None
+                return
+            # No call replaces a name with an unnamed file: name it hidden, then rename over.
+            self.partial_path = partial_path_for(final)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.partial_path)
+            link_unnamed(self._fd, self.partial_path)
+        if overwrite:
+            os.replace(self.partial_path, final)
+        else:
+            try:
+                rename_no_replace(self.partial_path, final)
+            except FileExistsError:
+                raise TargetExists(final) from None
+        fsync_dir(os.path.dirname(final))
+
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+    def abort(self) -> None:
+        self._close_fd()  # an unnamed file is gone with its last descriptor
+        if self.partial_path is None:
+            return
         try:
             os.unlink(self.partial_path)
         except FileNotFoundError:
@@ -315,6 +407,8 @@ class LocalDestination:
         #: thousands of files land in few folders, and resolving each one's path again costs a
         #: dozen system calls, where one lstat shows the folder is still the one checked
         self._made: dict[str, tuple[int, int]] = {}
+        #: files are written unnamed (O_TMPFILE) until the filesystem says it cannot
+        self.unnamed_files = True
         self._caps = Capabilities(
             kind="local",
             is_local=True,
