@@ -389,26 +389,35 @@ def test_a_folder_made_earlier_and_since_turned_into_a_link_out_is_refused(
     assert list(outside.iterdir()) == []
 
 
-def test_small_files_are_committed_by_their_writer_and_big_ones_by_the_committer(
+def test_small_files_are_committed_by_the_reader_or_their_writer_and_big_ones_by_the_committer(
     tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A small file's read-back and rename happen in the writer that wrote it (no thread switch
-    per file); a big one's in the committer, while the writer goes on with the next file."""
+    """A small file for local folders only is written, read back and renamed by the reader
+    itself (no thread switch per file); beside a bucket, by the local writer that wrote it; a big
+    one by the committer, while the writer goes on with the next file."""
     import threading
 
     from castoff.destinations import local
+    from castoff.destinations.memory import MemoryDestination
     from castoff.engine.lanes import INLINE_COMMIT_MAX
 
-    where: dict[str, str] = {}
+    where: dict[tuple[str, str], str] = {}
     real = local.LocalUpload.commit
 
     def commit(self: local.LocalUpload, *args: object, **kw: object) -> object:
-        where[os.path.basename(self.target)] = threading.current_thread().name
+        top = Path(self.target).relative_to(tmp_path).parts[0]
+        where[(top, os.path.basename(self.target))] = threading.current_thread().name
         return real(self, *args, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(local.LocalUpload, "commit", commit)
     write(tmp_path / "card" / "small.jpg", b"s" * 10_000)
     write(tmp_path / "card" / "big.mov", b"b" * (INLINE_COMMIT_MAX + 1))
+    reader = threading.current_thread().name
     assert runner([tmp_path / "card"], [LocalDestination(tmp_path / "ssd")]).exit_code == 0
-    assert where["small.jpg"].endswith("-w0") and where["big.mov"].endswith("-commit"), where
-    assert (tmp_path / "ssd" / "card" / "small.jpg").read_bytes() == b"s" * 10_000
+    assert where[("ssd", "small.jpg")] == reader, where
+    assert where[("ssd", "big.mov")].endswith("-commit"), where
+    bucket = MemoryDestination("bucket", is_local=False)
+    assert runner([tmp_path / "card"], [LocalDestination(tmp_path / "hdd"), bucket]).exit_code == 0
+    assert where[("hdd", "small.jpg")].endswith("-w0"), where
+    for top in ("ssd", "hdd"):
+        assert (tmp_path / top / "card" / "small.jpg").read_bytes() == b"s" * 10_000

@@ -275,14 +275,16 @@ def test_a_source_rewritten_between_the_two_reads_is_refused_part_by_part(
     real = Engine._read_parts
     rewritten: list[bool] = []
 
-    def rewrite_before_the_upload(self: Engine, fs: Any, streams: Any, path: str, *, live: bool) -> Any:
+    def rewrite_before_the_upload(
+        self: Engine, fs: Any, streams: Any, path: str, *, live: bool, **kw: Any
+    ) -> Any:
         if not live and not rewritten:
             changed = bytearray(data)
             changed[6 * MiB] ^= 0xFF  # in part 2
             src.write_bytes(bytes(changed))
             os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
             rewritten.append(True)
-        return real(self, fs, streams, path, live=live)
+        return real(self, fs, streams, path, live=live, **kw)
 
     monkeypatch.setattr(Engine, "_read_parts", rewrite_before_the_upload)
     bucket = s3dest(

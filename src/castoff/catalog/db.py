@@ -256,6 +256,7 @@ class Catalog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
+        self._held = False  # a group's transaction is open (``hold``)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -303,8 +304,10 @@ class Catalog:
         except BaseException:
             self._lock.release()
             raise
+        self._held = True
 
     def release(self, *, commit: bool = True) -> None:
+        self._held = False
         try:
             self._db.execute("COMMIT" if commit else "ROLLBACK")
         finally:
@@ -713,11 +716,16 @@ class Catalog:
     # -- hidden partial files of local destinations ----------------------------------------
 
     def add_partial(self, dest_ident: str, path: str, job_id: str) -> None:
+        """Durable before it returns, even inside a held group (whose writes so far it commits
+        too): the partial file is made next, and a crash must leave the catalog knowing it."""
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO partials(dest_ident, path, job_id) VALUES (?, ?, ?)",
                 (dest_ident, path, job_id),
             )
+            if self._held:  # only the thread holding the group gets here (the lock is its)
+                db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
 
     def drop_partial(self, dest_ident: str, path: str) -> None:
         with self._tx() as db:

@@ -37,7 +37,7 @@ from castoff.destinations.base import (
 from castoff.engine.budget import Buffer, Chunk, MemoryBudget
 from castoff.engine.conflicts import alt_target
 from castoff.engine.events import Event, EventSink, null_sink
-from castoff.engine.lanes import FileState, Lane, Stream
+from castoff.engine.lanes import INLINE_COMMIT_MAX, FileState, Lane, Stream
 from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
@@ -325,8 +325,10 @@ class Engine:
             fs.status = "read" if known else "skipped"
             fs.read_done.set()
             return
-        group.flush()  # what follows may wait for the lanes, and they for the catalog
-        self._adopt_resumed_part_size(fs, streams)
+        inline = self._inline(fs, streams)
+        if not inline:
+            group.flush()  # what follows may wait for the lanes, and they for the catalog
+            self._adopt_resumed_part_size(fs, streams)
         if known is not None:
             fs.digest, fs.md5 = known.blake3, known.md5
         live, deferred = [], []
@@ -356,7 +358,21 @@ class Engine:
             self.log(f"hash known from an earlier read: {src.rel_path}", "debug")
             self._read_finished(fs)
             return
-        self._feed(fs, live, src.abs_path, live=True)
+        self._feed(fs, live, src.abs_path, live=True, group=group if inline else None)
+
+    @staticmethod
+    def _inline(fs: FileState, streams: list[Stream]) -> bool:
+        """A small file that goes only to local folders that keep up is written, verified and
+        recorded by the reader itself, inside its catalog group: no hand-off to another thread
+        (each costs a wake-up, dearer than the file's own I/O) and no transaction of its own."""
+        return (
+            fs.n_parts == 1
+            and fs.src.size <= INLINE_COMMIT_MAX
+            and all(
+                s.lane.caps.is_local and s.lane.attachable() and s.lane.limiter is None and not s.resume_token
+                for s in streams
+            )
+        )
 
     def _plan_stream(self, lane: Lane, fs: FileState) -> Stream | None:
         src = fs.src
@@ -468,14 +484,17 @@ class Engine:
                 s.reset(keep_parts=False)
                 s.notes.append("resume: part size differs; started over")
 
-    def _feed(self, fs: FileState, streams: list[Stream], path: str, *, live: bool) -> None:
-        """Read ``path`` once, in parts, hashing as it goes, handing each part to ``streams``."""
+    def _feed(
+        self, fs: FileState, streams: list[Stream], path: str, *, live: bool, group: WriteGroup | None = None
+    ) -> None:
+        """Read ``path`` once, in parts, hashing as it goes, handing each part to ``streams``;
+        with the reader's ``group``, writing each part and closing each stream itself."""
         src = fs.src
         for s in streams:
             with s.lane.cond:
                 s.feeding = True
         try:
-            digest, md5, xxh128 = self._read_parts(fs, streams, path, live=live)
+            digest, md5, xxh128 = self._read_parts(fs, streams, path, live=live, group=group)
         except errors.Interrupted:
             return
         except errors.SourceError as exc:
@@ -504,14 +523,15 @@ class Engine:
             for s in streams:
                 s.lane.fail(s, bad)
             return
-        for s in streams:
-            s.lane.end_feed(s)
+        mine = [s for s in streams if s.lane.end_feed(s, close_here=group is not None)]
         if live:
             self._read_finished(fs)
         self.emit("file-read", rel_path=src.rel_path, size=src.size)
+        for s in mine:
+            s.lane.close_one(s)
 
     def _read_parts(
-        self, fs: FileState, streams: list[Stream], path: str, *, live: bool
+        self, fs: FileState, streams: list[Stream], path: str, *, live: bool, group: WriteGroup | None
     ) -> tuple[str, str | None, str]:
         """BLAKE3, MD5 (when a destination needs it) and xxh128 (for ASC MHL), all from one read.
 
@@ -560,7 +580,7 @@ class Engine:
                 buf = budget.acquire(
                     size,
                     cancelled=self.cancel.is_set,
-                    on_blocked=lambda: self._maybe_detach(budget, streams),
+                    on_blocked=lambda: self._reader_blocked(budget, streams, group),
                 )
                 if buf is None:
                     raise errors.Interrupted("interrupted")
@@ -585,7 +605,7 @@ class Engine:
                     if whole_md5 is not None and fs.n_parts == 1:
                         known_md5s = [whole_md5.digest()]  # one part: its MD5 is the file's
                 md5 = known_md5s[index] if known_md5s is not None else None
-                self._hand_out(budget, streams, buf, size, index, offset, md5)
+                self._hand_out(budget, streams, buf, size, index, offset, md5, here=group is not None)
                 offset += size
         finally:
             os.close(fd)
@@ -644,6 +664,8 @@ class Engine:
         index: int,
         offset: int,
         md5: bytes | None,
+        *,
+        here: bool,
     ) -> None:
         takers = [s for s in streams if s.wants(index)]
         if not takers:
@@ -651,8 +673,17 @@ class Engine:
             return
         chunk = Chunk(budget, buf, size, index, offset, refs=len(takers), md5=md5)
         for s in takers:
-            if not s.lane.push(s, chunk):
+            if here:
+                s.lane.put_here(s, chunk)
+            elif not s.lane.push(s, chunk):
                 chunk.release()
+
+    def _reader_blocked(self, budget: MemoryBudget, feeding: list[Stream], group: WriteGroup | None) -> None:
+        """The reader waits for memory: the threads that would free it may wait for the catalog
+        the reader's group holds, so it lets go of it first."""
+        if group is not None:
+            group.flush()
+        self._maybe_detach(budget, feeding)
 
     def _remote_lane_full(self, lane: Lane) -> bool:
         return not lane.caps.is_local and lane.queued_bytes >= REMOTE_READ_AHEAD * self.options.chunk_size

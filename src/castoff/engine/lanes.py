@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from castoff import errors
-from castoff.destinations.base import Destination, PartReceipt, ResumeToken, TargetExists, Upload
+from castoff.destinations.base import Destination, PartReceipt, ResumeToken, Upload
 from castoff.engine.budget import Chunk
 from castoff.scan import SourceFile
 
@@ -193,13 +193,20 @@ class Lane:
             self.cond.notify_all()
             return True
 
-    def end_feed(self, stream: Stream) -> None:
-        """The reader handed over every part it had for this stream."""
+    def end_feed(self, stream: Stream, *, close_here: bool = False) -> bool:
+        """The reader handed over every part it had for this stream. With ``close_here``, a
+        stream ready to close is the caller's to close (``close_one``), not the committer's:
+        True then."""
         with self.cond:
             if stream.feeding:
                 stream.feeding = False
                 stream.finished = True
+            if close_here and self._closable(stream):
+                stream.closing = True
+                self.active += 1
+                return True
             self.check_done(stream)
+            return False
 
     def fail(self, stream: Stream, exc: BaseException) -> None:
         with self.cond:
@@ -285,25 +292,41 @@ class Lane:
                 if self.room_waiters:  # a reader waits for room in this queue
                     self.cond.notify_all()
                 self.active += 1
-            try:
-                self._put(stream, chunk)
-            except TargetExists as exc:
-                self.fail(stream, exc)
-            except BaseException as exc:  # recorded on the stream and reported, never lost
-                self.fail(stream, exc)
-            finally:
-                chunk.release()
-                with self.cond:
-                    stream.queued -= 1
-                    stream.inflight.discard(chunk.index)
-                    here = self._close_here(stream)
-                    if not here:
-                        self.check_done(stream)
-                        self.active -= 1
-            if here:
-                self._close_one(stream)
+            self._run(stream, chunk)
 
-    def _close_one(self, stream: Stream) -> None:
+    def put_here(self, stream: Stream, chunk: Chunk) -> None:
+        """The reader writes the part itself, in its own thread (a small file to a local
+        folder: see ``Engine._inline``); the lane's state moves as if a worker had taken it."""
+        with self.cond:
+            takes = stream.wants(chunk.index)
+            if takes:
+                stream.inflight.add(chunk.index)
+                stream.queued += 1
+                self.active += 1
+        if takes:
+            self._run(stream, chunk)
+        else:
+            chunk.release()
+
+    def _run(self, stream: Stream, chunk: Chunk) -> None:
+        """One part into the destination; ``active`` was raised for it by the caller."""
+        try:
+            self._put(stream, chunk)
+        except BaseException as exc:  # recorded on the stream and reported, never lost
+            self.fail(stream, exc)
+        finally:
+            chunk.release()
+            with self.cond:
+                stream.queued -= 1
+                stream.inflight.discard(chunk.index)
+                here = self._close_here(stream)
+                if not here:
+                    self.check_done(stream)
+                    self.active -= 1
+        if here:
+            self.close_one(stream)
+
+    def close_one(self, stream: Stream) -> None:
         """Close one stream; ``active`` was raised for it by the caller, under ``cond``."""
         try:
             self._close(stream)
@@ -323,4 +346,4 @@ class Lane:
                 stream = self.commits.popleft()
                 self.active += 1
                 self.cond.notify_all()  # a writer may be waiting for the backlog to shrink
-            self._close_one(stream)
+            self.close_one(stream)

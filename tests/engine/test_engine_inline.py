@@ -1,0 +1,154 @@
+"""Small files to local folders: written by the reader in its catalog group, into unnamed files.
+
+The reader writes, reads back and names a small file itself, and records it in the catalog
+transaction it shares with the files before it (``Engine._inline``); the bytes go to a file with no
+name (``O_TMPFILE``) until they are verified, or to a hidden partial file the catalog knows before
+anything else happens where the filesystem cannot make one.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from castoff.catalog.group import WriteGroup
+from castoff.destinations import local
+from castoff.destinations.faulty import FaultPlan, FaultyDestination
+from castoff.destinations.local import LocalDestination
+from castoff.engine import job
+from castoff.engine.job import Engine
+from castoff.engine.lanes import INLINE_COMMIT_MAX
+from engine_runner import Runner, write
+
+FILES = {
+    "card/DCIM/A.JPG": b"a" * 10_000,
+    "card/DCIM/B.JPG": b"b" * INLINE_COMMIT_MAX,  # the largest file written inline
+    "card/DCIM/empty.txt": b"",
+    "card/CLIP/C.MOV": os.urandom(INLINE_COMMIT_MAX + 1),  # through the lane's writer
+}
+
+
+def make_card(root: Path) -> Path:
+    for rel, data in FILES.items():
+        write(root / rel, data)
+    return root / "card"
+
+
+def names_in(folder: Path) -> set[str]:
+    return set(os.listdir(folder)) if folder.exists() else set()
+
+
+def test_a_file_has_no_name_at_the_destination_until_it_is_verified(tmp_path: Path, runner: Runner) -> None:
+    seen: dict[str, set[str]] = {}
+
+    def before_commit(target: str) -> None:
+        seen[os.path.basename(target)] = names_in(Path(target).parent)
+
+    dest = FaultyDestination(LocalDestination(tmp_path / "ssd"), FaultPlan(on_commit=before_commit))
+    result = runner([make_card(tmp_path / "src")], [dest], chunk_size=INLINE_COMMIT_MAX)
+    assert result.exit_code == 0
+    assert set(seen) == {"A.JPG", "B.JPG", "empty.txt", "C.MOV"}
+    for name, present in seen.items():
+        assert name not in present and not any(n.startswith(".castoff.") for n in present), (name, present)
+    for rel, data in FILES.items():
+        assert (tmp_path / "ssd" / rel).read_bytes() == data
+    assert runner.catalog.partials(dest.ident) == []
+
+
+def test_without_unnamed_files_the_catalog_knows_the_partial_before_the_commit(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside the reader's group too: the partial's row is committed (another connection sees
+    it) while the file waits for its read-back, so a crash at that moment leaves nothing the next
+    run cannot find and remove."""
+    monkeypatch.setattr(local, "_O_TMPFILE", None)
+    db_path = runner.catalog.path
+    rows: dict[str, list[str]] = {}
+
+    def before_commit(target: str) -> None:
+        other = sqlite3.connect(db_path)
+        try:
+            rows[os.path.basename(target)] = [r[0] for r in other.execute("SELECT path FROM partials")]
+        finally:
+            other.close()
+
+    dest = FaultyDestination(LocalDestination(tmp_path / "ssd"), FaultPlan(on_commit=before_commit))
+    assert runner([make_card(tmp_path / "src")], [dest], chunk_size=INLINE_COMMIT_MAX).exit_code == 0
+    for name, committed in rows.items():
+        assert local.partial_path_for(str(tmp_path / "ssd" / "card" / "DCIM" / name)) in committed or (
+            local.partial_path_for(str(tmp_path / "ssd" / "card" / "CLIP" / name)) in committed
+        ), (name, committed)
+    assert not list((tmp_path / "ssd").rglob(".castoff.*"))
+    assert runner.catalog.partials(dest.ident) == []
+
+
+def test_a_filesystem_that_cannot_make_unnamed_files_gets_partial_files(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmpfile = local._O_TMPFILE
+    if tmpfile is None:
+        pytest.skip("this system has no O_TMPFILE: partial files are the only way here")
+    real_open = os.open
+    refused: list[str] = []
+
+    def no_tmpfile(path: Any, flags: int, *args: Any, **kw: Any) -> int:
+        if flags & tmpfile == tmpfile:
+            refused.append(str(path))
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported", path)
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(local.os, "open", no_tmpfile)
+    dest = LocalDestination(tmp_path / "nas")
+    assert runner([make_card(tmp_path / "src")], [dest], chunk_size=INLINE_COMMIT_MAX).exit_code == 0
+    assert len(refused) == 1 and dest.unnamed_files is False  # asked once, then partial files
+    for rel, data in FILES.items():
+        assert (tmp_path / "nas" / rel).read_bytes() == data
+    assert not list((tmp_path / "nas").rglob(".castoff.*"))
+
+
+def test_files_named_before_their_group_was_committed_count_as_already_there(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash loses the catalog group's writes, not the files it had landed: the next run
+    reads those back, finds each identical, and records them once, without a second copy."""
+    src = tmp_path / "src" / "card"
+    for i in range(6):
+        write(src / f"IMG_{i}.JPG", bytes([i]) * 5000)
+    real = Engine._one_file
+    seen: list[str] = []
+
+    def crash_at_the_fifth(self: Engine, item: Any, group: Any) -> None:
+        seen.append(item.rel_path)
+        if len(seen) == 5:
+            raise KeyboardInterrupt  # as a kill would: the group's transaction never commits
+        real(self, item, group)
+
+    monkeypatch.setattr(Engine, "_one_file", crash_at_the_fifth)
+    # one group for the whole run, however slow the machine (it commits after 0.2 s otherwise)
+    monkeypatch.setattr(job, "WriteGroup", functools.partial(WriteGroup, max_age=3600.0))
+    dest = LocalDestination(tmp_path / "ssd")
+    with pytest.raises(KeyboardInterrupt):
+        runner([src], [dest])
+    runner.engine.cancel.set()
+    for lane in runner.engine.lanes:
+        lane.stop(timeout=5)
+    landed = sorted(p.name for p in (tmp_path / "ssd" / "card").iterdir())
+    assert landed == [f"IMG_{i}.JPG" for i in range(4)]
+    assert runner.catalog.landed_for_source(dest.ident, str(src / "IMG_0.JPG")) == []  # rolled back
+
+    monkeypatch.setattr(Engine, "_one_file", real)
+    assert runner([src], [dest]).exit_code == 0
+    status = {rel: row["status"] for (rel, _), row in runner.outcomes().items()}
+    assert status == {
+        **{f"card/IMG_{i}.JPG": "already" for i in range(4)},
+        **{f"card/IMG_{i}.JPG": "verified" for i in (4, 5)},
+    }
+    assert sorted(p.name for p in (tmp_path / "ssd" / "card").iterdir()) == [f"IMG_{i}.JPG" for i in range(6)]
+    for i in range(6):
+        assert (tmp_path / "ssd" / "card" / f"IMG_{i}.JPG").read_bytes() == bytes([i]) * 5000
