@@ -55,10 +55,14 @@ class Capture:
 
 
 class CappedReader(io.RawIOBase):
-    """A read-only view of ``fh`` that hands out at most ``cap`` bytes in all, then reports EOF."""
+    """A read-only view of the open file ``fd`` that hands out at most ``cap`` bytes in all, then
+    reports EOF. ``head``, the file's first bytes when already read, serves reads it covers."""
 
-    def __init__(self, fh: BinaryIO, cap: int) -> None:
-        self._fh = fh
+    def __init__(self, fd: int, cap: int, size: int, head: bytes = b"") -> None:
+        self._fd = fd
+        self._size = size
+        self._head = head
+        self._pos = 0
         self.left = cap
 
     def readable(self) -> bool:
@@ -68,18 +72,24 @@ class CappedReader(io.RawIOBase):
         return True
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._fh.seek(offset, whence)
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise OSError(22, "negative seek position")
+        self._pos = base + offset
+        return self._pos
 
     def tell(self) -> int:
-        return self._fh.tell()
+        return self._pos
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
         n = min(len(view), self.left)
         if n <= 0:
             return 0
-        data = self._fh.read(n)
+        end = self._pos + n
+        data = self._head[self._pos : end] if end <= len(self._head) else os.pread(self._fd, n, self._pos)
         view[: len(data)] = data
+        self._pos += len(data)
         self.left -= len(data)
         return len(data)
 
@@ -243,6 +253,9 @@ CARD_FOLDERS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 #: a partition pack's key starts so; the header partition comes first, after an optional run-in
 MXF_PARTITION = bytes.fromhex("060e2b34020501010d01020101")
 MXF_RUN_IN = 64 * 1024
+#: read at once at the start of every file: the whole of most small ones (the MXF run-in search
+#: needs this much of a file that is no picture or movie)
+SMALL_HEAD = MXF_RUN_IN + 16
 #: header metadata sits right after the header partition pack: cameras keep it small
 MXF_HEADER_BYTES = 256 * 1024
 #: the key of a structural metadata set: 06.0e.2b.34.02.53.01.01.0d.01.01.01.01.01.<set>.00
@@ -368,9 +381,14 @@ def read_capture(path: str, rel_path: str, mtime_ns: int, *, cap: int = HEAD_BYT
     """Capture time and device of the file at ``path``; never raises for what the file holds."""
     found: Capture | None = None
     try:
-        with open(path, "rb") as raw:
-            size = os.fstat(raw.fileno()).st_size
-            found = _sniff(CappedReader(raw, cap), size)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            # One read for the header checks of a small file, however many of them it takes.
+            head = os.pread(fd, SMALL_HEAD, 0)
+            size = len(head) if len(head) < SMALL_HEAD else os.fstat(fd).st_size
+            found = _sniff(CappedReader(fd, cap, size, head), size)
+        finally:
+            os.close(fd)
     except OSError:
         found = None  # the main read reports an unreadable file; here it just has no metadata
     mtime = datetime.fromtimestamp(mtime_ns / 1e9).astimezone()
