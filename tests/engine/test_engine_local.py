@@ -14,6 +14,7 @@ from castoff import errors
 from castoff.destinations.base import MiB
 from castoff.destinations.faulty import FaultPlan, FaultyDestination, PartFault
 from castoff.destinations.local import LocalDestination
+from castoff.engine.job import Engine
 from castoff.engine.retry import RetryPolicy
 from engine_runner import Runner, write
 
@@ -392,9 +393,10 @@ def test_a_folder_made_earlier_and_since_turned_into_a_link_out_is_refused(
 def test_small_files_are_committed_by_the_reader_or_their_writer_and_big_ones_by_the_committer(
     tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A small file for local folders only is written, read back and renamed by the reader
-    itself (no thread switch per file); beside a bucket, by the local writer that wrote it; a big
-    one by the committer, while the writer goes on with the next file."""
+    """A small file is written, read back and named at a local folder by the reader itself (no
+    thread switch per file), beside a bucket too; when the reader hands it to the lane (a lane
+    that lagged), by the local writer that wrote it; a big one by the committer, while the writer
+    goes on with the next file."""
     import threading
 
     from castoff.destinations import local
@@ -418,6 +420,10 @@ def test_small_files_are_committed_by_the_reader_or_their_writer_and_big_ones_by
     assert where[("ssd", "big.mov")].endswith("-commit"), where
     bucket = MemoryDestination("bucket", is_local=False)
     assert runner([tmp_path / "card"], [LocalDestination(tmp_path / "hdd"), bucket]).exit_code == 0
-    assert where[("hdd", "small.jpg")].endswith("-w0"), where
-    for top in ("ssd", "hdd"):
+    assert where[("hdd", "small.jpg")] == reader, where
+    assert bucket.objects["card/small.jpg"] == b"s" * 10_000
+    monkeypatch.setattr(Engine, "_inline", staticmethod(lambda fs, streams: False))
+    assert runner([tmp_path / "card"], [LocalDestination(tmp_path / "nas")]).exit_code == 0
+    assert where[("nas", "small.jpg")].endswith("-w0"), where
+    for top in ("ssd", "hdd", "nas"):
         assert (tmp_path / top / "card" / "small.jpg").read_bytes() == b"s" * 10_000

@@ -201,7 +201,6 @@ class LocalUpload:
         self.partial_path: str | None = None
         self._sealed = False
         parent = os.path.dirname(target)
-        dest.check_root()
         dest.make_folder(parent)
         try:
             try:
@@ -299,13 +298,16 @@ class LocalUpload:
         # Ask the kernel to forget cached pages so the read comes from the device
         # (Linux honours this for clean pages; other systems may not: see docs/verification.md).
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        if self._meta.size > len(view):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         while True:
             n = os.preadv(fd, [view], total)
             if n == 0:
                 break
             hasher.update(view[:n])
             total += n
+            if n < len(view) and total == self._meta.size:
+                break  # a short read of a regular file is its end: no read to find it
         return hasher.hexdigest(), total
 
     def commit(
@@ -467,7 +469,8 @@ class LocalDestination:
                 st = None
             # a link put in its place, or anywhere above it, shows another inode
             if st is not None and (st.st_dev, st.st_ino) == known:
-                return
+                return  # the same folder on the same device: the root is still there
+        self.check_root()  # an unmounted drive's folders must not be made on the disk beneath
         self.check_inside(folder)  # before creating folders: none may appear through a link
         try:
             os.makedirs(folder, exist_ok=True)

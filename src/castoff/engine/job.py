@@ -7,6 +7,7 @@ retries, restarts, conflicts and the catalog writes; destinations only do I/O.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -362,16 +363,17 @@ class Engine:
 
     @staticmethod
     def _inline(fs: FileState, streams: list[Stream]) -> bool:
-        """A small file that goes only to local folders that keep up is written, verified and
-        recorded by the reader itself, inside its catalog group: no hand-off to another thread
-        (each costs a wake-up, dearer than the file's own I/O) and no transaction of its own."""
+        """A small file is written, verified and recorded at its local folders (that keep up) by
+        the reader itself, inside its catalog group: no hand-off to another thread (each costs a
+        wake-up, dearer than the file's own I/O) and no transaction of its own. A bucket's copy
+        still goes through the bucket's lane."""
+        local = [s for s in streams if s.lane.caps.is_local]
         return (
             fs.n_parts == 1
             and fs.src.size <= INLINE_COMMIT_MAX
-            and all(
-                s.lane.caps.is_local and s.lane.attachable() and s.lane.limiter is None and not s.resume_token
-                for s in streams
-            )
+            and bool(local)
+            and all(s.lane.attachable() and s.lane.limiter is None for s in local)
+            and not any(s.resume_token for s in streams)
         )
 
     def _plan_stream(self, lane: Lane, fs: FileState) -> Stream | None:
@@ -488,7 +490,8 @@ class Engine:
         self, fs: FileState, streams: list[Stream], path: str, *, live: bool, group: WriteGroup | None = None
     ) -> None:
         """Read ``path`` once, in parts, hashing as it goes, handing each part to ``streams``;
-        with the reader's ``group``, writing each part and closing each stream itself."""
+        with the reader's ``group``, writing the parts of local streams and closing those
+        streams itself (``_inline``)."""
         src = fs.src
         for s in streams:
             with s.lane.cond:
@@ -523,7 +526,9 @@ class Engine:
             for s in streams:
                 s.lane.fail(s, bad)
             return
-        mine = [s for s in streams if s.lane.end_feed(s, close_here=group is not None)]
+        mine = [
+            s for s in streams if s.lane.end_feed(s, close_here=group is not None and s.lane.caps.is_local)
+        ]
         if live:
             self._read_finished(fs)
         self.emit("file-read", rel_path=src.rel_path, size=src.size)
@@ -569,14 +574,13 @@ class Engine:
                 raise errors.SourceChanged(
                     f"{src.rel_path}: changed between the scan and the read", hint="re-run the job"
                 )
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            except OSError:
-                pass
+            if src.size > INLINE_COMMIT_MAX:  # a small file is one read: nothing to read ahead
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             offset = 0
             for index in range(fs.n_parts):
                 size = min(fs.part_size, src.size - offset)
-                self._wait_for_remote_lanes(budget, streams)
+                self._wait_for_remote_lanes(budget, streams, group)
                 buf = budget.acquire(
                     size,
                     cancelled=self.cancel.is_set,
@@ -672,11 +676,12 @@ class Engine:
             budget.release(buf)
             return
         chunk = Chunk(budget, buf, size, index, offset, refs=len(takers), md5=md5)
-        for s in takers:
-            if here:
-                s.lane.put_here(s, chunk)
-            elif not s.lane.push(s, chunk):
+        mine = [s for s in takers if here and s.lane.caps.is_local]
+        for s in takers:  # the lanes' first, so a bucket's upload runs while the reader writes
+            if s not in mine and not s.lane.push(s, chunk):
                 chunk.release()
+        for s in mine:
+            s.lane.put_here(s, chunk)
 
     def _reader_blocked(self, budget: MemoryBudget, feeding: list[Stream], group: WriteGroup | None) -> None:
         """The reader waits for memory: the threads that would free it may wait for the catalog
@@ -688,7 +693,9 @@ class Engine:
     def _remote_lane_full(self, lane: Lane) -> bool:
         return not lane.caps.is_local and lane.queued_bytes >= REMOTE_READ_AHEAD * self.options.chunk_size
 
-    def _wait_for_remote_lanes(self, budget: MemoryBudget, feeding: list[Stream]) -> None:
+    def _wait_for_remote_lanes(
+        self, budget: MemoryBudget, feeding: list[Stream], group: WriteGroup | None = None
+    ) -> None:
         """Before reading a part: a bucket needs only a few parts waiting beside those on the
         wire to keep its connections busy, so the reader reads no further ahead of it. Memory
         that would only hold waiting bytes stays free (and out of the process's peak). A lane
@@ -701,6 +708,8 @@ class Engine:
                 return
             if self.cancel.is_set():
                 raise errors.Interrupted("interrupted")
+            if group is not None:
+                group.flush()  # the lane's committer may wait for the catalog the group holds
             lane = full[0]
             self._maybe_detach(budget, feeding, full=lane)
             with lane.cond:

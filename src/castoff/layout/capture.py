@@ -11,6 +11,7 @@ card's folder names for the device.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -333,7 +334,13 @@ def _mxf(buf: bytes) -> Capture | None:
 
 
 def device_from_card(rel_path: str) -> str | None:
-    for part in rel_path.split("/")[:-1]:
+    return _device_from_folders(rel_path.rpartition("/")[0])
+
+
+@functools.lru_cache(maxsize=1024)
+def _device_from_folders(folders: str) -> str | None:
+    """Asked once per folder: every file of a folder has the same answer."""
+    for part in folders.split("/") if folders else ():
         for pattern, make in CARD_FOLDERS:
             if pattern.match(part):
                 return make
