@@ -32,18 +32,18 @@ class Prefetch:
     ``landed_at`` answer as ``Catalog.prior_read`` and ``Catalog.landed_at`` would."""
 
     def __init__(
-        self, catalog: Catalog, dest_idents: Sequence[str], *, enabled: bool = True, batch: int = BATCH
+        self, catalog: Catalog, dest_idents: Sequence[str], *, enabled: bool = True, batch: int | None = None
     ) -> None:
         self.catalog = catalog
         self.dest_idents = tuple(dest_idents)
         self.enabled = enabled
-        self.batch = batch
+        self.batch = batch or BATCH
         self._warm = False  # reading ahead in batches (the last files were mostly known)
         self._generation = -1  # the catalog's generation the batch's answers hold for
         self._paths: set[str] = set()  # the batch's sources
         self._reads: dict[tuple[str, int, int], tuple[int, PriorRead]] = {}
         self._landed: dict[tuple[str, str], LandedRow] = {}
-        #: how the last batches went, for the tests and the benchmark notes
+        #: batches looked up, and questions asked one file at a time: for the tests
         self.batches = 0
         self.asked_alone = 0
 
