@@ -151,9 +151,17 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-_LANDED_AT = (
+_LANDED_COLUMNS = (
     "SELECT dest_ident, planned, target, src_path, size, mtime_ns, blake3, etag, verify_method,"
-    " verified_at, job_id FROM landed WHERE dest_ident=? AND planned=?"
+    " verified_at, job_id FROM landed"
+)
+_LANDED_AT = _LANDED_COLUMNS + " WHERE dest_ident=? AND planned=?"
+#: prior_read's columns; ``prior_reads`` adds the key and the row's id
+_PRIOR_READ = (
+    "SELECT f.rel_path, f.blake3, f.md5, f.xxh128, m.capture_time, m.capture_source,"
+    " m.device_source, m.make, m.model, m.device{more} FROM files f"
+    " LEFT JOIN file_meta m ON m.file_id=f.id"
+    " WHERE {where} AND f.status='read' AND f.blake3 IS NOT NULL"
 )
 
 
@@ -210,6 +218,16 @@ class UploadRow:
     parts: tuple[PartReceipt, ...]
 
 
+def prior_from_row(r: Sequence[Any]) -> PriorRead:
+    """A row of ``_PRIOR_READ``, by column number (a re-run makes one a file), as the planner and
+    the engine take it."""
+    capture = None
+    # A row of an older castoff has no make and model: its device cannot be rebuilt.
+    if r[4] is not None and (r[9] is None or r[7] or r[8]):
+        capture = PriorCapture(str(r[4]), str(r[5]), r[7], r[8], str(r[6]))
+    return PriorRead(str(r[0]), str(r[1]), r[2], r[3], capture)
+
+
 def new_job_id() -> str:
     """Sortable, short, unique: ``20261121-235901-3f2a``. The suffix is the millisecond times 64
     plus a random 0-63, so two jobs started in the same second still sort in order."""
@@ -257,6 +275,9 @@ class Catalog:
         self.path = path
         self._lock = threading.RLock()
         self._held = False  # a group's transaction is open (``hold``)
+        #: bumped by every write that can change what ``prior_read`` or ``landed_at`` answer, so
+        #: answers looked up in bulk beforehand (``castoff.catalog.prefetch``) know they still hold
+        self.generation = 0
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -425,6 +446,7 @@ class Catalog:
 
     def file_read(self, file_id: int, *, blake3: str, md5: str | None, xxh128: str | None = None) -> None:
         with self._tx() as db:
+            self.generation += 1
             db.execute(
                 "UPDATE files SET status='read', blake3=?, md5=COALESCE(?, md5),"
                 " xxh128=COALESCE(?, xxh128) WHERE id=?",
@@ -544,6 +566,7 @@ class Catalog:
 
     def record_landed(self, row: LandedRow) -> None:
         with self._tx() as db:
+            self.generation += 1
             db.execute(
                 "INSERT OR REPLACE INTO landed(dest_ident, planned, target, src_path, size, mtime_ns,"
                 " blake3, etag, verify_method, verified_at, job_id)"
@@ -577,6 +600,7 @@ class Catalog:
 
     def forget_landed(self, dest_ident: str, planned: str) -> None:
         with self._tx() as db:
+            self.generation += 1
             db.execute("DELETE FROM landed WHERE dest_ident=? AND planned=?", (dest_ident, planned))
 
     def known_hash(self, src_path: str, size: int, mtime_ns: int) -> tuple[str, str | None] | None:
@@ -594,27 +618,27 @@ class Catalog:
         """What the last read of this source (same path, size and mtime) learnt: its hashes and,
         when a layout planned it, what its header said. One indexed lookup, for a re-run."""
         rows = self._query(
-            "SELECT f.rel_path, f.blake3, f.md5, f.xxh128, m.capture_time, m.capture_source,"
-            " m.device_source, m.make, m.model, m.device FROM files f"
-            " LEFT JOIN file_meta m ON m.file_id=f.id"
-            " WHERE f.abs_path=? AND f.size=? AND f.mtime_ns=? AND f.status='read'"
-            " AND f.blake3 IS NOT NULL ORDER BY f.id DESC LIMIT 1",
+            _PRIOR_READ.format(more="", where="f.abs_path=? AND f.size=? AND f.mtime_ns=?")
+            + " ORDER BY f.id DESC LIMIT 1",
             (src_path, size, mtime_ns),
         )
-        if not rows:
-            return None
-        r = rows[0]
-        capture = None
-        # A row of an older castoff has no make and model: its device cannot be rebuilt.
-        if r["capture_time"] is not None and (r["device"] is None or r["make"] or r["model"]):
-            capture = PriorCapture(
-                str(r["capture_time"]),
-                str(r["capture_source"]),
-                r["make"],
-                r["model"],
-                str(r["device_source"]),
-            )
-        return PriorRead(str(r["rel_path"]), str(r["blake3"]), r["md5"], r["xxh128"], capture)
+        return prior_from_row(rows[0]) if rows else None
+
+    def prior_reads(self, src_paths: Sequence[str]) -> list[tuple[str, int, int, int, PriorRead]]:
+        """Every read of these sources, whatever their size and mtime: (path, size, mtime, row
+        id, what ``prior_read`` makes of it); one query for many files (``catalog.prefetch``)."""
+        where = f"f.abs_path IN ({','.join('?' * len(src_paths))})"
+        rows = self._query(
+            _PRIOR_READ.format(more=", f.abs_path, f.size, f.mtime_ns, f.id", where=where), src_paths
+        )
+        return [(r[10], r[11], r[12], r[13], prior_from_row(r)) for r in rows]
+
+    def landed_from(self, dest_ident: str, src_paths: Sequence[str]) -> list[LandedRow]:
+        """What landed at this destination from these sources; one query for many files."""
+        where = f" WHERE dest_ident=? AND src_path IN ({','.join('?' * len(src_paths))})"
+        with self._lock:
+            rows = self._db.execute(_LANDED_COLUMNS + where, (dest_ident, *src_paths)).fetchall()
+        return [LandedRow(*r) for r in rows]
 
     # -- multipart uploads -----------------------------------------------------------------
 

@@ -439,7 +439,8 @@ class LocalDestination:
     def target_for(self, rel_path: str) -> str:
         check_rel_path(rel_path)
         for part in rel_path.split("/"):
-            if len(os.fsencode(part)) > 255:
+            # a character is at most 4 bytes: only a long name needs encoding to be measured
+            if len(part) > 63 and len(os.fsencode(part)) > 255:
                 raise errors.KeyRejected(
                     f"name longer than 255 bytes: {part[:40]}…",
                     hint="most filesystems cannot hold it",

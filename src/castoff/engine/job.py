@@ -25,6 +25,7 @@ import xxhash
 from castoff import errors
 from castoff.catalog.db import Catalog, LandedRow
 from castoff.catalog.group import WriteGroup
+from castoff.catalog.prefetch import Prefetch
 from castoff.destinations.base import (
     Destination,
     Landed,
@@ -141,6 +142,8 @@ class Engine:
                 )
             )
         self.need_md5 = any(lane.caps.needs_md5 for lane in self.lanes)
+        # A re-run's look-ups, a batch of files at a time (--rehash looks nothing up)
+        self._prefetch = Prefetch(catalog, [ln.dest.ident for ln in self.lanes], enabled=not options.rehash)
         self._state = threading.Condition()
         self._open_streams = 0
         self._catchup: deque[list[Stream]] = deque()
@@ -270,7 +273,7 @@ class Engine:
         return ps
 
     def _read_all(self, sources: Sequence[str], group: WriteGroup) -> None:
-        for item in scan(sources, self.options.filters):
+        for item in self._prefetch.ahead(scan(sources, self.options.filters)):
             if self.cancel.is_set():
                 return
             group.next_file()
@@ -303,7 +306,7 @@ class Engine:
     def _one_file(self, src: SourceFile, group: WriteGroup) -> None:
         # The file, its plan and every "already there" outcome in one transaction (the group's,
         # shared with the files before it): a re-run of a verified job is mostly this.
-        known = None if self.options.rehash else self.catalog.prior_read(src.abs_path, src.size, src.mtime_ns)
+        known = None if self.options.rehash else self._prefetch.prior_read(src)
         if known is not None and self.options.planner is not None:
             self.options.planner.reuse(src, known)  # its header was read then: not read again
         with self.catalog.batch():
@@ -395,7 +398,7 @@ class Engine:
             self._record(lane, fs, target, Outcome("failed", error=lane.dead))
             return None
         if not self.options.rehash:
-            landed = self.catalog.landed_at(dest.ident, target)
+            landed = self._prefetch.landed_at(dest.ident, target, src.abs_path)
             if (
                 landed is not None
                 and landed.size == src.size

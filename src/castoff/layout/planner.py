@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 NAME_RULES = ("auto", "windows", "posix")
 METADATA_MODES = ("object", "sidecar", "both")
 _REMEMBER = 4096  # captures and counters kept for sidecars that come before their original
+_DATE_TOKENS = frozenset({"YYYY", "YY", "MM", "DD", "hh", "mm", "ss"})
+_CAMERA_TOKENS = frozenset({"device", "make", "model"})
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class Planner:
         self._counters: OrderedDict[str, int] = OrderedDict()
         self._next = 0
         self._fs: dict[str, str | None] = {}
+        self._tokens = options.template.tokens  # computed on each use: once here
 
     @staticmethod
     def _remember(cache: OrderedDict[str, object], key: str, value: object) -> None:
@@ -154,24 +157,17 @@ class Planner:
             self._remember(self._counters, key, n)  # type: ignore[arg-type]
         return n
 
-    def _values(self, rel_path: str, capture: Capture, kind: str, counter: int) -> dict[str, str]:
+    def _values(
+        self, rel_path: str, capture: Capture, kind: str, counter: int, needed: frozenset[str] | None = None
+    ) -> dict[str, str]:
+        """Every token's value, or those ``needed`` (the template's: a re-run plans every file, and
+        the date's and the camera's need work that a template without them would throw away)."""
         card, _, under = rel_path.partition("/")
         if not under:
             card, under = "", rel_path
         name = under.rsplit("/", 1)[-1]
-        when = capture.when
-        return {
-            "YYYY": f"{when.year:04}",
-            "YY": f"{when.year % 100:02}",
-            "MM": f"{when.month:02}",
-            "DD": f"{when.day:02}",
-            "hh": f"{when.hour:02}",
-            "mm": f"{when.minute:02}",
-            "ss": f"{when.second:02}",
+        values = {
             "shoot": self.options.shoot,
-            "device": _clean(capture.device, "Unknown device"),
-            "make": _clean(capture.make, "Unknown"),
-            "model": _clean(capture.model, "Unknown"),
             "type": kind,
             "card": card,
             "path": under,
@@ -181,6 +177,24 @@ class Planner:
             "ext": ext_of(name),
             "counter": str(counter),
         }
+        if needed is None or not needed.isdisjoint(_DATE_TOKENS):
+            when = capture.when
+            values.update(
+                YYYY=f"{when.year:04}",
+                YY=f"{when.year % 100:02}",
+                MM=f"{when.month:02}",
+                DD=f"{when.day:02}",
+                hh=f"{when.hour:02}",
+                mm=f"{when.minute:02}",
+                ss=f"{when.second:02}",
+            )
+        if needed is None or not needed.isdisjoint(_CAMERA_TOKENS):
+            values.update(
+                device=_clean(capture.device, "Unknown device"),
+                make=_clean(capture.make, "Unknown"),
+                model=_clean(capture.model, "Unknown"),
+            )
+        return values
 
     def plan(self, src: SourceFile) -> FilePlan:
         folder, name = os.path.split(src.abs_path)
@@ -190,7 +204,7 @@ class Planner:
         if original is None:
             capture = self._capture(src.abs_path, src.rel_path, src.mtime_ns)
             kind = file_type(name)
-            values = self._values(src.rel_path, capture, kind, self._counter(src.abs_path))
+            values = self._values(src.rel_path, capture, kind, self._counter(src.abs_path), self._tokens)
             rel = template.render(values)
             return FilePlan(rel, capture, kind, None, src.rel_path, xattrs)
         # A sidecar: its original's folder (date, device, type, counter), its own name.
@@ -199,8 +213,9 @@ class Planner:
         capture = self._capture(orig_abs, orig_rel, None)
         kind = file_type(original)
         counter = self._counter(orig_abs)
-        orig_dir = template.render(self._values(orig_rel, capture, kind, counter)).rpartition("/")[0]
-        own = template.render(self._values(src.rel_path, capture, kind, counter)).rpartition("/")[2]
+        orig_dir = template.render(self._values(orig_rel, capture, kind, counter, self._tokens))
+        own = template.render(self._values(src.rel_path, capture, kind, counter, self._tokens))
+        orig_dir, own = orig_dir.rpartition("/")[0], own.rpartition("/")[2]
         rel = f"{orig_dir}/{own}" if orig_dir else own
         return FilePlan(rel, capture, file_type(name), original, src.rel_path, xattrs)
 
