@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from castoff import errors
 from castoff.destinations.base import Destination, Landed, ObjectMeta, PartReceipt, TargetExists
 from castoff.destinations.s3 import (
+    EXPECT_CONTINUE_MIN,
     META_BLAKE3,
     META_MD5,
     META_MTIME,
@@ -253,6 +254,23 @@ def test_megabyte_parts_stream_from_the_engines_buffer(server: Server, mode: str
     assert server.body("big.bin") == data
     single = os.urandom(part)
     assert send(server.dest(checksum_mode=mode), "one.bin", single, part).etag == md5_hex(single)
+
+
+def test_only_big_bodies_wait_for_100_continue(rclone: Server) -> None:
+    """A small PutObject goes out headers and body at once; a body of 1 MiB or more first asks
+    the server's leave, so a refused request does not send it."""
+    dest = rclone.dest()
+    sent: dict[str, bytes | str | None] = {}
+
+    def record(request: Any, **_: Any) -> None:
+        sent[request.url.rsplit("/", 1)[-1]] = request.headers.get("Expect")
+
+    dest.client.meta.events.register("before-send.s3.PutObject", record)
+    small, big = os.urandom(EXPECT_CONTINUE_MIN - 1), os.urandom(EXPECT_CONTINUE_MIN)
+    send(dest, "small.jpg", small, part=2 * EXPECT_CONTINUE_MIN)
+    send(dest, "big.mov", big, part=2 * EXPECT_CONTINUE_MIN)
+    assert sent == {"small.jpg": None, "big.mov": b"100-continue"}
+    assert rclone.body("small.jpg") == small and rclone.body("big.mov") == big
 
 
 def test_storage_class_and_sse_land_on_moto(moto: Server) -> None:

@@ -559,6 +559,21 @@ def _s3_errors(bucket: str, key: str | None = None) -> Iterator[None]:
 # --- the destination ----------------------------------------------------------------------
 
 
+#: a body smaller than this is sent without "Expect: 100-continue" (see ``_no_expect_for_small_bodies``)
+EXPECT_CONTINUE_MIN = 1024 * 1024
+
+
+def _no_expect_for_small_bodies(params: dict[str, Any], **_: Any) -> None:
+    """botocore asks the server's leave (``Expect: 100-continue``) before every body it streams:
+    a round trip per request, before a byte of the body goes out. Worth it for a big body the
+    server may refuse (a wrong key, an existing object under If-None-Match); for a small file's
+    PutObject it only doubles the request's latency. Runs after botocore's own handler."""
+    headers = params.get("headers")
+    body = params.get("body")
+    if headers and "Expect" in headers and isinstance(body, _PartBody) and len(body) < EXPECT_CONTINUE_MIN:
+        del headers["Expect"]
+
+
 class _PartBody:
     """A read-only file over a memoryview, so botocore streams the engine's buffer uncopied
     (and can seek back to hash or re-send it).
@@ -712,6 +727,7 @@ class S3Destination:
             config=config,
             verify=options.ca_bundle or None,
         )
+        self.client.meta.events.register_last("before-call.s3", _no_expect_for_small_bodies)
         self.endpoint_url = self.client.meta.endpoint_url
         if provider.endpoint_required and "amazonaws.com" in self.endpoint_url:
             self.client.close()
