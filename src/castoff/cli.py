@@ -23,6 +23,7 @@ from rich.table import Table
 
 from castoff import __version__, commands, errors
 from castoff.catalog.db import Catalog, new_job_id
+from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
 from castoff.units import format_bytes, parse_size
@@ -36,6 +37,17 @@ COPY_EXAMPLES = """examples:
   castoff copy /media/EOS_DIGITAL --to 's3://my-archive/raw/?region=eu-west-1&storage_class=GLACIER_IR'
 
 """
+
+JOBS_EXAMPLES = """examples:
+  castoff jobs
+  castoff jobs show 20261121-2359
+  castoff jobs prune --keep 30 --dry-run     (what would go; nothing deleted)
+  castoff jobs prune --keep 30               (forget the per-file history of all but the 30 newest jobs)
+  castoff jobs prune --older-than 90d        (... of jobs started more than 90 days ago)
+  castoff jobs prune --keep 10 --older-than 30d   (only jobs both allow)
+
+A pruned job is still listed, with its file count and bytes, and its report file stays; re-runs
+skip, hash and write ASC MHL exactly as before (what is verified where is never pruned)."""
 
 
 def state_dir(arg: str | None) -> Path:
@@ -184,13 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     j = sub.add_parser(
         "jobs",
         parents=[common],
-        help="list past jobs, or show one",
-        epilog="examples:\n  castoff jobs\n  castoff jobs show 20261121-2359",
+        help="list past jobs, show one, or prune old jobs' per-file history",
+        epilog=JOBS_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    j.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    j.add_argument("action", nargs="?", choices=("list", "show", "prune"), default="list")
     j.add_argument("job_id", nargs="?")
     j.add_argument("--json", action="store_true")
+    prune_cli.add_arguments(j)
 
     u = sub.add_parser(
         "uploads",
@@ -455,6 +468,9 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    prune_cli.check_arguments(args)
+    if args.action == "prune":
+        return prune_cli.run(args, state_dir(args.state_dir) / "catalog.sqlite", alive=_alive, age=_age)
     catalog = open_catalog(args)
     console = Console()
     if args.action == "list" or not args.job_id:
@@ -470,7 +486,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             table.add_row(
                 r["id"],
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])),
-                r["status"],
+                r["status"] + (" (pruned)" if r["pruned_files"] is not None else ""),
                 str(r["n_files"]),
                 format_bytes(r["n_bytes"]),
                 dests,
@@ -482,6 +498,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     job = catalog.job(args.job_id)
     if job is None:
         raise errors.UsageError(f"no job {args.job_id!r}", hint="'castoff jobs' lists them")
+    if job["pruned_files"] is not None:
+        prune_cli.show_pruned(job, as_json=args.json)
+        return 0
     rep = json_report.build(catalog, str(job["id"]))
     if args.json:
         print(json.dumps(rep, indent=2, ensure_ascii=False))

@@ -34,7 +34,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     destinations TEXT NOT NULL,      -- JSON list of {name, ident, kind}
     options TEXT NOT NULL,           -- JSON object
     report_path TEXT,
-    pid INTEGER
+    pid INTEGER,
+    pruned_at REAL,                  -- per-file history dropped (castoff.catalog.prune)
+    pruned_files INTEGER,            -- the job's file count and bytes, kept when its rows go
+    pruned_bytes INTEGER
 );
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY,
@@ -305,6 +308,10 @@ class Catalog:
         for column in ("make", "model"):
             if column not in have:
                 self._db.execute(f"ALTER TABLE file_meta ADD COLUMN {column} TEXT")
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in (("pruned_at", "REAL"), ("pruned_files", "INTEGER"), ("pruned_bytes", "INTEGER")):
+            if column not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     def _tx(self) -> _Tx:
         return _Tx(self._lock, self._db)
@@ -377,10 +384,12 @@ class Catalog:
             db.execute("UPDATE jobs SET report_path=? WHERE id=?", (path, job_id))
 
     def jobs(self, limit: int = 50) -> list[sqlite3.Row]:
+        """The newest jobs, with their file count and bytes (kept on the job when pruned)."""
         return self._query(
             "SELECT j.*,"
-            " (SELECT COUNT(*) FROM files f WHERE f.job_id=j.id) AS n_files,"
-            " (SELECT COALESCE(SUM(size),0) FROM files f WHERE f.job_id=j.id) AS n_bytes"
+            " COALESCE(j.pruned_files, (SELECT COUNT(*) FROM files f WHERE f.job_id=j.id)) AS n_files,"
+            " COALESCE(j.pruned_bytes, (SELECT COALESCE(SUM(size),0) FROM files f WHERE f.job_id=j.id))"
+            " AS n_bytes"
             " FROM jobs j ORDER BY started_at DESC LIMIT ?",
             (limit,),
         )

@@ -1,0 +1,134 @@
+"""``castoff jobs prune`` as the user sees it: what went (or would go), and a pruned job's ``show``.
+
+The pruning itself is ``castoff.catalog.prune``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from castoff import errors
+from castoff.catalog import prune
+from castoff.units import format_bytes
+
+#: jobs named one by one before the rest are counted
+SHOWN = 10
+
+PRUNE_OPTIONS = ("keep", "older_than", "dry_run", "no_vacuum")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("prune (castoff jobs prune)")
+    g.add_argument("--keep", type=int, metavar="N", help="keep the per-file history of the N newest jobs")
+    g.add_argument("--older-than", metavar="AGE", help="prune only jobs started before this, e.g. 30d, 12h")
+    g.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+    g.add_argument("--no-vacuum", action="store_true", help="do not compact the catalog file afterwards")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The prune options belong to ``prune`` alone, and ``prune`` takes no job id."""
+    if args.action == "prune":
+        if args.job_id:
+            raise errors.UsageError(f"'castoff jobs prune' takes no job id ({args.job_id!r})")
+        return
+    given = [o for o in PRUNE_OPTIONS if getattr(args, o, None) not in (None, False)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise errors.UsageError(
+            f"{flag} is for 'castoff jobs prune'", hint="e.g. castoff jobs prune --keep 30"
+        )
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def _as_json(out: prune.Outcome, dry_run: bool) -> dict[str, Any]:
+    return {
+        "dry_run": dry_run,
+        "jobs": [j.id for j in out.plan.jobs],
+        "spared": out.plan.spared,
+        "rows": out.rows,
+        "kept_reads": out.kept_reads,
+        "size_before": out.size_before,
+        "size_after": out.size_after,
+        "estimate": out.estimate,
+        "vacuum": out.vacuum,
+    }
+
+
+def _print(console: Console, out: prune.Outcome, dry_run: bool) -> None:
+    jobs = out.plan.jobs
+    verb = "would prune" if dry_run else "pruned"
+    console.print(f"{verb} the per-file history of {len(jobs)} job(s)", highlight=False)
+    for j in jobs[:SHOWN]:
+        console.print(f"  {j.id}  {_when(j.started_at)}  {j.status}", highlight=False)
+    if len(jobs) > SHOWN:
+        console.print(f"  … and {len(jobs) - SHOWN} more", highlight=False)
+    for job_id, why in out.plan.spared.items():
+        console.print(f"kept {job_id}: {why}", highlight=False)
+    rows = ", ".join(f"{t} {n:,}" for t, n in out.rows.items())
+    console.print(f"rows {'to delete' if dry_run else 'deleted'}: {rows}", highlight=False)
+    if out.kept_reads:
+        console.print(
+            f"kept {out.kept_reads:,} file row(s) of those jobs: the last read of each source,"
+            " which re-runs take hashes from",
+            highlight=False,
+        )
+    if dry_run:
+        console.print(
+            f"catalog: {format_bytes(out.size_before)}; about {format_bytes(out.estimate or 0)} would be"
+            " freed. Nothing deleted (--dry-run).",
+            highlight=False,
+        )
+        return
+    before, after = format_bytes(out.size_before), format_bytes(out.size_after)
+    console.print(f"catalog: {before} before, {after} after; {out.vacuum}", highlight=False)
+
+
+def run(
+    args: argparse.Namespace, catalog_path: Path, *, alive: Callable[[int], bool], age: Callable[[str], float]
+) -> int:
+    """``castoff jobs prune``: ``age`` reads --older-than as ``castoff uploads`` does."""
+    rules = prune.Rules(keep=args.keep, older_than=None if args.older_than is None else age(args.older_than))
+    out = prune.prune(catalog_path, rules, dry_run=args.dry_run, alive=alive, compact=not args.no_vacuum)
+    if args.json:
+        print(json.dumps(_as_json(out, args.dry_run), indent=2))
+    else:
+        _print(Console(), out, args.dry_run)
+    return 0
+
+
+def show_pruned(job: sqlite3.Row, *, as_json: bool) -> None:
+    """``castoff jobs show`` of a job whose per-file history is gone: what is left, and the report."""
+    report = job["report_path"]
+    if as_json:
+        print(json.dumps({"job": dict(job), "pruned": True, "report_path": report}, default=str, indent=2))
+        return
+    console = Console()
+    console.print(
+        f"[bold]job {job['id']}[/]  {job['status']}  started {_when(job['started_at'])}"
+        f"  sources: {', '.join(json.loads(job['sources']))}",
+        highlight=False,
+    )
+    console.print(
+        f"{job['pruned_files']} file(s), {format_bytes(job['pruned_bytes'] or 0)}: the per-file history of"
+        " this job was pruned from the catalog ('castoff jobs prune');"
+        " what is verified where is still known, so re-runs skip as before.",
+        highlight=False,
+    )
+    if report:
+        gone = "" if Path(report).exists() else " (no longer there)"
+        console.print(
+            f"its report, with every file: {report}{gone}", markup=False, highlight=False, soft_wrap=True
+        )
+    else:
+        console.print("it has no report file (the job ended before writing one)", highlight=False)
