@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from castoff import __version__, commands, errors
-from castoff.catalog.db import Catalog, new_job_id
+from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, new_job_id
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
@@ -640,5 +641,18 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return errors.EXIT_INTERRUPTED
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        console.print(
+            f"[bold red]castoff: the catalog is busy: another castoff process held it for more than"
+            f" {BUSY_TIMEOUT_MS // 1000} s (a 'castoff jobs prune' compacting it, or a job)[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print("  wait for it to finish, then run the same command again", highlight=False)
+        if args.debug:
+            console.print_exception()
+        return errors.EXIT_FAILED
     parser.print_help()
     return errors.EXIT_USAGE

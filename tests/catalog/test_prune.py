@@ -300,3 +300,29 @@ def test_bad_arguments_exit_2(tmp_path: Path, args: list[str], says: str) -> Non
     r = run(*args, state=tmp_path / "state")
     assert r.returncode == 2
     assert says in r.stderr
+
+
+def test_a_catalog_held_by_another_process_gives_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job started while a prune compacts the catalog (or anything else holds its write lock
+    past the busy timeout) says so and exits 1, with no traceback and nothing copied."""
+    from castoff.catalog import db as catalog_db
+    from castoff.cli import main
+
+    state = tmp_path / "state"
+    write(tmp_path / "card" / "A.JPG", b"a" * 1000)
+    assert main(["--state-dir", str(state), "jobs"]) == 0  # the catalog exists
+    monkeypatch.setattr(catalog_db, "BUSY_TIMEOUT_MS", 200)
+    holder = sqlite3.connect(str(state / "catalog.sqlite"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        code = main(
+            ["--state-dir", str(state), "copy", str(tmp_path / "card"), "--to", str(tmp_path / "ssd")]
+        )
+    finally:
+        holder.close()
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "the catalog is busy" in err and "Traceback" not in err, err
+    assert not (tmp_path / "ssd" / "card" / "A.JPG").exists()

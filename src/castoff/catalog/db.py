@@ -21,6 +21,10 @@ from castoff.destinations.base import PartReceipt
 
 SCHEMA_VERSION = 1
 
+#: how long a write waits for another castoff process that holds the catalog (a job's group
+#: commit, a prune's VACUUM) before it gives up with ``CatalogBusy``
+BUSY_TIMEOUT_MS = 10_000
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -286,7 +290,7 @@ class Catalog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._db.executescript(_SCHEMA)
         self._add_missing_columns()
         with self._tx() as db:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from castoff import errors
-from castoff.catalog.db import Catalog
+from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog
 
 #: files rows per transaction: each holds the catalog for a few milliseconds
 BATCH = 500
@@ -105,7 +105,7 @@ def catalog_size(path: Path) -> int:
 
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(str(path), isolation_level=None)
-    db.execute("PRAGMA busy_timeout=10000")
+    db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA foreign_keys=ON")
     return db
 
