@@ -152,3 +152,27 @@ def test_files_named_before_their_group_was_committed_count_as_already_there(
     assert sorted(p.name for p in (tmp_path / "ssd" / "card").iterdir()) == [f"IMG_{i}.JPG" for i in range(6)]
     for i in range(6):
         assert (tmp_path / "ssd" / "card" / f"IMG_{i}.JPG").read_bytes() == bytes([i]) * 5000
+
+
+def test_a_second_ctrl_c_while_the_reader_writes_quits_at_once(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's second Ctrl-C raises KeyboardInterrupt in the reader; while the reader writes
+    a small file itself, that must end the job at once, not be recorded as the file's error."""
+    src = tmp_path / "src" / "card"
+    for i in range(3):
+        write(src / f"IMG_{i}.JPG", bytes([i]) * 5000)
+    real = local.LocalUpload.put_part
+
+    def ctrl_c_at_the_second(self: local.LocalUpload, *args: Any, **kw: Any) -> Any:
+        if self.target.endswith("IMG_1.JPG"):
+            raise KeyboardInterrupt
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(local.LocalUpload, "put_part", ctrl_c_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        runner([src], [LocalDestination(tmp_path / "ssd")])
+    runner.engine.cancel.set()
+    for lane in runner.engine.lanes:
+        lane.stop(timeout=5)
+    assert not (tmp_path / "ssd" / "card" / "IMG_2.JPG").exists()

@@ -312,6 +312,9 @@ class Lane:
         """One part into the destination; ``active`` was raised for it by the caller."""
         try:
             self._put(stream, chunk)
+        except KeyboardInterrupt:  # a second Ctrl-C, in the reader (``put_here``): quit at once
+            self.fail(stream, errors.Interrupted("interrupted"))
+            raise
         except BaseException as exc:  # recorded on the stream and reported, never lost
             self.fail(stream, exc)
         finally:
