@@ -16,6 +16,10 @@ GiB = 1024 * MiB
 TiB = 1024 * GiB
 
 
+#: a part this small costs its destination a request's round trip more than its bytes
+SMALL_PART = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a destination can do, as data: the engine never probes by catching exceptions."""
@@ -29,6 +33,10 @@ class Capabilities:
     can_stat: bool
     #: parts may be sent in parallel, this many at once at most
     concurrency: int = 1
+    #: requests may run this many at once in all while they carry parts of at most ``SMALL_PART``
+    #: bytes (big parts stay at ``concurrency``): a small object's upload costs a round trip more
+    #: than bandwidth or memory, so thousands of small files need more of them in flight
+    small_concurrency: int = 0
     #: the engine computes an MD5 per part and hands it to ``put_part``
     needs_md5: bool = False
     #: in-progress uploads survive the process: the engine records tokens and receipts in the catalog

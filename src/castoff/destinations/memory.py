@@ -84,6 +84,7 @@ class MemoryDestination:
         *,
         is_local: bool = True,
         concurrency: int = 1,
+        small_concurrency: int = 0,
         case_insensitive: bool = False,
     ) -> None:
         self._name = name
@@ -99,6 +100,7 @@ class MemoryDestination:
             can_read_back=True,
             can_stat=True,
             concurrency=concurrency,
+            small_concurrency=small_concurrency,
             commit_can_retarget=True,
         )
 

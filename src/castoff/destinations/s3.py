@@ -559,6 +559,10 @@ def _s3_errors(bucket: str, key: str | None = None) -> Iterator[None]:
 # --- the destination ----------------------------------------------------------------------
 
 
+#: small objects (at most ``SMALL_PART``) in flight per big part allowed (``max_parallel``): a
+#: small PutObject is a round trip, so thousands of them need many at once (1,000 files of
+#: 4-64 KiB through a 20 ms round trip: 7.1 s with 4 in flight, 3.2 s with 16; aws-cli 5.5 s)
+SMALL_OBJECTS_PER_PART = 4
 #: a body smaller than this is sent without "Expect: 100-continue" (see ``_no_expect_for_small_bodies``)
 EXPECT_CONTINUE_MIN = 1024 * 1024
 
@@ -714,7 +718,7 @@ class S3Destination:
             retries={"total_max_attempts": 1, "mode": "standard"},
             request_checksum_calculation=self.checksum_mode,
             response_checksum_validation=self.checksum_mode,
-            max_pool_connections=max(10, options.max_parallel_parts + 4),
+            max_pool_connections=max(10, SMALL_OBJECTS_PER_PART * options.max_parallel_parts + 4),
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
             tcp_keepalive=True,
@@ -759,6 +763,7 @@ class S3Destination:
             can_read_back=options.verify_download,
             can_stat=False,
             concurrency=options.max_parallel_parts,
+            small_concurrency=SMALL_OBJECTS_PER_PART * options.max_parallel_parts,
             needs_md5=True,
             resumable=True,
             commit_can_retarget=False,

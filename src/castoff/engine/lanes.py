@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from castoff import errors
-from castoff.destinations.base import Destination, PartReceipt, ResumeToken, Upload
+from castoff.destinations.base import SMALL_PART, Destination, PartReceipt, ResumeToken, Upload
 from castoff.engine.budget import Chunk
 from castoff.scan import SourceFile
 
@@ -122,7 +122,11 @@ class Lane:
     ) -> None:
         self.dest = dest
         self.caps = dest.caps
-        self.cond = threading.Condition()
+        lock = threading.RLock()
+        self.cond = threading.Condition(lock)
+        #: the workers wait here, on the same lock: a new part wakes one of them, not every
+        #: thread of the lane (a wake-up is a thread switch, and a lane may have 8 workers)
+        self._work_ready = threading.Condition(lock)
         self.queue: deque[tuple[Stream, Chunk]] = deque()
         self.queued_bytes = 0
         #: queued bytes per memory budget (by id): the reader waiting on a budget asks who holds it
@@ -142,7 +146,10 @@ class Lane:
         self._close = close
         self._cancel = cancel
         self._stopping = False
-        n = max(1, self.caps.concurrency)
+        #: workers that may carry a part bigger than SMALL_PART at once, and how many do now
+        self._big_slots = max(1, self.caps.concurrency)
+        self._big_busy = 0
+        n = max(self._big_slots, self.caps.small_concurrency)
         self._threads = [
             threading.Thread(target=self._work, name=f"{dest.name}-w{i}", daemon=True) for i in range(n)
         ]
@@ -162,6 +169,7 @@ class Lane:
         with self.cond:
             self._stopping = True
             self.cond.notify_all()
+            self._work_ready.notify_all()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -190,7 +198,7 @@ class Lane:
             self.queued_bytes += chunk.size
             key = id(chunk.budget)
             self.queued_by[key] = self.queued_by.get(key, 0) + chunk.size
-            self.cond.notify_all()
+            self._work_ready.notify()
             return True
 
     def end_feed(self, stream: Stream, *, close_here: bool = False) -> bool:
@@ -273,6 +281,11 @@ class Lane:
         """Under ``cond``: the next chunk opens a file this lane has not started yet."""
         return bool(self.queue) and self.queue[0][0].upload is None
 
+    def _waits_for_big_slot(self) -> bool:
+        """Under ``cond``: the next chunk is big and as many big ones are on their way as the
+        destination takes at once (the workers beyond those are for small parts)."""
+        return bool(self.queue) and self.queue[0][1].size > SMALL_PART and self._big_busy >= self._big_slots
+
     def _work(self) -> None:
         while True:
             with self.cond:
@@ -281,18 +294,24 @@ class Lane:
                 # until the committer catches up, so its queue fills the budget and the reader
                 # either waits or leaves this lane behind to catch up later.
                 while not self._stopping and (
-                    not self.queue or (self._starts_new_file() and len(self.commits) >= MAX_COMMIT_BACKLOG)
+                    not self.queue
+                    or (self._starts_new_file() and len(self.commits) >= MAX_COMMIT_BACKLOG)
+                    or self._waits_for_big_slot()
                 ):
-                    self.cond.wait()
+                    self._work_ready.wait()
                 if self._stopping and (not self.queue or self._cancel.is_set()):
                     return
                 stream, chunk = self.queue.popleft()
+                big = chunk.size > SMALL_PART
+                self._big_busy += big
+                if self.queue:
+                    self._work_ready.notify()  # more parts: the next worker takes the next one
                 self.queued_bytes -= chunk.size
                 self.queued_by[id(chunk.budget)] -= chunk.size
                 if self.room_waiters:  # a reader waits for room in this queue
                     self.cond.notify_all()
                 self.active += 1
-            self._run(stream, chunk)
+            self._run(stream, chunk, big=big)
 
     def put_here(self, stream: Stream, chunk: Chunk) -> None:
         """The reader writes the part itself, in its own thread (a small file to a local
@@ -308,8 +327,9 @@ class Lane:
         else:
             chunk.release()
 
-    def _run(self, stream: Stream, chunk: Chunk) -> None:
-        """One part into the destination; ``active`` was raised for it by the caller."""
+    def _run(self, stream: Stream, chunk: Chunk, *, big: bool = False) -> None:
+        """One part into the destination; ``active`` (and for a ``big`` one, ``_big_busy``) was
+        raised for it by the caller."""
         try:
             self._put(stream, chunk)
         except KeyboardInterrupt:  # a second Ctrl-C, in the reader (``put_here``): quit at once
@@ -322,6 +342,9 @@ class Lane:
             with self.cond:
                 stream.queued -= 1
                 stream.inflight.discard(chunk.index)
+                if big:
+                    self._big_busy -= 1
+                    self._work_ready.notify()  # a worker may wait for this slot
                 here = self._close_here(stream)
                 if not here:
                     self.check_done(stream)
@@ -348,5 +371,6 @@ class Lane:
                     return
                 stream = self.commits.popleft()
                 self.active += 1
-                self.cond.notify_all()  # a writer may be waiting for the backlog to shrink
+                if len(self.commits) == MAX_COMMIT_BACKLOG - 1:
+                    self._work_ready.notify_all()  # the backlog is below the limit again
             self.close_one(stream)
