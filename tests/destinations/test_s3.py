@@ -886,6 +886,18 @@ def test_parse_s3_url_reads_every_option() -> None:
     assert o.conditional_writes is None
 
 
+def test_small_objects_may_go_wider_than_parts(rclone: Server) -> None:
+    """``max_parallel_small``: more small objects in flight than big parts (a lane's workers);
+    by default as many as ``max_parallel``; never fewer."""
+    o = parse_s3_url("s3://b/p?max_parallel=3&max_parallel_small=16")
+    assert (o.max_parallel_parts, o.max_parallel_small) == (3, 16)
+    assert rclone.dest(max_parallel_parts=3, max_parallel_small=16).caps.small_concurrency == 16
+    assert rclone.dest(max_parallel_parts=3).caps.small_concurrency == 3
+    assert rclone.dest(max_parallel_parts=3, max_parallel_small=2).caps.small_concurrency == 3
+    with pytest.raises(errors.UsageError, match="max_parallel_small"):
+        parse_s3_url("s3://b/p?max_parallel_small=0")
+
+
 def test_parse_s3_url_takes_defaults_as_a_mapping() -> None:
     o = parse_s3_url("s3://b/p", {"region": "eu-west-1", "profile": "x", "endpoint_url": None})
     assert (o.bucket, o.prefix, o.region, o.profile) == ("b", "p/", "eu-west-1", "x")

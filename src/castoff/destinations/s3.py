@@ -97,6 +97,8 @@ class S3Options:
     provider: str | None = None  # None: guessed from the endpoint host
     part_size: int | None = None  # None: DEFAULT_PART_SIZE within the provider's limits
     max_parallel_parts: int = 4
+    #: requests in flight while they carry small objects (at most 1 MiB); None: max_parallel_parts
+    max_parallel_small: int | None = None
     checksum_mode: ChecksumMode | None = None  # None: from the provider table
     access_key: str | None = None  # None: the AWS chain (env, files, profile, roles)
     secret_key: str | None = None
@@ -194,6 +196,7 @@ _URL_OPTIONS: Mapping[str, tuple[str, Any]] = {
     "profile": ("profile", _text),
     "part_size": ("part_size", _size),
     "max_parallel": ("max_parallel_parts", _positive),
+    "max_parallel_small": ("max_parallel_small", _positive),
     "checksums": ("checksum_mode", _choice("when_required", "when_supported")),
     "provider": ("provider", lambda t: get_provider(t).name),
     "verify_download": ("verify_download", _bool),
@@ -287,6 +290,8 @@ def check_options(options: S3Options, provider: Provider | None) -> None:
         raise errors.UsageError("sse_kms_key_id needs sse=aws:kms")
     if options.max_parallel_parts < 1:
         raise errors.UsageError("max_parallel must be 1 or more")
+    if options.max_parallel_small is not None and options.max_parallel_small < 1:
+        raise errors.UsageError("max_parallel_small must be 1 or more")
     if options.part_size is not None:
         top = provider.max_part_size if provider is not None else 5 * 1024 * MiB
         if not 1 <= options.part_size <= top:
@@ -559,10 +564,6 @@ def _s3_errors(bucket: str, key: str | None = None) -> Iterator[None]:
 # --- the destination ----------------------------------------------------------------------
 
 
-#: small objects (at most ``SMALL_PART``) in flight per big part allowed (``max_parallel``): a
-#: small PutObject is a round trip, so thousands of them need many at once (1,000 files of
-#: 4-64 KiB through a 20 ms round trip: 7.1 s with 4 in flight, 3.2 s with 16; aws-cli 5.5 s)
-SMALL_OBJECTS_PER_PART = 4
 #: a body smaller than this is sent without "Expect: 100-continue" (see ``_no_expect_for_small_bodies``)
 EXPECT_CONTINUE_MIN = 1024 * 1024
 
@@ -705,6 +706,11 @@ class S3Destination:
         #: ETags are MD5s of what was sent, except under SSE-KMS, whatever the provider
         self.etags_are_md5 = options.sse != "aws:kms"
         self.part_size = options.part_size or max(DEFAULT_PART_SIZE, provider.min_part_size)
+        # A small PutObject is a round trip more than bandwidth: thousands of them over a long
+        # one want many in flight (1,000 files of 4-64 KiB through a 20 ms round trip: 7.1 s at 4,
+        # 3.2 s at 16; aws-cli 5.5 s). Not the default: beside big files on this 2-core machine,
+        # 16 workers raised a card-to-folders-and-bucket job's peak memory from 282 to 404 MiB.
+        self.small_parallel = max(options.max_parallel_small or 0, options.max_parallel_parts)
         config = Config(
             signature_version="s3v4",
             s3={
@@ -718,7 +724,7 @@ class S3Destination:
             retries={"total_max_attempts": 1, "mode": "standard"},
             request_checksum_calculation=self.checksum_mode,
             response_checksum_validation=self.checksum_mode,
-            max_pool_connections=max(10, SMALL_OBJECTS_PER_PART * options.max_parallel_parts + 4),
+            max_pool_connections=max(10, self.small_parallel + 4),
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
             tcp_keepalive=True,
@@ -763,7 +769,7 @@ class S3Destination:
             can_read_back=options.verify_download,
             can_stat=False,
             concurrency=options.max_parallel_parts,
-            small_concurrency=SMALL_OBJECTS_PER_PART * options.max_parallel_parts,
+            small_concurrency=self.small_parallel,
             needs_md5=True,
             resumable=True,
             commit_can_retarget=False,
