@@ -116,3 +116,60 @@ def test_side_hashing_gives_the_same_digests_as_hashing_in_turn() -> None:
     late = hashlib.md5(usedforsecurity=False)
     side.update(new_blake3(0), [late], memoryview(data))  # after close: done in turn, not lost
     assert late.hexdigest() == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def test_a_released_chunk_keeps_no_buffer_alive() -> None:
+    """Once the budget has a part's buffer back, a chunk object still referenced somewhere (an
+    idle worker's last part, a request object) must not keep the memory too: the budget would
+    count it free while the process still holds it."""
+    import gc
+    import weakref
+
+    budget = MemoryBudget(4 * POOL_MIN)  # keeps at most one MiB: a 2 MiB buffer is dropped
+    buf = budget.acquire(2 * POOL_MIN, cancelled=lambda: False)
+    assert buf is not None
+    alive = weakref.ref(buf)
+    chunk = Chunk(budget, buf, 2 * POOL_MIN - 1, index=0, offset=0, refs=1)
+    del buf
+    chunk.release()
+    gc.collect()
+    assert alive() is None
+    assert chunk.size == 2 * POOL_MIN - 1 and budget.used == 0
+
+
+def test_an_idle_worker_holds_no_part() -> None:
+    """A lane's worker waiting for its next part does not keep the last one's buffer alive."""
+    import gc
+    import weakref
+
+    from castoff.destinations.memory import MemoryDestination
+    from castoff.engine.lanes import FileState, Lane, Stream
+    from castoff.scan import SourceFile
+
+    done = threading.Event()
+    lane = Lane(
+        MemoryDestination("bucket", is_local=False),
+        put=lambda stream, chunk: done.set(),
+        close=lambda stream: None,
+        cancel=threading.Event(),
+    )
+    lane.start()
+    try:
+        budget = MemoryBudget(4 * POOL_MIN)
+        buf = budget.acquire(2 * POOL_MIN, cancelled=lambda: False)
+        assert buf is not None
+        alive = weakref.ref(buf)
+        src = SourceFile(abs_path="/a", rel_path="a", size=2 * POOL_MIN, mtime_ns=0, atime_ns=0, dev=0, ino=0)
+        fs = FileState(src=src, file_id=1, part_size=2 * POOL_MIN, n_parts=1)
+        stream = Stream(lane=lane, file=fs, planned="a", target="a", feeding=True)
+        assert lane.push(stream, Chunk(budget, buf, 2 * POOL_MIN, index=0, offset=0, refs=1))
+        del buf
+        assert done.wait(10)
+        for _ in range(100):  # the worker releases the part just after the put returns
+            gc.collect()
+            if alive() is None:
+                break
+            threading.Event().wait(0.01)
+        assert alive() is None
+    finally:
+        lane.stop(timeout=5)

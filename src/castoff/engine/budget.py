@@ -127,10 +127,13 @@ class MemoryBudget:
             self._cond.notify_all()
 
 
+_RELEASED = bytearray()
+
+
 class Chunk:
     """One part of one file: its bytes, where they sit in the file, and who still needs them."""
 
-    __slots__ = ("_lock", "_md5", "_refs", "budget", "buffer", "data", "index", "offset")
+    __slots__ = ("_lock", "_md5", "_refs", "_size", "budget", "buffer", "data", "index", "offset")
 
     def __init__(
         self,
@@ -145,6 +148,7 @@ class Chunk:
         self.budget = budget
         self.buffer = buffer
         self.data = memoryview(buffer)[:size]
+        self._size = size
         self.index = index
         self.offset = offset
         self._refs = refs
@@ -153,7 +157,7 @@ class Chunk:
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return self._size
 
     def md5(self) -> bytes:
         """Computed once, on first need, and shared by every destination that sends this part."""
@@ -168,3 +172,7 @@ class Chunk:
             last = self._refs == 0
         if last:
             self.budget.release(self.buffer)
+            # The buffer is the budget's again (kept for reuse, or dropped): a chunk object
+            # still referenced somewhere must not keep it alive as well.
+            self.buffer = _RELEASED
+            self.data = memoryview(_RELEASED)

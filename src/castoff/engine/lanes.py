@@ -312,6 +312,9 @@ class Lane:
                     self.cond.notify_all()
                 self.active += 1
             self._run(stream, chunk, big=big)
+            # An idle worker must not keep its last part alive: the budget counts that buffer
+            # as free, and 16 waiting workers could pin 16 parts' worth of memory beside it.
+            del stream, chunk
 
     def put_here(self, stream: Stream, chunk: Chunk) -> None:
         """The reader writes the part itself, in its own thread (a small file to a local
