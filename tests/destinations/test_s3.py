@@ -888,11 +888,12 @@ def test_parse_s3_url_reads_every_option() -> None:
 
 def test_small_objects_may_go_wider_than_parts(rclone: Server) -> None:
     """``max_parallel_small``: more small objects in flight than big parts (a lane's workers);
-    by default as many as ``max_parallel``; never fewer."""
+    by default four times ``max_parallel``; never fewer than it."""
     o = parse_s3_url("s3://b/p?max_parallel=3&max_parallel_small=16")
     assert (o.max_parallel_parts, o.max_parallel_small) == (3, 16)
     assert rclone.dest(max_parallel_parts=3, max_parallel_small=16).caps.small_concurrency == 16
-    assert rclone.dest(max_parallel_parts=3).caps.small_concurrency == 3
+    assert rclone.dest(max_parallel_parts=3).caps.small_concurrency == 12
+    assert rclone.dest().caps.small_concurrency == 16
     assert rclone.dest(max_parallel_parts=3, max_parallel_small=2).caps.small_concurrency == 3
     with pytest.raises(errors.UsageError, match="max_parallel_small"):
         parse_s3_url("s3://b/p?max_parallel_small=0")

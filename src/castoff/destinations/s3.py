@@ -564,6 +564,8 @@ def _s3_errors(bucket: str, key: str | None = None) -> Iterator[None]:
 # --- the destination ----------------------------------------------------------------------
 
 
+#: small objects in flight per big part allowed, unless ``max_parallel_small`` says otherwise
+SMALL_OBJECTS_PER_PART = 4
 #: a body smaller than this is sent without "Expect: 100-continue" (see ``_no_expect_for_small_bodies``)
 EXPECT_CONTINUE_MIN = 1024 * 1024
 
@@ -708,9 +710,9 @@ class S3Destination:
         self.part_size = options.part_size or max(DEFAULT_PART_SIZE, provider.min_part_size)
         # A small PutObject is a round trip more than bandwidth: thousands of them over a long
         # one want many in flight (1,000 files of 4-64 KiB through a 20 ms round trip: 7.1 s at 4,
-        # 3.2 s at 16; aws-cli 5.5 s). Not the default: beside big files on this 2-core machine,
-        # 16 workers raised a card-to-folders-and-bucket job's peak memory from 282 to 404 MiB.
-        self.small_parallel = max(options.max_parallel_small or 0, options.max_parallel_parts)
+        # 3.2 s at 16; aws-cli 5.5 s), while big parts stay at max_parallel (memory).
+        small = options.max_parallel_small or SMALL_OBJECTS_PER_PART * options.max_parallel_parts
+        self.small_parallel = max(small, options.max_parallel_parts)
         config = Config(
             signature_version="s3v4",
             s3={
