@@ -144,6 +144,24 @@ class Castoff:
         return self.keyring_file.read_text() if self.keyring_file.exists() else ""
 
 
+CASTOFF = [sys.executable, "-m", "castoff"]
+
+
+def run_castoff(
+    *args: str, state: Path, env: Mapping[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """``castoff --state-dir STATE ARGS…`` in a subprocess, with this process's environment plus
+    ``env``, 200 columns wide (no wrapped lines to match); its exit code and what it printed."""
+    return subprocess.run(
+        [*CASTOFF, "--state-dir", str(state), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
 def files_containing(secret: str, roots: Iterable[Path]) -> list[Path]:
     """Every file under ``roots`` whose bytes contain ``secret`` (plain, or as UTF-16 as some
     SQLite pages could hold it)."""

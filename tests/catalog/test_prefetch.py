@@ -13,7 +13,7 @@ from castoff.catalog.db import Catalog, LandedRow
 from castoff.catalog.prefetch import Prefetch
 from castoff.destinations.local import LocalDestination
 from castoff.scan import Filters, SourceFile, scan
-from engine_runner import Runner, write
+from engine_runner import Runner, touch_newer, write
 
 
 def _card(tmp_path: Path, folders: int = 5, per_folder: int = 7) -> Path:
@@ -47,9 +47,7 @@ def test_a_rerun_in_batches_skips_exactly_the_verified_files(
     deleted.unlink()
     resized = src / "DCIM/2/IMG_3.JPG"
     resized.write_bytes(b"edited: another size")
-    touched = src / "DCIM/3/IMG_4.JPG"
-    st = touched.stat()
-    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same bytes, newer mtime
+    touch_newer(src / "DCIM/3/IMG_4.JPG")
 
     assert runner([src], [d1, d2]).exit_code == 0
     statuses = _statuses(runner)

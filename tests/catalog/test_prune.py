@@ -4,10 +4,8 @@ then re-runs that must behave as if nothing had been pruned."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,25 +15,14 @@ import pytest
 
 from castoff.catalog.db import Catalog
 from castoff.samples import make_sample_card
+from castoff_cli import run_castoff
 from engine_runner import write
 
-CASTOFF = [sys.executable, "-m", "castoff"]
 PER_FILE = ("files", "outcomes", "file_meta", "meta_sidecars", "events")
 
 
-def run(*args: str, state: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CASTOFF, "--state-dir", str(state), *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-    )
-
-
 def ok(*args: str, state: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    r = run(*args, state=state, env=env)
+    r = run_castoff(*args, state=state, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     return r
 
@@ -297,7 +284,7 @@ def test_a_running_job_is_never_pruned(tmp_path: Path) -> None:
     ],
 )
 def test_bad_arguments_exit_2(tmp_path: Path, args: list[str], says: str) -> None:
-    r = run(*args, state=tmp_path / "state")
+    r = run_castoff(*args, state=tmp_path / "state")
     assert r.returncode == 2
     assert says in r.stderr
 

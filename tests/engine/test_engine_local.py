@@ -38,6 +38,16 @@ def partials(root: Path) -> list[Path]:
     return list(root.rglob(".castoff.*.partial"))
 
 
+def land_then_remove_folder(tmp_path: Path, runner: Runner, dest: LocalDestination) -> Path:
+    """A job makes ssd/card/DCIM (the destination remembers it); the folder is then removed."""
+    write(tmp_path / "one" / "card" / "DCIM" / "A.JPG", b"a" * 1000)
+    assert runner([tmp_path / "one" / "card"], [dest]).exit_code == 0
+    made = tmp_path / "ssd" / "card" / "DCIM"
+    (made / "A.JPG").unlink()
+    made.rmdir()
+    return made
+
+
 @pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17], ids=lambda s: f"{s}B")
 def test_identical_bytes_at_every_destination(tmp_path: Path, runner: Runner, size: int) -> None:
     data = os.urandom(size)
@@ -362,11 +372,7 @@ def test_a_folder_removed_after_this_destination_made_it_is_made_again(
     """The destination remembers the folders it made (and checked) in a job; one removed since
     is made, and checked, again rather than failing the file."""
     dest = LocalDestination(tmp_path / "ssd")
-    write(tmp_path / "one" / "card" / "DCIM" / "A.JPG", b"a" * 1000)
-    assert runner([tmp_path / "one" / "card"], [dest]).exit_code == 0
-    made = tmp_path / "ssd" / "card" / "DCIM"
-    (made / "A.JPG").unlink()
-    made.rmdir()
+    made = land_then_remove_folder(tmp_path, runner, dest)
     write(tmp_path / "two" / "card" / "DCIM" / "B.JPG", b"b" * 1000)
     result = runner([tmp_path / "two" / "card"], [dest])
     assert result.exit_code == 0, runner.logs()
@@ -377,11 +383,7 @@ def test_a_folder_made_earlier_and_since_turned_into_a_link_out_is_refused(
     tmp_path: Path, runner: Runner
 ) -> None:
     dest = LocalDestination(tmp_path / "ssd")
-    write(tmp_path / "one" / "card" / "DCIM" / "A.JPG", b"a" * 1000)
-    assert runner([tmp_path / "one" / "card"], [dest]).exit_code == 0
-    made = tmp_path / "ssd" / "card" / "DCIM"
-    (made / "A.JPG").unlink()
-    made.rmdir()
+    made = land_then_remove_folder(tmp_path, runner, dest)
     outside = tmp_path / "outside"
     outside.mkdir()
     made.symlink_to(outside)

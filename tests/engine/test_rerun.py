@@ -16,7 +16,7 @@ from castoff.destinations.local import LocalDestination
 from castoff.layout.planner import LayoutOptions, Planner
 from castoff.layout.template import layout_template
 from castoff.samples import make_sample_card
-from engine_runner import Runner, write
+from engine_runner import Runner, touch_newer, write
 
 
 def _card(tmp_path: Path, n: int = 6) -> Path:
@@ -80,9 +80,7 @@ def test_rerun_reads_a_changed_source_file_again(tmp_path: Path, runner: Runner)
     assert runner([src], [d1, d2]).exit_code == 0
     changed = src / "DCIM/1/IMG_1.JPG"
     changed.write_bytes(b"edited in place")
-    touched = src / "DCIM/0/IMG_0.JPG"
-    st = touched.stat()
-    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same bytes, newer mtime
+    touch_newer(src / "DCIM/0/IMG_0.JPG")
     assert runner([src], [d1, d2]).exit_code == 0
     out = runner.outcomes()
     for d in (d1, d2):

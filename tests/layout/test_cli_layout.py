@@ -5,25 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from castoff.samples import make_sample_card
-
-CASTOFF = [sys.executable, "-m", "castoff"]
-
-
-def run(*args: str, state: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CASTOFF, "--state-dir", str(state), *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env=env,
-    )
+from castoff_cli import run_castoff
 
 
 def bucket_url(moto: Any, prefix: str = "shoots/") -> str:
@@ -61,7 +47,7 @@ def test_date_layout_to_a_folder_and_a_bucket_with_metadata_both(tmp_path: Path,
         "--metadata",
         "both",
     ]
-    r = run(*args, "--quiet", state=state, env=env)
+    r = run_castoff(*args, "--quiet", state=state, env=env)
     assert r.returncode == 0, r.stderr
 
     assert (out / "2024-05-17" / "IMG_0001.CR3").read_bytes() == (
@@ -110,7 +96,7 @@ def test_date_layout_to_a_folder_and_a_bucket_with_metadata_both(tmp_path: Path,
     assert bucket_entry["metadata_sidecar"]["key"] == "shoots/2024-05-19/IMG_4242.MOV.castoff.json"
 
     # A re-run: every file skipped, every sidecar known to be there; nothing sent again.
-    r = run(*args, "--quiet", state=state, env=env)
+    r = run_castoff(*args, "--quiet", state=state, env=env)
     assert r.returncode == 0, r.stderr
     again = latest_report(state)
     statuses = {d["status"] for f in again["files"] for d in f["destinations"]}
@@ -131,7 +117,7 @@ def test_what_does_not_fit_in_object_metadata_goes_to_a_sidecar(tmp_path: Path, 
     (tmp_path / "CARD" / "short.txt").write_bytes(b"near the top")
     state = tmp_path / "state"
     env = write_only_env(moto)
-    r = run(
+    r = run_castoff(
         "copy", str(tmp_path / "CARD"), "--to", bucket_url(moto), "--layout", "type", state=state, env=env
     )
     assert r.returncode == 0, r.stderr
@@ -158,7 +144,7 @@ def test_what_does_not_fit_in_object_metadata_goes_to_a_sidecar(tmp_path: Path, 
 def test_unknown_token_is_refused_before_anything_is_touched(tmp_path: Path) -> None:
     card = make_sample_card(tmp_path / "card")
     state, out = tmp_path / "state", tmp_path / "out"
-    r = run("copy", str(card), "--to", str(out), "--template", "{YYYY}/{lens}/{name}", state=state)
+    r = run_castoff("copy", str(card), "--to", str(out), "--template", "{YYYY}/{lens}/{name}", state=state)
     assert r.returncode == 2
     assert "unknown token {lens}" in r.stderr
     assert "{device}" in r.stderr  # the hint lists the tokens there are
@@ -168,14 +154,14 @@ def test_unknown_token_is_refused_before_anything_is_touched(tmp_path: Path) -> 
 def test_shoot_token_needs_a_shoot_name(tmp_path: Path) -> None:
     card = make_sample_card(tmp_path / "card")
     state, out = tmp_path / "state", tmp_path / "out"
-    r = run("copy", str(card), "--to", str(out), "--template", "{shoot}/{name}", state=state)
+    r = run_castoff("copy", str(card), "--to", str(out), "--template", "{shoot}/{name}", state=state)
     assert r.returncode == 2 and "--shoot" in r.stderr
-    r = run(
+    r = run_castoff(
         "copy", str(card), "--to", str(out), "--template", "{shoot}/{name}", "--shoot", "a/b", state=state
     )
     assert r.returncode == 2 and "one folder name" in r.stderr
     assert not out.exists()
-    r = run(
+    r = run_castoff(
         "copy",
         str(card),
         "--to",
