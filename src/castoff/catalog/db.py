@@ -172,6 +172,26 @@ _PRIOR_READ = (
 )
 
 
+#: what the layout planner learnt of a file, as ``Catalog.set_file_meta`` takes it
+FILE_META_COLUMNS = (
+    "layout_path",
+    "original_path",
+    "capture_time",
+    "capture_source",
+    "device",
+    "device_source",
+    "file_type",
+    "sidecar_of",
+    "make",
+    "model",
+)
+_SET_FILE_META = (  # file_id, job_id, then FILE_META_COLUMNS
+    "INSERT OR REPLACE INTO file_meta(file_id, job_id, layout_path, original_path, capture_time,"
+    " capture_source, device, device_source, file_type, sidecar_of, make, model)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 @dataclass(frozen=True)
 class LandedRow:
     dest_ident: str
@@ -775,30 +795,10 @@ class Catalog:
 
     # -- what the layout planner learnt, and metadata sidecar objects -----------------------
 
-    def set_file_meta(self, job_id: str, file_id: int, record: Mapping[str, str | None]) -> None:
-        cols = (
-            "capture_time",
-            "capture_source",
-            "device",
-            "device_source",
-            "file_type",
-            "sidecar_of",
-            "make",
-            "model",
-        )
+    def set_file_meta(self, job_id: str, file_id: int, values: Sequence[str | None]) -> None:
+        """What the layout planner learnt of a file: ``values`` as ``FILE_META_COLUMNS`` names them."""
         with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO file_meta(file_id, job_id, layout_path, original_path, capture_time,"
-                " capture_source, device, device_source, file_type, sidecar_of, make, model)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    file_id,
-                    job_id,
-                    record["layout_path"],
-                    record["original_path"],
-                    *(record.get(c) for c in cols),
-                ),
-            )
+            db.execute(_SET_FILE_META, (file_id, job_id, *values))
 
     def job_file_meta(self, job_id: str) -> dict[int, dict[str, Any]]:
         rows = self._query("SELECT * FROM file_meta WHERE job_id=?", (job_id,))

@@ -156,11 +156,12 @@ def check_rel_path(rel_path: str) -> None:
     """Relative POSIX path with no empty, '.' or '..' component: it cannot leave the root."""
     if not rel_path or rel_path.startswith("/"):
         raise errors.KeyRejected(f"not a relative path: {rel_path!r}")
-    for part in rel_path.split("/"):
-        if part in ("", ".", ".."):
-            raise errors.KeyRejected(f"path component {part!r} not allowed in {rel_path!r}")
-        if "\x00" in part:
-            raise errors.KeyRejected(f"NUL byte in {rel_path!r}")
+    if "\x00" in rel_path:
+        raise errors.KeyRejected(f"NUL byte in {rel_path!r}")
+    parts = rel_path.split("/")
+    for bad in ("", ".", ".."):
+        if bad in parts:
+            raise errors.KeyRejected(f"path component {bad!r} not allowed in {rel_path!r}")
 
 
 def set_xattrs(path: str | int, xattrs: Mapping[str, bytes]) -> str | None:
@@ -401,6 +402,7 @@ class LocalDestination:
 
     def __init__(self, root: str | os.PathLike[str], *, name: str | None = None) -> None:
         self.root = os.path.abspath(os.fspath(root))
+        self._prefix = self.root if self.root.endswith("/") else self.root + "/"
         self._name = name or self.root
         #: (st_dev, st_ino) of the root when the job began: a drive unmounted mid-job must not
         #: turn into writes to the empty mount point (the disk underneath) or a re-created folder
@@ -438,14 +440,14 @@ class LocalDestination:
 
     def target_for(self, rel_path: str) -> str:
         check_rel_path(rel_path)
-        for part in rel_path.split("/"):
-            # a character is at most 4 bytes: only a long name needs encoding to be measured
-            if len(part) > 63 and len(os.fsencode(part)) > 255:
-                raise errors.KeyRejected(
-                    f"name longer than 255 bytes: {part[:40]}…",
-                    hint="most filesystems cannot hold it",
-                )
-        return os.path.join(self.root, *rel_path.split("/"))
+        if len(rel_path) > 63:  # a character is at most 4 bytes: only a long name can be too long
+            for part in rel_path.split("/"):
+                if len(part) > 63 and len(os.fsencode(part)) > 255:
+                    raise errors.KeyRejected(
+                        f"name longer than 255 bytes: {part[:40]}…",
+                        hint="most filesystems cannot hold it",
+                    )
+        return self._prefix + rel_path  # its parts are checked: no empty, '.' or '..' one
 
     def check_inside(self, folder: str) -> None:
         """Refuse to write through a symlink that leads out of the destination."""

@@ -125,6 +125,10 @@ class Engine:
         self.job_id = job_id
         self.options = options
         self.sink = sink
+        #: whether the sink shows debug logs (a re-run logs one a file, so not built when not)
+        self._debug: bool = getattr(sink, "wants_debug", True)
+        self._file_events: bool = getattr(sink, "wants_file_done", True)  # one a file and destination
+        self._minutes: dict[int, str] = {}
         self.cancel = cancel or threading.Event()
         # Half the budget for the one read, half for catch-up reads, so neither can starve the other.
         self.budget = MemoryBudget(options.memory_budget // 2)
@@ -163,7 +167,19 @@ class Engine:
     def log(self, message: str, level: str = "info") -> None:
         if level != "debug":  # one a file on a re-run, saying what the outcome's detail says
             self.catalog.log(self.job_id, level, message)
+        elif not self._debug:
+            return
         self.emit("log", level=level, message=message)
+
+    def _minute(self, t: float) -> str:
+        """``t`` as local date and minute, remembered: a re-run's files were verified in few minutes."""
+        minute = int(t // 60)
+        text = self._minutes.get(minute)
+        if text is None:
+            if len(self._minutes) > 10_000:
+                self._minutes.clear()
+            text = self._minutes[minute] = time.strftime("%Y-%m-%d %H:%M", time.localtime(minute * 60))
+        return text
 
     # -- the job ----------------------------------------------------------------------------
 
@@ -327,7 +343,7 @@ class Engine:
             streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
         if not streams:
             fs.status = "read" if known else "skipped"
-            fs.read_done.set()
+            fs.read_done = True
             return
         inline = self._inline(fs, streams)
         if not inline:
@@ -405,9 +421,10 @@ class Engine:
                 and landed.mtime_ns == src.mtime_ns
                 and self._still_there(lane, landed.target, src.size)
             ):
-                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(landed.verified_at))
+                when = self._minute(landed.verified_at)
                 detail = f"verified at {lane.name} on {when} ({landed.verify_method})"
-                self.log(f"skip: {src.rel_path}: {detail}", "debug")
+                if self._debug:
+                    self.log(f"skip: {src.rel_path}: {detail}", "debug")
                 self._record(
                     lane,
                     fs,
@@ -760,12 +777,12 @@ class Engine:
         self.log(f"{fs.src.rel_path}: {exc}", "error")
         for s in fs.streams:
             s.lane.fail(s, exc)
-        fs.read_done.set()
+        fs.read_done = True
         with self._state:
             self._state.notify_all()
 
     def _read_finished(self, fs: FileState) -> None:
-        fs.read_done.set()
+        fs.read_done = True
         with self._state:
             self._wake_waiters_locked()
 
@@ -791,7 +808,7 @@ class Engine:
 
     def _ready(self, group: list[Stream]) -> bool:
         fs = group[0].file
-        if not fs.read_done.is_set():
+        if not fs.read_done:
             return False
         if fs.status == "failed":
             return True
@@ -1291,6 +1308,8 @@ class Engine:
                 st.incomplete += 1
         if status in ("failed", "incomplete"):
             self.log(f"{lane.name}: {fs.src.rel_path}: {status}: {err_text}", "error")
+        if not self._file_events:
+            return
         self.emit(
             "file-done",
             rel_path=fs.src.rel_path,

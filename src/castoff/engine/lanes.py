@@ -44,7 +44,9 @@ class FileState:
     part_md5s: list[bytes] | None = None
     status: str = "pending"  # pending, read, failed
     error: errors.CastoffError | None = None
-    read_done: threading.Event = field(default_factory=threading.Event)
+    #: the read has ended (or was not needed); read by the catch-up thread under the engine's
+    #: state lock, and set before it is taken to wake that thread (never waited on by itself)
+    read_done: bool = False
     local_copy: str | None = None  # a verified copy a lagging destination may read from
     pending_local: int = 0  # local streams not yet at an end
     streams: list[Stream] = field(default_factory=list)

@@ -67,9 +67,22 @@ class FilePlan:
             "original_path": self.original_path,
         }
 
-    def catalog_record(self) -> dict[str, str | None]:
-        """``record`` and the make and model apart, so a re-run can plan from the catalog."""
-        return {**self.record(), "make": self.capture.make, "model": self.capture.model}
+    def catalog_record(self) -> tuple[str | None, ...]:
+        """``record`` and the make and model apart, so a re-run can plan from the catalog: in
+        ``castoff.catalog.db.FILE_META_COLUMNS``' order (one a file, so a tuple, not a dict)."""
+        c = self.capture
+        return (
+            self.layout_path,
+            self.original_path,
+            c.when.isoformat(),
+            c.when_source,
+            c.device,
+            c.device_source,
+            self.file_type,
+            self.sidecar_of,
+            c.make,
+            c.model,
+        )
 
 
 @dataclass(frozen=True)

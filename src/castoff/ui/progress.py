@@ -36,6 +36,11 @@ _LEVEL_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 class Display:
     """Base display: receives events, is ticked a few times a second, closes with a summary."""
 
+    #: whether debug logs are shown (the engine does not build them otherwise: one a file)
+    wants_debug = False
+    #: whether it wants a ``file-done`` event per file and destination (the counters are in ``stats``)
+    wants_file_done = False
+
     def __init__(self, stats: Stats) -> None:
         self.stats = stats
         self._stop = threading.Event()
@@ -69,6 +74,9 @@ class QuietDisplay(Display):
 class JsonDisplay(Display):
     """One JSON object per line on stdout: every event, plus a progress snapshot twice a second."""
 
+    wants_debug = True
+    wants_file_done = True
+
     def __init__(self, stats: Stats, out: TextIO | None = None) -> None:
         super().__init__(stats)
         self.out = out or sys.stdout
@@ -100,7 +108,7 @@ class RichDisplay(Display):
     def __init__(self, stats: Stats, console: Console | None = None, debug: bool = False) -> None:
         super().__init__(stats)
         self.console = console or Console(stderr=True)
-        self.debug = debug
+        self.debug = self.wants_debug = debug
         self.progress = Progress(
             TextColumn("[bold]{task.description}", justify="left"),
             BarColumn(bar_width=30),
