@@ -24,7 +24,7 @@ from castoff.destinations.local import LocalDestination
 from castoff.engine import job
 from castoff.engine.job import Engine
 from castoff.engine.lanes import INLINE_COMMIT_MAX
-from engine_runner import Runner, write
+from engine_runner import Runner, touch_newer, write
 
 FILES = {
     "card/DCIM/A.JPG": b"a" * 10_000,
@@ -84,6 +84,62 @@ def test_without_unnamed_files_the_catalog_knows_the_partial_before_the_commit(
         assert local.partial_path_for(str(tmp_path / "ssd" / "card" / "DCIM" / name)) in committed or (
             local.partial_path_for(str(tmp_path / "ssd" / "card" / "CLIP" / name)) in committed
         ), (name, committed)
+    assert not list((tmp_path / "ssd").rglob(".castoff.*"))
+    assert runner.catalog.partials(dest.ident) == []
+
+
+def _partials_known(db_path: Path) -> set[str]:
+    """The partial files the catalog has committed, seen from another connection."""
+    other = sqlite3.connect(db_path)
+    try:
+        return {r[0] for r in other.execute("SELECT path FROM partials")}
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("how", ["no-unnamed-files", "overwrite"])
+def test_the_catalog_knows_a_partial_file_before_it_exists(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A kill between the partial file's creation and its catalog row would leave a hidden file
+    no run removes: the row is committed first. Partial files appear where the filesystem cannot
+    make unnamed files, and where ``overwrite`` names a verified file hidden before it replaces
+    the target."""
+    src = make_card(tmp_path / "src")
+    dest = LocalDestination(tmp_path / "ssd")
+    if how == "overwrite":
+        assert runner([src], [dest], chunk_size=INLINE_COMMIT_MAX).exit_code == 0
+        for rel in FILES:
+            path = tmp_path / "src" / rel
+            path.write_bytes(path.read_bytes() + b"+")  # other bytes: each target is replaced
+            touch_newer(path)
+    else:
+        monkeypatch.setattr(local, "_O_TMPFILE", None)
+    made: list[str] = []
+
+    def check(path: str) -> None:
+        if os.path.basename(path).startswith(local.PARTIAL_PREFIX):
+            assert not os.path.lexists(path) and path in _partials_known(runner.catalog.path), path
+            made.append(path)
+
+    real_open, real_link = os.open, local.link_unnamed
+
+    def checked_open(path: Any, flags: int, *args: Any, **kw: Any) -> int:
+        if flags & os.O_CREAT:
+            check(os.fsdecode(path))
+        return real_open(path, flags, *args, **kw)
+
+    def checked_link(fd: int, path: str) -> None:
+        check(path)
+        real_link(fd, path)
+
+    monkeypatch.setattr(local.os, "open", checked_open)
+    monkeypatch.setattr(local, "link_unnamed", checked_link)
+    result = runner([src], [dest], chunk_size=INLINE_COMMIT_MAX, on_conflict="overwrite")
+    assert result.exit_code == 0
+    assert len(made) == len(FILES)  # every file went through a partial file here
+    for rel in FILES:
+        assert (tmp_path / "ssd" / rel).read_bytes() == (tmp_path / "src" / rel).read_bytes()
     assert not list((tmp_path / "ssd").rglob(".castoff.*"))
     assert runner.catalog.partials(dest.ident) == []
 

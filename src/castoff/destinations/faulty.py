@@ -151,6 +151,11 @@ class FaultyDestination:
     def target_for(self, rel_path: str) -> str:
         return self.inner.target_for(rel_path)
 
+    def watch_partials(self, note: Callable[[str], None]) -> None:
+        watch = getattr(self.inner, "watch_partials", None)
+        if watch is not None:
+            watch(note)
+
     def preflight(self) -> None:
         self.inner.preflight()
 

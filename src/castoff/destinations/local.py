@@ -18,7 +18,7 @@ import hashlib
 import mmap
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -230,6 +230,7 @@ class LocalUpload:
                     raise
                 self._dest.unnamed_files = False  # this filesystem cannot: partial files from now on
         self.partial_path = partial_path_for(self._target)
+        self._dest.note_partial(self.partial_path)
         return os.open(self.partial_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
 
     @property
@@ -364,6 +365,7 @@ class LocalUpload:
                 return
             # No call replaces a name with an unnamed file: name it hidden, then rename over.
             self.partial_path = partial_path_for(final)
+            self._dest.note_partial(self.partial_path)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.partial_path)
             link_unnamed(self._fd, self.partial_path)
@@ -413,6 +415,7 @@ class LocalDestination:
         self._made: dict[str, tuple[int, int]] = {}
         #: files are written unnamed (O_TMPFILE) until the filesystem says it cannot
         self.unnamed_files = True
+        self._partial_watcher: Callable[[str], None] | None = None
         self._caps = Capabilities(
             kind="local",
             is_local=True,
@@ -437,6 +440,16 @@ class LocalDestination:
     @property
     def caps(self) -> Capabilities:
         return self._caps
+
+    def watch_partials(self, note: Callable[[str], None]) -> None:
+        """``note(path)`` is called before a hidden partial file is made, and must make it
+        durable (the engine records it in the catalog): a crash right after the file appears
+        then leaves nothing the next run cannot find and remove."""
+        self._partial_watcher = note
+
+    def note_partial(self, path: str) -> None:
+        if self._partial_watcher is not None:
+            self._partial_watcher(path)
 
     def target_for(self, rel_path: str) -> str:
         check_rel_path(rel_path)

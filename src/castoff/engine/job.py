@@ -8,6 +8,7 @@ retries, restarts, conflicts and the catalog writes; destinations only do I/O.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import os
@@ -191,6 +192,9 @@ class Engine:
                 lane.dead = exc
                 self.log(f"{lane.name}: not usable: {exc}", "error")
             self._clean_partials(lane)
+            watch = getattr(lane.dest, "watch_partials", None)
+            if watch is not None:
+                watch(functools.partial(self._partial_made, lane.dest.ident))
         self.emit(
             "job-start",
             job_id=self.job_id,
@@ -267,6 +271,10 @@ class Engine:
             released=self._released,
             lanes={ln.name: dict(vars(ln.stats)) for ln in self.lanes},
         )
+
+    def _partial_made(self, dest_ident: str, path: str) -> None:
+        """A destination is about to make a hidden partial file: durable in the catalog first."""
+        self.catalog.add_partial(dest_ident, path, self.job_id)
 
     def _clean_partials(self, lane: Lane) -> None:
         """Hidden partial files an interrupted run left: they were never visible; remove them."""
@@ -911,9 +919,6 @@ class Engine:
                     ),
                     cancel=self.cancel,
                 )
-                partial = stream.upload.token.get("partial")
-                if isinstance(partial, str):
-                    self.catalog.add_partial(lane.dest.ident, partial, self.job_id)
                 if stream.resumed_parts:
                     where = (
                         f"continuing at part {stream.resumed_parts + 1}/{fs.n_parts}"
