@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import sqlite3
 import subprocess
+import time
+from datetime import datetime
 from pathlib import Path
 
 import blake3
@@ -206,3 +208,25 @@ def test_a_generation_cut_short_by_a_crash_is_finished_by_the_next_run(
     assert_valid(dest)
     v = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(dest))
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/St_Johns", "Australia/Lord_Howe"])
+def test_mhl_times_are_what_the_plain_conversion_writes(monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
+    """The offset is looked up once a second; the text must not change for it, at a DST change
+    (both readings of the repeated hour), at half-hour offsets, and next to a whole second."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        mhl._SECONDS.clear()
+        fall_back = 1792890000.0  # 2026-10-25 01:00 UTC: Europe's clocks go back an hour
+        times = [fall_back + k * 900 + f for k in range(-6, 7) for f in (0.0, 0.25, 0.9999996)]
+        times += [0.0, 1e9 + 0.5, 1795331759.168126, 4102444800.000001]
+        for t in times:
+            for micro in (False, True):
+                expected = datetime.fromtimestamp(t).astimezone()
+                text = expected.isoformat(timespec="microseconds" if micro else "seconds")
+                assert mhl._iso(t, micro=micro) == text, (zone, t, micro)
+    finally:
+        mhl._SECONDS.clear()
+        monkeypatch.undo()
+        time.tzset()

@@ -246,10 +246,24 @@ def _manifests(root: Path) -> list[tuple[int, Path]]:
 # -- writing a generation -------------------------------------------------------------------
 
 
+#: local second (and its DST fold) -> its ISO 8601 text without and with the UTC offset apart
+_SECONDS: dict[tuple[dt.datetime, int], tuple[str, str]] = {}
+
+
 def _iso(t: float, *, micro: bool = False) -> str:
-    return (
-        dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="microseconds" if micro else "seconds")
-    )
+    """``t`` as local ISO 8601 with its UTC offset, as ``fromtimestamp(t).astimezone().isoformat``
+    writes it. The offset is looked up once a second, not twice a file: a generation's files
+    crowd into few seconds, and the lookup cost more than the rest of the file's entry."""
+    d = dt.datetime.fromtimestamp(t)
+    key = (d.replace(microsecond=0), d.fold)  # naive datetimes compare equal across a fold
+    known = _SECONDS.get(key)
+    if known is None:
+        if len(_SECONDS) > 100_000:
+            _SECONDS.clear()
+        text = key[0].astimezone().isoformat(timespec="seconds")
+        known = _SECONDS[key] = (text[:19], text[19:])
+    base, offset = known
+    return f"{base}.{d.microsecond:06d}{offset}" if micro else base + offset
 
 
 def manifest_name(number: int, root: Path, started: float) -> str:
