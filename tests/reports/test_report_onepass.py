@@ -96,7 +96,7 @@ def test_one_pass_writes_what_the_two_writers_write(tmp_path: Path, runner: Runn
     cat, job_id = runner.catalog, runner.job_id
     counts = _counts(cat, job_id)
     assert counts.problem_files == 0
-    together = onepass.one_pass(cat, job_id, tmp_path / "together", counts)
+    together = onepass.write(cat, job_id, tmp_path / "together", counts)
     assert cat.job(job_id)["report_path"] == str(together[0])  # type: ignore[index]
     doc = _assert_same(together, _apart(cat, job_id, tmp_path / "apart", counts))
     built = _assert_lines_are_dumps(cat, job_id, together[0])
@@ -143,7 +143,7 @@ def _tbody(f: dict[str, Any]) -> str:
     )
 
 
-def test_with_problems_both_reports_are_written_one_by_one_as_before(
+def test_with_problems_listed_first_one_pass_writes_what_the_two_writers_write(
     tmp_path: Path, runner: Runner, card: Path
 ) -> None:
     write(card / "odd" / UNICODE, "ü".encode())
@@ -156,19 +156,26 @@ def test_with_problems_both_reports_are_written_one_by_one_as_before(
     _with_layout_facts(runner)
     cat, job_id = runner.catalog, runner.job_id
     cat.add_file(job_id, rel_path=f"{card.name}/never read é.jpg", abs_path="/gone", size=1, mtime_ns=0)
+    unreadable = cat.add_file(
+        job_id, rel_path=f"{card.name}/bad «sector».jpg", abs_path="/bad", size=9, mtime_ns=0
+    )
+    cat.file_failed(unreadable, error="read: I/O error «EIO»", code="io")
     counts = _counts(cat, job_id)
-    assert counts.problem_files == 2
+    assert counts.problem_files == 3
     doc = _assert_same(
         onepass.write(cat, job_id, tmp_path / "together", counts),
         _apart(cat, job_id, tmp_path / "apart", counts),
     )
     _assert_lines_are_dumps(cat, job_id, tmp_path / "together" / f"{job_id}.json")
-    assert doc["files"][0]["path"].endswith("IMG_0001.CR3")  # the problem first, then path order
-    rest = [f["path"] for f in doc["files"][1:]]
+    # the problems first, in path order (not the file never got to: it has no destination to fail at),
+    # then the others in path order
+    problems = [f["path"] for f in doc["files"][:2]]
+    assert problems == [f"{card.name}/DCIM/100CANON/IMG_0001.CR3", f"{card.name}/bad «sector».jpg"]
+    rest = [f["path"] for f in doc["files"][2:]]
     assert rest == sorted(rest) and f"{card.name}/never read é.jpg" in rest
     page = (tmp_path / "together" / f"{job_id}.html").read_text(encoding="utf-8")
-    problems = page[page.index('id="problems"') : page.index('id="files"')]
-    assert problems.count('<tbody class="file">') == 2 and "never read é.jpg" in problems
+    section = page[page.index('id="problems"') : page.index('id="files"')]
+    assert section.count('<tbody class="file">') == 3 and "never read é.jpg" in section
 
 
 def test_a_failure_in_either_report_leaves_neither(tmp_path: Path, runner: Runner, card: Path) -> None:
@@ -179,14 +186,14 @@ def test_a_failure_in_either_report_leaves_neither(tmp_path: Path, runner: Runne
     folder = tmp_path / "taken"
     (folder / f"{job_id}.html.tmp").mkdir(parents=True)
     with pytest.raises(OSError):
-        onepass.one_pass(cat, job_id, folder, counts)
+        onepass.write(cat, job_id, folder, counts)
     assert [p.name for p in folder.iterdir()] == [f"{job_id}.html.tmp"]
     # A catalog value the page cannot show, met half-way through: both files were being written.
     with cat._tx() as db:
         db.execute("UPDATE files SET size='many' WHERE job_id=? AND rel_path LIKE '%C0001.MP4'", (job_id,))
     folder = tmp_path / "broken"
     with pytest.raises(TypeError):
-        onepass.one_pass(cat, job_id, folder, counts)
+        onepass.write(cat, job_id, folder, counts)
     assert list(folder.iterdir()) == []
     assert cat.job(job_id)["report_path"] is None  # type: ignore[index]
 
@@ -197,12 +204,10 @@ def test_one_pass_memory_does_not_grow_with_the_job(tmp_path: Path) -> None:
     big_job(cat, "20260101-000000-aaaa", 2000)
     big_job(cat, "20260101-000000-bbbb", 8000)
     small_counts, big_counts = _counts(cat, "20260101-000000-aaaa"), _counts(cat, "20260101-000000-bbbb")
-    onepass.one_pass(cat, "20260101-000000-aaaa", tmp_path / "warm", small_counts)  # compiles the template
-    small, _ = peak_memory(
-        lambda: onepass.one_pass(cat, "20260101-000000-aaaa", tmp_path / "r", small_counts)
-    )
+    onepass.write(cat, "20260101-000000-aaaa", tmp_path / "warm", small_counts)  # compiles the template
+    small, _ = peak_memory(lambda: onepass.write(cat, "20260101-000000-aaaa", tmp_path / "r", small_counts))
     big, (js, page) = peak_memory(
-        lambda: onepass.one_pass(cat, "20260101-000000-bbbb", tmp_path / "r", big_counts)
+        lambda: onepass.write(cat, "20260101-000000-bbbb", tmp_path / "r", big_counts)
     )
     assert page.read_text(encoding="utf-8").count('<tbody class="file">') == 8000
     assert len(json.loads(js.read_text(encoding="utf-8"))["files"]) == 8000
