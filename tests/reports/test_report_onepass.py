@@ -178,6 +178,26 @@ def test_with_problems_listed_first_one_pass_writes_what_the_two_writers_write(
     assert section.count('<tbody class="file">') == 3 and "never read é.jpg" in section
 
 
+def test_files_not_read_are_problems_when_every_outcome_is_verified(
+    tmp_path: Path, runner: Runner, card: Path
+) -> None:
+    """The summary skips looking up outcomes file by file when all of them are fine: the files
+    never read still count."""
+    assert runner([card], [LocalDestination(tmp_path / "ssd")]).exit_code == 0
+    cat, job_id = runner.catalog, runner.job_id
+    cat.add_file(job_id, rel_path="later.jpg", abs_path="/later.jpg", size=1, mtime_ns=0)
+    unreadable = cat.add_file(job_id, rel_path="bad.jpg", abs_path="/bad.jpg", size=1, mtime_ns=0)
+    cat.file_failed(unreadable, error="read: I/O error", code="io")
+    counts = _counts(cat, job_id)
+    assert [s.problems for s in counts.destinations.values()] == [0]
+    assert counts.problem_files == 2
+    doc = _assert_same(
+        onepass.write(cat, job_id, tmp_path / "together", counts),
+        _apart(cat, job_id, tmp_path / "apart", counts),
+    )
+    assert doc["files"][0]["path"] == "bad.jpg"
+
+
 def test_a_failure_in_either_report_leaves_neither(tmp_path: Path, runner: Runner, card: Path) -> None:
     assert runner([card], [LocalDestination(tmp_path / "ssd")]).exit_code == 0
     cat, job_id = runner.catalog, runner.job_id

@@ -21,9 +21,9 @@ from markupsafe import Markup
 
 from castoff import __version__
 from castoff.catalog.db import Catalog
-from castoff.reports.rows import UNFINISHED_SQL, TimeText, file_groups
+from castoff.reports.rows import TimeText, file_groups
 from castoff.reports.staged import staged
-from castoff.reports.summary import OK, Tally, is_problem, tally
+from castoff.reports.summary import OK, PROBLEM_FILES_SQL, Tally, is_problem, tally
 from castoff.units import format_bytes
 
 
@@ -84,7 +84,7 @@ def _env(cache_folder: Path) -> jinja2.Environment:
 
 def _problems(catalog: Catalog, job_id: str) -> Iterator[FileGroup]:
     """The files with a problem, each with only its rows that have one."""
-    for rows in file_groups(catalog, job_id, UNFINISHED_SQL):
+    for rows in file_groups(catalog, job_id, PROBLEM_FILES_SQL):
         items = [r for r in rows if is_problem(r)]
         if items:
             yield FileGroup(items[0], items)

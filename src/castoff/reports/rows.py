@@ -10,17 +10,11 @@ from itertools import groupby
 from operator import itemgetter
 
 from castoff.catalog.db import Catalog
-from castoff.reports.summary import OK
+from castoff.reports.summary import NOT_THERE_SQL, OK
 
 #: a file with a problem: it failed to read, or some destination does not have it, proven
 #: (``summary.OK`` lists the statuses that prove it); ``has_problem`` says the same of its rows
-PROBLEM_SQL = (
-    "(f.status='failed' OR EXISTS (SELECT 1 FROM outcomes x WHERE x.file_id=f.id"
-    " AND x.status NOT IN ('verified', 'already', 'skipped')))"
-)
-#: the same, or a file the job never got to (pending, no outcome): those the summary counts
-_NEVER_DONE = "(f.status='pending' AND NOT EXISTS (SELECT 1 FROM outcomes x WHERE x.file_id=f.id))"
-UNFINISHED_SQL = f"({PROBLEM_SQL} OR {_NEVER_DONE})"
+PROBLEM_SQL = f"(f.status='failed' OR {NOT_THERE_SQL})"
 #: one row a file and destination (one row with ``dest_name`` NULL for a file without outcomes);
 #: the reports read them by column number, in this order (by name, sqlite3.Row compares every name
 #: before): 0 file_id, 1 rel_path, 2 abs_path, 3 size, 4 mtime_ns, 5 file_status, 6 blake3, 7 md5,
