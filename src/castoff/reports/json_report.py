@@ -117,8 +117,8 @@ def _destination_text(o: sqlite3.Row, iso: TimeText) -> str:
 
 def file_line(rows: Sequence[sqlite3.Row], iso: TimeText) -> str:
     """``json.dumps(_file(rows, iso), ensure_ascii=False)``, byte for byte, written directly: building
-    the dict and encoding it cost three times as much (tests/reports/test_report_onepass.py holds
-    the two equal)."""
+    the dict and encoding it cost more than twice as much (tests/reports/test_report_onepass.py
+    holds the two equal)."""
     f = rows[0]
     v, s = _value, _string  # s: a column that is text, never NULL
     dests = ", ".join([_destination_text(o, iso) for o in rows if o[17] is not None])
