@@ -6,8 +6,6 @@ import io
 import os
 import re
 import shutil
-import time
-import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from PIL import Image
 
 from castoff.catalog.db import Catalog
 from castoff.reports import html
-from reports.kit import XSS, Cli, reports
+from reports.kit import XSS, Cli, big_job, peak_memory, reports
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -117,46 +115,15 @@ def test_report_has_no_external_reference(failed_job_report: Path) -> None:
     assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in text
 
 
-def _big_job(cat: Catalog, job_id: str, n_files: int) -> None:
-    dests = [{"name": n, "ident": f"local:/{n}", "kind": "local"} for n in ("ssd", "nas")]
-    cat.start_job(job_id, argv=["x"], sources=["/card"], destinations=dests, options={}, pid=1)
-    now = time.time()
-    # Bulk set-up in one transaction (the public API commits per row, which is slow for 20,000).
-    with cat._tx() as db:
-        for i in range(n_files):
-            cur = db.execute(
-                "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status, blake3, xxh128)"
-                " VALUES (?, ?, ?, ?, 0, 'read', ?, ?)",
-                (job_id, f"card/{i:06}.CR3", f"/card/{i:06}.CR3", i, f"{i:064x}", f"{i:032x}"),
-            )
-            for d in dests:
-                db.execute(
-                    "INSERT INTO outcomes(job_id, file_id, dest_ident, dest_name, target, status,"
-                    " verify_method, verified_at) VALUES (?, ?, ?, ?, ?, 'verified', 'read-back blake3', ?)",
-                    (job_id, cur.lastrowid, d["ident"], d["name"], f"/{d['name']}/card/{i:06}.CR3", now),
-                )
-    cat.end_job(job_id, status="done", exit_code=0)
-
-
-def _peak_while_rendering(cat: Catalog, job_id: str, folder: Path) -> tuple[int, Path]:
-    tracemalloc.start()
-    try:
-        out = html.write(cat, job_id, folder)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak, out
-
-
 @pytest.mark.slow
 def test_large_job_streams_to_disk(tmp_path: Path) -> None:
     """The page is written as it renders: four times the files, not four times the memory."""
     cat = Catalog(tmp_path / "catalog.sqlite")
-    _big_job(cat, "20260101-000000-aaaa", 2000)
-    _big_job(cat, "20260101-000000-bbbb", 8000)
+    big_job(cat, "20260101-000000-aaaa", 2000)
+    big_job(cat, "20260101-000000-bbbb", 8000)
     html.write(cat, "20260101-000000-aaaa", tmp_path / "warm")  # compiles the template once
-    small, _ = _peak_while_rendering(cat, "20260101-000000-aaaa", tmp_path / "reports")
-    big, out = _peak_while_rendering(cat, "20260101-000000-bbbb", tmp_path / "reports")
+    small, _ = peak_memory(lambda: html.write(cat, "20260101-000000-aaaa", tmp_path / "reports"))
+    big, out = peak_memory(lambda: html.write(cat, "20260101-000000-bbbb", tmp_path / "reports"))
     body = out.read_text(encoding="utf-8")
     assert body.count('<tbody class="file">') == 8000
     assert f"{7999:064x}" in body

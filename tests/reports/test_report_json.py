@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
 import xxhash
 
-from reports.kit import XSS, Cli, last_report, reports
-
-
-def schema() -> dict[str, Any]:
-    text = resources.files("castoff.reports").joinpath("report.schema.json").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
-def validate(doc: dict[str, Any]) -> None:
-    jsonschema.Draft202012Validator(schema(), format_checker=jsonschema.FormatChecker()).validate(doc)
+from reports.kit import XSS, Cli, last_report, reports, schema, validate
 
 
 def test_schema_is_valid_json_schema_and_shipped_in_the_package() -> None:

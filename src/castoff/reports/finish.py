@@ -14,7 +14,7 @@ from pathlib import Path
 from castoff import errors
 from castoff.catalog.db import Catalog
 from castoff.destinations.base import Destination
-from castoff.reports import deliver, html, json_report, mhl_job
+from castoff.reports import deliver, mhl_job, onepass
 from castoff.reports.summary import tally
 
 REPORT_TO = ("local", "destination", "both")
@@ -64,12 +64,10 @@ def finish_job(
         for o in outcomes:
             catalog.log(job_id, "info" if o.ok else "error", f"{o.scope}: {o.message}")
     job = catalog.job(job_id)
-    counts = tally(catalog, job) if job is not None else None  # one pass, for both reports
-    done = Finished(
-        json=json_report.write(catalog, job_id, reports_dir, counts),
-        html=html.write(catalog, job_id, reports_dir, counts),
-        mhl=outcomes,
-    )
+    if job is None:
+        raise KeyError(job_id)
+    json_path, html_path = onepass.write(catalog, job_id, reports_dir, tally(catalog, job))
+    done = Finished(json=json_path, html=html_path, mhl=outcomes)
     done.problems.extend(f"{o.scope}: {o.message}" for o in outcomes if not o.ok)
     if options.report_to in ("destination", "both"):
         for d in dests:

@@ -9,20 +9,21 @@ from __future__ import annotations
 import functools
 import html as _html
 import json
-import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import groupby
 from pathlib import Path
+from typing import TextIO
 
 import jinja2
 from markupsafe import Markup
 
 from castoff import __version__
 from castoff.catalog.db import Catalog
-from castoff.reports.summary import OK, Tally, is_problem, tally
+from castoff.reports.rows import TimeText, file_groups
+from castoff.reports.staged import staged
+from castoff.reports.summary import OK, PROBLEM_FILES_SQL, Tally, is_problem, tally
 from castoff.units import format_bytes
 
 
@@ -34,10 +35,13 @@ class FileGroup:
     rows: list[sqlite3.Row]
 
 
+WHEN = "%Y-%m-%d %H:%M:%S"
+
+
 def _when(t: float | None) -> str:
     if t is None:
         return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    return time.strftime(WHEN, time.localtime(t))
 
 
 def _duration(seconds: float | None) -> str:
@@ -63,10 +67,6 @@ def _bytecode_cache(folder: Path) -> jinja2.BytecodeCache | None:
     return jinja2.FileSystemBytecodeCache(str(folder), f"castoff-{__version__}-%s.cache")
 
 
-def _esc(value: object) -> str:
-    return _html.escape(str(value))
-
-
 @functools.cache
 def _env(cache_folder: Path) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -82,62 +82,78 @@ def _env(cache_folder: Path) -> jinja2.Environment:
     return env
 
 
-def _groups(catalog: Catalog, job_id: str, *, problems: bool) -> Iterator[FileGroup]:
-    rows = catalog.iter_job_rows(job_id)
-    for _file_id, group in groupby(rows, key=lambda r: int(r["file_id"])):
-        items = list(group)
-        if items[0]["file_status"] == "skipped":
-            continue  # left out on purpose (junk, filters, specials): listed on their own
-        if problems:
-            items = [r for r in items if is_problem(r)]
-            if not items:
-                continue
-        yield FileGroup(items[0], items)
+def _problems(catalog: Catalog, job_id: str) -> Iterator[FileGroup]:
+    """The files with a problem, each with only its rows that have one."""
+    for rows in file_groups(catalog, job_id, PROBLEM_FILES_SQL):
+        items = [r for r in rows if is_problem(r)]
+        if items:
+            yield FileGroup(items[0], items)
 
 
-def _file_rows(group: FileGroup) -> str:
+def _esc(value: object) -> str:
+    return _html.escape(str(value))
+
+
+class _FileRows:
     """One file of the full list as HTML: the template's rows, written here because the list has a
     line per file and destination, and Jinja's per-value machinery made 200,000 files take
-    seconds. Every value goes through ``_esc`` (``html.escape``: the
-    same five characters as the template's autoescaping, without its Markup object per value)."""
-    f = group.file
-    n = len(group.rows)
-    out = [
-        f'  <tbody class="file">\n  <tr>\n    <td class="path" rowspan="{n}">{_esc(f["rel_path"])}</td>\n'
-        f'    <td class="num" rowspan="{n}">{_esc(format_bytes(f["size"]))}</td>\n'
-        f'    <td rowspan="{n}"><code class="hash">{_esc(f["blake3"] or "")}</code></td>\n'
-    ]
-    for i, r in enumerate(group.rows):
-        if i:
-            out.append("  <tr>\n")
-        if r["dest_name"] is None:
-            pill = "source-failed" if f["file_status"] == "failed" else "pending"
+    seconds. Every value goes through ``html.escape`` (the same five characters as the template's
+    autoescaping, without its Markup object per value); the values most files share (destination,
+    status, how and when verified) are escaped once and remembered."""
+
+    def __init__(self) -> None:
+        self._when = TimeText(WHEN)
+        self._known: dict[object, str] = {}
+
+    def _shared(self, value: object) -> str:
+        text = self._known.get(value)
+        if text is None:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            text = self._known[value] = _esc(value)
+        return text
+
+    def __call__(self, rows: Sequence[sqlite3.Row]) -> str:
+        """By column number, in ``rows.ROWS_SQL``'s order."""
+        f = rows[0]
+        n = len(rows)
+        out = [
+            f'  <tbody class="file">\n  <tr>\n    <td class="path" rowspan="{n}">{_esc(f[1])}</td>\n'
+            f'    <td class="num" rowspan="{n}">{_esc(format_bytes(f[3]))}</td>\n'
+            f'    <td rowspan="{n}"><code class="hash">{_esc(f[6] or "")}</code></td>\n'
+        ]
+        shared = self._shared
+        for i, r in enumerate(rows):
+            if i:
+                out.append("  <tr>\n")
+            if r[17] is None:
+                pill = "source-failed" if f[5] == "failed" else "pending"
+                out.append(
+                    f'    <td class="muted">–</td><td><span class="pill {pill}">{_esc(f[5])}</span></td>\n'
+                    f'    <td class="err" colspan="4">{_esc(f[9] or "")}</td>\n  </tr>\n'
+                )
+                continue
+            error = f'<div class="err">{_esc(r[23])}</div>' if r[23] else ""
+            detail = f'<div class="muted">{_esc(r[25])}</div>' if r[25] else ""
+            status = shared(r[19])
             out.append(
-                f'    <td class="muted">–</td><td><span class="pill {pill}">'
-                f"{_esc(f['file_status'])}</span></td>\n"
-                f'    <td class="err" colspan="4">{_esc(f["file_error"] or "")}</td>\n  </tr>\n'
+                f"    <td>{shared(r[17])}</td>\n"
+                f'    <td><span class="pill {status}">{status}</span></td>\n'
+                f'    <td class="target"><code>{_esc(r[18])}</code>{error}{detail}</td>\n'
+                f"    <td><code>{_esc(r[22] or '')}</code></td>\n"
+                f"    <td>{shared(r[20] or '')}</td>\n"
+                f'    <td class="num">{shared(self._when(r[21]) or "")}</td>\n  </tr>\n'
             )
-            continue
-        error = f'<div class="err">{_esc(r["error"])}</div>' if r["error"] else ""
-        detail = f'<div class="muted">{_esc(r["detail"])}</div>' if r["detail"] else ""
-        status = _esc(r["status"])
-        out.append(
-            f"    <td>{_esc(r['dest_name'])}</td>\n"
-            f'    <td><span class="pill {status}">{status}</span></td>\n'
-            f'    <td class="target"><code>{_esc(r["target"])}</code>{error}{detail}</td>\n'
-            f"    <td><code>{_esc(r['etag'] or '')}</code></td>\n"
-            f"    <td>{_esc(r['verify_method'] or '')}</td>\n"
-            f'    <td class="num">{_esc(_when(r["verified_at"]))}</td>\n  </tr>\n'
-        )
-    out.append("  </tbody>\n")
-    return "".join(out)
+        out.append("  </tbody>\n")
+        return "".join(out)
 
 
-def _file_chunks(groups: Iterator[FileGroup], per_chunk: int = 20) -> Iterator[Markup]:
+def _file_chunks(groups: Iterable[Sequence[sqlite3.Row]], per_chunk: int = 20) -> Iterator[Markup]:
     """The full list in pieces of ``per_chunk`` files, already escaped, for the template to emit."""
+    file_rows = _FileRows()
     chunk: list[str] = []
-    for group in groups:
-        chunk.append(_file_rows(group))
+    for rows in groups:
+        chunk.append(file_rows(rows))
         if len(chunk) >= per_chunk:
             yield Markup("".join(chunk))  # noqa: S704 (every value in it went through escape)
             chunk = []
@@ -145,8 +161,15 @@ def _file_chunks(groups: Iterator[FileGroup], per_chunk: int = 20) -> Iterator[M
         yield Markup("".join(chunk))  # noqa: S704
 
 
-def render(catalog: Catalog, job_id: str, out: Path, counts: Tally | None = None) -> None:
-    """Write the report for ``job_id`` to ``out``, streaming: memory does not grow with the job."""
+def render(
+    catalog: Catalog,
+    job_id: str,
+    fh: TextIO,
+    counts: Tally | None = None,
+    files: Iterable[Sequence[sqlite3.Row]] | None = None,
+) -> None:
+    """Write the report for ``job_id`` to ``fh``, streaming: memory does not grow with the job.
+    ``files``: each file's rows for the full list, when the caller streams them (default: read here)."""
     job = catalog.job(job_id)
     if job is None:
         raise KeyError(job_id)
@@ -162,18 +185,15 @@ def render(catalog: Catalog, job_id: str, out: Path, counts: Tally | None = None
             duration=(job["ended_at"] - job["started_at"]) if job["ended_at"] else None,
             summary=list(counts.destinations.values()),
             problem_count=counts.problem_files,
-            problems=_groups(catalog, job_id, problems=True),
-            files=_file_chunks(_groups(catalog, job_id, problems=False)),
+            problems=_problems(catalog, job_id),  # a generator: no query unless the template lists problems
+            files=_file_chunks(file_groups(catalog, job_id) if files is None else files),
             left_out=counts.left_out,
             version=__version__,
             generated=_when(time.time()),
         )
     )
-    with open(out, "w", encoding="utf-8") as fh:
-        for piece in stream:
-            fh.write(piece)
-        fh.flush()
-        os.fsync(fh.fileno())
+    for piece in stream:
+        fh.write(piece)
 
 
 def write(catalog: Catalog, job_id: str, folder: Path, counts: Tally | None = None) -> Path:
@@ -181,10 +201,6 @@ def write(catalog: Catalog, job_id: str, folder: Path, counts: Tally | None = No
     the job's tally when the caller has it already."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{job_id}.html"
-    tmp = path.with_suffix(".html.tmp")
-    try:
-        render(catalog, job_id, tmp, counts)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with staged(path) as (fh,):
+        render(catalog, job_id, fh, counts)
     return path

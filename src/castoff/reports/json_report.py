@@ -11,62 +11,26 @@ its ``.castoff.json`` object; null when none was written).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from itertools import groupby
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from castoff.catalog.db import Catalog
+from castoff.reports.rows import PROBLEM_SQL, TimeText, file_groups
+from castoff.reports.staged import staged
 from castoff.reports.summary import Tally, tally
 
 SCHEMA = "castoff.report/2"
+ISO = "%Y-%m-%dT%H:%M:%S%z"
+_string = json.encoder.encode_basestring  # as json.dumps(ensure_ascii=False) writes text
 
 
 def _iso(t: float | None) -> str | None:
     if t is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
-
-
-class _IsoCache:
-    """``_iso`` by whole second, remembered: a job's times crowd into few seconds, and the report
-    has three a file."""
-
-    def __init__(self) -> None:
-        self._known: dict[int, str] = {}
-
-    def __call__(self, t: float | None) -> str | None:
-        if t is None:
-            return None
-        second = int(t // 1)
-        text = self._known.get(second)
-        if text is None:
-            if len(self._known) > 100_000:
-                self._known.clear()
-            text = self._known[second] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(second))
-        return text
-
-
-#: a file with a problem: it failed to read, or some destination does not have it, proven
-#: (``summary.OK`` lists the statuses that prove it)
-_PROBLEM_SQL = (
-    "(f.status='failed' OR EXISTS (SELECT 1 FROM outcomes x WHERE x.file_id=f.id"
-    " AND x.status NOT IN ('verified', 'already', 'skipped')))"
-)
-_ROWS_SQL = (
-    "SELECT f.id AS file_id, f.rel_path, f.abs_path, f.size, f.mtime_ns, f.status AS file_status,"
-    " f.blake3, f.md5, f.xxh128, f.error AS file_error, m.capture_time, m.capture_source, m.device,"
-    " m.device_source, m.file_type, m.sidecar_of, m.layout_path, o.dest_name, o.target, o.status,"
-    " o.verify_method, o.verified_at, o.etag, o.error, o.error_code, o.detail,"
-    " s.key AS sidecar_key, s.status AS sidecar_status, s.error AS sidecar_error"
-    " FROM files f LEFT JOIN file_meta m ON m.file_id=f.id"
-    " LEFT JOIN outcomes o ON o.file_id=f.id"
-    " LEFT JOIN meta_sidecars s ON s.file_id=f.id AND s.dest_ident=o.dest_ident"
-    " WHERE f.job_id=? AND f.status<>'skipped' AND {which} ORDER BY f.rel_path, o.dest_name"
-)
+    return time.strftime(ISO, time.localtime(t))
 
 
 def _capture(r: sqlite3.Row) -> dict[str, Any] | None:
@@ -83,7 +47,7 @@ def _capture(r: sqlite3.Row) -> dict[str, Any] | None:
     }
 
 
-def _destination(o: sqlite3.Row, iso: _IsoCache) -> dict[str, Any]:
+def _destination(o: sqlite3.Row, iso: TimeText) -> dict[str, Any]:
     sidecar = None if o[26] is None else {"key": o[26], "status": o[27], "error": o[28]}
     return {
         "destination": o[17],
@@ -99,8 +63,8 @@ def _destination(o: sqlite3.Row, iso: _IsoCache) -> dict[str, Any]:
     }
 
 
-def _file(rows: list[sqlite3.Row], iso: _IsoCache) -> dict[str, Any]:
-    """By column number (``_ROWS_SQL``'s order): by name, sqlite3.Row compares every name before."""
+def _file(rows: list[sqlite3.Row], iso: TimeText) -> dict[str, Any]:
+    """The file as a dict (``build``); by column number, in ``rows.ROWS_SQL``'s order."""
     f = rows[0]
     return {
         "path": f[1],
@@ -118,15 +82,67 @@ def _file(rows: list[sqlite3.Row], iso: _IsoCache) -> dict[str, Any]:
     }
 
 
+def _value(v: object) -> str:
+    """One value as ``json.dumps(v, ensure_ascii=False)`` writes it: a catalog value is text, a
+    number or NULL."""
+    if v is None:
+        return "null"
+    if type(v) is str:
+        return _string(v)
+    if type(v) is int:
+        return int.__repr__(v)
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _capture_text(r: sqlite3.Row) -> str:
+    if r[16] is None:
+        return "null"
+    v, s = _value, _string
+    return (
+        f'{{"time": {v(r[10])}, "source": {v(r[11])}, "device": {v(r[12])}, "device_source": {v(r[13])},'
+        f' "type": {v(r[14])}, "sidecar_of": {v(r[15])}, "layout_path": {s(r[16])}}}'
+    )
+
+
+def _destination_text(o: sqlite3.Row, iso: TimeText) -> str:
+    v, s = _value, _string
+    sidecar = "null" if o[26] is None else f'{{"key": {s(o[26])}, "status": {s(o[27])}, "error": {v(o[28])}}}'
+    return (
+        f'{{"destination": {s(o[17])}, "target": {s(o[18])}, "status": {s(o[19])},'
+        f' "verify_method": {v(o[20])}, "verified_at": {v(iso(o[21]))}, "etag": {v(o[22])},'
+        f' "error": {v(o[23])}, "error_code": {v(o[24])}, "detail": {v(o[25])},'
+        f' "metadata_sidecar": {sidecar}}}'
+    )
+
+
+def file_line(rows: Sequence[sqlite3.Row], iso: TimeText) -> str:
+    """``json.dumps(_file(rows, iso), ensure_ascii=False)``, byte for byte, written directly: building
+    the dict and encoding it cost more than twice as much (tests/reports/test_report_onepass.py
+    holds the two equal)."""
+    f = rows[0]
+    v, s = _value, _string  # s: a column that is text, never NULL
+    dests = ", ".join([_destination_text(o, iso) for o in rows if o[17] is not None])
+    return (
+        f'{{"path": {s(f[1])}, "source": {s(f[2])}, "size": {v(f[3])}, "mtime": {v(iso(f[4] / 1e9))},'
+        f' "mtime_ns": {v(f[4])}, "blake3": {v(f[6])}, "md5": {v(f[7])}, "xxh128": {v(f[8])},'
+        f' "status": {s(f[5])}, "error": {v(f[9])}, "capture": {_capture_text(f)},'
+        f' "destinations": [{dests}]}}'
+    )
+
+
+def _passes(problems: bool) -> tuple[str, ...]:
+    """The files with a problem first, then the others; one pass when there is none."""
+    return (PROBLEM_SQL, f"NOT {PROBLEM_SQL}") if problems else ("1",)
+
+
 def iter_files(catalog: Catalog, job_id: str, *, problems: bool = True) -> Iterator[dict[str, Any]]:
     """Every file the job meant to copy, those with a problem first, each group in path order;
     streamed from the catalog, one file in memory at a time. ``problems=False``: the caller knows
     there is none (one pass instead of two)."""
-    for which in (_PROBLEM_SQL, f"NOT {_PROBLEM_SQL}") if problems else ("1",):
-        rows = catalog.stream(_ROWS_SQL.format(which=which), (job_id,))
-        iso = _IsoCache()
-        for _, group in groupby(rows, key=lambda r: r[0]):
-            yield _file(list(group), iso)
+    for which in _passes(problems):
+        iso = TimeText(ISO)
+        for rows in file_groups(catalog, job_id, which):
+            yield _file(rows, iso)
 
 
 def iter_left_out(catalog: Catalog, job_id: str) -> Iterator[dict[str, Any]]:
@@ -169,38 +185,63 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
     }
 
 
-def _write_list(fh: TextIO, name: str, items: Iterator[dict[str, Any]], *, last: bool) -> None:
-    """One item a line, encoded by the C encoder: the indented encoder is Python, 10 times slower."""
-    fh.write(f'  "{name}": [')
-    sep = "\n"
-    for item in items:
-        fh.write(sep)
-        fh.write("    ")
-        fh.write(json.dumps(item, ensure_ascii=False))
-        sep = ",\n"
-    fh.write("\n  ]" if sep != "\n" else "]")
-    fh.write("\n" if last else ",\n")
+class ListWriter:
+    """One list of the report, one item a line, written as the items come (a few dozen at a time:
+    a write per line cost a third more)."""
+
+    def __init__(self, fh: TextIO, name: str) -> None:
+        self._fh = fh
+        self._lines: list[str] = []
+        self._sep = "\n"
+        fh.write(f'  "{name}": [')
+
+    def add(self, text: str) -> None:
+        """One item, already JSON."""
+        self._lines.append(f"{self._sep}    {text}")
+        self._sep = ",\n"
+        if len(self._lines) >= 64:
+            self._fh.write("".join(self._lines))
+            self._lines.clear()
+
+    def close(self, *, last: bool) -> None:
+        self._lines.append("\n  ]" if self._sep != "\n" else "]")
+        self._lines.append("\n" if last else ",\n")
+        self._fh.write("".join(self._lines))
+        self._lines.clear()
+
+
+def dump_head(catalog: Catalog, job_id: str, fh: TextIO, counts: Tally | None = None) -> ListWriter:
+    """The job and its summary, then the opening of the list of files, for the caller to fill."""
+    head = json.dumps(_head(catalog, job_id, counts), indent=2, ensure_ascii=False)
+    fh.write(head[: head.rindex("}")].rstrip() + ",\n")
+    return ListWriter(fh, "files")
+
+
+def dump_tail(catalog: Catalog, job_id: str, fh: TextIO, files: ListWriter) -> None:
+    """The end of the list of files, and what was left out."""
+    files.close(last=False)
+    left_out = ListWriter(fh, "left_out")
+    for item in iter_left_out(catalog, job_id):
+        left_out.add(json.dumps(item, ensure_ascii=False))
+    left_out.close(last=True)
+    fh.write("}\n")
 
 
 def dump(catalog: Catalog, job_id: str, fh: TextIO, counts: Tally | None = None) -> None:
     """Write the report to ``fh`` without holding it: memory does not grow with the job."""
-    head = json.dumps(_head(catalog, job_id, counts), indent=2, ensure_ascii=False)
-    fh.write(head[: head.rindex("}")].rstrip() + ",\n")
-    problems = counts is None or counts.problem_files > 0
-    _write_list(fh, "files", iter_files(catalog, job_id, problems=problems), last=False)
-    _write_list(fh, "left_out", iter_left_out(catalog, job_id), last=True)
-    fh.write("}\n")
+    files = dump_head(catalog, job_id, fh, counts)
+    for which in _passes(counts is None or counts.problem_files > 0):
+        iso = TimeText(ISO)
+        for rows in file_groups(catalog, job_id, which):
+            files.add(file_line(rows, iso))
+    dump_tail(catalog, job_id, fh, files)
 
 
 def write(catalog: Catalog, job_id: str, folder: Path, counts: Tally | None = None) -> Path:
     """``counts``: the job's tally when the caller has it already (the HTML report needs it too)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{job_id}.json"
-    tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with staged(path) as (fh,):
         dump(catalog, job_id, fh, counts)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
     catalog.set_report_path(job_id, str(path))
     return path

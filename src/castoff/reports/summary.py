@@ -13,6 +13,18 @@ from castoff.catalog.db import Catalog
 
 #: outcomes that mean the file is at the destination, proven
 OK = frozenset({"verified", "already", "skipped"})
+#: a file some destination does not have, proven (SQL on ``files f``)
+NOT_THERE_SQL = (
+    "EXISTS (SELECT 1 FROM outcomes x WHERE x.file_id=f.id"
+    " AND x.status NOT IN ('verified', 'already', 'skipped'))"
+)
+#: a file not read: it failed to, or the job never got to it (pending, no outcome)
+UNREAD_SQL = (
+    "(f.status='failed'"
+    " OR (f.status='pending' AND NOT EXISTS (SELECT 1 FROM outcomes x WHERE x.file_id=f.id)))"
+)
+#: a file with a problem, as the summary counts them (and the HTML lists them)
+PROBLEM_FILES_SQL = f"({UNREAD_SQL} OR {NOT_THERE_SQL})"
 STATUSES = ("verified", "already", "skipped", "failed", "incomplete")
 
 
@@ -74,13 +86,15 @@ def tally(catalog: Catalog, job: sqlite3.Row) -> Tally:
         (job_id,),
     )
     last: dict[str, float] = {}
+    all_there = True
     for r in rows:
         _add(out, r, last)
+        all_there = all_there and r["status"] in OK
+    # Every outcome proves its file there (the usual case): only a file not read can have a
+    # problem, and SQLite need not look up each file's outcomes (a fifth of a second for 200,000).
+    which = UNREAD_SQL if all_there else PROBLEM_FILES_SQL
     problems = catalog.stream(
-        "SELECT COUNT(*) AS n FROM files f WHERE f.job_id=? AND f.status<>'skipped' AND"
-        " (f.status='failed' OR EXISTS (SELECT 1 FROM outcomes o WHERE o.file_id=f.id AND"
-        " o.status NOT IN ('verified', 'already', 'skipped')) OR (f.status='pending' AND"
-        " NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.file_id=f.id)))",
+        f"SELECT COUNT(*) AS n FROM files f WHERE f.job_id=? AND f.status<>'skipped' AND {which}",  # noqa: S608
         (job_id,),
     )
     result.problem_files = sum(int(r["n"]) for r in problems)

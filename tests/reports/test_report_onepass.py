@@ -1,0 +1,236 @@
+"""Both reports written in one pass over the catalog say, byte for byte, what the two writers say one
+by one; the JSON's hand-written lines are ``json.dumps`` of the files ``build`` makes; a failure
+leaves neither report, and memory does not grow with the job."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from html import escape as html_escape
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from castoff.catalog.db import Catalog
+from castoff.destinations.faulty import FaultPlan, FaultyDestination
+from castoff.destinations.local import LocalDestination
+from castoff.engine.retry import RetryPolicy
+from castoff.reports import html, json_report, onepass
+from castoff.reports.summary import Tally, tally
+from engine_runner import Runner, write
+from reports.kit import XSS, big_job, peak_memory, validate
+
+UNICODE = 'Ünïcødé 日本語 ✓ \u2028 "q" \\ tab\t.txt'
+#: the footer says when the page was written: the one thing two writings of a report may differ in
+GENERATED = re.compile(r"Written by castoff \S+ on [0-9: -]+ from its catalog")
+
+
+def _counts(catalog: Catalog, job_id: str) -> Tally:
+    job = catalog.job(job_id)
+    assert job is not None
+    return tally(catalog, job)
+
+
+def _with_layout_facts(runner: Runner) -> None:
+    """What a layout planner and metadata sidecars leave in the catalog, for two of the files."""
+    files = {str(r["rel_path"]): int(r["id"]) for r in runner.catalog.job_files(runner.job_id)}
+    clip = next(i for p, i in files.items() if p.endswith("C0001.MP4"))
+    odd = next(i for p, i in files.items() if p.endswith(UNICODE))
+    for file_id, device in ((clip, "Sony ILME-FX3 «A»"), (odd, None)):
+        runner.catalog.set_file_meta(
+            runner.job_id,
+            file_id,
+            {
+                "layout_path": f"2026/{file_id}/é",
+                "original_path": "x",
+                "capture_time": "2026-11-02T10:00:00+01:00",
+                "capture_source": "quicktime",
+                "device": device,
+                "device_source": "quicktime" if device else "none",
+                "file_type": "Video",
+                "sidecar_of": None,
+            },
+        )
+    dests = sorted({str(r["dest_ident"]) for r in runner.catalog.job_outcomes(runner.job_id)})
+    runner.catalog.record_meta_sidecar(
+        runner.job_id, clip, dests[0], "2026/C0001.MP4.castoff.json", "verified", None
+    )
+    runner.catalog.record_meta_sidecar(
+        runner.job_id, clip, dests[-1], "k.castoff.json", "failed", "disk «full»"
+    )
+
+
+def _apart(catalog: Catalog, job_id: str, folder: Path, counts: Tally) -> tuple[Path, Path]:
+    return json_report.write(catalog, job_id, folder, counts), html.write(catalog, job_id, folder, counts)
+
+
+def _assert_same(together: tuple[Path, Path], apart: tuple[Path, Path]) -> dict[str, Any]:
+    assert together[0].name == apart[0].name and together[1].name == apart[1].name
+    assert together[0].read_bytes() == apart[0].read_bytes()
+    pages = [GENERATED.subn("", p.read_text(encoding="utf-8")) for p in (together[1], apart[1])]
+    assert pages[0] == pages[1] and pages[0][1] == 1
+    assert sorted(p.name for p in together[0].parent.iterdir()) == sorted(p.name for p in together)
+    doc: dict[str, Any] = json.loads(together[0].read_text(encoding="utf-8"))
+    validate(doc)
+    return doc
+
+
+def _assert_lines_are_dumps(catalog: Catalog, job_id: str, path: Path) -> dict[str, Any]:
+    """The file lines, byte for byte, are ``json.dumps`` of what ``build`` makes of each file."""
+    built = json_report.build(catalog, job_id)
+    text = path.read_text(encoding="utf-8")
+    assert json.loads(text) == built
+    # split at "\n" only: splitlines() would also split inside a name holding U+2028
+    lines = [ln[4:].removesuffix(",") for ln in text.split("\n") if ln.startswith('    {"path": ')]
+    assert lines[: len(built["files"])] == [json.dumps(f, ensure_ascii=False) for f in built["files"]]
+    return built
+
+
+def test_one_pass_writes_what_the_two_writers_write(tmp_path: Path, runner: Runner, card: Path) -> None:
+    write(card / "odd" / UNICODE, "ü".encode())
+    dests = [LocalDestination(tmp_path / "ssd"), LocalDestination(tmp_path / "nås")]
+    assert runner([card], dests).exit_code == 0
+    _with_layout_facts(runner)
+    cat, job_id = runner.catalog, runner.job_id
+    counts = _counts(cat, job_id)
+    assert counts.problem_files == 0
+    together = onepass.write(cat, job_id, tmp_path / "together", counts)
+    assert cat.job(job_id)["report_path"] == str(together[0])  # type: ignore[index]
+    doc = _assert_same(together, _apart(cat, job_id, tmp_path / "apart", counts))
+    built = _assert_lines_are_dumps(cat, job_id, together[0])
+    paths = [f["path"] for f in built["files"]]
+    assert paths == sorted(paths) and len(paths) == 6
+    assert [[d["destination"] for d in f["destinations"]] for f in doc["files"]] == [
+        sorted(str(d.root) for d in dests)
+    ] * 6
+    by_path = {f["path"]: f for f in doc["files"]}
+    assert by_path[f"{card.name}/odd/{UNICODE}"]["capture"]["layout_path"].endswith("/é")
+    sidecars = [
+        d["metadata_sidecar"] for d in by_path[f"{card.name}/PRIVATE/M4ROOT/CLIP/C0001.MP4"]["destinations"]
+    ]
+    assert {s["status"] for s in sidecars} == {"verified", "failed"}
+    assert [x["code"] for x in doc["left_out"]] == ["junk"]
+    raw = together[0].read_text(encoding="utf-8")
+    assert "日本語" in raw and "Sony ILME-FX3 «A»" in raw  # UTF-8 as it is, not \u escapes
+    page = together[1].read_text(encoding="utf-8")
+    assert page.count('<tbody class="file">') == 6 and 'id="problems"' not in page
+    assert XSS not in page
+    xss = by_path[f"{card.name}/DCIM/100CANON/{XSS}"]
+    assert _tbody(xss) in page  # the full list's rows, as the template wrote them before html.py did
+
+
+def _tbody(f: dict[str, Any]) -> str:
+    """One file of the HTML's full list, spelt out: under 1 KiB, verified at each destination."""
+    esc = html_escape
+    n = len(f["destinations"])
+    rows = [
+        f"    <td>{esc(d['destination'])}</td>\n"
+        f'    <td><span class="pill verified">verified</span></td>\n'
+        f'    <td class="target"><code>{esc(d["target"])}</code></td>\n'
+        f"    <td><code></code></td>\n"
+        f"    <td>{esc(d['verify_method'])}</td>\n"
+        f'    <td class="num">{d["verified_at"][:19].replace("T", " ")}</td>\n  </tr>\n'
+        for d in f["destinations"]
+    ]
+    return (
+        f'  <tbody class="file">\n  <tr>\n    <td class="path" rowspan="{n}">{esc(f["path"])}</td>\n'
+        f'    <td class="num" rowspan="{n}">{f["size"]} B</td>\n'  # under 1 KiB
+        f'    <td rowspan="{n}"><code class="hash">{f["blake3"]}</code></td>\n'
+        + "  <tr>\n".join(rows)
+        + "  </tbody>\n"
+    )
+
+
+def test_with_problems_listed_first_one_pass_writes_what_the_two_writers_write(
+    tmp_path: Path, runner: Runner, card: Path
+) -> None:
+    write(card / "odd" / UNICODE, "ü".encode())
+    rotten = FaultyDestination(
+        LocalDestination(tmp_path / "rot"), FaultPlan(corrupt_before_commit=["IMG_0001"])
+    )
+    fast = RetryPolicy(attempts=1, base=0.01, cap=0.05)
+    result = runner([card], [LocalDestination(tmp_path / "ok"), rotten], retry=fast, lane_pause=0.05)
+    assert result.exit_code == 1
+    _with_layout_facts(runner)
+    cat, job_id = runner.catalog, runner.job_id
+    cat.add_file(job_id, rel_path=f"{card.name}/never read é.jpg", abs_path="/gone", size=1, mtime_ns=0)
+    unreadable = cat.add_file(
+        job_id, rel_path=f"{card.name}/bad «sector».jpg", abs_path="/bad", size=9, mtime_ns=0
+    )
+    cat.file_failed(unreadable, error="read: I/O error «EIO»", code="io")
+    counts = _counts(cat, job_id)
+    assert counts.problem_files == 3
+    doc = _assert_same(
+        onepass.write(cat, job_id, tmp_path / "together", counts),
+        _apart(cat, job_id, tmp_path / "apart", counts),
+    )
+    _assert_lines_are_dumps(cat, job_id, tmp_path / "together" / f"{job_id}.json")
+    # the problems first, in path order (not the file never got to: it has no destination to fail at),
+    # then the others in path order
+    problems = [f["path"] for f in doc["files"][:2]]
+    assert problems == [f"{card.name}/DCIM/100CANON/IMG_0001.CR3", f"{card.name}/bad «sector».jpg"]
+    rest = [f["path"] for f in doc["files"][2:]]
+    assert rest == sorted(rest) and f"{card.name}/never read é.jpg" in rest
+    page = (tmp_path / "together" / f"{job_id}.html").read_text(encoding="utf-8")
+    section = page[page.index('id="problems"') : page.index('id="files"')]
+    assert section.count('<tbody class="file">') == 3 and "never read é.jpg" in section
+
+
+def test_files_not_read_are_problems_when_every_outcome_is_verified(
+    tmp_path: Path, runner: Runner, card: Path
+) -> None:
+    """The summary skips looking up outcomes file by file when all of them are fine: the files
+    never read still count."""
+    assert runner([card], [LocalDestination(tmp_path / "ssd")]).exit_code == 0
+    cat, job_id = runner.catalog, runner.job_id
+    cat.add_file(job_id, rel_path="later.jpg", abs_path="/later.jpg", size=1, mtime_ns=0)
+    unreadable = cat.add_file(job_id, rel_path="bad.jpg", abs_path="/bad.jpg", size=1, mtime_ns=0)
+    cat.file_failed(unreadable, error="read: I/O error", code="io")
+    counts = _counts(cat, job_id)
+    assert [s.problems for s in counts.destinations.values()] == [0]
+    assert counts.problem_files == 2
+    doc = _assert_same(
+        onepass.write(cat, job_id, tmp_path / "together", counts),
+        _apart(cat, job_id, tmp_path / "apart", counts),
+    )
+    assert doc["files"][0]["path"] == "bad.jpg"
+
+
+def test_a_failure_in_either_report_leaves_neither(tmp_path: Path, runner: Runner, card: Path) -> None:
+    assert runner([card], [LocalDestination(tmp_path / "ssd")]).exit_code == 0
+    cat, job_id = runner.catalog, runner.job_id
+    counts = _counts(cat, job_id)
+    # A name taken where the HTML would be staged: the JSON, opened first, is removed, not left.
+    folder = tmp_path / "taken"
+    (folder / f"{job_id}.html.tmp").mkdir(parents=True)
+    with pytest.raises(OSError):
+        onepass.write(cat, job_id, folder, counts)
+    assert [p.name for p in folder.iterdir()] == [f"{job_id}.html.tmp"]
+    # A catalog value the page cannot show, met half-way through: both files were being written.
+    with cat._tx() as db:
+        db.execute("UPDATE files SET size='many' WHERE job_id=? AND rel_path LIKE '%C0001.MP4'", (job_id,))
+    folder = tmp_path / "broken"
+    with pytest.raises(TypeError):
+        onepass.write(cat, job_id, folder, counts)
+    assert list(folder.iterdir()) == []
+    assert cat.job(job_id)["report_path"] is None  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_one_pass_memory_does_not_grow_with_the_job(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "catalog.sqlite")
+    big_job(cat, "20260101-000000-aaaa", 2000)
+    big_job(cat, "20260101-000000-bbbb", 8000)
+    small_counts, big_counts = _counts(cat, "20260101-000000-aaaa"), _counts(cat, "20260101-000000-bbbb")
+    onepass.write(cat, "20260101-000000-aaaa", tmp_path / "warm", small_counts)  # compiles the template
+    small, _ = peak_memory(lambda: onepass.write(cat, "20260101-000000-aaaa", tmp_path / "r", small_counts))
+    big, (js, page) = peak_memory(
+        lambda: onepass.write(cat, "20260101-000000-bbbb", tmp_path / "r", big_counts)
+    )
+    assert page.read_text(encoding="utf-8").count('<tbody class="file">') == 8000
+    assert len(json.loads(js.read_text(encoding="utf-8"))["files"]) == 8000
+    assert big < small * 1.5 + (1 << 20), f"peak {small} bytes for 2,000 files, {big} for 8,000"
+    assert big < (js.stat().st_size + page.stat().st_size) / 4
+    shutil.rmtree(tmp_path / "r")
