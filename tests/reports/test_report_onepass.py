@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from castoff.catalog.db import Catalog
+from castoff.catalog.db import FILE_META_COLUMNS, Catalog
 from castoff.destinations.faulty import FaultPlan, FaultyDestination
 from castoff.destinations.local import LocalDestination
 from castoff.engine.retry import RetryPolicy
@@ -39,20 +39,17 @@ def _with_layout_facts(runner: Runner) -> None:
     clip = next(i for p, i in files.items() if p.endswith("C0001.MP4"))
     odd = next(i for p, i in files.items() if p.endswith(UNICODE))
     for file_id, device in ((clip, "Sony ILME-FX3 «A»"), (odd, None)):
-        runner.catalog.set_file_meta(
-            runner.job_id,
-            file_id,
-            {
-                "layout_path": f"2026/{file_id}/é",
-                "original_path": "x",
-                "capture_time": "2026-11-02T10:00:00+01:00",
-                "capture_source": "quicktime",
-                "device": device,
-                "device_source": "quicktime" if device else "none",
-                "file_type": "Video",
-                "sidecar_of": None,
-            },
-        )
+        meta: dict[str, str | None] = {
+            "layout_path": f"2026/{file_id}/é",
+            "original_path": "x",
+            "capture_time": "2026-11-02T10:00:00+01:00",
+            "capture_source": "quicktime",
+            "device": device,
+            "device_source": "quicktime" if device else "none",
+            "file_type": "Video",
+            "sidecar_of": None,
+        }
+        runner.catalog.set_file_meta(runner.job_id, file_id, [meta.get(c) for c in FILE_META_COLUMNS])
     dests = sorted({str(r["dest_ident"]) for r in runner.catalog.job_outcomes(runner.job_id)})
     runner.catalog.record_meta_sidecar(
         runner.job_id, clip, dests[0], "2026/C0001.MP4.castoff.json", "verified", None
