@@ -128,7 +128,8 @@ class Engine:
         self.sink = sink
         #: whether the sink shows debug logs (a re-run logs one a file, so not built when not)
         self._debug: bool = getattr(sink, "wants_debug", True)
-        self._file_events: bool = getattr(sink, "wants_file_done", True)  # one a file and destination
+        #: whether it wants ``file-done`` and ``progress`` events: one a file (or part) and destination
+        self._file_events: bool = getattr(sink, "wants_file_done", True)
         self._minutes: dict[int, str] = {}
         self.cancel = cancel or threading.Event()
         # Half the budget for the one read, half for catch-up reads, so neither can starve the other.
@@ -895,7 +896,8 @@ class Engine:
         with lane.cond:
             stream.receipts[chunk.index] = receipt
             lane.stats.bytes_done += chunk.size
-        self.emit("progress", dest=lane.name, bytes=chunk.size)
+        if self._file_events:
+            self.emit("progress", dest=lane.name, bytes=chunk.size)
 
     def _ensure_started(self, stream: Stream) -> Upload:
         with stream.start_lock:

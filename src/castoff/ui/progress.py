@@ -38,7 +38,8 @@ class Display:
 
     #: whether debug logs are shown (the engine does not build them otherwise: one a file)
     wants_debug = False
-    #: whether it wants a ``file-done`` event per file and destination (the counters are in ``stats``)
+    #: whether it wants a ``file-done`` event per file and destination and a ``progress`` event per
+    #: part (the counters are in ``stats``)
     wants_file_done = False
 
     def __init__(self, stats: Stats) -> None:
