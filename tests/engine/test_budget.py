@@ -5,11 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from pathlib import Path
 
 import blake3
 import xxhash
 
+from castoff.catalog.db import Catalog
+from castoff.destinations.local import READ_BACK_CHUNK, LocalDestination
+from castoff.destinations.memory import MemoryDestination
 from castoff.engine.budget import POOL_MIN, Chunk, MemoryBudget, size_class
+from castoff.engine.job import Engine, JobOptions
 from castoff.hashing import SideHashing, new_blake3
 
 MiB = 1024 * 1024
@@ -173,3 +178,18 @@ def test_an_idle_worker_holds_no_part() -> None:
         assert alive() is None
     finally:
         lane.stop(timeout=5)
+
+
+def test_read_back_buffers_are_taken_out_of_the_memory_budget(tmp_path: Path) -> None:
+    """One read-back buffer per local destination's committer and one for the threads that
+    verify small files: the parts get the rest, so ``--memory`` bounds both."""
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    dests = [LocalDestination(tmp_path / "a"), LocalDestination(tmp_path / "b"), MemoryDestination("m")]
+    engine = Engine(catalog, "j", dests, JobOptions(memory_budget=256 * MiB))
+    assert engine.budget.limit + engine.catchup_budget.limit == 256 * MiB - 3 * READ_BACK_CHUNK
+    # a small budget keeps most of itself for the parts
+    engine = Engine(catalog, "j", dests, JobOptions(memory_budget=4 * MiB))
+    assert engine.budget.limit + engine.catchup_budget.limit == 4 * MiB - 4 * MiB // 8
+    # no destination reads back: every byte is for parts
+    engine = Engine(catalog, "j", [MemoryDestination("m")], JobOptions(memory_budget=64 * MiB))
+    assert engine.budget.limit + engine.catchup_budget.limit == 64 * MiB

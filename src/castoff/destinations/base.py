@@ -54,6 +54,9 @@ class Capabilities:
     max_object_size: int = 48 * TiB
     #: files up to this size are sent in one request (one part)
     single_put_max: int = 5 * GiB
+    #: bytes of memory a thread holds to read a landed file back (local: its read-back buffer);
+    #: the engine takes it out of the job's memory budget
+    read_back_buffer: int = 0
     #: the longest target key or path the destination accepts, in UTF-8 bytes
     max_key_bytes: int = 4096
     #: user metadata an object may carry, in bytes (keys + values); 0 where there is none

@@ -426,6 +426,7 @@ class LocalDestination:
             resumable=False,
             commit_can_retarget=True,
             needs_hash_at_start=False,
+            read_back_buffer=READ_BACK_CHUNK,
             max_key_bytes=4096,
         )
 

@@ -106,6 +106,15 @@ class JobResult:
     lanes: dict[str, dict[str, int]]
 
 
+def read_back_reserve(lanes: Sequence[Lane], memory_budget: int) -> int:
+    """The part of the job's memory budget its read-back buffers may fill: one for each
+    destination's committer, which verifies its big files, and one more for the small files
+    verified by the threads that wrote them; at most an eighth of the budget, so a small
+    ``--memory`` still holds parts."""
+    sizes = [lane.caps.read_back_buffer for lane in lanes]
+    return min(sum(sizes) + max(sizes, default=0), memory_budget // 8)
+
+
 class Engine:
     """One job. ``run`` returns when every stream is at an end (or the job was interrupted)."""
 
@@ -132,9 +141,6 @@ class Engine:
         self._file_events: bool = getattr(sink, "wants_file_done", True)
         self._minutes: dict[int, str] = {}
         self.cancel = cancel or threading.Event()
-        # Half the budget for the one read, half for catch-up reads, so neither can starve the other.
-        self.budget = MemoryBudget(options.memory_budget // 2)
-        self.catchup_budget = MemoryBudget(options.memory_budget - options.memory_budget // 2)
         self.lanes: list[Lane] = []
         for dest in destinations:
             limiter = (limiters or {}).get(dest.ident)
@@ -147,6 +153,11 @@ class Engine:
                     limiter=limiter,  # type: ignore[arg-type]
                 )
             )
+        # The parts get what the read-back buffers leave; half for the one read, half for catch-up
+        # reads, so neither can starve the other.
+        parts = options.memory_budget - read_back_reserve(self.lanes, options.memory_budget)
+        self.budget = MemoryBudget(parts // 2)
+        self.catchup_budget = MemoryBudget(parts - parts // 2)
         self.need_md5 = any(lane.caps.needs_md5 for lane in self.lanes)
         # A re-run's look-ups, a batch of files at a time (--rehash looks nothing up)
         self._prefetch = Prefetch(catalog, [ln.dest.ident for ln in self.lanes], enabled=not options.rehash)
