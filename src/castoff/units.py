@@ -1,4 +1,5 @@
-"""Sizes and rates as people write them (``256M``, ``1.5GiB``, ``10MB/s``) and as castoff prints them.
+"""Sizes and rates as people write them (``256M``, ``1.5GiB``, ``10MB/s``) and as castoff prints them,
+and local times as castoff prints them many times over (``TimeText``).
 
 Binary multiples throughout: K, KB, KiB all mean 1024, as rclone and the AWS tools read them.
 """
@@ -6,6 +7,8 @@ Binary multiples throughout: K, KB, KiB all mean 1024, as rclone and the AWS too
 from __future__ import annotations
 
 import re
+import time
+from typing import overload
 
 from castoff import errors
 
@@ -28,3 +31,30 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+class TimeText:
+    """``time.strftime(fmt)`` of a local time, by whole second, remembered: a job's times crowd into
+    few seconds, and the reports write several a file."""
+
+    def __init__(self, fmt: str) -> None:
+        self._fmt = fmt
+        self._known: dict[int, str] = {}
+
+    @overload
+    def __call__(self, t: float) -> str: ...
+    @overload
+    def __call__(self, t: None) -> None: ...
+    @overload
+    def __call__(self, t: float | None) -> str | None: ...
+
+    def __call__(self, t: float | None) -> str | None:
+        if t is None:
+            return None
+        second = int(t // 1)
+        text = self._known.get(second)
+        if text is None:
+            if len(self._known) > 100_000:
+                self._known.clear()
+            text = self._known[second] = time.strftime(self._fmt, time.localtime(second))
+        return text

@@ -45,6 +45,7 @@ from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
 from castoff.scan import Filters, SourceFile, scan
+from castoff.units import TimeText
 
 if TYPE_CHECKING:
     from castoff.layout.planner import DestPlan, Planner
@@ -139,7 +140,9 @@ class Engine:
         self._debug: bool = getattr(sink, "wants_debug", True)
         #: whether it wants ``file-done`` and ``progress`` events: one a file (or part) and destination
         self._file_events: bool = getattr(sink, "wants_file_done", True)
-        self._minutes: dict[int, str] = {}
+        #: when a skipped file was verified, for its outcome's detail (a re-run's files were
+        #: verified within few seconds of each other)
+        self._minute = TimeText("%Y-%m-%d %H:%M")
         self.cancel = cancel or threading.Event()
         self.lanes: list[Lane] = []
         for dest in destinations:
@@ -183,16 +186,6 @@ class Engine:
         elif not self._debug:
             return
         self.emit("log", level=level, message=message)
-
-    def _minute(self, t: float) -> str:
-        """``t`` as local date and minute, remembered: a re-run's files were verified in few minutes."""
-        minute = int(t // 60)
-        text = self._minutes.get(minute)
-        if text is None:
-            if len(self._minutes) > 10_000:
-                self._minutes.clear()
-            text = self._minutes[minute] = time.strftime("%Y-%m-%d %H:%M", time.localtime(minute * 60))
-        return text
 
     # -- the job ----------------------------------------------------------------------------
 

@@ -21,10 +21,10 @@ from markupsafe import Markup
 
 from castoff import __version__
 from castoff.catalog.db import Catalog
-from castoff.reports.rows import TimeText, file_groups
+from castoff.reports.rows import file_groups
 from castoff.reports.staged import staged
 from castoff.reports.summary import OK, PROBLEM_FILES_SQL, Tally, is_problem, tally
-from castoff.units import format_bytes
+from castoff.units import TimeText, format_bytes
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from castoff.catalog.db import Catalog
-from castoff.reports.rows import PROBLEM_SQL, TimeText, file_groups
+from castoff.reports.rows import PROBLEM_SQL, file_groups
 from castoff.reports.staged import staged
 from castoff.reports.summary import Tally, tally
+from castoff.units import TimeText
 
 SCHEMA = "castoff.report/2"
 ISO = "%Y-%m-%dT%H:%M:%S%z"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from castoff.catalog.db import Catalog
 from castoff.reports import html, json_report
-from castoff.reports.rows import PROBLEM_SQL, TimeText, file_groups, has_problem
+from castoff.reports.rows import PROBLEM_SQL, file_groups, has_problem
 from castoff.reports.staged import staged
 from castoff.reports.summary import Tally
+from castoff.units import TimeText
 
 
 def write(catalog: Catalog, job_id: str, folder: Path, counts: Tally) -> tuple[Path, Path]:

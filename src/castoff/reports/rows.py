@@ -4,7 +4,6 @@ destination, streamed in path order and grouped by file, one file in memory at a
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
@@ -52,23 +51,3 @@ def file_groups(catalog: Catalog, job_id: str, which: str = "1") -> Iterator[lis
 def has_problem(rows: Sequence[sqlite3.Row]) -> bool:
     """``PROBLEM_SQL`` of one file's rows."""
     return rows[0][5] == "failed" or any(r[17] is not None and r[19] not in OK for r in rows)
-
-
-class TimeText:
-    """``time.strftime(fmt)`` of a local time, by whole second, remembered: a job's times crowd into
-    few seconds, and the reports write several a file."""
-
-    def __init__(self, fmt: str) -> None:
-        self._fmt = fmt
-        self._known: dict[int, str] = {}
-
-    def __call__(self, t: float | None) -> str | None:
-        if t is None:
-            return None
-        second = int(t // 1)
-        text = self._known.get(second)
-        if text is None:
-            if len(self._known) > 100_000:
-                self._known.clear()
-            text = self._known[second] = time.strftime(self._fmt, time.localtime(second))
-        return text
