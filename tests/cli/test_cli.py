@@ -7,26 +7,16 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import blake3
 import pytest
 
+from castoff_cli import CASTOFF, run_castoff
 from engine_runner import write
 
-CASTOFF = [sys.executable, "-m", "castoff"]
-
-
-def run(*args: str, state: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CASTOFF, "--state-dir", str(state), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+run = run_castoff
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
