@@ -129,9 +129,9 @@ def test_the_catalog_knows_a_partial_file_before_it_exists(
             check(os.fsdecode(path))
         return real_open(path, flags, *args, **kw)
 
-    def checked_link(fd: int, path: str) -> None:
+    def checked_link(fd: int, path: str, *, sync: bool = True) -> None:
         check(path)
-        real_link(fd, path)
+        real_link(fd, path, sync=sync)
 
     monkeypatch.setattr(local.os, "open", checked_open)
     monkeypatch.setattr(local, "link_unnamed", checked_link)
@@ -232,3 +232,112 @@ def test_a_second_ctrl_c_while_the_reader_writes_quits_at_once(
     for lane in runner.engine.lanes:
         lane.stop(timeout=5)
     assert not (tmp_path / "ssd" / "card" / "IMG_2.JPG").exists()
+
+
+def _committed_targets(db_path: Path, dest_ident: str) -> set[str]:
+    other = sqlite3.connect(db_path)
+    try:
+        return {r[0] for r in other.execute("SELECT target FROM landed WHERE dest_ident = ?", (dest_ident,))}
+    finally:
+        other.close()
+
+
+def small_files(root: Path, folders: int = 2, per_folder: int = 20) -> Path:
+    for f in range(folders):
+        for i in range(per_folder):
+            write(root / "card" / f"DCIM{f}" / f"IMG_{i:04}.JPG", os.urandom(4096 + i))
+    write(root / "card" / "CLIP" / "C.MOV", os.urandom(INLINE_COMMIT_MAX + 1))  # the lane's
+    return root / "card"
+
+
+@pytest.mark.parametrize("how", ["unnamed-files", "partial-files"])
+def test_the_reader_syncs_each_folder_once_for_many_files_and_records_them_after(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A folder fsync is a journal commit: the small files the reader lands share one per folder
+    and catalog group. None of them is in the catalog before its folder is synced (seen from a
+    second connection at every naming and every sync; with partial files, each file's partial
+    row commits the group's transaction mid-way): a crash in between loses only names the next
+    run makes again."""
+    if how == "partial-files":
+        monkeypatch.setattr(local, "_O_TMPFILE", None)
+    named: list[str] = []
+    synced: set[str] = set()
+    syncs: list[str] = []
+    db_path = runner.catalog.path
+    ident = "local:" + str(tmp_path / "ssd")
+
+    def check() -> None:
+        early = _committed_targets(db_path, ident) - synced
+        assert not any("/DCIM" in t for t in early), early
+
+    real_link, real_rename, real_fsync_dir = local.link_unnamed, local.rename_no_replace, local.fsync_dir
+
+    def watched_link(fd: int, path: str, *, sync: bool = True) -> None:
+        check()
+        real_link(fd, path, sync=sync)
+        named.append(path)
+        if sync:
+            synced.add(path)
+
+    def watched_rename(src: str, dst: str) -> None:
+        check()
+        real_rename(src, dst)
+        named.append(dst)
+
+    def watched_fsync_dir(folder: str) -> None:
+        real_fsync_dir(folder)
+        synced.update(p for p in named if os.path.dirname(p) == folder)
+
+    def on_sync(folder: str) -> None:
+        check()
+        syncs.append(folder)
+        synced.update(p for p in named if os.path.dirname(p) == folder)
+
+    monkeypatch.setattr(local, "rename_no_replace", watched_rename)
+    monkeypatch.setattr(local, "fsync_dir", watched_fsync_dir)
+    monkeypatch.setattr(local, "link_unnamed", watched_link)
+    dest = FaultyDestination(LocalDestination(tmp_path / "ssd"), FaultPlan(on_folder_sync=on_sync))
+    src = small_files(tmp_path / "src")
+    result = runner([src], [dest], chunk_size=INLINE_COMMIT_MAX)
+    assert result.exit_code == 0
+    assert {os.path.basename(f) for f in syncs} == {"DCIM0", "DCIM1"}  # the clip's own commit syncs
+    assert len(syncs) < len(named) - 1  # far fewer syncs than files: 40 small ones
+    assert _committed_targets(db_path, ident) == set(named)
+    for rel in ("DCIM0/IMG_0000.JPG", "DCIM1/IMG_0019.JPG", "CLIP/C.MOV"):
+        assert (tmp_path / "ssd" / "card" / rel).read_bytes() == (src / rel).read_bytes()
+
+
+def test_a_folder_that_cannot_be_synced_fails_its_files_there_and_the_rerun_finds_them(
+    tmp_path: Path, runner: Runner
+) -> None:
+    def on_sync(folder: str) -> None:
+        if folder.endswith("DCIM1"):
+            raise OSError(errno.EIO, "Input/output error")
+
+    ssd = LocalDestination(tmp_path / "ssd")
+    flaky = FaultyDestination(ssd, FaultPlan(on_folder_sync=on_sync))
+    other = LocalDestination(tmp_path / "nas")
+    src = small_files(tmp_path / "src")
+    result = runner([src], [flaky, other], chunk_size=INLINE_COMMIT_MAX)
+    assert result.exit_code == 1
+    out = runner.outcomes()
+    for i in range(20):
+        assert out[(f"card/DCIM0/IMG_{i:04}.JPG", flaky.name)]["status"] == "verified"
+        bad = out[(f"card/DCIM1/IMG_{i:04}.JPG", flaky.name)]
+        assert bad["status"] == "failed" and "Input/output error" in bad["error"], bad
+        for d in ("DCIM0", "DCIM1"):
+            assert out[(f"card/{d}/IMG_{i:04}.JPG", other.name)]["status"] == "verified"
+    assert out[("card/CLIP/C.MOV", flaky.name)]["status"] == "verified"
+    assert runner.catalog.partials(ssd.ident) == []
+    # The names may stay: the next run reads them back and counts them as there.
+    again = runner([src], [LocalDestination(tmp_path / "ssd"), LocalDestination(tmp_path / "nas")])
+    assert again.exit_code == 0
+    out = runner.outcomes()
+    assert {out[(f"card/DCIM1/IMG_{i:04}.JPG", ssd.name)]["status"] for i in range(20)} <= {
+        "already",
+        "verified",
+    }
+    assert (tmp_path / "ssd" / "card" / "DCIM1" / "IMG_0007.JPG").read_bytes() == (
+        src / "DCIM1" / "IMG_0007.JPG"
+    ).read_bytes()

@@ -8,6 +8,7 @@ the commit cost most of the run. The group is committed every ``max_files`` file
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from castoff.catalog.db import Catalog
@@ -17,10 +18,20 @@ class WriteGroup:
     """Used by one thread. While the group is open, other threads wait for the catalog: flush it
     before anything that could wait for them (the memory budget, the engine's state lock)."""
 
-    def __init__(self, catalog: Catalog, *, max_files: int = 500, max_age: float = 0.2) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        max_files: int = 500,
+        max_age: float = 0.2,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.max_files = max_files
         self.max_age = max_age
+        #: called before each commit: the last writes that must be in it (the engine's landed
+        #: files, once their folders are synced)
+        self.before_commit = before_commit
         self._open_since: float | None = None
         self._files = 0
 
@@ -53,6 +64,8 @@ class WriteGroup:
         self._close(commit=True)
 
     def _close(self, *, commit: bool) -> None:
+        if commit and self.before_commit is not None:
+            self.before_commit()
         if self._open_since is None:
             return
         self._open_since = None

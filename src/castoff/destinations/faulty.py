@@ -49,6 +49,8 @@ class FaultPlan:
     on_put: Callable[[str, int], None] | None = None
     #: called before every commit with the target (a slow verification, a busy drive)
     on_commit: Callable[[str], None] | None = None
+    #: called before each deferred folder sync with the folder; may raise (a failing drive)
+    on_folder_sync: Callable[[str], None] | None = None
 
 
 class FaultyUpload:
@@ -155,6 +157,16 @@ class FaultyDestination:
         watch = getattr(self.inner, "watch_partials", None)
         if watch is not None:
             watch(note)
+
+    def defer_folder_syncs(self, on: bool) -> None:
+        defer = getattr(self.inner, "defer_folder_syncs", None)
+        if defer is not None:
+            defer(on)
+
+    def sync_folder(self, folder: str) -> None:
+        if self.plan.on_folder_sync is not None:
+            self.plan.on_folder_sync(folder)
+        self.inner.sync_folder(folder)  # type: ignore[attr-defined]  # only asked when inner defers
 
     def preflight(self) -> None:
         self.inner.preflight()

@@ -4,8 +4,10 @@ Bytes go to a file with no name yet (Linux ``O_TMPFILE``) in the target's folder
 filesystem cannot make one (NFS, SMB, most FUSE mounts), to a hidden partial file beside the
 target. Commit fsyncs, re-reads it past the page cache, compares BLAKE3, sets the times, gives it
 its name without clobbering (a hard link of the unnamed file, or a rename of the partial) and
-fsyncs the folder. An unnamed file that never got its name vanishes with the process: a crash or a
-pulled drive leaves nothing behind, and nothing for the catalog to clean up.
+fsyncs the folder (or leaves that to the caller, who syncs each folder once for many files and
+records none of them before: ``defer_folder_syncs``). An unnamed file that never got its name
+vanishes with the process: a crash or a pulled drive leaves nothing behind, and nothing for the
+catalog to clean up.
 """
 
 from __future__ import annotations
@@ -114,15 +116,17 @@ def fsync_dir_fd(fd: int) -> None:
             raise
 
 
-def link_unnamed(fd: int, final: str) -> None:
+def link_unnamed(fd: int, final: str, *, sync: bool = True) -> None:
     """Give the unnamed (O_TMPFILE) file open as ``fd`` the name ``final``, and make the name
-    durable; FileExistsError if ``final`` exists. linkat must follow the /proc link (os.link
-    without a dir_fd calls link(), which does not), so the folder is opened for the call."""
+    durable (unless not ``sync``: the caller fsyncs the folder); FileExistsError if ``final``
+    exists. linkat must follow the /proc link (os.link without a dir_fd calls link(), which
+    does not), so the folder is opened for the call."""
     folder, name = os.path.split(final)
     dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
-        fsync_dir_fd(dfd)
+        if sync:
+            fsync_dir_fd(dfd)
     finally:
         os.close(dfd)
 
@@ -342,7 +346,7 @@ class LocalUpload:
             if target is not None:
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 self._dest.check_inside(os.path.dirname(final))
-            self._name(final, overwrite=overwrite)
+            sync_later = self._name(final, overwrite=overwrite)
         except OSError as exc:
             raise translate_os_error(exc, f"cannot move {final} into place") from exc
         self._close_fd()
@@ -351,24 +355,27 @@ class LocalUpload:
             size=size,
             verify_method="read-back blake3",
             detail=note,
+            sync_later=sync_later,
         )
 
-    def _name(self, final: str, *, overwrite: bool) -> None:
-        """Give the verified file its name, durably; TargetExists unless ``overwrite``."""
+    def _name(self, final: str, *, overwrite: bool) -> str | None:
+        """Give the verified file its name, durably; TargetExists unless ``overwrite``. The
+        folder whose fsync makes the name durable, if this thread defers folder syncs."""
+        sync = not self._dest.defers_folder_syncs()
         if self.partial_path is None:
             assert self._fd is not None
             if not overwrite:
                 try:
-                    link_unnamed(self._fd, final)
+                    link_unnamed(self._fd, final, sync=sync)
                 except FileExistsError:
                     raise TargetExists(final) from None
-                return
+                return None if sync else os.path.dirname(final)
             # No call replaces a name with an unnamed file: name it hidden, then rename over.
             self.partial_path = partial_path_for(final)
             self._dest.note_partial(self.partial_path)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.partial_path)
-            link_unnamed(self._fd, self.partial_path)
+            link_unnamed(self._fd, self.partial_path, sync=False)  # the rename's sync covers it
         if overwrite:
             os.replace(self.partial_path, final)
         else:
@@ -376,7 +383,10 @@ class LocalUpload:
                 rename_no_replace(self.partial_path, final)
             except FileExistsError:
                 raise TargetExists(final) from None
+        if not sync:
+            return os.path.dirname(final)
         fsync_dir(os.path.dirname(final))
+        return None
 
     def _close_fd(self) -> None:
         fd, self._fd = self._fd, None
@@ -416,6 +426,8 @@ class LocalDestination:
         #: files are written unnamed (O_TMPFILE) until the filesystem says it cannot
         self.unnamed_files = True
         self._partial_watcher: Callable[[str], None] | None = None
+        #: threads whose commits leave the folder's fsync to them (``defer_folder_syncs``)
+        self._deferring = threading.local()
         self._caps = Capabilities(
             kind="local",
             is_local=True,
@@ -451,6 +463,29 @@ class LocalDestination:
     def note_partial(self, path: str) -> None:
         if self._partial_watcher is not None:
             self._partial_watcher(path)
+
+    def defer_folder_syncs(self, on: bool) -> None:
+        """From now on, commits made by the calling thread give the file its name without
+        fsyncing the folder, and say which folder in ``Landed.sync_later``: the caller calls
+        ``sync_folder`` for each folder once, however many files landed there, and only then
+        counts those files as landed. A name whose folder is not yet synced may vanish in a
+        crash, like an unfinished file: what the catalog has not recorded, the next run makes
+        again (or finds there with the same BLAKE3)."""
+        self._deferring.on = on
+
+    def defers_folder_syncs(self) -> bool:
+        return bool(getattr(self._deferring, "on", False))
+
+    def sync_folder(self, folder: str) -> None:
+        """Make the names given in ``folder`` durable (``defer_folder_syncs``)."""
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fsync_dir_fd(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise translate_os_error(exc, f"cannot make the new names in {folder} durable") from exc
 
     def target_for(self, rel_path: str) -> str:
         check_rel_path(rel_path)

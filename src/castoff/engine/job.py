@@ -171,6 +171,8 @@ class Engine:
         self._released = False
         self._catchup_busy = False  # the catch-up thread is feeding a group
         self._open: set[Stream] = set()
+        #: files the reader landed whose folders are not yet synced (``_sync_landed``)
+        self._unsynced: list[tuple[Stream, Landed, str]] = []
         self._hashing = SideHashing()
         self.files = 0
         self.bytes = 0
@@ -209,10 +211,17 @@ class Engine:
             lane.start()
         catchup = threading.Thread(target=self._catchup_loop, name="catch-up", daemon=True)
         catchup.start()
+        # The small files the reader lands itself: one folder fsync per folder and catalog group,
+        # not one per file (on a journalled filesystem each is a journal commit).
+        defer = [d for ln in self.lanes if (d := getattr(ln.dest, "defer_folder_syncs", None))]
         try:
-            with WriteGroup(self.catalog) as group:
+            for d in defer:
+                d(True)
+            with WriteGroup(self.catalog, before_commit=self._sync_landed) as group:
                 self._read_all(sources, group)
         finally:
+            for d in defer:
+                d(False)
             with self._state:
                 self._reading_done = True
                 self._state.notify_all()
@@ -1220,6 +1229,41 @@ class Engine:
                 self.catalog.drop_partial(stream.lane.dest.ident, partial)
 
     def _landed(self, stream: Stream, landed: Landed, status: str) -> None:
+        if landed.sync_later is not None:
+            # Named, not yet durable: it counts once its folder is synced, before the group's
+            # commit (the reader's, the only thread that defers: nothing else touches the list).
+            self._unsynced.append((stream, landed, status))
+            return
+        self._record_landed(stream, landed, status)
+
+    def _sync_landed(self) -> None:
+        """Before the reader's group commits: sync each folder where it landed files, once, and
+        only then record those files as landed (or, where the sync failed, as failed)."""
+        if not self._unsynced:
+            return
+        waiting, self._unsynced = self._unsynced, []
+        synced: dict[tuple[str, str], BaseException | None] = {}
+        for stream, landed, status in waiting:
+            folder = landed.sync_later
+            assert folder is not None
+            key = (stream.lane.dest.ident, folder)
+            if key not in synced:
+                try:
+                    stream.lane.dest.sync_folder(folder)  # type: ignore[attr-defined]
+                    synced[key] = None
+                except Exception as exc:  # the file is named, but may not stay so: not landed
+                    synced[key] = exc
+            try:
+                failure = synced[key]
+                if failure is None:
+                    self._record_landed(stream, replace(landed, sync_later=None), status)
+                else:
+                    self._drop_partial(stream)
+                    self._end(stream, Outcome("failed", error=failure))
+            except BaseException as exc:
+                self._close_broken(stream, exc)
+
+    def _record_landed(self, stream: Stream, landed: Landed, status: str) -> None:
         fs = stream.file
         lane = stream.lane
         assert fs.digest is not None
