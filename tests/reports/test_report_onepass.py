@@ -164,12 +164,16 @@ def test_with_problems_listed_first_one_pass_writes_what_the_two_writers_write(
         _apart(cat, job_id, tmp_path / "apart", counts),
     )
     _assert_lines_are_dumps(cat, job_id, tmp_path / "together" / f"{job_id}.json")
-    # the problems first, in path order (not the file never got to: it has no destination to fail at),
+    # the problems first, in path order (the file never got to as well: the summary counts it),
     # then the others in path order
-    problems = [f["path"] for f in doc["files"][:2]]
-    assert problems == [f"{card.name}/DCIM/100CANON/IMG_0001.CR3", f"{card.name}/bad «sector».jpg"]
-    rest = [f["path"] for f in doc["files"][2:]]
-    assert rest == sorted(rest) and f"{card.name}/never read é.jpg" in rest
+    problems = [f["path"] for f in doc["files"][:3]]
+    assert problems == [
+        f"{card.name}/DCIM/100CANON/IMG_0001.CR3",
+        f"{card.name}/bad «sector».jpg",
+        f"{card.name}/never read é.jpg",
+    ]
+    rest = [f["path"] for f in doc["files"][3:]]
+    assert rest == sorted(rest) and len(rest) == len(doc["files"]) - 3
     page = (tmp_path / "together" / f"{job_id}.html").read_text(encoding="utf-8")
     section = page[page.index('id="problems"') : page.index('id="files"')]
     assert section.count('<tbody class="file">') == 3 and "never read é.jpg" in section
@@ -192,7 +196,7 @@ def test_files_not_read_are_problems_when_every_outcome_is_verified(
         onepass.write(cat, job_id, tmp_path / "together", counts),
         _apart(cat, job_id, tmp_path / "apart", counts),
     )
-    assert doc["files"][0]["path"] == "bad.jpg"
+    assert [f["path"] for f in doc["files"][:2]] == ["bad.jpg", "later.jpg"]  # the problems first
 
 
 def test_a_failure_in_either_report_leaves_neither(tmp_path: Path, runner: Runner, card: Path) -> None:

@@ -9,11 +9,12 @@ from itertools import groupby
 from operator import itemgetter
 
 from castoff.catalog.db import Catalog
-from castoff.reports.summary import NOT_THERE_SQL, OK
+from castoff.reports.summary import OK, PROBLEM_FILES_SQL
 
-#: a file with a problem: it failed to read, or some destination does not have it, proven
-#: (``summary.OK`` lists the statuses that prove it); ``has_problem`` says the same of its rows
-PROBLEM_SQL = f"(f.status='failed' OR {NOT_THERE_SQL})"
+#: a file with a problem: it failed to read, the job never got to it, or some destination does
+#: not have it, proven (``summary.OK`` lists the statuses that prove it): the files the summary
+#: counts as problems; ``has_problem`` says the same of its rows
+PROBLEM_SQL = PROBLEM_FILES_SQL
 #: one row a file and destination (one row with ``dest_name`` NULL for a file without outcomes);
 #: the reports read them by column number, in this order (by name, sqlite3.Row compares every name
 #: before): 0 file_id, 1 rel_path, 2 abs_path, 3 size, 4 mtime_ns, 5 file_status, 6 blake3, 7 md5,
@@ -49,5 +50,8 @@ def file_groups(catalog: Catalog, job_id: str, which: str = "1") -> Iterator[lis
 
 
 def has_problem(rows: Sequence[sqlite3.Row]) -> bool:
-    """``PROBLEM_SQL`` of one file's rows."""
-    return rows[0][5] == "failed" or any(r[17] is not None and r[19] not in OK for r in rows)
+    """``PROBLEM_SQL`` of one file's rows (a file without outcomes has one row, its dest_name NULL)."""
+    first = rows[0]
+    if first[5] == "failed" or (first[5] == "pending" and first[17] is None):
+        return True
+    return any(r[17] is not None and r[19] not in OK for r in rows)
