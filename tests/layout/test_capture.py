@@ -190,3 +190,24 @@ def test_an_mxf_without_a_creation_date_or_cut_short_falls_back_to_mtime(tmp_pat
     (tmp_path / "b.mxf").write_bytes(dated[:40])  # the partition pack, cut off
     cap = read_capture(str(tmp_path / "b.mxf"), "card/b.mxf", (tmp_path / "b.mxf").stat().st_mtime_ns)
     assert cap.when_source == "mtime" and cap.device_source == "none"
+
+
+@pytest.mark.parametrize(
+    ("name", "run_in", "found"),
+    [
+        ("run-in.MXF", 4096, True),  # a run-in: looked for in a file named .mxf
+        ("longest-run-in.mxf", 65536 - 1, True),
+        ("renamed.bin", 0, True),  # the partition pack at 0: found whatever the name
+        ("renamed-run-in.bin", 4096, False),  # not looked for: the date falls back to the mtime
+    ],
+)
+def test_an_mxf_run_in_is_looked_for_in_files_named_mxf(
+    tmp_path: Path, name: str, run_in: int, found: bool
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"\x01" * run_in + smp.mxf(VIDEO_AT, company="Sony", product="FX6"))
+    cap = read_capture(str(path), f"card/{name}", path.stat().st_mtime_ns)
+    if found:
+        assert (cap.when, cap.when_source, cap.device) == (VIDEO_AT.astimezone(), "mxf", "Sony FX6")
+    else:
+        assert (cap.when_source, cap.device_source) == ("mtime", "none")

@@ -1256,7 +1256,7 @@ class Engine:
             try:
                 failure = synced[key]
                 if failure is None:
-                    self._record_landed(stream, replace(landed, sync_later=None), status)
+                    self._record_landed(stream, landed, status)  # its sync_later is done
                 else:
                     self._drop_partial(stream)
                     self._end(stream, Outcome("failed", error=failure))

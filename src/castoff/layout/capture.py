@@ -254,8 +254,8 @@ CARD_FOLDERS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 #: a partition pack's key starts so; the header partition comes first, after an optional run-in
 MXF_PARTITION = bytes.fromhex("060e2b34020501010d01020101")
 MXF_RUN_IN = 64 * 1024
-#: read at once at the start of every file: the whole of most small ones (the MXF run-in search
-#: needs this much of a file that is no picture or movie)
+#: read at once at the start of every file: the whole of most small ones (a JPEG's EXIF segment,
+#: and an MXF file's run-in, fit in it)
 SMALL_HEAD = MXF_RUN_IN + 16
 #: header metadata sits right after the header partition pack: cameras keep it small
 MXF_HEADER_BYTES = 256 * 1024
@@ -350,7 +350,18 @@ def _device_from_folders(folders: str) -> str | None:
 # --- one file --------------------------------------------------------------------------------
 
 
-def _sniff(fh: CappedReader, size: int) -> Capture | None:
+def _mxf_at(fh: CappedReader, head: bytes, *, mxf_name: bool) -> int:
+    """Where an MXF file's header partition pack starts: at 0, or after a run-in (at most 64 KiB,
+    and rare), looked for in files named .mxf only: in every other file (a folder of documents,
+    of sound files) the search cost more than all the other header checks together. -1: none."""
+    if head.startswith(MXF_PARTITION):
+        return 0
+    if not mxf_name:
+        return -1
+    return fh.read_at(0, MXF_RUN_IN + 16).find(MXF_PARTITION)
+
+
+def _sniff(fh: CappedReader, size: int, *, mxf_name: bool) -> Capture | None:
     head = fh.read_at(0, 16)
     when: datetime | None = None
     make = model = None
@@ -364,7 +375,7 @@ def _sniff(fh: CappedReader, size: int) -> Capture | None:
         when, make, model = _exif_fields(fh)  # type: ignore[arg-type]
     elif head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
         return _iso_media(fh, size)
-    elif (at := fh.read_at(0, MXF_RUN_IN + 16).find(MXF_PARTITION)) >= 0:
+    elif (at := _mxf_at(fh, head, mxf_name=mxf_name)) >= 0:
         return _mxf(fh.read_at(at, MXF_HEADER_BYTES))
     else:
         return None
@@ -393,7 +404,7 @@ def read_capture(path: str, rel_path: str, mtime_ns: int, *, cap: int = HEAD_BYT
             # One read for the header checks of a small file, however many of them it takes.
             head = os.pread(fd, SMALL_HEAD, 0)
             size = len(head) if len(head) < SMALL_HEAD else os.fstat(fd).st_size
-            found = _sniff(CappedReader(fd, cap, size, head), size)
+            found = _sniff(CappedReader(fd, cap, size, head), size, mxf_name=path[-4:].lower() == ".mxf")
         finally:
             os.close(fd)
     except OSError:
