@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 import xxhash
 
@@ -278,9 +278,10 @@ def _hash_xml(e: Entry, action: str) -> str:
         meta = f"<metadata><castoff:blake3>{e.blake3}</castoff:blake3></metadata>"
     return (
         f"    <hash>\n"
-        f"      <path size={quoteattr(str(e.size))}"
-        f" lastmodificationdate={quoteattr(_iso(e.mtime_ns / 1e9))}>{escape(e.path)}</path>\n"
-        f'      <xxh128 action="{action}" hashdate={quoteattr(_iso(e.hashed_at, micro=True))}>'
+        # a number and ISO 8601 times need no quoting: quoteattr would write the same
+        f'      <path size="{e.size}"'
+        f' lastmodificationdate="{_iso(e.mtime_ns / 1e9)}">{escape(e.path)}</path>\n'
+        f'      <xxh128 action="{action}" hashdate="{_iso(e.hashed_at, micro=True)}">'
         f"{e.xxh128}</xxh128>\n"
         f"      {meta}\n"
         f"    </hash>\n"
