@@ -326,6 +326,7 @@ def test_a_folder_that_cannot_be_synced_fails_its_files_there_and_the_rerun_find
         assert out[(f"card/DCIM0/IMG_{i:04}.JPG", flaky.name)]["status"] == "verified"
         bad = out[(f"card/DCIM1/IMG_{i:04}.JPG", flaky.name)]
         assert bad["status"] == "failed" and "Input/output error" in bad["error"], bad
+        assert bad["error_code"] == "destination" and "durable" in bad["error"], bad
         for d in ("DCIM0", "DCIM1"):
             assert out[(f"card/{d}/IMG_{i:04}.JPG", other.name)]["status"] == "verified"
     assert out[("card/CLIP/C.MOV", flaky.name)]["status"] == "verified"

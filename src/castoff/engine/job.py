@@ -1251,8 +1251,13 @@ class Engine:
                 try:
                     stream.lane.dest.sync_folder(folder)  # type: ignore[attr-defined]
                     synced[key] = None
-                except Exception as exc:  # the file is named, but may not stay so: not landed
+                except errors.CastoffError as exc:  # the file is named, but may not stay so
                     synced[key] = exc
+                except Exception as exc:
+                    synced[key] = errors.DestinationError(
+                        f"cannot make the new names in {folder} durable: {exc}",
+                        hint="a re-run reads back what is there and copies what is not",
+                    )
             try:
                 failure = synced[key]
                 if failure is None:
