@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from castoff.catalog.db import Catalog
-from castoff.reports.rows import PROBLEM_SQL, file_groups
+from castoff.reports.rows import file_groups
 from castoff.reports.staged import staged
-from castoff.reports.summary import Tally, tally
+from castoff.reports.summary import PROBLEM_FILES_SQL, Tally, tally
 from castoff.units import TimeText
 
 SCHEMA = "castoff.report/2"
@@ -133,7 +133,7 @@ def file_line(rows: Sequence[sqlite3.Row], iso: TimeText) -> str:
 
 def _passes(problems: bool) -> tuple[str, ...]:
     """The files with a problem first, then the others; one pass when there is none."""
-    return (PROBLEM_SQL, f"NOT {PROBLEM_SQL}") if problems else ("1",)
+    return (PROBLEM_FILES_SQL, f"NOT {PROBLEM_FILES_SQL}") if problems else ("1",)
 
 
 def iter_files(catalog: Catalog, job_id: str, *, problems: bool = True) -> Iterator[dict[str, Any]]:

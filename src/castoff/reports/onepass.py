@@ -9,9 +9,9 @@ from pathlib import Path
 
 from castoff.catalog.db import Catalog
 from castoff.reports import html, json_report
-from castoff.reports.rows import PROBLEM_SQL, file_groups, has_problem
+from castoff.reports.rows import file_groups, has_problem
 from castoff.reports.staged import staged
-from castoff.reports.summary import Tally
+from castoff.reports.summary import PROBLEM_FILES_SQL, Tally
 from castoff.units import TimeText
 
 
@@ -26,7 +26,7 @@ def write(catalog: Catalog, job_id: str, folder: Path, counts: Tally) -> tuple[P
         files = json_report.dump_head(catalog, job_id, json_fh, counts)
         iso = TimeText(json_report.ISO)
         if counts.problem_files:
-            for rows in file_groups(catalog, job_id, PROBLEM_SQL):
+            for rows in file_groups(catalog, job_id, PROBLEM_FILES_SQL):
                 files.add(json_report.file_line(rows, iso))
         riding = _each_file(catalog, job_id, files, iso, problems_listed=counts.problem_files > 0)
         html.render(catalog, job_id, html_fh, counts, files=riding)

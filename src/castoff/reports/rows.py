@@ -9,12 +9,8 @@ from itertools import groupby
 from operator import itemgetter
 
 from castoff.catalog.db import Catalog
-from castoff.reports.summary import OK, PROBLEM_FILES_SQL
+from castoff.reports.summary import OK
 
-#: a file with a problem: it failed to read, the job never got to it, or some destination does
-#: not have it, proven (``summary.OK`` lists the statuses that prove it): the files the summary
-#: counts as problems; ``has_problem`` says the same of its rows
-PROBLEM_SQL = PROBLEM_FILES_SQL
 #: one row a file and destination (one row with ``dest_name`` NULL for a file without outcomes);
 #: the reports read them by column number, in this order (by name, sqlite3.Row compares every name
 #: before): 0 file_id, 1 rel_path, 2 abs_path, 3 size, 4 mtime_ns, 5 file_status, 6 blake3, 7 md5,
@@ -50,7 +46,9 @@ def file_groups(catalog: Catalog, job_id: str, which: str = "1") -> Iterator[lis
 
 
 def has_problem(rows: Sequence[sqlite3.Row]) -> bool:
-    """``PROBLEM_SQL`` of one file's rows (a file without outcomes has one row, its dest_name NULL)."""
+    """``summary.PROBLEM_FILES_SQL`` of one file's rows (a file the job never got to has one row,
+    its dest_name NULL): it failed to read, the job never got to it, or some destination does not
+    have it, proven."""
     first = rows[0]
     if first[5] == "failed" or (first[5] == "pending" and first[17] is None):
         return True
