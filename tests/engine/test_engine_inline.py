@@ -88,13 +88,18 @@ def test_without_unnamed_files_the_catalog_knows_the_partial_before_the_commit(
     assert runner.catalog.partials(dest.ident) == []
 
 
-def _partials_known(db_path: Path) -> set[str]:
-    """The partial files the catalog has committed, seen from another connection."""
+def _committed(db_path: Path, sql: str, *args: object) -> set[str]:
+    """The first column of ``sql``'s rows in what the catalog has committed, seen from another
+    connection."""
     other = sqlite3.connect(db_path)
     try:
-        return {r[0] for r in other.execute("SELECT path FROM partials")}
+        return {r[0] for r in other.execute(sql, args)}
     finally:
         other.close()
+
+
+def _partials_known(db_path: Path) -> set[str]:
+    return _committed(db_path, "SELECT path FROM partials")
 
 
 @pytest.mark.parametrize("how", ["no-unnamed-files", "overwrite"])
@@ -235,11 +240,7 @@ def test_a_second_ctrl_c_while_the_reader_writes_quits_at_once(
 
 
 def _committed_targets(db_path: Path, dest_ident: str) -> set[str]:
-    other = sqlite3.connect(db_path)
-    try:
-        return {r[0] for r in other.execute("SELECT target FROM landed WHERE dest_ident = ?", (dest_ident,))}
-    finally:
-        other.close()
+    return _committed(db_path, "SELECT target FROM landed WHERE dest_ident = ?", dest_ident)
 
 
 def small_files(root: Path, folders: int = 2, per_folder: int = 20) -> Path:
@@ -265,7 +266,8 @@ def test_the_reader_syncs_each_folder_once_for_many_files_and_records_them_after
     synced: set[str] = set()
     syncs: list[str] = []
     db_path = runner.catalog.path
-    ident = "local:" + str(tmp_path / "ssd")
+    ssd = LocalDestination(tmp_path / "ssd")
+    ident = ssd.ident
 
     def check() -> None:
         early = _committed_targets(db_path, ident) - synced
@@ -297,7 +299,7 @@ def test_the_reader_syncs_each_folder_once_for_many_files_and_records_them_after
     monkeypatch.setattr(local, "rename_no_replace", watched_rename)
     monkeypatch.setattr(local, "fsync_dir", watched_fsync_dir)
     monkeypatch.setattr(local, "link_unnamed", watched_link)
-    dest = FaultyDestination(LocalDestination(tmp_path / "ssd"), FaultPlan(on_folder_sync=on_sync))
+    dest = FaultyDestination(ssd, FaultPlan(on_folder_sync=on_sync))
     src = small_files(tmp_path / "src")
     result = runner([src], [dest], chunk_size=INLINE_COMMIT_MAX)
     assert result.exit_code == 0
