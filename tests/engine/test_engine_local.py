@@ -392,6 +392,24 @@ def test_a_folder_made_earlier_and_since_turned_into_a_link_out_is_refused(
     assert list(outside.iterdir()) == []
 
 
+def test_a_link_given_the_inode_number_of_a_folder_made_earlier_is_refused(tmp_path: Path) -> None:
+    """A freed inode number is soon reused (ext4 does), so a link put where a folder this job made
+    was can have that folder's number: what the destination remembers must not let it through.
+    The reuse is set up directly here; the test above meets it by chance."""
+    dest = LocalDestination(tmp_path / "ssd")
+    dest.preflight()
+    folder = os.path.join(dest.root, "card", "DCIM")
+    dest.make_folder(folder)
+    os.rmdir(folder)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, folder)
+    st = os.lstat(folder)
+    dest._made[folder] = (st.st_dev, st.st_ino)  # as if the link had taken the folder's number
+    with pytest.raises(errors.KeyRejected):
+        dest.make_folder(folder)
+
+
 def test_small_files_are_committed_by_the_reader_or_their_writer_and_big_ones_by_the_committer(
     tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -429,3 +447,28 @@ def test_small_files_are_committed_by_the_reader_or_their_writer_and_big_ones_by
     assert where[("nas", "small.jpg")].endswith("-w0"), where
     for top in ("ssd", "hdd", "nas"):
         assert (tmp_path / top / "card" / "small.jpg").read_bytes() == b"s" * 10_000
+
+
+def test_the_name_of_every_folder_made_is_made_durable(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file is only as durable as the names of the folders above it: the parent of every folder
+    the job creates (the destination's own root included) is fsynced, not only the folders that
+    hold files."""
+    synced: set[str] = set()
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.add(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    (tmp_path / "drive").mkdir()
+    root = tmp_path / "drive" / "backup"  # castoff creates the destination's last folder
+    write(tmp_path / "card" / "DCIM" / "100CANON" / "A.JPG", b"a" * 1000)
+    write(tmp_path / "card" / "PRIVATE" / "M4ROOT" / "CLIP" / "C0001.MP4", b"c" * 3 * MiB)
+    result = runner([tmp_path / "card"], [LocalDestination(root)])
+    assert result.exit_code == 0, runner.logs()
+    made = [root, *(p for p in root.rglob("*") if p.is_dir())]
+    assert len(made) >= 7
+    assert {str(p.parent) for p in made} <= synced, sorted({str(p.parent) for p in made} - synced)

@@ -18,6 +18,7 @@ import errno
 import hashlib
 import mmap
 import os
+import stat
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -110,6 +111,36 @@ def fsync_dir_fd(fd: int) -> None:
     except OSError as exc:  # some filesystems refuse fsync on a directory
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
             raise
+
+
+def make_folders(folder: str) -> None:
+    """``os.makedirs(folder, exist_ok=True)``, and the name of every folder it had to create made
+    durable: the parent of each is fsynced once all exist (a file named in a new folder is only as
+    durable as the folders above it; on btrfs, say, a directory's fsync does not carry its
+    parent's). A folder another thread created meanwhile is synced too: its maker may not have
+    got there yet."""
+    missing: list[str] = []
+    head = folder
+    while not os.path.isdir(head):
+        missing.append(head)
+        parent = os.path.dirname(head)
+        if parent == head:
+            break
+        head = parent
+    if not missing:
+        return
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
+    for parent in dict.fromkeys(os.path.dirname(p) for p in missing):
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fsync_dir_fd(fd)
+        finally:
+            os.close(fd)
 
 
 def link_unnamed(fd: int, final: str, *, sync: bool = True) -> None:
@@ -340,7 +371,7 @@ class LocalUpload:
             # Times first, so the file appears under its name complete and with its times.
             os.utime(handle, ns=(self._meta.atime_ns, self._meta.mtime_ns))
             if target is not None:
-                os.makedirs(os.path.dirname(final), exist_ok=True)
+                make_folders(os.path.dirname(final))
                 self._dest.check_inside(os.path.dirname(final))
             sync_later = self._name(final, overwrite=overwrite)
         except OSError as exc:
@@ -515,13 +546,14 @@ class LocalDestination:
                 st = os.lstat(folder)
             except OSError:
                 st = None
-            # a link put in its place, or anywhere above it, shows another inode
-            if st is not None and (st.st_dev, st.st_ino) == known:
+            # a link put in its place, or anywhere above it, shows another inode; and a link is
+            # not a folder (a freed inode number is soon reused: the link may have the folder's)
+            if st is not None and stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == known:
                 return  # the same folder on the same device: the root is still there
         self.check_root()  # an unmounted drive's folders must not be made on the disk beneath
         self.check_inside(folder)  # before creating folders: none may appear through a link
         try:
-            os.makedirs(folder, exist_ok=True)
+            make_folders(folder)
             self.check_inside(folder)
             st = os.lstat(folder)
         except OSError as exc:
@@ -554,7 +586,7 @@ class LocalDestination:
                     hint="is the drive mounted? castoff creates only the last folder of a path",
                 )
             try:
-                root.mkdir()
+                make_folders(self.root)
             except OSError as exc:
                 raise translate_os_error(exc, f"cannot create {self.root}") from exc
         if not root.is_dir():
