@@ -1,0 +1,27 @@
+"""What a first-time user meets on the README's path: failures that say what failed, numbers that
+exist, names that were meant, and tables whose ids and paths can be read and copied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from castoff_cli import run_castoff
+from engine_runner import write
+
+
+def test_quiet_still_says_which_file_failed_where(tmp_path: Path) -> None:
+    card = tmp_path / "CARD"
+    write(card / "a.jpg", b"from the card")
+    write(card / "b.jpg", b"also from the card")
+    ssd = tmp_path / "ssd"
+    write(ssd / "CARD" / "a.jpg", b"something else")
+    r = run_castoff(
+        "copy", str(card), "--to", str(ssd), "--on-conflict", "fail", "--quiet", state=tmp_path / "s"
+    )
+    assert r.returncode == 1
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr  # the one file that failed, nothing else
+    assert "CARD/a.jpg" in lines[0] and "exists with other content" in lines[0]
+    ok = run_castoff("copy", str(card), "--to", str(tmp_path / "nas"), "--quiet", state=tmp_path / "s")
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, "", "")
