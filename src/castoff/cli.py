@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from castoff import __version__, commands, errors
-from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, new_job_id
+from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, UploadRow, new_job_id
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
@@ -581,9 +581,10 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             " ones castoff does not know about."
         )
         return 0
-    chosen = rows if args.all else [r for r in rows if str(r.id) in set(args.ids)]
+    chosen = _uploads_to_abort(rows, args)
     if not chosen:
-        raise errors.UsageError("name the uploads to abort (numbers from 'castoff uploads') or use --all")
+        console.print("no unfinished uploads" + (f" older than {args.older_than}" if args.older_than else ""))
+        return 0
     failed = 0
     for r in chosen:
         job = catalog.job(r.job_id)
@@ -607,6 +608,24 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         catalog.close_upload(r.id)
         console.print(f"aborted #{r.id}: {r.dest_name} {r.target}")
     return errors.EXIT_FAILED if failed else 0
+
+
+def _uploads_to_abort(rows: list[UploadRow], args: argparse.Namespace) -> list[UploadRow]:
+    """The uploads 'castoff uploads abort' names; a number that is not one of them stops it
+    before anything is aborted."""
+    if args.all:
+        return rows
+    if not args.ids:
+        raise errors.UsageError("name the uploads to abort (numbers from 'castoff uploads') or use --all")
+    known = {str(r.id) for r in rows}
+    unknown = [i for i in args.ids if i not in known]
+    if unknown:
+        older = f" older than {args.older_than}" if args.older_than else ""
+        raise errors.UsageError(
+            f"no unfinished upload{older} numbered {', '.join(unknown)}; nothing was aborted",
+            hint="'castoff uploads' lists them with their numbers",
+        )
+    return [r for r in rows if str(r.id) in set(args.ids)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return per command)
