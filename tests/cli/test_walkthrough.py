@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from castoff_cli import run_castoff
+from castoff_cli import Castoff, run_castoff
 from engine_runner import write
 
 
@@ -25,3 +25,18 @@ def test_quiet_still_says_which_file_failed_where(tmp_path: Path) -> None:
     assert "CARD/a.jpg" in lines[0] and "exists with other content" in lines[0]
     ok = run_castoff("copy", str(card), "--to", str(tmp_path / "nas"), "--quiet", state=tmp_path / "s")
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, "", "")
+
+
+def test_dest_test_of_a_misspelt_name_creates_nothing(tmp_path: Path) -> None:
+    castoff = Castoff(tmp_path / "user")
+    assert castoff("dest", "add", "ssd", "local", str(tmp_path / "ssd")).returncode == 0
+    typo = castoff("dest", "test", "sdd")  # meant ssd: not a folder to create and call writable
+    assert typo.returncode == 2
+    assert "no saved destination 'sdd', and no folder 'sdd' here" in typo.stderr
+    assert "./sdd" in typo.stderr
+    assert not (castoff.root / "sdd").exists()
+    new = castoff("dest", "test", "./later", str(tmp_path / "also-later"))
+    assert new.returncode == 0, new.stdout + new.stderr
+    assert "the first job creates it" in new.stdout
+    assert not (castoff.root / "later").exists() and not (tmp_path / "also-later").exists()
+    assert castoff("dest", "test", "ssd").returncode == 0
