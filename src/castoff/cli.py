@@ -481,7 +481,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             return 0
         table = Table(title="castoff jobs")
         for col in ("id", "started", "status", "files", "bytes", "destinations"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=col in ("id", "started"), overflow="fold")  # the id whole, to copy
         for r in rows:
             dests = ", ".join(d["name"] for d in json.loads(r["destinations"]))
             table.add_row(
@@ -515,7 +515,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         console.print(f"report: {job['report_path']}")
     table = Table()
     for col in ("file", "size", "destination", "status", "verified by", "target / error"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
     for f in rep["files"]:
         if not f["destinations"]:
             table.add_row(f["path"], format_bytes(f["size"]), "-", f["status"], "", f["error"] or "")
@@ -562,7 +562,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             return 0
         table = Table(title="unfinished multipart uploads")
         for col in ("#", "destination", "key", "parts done", "size", "age"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for r in rows:
             total = -(-r.size // r.part_size) if r.size else 1
             age_h = (time.time() - r.created_at) / 3600

@@ -40,3 +40,22 @@ def test_dest_test_of_a_misspelt_name_creates_nothing(tmp_path: Path) -> None:
     assert "the first job creates it" in new.stdout
     assert not (castoff.root / "later").exists() and not (tmp_path / "also-later").exists()
     assert castoff("dest", "test", "ssd").returncode == 0
+
+
+def test_jobs_tables_in_a_narrow_terminal_cut_no_id_and_no_path(tmp_path: Path) -> None:
+    card = tmp_path / "EOS_DIGITAL"
+    write(card / "DCIM" / "100CANON" / "IMG_0001.CR3", b"raw")
+    state = tmp_path / "state"
+    assert (
+        run_castoff("copy", str(card), "--to", str(tmp_path / "ssd"), "--quiet", state=state).returncode == 0
+    )
+    narrow = {"COLUMNS": "80"}
+    listed = run_castoff("jobs", state=state, env=narrow)
+    assert listed.returncode == 0
+    (job_id,) = (p.stem for p in (state / "reports").glob("*.json"))
+    assert job_id in listed.stdout  # whole, on one line: it is what 'jobs show' takes
+    shown = run_castoff("jobs", "show", job_id, state=state, env=narrow)
+    assert shown.returncode == 0
+    assert "…" not in shown.stdout  # a cut path names no file; a wrapped one does
+    cells = "".join(line.split("│")[1].strip() for line in shown.stdout.splitlines() if line.startswith("│"))
+    assert cells == "EOS_DIGITAL/DCIM/100CANON/IMG_0001.CR3"
