@@ -59,3 +59,16 @@ def test_jobs_tables_in_a_narrow_terminal_cut_no_id_and_no_path(tmp_path: Path) 
     assert "…" not in shown.stdout  # a cut path names no file; a wrapped one does
     cells = "".join(line.split("│")[1].strip() for line in shown.stdout.splitlines() if line.startswith("│"))
     assert cells == "EOS_DIGITAL/DCIM/100CANON/IMG_0001.CR3"
+
+
+def test_a_conflict_kept_as_both_is_said_not_only_in_the_report(tmp_path: Path) -> None:
+    card = tmp_path / "CARD"
+    write(card / "a.jpg", b"from the card")
+    ssd = tmp_path / "ssd"
+    write(ssd / "CARD" / "a.jpg", b"something else")
+    r = run_castoff("copy", str(card), "--to", str(ssd), state=tmp_path / "s")
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert f"{ssd / 'CARD' / 'a.jpg'} exists with other content: kept both" in said
+    assert f"this copy is {ssd / 'CARD' / 'a (2).jpg'}" in said
+    assert (ssd / "CARD" / "a (2).jpg").read_bytes() == b"from the card"

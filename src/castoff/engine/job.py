@@ -1098,10 +1098,13 @@ class Engine:
                 except TargetExists:
                     continue
                 stream.notes.append(f"{existing} exists with other content: kept both")
+                kept = f"{existing} exists with other content: kept both, this copy is {landed.target}"
+                self.log(f"{lane.name}: {kept}", "warning")
                 return landed
             # The key is fixed when the upload starts: send the file again under the new name.
             upload.abort()
             stream.notes.append(f"{existing} exists: sending as {alt}")
+            self.log(f"{lane.name}: {existing} exists: kept it, sending this copy as {alt}", "warning")
             stream.target = alt
             stream.reset(keep_parts=False)
             self._restart(stream)
