@@ -72,3 +72,14 @@ def test_a_conflict_kept_as_both_is_said_not_only_in_the_report(tmp_path: Path) 
     assert f"{ssd / 'CARD' / 'a.jpg'} exists with other content: kept both" in said
     assert f"this copy is {ssd / 'CARD' / 'a (2).jpg'}" in said
     assert (ssd / "CARD" / "a (2).jpg").read_bytes() == b"from the card"
+
+
+def test_a_destination_under_a_file_says_the_file_is_in_the_way(tmp_path: Path) -> None:
+    card = tmp_path / "CARD"
+    write(card / "a.jpg", b"from the card")
+    write(tmp_path / "ssd", b"a file where a folder was meant")
+    r = run_castoff("copy", str(card), "--to", str(tmp_path / "ssd" / "shoots"), state=tmp_path / "s")
+    assert r.returncode == 1
+    said = " ".join(r.stderr.split())
+    assert f"{tmp_path / 'ssd'} is a file, not a folder" in said
+    assert "does not exist" not in said  # it does exist; it is in the way
