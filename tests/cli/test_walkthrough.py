@@ -83,3 +83,18 @@ def test_a_destination_under_a_file_says_the_file_is_in_the_way(tmp_path: Path) 
     said = " ".join(r.stderr.split())
     assert f"{tmp_path / 'ssd'} is a file, not a folder" in said
     assert "does not exist" not in said  # it does exist; it is in the way
+
+
+def test_rotating_keys_unattended_says_which_flags_to_give(tmp_path: Path) -> None:
+    castoff = Castoff(tmp_path / "user")
+    added = castoff(
+        "dest", "add", "archive", "s3", "--bucket", "raw", "--endpoint", "http://127.0.0.1:9",
+        "--access-key-id", "AKIAOLD", "--secret-stdin", "--no-test", input="old-secret\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    r = castoff("dest", "credentials", "archive", "--secret-stdin", input="new-secret\n")
+    assert r.returncode == 2
+    said = " ".join(r.stderr.split())
+    assert "the new access key id is needed" in said
+    assert "--access-key-id ID" in said and "--secret-stdin" in said
+    assert "castoff dest credentials NAME" not in said  # the command being run is no way out

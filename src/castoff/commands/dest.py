@@ -132,11 +132,15 @@ def _credentials(args: argparse.Namespace, settings: dict[str, Any], name: str) 
     return None
 
 
+#: what to do when 'dest add' or 'dest credentials' runs without a terminal to ask on
+UNATTENDED = "give the key id with --access-key-id ID and pipe the secret with --secret-stdin"
+
+
 def _secret(args: argparse.Namespace, why: str) -> str:
     if args.secret_stdin:
         return secrets.read_secret_stdin()
     return secrets.ask_secret(
-        "Secret access key (not shown): ", f"{why}: pipe it with --secret-stdin or type it"
+        "Secret access key (not shown): ", f"{why}: pipe it with --secret-stdin or type it", hint=UNATTENDED
     )
 
 
@@ -375,7 +379,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
         return 0
     secrets.require_keyring()
     key_id = args.access_key_id or secrets.ask_secret(
-        "New access key id: ", "the new access key id is needed (or give --access-key-id)", ask=input
+        "New access key id: ", "the new access key id is needed", ask=input, hint=UNATTENDED
     )
     pair = secrets.KeyPair(key_id, _secret(args, "the new secret access key is needed"))
     if not args.no_test:
