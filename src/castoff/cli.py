@@ -286,6 +286,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def mark_dead_jobs(catalog: Catalog) -> None:
+    """A job left 'running' by a process that is gone (killed, a second Ctrl-C) was interrupted."""
+    pids = {int(r["pid"] or 0) for r in catalog.jobs(1000) if r["status"] == "running"}
+    catalog.mark_stale_jobs({p: _alive(p) for p in pids})
+
+
 def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
@@ -343,8 +349,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     limiters[d.ident] = RateLimiter(limit)
 
     catalog = open_catalog(args)
-    pids = {int(r["pid"] or 0) for r in catalog.jobs(1000) if r["status"] == "running"}
-    catalog.mark_stale_jobs({p: _alive(p) for p in pids})
+    mark_dead_jobs(catalog)
     job_id = new_job_id()
     options = JobOptions(
         chunk_size=chunk,
@@ -473,6 +478,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.action == "prune":
         return prune_cli.run(args, state_dir(args.state_dir) / "catalog.sqlite", alive=_alive, age=_age)
     catalog = open_catalog(args)
+    mark_dead_jobs(catalog)  # else a killed job would show as running for ever
     console = Console()
     if args.action == "list" or not args.job_id:
         rows = catalog.jobs()

@@ -3,8 +3,12 @@ exist, names that were meant, and tables whose ids and paths can be read and cop
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+from castoff.catalog.db import Catalog
 from castoff_cli import Castoff, run_castoff
 from engine_runner import write
 
@@ -98,3 +102,22 @@ def test_rotating_keys_unattended_says_which_flags_to_give(tmp_path: Path) -> No
     assert "the new access key id is needed" in said
     assert "--access-key-id ID" in said and "--secret-stdin" in said
     assert "castoff dest credentials NAME" not in said  # the command being run is no way out
+
+
+def test_jobs_says_interrupted_for_a_job_whose_process_is_gone(tmp_path: Path) -> None:
+    """A second Ctrl-C or a kill leaves the job marked running; 'castoff jobs' must not say it
+    still runs."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    state = tmp_path / "state"
+    state.mkdir()
+    catalog = Catalog(state / "catalog.sqlite")
+    catalog.start_job(
+        "20261122-101959-b369", argv=["castoff"], sources=[str(tmp_path)], destinations=[], options={},
+        pid=int(gone.stdout),
+    )  # fmt: skip
+    catalog.close()
+    listed = run_castoff("jobs", "--json", state=state)
+    assert listed.returncode == 0, listed.stderr
+    assert [j["status"] for j in json.loads(listed.stdout)] == ["interrupted"]
