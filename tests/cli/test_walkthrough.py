@@ -121,3 +121,15 @@ def test_jobs_says_interrupted_for_a_job_whose_process_is_gone(tmp_path: Path) -
     listed = run_castoff("jobs", "--json", state=state)
     assert listed.returncode == 0, listed.stderr
     assert [j["status"] for j in json.loads(listed.stdout)] == ["interrupted"]
+
+
+def test_an_empty_source_is_not_called_released(tmp_path: Path) -> None:
+    """A card that is not mounted leaves an empty mount point: copying it must not read as an
+    offload that let the card go."""
+    mount_point = tmp_path / "EOS_DIGITAL"
+    mount_point.mkdir()
+    write(mount_point / ".DS_Store", b"junk only")
+    r = run_castoff("copy", str(mount_point), "--to", str(tmp_path / "ssd"), state=tmp_path / "s")
+    said = " ".join(r.stderr.split())
+    assert f"no file to copy in {mount_point}: is the card mounted" in said
+    assert "can be released" not in said

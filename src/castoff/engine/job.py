@@ -225,6 +225,11 @@ class Engine:
             with self._state:
                 self._reading_done = True
                 self._state.notify_all()
+        if self.files == 0 and not self.cancel.is_set():  # an empty mount point, not a card
+            self.log(
+                f"no file to copy in {', '.join(sources)}: is the card mounted, is it the right folder?",
+                "warning",
+            )
         self._check_released()
         self._wait_for_streams()
         catchup.join(5.0)
@@ -1394,8 +1399,8 @@ class Engine:
             self._check_released_locked()
 
     def _check_released_locked(self) -> None:
-        if self._released or not self._reading_done or self.cancel.is_set():
-            return
+        if self._released or not self._reading_done or self.cancel.is_set() or self.files == 0:
+            return  # (nothing was copied from a source with no file: no reason to release it)
         local = [ln for ln in self.lanes if ln.caps.is_local]
         if not local:
             return
