@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from castoff import __version__, commands, errors
-from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, new_job_id
+from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, UploadRow, new_job_id
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
@@ -286,6 +286,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def mark_dead_jobs(catalog: Catalog) -> None:
+    """A job left 'running' by a process that is gone (killed, a second Ctrl-C) was interrupted."""
+    pids = {int(r["pid"] or 0) for r in catalog.jobs(1000) if r["status"] == "running"}
+    catalog.mark_stale_jobs({p: _alive(p) for p in pids})
+
+
 def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
@@ -343,8 +349,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     limiters[d.ident] = RateLimiter(limit)
 
     catalog = open_catalog(args)
-    pids = {int(r["pid"] or 0) for r in catalog.jobs(1000) if r["status"] == "running"}
-    catalog.mark_stale_jobs({p: _alive(p) for p in pids})
+    mark_dead_jobs(catalog)
     job_id = new_job_id()
     options = JobOptions(
         chunk_size=chunk,
@@ -473,6 +478,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.action == "prune":
         return prune_cli.run(args, state_dir(args.state_dir) / "catalog.sqlite", alive=_alive, age=_age)
     catalog = open_catalog(args)
+    mark_dead_jobs(catalog)  # else a killed job would show as running for ever
     console = Console()
     if args.action == "list" or not args.job_id:
         rows = catalog.jobs()
@@ -481,7 +487,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             return 0
         table = Table(title="castoff jobs")
         for col in ("id", "started", "status", "files", "bytes", "destinations"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=col in ("id", "started"), overflow="fold")  # the id whole, to copy
         for r in rows:
             dests = ", ".join(d["name"] for d in json.loads(r["destinations"]))
             table.add_row(
@@ -515,7 +521,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         console.print(f"report: {job['report_path']}")
     table = Table()
     for col in ("file", "size", "destination", "status", "verified by", "target / error"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
     for f in rep["files"]:
         if not f["destinations"]:
             table.add_row(f["path"], format_bytes(f["size"]), "-", f["status"], "", f["error"] or "")
@@ -562,7 +568,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             return 0
         table = Table(title="unfinished multipart uploads")
         for col in ("#", "destination", "key", "parts done", "size", "age"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for r in rows:
             total = -(-r.size // r.part_size) if r.size else 1
             age_h = (time.time() - r.created_at) / 3600
@@ -581,9 +587,10 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             " ones castoff does not know about."
         )
         return 0
-    chosen = rows if args.all else [r for r in rows if str(r.id) in set(args.ids)]
+    chosen = _uploads_to_abort(rows, args)
     if not chosen:
-        raise errors.UsageError("name the uploads to abort (numbers from 'castoff uploads') or use --all")
+        console.print("no unfinished uploads" + (f" older than {args.older_than}" if args.older_than else ""))
+        return 0
     failed = 0
     for r in chosen:
         job = catalog.job(r.job_id)
@@ -607,6 +614,24 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         catalog.close_upload(r.id)
         console.print(f"aborted #{r.id}: {r.dest_name} {r.target}")
     return errors.EXIT_FAILED if failed else 0
+
+
+def _uploads_to_abort(rows: list[UploadRow], args: argparse.Namespace) -> list[UploadRow]:
+    """The uploads 'castoff uploads abort' names; a number that is not one of them stops it
+    before anything is aborted."""
+    if args.all:
+        return rows
+    if not args.ids:
+        raise errors.UsageError("name the uploads to abort (numbers from 'castoff uploads') or use --all")
+    known = {str(r.id) for r in rows}
+    unknown = [i for i in args.ids if i not in known]
+    if unknown:
+        older = f" older than {args.older_than}" if args.older_than else ""
+        raise errors.UsageError(
+            f"no unfinished upload{older} numbered {', '.join(unknown)}; nothing was aborted",
+            hint="'castoff uploads' lists them with their numbers",
+        )
+    return [r for r in rows if str(r.id) in set(args.ids)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return per command)

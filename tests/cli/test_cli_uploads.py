@@ -64,13 +64,19 @@ def test_uploads_lists_then_aborts_by_number_and_all(two_open_uploads: Any) -> N
     assert "lifecycle" in text
     first, second = open_uploads(state)
     assert castoff("uploads", "abort", state=state, env=env).returncode == 2  # names nothing
+    typo = castoff("uploads", "abort", str(first.id), "99", state=state, env=env)
+    assert typo.returncode == 2  # a number that is no open upload: nothing aborted, not even #first
+    assert "numbered 99; nothing was aborted" in " ".join(typo.stderr.split())
+    assert len(open_uploads(state)) == 2
+    assert len(set().union(*(v.multipart_uploads() for v in views))) == 2
     r = castoff("uploads", "abort", str(first.id), state=state, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"aborted #{first.id}" in r.stdout
     on_server = set().union(*(v.multipart_uploads() for v in views))
     assert {u for _, u in on_server} == {second.token["upload_id"]}
     none_old = castoff("uploads", "abort", "--all", "--older-than", "1h", state=state, env=env)
-    assert none_old.returncode == 2  # nothing that old: nothing aborted
+    assert none_old.returncode == 0  # nothing that old: nothing to do (a nightly cleanup succeeds)
+    assert "no unfinished uploads older than 1h" in none_old.stdout
     assert [u.id for u in open_uploads(state)] == [second.id]
     r = castoff("uploads", "abort", "--all", "--older-than", "0s", state=state, env=env)
     assert r.returncode == 0, r.stdout + r.stderr

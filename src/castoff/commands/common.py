@@ -55,7 +55,7 @@ def print_list(
         return 0
     table = Table(title=title)
     for col in columns:
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
     for row in rows:
         table.add_row(*row)
     console.print(table)

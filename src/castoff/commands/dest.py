@@ -7,6 +7,7 @@ the test fails, unless ``--no-test``. Keys go to the OS keyring, never to the co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -44,10 +45,18 @@ def test_destination(dest: Destination) -> Verdict:
     if isinstance(dest, s3.S3Destination):
         result = s3.probe(dest.options)
         return Verdict(result.ok, result.message, result.hint)
+    root = getattr(dest, "root", None)
+    new_folder = isinstance(root, str) and not os.path.lexists(root)
     try:
         dest.preflight()
     except errors.CastoffError as exc:
         return Verdict(False, exc.message, exc.hint)
+    finally:
+        if new_folder:  # a test leaves nothing behind: the folder the test made goes again
+            with contextlib.suppress(OSError):
+                os.rmdir(str(root))
+    if new_folder:
+        return Verdict(True, f"writable ({root} does not exist yet: the first job creates it)")
     return Verdict(True, "writable")
 
 
@@ -123,11 +132,15 @@ def _credentials(args: argparse.Namespace, settings: dict[str, Any], name: str) 
     return None
 
 
+#: what to do when 'dest add' or 'dest credentials' runs without a terminal to ask on
+UNATTENDED = "give the key id with --access-key-id ID and pipe the secret with --secret-stdin"
+
+
 def _secret(args: argparse.Namespace, why: str) -> str:
     if args.secret_stdin:
         return secrets.read_secret_stdin()
     return secrets.ask_secret(
-        "Secret access key (not shown): ", f"{why}: pipe it with --secret-stdin or type it"
+        "Secret access key (not shown): ", f"{why}: pipe it with --secret-stdin or type it", hint=UNATTENDED
     )
 
 
@@ -317,6 +330,8 @@ def cmd_test(args: argparse.Namespace) -> int:
             and given in res.config.destinations
         ):
             spec = SAVED_PREFIX + given  # dest test NAME: the saved one (./NAME for a folder)
+        elif not given.startswith(SAVED_PREFIX):
+            _not_a_typo(given)
         dest = res.open(spec, s3_defaults=defaults)
         try:
             verdict = test_destination(dest)
@@ -325,6 +340,17 @@ def cmd_test(args: argparse.Namespace) -> int:
         _print_verdict(console, spec if spec.startswith(SAVED_PREFIX) else dest.name, verdict)
         worst = max(worst, 0 if verdict.ok else errors.EXIT_FAILED)
     return worst
+
+
+def _not_a_typo(given: str) -> None:
+    """``dest test NAME`` with no saved NAME and no folder NAME here is a misspelt name, not a
+    folder to create and call writable."""
+    if os.sep in given or "://" in given or given.startswith((".", "~")) or os.path.lexists(given):
+        return
+    raise errors.UsageError(
+        f"no saved destination {given!r}, and no folder {given!r} here",
+        hint=f"'castoff dest list' shows the saved ones; for a new folder here, write ./{given}",
+    )
 
 
 # --- credentials, remove, rename --------------------------------------------------------------
@@ -353,7 +379,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
         return 0
     secrets.require_keyring()
     key_id = args.access_key_id or secrets.ask_secret(
-        "New access key id: ", "the new access key id is needed (or give --access-key-id)", ask=input
+        "New access key id: ", "the new access key id is needed", ask=input, hint=UNATTENDED
     )
     pair = secrets.KeyPair(key_id, _secret(args, "the new secret access key is needed"))
     if not args.no_test:

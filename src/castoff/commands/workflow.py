@@ -227,12 +227,11 @@ def run_workflow_command(args: argparse.Namespace) -> int:
 
 
 def _interrupted_job(args: argparse.Namespace, name: str) -> Mapping[str, Any] | None:
-    from castoff.cli import _alive, open_catalog
+    from castoff.cli import mark_dead_jobs, open_catalog
 
     catalog = open_catalog(args)
     try:
-        pids = {int(r["pid"] or 0) for r in catalog.jobs(1000) if r["status"] == "running"}
-        catalog.mark_stale_jobs({p: _alive(p) for p in pids})
+        mark_dead_jobs(catalog)
         last = workflows.last_job([dict(r) for r in catalog.jobs(1000)], name)
     finally:
         catalog.close()

@@ -146,12 +146,20 @@ def has_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-def ask_secret(prompt: str, why: str, *, ask: Callable[[str], str] = getpass.getpass) -> str:
+UNATTENDED_HINT = "run it from a terminal, or store the keys in the keyring: castoff dest credentials NAME"
+
+
+def ask_secret(
+    prompt: str,
+    why: str,
+    *,
+    ask: Callable[[str], str] = getpass.getpass,
+    hint: str = UNATTENDED_HINT,
+) -> str:
     """Read a secret from the terminal without echo; UsageError at once when there is none."""
     if not has_terminal():
         raise errors.UsageError(
-            f"{why}, and there is no terminal to ask on (the run is unattended)",
-            hint="run it from a terminal, or store the keys in the keyring: castoff dest credentials NAME",
+            f"{why}, and there is no terminal to ask on (the run is unattended)", hint=hint
         )
     secret = ask(prompt)
     if not secret.strip():

@@ -580,6 +580,11 @@ class LocalDestination:
     def preflight(self) -> None:
         root = Path(self.root)
         if not root.exists():
+            if root.parent.exists() and not root.parent.is_dir():
+                raise errors.UsageError(
+                    f"destination {self.root}: {root.parent} is a file, not a folder",
+                    hint="choose a folder for the destination",
+                )
             if not root.parent.is_dir():
                 raise errors.DestinationGone(
                     f"destination {self.root} does not exist, nor does its parent {root.parent}",

@@ -225,6 +225,11 @@ class Engine:
             with self._state:
                 self._reading_done = True
                 self._state.notify_all()
+        if self.files == 0 and not self.cancel.is_set():  # an empty mount point, not a card
+            self.log(
+                f"no file to copy in {', '.join(sources)}: is the card mounted, is it the right folder?",
+                "warning",
+            )
         self._check_released()
         self._wait_for_streams()
         catchup.join(5.0)
@@ -1098,10 +1103,13 @@ class Engine:
                 except TargetExists:
                     continue
                 stream.notes.append(f"{existing} exists with other content: kept both")
+                kept = f"{existing} exists with other content: kept both, this copy is {landed.target}"
+                self.log(f"{lane.name}: {kept}", "warning")
                 return landed
             # The key is fixed when the upload starts: send the file again under the new name.
             upload.abort()
             stream.notes.append(f"{existing} exists: sending as {alt}")
+            self.log(f"{lane.name}: {existing} exists: kept it, sending this copy as {alt}", "warning")
             stream.target = alt
             stream.reset(keep_parts=False)
             self._restart(stream)
@@ -1391,8 +1399,8 @@ class Engine:
             self._check_released_locked()
 
     def _check_released_locked(self) -> None:
-        if self._released or not self._reading_done or self.cancel.is_set():
-            return
+        if self._released or not self._reading_done or self.cancel.is_set() or self.files == 0:
+            return  # (nothing was copied from a source with no file: no reason to release it)
         local = [ln for ln in self.lanes if ln.caps.is_local]
         if not local:
             return

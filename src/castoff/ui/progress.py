@@ -69,7 +69,18 @@ class Display:
 
 
 class QuietDisplay(Display):
-    pass
+    """``--quiet``: nothing but errors (a file that failed somewhere, a destination that stopped),
+    one line each on stderr, so that a failed job never ends silently."""
+
+    def __init__(self, stats: Stats) -> None:
+        super().__init__(stats)
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "log" and event.data.get("level") == "error":
+            with self._lock:
+                sys.stderr.write(f"{event.data.get('message')}\n")
+                sys.stderr.flush()
 
 
 class JsonDisplay(Display):
