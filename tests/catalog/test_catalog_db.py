@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from castoff.catalog.db import FILE_META_COLUMNS, Catalog
+from castoff.catalog.db import FILE_META_COLUMNS, Catalog, KnownObject, LandedRow
 from castoff.layout.capture import Capture
 from castoff.layout.planner import FilePlan
 
@@ -43,3 +45,31 @@ def test_a_plan_is_kept_column_by_column_and_read_back_as_planned(tmp_path: Path
     prior = cat.prior_read("/card/A001.MOV", 9, 1)
     assert prior is not None and prior.capture is not None
     assert (prior.capture.when, prior.capture.make, prior.capture.model) == (when.isoformat(), "Sony", "FX6")
+
+
+def test_a_catalog_from_before_the_objects_table_learns_its_keys_from_what_landed(tmp_path: Path) -> None:
+    """The keys castoff put at buckets before it kept ``objects`` are taken from ``landed``, once,
+    when the catalog is opened; local destinations' rows are not keys."""
+    path = tmp_path / "catalog.sqlite"
+    cat = Catalog(path)
+    for ident, target in (
+        ("s3:127.0.0.1:9000/b/raw/", "raw/a (2).jpg"),
+        ("local:/mnt/ssd", "/mnt/ssd/a.jpg"),
+    ):
+        cat.record_landed(
+            LandedRow(
+                ident, target.replace(" (2)", ""), target, "/card/a.jpg", 5, 1, "b3", None, "md5", 1.0, "j1"
+            )
+        )
+    cat.close()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # as an older castoff left it
+        db.execute("DELETE FROM objects")
+        db.execute("DELETE FROM meta WHERE key='objects_filled'")
+    cat = Catalog(path)
+    assert cat.object_at("s3:127.0.0.1:9000/b/raw/", "raw/a (2).jpg") == KnownObject("b3", 5, "j1", 1.0)
+    assert cat.object_at("s3:127.0.0.1:9000/b/raw/", "raw/a.jpg") is None
+    assert cat.object_at("local:/mnt/ssd", "/mnt/ssd/a.jpg") is None
+    cat.record_object("s3:127.0.0.1:9000/b/raw/", "raw/a.jpg", blake3="b4", size=6, job_id="j2")
+    known = cat.object_at("s3:127.0.0.1:9000/b/raw/", "raw/a.jpg")
+    assert known is not None and known[:3] == ("b4", 6, "j2")
+    cat.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import blake3
+import pytest
 
 from castoff.catalog.db import Catalog
 from castoff.destinations.base import MiB
@@ -298,3 +299,91 @@ def test_a_source_rewritten_between_the_two_reads_is_refused_part_by_part(
     admin = rclone_s3.admin_client()
     assert "Contents" not in admin.list_objects_v2(Bucket=rclone_s3.bucket, Prefix="raw-shoots/card/")
     assert admin.list_multipart_uploads(Bucket=rclone_s3.bucket).get("Uploads", []) == []
+
+
+# --- no silent overwrite where the provider has no conditional writes -------------------------
+
+
+def _objects(admin: Any, bucket: str, prefix: str) -> dict[str, bytes]:
+    listed = admin.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"][len(prefix) :]: read_object(admin, bucket, o["Key"])[0] for o in listed}
+
+
+def _rewrite(path: Path, data: bytes, mtime: int) -> None:
+    write(path, data)
+    os.utime(path, (mtime, mtime))
+
+
+def test_a_bucket_without_conditional_writes_never_has_a_key_replaced_unsaid(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """``rclone serve s3`` honours no ``If-None-Match``: the catalog's memory of the keys castoff
+    put stands in for it. A changed file never replaces the object of its earlier version, for a
+    one-request file or a multipart one, whatever names are taken; the same bytes count as
+    already there."""
+    src = tmp_path / "src" / "card"
+    photo, clip = src / "a.jpg", src / "clip.mp4"
+    rng = random.Random(7)
+    versions = [rng.randbytes(40_000) for _ in range(3)]
+    clips = [rng.randbytes(11 * MiB) for _ in range(2)]
+    _rewrite(photo, versions[0], 1_700_000_000)
+    _rewrite(clip, clips[0], 1_700_000_000)
+    bucket = s3dest(
+        rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
+    assert not bucket.caps.refuses_existing
+    admin = rclone_s3.admin_client()
+    assert runner([src], [bucket], chunk_size=5 * MiB, **FAST).exit_code == 0, runner.logs()
+
+    _rewrite(photo, versions[1], 1_700_000_100)
+    _rewrite(clip, clips[1], 1_700_000_100)
+    assert runner([src], [bucket], chunk_size=5 * MiB, **FAST).exit_code == 0, runner.logs()
+    out = runner.outcomes()
+    assert out[("card/a.jpg", bucket.name)]["target"] == "raw-shoots/card/a (2).jpg"
+    assert out[("card/clip.mp4", bucket.name)]["target"] == "raw-shoots/card/clip (2).mp4"
+    assert any("exists: kept it, sending this copy as" in line for line in runner.logs())
+
+    _rewrite(photo, versions[2], 1_700_000_200)
+    assert runner([src], [bucket], chunk_size=5 * MiB, **FAST).exit_code == 0, runner.logs()
+    assert runner.outcomes()[("card/a.jpg", bucket.name)]["target"] == "raw-shoots/card/a (3).jpg"
+
+    os.utime(photo, (1_700_000_300, 1_700_000_300))  # touched: the bytes of a (3).jpg
+    assert runner([src], [bucket], chunk_size=5 * MiB, **FAST).exit_code == 0, runner.logs()
+    row = runner.outcomes()[("card/a.jpg", bucket.name)]
+    assert (row["status"], row["target"]) == ("already", "raw-shoots/card/a (3).jpg")
+    assert "same blake3 as the object castoff put there" in row["verify_method"]
+
+    assert _objects(admin, rclone_s3.bucket, "raw-shoots/card/") == {
+        "a.jpg": versions[0],
+        "a (2).jpg": versions[1],
+        "a (3).jpg": versions[2],
+        "clip.mp4": clips[0],
+        "clip (2).mp4": clips[1],
+    }
+    uploads = admin.list_multipart_uploads(Bucket=rclone_s3.bucket).get("Uploads", [])
+    assert uploads == []  # the clip's upload to the taken key was aborted, not left behind
+
+
+@pytest.mark.parametrize("policy", ["skip", "fail", "overwrite"])
+def test_the_conflict_policy_applies_to_keys_the_catalog_knows(
+    tmp_path: Path, runner: Runner, rclone_s3: Any, policy: str
+) -> None:
+    src = tmp_path / "src" / "card"
+    photo = src / "a.jpg"
+    _rewrite(photo, b"first version", 1_700_000_000)
+    bucket = s3dest(rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key)
+    assert runner([src], [bucket], **FAST).exit_code == 0, runner.logs()
+    _rewrite(photo, b"second version", 1_700_000_100)
+    result = runner([src], [bucket], on_conflict=policy, **FAST)
+    row = runner.outcomes()[("card/a.jpg", bucket.name)]
+    stored = _objects(rclone_s3.admin_client(), rclone_s3.bucket, "raw-shoots/card/")
+    if policy == "overwrite":
+        assert (result.exit_code, row["status"]) == (0, "verified")
+        assert stored == {"a.jpg": b"second version"}
+        return
+    assert stored == {"a.jpg": b"first version"}
+    if policy == "skip":
+        assert (result.exit_code, row["status"]) == (0, "skipped")
+        assert "exists with other content" in row["detail"]
+    else:
+        assert (result.exit_code, row["status"], row["error_code"]) == (1, "failed", "conflict")

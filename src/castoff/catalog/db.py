@@ -93,6 +93,17 @@ CREATE TABLE IF NOT EXISTS landed (
     PRIMARY KEY (dest_ident, planned)
 );
 CREATE INDEX IF NOT EXISTS landed_by_src ON landed (dest_ident, src_path);
+-- objects: every key castoff made visible at a bucket that cannot refuse to replace one itself
+-- (no conditional writes): the catalog is then what keeps a later file from replacing it unsaid
+CREATE TABLE IF NOT EXISTS objects (
+    dest_ident TEXT NOT NULL,
+    target TEXT NOT NULL,
+    blake3 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    put_at REAL NOT NULL,
+    PRIMARY KEY (dest_ident, target)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY,
     dest_ident TEXT NOT NULL,
@@ -206,6 +217,15 @@ class LandedRow(NamedTuple):  # a re-run makes one a file: a tuple is built five
     job_id: str
 
 
+class KnownObject(NamedTuple):
+    """An object castoff put at a bucket that cannot refuse to replace one (``objects``)."""
+
+    blake3: str
+    size: int
+    job_id: str
+    put_at: float
+
+
 class PriorCapture(NamedTuple):
     """What an earlier read's header said (``castoff.layout.capture.Capture``, as recorded)."""
 
@@ -315,10 +335,24 @@ class Catalog:
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            self._fill_objects(db)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @staticmethod
+    def _fill_objects(db: sqlite3.Connection) -> None:
+        """A catalog from before the ``objects`` table: what landed at buckets is what castoff put
+        there (once; the rows a job adds from then on keep it whole)."""
+        if db.execute("SELECT 1 FROM meta WHERE key='objects_filled'").fetchone():
+            return
+        db.execute(
+            "INSERT OR IGNORE INTO objects(dest_ident, target, blake3, size, job_id, put_at)"
+            " SELECT dest_ident, target, blake3, size, job_id, verified_at FROM landed"
+            " WHERE dest_ident LIKE 's3:%'"
+        )
+        db.execute("INSERT INTO meta(key, value) VALUES ('objects_filled', '1')")
 
     def _add_missing_columns(self) -> None:
         """Catalogs made by an earlier castoff lack columns added since; add them (NULL for old rows)."""
@@ -613,6 +647,23 @@ class Catalog:
                     row.job_id,
                 ),
             )
+
+    def record_object(self, dest_ident: str, target: str, *, blake3: str, size: int, job_id: str) -> None:
+        """castoff made ``target`` visible at a bucket without conditional writes (``objects``)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO objects(dest_ident, target, blake3, size, job_id, put_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (dest_ident, target, blake3, size, job_id, time.time()),
+            )
+
+    def object_at(self, dest_ident: str, target: str) -> KnownObject | None:
+        """What castoff put at ``target`` (``record_object``), if it put anything there."""
+        rows = self._query(
+            "SELECT blake3, size, job_id, put_at FROM objects WHERE dest_ident=? AND target=?",
+            (dest_ident, target),
+        )
+        return KnownObject(*rows[0]) if rows else None
 
     def landed_at(self, dest_ident: str, planned: str) -> LandedRow | None:
         with self._lock:

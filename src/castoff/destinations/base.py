@@ -41,6 +41,10 @@ class Capabilities:
     needs_md5: bool = False
     #: in-progress uploads survive the process: the engine records tokens and receipts in the catalog
     resumable: bool = False
+    #: a write refuses to replace what is at its target unless told to (local: a link or rename
+    #: that never replaces; S3: ``If-None-Match: *``); where not, the engine remembers in the
+    #: catalog what it put there, and that is what keeps a later file from replacing it
+    refuses_existing: bool = True
     #: ``commit`` can land the bytes under another target than ``start`` named (local rename)
     commit_can_retarget: bool = False
     #: the object's metadata is fixed at ``start`` and needs the whole-file hashes then

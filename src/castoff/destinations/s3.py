@@ -775,6 +775,7 @@ class S3Destination:
             needs_md5=True,
             resumable=True,
             commit_can_retarget=False,
+            refuses_existing=self.conditional_put and self.conditional_complete,
             needs_hash_at_start=True,
             min_part_size=min_part,
             max_part_size=provider.max_part_size,

@@ -24,7 +24,7 @@ import blake3
 import xxhash
 
 from castoff import errors
-from castoff.catalog.db import Catalog, LandedRow
+from castoff.catalog.db import Catalog, KnownObject, LandedRow
 from castoff.catalog.group import WriteGroup
 from castoff.catalog.prefetch import Prefetch
 from castoff.destinations.base import (
@@ -894,6 +894,8 @@ class Engine:
         upload = self._ensure_started(stream)
         if lane.caps.resumable:  # known to the catalog before any part: a kill leaves no orphan
             self._record_upload(stream)
+        if chunk.index == 0 and stream.resume_token is None and self._remembers_keys(lane):
+            self._refuse_known_key(stream)
         md5 = chunk.md5() if lane.caps.needs_md5 else None
         if lane.limiter is not None:
             lane.limiter.take(chunk.size)
@@ -916,6 +918,27 @@ class Engine:
             lane.stats.bytes_done += chunk.size
         if self._file_events:
             self.emit("progress", dest=lane.name, bytes=chunk.size)
+
+    def _remembers_keys(self, lane: Lane) -> bool:
+        """The catalog stands in for conditional writes at this destination (``objects``)."""
+        return not lane.caps.refuses_existing and self.options.on_conflict != "overwrite"
+
+    def _refuse_known_key(self, stream: Stream) -> None:
+        """Before a byte of a new upload goes out, do what ``If-None-Match: *`` would: raise
+        ``TargetExists`` when castoff put something at the key before (``_conflict`` then applies
+        the conflict policy). With ``--rehash`` the same bytes are sent again, not taken on trust."""
+        known = self.catalog.object_at(stream.lane.dest.ident, stream.target)
+        if known is None or (self.options.rehash and known.blake3 == stream.file.digest):
+            return
+        raise TargetExists(stream.target)
+
+    def _known_same(self, lane: Lane, target: str, digest: str) -> KnownObject | None:
+        """Where the catalog remembers the keys: the object castoff put at ``target``, when it has
+        these bytes (by BLAKE3)."""
+        if not self._remembers_keys(lane):
+            return None
+        known = self.catalog.object_at(lane.dest.ident, target)
+        return known if known is not None and known.blake3 == digest else None
 
     def _ensure_started(self, stream: Stream) -> Upload:
         with stream.start_lock:
@@ -1054,17 +1077,8 @@ class Engine:
         digest: str,
         do_commit: Callable[..., Landed],
     ) -> Landed | None:
-        lane = stream.lane
         policy = self.options.on_conflict
-        if lane.caps.can_read_back and self._same_content(lane, existing, digest):
-            upload.abort()
-            self._drop_partial(stream)
-            landed = Landed(
-                target=existing,
-                size=stream.file.src.size,
-                verify_method="existing copy read back: blake3 match",
-            )
-            self._landed(stream, landed, "already")
+        if self._already_there(stream, upload, existing, digest):
             return None
         if policy == "skip":
             upload.abort()
@@ -1084,18 +1098,23 @@ class Engine:
             )
         if policy == "overwrite":
             return do_commit(target=existing, overwrite=True)
+        return self._keep_both(stream, upload, existing, digest, do_commit)
+
+    def _keep_both(
+        self,
+        stream: Stream,
+        upload: Upload,
+        existing: str,
+        digest: str,
+        do_commit: Callable[..., Landed],
+    ) -> Landed | None:
+        """``--on-conflict rename``: this copy lands as ``name (N).ext``, the first N free."""
+        lane = stream.lane
         for n in range(2, 10_000):
             alt = alt_target(stream.planned, n)
             if lane.caps.commit_can_retarget:
                 if lane.caps.can_stat and lane.dest.stat(alt) is not None:
-                    if self._same_content(lane, alt, digest):
-                        upload.abort()
-                        self._drop_partial(stream)
-                        self._landed(
-                            stream,
-                            Landed(alt, stream.file.src.size, "existing copy read back: blake3 match"),
-                            "already",
-                        )
+                    if self._already_there(stream, upload, alt, digest):
                         return None
                     continue
                 try:
@@ -1106,6 +1125,10 @@ class Engine:
                 kept = f"{existing} exists with other content: kept both, this copy is {landed.target}"
                 self.log(f"{lane.name}: {kept}", "warning")
                 return landed
+            if self._remembers_keys(lane) and self.catalog.object_at(lane.dest.ident, alt) is not None:
+                if self._already_there(stream, upload, alt, digest):
+                    return None
+                continue
             # The key is fixed when the upload starts: send the file again under the new name.
             upload.abort()
             stream.notes.append(f"{existing} exists: sending as {alt}")
@@ -1115,6 +1138,24 @@ class Engine:
             self._restart(stream)
             return None
         raise errors.ConflictError(f"no free name for {existing}")
+
+    def _already_there(self, stream: Stream, upload: Upload, existing: str, digest: str) -> bool:
+        """``existing`` holds these very bytes: read back, or by the catalog's memory of what
+        castoff put there. The upload is dropped and the file counts as already delivered."""
+        lane = stream.lane
+        if lane.caps.can_read_back and self._same_content(lane, existing, digest):
+            method = "existing copy read back: blake3 match"
+        elif (known := self._known_same(lane, existing, digest)) is not None:
+            when = self._minute(known.put_at)
+            method = f"same blake3 as the object castoff put there on {when} (job {known.job_id})"
+        else:
+            return False
+        upload.abort()
+        self._drop_partial(stream)
+        self._landed(
+            stream, Landed(target=existing, size=stream.file.src.size, verify_method=method), "already"
+        )
+        return True
 
     @staticmethod
     def _refuse_commit(stream: Stream) -> Landed:
@@ -1310,6 +1351,10 @@ class Engine:
                     job_id=self.job_id,
                 )
             )
+            if not lane.caps.refuses_existing:
+                self.catalog.record_object(
+                    lane.dest.ident, landed.target, blake3=fs.digest, size=fs.src.size, job_id=self.job_id
+                )
             self._store(lane, fs, landed.target, out)
         if lane.caps.is_local and lane.caps.can_read_back and fs.local_copy is None:
             fs.local_copy = landed.target
