@@ -410,6 +410,43 @@ def test_a_link_given_the_inode_number_of_a_folder_made_earlier_is_refused(tmp_p
         dest.make_folder(folder)
 
 
+def test_a_folder_above_one_made_earlier_since_turned_into_a_link_out_is_refused(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """ssd/card becomes a link to a folder outside that holds a DCIM of its own: that DCIM is a
+    folder, and a new folder there often takes the removed ssd/card/DCIM's inode number (ext4)."""
+    dest = LocalDestination(tmp_path / "ssd")
+    made = land_then_remove_folder(tmp_path, runner, dest)
+    made.parent.rmdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    made.parent.symlink_to(outside)
+    (outside / "DCIM").mkdir()
+    write(tmp_path / "two" / "card" / "DCIM" / "B.JPG", b"b" * 1000)
+    assert runner([tmp_path / "two" / "card"], [dest]).exit_code == 1
+    assert list((outside / "DCIM").iterdir()) == []
+
+
+def test_a_folder_with_the_number_of_one_made_earlier_behind_a_link_above_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The reuse the test above meets by chance, set up directly: the folder the path now leads
+    to, through a link above it, has the number of the folder made there before."""
+    dest = LocalDestination(tmp_path / "ssd")
+    dest.preflight()
+    folder = os.path.join(dest.root, "card", "DCIM")
+    dest.make_folder(folder)
+    os.rmdir(folder)
+    os.rmdir(os.path.dirname(folder))
+    outside = tmp_path / "outside"
+    (outside / "DCIM").mkdir(parents=True)
+    os.symlink(outside, os.path.dirname(folder))
+    st = os.lstat(folder)
+    dest._made[folder] = (st.st_dev, st.st_ino)  # as if the new folder had taken the old number
+    with pytest.raises(errors.KeyRejected):
+        dest.make_folder(folder)
+
+
 def test_small_files_are_committed_by_the_reader_or_their_writer_and_big_ones_by_the_committer(
     tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -540,16 +540,8 @@ class LocalDestination:
 
     def make_folder(self, folder: str) -> None:
         """Create ``folder`` (and its parents) inside the root, never through a link out of it."""
-        known = self._made.get(folder)
-        if known is not None:
-            try:
-                st = os.lstat(folder)
-            except OSError:
-                st = None
-            # a link put in its place, or anywhere above it, shows another inode; and a link is
-            # not a folder (a freed inode number is soon reused: the link may have the folder's)
-            if st is not None and stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == known:
-                return  # the same folder on the same device: the root is still there
+        if self._still_made(folder):
+            return
         self.check_root()  # an unmounted drive's folders must not be made on the disk beneath
         self.check_inside(folder)  # before creating folders: none may appear through a link
         try:
@@ -560,22 +552,47 @@ class LocalDestination:
             raise translate_os_error(exc, f"cannot create folder {folder}") from exc
         self._made[folder] = (st.st_dev, st.st_ino)
 
+    def _still_made(self, folder: str) -> bool:
+        """Whether ``folder`` is still the one this destination made (or found) and checked: it
+        has the (st_dev, st_ino) it had, no level between it and the root is a link, and the root
+        is the one preflight saw. The number alone does not say: a freed inode number is soon
+        reused (ext4 does), by a link put in the folder's place or by a folder that a link put
+        above it leads to."""
+        known = self._made.get(folder)
+        if known is None:
+            return False
+        try:
+            st = os.lstat(folder)
+            if (st.st_dev, st.st_ino) != known or not self._root_unchanged():
+                return False
+            level = folder
+            while level.startswith(self._prefix):  # the folder and each one above it, to the root
+                if not stat.S_ISDIR(os.lstat(level).st_mode):
+                    return False
+                level = os.path.dirname(level)
+        except OSError:
+            return False
+        return True
+
     def forget_folder(self, folder: str) -> None:
         self._made.pop(folder, None)
 
     def check_root(self) -> None:
         """DestinationGone when the root is no longer the folder preflight saw."""
-        if self._root_id is None:
-            return
-        try:
-            st = os.stat(self.root)
-        except OSError:
-            st = None
-        if st is None or (st.st_dev, st.st_ino) != self._root_id:
+        if not self._root_unchanged():
             raise errors.DestinationGone(
                 f"destination {self.root} is gone or is no longer the folder the job began with",
                 hint="the drive may have been unmounted or the folder moved; reconnect it and re-run",
             )
+
+    def _root_unchanged(self) -> bool:
+        if self._root_id is None:
+            return True
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._root_id
 
     def preflight(self) -> None:
         root = Path(self.root)
