@@ -138,6 +138,10 @@ def test_source_file_unreadable(
     faulty = inject("IMG_0002.CR3", offset=0, **kw)
     assert rig.run().exit_code == 1
     assert faulty.fired == 1
+    said = [line for line in rig.runner.logs() if "IMG_0002.CR3" in line]
+    assert len(said) == 1 and said[0].count("IMG_0002.CR3") == 1, said  # the path once, not twice
+    if how == "permission denied":
+        assert "check its permissions" in said[0]
     rig.check(
         f"source: {how}", Expect(failed={"card/DCIM/100CANON/IMG_0002.CR3": code}, exit_code=1), faults=1
     )

@@ -613,6 +613,11 @@ class Engine:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
             raise errors.SourceVanished(f"{src.rel_path}: vanished before it was read") from exc
+        except PermissionError as exc:
+            raise errors.SourceReadError(
+                f"{src.rel_path}: cannot open: {exc.strerror}",
+                hint="castoff may not read it: check its permissions, then re-run",
+            ) from exc
         except OSError as exc:
             raise errors.SourceReadError(f"{src.rel_path}: cannot open: {exc.strerror}") from exc
         try:
@@ -801,7 +806,8 @@ class Engine:
         fs.status = "failed"
         fs.error = exc
         self.catalog.file_failed(fs.file_id, error=str(exc), code=exc.code)
-        self.log(f"{fs.src.rel_path}: {exc}", "error")
+        text = str(exc)  # most source errors begin with the path already
+        self.log(text if text.startswith(f"{fs.src.rel_path}: ") else f"{fs.src.rel_path}: {text}", "error")
         for s in fs.streams:
             s.lane.fail(s, exc)
         fs.read_done = True
@@ -1419,8 +1425,11 @@ class Engine:
                 st.failed += 1
             elif status == "incomplete":
                 st.incomplete += 1
-        if status in ("failed", "incomplete"):
-            self.log(f"{lane.name}: {fs.src.rel_path}: {status}: {err_text}", "error")
+        if status in ("failed", "incomplete") and not isinstance(out.error, errors.SourceError):
+            # (a source's failure is said once, by ``_source_failed``, not once per destination)
+            rel = fs.src.rel_path
+            said = err_text[len(rel) + 2 :] if err_text and err_text.startswith(f"{rel}: ") else err_text
+            self.log(f"{lane.name}: {rel}: {status}: {said}", "error")
         if not self._file_events:
             return
         self.emit(
