@@ -624,6 +624,7 @@ def _uploads_to_abort(rows: list[UploadRow], args: argparse.Namespace) -> list[U
     if not args.ids:
         raise errors.UsageError("name the uploads to abort (numbers from 'castoff uploads') or use --all")
     known = {str(r.id) for r in rows}
+    wanted = set(args.ids)
     unknown = [i for i in args.ids if i not in known]
     if unknown:
         older = f" older than {args.older_than}" if args.older_than else ""
@@ -631,7 +632,7 @@ def _uploads_to_abort(rows: list[UploadRow], args: argparse.Namespace) -> list[U
             f"no unfinished upload{older} numbered {', '.join(unknown)}; nothing was aborted",
             hint="'castoff uploads' lists them with their numbers",
         )
-    return [r for r in rows if str(r.id) in set(args.ids)]
+    return [r for r in rows if str(r.id) in wanted]
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return per command)

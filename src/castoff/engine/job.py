@@ -116,6 +116,11 @@ def read_back_reserve(lanes: Sequence[Lane], memory_budget: int) -> int:
     return min(sum(sizes) + max(sizes, default=0), memory_budget // 8)
 
 
+def _without_path(rel_path: str, text: str) -> str:
+    """An error's text for a line that names the file already (most begin with its path)."""
+    return text.removeprefix(f"{rel_path}: ")
+
+
 class Engine:
     """One job. ``run`` returns when every stream is at an end (or the job was interrupted)."""
 
@@ -806,8 +811,8 @@ class Engine:
         fs.status = "failed"
         fs.error = exc
         self.catalog.file_failed(fs.file_id, error=str(exc), code=exc.code)
-        text = str(exc)  # most source errors begin with the path already
-        self.log(text if text.startswith(f"{fs.src.rel_path}: ") else f"{fs.src.rel_path}: {text}", "error")
+        rel = fs.src.rel_path
+        self.log(f"{rel}: {_without_path(rel, str(exc))}", "error")
         for s in fs.streams:
             s.lane.fail(s, exc)
         fs.read_done = True
@@ -1428,8 +1433,7 @@ class Engine:
         if status in ("failed", "incomplete") and not isinstance(out.error, errors.SourceError):
             # (a source's failure is said once, by ``_source_failed``, not once per destination)
             rel = fs.src.rel_path
-            said = err_text[len(rel) + 2 :] if err_text and err_text.startswith(f"{rel}: ") else err_text
-            self.log(f"{lane.name}: {rel}: {status}: {said}", "error")
+            self.log(f"{lane.name}: {rel}: {status}: {_without_path(rel, err_text or '')}", "error")
         if not self._file_events:
             return
         self.emit(
