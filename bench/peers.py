@@ -498,6 +498,30 @@ def aws_s3_steps(tools: Tools, ctx: RunContext, env: Mapping[str, str]) -> list[
     return [Step("aws s3 cp --recursive", argv, env=env)]
 
 
+def _floor_s3_steps(tools: Tools, ctx: RunContext, env: Mapping[str, str], *, md5: bool) -> list[Step]:
+    assert ctx.s3 is not None
+    argv = [
+        tools.python,
+        str(BENCH_DIR / "floor_s3.py"),
+        str(ctx.src),
+        "--endpoint",
+        ctx.s3.endpoint,
+        "--bucket",
+        ctx.s3.bucket,
+        "--prefix",
+        ctx.s3.prefix,
+    ]
+    return [Step("boto3 floor", [*argv, "--content-md5"] if md5 else argv, env=env)]
+
+
+def floor_md5_steps(tools: Tools, ctx: RunContext, env: Mapping[str, str]) -> list[Step]:
+    return _floor_s3_steps(tools, ctx, env, md5=True)
+
+
+def floor_bare_steps(tools: Tools, ctx: RunContext, env: Mapping[str, str]) -> list[Step]:
+    return _floor_s3_steps(tools, ctx, env, md5=False)
+
+
 StepBuilder = Callable[[Tools, RunContext, Mapping[str, str]], list[Step]]
 
 
@@ -531,6 +555,8 @@ RCLONE_LOCAL_VERIFIES = (
 UNION_VERIFIES = "as rclone copy, one MD5 check per file through the union (one upstream's view)"
 RCLONE_S3_VERIFIES = "Content-MD5 per part or object; whole-file MD5 stored as metadata"
 AWS_VERIFIES = "CRC32 header per request (rclone serve s3 does not check it); no read-back"
+FLOOR_MD5_VERIFIES = "Content-MD5 per request, nothing else (bench/floor_s3.py: a floor, not a tool)"
+FLOOR_BARE_VERIFIES = "nothing (bench/floor_s3.py without Content-MD5: a floor, not a tool)"
 
 
 def peers_for(job: str) -> list[Peer]:
@@ -567,6 +593,24 @@ def peers_for(job: str) -> list[Peer]:
                 ("rclone",),
                 (rclone_s3_steps,),
                 RCLONE_S3_VERIFIES,
+                uses_s3=True,
+            ),
+            # What Content-MD5 costs, client and server, and what castoff adds to it. Bare clients
+            # written for the bench, not tools a user would pick: the goals leave them out.
+            Peer(
+                "boto3 floor, Content-MD5",
+                job,
+                ("castoff",),
+                (floor_md5_steps,),
+                FLOOR_MD5_VERIFIES,
+                uses_s3=True,
+            ),
+            Peer(
+                "boto3 floor, no checksum",
+                job,
+                ("castoff",),
+                (floor_bare_steps,),
+                FLOOR_BARE_VERIFIES,
                 uses_s3=True,
             ),
         ]
