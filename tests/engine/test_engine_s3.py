@@ -14,12 +14,14 @@ from typing import Any
 import blake3
 import pytest
 
+from castoff import errors
 from castoff.catalog.db import Catalog
 from castoff.destinations.base import MiB
+from castoff.destinations.faulty import FaultPlan, FaultyDestination, PartFault
 from castoff.destinations.local import LocalDestination
 from castoff.engine.retry import RetryPolicy
 from engine_runner import Runner, s3dest, write
-from servers import SLOW_DOWN_XML
+from servers import SLOW_DOWN_XML, free_port
 
 FAST = {"retry": RetryPolicy(attempts=6, base=0.05, cap=0.5), "lane_pause": 0.2}
 
@@ -387,3 +389,52 @@ def test_the_conflict_policy_applies_to_keys_the_catalog_knows(
         assert "exists with other content" in row["detail"]
     else:
         assert (result.exit_code, row["status"], row["error_code"]) == (1, "failed", "conflict")
+
+
+def _warnings(runner: Runner, dest: str) -> list[str]:
+    return [
+        str(e.data["message"])
+        for e in runner.events
+        if e.kind == "log" and e.data.get("level") == "warning" and str(e.data["message"]).startswith(dest)
+    ]
+
+
+def test_an_unreachable_endpoint_is_said_once_then_once_a_pause(tmp_path: Path, runner: Runner) -> None:
+    """Five files at a bucket nobody answers for: one line when the trouble starts, one a pause,
+    naming the endpoint, not each attempt of each file with its object's URL (45 lines before)."""
+    src = tmp_path / "src" / "card"
+    for i in range(5):
+        write(src / f"IMG_{i:04}.JPG", os.urandom(1000 + i))
+    port = free_port()  # nothing listens there
+    bucket = s3dest(f"http://127.0.0.1:{port}", "nobody", "AKIDCASTOFFTEST", "SECRETCASTOFFTEST0123456789")
+    ssd = LocalDestination(tmp_path / "ssd")
+    result = runner.bounded([src], [ssd, bucket], max_pauses=2, **FAST)
+    assert result.exit_code == 1
+    said = _warnings(runner, bucket.name)
+    retrying = [m for m in said if "retrying" in m]
+    pausing = [m for m in said if "pausing this destination" in m]
+    assert len(retrying) == 1, said
+    assert len(pausing) == 2, said  # one a pause, however many files met it
+    assert len(said) == 3, said
+    assert all(f"cannot connect to http://127.0.0.1:{port} (" in m for m in said), said
+    assert not any(f"127.0.0.1:{port}/" in m for m in said), said  # the endpoint, not an object's URL
+    assert all(
+        runner.outcomes()[(f"card/IMG_{i:04}.JPG", bucket.name)]["status"] == "incomplete" for i in range(5)
+    )
+    assert all((tmp_path / "ssd" / "card" / f"IMG_{i:04}.JPG").exists() for i in range(5))
+
+
+def test_trouble_that_passes_is_said_once_and_its_end_too(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    src = tmp_path / "src" / "card"
+    for i in range(4):
+        write(src / f"IMG_{i:04}.JPG", os.urandom(2000 + i))
+    inner = s3dest(rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key)
+    lost = PartFault(match="IMG_", error=lambda: errors.TransientError("connection lost"), times=3)
+    bucket = FaultyDestination(inner, FaultPlan(part_faults=[lost]))
+    result = runner.bounded([src], [bucket], **FAST)
+    assert result.exit_code == 0, runner.logs()
+    said = _warnings(runner, bucket.name)
+    assert said == [f"{bucket.name}: connection lost; retrying (the other destinations carry on)"], said
+    assert runner.logs().count(f"{bucket.name}: answering again") == 1

@@ -482,7 +482,7 @@ _BY_TYPE: Sequence[
     (
         (bx.EndpointConnectionError, bx.ConnectTimeoutError),
         lambda e, where: errors.TransientError(
-            f"endpoint unreachable for {where}: {e}",
+            f"cannot connect to {_origin(e)} ({where})",
             hint="check the endpoint URL, the network and any firewall",
         ),
     ),
@@ -495,6 +495,13 @@ _BY_TYPE: Sequence[
         lambda e, where: errors.TransientError(f"connection lost ({where}): {e}"),
     ),
 )
+
+
+def _origin(exc: Exception) -> str:
+    """The scheme, host and port botocore could not connect to (not the object's whole URL)."""
+    url = str(getattr(exc, "kwargs", {}).get("endpoint_url") or "")
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "the endpoint"
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

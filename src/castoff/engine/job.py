@@ -917,11 +917,9 @@ class Engine:
         receipt = self.options.retry.call(
             attempt,
             cancel=self.cancel,
-            on_retry=lambda n, exc, wait: self.log(
-                f"{lane.name}: {stream.target} part {chunk.index + 1}: {exc}; retry {n} in {wait:.1f}s",
-                "warning",
-            ),
+            on_retry=self._on_retry(lane, f"{stream.target} part {chunk.index + 1}"),
         )
+        self._answered(lane)
         if lane.caps.resumable and stream.upload_pk is not None:
             self.catalog.add_part(stream.upload_pk, receipt)
         with lane.cond:
@@ -972,6 +970,7 @@ class Engine:
                         stream.target, meta=meta, part_size=fs.part_size, resume=stream.resume_token
                     ),
                     cancel=self.cancel,
+                    on_retry=self._on_retry(lane, f"{stream.target}: start"),
                 )
                 if stream.resumed_parts:
                     where = (
@@ -981,6 +980,27 @@ class Engine:
                     )
                     self.log(f"resume: {lane.name}: {stream.target}: {where}")
             return stream.upload
+
+    def _on_retry(self, lane: Lane, what: str) -> Callable[[int, BaseException, float], None]:
+        """What a retry says: the first of a lane's trouble goes to the console, once, however
+        many files meet it; each attempt is detail (``--debug``, ``--json``)."""
+
+        def said(n: int, exc: BaseException, wait: float) -> None:
+            with lane.cond:
+                first, lane.troubled = not lane.troubled, True
+            if first:
+                self.log(f"{lane.name}: {exc}; retrying (the other destinations carry on)", "warning")
+            self.log(f"{lane.name}: {what}: {exc}; retry {n} in {wait:.1f}s", "debug")
+
+        return said
+
+    def _answered(self, lane: Lane) -> None:
+        """A call at ``lane`` succeeded: trouble said before is over."""
+        if lane.troubled:
+            with lane.cond:
+                ended, lane.troubled = lane.troubled, False
+            if ended:
+                self.log(f"{lane.name}: answering again")
 
     def _record_upload(self, stream: Stream) -> None:
         if stream.upload_pk is not None or stream.upload is None:
@@ -1068,10 +1088,13 @@ class Engine:
         self, stream: Stream, upload: Upload, receipts: list[PartReceipt], digest: str
     ) -> Landed | None:
         def commit(target: str | None = None, overwrite: bool = False) -> Landed:
-            return self.options.retry.call(
+            landed = self.options.retry.call(
                 lambda: upload.commit(receipts, source_blake3=digest, target=target, overwrite=overwrite),
                 cancel=self.cancel,
+                on_retry=self._on_retry(stream.lane, f"{target or stream.target}: completing it"),
             )
+            self._answered(stream.lane)
+            return landed
 
         if isinstance(stream.failed, TargetExists):
             return self._conflict(stream, upload, stream.failed.target, digest, commit)
@@ -1232,14 +1255,18 @@ class Engine:
                 self._drop_partial(stream)
             wait = self.options.lane_pause * (2**lane.pauses)
             with lane.cond:
-                if not lane.paused():
+                starts_pause = not lane.paused()
+                if starts_pause:
                     lane.pauses += 1
                     lane.paused_until = time.monotonic() + wait
-            self.log(
-                f"{lane.name}: {exc}; pausing this destination {wait:.0f}s, then trying"
-                " again (the others carry on)",
-                "warning",
-            )
+            if starts_pause:  # the files that meet the same pause wait in it silently
+                self.log(
+                    f"{lane.name}: {exc}; pausing this destination {wait:.0f}s, then trying"
+                    " again (the others carry on; Ctrl-C ends the job, a re-run sends the rest)",
+                    "warning",
+                )
+            else:
+                self.log(f"{lane.name}: {stream.target}: {exc}; waits for the pause", "debug")
             stream.reset(keep_parts=keep)
             self._restart(stream)
             return

@@ -143,6 +143,8 @@ class Lane:
         self.dead: errors.CastoffError | None = None
         self.paused_until = 0.0
         self.pauses = 0
+        #: retrying since its last success: the console heard of it once, the rest is detail
+        self.troubled = False
         self.limiter = limiter
         self._put = put
         self._close = close
