@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 from rich.console import Console
@@ -28,6 +28,9 @@ from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
 from castoff.units import format_bytes, parse_size
+
+if TYPE_CHECKING:
+    from castoff.engine.job import JobResult
 
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
 (the others were delivered); 2 usage or configuration error; 130 interrupted (re-run to resume)."""
@@ -449,10 +452,9 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
     else:
         console.print(summary_table(result.lanes))
-        speed = result.bytes / elapsed if elapsed > 0 else 0.0
         console.print(
             f"job {job_id}: {result.status}, {result.files} files, {format_bytes(result.bytes)}"
-            f" in {elapsed:.1f}s ({format_bytes(speed)}/s read)"
+            f" in {elapsed:.1f}s ({_read_text(result, elapsed)})"
         )
         console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
         console.print(f"html report: {finished.html}", markup=False, highlight=False, soft_wrap=True)
@@ -471,6 +473,15 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             )
     catalog.close()
     return result.exit_code
+
+
+def _read_text(result: JobResult, elapsed: float) -> str:
+    """How fast the sources were read, over what was read: a re-run reads nothing it skips."""
+    lanes = result.lanes.values()
+    if result.files and lanes and all(s["skipped"] == s["files_total"] for s in lanes):
+        return "nothing to copy: every file was verified at every destination before"
+    speed = result.bytes_read / elapsed if elapsed > 0 else 0.0
+    return f"{format_bytes(result.bytes_read)} read, {format_bytes(speed)}/s"
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:

@@ -74,6 +74,25 @@ def test_copy_to_two_folders_then_rerun_skips(tmp_path: Path, card: Path) -> Non
     assert shown.returncode == 0 and "verified" in shown.stdout
 
 
+def test_a_rerun_counts_what_it_reads_and_sends_not_what_it_skips(tmp_path: Path, card: Path) -> None:
+    """Before: a re-run's bars stood at "0.0/3.6 MiB" with every file done, and its end line
+    divided bytes it never read by its time (a "MiB/s read" ten times the disk's)."""
+    state = tmp_path / "state"
+    argv = ["copy", str(card), "--to", str(tmp_path / "a"), "--to", str(tmp_path / "b")]
+    assert run(*argv, state=state).returncode == 0
+    write(card / "DCIM" / "100CANON" / "IMG_0100.CR3", os.urandom(1024 * 1024))
+    r = run(*argv, state=state)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 0, r.stderr
+    assert "(1.0 MiB read, " in said, said  # the new file only, of the job's 5.4 MiB
+    assert "1.0/1.0 MiB" in said and "11/11 files (10 verified before)" in said, said  # .DS_Store is junk
+    r = run(*argv, state=state)
+    said = " ".join(r.stderr.split())
+    assert "nothing to copy: every file was verified at every destination before" in said, said
+    assert said.count("nothing to send") == 3, said  # a and b, and overall
+    assert "0.0/" not in said, said
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

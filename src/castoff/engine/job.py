@@ -105,6 +105,8 @@ class JobResult:
     peak_memory: int
     released: bool
     lanes: dict[str, dict[str, int]]
+    #: bytes the job read from its sources (a re-run's skipped files are not read)
+    bytes_read: int = 0
 
 
 def read_back_reserve(lanes: Sequence[Lane], memory_budget: int) -> int:
@@ -181,6 +183,7 @@ class Engine:
         self._hashing = SideHashing()
         self.files = 0
         self.bytes = 0
+        self.bytes_read = 0  # by the reader thread only
 
     # -- events ------------------------------------------------------------------------------
 
@@ -291,6 +294,7 @@ class Engine:
             status=status,
             files=self.files,
             bytes=self.bytes,
+            bytes_read=self.bytes_read,
             peak_memory=self.budget.peak + self.catchup_budget.peak,
             released=self._released,
             lanes={ln.name: dict(vars(ln.stats)) for ln in self.lanes},
@@ -453,6 +457,7 @@ class Engine:
                 and landed.mtime_ns == src.mtime_ns
                 and self._still_there(lane, landed.target, src.size)
             ):
+                lane.stats.bytes_skipped += src.size  # nothing to send: off the progress bar's total
                 when = self._minute(landed.verified_at)
                 detail = f"verified at {lane.name} on {when} ({landed.verify_method})"
                 if self._debug:
@@ -652,6 +657,8 @@ class Engine:
                     budget.release(buf)
                     raise
                 self._hashing.update(hasher, side, view)
+                if live:
+                    self.bytes_read += size
                 last = index == fs.n_parts - 1
                 if last:
                     try:

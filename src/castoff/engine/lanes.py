@@ -102,6 +102,7 @@ class LaneStats:
     bytes_total: int = 0
     files_done: int = 0  # verified + already + skipped
     bytes_done: int = 0  # bytes sent (parts landed) for this job
+    bytes_skipped: int = 0  # of files verified there before: a re-run sends none of them
     verified: int = 0
     already: int = 0
     skipped: int = 0

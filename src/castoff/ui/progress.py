@@ -18,12 +18,14 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from castoff.engine.events import Event
 from castoff.units import format_bytes
@@ -114,6 +116,15 @@ class JsonDisplay(Display):
             self._write({"event": "progress", "at": round(time.time(), 3), "destinations": snap})
 
 
+class _BytesColumn(DownloadColumn):
+    """Bytes sent of bytes to send; "nothing to send" where every file was verified before."""
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("nothing"):
+            return Text("nothing to send", style="progress.download")
+        return super().render(task)
+
+
 class RichDisplay(Display):
     """Bars per destination (bytes, files, rate, ETA) and overall, then a summary table."""
 
@@ -124,7 +135,7 @@ class RichDisplay(Display):
         self.progress = Progress(
             TextColumn("[bold]{task.description}", justify="left"),
             BarColumn(bar_width=30),
-            DownloadColumn(binary_units=True),
+            _BytesColumn(binary_units=True),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[files]}"),
@@ -156,7 +167,7 @@ class RichDisplay(Display):
     def tick(self) -> None:
         with self._lock:
             stats = self.stats()
-            tot_done = tot_all = 0
+            tot_done = tot_all = tot_files = 0
             for name, s in stats.items():
                 if name not in self.tasks:
                     self.tasks[name] = self.progress.add_task(name, total=None, files="")
@@ -166,14 +177,26 @@ class RichDisplay(Display):
                 files = f"{done_files}/{s['files_total']} files" + (
                     f" [red]{fails} failed[/]" if fails else ""
                 )
-                total = max(s["bytes_total"], 1)
-                self.progress.update(tid, completed=min(s["bytes_done"], total), total=total, files=files)
-                tot_done += min(s["bytes_done"], s["bytes_total"])
-                tot_all += s["bytes_total"]
+                if s["skipped"]:
+                    files += f" ({s['skipped']} verified before)"
+                # the bar counts what this job sends: files verified there before are off it
+                to_send = s["bytes_total"] - s["bytes_skipped"]
+                done = min(s["bytes_done"], to_send)
+                self._bar(tid, done, to_send, planned=s["files_total"], files=files)
+                tot_done += done
+                tot_all += to_send
+                tot_files += s["files_total"]
             if stats and len(stats) > 1:
                 if "all" not in self.tasks:
                     self.tasks["all"] = self.progress.add_task("overall", total=None, files="")
-                self.progress.update(self.tasks["all"], completed=tot_done, total=max(tot_all, 1))
+                self._bar(self.tasks["all"], tot_done, tot_all, planned=tot_files)
+
+    def _bar(self, tid: TaskID, done: int, total: int, *, planned: int, files: str = "") -> None:
+        if total <= 0 and planned:  # files, none to send: a full bar that says so, not "0/1 byte"
+            self.progress.update(tid, completed=1, total=1, nothing=True, files=files)
+        else:
+            total = max(total, 1)
+            self.progress.update(tid, completed=min(done, total), total=total, nothing=False, files=files)
 
     def close(self) -> None:
         super().close()
