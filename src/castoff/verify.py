@@ -82,6 +82,11 @@ def from_mhl(root: Path) -> tuple[dict[str, Expected], str]:
 
 
 def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
+    if not report.is_file():
+        raise errors.UsageError(
+            f"{report} does not exist" if not report.exists() else f"{report} is not a file",
+            hint="give the JSON report the job wrote ('castoff jobs show ID' names it)",
+        )
     try:
         data = json.loads(report.read_text(encoding="utf-8"))
         files = data["files"]

@@ -76,6 +76,10 @@ def test_bad_input_exits_2(copied: tuple[Path, Path], tmp_path: Path) -> None:
         r = castoff("verify", *args, state=state)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert "castoff:" in r.stderr
+    r = castoff("verify", str(dest), "--report", str(tmp_path / "nope.json"), state=state)
+    assert r.returncode == 2
+    assert f"{tmp_path / 'nope.json'} does not exist" in r.stderr, r.stderr
+    assert "Errno" not in r.stderr
 
 
 def test_a_tampered_history_fails_verification(copied: tuple[Path, Path], tmp_path: Path) -> None:

@@ -508,3 +508,17 @@ def test_demo_offloads_a_sample_card_through_a_saved_workflow(castoff: Castoff, 
     assert (bucket / "C0002.MP4").stat().st_size > 48 * 1024 * 1024
     assert {f["capture"]["source"] for f in report["files"] if f["path"].endswith(".CR3")} == {"exif"}
     assert not castoff.config.exists()  # the user's (here: the test's) config is not touched
+
+
+def test_dest_show_names_the_provider_once(castoff: Castoff) -> None:
+    r = castoff(
+        "dest", "add", "b2", "s3", "--bucket", "studio-raw", "--provider", "b2", "--region", "us-west-004",
+        "--no-test",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    shown = castoff("dest", "show", "b2").stdout
+    assert "b2 (Backblaze B2)" in shown, shown
+    assert shown.count("provider") == 1, shown  # was twice: the saved name, then the table's title
+    assert "4.8 MiB to 4.7 GiB" in shown  # what the provider table adds is still shown
+    doc = json.loads(castoff("dest", "show", "b2", "--json").stdout)
+    assert doc["provider"] == "b2" and doc["from the provider table"]["provider"] == "Backblaze B2"

@@ -107,6 +107,15 @@ def test_syntax_errors_name_the_line(tmp_path: Path) -> None:
         load(tmp_path, GOOD.replace('path = "/mnt/ssd"', 'path = "/mnt/ssd'))
 
 
+def test_a_file_that_ends_inside_a_value_says_so(tmp_path: Path) -> None:
+    """tomlkit calls the end of the file "Unexpected character: '\\x00'"."""
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, '[workflows.x]\nfrom = "/mnt/card"\nto = [\n')
+    message = str(caught.value)
+    assert "line 3: not valid TOML (the file ends inside a value: is a [, { or quote left open?)" in message
+    assert "x00" not in message
+
+
 def test_key_lines_follow_tables_and_quoted_names() -> None:
     lines = key_lines('a = 1\n[x."my dest"]\n  b = 2 # c\n[[y]]\nc.d = 3\n')
     assert lines[("a",)] == 1

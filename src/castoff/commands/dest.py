@@ -303,12 +303,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     console = Console()
     table = Table(title=f"@{saved.name}", show_header=False)
+    table_adds = info.pop("from the provider table", {})
     for k, v in info.items():
-        if isinstance(v, dict):
-            for k2, v2 in v.items():
-                table.add_row(f"[dim]{k2}[/]", str(v2))
-        else:
-            table.add_row(k, str(v))
+        shown = str(v)
+        if k in table_adds and str(table_adds[k]) != shown:  # "b2 (Backblaze B2)": one row
+            shown = f"{shown} ({table_adds[k]})"
+        table.add_row(k, shown)
+    for k2, v2 in table_adds.items():
+        if k2 not in info:
+            table.add_row(f"[dim]{k2}[/]", str(v2))
     console.print(table)
     return 0
 

@@ -142,8 +142,11 @@ class ConfigFile:
         try:
             self.doc = tomlkit.parse(text)
         except tomlkit.exceptions.ParseError as exc:
+            reason = str(exc).split(" at line")[0]
+            if reason == "Unexpected character: '\\x00'":  # tomlkit's word for the end of the file
+                reason = "the file ends inside a value: is a [, { or quote left open?"
             raise ConfigError(
-                f"{path}, line {exc.line}: not valid TOML ({str(exc).split(' at line')[0]})",
+                f"{path}, line {exc.line}: not valid TOML ({reason})",
                 hint="fix the file (https://toml.io) or move it away to start afresh",
             ) from None
         self._lines = key_lines(text)
