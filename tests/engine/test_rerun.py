@@ -72,6 +72,34 @@ def test_rerun_recopies_a_file_whose_size_changed_at_a_destination(tmp_path: Pat
     assert out["status"] == "verified"
     assert Path(out["target"]).read_bytes() == (src / "DCIM/0/IMG_2.JPG").read_bytes()
     assert damaged.read_bytes() == b"truncated"
+    said = [m for m in runner.logs() if "IMG_2.JPG" in m and not m.startswith("skip:")]
+    assert len(said) == 1 and "is DAMAGED or was changed" in said[0], said
+
+
+def test_rehash_names_a_copy_that_rotted_in_place_damaged(tmp_path: Path, runner: Runner) -> None:
+    """A byte flipped at the destination, size and mtime kept: only --rehash reads it, and then
+    says "damaged" (castoff verified other bytes there), not "exists with other content"."""
+    src = _card(tmp_path)
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 0
+    rotted = tmp_path / "d" / "card" / "DCIM" / "1" / "IMG_3.JPG"
+    st = rotted.stat()
+    data = bytearray(rotted.read_bytes())
+    data[100] ^= 0x01
+    rotted.write_bytes(bytes(data))
+    os.utime(rotted, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert runner([src], [dest]).exit_code == 0
+    assert _statuses(runner)[("card/DCIM/1/IMG_3.JPG", dest.name)] == "skipped"  # the catalog's word
+    assert runner([src], [dest], rehash=True).exit_code == 0
+    out = runner.outcomes()[("card/DCIM/1/IMG_3.JPG", dest.name)]
+    assert out["status"] == "verified"
+    assert out["target"].endswith("IMG_3 (2).JPG")
+    assert "is DAMAGED or was changed" in out["detail"]
+    said = [m for m in runner.logs() if "IMG_3.JPG" in m and not m.startswith("skip:")]
+    assert len(said) == 1, said
+    assert "no longer holds what castoff verified there on" in said[0]
+    assert "the good copy is" in said[0] and said[0].endswith("compare them, then replace the damaged one")
+    assert rotted.read_bytes() == bytes(data)  # kept: castoff never overwrites silently
 
 
 def test_rerun_reads_a_changed_source_file_again(tmp_path: Path, runner: Runner) -> None:
@@ -87,6 +115,7 @@ def test_rerun_reads_a_changed_source_file_again(tmp_path: Path, runner: Runner)
         edited = out[("card/DCIM/1/IMG_1.JPG", d.name)]
         assert edited["status"] == "verified"
         assert Path(edited["target"]).read_bytes() == b"edited in place"
+        assert "DAMAGED" not in (edited["detail"] or "")  # a new version, not a damaged copy
         # a newer mtime alone: read again, found identical at the destination by read-back
         assert out[("card/DCIM/0/IMG_0.JPG", d.name)]["status"] == "already"
     files = {str(f["rel_path"]): f for f in runner.catalog.job_files(runner.job_id)}

@@ -1162,6 +1162,15 @@ class Engine:
                     landed = do_commit(target=alt)
                 except TargetExists:
                     continue
+                damaged = self._damaged_since(stream, existing, digest)
+                if damaged:
+                    stream.notes.append(f"{existing} {damaged}: kept it, this copy is {landed.target}")
+                    self.log(
+                        f"{lane.name}: {existing} {damaged}. Kept it; the good copy is {landed.target}:"
+                        " compare them, then replace the damaged one",
+                        "warning",
+                    )
+                    return landed
                 stream.notes.append(f"{existing} exists with other content: kept both")
                 kept = f"{existing} exists with other content: kept both, this copy is {landed.target}"
                 self.log(f"{lane.name}: {kept}", "warning")
@@ -1179,6 +1188,16 @@ class Engine:
             self._restart(stream)
             return None
         raise errors.ConflictError(f"no free name for {existing}")
+
+    def _damaged_since(self, stream: Stream, existing: str, digest: str) -> str | None:
+        """What to call ``existing``, which differs from the source, when castoff itself verified
+        these very bytes there (bit rot, a bad drive, an edit in place): else None, a plain
+        conflict (another file of that name, or an older version of this one)."""
+        row = self.catalog.landed_at(stream.lane.dest.ident, stream.planned)
+        if row is None or row.target != existing or row.blake3 != digest:
+            return None
+        when = self._minute(row.verified_at)
+        return f"is DAMAGED or was changed: it no longer holds what castoff verified there on {when}"
 
     def _already_there(self, stream: Stream, upload: Upload, existing: str, digest: str) -> bool:
         """``existing`` holds these very bytes: read back, or by the catalog's memory of what
