@@ -1115,8 +1115,16 @@ def test_rclone_clock_skew_answer_is_clock_skew() -> None:
 @pytest.mark.parametrize(
     ("exc", "cls", "words"),
     [
-        (bx.EndpointConnectionError(endpoint_url="http://h"), errors.TransientError, "unreachable"),
-        (bx.ConnectTimeoutError(endpoint_url="http://h"), errors.TransientError, "unreachable"),
+        (
+            bx.EndpointConnectionError(endpoint_url="http://h:9/b/k"),
+            errors.TransientError,
+            "endpoint http://h:9 unr",
+        ),
+        (
+            bx.ConnectTimeoutError(endpoint_url="http://h:9/b/k"),
+            errors.TransientError,
+            "endpoint http://h:9 unr",
+        ),
         (bx.ReadTimeoutError(endpoint_url="http://h"), errors.TransientError, "in time"),
         (bx.ConnectionClosedError(endpoint_url="http://h"), errors.TransientError, "connection"),
         (bx.SSLError(endpoint_url="https://h", error="bad cert"), errors.PermanentError, "TLS"),

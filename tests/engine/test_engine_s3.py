@@ -416,7 +416,7 @@ def test_an_unreachable_endpoint_is_said_once_then_once_a_pause(tmp_path: Path, 
     assert len(retrying) == 1, said
     assert len(pausing) == 2, said  # one a pause, however many files met it
     assert len(said) == 3, said
-    assert all(f"cannot connect to http://127.0.0.1:{port} (" in m for m in said), said
+    assert all(f"endpoint http://127.0.0.1:{port} unreachable (" in m for m in said), said
     assert not any(f"127.0.0.1:{port}/" in m for m in said), said  # the endpoint, not an object's URL
     assert all(
         runner.outcomes()[(f"card/IMG_{i:04}.JPG", bucket.name)]["status"] == "incomplete" for i in range(5)

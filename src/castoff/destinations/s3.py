@@ -482,7 +482,7 @@ _BY_TYPE: Sequence[
     (
         (bx.EndpointConnectionError, bx.ConnectTimeoutError),
         lambda e, where: errors.TransientError(
-            f"cannot connect to {_origin(e)} ({where})",
+            f"endpoint {_origin(e)} unreachable ({where})",
             hint="check the endpoint URL, the network and any firewall",
         ),
     ),
