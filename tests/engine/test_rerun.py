@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import blake3
@@ -203,3 +204,36 @@ def test_other_threads_wait_for_an_open_group_and_then_write(catalog: Catalog) -
         t.join(10)
     assert done.is_set()
     assert _paths(catalog) == ["mine", "other"]
+
+
+def test_a_new_upload_waiting_to_be_recorded_ends_the_group_at_its_next_file(catalog: Catalog) -> None:
+    """Until a multipart upload the server has just created is in the catalog, a kill leaves an
+    upload nobody can find (soak: SIGKILL at a random moment, iteration 51): the reader's group
+    commits at its next file for it, instead of holding it for its whole age."""
+    recorded = threading.Event()
+    other = Catalog(catalog.path)
+
+    def lane() -> None:
+        catalog.open_upload(
+            dest_ident="s3:x/b/", dest_name="b", target="raw/C0001.MP4", src_path="/c/C0001.MP4",
+            size=3, mtime_ns=1, part_size=1, token={"upload_id": "u1"}, blake3=None, job_id="j",
+        )  # fmt: skip
+        recorded.set()
+
+    with WriteGroup(catalog, max_files=10_000, max_age=3600) as group:
+        group.next_file()
+        catalog.add_file("j", rel_path="f0", abs_path="/f0", size=1, mtime_ns=1)
+        t = threading.Thread(target=lane)
+        t.start()
+        for _ in range(500):  # until the lane waits for the catalog (its count is up)
+            if catalog.urgent:
+                break
+            time.sleep(0.01)
+        assert catalog.urgent == 1
+        group.next_file()  # the next file: the group commits and lets the lane in
+        assert recorded.wait(10), "the upload waited for the group's age (an hour here)"
+        assert [u.target for u in other.open_uploads()] == ["raw/C0001.MP4"]
+        catalog.add_file("j", rel_path="f1", abs_path="/f1", size=1, mtime_ns=1)
+        t.join(10)
+    assert catalog.urgent == 0
+    assert _paths(other) == ["f0", "f1"]

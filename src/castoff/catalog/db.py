@@ -6,6 +6,7 @@ destination, what is known to be verified where, and every unfinished multipart 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -318,7 +319,12 @@ class Catalog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
+        self._urgent_done = threading.Condition(threading.Lock())
         self._held = False  # a group's transaction is open (``hold``)
+        #: threads waiting to record an upload the server has just created: until it is in the
+        #: catalog, a kill leaves an upload nobody can find (write-only keys cannot list them),
+        #: so an open group commits at its next file instead of at its age (``WriteGroup``)
+        self.urgent = 0
         #: bumped by every write that can change what ``prior_read`` or ``landed_at`` answer, so
         #: answers looked up in bulk beforehand (``castoff.catalog.prefetch``) know they still hold
         self.generation = 0
@@ -367,6 +373,24 @@ class Catalog:
         for column, kind in (("pruned_at", "REAL"), ("pruned_files", "INTEGER"), ("pruned_bytes", "INTEGER")):
             if column not in have:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+
+    @contextlib.contextmanager
+    def _urgent(self) -> Iterator[None]:
+        """A write that should not wait for an open group's age: it commits at its next file."""
+        with self._urgent_done:
+            self.urgent += 1
+        try:
+            yield
+        finally:
+            with self._urgent_done:
+                self.urgent -= 1
+                self._urgent_done.notify_all()
+
+    def let_urgent_in(self, timeout: float = 5.0) -> None:
+        """Wait (outside any group) until the urgent writes waiting now are done: a lock is not
+        fair, and a group that opened again at once would keep them out."""
+        with self._urgent_done:
+            self._urgent_done.wait_for(lambda: not self.urgent, timeout)
 
     def _tx(self) -> _Tx:
         return _Tx(self._lock, self._db)
@@ -735,7 +759,7 @@ class Catalog:
         blake3: str | None,
         job_id: str,
     ) -> int:
-        with self._tx() as db:
+        with self._urgent(), self._tx() as db:
             db.execute("DELETE FROM uploads WHERE dest_ident=? AND target=?", (dest_ident, target))
             cur = db.execute(
                 "INSERT INTO uploads(dest_ident, dest_name, target, src_path, size, mtime_ns,"

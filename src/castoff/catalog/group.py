@@ -50,9 +50,13 @@ class WriteGroup:
     def next_file(self) -> None:
         """Called before each file's writes: opens the group, or commits it when it is full."""
         if self._open_since is not None and (
-            self._files >= self.max_files or time.monotonic() - self._open_since >= self.max_age
+            self._files >= self.max_files
+            or time.monotonic() - self._open_since >= self.max_age
+            or self.catalog.urgent
         ):
             self.flush()
+        if self._open_since is None and self.catalog.urgent:  # never while holding the group
+            self.catalog.let_urgent_in()
         if self._open_since is None:
             self.catalog.hold()
             self._open_since = time.monotonic()
