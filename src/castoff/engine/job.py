@@ -1162,18 +1162,17 @@ class Engine:
                     landed = do_commit(target=alt)
                 except TargetExists:
                     continue
-                damaged = self._damaged_since(stream, existing, digest)
-                if damaged:
-                    stream.notes.append(f"{existing} {damaged}: kept it, this copy is {landed.target}")
-                    self.log(
-                        f"{lane.name}: {existing} {damaged}. Kept it; the good copy is {landed.target}:"
-                        " compare them, then replace the damaged one",
-                        "warning",
+                if damaged := self._damaged_since(stream, existing, digest):
+                    note = f"{existing} {damaged}: kept it, this copy is {landed.target}"
+                    said = (
+                        f"{existing} {damaged}. Kept it; the good copy is {landed.target}:"
+                        " compare them, then replace the damaged one"
                     )
-                    return landed
-                stream.notes.append(f"{existing} exists with other content: kept both")
-                kept = f"{existing} exists with other content: kept both, this copy is {landed.target}"
-                self.log(f"{lane.name}: {kept}", "warning")
+                else:
+                    note = f"{existing} exists with other content: kept both"
+                    said = f"{note}, this copy is {landed.target}"
+                stream.notes.append(note)
+                self.log(f"{lane.name}: {said}", "warning")
                 return landed
             if self._remembers_keys(lane) and self.catalog.object_at(lane.dest.ident, alt) is not None:
                 if self._already_there(stream, upload, alt, digest):
