@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,40 @@ def test_dest_test_access_denied_and_no_abort_on_moto(tmp_path: Path, moto: Any)
     out = " ".join(r.stdout.split())
     assert r.returncode == 1
     assert "cannot abort uploads" in out and "s3:AbortMultipartUpload" in out
+
+
+def test_the_default_memory_budget_leaves_room_for_a_buckets_client(tmp_path: Path, rclone_s3: Any) -> None:
+    """256 MiB for folders only; 32 MiB less with a bucket, whose S3 client would otherwise push a
+    job past 300 MiB; --memory as given either way. The job records the budget it ran with."""
+    src = tmp_path / "card"
+    write(src / "a.bin", b"a" * 1000)
+    state = tmp_path / "state"
+    env = keys(rclone_s3.access_key, rclone_s3.secret_key)
+    bucket = s3_url(rclone_s3.bucket, "m/", rclone_s3.url)
+    runs = [
+        (["--to", str(tmp_path / "d1")], 256 * MiB),
+        (["--to", str(tmp_path / "d2"), "--to", bucket], 224 * MiB),
+        (["--to", str(tmp_path / "d3"), "--to", bucket, "--memory", "300M"], 300 * MiB),
+    ]
+    for args, _ in runs:
+        r = castoff("copy", str(src), "--quiet", *args, state=state, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+    catalog = Catalog(state / "catalog.sqlite")
+    try:
+        budgets = [json.loads(j["options"])["memory"] for j in reversed(catalog.jobs(10))]
+    finally:
+        catalog.close()
+    assert budgets == [want for _, want in runs]
+
+
+def test_a_chunk_too_big_for_the_default_budget_says_which_memory_to_give(tmp_path: Path) -> None:
+    src = tmp_path / "card"
+    write(src / "a.bin", b"a")
+    r = castoff(
+        "copy", str(src), "--to", str(tmp_path / "d"), "--chunk-size", "200M", state=tmp_path / "s", env={}
+    )
+    out = " ".join(r.stderr.split())
+    assert r.returncode == 2, out
+    assert "default memory budget (256.0 MiB) is too small for --chunk-size 200.0 MiB" in out
+    assert "give --memory 400M or more" in out
+    assert not (tmp_path / "d").exists()
