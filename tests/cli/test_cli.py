@@ -218,3 +218,53 @@ def test_sigint_exits_130_and_the_job_resumes(tmp_path: Path) -> None:
     assert not _partials(slow)
     statuses = {j["status"] for j in json.loads(run("jobs", "--json", state=state).stdout)}
     assert statuses == {"interrupted", "done"}
+
+
+def test_a_file_the_scan_cannot_read_fails_everywhere_and_the_card_is_not_released(tmp_path: Path) -> None:
+    """QA: a card file whose stat failed (EUCLEAN on a damaged card) was in no count, and the job
+    said "Source can be released" with it copied nowhere. A symlink loop followed gives the same
+    scan error here (ELOOP)."""
+    src = tmp_path / "card"
+    write(src / "a.jpg", b"a" * 1000)
+    (src / "loop.jpg").symlink_to("loop.jpg")
+    state = tmp_path / "state"
+    dests = ["--to", str(tmp_path / "A"), "--to", str(tmp_path / "B")]
+    r = run("copy", str(src), *dests, "--follow-symlinks", "--json", state=state)
+    assert r.returncode == 1, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert not [e for e in events if e["event"] == "released"]
+    report = json.loads(Path(events[-1]["report"]).read_text())
+    assert len(report["summary"]) == 2
+    for d in report["summary"].values():
+        assert (d["files"], d["verified"], d["failed"]) == (2, 1, 1)
+    loop = next(f for f in report["files"] if f["path"] == "card/loop.jpg")
+    assert loop["status"] == "failed"
+    assert {d["status"] for d in loop["destinations"]} == {"failed"}
+    plain = run("copy", str(src), *dests, "--follow-symlinks", state=state)
+    assert plain.returncode == 1
+    assert "can be released" not in plain.stderr + plain.stdout
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in plain.stderr.splitlines() if "│" in line]
+    assert [r[1:] for r in rows] == [["2", "1000 B", "0", "0", "1", "1"]] * 2, (
+        plain.stderr
+    )  # skipped 1, failed 1
+
+
+def test_on_conflict_skip_says_the_file_was_not_copied(tmp_path: Path) -> None:
+    """QA: ``--on-conflict skip`` called the card's file "skipped" (the word for verified there by an
+    earlier job), exit 0, "Source can be released", and an ASC MHL that claimed it there."""
+    src = tmp_path / "card"
+    write(src / "diff.txt", b"new")
+    write(tmp_path / "dst" / "card" / "diff.txt", b"old")
+    state = tmp_path / "state"
+    r = run("copy", str(src), "--to", str(tmp_path / "dst"), "--on-conflict", "skip", state=state)
+    out = " ".join(r.stderr.split())
+    assert r.returncode == 1, out
+    assert "exists with other content: kept it, this file was NOT copied (--on-conflict skip)" in out
+    assert "can be released" not in out
+    assert "not copied (conflict)" in out  # the summary's column
+    assert (tmp_path / "dst" / "card" / "diff.txt").read_bytes() == b"old"
+    report = json.loads(Path(next(w for w in r.stderr.split() if w.endswith(".json"))).read_text())
+    assert [d["status"] for d in report["files"][0]["destinations"]] == ["conflict"]
+    assert next(iter(report["summary"].values()))["conflict"] == 1
+    mhl = "".join(p.read_text() for p in (tmp_path / "dst" / "ascmhl").glob("*.mhl"))
+    assert "diff.txt" not in mhl  # the ASC MHL does not vouch for the other file

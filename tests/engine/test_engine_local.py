@@ -232,8 +232,11 @@ def test_conflicts_never_overwrite_silently(tmp_path: Path, runner: Runner, poli
         assert diff["target"].endswith("diff (2).jpg")
         assert "kept both" in diff["detail"]
     elif policy == "skip":
-        assert result.exit_code == 0
-        assert diff["status"] == "skipped"
+        # not delivered, and said so: its own status, exit 1, and the card is not released
+        assert result.exit_code == 1
+        assert diff["status"] == "conflict"
+        assert "NOT copied" in diff["detail"]
+        assert not result.released
         assert (droot / "card" / "diff.jpg").read_bytes() == b"old bytes"
     elif policy == "overwrite":
         assert result.exit_code == 0

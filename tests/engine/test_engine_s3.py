@@ -385,7 +385,7 @@ def test_the_conflict_policy_applies_to_keys_the_catalog_knows(
         return
     assert stored == {"a.jpg": b"first version"}
     if policy == "skip":
-        assert (result.exit_code, row["status"]) == (0, "skipped")
+        assert (result.exit_code, row["status"]) == (1, "conflict")
         assert "exists with other content" in row["detail"]
     else:
         assert (result.exit_code, row["status"], row["error_code"]) == (1, "failed", "conflict")

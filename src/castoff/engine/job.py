@@ -44,7 +44,7 @@ from castoff.engine.lanes import INLINE_COMMIT_MAX, FileState, Lane, Stream
 from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
-from castoff.scan import Filters, SourceFile, scan
+from castoff.scan import Filters, Skipped, SourceFile, scan
 from castoff.units import TimeText
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class JobOptions:
 class Outcome:
     """How one file ended at one destination, as the catalog, the counters and the events see it."""
 
-    status: str  # verified | already | skipped | failed | incomplete
+    status: str  # verified | already | skipped | conflict | failed | incomplete
     error: BaseException | None = None
     verify_method: str | None = None
     etag: str | None = None
@@ -280,7 +280,7 @@ class Engine:
             self._end(stream, Outcome("failed", error=stalled_error()))
 
     def _result(self) -> JobResult:
-        failed = any(ln.stats.failed or ln.stats.incomplete for ln in self.lanes)
+        failed = any(ln.stats.failed or ln.stats.incomplete or ln.stats.conflict for ln in self.lanes)
         source_failed = self.catalog.any_source_failed(self.job_id)
         if self.cancel.is_set():
             code, status = errors.EXIT_INTERRUPTED, "interrupted"
@@ -330,17 +330,7 @@ class Engine:
                 return
             group.next_file()
             if not isinstance(item, SourceFile) and item.code in ("unreadable", "vanished"):
-                # Something the user expects copied could not be read: a failure, not a skip.
-                file_id = self.catalog.add_file(
-                    self.job_id,
-                    rel_path=item.rel_path,
-                    abs_path=item.abs_path,
-                    size=0,
-                    mtime_ns=0,
-                )
-                code = "source-vanished" if item.code == "vanished" else "source-read"
-                self.catalog.file_failed(file_id, error=f"{item.rel_path}: {item.reason}", code=code)
-                self.log(f"{item.rel_path}: {item.reason}", "error")
+                self._unread(item)
                 continue
             if not isinstance(item, SourceFile):
                 self.catalog.add_skipped_file(
@@ -354,6 +344,25 @@ class Engine:
                     self.log(f"skip: {item.rel_path}: {item.reason}", "warning")
                 continue
             self._one_file(item, group)
+
+    def _unread(self, item: Skipped) -> None:
+        """Something the user expects copied could not even be looked at (the scan's error): a
+        failure at every destination, not a skip, so that no destination counts as complete and
+        the source is never said to be safe to release."""
+        kind = errors.SourceVanished if item.code == "vanished" else errors.SourceReadError
+        exc = kind(f"{item.rel_path}: {item.reason}")
+        file_id = self.catalog.add_file(
+            self.job_id, rel_path=item.rel_path, abs_path=item.abs_path, size=0, mtime_ns=0
+        )
+        self.catalog.file_failed(file_id, error=str(exc), code=exc.code)
+        self.log(str(exc), "error")
+        self.files += 1
+        src = SourceFile(item.abs_path, item.rel_path, 0, 0, 0, 0, 0)
+        fs = FileState(src=src, file_id=file_id, part_size=0, n_parts=0, status="failed", error=exc)
+        fs.read_done = True
+        for lane in self.lanes:
+            lane.stats.files_total += 1
+            self._record(lane, fs, item.rel_path, Outcome("failed", error=exc))
 
     def _one_file(self, src: SourceFile, group: WriteGroup) -> None:
         # The file, its plan and every "already there" outcome in one transaction (the group's,
@@ -1124,12 +1133,14 @@ class Engine:
         if policy == "skip":
             upload.abort()
             self._drop_partial(stream)
-            self._end(
-                stream,
-                Outcome(
-                    "skipped", detail=f"{existing} exists with other content; kept it (--on-conflict skip)"
-                ),
+            # Not delivered: the file at the target is another one. Its own status, never
+            # "skipped" (verified there before), so that no report, MHL or release counts it.
+            said = (
+                f"{existing} exists with other content: kept it, this file was NOT copied"
+                " (--on-conflict skip)"
             )
+            self.log(f"{stream.lane.name}: {said}", "warning")
+            self._end(stream, Outcome("conflict", detail=said))
             return None
         if policy == "fail":
             upload.abort()
@@ -1482,6 +1493,8 @@ class Engine:
                 st.failed += 1
             elif status == "incomplete":
                 st.incomplete += 1
+            elif status == "conflict":
+                st.conflict += 1
         if status in ("failed", "incomplete") and not isinstance(out.error, errors.SourceError):
             # (a source's failure is said once, by ``_source_failed``, not once per destination)
             rel = fs.src.rel_path

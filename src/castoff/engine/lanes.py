@@ -108,6 +108,7 @@ class LaneStats:
     skipped: int = 0
     failed: int = 0
     incomplete: int = 0
+    conflict: int = 0  # another file at the target, kept (--on-conflict skip): this one not copied
     restarts: int = 0
 
 

@@ -25,7 +25,7 @@ UNREAD_SQL = (
 )
 #: a file with a problem, as the summary counts them (and the HTML lists them)
 PROBLEM_FILES_SQL = f"({UNREAD_SQL} OR {NOT_THERE_SQL})"
-STATUSES = ("verified", "already", "skipped", "failed", "incomplete")
+STATUSES = ("verified", "already", "skipped", "conflict", "failed", "incomplete")
 
 
 @dataclass
@@ -37,6 +37,8 @@ class DestinationSummary:
     verified: int = 0
     already: int = 0
     skipped: int = 0
+    #: another file at the target, kept (--on-conflict skip): this one is not there
+    conflict: int = 0
     failed: int = 0
     incomplete: int = 0
     #: bytes sent and verified in this job (``verified`` outcomes only)
@@ -48,7 +50,7 @@ class DestinationSummary:
 
     @property
     def problems(self) -> int:
-        return self.failed + self.incomplete
+        return self.failed + self.incomplete + self.conflict
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)

@@ -177,6 +177,8 @@ class RichDisplay(Display):
                 files = f"{done_files}/{s['files_total']} files" + (
                     f" [red]{fails} failed[/]" if fails else ""
                 )
+                if s["conflict"]:
+                    files += f" [yellow]{s['conflict']} not copied (conflict)[/]"
                 if s["skipped"]:
                     files += f" ({s['skipped']} verified before)"
                 # the bar counts what this job sends: files verified there before are off it
@@ -204,17 +206,27 @@ class RichDisplay(Display):
 
 
 def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
+    """The counts the reports give (their words: already = found there with the same bytes,
+    skipped = verified there by an earlier job); the conflict column only when there is one."""
     table = Table(title="castoff: summary", title_justify="left")
-    for col in ("destination", "files", "bytes", "verified", "skipped", "failed"):
+    cols = ["destination", "files", "bytes", "verified", "already", "skipped", "failed"]
+    conflicts = any(s["conflict"] for s in lanes.values())
+    if conflicts:
+        cols.insert(-1, "not copied (conflict)")
+    for col in cols:
         table.add_column(col, justify="left" if col == "destination" else "right")
     for name, s in lanes.items():
         failed = s["failed"] + s["incomplete"]
-        table.add_row(
+        row = [
             name,
             str(s["files_total"]),
             format_bytes(s["bytes_total"]),
-            str(s["verified"] + s["already"]),
+            str(s["verified"]),
+            str(s["already"]),
             str(s["skipped"]),
             f"[red]{failed}[/]" if failed else "0",
-        )
+        ]
+        if conflicts:
+            row.insert(-1, f"[yellow]{s['conflict']}[/]" if s["conflict"] else "0")
+        table.add_row(*row)
     return table
