@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,65 @@ def test_a_chunk_too_big_for_the_default_budget_says_which_memory_to_give(tmp_pa
     assert "default memory budget (256.0 MiB) is too small for --chunk-size 200.0 MiB" in out
     assert "give --memory 400M or more" in out
     assert not (tmp_path / "d").exists()
+
+
+def _three_cards(tmp_path: Path) -> list[str]:
+    """Three cards, each with its own IMG_0001.JPG of the same date: one date folder for all."""
+    cards = []
+    for name in ("A", "B", "C"):
+        photo = tmp_path / name / "IMG_0001.JPG"
+        write(photo, f"card {name}".encode() * 100)
+        os.utime(photo, (1_780_000_000, 1_780_000_000))
+        cards.append(str(tmp_path / name))
+    return cards
+
+
+def _bucket_bodies(client: Any, bucket: str) -> dict[str, bytes]:
+    listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {
+        o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for o in listed
+        if not o["Key"].endswith(".castoff.json")
+    }
+
+
+@pytest.mark.parametrize("conditional", ["off", "on"])
+def test_three_files_of_one_job_on_one_key_are_all_kept(
+    tmp_path: Path, moto: Any, rclone_s3: Any, conditional: str
+) -> None:
+    """QA: without conditional writes, two files of one job landing on one key overwrote each
+    other, all "verified" (the catalog learnt of the first only when it landed); with them, the
+    third file asked for "(2)" again and again, 250 requests a second, forever."""
+    server = rclone_s3 if conditional == "off" else moto
+    env = keys(server.access_key, server.secret_key) if conditional == "off" else keys("a", "b")
+    url = s3_url(server.bucket, "", server.url, conditional=conditional)
+    args = ["copy", *_three_cards(tmp_path), "--layout", "date", "--to", url, "--quiet"]
+    r = castoff(*args, state=tmp_path / "state", env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    bodies = _bucket_bodies(server.admin_client(), server.bucket)
+    assert sorted(bodies.values()) == sorted(f"card {n}".encode() * 100 for n in "ABC")
+    assert sorted(k.rsplit("/", 1)[-1] for k in bodies) == [
+        "IMG_0001 (2).JPG",
+        "IMG_0001 (3).JPG",
+        "IMG_0001.JPG",
+    ]
+    again = castoff(*args, state=tmp_path / "state", env=env, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _bucket_bodies(server.admin_client(), server.bucket) == bodies  # nothing new, nothing lost
+
+
+def test_a_file_verified_there_from_another_source_is_not_taken_for_this_one(tmp_path: Path) -> None:
+    """QA: camera 2's IMG_0001.CR3 (same name, size and mtime as camera 1's, another card) was
+    "verified before" because camera 1's had landed at that target; it was never copied."""
+    cams = []
+    for n in (1, 2):
+        photo = tmp_path / f"cam{n}" / "EOS_DIGITAL" / "IMG_0001.CR3"
+        write(photo, f"camera {n} photo".encode())
+        os.utime(photo, (1_780_000_000, 1_780_000_000))
+        cams.append(photo.parent)
+    out = tmp_path / "ssd"
+    for cam in cams:
+        r = castoff("copy", str(cam), "--to", str(out), "--quiet", state=tmp_path / "state")
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert (out / "EOS_DIGITAL" / "IMG_0001.CR3").read_bytes() == b"camera 1 photo"
+    assert (out / "EOS_DIGITAL" / "IMG_0001 (2).CR3").read_bytes() == b"camera 2 photo"

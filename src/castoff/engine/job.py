@@ -462,6 +462,7 @@ class Engine:
             landed = self._prefetch.landed_at(dest.ident, target, src.abs_path)
             if (
                 landed is not None
+                and landed.src_path == src.abs_path  # not another source that landed there
                 and landed.size == src.size
                 and landed.mtime_ns == src.mtime_ns
                 and self._still_there(lane, landed.target, src.size)
@@ -952,16 +953,24 @@ class Engine:
         """Before a byte of a new upload goes out, do what ``If-None-Match: *`` would: raise
         ``TargetExists`` when castoff put something at the key before (``_conflict`` then applies
         the conflict policy). With ``--rehash`` the same bytes are sent again, not taken on trust."""
+        if self._claimed_by_another(stream.lane, stream.target, stream.file.file_id):
+            raise TargetExists(stream.target)  # another file of this job goes there (one name, two files)
         known = self.catalog.object_at(stream.lane.dest.ident, stream.target)
         if known is None or (self.options.rehash and known.blake3 == stream.file.digest):
             return
         raise TargetExists(stream.target)
 
+    @staticmethod
+    def _claimed_by_another(lane: Lane, target: str, file_id: int) -> bool:
+        """Claim ``target`` for this file unless another file of the job has: two files of one job
+        that land on one name (two cards' IMG_0001.JPG in one date folder) are kept both, before
+        either is in the catalog's ``objects``."""
+        with lane.cond:
+            return lane.claimed.setdefault(target, file_id) != file_id
+
     def _known_same(self, lane: Lane, target: str, digest: str) -> KnownObject | None:
-        """Where the catalog remembers the keys: the object castoff put at ``target``, when it has
-        these bytes (by BLAKE3)."""
-        if not self._remembers_keys(lane):
-            return None
+        """The object castoff put at ``target`` of a bucket, when it has these bytes (by BLAKE3):
+        with or without conditional writes, a write-only key cannot read it to compare."""
         known = self.catalog.object_at(lane.dest.ident, target)
         return known if known is not None and known.blake3 == digest else None
 
@@ -1162,7 +1171,7 @@ class Engine:
     ) -> Landed | None:
         """``--on-conflict rename``: this copy lands as ``name (N).ext``, the first N free."""
         lane = stream.lane
-        for n in range(2, 10_000):
+        for n in range(stream.next_alt, 10_000):
             alt = alt_target(stream.planned, n)
             if lane.caps.commit_can_retarget:
                 if lane.caps.can_stat and lane.dest.stat(alt) is not None:
@@ -1185,11 +1194,16 @@ class Engine:
                 stream.notes.append(note)
                 self.log(f"{lane.name}: {said}", "warning")
                 return landed
-            if self._remembers_keys(lane) and self.catalog.object_at(lane.dest.ident, alt) is not None:
-                if self._already_there(stream, upload, alt, digest):
-                    return None
-                continue
-            # The key is fixed when the upload starts: send the file again under the new name.
+            if self._remembers_keys(lane):
+                if self.catalog.object_at(lane.dest.ident, alt) is not None:
+                    if self._already_there(stream, upload, alt, digest):
+                        return None
+                    continue
+                if self._claimed_by_another(lane, alt, stream.file.file_id):
+                    continue
+            # The key is fixed when the upload starts: send the file again under the new name
+            # (and if that one is taken too, the next conflict tries the name after it).
+            stream.next_alt = n + 1
             upload.abort()
             stream.notes.append(f"{existing} exists: sending as {alt}")
             self.log(f"{lane.name}: {existing} exists: kept it, sending this copy as {alt}", "warning")
@@ -1425,7 +1439,7 @@ class Engine:
                     job_id=self.job_id,
                 )
             )
-            if not lane.caps.refuses_existing:
+            if not lane.caps.is_local:  # what castoff put at a bucket: it cannot read it back
                 self.catalog.record_object(
                     lane.dest.ident, landed.target, blake3=fs.digest, size=fs.src.size, job_id=self.job_id
                 )

@@ -74,6 +74,8 @@ class Stream:
     restarts: int = 0
     resumed_parts: int = 0
     notes: list[str] = field(default_factory=list)
+    #: the next " (N)" to try after a conflict at a bucket whose key is fixed at the start
+    next_alt: int = 2
     dest_plan: DestPlan | None = None  # the layout at this destination: name rules, metadata
     start_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -143,6 +145,9 @@ class Lane:
         self.backlog = 0  # streams of this lane waiting for a catch-up feed
         self.active = 0  # threads of this lane inside a put or a close right now
         self.dead: errors.CastoffError | None = None
+        #: key → file id: the keys this job's files are going to, where only the catalog knows
+        #: what is there (a bucket without conditional writes); under ``cond``
+        self.claimed: dict[str, int] = {}
         self.paused_until = 0.0
         self.pauses = 0
         #: retrying since its last success: the console heard of it once, the rest is detail
