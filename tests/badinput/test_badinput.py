@@ -217,6 +217,12 @@ def test_s3_keys_are_the_exact_path_or_refused(prefix: str, parts: list[str]) ->
         (["--to", "s3://b/raw/?endpoint=http://127.0.0.1:9&storage_class=FROZEN"], "storage class"),
         (["--to", "s3://b/raw/?endpoint=http://127.0.0.1:9", "--no-keys"], "no credentials"),
         (["--to", "gopher://x/"], "unknown destination scheme"),
+        # QA: refused by one server with a traceback a file, stored as written by another
+        (["--to", "s3://b/raw//x/?endpoint=http://127.0.0.1:9"], "an empty folder name"),
+        (["--to", "s3://b//raw/?endpoint=http://127.0.0.1:9"], "an empty folder name"),
+        (["--to", "s3://b/dd/../up/?endpoint=http://127.0.0.1:9"], "a '..' folder"),
+        (["--to", "s3://b/./x/?endpoint=http://127.0.0.1:9"], "a '.' folder"),
+        (["--to", "s3://b/raw/?endpoint=http://127.0.0.1:99999"], "a port from 1 to 65535"),
         (["--chunk-size", "1K"], "--chunk-size"),
         # every endpoint here is loopback: the names must be refused before any request
         (

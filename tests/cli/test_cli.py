@@ -268,3 +268,22 @@ def test_on_conflict_skip_says_the_file_was_not_copied(tmp_path: Path) -> None:
     assert next(iter(report["summary"].values()))["conflict"] == 1
     mhl = "".join(p.read_text() for p in (tmp_path / "dst" / "ascmhl").glob("*.mhl"))
     assert "diff.txt" not in mhl  # the ASC MHL does not vouch for the other file
+
+
+def test_the_summary_table_keeps_incomplete_apart_from_failed() -> None:
+    """QA: after Ctrl-C the console said "failed 31" where the report said incomplete 31 (a re-run
+    sends the rest), and a long destination name was cut to "s3://sk…"."""
+    from rich.console import Console
+
+    from castoff.ui.progress import summary_table
+
+    zero = dict.fromkeys(("verified", "already", "skipped", "conflict", "failed", "incomplete"), 0)
+    name = "s3://a-bucket-with-a-long-name/and/a/long/prefix/[raw]"
+    lanes = {name: {**zero, "files_total": 40, "bytes_total": 1 << 20, "verified": 9, "incomplete": 31}}
+    console = Console(width=80, record=True)
+    console.print(summary_table(lanes))
+    text = console.export_text()
+    assert "incomplete" in text and "conflict" not in text
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if "│" in line]
+    assert rows[0][1:] == ["40", "1.0 MiB", "9", "0", "0", "31", "0"]
+    assert "".join(r[0] for r in rows) == name

@@ -258,16 +258,35 @@ def _provider_if_known(options: S3Options) -> Provider | None:
     return None  # the endpoint may still come from the AWS chain
 
 
+def _check_prefix(prefix: str) -> None:
+    """A prefix is folder names joined by ``/``: a leading ``/``, an empty name (``a//b``) or
+    ``.`` and ``..`` make keys that some servers refuse and others store as written, which no
+    folder view shows where the user looks for them."""
+    names = prefix.removesuffix("/").split("/") if prefix else []
+    bad = [n for n in names if n in ("", ".", "..")]
+    if bad:
+        what = "an empty folder name (a leading / or //)" if "" in bad else f"a {bad[0]!r} folder"
+        raise errors.UsageError(
+            f"the prefix {prefix!r} has {what}",
+            hint="write the prefix as folder names joined by /, like raw/2026/",
+        )
+
+
 def check_options(options: S3Options, provider: Provider | None) -> None:
     """UsageError for options that cannot work; ``provider`` None checks what it can."""
     if not options.bucket or "/" in options.bucket:
         raise errors.UsageError(f"bad bucket name {options.bucket!r}")
+    _check_prefix(options.prefix)
     if options.endpoint_url is not None:
         url = urlsplit(options.endpoint_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
+        try:
+            port = url.port  # ValueError past 65535 or not a number
+        except ValueError:
+            port = -1
+        if url.scheme not in ("http", "https") or not url.hostname or port in (-1, 0):
             raise errors.UsageError(
                 f"bad endpoint URL {options.endpoint_url!r}",
-                hint="use http://host:port or https://host",
+                hint="use http://host:port (a port from 1 to 65535) or https://host",
             )
         if url.username or url.password:
             raise errors.UsageError(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -209,24 +210,25 @@ def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
     """The counts the reports give (their words: already = found there with the same bytes,
     skipped = verified there by an earlier job); the conflict column only when there is one."""
     table = Table(title="castoff: summary", title_justify="left")
-    cols = ["destination", "files", "bytes", "verified", "already", "skipped", "failed"]
-    conflicts = any(s["conflict"] for s in lanes.values())
-    if conflicts:
-        cols.insert(-1, "not copied (conflict)")
-    for col in cols:
-        table.add_column(col, justify="left" if col == "destination" else "right")
+    table.add_column("destination", overflow="fold")  # a long name wraps, never cut
+    cols = ["files", "bytes", "verified", "already", "skipped"]
+    # the rarer ends only when some destination has them: incomplete = resumable by a re-run
+    rare = [c for c in ("conflict", "incomplete") if any(s[c] for s in lanes.values())]
+    for col in [*cols, *(RARE_TITLES[c] for c in rare), "failed"]:
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))  # the name folds
     for name, s in lanes.items():
-        failed = s["failed"] + s["incomplete"]
         row = [
-            name,
+            escape(name),
             str(s["files_total"]),
             format_bytes(s["bytes_total"]),
             str(s["verified"]),
             str(s["already"]),
             str(s["skipped"]),
-            f"[red]{failed}[/]" if failed else "0",
         ]
-        if conflicts:
-            row.insert(-1, f"[yellow]{s['conflict']}[/]" if s["conflict"] else "0")
+        row += [f"[yellow]{s[c]}[/]" if s[c] else "0" for c in rare]
+        row.append(f"[red]{s['failed']}[/]" if s["failed"] else "0")
         table.add_row(*row)
     return table
+
+
+RARE_TITLES = {"conflict": "not copied (conflict)", "incomplete": "incomplete"}
