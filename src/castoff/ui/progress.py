@@ -210,12 +210,12 @@ def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
     """The counts the reports give (their words: already = found there with the same bytes,
     skipped = verified there by an earlier job); the conflict column only when there is one."""
     table = Table(title="castoff: summary", title_justify="left")
-    table.add_column("destination", overflow="fold")  # a long name wraps, never cut
+    table.add_column("destination", overflow="fold", min_width=8)  # a long name wraps, never cut
     cols = ["files", "bytes", "verified", "already", "skipped"]
     # the rarer ends only when some destination has them: incomplete = resumable by a re-run
     rare = [c for c in ("conflict", "incomplete") if any(s[c] for s in lanes.values())]
     for col in [*cols, *(RARE_TITLES[c] for c in rare), "failed"]:
-        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))  # the name folds
+        table.add_column(col, justify="right")
     for name, s in lanes.items():
         row = [
             escape(name),
@@ -231,4 +231,4 @@ def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
     return table
 
 
-RARE_TITLES = {"conflict": "not copied (conflict)", "incomplete": "incomplete"}
+RARE_TITLES = {"conflict": "conflict", "incomplete": "incomplete"}
