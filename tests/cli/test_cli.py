@@ -280,7 +280,7 @@ def test_the_summary_table_keeps_incomplete_apart_from_failed() -> None:
     zero = dict.fromkeys(("verified", "already", "skipped", "conflict", "failed", "incomplete"), 0)
     name = "s3://a-bucket-with-a-long-name/and/a/long/prefix/[raw]"
     lanes = {name: {**zero, "files_total": 40, "bytes_total": 1 << 20, "verified": 9, "incomplete": 31}}
-    console = Console(width=80, record=True)
+    console = Console(width=100, record=True)
     console.print(summary_table(lanes))
     text = console.export_text()
     assert "incomplete" in text and "conflict" not in text
