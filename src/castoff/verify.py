@@ -173,6 +173,12 @@ def print_result(r: Result, out: Any = None) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if "://" in args.path:  # Path() would fold s3://b into s3:/b
+        raise errors.UsageError(
+            f"{args.path}: castoff verify reads a folder, not a bucket",
+            hint="to read a bucket's copies back and compare them (the key must read), re-run the"
+            " copy with --rehash --verify-download",
+        )
     root = Path(args.path)
     if not root.is_dir():
         raise errors.UsageError(f"{root} is not a folder", hint="give the destination folder to check")

@@ -89,3 +89,14 @@ def test_a_tampered_history_fails_verification(copied: tuple[Path, Path], tmp_pa
     r = castoff("verify", str(dest), state=tmp_path / "state")
     assert r.returncode == 1
     assert "cannot be trusted" in r.stderr
+
+
+def test_a_bucket_url_is_named_as_given_and_pointed_to_the_copy_options(tmp_path: Path) -> None:
+    """QA: `castoff verify s3://b/p/?endpoint=http://…` said "s3:/b/p/?endpoint=http:/… is not a
+    folder" (the URL folded as a path) and not how to check a bucket."""
+    url = "s3://qab/vd/?endpoint=http://127.0.0.1:9"
+    r = castoff("verify", url, state=tmp_path / "state")
+    assert r.returncode == 2
+    said = " ".join(r.stderr.split())
+    assert f"{url}: castoff verify reads a folder, not a bucket" in said
+    assert "--rehash --verify-download" in said

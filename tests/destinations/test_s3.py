@@ -402,8 +402,9 @@ def test_write_only_key_does_the_whole_flow(moto: Server, moto_b: MotoBucket) ->
     assert admin.list_multipart_uploads(Bucket=moto.bucket).get("Uploads", []) == []
     # the same key cannot read: a read-back is refused plainly
     reader = moto.dest(access_key=key, secret_key=secret, verify_download=True)
-    with pytest.raises(errors.AccessDenied, match="GetObject"):
+    with pytest.raises(errors.AccessDenied, match="GetObject") as denied:
         send(reader, "again", small)
+    assert "the key needs s3:GetObject, or drop the option" in str(denied.value.hint)
 
 
 def test_conditional_writes_on_moto(moto: Server) -> None:

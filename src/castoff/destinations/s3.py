@@ -418,6 +418,9 @@ def _access_denied(a: _Answer) -> BaseException:
     # server's time exceeds the maximum allowed.", where AWS says RequestTimeTooSkewed.
     if "request time" in a.message.lower():
         return _clock_skew(a)
+    if a.op == "GetObject":  # only --verify-download reads
+        hint = "--verify-download reads each object back: the key needs s3:GetObject, or drop the option"
+        return errors.AccessDenied(f"access denied: {a.op} on {a.where}", hint=hint)
     return errors.AccessDenied(f"access denied: {a.op} on {a.where}", hint=_WRITE_HINT)
 
 
