@@ -134,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also copy OS junk (.DS_Store, ._*, Thumbs.db, ...)",
     )
-    c.add_argument("--follow-symlinks", action="store_true", help="copy what symlinks point to")
+    c.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="copy what symlinks inside the sources point to (a source named here is always followed)",
+    )
     c.add_argument(
         "--rehash",
         action="store_true",

@@ -1,7 +1,7 @@
 """Walk the sources and yield what a job will copy, and what it leaves out and why.
 
 Streamed (one folder in memory at a time), sorted for a stable order, never following a symlink
-unless asked, skipping OS junk and special files with a reason the report can show.
+inside a source unless asked, skipping OS junk and special files with a reason the report can show.
 """
 
 from __future__ import annotations
@@ -83,9 +83,10 @@ def check_sources(sources: Sequence[str]) -> list[str]:
     names: dict[str, str] = {}
     for src in sources:
         path = os.path.abspath(src)
-        if not os.path.lexists(path):
+        if not os.path.exists(path):  # (a symlink given here is followed: see _scan_root)
+            what = f"{src} is a symlink to {os.readlink(path)}, which" if os.path.islink(path) else src
             raise errors.UsageError(
-                f"source {src} does not exist", hint="check the path; is the card mounted?"
+                f"source {what} does not exist", hint="check the path; is the card mounted?"
             )
         name = os.path.basename(path.rstrip("/"))
         if not name:
@@ -121,14 +122,13 @@ def _entry(path: str, rel: str, st: os.stat_result) -> SourceFile:
 
 
 def _scan_root(root: str, filters: Filters) -> Iterator[SourceFile | Skipped]:
+    # A source named on the command line is followed when it is a symlink (as ``cp -H`` and
+    # rsync do: it is what the user pointed at) and keeps the name it was given there.
     top = os.path.basename(root.rstrip("/"))
     try:
-        st = os.stat(root, follow_symlinks=filters.follow_symlinks)
+        st = os.stat(root)
     except OSError as exc:
         yield Skipped(root, top, f"cannot read: {exc.strerror}", "unreadable")
-        return
-    if stat.S_ISLNK(st.st_mode):
-        yield Skipped(root, top, "symlink (not followed; use --follow-symlinks)", "symlink")
         return
     if stat.S_ISREG(st.st_mode):
         yield _entry(root, top, st)
