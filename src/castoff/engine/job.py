@@ -44,7 +44,7 @@ from castoff.engine.lanes import INLINE_COMMIT_MAX, FileState, Lane, Stream
 from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
-from castoff.scan import Filters, SourceFile, scan
+from castoff.scan import Filters, Skipped, SourceFile, scan
 from castoff.units import TimeText
 
 if TYPE_CHECKING:
@@ -330,17 +330,7 @@ class Engine:
                 return
             group.next_file()
             if not isinstance(item, SourceFile) and item.code in ("unreadable", "vanished"):
-                # Something the user expects copied could not be read: a failure, not a skip.
-                file_id = self.catalog.add_file(
-                    self.job_id,
-                    rel_path=item.rel_path,
-                    abs_path=item.abs_path,
-                    size=0,
-                    mtime_ns=0,
-                )
-                code = "source-vanished" if item.code == "vanished" else "source-read"
-                self.catalog.file_failed(file_id, error=f"{item.rel_path}: {item.reason}", code=code)
-                self.log(f"{item.rel_path}: {item.reason}", "error")
+                self._unread(item)
                 continue
             if not isinstance(item, SourceFile):
                 self.catalog.add_skipped_file(
@@ -354,6 +344,23 @@ class Engine:
                     self.log(f"skip: {item.rel_path}: {item.reason}", "warning")
                 continue
             self._one_file(item, group)
+
+    def _unread(self, item: Skipped) -> None:
+        """A file the scan found and could not read (or whose name cannot be recorded): something
+        the user expects copied, so a failure at every destination, not a skip, and the source is
+        not called releasable."""
+        kind = errors.SourceVanished if item.code == "vanished" else errors.SourceReadError
+        exc = kind(f"{item.rel_path}: {item.reason}")
+        file_id = self.catalog.add_file(
+            self.job_id, rel_path=item.rel_path, abs_path=item.abs_path, size=0, mtime_ns=0
+        )
+        self.catalog.file_failed(file_id, error=str(exc), code=exc.code)
+        self.log(f"{item.rel_path}: {item.reason}", "error")
+        src = SourceFile(item.abs_path, item.rel_path, size=0, mtime_ns=0, atime_ns=0, dev=0, ino=0)
+        fs = FileState(src=src, file_id=file_id, part_size=0, n_parts=0, status="failed", error=exc)
+        for lane in self.lanes:
+            lane.stats.files_total += 1
+            self._record(lane, fs, item.rel_path, Outcome("failed", error=exc))
 
     def _one_file(self, src: SourceFile, group: WriteGroup) -> None:
         # The file, its plan and every "already there" outcome in one transaction (the group's,
