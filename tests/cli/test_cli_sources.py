@@ -104,3 +104,45 @@ def test_a_source_whose_path_is_not_utf8_is_a_usage_error(tmp_path: Path) -> Non
     assert r.returncode == 2
     assert f"source {tmp_path}/card\\xff: its path {NOT_UTF8}" in " ".join(r.stderr.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_source_exits_2(tmp_path: Path) -> None:
+    """A script must not read an empty mount point as a card offloaded."""
+    mount_point = tmp_path / "EOS_DIGITAL"
+    mount_point.mkdir()
+    for extra in ([], ["--quiet"]):
+        r = run_castoff("copy", str(mount_point), "--to", str(tmp_path / "ssd"), *extra, state=tmp_path / "s")
+        assert r.returncode == 2, r.stderr
+        said = " ".join(r.stderr.split())
+        assert f"no file to copy in {mount_point}: is the card mounted, is it the right folder?" in said
+
+
+def test_a_source_whose_files_the_filters_all_left_out_exits_2_and_says_so(tmp_path: Path) -> None:
+    card = tmp_path / "card"
+    for name in ("a.JPG", "b.JPG", "DCIM/c.JPG"):
+        write(card / name, b"x")
+    write(card / ".DS_Store", b"junk")
+    write(card / "._a.JPG", b"junk")
+    for filters in (
+        ["--include", "*.jpg"],
+        ["--exclude", "*.JPG"],
+        ["--exclude", "*.JPG", "--exclude", "DCIM"],
+    ):
+        r = run_castoff("copy", str(card), "--to", str(tmp_path / "ssd"), *filters, state=tmp_path / "s")
+        assert r.returncode == 2, r.stderr
+        said = " ".join(r.stderr.split())
+        assert (  # (an excluded folder is one: its files are not listed)
+            f"all 3 files or folders in {card} were left out by --include/--exclude (and 2 OS junk files):"
+            " check the patterns (a pattern without a '/' matches a name, one with a '/' the path under"
+            " the source, case-sensitively)"
+        ) in said
+        assert "no file to copy" not in said
+
+
+def test_a_rerun_with_every_file_verified_before_is_not_empty(tmp_path: Path) -> None:
+    card = tmp_path / "card"
+    write(card / "a.jpg", b"a")
+    for _ in range(2):
+        r = run_castoff("copy", str(card), "--to", str(tmp_path / "ssd"), state=tmp_path / "s")
+        assert r.returncode == 0, r.stderr
+    assert "every file was verified at every destination before" in r.stderr
