@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from castoff.engine.job import JobResult
 
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
-(the others were delivered); 2 usage or configuration error; 130 interrupted (re-run to resume)."""
+(the others were delivered); 2 usage or configuration error, or no file to copy (an empty source,
+or filters that left every file out); 130 interrupted (re-run to resume)."""
 
 COPY_EXAMPLES = """examples:
   castoff copy /media/EOS_DIGITAL --to /mnt/ssd/shoots --to /mnt/nas/shoots
@@ -134,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also copy OS junk (.DS_Store, ._*, Thumbs.db, ...)",
     )
-    c.add_argument("--follow-symlinks", action="store_true", help="copy what symlinks point to")
+    c.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="copy what symlinks inside the sources point to (a source named here is always followed)",
+    )
     c.add_argument(
         "--rehash",
         action="store_true",

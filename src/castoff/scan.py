@@ -1,7 +1,7 @@
 """Walk the sources and yield what a job will copy, and what it leaves out and why.
 
 Streamed (one folder in memory at a time), sorted for a stable order, never following a symlink
-unless asked, skipping OS junk and special files with a reason the report can show.
+inside a source unless asked, skipping OS junk and special files with a reason the report can show.
 """
 
 from __future__ import annotations
@@ -38,6 +38,19 @@ def is_junk(name: str) -> bool:
     )
 
 
+#: why a file whose path is not UTF-8 fails: the catalog, the reports and ASC MHL hold text
+NOT_UTF8 = (
+    "is not valid UTF-8 (as written by some cameras or old systems): castoff cannot record it;"
+    " rename {what} and copy it again"
+)
+
+
+def escaped(path: str) -> str:
+    """``path`` as valid UTF-8 text whatever its bytes: those of a name that is not UTF-8 as
+    backslash escapes (``bad\\xff.jpg``), for the catalog, the reports and the messages."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class SourceFile:
     abs_path: str
@@ -51,6 +64,8 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class Skipped:
+    """Left out, or found and not readable; its paths are ``escaped``, valid UTF-8 whatever the name."""
+
     abs_path: str
     rel_path: str
     reason: str
@@ -83,9 +98,15 @@ def check_sources(sources: Sequence[str]) -> list[str]:
     names: dict[str, str] = {}
     for src in sources:
         path = os.path.abspath(src)
-        if not os.path.lexists(path):
+        if escaped(path) != path:
             raise errors.UsageError(
-                f"source {src} does not exist", hint="check the path; is the card mounted?"
+                f"source {escaped(path)}: its path {NOT_UTF8.format(what='it')}",
+                hint="or mount the card where the path is UTF-8",
+            )
+        if not os.path.exists(path):  # (a symlink given here is followed: see _scan_root)
+            what = f"{src} is a symlink to {os.readlink(path)}, which" if os.path.islink(path) else src
+            raise errors.UsageError(
+                f"source {what} does not exist", hint="check the path; is the card mounted?"
             )
         name = os.path.basename(path.rstrip("/"))
         if not name:
@@ -108,7 +129,19 @@ def scan(sources: Sequence[str], filters: Filters) -> Iterator[SourceFile | Skip
         yield from _scan_root(root, filters)
 
 
-def _entry(path: str, rel: str, st: os.stat_result) -> SourceFile:
+def _skipped(path: str, rel: str, reason: str, code: str) -> Skipped:
+    return Skipped(escaped(path), escaped(rel), reason, code)
+
+
+def _entry(path: str, rel: str, st: os.stat_result) -> SourceFile | Skipped:
+    """The file to copy; one whose path is not UTF-8 fails, as a file that cannot be read does."""
+    if escaped(path) != path:
+        name = os.path.basename(path)
+        if escaped(name) != name:
+            reason = f"its name {NOT_UTF8.format(what='it')}"
+        else:
+            reason = f"the name of a folder in its path {NOT_UTF8.format(what='that folder')}"
+        return _skipped(path, rel, reason, "unreadable")
     return SourceFile(
         abs_path=path,
         rel_path=rel,
@@ -121,20 +154,19 @@ def _entry(path: str, rel: str, st: os.stat_result) -> SourceFile:
 
 
 def _scan_root(root: str, filters: Filters) -> Iterator[SourceFile | Skipped]:
+    # A source named on the command line is followed when it is a symlink (as ``cp -H`` and
+    # rsync do: it is what the user pointed at) and keeps the name it was given there.
     top = os.path.basename(root.rstrip("/"))
     try:
-        st = os.stat(root, follow_symlinks=filters.follow_symlinks)
+        st = os.stat(root)
     except OSError as exc:
-        yield Skipped(root, top, f"cannot read: {exc.strerror}", "unreadable")
-        return
-    if stat.S_ISLNK(st.st_mode):
-        yield Skipped(root, top, "symlink (not followed; use --follow-symlinks)", "symlink")
+        yield _skipped(root, top, f"cannot read: {exc.strerror}", "unreadable")
         return
     if stat.S_ISREG(st.st_mode):
         yield _entry(root, top, st)
         return
     if not stat.S_ISDIR(st.st_mode):
-        yield Skipped(root, top, "special file (FIFO, device or socket)", "special")
+        yield _skipped(root, top, "special file (FIFO, device or socket)", "special")
         return
     seen_dirs = {(st.st_dev, st.st_ino)}
     yield from _walk(root, top, "", filters, seen_dirs)
@@ -147,42 +179,42 @@ def _walk(
         with os.scandir(path) as it:
             entries = sorted(it, key=lambda e: e.name)
     except OSError as exc:
-        yield Skipped(path, rel, f"cannot list folder: {exc.strerror}", "unreadable")
+        yield _skipped(path, rel, f"cannot list folder: {exc.strerror}", "unreadable")
         return
     for e in entries:
         name = e.name
         child_rel = f"{rel}/{name}"
         child_under = f"{rel_under}/{name}" if rel_under else name
         if filters.skip_junk and is_junk(name):
-            yield Skipped(e.path, child_rel, "OS junk file", "junk")
+            yield _skipped(e.path, child_rel, "OS junk file", "junk")
             continue
         if filters.excluded(child_under):
-            yield Skipped(e.path, child_rel, "excluded by --exclude", "excluded")
+            yield _skipped(e.path, child_rel, "excluded by --exclude", "excluded")
             continue
         try:
             is_link = e.is_symlink()
             st = e.stat(follow_symlinks=filters.follow_symlinks)
         except FileNotFoundError:
-            yield Skipped(e.path, child_rel, "vanished before it was read", "vanished")
+            yield _skipped(e.path, child_rel, "vanished before it was read", "vanished")
             continue
         except OSError as exc:
-            yield Skipped(e.path, child_rel, f"cannot read: {exc.strerror}", "unreadable")
+            yield _skipped(e.path, child_rel, f"cannot read: {exc.strerror}", "unreadable")
             continue
         if is_link and not filters.follow_symlinks:
-            yield Skipped(e.path, child_rel, "symlink (not followed; use --follow-symlinks)", "symlink")
+            yield _skipped(e.path, child_rel, "symlink (not followed; use --follow-symlinks)", "symlink")
             continue
         if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if key in seen:
-                yield Skipped(e.path, child_rel, "symlink loop (folder seen before)", "symlink")
+                yield _skipped(e.path, child_rel, "symlink loop (folder seen before)", "symlink")
                 continue
             seen.add(key)
             yield from _walk(e.path, child_rel, child_under, filters, seen)
             seen.discard(key)
         elif stat.S_ISREG(st.st_mode):
             if not filters.included(child_under):
-                yield Skipped(e.path, child_rel, "not matched by --include", "excluded")
+                yield _skipped(e.path, child_rel, "not matched by --include", "excluded")
                 continue
             yield _entry(e.path, child_rel, st)
         else:
-            yield Skipped(e.path, child_rel, "special file (FIFO, device or socket)", "special")
+            yield _skipped(e.path, child_rel, "special file (FIFO, device or socket)", "special")

@@ -130,6 +130,7 @@ def test_an_empty_source_is_not_called_released(tmp_path: Path) -> None:
     mount_point.mkdir()
     write(mount_point / ".DS_Store", b"junk only")
     r = run_castoff("copy", str(mount_point), "--to", str(tmp_path / "ssd"), state=tmp_path / "s")
+    assert r.returncode == 2
     said = " ".join(r.stderr.split())
     assert f"no file to copy in {mount_point}: is the card mounted" in said
     assert "can be released" not in said

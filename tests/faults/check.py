@@ -111,7 +111,8 @@ Dest = LocalView | BucketView
 class Expect:
     """What a scenario expects beyond "every file verified everywhere".
 
-    ``failed``: rel_path -> error code of a file that must be at no destination (a source fault).
+    ``failed``: rel_path -> error code of a file that must be at no destination (a source fault),
+    or of a folder that could not be listed (failed at every destination too).
     ``dest_failed``: (rel_path, destination name) -> error code of a file missing at one place.
     ``incomplete_ok``: destinations whose missing files may be 'incomplete' (resumable) instead of failed.
     """
@@ -222,7 +223,7 @@ def _check_report(
         bad = s.get("failed", 0) + s.get("incomplete", 0)
         wanted = sum(
             1
-            for rel in want
+            for rel in {*want, *expect.failed}  # and a folder that could not be listed
             if _want_at(expect, rel, name) is not None
             and rel in files
             and any(d["destination"] == name for d in files[rel]["destinations"])

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -184,6 +184,8 @@ class Engine:
         self.files = 0
         self.bytes = 0
         self.bytes_read = 0  # by the reader thread only
+        #: what the scan left out on purpose, by its code (junk, excluded, symlink, special)
+        self.left_out: Counter[str] = Counter()
 
     # -- events ------------------------------------------------------------------------------
 
@@ -233,11 +235,8 @@ class Engine:
             with self._state:
                 self._reading_done = True
                 self._state.notify_all()
-        if self.files == 0 and not self.cancel.is_set():  # an empty mount point, not a card
-            self.log(
-                f"no file to copy in {', '.join(sources)}: is the card mounted, is it the right folder?",
-                "warning",
-            )
+        if self._nothing_found() and not self.cancel.is_set():
+            self.log(self._nothing_to_copy(sources), "error")
         self._check_released()
         self._wait_for_streams()
         catchup.join(5.0)
@@ -286,6 +285,8 @@ class Engine:
             code, status = errors.EXIT_INTERRUPTED, "interrupted"
         elif failed or source_failed:
             code, status = errors.EXIT_FAILED, "failed"
+        elif self._nothing_found():  # the input's fault, as a wrong path would be
+            code, status = errors.EXIT_USAGE, "failed"
         else:
             code, status = errors.EXIT_OK, "done"
         return JobResult(
@@ -298,6 +299,24 @@ class Engine:
             peak_memory=self.budget.peak + self.catchup_budget.peak,
             released=self._released,
             lanes={ln.name: dict(vars(ln.stats)) for ln in self.lanes},
+        )
+
+    def _nothing_found(self) -> bool:
+        """No file to copy, not even one that failed to read: an empty mount point, not a card,
+        or filters that left every file out. (A re-run's files verified before are files.)"""
+        return self.files == 0 and not self.catalog.any_source_failed(self.job_id)
+
+    def _nothing_to_copy(self, sources: Sequence[str]) -> str:
+        where = ", ".join(sources)
+        chosen = self.left_out["excluded"]
+        if not chosen:
+            return f"no file to copy in {where}: is the card mounted, is it the right folder?"
+        junk = self.left_out["junk"]
+        return (
+            f"all {chosen} files or folders in {where} were left out by --include/--exclude"
+            + (f" (and {junk} OS junk files)" if junk else "")
+            + ": check the patterns (a pattern without a '/' matches a name, one with a '/' the path"
+            " under the source, case-sensitively)"
         )
 
     def _partial_made(self, dest_ident: str, path: str) -> None:
@@ -333,6 +352,7 @@ class Engine:
                 self._unread(item)
                 continue
             if not isinstance(item, SourceFile):
+                self.left_out[item.code] += 1
                 self.catalog.add_skipped_file(
                     self.job_id,
                     rel_path=item.rel_path,
@@ -357,7 +377,7 @@ class Engine:
         self.catalog.file_failed(file_id, error=str(exc), code=exc.code)
         self.log(str(exc), "error")
         self.files += 1
-        src = SourceFile(item.abs_path, item.rel_path, 0, 0, 0, 0, 0)
+        src = SourceFile(item.abs_path, item.rel_path, size=0, mtime_ns=0, atime_ns=0, dev=0, ino=0)
         fs = FileState(src=src, file_id=file_id, part_size=0, n_parts=0, status="failed", error=exc)
         fs.read_done = True
         for lane in self.lanes:

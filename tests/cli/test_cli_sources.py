@@ -1,0 +1,148 @@
+"""What ``castoff copy`` makes of the sources it is given: a symlink named on the command line,
+names that are not UTF-8, and a source with nothing to copy."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from castoff_cli import run_castoff
+from engine_runner import write
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_a_source_named_as_a_symlink_is_followed_and_keeps_the_name_given(tmp_path: Path, slash: str) -> None:
+    """As ``cp -H`` and rsync do: the link on the command line is followed; links inside the
+    source stay governed by --follow-symlinks."""
+    card = tmp_path / "card"
+    write(card / "DCIM" / "a.jpg", b"from the card")
+    (card / "DCIM" / "inside.jpg").symlink_to(card / "DCIM" / "a.jpg")
+    link = tmp_path / "CARDLINK"
+    link.symlink_to(card)
+    out = tmp_path / "out"
+    r = run_castoff("copy", f"{link}{slash}", "--to", str(out), state=tmp_path / "s")
+    assert r.returncode == 0, r.stderr
+    assert (out / "CARDLINK" / "DCIM" / "a.jpg").read_bytes() == b"from the card"
+    assert not (out / "CARDLINK" / "DCIM" / "inside.jpg").exists()
+    assert "CARDLINK/DCIM/inside.jpg: symlink (not followed; use --follow-symlinks)" in r.stderr
+
+
+def test_a_source_named_as_a_dangling_symlink_is_a_usage_error(tmp_path: Path) -> None:
+    link = tmp_path / "CARDLINK"
+    link.symlink_to(tmp_path / "unmounted")
+    r = run_castoff("copy", str(link), "--to", str(tmp_path / "out"), state=tmp_path / "s")
+    assert r.returncode == 2
+    assert f"source {link} is a symlink to {tmp_path / 'unmounted'}, which does not exist" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _report(state: Path) -> dict[str, Any]:
+    (path,) = (state / "reports").glob("*.json")
+    return dict(json.loads(path.read_text()))
+
+
+def _make(path: bytes, data: bytes) -> None:
+    """A file whose name holds bytes that are not UTF-8 (pathlib wants text)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+NOT_UTF8 = "is not valid UTF-8 (as written by some cameras or old systems): castoff cannot record it"
+
+
+@pytest.mark.parametrize("extra", [[], ["--rehash"]])
+def test_a_name_that_is_not_utf8_fails_that_file_and_the_others_are_delivered(
+    tmp_path: Path, extra: list[str]
+) -> None:
+    card = tmp_path / "card"
+    write(card / "aaa.jpg", b"a")
+    write(card / "zzz.jpg", b"z")
+    _make(os.fsencode(card) + b"/bad\xff\xfename.jpg", b"x")
+    _make(os.fsencode(card) + b"/DIR\xe9/in.jpg", b"in a folder named in Latin-1")
+    out, nas, state = tmp_path / "out", tmp_path / "nas", tmp_path / "s"
+    r = run_castoff("copy", str(card), "--to", str(out), "--to", str(nas), *extra, state=state)
+    assert r.returncode == 1, r.stderr
+    said = " ".join(r.stderr.split())
+    assert f"card/bad\\xff\\xfename.jpg: its name {NOT_UTF8}; rename it and copy it again" in said
+    assert f"card/DIR\\xe9/in.jpg: the name of a folder in its path {NOT_UTF8}" in said
+    assert "can be released" not in said
+    for dest in (out, nas):
+        assert (dest / "card" / "aaa.jpg").read_bytes() == b"a"
+        assert (dest / "card" / "zzz.jpg").read_bytes() == b"z"
+        assert sorted(os.listdir(dest / "card")) == ["aaa.jpg", "zzz.jpg"]
+    files = {f["path"]: f for f in _report(state)["files"]}
+    for path in ("card/bad\\xff\\xfename.jpg", "card/DIR\\xe9/in.jpg"):
+        assert files[path]["status"] == "failed"
+        assert NOT_UTF8 in files[path]["error"]
+        assert [d["status"] for d in files[path]["destinations"]] == ["failed", "failed"]
+    assert {files[p]["status"] for p in ("card/aaa.jpg", "card/zzz.jpg")} == {"read"}
+
+
+def test_a_name_that_is_not_utf8_left_out_by_the_filters_is_recorded_as_left_out(tmp_path: Path) -> None:
+    card = tmp_path / "card"
+    write(card / "aaa.jpg", b"a")
+    _make(os.fsencode(card) + b"/bad\xff.jpg", b"x")
+    _make(os.fsencode(card) + b"/._bad\xff.jpg", b"junk")
+    state = tmp_path / "s"
+    r = run_castoff("copy", str(card), "--to", str(tmp_path / "out"), "--exclude", "bad*", state=state)
+    assert r.returncode == 0, r.stderr
+    assert "card/bad\\xff.jpg: excluded by --exclude" in r.stderr
+    left = {x["path"]: x["code"] for x in _report(state)["left_out"]}
+    assert left == {"card/bad\\xff.jpg": "excluded", "card/._bad\\xff.jpg": "junk"}
+    assert os.listdir(tmp_path / "out" / "card") == ["aaa.jpg"]
+
+
+def test_a_source_whose_path_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    card = os.fsencode(tmp_path) + b"/card\xff"
+    _make(card + b"/a.jpg", b"a")
+    r = run_castoff("copy", os.fsdecode(card), "--to", str(tmp_path / "out"), state=tmp_path / "s")
+    assert r.returncode == 2
+    assert f"source {tmp_path}/card\\xff: its path {NOT_UTF8}" in " ".join(r.stderr.split())
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_source_exits_2(tmp_path: Path) -> None:
+    """A script must not read an empty mount point as a card offloaded."""
+    mount_point = tmp_path / "EOS_DIGITAL"
+    mount_point.mkdir()
+    for extra in ([], ["--quiet"]):
+        r = run_castoff("copy", str(mount_point), "--to", str(tmp_path / "ssd"), *extra, state=tmp_path / "s")
+        assert r.returncode == 2, r.stderr
+        said = " ".join(r.stderr.split())
+        assert f"no file to copy in {mount_point}: is the card mounted, is it the right folder?" in said
+
+
+def test_a_source_whose_files_the_filters_all_left_out_exits_2_and_says_so(tmp_path: Path) -> None:
+    card = tmp_path / "card"
+    for name in ("a.JPG", "b.JPG", "DCIM/c.JPG"):
+        write(card / name, b"x")
+    write(card / ".DS_Store", b"junk")
+    write(card / "._a.JPG", b"junk")
+    for filters in (
+        ["--include", "*.jpg"],
+        ["--exclude", "*.JPG"],
+        ["--exclude", "*.JPG", "--exclude", "DCIM"],
+    ):
+        r = run_castoff("copy", str(card), "--to", str(tmp_path / "ssd"), *filters, state=tmp_path / "s")
+        assert r.returncode == 2, r.stderr
+        said = " ".join(r.stderr.split())
+        assert (  # (an excluded folder is one: its files are not listed)
+            f"all 3 files or folders in {card} were left out by --include/--exclude (and 2 OS junk files):"
+            " check the patterns (a pattern without a '/' matches a name, one with a '/' the path under"
+            " the source, case-sensitively)"
+        ) in said
+        assert "no file to copy" not in said
+
+
+def test_a_rerun_with_every_file_verified_before_is_not_empty(tmp_path: Path) -> None:
+    card = tmp_path / "card"
+    write(card / "a.jpg", b"a")
+    for _ in range(2):
+        r = run_castoff("copy", str(card), "--to", str(tmp_path / "ssd"), state=tmp_path / "s")
+        assert r.returncode == 0, r.stderr
+    assert "every file was verified at every destination before" in r.stderr
