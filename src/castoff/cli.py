@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from castoff import __version__, commands, errors
@@ -165,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also add an ASC MHL generation (in-place) to each source folder, when it is writable",
     )
-    c.add_argument("--chunk-size", default="16M", help="read and part size (default 16M)")
+    c.add_argument(
+        "--chunk-size",
+        default=None,
+        help="read and part size (default 16M, or the smallest part size a bucket is given below it)",
+    )
     s3 = c.add_argument_group("S3 defaults (per destination: s3://bucket/prefix/?option=value)")
     s3.add_argument("--endpoint-url", "--endpoint", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
     s3.add_argument("--region")
@@ -311,6 +316,26 @@ DEFAULT_MEMORY = 256 * MiB
 BUCKET_CLIENT_ROOM = 32 * MiB
 
 
+DEFAULT_CHUNK = "16M"
+
+
+def chunk_for_parts(chunk: int, *, given: bool, dests: Sequence[Destination], console: Console) -> int:
+    """A part is at least one chunk: a bucket's part size below the chunk size lowers the default
+    chunk to it (QA: ``--part-size 5M`` gave 16 MiB parts, silently), or is said when the chunk
+    size was given."""
+    asked = {d.name: p for d in dests if (p := d.caps.preferred_part_size) and p < chunk}
+    if not asked:
+        return chunk
+    if not given:
+        return min(asked.values())
+    for name, size in asked.items():
+        console.print(
+            f"[yellow]warning:[/] {escape(name)}: part size {format_bytes(size)} is below --chunk-size"
+            f" {format_bytes(chunk)}: its parts will be {format_bytes(chunk)} (a part is at least one chunk)"
+        )
+    return chunk
+
+
 def memory_budget(given: str | None, chunk: int, dests: Sequence[Destination]) -> int:
     """``--memory`` as given (checked before), or the default for these destinations."""
     if given is not None:
@@ -338,12 +363,12 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     console = Console(stderr=True)
     planner = layout_options.planner_from_args(args)  # a bad template stops here: nothing read yet
-    chunk = parse_size(args.chunk_size, what="--chunk-size")
+    chunk = parse_size(args.chunk_size or DEFAULT_CHUNK, what="--chunk-size")
     if chunk < 64 * 1024 or chunk > 1024 * MiB:
         raise errors.UsageError("--chunk-size must be between 64K and 1G")
     if args.memory is not None and parse_size(args.memory, what="--memory") < 2 * chunk:
         raise errors.UsageError(
-            f"--memory {args.memory} is too small for --chunk-size {args.chunk_size}",
+            f"--memory {args.memory} is too small for --chunk-size {args.chunk_size or DEFAULT_CHUNK}",
             hint="give at least two chunks",
         )
     sources = check_sources(args.sources)
@@ -352,6 +377,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         defaults["conditional_writes"] = False  # If-None-Match would refuse the overwrite
     dests_from = resolver(args)
     dests: list[Destination] = [dests_from.open(spec, s3_defaults=defaults) for spec in args.to]
+    chunk = chunk_for_parts(chunk, given=args.chunk_size is not None, dests=dests, console=console)
     memory = memory_budget(args.memory, chunk, dests)
     idents = [d.ident for d in dests]
     if len(set(idents)) != len(idents):

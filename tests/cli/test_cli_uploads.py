@@ -258,3 +258,27 @@ def test_a_file_verified_there_from_another_source_is_not_taken_for_this_one(tmp
         assert r.returncode == 0, r.stdout + r.stderr
     assert (out / "EOS_DIGITAL" / "IMG_0001.CR3").read_bytes() == b"camera 1 photo"
     assert (out / "EOS_DIGITAL" / "IMG_0001 (2).CR3").read_bytes() == b"camera 2 photo"
+
+
+def test_a_part_size_below_the_chunk_size_is_honoured_or_said(tmp_path: Path, moto: Any) -> None:
+    """QA: ``--part-size 5M`` gave 16 MiB parts (a part is at least one chunk), silently."""
+    src = tmp_path / "card"
+    write(src / "A001.MXF", os.urandom(12 * MiB))
+    env = keys("a", "b")
+    admin = moto.server.admin_client()
+
+    def parts(key: str) -> str:
+        return str(admin.head_object(Bucket=moto.bucket, Key=key)["ETag"]).strip('"').rpartition("-")[2]
+
+    to = ["--to", s3_url(moto.bucket, "p/", moto.url)]
+    r = castoff("copy", str(src), "--quiet", "--part-size", "5M", *to, state=tmp_path / "s1", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert parts("p/card/A001.MXF") == "3"
+    to = ["--to", s3_url(moto.bucket, "q/", moto.url)]
+    r = castoff(
+        "copy", str(src), "--part-size", "5M", "--chunk-size", "8M", *to, state=tmp_path / "s2", env=env
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    said = " ".join(r.stderr.split())
+    assert "part size 5.0 MiB is below --chunk-size 8.0 MiB: its parts will be 8.0 MiB" in said
+    assert parts("q/card/A001.MXF") == "2"
