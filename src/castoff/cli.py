@@ -322,6 +322,30 @@ def memory_budget(given: str | None, chunk: int, dests: Sequence[Destination]) -
     return memory
 
 
+def check_distinct(dests: Sequence[Destination]) -> None:
+    """Two destinations that are one place, named twice or reached by two paths (a symlink, a
+    bind mount), would count one copy as two: refused before anything is written."""
+    from castoff.destinations.local import folder_identity
+
+    named: dict[str, Destination] = {}
+    folders: dict[tuple[int, int, tuple[str, ...]], Destination] = {}
+    for d in dests:
+        first = named.setdefault(d.ident, d)
+        if first is not d:
+            both = d.name if first.name == d.name else f"{first.name} and {d.name}"
+            raise errors.UsageError(f"the same destination is named twice: {both}")
+        root = getattr(d, "root", None)
+        found = folder_identity(root) if isinstance(root, str) else None
+        if found is None:
+            continue
+        first = folders.setdefault(found, d)
+        if first is not d:
+            raise errors.UsageError(
+                f"{first.name} and {d.name} are the same folder: one copy, not two",
+                hint="name it once; a second copy needs another folder, best on another drive",
+            )
+
+
 def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
@@ -348,9 +372,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     dests_from = resolver(args)
     dests: list[Destination] = [dests_from.open(spec, s3_defaults=defaults) for spec in args.to]
     memory = memory_budget(args.memory, chunk, dests)
-    idents = [d.ident for d in dests]
-    if len(set(idents)) != len(idents):
-        raise errors.UsageError("the same destination is named twice")
+    check_distinct(dests)
     for d in dests:  # credentials are configuration: missing ones stop the job before any write
         if not d.caps.is_local:
             try:

@@ -117,6 +117,24 @@ def test_usage_errors_exit_2_and_write_nothing(
     assert not (card / "inside").exists()
 
 
+def test_one_folder_named_by_two_paths_is_refused_before_anything_is_written(
+    tmp_path: Path, card: Path
+) -> None:
+    """Before: ``--to e/real --to e/alias`` (alias a symlink to real) said "verified" twice and
+    "the source can be released" with one copy on disk."""
+    e = tmp_path / "e"
+    (e / "real").mkdir(parents=True)
+    (e / "alias").symlink_to("real")
+    for a, b in ((e / "real", e / "alias"), (e / "real" / "new", e / "alias" / "new")):
+        r = run("copy", str(card), "--to", str(a), "--to", str(b), state=tmp_path / "state")
+        assert r.returncode == 2, r.stderr
+        assert f"{a} and {b} are the same folder: one copy, not two" in " ".join(r.stderr.split())
+    r = run("copy", str(card), "--to", f"{e}/real", "--to", f"{e}/real/", state=tmp_path / "state")
+    assert r.returncode == 2, r.stderr
+    assert f"the same destination is named twice: {e}/real and {e}/real/" in " ".join(r.stderr.split())
+    assert not list((e / "real").iterdir())
+
+
 def _partials(root: Path) -> list[Path]:
     return list(root.rglob(".castoff.*.partial")) if root.exists() else []
 

@@ -177,6 +177,26 @@ def translate_os_error(exc: OSError, what: str) -> errors.CastoffError:
     return errors.DestinationError(detail)
 
 
+def folder_identity(path: str) -> tuple[int, int, tuple[str, ...]] | None:
+    """Which folder ``path`` is, whatever path names it (a symlink, a bind mount): its (st_dev,
+    st_ino), or where it does not exist yet, its nearest existing ancestor's and the names still
+    to be made below that. None when it cannot be looked at (preflight says why)."""
+    head, below = os.path.abspath(path), []
+    while True:
+        try:
+            st = os.stat(head)
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(head)
+            if parent == head:
+                return None
+            below.append(os.path.basename(head))
+            head = parent
+            continue
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino, tuple(reversed(below))
+
+
 def partial_path_for(target: str) -> str:
     parent, name = os.path.split(target)
     digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
