@@ -31,6 +31,7 @@ from castoff.units import format_bytes, parse_size
 
 if TYPE_CHECKING:
     from castoff.engine.job import JobResult
+    from castoff.layout.template import Template
 
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
 (the others were delivered); 2 usage or configuration error; 130 interrupted (re-run to resume)."""
@@ -346,6 +347,36 @@ def check_distinct(dests: Sequence[Destination]) -> None:
             )
 
 
+def check_outside_sources(dests: Sequence[Destination], sources: Sequence[str], template: Template) -> None:
+    """No local destination may be inside a source, or hold a source folder where the layout
+    would put its copy (``castoff copy n/card --to n``: each file's target is the file itself)."""
+    from castoff.destinations.local import folder_identity
+
+    for d in dests:
+        root = getattr(d, "root", None)
+        if not isinstance(root, str):
+            continue
+        for src in sources:
+            real_src = os.path.realpath(src)
+            real_root = os.path.realpath(root)
+            if real_root == real_src or real_root.startswith(real_src.rstrip("/") + "/"):
+                raise errors.UsageError(
+                    f"destination {d.name} is inside the source {src}",
+                    hint="choose a destination outside the source",
+                )
+            copy = os.path.join(root, os.path.basename(src))
+            if (
+                template.starts_with_card
+                and os.path.isdir(src)
+                and folder_identity(copy) == folder_identity(src)
+            ):
+                raise errors.UsageError(
+                    f"the source {src} would land on itself: its copy at {d.name} would be {copy},"
+                    " the source folder itself",
+                    hint="choose a destination outside the source's folder",
+                )
+
+
 def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
@@ -379,17 +410,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 d.preflight()
             except errors.BadCredentials as exc:
                 raise errors.UsageError(f"{d.name}: {exc.message}", hint=exc.hint) from exc
-    for d in dests:
-        for src in sources:
-            root = getattr(d, "root", None)
-            if isinstance(root, str):
-                real_src = os.path.realpath(src)
-                real_root = os.path.realpath(root)
-                if real_root == real_src or real_root.startswith(real_src.rstrip("/") + "/"):
-                    raise errors.UsageError(
-                        f"destination {d.name} is inside the source {src}",
-                        hint="choose a destination outside the source",
-                    )
+    check_outside_sources(dests, sources, planner.options.template)
     limiters: dict[str, object] = {}
     if args.bwlimit:
         from castoff.engine.pacing import RateLimiter, parse_rate

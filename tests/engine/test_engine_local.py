@@ -173,8 +173,8 @@ def test_source_deleted_between_scan_and_read(
     write(src / "a.jpg", b"a")
     gone = write(src / "b.jpg", b"b")
 
-    def scan_then_pull_card(sources, filters):  # type: ignore[no-untyped-def]
-        for item in scan(sources, filters):
+    def scan_then_pull_card(sources, filters, destinations):  # type: ignore[no-untyped-def]
+        for item in scan(sources, filters, destinations):
             if isinstance(item, SourceFile) and item.abs_path == str(gone):
                 gone.unlink()  # seen by the scan, gone before the read
             yield item
@@ -509,3 +509,54 @@ def test_the_name_of_every_folder_made_is_made_durable(
     made = [root, *(p for p in root.rglob("*") if p.is_dir())]
     assert len(made) >= 7
     assert {str(p.parent) for p in made} <= synced, sorted({str(p.parent) for p in made} - synced)
+
+
+@pytest.mark.parametrize("policy", ["rename", "skip", "overwrite", "fail"])
+def test_a_target_that_is_the_source_file_itself_fails_and_is_never_a_copy(
+    tmp_path: Path, runner: Runner, policy: str
+) -> None:
+    """The destination holds the source where the layout puts its copy (``n/card`` to ``n``; the
+    command refuses that up front, a template may still reach it): each target is the source
+    file. Before, it was counted "already" there and the source could be released."""
+    from castoff.engine.lanes import INLINE_COMMIT_MAX
+
+    src = tmp_path / "n" / "card"
+    small = write(src / "DCIM" / "a.jpg", b"a" * 1000)
+    big = write(src / "DCIM" / "b.mov", os.urandom(INLINE_COMMIT_MAX + 1))  # the committer's
+    before = {p: (p.stat().st_ino, b3(p)) for p in (small, big)}
+    result = runner.bounded([src], [LocalDestination(tmp_path / "n")], timeout=60, on_conflict=policy)
+    assert result.exit_code == 1
+    assert not result.released
+    for rel in ("card/DCIM/a.jpg", "card/DCIM/b.mov"):
+        out = runner.outcomes()[(rel, str(tmp_path / "n"))]
+        assert out["status"] == "failed", dict(out)
+        assert "the target is the source file itself" in out["error"]
+    assert {p: (p.stat().st_ino, b3(p)) for p in (small, big)} == before
+    assert sorted(p.name for p in (src / "DCIM").iterdir()) == ["a.jpg", "b.mov"]
+
+
+def test_a_folder_that_is_a_destination_by_another_path_is_not_scanned(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """A followed symlink (or a bind mount) inside the source that leads to the destination
+    would copy the job's own output into itself: left out, with a warning naming it."""
+    src = tmp_path / "card"
+    write(src / "DCIM" / "a.jpg", b"a")
+    dest_root = tmp_path / "d"
+    write(dest_root / "older" / "x.jpg", b"x")
+    os.symlink(dest_root, src / "backup")
+    dest = LocalDestination(dest_root)
+    follow = _filters(follow_symlinks=True)
+    assert runner.bounded([src], [dest], timeout=60, filters=follow).exit_code == 0
+    assert visible_files(dest_root) == {"older/x.jpg", "card/DCIM/a.jpg"}
+    skipped = {r["rel_path"]: r for r in runner.catalog.job_files(runner.job_id) if r["status"] == "skipped"}
+    assert skipped["card/backup"]["error_code"] == "destination"
+    said = [m for m in runner.logs() if m.startswith("skip: card/backup")]
+    assert said == [
+        f"skip: card/backup: is the destination {dest.name} (the same folder, by another path):"
+        " not copied into itself"
+    ], runner.logs()
+    # a source that is the destination itself, by another path, is not entered either
+    os.symlink(dest_root, tmp_path / "same")
+    assert runner.bounded([tmp_path / "same"], [dest], timeout=60, filters=follow).exit_code == 0
+    assert visible_files(dest_root) == {"older/x.jpg", "card/DCIM/a.jpg"}

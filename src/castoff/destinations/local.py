@@ -501,6 +501,11 @@ class LocalDestination:
     def caps(self) -> Capabilities:
         return self._caps
 
+    @property
+    def root_id(self) -> tuple[int, int] | None:
+        """(st_dev, st_ino) of the root, once preflight has seen it: the scan never enters it."""
+        return self._root_id
+
     def watch_partials(self, note: Callable[[str], None]) -> None:
         """``note(path)`` is called before a hidden partial file is made, and must make it
         durable (the engine records it in the catalog): a crash right after the file appears
@@ -657,7 +662,7 @@ class LocalDestination:
             return None
         except OSError as exc:
             raise translate_os_error(exc, f"cannot look at {target}") from exc
-        return ObjectStat(size=st.st_size, mtime_ns=st.st_mtime_ns)
+        return ObjectStat(size=st.st_size, mtime_ns=st.st_mtime_ns, file_id=(st.st_dev, st.st_ino))
 
     def open_read(self, target: str) -> BinaryIO:
         try:

@@ -325,7 +325,9 @@ class Engine:
         return ps
 
     def _read_all(self, sources: Sequence[str], group: WriteGroup) -> None:
-        for item in self._prefetch.ahead(scan(sources, self.options.filters)):
+        # the destination folders (after preflight, which makes them): never scanned into themselves
+        roots = {rid: ln.name for ln in self.lanes if (rid := getattr(ln.dest, "root_id", None)) is not None}
+        for item in self._prefetch.ahead(scan(sources, self.options.filters, roots)):
             if self.cancel.is_set():
                 return
             group.next_file()
@@ -1105,8 +1107,11 @@ class Engine:
 
         if isinstance(stream.failed, TargetExists):
             return self._conflict(stream, upload, stream.failed.target, digest, commit)
+        overwrite = self.options.on_conflict == "overwrite"
+        if overwrite:
+            self._not_the_source(stream, stream.target)  # never the source file replaced by itself
         try:
-            return commit(overwrite=self.options.on_conflict == "overwrite")
+            return commit(overwrite=overwrite)
         except TargetExists as exc:
             return self._conflict(stream, upload, exc.target, digest, commit)
 
@@ -1119,6 +1124,7 @@ class Engine:
         do_commit: Callable[..., Landed],
     ) -> Landed | None:
         policy = self.options.on_conflict
+        self._not_the_source(stream, existing)
         if self._already_there(stream, upload, existing, digest):
             return None
         if policy == "skip":
@@ -1198,10 +1204,28 @@ class Engine:
         when = self._minute(row.verified_at)
         return f"is DAMAGED or was changed: it no longer holds what castoff verified there on {when}"
 
+    def _not_the_source(self, stream: Stream, existing: str) -> None:
+        """ConflictError when ``existing`` is the source file itself (the destination overlaps the
+        source): the file fails there, it is never counted as copied."""
+        lane = stream.lane
+        if not lane.caps.can_stat:
+            return
+        try:
+            st = lane.dest.stat(existing)
+        except errors.CastoffError:
+            return
+        src = stream.file.src
+        if st is not None and st.file_id == (src.dev, src.ino):
+            raise errors.ConflictError(
+                f"{existing}: the target is the source file itself, not a copy",
+                hint="the destination overlaps the source: choose a destination outside it",
+            )
+
     def _already_there(self, stream: Stream, upload: Upload, existing: str, digest: str) -> bool:
         """``existing`` holds these very bytes: read back, or by the catalog's memory of what
         castoff put there. The upload is dropped and the file counts as already delivered."""
         lane = stream.lane
+        self._not_the_source(stream, existing)
         if lane.caps.can_read_back and self._same_content(lane, existing, digest):
             method = "existing copy read back: blake3 match"
         elif (known := self._known_same(lane, existing, digest)) is not None:
