@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
 import unicodedata
 from pathlib import Path
@@ -560,3 +561,48 @@ def test_a_folder_that_is_a_destination_by_another_path_is_not_scanned(
     os.symlink(dest_root, tmp_path / "same")
     assert runner.bounded([tmp_path / "same"], [dest], timeout=60, filters=follow).exit_code == 0
     assert visible_files(dest_root) == {"older/x.jpg", "card/DCIM/a.jpg"}
+
+
+def _not_a_file(kind: str, path: Path, points_to: Path) -> None:
+    path.unlink()
+    if kind == "symlink":
+        path.symlink_to(points_to)
+    else:
+        os.mkfifo(path)
+
+
+@pytest.mark.parametrize("policy", ["rename", "skip", "overwrite", "fail"])
+@pytest.mark.parametrize("kind", ["symlink", "FIFO"])
+def test_a_symlink_or_fifo_at_a_target_is_never_a_copy_nor_read(
+    tmp_path: Path, runner: Runner, kind: str, policy: str
+) -> None:
+    """Before: a symlink to the source where a copy was counted "already" (read back through the
+    link: "blake3 match"), and a FIFO there held the job for ever in the read-back."""
+    src = tmp_path / "card"
+    write(src / "DCIM" / "a.CR3", os.urandom(300_000))
+    dest_root = tmp_path / "v2"
+    dest = LocalDestination(dest_root)
+    assert runner.bounded([src], [dest], timeout=60).exit_code == 0
+    target = dest_root / "card" / "DCIM" / "a.CR3"
+    _not_a_file(kind, target, src / "DCIM" / "a.CR3")
+    result = runner.bounded([src], [dest], timeout=60, rehash=True, on_conflict=policy)
+    out = runner.outcomes()[("card/DCIM/a.CR3", dest.name)]
+    what = f"{target} is a {kind}, not a file"
+    if policy == "overwrite":
+        assert result.exit_code == 0 and out["status"] == "verified"
+        assert target.is_file() and not target.is_symlink() and b3(target) == b3(src / "DCIM" / "a.CR3")
+        return
+    if policy == "rename":
+        assert result.exit_code == 0
+        assert out["status"] == "verified", dict(out)
+        assert out["target"] == str(target.with_name("a (2).CR3"))
+        assert b3(Path(out["target"])) == b3(src / "DCIM" / "a.CR3")
+        said = f"{dest.name}: {what}: kept it, this copy is {out['target']}"
+        assert said in runner.logs(), runner.logs()
+    elif policy == "skip":
+        assert result.exit_code == 0
+        assert out["status"] == "skipped" and out["detail"] == f"{what}; kept it (--on-conflict skip)"
+    else:
+        assert result.exit_code == 1
+        assert out["status"] == "failed" and what in out["error"]
+    assert target.is_symlink() if kind == "symlink" else stat.S_ISFIFO(target.lstat().st_mode)

@@ -457,7 +457,7 @@ class Engine:
                 landed is not None
                 and landed.size == src.size
                 and landed.mtime_ns == src.mtime_ns
-                and self._still_there(lane, landed.target, src.size)
+                and self._still_there(lane, landed.target, src)
             ):
                 lane.stats.bytes_skipped += src.size  # nothing to send: off the progress bar's total
                 when = self._minute(landed.verified_at)
@@ -495,14 +495,18 @@ class Engine:
         dest_plan = planner.for_destination(fs.plan, lane.dest)
         return dest_plan.rel_path, dest_plan
 
-    def _still_there(self, lane: Lane, target: str, size: int) -> bool:
+    @staticmethod
+    def _still_there(lane: Lane, target: str, src: SourceFile) -> bool:
+        """The copy the catalog recorded is still at ``target``: a file of the source's size."""
         if not lane.caps.can_stat:
             return True  # a write-only bucket: the catalog is the only memory there is
         try:
             st = lane.dest.stat(target)
         except errors.CastoffError:
             return False
-        return st is not None and st.size == size
+        if st is None or st.size != src.size or st.not_a_file is not None:
+            return False
+        return st.file_id != (src.dev, src.ino)  # the source itself: the conflict handling fails it
 
     def _find_resumable(self, stream: Stream) -> None:
         row = self.catalog.find_upload(stream.lane.dest.ident, stream.target)
@@ -1109,7 +1113,7 @@ class Engine:
             return self._conflict(stream, upload, stream.failed.target, digest, commit)
         overwrite = self.options.on_conflict == "overwrite"
         if overwrite:
-            self._not_the_source(stream, stream.target)  # never the source file replaced by itself
+            self._not_a_copy(stream, stream.target)  # never the source file replaced by itself
         try:
             return commit(overwrite=overwrite)
         except TargetExists as exc:
@@ -1124,28 +1128,22 @@ class Engine:
         do_commit: Callable[..., Landed],
     ) -> Landed | None:
         policy = self.options.on_conflict
-        self._not_the_source(stream, existing)
-        if self._already_there(stream, upload, existing, digest):
+        other = self._not_a_copy(stream, existing)
+        if other is None and self._already_there(stream, upload, existing, digest):
             return None
+        found = f"{existing} {other or 'exists with other content'}"
         if policy == "skip":
             upload.abort()
             self._drop_partial(stream)
-            self._end(
-                stream,
-                Outcome(
-                    "skipped", detail=f"{existing} exists with other content; kept it (--on-conflict skip)"
-                ),
-            )
+            self._end(stream, Outcome("skipped", detail=f"{found}; kept it (--on-conflict skip)"))
             return None
         if policy == "fail":
             upload.abort()
             self._drop_partial(stream)
-            raise errors.ConflictError(
-                f"{existing} exists with other content", hint="--on-conflict rename keeps both"
-            )
+            raise errors.ConflictError(found, hint="--on-conflict rename keeps both")
         if policy == "overwrite":
             return do_commit(target=existing, overwrite=True)
-        return self._keep_both(stream, upload, existing, digest, do_commit)
+        return self._keep_both(stream, upload, existing, digest, do_commit, other=other)
 
     def _keep_both(
         self,
@@ -1154,8 +1152,11 @@ class Engine:
         existing: str,
         digest: str,
         do_commit: Callable[..., Landed],
+        *,
+        other: str | None = None,
     ) -> Landed | None:
-        """``--on-conflict rename``: this copy lands as ``name (N).ext``, the first N free."""
+        """``--on-conflict rename``: this copy lands as ``name (N).ext``, the first N free.
+        ``other``: what ``existing`` is when it is no file ("is a symlink, not a file")."""
         lane = stream.lane
         for n in range(2, 10_000):
             alt = alt_target(stream.planned, n)
@@ -1168,7 +1169,10 @@ class Engine:
                     landed = do_commit(target=alt)
                 except TargetExists:
                     continue
-                if damaged := self._damaged_since(stream, existing, digest):
+                if other is not None:
+                    note = f"{existing} {other}: kept it, this copy is {landed.target}"
+                    said = note
+                elif damaged := self._damaged_since(stream, existing, digest):
                     note = f"{existing} {damaged}: kept it, this copy is {landed.target}"
                     said = (
                         f"{existing} {damaged}. Kept it; the good copy is {landed.target}:"
@@ -1204,28 +1208,33 @@ class Engine:
         when = self._minute(row.verified_at)
         return f"is DAMAGED or was changed: it no longer holds what castoff verified there on {when}"
 
-    def _not_the_source(self, stream: Stream, existing: str) -> None:
-        """ConflictError when ``existing`` is the source file itself (the destination overlaps the
+    def _not_a_copy(self, stream: Stream, existing: str) -> str | None:
+        """What ``existing`` is when it is no file, and so no copy ("is a symlink, not a file"),
+        else None. ConflictError when it is the source file itself (the destination overlaps the
         source): the file fails there, it is never counted as copied."""
         lane = stream.lane
         if not lane.caps.can_stat:
-            return
+            return None
         try:
             st = lane.dest.stat(existing)
         except errors.CastoffError:
-            return
+            return None
+        if st is None:
+            return None
         src = stream.file.src
-        if st is not None and st.file_id == (src.dev, src.ino):
+        if st.file_id == (src.dev, src.ino):
             raise errors.ConflictError(
                 f"{existing}: the target is the source file itself, not a copy",
                 hint="the destination overlaps the source: choose a destination outside it",
             )
+        return None if st.not_a_file is None else f"is {st.not_a_file}, not a file"
 
     def _already_there(self, stream: Stream, upload: Upload, existing: str, digest: str) -> bool:
         """``existing`` holds these very bytes: read back, or by the catalog's memory of what
         castoff put there. The upload is dropped and the file counts as already delivered."""
         lane = stream.lane
-        self._not_the_source(stream, existing)
+        if self._not_a_copy(stream, existing) is not None:
+            return False  # never read: a FIFO would hold the read for ever
         if lane.caps.can_read_back and self._same_content(lane, existing, digest):
             method = "existing copy read back: blake3 match"
         elif (known := self._known_same(lane, existing, digest)) is not None:
