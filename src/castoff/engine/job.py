@@ -118,6 +118,24 @@ def read_back_reserve(lanes: Sequence[Lane], memory_budget: int) -> int:
     return min(sum(sizes) + max(sizes, default=0), memory_budget // 8)
 
 
+#: the coarsest step a filesystem keeps times in (FAT's 2 s)
+MTIME_STEP_MAX_NS = 2 * 10**9
+
+
+def mtime_kept(found_ns: int, set_ns: int) -> bool:
+    """Whether a copy's mtime ``found_ns`` is the ``set_ns`` castoff set, as its filesystem kept
+    it. Filesystems keep times in steps (ext4 1 ns, NTFS and SMB 100 ns, exFAT 10 ms, HFS+ 1 s, FAT
+    2 s) and round to them, and the step shows in the trailing zeros of what they kept: ``found_ns``
+    may be off by less than that. A copy written over since has the time of that write, with
+    (almost always) nanoseconds of its own, and so a step too small to reach back."""
+    step = 1
+    while step < 10**9 and found_ns % (step * 10) == 0:
+        step *= 10
+    if step == 10**9:
+        step = MTIME_STEP_MAX_NS  # whole seconds: FAT's are even ones
+    return abs(found_ns - set_ns) < step
+
+
 def _without_path(rel_path: str, text: str) -> str:
     """An error's text for a line that names the file already (most begin with its path)."""
     return text.removeprefix(f"{rel_path}: ")
@@ -497,7 +515,9 @@ class Engine:
 
     @staticmethod
     def _still_there(lane: Lane, target: str, src: SourceFile) -> bool:
-        """The copy the catalog recorded is still at ``target``: a file of the source's size."""
+        """The copy the catalog recorded is still at ``target``: a file of the source's size and,
+        in a folder, with the source's mtime that castoff gave it (a copy replaced or rewritten
+        since has another: it is read back, not skipped)."""
         if not lane.caps.can_stat:
             return True  # a write-only bucket: the catalog is the only memory there is
         try:
@@ -506,7 +526,9 @@ class Engine:
             return False
         if st is None or st.size != src.size or st.not_a_file is not None:
             return False
-        return st.file_id != (src.dev, src.ino)  # the source itself: the conflict handling fails it
+        if st.file_id == (src.dev, src.ino):
+            return False  # the source itself: the conflict handling fails the file
+        return not lane.caps.is_local or st.mtime_ns is None or mtime_kept(st.mtime_ns, src.mtime_ns)
 
     def _find_resumable(self, stream: Stream) -> None:
         row = self.catalog.find_upload(stream.lane.dest.ident, stream.target)
