@@ -32,6 +32,7 @@ from castoff.units import format_bytes, parse_size
 
 if TYPE_CHECKING:
     from castoff.engine.job import JobResult
+    from castoff.layout.template import Template
 
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
 (the others were delivered); 2 usage or configuration error, or no file to copy (an empty source,
@@ -352,6 +353,60 @@ def memory_budget(given: str | None, chunk: int, dests: Sequence[Destination]) -
     return memory
 
 
+def check_distinct(dests: Sequence[Destination]) -> None:
+    """Two destinations that are one place, named twice or reached by two paths (a symlink, a
+    bind mount), would count one copy as two: refused before anything is written."""
+    from castoff.destinations.local import folder_identity
+
+    named: dict[str, Destination] = {}
+    folders: dict[tuple[int, int, tuple[str, ...]], Destination] = {}
+    for d in dests:
+        first = named.setdefault(d.ident, d)
+        if first is not d:
+            both = d.name if first.name == d.name else f"{first.name} and {d.name}"
+            raise errors.UsageError(f"the same destination is named twice: {both}")
+        root = getattr(d, "root", None)
+        found = folder_identity(root) if isinstance(root, str) else None
+        if found is None:
+            continue
+        first = folders.setdefault(found, d)
+        if first is not d:
+            raise errors.UsageError(
+                f"{first.name} and {d.name} are the same folder: one copy, not two",
+                hint="name it once; a second copy needs another folder, best on another drive",
+            )
+
+
+def check_outside_sources(dests: Sequence[Destination], sources: Sequence[str], template: Template) -> None:
+    """No local destination may be inside a source, or hold a source folder where the layout
+    would put its copy (``castoff copy n/card --to n``: each file's target is the file itself)."""
+    from castoff.destinations.local import folder_identity
+
+    for d in dests:
+        root = getattr(d, "root", None)
+        if not isinstance(root, str):
+            continue
+        for src in sources:
+            real_src = os.path.realpath(src)
+            real_root = os.path.realpath(root)
+            if real_root == real_src or real_root.startswith(real_src.rstrip("/") + "/"):
+                raise errors.UsageError(
+                    f"destination {d.name} is inside the source {src}",
+                    hint="choose a destination outside the source",
+                )
+            copy = os.path.join(root, os.path.basename(src))
+            if (
+                template.starts_with_card
+                and os.path.isdir(src)
+                and folder_identity(copy) == folder_identity(src)
+            ):
+                raise errors.UsageError(
+                    f"the source {src} would land on itself: its copy at {d.name} would be {copy},"
+                    " the source folder itself",
+                    hint="choose a destination outside the source's folder",
+                )
+
+
 def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
@@ -379,26 +434,14 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     dests: list[Destination] = [dests_from.open(spec, s3_defaults=defaults) for spec in args.to]
     chunk = chunk_for_parts(chunk, given=args.chunk_size is not None, dests=dests, console=console)
     memory = memory_budget(args.memory, chunk, dests)
-    idents = [d.ident for d in dests]
-    if len(set(idents)) != len(idents):
-        raise errors.UsageError("the same destination is named twice")
+    check_distinct(dests)
     for d in dests:  # credentials are configuration: missing ones stop the job before any write
         if not d.caps.is_local:
             try:
                 d.preflight()
             except errors.BadCredentials as exc:
                 raise errors.UsageError(f"{d.name}: {exc.message}", hint=exc.hint) from exc
-    for d in dests:
-        for src in sources:
-            root = getattr(d, "root", None)
-            if isinstance(root, str):
-                real_src = os.path.realpath(src)
-                real_root = os.path.realpath(root)
-                if real_root == real_src or real_root.startswith(real_src.rstrip("/") + "/"):
-                    raise errors.UsageError(
-                        f"destination {d.name} is inside the source {src}",
-                        hint="choose a destination outside the source",
-                    )
+    check_outside_sources(dests, sources, planner.options.template)
     limiters: dict[str, object] = {}
     if args.bwlimit:
         from castoff.engine.pacing import RateLimiter, parse_rate

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from castoff import errors
@@ -69,7 +69,7 @@ class Skipped:
     abs_path: str
     rel_path: str
     reason: str
-    code: str  # junk, excluded, symlink, special: left out; unreadable, vanished: failures
+    code: str  # junk, excluded, symlink, special, destination: left out; unreadable, vanished: failures
 
 
 @dataclass(frozen=True)
@@ -124,9 +124,14 @@ def check_sources(sources: Sequence[str]) -> list[str]:
     return out
 
 
-def scan(sources: Sequence[str], filters: Filters) -> Iterator[SourceFile | Skipped]:
+def scan(
+    sources: Sequence[str], filters: Filters, destinations: Mapping[tuple[int, int], str] | None = None
+) -> Iterator[SourceFile | Skipped]:
+    """``destinations``: the job's destination folders by (st_dev, st_ino), and their names. A
+    source never enters one, whatever path reaches it (a followed symlink, a bind mount): it
+    would copy the job's own output into itself."""
     for root in sources:
-        yield from _scan_root(root, filters)
+        yield from _scan_root(root, filters, destinations or {})
 
 
 def _skipped(path: str, rel: str, reason: str, code: str) -> Skipped:
@@ -153,7 +158,13 @@ def _entry(path: str, rel: str, st: os.stat_result) -> SourceFile | Skipped:
     )
 
 
-def _scan_root(root: str, filters: Filters) -> Iterator[SourceFile | Skipped]:
+def _into_destination(name: str) -> str:
+    return f"is the destination {name} (the same folder, by another path): not copied into itself"
+
+
+def _scan_root(
+    root: str, filters: Filters, destinations: Mapping[tuple[int, int], str]
+) -> Iterator[SourceFile | Skipped]:
     # A source named on the command line is followed when it is a symlink (as ``cp -H`` and
     # rsync do: it is what the user pointed at) and keeps the name it was given there.
     top = os.path.basename(root.rstrip("/"))
@@ -168,12 +179,20 @@ def _scan_root(root: str, filters: Filters) -> Iterator[SourceFile | Skipped]:
     if not stat.S_ISDIR(st.st_mode):
         yield _skipped(root, top, "special file (FIFO, device or socket)", "special")
         return
+    if (dest := destinations.get((st.st_dev, st.st_ino))) is not None:
+        yield _skipped(root, top, _into_destination(dest), "destination")
+        return
     seen_dirs = {(st.st_dev, st.st_ino)}
-    yield from _walk(root, top, "", filters, seen_dirs)
+    yield from _walk(root, top, "", filters, seen_dirs, destinations)
 
 
 def _walk(
-    path: str, rel: str, rel_under: str, filters: Filters, seen: set[tuple[int, int]]
+    path: str,
+    rel: str,
+    rel_under: str,
+    filters: Filters,
+    seen: set[tuple[int, int]],
+    destinations: Mapping[tuple[int, int], str],
 ) -> Iterator[SourceFile | Skipped]:
     try:
         with os.scandir(path) as it:
@@ -208,8 +227,11 @@ def _walk(
             if key in seen:
                 yield _skipped(e.path, child_rel, "symlink loop (folder seen before)", "symlink")
                 continue
+            if (dest := destinations.get(key)) is not None:
+                yield _skipped(e.path, child_rel, _into_destination(dest), "destination")
+                continue
             seen.add(key)
-            yield from _walk(e.path, child_rel, child_under, filters, seen)
+            yield from _walk(e.path, child_rel, child_under, filters, seen, destinations)
             seen.discard(key)
         elif stat.S_ISREG(st.st_mode):
             if not filters.included(child_under):

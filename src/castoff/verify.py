@@ -21,6 +21,7 @@ import blake3
 import xxhash
 
 from castoff import errors
+from castoff.destinations.local import NotAFile, open_regular
 from castoff.reports import mhl
 
 OK_STATUSES = ("verified", "already", "skipped")
@@ -64,8 +65,9 @@ class Result:
 
 
 def hash_file(path: str, fmt: str) -> str:
+    """NotAFile for a symlink, a FIFO or a device: never followed, never waited on."""
     h = HASHERS[fmt]()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         while block := fh.read(8 * 1024 * 1024):
             h.update(block)
     if fmt == "c4":
@@ -99,7 +101,9 @@ def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
     expected: dict[str, Expected] = {}
     for f in files:
         for d in f.get("destinations", []):
-            target = os.path.realpath(str(d.get("target") or ""))
+            # the folders resolved, not the file: a symlink put in a copy's place stays the copy's path
+            folder, name = os.path.split(str(d.get("target") or ""))
+            target = os.path.join(os.path.realpath(folder), name)
             if d.get("status") in OK_STATUSES and f.get("blake3") and target.startswith(real_root + os.sep):
                 rel = os.path.relpath(target, real_root).replace(os.sep, "/")
                 expected[rel] = Expected("blake3", str(f["blake3"]))
@@ -134,6 +138,8 @@ def check(root: Path, expected: dict[str, Expected], against: str) -> Result:
         result.checked += 1
         try:
             got = hash_file(str(root / rel), want.fmt)
+        except NotAFile as exc:
+            got = f"{exc.what}, not a file"
         except OSError as exc:
             got = f"unreadable: {exc.strerror or exc}"
         if got == want.value:
@@ -155,9 +161,9 @@ def print_result(r: Result, out: Any = None) -> None:
     for p in r.missing:
         print(f"  missing  {_show(p)}", file=out)
     for a in r.altered:
+        found = a["found"] if " " in a["found"] else f"{a['found'][:16]}…"  # a hash, or what is there
         print(
-            f"  altered  {_show(a['path'])}  ({a['format']} expected {a['expected'][:16]}…,"
-            f" found {a['found'][:16]}…)",
+            f"  altered  {_show(a['path'])}  ({a['format']} expected {a['expected'][:16]}…, found {found})",
             file=out,
         )
     for p in r.extra:

@@ -117,6 +117,40 @@ def test_usage_errors_exit_2_and_write_nothing(
     assert not (card / "inside").exists()
 
 
+def test_one_folder_named_by_two_paths_is_refused_before_anything_is_written(
+    tmp_path: Path, card: Path
+) -> None:
+    """Before: ``--to e/real --to e/alias`` (alias a symlink to real) said "verified" twice and
+    "the source can be released" with one copy on disk."""
+    e = tmp_path / "e"
+    (e / "real").mkdir(parents=True)
+    (e / "alias").symlink_to("real")
+    for a, b in ((e / "real", e / "alias"), (e / "real" / "new", e / "alias" / "new")):
+        r = run("copy", str(card), "--to", str(a), "--to", str(b), state=tmp_path / "state")
+        assert r.returncode == 2, r.stderr
+        assert f"{a} and {b} are the same folder: one copy, not two" in " ".join(r.stderr.split())
+    r = run("copy", str(card), "--to", f"{e}/real", "--to", f"{e}/real/", state=tmp_path / "state")
+    assert r.returncode == 2, r.stderr
+    assert f"the same destination is named twice: {e}/real and {e}/real/" in " ".join(r.stderr.split())
+    assert not list((e / "real").iterdir())
+
+
+def test_a_source_folder_where_its_copy_would_land_is_refused(tmp_path: Path) -> None:
+    """Before: ``castoff copy n/card --to n`` found each file "already" at its target (the file
+    itself) and said the source could be released."""
+    n = tmp_path / "n"
+    write(n / "card" / "DCIM" / "a.jpg", b"a")
+    r = run("copy", str(n / "card"), "--to", str(n), state=tmp_path / "state")
+    assert r.returncode == 2, r.stderr
+    said = " ".join(r.stderr.split())
+    assert f"the source {n / 'card'} would land on itself" in said, said
+    assert sorted(p.name for p in n.rglob("*")) == ["DCIM", "a.jpg", "card"]  # no ascmhl/ either
+    # another layout puts the copies beside the source, not on it
+    r = run("copy", str(n / "card"), "--to", str(n), "--layout", "type", state=tmp_path / "state")
+    assert r.returncode == 0, r.stderr
+    assert (n / "Photos" / "a.jpg").read_bytes() == b"a"
+
+
 def _partials(root: Path) -> list[Path]:
     return list(root.rglob(".castoff.*.partial")) if root.exists() else []
 

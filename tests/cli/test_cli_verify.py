@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,13 @@ import pytest
 CASTOFF = [sys.executable, "-m", "castoff"]
 
 
-def castoff(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+def castoff(*args: str, state: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CASTOFF, "--state-dir", str(state), *args], capture_output=True, text=True, timeout=120, check=False
+        [*CASTOFF, "--state-dir", str(state), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -100,3 +105,25 @@ def test_a_bucket_url_is_named_as_given_and_pointed_to_the_copy_options(tmp_path
     said = " ".join(r.stderr.split())
     assert f"{url}: castoff verify reads a folder, not a bucket" in said
     assert "--rehash --verify-download" in said
+
+
+def test_a_symlink_or_fifo_at_a_recorded_path_is_altered_and_never_read(
+    copied: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Before: a FIFO at a recorded path held ``castoff verify`` for ever, and a symlink to a
+    good copy elsewhere passed as the file."""
+    dest, report = copied
+    good = tmp_path / "elsewhere.jpg"
+    one = dest / "CARD" / "DCIM" / "IMG_0001.JPG"
+    good.write_bytes(one.read_bytes())
+    one.unlink()
+    one.symlink_to(good)
+    two = dest / "CARD" / "DCIM" / "IMG_0002.JPG"
+    two.unlink()
+    os.mkfifo(two)
+    for extra in ([], ["--report", str(report)]):
+        r = castoff("verify", str(dest), *extra, state=tmp_path / "state", timeout=30)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "altered  CARD/DCIM/IMG_0001.JPG" in r.stdout and "found a symlink, not a file)" in r.stdout
+        assert "altered  CARD/DCIM/IMG_0002.JPG" in r.stdout and "found a FIFO, not a file)" in r.stdout
+        assert "1 match, 0 missing, 2 altered" in r.stdout

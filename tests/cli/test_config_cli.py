@@ -83,6 +83,8 @@ def test_local_destinations_and_a_workflow_from_add_to_remove(
     shown = json.loads(castoff("workflow", "show", "shoot", "--json").stdout)
     assert shown["to"] == ["@ssd"] and shown["options"] == {"exclude": ["*.MP4"]}
     assert "castoff copy" in castoff("workflow", "show", "shoot").stdout
+    r = castoff("workflow", "save", "twice", "--to", "ssd", "--to", "@ssd", "--source", str(card))
+    assert r.returncode == 2 and "the same destination is named twice: ssd and @ssd" in text(r)
 
     r = castoff("dest", "remove", "ssd")
     assert r.returncode == 2 and "used by the workflow(s) shoot" in text(r)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
 import unicodedata
 from pathlib import Path
@@ -173,8 +174,8 @@ def test_source_deleted_between_scan_and_read(
     write(src / "a.jpg", b"a")
     gone = write(src / "b.jpg", b"b")
 
-    def scan_then_pull_card(sources, filters):  # type: ignore[no-untyped-def]
-        for item in scan(sources, filters):
+    def scan_then_pull_card(sources, filters, destinations):  # type: ignore[no-untyped-def]
+        for item in scan(sources, filters, destinations):
             if isinstance(item, SourceFile) and item.abs_path == str(gone):
                 gone.unlink()  # seen by the scan, gone before the read
             yield item
@@ -512,3 +513,101 @@ def test_the_name_of_every_folder_made_is_made_durable(
     made = [root, *(p for p in root.rglob("*") if p.is_dir())]
     assert len(made) >= 7
     assert {str(p.parent) for p in made} <= synced, sorted({str(p.parent) for p in made} - synced)
+
+
+@pytest.mark.parametrize("policy", ["rename", "skip", "overwrite", "fail"])
+def test_a_target_that_is_the_source_file_itself_fails_and_is_never_a_copy(
+    tmp_path: Path, runner: Runner, policy: str
+) -> None:
+    """The destination holds the source where the layout puts its copy (``n/card`` to ``n``; the
+    command refuses that up front, a template may still reach it): each target is the source
+    file. Before, it was counted "already" there and the source could be released."""
+    from castoff.engine.lanes import INLINE_COMMIT_MAX
+
+    src = tmp_path / "n" / "card"
+    small = write(src / "DCIM" / "a.jpg", b"a" * 1000)
+    big = write(src / "DCIM" / "b.mov", os.urandom(INLINE_COMMIT_MAX + 1))  # the committer's
+    before = {p: (p.stat().st_ino, b3(p)) for p in (small, big)}
+    result = runner.bounded([src], [LocalDestination(tmp_path / "n")], timeout=60, on_conflict=policy)
+    assert result.exit_code == 1
+    assert not result.released
+    for rel in ("card/DCIM/a.jpg", "card/DCIM/b.mov"):
+        out = runner.outcomes()[(rel, str(tmp_path / "n"))]
+        assert out["status"] == "failed", dict(out)
+        assert "the target is the source file itself" in out["error"]
+    assert {p: (p.stat().st_ino, b3(p)) for p in (small, big)} == before
+    assert sorted(p.name for p in (src / "DCIM").iterdir()) == ["a.jpg", "b.mov"]
+
+
+def test_a_folder_that_is_a_destination_by_another_path_is_not_scanned(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """A followed symlink (or a bind mount) inside the source that leads to the destination
+    would copy the job's own output into itself: left out, with a warning naming it."""
+    src = tmp_path / "card"
+    write(src / "DCIM" / "a.jpg", b"a")
+    dest_root = tmp_path / "d"
+    write(dest_root / "older" / "x.jpg", b"x")
+    os.symlink(dest_root, src / "backup")
+    dest = LocalDestination(dest_root)
+    follow = _filters(follow_symlinks=True)
+    assert runner.bounded([src], [dest], timeout=60, filters=follow).exit_code == 0
+    assert visible_files(dest_root) == {"older/x.jpg", "card/DCIM/a.jpg"}
+    skipped = {r["rel_path"]: r for r in runner.catalog.job_files(runner.job_id) if r["status"] == "skipped"}
+    assert skipped["card/backup"]["error_code"] == "destination"
+    said = [m for m in runner.logs() if m.startswith("skip: card/backup")]
+    assert said == [
+        f"skip: card/backup: is the destination {dest.name} (the same folder, by another path):"
+        " not copied into itself"
+    ], runner.logs()
+    # a source that is the destination itself, by another path, is not entered either: nothing
+    # is left to copy, which is an error (exit 2), as for an empty card
+    os.symlink(dest_root, tmp_path / "same")
+    assert runner.bounded([tmp_path / "same"], [dest], timeout=60, filters=follow).exit_code == 2
+    assert visible_files(dest_root) == {"older/x.jpg", "card/DCIM/a.jpg"}
+
+
+def _not_a_file(kind: str, path: Path, points_to: Path) -> None:
+    path.unlink()
+    if kind == "symlink":
+        path.symlink_to(points_to)
+    else:
+        os.mkfifo(path)
+
+
+@pytest.mark.parametrize("policy", ["rename", "skip", "overwrite", "fail"])
+@pytest.mark.parametrize("kind", ["symlink", "FIFO"])
+def test_a_symlink_or_fifo_at_a_target_is_never_a_copy_nor_read(
+    tmp_path: Path, runner: Runner, kind: str, policy: str
+) -> None:
+    """Before: a symlink to the source where a copy was counted "already" (read back through the
+    link: "blake3 match"), and a FIFO there held the job for ever in the read-back."""
+    src = tmp_path / "card"
+    write(src / "DCIM" / "a.CR3", os.urandom(300_000))
+    dest_root = tmp_path / "v2"
+    dest = LocalDestination(dest_root)
+    assert runner.bounded([src], [dest], timeout=60).exit_code == 0
+    target = dest_root / "card" / "DCIM" / "a.CR3"
+    _not_a_file(kind, target, src / "DCIM" / "a.CR3")
+    result = runner.bounded([src], [dest], timeout=60, rehash=True, on_conflict=policy)
+    out = runner.outcomes()[("card/DCIM/a.CR3", dest.name)]
+    what = f"{target} is a {kind}, not a file"
+    if policy == "overwrite":
+        assert result.exit_code == 0 and out["status"] == "verified"
+        assert target.is_file() and not target.is_symlink() and b3(target) == b3(src / "DCIM" / "a.CR3")
+        return
+    if policy == "rename":
+        assert result.exit_code == 0
+        assert out["status"] == "verified", dict(out)
+        assert out["target"] == str(target.with_name("a (2).CR3"))
+        assert b3(Path(out["target"])) == b3(src / "DCIM" / "a.CR3")
+        said = f"{dest.name}: {what}: kept it, this copy is {out['target']}"
+        assert said in runner.logs(), runner.logs()
+    elif policy == "skip":
+        assert result.exit_code == 1  # not copied there: a conflict, not a file verified before
+        assert out["status"] == "conflict"
+        assert out["detail"] == f"{what}: kept it, this file was NOT copied (--on-conflict skip)"
+    else:
+        assert result.exit_code == 1
+        assert out["status"] == "failed" and what in out["error"]
+    assert target.is_symlink() if kind == "symlink" else stat.S_ISFIFO(target.lstat().st_mode)

@@ -14,6 +14,7 @@ import pytest
 from castoff.catalog.db import Catalog
 from castoff.catalog.group import WriteGroup
 from castoff.destinations.local import LocalDestination
+from castoff.engine.job import mtime_kept
 from castoff.layout.planner import LayoutOptions, Planner
 from castoff.layout.template import layout_template
 from castoff.samples import make_sample_card
@@ -75,6 +76,86 @@ def test_rerun_recopies_a_file_whose_size_changed_at_a_destination(tmp_path: Pat
     assert damaged.read_bytes() == b"truncated"
     said = [m for m in runner.logs() if "IMG_2.JPG" in m and not m.startswith("skip:")]
     assert len(said) == 1 and "is DAMAGED or was changed" in said[0], said
+
+
+HOUR_NS = 3600 * 10**9
+
+
+def _card_of_last_hour(tmp_path: Path) -> Path:
+    """A card whose files are an hour old (a copy rewritten now has another time on any filesystem)."""
+    src = _card(tmp_path)
+    for p in src.rglob("*.JPG"):
+        st = p.stat()
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns - HOUR_NS))
+    return src
+
+
+def test_rerun_reads_a_copy_rewritten_with_the_same_size_and_names_it_damaged(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """Before: a copy rewritten with other bytes of the same size was "skipped" (verified) on a
+    re-run, as long as the catalog had it: the mtime castoff gave it was never looked at."""
+    src = _card_of_last_hour(tmp_path)
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 0
+    rewritten = tmp_path / "d" / "card" / "DCIM" / "0" / "IMG_2.JPG"
+    rewritten.write_bytes(os.urandom(rewritten.stat().st_size))
+    assert runner([src], [dest]).exit_code == 0
+    out = runner.outcomes()[("card/DCIM/0/IMG_2.JPG", dest.name)]
+    assert out["status"] == "verified", dict(out)
+    assert out["target"].endswith("IMG_2 (2).JPG")
+    assert "is DAMAGED or was changed" in out["detail"]
+    assert Path(out["target"]).read_bytes() == (src / "DCIM/0/IMG_2.JPG").read_bytes()
+    statuses = _statuses(runner)
+    del statuses[("card/DCIM/0/IMG_2.JPG", dest.name)]
+    assert set(statuses.values()) == {"skipped"}
+
+
+def test_rerun_reads_back_a_copy_whose_mtime_was_touched_and_counts_it_there(
+    tmp_path: Path, runner: Runner
+) -> None:
+    src = _card_of_last_hour(tmp_path)
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 0
+    touched = tmp_path / "d" / "card" / "DCIM" / "1" / "IMG_3.JPG"
+    os.utime(touched)  # now: the bytes are castoff's, the time is not
+    assert runner([src], [dest]).exit_code == 0
+    out = runner.outcomes()[("card/DCIM/1/IMG_3.JPG", dest.name)]
+    assert out["status"] == "already", dict(out)
+    assert out["verify_method"] == "existing copy read back: blake3 match"
+    assert sorted(p.name for p in touched.parent.iterdir()) == ["IMG_1.JPG", "IMG_3.JPG", "IMG_5.JPG"]
+
+
+def test_rerun_skips_a_copy_whose_mtime_its_filesystem_rounded(tmp_path: Path, runner: Runner) -> None:
+    """FAT keeps times in 2-second steps: a copy's mtime there is the source's, rounded down to an
+    even second. That is the time castoff set, as the filesystem kept it: skipped."""
+    src = _card(tmp_path, n=1)
+    img = src / "DCIM" / "0" / "IMG_0.JPG"
+    os.utime(img, ns=(1_700_000_001_500_000_000, 1_700_000_001_500_000_000))
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 0
+    copy = tmp_path / "d" / "card" / "DCIM" / "0" / "IMG_0.JPG"
+    os.utime(copy, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    assert runner([src], [dest]).exit_code == 0
+    assert _statuses(runner) == {("card/DCIM/0/IMG_0.JPG", dest.name): "skipped"}
+
+
+@pytest.mark.parametrize(
+    ("found", "kept"),
+    [
+        (1_700_000_001_123_456_789, True),  # ext4, XFS, btrfs, tmpfs: exactly the time set
+        (1_700_000_001_123_456_700, True),  # NTFS, SMB: 100 ns steps
+        (1_700_000_001_120_000_000, True),  # exFAT: 10 ms steps
+        (1_700_000_001_000_000_000, True),  # HFS+: whole seconds
+        (1_700_000_000_000_000_000, True),  # FAT: even seconds
+        (1_700_000_001_123_456_788, False),  # written since, a nanosecond apart
+        (1_700_000_001_140_000_000, False),  # 10 ms steps, more than one step off
+        (1_700_000_004_000_000_000, False),  # whole seconds, more than FAT's step off
+        (1_700_003_601_123_456_789, False),  # touched an hour later
+    ],
+)
+def test_mtime_kept_allows_the_filesystems_own_rounding_only(found: int, kept: bool) -> None:
+    assert mtime_kept(found, 1_700_000_001_123_456_789) is kept
 
 
 def test_rehash_names_a_copy_that_rotted_in_place_damaged(tmp_path: Path, runner: Runner) -> None:

@@ -40,8 +40,11 @@ def _normalise_to(cfg: ConfigFile, targets: Sequence[str]) -> list[str]:
             out.append(t)
         else:
             out.append(os.path.abspath(os.path.expanduser(t)))
-    if len(set(out)) != len(out):
-        raise errors.UsageError("the same destination is named twice")
+    for i, t in enumerate(out):
+        first = out.index(t)
+        if first < i:
+            both = targets[i] if targets[first] == targets[i] else f"{targets[first]} and {targets[i]}"
+            raise errors.UsageError(f"the same destination is named twice: {both}")
     return out
 
 

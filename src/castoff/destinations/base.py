@@ -114,6 +114,10 @@ class ObjectStat:
     size: int
     mtime_ns: int | None = None
     etag: str | None = None
+    #: what is there when it is no regular file ("a symlink", "a FIFO", ...): never a copy
+    not_a_file: str | None = None
+    #: (st_dev, st_ino) where the destination has them (a local folder): the source file itself may be there
+    file_id: tuple[int, int] | None = None
 
 
 #: small and JSON-able; saved in the catalog so an upload can be continued by a later process

@@ -177,6 +177,71 @@ def translate_os_error(exc: OSError, what: str) -> errors.CastoffError:
     return errors.DestinationError(detail)
 
 
+def not_a_file(mode: int) -> str | None:
+    """What an entry of this ``st_mode`` is when it is no regular file ("a symlink"), else None."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "no file"
+
+
+class NotAFile(OSError):
+    """What is at a path is no regular file; ``what`` says what it is ("a symlink")."""
+
+    def __init__(self, path: str, what: str) -> None:
+        super().__init__(f"{path} is {what}, not a file")
+        self.what = what
+
+
+def open_regular(path: str) -> BinaryIO:
+    """``path`` open for reading when it is a regular file; NotAFile when it is anything else. A
+    symlink there is never followed, and a FIFO never waited on (its open would wait for a writer
+    for ever)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotAFile(path, "a symlink") from exc
+        raise
+    try:
+        what = not_a_file(os.fstat(fd).st_mode)
+        if what is None:
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    raise NotAFile(path, what)
+
+
+def folder_identity(path: str) -> tuple[int, int, tuple[str, ...]] | None:
+    """Which folder ``path`` is, whatever path names it (a symlink, a bind mount): its (st_dev,
+    st_ino), or where it does not exist yet, its nearest existing ancestor's and the names still
+    to be made below that. None when it cannot be looked at (preflight says why)."""
+    head, below = os.path.abspath(path), []
+    while True:
+        try:
+            st = os.stat(head)
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(head)
+            if parent == head:
+                return None
+            below.append(os.path.basename(head))
+            head = parent
+            continue
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino, tuple(reversed(below))
+
+
 def partial_path_for(target: str) -> str:
     parent, name = os.path.split(target)
     digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
@@ -481,6 +546,11 @@ class LocalDestination:
     def caps(self) -> Capabilities:
         return self._caps
 
+    @property
+    def root_id(self) -> tuple[int, int] | None:
+        """(st_dev, st_ino) of the root, once preflight has seen it: the scan never enters it."""
+        return self._root_id
+
     def watch_partials(self, note: Callable[[str], None]) -> None:
         """``note(path)`` is called before a hidden partial file is made, and must make it
         durable (the engine records it in the catalog): a crash right after the file appears
@@ -637,11 +707,19 @@ class LocalDestination:
             return None
         except OSError as exc:
             raise translate_os_error(exc, f"cannot look at {target}") from exc
-        return ObjectStat(size=st.st_size, mtime_ns=st.st_mtime_ns)
+        return ObjectStat(
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            not_a_file=not_a_file(st.st_mode),
+            file_id=(st.st_dev, st.st_ino),
+        )
 
     def open_read(self, target: str) -> BinaryIO:
+        """The file at ``target``: ConflictError when a symlink, a FIFO or a device is there."""
         try:
-            return open(target, "rb")
+            return open_regular(target)
+        except NotAFile as exc:
+            raise errors.ConflictError(str(exc)) from exc
         except OSError as exc:
             raise translate_os_error(exc, f"cannot read {target}") from exc
 

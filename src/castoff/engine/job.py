@@ -118,6 +118,24 @@ def read_back_reserve(lanes: Sequence[Lane], memory_budget: int) -> int:
     return min(sum(sizes) + max(sizes, default=0), memory_budget // 8)
 
 
+#: the coarsest step a filesystem keeps times in (FAT's 2 s)
+MTIME_STEP_MAX_NS = 2 * 10**9
+
+
+def mtime_kept(found_ns: int, set_ns: int) -> bool:
+    """Whether a copy's mtime ``found_ns`` is the ``set_ns`` castoff set, as its filesystem kept
+    it. Filesystems keep times in steps (ext4 1 ns, NTFS and SMB 100 ns, exFAT 10 ms, HFS+ 1 s, FAT
+    2 s) and round to them, and the step shows in the trailing zeros of what they kept: ``found_ns``
+    may be off by less than that. A copy written over since has the time of that write, with
+    (almost always) nanoseconds of its own, and so a step too small to reach back."""
+    step = 1
+    while step < 10**9 and found_ns % (step * 10) == 0:
+        step *= 10
+    if step == 10**9:
+        step = MTIME_STEP_MAX_NS  # whole seconds: FAT's are even ones
+    return abs(found_ns - set_ns) < step
+
+
 def _without_path(rel_path: str, text: str) -> str:
     """An error's text for a line that names the file already (most begin with its path)."""
     return text.removeprefix(f"{rel_path}: ")
@@ -344,7 +362,9 @@ class Engine:
         return ps
 
     def _read_all(self, sources: Sequence[str], group: WriteGroup) -> None:
-        for item in self._prefetch.ahead(scan(sources, self.options.filters)):
+        # the destination folders (after preflight, which makes them): never scanned into themselves
+        roots = {rid: ln.name for ln in self.lanes if (rid := getattr(ln.dest, "root_id", None)) is not None}
+        for item in self._prefetch.ahead(scan(sources, self.options.filters, roots)):
             if self.cancel.is_set():
                 return
             group.next_file()
@@ -485,7 +505,7 @@ class Engine:
                 and landed.src_path == src.abs_path  # not another source that landed there
                 and landed.size == src.size
                 and landed.mtime_ns == src.mtime_ns
-                and self._still_there(lane, landed.target, src.size)
+                and self._still_there(lane, landed.target, src)
             ):
                 lane.stats.bytes_skipped += src.size  # nothing to send: off the progress bar's total
                 when = self._minute(landed.verified_at)
@@ -523,14 +543,22 @@ class Engine:
         dest_plan = planner.for_destination(fs.plan, lane.dest)
         return dest_plan.rel_path, dest_plan
 
-    def _still_there(self, lane: Lane, target: str, size: int) -> bool:
+    @staticmethod
+    def _still_there(lane: Lane, target: str, src: SourceFile) -> bool:
+        """The copy the catalog recorded is still at ``target``: a file of the source's size and,
+        in a folder, with the source's mtime that castoff gave it (a copy replaced or rewritten
+        since has another: it is read back, not skipped)."""
         if not lane.caps.can_stat:
             return True  # a write-only bucket: the catalog is the only memory there is
         try:
             st = lane.dest.stat(target)
         except errors.CastoffError:
             return False
-        return st is not None and st.size == size
+        if st is None or st.size != src.size or st.not_a_file is not None:
+            return False
+        if st.file_id == (src.dev, src.ino):
+            return False  # the source itself: the conflict handling fails the file
+        return not lane.caps.is_local or st.mtime_ns is None or mtime_kept(st.mtime_ns, src.mtime_ns)
 
     def _find_resumable(self, stream: Stream) -> None:
         row = self.catalog.find_upload(stream.lane.dest.ident, stream.target)
@@ -1143,8 +1171,11 @@ class Engine:
 
         if isinstance(stream.failed, TargetExists):
             return self._conflict(stream, upload, stream.failed.target, digest, commit)
+        overwrite = self.options.on_conflict == "overwrite"
+        if overwrite:
+            self._not_a_copy(stream, stream.target)  # never the source file replaced by itself
         try:
-            return commit(overwrite=self.options.on_conflict == "overwrite")
+            return commit(overwrite=overwrite)
         except TargetExists as exc:
             return self._conflict(stream, upload, exc.target, digest, commit)
 
@@ -1157,29 +1188,26 @@ class Engine:
         do_commit: Callable[..., Landed],
     ) -> Landed | None:
         policy = self.options.on_conflict
-        if self._already_there(stream, upload, existing, digest):
+        other = self._not_a_copy(stream, existing)
+        if other is None and self._already_there(stream, upload, existing, digest):
             return None
+        found = f"{existing} {other or 'exists with other content'}"
         if policy == "skip":
             upload.abort()
             self._drop_partial(stream)
             # Not delivered: the file at the target is another one. Its own status, never
             # "skipped" (verified there before), so that no report, MHL or release counts it.
-            said = (
-                f"{existing} exists with other content: kept it, this file was NOT copied"
-                " (--on-conflict skip)"
-            )
+            said = f"{found}: kept it, this file was NOT copied (--on-conflict skip)"
             self.log(f"{stream.lane.name}: {said}", "warning")
             self._end(stream, Outcome("conflict", detail=said))
             return None
         if policy == "fail":
             upload.abort()
             self._drop_partial(stream)
-            raise errors.ConflictError(
-                f"{existing} exists with other content", hint="--on-conflict rename keeps both"
-            )
+            raise errors.ConflictError(found, hint="--on-conflict rename keeps both")
         if policy == "overwrite":
             return do_commit(target=existing, overwrite=True)
-        return self._keep_both(stream, upload, existing, digest, do_commit)
+        return self._keep_both(stream, upload, existing, digest, do_commit, other=other)
 
     def _keep_both(
         self,
@@ -1188,8 +1216,11 @@ class Engine:
         existing: str,
         digest: str,
         do_commit: Callable[..., Landed],
+        *,
+        other: str | None = None,
     ) -> Landed | None:
-        """``--on-conflict rename``: this copy lands as ``name (N).ext``, the first N free."""
+        """``--on-conflict rename``: this copy lands as ``name (N).ext``, the first N free.
+        ``other``: what ``existing`` is when it is no file ("is a symlink, not a file")."""
         lane = stream.lane
         for n in range(stream.next_alt, 10_000):
             alt = alt_target(stream.planned, n)
@@ -1202,7 +1233,10 @@ class Engine:
                     landed = do_commit(target=alt)
                 except TargetExists:
                     continue
-                if damaged := self._damaged_since(stream, existing, digest):
+                if other is not None:
+                    note = f"{existing} {other}: kept it, this copy is {landed.target}"
+                    said = note
+                elif damaged := self._damaged_since(stream, existing, digest):
                     note = f"{existing} {damaged}: kept it, this copy is {landed.target}"
                     said = (
                         f"{existing} {damaged}. Kept it; the good copy is {landed.target}:"
@@ -1243,10 +1277,33 @@ class Engine:
         when = self._minute(row.verified_at)
         return f"is DAMAGED or was changed: it no longer holds what castoff verified there on {when}"
 
+    def _not_a_copy(self, stream: Stream, existing: str) -> str | None:
+        """What ``existing`` is when it is no file, and so no copy ("is a symlink, not a file"),
+        else None. ConflictError when it is the source file itself (the destination overlaps the
+        source): the file fails there, it is never counted as copied."""
+        lane = stream.lane
+        if not lane.caps.can_stat:
+            return None
+        try:
+            st = lane.dest.stat(existing)
+        except errors.CastoffError:
+            return None
+        if st is None:
+            return None
+        src = stream.file.src
+        if st.file_id == (src.dev, src.ino):
+            raise errors.ConflictError(
+                f"{existing}: the target is the source file itself, not a copy",
+                hint="the destination overlaps the source: choose a destination outside it",
+            )
+        return None if st.not_a_file is None else f"is {st.not_a_file}, not a file"
+
     def _already_there(self, stream: Stream, upload: Upload, existing: str, digest: str) -> bool:
         """``existing`` holds these very bytes: read back, or by the catalog's memory of what
         castoff put there. The upload is dropped and the file counts as already delivered."""
         lane = stream.lane
+        if self._not_a_copy(stream, existing) is not None:
+            return False  # never read: a FIFO would hold the read for ever
         if lane.caps.can_read_back and self._same_content(lane, existing, digest):
             method = "existing copy read back: blake3 match"
         elif (known := self._known_same(lane, existing, digest)) is not None:

@@ -63,6 +63,12 @@ class Template:
     components: tuple[tuple[Piece, ...], ...]
 
     @property
+    def starts_with_card(self) -> bool:
+        """Whether a source folder's files land in a folder of its own name, right under the
+        destination (``{card}`` first, as the default layout)."""
+        return self.components[:1] == ((Token("card"),),)
+
+    @property
     def tokens(self) -> frozenset[str]:
         return frozenset(p.name for comp in self.components for p in comp if isinstance(p, Token))
 
