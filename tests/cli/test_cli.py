@@ -117,6 +117,43 @@ def test_usage_errors_exit_2_and_write_nothing(
     assert not (card / "inside").exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["copy", "{card}", "--to", "{tmp}/d"],
+        ["jobs"],
+        ["jobs", "show", "2026"],
+        ["jobs", "prune", "--keep", "1"],
+        ["uploads"],
+    ],
+)
+def test_a_catalog_that_is_not_one_stops_every_command_with_its_path_and_exit_2(
+    tmp_path: Path, card: Path, args: list[str]
+) -> None:
+    """Before: ``sqlite3.DatabaseError: file is not a database`` as a traceback, exit 1."""
+    catalog = write(tmp_path / "state" / "catalog.sqlite", b"not a database " * 300)
+    r = run(*[a.format(tmp=tmp_path, card=card) for a in args], state=tmp_path / "state")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2, r.stderr
+    assert f"the catalog {catalog} is not a castoff catalog (file is not a database)" in said, said
+    assert "move it aside, or give another --state-dir" in said, said
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("state", ["home", "home/sub"])
+def test_a_file_where_the_state_folder_goes_is_named(tmp_path: Path, card: Path, state: str) -> None:
+    """Before: FileExistsError / NotADirectoryError as a traceback, exit 1."""
+    write(tmp_path / "home", b"a file")
+    r = run("copy", str(card), "--to", str(tmp_path / "d"), state=tmp_path / state)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2, r.stderr
+    assert f"{tmp_path / 'home'} is a file, where a folder is needed" in said, said
+    assert "Traceback" not in r.stderr
+    r = run("--debug", "jobs", state=tmp_path / state)  # --debug still shows where it came from
+    assert r.returncode == 2 and "Traceback" in r.stderr
+
+
 def _partials(root: Path) -> list[Path]:
     return list(root.rglob(".castoff.*.partial")) if root.exists() else []
 

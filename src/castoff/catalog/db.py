@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from castoff import errors
 from castoff.destinations.base import PartReceipt
 
 SCHEMA_VERSION = 1
@@ -312,11 +314,55 @@ class _Tx:
             self._lock.release()
 
 
+#: how to get past a state folder or catalog castoff cannot use
+_ANOTHER = "give another --state-dir (or CASTOFF_HOME)"
+
+
+def _unusable(path: Path, exc: OSError | sqlite3.Error) -> errors.UsageError:
+    """Why the catalog at ``path`` cannot be opened, naming the path that is wrong."""
+    folder = path.parent
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        for p in (*reversed(folder.parents), folder):
+            if p.exists() and not p.is_dir():
+                return errors.UsageError(
+                    f"the state folder {folder} cannot be made: {p} is a file, where a folder is needed",
+                    hint=f"move the file aside, or {_ANOTHER}",
+                )
+    if isinstance(exc, OSError):
+        return errors.UsageError(f"cannot make the state folder {folder}: {exc.strerror}", hint=_ANOTHER)
+    if path.is_dir():
+        return errors.UsageError(
+            f"the catalog {path} is a folder, not a file", hint=f"move it aside, or {_ANOTHER}"
+        )
+    if not isinstance(exc, sqlite3.OperationalError):  # file is not a database, malformed, ...
+        return errors.UsageError(
+            f"the catalog {path} is not a castoff catalog ({exc})", hint=f"move it aside, or {_ANOTHER}"
+        )
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return errors.UsageError(
+            f"cannot open the catalog {path} ({exc}): castoff cannot write there",
+            hint=f"make {folder} writable, or {_ANOTHER}",
+        )
+    return errors.UsageError(f"cannot open the catalog {path} ({exc})", hint=_ANOTHER)
+
+
 class Catalog:
     """Thread-safe access to the catalog database. One connection, one lock; writes are short."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Open (or make) the catalog at ``path``; a state folder or a file that cannot be one is a
+        ``UsageError`` naming it (a catalog another process holds stays ``sqlite3.OperationalError``)."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._open(path)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
+            if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+                raise
+            raise _unusable(path, exc) from exc
+
+    def _open(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
         self._urgent_done = threading.Condition(threading.Lock())
