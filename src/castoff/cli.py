@@ -443,7 +443,12 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             dests,
             sources=sources,
             reports_dir=state_dir(args.state_dir) / "reports",
-            options=FinishOptions(report_to=args.report_to, mhl=not args.no_mhl, mhl_source=args.mhl_source),
+            options=FinishOptions(
+                report_to=args.report_to,
+                mhl=not args.no_mhl,
+                mhl_source=args.mhl_source,
+                filters=options.filters,
+            ),
             cancel=cancel,
         )
     finally:
