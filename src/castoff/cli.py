@@ -31,6 +31,7 @@ from castoff.units import format_bytes, parse_size
 
 if TYPE_CHECKING:
     from castoff.engine.job import JobResult
+    from castoff.reports.finish import Finished
 
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
 (the others were delivered); 2 usage or configuration error; 130 interrupted (re-run to resume)."""
@@ -475,6 +476,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         for d in dests:
             d.close()
     report = finished.json
+    files_failed = result.exit_code == errors.EXIT_FAILED  # else what failed is said in problems
     if finished.problems and result.exit_code == errors.EXIT_OK:
         result.exit_code, result.status = errors.EXIT_FAILED, "failed"
         catalog.end_job(job_id, status="failed", exit_code=result.exit_code)
@@ -511,20 +513,35 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
         console.print(f"html report: {finished.html}", markup=False, highlight=False, soft_wrap=True)
         for o in finished.mhl:
-            console.print(
-                f"{o.scope}: {o.message}", style=None if o.ok else "red", markup=False, soft_wrap=True
-            )
+            if o.ok:  # a failed one is among the problems
+                console.print(f"{o.scope}: {o.message}", markup=False, soft_wrap=True)
         for text in finished.copies:
             console.print(f"report copy: {text}", highlight=False, markup=False, soft_wrap=True)
         for text in finished.problems:
             console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
-        if result.exit_code == errors.EXIT_FAILED:
+        if files_failed:
             console.print(
                 "[red]Some files did not reach every destination; see the report."
                 " Re-run the same command to retry only what is missing.[/]"
             )
+        elif finished.problems and result.exit_code == errors.EXIT_FAILED:
+            console.print(f"[red]{_not_written(finished)}[/]", highlight=False)
     catalog.close()
     return result.exit_code
+
+
+def _not_written(finished: Finished) -> str:
+    """What failed in a job whose every file reached every destination (said above, one by one)."""
+    mhl_failed = sum(not o.ok for o in finished.mhl)
+    what = []
+    if mhl_failed:
+        what.append("an ASC MHL history" if mhl_failed == 1 else f"{mhl_failed} ASC MHL histories")
+    if len(finished.problems) > mhl_failed:
+        what.append("a copy of the report")
+    return (
+        f"Every file reached every destination, verified; {' and '.join(what) or 'something'} was not"
+        " written (above)."
+    )
 
 
 def _read_text(result: JobResult, elapsed: float) -> str:

@@ -225,6 +225,31 @@ def test_a_tampered_history_is_never_continued(tmp_path: Path, card: Path, cli: 
     assert r.returncode == 1 and "has no ascmhl_chain.xml" in r.stderr
 
 
+@pytest.mark.parametrize("damage", ["altered", "no chain"])
+def test_a_history_not_continued_is_said_once_and_not_called_a_file_that_failed(
+    tmp_path: Path, card: Path, cli: Cli, damage: str
+) -> None:
+    """Before: "ASC MHL not written: …" twice, then "Some files did not reach every destination",
+    when every file had."""
+    dest = tmp_path / "ssd"
+    assert cli("copy", str(card), "--to", str(dest)).returncode == 0
+    if damage == "altered":
+        manifest = next((dest / "ascmhl").glob("*.mhl"))
+        manifest.write_bytes(manifest.read_bytes().replace(b"<tool ", b"<tool  "))
+    else:
+        (dest / "ascmhl" / "ascmhl_chain.xml").unlink()
+    write(card / "late.txt", b"late")
+    r = cli("copy", str(card), "--to", str(dest))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1, r.stderr
+    assert said.count("ASC MHL not written") == 1, said
+    assert "Some files did not reach every destination" not in said
+    assert (
+        "Every file reached every destination, verified; an ASC MHL history was not written (above)." in said
+    )
+    assert (dest / card.name / "late.txt").read_bytes() == b"late"
+
+
 def test_names_xml_cannot_hold_are_left_out_and_said(tmp_path: Path) -> None:
     root = tmp_path / "dest"
     root.mkdir()
