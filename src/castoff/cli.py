@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from castoff import __version__, commands, errors
-from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, UploadRow, new_job_id
+from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, UploadRow, job_as_json, new_job_id
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
@@ -33,6 +33,7 @@ from castoff.units import format_bytes, parse_size
 if TYPE_CHECKING:
     from castoff.engine.job import JobResult
     from castoff.layout.template import Template
+    from castoff.reports.finish import Finished
 
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
 (the others were delivered); 2 usage or configuration error, or no file to copy (an empty source,
@@ -45,8 +46,12 @@ COPY_EXAMPLES = """examples:
 
 """
 
+#: the jobs ``castoff jobs`` lists unless told otherwise (--limit, --all)
+JOBS_SHOWN = 50
+
 JOBS_EXAMPLES = """examples:
   castoff jobs
+  castoff jobs --all --json
   castoff jobs show 20261121-2359
   castoff jobs prune --keep 30 --dry-run     (what would go; nothing deleted)
   castoff jobs prune --keep 30               (forget the per-file history of all but the 30 newest jobs)
@@ -219,9 +224,25 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=JOBS_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    j.add_argument("action", nargs="?", choices=("list", "show", "prune"), default="list")
-    j.add_argument("job_id", nargs="?")
-    j.add_argument("--json", action="store_true")
+    j.add_argument(
+        "action",
+        nargs="?",
+        choices=("list", "show", "prune"),
+        default="list",
+        help="list: the newest jobs (the default); show: every file of one job and where it went;"
+        " prune: forget old jobs' per-file history (options below)",
+    )
+    j.add_argument("job_id", nargs="?", metavar="ID", help="the job to show: its id, or the start of it")
+    j.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: the jobs (list), the job's report (show), or what was pruned (prune)",
+    )
+    shown = j.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--limit", type=int, metavar="N", help=f"list the N newest jobs (default {JOBS_SHOWN})"
+    )
+    shown.add_argument("--all", action="store_true", help="list every job")
     prune_cli.add_arguments(j)
 
     u = sub.add_parser(
@@ -517,13 +538,19 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             dests,
             sources=sources,
             reports_dir=state_dir(args.state_dir) / "reports",
-            options=FinishOptions(report_to=args.report_to, mhl=not args.no_mhl, mhl_source=args.mhl_source),
+            options=FinishOptions(
+                report_to=args.report_to,
+                mhl=not args.no_mhl,
+                mhl_source=args.mhl_source,
+                filters=options.filters,
+            ),
             cancel=cancel,
         )
     finally:
         for d in dests:
             d.close()
     report = finished.json
+    files_failed = result.exit_code == errors.EXIT_FAILED  # else what failed is said in problems
     if finished.problems and result.exit_code == errors.EXIT_OK:
         result.exit_code, result.status = errors.EXIT_FAILED, "failed"
         catalog.end_job(job_id, status="failed", exit_code=result.exit_code)
@@ -560,20 +587,35 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
         console.print(f"html report: {finished.html}", markup=False, highlight=False, soft_wrap=True)
         for o in finished.mhl:
-            console.print(
-                f"{o.scope}: {o.message}", style=None if o.ok else "red", markup=False, soft_wrap=True
-            )
+            if o.ok:  # a failed one is among the problems
+                console.print(f"{o.scope}: {o.message}", markup=False, soft_wrap=True)
         for text in finished.copies:
             console.print(f"report copy: {text}", highlight=False, markup=False, soft_wrap=True)
         for text in finished.problems:
             console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
-        if result.exit_code == errors.EXIT_FAILED:
+        if files_failed:
             console.print(
                 "[red]Some files did not reach every destination; see the report."
                 " Re-run the same command to retry only what is missing.[/]"
             )
+        elif finished.problems and result.exit_code == errors.EXIT_FAILED:
+            console.print(f"[red]{_not_written(finished)}[/]", highlight=False)
     catalog.close()
     return result.exit_code
+
+
+def _not_written(finished: Finished) -> str:
+    """What failed in a job whose every file reached every destination (said above, one by one)."""
+    mhl_failed = sum(not o.ok for o in finished.mhl)
+    what = []
+    if mhl_failed:
+        what.append("an ASC MHL history" if mhl_failed == 1 else f"{mhl_failed} ASC MHL histories")
+    if len(finished.problems) > mhl_failed:
+        what.append("a copy of the report")
+    return (
+        f"Every file reached every destination, verified; {' and '.join(what) or 'something'} was not"
+        " written (above)."
+    )
 
 
 def _read_text(result: JobResult, elapsed: float) -> str:
@@ -587,15 +629,28 @@ def _read_text(result: JobResult, elapsed: float) -> str:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     prune_cli.check_arguments(args)
+    listing = args.action == "list" or (args.action == "show" and not args.job_id)
+    if not listing and (args.limit is not None or args.all):
+        raise errors.UsageError(
+            f"{'--all' if args.all else '--limit'} is for the list of jobs ('castoff jobs')"
+        )
+    if args.limit is not None and args.limit < 1:
+        raise errors.UsageError(f"--limit {args.limit}: give 1 or more, or --all")
     if args.action == "prune":
         return prune_cli.run(args, state_dir(args.state_dir) / "catalog.sqlite", alive=_alive, age=_age)
     catalog = open_catalog(args)
     mark_dead_jobs(catalog)  # else a killed job would show as running for ever
     console = Console()
-    if args.action == "list" or not args.job_id:
-        rows = catalog.jobs()
+    if listing:
+        limit = None if args.all else args.limit or JOBS_SHOWN
+        rows = catalog.jobs(limit)
+        total = catalog.count_jobs()
+        if len(rows) < total:  # on stderr: what stdout holds stays the table, or JSON
+            Console(stderr=True).print(
+                f"showing the {len(rows)} newest of {total}: --limit N or --all", highlight=False
+            )
         if args.json:
-            print(json.dumps([dict(r) for r in rows], default=str, indent=2))
+            print(json.dumps([job_as_json(r) for r in rows], default=str, indent=2))
             return 0
         table = Table(title="castoff jobs")
         for col in ("id", "started", "status", "files", "bytes", "destinations"):
@@ -614,9 +669,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     from castoff.reports import json_report
 
-    job = catalog.job(args.job_id)
-    if job is None:
-        raise errors.UsageError(f"no job {args.job_id!r}", hint="'castoff jobs' lists them")
+    job = _one_job(catalog, args.job_id)
     if job["pruned_files"] is not None:
         prune_cli.show_pruned(job, as_json=args.json)
         return 0
@@ -655,6 +708,21 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             + ")"
         )
     return 0
+
+
+def _one_job(catalog: Catalog, given: str) -> sqlite3.Row:
+    """The job ``given`` names (its id, or the start of it): a start that several ids share names them."""
+    ids = catalog.job_ids(given)
+    job = catalog.job(ids[0]) if len(ids) == 1 else None
+    if job is not None:
+        return job
+    if not ids:
+        raise errors.UsageError(f"no job {given!r}", hint="'castoff jobs' lists them")
+    more = f"\n    … and {len(ids) - 10} more" if len(ids) > 10 else ""
+    raise errors.UsageError(
+        f"{given!r} is ambiguous: {len(ids)} job ids begin with it:\n    " + "\n    ".join(ids[:10]) + more,
+        hint="give more of the id",
+    )
 
 
 def _age(text: str) -> float:

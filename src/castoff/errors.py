@@ -5,7 +5,8 @@ tree at the destination boundary (``destinations/*``), in one place per backend;
 cannot be translated is re-raised as it is, never swallowed.
 
     CastoffError                       exit 1 unless said otherwise
-    ├── UsageError                     exit 2: bad arguments, configuration, unknown destination
+    ├── UsageError                     exit 2: bad arguments, configuration, unknown destination,
+    │                                  a state folder or catalog castoff cannot use
     ├── Interrupted                    exit 130: Ctrl-C / SIGTERM; the catalog stays resumable
     ├── HistoryError                   an ASC MHL history castoff cannot read or continue
     ├── SourceError                    one source file cannot be delivered anywhere

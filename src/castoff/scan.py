@@ -51,6 +51,22 @@ def escaped(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+#: ``is_junk`` as gitignore-style patterns, as an ASC MHL generation's ignore list holds them
+JUNK_PATTERNS = (*sorted(JUNK_NAMES), "._*", ".castoff.*.partial")
+
+
+def as_ignore_pattern(glob: str) -> str | None:
+    """An --exclude glob as the gitignore-style pattern that leaves out the same files and folders,
+    or None when gitignore cannot say it: a glob with a "/" is matched against the whole path, its
+    ``*`` crossing folders, and ``\\``, ``**``, ``[^``, a leading ``!`` or ``#`` and trailing
+    spaces mean something else to gitignore. A glob without them matches names, as here."""
+    if not glob or glob != glob.rstrip() or glob.startswith(("!", "#")):
+        return None
+    if any(c in glob for c in ("/", "\\", "**", "[^")):
+        return None
+    return glob
+
+
 @dataclass(frozen=True)
 class SourceFile:
     abs_path: str
@@ -90,6 +106,20 @@ class Filters:
 
     def included(self, rel_under: str) -> bool:
         return not self.include or any(self._match(p, rel_under) for p in self.include)
+
+    def ignore_patterns(self) -> tuple[str, ...]:
+        """What these filters leave out, as far as gitignore-style patterns can say it."""
+        junk = JUNK_PATTERNS if self.skip_junk else ()
+        return (*junk, *(p for p in map(as_ignore_pattern, self.exclude) if p is not None))
+
+    def said_by_patterns(self, rel_under: str, code: str) -> bool:
+        """Whether ``ignore_patterns`` leaves out a path that the scan left out with ``code``; the
+        others (symlinks, special files, what --include did not match, ...) must be named one by one."""
+        if code == "junk":
+            return self.skip_junk
+        return code == "excluded" and any(
+            self._match(p, rel_under) for p in self.exclude if as_ignore_pattern(p) is not None
+        )
 
 
 def check_sources(sources: Sequence[str]) -> list[str]:

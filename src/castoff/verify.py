@@ -75,12 +75,14 @@ def hash_file(path: str, fmt: str) -> str:
     return h.hexdigest()
 
 
-def from_mhl(root: Path) -> tuple[dict[str, Expected], str]:
+def from_mhl(root: Path) -> tuple[dict[str, Expected], str, Callable[[str], bool]]:
+    """What the history records, in words, and what it leaves out (its latest ignore patterns)."""
     gens, recorded, _ = mhl.read_history(root)
     if not recorded:
         raise errors.UsageError(f"{root / mhl.FOLDER} records no file", hint="nothing to verify against")
-    expected = {p: Expected(r.fmt, r.value) for p, r in recorded.items() if not mhl.is_ignored(p)}
-    return expected, f"ASC MHL history, {len(gens)} generation(s)"
+    ignored = mhl.latest_ignore(root)
+    expected = {p: Expected(r.fmt, r.value) for p, r in recorded.items() if not ignored(p)}
+    return expected, f"ASC MHL history, {len(gens)} generation(s)", ignored
 
 
 def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
@@ -115,21 +117,23 @@ def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
     return expected, f"castoff report {report.name}"
 
 
-def walk(root: Path) -> Iterator[str]:
-    """Relative POSIX paths of every file under ``root`` (symlinks are not followed)."""
+def walk(root: Path, ignored: Callable[[str], bool] = mhl.is_ignored) -> Iterator[str]:
+    """Relative POSIX paths of every file under ``root`` but the ``ignored`` (symlinks are not followed)."""
     for folder, dirs, files in os.walk(root):
         rel_folder = os.path.relpath(folder, root)
         dirs.sort()
         for name in sorted(files):
             rel = name if rel_folder == "." else f"{rel_folder}/{name}".replace(os.sep, "/")
-            if not mhl.is_ignored(rel):
+            if not ignored(rel):
                 yield rel
 
 
-def check(root: Path, expected: dict[str, Expected], against: str) -> Result:
+def check(
+    root: Path, expected: dict[str, Expected], against: str, ignored: Callable[[str], bool] = mhl.is_ignored
+) -> Result:
     result = Result(str(root), against)
     present = set()
-    for rel in walk(root):
+    for rel in walk(root, ignored):
         present.add(rel)
         want = expected.get(rel)
         if want is None:
@@ -188,11 +192,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     root = Path(args.path)
     if not root.is_dir():
         raise errors.UsageError(f"{root} is not a folder", hint="give the destination folder to check")
+    ignored: Callable[[str], bool] = mhl.is_ignored
     if args.report:
         expected, against = from_report(root, Path(args.report))
     elif (root / mhl.FOLDER).is_dir():
         try:
-            expected, against = from_mhl(root)
+            expected, against, ignored = from_mhl(root)
         except errors.HistoryError as exc:
             # The record itself was tampered with or lost a part: that is a failed verification.
             print(f"castoff verify: {root}: the ASC MHL history cannot be trusted: {exc}", file=sys.stderr)
@@ -202,7 +207,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"{root} has no {mhl.FOLDER}/ history to verify against",
             hint=f"pass --report JOB.json (copies are in {mhl.REPORTS_FOLDER}/ with --report-to destination)",
         )
-    result = check(root, expected, against)
+    result = check(root, expected, against, ignored)
     if args.json:
         print(json.dumps({"ok": result.ok, **asdict(result)}, indent=2, ensure_ascii=False))
     else:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
+from castoff import errors
 from castoff.catalog.db import FILE_META_COLUMNS, Catalog, KnownObject, LandedRow
 from castoff.layout.capture import Capture
 from castoff.layout.planner import FilePlan
+from engine_runner import write
 
 
 def test_a_plan_is_kept_column_by_column_and_read_back_as_planned(tmp_path: Path) -> None:
@@ -73,3 +78,40 @@ def test_a_catalog_from_before_the_objects_table_learns_its_keys_from_what_lande
     known = cat.object_at("s3:127.0.0.1:9000/b/raw/", "raw/a.jpg")
     assert known is not None and known[:3] == ("b4", 6, "j2")
     cat.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "state", "said"),
+    [
+        (
+            lambda t: t.joinpath("home").write_text("x"),
+            "home",
+            "{t}/home is a file, where a folder is needed",
+        ),
+        (
+            lambda t: t.joinpath("home").write_text("x"),
+            "home/sub",
+            "{t}/home is a file, where a folder is needed",
+        ),
+        (
+            lambda t: write(t / "home" / "catalog.sqlite", b"garbage " * 512),
+            "home",
+            "the catalog {t}/home/catalog.sqlite is not a castoff catalog (file is not a database)",
+        ),
+        (
+            lambda t: t.joinpath("home", "catalog.sqlite").mkdir(parents=True),
+            "home",
+            "is a folder, not a file",
+        ),
+    ],
+    ids=["file-for-folder", "folder-under-file", "garbage", "folder-for-file"],
+)
+def test_a_catalog_that_cannot_be_opened_is_a_usage_error_naming_the_path(
+    tmp_path: Path, make: Callable[[Path], object], state: str, said: str
+) -> None:
+    """Before: FileExistsError, NotADirectoryError or sqlite3.DatabaseError, as a traceback."""
+    make(tmp_path)
+    with pytest.raises(errors.UsageError) as caught:
+        Catalog(tmp_path / state / "catalog.sqlite")
+    assert said.format(t=tmp_path) in caught.value.message
+    assert "--state-dir" in (caught.value.hint or "")

@@ -13,6 +13,7 @@ from pathlib import Path
 import blake3
 import pytest
 
+from castoff.catalog.db import Catalog
 from castoff_cli import CASTOFF, run_castoff
 from engine_runner import write
 
@@ -149,6 +150,128 @@ def test_a_source_folder_where_its_copy_would_land_is_refused(tmp_path: Path) ->
     r = run("copy", str(n / "card"), "--to", str(n), "--layout", "type", state=tmp_path / "state")
     assert r.returncode == 0, r.stderr
     assert (n / "Photos" / "a.jpg").read_bytes() == b"a"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["copy", "{card}", "--to", "{tmp}/d"],
+        ["jobs"],
+        ["jobs", "show", "2026"],
+        ["jobs", "prune", "--keep", "1"],
+        ["uploads"],
+    ],
+)
+def test_a_catalog_that_is_not_one_stops_every_command_with_its_path_and_exit_2(
+    tmp_path: Path, card: Path, args: list[str]
+) -> None:
+    """Before: ``sqlite3.DatabaseError: file is not a database`` as a traceback, exit 1."""
+    catalog = write(tmp_path / "state" / "catalog.sqlite", b"not a database " * 300)
+    r = run(*[a.format(tmp=tmp_path, card=card) for a in args], state=tmp_path / "state")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2, r.stderr
+    assert f"the catalog {catalog} is not a castoff catalog (file is not a database)" in said, said
+    assert "move it aside, or give another --state-dir" in said, said
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("state", ["home", "home/sub"])
+def test_a_file_where_the_state_folder_goes_is_named(tmp_path: Path, card: Path, state: str) -> None:
+    """Before: FileExistsError / NotADirectoryError as a traceback, exit 1."""
+    write(tmp_path / "home", b"a file")
+    r = run("copy", str(card), "--to", str(tmp_path / "d"), state=tmp_path / state)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2, r.stderr
+    assert f"{tmp_path / 'home'} is a file, where a folder is needed" in said, said
+    assert "Traceback" not in r.stderr
+    r = run("--debug", "jobs", state=tmp_path / state)  # --debug still shows where it came from
+    assert r.returncode == 2 and "Traceback" in r.stderr
+
+
+def _many_jobs(state: Path, n: int) -> list[str]:
+    """``n`` finished jobs in a new catalog, oldest first, ids ``20261121-0000NN-ab00``."""
+    catalog = Catalog(state / "catalog.sqlite")
+    ids = [f"20261121-{i:06d}-ab00" for i in range(n)]
+    for i, job_id in enumerate(ids):
+        dest = {"name": "ssd", "ident": "local:/ssd", "kind": "local", "spec": "/ssd", "s3": "{}"}
+        catalog.start_job(
+            job_id, argv=["castoff", "copy"], sources=["/card"], destinations=[dest], options={}, pid=0
+        )
+        catalog.end_job(job_id, status="done", exit_code=0)
+        with catalog.batch() as db:  # one second apart, so "newest" is plain
+            db.execute("UPDATE jobs SET started_at=? WHERE id=?", (1_790_000_000 + i, job_id))
+    catalog.close()
+    return ids
+
+
+def test_jobs_says_when_it_shows_only_the_newest_and_how_to_see_more(tmp_path: Path) -> None:
+    """Before: the 50 newest of 68, table and --json alike, and nothing said."""
+    state = tmp_path / "state"
+    ids = _many_jobs(state, 68)
+    r = run("jobs", state=state)
+    assert r.returncode == 0, r.stderr
+    assert "showing the 50 newest of 68: --limit N or --all" in r.stderr
+    assert ids[-1] in r.stdout and ids[17] not in r.stdout
+    r = run("jobs", "--json", state=state)
+    assert [j["id"] for j in json.loads(r.stdout)] == ids[:-51:-1]
+    assert "showing the 50 newest of 68" in r.stderr
+    r = run("jobs", "--json", "--all", state=state)
+    assert len(json.loads(r.stdout)) == 68 and "showing" not in r.stderr
+    assert [j["id"] for j in json.loads(run("jobs", "--json", "--limit", "3", state=state).stdout)] == ids[
+        :-4:-1
+    ]
+    r = run("jobs", "--limit", "0", state=state)
+    assert r.returncode == 2 and "give 1 or more, or --all" in r.stderr
+
+
+def test_jobs_json_holds_json_values_not_json_text(tmp_path: Path) -> None:
+    """Before: "argv": "[\\"castoff\\", ...]", a string to decode again."""
+    state = tmp_path / "state"
+    _many_jobs(state, 1)
+    (job,) = json.loads(run("jobs", "--json", state=state).stdout)
+    assert job["argv"] == ["castoff", "copy"]
+    assert job["sources"] == ["/card"]
+    assert job["destinations"] == [
+        {"name": "ssd", "ident": "local:/ssd", "kind": "local", "spec": "/ssd", "s3": {}}
+    ]
+    assert job["options"] == {}
+
+
+def test_jobs_show_of_a_start_several_ids_share_names_them(tmp_path: Path) -> None:
+    """Before: "no job '20261121-00000'", as if there were none."""
+    state = tmp_path / "state"
+    ids = _many_jobs(state, 12)
+    r = run("jobs", "show", "20261121-00000", state=state)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2, r.stderr
+    assert "'20261121-00000' is ambiguous: 10 job ids begin with it" in said, said
+    assert all(i in said for i in ids[:10]) and ids[10] not in said
+    assert "give more of the id" in said
+    r = run("jobs", "show", "20261121-000011", state=state)
+    assert r.returncode == 0 and ids[11] in r.stdout
+    r = run("jobs", "show", "2026%", state=state)  # not a LIKE pattern
+    assert r.returncode == 2 and "no job '2026%'" in r.stderr
+
+
+def test_jobs_help_says_what_each_action_and_option_does() -> None:
+    r = subprocess.run(
+        [*CASTOFF, "jobs", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    said = " ".join(r.stdout.split())
+    for text in (
+        "list: the newest jobs",
+        "show: every file of one job",
+        "prune: forget old jobs'",
+        "--json print JSON",
+        "--limit N list the N newest jobs (default 50)",
+        "--all list every job",
+    ):
+        assert text in said, text
 
 
 def _partials(root: Path) -> list[Path]:

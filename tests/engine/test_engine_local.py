@@ -451,6 +451,18 @@ def test_a_folder_with_the_number_of_one_made_earlier_behind_a_link_above_is_ref
         dest.make_folder(folder)
 
 
+@pytest.mark.parametrize("in_the_way", ["card", "card/DCIM"])
+def test_a_file_where_a_folder_is_needed_is_named(tmp_path: Path, in_the_way: str) -> None:
+    """Before: "cannot create folder …/card/DCIM/100CANON: File exists", naming the folder wanted
+    and not the file in its way."""
+    dest = LocalDestination(tmp_path / "ssd")
+    dest.preflight()
+    write(tmp_path / "ssd" / in_the_way, b"a file")
+    with pytest.raises(errors.KeyRejected) as caught:
+        dest.make_folder(os.path.join(dest.root, "card", "DCIM", "100CANON"))
+    assert caught.value.message == f"{tmp_path / 'ssd' / in_the_way} is a file, where a folder is needed"
+
+
 def test_small_files_are_committed_by_the_reader_or_their_writer_and_big_ones_by_the_committer(
     tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import subprocess
@@ -10,12 +11,14 @@ from datetime import datetime
 from pathlib import Path
 
 import blake3
+import pathspec
 import pytest
 import xxhash
 from lxml import etree
 
 from castoff.catalog.db import Catalog
 from castoff.reports import mhl
+from castoff.scan import Filters, as_ignore_pattern
 from reports.kit import XSD_DIR, XSS, Cli, write
 
 NS = {"m": mhl.NS, "c": mhl.CASTOFF_NS, "d": mhl.DIR_NS}
@@ -137,6 +140,75 @@ def test_a_skipped_file_enters_a_new_history_with_the_xxh128_of_its_first_read(
     assert v.returncode == 0, v.stdout + v.stderr
 
 
+@pytest.mark.parametrize(
+    "filters",
+    [
+        ["--exclude", "*.THM", "--exclude", "MISC/b.txt", "--exclude", "we*ird*"],
+        ["--include", "*.CR3", "--include", "*.MP4"],
+    ],
+    ids=["exclude", "include"],
+)
+def test_what_a_job_leaves_out_of_a_card_is_ignored_by_its_history_and_by_the_destinations(
+    tmp_path: Path, card: Path, cli: Cli, ascmhl_bin: Path, filters: list[str]
+) -> None:
+    """Before: the card's generation ignored .DS_Store alone, so OS junk, excluded files and
+    skipped symlinks and FIFOs made both ``castoff verify`` and ``ascmhl verify`` fail on the card
+    at once (rc 1, rc 21 "New files not referenced")."""
+    write(card / "DCIM" / "100CANON" / "._IMG_0001.CR3", b"apple double")
+    write(card / ".Trashes" / "501" / "gone.CR3", b"trash")
+    write(card / "DCIM" / "100CANON" / "IMG_0001.THM", b"thumb")
+    write(card / "MISC" / "b.txt", b"left out by path")
+    write(card / "MISC" / "we*ird [1]  ", b"a name gitignore must escape")
+    (card / "DCIM" / "100CANON" / "link.CR3").symlink_to("IMG_0001.CR3")
+    os.mkfifo(card / "MISC" / "fifo")
+    dest = tmp_path / "ssd"
+    r = cli("copy", str(card), "--to", str(dest), "--mhl-source", *filters)
+    assert r.returncode == 0, r.stderr
+    for root in (card, dest):
+        assert_valid(root)
+        mine = cli("verify", str(root))
+        assert mine.returncode == 0, mine.stdout + mine.stderr
+        theirs = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(root))
+        assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    # Ignored is only what was left out: a file added to the card since is new to both.
+    write(card / "DCIM" / "100CANON" / "IMG_0009.CR3", b"new")
+    assert "extra    DCIM/100CANON/IMG_0009.CR3" in cli("verify", str(card)).stdout
+    assert ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(card)).returncode == 21
+
+
+@pytest.mark.parametrize(
+    ("glob", "said"),
+    [
+        ("*.THM", True),
+        ("IMG_00[0-4]?.CR3", True),
+        ("[!I]*", True),
+        ("Thumbs.db", True),
+        ("DCIM/*.THM", False),  # fnmatch's * crosses folders there; gitignore's never does
+        ("!important", False),
+        ("#hash", False),
+        ("a\\b", False),
+        ("trailing ", False),
+        ("[^x]*", False),
+        ("**.THM", False),
+    ],
+)
+def test_an_exclude_glob_is_written_as_an_ignore_pattern_only_where_it_means_the_same(
+    glob: str, said: bool
+) -> None:
+    pattern = as_ignore_pattern(glob)
+    assert (pattern is not None) == said
+    if pattern is None:
+        return
+    spec = pathspec.PathSpec.from_lines("gitignore", [pattern])
+    filters = Filters(exclude=(glob,), skip_junk=False)
+    for rel in ("a.THM", "DCIM/100CANON/IMG_0001.CR3", "DCIM/IMG_0051.CR3", "x/Thumbs.db", "Info", "x/!i #h"):
+        parts = rel.split("/")
+        # the scan leaves a folder out with all it holds, as gitignore does
+        left_out = [p for p in ("/".join(parts[: i + 1]) for i in range(len(parts))) if filters.excluded(p)]
+        assert spec.match_file(rel) == bool(left_out), rel
+        assert all(filters.said_by_patterns(p, "excluded") for p in left_out), rel
+
+
 def test_a_tampered_history_is_never_continued(tmp_path: Path, card: Path, cli: Cli) -> None:
     dest = tmp_path / "ssd"
     assert cli("copy", str(card), "--to", str(dest)).returncode == 0
@@ -151,6 +223,31 @@ def test_a_tampered_history_is_never_continued(tmp_path: Path, card: Path, cli: 
     (dest / "ascmhl" / "ascmhl_chain.xml").unlink()
     r = cli("copy", str(card), "--to", str(dest))
     assert r.returncode == 1 and "has no ascmhl_chain.xml" in r.stderr
+
+
+@pytest.mark.parametrize("damage", ["altered", "no chain"])
+def test_a_history_not_continued_is_said_once_and_not_called_a_file_that_failed(
+    tmp_path: Path, card: Path, cli: Cli, damage: str
+) -> None:
+    """Before: "ASC MHL not written: …" twice, then "Some files did not reach every destination",
+    when every file had."""
+    dest = tmp_path / "ssd"
+    assert cli("copy", str(card), "--to", str(dest)).returncode == 0
+    if damage == "altered":
+        manifest = next((dest / "ascmhl").glob("*.mhl"))
+        manifest.write_bytes(manifest.read_bytes().replace(b"<tool ", b"<tool  "))
+    else:
+        (dest / "ascmhl" / "ascmhl_chain.xml").unlink()
+    write(card / "late.txt", b"late")
+    r = cli("copy", str(card), "--to", str(dest))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1, r.stderr
+    assert said.count("ASC MHL not written") == 1, said
+    assert "Some files did not reach every destination" not in said
+    assert (
+        "Every file reached every destination, verified; an ASC MHL history was not written (above)." in said
+    )
+    assert (dest / card.name / "late.txt").read_bytes() == b"late"
 
 
 def test_names_xml_cannot_hold_are_left_out_and_said(tmp_path: Path) -> None:

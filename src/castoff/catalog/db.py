@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from castoff import errors
 from castoff.destinations.base import PartReceipt
 
 SCHEMA_VERSION = 1
@@ -204,6 +206,22 @@ _SET_FILE_META = (  # file_id, job_id, then FILE_META_COLUMNS
 )
 
 
+#: the columns of ``jobs`` that hold JSON text
+JOB_JSON_COLUMNS = ("argv", "sources", "destinations", "options")
+
+
+def job_as_json(row: sqlite3.Row) -> dict[str, Any]:
+    """A row of ``jobs`` as JSON output shows it: its JSON columns as values, not as text."""
+    out = dict(row)
+    for column in JOB_JSON_COLUMNS:
+        if isinstance(out.get(column), str):
+            out[column] = json.loads(out[column])
+    for d in out.get("destinations") or []:
+        if isinstance(d.get("s3"), str):  # the S3 defaults a destination was opened with
+            d["s3"] = json.loads(d["s3"])
+    return out
+
+
 class LandedRow(NamedTuple):  # a re-run makes one a file: a tuple is built five times faster
     dest_ident: str
     planned: str
@@ -312,11 +330,55 @@ class _Tx:
             self._lock.release()
 
 
+#: how to get past a state folder or catalog castoff cannot use
+_ANOTHER = "give another --state-dir (or CASTOFF_HOME)"
+
+
+def _unusable(path: Path, exc: OSError | sqlite3.Error) -> errors.UsageError:
+    """Why the catalog at ``path`` cannot be opened, naming the path that is wrong."""
+    folder = path.parent
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        for p in (*reversed(folder.parents), folder):
+            if p.exists() and not p.is_dir():
+                return errors.UsageError(
+                    f"the state folder {folder} cannot be made: {p} is a file, where a folder is needed",
+                    hint=f"move the file aside, or {_ANOTHER}",
+                )
+    if isinstance(exc, OSError):
+        return errors.UsageError(f"cannot make the state folder {folder}: {exc.strerror}", hint=_ANOTHER)
+    if path.is_dir():
+        return errors.UsageError(
+            f"the catalog {path} is a folder, not a file", hint=f"move it aside, or {_ANOTHER}"
+        )
+    if not isinstance(exc, sqlite3.OperationalError):  # file is not a database, malformed, ...
+        return errors.UsageError(
+            f"the catalog {path} is not a castoff catalog ({exc})", hint=f"move it aside, or {_ANOTHER}"
+        )
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return errors.UsageError(
+            f"cannot open the catalog {path} ({exc}): castoff cannot write there",
+            hint=f"make {folder} writable, or {_ANOTHER}",
+        )
+    return errors.UsageError(f"cannot open the catalog {path} ({exc})", hint=_ANOTHER)
+
+
 class Catalog:
     """Thread-safe access to the catalog database. One connection, one lock; writes are short."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Open (or make) the catalog at ``path``; a state folder or a file that cannot be one is a
+        ``UsageError`` naming it (a catalog another process holds stays ``sqlite3.OperationalError``)."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._open(path)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
+            if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+                raise
+            raise _unusable(path, exc) from exc
+
+    def _open(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
         self._urgent_done = threading.Condition(threading.Lock())
@@ -460,20 +522,34 @@ class Catalog:
         with self._tx() as db:
             db.execute("UPDATE jobs SET report_path=? WHERE id=?", (path, job_id))
 
-    def jobs(self, limit: int = 50) -> list[sqlite3.Row]:
-        """The newest jobs, with their file count and bytes (kept on the job when pruned)."""
+    def jobs(self, limit: int | None = 50) -> list[sqlite3.Row]:
+        """The ``limit`` newest jobs (None: all), with their file count and bytes (kept on the job
+        when pruned)."""
         return self._query(
             "SELECT j.*,"
             " COALESCE(j.pruned_files, (SELECT COUNT(*) FROM files f WHERE f.job_id=j.id)) AS n_files,"
             " COALESCE(j.pruned_bytes, (SELECT COALESCE(SUM(size),0) FROM files f WHERE f.job_id=j.id))"
             " AS n_bytes"
             " FROM jobs j ORDER BY started_at DESC LIMIT ?",
-            (limit,),
+            (-1 if limit is None else limit,),
         )
 
+    def count_jobs(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM jobs")[0][0])
+
+    def job_ids(self, given: str) -> list[str]:
+        """The ids ``given`` names: itself, or every id it begins, newest first."""
+        if self._query("SELECT 1 FROM jobs WHERE id=?", (given,)):
+            return [given]
+        rows = self._query(
+            "SELECT id FROM jobs WHERE substr(id, 1, length(?1))=?1 ORDER BY started_at DESC", (given,)
+        )
+        return [str(r["id"]) for r in rows]
+
     def job(self, job_id: str) -> sqlite3.Row | None:
-        rows = self._query("SELECT * FROM jobs WHERE id=? OR id LIKE ?", (job_id, job_id + "%"))
-        return rows[0] if len(rows) == 1 else None
+        """The job of this id, or of the one id it begins."""
+        ids = self.job_ids(job_id)
+        return self._query("SELECT * FROM jobs WHERE id=?", (ids[0],))[0] if len(ids) == 1 else None
 
     def mark_stale_jobs(self, alive: Mapping[int, bool]) -> None:
         """Jobs left 'running' by a process that no longer exists were interrupted."""

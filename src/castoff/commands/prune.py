@@ -17,6 +17,7 @@ from rich.console import Console
 
 from castoff import errors
 from castoff.catalog import prune
+from castoff.catalog.db import job_as_json
 from castoff.units import format_bytes
 
 #: jobs named one by one before the rest are counted
@@ -111,7 +112,11 @@ def show_pruned(job: sqlite3.Row, *, as_json: bool) -> None:
     """``castoff jobs show`` of a job whose per-file history is gone: what is left, and the report."""
     report = job["report_path"]
     if as_json:
-        print(json.dumps({"job": dict(job), "pruned": True, "report_path": report}, default=str, indent=2))
+        print(
+            json.dumps(
+                {"job": job_as_json(job), "pruned": True, "report_path": report}, default=str, indent=2
+            )
+        )
         return
     console = Console()
     console.print(

@@ -113,6 +113,15 @@ def fsync_dir_fd(fd: int) -> None:
             raise
 
 
+def _file_in_the_way(folder: str) -> str | None:
+    """What keeps ``folder`` from being made: the deepest path at or above it that exists, when it
+    is not a folder (above that one, every level is)."""
+    head = folder
+    while not os.path.lexists(head) and os.path.dirname(head) != head:
+        head = os.path.dirname(head)
+    return None if os.path.isdir(head) else head
+
+
 def make_folders(folder: str) -> None:
     """``os.makedirs(folder, exist_ok=True)``, and the name of every folder it had to create made
     durable: the parent of each is fsynced once all exist (a file named in a new folder is only as
@@ -619,6 +628,12 @@ class LocalDestination:
             self.check_inside(folder)
             st = os.lstat(folder)
         except OSError as exc:
+            blocker = _file_in_the_way(folder) if exc.errno in (errno.EEXIST, errno.ENOTDIR) else None
+            if blocker is not None:  # the error would name the folder, not what is wrong
+                raise errors.KeyRejected(
+                    f"{blocker} is a file, where a folder is needed",
+                    hint="move or rename that file, then re-run",
+                ) from exc
             raise translate_os_error(exc, f"cannot create folder {folder}") from exc
         self._made[folder] = (st.st_dev, st.st_ino)
 

@@ -16,6 +16,7 @@ from castoff.catalog.db import Catalog
 from castoff.destinations.base import Destination
 from castoff.reports import deliver, mhl_job, onepass
 from castoff.reports.summary import tally
+from castoff.scan import Filters
 
 REPORT_TO = ("local", "destination", "both")
 
@@ -25,6 +26,8 @@ class FinishOptions:
     report_to: str = "local"
     mhl: bool = True
     mhl_source: bool = False
+    #: the job's: what it left out, its ASC MHL generations ignore
+    filters: Filters = field(default_factory=Filters)
 
 
 @dataclass
@@ -59,7 +62,12 @@ def finish_job(
     outcomes: list[mhl_job.MhlOutcome] = []
     if options.mhl:
         outcomes = mhl_job.write_for_job(
-            catalog, job_id, local_roots(dests), sources=list(sources), with_sources=options.mhl_source
+            catalog,
+            job_id,
+            local_roots(dests),
+            sources=list(sources),
+            with_sources=options.mhl_source,
+            filters=options.filters,
         )
         for o in outcomes:
             catalog.log(job_id, "info" if o.ok else "error", f"{o.scope}: {o.message}")

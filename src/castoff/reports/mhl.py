@@ -14,11 +14,12 @@ import os
 import re
 import socket
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import pathspec
 import xxhash
 
 from castoff import __version__, errors
@@ -30,8 +31,11 @@ CASTOFF_NS = "urn:castoff:mhl:1"
 FOLDER = "ascmhl"
 CHAIN = "ascmhl_chain.xml"
 REPORTS_FOLDER = "castoff-reports"
-#: gitignore-style, as ascmhl reads them; the latest generation's patterns are the ones that count
+#: gitignore-style, as ascmhl reads them; the latest generation's patterns are the ones that count.
+#: Every generation lists these, and what its job left out (``write_generation``'s ``ignore``)
 IGNORE = (".DS_Store", "ascmhl", "ascmhl/", f"{REPORTS_FOLDER}/", ".castoff.*.partial")
+#: what ``ascmhl`` ignores when the latest generation lists no pattern
+ASCMHL_DEFAULT_IGNORE = (".DS_Store", "ascmhl", "ascmhl/")
 #: the formats the ASC schema allows, in its element order
 FORMATS = ("c4", "md5", "sha1", "xxh128", "xxh3", "xxh64")
 _MANIFEST_NAME = re.compile(r"^(\d{4,})(?:_(.+))?\.mhl$")
@@ -104,6 +108,23 @@ def is_ignored(rel_path: str) -> bool:
         return True
     name = parts[-1]
     return name == ".DS_Store" or (name.startswith(".castoff.") and name.endswith(".partial"))
+
+
+def _literal(text: str) -> str:
+    """``text`` as a gitignore-style pattern that matches it alone."""
+    body = re.sub(r"[\\*?\[]", lambda m: "\\" + m.group(), text)
+    kept = body.rstrip(" ")
+    return kept + "\\ " * (len(body) - len(kept))  # trailing spaces are dropped unless escaped
+
+
+def path_patterns(scope: Path, rel: str) -> tuple[str, ...]:
+    """Ignore patterns for the one path ``rel`` under ``scope``: anchored at the scope, as gitignore
+    (and ``castoff verify``) reads them, and below the scope's own name, because ``ascmhl`` matches
+    patterns against absolute paths, where an anchored one never matches. Nothing for a name XML
+    cannot hold as it is: verifying then calls the path extra."""
+    if _NOT_XML.search(rel) or _NOT_XML.search(scope.name) or "\r" in rel + scope.name:
+        return ()
+    return f"/{_literal(rel)}", f"**/{_literal(scope.name)}/{_literal(rel)}"
 
 
 # -- reading a history ----------------------------------------------------------------------
@@ -221,6 +242,25 @@ def read_history(root: Path) -> tuple[list[Generation], dict[str, Recorded], dic
     return gens, first | original, xxh
 
 
+def latest_ignore(root: Path) -> Callable[[str], bool]:
+    """Whether a path under ``root`` (relative, POSIX) is left out of its history: castoff's own
+    bookkeeping (``is_ignored``), or a match of the latest generation's ignore patterns (the ones
+    ``ascmhl verify`` applies; its defaults when there are none), read as gitignore reads them."""
+    found = _manifests(root)
+    patterns: list[str] = []
+    if found:
+        try:
+            for _event, el in ET.iterparse(found[-1][1], events=("start",)):  # noqa: S314 (as above)
+                if el.tag == f"{{{NS}}}hashes":
+                    break  # the patterns come before the first hash
+                if el.tag == f"{{{NS}}}pattern":
+                    patterns.append(el.text or "")
+        except ET.ParseError as exc:
+            raise errors.HistoryError(f"{found[-1][1]} is not valid XML: {exc}") from exc
+    spec = pathspec.PathSpec.from_lines("gitignore", patterns or ASCMHL_DEFAULT_IGNORE)
+    return lambda rel: is_ignored(rel) or spec.match_file(rel)
+
+
 def _known_xxh128(root: Path) -> dict[str, str]:
     """Every path's known xxh128 (``read_history``'s third answer alone, for less memory)."""
     xxh: dict[str, str] = {}
@@ -288,9 +328,9 @@ def _hash_xml(e: Entry, action: str) -> str:
     )
 
 
-def _header(*, process: str, started: float, comment: str | None) -> str:
+def _header(*, process: str, started: float, comment: str | None, ignore: Iterable[str]) -> str:
     host = escape(_NOT_XML.sub("_", socket.gethostname() or "unknown"))
-    ignore = "".join(f"<pattern>{escape(p)}</pattern>" for p in IGNORE)
+    patterns = "".join(f"<pattern>{escape(p)}</pattern>" for p in dict.fromkeys((*IGNORE, *ignore)))
     comment_xml = f"\n    <comment>{escape(_NOT_XML.sub('_', comment))}</comment>" if comment else ""
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -300,7 +340,7 @@ def _header(*, process: str, started: float, comment: str | None) -> str:
         f"    <hostname>{host}</hostname>\n"
         f'    <tool version="{escape(__version__)}">castoff</tool>{comment_xml}\n'
         "  </creatorinfo>\n"
-        f"  <processinfo>\n    <process>{process}</process>\n    <ignore>{ignore}</ignore>\n"
+        f"  <processinfo>\n    <process>{process}</process>\n    <ignore>{patterns}</ignore>\n"
         "  </processinfo>\n"
     )
 
@@ -319,8 +359,10 @@ def write_generation(
     started: float,
     process: str = "transfer",
     comment: str | None = None,
+    ignore: Iterable[str] = (),
 ) -> Written | None:
-    """Add a generation to ``root``'s history (creating it when there is none) listing ``entries``.
+    """Add a generation to ``root``'s history (creating it when there is none) listing ``entries``,
+    whose ignore list adds ``ignore`` (what the job left out) to ``IGNORE``.
 
     Entries ``from_earlier_job`` are left out when the history already records them (a re-run that
     skipped them proves nothing new). Nothing is written when no entry remains. The manifest appears under
@@ -349,7 +391,7 @@ def write_generation(
     folder.mkdir(exist_ok=True)
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(_header(process=process, started=started, comment=comment))
+            fh.write(_header(process=process, started=started, comment=comment, ignore=ignore))
             fh.write("  <hashes>\n")
             for e in entries:
                 if e.from_earlier_job and e.path in known():

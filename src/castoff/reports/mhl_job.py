@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from castoff import errors
+from castoff import errors, scan
 from castoff.catalog.db import Catalog
 from castoff.reports import mhl
+from castoff.scan import Filters
 
 
 @dataclass(frozen=True)
@@ -123,11 +124,37 @@ def source_entries(catalog: Catalog, job_id: str, source: str, read_at: float) -
         yield _entry(r, rel, str(r["abs_path"]), read_at, earlier=r["file_status"] != "read")
 
 
+def source_ignore(catalog: Catalog, job_id: str, source: str, filters: Filters) -> list[str]:
+    """What the job left out of ``source``, as ignore patterns: the filters' own, and one by one
+    the paths they cannot say (symlinks, special files, what --include did not match). Else
+    verifying the source right after the job would call each of them a new file."""
+    top = os.path.basename(source.rstrip("/")) + "/"
+    patterns = list(filters.ignore_patterns())
+    rows = catalog.stream(
+        "SELECT rel_path, error_code FROM files WHERE job_id=? AND status='skipped' ORDER BY rel_path",
+        (job_id,),
+    )
+    for r in rows:
+        rel_path = str(r["rel_path"])
+        rel = rel_path[len(top) :]
+        if rel_path.startswith(top) and not filters.said_by_patterns(rel, str(r["error_code"])):
+            patterns.extend(mhl.path_patterns(Path(source), rel))
+    return patterns
+
+
 def _write(
-    root: Path, entries: Iterator[mhl.Entry], *, started: float, process: str, comment: str
+    root: Path,
+    entries: Iterator[mhl.Entry],
+    *,
+    started: float,
+    process: str,
+    comment: str,
+    ignore: list[str] | tuple[str, ...],
 ) -> MhlOutcome:
     try:
-        written = mhl.write_generation(root, entries, started=started, process=process, comment=comment)
+        written = mhl.write_generation(
+            root, entries, started=started, process=process, comment=comment, ignore=ignore
+        )
     except errors.HistoryError as exc:
         return MhlOutcome(str(root), None, f"ASC MHL not written: {exc}", ok=False)
     except OSError as exc:
@@ -150,8 +177,12 @@ def write_for_job(
     *,
     sources: list[str],
     with_sources: bool,
+    filters: Filters | None = None,
 ) -> list[MhlOutcome]:
-    """``local_roots``: destination ident → folder. Returns one outcome per scope."""
+    """``local_roots``: destination ident → folder; ``filters``: the job's. Returns one outcome per
+    scope. A destination's generation ignores the junk the job would leave out (a drive's
+    ``.Trashes``, ...); a source's, every file the job left out of it."""
+    filters = filters or Filters()
     job = catalog.job(job_id)
     if job is None:
         raise KeyError(job_id)
@@ -160,7 +191,10 @@ def write_for_job(
     out = []
     for ident, root in local_roots.items():
         entries = destination_entries(catalog, job_id, ident, root, _remembered_job(catalog, ident, root))
-        outcome = _write(Path(root), entries, started=started, process="transfer", comment=comment)
+        junk = scan.JUNK_PATTERNS if filters.skip_junk else ()
+        outcome = _write(
+            Path(root), entries, started=started, process="transfer", comment=comment, ignore=junk
+        )
         _remember(catalog, job_id, ident, root, outcome)
         out.append(outcome)
     if with_sources:
@@ -171,5 +205,10 @@ def write_for_job(
                 out.append(MhlOutcome(src, None, "ASC MHL not written: the source is read-only"))
                 continue
             entries = source_entries(catalog, job_id, src, float(job["ended_at"] or time.time()))
-            out.append(_write(Path(src), entries, started=started, process="in-place", comment=comment))
+            ignore = source_ignore(catalog, job_id, src, filters)
+            out.append(
+                _write(
+                    Path(src), entries, started=started, process="in-place", comment=comment, ignore=ignore
+                )
+            )
     return out
