@@ -510,6 +510,35 @@ def test_demo_offloads_a_sample_card_through_a_saved_workflow(castoff: Castoff, 
     assert not castoff.config.exists()  # the user's (here: the test's) config is not touched
 
 
+def test_demo_never_clears_a_folder_it_did_not_make(castoff: Castoff, tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    write(precious / "Photos" / "IMG_1.JPG", b"x")
+    r = castoff("demo", "--out", str(precious))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "is not empty and was not made by castoff demo" in text(r) and "another --out" in text(r)
+    assert (precious / "Photos" / "IMG_1.JPG").read_bytes() == b"x"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    r = castoff("demo", "--out", str(a_file))
+    assert r.returncode == 2 and "is a file, not a folder" in text(r)
+    assert "Traceback" not in r.stderr and a_file.read_text() == "mine"
+
+
+def test_demo_clears_only_its_own_folder_on_the_next_run(tmp_path: Path) -> None:
+    from castoff import demo
+
+    out = tmp_path / "demo-out"
+    demo.prepare(out)  # a new folder: made, and marked as the demo's
+    write(out / "EOS_DIGITAL" / "DCIM" / "IMG_1.JPG", b"x")
+    (out / "rclone.log").write_text("log")
+    demo.prepare(out)  # the demo's own: emptied for the next run, the marker kept
+    assert [p.name for p in out.iterdir()] == [demo.MARKER]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    demo.prepare(empty)
+    assert (empty / demo.MARKER).is_file()
+
+
 def test_dest_show_names_the_provider_once(castoff: Castoff) -> None:
     r = castoff(
         "dest", "add", "b2", "s3", "--bucket", "studio-raw", "--provider", "b2", "--region", "us-west-004",
