@@ -144,6 +144,7 @@ def test_bucket_keys_live_in_the_keyring_and_rotate(castoff: Castoff, moto: Moto
     r = add_bucket(castoff, "ark", moto, key, secret, "--prefix", "raw/")
     assert r.returncode == 0, r.stderr
     assert "ok @ark: takes writes" in text(r)
+    assert "keys: in the OS keyring (keyring backend FileKeyring)" in text(r)  # which one, by name
     saved = config(castoff)["destinations"]["ark"]  # type: ignore[index]
     assert saved["credentials"] == "keyring" and "access_key_id" not in saved
     assert secret in castoff.keyring()

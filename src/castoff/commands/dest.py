@@ -220,8 +220,10 @@ def _say_credentials(console: Console, saved: SavedDestination) -> None:
     mode = saved.credentials
     if saved.kind != "s3":
         return
+    if mode == "keyring":
+        console.print(f"keys: in the OS keyring ({secrets.keyring_title()})", highlight=False)
+        return
     words = {
-        "keyring": "keys: in the OS keyring",
         "ask": "keys: the secret is asked for at every run (never stored)",
         "command": "keys: from the credential command at every run",
         "chain": "keys: from the AWS chain (environment, ~/.aws files, profile)",
