@@ -278,6 +278,54 @@ def test_without_a_keyring_castoff_says_so_and_never_writes_the_secret(
     assert "EOS_DIGITAL/CLIP.MP4" in objects(rclone_s3)
 
 
+def test_replace_remove_and_rename_take_the_keys_along_or_change_nothing(
+    castoff: Castoff, tmp_path: Path
+) -> None:
+    def add(name: str, secret: str) -> None:
+        r = castoff(
+            "dest", "add", name, "s3", "--bucket", "raw-bucket", "--access-key-id", "AKIAEXAMPLE",
+            "--secret-stdin", "--no-test", input=secret + "\n",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+
+    def kept() -> dict[str, str]:
+        return json.loads(castoff.keyring() or "{}")  # type: ignore[no-any-return]
+
+    add("ark", "SECRET-ARK-1")
+    before = castoff.config.read_text()
+    no_keyring = {"PYTHON_KEYRING_BACKEND": NO_KEYRING}
+    for argv, done in [
+        (["dest", "remove", "ark"], "removed"),
+        (["dest", "rename", "ark", "ark2"], "moved"),
+        (["dest", "add", "ark", "local", str(tmp_path / "ssd"), "--replace", "--no-test"], "removed"),
+        (["dest", "credentials", "ark", "--forget"], "removed"),
+    ]:
+        r = castoff(*argv, env=no_keyring)
+        assert r.returncode == 2, (argv, r.stderr)
+        assert f"the keys of @ark could not be {done}" in text(r) and "nothing was changed" in text(r)
+        assert "where the keyring" in text(r)
+        assert castoff.config.read_text() == before and "SECRET-ARK-1" in kept()["castoff/destination:ark"]
+
+    assert castoff("dest", "rename", "ark", "ark2").returncode == 0
+    assert list(kept()) == ["castoff/destination:ark2"]
+    assert "ark2" in config(castoff)["destinations"]  # type: ignore[operator]
+    r = castoff("dest", "add", "ark2", "local", str(tmp_path / "ssd"), "--replace", "--no-test")
+    assert r.returncode == 0, r.stderr
+    assert kept() == {}
+
+    add("b", "SECRET-B")
+    r = castoff(
+        "dest", "add", "b", "s3", "--bucket", "raw-bucket", "--access-key-id", "AKIAEXAMPLE", "--ask-secret",
+        "--no-test", "--replace",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert kept() == {}
+    add("c", "SECRET-C")
+    r = castoff("dest", "remove", "c")
+    assert r.returncode == 0 and "and its keys from the keyring" in text(r)
+    assert kept() == {}
+
+
 def test_ask_secret_fails_at_once_unattended_and_asks_on_a_terminal(
     castoff: Castoff, rclone_s3: RcloneBucket, card: Path
 ) -> None:

@@ -183,13 +183,6 @@ def delete(destination: str) -> bool:
     return True
 
 
-def move(old: str, new: str) -> None:
-    pair = load(old)
-    if pair is not None:
-        store(new, pair)
-        delete(old)
-
-
 # --- asking -----------------------------------------------------------------------------------
 
 
