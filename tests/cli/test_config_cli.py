@@ -107,6 +107,17 @@ def test_local_destinations_and_a_workflow_from_add_to_remove(
     assert not any(config(castoff).values())
 
 
+def test_parallel_dest_adds_lose_no_destination(castoff: Castoff, tmp_path: Path) -> None:
+    procs = [
+        castoff.popen("dest", "add", f"r{i}", "local", str(tmp_path / f"r{i}"), "--no-test")
+        for i in range(10)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert sorted(config(castoff)["destinations"]) == sorted(f"r{i}" for i in range(10))  # type: ignore[arg-type]
+
+
 def test_workflow_edit_with_options_and_in_an_editor(castoff: Castoff, tmp_path: Path) -> None:
     assert castoff("dest", "add", "a", "local", str(tmp_path / "a")).returncode == 0
     assert castoff("dest", "add", "b", "local", str(tmp_path / "b")).returncode == 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 
 import pytest
 
 from castoff.commands.common import check_option
-from castoff.config.store import ConfigError, ConfigFile, key_lines
+from castoff.config.store import ConfigError, ConfigFile, key_lines, locked
 
 GOOD = """\
 # my studio's castoff config
@@ -150,3 +152,18 @@ def test_no_config_file_is_an_empty_config(tmp_path: Path) -> None:
     cfg = ConfigFile.load(tmp_path / "none" / "config.toml", check_option)
     assert not cfg.destinations and not cfg.workflows
     assert not (tmp_path / "none").exists()
+
+
+def test_one_castoff_at_a_time_holds_the_config_lock(tmp_path: Path) -> None:
+    path = tmp_path / "castoff" / "config.toml"
+    waited: list[bool] = []
+    with locked(path):
+        fd = os.open(tmp_path / "castoff" / "config.toml.lock", os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # another process's flock, as a second open is
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    with locked(path, waiting=lambda: waited.append(True)):  # released: taken at once
+        pass
+    assert not waited

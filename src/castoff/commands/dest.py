@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from castoff import errors
-from castoff.commands.common import S3_FLAGS, config_file, print_list, resolver
+from castoff.commands.common import S3_FLAGS, config_file, config_locked, print_list, resolver
 from castoff.config import secrets
 from castoff.config.resolve import (
     SAVED_PREFIX,
@@ -502,6 +502,8 @@ def cmd_rename(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what changes the config: each holds its lock from the first read to the write
+CHANGES = ("add", "credentials", "remove", "rename")
 ACTIONS = {
     "add": cmd_add,
     "list": cmd_list,
@@ -514,6 +516,8 @@ ACTIONS = {
 
 
 def run(args: argparse.Namespace) -> int:
-    action = ACTIONS.get(args.dest_command or "list")
+    name = args.dest_command or "list"
+    action = ACTIONS.get(name)
     assert action is not None
-    return action(args)
+    with config_locked(args) if name in CHANGES else contextlib.nullcontext():
+        return action(args)

@@ -5,6 +5,7 @@ its destinations and copy options, run as one command, resumed when the last run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -18,7 +19,14 @@ from typing import Any
 from rich.console import Console
 
 from castoff import errors
-from castoff.commands.common import check_option, config_file, config_path, copy_parser, print_list
+from castoff.commands.common import (
+    check_option,
+    config_file,
+    config_locked,
+    config_path,
+    copy_parser,
+    print_list,
+)
 from castoff.config import secrets, workflows
 from castoff.config.resolve import SAVED_PREFIX
 from castoff.config.store import ConfigError, ConfigFile, Workflow, check_name, write_checked
@@ -216,11 +224,14 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 ACTIONS = {"save": cmd_save, "list": cmd_list, "show": cmd_show, "edit": cmd_edit, "remove": cmd_remove}
+#: what changes the config: each holds its lock from the first read to the write (an editor too)
+CHANGES = ("save", "edit", "remove")
 
 
 def run_workflow_command(args: argparse.Namespace) -> int:
-    action = ACTIONS[args.workflow_command or "list"]
-    return action(args)
+    name = args.workflow_command or "list"
+    with config_locked(args) if name in CHANGES else contextlib.nullcontext():
+        return ACTIONS[name](args)
 
 
 # --- castoff run ------------------------------------------------------------------------------

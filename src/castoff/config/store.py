@@ -6,10 +6,12 @@ replace the file atomically, so a crash never leaves half a config behind.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,6 +339,30 @@ class ConfigFile:
         if not self.text.strip():
             text = "".join(f"# {line}\n" for line in HEADER.splitlines()) + "\n" + text.lstrip("\n")
         write_checked(self.path, text, self._check_option)
+
+
+@contextlib.contextmanager
+def locked(path: Path, waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Hold ``config.toml.lock`` beside the config exclusively, so that one castoff at a time reads,
+    changes and writes it (two at once would each save what it read, losing the other's change).
+    Readers need no lock: a save replaces the file whole. ``waiting`` is called when another
+    castoff holds it, before waiting for it."""
+    real = Path(os.path.realpath(path))  # one lock for the file, whichever link names it
+    lock = real.with_name(f"{real.name}.lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot lock the config file {path}: {exc.strerror or exc} ({lock})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
 
 
 def write_checked(path: Path, text: str, check_option: OptionCheck | None) -> None:
