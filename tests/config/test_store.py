@@ -128,6 +128,7 @@ def test_key_lines_follow_tables_and_quoted_names() -> None:
 
 def test_edits_keep_comments_and_leave_no_temp_files(tmp_path: Path) -> None:
     cfg = load(tmp_path, GOOD)
+    (tmp_path / "config.toml").chmod(0o640)
     cfg.rename("destinations", "ssd", "fast")
     cfg.update("workflows", "shoot", {"to": ["@fast", "@archive"]})
     cfg.save()
@@ -136,7 +137,28 @@ def test_edits_keep_comments_and_leave_no_temp_files(tmp_path: Path) -> None:
     again = ConfigFile.load(tmp_path / "config.toml", check_option)
     assert set(again.destinations) == {"fast", "archive"}
     assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
-    assert (tmp_path / "config.toml").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "config.toml").stat().st_mode & 0o777 == 0o640  # the user's mode is kept
+
+
+def test_a_config_that_is_a_link_stays_a_link(tmp_path: Path) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "castoff.toml").write_text(GOOD)
+    (dotfiles / "castoff.toml").chmod(0o644)
+    link = tmp_path / "config" / "config.toml"
+    link.parent.mkdir()
+    link.symlink_to(dotfiles / "castoff.toml")
+    cfg = ConfigFile.load(link, check_option)
+    cfg.remove("workflows", "shoot")
+    cfg.save()
+    assert link.is_symlink() and link.resolve() == dotfiles / "castoff.toml"
+    assert "shoot" not in (dotfiles / "castoff.toml").read_text()
+    assert (dotfiles / "castoff.toml").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["castoff.toml"]
+    new = ConfigFile.load(tmp_path / "new" / "config.toml", check_option)
+    new.put("destinations", "ssd", {"type": "local", "path": "/mnt/ssd"})
+    new.save()
+    assert (tmp_path / "new" / "config.toml").stat().st_mode & 0o777 == 0o600  # a new file: 600
 
 
 def test_a_save_that_would_not_load_changes_nothing(tmp_path: Path) -> None:

@@ -334,7 +334,7 @@ class ConfigFile:
         del tables[old]
 
     def save(self) -> None:
-        """Check the new text as a fresh load would, then replace the file atomically (mode 600)."""
+        """Check the new text as a fresh load would, then replace the file atomically."""
         text = tomlkit.dumps(self.doc)
         if not self.text.strip():
             text = "".join(f"# {line}\n" for line in HEADER.splitlines()) + "\n" + text.lstrip("\n")
@@ -366,17 +366,24 @@ def locked(path: Path, waiting: Callable[[], None] = lambda: None) -> Iterator[N
 
 
 def write_checked(path: Path, text: str, check_option: OptionCheck | None) -> None:
-    """Write ``text`` to ``path`` atomically, after checking that it loads as a config."""
+    """Write ``text`` to ``path`` atomically, after checking that it loads as a config. A config
+    that is a link (into a dotfiles repository, say) stays one: the file it names is replaced,
+    keeping its mode (a new file: 600)."""
     ConfigFile(path, text, check_option)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=path.parent)
+    real = Path(os.path.realpath(path))
+    try:
+        mode = real.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o600
+    real.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=real.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
     except BaseException:
         try:
             os.unlink(tmp)
