@@ -147,6 +147,41 @@ def test_workflow_edit_with_options_and_in_an_editor(castoff: Castoff, tmp_path:
     assert config(castoff)["workflows"]["w"]["options"]["on_conflict"] == "fail"  # type: ignore[index]
 
 
+def test_an_editor_draft_with_a_table_twice_or_a_failed_editor_saves_nothing(
+    castoff: Castoff, tmp_path: Path
+) -> None:
+    assert castoff("dest", "add", "a", "local", str(tmp_path / "a")).returncode == 0
+    assert castoff("workflow", "save", "w", "--to", "@a", "--include", "*.CR3").returncode == 0
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        "import os, pathlib, sys\n"
+        "p = pathlib.Path(sys.argv[1])\n"
+        "p.write_text(p.read_text() + os.environ['APPEND'])\n"
+        "sys.exit(int(os.environ.get('CODE', '0')))\n"
+    )
+    before = castoff.config.read_text()
+
+    def edit(append: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        env = {"EDITOR": f"{sys.executable} {editor}", "APPEND": append, "CODE": str(code)}
+        return castoff("workflow", "edit", "w", env=env)
+
+    twice = edit("\n[workflows.w.options]\nrehash = true\n")  # tomlkit: KeyAlreadyPresent
+    assert twice.returncode == 2, twice.stderr
+    assert "Traceback" not in twice.stderr
+    line = len(before.splitlines()) + 2  # the second [workflows.w.options], after a blank line
+    assert f"line {line}: not valid TOML" in text(twice) and "draft is kept" in text(twice)
+    draft = Path(text(twice).split("draft is kept in ")[1].split()[0])
+    assert draft.read_text().endswith("rehash = true\n")
+    draft.unlink()
+    assert castoff.config.read_text() == before
+
+    failed = edit("\n# a change the editor did not mean to save\n", code=3)
+    assert failed.returncode == 2, failed.stderr
+    assert "the editor exited with code 3, so nothing was saved" in text(failed)
+    assert castoff.config.read_text() == before
+    Path(text(failed).split("draft is kept in ")[1].split()[0]).unlink()
+
+
 # --- buckets and keys -------------------------------------------------------------------------
 
 

@@ -109,6 +109,12 @@ def test_syntax_errors_name_the_line(tmp_path: Path) -> None:
         load(tmp_path, GOOD.replace('path = "/mnt/ssd"', 'path = "/mnt/ssd'))
 
 
+def test_a_table_given_twice_names_the_line(tmp_path: Path) -> None:
+    twice = GOOD.replace("options = { on_conflict", "[workflows.shoot.options]\n[workflows.shoot.options]\n#")
+    with pytest.raises(ConfigError, match=r"config.toml, line 19: not valid TOML \(Cannot declare"):
+        load(tmp_path, twice)  # tomlkit raises KeyAlreadyPresent for it, with no line
+
+
 def test_a_file_that_ends_inside_a_value_says_so(tmp_path: Path) -> None:
     """tomlkit calls the end of the file "Unexpected character: '\\x00'"."""
     with pytest.raises(ConfigError) as caught:

@@ -182,7 +182,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def _edit_in_editor(cfg: ConfigFile) -> int:
-    """Edit a copy of the config in $VISUAL/$EDITOR; it replaces the config only once it is valid."""
+    """Edit a copy of the config in $VISUAL/$EDITOR; it replaces the config only once it is valid
+    and the editor exited with 0. The draft goes only then, or when it holds no change."""
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     if not secrets.has_terminal() and "EDITOR" not in os.environ and "VISUAL" not in os.environ:
         raise errors.UsageError(
@@ -196,22 +197,43 @@ def _edit_in_editor(cfg: ConfigFile) -> int:
         f.write(cfg.text if cfg.text else "")
     try:
         while True:
-            subprocess.run([*shlex.split(editor), str(draft)], check=False)
-            text = draft.read_text(encoding="utf-8")
             try:
-                write_checked(cfg.path, text, check_option)
-            except ConfigError as exc:
-                console.print(f"[red]{exc.message.replace(str(cfg.path), str(draft))}[/]", highlight=False)
-                if secrets.has_terminal() and input("Edit again? [Y/n] ").strip().lower() in ("", "y", "yes"):
-                    continue
-                console.print(f"the config is unchanged; your draft is kept in {draft}", highlight=False)
-                draft = Path()
+                done = subprocess.run([*shlex.split(editor), str(draft)], check=False)
+            except OSError as exc:
+                raise errors.UsageError(
+                    f"the editor {editor!r} could not be started ({exc.strerror or exc})",
+                    hint="set VISUAL or EDITOR to an editor that is installed",
+                ) from None
+            if done.returncode != 0:
+                problem = f"the editor exited with code {done.returncode}, so nothing was saved"
+            else:
+                try:
+                    write_checked(cfg.path, draft.read_text(encoding="utf-8"), check_option)
+                except ConfigError as exc:
+                    problem = exc.message.replace(str(cfg.path), str(draft))
+                else:
+                    draft.unlink()
+                    console.print(f"saved {cfg.path}", highlight=False)
+                    return 0
+            console.print(f"[red]{problem}[/]", highlight=False)
+            if not _edit_again():
+                console.print("the config is unchanged", highlight=False)
                 return errors.EXIT_USAGE
-            console.print(f"saved {cfg.path}", highlight=False)
-            return 0
     finally:
-        if draft != Path():
-            draft.unlink(missing_ok=True)
+        if draft.exists() and draft.read_text(encoding="utf-8") == cfg.text:
+            draft.unlink()  # no change of the user's to keep
+        elif draft.exists():
+            console.print(f"your draft is kept in {draft}", highlight=False)
+
+
+def _edit_again() -> bool:
+    """Asked on a terminal; unattended, or at the end of input (Ctrl-D), the answer is no."""
+    if not secrets.has_terminal():
+        return False
+    try:
+        return input("Edit again? [Y/n] ").strip().lower() in ("", "y", "yes")
+    except EOFError:
+        return False
 
 
 def cmd_remove(args: argparse.Namespace) -> int:

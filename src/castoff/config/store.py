@@ -11,6 +11,7 @@ import fcntl
 import os
 import re
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,19 @@ def key_lines(text: str) -> dict[tuple[str, ...], int]:
     return lines
 
 
+def _toml_problem(text: str) -> str:
+    """Where and what is wrong, from Python's own strict TOML reader, for the mistakes tomlkit
+    reports without a line (``KeyAlreadyPresent``)."""
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.fullmatch(r"(.*) \(at line (\d+), column \d+\)", str(exc))
+        if found:
+            return f", line {found.group(2)}: not valid TOML ({found.group(1)})"
+        return f": not valid TOML ({exc})"
+    return ": not valid TOML (a key or table is given twice)"
+
+
 # --- the file ---------------------------------------------------------------------------------
 
 
@@ -149,6 +163,11 @@ class ConfigFile:
                 reason = "the file ends inside a value: is a [, { or quote left open?"
             raise ConfigError(
                 f"{path}, line {exc.line}: not valid TOML ({reason})",
+                hint="fix the file (https://toml.io) or move it away to start afresh",
+            ) from None
+        except tomlkit.exceptions.TOMLKitError:  # a table given twice that tomlkit finds only later
+            raise ConfigError(
+                f"{path}{_toml_problem(text)}",
                 hint="fix the file (https://toml.io) or move it away to start afresh",
             ) from None
         self._lines = key_lines(text)
