@@ -397,6 +397,30 @@ def test_ask_secret_fails_at_once_unattended_and_asks_on_a_terminal(
     assert not files_containing(rclone_s3.secret_key, [castoff.root / "config", castoff.state])
 
 
+def test_ctrl_d_at_a_secret_prompt_is_no_answer(castoff: Castoff) -> None:
+    for argv, prompt in [
+        (["dest", "add", "ark", "s3", "--bucket", "raw-bucket", "--access-key-id", "AKIAEXAMPLE"], "Secret"),
+        (
+            [
+                "dest",
+                "add",
+                "ark",
+                "s3",
+                "--bucket",
+                "raw-bucket",
+                "--ask-secret",
+                "--access-key-id",
+                "AKIA0",
+            ],
+            "Secret",
+        ),
+    ]:
+        code, out = castoff.in_terminal(*argv, answers=[(prompt, "\x04")])  # Ctrl-D
+        assert code == 2, out
+        assert "no secret was entered" in out and "Traceback" not in out
+    assert not castoff.config.exists() and not castoff.keyring()
+
+
 def test_a_credential_command_gives_the_keys(
     castoff: Castoff, rclone_s3: RcloneBucket, tmp_path: Path, card: Path
 ) -> None:
@@ -482,6 +506,8 @@ def test_resume_and_new_unattended(castoff: Castoff, tmp_path: Path, card: Path)
     # mark that run interrupted, as a killed process leaves it
     with sqlite3.connect(castoff.state / "catalog.sqlite") as db:
         db.execute("UPDATE jobs SET status='interrupted'")
+    code, out = castoff.in_terminal("run", "w", answers=[("Resume it [R]", "\x04")])  # Ctrl-D: quit
+    assert code == 130 and "nothing was run" in out and "Traceback" not in out, out
     other = tmp_path / "OTHER"
     write(other / "x.txt", b"x")
     r = castoff("run", "w", str(other), "--resume")

@@ -290,7 +290,10 @@ def _choose(args: argparse.Namespace, name: str, job: Mapping[str, Any]) -> str:
     Console(stderr=True).print(
         f"The last run of {name!r} was interrupted ({_describe(job)}).", highlight=False
     )
-    answer = input("Resume it [R], start a new job [n], or quit [q]? ").strip().lower()
+    try:
+        answer = input("Resume it [R], start a new job [n], or quit [q]? ").strip().lower()
+    except EOFError:  # Ctrl-D: quit
+        answer = "q"
     if answer in ("", "r", "resume", "y", "yes"):
         return "resume"
     if answer in ("n", "new"):

@@ -205,7 +205,11 @@ def ask_secret(
         raise errors.UsageError(
             f"{why}, and there is no terminal to ask on (the run is unattended)", hint=hint
         )
-    secret = ask(prompt)
+    try:
+        secret = ask(prompt)
+    except EOFError:  # Ctrl-D: no answer, as an empty one
+        print(file=sys.stderr)  # the message on a line of its own, not after the prompt
+        secret = ""
     if not secret.strip():
         raise errors.UsageError("no secret was entered")
     return secret.strip()
