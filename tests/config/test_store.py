@@ -161,6 +161,9 @@ def test_a_config_that_is_a_link_stays_a_link(tmp_path: Path) -> None:
     assert "shoot" not in (dotfiles / "castoff.toml").read_text()
     assert (dotfiles / "castoff.toml").stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in dotfiles.iterdir()) == ["castoff.toml"]
+    with locked(link):  # the lock too stays out of the repository
+        pass
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["castoff.toml"]
     new = ConfigFile.load(tmp_path / "new" / "config.toml", check_option)
     new.put("destinations", "ssd", {"type": "local", "path": "/mnt/ssd"})
     new.save()

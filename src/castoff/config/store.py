@@ -366,8 +366,9 @@ def locked(path: Path, waiting: Callable[[], None] = lambda: None) -> Iterator[N
     changes and writes it (two at once would each save what it read, losing the other's change).
     Readers need no lock: a save replaces the file whole. ``waiting`` is called when another
     castoff holds it, before waiting for it."""
-    real = Path(os.path.realpath(path))  # one lock for the file, whichever link names it
-    lock = real.with_name(f"{real.name}.lock")
+    # beside the name castoff was given, not the file a link leads to: a dotfiles repository
+    # holding the config gets no lock file in it
+    lock = path.with_name(f"{path.name}.lock")
     try:
         lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
