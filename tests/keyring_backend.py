@@ -38,3 +38,9 @@ class FileKeyring(KeyringBackend):
         if data.pop(f"{service}/{username}", None) is None:
             raise PasswordDeleteError(username)
         self._write(data)
+
+
+class LowPriorityKeyring(FileKeyring):
+    """Ranked as keyrings.alt's file backends are: keyring picks it only when nothing better exists."""
+
+    priority = 0.5  # type: ignore[assignment]

@@ -1,7 +1,8 @@
 """``castoff demo``: a sample card offloaded by a saved workflow to two folders and a local S3 bucket.
 
 Everything lives under one folder (./demo-out): the card, the config, the catalog and reports, and
-the bucket (``rclone serve s3`` on 127.0.0.1, stopped at the end). The user's config is not touched.
+the bucket (``rclone serve s3`` on 127.0.0.1, stopped at the end). The user's config is not touched,
+and no folder is emptied that the demo did not make (its ``.castoff-demo`` marker says so).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from castoff.samples import make_sample_card, quicktime
 #: throwaway keys of the demo's own local server, nothing else
 KEY, SECRET = "demo-access-key", "demo-secret-key-not-for-production"
 BUCKET = "demo-bucket"
+#: left in the folder the demo makes: the only kind of folder a later demo clears
+MARKER = ".castoff-demo"
 
 
 def make_card(card: Path) -> None:
@@ -109,9 +112,33 @@ def _castoff(base: list[str], *argv: str) -> int:
     return main([*base, *argv])
 
 
+def prepare(out: Path) -> None:
+    """An empty ``out`` with the demo's marker in it. A folder holding the marker is the demo's own
+    and is cleared; any other folder is used only when it is empty, so nothing of the user's goes."""
+    if out.exists() and not out.is_dir():
+        raise errors.UsageError(f"--out {out} is a file, not a folder", hint="give a folder for the demo")
+    try:
+        if out.is_dir() and (out / MARKER).is_file():
+            for child in out.iterdir():
+                if child.name == MARKER:  # kept to the end: a clear cut short is still the demo's
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        elif out.is_dir() and any(out.iterdir()):
+            raise errors.UsageError(
+                f"{out} is not empty and was not made by castoff demo: give another --out, or an empty folder"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text("made by castoff demo: the next demo empties this folder\n")
+    except OSError as exc:
+        raise errors.UsageError(f"the demo cannot use {out}: {exc.strerror or exc}") from None
+
+
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
-    shutil.rmtree(out, ignore_errors=True)
+    prepare(out)
     card = out / "EOS_DIGITAL"
     make_card(card)
     base = ["--config", str(out / "config.toml"), "--state-dir", str(out / "state")]

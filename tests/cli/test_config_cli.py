@@ -109,6 +109,17 @@ def test_local_destinations_and_a_workflow_from_add_to_remove(
     assert not any(config(castoff).values())
 
 
+def test_parallel_dest_adds_lose_no_destination(castoff: Castoff, tmp_path: Path) -> None:
+    procs = [
+        castoff.popen("dest", "add", f"r{i}", "local", str(tmp_path / f"r{i}"), "--no-test")
+        for i in range(10)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert sorted(config(castoff)["destinations"]) == sorted(f"r{i}" for i in range(10))  # type: ignore[arg-type]
+
+
 def test_workflow_edit_with_options_and_in_an_editor(castoff: Castoff, tmp_path: Path) -> None:
     assert castoff("dest", "add", "a", "local", str(tmp_path / "a")).returncode == 0
     assert castoff("dest", "add", "b", "local", str(tmp_path / "b")).returncode == 0
@@ -138,6 +149,41 @@ def test_workflow_edit_with_options_and_in_an_editor(castoff: Castoff, tmp_path:
     assert config(castoff)["workflows"]["w"]["options"]["on_conflict"] == "fail"  # type: ignore[index]
 
 
+def test_an_editor_draft_with_a_table_twice_or_a_failed_editor_saves_nothing(
+    castoff: Castoff, tmp_path: Path
+) -> None:
+    assert castoff("dest", "add", "a", "local", str(tmp_path / "a")).returncode == 0
+    assert castoff("workflow", "save", "w", "--to", "@a", "--include", "*.CR3").returncode == 0
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        "import os, pathlib, sys\n"
+        "p = pathlib.Path(sys.argv[1])\n"
+        "p.write_text(p.read_text() + os.environ['APPEND'])\n"
+        "sys.exit(int(os.environ.get('CODE', '0')))\n"
+    )
+    before = castoff.config.read_text()
+
+    def edit(append: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        env = {"EDITOR": f"{sys.executable} {editor}", "APPEND": append, "CODE": str(code)}
+        return castoff("workflow", "edit", "w", env=env)
+
+    twice = edit("\n[workflows.w.options]\nrehash = true\n")  # tomlkit: KeyAlreadyPresent
+    assert twice.returncode == 2, twice.stderr
+    assert "Traceback" not in twice.stderr
+    line = len(before.splitlines()) + 2  # the second [workflows.w.options], after a blank line
+    assert f"line {line}: not valid TOML" in text(twice) and "draft is kept" in text(twice)
+    draft = Path(text(twice).split("draft is kept in ")[1].split()[0])
+    assert draft.read_text().endswith("rehash = true\n")
+    draft.unlink()
+    assert castoff.config.read_text() == before
+
+    failed = edit("\n# a change the editor did not mean to save\n", code=3)
+    assert failed.returncode == 2, failed.stderr
+    assert "the editor exited with code 3, so nothing was saved" in text(failed)
+    assert castoff.config.read_text() == before
+    Path(text(failed).split("draft is kept in ")[1].split()[0]).unlink()
+
+
 # --- buckets and keys -------------------------------------------------------------------------
 
 
@@ -146,6 +192,7 @@ def test_bucket_keys_live_in_the_keyring_and_rotate(castoff: Castoff, moto: Moto
     r = add_bucket(castoff, "ark", moto, key, secret, "--prefix", "raw/")
     assert r.returncode == 0, r.stderr
     assert "ok @ark: takes writes" in text(r)
+    assert "keys: in the OS keyring (keyring backend FileKeyring)" in text(r)  # which one, by name
     saved = config(castoff)["destinations"]["ark"]  # type: ignore[index]
     assert saved["credentials"] == "keyring" and "access_key_id" not in saved
     assert secret in castoff.keyring()
@@ -279,6 +326,54 @@ def test_without_a_keyring_castoff_says_so_and_never_writes_the_secret(
     assert "EOS_DIGITAL/CLIP.MP4" in objects(rclone_s3)
 
 
+def test_replace_remove_and_rename_take_the_keys_along_or_change_nothing(
+    castoff: Castoff, tmp_path: Path
+) -> None:
+    def add(name: str, secret: str) -> None:
+        r = castoff(
+            "dest", "add", name, "s3", "--bucket", "raw-bucket", "--access-key-id", "AKIAEXAMPLE",
+            "--secret-stdin", "--no-test", input=secret + "\n",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+
+    def kept() -> dict[str, str]:
+        return json.loads(castoff.keyring() or "{}")  # type: ignore[no-any-return]
+
+    add("ark", "SECRET-ARK-1")
+    before = castoff.config.read_text()
+    no_keyring = {"PYTHON_KEYRING_BACKEND": NO_KEYRING}
+    for argv, done in [
+        (["dest", "remove", "ark"], "removed"),
+        (["dest", "rename", "ark", "ark2"], "moved"),
+        (["dest", "add", "ark", "local", str(tmp_path / "ssd"), "--replace", "--no-test"], "removed"),
+        (["dest", "credentials", "ark", "--forget"], "removed"),
+    ]:
+        r = castoff(*argv, env=no_keyring)
+        assert r.returncode == 2, (argv, r.stderr)
+        assert f"the keys of @ark could not be {done}" in text(r) and "nothing was changed" in text(r)
+        assert "where the keyring" in text(r)
+        assert castoff.config.read_text() == before and "SECRET-ARK-1" in kept()["castoff/destination:ark"]
+
+    assert castoff("dest", "rename", "ark", "ark2").returncode == 0
+    assert list(kept()) == ["castoff/destination:ark2"]
+    assert "ark2" in config(castoff)["destinations"]  # type: ignore[operator]
+    r = castoff("dest", "add", "ark2", "local", str(tmp_path / "ssd"), "--replace", "--no-test")
+    assert r.returncode == 0, r.stderr
+    assert kept() == {}
+
+    add("b", "SECRET-B")
+    r = castoff(
+        "dest", "add", "b", "s3", "--bucket", "raw-bucket", "--access-key-id", "AKIAEXAMPLE", "--ask-secret",
+        "--no-test", "--replace",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert kept() == {}
+    add("c", "SECRET-C")
+    r = castoff("dest", "remove", "c")
+    assert r.returncode == 0 and "and its keys from the keyring" in text(r)
+    assert kept() == {}
+
+
 def test_ask_secret_fails_at_once_unattended_and_asks_on_a_terminal(
     castoff: Castoff, rclone_s3: RcloneBucket, card: Path
 ) -> None:
@@ -302,6 +397,30 @@ def test_ask_secret_fails_at_once_unattended_and_asks_on_a_terminal(
     assert rclone_s3.secret_key not in out  # typed without echo
     assert "EOS_DIGITAL/CLIP.MP4" in objects(rclone_s3)
     assert not files_containing(rclone_s3.secret_key, [castoff.root / "config", castoff.state])
+
+
+def test_ctrl_d_at_a_secret_prompt_is_no_answer(castoff: Castoff) -> None:
+    for argv, prompt in [
+        (["dest", "add", "ark", "s3", "--bucket", "raw-bucket", "--access-key-id", "AKIAEXAMPLE"], "Secret"),
+        (
+            [
+                "dest",
+                "add",
+                "ark",
+                "s3",
+                "--bucket",
+                "raw-bucket",
+                "--ask-secret",
+                "--access-key-id",
+                "AKIA0",
+            ],
+            "Secret",
+        ),
+    ]:
+        code, out = castoff.in_terminal(*argv, answers=[(prompt, "\x04")])  # Ctrl-D
+        assert code == 2, out
+        assert "no secret was entered" in out and "Traceback" not in out
+    assert not castoff.config.exists() and not castoff.keyring()
 
 
 def test_a_credential_command_gives_the_keys(
@@ -389,6 +508,8 @@ def test_resume_and_new_unattended(castoff: Castoff, tmp_path: Path, card: Path)
     # mark that run interrupted, as a killed process leaves it
     with sqlite3.connect(castoff.state / "catalog.sqlite") as db:
         db.execute("UPDATE jobs SET status='interrupted'")
+    code, out = castoff.in_terminal("run", "w", answers=[("Resume it [R]", "\x04")])  # Ctrl-D: quit
+    assert code == 130 and "nothing was run" in out and "Traceback" not in out, out
     other = tmp_path / "OTHER"
     write(other / "x.txt", b"x")
     r = castoff("run", "w", str(other), "--resume")
@@ -510,6 +631,35 @@ def test_demo_offloads_a_sample_card_through_a_saved_workflow(castoff: Castoff, 
     assert (bucket / "C0002.MP4").stat().st_size > 48 * 1024 * 1024
     assert {f["capture"]["source"] for f in report["files"] if f["path"].endswith(".CR3")} == {"exif"}
     assert not castoff.config.exists()  # the user's (here: the test's) config is not touched
+
+
+def test_demo_never_clears_a_folder_it_did_not_make(castoff: Castoff, tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    write(precious / "Photos" / "IMG_1.JPG", b"x")
+    r = castoff("demo", "--out", str(precious))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "is not empty and was not made by castoff demo" in text(r) and "another --out" in text(r)
+    assert (precious / "Photos" / "IMG_1.JPG").read_bytes() == b"x"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    r = castoff("demo", "--out", str(a_file))
+    assert r.returncode == 2 and "is a file, not a folder" in text(r)
+    assert "Traceback" not in r.stderr and a_file.read_text() == "mine"
+
+
+def test_demo_clears_only_its_own_folder_on_the_next_run(tmp_path: Path) -> None:
+    from castoff import demo
+
+    out = tmp_path / "demo-out"
+    demo.prepare(out)  # a new folder: made, and marked as the demo's
+    write(out / "EOS_DIGITAL" / "DCIM" / "IMG_1.JPG", b"x")
+    (out / "rclone.log").write_text("log")
+    demo.prepare(out)  # the demo's own: emptied for the next run, the marker kept
+    assert [p.name for p in out.iterdir()] == [demo.MARKER]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    demo.prepare(empty)
+    assert (empty / demo.MARKER).is_file()
 
 
 def test_dest_show_names_the_provider_once(castoff: Castoff) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 
 import pytest
 
 from castoff.commands.common import check_option
-from castoff.config.store import ConfigError, ConfigFile, key_lines
+from castoff.config.store import ConfigError, ConfigFile, key_lines, locked
 
 GOOD = """\
 # my studio's castoff config
@@ -107,6 +109,12 @@ def test_syntax_errors_name_the_line(tmp_path: Path) -> None:
         load(tmp_path, GOOD.replace('path = "/mnt/ssd"', 'path = "/mnt/ssd'))
 
 
+def test_a_table_given_twice_names_the_line(tmp_path: Path) -> None:
+    twice = GOOD.replace("options = { on_conflict", "[workflows.shoot.options]\n[workflows.shoot.options]\n#")
+    with pytest.raises(ConfigError, match=r"config.toml, line 19: not valid TOML \(Cannot declare"):
+        load(tmp_path, twice)  # tomlkit raises KeyAlreadyPresent for it, with no line
+
+
 def test_a_file_that_ends_inside_a_value_says_so(tmp_path: Path) -> None:
     """tomlkit calls the end of the file "Unexpected character: '\\x00'"."""
     with pytest.raises(ConfigError) as caught:
@@ -126,6 +134,7 @@ def test_key_lines_follow_tables_and_quoted_names() -> None:
 
 def test_edits_keep_comments_and_leave_no_temp_files(tmp_path: Path) -> None:
     cfg = load(tmp_path, GOOD)
+    (tmp_path / "config.toml").chmod(0o640)
     cfg.rename("destinations", "ssd", "fast")
     cfg.update("workflows", "shoot", {"to": ["@fast", "@archive"]})
     cfg.save()
@@ -134,7 +143,31 @@ def test_edits_keep_comments_and_leave_no_temp_files(tmp_path: Path) -> None:
     again = ConfigFile.load(tmp_path / "config.toml", check_option)
     assert set(again.destinations) == {"fast", "archive"}
     assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
-    assert (tmp_path / "config.toml").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "config.toml").stat().st_mode & 0o777 == 0o640  # the user's mode is kept
+
+
+def test_a_config_that_is_a_link_stays_a_link(tmp_path: Path) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "castoff.toml").write_text(GOOD)
+    (dotfiles / "castoff.toml").chmod(0o644)
+    link = tmp_path / "config" / "config.toml"
+    link.parent.mkdir()
+    link.symlink_to(dotfiles / "castoff.toml")
+    cfg = ConfigFile.load(link, check_option)
+    cfg.remove("workflows", "shoot")
+    cfg.save()
+    assert link.is_symlink() and link.resolve() == dotfiles / "castoff.toml"
+    assert "shoot" not in (dotfiles / "castoff.toml").read_text()
+    assert (dotfiles / "castoff.toml").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["castoff.toml"]
+    with locked(link):  # the lock too stays out of the repository
+        pass
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["castoff.toml"]
+    new = ConfigFile.load(tmp_path / "new" / "config.toml", check_option)
+    new.put("destinations", "ssd", {"type": "local", "path": "/mnt/ssd"})
+    new.save()
+    assert (tmp_path / "new" / "config.toml").stat().st_mode & 0o777 == 0o600  # a new file: 600
 
 
 def test_a_save_that_would_not_load_changes_nothing(tmp_path: Path) -> None:
@@ -150,3 +183,18 @@ def test_no_config_file_is_an_empty_config(tmp_path: Path) -> None:
     cfg = ConfigFile.load(tmp_path / "none" / "config.toml", check_option)
     assert not cfg.destinations and not cfg.workflows
     assert not (tmp_path / "none").exists()
+
+
+def test_one_castoff_at_a_time_holds_the_config_lock(tmp_path: Path) -> None:
+    path = tmp_path / "castoff" / "config.toml"
+    waited: list[bool] = []
+    with locked(path):
+        fd = os.open(tmp_path / "castoff" / "config.toml.lock", os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # another process's flock, as a second open is
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    with locked(path, waiting=lambda: waited.append(True)):  # released: taken at once
+        pass
+    assert not waited

@@ -12,6 +12,7 @@ import pytest
 from castoff import errors
 from castoff.destinations.base import MiB
 from castoff.destinations.faulty import FaultPlan, FaultyDestination, PartFault
+from castoff_cli import files_containing
 from faults.check import BucketView, Expect, LocalView, check
 from faults.plugin import Rig, make_card, s3_dest
 from faults.proc import castoff, keys, s3_url
@@ -151,3 +152,30 @@ def test_a_key_without_abort_gets_a_clear_message_and_loses_nothing(rig: Rig, mo
     assert len(rig.runner.catalog.open_uploads()) == 1
     assert rig.run(**opts).exit_code == 0, rig.runner.logs()
     rig.check("security: key without AbortMultipartUpload")
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        (
+            "s3://b/raw/?secret_access_key=SECRET-IN-URL-1&region=eu-west-1",
+            "unknown S3 option 'secret_access_key'",
+        ),
+        (
+            "s3://b/raw/?region=eu-west-1&aws_session_token=SECRET-IN-URL-1",
+            "unknown S3 option 'aws_session_token'",
+        ),
+        ("s3:///raw/?password=SECRET-IN-URL-1", "no valid bucket name"),
+        ("gopher://x/?Secret-Key=SECRET-IN-URL-1", "unknown destination scheme"),
+    ],
+)
+def test_a_secret_typed_into_a_url_is_never_echoed(tmp_path: Path, url: str, words: str) -> None:
+    src = tmp_path / "card"
+    make_card(src, seed=5)
+    state = tmp_path / "state"
+    r = castoff("copy", str(src), "--to", url, state=state)
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 2 and words in out, out
+    assert "SECRET-IN-URL-1" not in out and "=***" in out
+    assert "Traceback" not in out
+    assert not state.exists() or not files_containing("SECRET-IN-URL-1", [state])

@@ -273,7 +273,11 @@ def add_other_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "offload a sample card to two folders and a local S3 bucket",
         "example:\n  castoff demo            (everything under ./demo-out; your own config is not touched)",
     )
-    d.add_argument("--out", default="demo-out", help="where the demo writes (default ./demo-out)")
+    d.add_argument(
+        "--out",
+        default="demo-out",
+        help="where the demo writes: a new or empty folder, or an earlier demo's (default ./demo-out)",
+    )
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ parser whose options workflows store.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from castoff.config import workflows
 from castoff.config.resolve import Resolver
-from castoff.config.store import ConfigFile, default_path
+from castoff.config.store import ConfigFile, default_path, locked
 
 #: copy's S3 options that a saved bucket keeps (``dest add`` takes them as copy does), by the
 #: name of the setting in the config file (the s3:// URL option names)
@@ -81,6 +82,18 @@ def check_option(name: str, value: object) -> str | None:
 
 def config_file(args: argparse.Namespace) -> ConfigFile:
     return ConfigFile.load(config_path(args), check_option)
+
+
+def config_locked(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """Around a command that changes the config: from its first read of the file to its write."""
+    path = config_path(args)
+    console = Console(stderr=True)
+    return locked(
+        path,
+        waiting=lambda: console.print(
+            f"waiting for another castoff that is changing {path}…", highlight=False, soft_wrap=True
+        ),
+    )
 
 
 def resolver(args: argparse.Namespace) -> Resolver:

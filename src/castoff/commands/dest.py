@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from castoff import errors
-from castoff.commands.common import S3_FLAGS, config_file, print_list, resolver
+from castoff.commands.common import S3_FLAGS, config_file, config_locked, print_list, resolver
 from castoff.config import secrets
 from castoff.config.resolve import (
     SAVED_PREFIX,
@@ -152,6 +152,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         raise errors.UsageError(
             f"there is already a destination {name!r}", hint="add --replace to overwrite it"
         )
+    replaced = _keyring_keys(cfg, cfg.destinations[name], "removed") if name in cfg.destinations else None
     pair: secrets.KeyPair | None = None
     if args.type == "local":
         given = [
@@ -191,7 +192,7 @@ def cmd_add(args: argparse.Namespace) -> int:
                 return errors.EXIT_FAILED
     finally:
         dest.close()
-    _save(cfg, saved, pair if settings.get("credentials") == "keyring" else None)
+    _save(cfg, saved, pair if settings.get("credentials") == "keyring" else None, replaced)
     console.print(f"saved destination {name!r} in {cfg.path}; use it as --to @{name}", highlight=False)
     _say_credentials(console, saved)
     return 0
@@ -203,15 +204,25 @@ def _open_with(res: Resolver, saved: SavedDestination, pair: secrets.KeyPair | N
     return named_bucket(saved.name, with_keys(res.checked_options(saved), pair))
 
 
-def _save(cfg: ConfigFile, saved: SavedDestination, pair: secrets.KeyPair | None) -> None:
-    """Keys to the keyring, then the config; the keys are taken back if the config cannot be saved."""
+def _save(
+    cfg: ConfigFile,
+    saved: SavedDestination,
+    pair: secrets.KeyPair | None,
+    replaced: secrets.KeyPair | None = None,
+) -> None:
+    """Keys to the keyring (or the keys of the destination it replaces out of it), then the config;
+    the keyring is put back as it was if the config cannot be saved."""
     if pair is not None:
         secrets.store(saved.name, pair)
+    elif replaced is not None:
+        secrets.delete(saved.name)
     try:
         cfg.put("destinations", saved.name, {"type": saved.kind, **saved.settings})
         cfg.save()
     except BaseException:
-        if pair is not None:
+        if replaced is not None:
+            secrets.store(saved.name, replaced)
+        elif pair is not None:
             secrets.delete(saved.name)
         raise
 
@@ -220,8 +231,10 @@ def _say_credentials(console: Console, saved: SavedDestination) -> None:
     mode = saved.credentials
     if saved.kind != "s3":
         return
+    if mode == "keyring":
+        console.print(f"keys: in the OS keyring ({secrets.keyring_title()})", highlight=False)
+        return
     words = {
-        "keyring": "keys: in the OS keyring",
         "ask": "keys: the secret is asked for at every run (never stored)",
         "command": "keys: from the credential command at every run",
         "chain": "keys: from the AWS chain (environment, ~/.aws files, profile)",
@@ -359,6 +372,26 @@ def _not_a_typo(given: str) -> None:
 # --- credentials, remove, rename --------------------------------------------------------------
 
 
+def _keyring_keys(cfg: ConfigFile, saved: SavedDestination, done: str) -> secrets.KeyPair | None:
+    """The keys ``saved`` keeps in the keyring, read before they are removed or moved (None when it
+    keeps none there). A keyring that cannot be reached here stops the command before it changes
+    anything: the keys would stay behind, orphaned, or the destination would lose them."""
+    if saved.kind != "s3" or saved.credentials != "keyring":
+        return None
+    available, backend = secrets.keyring_backend()
+    why = f"no OS keyring is available here ({backend})"
+    if available:
+        try:
+            return secrets.load(saved.name)
+        except errors.UsageError as exc:
+            why = exc.message
+    raise errors.UsageError(
+        f"the keys of @{saved.name} could not be {done}: {why}; nothing was changed",
+        hint="run it again where the keyring that holds them is available (unlocked); to leave"
+        f" them there, edit [destinations.{saved.name}] in {cfg.path} by hand",
+    )
+
+
 def cmd_credentials(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     res = resolver(args)
@@ -367,7 +400,9 @@ def cmd_credentials(args: argparse.Namespace) -> int:
         raise errors.UsageError(f"@{saved.name} is a folder: it has no keys")
     cfg = res.config
     if args.forget:
-        secrets.delete(saved.name)
+        kept = _keyring_keys(cfg, saved, "removed")
+        if kept is not None:
+            secrets.delete(saved.name)
         cfg.update("destinations", saved.name, {"credentials": "chain"}, unset=("access_key_id",))
         cfg.save()
         console.print(f"forgot the keys of @{saved.name}; it now uses the AWS chain", highlight=False)
@@ -421,11 +456,18 @@ def cmd_remove(args: argparse.Namespace) -> int:
             f"@{saved.name} is used by the workflow(s) {', '.join(users)}",
             hint="take it out of them first: castoff workflow edit NAME --to …",
         )
-    cfg.remove("destinations", saved.name)
-    cfg.save()
-    forgot = secrets.delete(saved.name) if saved.kind == "s3" else False
+    kept = _keyring_keys(cfg, saved, "removed")
+    if kept is not None:
+        secrets.delete(saved.name)
+    try:
+        cfg.remove("destinations", saved.name)
+        cfg.save()
+    except BaseException:
+        if kept is not None:
+            secrets.store(saved.name, kept)
+        raise
     Console(stderr=True).print(
-        f"removed @{saved.name}" + (" and its keys from the keyring" if forgot else ""), highlight=False
+        f"removed @{saved.name}" + (" and its keys from the keyring" if kept else ""), highlight=False
     )
     return 0
 
@@ -438,17 +480,20 @@ def cmd_rename(args: argparse.Namespace) -> int:
     if new in cfg.destinations:
         raise errors.UsageError(f"there is already a destination {new!r}")
     users = _users(cfg, saved.name)
+    kept = _keyring_keys(cfg, saved, "moved")
     cfg.rename("destinations", saved.name, new)
     for w in users:
         to = [SAVED_PREFIX + new if t == SAVED_PREFIX + saved.name else t for t in cfg.workflows[w].to]
         cfg.update("workflows", w, {"to": to})
-    if saved.kind == "s3" and saved.credentials == "keyring":
-        secrets.move(saved.name, new)
     try:
+        if kept is not None:
+            secrets.store(new, kept)
+            secrets.delete(saved.name)
         cfg.save()
     except BaseException:
-        if saved.kind == "s3" and saved.credentials == "keyring":
-            secrets.move(new, saved.name)
+        if kept is not None:
+            secrets.store(saved.name, kept)
+            secrets.delete(new)
         raise
     Console(stderr=True).print(
         f"renamed @{saved.name} to @{new}" + (f" (and in {', '.join(users)})" if users else ""),
@@ -457,6 +502,8 @@ def cmd_rename(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what changes the config: each holds its lock from the first read to the write
+CHANGES = ("add", "credentials", "remove", "rename")
 ACTIONS = {
     "add": cmd_add,
     "list": cmd_list,
@@ -469,6 +516,8 @@ ACTIONS = {
 
 
 def run(args: argparse.Namespace) -> int:
-    action = ACTIONS.get(args.dest_command or "list")
+    name = args.dest_command or "list"
+    action = ACTIONS.get(name)
     assert action is not None
-    return action(args)
+    with config_locked(args) if name in CHANGES else contextlib.nullcontext():
+        return action(args)

@@ -5,6 +5,7 @@ its destinations and copy options, run as one command, resumed when the last run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -18,7 +19,14 @@ from typing import Any
 from rich.console import Console
 
 from castoff import errors
-from castoff.commands.common import check_option, config_file, config_path, copy_parser, print_list
+from castoff.commands.common import (
+    check_option,
+    config_file,
+    config_locked,
+    config_path,
+    copy_parser,
+    print_list,
+)
 from castoff.config import secrets, workflows
 from castoff.config.resolve import SAVED_PREFIX
 from castoff.config.store import ConfigError, ConfigFile, Workflow, check_name, write_checked
@@ -177,7 +185,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def _edit_in_editor(cfg: ConfigFile) -> int:
-    """Edit a copy of the config in $VISUAL/$EDITOR; it replaces the config only once it is valid."""
+    """Edit a copy of the config in $VISUAL/$EDITOR; it replaces the config only once it is valid
+    and the editor exited with 0. The draft goes only then, or when it holds no change."""
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     if not secrets.has_terminal() and "EDITOR" not in os.environ and "VISUAL" not in os.environ:
         raise errors.UsageError(
@@ -191,22 +200,43 @@ def _edit_in_editor(cfg: ConfigFile) -> int:
         f.write(cfg.text if cfg.text else "")
     try:
         while True:
-            subprocess.run([*shlex.split(editor), str(draft)], check=False)
-            text = draft.read_text(encoding="utf-8")
             try:
-                write_checked(cfg.path, text, check_option)
-            except ConfigError as exc:
-                console.print(f"[red]{exc.message.replace(str(cfg.path), str(draft))}[/]", highlight=False)
-                if secrets.has_terminal() and input("Edit again? [Y/n] ").strip().lower() in ("", "y", "yes"):
-                    continue
-                console.print(f"the config is unchanged; your draft is kept in {draft}", highlight=False)
-                draft = Path()
+                done = subprocess.run([*shlex.split(editor), str(draft)], check=False)
+            except OSError as exc:
+                raise errors.UsageError(
+                    f"the editor {editor!r} could not be started ({exc.strerror or exc})",
+                    hint="set VISUAL or EDITOR to an editor that is installed",
+                ) from None
+            if done.returncode != 0:
+                problem = f"the editor exited with code {done.returncode}, so nothing was saved"
+            else:
+                try:
+                    write_checked(cfg.path, draft.read_text(encoding="utf-8"), check_option)
+                except ConfigError as exc:
+                    problem = exc.message.replace(str(cfg.path), str(draft))
+                else:
+                    draft.unlink()
+                    console.print(f"saved {cfg.path}", highlight=False)
+                    return 0
+            console.print(f"[red]{problem}[/]", highlight=False)
+            if not _edit_again():
+                console.print("the config is unchanged", highlight=False)
                 return errors.EXIT_USAGE
-            console.print(f"saved {cfg.path}", highlight=False)
-            return 0
     finally:
-        if draft != Path():
-            draft.unlink(missing_ok=True)
+        if draft.exists() and draft.read_text(encoding="utf-8") == cfg.text:
+            draft.unlink()  # no change of the user's to keep
+        elif draft.exists():
+            console.print(f"your draft is kept in {draft}", highlight=False)
+
+
+def _edit_again() -> bool:
+    """Asked on a terminal; unattended, or at the end of input (Ctrl-D), the answer is no."""
+    if not secrets.has_terminal():
+        return False
+    try:
+        return input("Edit again? [Y/n] ").strip().lower() in ("", "y", "yes")
+    except EOFError:
+        return False
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -219,11 +249,14 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 ACTIONS = {"save": cmd_save, "list": cmd_list, "show": cmd_show, "edit": cmd_edit, "remove": cmd_remove}
+#: what changes the config: each holds its lock from the first read to the write (an editor too)
+CHANGES = ("save", "edit", "remove")
 
 
 def run_workflow_command(args: argparse.Namespace) -> int:
-    action = ACTIONS[args.workflow_command or "list"]
-    return action(args)
+    name = args.workflow_command or "list"
+    with config_locked(args) if name in CHANGES else contextlib.nullcontext():
+        return ACTIONS[name](args)
 
 
 # --- castoff run ------------------------------------------------------------------------------
@@ -260,7 +293,10 @@ def _choose(args: argparse.Namespace, name: str, job: Mapping[str, Any]) -> str:
     Console(stderr=True).print(
         f"The last run of {name!r} was interrupted ({_describe(job)}).", highlight=False
     )
-    answer = input("Resume it [R], start a new job [n], or quit [q]? ").strip().lower()
+    try:
+        answer = input("Resume it [R], start a new job [n], or quit [q]? ").strip().lower()
+    except EOFError:  # Ctrl-D: quit
+        answer = "q"
     if answer in ("", "r", "resume", "y", "yes"):
         return "resume"
     if answer in ("n", "new"):

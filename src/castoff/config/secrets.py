@@ -1,8 +1,8 @@
 """Where a saved destination's keys come from: the OS keyring, a prompt, a command, or the AWS chain.
 
 Secrets stay in memory and in the keyring only: never in the config file, the catalog, reports,
-logs, process arguments or error messages. Without a keyring backend castoff says so and never
-falls back to a plaintext file of its own.
+logs, process arguments or error messages. Without a secure keyring backend (none, or only a
+plaintext file such as keyrings.alt's) castoff says so and never falls back to a file of its own.
 """
 
 from __future__ import annotations
@@ -14,8 +14,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from castoff import errors
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
 
 SERVICE = "castoff"
 COMMAND_TIMEOUT = 60.0
@@ -54,18 +58,65 @@ def account(destination: str) -> str:
 # --- the keyring ------------------------------------------------------------------------------
 
 
-def keyring_backend() -> tuple[bool, str]:
-    """Whether a usable keyring backend exists here, and its name."""
+#: backends refused even when named in PYTHON_KEYRING_BACKEND: no store at all (null drops secrets
+#: silently), and files anyone who reads the disk reads (PlaintextKeyring only base64s a secret;
+#: any class named Plaintext… too)
+NO_STORE = ("keyring.backends.fail.Keyring", "keyring.backends.null.Keyring")
+PLAINTEXT = ("keyrings.alt.file.PlaintextKeyring",)
+
+
+def _qualified(backend: object) -> str:
+    return f"{type(backend).__module__}.{type(backend).__name__}"
+
+
+def _writer() -> KeyringBackend | None:
+    """The backend a secret is written to: keyring's own choice, or the first a chainer tries."""
     import keyring
-    from keyring.backends import chainer, fail, null
+    from keyring.backends import chainer
 
     backend = keyring.get_keyring()
-    name = f"{type(backend).__module__}.{type(backend).__name__}"
-    if isinstance(backend, fail.Keyring | null.Keyring):  # null drops secrets silently
+    if isinstance(backend, chainer.ChainerBackend):
+        return backend.backends[0] if backend.backends else None
+    return backend
+
+
+def _named_by_user(backend: KeyringBackend) -> bool:
+    """Whether the user named this backend (PYTHON_KEYRING_BACKEND, else keyringrc.cfg: where
+    keyring itself looks first) rather than keyring picking it by priority."""
+    from keyring import core
+
+    try:
+        named = core.load_env() or core.load_config()
+    except (ImportError, AttributeError, RuntimeError):
+        return False
+    return type(named) is type(backend)
+
+
+def keyring_backend() -> tuple[bool, str]:
+    """Whether a secure keyring backend is in use here, and its name (with why, when it is not).
+
+    keyring calls a priority below 1 not recommended, and picks such a backend (keyrings.alt's
+    files) when there is nothing better: castoff takes one only when the user named it."""
+    backend = _writer()
+    if backend is None:
+        return False, "keyring.backends.chainer.ChainerBackend, with nothing to chain"
+    name = _qualified(backend)
+    if name in NO_STORE:
         return False, name
-    if isinstance(backend, chainer.ChainerBackend) and not backend.backends:
-        return False, name
+    if name in PLAINTEXT or "Plaintext" in type(backend).__name__:
+        return False, f"{name}, which keeps secrets in a plain file"
+    if backend.priority < 1 and not _named_by_user(backend):
+        return False, (
+            f"{name}, which keyring picked for want of a secure one;"
+            " name it in PYTHON_KEYRING_BACKEND to use it anyway"
+        )
     return True, name
+
+
+def keyring_title() -> str:
+    """The keyring backend in use, as people call it (SecretService, macOS, Windows WinVaultKeyring)."""
+    backend = _writer()
+    return str(backend.name).removesuffix(" Keyring") if backend is not None else "none"
 
 
 def _keyring_error(action: str, exc: Exception) -> errors.UsageError:
@@ -132,13 +183,6 @@ def delete(destination: str) -> bool:
     return True
 
 
-def move(old: str, new: str) -> None:
-    pair = load(old)
-    if pair is not None:
-        store(new, pair)
-        delete(old)
-
-
 # --- asking -----------------------------------------------------------------------------------
 
 
@@ -161,7 +205,11 @@ def ask_secret(
         raise errors.UsageError(
             f"{why}, and there is no terminal to ask on (the run is unattended)", hint=hint
         )
-    secret = ask(prompt)
+    try:
+        secret = ask(prompt)
+    except EOFError:  # Ctrl-D: no answer, as an empty one
+        print(file=sys.stderr)  # the message on a line of its own, not after the prompt
+        secret = ""
     if not secret.strip():
         raise errors.UsageError("no secret was entered")
     return secret.strip()

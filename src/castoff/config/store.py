@@ -6,10 +6,13 @@ replace the file atomically, so a crash never leaves half a config behind.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+import tomllib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +132,19 @@ def key_lines(text: str) -> dict[tuple[str, ...], int]:
     return lines
 
 
+def _toml_problem(text: str) -> str:
+    """Where and what is wrong, from Python's own strict TOML reader, for the mistakes tomlkit
+    reports without a line (``KeyAlreadyPresent``)."""
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.fullmatch(r"(.*) \(at line (\d+), column \d+\)", str(exc))
+        if found:
+            return f", line {found.group(2)}: not valid TOML ({found.group(1)})"
+        return f": not valid TOML ({exc})"
+    return ": not valid TOML (a key or table is given twice)"
+
+
 # --- the file ---------------------------------------------------------------------------------
 
 
@@ -147,6 +163,11 @@ class ConfigFile:
                 reason = "the file ends inside a value: is a [, { or quote left open?"
             raise ConfigError(
                 f"{path}, line {exc.line}: not valid TOML ({reason})",
+                hint="fix the file (https://toml.io) or move it away to start afresh",
+            ) from None
+        except tomlkit.exceptions.TOMLKitError:  # a table given twice that tomlkit finds only later
+            raise ConfigError(
+                f"{path}{_toml_problem(text)}",
                 hint="fix the file (https://toml.io) or move it away to start afresh",
             ) from None
         self._lines = key_lines(text)
@@ -332,25 +353,57 @@ class ConfigFile:
         del tables[old]
 
     def save(self) -> None:
-        """Check the new text as a fresh load would, then replace the file atomically (mode 600)."""
+        """Check the new text as a fresh load would, then replace the file atomically."""
         text = tomlkit.dumps(self.doc)
         if not self.text.strip():
             text = "".join(f"# {line}\n" for line in HEADER.splitlines()) + "\n" + text.lstrip("\n")
         write_checked(self.path, text, self._check_option)
 
 
+@contextlib.contextmanager
+def locked(path: Path, waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Hold ``config.toml.lock`` beside the config exclusively, so that one castoff at a time reads,
+    changes and writes it (two at once would each save what it read, losing the other's change).
+    Readers need no lock: a save replaces the file whole. ``waiting`` is called when another
+    castoff holds it, before waiting for it."""
+    # beside the name castoff was given, not the file a link leads to: a dotfiles repository
+    # holding the config gets no lock file in it
+    lock = path.with_name(f"{path.name}.lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot lock the config file {path}: {exc.strerror or exc} ({lock})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
+
+
 def write_checked(path: Path, text: str, check_option: OptionCheck | None) -> None:
-    """Write ``text`` to ``path`` atomically, after checking that it loads as a config."""
+    """Write ``text`` to ``path`` atomically, after checking that it loads as a config. A config
+    that is a link (into a dotfiles repository, say) stays one: the file it names is replaced,
+    keeping its mode (a new file: 600)."""
     ConfigFile(path, text, check_option)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=path.parent)
+    real = Path(os.path.realpath(path))
+    try:
+        mode = real.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o600
+    real.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=real.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -50,6 +50,7 @@ from castoff.destinations.providers import (
     get_provider,
     guess_provider,
 )
+from castoff.destinations.spec import SECRET_OPTION, shown
 from castoff.engine.pacing import parse_size
 
 if TYPE_CHECKING:
@@ -212,28 +213,33 @@ def parse_s3_url(spec: str, defaults: S3Options | Mapping[str, object] | None = 
     The prefix is taken literally (no percent-decoding: ``%`` and ``#`` are key characters); a
     ``?`` starts the options, so a prefix containing ``?`` must come from ``defaults``. Secrets
     are never read from a URL."""
+    said = shown(spec)  # never a secret's value in a message
     if spec[:5].lower() != "s3://":
-        raise errors.UsageError(f"not an S3 destination: {spec!r}", hint="write it as s3://bucket/prefix/")
+        raise errors.UsageError(f"not an S3 destination: {said!r}", hint="write it as s3://bucket/prefix/")
     rest, _, query = spec[5:].partition("?")
     bucket, _, prefix = rest.partition("/")
     if not bucket or any(c.isspace() for c in bucket):
-        raise errors.UsageError(f"no valid bucket name in {spec!r}", hint="write it as s3://bucket/prefix/")
+        raise errors.UsageError(f"no valid bucket name in {said!r}", hint="write it as s3://bucket/prefix/")
     values: dict[str, Any] = {"bucket": bucket, "prefix": prefix}
     for name, raw in parse_qsl(query, keep_blank_values=True):
         if name not in _URL_OPTIONS:
             raise errors.UsageError(
-                f"unknown S3 option {name!r} in {spec!r}",
-                hint=f"valid options: {', '.join(sorted(_URL_OPTIONS))}",
+                f"unknown S3 option {name!r} in {said!r}",
+                hint="keys are never read from a URL: save the bucket with castoff dest add NAME s3"
+                " --access-key-id ID, or use the AWS chain"
+                if SECRET_OPTION.search(name)
+                else f"valid options: {', '.join(sorted(_URL_OPTIONS))}",
             )
         field_name, convert = _URL_OPTIONS[name]
         if field_name in values:
-            raise errors.UsageError(f"S3 option {name!r} is given twice in {spec!r}")
+            raise errors.UsageError(f"S3 option {name!r} is given twice in {said!r}")
         try:
             values[field_name] = convert(raw)
         except errors.UsageError as exc:
             raise errors.UsageError(f"bad value for {name}: {exc.message}", hint=exc.hint) from exc
         except ValueError as exc:
-            raise errors.UsageError(f"bad value for {name}: {raw!r} ({exc})") from exc
+            value = "***" if SECRET_OPTION.search(name) else f"{raw!r} ({exc})"
+            raise errors.UsageError(f"bad value for {name}: {value}") from None
     options = replace(_base_options(defaults), **values)
     provider = _provider_if_known(options)
     check_options(options, provider)

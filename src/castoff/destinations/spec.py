@@ -6,13 +6,30 @@ The one place that knows which schemes exist; each backend parses its own option
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from urllib.parse import unquote
 
 from castoff import errors
 from castoff.destinations.base import Destination
 from castoff.destinations.local import LocalDestination
 
 SCHEMES = ("s3://",)
+#: URL options whose values a message never shows: a secret pasted into a URL stays out of it
+SECRET_OPTION = re.compile(r"secret|key|token|passw", re.IGNORECASE)
+
+
+def shown(spec: str) -> str:
+    """``spec`` as a message may show it: the value of each option whose name suggests a secret
+    (``?secret_access_key=…``) is ``***``."""
+    rest, question, query = spec.partition("?")
+    if not question:
+        return spec
+    items = []
+    for item in query.split("&"):
+        name, equals, _ = item.partition("=")
+        items.append(f"{name}=***" if equals and SECRET_OPTION.search(unquote(name)) else item)
+    return rest + question + "&".join(items)
 
 
 def open_destination(spec: str, *, s3_defaults: Mapping[str, object] | None = None) -> Destination:
@@ -26,7 +43,7 @@ def open_destination(spec: str, *, s3_defaults: Mapping[str, object] | None = No
         if scheme == "file://":
             return LocalDestination(spec[len("file://") :])
         raise errors.UsageError(
-            f"unknown destination scheme {scheme!r} in {spec!r}",
+            f"unknown destination scheme {scheme!r} in {shown(spec)!r}",
             hint="use a folder path or s3://bucket/prefix/",
         )
     if not spec.strip():
