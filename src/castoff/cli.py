@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import platformdirs
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from castoff import __version__, commands, errors
 from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, UploadRow, new_job_id
@@ -534,7 +535,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 r["status"] + (" (pruned)" if r["pruned_files"] is not None else ""),
                 str(r["n_files"]),
                 format_bytes(r["n_bytes"]),
-                dests,
+                Text(dests),  # Text, not markup: a folder's name may hold [ ]
             )
         console.print(table)
         return 0
@@ -552,26 +553,30 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     j = rep["job"]
     console.print(
-        f"[bold]job {j['id']}[/]  {j['status']}  started {j['started_at']}"
-        f"  sources: {', '.join(j['sources'])}"
+        Text.assemble(
+            (f"job {j['id']}", "bold"),
+            f"  {j['status']}  started {j['started_at']}  sources: {', '.join(j['sources'])}",
+        )
     )
     if job["report_path"]:
-        console.print(f"report: {job['report_path']}")
+        console.print(f"report: {job['report_path']}", markup=False, highlight=False)
     table = Table()
     for col in ("file", "size", "destination", "status", "verified by", "target / error"):
         table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
     for f in rep["files"]:
         if not f["destinations"]:
-            table.add_row(f["path"], format_bytes(f["size"]), "-", f["status"], "", f["error"] or "")
+            table.add_row(
+                Text(f["path"]), format_bytes(f["size"]), "-", f["status"], "", Text(f["error"] or "")
+            )
         for d in f["destinations"]:
             style = "" if d["status"] in ("verified", "already", "skipped") else "red"
             table.add_row(
-                f["path"],
+                Text(f["path"]),
                 format_bytes(f["size"]),
-                d["destination"],
-                f"[{style}]{d['status']}[/]" if style else d["status"],
+                Text(d["destination"]),
+                Text(d["status"], style=style),
                 d["verify_method"] or "",
-                d["error"] or d["target"],
+                Text(d["error"] or d["target"]),
             )
     console.print(table)
     if rep["left_out"]:
@@ -612,8 +617,8 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             age_h = (time.time() - r.created_at) / 3600
             table.add_row(
                 str(r.id),
-                r.dest_name,
-                r.target,
+                Text(r.dest_name),
+                Text(r.target),
                 f"{len(r.parts)}/{total}",
                 format_bytes(r.size),
                 f"{age_h:.1f} h",
@@ -646,11 +651,11 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             dest = resolver(args).open(spec, s3_defaults=s3_defaults)
             dest.abort_token(r.target, r.token)
         except errors.CastoffError as exc:
-            console.print(f"[red]#{r.id} {r.target}: {exc}[/]")
+            console.print(f"#{r.id} {r.target}: {exc}", style="red", markup=False, highlight=False)
             failed += 1
             continue
         catalog.close_upload(r.id)
-        console.print(f"aborted #{r.id}: {r.dest_name} {r.target}")
+        console.print(f"aborted #{r.id}: {r.dest_name} {r.target}", markup=False, highlight=False)
     return errors.EXIT_FAILED if failed else 0
 
 
@@ -696,9 +701,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
         if args.command in commands.COMMANDS:
             return commands.dispatch(args)
     except errors.CastoffError as exc:
-        console.print(f"[bold red]castoff: {exc.message}[/]", highlight=False, soft_wrap=True)
+        # Text, not markup: a message quotes paths, names and config text, which may hold [ ]
+        console.print(Text(f"castoff: {exc.message}", style="bold red"), soft_wrap=True)
         if exc.hint:
-            console.print(f"  {exc.hint}", highlight=False, soft_wrap=True)
+            console.print(Text(f"  {exc.hint}"), soft_wrap=True)
         if args.debug:
             console.print_exception()
         return exc.exit_code

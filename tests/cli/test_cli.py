@@ -268,3 +268,31 @@ def test_on_conflict_skip_says_the_file_was_not_copied(tmp_path: Path) -> None:
     assert next(iter(report["summary"].values()))["conflict"] == 1
     mhl = "".join(p.read_text() for p in (tmp_path / "dst" / "ascmhl").glob("*.mhl"))
     assert "diff.txt" not in mhl  # the ASC MHL does not vouch for the other file
+
+
+def test_paths_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
+    """QA: rich read ``[red]`` in a path as markup (dropped from progress, summary and log lines),
+    and ``[/x]`` in a missing source's name crashed the error message with a MarkupError."""
+    src = tmp_path / "card [raw]"
+    write(src / "f [red].txt", b"new")
+    (src / "loop [").mkdir()
+    (src / "loop [" / "x].jpg").symlink_to("x].jpg")  # a file that fails: an error log line
+    bold, backslash = tmp_path / "out [bold]x", tmp_path / "o2 \\[ end\\"
+    write(bold / "card [raw]" / "f [red].txt", b"old")  # a conflict: a warning log line
+    state = tmp_path / "state"
+    r = run("copy", str(src), "--to", str(bold), "--to", str(backslash), "--follow-symlinks", state=state)
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 1 and "Traceback" not in out, out
+    rows = [line.split("│")[1].strip() for line in r.stderr.splitlines() if line.count("│") > 2]
+    assert rows == [str(bold), str(backslash)], r.stderr  # the summary's destinations
+    progress = [line.split("━")[0].strip() for line in r.stderr.splitlines() if "━" in line]
+    assert [str(bold), str(backslash), "overall"] == progress[:3], r.stderr
+    kept = bold / "card [raw]"
+    assert (
+        f"{kept}/f [red].txt exists with other content: kept both, this copy is {kept}/f [red] (2).txt" in out
+    )
+    assert "card [raw]/loop [/x].jpg:" in out  # the error line of the file that failed
+    for bad in ("no[/x]", "card [backup]", "x [red] \\["):
+        r = run("copy", str(tmp_path / bad), "--to", str(tmp_path / "o"), state=state)
+        out = " ".join((r.stdout + r.stderr).split())
+        assert r.returncode == 2 and f"castoff: source {tmp_path / bad} does not exist" in out, out

@@ -43,6 +43,11 @@ def text(done: object) -> str:
     return " ".join((getattr(done, "stdout", "") + getattr(done, "stderr", "")).split())
 
 
+def cells(done: object) -> str:
+    """``text`` of a table: its cells, one space apart."""
+    return " ".join(text(done).replace("│", " ").split())
+
+
 def config(castoff: Castoff) -> dict[str, object]:
     return tomllib.loads(castoff.config.read_text()) if castoff.config.exists() else {}
 
@@ -134,6 +139,29 @@ def test_workflow_edit_with_options_and_in_an_editor(castoff: Castoff, tmp_path:
     good = castoff("workflow", "edit", "w", env={"EDITOR": f"{sys.executable} {editor}", "NEW": "fail"})
     assert good.returncode == 0, good.stderr
     assert config(castoff)["workflows"]["w"]["options"]["on_conflict"] == "fail"  # type: ignore[index]
+
+
+def test_names_with_brackets_are_printed_as_they_are(castoff: Castoff, tmp_path: Path) -> None:
+    """QA: rich read ``[raw]`` in a path, and ``[destinations]`` in a config message, as markup:
+    they vanished, and 'workflow show' gave a copy command that named other folders."""
+    shoot, out, card = tmp_path / "shoot [raw] copies", tmp_path / "out [bold]x \\[", tmp_path / "card [red]"
+    r = castoff("dest", "add", "raw", "local", str(shoot))
+    assert r.returncode == 0 and f"ok @raw: writable ({shoot} does not exist yet" in text(r), text(r)
+    assert f"@raw local {shoot}" in cells(castoff("dest", "list"))
+    assert f"path {shoot}" in cells(castoff("dest", "show", "raw"))
+    r = castoff("workflow", "save", "mk", "--to", str(out), "--to", "@raw", "--source", str(card))
+    assert r.returncode == 0, r.stderr
+    r = castoff("workflow", "show", "mk")
+    assert f"source: {card}" in text(r) and f"to: {out}, @raw" in text(r), text(r)
+    assert f"same as: castoff copy '{card}' --to '{out}' --to @raw" in text(r), text(r)
+    assert f"mk {card} {out}, @raw never" in cells(castoff("workflow", "list"))
+    for wrong, said in (
+        ("[destination.ssd]\n", "the sections are [destinations] and [workflows]"),
+        ("destinations = 5\n", "destinations: must be a table ([destinations.NAME] sections)"),
+    ):
+        castoff.config.write_text(wrong)
+        r = castoff("dest", "list")
+        assert r.returncode == 2 and said in text(r) and "Traceback" not in text(r), text(r)
 
 
 # --- buckets and keys -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from castoff.config import workflows
 from castoff.config.resolve import Resolver
@@ -45,7 +46,8 @@ def print_list(
     rows: Sequence[Sequence[str]],
     empty: str,
 ) -> int:
-    """What the list commands print: JSON with --json, else a table, or how to add a first one."""
+    """What the list commands print: JSON with --json, else a table, or how to add a first one.
+    The title and cells are Text, not markup: a path may hold [ ]."""
     if getattr(args, "json", False):
         print(json.dumps(as_json, indent=2))
         return 0
@@ -53,11 +55,11 @@ def print_list(
     if not rows:
         console.print(empty, highlight=False)
         return 0
-    table = Table(title=title)
+    table = Table(title=Text(title, style="table.title"))
     for col in columns:
         table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(Text, row))
     console.print(table)
     return 0
 
@@ -88,6 +90,6 @@ def resolver(args: argparse.Namespace) -> Resolver:
     return Resolver(
         config_path(args),
         insecure_http=bool(getattr(args, "insecure_http", False)),
-        warn=lambda text: console.print(f"[yellow]warning:[/] {text}", highlight=False, soft_wrap=True),
+        warn=lambda text: console.print(Text.assemble(("warning:", "yellow"), f" {text}"), soft_wrap=True),
         check_option=check_option,
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from castoff import errors
 from castoff.commands.common import check_option, config_file, config_path, copy_parser, print_list
@@ -83,7 +84,9 @@ def cmd_save(args: argparse.Namespace) -> int:
     cfg.put("workflows", name, values)
     cfg.save()
     Console(stderr=True).print(
-        f"saved workflow {name!r} in {cfg.path}; run it with: castoff run {name}", highlight=False
+        f"saved workflow {name!r} in {cfg.path}; run it with: castoff run {name}",
+        markup=False,
+        highlight=False,
     )
     return 0
 
@@ -140,12 +143,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(_as_dict(w), indent=2))
         return 0
     console = Console()
-    console.print(f"[bold]{w.name}[/]" + (f": {w.description}" if w.description else ""), highlight=False)
-    console.print(f"  source: {w.source or '(given at run: castoff run NAME SOURCE)'}", highlight=False)
-    console.print(f"  to: {', '.join(w.to)}", highlight=False)
+    console.print(Text.assemble((w.name, "bold"), f": {w.description}" if w.description else ""))
+    console.print(
+        f"  source: {w.source or '(given at run: castoff run NAME SOURCE)'}", markup=False, highlight=False
+    )
+    console.print(f"  to: {', '.join(w.to)}", markup=False, highlight=False)
     for k, v in w.options.items():
-        console.print(f"  {k} = {json.dumps(v)}", highlight=False)
-    console.print(f"  same as: {command_line(w)}", highlight=False, soft_wrap=True)
+        console.print(f"  {k} = {json.dumps(v)}", markup=False, highlight=False)
+    console.print(f"  same as: {command_line(w)}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -193,13 +198,17 @@ def _edit_in_editor(cfg: ConfigFile) -> int:
             try:
                 write_checked(cfg.path, text, check_option)
             except ConfigError as exc:
-                console.print(f"[red]{exc.message.replace(str(cfg.path), str(draft))}[/]", highlight=False)
+                console.print(
+                    exc.message.replace(str(cfg.path), str(draft)), style="red", markup=False, highlight=False
+                )
                 if secrets.has_terminal() and input("Edit again? [Y/n] ").strip().lower() in ("", "y", "yes"):
                     continue
-                console.print(f"the config is unchanged; your draft is kept in {draft}", highlight=False)
+                console.print(
+                    f"the config is unchanged; your draft is kept in {draft}", markup=False, highlight=False
+                )
                 draft = Path()
                 return errors.EXIT_USAGE
-            console.print(f"saved {cfg.path}", highlight=False)
+            console.print(f"saved {cfg.path}", markup=False, highlight=False)
             return 0
     finally:
         if draft != Path():
@@ -255,7 +264,7 @@ def _choose(args: argparse.Namespace, name: str, job: Mapping[str, Any]) -> str:
             hint=f"castoff run {name} --resume finishes it; --new starts a new job instead",
         )
     Console(stderr=True).print(
-        f"The last run of {name!r} was interrupted ({_describe(job)}).", highlight=False
+        f"The last run of {name!r} was interrupted ({_describe(job)}).", markup=False, highlight=False
     )
     answer = input("Resume it [R], start a new job [n], or quit [q]? ").strip().lower()
     if answer in ("", "r", "resume", "y", "yes"):
@@ -314,6 +323,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         Console(stderr=True).print(
             f"resuming {w.name!r} ({_describe(resumed)}): what is verified is skipped,"
             " unfinished uploads continue from their last part",
+            markup=False,
             highlight=False,
         )
     return cli.cmd_copy(parsed, [*workflows.run_argv(w.name), *sources])
