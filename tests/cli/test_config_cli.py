@@ -7,7 +7,9 @@ Every castoff here is a subprocess with a config, state folder and keyring of th
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -514,6 +516,41 @@ def test_shell_completion_scripts_and_saved_names(castoff: Castoff, tmp_path: Pa
     assert complete("castoff run ") == ["shoot"]
     assert "@ssd" in complete("castoff workflow save w2 --to @")
     assert "workflow" in complete("castoff wo")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completes_a_saved_name_with_its_at(castoff: Castoff, tmp_path: Path) -> None:
+    """QA: bash has '@' in COMP_WORDBREAKS, argcomplete cut the candidates after it, but bash
+    replaces the '@' too (one of readline's special prefixes): '--to @ss<TAB>' became '--to ssd',
+    which copies into a folder ssd. The script is run as bash runs it on TAB."""
+    for name in ("ssd", "ssd2"):
+        assert castoff("dest", "add", name, "local", str(tmp_path / name)).returncode == 0
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "castoff").write_text(f'#!/bin/sh\nexec {sys.executable} -m castoff "$@"\n')
+    (bin_dir / "castoff").chmod(0o755)
+    script = castoff("completion", "bash").stdout
+    test = """
+        eval "$SCRIPT"
+        complete -p castoff
+        COMP_WORDBREAKS=$' \\t\\n"\\'@><=;|&(:'
+        for line in "castoff copy card --to @ss" "castoff copy card --to @" "castoff workflow save w --to @s"
+        do
+            COMP_LINE="$line" COMP_POINT=${#line} COMP_TYPE=9
+            read -ra COMP_WORDS <<< "${line//@/ @ }"
+            COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+            _python_argcomplete castoff "${COMP_WORDS[-1]}" "${COMP_WORDS[-2]}"
+            echo "${COMPREPLY[*]}"
+        done
+    """
+    env = {**castoff.environ(), "SCRIPT": script, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", "--norc", "-c", test], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("complete ") and "-F _python_argcomplete castoff" in lines[0]
+    assert lines[1:] == ["@ssd @ssd2"] * 3, done.stdout
 
 
 @pytest.mark.slow
