@@ -114,6 +114,44 @@ def test_local_destinations_and_a_workflow_from_add_to_remove(
     assert not any(config(castoff).values())
 
 
+def test_a_workflow_naming_a_deleted_destination_stops_only_its_run(
+    castoff: Castoff, tmp_path: Path, card: Path
+) -> None:
+    """QA: with [destinations.nas] deleted by hand, every command (dest list, dest add nas,
+    workflow edit and remove, copy --to @ssd) failed on workflows.card.to, the fixes too."""
+    for name in ("ssd", "nas"):
+        assert castoff("dest", "add", name, "local", str(tmp_path / name)).returncode == 0
+    assert castoff("workflow", "save", "card", "--to", "@ssd", "--to", "@nas").returncode == 0
+    assert castoff("workflow", "save", "other", "--to", "@ssd").returncode == 0
+    good = castoff.config.read_text()
+    castoff.config.write_text(
+        good.replace(f'[destinations.nas]\ntype = "local"\npath = "{tmp_path / "nas"}"', "")
+    )
+    said = "workflows.card.to: no saved destination 'nas'"
+    r = castoff("dest", "list")
+    assert r.returncode == 0 and "@ssd" in r.stdout, r.stderr
+    assert f"warning: {castoff.config}, line" in text(r) and said in text(r)
+    r = castoff("copy", str(card), "--to", "@ssd")
+    assert r.returncode == 0 and said in text(r), text(r)
+    r = castoff("run", "card", str(card))
+    assert r.returncode == 2 and f"castoff: {castoff.config}, line" in text(r) and said in text(r), text(r)
+    assert "castoff dest add nas" in text(r)
+    assert castoff("run", "other", str(card)).returncode == 0
+    before = castoff.config.read_text()
+    r = castoff("workflow", "save", "w", "--to", "@nas")  # a new reference to it is still refused
+    assert r.returncode == 2 and castoff.config.read_text() == before
+
+    r = castoff("workflow", "edit", "card", "--to", "@ssd")
+    assert r.returncode == 0, text(r)
+    assert said not in text(castoff("dest", "list"))
+    castoff.config.write_text(before)
+    assert castoff("workflow", "remove", "card").returncode == 0
+    castoff.config.write_text(before)
+    assert castoff("dest", "add", "nas", "local", str(tmp_path / "nas")).returncode == 0
+    r = castoff("run", "card", str(card))
+    assert r.returncode == 0 and "warning" not in text(r), text(r)
+
+
 def test_workflow_edit_with_options_and_in_an_editor(castoff: Castoff, tmp_path: Path) -> None:
     assert castoff("dest", "add", "a", "local", str(tmp_path / "a")).returncode == 0
     assert castoff("dest", "add", "b", "local", str(tmp_path / "b")).returncode == 0

@@ -67,7 +67,7 @@ def _saved_names(section: str, prefix: str = "") -> Callable[..., Iterable[str]]
         from castoff.commands.common import config_file
 
         try:
-            cfg = config_file(parsed_args or argparse.Namespace())
+            cfg = config_file(parsed_args or argparse.Namespace(), warn=False)
         except Exception:  # noqa: BLE001 (completion must never fail loudly)
             return []
         items = cfg.destinations if section == "destinations" else cfg.workflows

@@ -81,15 +81,22 @@ def check_option(name: str, value: object) -> str | None:
     return workflows.check_option(copy_parser(), name, value)
 
 
-def config_file(args: argparse.Namespace) -> ConfigFile:
-    return ConfigFile.load(config_path(args), check_option)
+def config_file(args: argparse.Namespace, *, warn: bool = True) -> ConfigFile:
+    """The config file, checked; what stops only some commands is said as a warning."""
+    cfg = ConfigFile.load(config_path(args), check_option)
+    for text in cfg.warnings if warn else ():
+        _warn(text)
+    return cfg
+
+
+def _warn(text: str) -> None:
+    Console(stderr=True).print(Text.assemble(("warning:", "yellow"), f" {text}"), soft_wrap=True)
 
 
 def resolver(args: argparse.Namespace) -> Resolver:
-    console = Console(stderr=True)
     return Resolver(
         config_path(args),
         insecure_http=bool(getattr(args, "insecure_http", False)),
-        warn=lambda text: console.print(Text.assemble(("warning:", "yellow"), f" {text}"), soft_wrap=True),
+        warn=_warn,
         check_option=check_option,
     )

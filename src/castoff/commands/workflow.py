@@ -196,7 +196,7 @@ def _edit_in_editor(cfg: ConfigFile) -> int:
             subprocess.run([*shlex.split(editor), str(draft)], check=False)
             text = draft.read_text(encoding="utf-8")
             try:
-                write_checked(cfg.path, text, check_option)
+                write_checked(cfg.path, text, check_option, cfg)
             except ConfigError as exc:
                 console.print(
                     exc.message.replace(str(cfg.path), str(draft)), style="red", markup=False, highlight=False
@@ -303,7 +303,9 @@ def _global_argv(args: argparse.Namespace) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from castoff import cli
 
-    w = _workflow(config_file(args), args.name)
+    cfg = config_file(args, warn=False)  # its own dangling reference is the error below
+    w = _workflow(cfg, args.name)
+    cfg.check_workflow(w.name)
     interrupted = _interrupted_job(args, w.name)
     resumed = (
         interrupted if interrupted is not None and _choose(args, w.name, interrupted) == "resume" else None
