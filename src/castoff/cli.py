@@ -32,6 +32,7 @@ from castoff.units import format_bytes, parse_size
 
 if TYPE_CHECKING:
     from castoff.engine.job import JobResult
+    from castoff.layout.planner import Planner
 
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
 (the others were delivered); 2 usage or configuration error; 130 interrupted (re-run to resume)."""
@@ -307,12 +308,13 @@ DEFAULT_MEMORY = 256 * MiB
 BUCKET_CLIENT_ROOM = 32 * MiB
 
 
-def memory_budget(given: str | None, chunk: int, dests: Sequence[Destination]) -> int:
-    """``--memory`` as given (checked before), or the default for these destinations."""
+def memory_budget(given: str | None, chunk: int, *, bucket: bool) -> int:
+    """``--memory`` as given (checked before), or the default, smaller when a bucket is among the
+    destinations."""
     if given is not None:
         return parse_size(given, what="--memory")
     memory = DEFAULT_MEMORY
-    if any(not d.caps.is_local for d in dests):
+    if bucket:
         memory -= BUCKET_CLIENT_ROOM
     if memory < 2 * chunk:
         raise errors.UsageError(
@@ -321,6 +323,28 @@ def memory_budget(given: str | None, chunk: int, dests: Sequence[Destination]) -
             hint=f"give --memory {-(-2 * chunk // MiB)}M or more (two chunks), or a smaller --chunk-size",
         )
     return memory
+
+
+def check_options(args: argparse.Namespace) -> tuple[Planner, int]:
+    """What copy checks of its own options before it looks at a source or a destination (the
+    layout or template, --shoot, sizes, the bandwidth), so a workflow is checked when it is saved.
+    The planner and the chunk size."""
+    planner = layout_options.planner_from_args(args)  # a bad template stops here: nothing read yet
+    chunk = parse_size(args.chunk_size, what="--chunk-size")
+    if chunk < 64 * 1024 or chunk > 1024 * MiB:
+        raise errors.UsageError("--chunk-size must be between 64K and 1G")
+    if args.memory is not None and parse_size(args.memory, what="--memory") < 2 * chunk:
+        raise errors.UsageError(
+            f"--memory {args.memory} is too small for --chunk-size {args.chunk_size}",
+            hint="give at least two chunks",
+        )
+    if args.part_size:
+        parse_size(args.part_size, what="--part-size")
+    if args.bwlimit:
+        from castoff.engine.pacing import parse_rate
+
+        parse_rate(args.bwlimit)
+    return planner, chunk
 
 
 def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -333,22 +357,14 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.ui.progress import JsonDisplay, QuietDisplay, RichDisplay, summary_table
 
     console = Console(stderr=True)
-    planner = layout_options.planner_from_args(args)  # a bad template stops here: nothing read yet
-    chunk = parse_size(args.chunk_size, what="--chunk-size")
-    if chunk < 64 * 1024 or chunk > 1024 * MiB:
-        raise errors.UsageError("--chunk-size must be between 64K and 1G")
-    if args.memory is not None and parse_size(args.memory, what="--memory") < 2 * chunk:
-        raise errors.UsageError(
-            f"--memory {args.memory} is too small for --chunk-size {args.chunk_size}",
-            hint="give at least two chunks",
-        )
+    planner, chunk = check_options(args)
     sources = check_sources(args.sources)
     defaults = s3_defaults(args)
     if args.on_conflict == "overwrite":
         defaults["conditional_writes"] = False  # If-None-Match would refuse the overwrite
     dests_from = resolver(args)
     dests: list[Destination] = [dests_from.open(spec, s3_defaults=defaults) for spec in args.to]
-    memory = memory_budget(args.memory, chunk, dests)
+    memory = memory_budget(args.memory, chunk, bucket=any(not d.caps.is_local for d in dests))
     idents = [d.ident for d in dests]
     if len(set(idents)) != len(idents):
         raise errors.UsageError("the same destination is named twice")

@@ -204,6 +204,54 @@ def test_names_with_brackets_are_printed_as_they_are(castoff: Castoff, tmp_path:
         assert r.returncode == 2 and said in text(r) and "Traceback" not in text(r), text(r)
 
 
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--layout", "date", "--template", "{name}"], "give --layout or --template, not both"),
+        (["--template", "{bogus}/{name}"], "--template '{bogus}/{name}': unknown token {bogus}"),
+        (["--template", "{shoot}/{name}"], "the template uses {shoot}: give the shoot's name with --shoot"),
+        (["--memory", "12"], "--memory 12 is too small for --chunk-size 16M"),
+        (["--chunk-size", "200M"], "the default memory budget (256.0 MiB) is too small for --chunk-size"),
+        (["--part-size", "banana"], "--part-size 'banana' is not a size"),
+    ],
+)
+def test_workflow_save_and_edit_refuse_what_copy_refuses(
+    castoff: Castoff, tmp_path: Path, card: Path, options: list[str], said: str
+) -> None:
+    """QA: these were saved, and copy refused them only at 'castoff run'."""
+    out = str(tmp_path / "out")
+    r = castoff("copy", str(card), "--to", out, *options)
+    assert r.returncode == 2 and said in text(r), text(r)  # copy's own message
+    r = castoff("workflow", "save", "w", "--to", out, *options)
+    assert r.returncode == 2 and said in text(r), text(r)
+    assert not config(castoff)
+    assert castoff("workflow", "save", "w", "--to", out).returncode == 0
+    before = castoff.config.read_text()
+    r = castoff("workflow", "edit", "w", *options)
+    assert r.returncode == 2 and said in text(r), text(r)
+    assert castoff.config.read_text() == before
+
+
+def test_workflow_edit_unset_names_what_it_can_drop(castoff: Castoff, tmp_path: Path) -> None:
+    """QA: '--unset nonsense', '--unset to' and unsetting what was not set all said "changed"."""
+    out, card = str(tmp_path / "out"), str(tmp_path / "card")
+    r = castoff("workflow", "save", "w", "--to", out, "--source", card, "--layout", "date", "--rehash")
+    assert r.returncode == 0, r.stderr
+    before = castoff.config.read_text()
+    for name in ("nonsense", "to"):
+        r = castoff("workflow", "edit", "w", "--unset", name)
+        assert r.returncode == 2 and f"--unset {name}: " in text(r), text(r)
+        assert "workflow 'w' has these to unset: source, layout, rehash" in text(r), text(r)
+    assert "change them with --to" in text(castoff("workflow", "edit", "w", "--unset", "to"))
+    for same in (["--unset", "on-conflict"], ["--unset", "description"], ["--layout", "date"], ["--to", out]):
+        r = castoff("workflow", "edit", "w", *same)
+        assert r.returncode == 0 and "nothing to change in workflow 'w'" in text(r), (same, text(r))
+    assert castoff.config.read_text() == before
+    r = castoff("workflow", "edit", "w", "--unset", "layout", "--unset", "rehash", "--unset", "source")
+    assert r.returncode == 0 and "changed workflow 'w'" in text(r), text(r)
+    assert config(castoff)["workflows"] == {"w": {"to": [out]}}
+
+
 # --- buckets and keys -------------------------------------------------------------------------
 
 

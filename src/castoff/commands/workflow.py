@@ -56,13 +56,28 @@ def _workflow(cfg: ConfigFile, name: str) -> Workflow:
     return found
 
 
-def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+def _check_options(cfg: ConfigFile, options: Mapping[str, Any], to: Sequence[str]) -> dict[str, Any]:
+    """Each option as copy's parser takes it, then together as copy checks them before it reads
+    (a template, --shoot, the sizes): a workflow that copy would refuse is not saved."""
+    from castoff import cli
+
     checked = workflows.options_for_toml(options)
     for k, v in checked.items():
         problem = check_option(k, v)
         if problem:
             raise errors.UsageError(f"--{k.replace('_', '-')}: {problem}")
+    argv = ["SOURCE", "--to", "DEST", *workflows.option_argv(copy_parser(), checked)]
+    parsed = copy_parser().parse_args(argv)
+    _, chunk = cli.check_options(parsed)
+    cli.memory_budget(parsed.memory, chunk, bucket=any(_is_bucket(cfg, t) for t in to))
     return checked
+
+
+def _is_bucket(cfg: ConfigFile, target: str) -> bool:
+    saved = (
+        cfg.destinations.get(target.removeprefix(SAVED_PREFIX)) if target.startswith(SAVED_PREFIX) else None
+    )
+    return target[:5].lower() == "s3://" or (saved is not None and saved.kind == "s3")
 
 
 def cmd_save(args: argparse.Namespace) -> int:
@@ -78,7 +93,7 @@ def cmd_save(args: argparse.Namespace) -> int:
         values["source"] = os.path.abspath(os.path.expanduser(args.source))
     if args.description:
         values["description"] = args.description
-    options = _check_options(workflows.given_options(args, copy_parser()))
+    options = _check_options(cfg, workflows.given_options(args, copy_parser()), values["to"])
     if options:
         values["options"] = options
     cfg.put("workflows", name, values)
@@ -163,19 +178,44 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if args.source:
         values["source"] = os.path.abspath(os.path.expanduser(args.source))
     options = workflows.given_options(args, copy_parser())
-    unset = [u.lstrip("-").replace("-", "_") for u in args.unset]
+    unset = _unset(w, args.unset)
     if not values and not options and not unset:
         return _edit_in_editor(cfg)
     merged = {k: v for k, v in {**w.options, **options}.items() if k not in unset}
-    cfg.update(
-        "workflows",
-        w.name,
-        {**values, "options": _check_options(merged)},
-        unset=[u for u in unset if u == "source"],
-    )
+    to = values.get("to", list(w.to))
+    checked = _check_options(cfg, merged, to)
+    kept = [None if k in unset else values.get(k, getattr(w, k)) for k in UNSETTABLE]
+    if [tuple(to), *kept, checked] == [w.to, *(getattr(w, k) for k in UNSETTABLE), w.options]:
+        Console(stderr=True).print(f"nothing to change in workflow {w.name!r}", highlight=False)
+        return 0
+    if checked:
+        values["options"] = checked
+    dropped = [k for k in UNSETTABLE if k in unset] + ([] if checked else ["options"])
+    cfg.update("workflows", w.name, values, unset=dropped)
     cfg.save()
     Console(stderr=True).print(f"changed workflow {w.name!r}", highlight=False)
     return 0
+
+
+#: what 'workflow edit --unset' drops besides copy's options (a workflow always has destinations)
+UNSETTABLE = ("source", "description")
+
+
+def _unset(w: Workflow, given: Sequence[str]) -> list[str]:
+    """The names of ``--unset`` (``on-conflict`` or ``on_conflict``), each one a workflow can hold."""
+    names = [u.lstrip("-").replace("-", "_") for u in given]
+    for typed, name in zip(given, names, strict=True):
+        if name in UNSETTABLE or name in workflows.copy_options(copy_parser()):
+            continue
+        saved = [k for k in UNSETTABLE if getattr(w, k)] + list(w.options)
+        why = "a workflow needs its destinations: change them with --to" if name == "to" else None
+        raise errors.UsageError(
+            f"--unset {typed}: " + (why or "not an option of castoff copy, nor source or description"),
+            hint=f"workflow {w.name!r} has these to unset: {', '.join(saved)}"
+            if saved
+            else f"workflow {w.name!r} has no source, description or copy option to unset",
+        )
+    return names
 
 
 def _edit_in_editor(cfg: ConfigFile) -> int:
