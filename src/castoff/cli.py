@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from castoff import __version__, commands, errors
 from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, UploadRow, job_as_json, new_job_id
@@ -32,6 +32,7 @@ from castoff.units import format_bytes, parse_size
 
 if TYPE_CHECKING:
     from castoff.engine.job import JobResult
+    from castoff.layout.planner import Planner
     from castoff.layout.template import Template
     from castoff.reports.finish import Finished
 
@@ -352,18 +353,22 @@ def chunk_for_parts(chunk: int, *, given: bool, dests: Sequence[Destination], co
         return min(asked.values())
     for name, size in asked.items():
         console.print(
-            f"[yellow]warning:[/] {escape(name)}: part size {format_bytes(size)} is below --chunk-size"
-            f" {format_bytes(chunk)}: its parts will be {format_bytes(chunk)} (a part is at least one chunk)"
+            f"warning: {name}: part size {format_bytes(size)} is below --chunk-size"
+            f" {format_bytes(chunk)}: its parts will be {format_bytes(chunk)} (a part is at least one chunk)",
+            style="yellow",
+            markup=False,
+            highlight=False,
         )
     return chunk
 
 
-def memory_budget(given: str | None, chunk: int, dests: Sequence[Destination]) -> int:
-    """``--memory`` as given (checked before), or the default for these destinations."""
+def memory_budget(given: str | None, chunk: int, *, bucket: bool) -> int:
+    """``--memory`` as given (checked before), or the default, smaller when a bucket is among the
+    destinations."""
     if given is not None:
         return parse_size(given, what="--memory")
     memory = DEFAULT_MEMORY
-    if any(not d.caps.is_local for d in dests):
+    if bucket:
         memory -= BUCKET_CLIENT_ROOM
     if memory < 2 * chunk:
         raise errors.UsageError(
@@ -428,6 +433,28 @@ def check_outside_sources(dests: Sequence[Destination], sources: Sequence[str], 
                 )
 
 
+def check_options(args: argparse.Namespace) -> tuple[Planner, int]:
+    """What copy checks of its own options before it looks at a source or a destination (the
+    layout or template, --shoot, sizes, the bandwidth), so a workflow is checked when it is saved.
+    The planner and the chunk size."""
+    planner = layout_options.planner_from_args(args)  # a bad template stops here: nothing read yet
+    chunk = parse_size(args.chunk_size or DEFAULT_CHUNK, what="--chunk-size")
+    if chunk < 64 * 1024 or chunk > 1024 * MiB:
+        raise errors.UsageError("--chunk-size must be between 64K and 1G")
+    if args.memory is not None and parse_size(args.memory, what="--memory") < 2 * chunk:
+        raise errors.UsageError(
+            f"--memory {args.memory} is too small for --chunk-size {args.chunk_size or DEFAULT_CHUNK}",
+            hint="give at least two chunks",
+        )
+    if args.part_size:
+        parse_size(args.part_size, what="--part-size")
+    if args.bwlimit:
+        from castoff.engine.pacing import parse_rate
+
+        parse_rate(args.bwlimit)
+    return planner, chunk
+
+
 def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
@@ -438,15 +465,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.ui.progress import JsonDisplay, QuietDisplay, RichDisplay, summary_table
 
     console = Console(stderr=True)
-    planner = layout_options.planner_from_args(args)  # a bad template stops here: nothing read yet
-    chunk = parse_size(args.chunk_size or DEFAULT_CHUNK, what="--chunk-size")
-    if chunk < 64 * 1024 or chunk > 1024 * MiB:
-        raise errors.UsageError("--chunk-size must be between 64K and 1G")
-    if args.memory is not None and parse_size(args.memory, what="--memory") < 2 * chunk:
-        raise errors.UsageError(
-            f"--memory {args.memory} is too small for --chunk-size {args.chunk_size or DEFAULT_CHUNK}",
-            hint="give at least two chunks",
-        )
+    planner, chunk = check_options(args)
     sources = check_sources(args.sources)
     defaults = s3_defaults(args)
     if args.on_conflict == "overwrite":
@@ -454,7 +473,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     dests_from = resolver(args)
     dests: list[Destination] = [dests_from.open(spec, s3_defaults=defaults) for spec in args.to]
     chunk = chunk_for_parts(chunk, given=args.chunk_size is not None, dests=dests, console=console)
-    memory = memory_budget(args.memory, chunk, dests)
+    memory = memory_budget(args.memory, chunk, bucket=any(not d.caps.is_local for d in dests))
     check_distinct(dests)
     for d in dests:  # credentials are configuration: missing ones stop the job before any write
         if not d.caps.is_local:
@@ -663,7 +682,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 r["status"] + (" (pruned)" if r["pruned_files"] is not None else ""),
                 str(r["n_files"]),
                 format_bytes(r["n_bytes"]),
-                dests,
+                Text(dests),  # Text, not markup: a folder's name may hold [ ]
             )
         console.print(table)
         return 0
@@ -679,26 +698,30 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     j = rep["job"]
     console.print(
-        f"[bold]job {j['id']}[/]  {j['status']}  started {j['started_at']}"
-        f"  sources: {', '.join(j['sources'])}"
+        Text.assemble(
+            (f"job {j['id']}", "bold"),
+            f"  {j['status']}  started {j['started_at']}  sources: {', '.join(j['sources'])}",
+        )
     )
     if job["report_path"]:
-        console.print(f"report: {job['report_path']}")
+        console.print(f"report: {job['report_path']}", markup=False, highlight=False)
     table = Table()
     for col in ("file", "size", "destination", "status", "verified by", "target / error"):
         table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
     for f in rep["files"]:
         if not f["destinations"]:
-            table.add_row(f["path"], format_bytes(f["size"]), "-", f["status"], "", f["error"] or "")
+            table.add_row(
+                Text(f["path"]), format_bytes(f["size"]), "-", f["status"], "", Text(f["error"] or "")
+            )
         for d in f["destinations"]:
             style = "" if d["status"] in ("verified", "already", "skipped") else "red"
             table.add_row(
-                f["path"],
+                Text(f["path"]),
                 format_bytes(f["size"]),
-                d["destination"],
-                f"[{style}]{d['status']}[/]" if style else d["status"],
+                Text(d["destination"]),
+                Text(d["status"], style=style),
                 d["verify_method"] or "",
-                d["error"] or d["target"],
+                Text(d["error"] or d["target"]),
             )
     console.print(table)
     if rep["left_out"]:
@@ -754,8 +777,8 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             age_h = (time.time() - r.created_at) / 3600
             table.add_row(
                 str(r.id),
-                r.dest_name,
-                r.target,
+                Text(r.dest_name),
+                Text(r.target),
                 f"{len(r.parts)}/{total}",
                 format_bytes(r.size),
                 f"{age_h:.1f} h",
@@ -788,11 +811,11 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             dest = resolver(args).open(spec, s3_defaults=s3_defaults)
             dest.abort_token(r.target, r.token)
         except errors.CastoffError as exc:
-            console.print(f"[red]#{r.id} {r.target}: {exc}[/]")
+            console.print(f"#{r.id} {r.target}: {exc}", style="red", markup=False, highlight=False)
             failed += 1
             continue
         catalog.close_upload(r.id)
-        console.print(f"aborted #{r.id}: {r.dest_name} {r.target}")
+        console.print(f"aborted #{r.id}: {r.dest_name} {r.target}", markup=False, highlight=False)
     return errors.EXIT_FAILED if failed else 0
 
 
@@ -838,9 +861,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
         if args.command in commands.COMMANDS:
             return commands.dispatch(args)
     except errors.CastoffError as exc:
-        console.print(f"[bold red]castoff: {exc.message}[/]", highlight=False, soft_wrap=True)
+        # Text, not markup: a message quotes paths, names and config text, which may hold [ ]
+        console.print(Text(f"castoff: {exc.message}", style="bold red"), soft_wrap=True)
         if exc.hint:
-            console.print(f"  {exc.hint}", highlight=False, soft_wrap=True)
+            console.print(Text(f"  {exc.hint}"), soft_wrap=True)
         if args.debug:
             console.print_exception()
         return exc.exit_code

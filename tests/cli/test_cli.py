@@ -444,3 +444,31 @@ def test_the_summary_table_keeps_incomplete_apart_from_failed() -> None:
     rows = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if "│" in line]
     assert rows[0][1:] == ["40", "1.0 MiB", "9", "0", "0", "31", "0"]
     assert "".join(r[0] for r in rows) == name
+
+
+def test_paths_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
+    """QA: rich read ``[red]`` in a path as markup (dropped from progress, summary and log lines),
+    and ``[/x]`` in a missing source's name crashed the error message with a MarkupError."""
+    src = tmp_path / "card [raw]"
+    write(src / "f [red].txt", b"new")
+    (src / "loop [").mkdir()
+    (src / "loop [" / "x].jpg").symlink_to("x].jpg")  # a file that fails: an error log line
+    bold, backslash = tmp_path / "out [bold]x", tmp_path / "o2 \\[ end\\"
+    write(bold / "card [raw]" / "f [red].txt", b"old")  # a conflict: a warning log line
+    state = tmp_path / "state"
+    r = run("copy", str(src), "--to", str(bold), "--to", str(backslash), "--follow-symlinks", state=state)
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 1 and "Traceback" not in out, out
+    rows = [line.split("│")[1].strip() for line in r.stderr.splitlines() if line.count("│") > 2]
+    assert rows == [str(bold), str(backslash)], r.stderr  # the summary's destinations
+    progress = [line.split("━")[0].strip() for line in r.stderr.splitlines() if "━" in line]
+    assert [str(bold), str(backslash), "overall"] == progress[:3], r.stderr
+    kept = bold / "card [raw]"
+    assert (
+        f"{kept}/f [red].txt exists with other content: kept both, this copy is {kept}/f [red] (2).txt" in out
+    )
+    assert "card [raw]/loop [/x].jpg:" in out  # the error line of the file that failed
+    for bad in ("no[/x]", "card [backup]", "x [red] \\["):
+        r = run("copy", str(tmp_path / bad), "--to", str(tmp_path / "o"), state=state)
+        out = " ".join((r.stdout + r.stderr).split())
+        assert r.returncode == 2 and f"castoff: source {tmp_path / bad} does not exist" in out, out

@@ -7,7 +7,9 @@ Every castoff here is a subprocess with a config, state folder and keyring of th
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -41,6 +43,11 @@ def card(tmp_path: Path) -> Path:
 
 def text(done: object) -> str:
     return " ".join((getattr(done, "stdout", "") + getattr(done, "stderr", "")).split())
+
+
+def cells(done: object) -> str:
+    """``text`` of a table: its cells, one space apart."""
+    return " ".join(text(done).replace("│", " ").split())
 
 
 def config(castoff: Castoff) -> dict[str, object]:
@@ -120,6 +127,44 @@ def test_parallel_dest_adds_lose_no_destination(castoff: Castoff, tmp_path: Path
     assert sorted(config(castoff)["destinations"]) == sorted(f"r{i}" for i in range(10))  # type: ignore[arg-type]
 
 
+def test_a_workflow_naming_a_deleted_destination_stops_only_its_run(
+    castoff: Castoff, tmp_path: Path, card: Path
+) -> None:
+    """QA: with [destinations.nas] deleted by hand, every command (dest list, dest add nas,
+    workflow edit and remove, copy --to @ssd) failed on workflows.card.to, the fixes too."""
+    for name in ("ssd", "nas"):
+        assert castoff("dest", "add", name, "local", str(tmp_path / name)).returncode == 0
+    assert castoff("workflow", "save", "card", "--to", "@ssd", "--to", "@nas").returncode == 0
+    assert castoff("workflow", "save", "other", "--to", "@ssd").returncode == 0
+    good = castoff.config.read_text()
+    castoff.config.write_text(
+        good.replace(f'[destinations.nas]\ntype = "local"\npath = "{tmp_path / "nas"}"', "")
+    )
+    said = "workflows.card.to: no saved destination 'nas'"
+    r = castoff("dest", "list")
+    assert r.returncode == 0 and "@ssd" in r.stdout, r.stderr
+    assert f"warning: {castoff.config}, line" in text(r) and said in text(r)
+    r = castoff("copy", str(card), "--to", "@ssd")
+    assert r.returncode == 0 and said in text(r), text(r)
+    r = castoff("run", "card", str(card))
+    assert r.returncode == 2 and f"castoff: {castoff.config}, line" in text(r) and said in text(r), text(r)
+    assert "castoff dest add nas" in text(r)
+    assert castoff("run", "other", str(card)).returncode == 0
+    before = castoff.config.read_text()
+    r = castoff("workflow", "save", "w", "--to", "@nas")  # a new reference to it is still refused
+    assert r.returncode == 2 and castoff.config.read_text() == before
+
+    r = castoff("workflow", "edit", "card", "--to", "@ssd")
+    assert r.returncode == 0, text(r)
+    assert said not in text(castoff("dest", "list"))
+    castoff.config.write_text(before)
+    assert castoff("workflow", "remove", "card").returncode == 0
+    castoff.config.write_text(before)
+    assert castoff("dest", "add", "nas", "local", str(tmp_path / "nas")).returncode == 0
+    r = castoff("run", "card", str(card))
+    assert r.returncode == 0 and "warning" not in text(r), text(r)
+
+
 def test_workflow_edit_with_options_and_in_an_editor(castoff: Castoff, tmp_path: Path) -> None:
     assert castoff("dest", "add", "a", "local", str(tmp_path / "a")).returncode == 0
     assert castoff("dest", "add", "b", "local", str(tmp_path / "b")).returncode == 0
@@ -182,6 +227,77 @@ def test_an_editor_draft_with_a_table_twice_or_a_failed_editor_saves_nothing(
     assert "the editor exited with code 3, so nothing was saved" in text(failed)
     assert castoff.config.read_text() == before
     Path(text(failed).split("draft is kept in ")[1].split()[0]).unlink()
+
+
+def test_names_with_brackets_are_printed_as_they_are(castoff: Castoff, tmp_path: Path) -> None:
+    """QA: rich read ``[raw]`` in a path, and ``[destinations]`` in a config message, as markup:
+    they vanished, and 'workflow show' gave a copy command that named other folders."""
+    shoot, out, card = tmp_path / "shoot [raw] copies", tmp_path / "out [bold]x \\[", tmp_path / "card [red]"
+    r = castoff("dest", "add", "raw", "local", str(shoot))
+    assert r.returncode == 0 and f"ok @raw: writable ({shoot} does not exist yet" in text(r), text(r)
+    assert f"@raw local {shoot}" in cells(castoff("dest", "list"))
+    assert f"path {shoot}" in cells(castoff("dest", "show", "raw"))
+    r = castoff("workflow", "save", "mk", "--to", str(out), "--to", "@raw", "--source", str(card))
+    assert r.returncode == 0, r.stderr
+    r = castoff("workflow", "show", "mk")
+    assert f"source: {card}" in text(r) and f"to: {out}, @raw" in text(r), text(r)
+    assert f"same as: castoff copy '{card}' --to '{out}' --to @raw" in text(r), text(r)
+    assert f"mk {card} {out}, @raw never" in cells(castoff("workflow", "list"))
+    for wrong, said in (
+        ("[destination.ssd]\n", "the sections are [destinations] and [workflows]"),
+        ("destinations = 5\n", "destinations: must be a table ([destinations.NAME] sections)"),
+    ):
+        castoff.config.write_text(wrong)
+        r = castoff("dest", "list")
+        assert r.returncode == 2 and said in text(r) and "Traceback" not in text(r), text(r)
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--layout", "date", "--template", "{name}"], "give --layout or --template, not both"),
+        (["--template", "{bogus}/{name}"], "--template '{bogus}/{name}': unknown token {bogus}"),
+        (["--template", "{shoot}/{name}"], "the template uses {shoot}: give the shoot's name with --shoot"),
+        (["--memory", "12"], "--memory 12 is too small for --chunk-size 16M"),
+        (["--chunk-size", "200M"], "the default memory budget (256.0 MiB) is too small for --chunk-size"),
+        (["--part-size", "banana"], "--part-size 'banana' is not a size"),
+    ],
+)
+def test_workflow_save_and_edit_refuse_what_copy_refuses(
+    castoff: Castoff, tmp_path: Path, card: Path, options: list[str], said: str
+) -> None:
+    """QA: these were saved, and copy refused them only at 'castoff run'."""
+    out = str(tmp_path / "out")
+    r = castoff("copy", str(card), "--to", out, *options)
+    assert r.returncode == 2 and said in text(r), text(r)  # copy's own message
+    r = castoff("workflow", "save", "w", "--to", out, *options)
+    assert r.returncode == 2 and said in text(r), text(r)
+    assert not config(castoff)
+    assert castoff("workflow", "save", "w", "--to", out).returncode == 0
+    before = castoff.config.read_text()
+    r = castoff("workflow", "edit", "w", *options)
+    assert r.returncode == 2 and said in text(r), text(r)
+    assert castoff.config.read_text() == before
+
+
+def test_workflow_edit_unset_names_what_it_can_drop(castoff: Castoff, tmp_path: Path) -> None:
+    """QA: '--unset nonsense', '--unset to' and unsetting what was not set all said "changed"."""
+    out, card = str(tmp_path / "out"), str(tmp_path / "card")
+    r = castoff("workflow", "save", "w", "--to", out, "--source", card, "--layout", "date", "--rehash")
+    assert r.returncode == 0, r.stderr
+    before = castoff.config.read_text()
+    for name in ("nonsense", "to"):
+        r = castoff("workflow", "edit", "w", "--unset", name)
+        assert r.returncode == 2 and f"--unset {name}: " in text(r), text(r)
+        assert "workflow 'w' has these to unset: source, layout, rehash" in text(r), text(r)
+    assert "change them with --to" in text(castoff("workflow", "edit", "w", "--unset", "to"))
+    for same in (["--unset", "on-conflict"], ["--unset", "description"], ["--layout", "date"], ["--to", out]):
+        r = castoff("workflow", "edit", "w", *same)
+        assert r.returncode == 0 and "nothing to change in workflow 'w'" in text(r), (same, text(r))
+    assert castoff.config.read_text() == before
+    r = castoff("workflow", "edit", "w", "--unset", "layout", "--unset", "rehash", "--unset", "source")
+    assert r.returncode == 0 and "changed workflow 'w'" in text(r), text(r)
+    assert config(castoff)["workflows"] == {"w": {"to": [out]}}
 
 
 # --- buckets and keys -------------------------------------------------------------------------
@@ -609,6 +725,41 @@ def test_shell_completion_scripts_and_saved_names(castoff: Castoff, tmp_path: Pa
     assert complete("castoff run ") == ["shoot"]
     assert "@ssd" in complete("castoff workflow save w2 --to @")
     assert "workflow" in complete("castoff wo")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completes_a_saved_name_with_its_at(castoff: Castoff, tmp_path: Path) -> None:
+    """QA: bash has '@' in COMP_WORDBREAKS, argcomplete cut the candidates after it, but bash
+    replaces the '@' too (one of readline's special prefixes): '--to @ss<TAB>' became '--to ssd',
+    which copies into a folder ssd. The script is run as bash runs it on TAB."""
+    for name in ("ssd", "ssd2"):
+        assert castoff("dest", "add", name, "local", str(tmp_path / name)).returncode == 0
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "castoff").write_text(f'#!/bin/sh\nexec {sys.executable} -m castoff "$@"\n')
+    (bin_dir / "castoff").chmod(0o755)
+    script = castoff("completion", "bash").stdout
+    test = """
+        eval "$SCRIPT"
+        complete -p castoff
+        COMP_WORDBREAKS=$' \\t\\n"\\'@><=;|&(:'
+        for line in "castoff copy card --to @ss" "castoff copy card --to @" "castoff workflow save w --to @s"
+        do
+            COMP_LINE="$line" COMP_POINT=${#line} COMP_TYPE=9
+            read -ra COMP_WORDS <<< "${line//@/ @ }"
+            COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+            _python_argcomplete castoff "${COMP_WORDS[-1]}" "${COMP_WORDS[-2]}"
+            echo "${COMPREPLY[*]}"
+        done
+    """
+    env = {**castoff.environ(), "SCRIPT": script, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", "--norc", "-c", test], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("complete ") and "-F _python_argcomplete castoff" in lines[0]
+    assert lines[1:] == ["@ssd @ssd2"] * 3, done.stdout
 
 
 @pytest.mark.slow

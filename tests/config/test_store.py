@@ -69,13 +69,6 @@ BROKEN = [
     # a missing key: the line of its table
     ('credentials = "keyring"', 'credentials = "ask"', 6, "destinations.archive.access_key_id", "is missing"),
     ('bucket = "studio-archive"\n', "", 6, "destinations.archive.bucket", "is missing"),
-    (
-        'to = ["@ssd", "@archive"]',
-        'to = ["@ssd", "@nas"]',
-        16,
-        "workflows.shoot.to",
-        "no saved destination 'nas'",
-    ),
     ('to = ["@ssd", "@archive"]', "to = []", 16, "workflows.shoot.to", "list of destinations"),
     ('on_conflict = "skip"', 'on_conflict = "clobber"', 18, "workflows.shoot.options.on_conflict", "one of"),
     ("rehash = true", 'rehash = "yes"', 18, "workflows.shoot.options.rehash", "true or false"),
@@ -168,6 +161,25 @@ def test_a_config_that_is_a_link_stays_a_link(tmp_path: Path) -> None:
     new.put("destinations", "ssd", {"type": "local", "path": "/mnt/ssd"})
     new.save()
     assert (tmp_path / "new" / "config.toml").stat().st_mode & 0o777 == 0o600  # a new file: 600
+
+
+def test_a_workflow_naming_a_missing_destination_stops_only_its_run(tmp_path: Path) -> None:
+    """QA: one hand-deleted destination that a workflow named failed every load, so even the
+    commands that would repair it (dest add, workflow edit, workflow remove) could not run."""
+    cfg = load(tmp_path, GOOD.replace('to = ["@ssd", "@archive"]', 'to = ["@ssd", "@nas"]'))
+    assert cfg.workflows["shoot"].to == ("@ssd", "@nas")
+    where = f"{tmp_path / 'config.toml'}, line 16: workflows.shoot.to: no saved destination 'nas'"
+    assert [w.split(": 'castoff run")[0] for w in cfg.warnings] == [where]
+    assert "castoff dest add nas" in cfg.warnings[0] and "castoff workflow edit shoot" in cfg.warnings[0]
+    with pytest.raises(ConfigError) as caught:
+        cfg.check_workflow("shoot")
+    assert caught.value.message == where
+    cfg.update("workflows", "shoot", {"source": "/media/OTHER"})
+    cfg.save()  # a change that leaves it as it was is saved
+    cfg = ConfigFile.load(tmp_path / "config.toml", check_option)
+    cfg.put("destinations", "nas", {"type": "local", "path": "/mnt/nas"})
+    cfg.save()  # and one that repairs it
+    assert not ConfigFile.load(tmp_path / "config.toml", check_option).warnings
 
 
 def test_a_save_that_would_not_load_changes_nothing(tmp_path: Path) -> None:

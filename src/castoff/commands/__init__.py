@@ -67,7 +67,7 @@ def _saved_names(section: str, prefix: str = "") -> Callable[..., Iterable[str]]
         from castoff.commands.common import config_file
 
         try:
-            cfg = config_file(parsed_args or argparse.Namespace())
+            cfg = config_file(parsed_args or argparse.Namespace(), warn=False)
         except Exception:  # noqa: BLE001 (completion must never fail loudly)
             return []
         items = cfg.destinations if section == "destinations" else cfg.workflows
@@ -323,4 +323,19 @@ def autocomplete(parser: argparse.ArgumentParser) -> None:
     if "_ARGCOMPLETE" in os.environ:
         from argcomplete.finders import CompletionFinder
 
-        CompletionFinder()(parser, always_complete_options=False)
+        class Finder(CompletionFinder):
+            """argcomplete cuts each candidate after the last COMP_WORDBREAKS character of the
+            word, as bash replaces only what follows it; but an '@' (one of readline's special
+            prefixes) stays in what bash replaces, so it must stay in the candidate, or
+            '--to @ss<TAB>' becomes '--to ssd': the folder ssd, not the saved destination."""
+
+            def quote_completions(
+                self, completions: list[str], cword_prequote: str, last_wordbreak_pos: int | None
+            ) -> list[str]:
+                at = last_wordbreak_pos  # where the typed word, so each candidate, has a break
+                bash = os.environ.get("_ARGCOMPLETE_SHELL") == "bash"
+                if bash and at is not None and all(c[at : at + 1] == "@" for c in completions):
+                    at -= 1  # keep the '@'
+                return super().quote_completions(completions, cword_prequote, at)
+
+        Finder()(parser, always_complete_options=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from castoff.config import workflows
 from castoff.config.resolve import Resolver
@@ -46,7 +47,8 @@ def print_list(
     rows: Sequence[Sequence[str]],
     empty: str,
 ) -> int:
-    """What the list commands print: JSON with --json, else a table, or how to add a first one."""
+    """What the list commands print: JSON with --json, else a table, or how to add a first one.
+    The title and cells are Text, not markup: a path may hold [ ]."""
     if getattr(args, "json", False):
         print(json.dumps(as_json, indent=2))
         return 0
@@ -54,11 +56,11 @@ def print_list(
     if not rows:
         console.print(empty, highlight=False)
         return 0
-    table = Table(title=title)
+    table = Table(title=Text(title, style="table.title"))
     for col in columns:
         table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(Text, row))
     console.print(table)
     return 0
 
@@ -80,8 +82,16 @@ def check_option(name: str, value: object) -> str | None:
     return workflows.check_option(copy_parser(), name, value)
 
 
-def config_file(args: argparse.Namespace) -> ConfigFile:
-    return ConfigFile.load(config_path(args), check_option)
+def config_file(args: argparse.Namespace, *, warn: bool = True) -> ConfigFile:
+    """The config file, checked; what stops only some commands is said as a warning."""
+    cfg = ConfigFile.load(config_path(args), check_option)
+    for text in cfg.warnings if warn else ():
+        _warn(text)
+    return cfg
+
+
+def _warn(text: str) -> None:
+    Console(stderr=True).print(Text.assemble(("warning:", "yellow"), f" {text}"), soft_wrap=True)
 
 
 def config_locked(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
@@ -97,10 +107,9 @@ def config_locked(args: argparse.Namespace) -> contextlib.AbstractContextManager
 
 
 def resolver(args: argparse.Namespace) -> Resolver:
-    console = Console(stderr=True)
     return Resolver(
         config_path(args),
         insecure_http=bool(getattr(args, "insecure_http", False)),
-        warn=lambda text: console.print(f"[yellow]warning:[/] {text}", highlight=False, soft_wrap=True),
+        warn=_warn,
         check_option=check_option,
     )

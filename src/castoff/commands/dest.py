@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from castoff import errors
 from castoff.commands.common import S3_FLAGS, config_file, config_locked, print_list, resolver
@@ -62,11 +63,11 @@ def test_destination(dest: Destination) -> Verdict:
 
 def _print_verdict(console: Console, label: str, verdict: Verdict) -> None:
     if verdict.ok:
-        console.print(f"[green]ok[/] {label}: {verdict.message}", highlight=False)
+        console.print(Text.assemble(("ok", "green"), f" {label}: {verdict.message}"))
         return
-    console.print(f"[red]failed[/] {label}: {verdict.message}", highlight=False)
+    console.print(Text.assemble(("failed", "red"), f" {label}: {verdict.message}"))
     if verdict.hint:
-        console.print(f"  {verdict.hint}", highlight=False)
+        console.print(f"  {verdict.hint}", markup=False, highlight=False)
 
 
 # --- add --------------------------------------------------------------------------------------
@@ -193,7 +194,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     finally:
         dest.close()
     _save(cfg, saved, pair if settings.get("credentials") == "keyring" else None, replaced)
-    console.print(f"saved destination {name!r} in {cfg.path}; use it as --to @{name}", highlight=False)
+    console.print(
+        f"saved destination {name!r} in {cfg.path}; use it as --to @{name}", markup=False, highlight=False
+    )
     _say_credentials(console, saved)
     return 0
 
@@ -321,10 +324,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         shown = str(v)
         if k in table_adds and str(table_adds[k]) != shown:  # "b2 (Backblaze B2)": one row
             shown = f"{shown} ({table_adds[k]})"
-        table.add_row(k, shown)
+        table.add_row(k, Text(shown))  # Text, not markup: a path may hold [ ]
     for k2, v2 in table_adds.items():
         if k2 not in info:
-            table.add_row(f"[dim]{k2}[/]", str(v2))
+            table.add_row(Text(k2, style="dim"), Text(str(v2)))
     console.print(table)
     return 0
 
@@ -412,7 +415,9 @@ def cmd_credentials(args: argparse.Namespace) -> int:
         cfg.update("destinations", saved.name, {"access_key_id": key_id})
         cfg.save()
         console.print(
-            f"@{saved.name} now asks for the secret of key {key_id[:4]}… at every run", highlight=False
+            f"@{saved.name} now asks for the secret of key {key_id[:4]}… at every run",
+            markup=False,
+            highlight=False,
         )
         return 0
     secrets.require_keyring()
@@ -437,6 +442,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
     console.print(
         f"saved the new key {key_id[:4]}… of @{saved.name} in the keyring: the next job uses it,"
         " and the old key can be deactivated now",
+        markup=False,
         highlight=False,
     )
     return 0

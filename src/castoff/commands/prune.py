@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from castoff import errors
 from castoff.catalog import prune
@@ -120,9 +121,11 @@ def show_pruned(job: sqlite3.Row, *, as_json: bool) -> None:
         return
     console = Console()
     console.print(
-        f"[bold]job {job['id']}[/]  {job['status']}  started {_when(job['started_at'])}"
-        f"  sources: {', '.join(json.loads(job['sources']))}",
-        highlight=False,
+        Text.assemble(
+            (f"job {job['id']}", "bold"),
+            f"  {job['status']}  started {_when(job['started_at'])}"
+            f"  sources: {', '.join(json.loads(job['sources']))}",
+        )
     )
     console.print(
         f"{job['pruned_files']} file(s), {format_bytes(job['pruned_bytes'] or 0)}: the per-file history of"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from castoff import errors
 from castoff.commands.common import (
@@ -66,13 +67,28 @@ def _workflow(cfg: ConfigFile, name: str) -> Workflow:
     return found
 
 
-def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+def _check_options(cfg: ConfigFile, options: Mapping[str, Any], to: Sequence[str]) -> dict[str, Any]:
+    """Each option as copy's parser takes it, then together as copy checks them before it reads
+    (a template, --shoot, the sizes): a workflow that copy would refuse is not saved."""
+    from castoff import cli
+
     checked = workflows.options_for_toml(options)
     for k, v in checked.items():
         problem = check_option(k, v)
         if problem:
             raise errors.UsageError(f"--{k.replace('_', '-')}: {problem}")
+    argv = ["SOURCE", "--to", "DEST", *workflows.option_argv(copy_parser(), checked)]
+    parsed = copy_parser().parse_args(argv)
+    _, chunk = cli.check_options(parsed)
+    cli.memory_budget(parsed.memory, chunk, bucket=any(_is_bucket(cfg, t) for t in to))
     return checked
+
+
+def _is_bucket(cfg: ConfigFile, target: str) -> bool:
+    saved = (
+        cfg.destinations.get(target.removeprefix(SAVED_PREFIX)) if target.startswith(SAVED_PREFIX) else None
+    )
+    return target[:5].lower() == "s3://" or (saved is not None and saved.kind == "s3")
 
 
 def cmd_save(args: argparse.Namespace) -> int:
@@ -88,13 +104,15 @@ def cmd_save(args: argparse.Namespace) -> int:
         values["source"] = os.path.abspath(os.path.expanduser(args.source))
     if args.description:
         values["description"] = args.description
-    options = _check_options(workflows.given_options(args, copy_parser()))
+    options = _check_options(cfg, workflows.given_options(args, copy_parser()), values["to"])
     if options:
         values["options"] = options
     cfg.put("workflows", name, values)
     cfg.save()
     Console(stderr=True).print(
-        f"saved workflow {name!r} in {cfg.path}; run it with: castoff run {name}", highlight=False
+        f"saved workflow {name!r} in {cfg.path}; run it with: castoff run {name}",
+        markup=False,
+        highlight=False,
     )
     return 0
 
@@ -151,12 +169,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(_as_dict(w), indent=2))
         return 0
     console = Console()
-    console.print(f"[bold]{w.name}[/]" + (f": {w.description}" if w.description else ""), highlight=False)
-    console.print(f"  source: {w.source or '(given at run: castoff run NAME SOURCE)'}", highlight=False)
-    console.print(f"  to: {', '.join(w.to)}", highlight=False)
+    console.print(Text.assemble((w.name, "bold"), f": {w.description}" if w.description else ""))
+    console.print(
+        f"  source: {w.source or '(given at run: castoff run NAME SOURCE)'}", markup=False, highlight=False
+    )
+    console.print(f"  to: {', '.join(w.to)}", markup=False, highlight=False)
     for k, v in w.options.items():
-        console.print(f"  {k} = {json.dumps(v)}", highlight=False)
-    console.print(f"  same as: {command_line(w)}", highlight=False, soft_wrap=True)
+        console.print(f"  {k} = {json.dumps(v)}", markup=False, highlight=False)
+    console.print(f"  same as: {command_line(w)}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -169,19 +189,44 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if args.source:
         values["source"] = os.path.abspath(os.path.expanduser(args.source))
     options = workflows.given_options(args, copy_parser())
-    unset = [u.lstrip("-").replace("-", "_") for u in args.unset]
+    unset = _unset(w, args.unset)
     if not values and not options and not unset:
         return _edit_in_editor(cfg)
     merged = {k: v for k, v in {**w.options, **options}.items() if k not in unset}
-    cfg.update(
-        "workflows",
-        w.name,
-        {**values, "options": _check_options(merged)},
-        unset=[u for u in unset if u == "source"],
-    )
+    to = values.get("to", list(w.to))
+    checked = _check_options(cfg, merged, to)
+    kept = [None if k in unset else values.get(k, getattr(w, k)) for k in UNSETTABLE]
+    if [tuple(to), *kept, checked] == [w.to, *(getattr(w, k) for k in UNSETTABLE), w.options]:
+        Console(stderr=True).print(f"nothing to change in workflow {w.name!r}", highlight=False)
+        return 0
+    if checked:
+        values["options"] = checked
+    dropped = [k for k in UNSETTABLE if k in unset] + ([] if checked else ["options"])
+    cfg.update("workflows", w.name, values, unset=dropped)
     cfg.save()
     Console(stderr=True).print(f"changed workflow {w.name!r}", highlight=False)
     return 0
+
+
+#: what 'workflow edit --unset' drops besides copy's options (a workflow always has destinations)
+UNSETTABLE = ("source", "description")
+
+
+def _unset(w: Workflow, given: Sequence[str]) -> list[str]:
+    """The names of ``--unset`` (``on-conflict`` or ``on_conflict``), each one a workflow can hold."""
+    names = [u.lstrip("-").replace("-", "_") for u in given]
+    for typed, name in zip(given, names, strict=True):
+        if name in UNSETTABLE or name in workflows.copy_options(copy_parser()):
+            continue
+        saved = [k for k in UNSETTABLE if getattr(w, k)] + list(w.options)
+        why = "a workflow needs its destinations: change them with --to" if name == "to" else None
+        raise errors.UsageError(
+            f"--unset {typed}: " + (why or "not an option of castoff copy, nor source or description"),
+            hint=f"workflow {w.name!r} has these to unset: {', '.join(saved)}"
+            if saved
+            else f"workflow {w.name!r} has no source, description or copy option to unset",
+        )
+    return names
 
 
 def _edit_in_editor(cfg: ConfigFile) -> int:
@@ -211,14 +256,14 @@ def _edit_in_editor(cfg: ConfigFile) -> int:
                 problem = f"the editor exited with code {done.returncode}, so nothing was saved"
             else:
                 try:
-                    write_checked(cfg.path, draft.read_text(encoding="utf-8"), check_option)
+                    write_checked(cfg.path, draft.read_text(encoding="utf-8"), check_option, cfg)
                 except ConfigError as exc:
                     problem = exc.message.replace(str(cfg.path), str(draft))
                 else:
                     draft.unlink()
-                    console.print(f"saved {cfg.path}", highlight=False)
+                    console.print(f"saved {cfg.path}", markup=False, highlight=False)
                     return 0
-            console.print(f"[red]{problem}[/]", highlight=False)
+            console.print(problem, style="red", markup=False, highlight=False)
             if not _edit_again():
                 console.print("the config is unchanged", highlight=False)
                 return errors.EXIT_USAGE
@@ -226,7 +271,7 @@ def _edit_in_editor(cfg: ConfigFile) -> int:
         if draft.exists() and draft.read_text(encoding="utf-8") == cfg.text:
             draft.unlink()  # no change of the user's to keep
         elif draft.exists():
-            console.print(f"your draft is kept in {draft}", highlight=False)
+            console.print(f"your draft is kept in {draft}", markup=False, highlight=False)
 
 
 def _edit_again() -> bool:
@@ -291,7 +336,7 @@ def _choose(args: argparse.Namespace, name: str, job: Mapping[str, Any]) -> str:
             hint=f"castoff run {name} --resume finishes it; --new starts a new job instead",
         )
     Console(stderr=True).print(
-        f"The last run of {name!r} was interrupted ({_describe(job)}).", highlight=False
+        f"The last run of {name!r} was interrupted ({_describe(job)}).", markup=False, highlight=False
     )
     try:
         answer = input("Resume it [R], start a new job [n], or quit [q]? ").strip().lower()
@@ -333,7 +378,9 @@ def _global_argv(args: argparse.Namespace) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from castoff import cli
 
-    w = _workflow(config_file(args), args.name)
+    cfg = config_file(args, warn=False)  # its own dangling reference is the error below
+    w = _workflow(cfg, args.name)
+    cfg.check_workflow(w.name)
     interrupted = _interrupted_job(args, w.name)
     resumed = (
         interrupted if interrupted is not None and _choose(args, w.name, interrupted) == "resume" else None
@@ -353,6 +400,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         Console(stderr=True).print(
             f"resuming {w.name!r} ({_describe(resumed)}): what is verified is skipped,"
             " unfinished uploads continue from their last part",
+            markup=False,
             highlight=False,
         )
     return cli.cmd_copy(parsed, [*workflows.run_argv(w.name), *sources])

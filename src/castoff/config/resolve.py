@@ -145,6 +145,8 @@ class Resolver:
     def config(self) -> ConfigFile:
         if self._config is None:
             self._config = ConfigFile.load(self.config_path, self._check_option)
+            for text in self._config.warnings:
+                self.warn(text)
         return self._config
 
     def saved(self, name: str) -> SavedDestination:

@@ -173,6 +173,9 @@ class ConfigFile:
         self._lines = key_lines(text)
         self.destinations: dict[str, SavedDestination] = {}
         self.workflows: dict[str, Workflow] = {}
+        #: (workflow, destination) of each ``@NAME`` a workflow names that is not saved: an error
+        #: only when that workflow runs, so that the commands that repair it still load the file
+        self.dangling: list[tuple[str, str]] = []
         self._load()
 
     @classmethod
@@ -196,6 +199,30 @@ class ConfigFile:
             f"{self.path}{where}: {dotted}: {problem}",
             hint=hint or f"fix it in {self.path} (or 'castoff dest --help', 'castoff workflow --help')",
         )
+
+    def dangling_error(self, workflow: str, destination: str) -> ConfigError:
+        return self.error(
+            ("workflows", workflow, "to"),
+            f"no saved destination {destination!r}",
+            f"save it again (castoff dest add {destination} …), or take it out of the workflow"
+            f" (castoff workflow edit {workflow} --to …)",
+        )
+
+    @property
+    def warnings(self) -> list[str]:
+        """What is wrong in the file but stops only some commands (``castoff run`` of a workflow
+        that names a destination no longer saved)."""
+        return [
+            f"{self.dangling_error(w, d).message}: 'castoff run {w}' fails until it is saved again"
+            f" (castoff dest add {d} …) or taken out (castoff workflow edit {w} --to …)"
+            for w, d in self.dangling
+        ]
+
+    def check_workflow(self, workflow: str) -> None:
+        """Before a run: every saved destination the workflow names exists."""
+        for w, d in self.dangling:
+            if w == workflow:
+                raise self.dangling_error(w, d)
 
     def line_of(self, key: tuple[str, ...]) -> int | None:
         """The line of ``key``, else of its nearest table; for an implicit table (``[a.b]`` only
@@ -300,13 +327,9 @@ class ConfigFile:
         to = table.get("to")
         if not isinstance(to, list) or not to or not all(isinstance(t, str) and t.strip() for t in to):
             raise self.error((*key, "to"), 'must be a list of destinations, like ["@ssd", "@archive"]')
-        for ref in to:
-            if ref.startswith("@") and ref[1:] not in self.destinations:
-                raise self.error(
-                    (*key, "to"),
-                    f"no saved destination {ref[1:]!r}",
-                    "'castoff dest list' shows the saved ones",
-                )
+        self.dangling += [
+            (name, ref[1:]) for ref in to if ref.startswith("@") and ref[1:] not in self.destinations
+        ]
         self._need_str(key, table, "source", required=False)
         self._need_str(key, table, "description", required=False)
         options = table.get("options", {})
@@ -357,7 +380,7 @@ class ConfigFile:
         text = tomlkit.dumps(self.doc)
         if not self.text.strip():
             text = "".join(f"# {line}\n" for line in HEADER.splitlines()) + "\n" + text.lstrip("\n")
-        write_checked(self.path, text, self._check_option)
+        write_checked(self.path, text, self._check_option, self)
 
 
 @contextlib.contextmanager
@@ -385,11 +408,18 @@ def locked(path: Path, waiting: Callable[[], None] = lambda: None) -> Iterator[N
         os.close(fd)  # and with it the lock
 
 
-def write_checked(path: Path, text: str, check_option: OptionCheck | None) -> None:
-    """Write ``text`` to ``path`` atomically, after checking that it loads as a config. A config
-    that is a link (into a dotfiles repository, say) stays one: the file it names is replaced,
-    keeping its mode (a new file: 600)."""
-    ConfigFile(path, text, check_option)
+def write_checked(
+    path: Path, text: str, check_option: OptionCheck | None, before: ConfigFile | None = None
+) -> None:
+    """Write ``text`` to ``path`` atomically, after checking that it loads as a config and that
+    it names no missing destination that ``before`` (the file as loaded) did not already name:
+    a change may leave a dangling reference it did not make, or repair it, never make one. A
+    config that is a link (into a dotfiles repository, say) stays one: the file it names is
+    replaced, keeping its mode (a new file: 600)."""
+    new = ConfigFile(path, text, check_option)
+    for w, d in new.dangling:
+        if before is None or (w, d) not in before.dangling:
+            raise new.dangling_error(w, d)
     real = Path(os.path.realpath(path))
     try:
         mode = real.stat().st_mode & 0o7777

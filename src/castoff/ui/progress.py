@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from rich.console import Console
-from rich.markup import escape
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -134,7 +133,7 @@ class RichDisplay(Display):
         self.console = console or Console(stderr=True)
         self.debug = self.wants_debug = debug
         self.progress = Progress(
-            TextColumn("[bold]{task.description}", justify="left"),
+            TextColumn("{task.description}", style="bold", markup=False),  # a folder's [ ] stay text
             BarColumn(bar_width=30),
             _BytesColumn(binary_units=True),
             TransferSpeedColumn(),
@@ -156,9 +155,8 @@ class RichDisplay(Display):
             if level == "debug" and not self.debug:
                 return
             style = _LEVEL_STYLE.get(level, "dim")
-            self.progress.console.print(
-                f"[{style}]{event.data.get('message')}[/]", highlight=False, soft_wrap=True
-            )
+            # Text, not markup: a log line quotes paths, which may hold [ ]
+            self.progress.console.print(Text(str(event.data.get("message")), style=style), soft_wrap=True)
         elif event.kind == "released":
             self.progress.console.print(
                 "[bold green]Source can be released:[/] every local destination is verified."
@@ -217,8 +215,8 @@ def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
     for col in [*cols, *(RARE_TITLES[c] for c in rare), "failed"]:
         table.add_column(col, justify="right")
     for name, s in lanes.items():
-        row = [
-            escape(name),
+        row: list[RenderableType] = [
+            Text(name),  # Text, not markup: a folder's name may hold [ ]
             str(s["files_total"]),
             format_bytes(s["bytes_total"]),
             str(s["verified"]),
