@@ -41,7 +41,10 @@ class Castoff:
 
     def environ(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CASTOFF_"))}
+        tmp = self.root / "tmp"  # an editor's draft kept on purpose goes with the test's folder
+        tmp.mkdir(parents=True, exist_ok=True)
         env.update(
+            TMPDIR=str(tmp),
             PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]),
             PYTHON_KEYRING_BACKEND="keyring_backend.FileKeyring",
             CASTOFF_TEST_KEYRING=str(self.keyring_file),
