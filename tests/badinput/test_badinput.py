@@ -217,6 +217,8 @@ def test_s3_keys_are_the_exact_path_or_refused(prefix: str, parts: list[str]) ->
         (["--to", "s3://b/raw/?endpoint=http://127.0.0.1:9&storage_class=FROZEN"], "storage class"),
         (["--to", "s3://b/raw/?endpoint=http://127.0.0.1:9", "--no-keys"], "no credentials"),
         (["--to", "gopher://x/"], "unknown destination scheme"),
+        (["--to", "s3:bucket/raw/"], "looks like a URL without its '//'"),
+        (["--to", "s3:/bucket/raw/"], "looks like a URL without its '//'"),
         # QA: refused by one server with a traceback a file, stored as written by another
         (["--to", "s3://b/raw//x/?endpoint=http://127.0.0.1:9"], "an empty folder name"),
         (["--to", "s3://b//raw/?endpoint=http://127.0.0.1:9"], "an empty folder name"),

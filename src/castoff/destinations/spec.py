@@ -48,4 +48,11 @@ def open_destination(spec: str, *, s3_defaults: Mapping[str, object] | None = No
         )
     if not spec.strip():
         raise errors.UsageError("empty destination")
+    head = spec.split("/", 1)[0].lower()
+    if head.startswith(("s3:", "file:")) and not os.path.exists(head):
+        # "s3:bucket" or "s3:/bucket" made a local folder named "s3:bucket", silently (QA)
+        raise errors.UsageError(
+            f"{shown(spec)!r} looks like a URL without its '//'",
+            hint="write s3://bucket/prefix/ for a bucket, or ./" + spec + " for a folder of that name",
+        )
     return LocalDestination(os.path.expanduser(spec), name=spec)
