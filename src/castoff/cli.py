@@ -13,6 +13,7 @@ import sqlite3
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -403,6 +404,16 @@ def check_distinct(dests: Sequence[Destination]) -> None:
             )
 
 
+def tell_apart(dests: Sequence[Destination]) -> None:
+    """Destinations that would show the same name (one bucket and prefix at two endpoints) name
+    their endpoint, so the summary and the reports keep a row for each."""
+    names = Counter(d.name for d in dests)
+    for d in dests:
+        show_where = getattr(d, "show_where", None)
+        if names[d.name] > 1 and callable(show_where):
+            show_where()
+
+
 def check_outside_sources(dests: Sequence[Destination], sources: Sequence[str], template: Template) -> None:
     """No local destination may be inside a source, or hold a source folder where the layout
     would put its copy (``castoff copy n/card --to n``: each file's target is the file itself)."""
@@ -475,6 +486,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     chunk = chunk_for_parts(chunk, given=args.chunk_size is not None, dests=dests, console=console)
     memory = memory_budget(args.memory, chunk, bucket=any(not d.caps.is_local for d in dests))
     check_distinct(dests)
+    tell_apart(dests)
     for d in dests:  # credentials are configuration: missing ones stop the job before any write
         if not d.caps.is_local:
             try:

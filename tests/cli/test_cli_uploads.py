@@ -282,3 +282,26 @@ def test_a_part_size_below_the_chunk_size_is_honoured_or_said(tmp_path: Path, mo
     said = " ".join(r.stderr.split())
     assert "part size 5.0 MiB is below --chunk-size 8.0 MiB: its parts will be 8.0 MiB" in said
     assert parts("q/card/A001.MXF") == "2"
+
+
+def test_one_bucket_and_prefix_at_two_endpoints_are_two_rows(
+    tmp_path: Path, moto: Any, rclone_s3: Any
+) -> None:
+    """The same bucket name and prefix at two servers are two destinations: the summary, the
+    JSON report and the catalog keep each apart by naming its endpoint."""
+    moto.server.create_bucket(rclone_s3.bucket)
+    src = tmp_path / "card"
+    write(src / "DCIM" / "IMG_0001.JPG", b"j" * 1000)
+    write(src / "DCIM" / "IMG_0002.JPG", b"k" * 2000)
+    state = tmp_path / "state"
+    env = keys(rclone_s3.access_key, rclone_s3.secret_key)  # moto takes any key
+    urls = [s3_url(rclone_s3.bucket, "shoot/", server.url) for server in (rclone_s3, moto)]
+    r = castoff("copy", str(src), "--to", urls[0], "--to", urls[1], state=state, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    names = [f"s3://{rclone_s3.bucket}/shoot ({server.url})" for server in (rclone_s3, moto)]
+    text = "".join(r.stderr.split())  # the table may fold a long name
+    for name in names:
+        assert "".join(name.split()) in text
+    report = json.loads(next((state / "reports").glob("*.json")).read_text())
+    assert set(report["summary"]) == set(names)
+    assert all(s["verified"] == 2 for s in report["summary"].values())

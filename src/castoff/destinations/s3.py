@@ -784,6 +784,8 @@ class S3Destination:
         on_aws = provider.name == "aws" and options.endpoint_url is None
         where = "aws" if on_aws else _endpoint_id(self.endpoint_url)
         self._ident = f"s3:{where}/{options.bucket}/{options.prefix}"
+        self._where = where
+        self._where_shown = ""  # see ``show_where``
         self._caps = self._capabilities()
 
     def _capabilities(self) -> Capabilities:
@@ -826,7 +828,12 @@ class S3Destination:
 
     @property
     def name(self) -> str:
-        return f"s3://{self.options.bucket}/{self.options.prefix}".rstrip("/")
+        return f"s3://{self.options.bucket}/{self.options.prefix}".rstrip("/") + self._where_shown
+
+    def show_where(self) -> None:
+        """Name the endpoint too: another destination of the job has the same bucket and prefix
+        at another endpoint, and the summary, reports and messages must tell the two apart."""
+        self._where_shown = f" ({self._where})"
 
     @property
     def ident(self) -> str:
