@@ -3,6 +3,7 @@ itself does not recommend only when the user named it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,3 +66,38 @@ def test_the_suites_file_backend_is_trusted_and_named(own_keyring: Path) -> None
     keyring.set_keyring(FileKeyring())
     assert secrets.keyring_backend() == (True, "keyring_backend.FileKeyring")
     assert secrets.keyring_title() == "keyring backend FileKeyring"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_a_credential_command_past_its_time_is_stopped_with_its_children(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unattended, a command that hangs (here a script whose child sleeps) is stopped whole: the
+    job says so, and no child of it is left running."""
+    monkeypatch.setattr(secrets, "COMMAND_TIMEOUT", 0.5)
+    monkeypatch.setattr("sys.stdin", None)
+    pidfile = tmp_path / "child.pid"
+    with pytest.raises(errors.UsageError) as caught:
+        secrets.from_command(f"sh -c 'sleep 30 & echo $! > {pidfile}; wait'")
+    assert "did not finish within 0.5 s: stopped it" in caught.value.message
+    assert "waiting for input" in (caught.value.hint or "")
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def test_a_credential_command_that_cannot_start_says_why() -> None:
+    with pytest.raises(errors.UsageError) as caught:
+        secrets.from_command("/nonexistent/creds --json")
+    assert "'/nonexistent/creds' could not run: No such file or directory" in caught.value.message
+    assert "full path" in (caught.value.hint or "")

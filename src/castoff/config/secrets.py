@@ -7,9 +7,12 @@ plaintext file such as keyrings.alt's) castoff says so and never falls back to a
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -225,25 +228,57 @@ def read_secret_stdin() -> str:
 # --- a credential command ---------------------------------------------------------------------
 
 
+def _run_command(argv: list[str]) -> tuple[int, str]:
+    """Run the command; past ``COMMAND_TIMEOUT`` stop it. Unattended (no terminal) it runs in a
+    session of its own, and the whole session is stopped, so a script's children are not left
+    behind; at a terminal it stays in castoff's, where a password prompt can reach the user."""
+    attended = sys.stdin is not None and sys.stdin.isatty()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=not attended,
+        )
+    except OSError as exc:
+        raise errors.UsageError(
+            f"the credential command {argv[0]!r} could not run: {exc.strerror or exc}",
+            hint="give the command's full path, and check that it is executable",
+        ) from None
+    try:
+        stdout, _ = proc.communicate(timeout=COMMAND_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if attended:
+                proc.kill()
+            else:
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):  # a child left behind may hold them: no read
+            if pipe is not None:
+                pipe.close()
+        raise errors.UsageError(
+            f"the credential command {argv[0]!r} did not finish within {COMMAND_TIMEOUT:g} s: stopped it",
+            hint="run it yourself to see why (it may be waiting for input, which it never gets here)",
+        ) from None
+    return proc.returncode, stdout
+
+
 def from_command(command: str) -> KeyPair:
     """Run a ``credential_process``-style command: it prints JSON with AccessKeyId and
     SecretAccessKey (and SessionToken). Its output is never shown, even when it is wrong."""
     argv = shlex.split(command)
     if not argv:
         raise errors.UsageError("the credential command is empty")
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    returncode, stdout = _run_command(argv)
+    if returncode != 0:
         raise errors.UsageError(
-            f"the credential command {argv[0]!r} could not run: {type(exc).__name__}"
-        ) from None
-    if done.returncode != 0:
-        raise errors.UsageError(
-            f"the credential command {argv[0]!r} failed with exit code {done.returncode}",
+            f"the credential command {argv[0]!r} failed with exit code {returncode}",
             hint="run it yourself to see why",
         )
     try:
-        data = json.loads(done.stdout)
+        data = json.loads(stdout)
         return KeyPair(str(data["AccessKeyId"]), str(data["SecretAccessKey"]), data.get("SessionToken"))
     except (ValueError, KeyError, TypeError):
         raise errors.UsageError(
