@@ -229,6 +229,25 @@ def test_an_editor_draft_with_a_table_twice_or_a_failed_editor_saves_nothing(
     Path(text(failed).split("draft is kept in ")[1].split()[0]).unlink()
 
 
+def test_an_editor_that_saves_with_a_byte_order_mark_is_understood(castoff: Castoff, tmp_path: Path) -> None:
+    """Windows editors begin UTF-8 with a byte order mark, which TOML does not allow: the edit is
+    saved (without it) instead of failing on line 1 with "Empty key"."""
+    assert castoff("dest", "add", "a", "local", str(tmp_path / "a")).returncode == 0
+    assert castoff("workflow", "save", "w", "--to", "@a").returncode == 0
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        "import pathlib, sys\n"
+        "p = pathlib.Path(sys.argv[1])\n"
+        "more = '\\n[workflows.w.options]\\nrehash = true\\n'\n"
+        "p.write_bytes(b'\\xef\\xbb\\xbf' + (p.read_text() + more).encode())\n"
+    )
+    r = castoff("workflow", "edit", "w", env={"EDITOR": f"{sys.executable} {editor}"})
+    assert r.returncode == 0, text(r)
+    saved = castoff.config.read_bytes()
+    assert not saved.startswith(b"\xef\xbb\xbf") and b"rehash = true" in saved
+    assert castoff("workflow", "show", "w").returncode == 0
+
+
 def test_names_with_brackets_are_printed_as_they_are(castoff: Castoff, tmp_path: Path) -> None:
     """QA: rich read ``[raw]`` in a path, and ``[destinations]`` in a config message, as markup:
     they vanished, and 'workflow show' gave a copy command that named other folders."""

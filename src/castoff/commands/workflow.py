@@ -256,7 +256,7 @@ def _edit_in_editor(cfg: ConfigFile) -> int:
                 problem = f"the editor exited with code {done.returncode}, so nothing was saved"
             else:
                 try:
-                    write_checked(cfg.path, draft.read_text(encoding="utf-8"), check_option, cfg)
+                    write_checked(cfg.path, draft.read_text(encoding="utf-8-sig"), check_option, cfg)
                 except ConfigError as exc:
                     problem = exc.message.replace(str(cfg.path), str(draft))
                 else:
@@ -268,7 +268,7 @@ def _edit_in_editor(cfg: ConfigFile) -> int:
                 console.print("the config is unchanged", highlight=False)
                 return errors.EXIT_USAGE
     finally:
-        if draft.exists() and draft.read_text(encoding="utf-8") == cfg.text:
+        if draft.exists() and draft.read_text(encoding="utf-8-sig") == cfg.text:
             draft.unlink()  # no change of the user's to keep
         elif draft.exists():
             console.print(f"your draft is kept in {draft}", markup=False, highlight=False)

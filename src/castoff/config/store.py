@@ -161,6 +161,8 @@ class ConfigFile:
             reason = str(exc).split(" at line")[0]
             if reason == "Unexpected character: '\\x00'":  # tomlkit's word for the end of the file
                 reason = "the file ends inside a value: is a [, { or quote left open?"
+            elif "\\u000a" in reason:  # tomlkit's word for a string the line ends in
+                reason = "a string runs to the end of its line: is its closing quote missing?"
             raise ConfigError(
                 f"{path}, line {exc.line}: not valid TOML ({reason})",
                 hint="fix the file (https://toml.io) or move it away to start afresh",
@@ -184,7 +186,8 @@ class ConfigFile:
         text = ""
         if path.exists():
             try:
-                text = path.read_text(encoding="utf-8")
+                # utf-8-sig: an editor's byte order mark (Windows Notepad) is not a TOML error
+                text = path.read_text(encoding="utf-8-sig")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"cannot read the config file {path}: {exc}") from exc
         return cls(path, text, check_option)
