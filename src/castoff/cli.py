@@ -20,7 +20,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import platformdirs
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -29,6 +28,7 @@ from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, UploadRow, job_as_json,
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
+from castoff.ui.term import Console
 from castoff.units import format_bytes, parse_size
 
 if TYPE_CHECKING:

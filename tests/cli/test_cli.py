@@ -472,3 +472,19 @@ def test_paths_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
         r = run("copy", str(tmp_path / bad), "--to", str(tmp_path / "o"), state=state)
         out = " ".join((r.stdout + r.stderr).split())
         assert r.returncode == 2 and f"castoff: source {tmp_path / bad} does not exist" in out, out
+
+
+def test_emoji_codes_in_names_are_printed_as_they_are(tmp_path: Path) -> None:
+    """QA: rich turned ``:camera:`` in a folder or file name into a picture, even where markup
+    was off: the summary and the log lines named folders that do not exist."""
+    src = tmp_path / "card"
+    write(src / ":smile:.jpg", b"new")
+    out = tmp_path / ":camera: out"
+    write(out / "card" / ":smile:.jpg", b"old")  # a conflict: a warning line naming the file
+    r = run("copy", str(src), "--to", str(out), state=tmp_path / "state")
+    text = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0, text
+    rows = [line.split("│")[1].strip() for line in r.stderr.splitlines() if line.count("│") > 2]
+    assert rows == [str(out)], r.stderr
+    assert f"{out}/card/:smile:.jpg exists with other content: kept both" in text
+    assert "\N{CAMERA}" not in text and "\N{SMILING FACE WITH OPEN MOUTH}" not in text

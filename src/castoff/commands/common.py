@@ -11,13 +11,13 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from castoff.config import workflows
 from castoff.config.resolve import Resolver
 from castoff.config.store import ConfigFile, default_path, locked
+from castoff.ui.term import Console
 
 #: copy's S3 options that a saved bucket keeps (``dest add`` takes them as copy does), by the
 #: name of the setting in the config file (the s3:// URL option names)

@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -30,6 +29,7 @@ from castoff.config.resolve import (
 )
 from castoff.config.store import ConfigFile, SavedDestination, check_name
 from castoff.destinations.base import Destination
+from castoff.ui.term import Console
 
 
 @dataclass(frozen=True)

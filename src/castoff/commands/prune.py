@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.text import Text
 
 from castoff import errors
 from castoff.catalog import prune
 from castoff.catalog.db import job_as_json
+from castoff.ui.term import Console
 from castoff.units import format_bytes
 
 #: jobs named one by one before the rest are counted

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.text import Text
 
 from castoff import errors
@@ -31,6 +30,7 @@ from castoff.commands.common import (
 from castoff.config import secrets, workflows
 from castoff.config.resolve import SAVED_PREFIX
 from castoff.config.store import ConfigError, ConfigFile, Workflow, check_name, write_checked
+from castoff.ui.term import Console
 
 
 def _normalise_to(cfg: ConfigFile, targets: Sequence[str]) -> list[str]:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from rich.console import Console, RenderableType
+from rich.console import RenderableType
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from castoff.engine.events import Event
+from castoff.ui.term import Console
 from castoff.units import format_bytes
 
 Stats = Callable[[], Mapping[str, Mapping[str, int]]]
