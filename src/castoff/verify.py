@@ -58,6 +58,9 @@ class Result:
     missing: list[str] = field(default_factory=list)
     altered: list[dict[str, str]] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    #: files there that a job's report does not name: other jobs' copies on the same drive, so
+    #: counted, not listed, and no failure (a history covers its whole folder: there, ``extra``)
+    others: int = 0
 
     @property
     def ok(self) -> bool:
@@ -99,22 +102,52 @@ def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
         raise errors.UsageError(f"{report} is not a castoff JSON report: {exc}") from None
     if not str(schema).startswith("castoff.report/"):
         raise errors.UsageError(f"{report} has schema {schema!r}, not a castoff.report/N")
+    try:
+        delivered = [
+            (str(d["destination"]), str(d["target"]), str(f["blake3"]))
+            for f in files
+            if f.get("blake3")
+            for d in f.get("destinations", [])
+            if d.get("status") in OK_STATUSES and d.get("target") and d.get("destination")
+        ]
+    except (KeyError, TypeError) as exc:
+        raise errors.UsageError(f"{report} is not a castoff JSON report: {exc}") from None
     real_root = os.path.realpath(root)
     expected: dict[str, Expected] = {}
-    for f in files:
-        for d in f.get("destinations", []):
-            # the folders resolved, not the file: a symlink put in a copy's place stays the copy's path
-            folder, name = os.path.split(str(d.get("target") or ""))
-            target = os.path.join(os.path.realpath(folder), name)
-            if d.get("status") in OK_STATUSES and f.get("blake3") and target.startswith(real_root + os.sep):
-                rel = os.path.relpath(target, real_root).replace(os.sep, "/")
-                expected[rel] = Expected("blake3", str(f["blake3"]))
-    if not expected:
+    for _, target, digest in delivered:
+        # the folders resolved, not the file: a symlink put in a copy's place stays the copy's path
+        folder, name = os.path.split(target)
+        resolved = os.path.join(os.path.realpath(folder), name)
+        if resolved.startswith(real_root + os.sep):
+            expected[os.path.relpath(resolved, real_root).replace(os.sep, "/")] = Expected("blake3", digest)
+    if expected:
+        return expected, f"castoff report {report.name}"
+    moved = _moved_destination(root, delivered)
+    if moved is None:
         raise errors.UsageError(
             f"the report {report} names no file delivered into {root}",
             hint="pass the folder the job copied to (its --to), and that job's report",
         )
-    return expected, f"castoff report {report.name}"
+    was, expected = moved
+    return expected, f"castoff report {report.name}; its destination {was} is this folder now"
+
+
+def _moved_destination(
+    root: Path, delivered: list[tuple[str, str, str]]
+) -> tuple[str, dict[str, Expected]] | None:
+    """A drive mounted elsewhere since the job (``/Volumes/SSD`` then, ``/media/ssd`` now): the
+    report's destination folder whose files are found under ``root`` by their paths inside it,
+    the one with the most of them when the job had several. None when no file is found."""
+    by_dest: dict[str, dict[str, Expected]] = {}
+    for dest, target, digest in delivered:
+        inside = dest.rstrip("/") + "/"
+        if target.startswith(inside):
+            by_dest.setdefault(dest, {})[target[len(inside) :]] = Expected("blake3", digest)
+    found = {d: sum(os.path.lexists(root / rel) for rel in exp) for d, exp in by_dest.items()}
+    best = max(found, key=lambda d: found[d], default=None)
+    if best is None or not found[best]:
+        return None
+    return best, by_dest[best]
 
 
 def walk(root: Path, ignored: Callable[[str], bool] = mhl.is_ignored) -> Iterator[str]:
@@ -129,15 +162,25 @@ def walk(root: Path, ignored: Callable[[str], bool] = mhl.is_ignored) -> Iterato
 
 
 def check(
-    root: Path, expected: dict[str, Expected], against: str, ignored: Callable[[str], bool] = mhl.is_ignored
+    root: Path,
+    expected: dict[str, Expected],
+    against: str,
+    ignored: Callable[[str], bool] = mhl.is_ignored,
+    *,
+    whole_folder: bool = True,
 ) -> Result:
+    """``whole_folder``: the record covers every file there (a history), so a file it does not
+    name is extra; otherwise (one job's report) it is another job's, counted in ``others``."""
     result = Result(str(root), against)
     present = set()
     for rel in walk(root, ignored):
         present.add(rel)
         want = expected.get(rel)
         if want is None:
-            result.extra.append(rel)
+            if whole_folder:
+                result.extra.append(rel)
+            else:
+                result.others += 1
             continue
         result.checked += 1
         try:
@@ -172,7 +215,9 @@ def print_result(r: Result, out: Any = None) -> None:
         )
     for p in r.extra:
         print(f"  extra    {_show(p)}  (not in the record)", file=out)
-    if r.ok:
+    if r.ok and r.others:
+        print(f"all {r.matched} recorded files match; nothing missing", file=out)
+    elif r.ok:
         print(f"all {r.matched} recorded files match; nothing missing, nothing extra", file=out)
     else:
         print(
@@ -180,6 +225,8 @@ def print_result(r: Result, out: Any = None) -> None:
             f" {len(r.altered)} altered; {len(r.extra)} extra file(s)",
             file=out,
         )
+    if r.others:
+        print(f"{r.others} other file(s) here are not from this job: not checked", file=out)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -207,7 +254,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"{root} has no {mhl.FOLDER}/ history to verify against",
             hint=f"pass --report JOB.json (copies are in {mhl.REPORTS_FOLDER}/ with --report-to destination)",
         )
-    result = check(root, expected, against, ignored)
+    result = check(root, expected, against, ignored, whole_folder=not args.report)
     if args.json:
         print(json.dumps({"ok": result.ok, **asdict(result)}, indent=2, ensure_ascii=False))
     else:

@@ -50,19 +50,60 @@ def test_missing_altered_and_extra_are_named(copied: tuple[Path, Path], tmp_path
     (dest / "CARD" / "DCIM" / "IMG_0002.JPG").write_bytes(b"tWo" * 1000)
     (dest / "CARD" / "stray.txt").write_bytes(b"?")
     for extra, fmt in (([], "xxh128"), (["--report", str(report)], "blake3")):
+        whole_folder = not extra  # a history covers the folder; a report, its job's files only
         r = castoff("verify", str(dest), *extra, state=tmp_path / "state")
         assert r.returncode == 1, r.stdout + r.stderr
         assert "missing  CARD/DCIM/IMG_0001.JPG" in r.stdout
         assert "altered  CARD/DCIM/IMG_0002.JPG" in r.stdout and fmt in r.stdout
-        assert "extra    CARD/stray.txt" in r.stdout
+        assert ("extra    CARD/stray.txt" in r.stdout) is whole_folder
+        assert ("1 other file(s) here are not from this job: not checked" in r.stdout) is not whole_folder
         j = castoff("verify", str(dest), *extra, "--json", state=tmp_path / "state")
         assert j.returncode == 1
         doc = json.loads(j.stdout)
         assert doc["ok"] is False
         assert doc["missing"] == ["CARD/DCIM/IMG_0001.JPG"]
         assert [a["path"] for a in doc["altered"]] == ["CARD/DCIM/IMG_0002.JPG"]
-        assert doc["extra"] == ["CARD/stray.txt"]
+        assert doc["extra"] == (["CARD/stray.txt"] if whole_folder else [])
+        assert doc["others"] == (0 if whole_folder else 1)
         assert doc["matched"] == 1
+
+
+def test_a_report_checks_its_own_job_on_a_drive_other_jobs_share(
+    copied: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """QA: a second card on the same drive made every check of the first job's report fail with
+    its files as "extra"."""
+    dest, report = copied
+    card2 = tmp_path / "CARD2"
+    (card2 / "DCIM").mkdir(parents=True)
+    (card2 / "DCIM" / "IMG_0100.JPG").write_bytes(b"other" * 100)
+    assert castoff("copy", str(card2), "--to", str(dest), state=tmp_path / "state").returncode == 0
+    r = castoff("verify", str(dest), "--report", str(report), state=tmp_path / "state")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "all 3 recorded files match; nothing missing" in r.stdout
+    assert "1 other file(s) here are not from this job: not checked" in r.stdout
+
+
+def test_a_report_follows_its_drive_mounted_elsewhere(copied: tuple[Path, Path], tmp_path: Path) -> None:
+    """QA: the same drive at another mount point (/Volumes/SSD then, /media/ssd now) "named no
+    file delivered" there: the report's destination folder is found by the files in it."""
+    dest, report = copied
+    kept = tmp_path / "job.json"
+    kept.write_bytes(report.read_bytes())
+    moved = tmp_path / "media" / "ssd-now"
+    moved.parent.mkdir()
+    dest.rename(moved)
+    r = castoff("verify", str(moved), "--report", str(kept), state=tmp_path / "state")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"its destination {dest} is this folder now" in " ".join(r.stdout.split())
+    assert "all 3 recorded files match" in r.stdout
+    (moved / "CARD" / "DCIM" / "IMG_0002.JPG").write_bytes(b"tWo" * 1000)
+    r = castoff("verify", str(moved), "--report", str(kept), state=tmp_path / "state")
+    assert r.returncode == 1 and "altered  CARD/DCIM/IMG_0002.JPG" in r.stdout
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    r = castoff("verify", str(elsewhere), "--report", str(kept), state=tmp_path / "state")
+    assert r.returncode == 2 and "names no file delivered into" in r.stderr
 
 
 def test_bad_input_exits_2(copied: tuple[Path, Path], tmp_path: Path) -> None:
