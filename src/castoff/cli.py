@@ -388,9 +388,12 @@ def check_distinct(dests: Sequence[Destination]) -> None:
     named: dict[str, Destination] = {}
     folders: dict[tuple[int, int, tuple[str, ...]], Destination] = {}
     for d in dests:
-        first = named.setdefault(d.ident, d)
+        first = named.setdefault(getattr(d, "place", d.ident), d)
         if first is not d:
             both = d.name if first.name == d.name else f"{first.name} and {d.name}"
+            if first.ident != d.ident and first.name == d.name:  # one server, two spellings
+                at = [getattr(x, "endpoint_url", x.ident) for x in (first, d)]
+                both += f" (at {at[0]} and {at[1]})"
             raise errors.UsageError(f"the same destination is named twice: {both}")
         root = getattr(d, "root", None)
         found = folder_identity(root) if isinstance(root, str) else None

@@ -305,3 +305,19 @@ def test_one_bucket_and_prefix_at_two_endpoints_are_two_rows(
     report = json.loads(next((state / "reports").glob("*.json")).read_text())
     assert set(report["summary"]) == set(names)
     assert all(s["verified"] == 2 for s in report["summary"].values())
+
+
+def test_one_server_by_two_loopback_names_is_one_destination(tmp_path: Path, rclone_s3: Any) -> None:
+    """``localhost`` and ``127.0.0.1`` are one server: two copies there would be one copy (and
+    the second a '(2)' of each file), so the job is refused before anything is written."""
+    src = tmp_path / "card"
+    write(src / "IMG_0001.JPG", b"j" * 1000)
+    env = keys(rclone_s3.access_key, rclone_s3.secret_key)
+    other = rclone_s3.url.replace(LOCALHOST, "localhost")
+    assert other != rclone_s3.url
+    urls = [s3_url(rclone_s3.bucket, "shoot/", url) for url in (rclone_s3.url, other)]
+    r = castoff("copy", str(src), "--to", urls[0], "--to", urls[1], state=tmp_path / "state", env=env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    said = " ".join(r.stderr.split())
+    assert f"the same destination is named twice: s3://{rclone_s3.bucket}/shoot (at" in said
+    assert rclone_s3.client.list_objects_v2(Bucket=rclone_s3.bucket).get("KeyCount", 0) == 0
