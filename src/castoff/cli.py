@@ -129,19 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="GLOB",
-        help="copy only matching files (name, or path under the source)",
+        help="copy only matching files: a glob without a '/' matches the name, one with a '/' the path"
+        " under the source; case is ignored ('*.jpg' matches IMG_0001.JPG) unless --case-sensitive",
     )
     c.add_argument(
         "--exclude",
         action="append",
         default=[],
         metavar="GLOB",
-        help="leave matching files and folders out",
+        help="leave matching files and folders out (matched as --include's globs)",
+    )
+    c.add_argument(
+        "--case-sensitive",
+        action="store_true",
+        help="--include/--exclude globs match case exactly ('*.jpg' no longer matches IMG_0001.JPG);"
+        " OS junk is matched whatever its case either way",
     )
     c.add_argument(
         "--keep-junk",
         action="store_true",
-        help="also copy OS junk (.DS_Store, ._*, Thumbs.db, ...)",
+        help="also copy OS junk (.DS_Store, ._*, Thumbs.db, ..., in any case: THUMBS.DB too)",
     )
     c.add_argument(
         "--follow-symlinks",
@@ -505,6 +512,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             exclude=tuple(args.exclude),
             skip_junk=not args.keep_junk,
             follow_symlinks=args.follow_symlinks,
+            ignore_case=not args.case_sensitive,
         ),
         retry=RetryPolicy(),
         planner=planner,

@@ -7,14 +7,18 @@ inside a source unless asked, skipping OS junk and special files with a reason t
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
+import re
 import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from castoff import errors
 
-#: Files and folders the OS leaves on cards and drives; never worth a backup.
+#: Files and folders the OS leaves on cards and drives; never worth a backup. Matched whatever
+#: their case: FAT and exFAT cards, NTFS and APFS drives ignore it, and Windows writes
+#: ``THUMBS.DB`` or ``Desktop.ini`` as readily as ``Thumbs.db``.
 JUNK_NAMES = frozenset(
     {
         ".DS_Store",
@@ -30,12 +34,20 @@ JUNK_NAMES = frozenset(
 )
 
 
-def is_junk(name: str) -> bool:
-    return (
-        name in JUNK_NAMES
-        or name.startswith("._")
-        or (name.startswith(".castoff.") and name.endswith(".partial"))
-    )
+_JUNK_FOLDED = frozenset(n.casefold() for n in JUNK_NAMES)
+
+
+def is_junk(name: str, *, ignore_case: bool = True) -> bool:
+    """OS junk (or castoff's own partial file), whatever the case of its name; with
+    ``ignore_case=False``, only as ``JUNK_PATTERNS`` spell it (what ASC MHL's ignore list says)."""
+    if ignore_case:
+        folded = name.casefold()
+        return folded in _JUNK_FOLDED or name.startswith("._") or _is_partial(name)
+    return name in JUNK_NAMES or name.startswith("._") or _is_partial(name)
+
+
+def _is_partial(name: str) -> bool:
+    return name.startswith(".castoff.") and name.endswith(".partial")
 
 
 #: why a file whose path is not UTF-8 fails: the catalog, the reports and ASC MHL hold text
@@ -88,18 +100,31 @@ class Skipped:
     code: str  # junk, excluded, symlink, special, destination: left out; unreadable, vanished: failures
 
 
+@functools.lru_cache(maxsize=256)
+def _glob(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern), re.IGNORECASE if ignore_case else 0)
+
+
+def glob_matches(pattern: str, rel_under: str, *, ignore_case: bool) -> bool:
+    """Whether an --include/--exclude glob matches a path under the source: a glob without a "/"
+    matches the last name, one with a "/" the whole path (its ``*`` crossing folders)."""
+    if "/" in pattern:
+        return _glob(pattern.lstrip("/"), ignore_case).match(rel_under) is not None
+    return _glob(pattern, ignore_case).match(rel_under.rsplit("/", 1)[-1]) is not None
+
+
 @dataclass(frozen=True)
 class Filters:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     skip_junk: bool = True
     follow_symlinks: bool = False
+    #: --include/--exclude ignore case (``*.jpg`` matches ``IMG_0001.JPG``) unless --case-sensitive;
+    #: OS junk is matched whatever its case either way
+    ignore_case: bool = True
 
-    @staticmethod
-    def _match(pattern: str, rel_under: str) -> bool:
-        if "/" in pattern:
-            return fnmatch.fnmatchcase(rel_under, pattern.lstrip("/"))
-        return fnmatch.fnmatchcase(rel_under.rsplit("/", 1)[-1], pattern)
+    def _match(self, pattern: str, rel_under: str) -> bool:
+        return glob_matches(pattern, rel_under, ignore_case=self.ignore_case)
 
     def excluded(self, rel_under: str) -> bool:
         return any(self._match(p, rel_under) for p in self.exclude)
@@ -114,11 +139,15 @@ class Filters:
 
     def said_by_patterns(self, rel_under: str, code: str) -> bool:
         """Whether ``ignore_patterns`` leaves out a path that the scan left out with ``code``; the
-        others (symlinks, special files, what --include did not match, ...) must be named one by one."""
+        others (symlinks, special files, what --include did not match, ...) must be named one by one.
+        ASC MHL reads its patterns as gitignore does, case-sensitively: what the scan left out only
+        because it ignores case (``THUMBS.DB``, ``A.THM`` for ``--exclude '*.thm'``) is named too."""
         if code == "junk":
-            return self.skip_junk
+            return self.skip_junk and is_junk(rel_under.rsplit("/", 1)[-1], ignore_case=False)
         return code == "excluded" and any(
-            self._match(p, rel_under) for p in self.exclude if as_ignore_pattern(p) is not None
+            glob_matches(p, rel_under, ignore_case=False)
+            for p in self.exclude
+            if as_ignore_pattern(p) is not None
         )
 
 

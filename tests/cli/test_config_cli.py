@@ -194,6 +194,29 @@ def test_workflow_edit_with_options_and_in_an_editor(castoff: Castoff, tmp_path:
     assert config(castoff)["workflows"]["w"]["options"]["on_conflict"] == "fail"  # type: ignore[index]
 
 
+def test_a_workflow_filters_as_copy_does_ignoring_case_unless_saved_case_sensitive(
+    castoff: Castoff, tmp_path: Path
+) -> None:
+    card = tmp_path / "card"
+    for name in ("IMG_0001.JPG", "img_0002.jpg", "IMG_0003.CR3", "THUMBS.DB"):
+        write(card / name, name.encode())
+    assert castoff("dest", "add", "a", "local", str(tmp_path / "a")).returncode == 0
+    r = castoff("workflow", "save", "w", "--to", "@a", "--source", str(card), "--include", "*.jpg")
+    assert r.returncode == 0, r.stderr
+    r = castoff("run", "w")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "a" / "card").iterdir()) == ["IMG_0001.JPG", "img_0002.jpg"]
+    assert castoff("workflow", "edit", "w", "--case-sensitive").returncode == 0
+    assert config(castoff)["workflows"]["w"]["options"] == {  # type: ignore[index]
+        "include": ["*.jpg"],
+        "case_sensitive": True,
+    }
+    shutil.rmtree(tmp_path / "a" / "card")
+    r = castoff("run", "w", "--rehash")
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in (tmp_path / "a" / "card").iterdir()] == ["img_0002.jpg"]
+
+
 def test_an_editor_draft_with_a_table_twice_or_a_failed_editor_saves_nothing(
     castoff: Castoff, tmp_path: Path
 ) -> None:
