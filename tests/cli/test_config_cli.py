@@ -417,6 +417,81 @@ def test_bad_settings_are_refused_before_any_request(castoff: Castoff, args: lis
     assert not castoff.config.exists() and not castoff.keyring()
 
 
+BUCKET = ["--bucket", "raw-bucket", "--endpoint", "http://127.0.0.1:9"]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--secret-stdin"], "--secret-stdin needs --access-key-id"),
+        (["--secret-stdin", "--no-test"], "--secret-stdin needs --access-key-id"),
+        (["--ask-secret", "--no-test"], "--ask-secret needs --access-key-id"),
+        (
+            ["--credential-command", "echo {}", "--access-key-id", "AKIAEXAMPLE", "--no-test"],
+            "--credential-command conflicts with --access-key-id",
+        ),
+        (
+            ["--credential-command", "echo {}", "--secret-stdin", "--no-test"],
+            "--credential-command conflicts with --secret-stdin",
+        ),
+        (
+            ["--credential-command", "echo {}", "--ask-secret", "--access-key-id", "AKIAEXAMPLE"],
+            "--credential-command conflicts with --access-key-id, --ask-secret",
+        ),
+        (
+            ["--access-key-id", "AKIAEXAMPLE", "--ask-secret", "--secret-stdin", "--no-test"],
+            "--secret-stdin conflicts with --ask-secret --no-test",
+        ),
+        (["/tmp/a-folder", "--no-test"], "a bucket takes no folder"),
+    ],
+)
+def test_key_options_that_conflict_or_miss_their_key_id_are_refused_before_anything_is_saved(
+    castoff: Castoff, args: list[str], words: str
+) -> None:
+    """Before: each was dropped without a word (--secret-stdin alone saved a bucket on the AWS
+    chain, its secret unread; --credential-command won over --access-key-id), exit 0."""
+    r = castoff("dest", "add", "x", "s3", *args, *BUCKET, input="SECRET-NEVER-SAVED\n")
+    assert r.returncode == 2, r.stderr
+    assert words in text(r), text(r)
+    assert "Traceback" not in r.stderr
+    assert not castoff.config.exists() and not castoff.keyring()
+
+
+def test_key_options_given_to_a_local_destination_are_refused(castoff: Castoff, tmp_path: Path) -> None:
+    r = castoff("dest", "add", "ssd", "local", str(tmp_path / "ssd"), "--secret-stdin", input="s\n")
+    assert r.returncode == 2 and "--secret-stdin is a bucket setting" in text(r), text(r)
+    r = castoff("dest", "add", "ssd", "local", str(tmp_path / "ssd"), "--access-key-id", "A", "--ask-secret")
+    assert r.returncode == 2 and "--access-key-id, --ask-secret are bucket settings" in text(r), text(r)
+    assert not castoff.config.exists() and not castoff.keyring()
+
+
+def test_credentials_options_that_conflict_are_refused_and_change_nothing(castoff: Castoff) -> None:
+    r = castoff(
+        "dest", "add", "ark", "s3", *BUCKET, "--access-key-id", "AKIAOLD", "--secret-stdin", "--no-test",
+        input="SECRET-OLD\n",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = castoff(
+        "dest", "add", "asky", "s3", *BUCKET, "--access-key-id", "AKIAASK", "--ask-secret", "--no-test"
+    )
+    assert r.returncode == 0, r.stderr
+    before, kept = castoff.config.read_text(), castoff.keyring()
+    for argv, words in [
+        (["ark", "--forget", "--access-key-id", "AKIANEW"], "--forget conflicts with --access-key-id"),
+        (
+            ["ark", "--forget", "--secret-stdin", "--no-test"],
+            "--forget conflicts with --secret-stdin, --no-test",
+        ),
+        (["ark", "--secret-stdin", "--no-test"], "--secret-stdin needs --access-key-id"),
+        (["asky", "--access-key-id", "AKIANEW", "--secret-stdin"], "--secret-stdin conflicts with how @asky"),
+    ]:
+        r = castoff("dest", "credentials", *argv, input="SECRET-NEW\n")
+        assert r.returncode == 2, (argv, r.stderr)
+        assert words in text(r), (argv, text(r))
+        assert castoff.config.read_text() == before and castoff.keyring() == kept
+    assert "SECRET-NEW" not in kept
+
+
 def test_plain_http_elsewhere_needs_insecure_http_and_says_it(castoff: Castoff, card: Path) -> None:
     url = "s3://raw/?endpoint=http://192.0.2.10:9000"
     r = castoff("copy", str(card), "--to", url)
