@@ -473,7 +473,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     console = Console(stderr=True)
     planner, chunk = check_options(args)
-    sources = check_sources(args.sources)
+    sources = check_sources(args.sources, by_name="card" in planner.options.template.tokens)
     defaults = s3_defaults(args)
     if args.on_conflict == "overwrite":
         defaults["conditional_writes"] = False  # If-None-Match would refuse the overwrite

@@ -151,10 +151,14 @@ class Filters:
         )
 
 
-def check_sources(sources: Sequence[str]) -> list[str]:
-    """Absolute, existing, with distinct top-level names (they become the first path component)."""
+def check_sources(sources: Sequence[str], *, by_name: bool = True) -> list[str]:
+    """Absolute, existing, each named once. ``by_name``: the layout puts each source's files under
+    its own name (``{card}``), so two sources of one name (two cards' ``DCIM``) would land in the
+    same folder and are refused; a layout without it takes them (``source_labels``), except two
+    files of one name, whose name is their copy's."""
     out: list[str] = []
     names: dict[str, str] = {}
+    seen: dict[tuple[int, int], str] = {}
     for src in sources:
         path = os.path.abspath(src)
         if escaped(path) != path:
@@ -173,13 +177,50 @@ def check_sources(sources: Sequence[str]) -> list[str]:
                 f"source {src} has no name to keep under the destination",
                 hint="name a folder below the root",
             )
-        if name in names:
+        st = os.stat(path)
+        if (first := seen.setdefault((st.st_dev, st.st_ino), src)) != src or path in out:
             raise errors.UsageError(
-                f"sources {names[name]} and {src} would land in the same folder {name!r}",
-                hint="copy them in separate jobs or to separate destinations",
+                f"sources {first} and {src} are the same {'folder' if os.path.isdir(path) else 'file'}",
+                hint="name it once",
             )
-        names[name] = src
+        if name in names and (by_name or not (os.path.isdir(path) and os.path.isdir(names[name]))):
+            raise errors.UsageError(
+                f"sources {names[name]} and {src} would land in the same folder {name!r}"
+                if by_name
+                else f"sources {names[name]} and {src} are files of the same name {name!r}",
+                hint="copy them in separate jobs or to separate destinations"
+                + (
+                    ", or choose a layout that does not name each source's folder ({card}):"
+                    " --layout date, month, device or type, or a --template without {card}"
+                    if by_name
+                    else ""
+                ),
+            )
+        names.setdefault(name, path)
         out.append(path)
+    return out
+
+
+def source_labels(sources: Sequence[str]) -> list[str]:
+    """Each source's name as the first component of its files' paths (``rel_path``) in the
+    catalog, the reports and the messages: its own name, and for a second source of the same
+    name (two cards' ``DCIM``, taken by a layout without ``{card}``) that name and `` (2)``,
+    `` (3)``…, in the order given, so that every file of a job has a path of its own. The
+    layout never shows it: ``{card}`` is refused with such sources, and ``{path}`` and the
+    names are those under the source."""
+    names = [os.path.basename(src.rstrip("/")) for src in sources]
+    taken = set(names)
+    seen: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        label = name
+        if name in seen:
+            n = 2
+            while (label := f"{name} ({n})") in taken:
+                n += 1
+            taken.add(label)
+        seen.add(name)
+        out.append(label)
     return out
 
 
@@ -189,8 +230,8 @@ def scan(
     """``destinations``: the job's destination folders by (st_dev, st_ino), and their names. A
     source never enters one, whatever path reaches it (a followed symlink, a bind mount): it
     would copy the job's own output into itself."""
-    for root in sources:
-        yield from _scan_root(root, filters, destinations or {})
+    for root, top in zip(sources, source_labels(sources), strict=True):
+        yield from _scan_root(root, top, filters, destinations or {})
 
 
 def _skipped(path: str, rel: str, reason: str, code: str) -> Skipped:
@@ -222,11 +263,11 @@ def _into_destination(name: str) -> str:
 
 
 def _scan_root(
-    root: str, filters: Filters, destinations: Mapping[tuple[int, int], str]
+    root: str, top: str, filters: Filters, destinations: Mapping[tuple[int, int], str]
 ) -> Iterator[SourceFile | Skipped]:
     # A source named on the command line is followed when it is a symlink (as ``cp -H`` and
-    # rsync do: it is what the user pointed at) and keeps the name it was given there.
-    top = os.path.basename(root.rstrip("/"))
+    # rsync do: it is what the user pointed at) and keeps the name it was given there (``top``,
+    # its label: see ``source_labels``).
     try:
         st = os.stat(root)
     except OSError as exc:
