@@ -130,19 +130,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="GLOB",
-        help="copy only matching files (name, or path under the source)",
+        help="copy only matching files: a glob without a '/' matches the name, one with a '/' the path"
+        " under the source; case is ignored ('*.jpg' matches IMG_0001.JPG) unless --case-sensitive",
     )
     c.add_argument(
         "--exclude",
         action="append",
         default=[],
         metavar="GLOB",
-        help="leave matching files and folders out",
+        help="leave matching files and folders out (matched as --include's globs)",
+    )
+    c.add_argument(
+        "--case-sensitive",
+        action="store_true",
+        help="--include/--exclude globs match case exactly ('*.jpg' no longer matches IMG_0001.JPG);"
+        " OS junk is matched whatever its case either way",
     )
     c.add_argument(
         "--keep-junk",
         action="store_true",
-        help="also copy OS junk (.DS_Store, ._*, Thumbs.db, ...)",
+        help="also copy OS junk (.DS_Store, ._*, Thumbs.db, ..., in any case: THUMBS.DB too)",
     )
     c.add_argument(
         "--follow-symlinks",
@@ -480,7 +487,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     console = Console(stderr=True)
     planner, chunk = check_options(args)
-    sources = check_sources(args.sources)
+    sources = check_sources(args.sources, by_name="card" in planner.options.template.tokens)
     defaults = s3_defaults(args)
     if args.on_conflict == "overwrite":
         defaults["conditional_writes"] = False  # If-None-Match would refuse the overwrite
@@ -520,6 +527,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             exclude=tuple(args.exclude),
             skip_junk=not args.keep_junk,
             follow_symlinks=args.follow_symlinks,
+            ignore_case=not args.case_sensitive,
         ),
         retry=RetryPolicy(),
         planner=planner,

@@ -7,14 +7,18 @@ inside a source unless asked, skipping OS junk and special files with a reason t
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
+import re
 import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from castoff import errors
 
-#: Files and folders the OS leaves on cards and drives; never worth a backup.
+#: Files and folders the OS leaves on cards and drives; never worth a backup. Matched whatever
+#: their case: FAT and exFAT cards, NTFS and APFS drives ignore it, and Windows writes
+#: ``THUMBS.DB`` or ``Desktop.ini`` as readily as ``Thumbs.db``.
 JUNK_NAMES = frozenset(
     {
         ".DS_Store",
@@ -30,12 +34,20 @@ JUNK_NAMES = frozenset(
 )
 
 
-def is_junk(name: str) -> bool:
-    return (
-        name in JUNK_NAMES
-        or name.startswith("._")
-        or (name.startswith(".castoff.") and name.endswith(".partial"))
-    )
+_JUNK_FOLDED = frozenset(n.casefold() for n in JUNK_NAMES)
+
+
+def is_junk(name: str, *, ignore_case: bool = True) -> bool:
+    """OS junk (or castoff's own partial file), whatever the case of its name; with
+    ``ignore_case=False``, only as ``JUNK_PATTERNS`` spell it (what ASC MHL's ignore list says)."""
+    if ignore_case:
+        folded = name.casefold()
+        return folded in _JUNK_FOLDED or name.startswith("._") or _is_partial(name)
+    return name in JUNK_NAMES or name.startswith("._") or _is_partial(name)
+
+
+def _is_partial(name: str) -> bool:
+    return name.startswith(".castoff.") and name.endswith(".partial")
 
 
 #: why a file whose path is not UTF-8 fails: the catalog, the reports and ASC MHL hold text
@@ -88,18 +100,31 @@ class Skipped:
     code: str  # junk, excluded, symlink, special, destination: left out; unreadable, vanished: failures
 
 
+@functools.lru_cache(maxsize=256)
+def _glob(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern), re.IGNORECASE if ignore_case else 0)
+
+
+def glob_matches(pattern: str, rel_under: str, *, ignore_case: bool) -> bool:
+    """Whether an --include/--exclude glob matches a path under the source: a glob without a "/"
+    matches the last name, one with a "/" the whole path (its ``*`` crossing folders)."""
+    if "/" in pattern:
+        return _glob(pattern.lstrip("/"), ignore_case).match(rel_under) is not None
+    return _glob(pattern, ignore_case).match(rel_under.rsplit("/", 1)[-1]) is not None
+
+
 @dataclass(frozen=True)
 class Filters:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     skip_junk: bool = True
     follow_symlinks: bool = False
+    #: --include/--exclude ignore case (``*.jpg`` matches ``IMG_0001.JPG``) unless --case-sensitive;
+    #: OS junk is matched whatever its case either way
+    ignore_case: bool = True
 
-    @staticmethod
-    def _match(pattern: str, rel_under: str) -> bool:
-        if "/" in pattern:
-            return fnmatch.fnmatchcase(rel_under, pattern.lstrip("/"))
-        return fnmatch.fnmatchcase(rel_under.rsplit("/", 1)[-1], pattern)
+    def _match(self, pattern: str, rel_under: str) -> bool:
+        return glob_matches(pattern, rel_under, ignore_case=self.ignore_case)
 
     def excluded(self, rel_under: str) -> bool:
         return any(self._match(p, rel_under) for p in self.exclude)
@@ -114,18 +139,26 @@ class Filters:
 
     def said_by_patterns(self, rel_under: str, code: str) -> bool:
         """Whether ``ignore_patterns`` leaves out a path that the scan left out with ``code``; the
-        others (symlinks, special files, what --include did not match, ...) must be named one by one."""
+        others (symlinks, special files, what --include did not match, ...) must be named one by one.
+        ASC MHL reads its patterns as gitignore does, case-sensitively: what the scan left out only
+        because it ignores case (``THUMBS.DB``, ``A.THM`` for ``--exclude '*.thm'``) is named too."""
         if code == "junk":
-            return self.skip_junk
+            return self.skip_junk and is_junk(rel_under.rsplit("/", 1)[-1], ignore_case=False)
         return code == "excluded" and any(
-            self._match(p, rel_under) for p in self.exclude if as_ignore_pattern(p) is not None
+            glob_matches(p, rel_under, ignore_case=False)
+            for p in self.exclude
+            if as_ignore_pattern(p) is not None
         )
 
 
-def check_sources(sources: Sequence[str]) -> list[str]:
-    """Absolute, existing, with distinct top-level names (they become the first path component)."""
+def check_sources(sources: Sequence[str], *, by_name: bool = True) -> list[str]:
+    """Absolute, existing, each named once. ``by_name``: the layout puts each source's files under
+    its own name (``{card}``), so two sources of one name (two cards' ``DCIM``) would land in the
+    same folder and are refused; a layout without it takes them (``source_labels``), except two
+    files of one name, whose name is their copy's."""
     out: list[str] = []
     names: dict[str, str] = {}
+    seen: dict[tuple[int, int], str] = {}
     for src in sources:
         path = os.path.abspath(src)
         if escaped(path) != path:
@@ -144,13 +177,50 @@ def check_sources(sources: Sequence[str]) -> list[str]:
                 f"source {src} has no name to keep under the destination",
                 hint="name a folder below the root",
             )
-        if name in names:
+        st = os.stat(path)
+        if (first := seen.setdefault((st.st_dev, st.st_ino), src)) != src or path in out:
             raise errors.UsageError(
-                f"sources {names[name]} and {src} would land in the same folder {name!r}",
-                hint="copy them in separate jobs or to separate destinations",
+                f"sources {first} and {src} are the same {'folder' if os.path.isdir(path) else 'file'}",
+                hint="name it once",
             )
-        names[name] = src
+        if name in names and (by_name or not (os.path.isdir(path) and os.path.isdir(names[name]))):
+            raise errors.UsageError(
+                f"sources {names[name]} and {src} would land in the same folder {name!r}"
+                if by_name
+                else f"sources {names[name]} and {src} are files of the same name {name!r}",
+                hint="copy them in separate jobs or to separate destinations"
+                + (
+                    ", or choose a layout that does not name each source's folder ({card}):"
+                    " --layout date, month, device or type, or a --template without {card}"
+                    if by_name
+                    else ""
+                ),
+            )
+        names.setdefault(name, path)
         out.append(path)
+    return out
+
+
+def source_labels(sources: Sequence[str]) -> list[str]:
+    """Each source's name as the first component of its files' paths (``rel_path``) in the
+    catalog, the reports and the messages: its own name, and for a second source of the same
+    name (two cards' ``DCIM``, taken by a layout without ``{card}``) that name and `` (2)``,
+    `` (3)``…, in the order given, so that every file of a job has a path of its own. The
+    layout never shows it: ``{card}`` is refused with such sources, and ``{path}`` and the
+    names are those under the source."""
+    names = [os.path.basename(src.rstrip("/")) for src in sources]
+    taken = set(names)
+    seen: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        label = name
+        if name in seen:
+            n = 2
+            while (label := f"{name} ({n})") in taken:
+                n += 1
+            taken.add(label)
+        seen.add(name)
+        out.append(label)
     return out
 
 
@@ -160,8 +230,8 @@ def scan(
     """``destinations``: the job's destination folders by (st_dev, st_ino), and their names. A
     source never enters one, whatever path reaches it (a followed symlink, a bind mount): it
     would copy the job's own output into itself."""
-    for root in sources:
-        yield from _scan_root(root, filters, destinations or {})
+    for root, top in zip(sources, source_labels(sources), strict=True):
+        yield from _scan_root(root, top, filters, destinations or {})
 
 
 def _skipped(path: str, rel: str, reason: str, code: str) -> Skipped:
@@ -193,11 +263,11 @@ def _into_destination(name: str) -> str:
 
 
 def _scan_root(
-    root: str, filters: Filters, destinations: Mapping[tuple[int, int], str]
+    root: str, top: str, filters: Filters, destinations: Mapping[tuple[int, int], str]
 ) -> Iterator[SourceFile | Skipped]:
     # A source named on the command line is followed when it is a symlink (as ``cp -H`` and
-    # rsync do: it is what the user pointed at) and keeps the name it was given there.
-    top = os.path.basename(root.rstrip("/"))
+    # rsync do: it is what the user pointed at) and keeps the name it was given there (``top``,
+    # its label: see ``source_labels``).
     try:
         st = os.stat(root)
     except OSError as exc:

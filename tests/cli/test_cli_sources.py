@@ -123,10 +123,13 @@ def test_a_source_whose_files_the_filters_all_left_out_exits_2_and_says_so(tmp_p
         write(card / name, b"x")
     write(card / ".DS_Store", b"junk")
     write(card / "._a.JPG", b"junk")
-    for filters in (
-        ["--include", "*.jpg"],
-        ["--exclude", "*.JPG"],
-        ["--exclude", "*.JPG", "--exclude", "DCIM"],
+    ignoring = "case is ignored: '*.jpg' matches IMG_0001.JPG)"
+    matching = "with --case-sensitive, case must match: '*.jpg' does not match IMG_0001.JPG)"
+    for filters, case in (
+        (["--include", "*.png"], ignoring),
+        (["--exclude", "*.jpg"], ignoring),
+        (["--exclude", "*.JPG", "--exclude", "dcim"], ignoring),
+        (["--include", "*.jpg", "--case-sensitive"], matching),
     ):
         r = run_castoff("copy", str(card), "--to", str(tmp_path / "ssd"), *filters, state=tmp_path / "s")
         assert r.returncode == 2, r.stderr
@@ -134,9 +137,51 @@ def test_a_source_whose_files_the_filters_all_left_out_exits_2_and_says_so(tmp_p
         assert (  # (an excluded folder is one: its files are not listed)
             f"all 3 files or folders in {card} were left out by --include/--exclude (and 2 OS junk files):"
             " check the patterns (a pattern without a '/' matches a name, one with a '/' the path under"
-            " the source, case-sensitively)"
+            f" the source; {case}"
         ) in said
         assert "no file to copy" not in said
+
+
+def test_filters_ignore_case_unless_case_sensitive_and_junk_is_junk_in_any_case(tmp_path: Path) -> None:
+    """Before: ``--include '*.jpg'`` matched nothing on a card of IMG_0001.JPG (exit 2), and
+    THUMBS.DB or Desktop.ini, as Windows writes them on FAT cards, were copied as photos."""
+    card = tmp_path / "card"
+    for name in ("DCIM/IMG_0001.JPG", "DCIM/img_0002.jpg", "DCIM/IMG_0003.CR3", "MISC/Notes.TXT"):
+        write(card / name, name.encode())
+    for junk in ("DCIM/THUMBS.DB", "DCIM/Desktop.ini", "DS_STORE_NOT_JUNK", ".ds_store", ".TRASHES/x.jpg"):
+        write(card / junk, b"junk")
+
+    def copied(*filters: str) -> set[str]:
+        out = tmp_path / "out"
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        r = run_castoff("copy", str(card), "--to", str(out), "--no-mhl", *filters, state=tmp_path / "s")
+        assert r.returncode == 0, r.stderr
+        return {str(p.relative_to(out / "card")) for p in out.rglob("*") if p.is_file()}
+
+    assert copied() == {
+        "DCIM/IMG_0001.JPG",
+        "DCIM/img_0002.jpg",
+        "DCIM/IMG_0003.CR3",
+        "MISC/Notes.TXT",
+        "DS_STORE_NOT_JUNK",
+    }
+    assert copied("--include", "*.jpg") == {"DCIM/IMG_0001.JPG", "DCIM/img_0002.jpg"}
+    assert copied("--include", "dcim/*.JPG") == {"DCIM/IMG_0001.JPG", "DCIM/img_0002.jpg"}
+    assert copied("--exclude", "*.JPG", "--exclude", "misc") == {"DCIM/IMG_0003.CR3", "DS_STORE_NOT_JUNK"}
+    assert copied("--include", "*.jpg", "--case-sensitive") == {"DCIM/img_0002.jpg"}
+    assert copied("--exclude", "misc", "--case-sensitive") == {
+        "DCIM/IMG_0001.JPG",
+        "DCIM/img_0002.jpg",
+        "DCIM/IMG_0003.CR3",
+        "MISC/Notes.TXT",
+        "DS_STORE_NOT_JUNK",
+    }
+    # OS junk is junk whatever the case, --case-sensitive or not; --keep-junk copies it
+    assert "DCIM/THUMBS.DB" not in copied("--case-sensitive")
+    assert {"DCIM/THUMBS.DB", "DCIM/Desktop.ini", ".ds_store", ".TRASHES/x.jpg"} <= copied("--keep-junk")
 
 
 def test_a_rerun_with_every_file_verified_before_is_not_empty(tmp_path: Path) -> None:

@@ -194,6 +194,29 @@ def test_workflow_edit_with_options_and_in_an_editor(castoff: Castoff, tmp_path:
     assert config(castoff)["workflows"]["w"]["options"]["on_conflict"] == "fail"  # type: ignore[index]
 
 
+def test_a_workflow_filters_as_copy_does_ignoring_case_unless_saved_case_sensitive(
+    castoff: Castoff, tmp_path: Path
+) -> None:
+    card = tmp_path / "card"
+    for name in ("IMG_0001.JPG", "img_0002.jpg", "IMG_0003.CR3", "THUMBS.DB"):
+        write(card / name, name.encode())
+    assert castoff("dest", "add", "a", "local", str(tmp_path / "a")).returncode == 0
+    r = castoff("workflow", "save", "w", "--to", "@a", "--source", str(card), "--include", "*.jpg")
+    assert r.returncode == 0, r.stderr
+    r = castoff("run", "w")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "a" / "card").iterdir()) == ["IMG_0001.JPG", "img_0002.jpg"]
+    assert castoff("workflow", "edit", "w", "--case-sensitive").returncode == 0
+    assert config(castoff)["workflows"]["w"]["options"] == {  # type: ignore[index]
+        "include": ["*.jpg"],
+        "case_sensitive": True,
+    }
+    shutil.rmtree(tmp_path / "a" / "card")
+    r = castoff("run", "w", "--rehash")
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in (tmp_path / "a" / "card").iterdir()] == ["img_0002.jpg"]
+
+
 def test_an_editor_draft_with_a_table_twice_or_a_failed_editor_saves_nothing(
     castoff: Castoff, tmp_path: Path
 ) -> None:
@@ -411,6 +434,81 @@ def test_bad_settings_are_refused_before_any_request(castoff: Castoff, args: lis
     assert words in text(r)
     assert "Traceback" not in r.stderr
     assert not castoff.config.exists() and not castoff.keyring()
+
+
+BUCKET = ["--bucket", "raw-bucket", "--endpoint", "http://127.0.0.1:9"]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--secret-stdin"], "--secret-stdin needs --access-key-id"),
+        (["--secret-stdin", "--no-test"], "--secret-stdin needs --access-key-id"),
+        (["--ask-secret", "--no-test"], "--ask-secret needs --access-key-id"),
+        (
+            ["--credential-command", "echo {}", "--access-key-id", "AKIAEXAMPLE", "--no-test"],
+            "--credential-command conflicts with --access-key-id",
+        ),
+        (
+            ["--credential-command", "echo {}", "--secret-stdin", "--no-test"],
+            "--credential-command conflicts with --secret-stdin",
+        ),
+        (
+            ["--credential-command", "echo {}", "--ask-secret", "--access-key-id", "AKIAEXAMPLE"],
+            "--credential-command conflicts with --access-key-id, --ask-secret",
+        ),
+        (
+            ["--access-key-id", "AKIAEXAMPLE", "--ask-secret", "--secret-stdin", "--no-test"],
+            "--secret-stdin conflicts with --ask-secret --no-test",
+        ),
+        (["/tmp/a-folder", "--no-test"], "a bucket takes no folder"),
+    ],
+)
+def test_key_options_that_conflict_or_miss_their_key_id_are_refused_before_anything_is_saved(
+    castoff: Castoff, args: list[str], words: str
+) -> None:
+    """Before: each was dropped without a word (--secret-stdin alone saved a bucket on the AWS
+    chain, its secret unread; --credential-command won over --access-key-id), exit 0."""
+    r = castoff("dest", "add", "x", "s3", *args, *BUCKET, input="SECRET-NEVER-SAVED\n")
+    assert r.returncode == 2, r.stderr
+    assert words in text(r), text(r)
+    assert "Traceback" not in r.stderr
+    assert not castoff.config.exists() and not castoff.keyring()
+
+
+def test_key_options_given_to_a_local_destination_are_refused(castoff: Castoff, tmp_path: Path) -> None:
+    r = castoff("dest", "add", "ssd", "local", str(tmp_path / "ssd"), "--secret-stdin", input="s\n")
+    assert r.returncode == 2 and "--secret-stdin is a bucket setting" in text(r), text(r)
+    r = castoff("dest", "add", "ssd", "local", str(tmp_path / "ssd"), "--access-key-id", "A", "--ask-secret")
+    assert r.returncode == 2 and "--access-key-id, --ask-secret are bucket settings" in text(r), text(r)
+    assert not castoff.config.exists() and not castoff.keyring()
+
+
+def test_credentials_options_that_conflict_are_refused_and_change_nothing(castoff: Castoff) -> None:
+    r = castoff(
+        "dest", "add", "ark", "s3", *BUCKET, "--access-key-id", "AKIAOLD", "--secret-stdin", "--no-test",
+        input="SECRET-OLD\n",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = castoff(
+        "dest", "add", "asky", "s3", *BUCKET, "--access-key-id", "AKIAASK", "--ask-secret", "--no-test"
+    )
+    assert r.returncode == 0, r.stderr
+    before, kept = castoff.config.read_text(), castoff.keyring()
+    for argv, words in [
+        (["ark", "--forget", "--access-key-id", "AKIANEW"], "--forget conflicts with --access-key-id"),
+        (
+            ["ark", "--forget", "--secret-stdin", "--no-test"],
+            "--forget conflicts with --secret-stdin, --no-test",
+        ),
+        (["ark", "--secret-stdin", "--no-test"], "--secret-stdin needs --access-key-id"),
+        (["asky", "--access-key-id", "AKIANEW", "--secret-stdin"], "--secret-stdin conflicts with how @asky"),
+    ]:
+        r = castoff("dest", "credentials", *argv, input="SECRET-NEW\n")
+        assert r.returncode == 2, (argv, r.stderr)
+        assert words in text(r), (argv, text(r))
+        assert castoff.config.read_text() == before and castoff.keyring() == kept
+    assert "SECRET-NEW" not in kept
 
 
 def test_plain_http_elsewhere_needs_insecure_http_and_says_it(castoff: Castoff, card: Path) -> None:

@@ -176,3 +176,87 @@ def test_shoot_token_needs_a_shoot_name(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (out / "2024" / "05-Harbour" / "Canon EOS R5" / "IMG_0003.JPG").is_file()
     assert (out / "2024" / "05-Harbour" / "Sony" / "C0001.THM").is_file()
+
+
+def _two_cards(tmp_path: Path) -> tuple[Path, Path]:
+    """Two cards whose source folders have the same name, and a file of the same name on each."""
+    cards = []
+    for card, files in (
+        ("A", {"IMG_0001.JPG": b"card A"}),
+        ("B", {"IMG_0001.JPG": b"card B", "IMG_0002.JPG": b"B2"}),
+    ):
+        for name, data in files.items():
+            path = tmp_path / "media" / card / "DCIM" / "100CANON" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            os.utime(path, (1715948400, 1715948400))  # 2024-05-17 (UTC)
+        cards.append(tmp_path / "media" / card / "DCIM")
+    return cards[0], cards[1]
+
+
+def test_two_cards_of_one_folder_name_are_refused_only_where_the_layout_names_the_folder(
+    tmp_path: Path,
+) -> None:
+    """Before: refused whatever the layout, though --layout date never puts a source's name in a
+    path: both cards' files land by date, and two of one name are kept both."""
+    a, b = _two_cards(tmp_path)
+    state = tmp_path / "state"
+    for layout in ([], ["--layout", "none"], ["--template", "{YYYY}/{card}/{name}"]):
+        out = tmp_path / "refused"
+        r = run_castoff("copy", str(a), str(b), "--to", str(out), *layout, state=state)
+        assert r.returncode == 2, r.stderr
+        said = " ".join(r.stderr.split())
+        assert f"sources {a} and {b} would land in the same folder 'DCIM'" in said
+        assert "a layout that does not name each source's folder ({card}): --layout date" in said
+        assert not out.exists()
+
+    # a template without {card} merges the cards' folders; same names are kept both there too
+    out = tmp_path / "by-path"
+    r = run_castoff("copy", str(a), str(b), "--to", str(out), "--template", "{path}", "--no-mhl", state=state)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "100CANON").iterdir()) == [
+        "IMG_0001 (2).JPG",
+        "IMG_0001.JPG",
+        "IMG_0002.JPG",
+    ]
+    r = run_castoff("copy", str(a), str(b), "--to", str(out), "--template", "{path}", "--no-mhl", state=state)
+    assert r.returncode == 0, r.stderr  # a re-run: every copy is there, none is replaced or added
+    assert len(list((out / "100CANON").iterdir())) == 3
+
+    out = tmp_path / "by-date"
+    r = run_castoff("copy", str(a), str(b), "--to", str(out), "--layout", "date", "--mhl-source", state=state)
+    assert r.returncode == 0, r.stderr
+    day = next(out.glob("2024-05-1*"))  # (the day in this computer's time zone)
+    got = {p.name: p.read_bytes() for p in day.iterdir()}
+    assert got == {"IMG_0001.JPG": b"card A", "IMG_0001 (2).JPG": b"card B", "IMG_0002.JPG": b"B2"}
+    rows = latest_report(state)["files"]
+    assert sorted((f["path"], f["source"]) for f in rows) == [  # a path of its own for each file
+        ("DCIM (2)/100CANON/IMG_0001.JPG", str(b / "100CANON" / "IMG_0001.JPG")),
+        ("DCIM (2)/100CANON/IMG_0002.JPG", str(b / "100CANON" / "IMG_0002.JPG")),
+        ("DCIM/100CANON/IMG_0001.JPG", str(a / "100CANON" / "IMG_0001.JPG")),
+    ]
+    # each card's own ASC MHL history holds its own files, not the other card's
+    for card, files in ((a, 1), (b, 2)):
+        assert f"{card}: ASC MHL generation 1: {files} file(s)" in r.stderr
+        v = run_castoff("verify", str(card), state=state)
+        assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_one_source_twice_or_two_files_of_one_name_are_still_refused(tmp_path: Path) -> None:
+    a, b = _two_cards(tmp_path)
+    state = tmp_path / "state"
+    link = tmp_path / "CARD_LINK"
+    link.symlink_to(a)
+    for sources, words in (
+        ([a, a], f"sources {a} and {a} are the same folder"),
+        ([a, link], f"sources {a} and {link} are the same folder"),
+        (
+            [a / "100CANON" / "IMG_0001.JPG", b / "100CANON" / "IMG_0001.JPG"],
+            "are files of the same name 'IMG_0001.JPG'",
+        ),
+    ):
+        out = tmp_path / "out"
+        r = run_castoff("copy", *map(str, sources), "--to", str(out), "--layout", "date", state=state)
+        assert r.returncode == 2, r.stderr
+        assert words in " ".join(r.stderr.split())
+        assert not out.exists()

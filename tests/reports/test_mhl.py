@@ -176,6 +176,34 @@ def test_what_a_job_leaves_out_of_a_card_is_ignored_by_its_history_and_by_the_de
     assert ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(card)).returncode == 21
 
 
+def test_what_the_job_leaves_out_only_because_it_ignores_case_is_named_in_the_card_history(
+    tmp_path: Path, card: Path, cli: Cli, ascmhl_bin: Path
+) -> None:
+    """castoff's filters and junk names ignore case; ASC MHL's ignore patterns (gitignore's) do not,
+    so ``*.thm`` as a pattern would not cover IMG_0001.THM, nor ``Thumbs.db`` THUMBS.DB: those are
+    named one by one, and verifying the card after the job finds nothing new."""
+    write(card / "DCIM" / "100CANON" / "IMG_0001.THM", b"thumb")
+    write(card / "DCIM" / "100CANON" / "img_0002.thm", b"thumb")
+    write(card / "DCIM" / "THUMBS.DB", b"windows junk")
+    write(card / "Desktop.ini", b"windows junk")
+    dest = tmp_path / "ssd"
+    r = cli("copy", str(card), "--to", str(dest), "--mhl-source", "--exclude", "*.thm")
+    assert r.returncode == 0, r.stderr
+    assert not (dest / card.name / "DCIM" / "THUMBS.DB").exists()
+    assert not (dest / card.name / "DCIM" / "100CANON" / "IMG_0001.THM").exists()
+    for root in (card, dest):
+        assert_valid(root)
+        mine = cli("verify", str(root))
+        assert mine.returncode == 0, mine.stdout + mine.stderr
+        theirs = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(root))
+        assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    filters = Filters(exclude=("*.thm",))
+    assert filters.said_by_patterns("DCIM/100CANON/img_0002.thm", "excluded")
+    assert not filters.said_by_patterns("DCIM/100CANON/IMG_0001.THM", "excluded")
+    assert filters.said_by_patterns("DCIM/Thumbs.db", "junk")
+    assert not filters.said_by_patterns("DCIM/THUMBS.DB", "junk")
+
+
 @pytest.mark.parametrize(
     ("glob", "said"),
     [

@@ -111,16 +111,106 @@ def _fill_preset(settings: dict[str, Any]) -> None:
         settings["endpoint"] = endpoint
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_key_options(args: argparse.Namespace) -> None:
+    """Key options that conflict, or miss the one they belong to, are refused (exit 2) before
+    anything is asked, tested or saved: each would otherwise be dropped without a word (QA:
+    ``--secret-stdin`` without ``--access-key-id`` saved a bucket on the AWS chain, its secret unread)."""
+    if args.type == "local":
+        given = [
+            f
+            for f in (
+                "bucket",
+                "prefix",
+                "provider",
+                "access_key_id",
+                "secret_stdin",
+                "ask_secret",
+                "credential_command",
+                *S3_FLAGS,
+            )
+            if getattr(args, f, None)
+        ]
+        if given:
+            flags = ", ".join(map(_flag, given))
+            raise errors.UsageError(
+                f"{flags} {'is a bucket setting' if len(given) == 1 else 'are bucket settings'};"
+                " a local destination takes only a folder",
+                hint="drop them, or save a bucket: castoff dest add NAME s3 --bucket B …",
+            )
+        return
+    if args.path:
+        raise errors.UsageError(
+            f"a bucket takes no folder: {args.path!r} would be ignored",
+            hint="give the bucket with --bucket B and a key prefix with --prefix P;"
+            " a folder is 'castoff dest add NAME local PATH'",
+        )
+    if args.credential_command:
+        given = [f for f in ("access_key_id", "secret_stdin", "ask_secret") if getattr(args, f)]
+        if given:
+            raise errors.UsageError(
+                f"--credential-command conflicts with {', '.join(map(_flag, given))}:"
+                " the command gives the keys at every run",
+                hint="give either --credential-command CMD alone, or --access-key-id ID"
+                " (with --secret-stdin or --ask-secret if you want) without it",
+            )
+    if args.ask_secret and not args.access_key_id:
+        raise errors.UsageError(
+            "--ask-secret needs --access-key-id (the key id is not secret; it is saved)",
+            hint="castoff dest add NAME s3 --bucket B --access-key-id ID --ask-secret",
+        )
+    if args.secret_stdin and not args.access_key_id:
+        raise errors.UsageError(
+            "--secret-stdin needs --access-key-id: the secret read from standard input belongs to a"
+            " key id (without one the bucket would use the AWS chain, and the secret would be ignored)",
+            hint="castoff dest add NAME s3 --bucket B --access-key-id ID --secret-stdin < secret.txt",
+        )
+    if args.ask_secret and args.secret_stdin and args.no_test:
+        raise errors.UsageError(
+            "--secret-stdin conflicts with --ask-secret --no-test: with --ask-secret the secret is"
+            " never saved (it is asked for at every run), and --secret-stdin only gives the secret"
+            " to test with, which --no-test skips",
+            hint="drop --secret-stdin; or drop --ask-secret to keep the secret in the keyring",
+        )
+
+
+def check_credentials_options(args: argparse.Namespace, saved: SavedDestination) -> None:
+    """As ``check_key_options``, for ``dest credentials`` (before the keyring or config is touched)."""
+    if args.forget:
+        given = [f for f in ("access_key_id", "secret_stdin", "no_test") if getattr(args, f)]
+        if given:
+            raise errors.UsageError(
+                f"--forget conflicts with {', '.join(map(_flag, given))}: --forget deletes the keys"
+                " (the bucket then uses the AWS chain), it sets no new ones",
+                hint=f"give --forget alone, or set new keys without it: castoff dest credentials {saved.name}"
+                " --access-key-id ID --secret-stdin",
+            )
+        return
+    if args.secret_stdin and not args.access_key_id:
+        raise errors.UsageError(
+            "--secret-stdin needs --access-key-id: the new key id would be asked for on the same"
+            " standard input the secret is read from",
+            hint=f"castoff dest credentials {saved.name} --access-key-id ID --secret-stdin < secret.txt",
+        )
+    if saved.credentials == "ask" and args.secret_stdin:
+        raise errors.UsageError(
+            f"--secret-stdin conflicts with how @{saved.name} keeps its keys: it asks for the secret"
+            " at every run and never saves one, so only --access-key-id can change here",
+            hint=f"give --access-key-id ID alone; to keep the secret in the keyring instead:"
+            f" castoff dest add {saved.name} s3 … --access-key-id ID --replace",
+        )
+
+
 def _credentials(args: argparse.Namespace, settings: dict[str, Any], name: str) -> secrets.KeyPair | None:
-    """Set the credential mode in ``settings``; the key pair to test (and store) with, if any."""
+    """Set the credential mode in ``settings``; the key pair to test (and store) with, if any
+    (the options were checked by ``check_key_options``)."""
     if args.credential_command:
         settings.update(credentials="command", credential_command=args.credential_command)
         return secrets.from_command(args.credential_command) if not args.no_test else None
     if args.ask_secret:
-        if not args.access_key_id:
-            raise errors.UsageError(
-                "--ask-secret needs --access-key-id (the key id is not secret; it is saved)"
-            )
         settings.update(credentials="ask", access_key_id=args.access_key_id)
         if args.no_test:
             return None
@@ -148,6 +238,7 @@ def _secret(args: argparse.Namespace, why: str) -> str:
 def cmd_add(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     name = check_name(args.name, "destination")
+    check_key_options(args)
     cfg = config_file(args)
     if name in cfg.destinations and not args.replace:
         raise errors.UsageError(
@@ -156,23 +247,6 @@ def cmd_add(args: argparse.Namespace) -> int:
     replaced = _keyring_keys(cfg, cfg.destinations[name], "removed") if name in cfg.destinations else None
     pair: secrets.KeyPair | None = None
     if args.type == "local":
-        given = [
-            f
-            for f in (
-                "bucket",
-                "prefix",
-                "provider",
-                "access_key_id",
-                "ask_secret",
-                "credential_command",
-                *S3_FLAGS,
-            )
-            if getattr(args, f, None)
-        ]
-        if given:
-            raise errors.UsageError(
-                f"--{given[0].replace('_', '-')} is a bucket setting; a local destination takes only a folder"
-            )
         if not args.path:
             raise errors.UsageError("a local destination needs a folder: castoff dest add NAME local PATH")
         settings: dict[str, Any] = {"path": os.path.abspath(os.path.expanduser(args.path))}
@@ -401,6 +475,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
     saved = res.saved(args.name)
     if saved.kind != "s3":
         raise errors.UsageError(f"@{saved.name} is a folder: it has no keys")
+    check_credentials_options(args, saved)
     cfg = res.config
     if args.forget:
         kept = _keyring_keys(cfg, saved, "removed")

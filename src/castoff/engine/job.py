@@ -334,7 +334,12 @@ class Engine:
             f"all {chosen} files or folders in {where} were left out by --include/--exclude"
             + (f" (and {junk} OS junk files)" if junk else "")
             + ": check the patterns (a pattern without a '/' matches a name, one with a '/' the path"
-            " under the source, case-sensitively)"
+            " under the source; "
+            + (
+                "case is ignored: '*.jpg' matches IMG_0001.JPG)"
+                if self.options.filters.ignore_case
+                else "with --case-sensitive, case must match: '*.jpg' does not match IMG_0001.JPG)"
+            )
         )
 
     def _partial_made(self, dest_ident: str, path: str) -> None:

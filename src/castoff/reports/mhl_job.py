@@ -103,9 +103,10 @@ def _remember(catalog: Catalog, job_id: str, dest_ident: str, root: str, outcome
         catalog.set_memo(_memo_key(dest_ident, root), f"{c4} {job_id}")
 
 
-def source_entries(catalog: Catalog, job_id: str, source: str, read_at: float) -> Iterator[mhl.Entry]:
-    """Every file of ``source`` whose hashes the job knows, with paths relative to the source."""
-    prefix = os.path.basename(source.rstrip("/")) + "/"
+def source_entries(catalog: Catalog, job_id: str, label: str, read_at: float) -> Iterator[mhl.Entry]:
+    """Every file of the source whose files' paths start with ``label`` (``scan.source_labels``)
+    whose hashes the job knows, with paths relative to the source."""
+    prefix = label + "/"
     seen = -1
     for r in catalog.iter_job_rows(job_id):
         if int(r["file_id"]) == seen:
@@ -124,11 +125,11 @@ def source_entries(catalog: Catalog, job_id: str, source: str, read_at: float) -
         yield _entry(r, rel, str(r["abs_path"]), read_at, earlier=r["file_status"] != "read")
 
 
-def source_ignore(catalog: Catalog, job_id: str, source: str, filters: Filters) -> list[str]:
+def source_ignore(catalog: Catalog, job_id: str, source: str, label: str, filters: Filters) -> list[str]:
     """What the job left out of ``source``, as ignore patterns: the filters' own, and one by one
     the paths they cannot say (symlinks, special files, what --include did not match). Else
     verifying the source right after the job would call each of them a new file."""
-    top = os.path.basename(source.rstrip("/")) + "/"
+    top = label + "/"
     patterns = list(filters.ignore_patterns())
     rows = catalog.stream(
         "SELECT rel_path, error_code FROM files WHERE job_id=? AND status='skipped' ORDER BY rel_path",
@@ -198,14 +199,14 @@ def write_for_job(
         _remember(catalog, job_id, ident, root, outcome)
         out.append(outcome)
     if with_sources:
-        for src in sources:
+        for src, label in zip(sources, scan.source_labels(sources), strict=True):
             if not os.path.isdir(src):
                 continue
             if not os.access(src, os.W_OK):
                 out.append(MhlOutcome(src, None, "ASC MHL not written: the source is read-only"))
                 continue
-            entries = source_entries(catalog, job_id, src, float(job["ended_at"] or time.time()))
-            ignore = source_ignore(catalog, job_id, src, filters)
+            entries = source_entries(catalog, job_id, label, float(job["ended_at"] or time.time()))
+            ignore = source_ignore(catalog, job_id, src, label, filters)
             out.append(
                 _write(
                     Path(src), entries, started=started, process="in-place", comment=comment, ignore=ignore
