@@ -175,7 +175,7 @@ class RichDisplay(Display):
                 )
                 if s["conflict"]:
                     files += f" [yellow]{s['conflict']} not copied (conflict)[/]"
-                if s["damaged"]:
+                if s.get("damaged"):
                     files += f" [yellow]{s['damaged']} damaged copy kept[/]"
                 if s["skipped"]:
                     files += f" ({s['skipped']} verified before)"
@@ -211,7 +211,7 @@ def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
     table.add_column("destination", overflow="fold", min_width=8)  # a long name wraps, never cut
     cols = ["files", "bytes", "verified", "already", "skipped"]
     # the rarer ends only when some destination has them: incomplete = resumable by a re-run
-    rare = [c for c in ("conflict", "incomplete", "damaged") if any(s[c] for s in lanes.values())]
+    rare = [c for c in ("conflict", "incomplete", "damaged") if any(s.get(c, 0) for s in lanes.values())]
     for col in [*cols, *(RARE_TITLES[c] for c in rare), "failed"]:
         table.add_column(col, justify="right")
     for name, s in lanes.items():
