@@ -38,8 +38,9 @@ if TYPE_CHECKING:
     from castoff.reports.finish import Finished
 
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
-(the others were delivered); 2 usage or configuration error, or no file to copy (an empty source,
-or filters that left every file out); 130 interrupted (re-run to resume)."""
+(the others were delivered), or a copy castoff verified earlier is damaged (kept, beside a good
+one); 2 usage or configuration error, or no file to copy (an empty source, or filters that left
+every file out); 130 interrupted (re-run to resume)."""
 
 COPY_EXAMPLES = """examples:
   castoff copy /media/EOS_DIGITAL --to /mnt/ssd/shoots --to /mnt/nas/shoots
@@ -592,8 +593,10 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         for d in dests:
             d.close()
     report = finished.json
-    files_failed = result.exit_code == errors.EXIT_FAILED  # else what failed is said in problems
-    if finished.problems and result.exit_code == errors.EXIT_OK:
+    # a job "done" with exit code 1 delivered every file, beside a damaged copy it found
+    files_failed = result.exit_code == errors.EXIT_FAILED and result.status == "failed"
+    damaged = sum(s.get("damaged", 0) for s in result.lanes.values())
+    if finished.problems and result.status == "done":
         result.exit_code, result.status = errors.EXIT_FAILED, "failed"
         catalog.end_job(job_id, status="failed", exit_code=result.exit_code)
     elapsed = time.monotonic() - started
@@ -620,6 +623,9 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     elif args.quiet:
         for text in finished.problems:
             console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
+        if damaged:
+            text = _damaged_text(damaged, delivered=not files_failed, where="named in the report")
+            console.print(text, style="yellow", highlight=False, soft_wrap=True)
     else:
         console.print(summary_table(result.lanes))
         console.print(
@@ -642,8 +648,33 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             )
         elif finished.problems and result.exit_code == errors.EXIT_FAILED:
             console.print(f"[red]{_not_written(finished)}[/]", highlight=False)
+        if damaged:
+            console.print(
+                _damaged_text(
+                    damaged,
+                    delivered=not files_failed and not finished.problems,
+                    where="named above and in the report",
+                ),
+                style="bold yellow",
+                highlight=False,
+                soft_wrap=True,
+            )
     catalog.close()
     return result.exit_code
+
+
+def _damaged_text(damaged: int, *, delivered: bool, where: str) -> str:
+    """What the user must do about damaged copies (named one by one above and in the report),
+    and, when every file is verified everywhere, that the source may still go."""
+    files = "1 file has" if damaged == 1 else f"{damaged} files have"
+    text = (
+        f"Attention: {files} a DAMAGED copy at a destination, one castoff verified earlier that no"
+        f" longer holds those bytes ({where}). It was kept, and a good copy"
+        " verified beside it: compare them, then replace the damaged one."
+    )
+    if delivered:
+        text += " Every file is verified at every destination: the source can be released."
+    return text
 
 
 def _not_written(finished: Finished) -> str:

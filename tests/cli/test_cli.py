@@ -9,8 +9,10 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import blake3
+import jsonschema
 import pytest
 
 from castoff.catalog.db import Catalog
@@ -488,3 +490,68 @@ def test_emoji_codes_in_names_are_printed_as_they_are(tmp_path: Path) -> None:
     assert rows == [str(out)], r.stderr
     assert f"{out}/card/:smile:.jpg exists with other content: kept both" in text
     assert "\N{CAMERA}" not in text and "\N{SMILING FACE WITH OPEN MOUTH}" not in text
+
+
+def _rot_in_place(path: Path) -> None:
+    """A byte changed at a destination, size and mtime kept: bit rot, as only --rehash finds it."""
+    st = path.stat()
+    with path.open("r+b") as fh:
+        fh.seek(10)
+        byte = fh.read(1)
+        fh.seek(10)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _report(state: Path, stderr: str) -> tuple[dict[str, Any], str]:
+    path = Path(next(line for line in stderr.splitlines() if line.startswith("report: "))[8:])
+    report = json.loads(path.read_text())
+    schema = json.loads((Path(__file__).parents[2] / "src/castoff/reports/report.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(report)
+    return report, path.with_suffix(".html").read_text()
+
+
+def test_a_damaged_copy_found_by_rehash_is_said_everywhere_and_exits_1(tmp_path: Path, card: Path) -> None:
+    """Before: the job printed one warning, then counted the file as plain "verified", its HTML
+    report said every file was verified, and it exited 0."""
+    state, dest = tmp_path / "state", tmp_path / "d1"
+    assert run("copy", str(card), "--to", str(dest), state=state).returncode == 0
+    rotted = dest / "EOS_DIGITAL" / "DCIM" / "100CANON" / "IMG_0003.CR3"
+    good = rotted.with_name("IMG_0003 (2).CR3")
+    _rot_in_place(rotted)
+    r = run("copy", str(card), "--to", str(dest), "--rehash", state=state)
+    assert r.returncode == 1, r.stderr
+    assert f"{rotted} is DAMAGED or was changed" in r.stderr
+    header = next(line for line in r.stderr.splitlines() if "destination" in line and "files" in line)
+    assert [c.strip() for c in header.strip("┃ ").split("┃")][-2:] == ["damaged", "failed"]
+    assert "Source can be released" in r.stderr and "1 earlier copy there is DAMAGED" in r.stderr
+    assert "Attention: 1 file has a DAMAGED copy at a destination" in r.stderr
+    assert "the source can be released." in r.stderr
+    report, html = _report(state, r.stderr)
+    assert (report["job"]["status"], report["job"]["exit_code"]) == ("done", 1)
+    assert report["summary"][str(dest)]["damaged"] == 1
+    first = report["files"][0]  # files with a problem first
+    assert first["path"] == "EOS_DIGITAL/DCIM/100CANON/IMG_0003.CR3"
+    (out,) = first["destinations"]
+    assert (out["status"], out["target"], out["damaged"]) == ("verified", str(good), str(rotted))
+    assert "is DAMAGED or was changed" in out["detail"] and str(good) in out["detail"]
+    assert {d["damaged"] for f in report["files"][1:] for d in f["destinations"]} == {None}
+    assert (
+        '<div class="verdict warn" id="verdict">Every file is verified at every destination, but 1 file'
+        in html
+    )
+    assert "Every file is verified at every destination (1 destination)" not in html
+    assert 'id="problems"' in html and "damaged copy kept" in html
+
+    # again: the good copy is there already, nothing sent, no third copy, the damage said again
+    r = run("copy", str(card), "--to", str(dest), "--rehash", state=state)
+    assert r.returncode == 1, r.stderr
+    assert f"{rotted} is still DAMAGED or changed" in r.stderr
+    assert sorted(p.name for p in rotted.parent.iterdir() if "IMG_0003" in p.name) == [
+        "IMG_0003 (2).CR3",
+        "IMG_0003.CR3",
+    ]
+    report, _ = _report(state, r.stderr)
+    (out,) = report["files"][0]["destinations"]
+    assert (out["status"], out["target"], out["damaged"]) == ("already", str(good), str(rotted))
+    assert report["summary"][str(dest)]["verified"] == 0

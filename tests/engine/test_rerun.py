@@ -68,10 +68,11 @@ def test_rerun_recopies_a_file_whose_size_changed_at_a_destination(tmp_path: Pat
     assert runner([src], [dest]).exit_code == 0
     damaged = tmp_path / "d" / "card" / "DCIM" / "0" / "IMG_2.JPG"
     damaged.write_bytes(b"truncated")
-    assert runner([src], [dest]).exit_code == 0
+    assert runner([src], [dest]).exit_code == 1  # delivered, but a copy on the drive is damaged
     out = runner.outcomes()[("card/DCIM/0/IMG_2.JPG", str(tmp_path / "d"))]
     # not skipped: sent again, and the damaged file is kept beside it (never overwritten silently)
     assert out["status"] == "verified"
+    assert out["damaged"] == str(damaged)
     assert Path(out["target"]).read_bytes() == (src / "DCIM/0/IMG_2.JPG").read_bytes()
     assert damaged.read_bytes() == b"truncated"
     said = [m for m in runner.logs() if "IMG_2.JPG" in m and not m.startswith("skip:")]
@@ -100,7 +101,7 @@ def test_rerun_reads_a_copy_rewritten_with_the_same_size_and_names_it_damaged(
     assert runner([src], [dest]).exit_code == 0
     rewritten = tmp_path / "d" / "card" / "DCIM" / "0" / "IMG_2.JPG"
     rewritten.write_bytes(os.urandom(rewritten.stat().st_size))
-    assert runner([src], [dest]).exit_code == 0
+    assert runner([src], [dest]).exit_code == 1
     out = runner.outcomes()[("card/DCIM/0/IMG_2.JPG", dest.name)]
     assert out["status"] == "verified", dict(out)
     assert out["target"].endswith("IMG_2 (2).JPG")
@@ -172,9 +173,12 @@ def test_rehash_names_a_copy_that_rotted_in_place_damaged(tmp_path: Path, runner
     os.utime(rotted, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert runner([src], [dest]).exit_code == 0
     assert _statuses(runner)[("card/DCIM/1/IMG_3.JPG", dest.name)] == "skipped"  # the catalog's word
-    assert runner([src], [dest], rehash=True).exit_code == 0
+    result = runner([src], [dest], rehash=True)
+    assert (result.exit_code, result.status) == (1, "done")  # every file delivered: attention needed
+    assert result.lanes[dest.name]["damaged"] == 1
     out = runner.outcomes()[("card/DCIM/1/IMG_3.JPG", dest.name)]
     assert out["status"] == "verified"
+    assert out["damaged"] == str(rotted)
     assert out["target"].endswith("IMG_3 (2).JPG")
     assert "is DAMAGED or was changed" in out["detail"]
     said = [m for m in runner.logs() if "IMG_3.JPG" in m and not m.startswith("skip:")]
@@ -182,6 +186,87 @@ def test_rehash_names_a_copy_that_rotted_in_place_damaged(tmp_path: Path, runner
     assert "no longer holds what castoff verified there on" in said[0]
     assert "the good copy is" in said[0] and said[0].endswith("compare them, then replace the damaged one")
     assert rotted.read_bytes() == bytes(data)  # kept: castoff never overwrites silently
+
+
+def _rot(path: Path) -> bytes:
+    """Flip a bit of ``path`` in place, its size and mtime kept (what only --rehash finds)."""
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0x01
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return bytes(data)
+
+
+def test_every_later_run_still_names_a_damaged_copy_until_it_is_fixed(tmp_path: Path, runner: Runner) -> None:
+    """Before: the --rehash that found the damage exited 0, and the next runs said nothing of the
+    damaged copy still on the drive (the good "(2)" was simply "already" there, or "skipped")."""
+    src = _card(tmp_path)
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 0
+    rotted = tmp_path / "d" / "card" / "DCIM" / "1" / "IMG_3.JPG"
+    good = rotted.with_name("IMG_3 (2).JPG")
+    _rot(rotted)
+    assert runner([src], [dest], rehash=True).exit_code == 1
+    for rehash, status in ((True, "already"), (False, "skipped")):
+        before = len(runner.logs())
+        result = runner([src], [dest], rehash=rehash)
+        assert (result.exit_code, result.lanes[dest.name]["damaged"]) == (1, 1), rehash
+        out = runner.outcomes()[("card/DCIM/1/IMG_3.JPG", dest.name)]
+        assert (out["status"], out["target"], out["damaged"]) == (status, str(good), str(rotted))
+        assert "is still DAMAGED or changed (found on " in out["detail"]
+        said = [m for m in runner.logs()[before:] if "IMG_3" in m and not m.startswith("skip:")]
+        assert len(said) == 1 and "is still DAMAGED" in said[0], said
+        assert said[0].endswith(
+            f"the good copy is {good} (verified before): compare them, then replace the damaged one"
+        )
+        # no third copy, nothing sent again
+        assert sorted(p.name for p in rotted.parent.iterdir()) == [
+            "IMG_1.JPG",
+            "IMG_3 (2).JPG",
+            "IMG_3.JPG",
+            "IMG_5.JPG",
+        ]
+        assert result.bytes_read == (sum(p.stat().st_size for p in src.rglob("*.JPG")) if rehash else 0)
+    # the user puts the good copy in its place: proven good there, and the damage is forgotten
+    good.replace(rotted)
+    result = runner([src], [dest])
+    assert (result.exit_code, result.lanes[dest.name]["damaged"]) == (0, 0)
+    assert runner.outcomes()[("card/DCIM/1/IMG_3.JPG", dest.name)]["status"] == "already"
+    assert runner([src], [dest], rehash=True).exit_code == 0
+    assert runner.catalog.damaged_copies([dest.ident]) == []
+
+
+def test_a_damaged_copy_deleted_by_the_user_is_forgotten(tmp_path: Path, runner: Runner) -> None:
+    src = _card(tmp_path)
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 0
+    rotted = tmp_path / "d" / "card" / "DCIM" / "1" / "IMG_3.JPG"
+    _rot(rotted)
+    assert runner([src], [dest], rehash=True).exit_code == 1
+    rotted.unlink()
+    result = runner([src], [dest])
+    assert (result.exit_code, result.lanes[dest.name]["damaged"]) == (0, 0)
+    out = runner.outcomes()[("card/DCIM/1/IMG_3.JPG", dest.name)]
+    assert (out["status"], out["damaged"]) == ("skipped", None)
+    assert runner.catalog.damaged_copies([dest.ident]) == []
+
+
+def test_a_damaged_copy_the_user_repaired_in_place_is_read_back_and_forgotten(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """Repaired in place (the good bytes copied over it): another mtime than when it was found, so
+    even a plain re-run reads it back, and finds it good."""
+    src = _card(tmp_path)
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 0
+    rotted = tmp_path / "d" / "card" / "DCIM" / "1" / "IMG_3.JPG"
+    _rot(rotted)
+    assert runner([src], [dest], rehash=True).exit_code == 1
+    rotted.write_bytes((src / "DCIM/1/IMG_3.JPG").read_bytes())
+    result = runner([src], [dest])
+    assert (result.exit_code, result.lanes[dest.name]["damaged"]) == (0, 0)
+    assert runner.catalog.damaged_copies([dest.ident]) == []
 
 
 def test_rerun_reads_a_changed_source_file_again(tmp_path: Path, runner: Runner) -> None:

@@ -71,13 +71,14 @@ CREATE TABLE IF NOT EXISTS outcomes (
     dest_ident TEXT NOT NULL,
     dest_name TEXT NOT NULL,
     target TEXT NOT NULL,
-    status TEXT NOT NULL,            -- pending, verified, already, skipped, failed, incomplete
+    status TEXT NOT NULL,            -- pending, verified, already, skipped, conflict, failed, incomplete
     verify_method TEXT,
     verified_at REAL,
     etag TEXT,
     error TEXT,
     error_code TEXT,
     detail TEXT,
+    damaged TEXT,                    -- castoff's earlier copy of this file there, found damaged (kept)
     PRIMARY KEY (file_id, dest_ident)
 );
 CREATE INDEX IF NOT EXISTS outcomes_by_job ON outcomes (job_id);
@@ -96,6 +97,21 @@ CREATE TABLE IF NOT EXISTS landed (
     PRIMARY KEY (dest_ident, planned)
 );
 CREATE INDEX IF NOT EXISTS landed_by_src ON landed (dest_ident, src_path);
+-- damaged: copies castoff verified that later no longer held those bytes (bit rot, an edit in
+-- place). Kept where they are, never overwritten; every job that meets the file says so again,
+-- until the copy is gone or holds the verified bytes again
+CREATE TABLE IF NOT EXISTS damaged (
+    dest_ident TEXT NOT NULL,
+    target TEXT NOT NULL,            -- the damaged copy
+    planned TEXT NOT NULL,           -- the name the layout gives the file (landed.planned)
+    blake3 TEXT NOT NULL,            -- what castoff had verified there
+    verified_at REAL NOT NULL,       -- when
+    size INTEGER,                    -- the damaged copy as found: another size or mtime since,
+    mtime_ns INTEGER,                --   and a re-run reads it back again
+    found_at REAL NOT NULL,
+    job_id TEXT NOT NULL,            -- the job that found it
+    PRIMARY KEY (dest_ident, target)
+);
 -- objects: every key castoff made visible at a bucket that cannot refuse to replace one itself
 -- (no conditional writes): the catalog is then what keeps a later file from replacing it unsaid
 CREATE TABLE IF NOT EXISTS objects (
@@ -233,6 +249,20 @@ class LandedRow(NamedTuple):  # a re-run makes one a file: a tuple is built five
     etag: str | None
     verify_method: str
     verified_at: float
+    job_id: str
+
+
+class DamagedCopy(NamedTuple):
+    """A copy castoff verified that no longer holds those bytes (``damaged``)."""
+
+    dest_ident: str
+    target: str
+    planned: str
+    blake3: str
+    verified_at: float
+    size: int | None
+    mtime_ns: int | None
+    found_at: float
     job_id: str
 
 
@@ -427,6 +457,9 @@ class Catalog:
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(files)")}
         if "xxh128" not in have:
             self._db.execute("ALTER TABLE files ADD COLUMN xxh128 TEXT")
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(outcomes)")}
+        if "damaged" not in have:
+            self._db.execute("ALTER TABLE outcomes ADD COLUMN damaged TEXT")
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(file_meta)")}
         for column in ("make", "model"):
             if column not in have:
@@ -658,16 +691,19 @@ class Catalog:
         error_code: str | None = None,
         detail: str | None = None,
         verified_at: float | None = None,
+        damaged: str | None = None,
     ) -> None:
+        """``damaged``: the path of castoff's earlier copy of this file at this destination, found
+        damaged (``record_damaged``), whatever became of the file itself."""
         with self._tx() as db:
             db.execute(
                 "INSERT INTO outcomes(job_id, file_id, dest_ident, dest_name, target, status,"
-                " verify_method, verified_at, etag, error, error_code, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " verify_method, verified_at, etag, error, error_code, detail, damaged)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(file_id, dest_ident) DO UPDATE SET target=excluded.target,"
                 " status=excluded.status, verify_method=excluded.verify_method,"
                 " verified_at=excluded.verified_at, etag=excluded.etag, error=excluded.error,"
-                " error_code=excluded.error_code, detail=excluded.detail",
+                " error_code=excluded.error_code, detail=excluded.detail, damaged=excluded.damaged",
                 (
                     job_id,
                     file_id,
@@ -681,6 +717,7 @@ class Catalog:
                     error,
                     error_code,
                     detail,
+                    damaged,
                 ),
             )
 
@@ -747,6 +784,32 @@ class Catalog:
                     row.job_id,
                 ),
             )
+            # a copy proven there now is no longer a damaged one (the user put the good one back)
+            db.execute("DELETE FROM damaged WHERE dest_ident=? AND target=?", (row.dest_ident, row.target))
+
+    def record_damaged(self, copy: DamagedCopy) -> None:
+        """A copy castoff verified that no longer holds those bytes: remembered until it is gone or
+        proven good again, so that every later job that meets the file says so."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO damaged(dest_ident, target, planned, blake3, verified_at, size,"
+                " mtime_ns, found_at, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                copy,
+            )
+
+    def damaged_at(self, dest_ident: str, target: str) -> DamagedCopy | None:
+        rows = self._query("SELECT * FROM damaged WHERE dest_ident=? AND target=?", (dest_ident, target))
+        return DamagedCopy(*rows[0]) if rows else None
+
+    def damaged_copies(self, dest_idents: Sequence[str]) -> list[DamagedCopy]:
+        """Every damaged copy known at these destinations (few, if any: one query a job)."""
+        marks = ", ".join("?" * len(dest_idents))
+        rows = self._query(f"SELECT * FROM damaged WHERE dest_ident IN ({marks})", tuple(dest_idents))  # noqa: S608
+        return [DamagedCopy(*r) for r in rows]
+
+    def forget_damaged(self, dest_ident: str, target: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM damaged WHERE dest_ident=? AND target=?", (dest_ident, target))
 
     def record_object(self, dest_ident: str, target: str, *, blake3: str, size: int, job_id: str) -> None:
         """castoff made ``target`` visible at a bucket without conditional writes (``objects``)."""

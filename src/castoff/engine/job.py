@@ -24,7 +24,7 @@ import blake3
 import xxhash
 
 from castoff import errors
-from castoff.catalog.db import Catalog, KnownObject, LandedRow
+from castoff.catalog.db import Catalog, DamagedCopy, KnownObject, LandedRow
 from castoff.catalog.group import WriteGroup
 from castoff.catalog.prefetch import Prefetch
 from castoff.destinations.base import (
@@ -93,6 +93,9 @@ class Outcome:
     etag: str | None = None
     detail: str | None = None
     verified_at: float | None = None
+    #: castoff's earlier copy of the file there, found damaged and kept (the file itself may be
+    #: there, proven, under another name): the job then needs attention (exit code 1)
+    damaged: str | None = None
 
 
 @dataclass
@@ -189,6 +192,11 @@ class Engine:
         self.need_md5 = any(lane.caps.needs_md5 for lane in self.lanes)
         # A re-run's look-ups, a batch of files at a time (--rehash looks nothing up)
         self._prefetch = Prefetch(catalog, [ln.dest.ident for ln in self.lanes], enabled=not options.rehash)
+        #: damaged copies found by earlier jobs, by (destination, planned name): a re-run that
+        #: skips the file still says so (usually none: one query)
+        self._known_damaged = {
+            (c.dest_ident, c.planned): c for c in catalog.damaged_copies([ln.dest.ident for ln in self.lanes])
+        }
         self._state = threading.Condition()
         self._open_streams = 0
         self._catchup: deque[list[Stream]] = deque()
@@ -305,6 +313,9 @@ class Engine:
             code, status = errors.EXIT_FAILED, "failed"
         elif self._nothing_found():  # the input's fault, as a wrong path would be
             code, status = errors.EXIT_USAGE, "failed"
+        elif any(ln.stats.damaged for ln in self.lanes):
+            # every file is verified everywhere (done), but a copy on a drive is damaged: attention
+            code, status = errors.EXIT_FAILED, "done"
         else:
             code, status = errors.EXIT_OK, "done"
         return JobResult(
@@ -510,6 +521,7 @@ class Engine:
                 and landed.src_path == src.abs_path  # not another source that landed there
                 and landed.size == src.size
                 and landed.mtime_ns == src.mtime_ns
+                and not self._is_known_damaged(lane, landed)
                 and self._still_there(lane, landed.target, src)
             ):
                 lane.stats.bytes_skipped += src.size  # nothing to send: off the progress bar's total
@@ -517,6 +529,9 @@ class Engine:
                 detail = f"verified at {lane.name} on {when} ({landed.verify_method})"
                 if self._debug:
                     self.log(f"skip: {src.rel_path}: {detail}", "debug")
+                damaged = self._still_damaged(lane, landed)
+                if damaged is not None:
+                    detail += "; " + self._say_damaged(lane, damaged, landed.target, already=True)
                 self._record(
                     lane,
                     fs,
@@ -527,6 +542,7 @@ class Engine:
                         etag=landed.etag,
                         detail=detail,
                         verified_at=landed.verified_at,
+                        damaged=damaged.target if damaged is not None else None,
                     ),
                 )
                 return None
@@ -547,6 +563,35 @@ class Engine:
             self.catalog.set_file_meta(self.job_id, fs.file_id, fs.plan.catalog_record())
         dest_plan = planner.for_destination(fs.plan, lane.dest)
         return dest_plan.rel_path, dest_plan
+
+    def _is_known_damaged(self, lane: Lane, landed: LandedRow) -> bool:
+        """The copy the catalog says landed is the one an earlier job found damaged (its good copy
+        never landed, a failure or a kill after the damage was found): not skipped."""
+        copy = self._known_damaged.get((lane.dest.ident, landed.planned))
+        return copy is not None and copy.target == landed.target
+
+    def _still_damaged(self, lane: Lane, landed: LandedRow) -> DamagedCopy | None:
+        """The damaged copy an earlier job found beside this verified one, if it is still there
+        as it was found (one stat; changed since: read back, and forgotten if it holds the
+        verified bytes again). A bucket cannot look: the catalog's word."""
+        key = (lane.dest.ident, landed.planned)
+        copy = self._known_damaged.get(key)
+        if copy is None or copy.blake3 != landed.blake3:
+            return None
+        if not lane.caps.can_stat:
+            return copy
+        try:
+            st = lane.dest.stat(copy.target)
+        except errors.CastoffError:
+            return copy
+        if st is not None and st.not_a_file is None:
+            if (st.size, st.mtime_ns) == (copy.size, copy.mtime_ns):
+                return copy
+            if not (lane.caps.can_read_back and self._same_content(lane, copy.target, copy.blake3)):
+                return copy
+        self.catalog.forget_damaged(lane.dest.ident, copy.target)  # gone, or good again
+        del self._known_damaged[key]
+        return None
 
     @staticmethod
     def _still_there(lane: Lane, target: str, src: SourceFile) -> bool:
@@ -1227,11 +1272,14 @@ class Engine:
         """``--on-conflict rename``: this copy lands as ``name (N).ext``, the first N free.
         ``other``: what ``existing`` is when it is no file ("is a symlink, not a file")."""
         lane = stream.lane
+        damaged = None if other is not None else self._damaged_copy(stream, existing, digest)
+        if damaged is not None:
+            stream.damaged = existing
         for n in range(stream.next_alt, 10_000):
             alt = alt_target(stream.planned, n)
             if lane.caps.commit_can_retarget:
                 if lane.caps.can_stat and lane.dest.stat(alt) is not None:
-                    if self._already_there(stream, upload, alt, digest):
+                    if self._already_there(stream, upload, alt, digest, damaged=damaged):
                         return None
                     continue
                 try:
@@ -1240,22 +1288,17 @@ class Engine:
                     continue
                 if other is not None:
                     note = f"{existing} {other}: kept it, this copy is {landed.target}"
-                    said = note
-                elif damaged := self._damaged_since(stream, existing, digest):
-                    note = f"{existing} {damaged}: kept it, this copy is {landed.target}"
-                    said = (
-                        f"{existing} {damaged}. Kept it; the good copy is {landed.target}:"
-                        " compare them, then replace the damaged one"
-                    )
+                    self.log(f"{lane.name}: {note}", "warning")
+                elif damaged is not None:
+                    note = self._say_damaged(lane, damaged, landed.target, already=False)
                 else:
                     note = f"{existing} exists with other content: kept both"
-                    said = f"{note}, this copy is {landed.target}"
+                    self.log(f"{lane.name}: {note}, this copy is {landed.target}", "warning")
                 stream.notes.append(note)
-                self.log(f"{lane.name}: {said}", "warning")
                 return landed
             if self._remembers_keys(lane):
                 if self.catalog.object_at(lane.dest.ident, alt) is not None:
-                    if self._already_there(stream, upload, alt, digest):
+                    if self._already_there(stream, upload, alt, digest, damaged=damaged):
                         return None
                     continue
                 if self._claimed_by_another(lane, alt, stream.file.file_id):
@@ -1264,23 +1307,61 @@ class Engine:
             # (and if that one is taken too, the next conflict tries the name after it).
             stream.next_alt = n + 1
             upload.abort()
-            stream.notes.append(f"{existing} exists: sending as {alt}")
-            self.log(f"{lane.name}: {existing} exists: kept it, sending this copy as {alt}", "warning")
+            if damaged is not None:
+                stream.notes.append(self._say_damaged(lane, damaged, alt, already=False))
+            else:
+                stream.notes.append(f"{existing} exists: sending as {alt}")
+                self.log(f"{lane.name}: {existing} exists: kept it, sending this copy as {alt}", "warning")
             stream.target = alt
             stream.reset(keep_parts=False)
             self._restart(stream)
             return None
         raise errors.ConflictError(f"no free name for {existing}")
 
-    def _damaged_since(self, stream: Stream, existing: str, digest: str) -> str | None:
-        """What to call ``existing``, which differs from the source, when castoff itself verified
-        these very bytes there (bit rot, a bad drive, an edit in place): else None, a plain
-        conflict (another file of that name, or an older version of this one)."""
-        row = self.catalog.landed_at(stream.lane.dest.ident, stream.planned)
-        if row is None or row.target != existing or row.blake3 != digest:
-            return None
-        when = self._minute(row.verified_at)
-        return f"is DAMAGED or was changed: it no longer holds what castoff verified there on {when}"
+    def _damaged_copy(self, stream: Stream, existing: str, digest: str) -> DamagedCopy | None:
+        """``existing``, which differs from the source, when castoff itself verified these very
+        bytes there (bit rot, a bad drive, an edit in place): found now (and remembered, so that
+        later jobs say it too), or by an earlier job. Else None, a plain conflict (another file of
+        that name, or an older version of this one)."""
+        lane = stream.lane
+        row = self.catalog.landed_at(lane.dest.ident, stream.planned)
+        if row is not None and row.target == existing and row.blake3 == digest:
+            size = mtime_ns = None
+            with contextlib.suppress(errors.CastoffError):
+                st = lane.dest.stat(existing) if lane.caps.can_stat else None
+                if st is not None:
+                    size, mtime_ns = st.size, st.mtime_ns
+            copy = DamagedCopy(
+                lane.dest.ident,
+                existing,
+                stream.planned,
+                digest,
+                row.verified_at,
+                size,
+                mtime_ns,
+                time.time(),
+                self.job_id,
+            )
+            self.catalog.record_damaged(copy)
+            return copy
+        known = self.catalog.damaged_at(lane.dest.ident, existing)
+        return known if known is not None and known.blake3 == digest else None
+
+    def _say_damaged(self, lane: Lane, copy: DamagedCopy, good: str, *, already: bool) -> str:
+        """Warn that ``copy`` is damaged and ``good`` is the good copy; the outcome's detail."""
+        when = self._minute(copy.verified_at)
+        if copy.job_id == self.job_id:
+            what = f"is DAMAGED or was changed: it no longer holds what castoff verified there on {when}"
+        else:
+            found = self._minute(copy.found_at)
+            what = (
+                f"is still DAMAGED or changed (found on {found}): it no longer holds what castoff"
+                f" verified there on {when}"
+            )
+        good_is = f"the good copy is {good}" + (" (verified before)" if already else "")
+        then = "compare them, then replace the damaged one"
+        self.log(f"{lane.name}: {copy.target} {what}. Kept it; {good_is}: {then}", "warning")
+        return f"{copy.target} {what}: kept it, {good_is}"
 
     def _not_a_copy(self, stream: Stream, existing: str) -> str | None:
         """What ``existing`` is when it is no file, and so no copy ("is a symlink, not a file"),
@@ -1303,13 +1384,26 @@ class Engine:
             )
         return None if st.not_a_file is None else f"is {st.not_a_file}, not a file"
 
-    def _already_there(self, stream: Stream, upload: Upload, existing: str, digest: str) -> bool:
-        """``existing`` holds these very bytes: read back, or by the catalog's memory of what
-        castoff put there. The upload is dropped and the file counts as already delivered."""
+    def _already_there(
+        self,
+        stream: Stream,
+        upload: Upload,
+        existing: str,
+        digest: str,
+        *,
+        damaged: DamagedCopy | None = None,
+    ) -> bool:
+        """``existing`` holds these very bytes: read back or, where castoff cannot read, by the
+        catalog's memory of what castoff put there. The upload is dropped and the file counts as
+        already delivered. ``damaged``: the copy at the planned name is damaged, and ``existing``
+        the good one an earlier job landed beside it: said again."""
         lane = stream.lane
         if self._not_a_copy(stream, existing) is not None:
             return False  # never read: a FIFO would hold the read for ever
-        if lane.caps.can_read_back and self._same_content(lane, existing, digest):
+        if lane.caps.can_read_back:
+            # what was read is the answer: never the catalog's memory of another content there
+            if not self._same_content(lane, existing, digest):
+                return False
             method = "existing copy read back: blake3 match"
         elif (known := self._known_same(lane, existing, digest)) is not None:
             when = self._minute(known.put_at)
@@ -1318,6 +1412,8 @@ class Engine:
             return False
         upload.abort()
         self._drop_partial(stream)
+        if damaged is not None:
+            stream.notes.append(self._say_damaged(lane, damaged, existing, already=True))
         self._landed(
             stream, Landed(target=existing, size=stream.file.src.size, verify_method=method), "already"
         )
@@ -1499,6 +1595,7 @@ class Engine:
             etag=landed.etag,
             detail="; ".join(notes) or None,
             verified_at=now,
+            damaged=stream.damaged,
         )
         stream.target = landed.target
         # What landed where, and the outcome, in one transaction: a crash keeps both or neither.
@@ -1534,6 +1631,8 @@ class Engine:
     def _end(self, stream: Stream, out: Outcome) -> None:
         if out.detail is None and stream.notes:
             out = replace(out, detail="; ".join(stream.notes))
+        if out.damaged is None and stream.damaged is not None:
+            out = replace(out, damaged=stream.damaged)
         self._record(stream.lane, stream.file, stream.target, out)
         self._stream_closed(stream)
 
@@ -1574,6 +1673,7 @@ class Engine:
             error_code=code,
             detail=out.detail,
             verified_at=out.verified_at,
+            damaged=out.damaged,
         )
 
     def _tell(self, lane: Lane, fs: FileState, target: str, out: Outcome) -> None:
@@ -1591,6 +1691,8 @@ class Engine:
                 st.incomplete += 1
             elif status == "conflict":
                 st.conflict += 1
+            if out.damaged is not None:
+                st.damaged += 1
         if status in ("failed", "incomplete") and not isinstance(out.error, errors.SourceError):
             # (a source's failure is said once, by ``_source_failed``, not once per destination)
             rel = fs.src.rel_path
@@ -1609,6 +1711,7 @@ class Engine:
             etag=out.etag,
             error=err_text,
             detail=out.detail,
+            damaged=out.damaged,
         )
 
     # -- the source can be released -----------------------------------------------------------
@@ -1639,10 +1742,14 @@ class Engine:
                 "every local destination is verified: the source can be released;"
                 " the remaining uploads read from the verified local copies",
             )
-            self.emit("released", remaining_streams=self._open_streams)
+            self.emit("released", remaining_streams=self._open_streams, damaged=self._damaged_locally())
             return
         self._released = True
-        self.emit("released", remaining_streams=0)
+        self.emit("released", remaining_streams=0, damaged=self._damaged_locally())
+
+    def _damaged_locally(self) -> int:
+        """Files whose earlier copy at a local destination is damaged (each has a good one too)."""
+        return sum(ln.stats.damaged for ln in self.lanes if ln.caps.is_local)
 
     def _record_interrupted(self) -> None:
         with self._state:

@@ -74,6 +74,8 @@ class Stream:
     restarts: int = 0
     resumed_parts: int = 0
     notes: list[str] = field(default_factory=list)
+    #: castoff's earlier copy at the planned name, found damaged (``Engine._keep_both``)
+    damaged: str | None = None
     #: the next " (N)" to try after a conflict at a bucket whose key is fixed at the start
     next_alt: int = 2
     dest_plan: DestPlan | None = None  # the layout at this destination: name rules, metadata
@@ -111,6 +113,9 @@ class LaneStats:
     failed: int = 0
     incomplete: int = 0
     conflict: int = 0  # another file at the target, kept (--on-conflict skip): this one not copied
+    #: files whose earlier verified copy here is damaged (kept); each has a good copy too, so it
+    #: is counted as verified, already or skipped as well
+    damaged: int = 0
     restarts: int = 0
 
 

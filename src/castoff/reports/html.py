@@ -136,9 +136,10 @@ class _FileRows:
             error = f'<div class="err">{_esc(r[23])}</div>' if r[23] else ""
             detail = f'<div class="muted">{_esc(r[25])}</div>' if r[25] else ""
             status = shared(r[19])
+            damaged = ' <span class="pill damaged">damaged copy kept</span>' if r[29] else ""
             out.append(
                 f"    <td>{shared(r[17])}</td>\n"
-                f'    <td><span class="pill {status}">{status}</span></td>\n'
+                f'    <td><span class="pill {status}">{status}</span>{damaged}</td>\n'
                 f'    <td class="target"><code>{_esc(r[18])}</code>{error}{detail}</td>\n'
                 f"    <td><code>{_esc(r[22] or '')}</code></td>\n"
                 f"    <td>{shared(r[20] or '')}</td>\n"
@@ -185,6 +186,8 @@ def render(
             duration=(job["ended_at"] - job["started_at"]) if job["ended_at"] else None,
             summary=list(counts.destinations.values()),
             problem_count=counts.problem_files,
+            missing_count=counts.missing_files,
+            damaged_count=counts.damaged_files,
             problems=_problems(catalog, job_id),  # a generator: no query unless the template lists problems
             files=_file_chunks(file_groups(catalog, job_id) if files is None else files),
             left_out=counts.left_out,

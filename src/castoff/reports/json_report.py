@@ -5,7 +5,9 @@ summary per destination, then every file with its outcome at every destination (
 and when it was verified, ETag, error), then what was left out. /2 adds to each file ``capture``
 (time, source: exif|quicktime|mxf|mtime, device, device_source, type, sidecar_of, layout_path; null when
 the job had no planner) and to each destination entry ``metadata_sidecar`` (key, status, error of
-its ``.castoff.json`` object; null when none was written).
+its ``.castoff.json`` object; null when none was written) and ``damaged`` (castoff's earlier copy
+there, found damaged and kept; null when none; absent from reports of earlier versions), and to
+each destination's summary ``damaged``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def _destination(o: sqlite3.Row, iso: TimeText) -> dict[str, Any]:
         "error": o[23],
         "error_code": o[24],
         "detail": o[25],
+        "damaged": o[29],
         "metadata_sidecar": sidecar,
     }
 
@@ -111,7 +114,7 @@ def _destination_text(o: sqlite3.Row, iso: TimeText) -> str:
     return (
         f'{{"destination": {s(o[17])}, "target": {s(o[18])}, "status": {s(o[19])},'
         f' "verify_method": {v(o[20])}, "verified_at": {v(iso(o[21]))}, "etag": {v(o[22])},'
-        f' "error": {v(o[23])}, "error_code": {v(o[24])}, "detail": {v(o[25])},'
+        f' "error": {v(o[23])}, "error_code": {v(o[24])}, "detail": {v(o[25])}, "damaged": {v(o[29])},'
         f' "metadata_sidecar": {sidecar}}}'
     )
 

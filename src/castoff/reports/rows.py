@@ -15,13 +15,13 @@ from castoff.reports.summary import OK
 #: the reports read them by column number, in this order (by name, sqlite3.Row compares every name
 #: before): 0 file_id, 1 rel_path, 2 abs_path, 3 size, 4 mtime_ns, 5 file_status, 6 blake3, 7 md5,
 #: 8 xxh128, 9 file_error, 10-16 capture, 17 dest_name, 18 target, 19 status, 20 verify_method,
-#: 21 verified_at, 22 etag, 23 error, 24 error_code, 25 detail, 26-28 sidecar
+#: 21 verified_at, 22 etag, 23 error, 24 error_code, 25 detail, 26-28 sidecar, 29 damaged
 ROWS_SQL = (
     "SELECT f.id AS file_id, f.rel_path, f.abs_path, f.size, f.mtime_ns, f.status AS file_status,"
     " f.blake3, f.md5, f.xxh128, f.error AS file_error, m.capture_time, m.capture_source, m.device,"
     " m.device_source, m.file_type, m.sidecar_of, m.layout_path, o.dest_name, o.target, o.status,"
     " o.verify_method, o.verified_at, o.etag, o.error, o.error_code, o.detail,"
-    " s.key AS sidecar_key, s.status AS sidecar_status, s.error AS sidecar_error"
+    " s.key AS sidecar_key, s.status AS sidecar_status, s.error AS sidecar_error, o.damaged"
     " FROM files f LEFT JOIN file_meta m ON m.file_id=f.id"
     " LEFT JOIN outcomes o ON o.file_id=f.id"
     " LEFT JOIN meta_sidecars s ON s.file_id=f.id AND s.dest_ident=o.dest_ident"
@@ -48,8 +48,8 @@ def file_groups(catalog: Catalog, job_id: str, which: str = "1") -> Iterator[lis
 def has_problem(rows: Sequence[sqlite3.Row]) -> bool:
     """``summary.PROBLEM_FILES_SQL`` of one file's rows (a file the job never got to has one row,
     its dest_name NULL): it failed to read, the job never got to it, or some destination does not
-    have it, proven."""
+    have it, proven, or has a damaged earlier copy of it."""
     first = rows[0]
     if first[5] == "failed" or (first[5] == "pending" and first[17] is None):
         return True
-    return any(r[17] is not None and r[19] not in OK for r in rows)
+    return any(r[17] is not None and (r[19] not in OK or r[29] is not None) for r in rows)

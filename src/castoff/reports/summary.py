@@ -23,8 +23,13 @@ UNREAD_SQL = (
     "(f.status='failed'"
     " OR (f.status='pending' AND NOT EXISTS (SELECT 1 FROM outcomes x WHERE x.file_id=f.id)))"
 )
-#: a file with a problem, as the summary counts them (and the HTML lists them)
-PROBLEM_FILES_SQL = f"({UNREAD_SQL} OR {NOT_THERE_SQL})"
+#: a file some destination has, proven, beside castoff's earlier copy there found damaged (kept)
+DAMAGED_SQL = "EXISTS (SELECT 1 FROM outcomes x WHERE x.file_id=f.id AND x.damaged IS NOT NULL)"
+#: a file that did not reach every destination, or was not read
+MISSING_FILES_SQL = f"({UNREAD_SQL} OR {NOT_THERE_SQL})"
+#: a file with a problem, as the summary counts them (and both reports list first): one missing
+#: somewhere, or one with a damaged copy somewhere, which needs the user's attention as much
+PROBLEM_FILES_SQL = f"({UNREAD_SQL} OR {NOT_THERE_SQL} OR {DAMAGED_SQL})"
 STATUSES = ("verified", "already", "skipped", "conflict", "failed", "incomplete")
 
 
@@ -41,6 +46,9 @@ class DestinationSummary:
     conflict: int = 0
     failed: int = 0
     incomplete: int = 0
+    #: files there (counted above as verified, already or skipped) beside castoff's earlier copy
+    #: there, found damaged and kept
+    damaged: int = 0
     #: bytes sent and verified in this job (``verified`` outcomes only)
     bytes_sent: int = 0
     #: from the job's start to the last file verified there; None when nothing was
@@ -57,8 +65,9 @@ class DestinationSummary:
 
 
 def is_problem(row: sqlite3.Row) -> bool:
-    """A file at a destination that did not end at the destination, proven, or a file never read."""
-    if row["file_status"] == "failed":
+    """A file at a destination that did not end at the destination, proven, or whose earlier copy
+    there is damaged; or a file never read."""
+    if row["file_status"] == "failed" or row["damaged"] is not None:
         return True
     if row["status"] is None:
         return bool(row["file_status"] == "pending")
@@ -70,7 +79,12 @@ class Tally:
     """The summary by destination, how many files have a problem, and what was left out on purpose."""
 
     destinations: dict[str, DestinationSummary]
+    #: files with a problem (``PROBLEM_FILES_SQL``): missing somewhere or damaged somewhere
     problem_files: int = 0
+    #: of those, files that did not reach every destination (or were not read)
+    missing_files: int = 0
+    #: of those, files with a damaged earlier copy at some destination
+    damaged_files: int = 0
     left_out: list[tuple[str, str | None]] = field(default_factory=list)
 
 
@@ -82,24 +96,26 @@ def tally(catalog: Catalog, job: sqlite3.Row) -> Tally:
     result = Tally(out)
     rows = catalog.stream(
         "SELECT o.dest_name, o.status, COUNT(*) AS n, SUM(f.size) AS bytes,"
-        " MAX(CASE WHEN o.status IN ('verified', 'already') THEN o.verified_at END) AS last"
+        " MAX(CASE WHEN o.status IN ('verified', 'already') THEN o.verified_at END) AS last,"
+        " SUM(o.damaged IS NOT NULL) AS damaged"
         " FROM files f JOIN outcomes o ON o.file_id=f.id"
         " WHERE f.job_id=? AND f.status<>'skipped' GROUP BY o.dest_name, o.status",
         (job_id,),
     )
     last: dict[str, float] = {}
     all_there = True
+    any_damaged = False
     for r in rows:
         _add(out, r, last)
         all_there = all_there and r["status"] in OK
+        any_damaged = any_damaged or bool(r["damaged"])
     # Every outcome proves its file there (the usual case): only a file not read can have a
     # problem, and SQLite need not look up each file's outcomes (a fifth of a second for 200,000).
-    which = UNREAD_SQL if all_there else PROBLEM_FILES_SQL
-    problems = catalog.stream(
-        f"SELECT COUNT(*) AS n FROM files f WHERE f.job_id=? AND f.status<>'skipped' AND {which}",  # noqa: S608
-        (job_id,),
-    )
-    result.problem_files = sum(int(r["n"]) for r in problems)
+    result.missing_files = _count_files(catalog, job_id, UNREAD_SQL if all_there else MISSING_FILES_SQL)
+    result.problem_files = result.missing_files
+    if any_damaged:
+        result.damaged_files = _count_files(catalog, job_id, DAMAGED_SQL)
+        result.problem_files = _count_files(catalog, job_id, PROBLEM_FILES_SQL)
     left_out = catalog.stream(
         "SELECT rel_path, error FROM files WHERE job_id=? AND status='skipped' ORDER BY rel_path", (job_id,)
     )
@@ -110,6 +126,15 @@ def tally(catalog: Catalog, job: sqlite3.Row) -> Tally:
             s.duration_s = round(max(last[name] - started, 0.0), 3)
             s.bytes_per_s = round(s.bytes_sent / s.duration_s, 1) if s.duration_s > 0 else None
     return result
+
+
+def _count_files(catalog: Catalog, job_id: str, which: str) -> int:
+    """The job's files (not those left out) for which the SQL condition ``which`` on ``f`` holds."""
+    rows = catalog.stream(
+        f"SELECT COUNT(*) AS n FROM files f WHERE f.job_id=? AND f.status<>'skipped' AND {which}",  # noqa: S608
+        (job_id,),
+    )
+    return sum(int(r["n"]) for r in rows)
 
 
 def _add(out: dict[str, DestinationSummary], r: sqlite3.Row, last: dict[str, float]) -> None:
@@ -124,5 +149,6 @@ def _add(out: dict[str, DestinationSummary], r: sqlite3.Row, last: dict[str, flo
         setattr(s, status, getattr(s, status) + n)
     if status == "verified":
         s.bytes_sent += size
+    s.damaged += int(r["damaged"] or 0)
     if r["last"] is not None:
         last[name] = max(last.get(name, 0.0), float(r["last"]))

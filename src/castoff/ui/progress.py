@@ -159,10 +159,7 @@ class RichDisplay(Display):
             # Text, not markup: a log line quotes paths, which may hold [ ]
             self.progress.console.print(Text(str(event.data.get("message")), style=style), soft_wrap=True)
         elif event.kind == "released":
-            self.progress.console.print(
-                "[bold green]Source can be released:[/] every local destination is verified."
-                + (" Uploads continue from the local copies." if event.data.get("remaining_streams") else "")
-            )
+            self.progress.console.print(released_text(event.data))
 
     def tick(self) -> None:
         with self._lock:
@@ -179,6 +176,8 @@ class RichDisplay(Display):
                 )
                 if s["conflict"]:
                     files += f" [yellow]{s['conflict']} not copied (conflict)[/]"
+                if s.get("damaged"):
+                    files += f" [yellow]{s['damaged']} damaged copy kept[/]"
                 if s["skipped"]:
                     files += f" ({s['skipped']} verified before)"
                 # the bar counts what this job sends: files verified there before are off it
@@ -207,12 +206,13 @@ class RichDisplay(Display):
 
 def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
     """The counts the reports give (their words: already = found there with the same bytes,
-    skipped = verified there by an earlier job); the conflict column only when there is one."""
+    skipped = verified there by an earlier job); the conflict, incomplete and damaged columns only
+    when there is one (damaged: the file is verified there too, beside a damaged earlier copy)."""
     table = Table(title="castoff: summary", title_justify="left")
     table.add_column("destination", overflow="fold", min_width=8)  # a long name wraps, never cut
     cols = ["files", "bytes", "verified", "already", "skipped"]
     # the rarer ends only when some destination has them: incomplete = resumable by a re-run
-    rare = [c for c in ("conflict", "incomplete") if any(s[c] for s in lanes.values())]
+    rare = [c for c in ("conflict", "incomplete", "damaged") if any(s.get(c, 0) for s in lanes.values())]
     for col in [*cols, *(RARE_TITLES[c] for c in rare), "failed"]:
         table.add_column(col, justify="right")
     for name, s in lanes.items():
@@ -230,4 +230,19 @@ def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
     return table
 
 
-RARE_TITLES = {"conflict": "conflict", "incomplete": "incomplete"}
+RARE_TITLES = {"conflict": "conflict", "incomplete": "incomplete", "damaged": "damaged"}
+
+
+def released_text(data: Mapping[str, Any]) -> str:
+    """The ``released`` event as a line: the source may go, and a damaged copy is not hidden."""
+    text = "[bold green]Source can be released:[/] every local destination is verified."
+    damaged = int(data.get("damaged") or 0)
+    if damaged:
+        copies = "copy" if damaged == 1 else "copies"
+        text += (
+            f" [bold yellow]But {damaged} earlier {copies} there {'is' if damaged == 1 else 'are'}"
+            " DAMAGED[/] (kept, beside a verified good copy: see the end)."
+        )
+    if data.get("remaining_streams"):
+        text += " Uploads continue from the local copies."
+    return text
