@@ -321,3 +321,34 @@ def test_one_server_by_two_loopback_names_is_one_destination(tmp_path: Path, rcl
     said = " ".join(r.stderr.split())
     assert f"the same destination is named twice: s3://{rclone_s3.bucket}/shoot (at" in said
     assert rclone_s3.client.list_objects_v2(Bucket=rclone_s3.bucket).get("KeyCount", 0) == 0
+
+
+@pytest.mark.parametrize("server", ["moto", "rclone_s3"])
+def test_an_object_damaged_since_is_named_by_rehash_verify_download(
+    tmp_path: Path, server: str, request: pytest.FixtureRequest
+) -> None:
+    """An object castoff put, replaced since by other bytes: ``--rehash --verify-download`` reads
+    it, calls it damaged (what it read wins over the catalog's memory), keeps it, lands the good
+    copy as ``name (2).ext`` and exits 1; a later run says so again and sends nothing."""
+    b = request.getfixturevalue(server)
+    src = tmp_path / "card"
+    write(src / "DCIM" / "IMG_0001.JPG", b"good" * 1000)
+    state = tmp_path / "state"
+    env = keys(b.access_key, b.secret_key) if server == "rclone_s3" else keys("AKIDANY", "ANYSECRET")
+    url = s3_url(b.bucket, "shoot/", b.url)
+    assert castoff("copy", str(src), "--to", url, state=state, env=env).returncode == 0
+    key = "shoot/card/DCIM/IMG_0001.JPG"
+    head = b.client.head_object(Bucket=b.bucket, Key=key)
+    b.client.put_object(Bucket=b.bucket, Key=key, Body=b"rot!" * 1000, Metadata=head["Metadata"])
+    r = castoff("copy", str(src), "--to", url, "--rehash", "--verify-download", state=state, env=env)
+    said = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 1, said
+    assert "is DAMAGED or was changed" in said and "shoot/card/DCIM/IMG_0001 (2).JPG" in said
+    good = b.client.get_object(Bucket=b.bucket, Key="shoot/card/DCIM/IMG_0001 (2).JPG")["Body"].read()
+    assert good == b"good" * 1000
+    assert b.client.get_object(Bucket=b.bucket, Key=key)["Body"].read() == b"rot!" * 1000  # kept
+    again = castoff("copy", str(src), "--to", url, "--rehash", "--verify-download", state=state, env=env)
+    said = " ".join((again.stdout + again.stderr).split())
+    assert again.returncode == 1 and "still DAMAGED" in said, said
+    listed = b.client.list_objects_v2(Bucket=b.bucket, Prefix="shoot/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted([key, "shoot/card/DCIM/IMG_0001 (2).JPG"])

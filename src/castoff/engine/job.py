@@ -1050,11 +1050,16 @@ class Engine:
     def _refuse_known_key(self, stream: Stream) -> None:
         """Before a byte of a new upload goes out, do what ``If-None-Match: *`` would: raise
         ``TargetExists`` when castoff put something at the key before (``_conflict`` then applies
-        the conflict policy). With ``--rehash`` the same bytes are sent again, not taken on trust."""
+        the conflict policy). With ``--rehash`` the same bytes are sent again, not taken on trust,
+        unless the key can read (``--verify-download``): then the object is read first, and what
+        it holds decides (the same bytes: already there; others: a damaged or changed copy, kept),
+        so that castoff never replaces bytes it did not verify there."""
         if self._claimed_by_another(stream.lane, stream.target, stream.file.file_id):
             raise TargetExists(stream.target)  # another file of this job goes there (one name, two files)
         known = self.catalog.object_at(stream.lane.dest.ident, stream.target)
-        if known is None or (self.options.rehash and known.blake3 == stream.file.digest):
+        if known is None:
+            return
+        if self.options.rehash and known.blake3 == stream.file.digest and not stream.lane.caps.can_read_back:
             return
         raise TargetExists(stream.target)
 
