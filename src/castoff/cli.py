@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from castoff.reports.finish import Finished
 
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
-(the others were delivered); 2 usage or configuration error, or no file to copy (an empty source,
-or filters that left every file out); 130 interrupted (re-run to resume)."""
+(the others were delivered); 2 usage or configuration error, another job copying the same source
+to the same destination right now, or no file to copy (an empty source, or filters that left every
+file out); 130 interrupted (re-run to resume)."""
 
 COPY_EXAMPLES = """examples:
   castoff copy /media/EOS_DIGITAL --to /mnt/ssd/shoots --to /mnt/nas/shoots
