@@ -771,6 +771,7 @@ def _age(text: str) -> float:
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
+    from castoff.catalog.running import row_alive
     from castoff.commands.common import resolver
 
     catalog = open_catalog(args)
@@ -811,6 +812,14 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     failed = 0
     for r in chosen:
         job = catalog.job(r.job_id)
+        if job is not None and row_alive(job):  # aborting it would fail that job's file
+            console.print(
+                f"#{r.id} {r.target}: job {r.job_id} (pid {job['pid']}) is still sending it; not aborted",
+                style="yellow",
+                markup=False,
+                highlight=False,
+            )
+            continue
         spec = None
         s3_defaults = None
         if job is not None:

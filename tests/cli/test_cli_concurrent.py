@@ -66,8 +66,9 @@ def test_a_second_job_on_the_same_card_is_refused_another_card_runs_and_a_kill_r
     assert r.returncode == 0, text(r)
     to = ["--to", "@ssd", "--to", "@ark", "--part-size", "5M"]
 
-    # the first job: its upload paced at 1 MB/s, so it is still sending when the others start
-    first = castoff.popen("copy", str(card), *to, "--bwlimit", "1M", "--quiet")
+    # the first job: its upload paced at 256 kB/s (25 s), so it is still sending while the others
+    # start, however slow this machine is; it is killed once they are done
+    first = castoff.popen("copy", str(card), *to, "--bwlimit", "256K", "--quiet")
     try:
         wait_for_an_open_upload(castoff, first)
         (running,) = jobs(castoff)
@@ -96,6 +97,8 @@ def test_a_second_job_on_the_same_card_is_refused_another_card_runs_and_a_kill_r
         beside = castoff("copy", str(other_card), "--to", "@ssd", "--to", "@ark", "--quiet")  # 2nd reader
         assert beside.returncode == 0, text(beside)
         assert (ssd / "SONY_CARD" / "C0001.MP4").read_bytes() == b"another card's clip"
+        cleanup = castoff("uploads", "abort", "--all")  # a nightly cleanup: not the upload under way
+        assert cleanup.returncode == 0 and "is still sending it; not aborted" in text(cleanup), text(cleanup)
         assert first.poll() is None  # the first job is still at it
     finally:
         first.send_signal(signal.SIGKILL)  # a crash: its row still says running, its pid is dead
