@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
 (the others were delivered), or a copy castoff verified earlier is damaged (kept, beside a good
-one); 2 usage or configuration error, or no file to copy (an empty source, or filters that left
-every file out); 130 interrupted (re-run to resume)."""
+one); 2 usage or configuration error, another job copying the same source to the same destination
+right now, or no file to copy (an empty source, or filters that left every file out); 130
+interrupted (re-run to resume)."""
 
 COPY_EXAMPLES = """examples:
   castoff copy /media/EOS_DIGITAL --to /mnt/ssd/shoots --to /mnt/nas/shoots
@@ -324,21 +325,17 @@ class Interrupts:
 
 def _alive(pid: int) -> bool:
     """Whether a process of that id exists (a job marked running by a dead one was killed)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from castoff.catalog.running import pid_exists
+
+    return pid_exists(pid)
 
 
 def mark_dead_jobs(catalog: Catalog) -> None:
-    """A job left 'running' by a process that is gone (killed, a second Ctrl-C) was interrupted."""
-    pids = {int(r["pid"] or 0) for r in catalog.jobs(1000) if r["status"] == "running"}
-    catalog.mark_stale_jobs({p: _alive(p) for p in pids})
+    """A job left 'running' by a process that is gone (killed, a second Ctrl-C), or whose process
+    id another process has since (where the system tells), was interrupted."""
+    from castoff.catalog.running import row_alive
+
+    catalog.end_dead_jobs(row_alive)
 
 
 #: the default in-flight budget; a job with a bucket gets 32 MiB less, because its S3 client (boto3,
@@ -515,6 +512,8 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 if not d.caps.is_local:
                     limiters[d.ident] = RateLimiter(limit)
 
+    from castoff.catalog.running import process_start, row_alive
+
     catalog = open_catalog(args)
     mark_dead_jobs(catalog)
     job_id = new_job_id()
@@ -533,18 +532,33 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         retry=RetryPolicy(),
         planner=planner,
     )
-    catalog.start_job(
-        job_id,
-        argv=list(argv),
-        sources=sources,
-        destinations=[
-            # spec and s3 (no secrets in either) let 'castoff uploads abort' reopen the destination
-            {"name": d.name, "ident": d.ident, "kind": d.caps.kind, "spec": spec, "s3": json.dumps(defaults)}
-            for d, spec in zip(dests, args.to, strict=True)
-        ],
-        options={"on_conflict": args.on_conflict, "memory": memory, "chunk_size": chunk},
-        pid=os.getpid(),
-    )
+    try:
+        catalog.start_job(
+            job_id,
+            argv=list(argv),
+            sources=sources,
+            destinations=[
+                # spec and s3 (no secrets in either) let 'castoff uploads abort' reopen the destination
+                {
+                    "name": d.name,
+                    "ident": d.ident,
+                    "kind": d.caps.kind,
+                    "spec": spec,
+                    "s3": json.dumps(defaults),
+                }
+                for d, spec in zip(dests, args.to, strict=True)
+            ],
+            options={"on_conflict": args.on_conflict, "memory": memory, "chunk_size": chunk},
+            pid=os.getpid(),
+            proc_start=process_start(os.getpid()),
+            # another live job on an overlapping source and the same destination: refused (exit 2)
+            alive=row_alive,
+        )
+    except BaseException:
+        for d in dests:
+            d.close()
+        catalog.close()
+        raise
     cancel = threading.Event()
     engine_box: dict[str, Any] = {}
 
@@ -811,6 +825,7 @@ def _age(text: str) -> float:
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
+    from castoff.catalog.running import row_alive
     from castoff.commands.common import resolver
 
     catalog = open_catalog(args)
@@ -851,6 +866,14 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     failed = 0
     for r in chosen:
         job = catalog.job(r.job_id)
+        if job is not None and row_alive(job):  # aborting it would fail that job's file
+            console.print(
+                f"#{r.id} {r.target}: job {r.job_id} (pid {job['pid']}) is still sending it; not aborted",
+                style="yellow",
+                markup=False,
+                highlight=False,
+            )
+            continue
         spec = None
         s3_defaults = None
         if job is not None:

@@ -13,13 +13,14 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from castoff import errors
+from castoff.catalog import running
 from castoff.destinations.base import PartReceipt
 
 SCHEMA_VERSION = 1
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     options TEXT NOT NULL,           -- JSON object
     report_path TEXT,
     pid INTEGER,
+    proc_start TEXT,                 -- tells the pid's process from a later one (catalog.running)
     pruned_at REAL,                  -- per-file history dropped (castoff.catalog.prune)
     pruned_files INTEGER,            -- the job's file count and bytes, kept when its rows go
     pruned_bytes INTEGER
@@ -465,7 +467,12 @@ class Catalog:
             if column not in have:
                 self._db.execute(f"ALTER TABLE file_meta ADD COLUMN {column} TEXT")
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
-        for column, kind in (("pruned_at", "REAL"), ("pruned_files", "INTEGER"), ("pruned_bytes", "INTEGER")):
+        for column, kind in (
+            ("pruned_at", "REAL"),
+            ("pruned_files", "INTEGER"),
+            ("pruned_bytes", "INTEGER"),
+            ("proc_start", "TEXT"),
+        ):
             if column not in have:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
@@ -528,11 +535,25 @@ class Catalog:
         destinations: Sequence[Mapping[str, str]],
         options: Mapping[str, object],
         pid: int,
+        proc_start: str | None = None,
+        alive: Callable[[running.JobRow], bool] | None = None,
     ) -> None:
+        """Record the job as running. With ``alive`` (whether a row of ``jobs`` that says running
+        is a job that still runs: ``castoff.catalog.running.row_alive``), first refuse it with
+        ``JobRunning`` when a live job copies an overlapping source to one of its destinations: in
+        the same write transaction (BEGIN IMMEDIATE) as the insert, so of two jobs started in the
+        same instant one sees the other."""
         with self._tx() as db:
+            if alive is not None:
+                for row in db.execute("SELECT * FROM jobs WHERE status='running' ORDER BY started_at"):
+                    theirs = json.loads(row["destinations"])
+                    source = running.sources_overlap(sources, json.loads(row["sources"]))
+                    dest = running.dests_overlap(destinations, theirs) if source else None
+                    if source and dest and alive(row):
+                        raise running.JobRunning(row, source[0], dest)
             db.execute(
-                "INSERT INTO jobs(id, started_at, status, argv, sources, destinations, options, pid)"
-                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs(id, started_at, status, argv, sources, destinations, options, pid,"
+                " proc_start) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     time.time(),
@@ -541,6 +562,7 @@ class Catalog:
                     json.dumps([dict(d) for d in destinations]),
                     json.dumps(dict(options), default=str),
                     pid,
+                    proc_start,
                 ),
             )
 
@@ -589,6 +611,23 @@ class Catalog:
         for row in self._query("SELECT id, pid FROM jobs WHERE status='running'"):
             if not alive.get(int(row["pid"] or 0), False):
                 self.end_job(str(row["id"]), status="interrupted", exit_code=130)
+
+    def end_dead_jobs(self, alive: Callable[[running.JobRow], bool]) -> None:
+        """Jobs marked running whose process is gone (``alive``: ``running.row_alive``, which also
+        tells a process id given to another process since) were interrupted: a re-run resumes them."""
+        for row in self._query("SELECT * FROM jobs WHERE status='running'"):
+            if not alive(row):
+                with self._tx() as db:  # unless it ended meanwhile
+                    db.execute(
+                        "UPDATE jobs SET ended_at=?, status='interrupted', exit_code=130"
+                        " WHERE id=? AND status='running'",
+                        (time.time(), row["id"]),
+                    )
+
+    def running_job(self, job_id: str) -> sqlite3.Row | None:
+        """The job of this id when its row says running (``running.row_alive`` tells if it is)."""
+        rows = self._query("SELECT * FROM jobs WHERE id=? AND status='running'", (job_id,))
+        return rows[0] if rows else None
 
     def memo(self, key: str) -> str | None:
         """A value castoff remembers between jobs (in the ``meta`` table), or None."""
@@ -899,7 +938,13 @@ class Catalog:
         job_id: str,
     ) -> int:
         with self._urgent(), self._tx() as db:
-            db.execute("DELETE FROM uploads WHERE dest_ident=? AND target=?", (dest_ident, target))
+            # the upload an earlier job left there is replaced; one a job still running sends is not
+            # this job's to drop (``Engine._find_resumable`` did not take it either)
+            db.execute(
+                "DELETE FROM uploads WHERE dest_ident=? AND target=? AND (job_id=? OR job_id NOT IN"
+                " (SELECT id FROM jobs WHERE status='running'))",
+                (dest_ident, target, job_id),
+            )
             cur = db.execute(
                 "INSERT INTO uploads(dest_ident, dest_name, target, src_path, size, mtime_ns,"
                 " part_size, token, blake3, created_at, job_id, state)"
@@ -973,8 +1018,15 @@ class Catalog:
         return out
 
     def find_upload(self, dest_ident: str, target: str) -> UploadRow | None:
-        rows = self._upload_rows("AND dest_ident=? AND target=?", (dest_ident, target))
+        rows = self.find_uploads(dest_ident, target)
         return rows[0] if rows else None
+
+    def find_uploads(self, dest_ident: str, target: str) -> list[UploadRow]:
+        """The open uploads to ``target``, newest first: one, unless a job still running sends one
+        beside an earlier job's (``open_upload``)."""
+        return self._upload_rows(
+            "AND dest_ident=? AND target=? ORDER BY created_at DESC, id DESC", (dest_ident, target)
+        )
 
     def open_uploads(self) -> list[UploadRow]:
         return self._upload_rows("ORDER BY created_at", ())
@@ -998,9 +1050,12 @@ class Catalog:
             db.execute("DELETE FROM partials WHERE dest_ident=? AND path=?", (dest_ident, path))
 
     def partials(self, dest_ident: str) -> list[str]:
-        return [
-            str(r["path"]) for r in self._query("SELECT path FROM partials WHERE dest_ident=?", (dest_ident,))
-        ]
+        return [path for path, _job in self.partials_by_job(dest_ident)]
+
+    def partials_by_job(self, dest_ident: str) -> list[tuple[str, str]]:
+        """(path, the job that made it) of each hidden partial file the catalog knows there."""
+        rows = self._query("SELECT path, job_id FROM partials WHERE dest_ident=?", (dest_ident,))
+        return [(str(r["path"]), str(r["job_id"])) for r in rows]
 
     # -- what the layout planner learnt, and metadata sidecar objects -----------------------
 

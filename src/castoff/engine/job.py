@@ -24,6 +24,7 @@ import blake3
 import xxhash
 
 from castoff import errors
+from castoff.catalog import running
 from castoff.catalog.db import Catalog, DamagedCopy, KnownObject, LandedRow
 from castoff.catalog.group import WriteGroup
 from castoff.catalog.prefetch import Prefetch
@@ -358,8 +359,11 @@ class Engine:
         self.catalog.add_partial(dest_ident, path, self.job_id)
 
     def _clean_partials(self, lane: Lane) -> None:
-        """Hidden partial files an interrupted run left: they were never visible; remove them."""
-        for path in self.catalog.partials(lane.dest.ident):
+        """Hidden partial files an interrupted run left: they were never visible; remove them.
+        Not those of a job still running (another card to the same drive): it is writing them."""
+        for path, job_id in self.catalog.partials_by_job(lane.dest.ident):
+            if self._runs_beside(job_id):
+                continue
             lane.dest.abort_token(path, {"partial": path})
             self.catalog.drop_partial(lane.dest.ident, path)
 
@@ -610,8 +614,25 @@ class Engine:
             return False  # the source itself: the conflict handling fails the file
         return not lane.caps.is_local or st.mtime_ns is None or mtime_kept(st.mtime_ns, src.mtime_ns)
 
+    def _runs_beside(self, job_id: str) -> bool:
+        """Whether ``job_id`` is another job, still running (its process alive): what it has under
+        way (uploads, partial files) is its own, never resumed nor cleaned up by this job."""
+        if job_id == self.job_id:
+            return False
+        row = self.catalog.running_job(job_id)
+        return row is not None and running.row_alive(row)
+
     def _find_resumable(self, stream: Stream) -> None:
-        row = self.catalog.find_upload(stream.lane.dest.ident, stream.target)
+        row = None
+        for found in self.catalog.find_uploads(stream.lane.dest.ident, stream.target):
+            if not self._runs_beside(found.job_id):
+                row = found
+                break
+            self.log(
+                f"{stream.lane.name}: {stream.target}: job {found.job_id} is uploading it now;"
+                " its upload is left to it",
+                "warning",
+            )
         if row is None:
             return
         src = stream.file.src

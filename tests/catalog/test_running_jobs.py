@@ -1,0 +1,159 @@
+"""Two jobs on one catalog: which is running, and the guard that refuses a second job on the same
+files and destination (castoff.catalog.running, Catalog.start_job)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from castoff import errors
+from castoff.catalog.db import Catalog
+from castoff.catalog.running import JobRunning, job_alive, process_start, row_alive, sources_overlap
+
+SSD = {"name": "ssd", "ident": "local:/Volumes/SSD", "kind": "local"}
+ARK = {"name": "@ark", "ident": "s3:aws/ark/shoots/", "kind": "s3"}
+ME = os.getpid()
+ME_START = process_start(ME)
+
+
+@pytest.fixture
+def cat(tmp_path: Path) -> Iterator[Catalog]:
+    c = Catalog(tmp_path / "catalog.sqlite")
+    yield c
+    c.close()
+
+
+def start(cat: Catalog, job_id: str, sources: list[str], dests: list[dict[str, str]], **kw: Any) -> None:
+    kw.setdefault("pid", ME)
+    kw.setdefault("proc_start", ME_START)
+    cat.start_job(
+        job_id, argv=["castoff"], sources=sources, destinations=dests, options={}, alive=row_alive, **kw
+    )
+
+
+def running(cat: Catalog) -> list[str]:
+    return [str(r["id"]) for r in cat.jobs() if r["status"] == "running"]
+
+
+def dead_pid() -> int:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return gone.pid
+
+
+def test_a_second_job_on_the_same_card_and_destination_is_refused_naming_the_first(
+    cat: Catalog, tmp_path: Path
+) -> None:
+    card = tmp_path / "card"
+    (card / "DCIM").mkdir(parents=True)
+    start(cat, "first", [str(card)], [SSD, ARK])
+    with pytest.raises(JobRunning) as refused:
+        start(cat, "second", [str(card / "DCIM")], [ARK])  # a folder of the card, one destination
+    exc = refused.value
+    assert exc.exit_code == errors.EXIT_USAGE
+    said = str(exc)
+    for text in ("job first", f"pid {ME}", "started ", str(card), "ssd, @ark", "wait for it to finish"):
+        assert text in said, text
+    assert "run this again to resume" in said
+    assert running(cat) == ["first"]  # the refused job left no row
+    with pytest.raises(JobRunning):  # the card's parent folder holds the card: refused too
+        start(cat, "third", [str(tmp_path)], [SSD])
+
+
+def test_another_card_or_another_destination_runs_beside_it(cat: Catalog, tmp_path: Path) -> None:
+    start(cat, "card-a", [str(tmp_path / "A")], [SSD, ARK])
+    start(cat, "card-b", [str(tmp_path / "B")], [SSD, ARK])  # the DIT's second reader
+    start(
+        cat, "a-elsewhere", [str(tmp_path / "A")], [{"name": "nas", "ident": "local:/nas", "kind": "local"}]
+    )
+    start(cat, "prefix-a", [str(tmp_path / "AB")], [SSD])  # a name that begins another is not inside it
+    assert sorted(running(cat)) == ["a-elsewhere", "card-a", "card-b", "prefix-a"]
+
+
+def test_a_source_reached_through_a_symlink_is_the_same_source(cat: Catalog, tmp_path: Path) -> None:
+    (tmp_path / "card").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "card")
+    start(cat, "first", [str(tmp_path / "card")], [SSD])
+    with pytest.raises(JobRunning):
+        start(cat, "second", [str(tmp_path / "link")], [SSD])
+    assert sources_overlap([str(tmp_path / "link")], [str(tmp_path / "card")]) is not None
+
+
+def test_a_job_whose_process_is_gone_does_not_block_and_is_marked_interrupted(
+    cat: Catalog, tmp_path: Path
+) -> None:
+    start(cat, "killed", [str(tmp_path / "card")], [SSD], pid=dead_pid(), proc_start=None)
+    start(cat, "rerun", [str(tmp_path / "card")], [SSD])
+    cat.end_dead_jobs(row_alive)
+    statuses = {r["id"]: r["status"] for r in cat.jobs()}
+    assert statuses == {"killed": "interrupted", "rerun": "running"}
+
+
+@pytest.mark.skipif(ME_START is None, reason="no /proc: the process id alone is taken at its word")
+def test_a_process_id_given_to_another_process_since_is_not_the_job(cat: Catalog, tmp_path: Path) -> None:
+    # our own (live) process id, recorded with another process's start: the id was reused
+    start(cat, "old", [str(tmp_path / "card")], [SSD], proc_start="another-boot:12345")
+    start(cat, "rerun", [str(tmp_path / "card")], [SSD])
+    assert job_alive(ME, ME_START) and not job_alive(ME, "another-boot:12345")
+    assert job_alive(ME, None)  # a row from before proc_start was kept: the pid alone
+
+
+@pytest.mark.skipif(ME_START is None, reason="no /proc to tell a zombie")
+def test_a_zombie_is_not_a_running_job() -> None:
+    child = subprocess.Popen(["true"])
+    try:
+        deadline = time.monotonic() + 10
+        while "Z" not in Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)  # it exits; unreaped, it stays a zombie until wait()
+        assert not job_alive(child.pid, None)
+    finally:
+        child.wait()
+
+
+def test_two_jobs_started_in_the_same_instant_cannot_both_pass(tmp_path: Path) -> None:
+    """The check and the insert are one write transaction: the second job's check waits for the
+    first's insert. Each check here takes a while on purpose (a killed job of the same card to
+    look at), so a check made outside the transaction would let both through."""
+    path = tmp_path / "catalog.sqlite"
+    card = str(tmp_path / "card")
+    first = Catalog(path)
+    first.start_job(
+        "killed", argv=["castoff"], sources=[card], destinations=[SSD], options={}, pid=dead_pid()
+    )
+    first.close()
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def slow_alive(row: Any) -> bool:
+        if row["id"] == "killed":
+            time.sleep(0.3)
+        return row_alive(row)
+
+    def job(job_id: str) -> None:
+        c = Catalog(path)  # a connection each, as two processes have
+        try:
+            barrier.wait(5)
+            c.start_job(
+                job_id, argv=["castoff"], sources=[card], destinations=[SSD],
+                options={}, pid=ME, proc_start=ME_START, alive=slow_alive,
+            )  # fmt: skip
+            outcomes[job_id] = "started"
+        except JobRunning:
+            outcomes[job_id] = "refused"
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=job, args=(name,)) for name in ("one", "two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes.values()) == ["refused", "started"], outcomes

@@ -1,0 +1,113 @@
+"""Two castoff jobs at once on one catalog, as a user starts them: the same card to the same
+destination twice (a double-click, a workflow run twice) is refused while the first runs; another
+card to the same drive and bucket (a DIT's second reader) runs beside it; once the first is
+killed, the same command resumes it."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from castoff.catalog.db import Catalog
+from castoff_cli import Castoff
+from engine_runner import write
+from server_fixtures import RcloneBucket
+
+
+@pytest.fixture
+def castoff(tmp_path: Path) -> Castoff:
+    return Castoff(tmp_path / "home")
+
+
+def text(done: object) -> str:
+    return " ".join((getattr(done, "stdout", "") + getattr(done, "stderr", "")).split())
+
+
+def jobs(castoff: Castoff) -> list[tuple[str, str, int]]:
+    catalog = Catalog(castoff.state / "catalog.sqlite")
+    try:
+        return [(str(r["id"]), str(r["status"]), int(r["pid"])) for r in catalog.jobs()]
+    finally:
+        catalog.close()
+
+
+def wait_for_an_open_upload(castoff: Castoff, proc: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if (castoff.state / "catalog.sqlite").exists():
+            catalog = Catalog(castoff.state / "catalog.sqlite")
+            try:
+                if catalog.open_uploads():
+                    return
+            finally:
+                catalog.close()
+        assert proc.poll() is None, proc.communicate()  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the first job never started its upload"
+        time.sleep(0.05)
+
+
+def test_a_second_job_on_the_same_card_is_refused_another_card_runs_and_a_kill_resumes(
+    castoff: Castoff, rclone_s3: RcloneBucket, tmp_path: Path
+) -> None:
+    card = tmp_path / "EOS_DIGITAL"
+    clip = write(card / "CLIP.MP4", random.Random(7).randbytes(6 * 1024 * 1024))
+    other_card = tmp_path / "SONY_CARD"
+    write(other_card / "C0001.MP4", b"another card's clip")
+    ssd = tmp_path / "ssd"
+    assert castoff("dest", "add", "ssd", "local", str(ssd)).returncode == 0
+    r = castoff(
+        "dest", "add", "ark", "s3", "--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url,
+        "--access-key-id", rclone_s3.access_key, "--secret-stdin", input=rclone_s3.secret_key + "\n",
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+    to = ["--to", "@ssd", "--to", "@ark", "--part-size", "5M"]
+
+    # the first job: its upload paced at 256 kB/s (25 s), so it is still sending while the others
+    # start, however slow this machine is; it is killed once they are done
+    first = castoff.popen("copy", str(card), *to, "--bwlimit", "256K", "--quiet")
+    try:
+        wait_for_an_open_upload(castoff, first)
+        (running,) = jobs(castoff)
+        assert running[1:] == ("running", first.pid)
+
+        again = castoff("copy", str(card), *to, "--quiet")  # the double-click
+        assert again.returncode == 2, text(again)
+        said = text(again)
+        assert (
+            f"another castoff job is copying {card} to @ssd right now: job {running[0]} (pid {first.pid},"
+            in said
+        )
+        assert f"copying {card} to @ssd, @ark" in said
+        assert "wait for it to finish, or stop it" in said and "then run this again to resume" in said
+        inside = castoff(
+            "copy", str(card / "CLIP.MP4"), "--to", "@ark"
+        )  # a file of the card, one destination
+        assert inside.returncode == 2, text(inside)
+
+        # a saved workflow of the same card runs through the same guard
+        assert castoff("workflow", "save", "shoot", "--to", "@ssd", "--source", str(card)).returncode == 0
+        run = castoff("run", "shoot")
+        assert run.returncode == 2 and f"job {running[0]}" in text(run), text(run)
+        assert [j[0] for j in jobs(castoff)] == [running[0]]  # the refused jobs left no row
+
+        beside = castoff("copy", str(other_card), "--to", "@ssd", "--to", "@ark", "--quiet")  # 2nd reader
+        assert beside.returncode == 0, text(beside)
+        assert (ssd / "SONY_CARD" / "C0001.MP4").read_bytes() == b"another card's clip"
+        cleanup = castoff("uploads", "abort", "--all")  # a nightly cleanup: not the upload under way
+        assert cleanup.returncode == 0 and "is still sending it; not aborted" in text(cleanup), text(cleanup)
+        assert first.poll() is None  # the first job is still at it
+    finally:
+        first.send_signal(signal.SIGKILL)  # a crash: its row still says running, its pid is dead
+        first.communicate(timeout=30)
+
+    resumed = castoff("copy", str(card), *to, "--quiet")  # the same command again: resumes it
+    assert resumed.returncode == 0, text(resumed)
+    statuses = {job_id: status for job_id, status, _pid in jobs(castoff)}
+    assert statuses[running[0]] == "interrupted"
+    got = rclone_s3.client.get_object(Bucket=rclone_s3.bucket, Key="EOS_DIGITAL/CLIP.MP4")["Body"].read()
+    assert got == clip.read_bytes()
+    assert (ssd / "EOS_DIGITAL" / "CLIP.MP4").read_bytes() == clip.read_bytes()
