@@ -655,7 +655,12 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             console.print(f"report copy: {text}", highlight=False, markup=False, soft_wrap=True)
         for text in finished.problems:
             console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
-        if files_failed:
+        if result.no_destination:
+            console.print(
+                "[red]No destination could be used, so nothing was written (the reasons are above)."
+                " Fix them, then re-run the same command.[/]"
+            )
+        elif files_failed:
             console.print(
                 "[red]Some files did not reach every destination; see the report."
                 " Re-run the same command to retry only what is missing.[/]"

@@ -56,7 +56,9 @@ ON_CONFLICT = ("rename", "skip", "overwrite", "fail")
 REMOTE_READ_AHEAD = 2
 #: how far down its queue the catch-up looks for a group that is ready
 CATCHUP_LOOKAHEAD = 257
-#: the destination is unusable for every file, not just this one
+#: the destination is unusable for every file, not just this one: the lane goes down (no more
+#: file is tried there in this job). A one-off error of one file (a name the filesystem refuses,
+#: a file too big for FAT32, a conflict) is none of these and stays that file's.
 LANE_FATAL = (
     errors.DestinationGone,
     errors.DestinationReadOnly,
@@ -65,6 +67,18 @@ LANE_FATAL = (
     errors.NoSuchBucket,
     errors.BadCredentials,
 )
+
+
+def lane_down_error(name: str, cause: errors.CastoffError, *, at_start: bool) -> errors.CastoffError:
+    """What each file not tried at the destination ``name`` (down because of ``cause``) is
+    recorded with: of the cause's kind (its code in the report), saying that the destination,
+    not this file, was the problem (the cause's own text may name the file that met it)."""
+    what = "cannot be used" if at_start else "stopped taking files"
+    message = f"not copied: {name} {what}: {cause.message}"
+    try:
+        return type(cause)(message, hint=cause.hint)
+    except TypeError:  # an error class with a constructor of its own
+        return errors.DestinationError(message, hint=cause.hint)
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,8 @@ class JobResult:
     lanes: dict[str, dict[str, int]]
     #: bytes the job read from its sources (a re-run's skipped files are not read)
     bytes_read: int = 0
+    #: every destination was unusable before a file landed there (exit 2: nothing was written)
+    no_destination: bool = False
 
 
 def read_back_reserve(lanes: Sequence[Lane], memory_budget: int) -> int:
@@ -229,16 +245,20 @@ class Engine:
     # -- the job ----------------------------------------------------------------------------
 
     def run(self, sources: Sequence[str]) -> JobResult:
+        unusable: list[tuple[Lane, errors.CastoffError]] = []
         for lane in self.lanes:
             try:
                 lane.dest.preflight()
             except errors.CastoffError as exc:
-                lane.dead = exc
-                self.log(f"{lane.name}: not usable: {exc}", "error")
+                unusable.append((lane, exc))
             self._clean_partials(lane)
             watch = getattr(lane.dest, "watch_partials", None)
             if watch is not None:
                 watch(functools.partial(self._partial_made, lane.dest.ident))
+        for lane, cause in unusable:
+            self._mark_down(lane, cause, at_start=True)
+        for lane, cause in unusable:  # said once all are known: "the others carry on" or not
+            self._say_down(lane, cause)
         self.emit(
             "job-start",
             job_id=self.job_id,
@@ -310,6 +330,8 @@ class Engine:
         source_failed = self.catalog.any_source_failed(self.job_id)
         if self.cancel.is_set():
             code, status = errors.EXIT_INTERRUPTED, "interrupted"
+        elif self.no_destination():  # nothing written: the configuration's fault (README)
+            code, status = errors.EXIT_USAGE, "failed"
         elif failed or source_failed:
             code, status = errors.EXIT_FAILED, "failed"
         elif self._nothing_found():  # the input's fault, as a wrong path would be
@@ -329,7 +351,45 @@ class Engine:
             peak_memory=self.budget.peak + self.catchup_budget.peak,
             released=self._released,
             lanes={ln.name: dict(vars(ln.stats)) for ln in self.lanes},
+            no_destination=self.no_destination(),
         )
+
+    def no_destination(self) -> bool:
+        """Every destination was unusable before a single file landed there (not mounted, not a
+        folder, full): nothing was written anywhere, which README calls a configuration error."""
+        return bool(self.lanes) and all(ln.dead is not None and ln.stats.files_done == 0 for ln in self.lanes)
+
+    def _lane_down(self, lane: Lane, exc: errors.CastoffError, *, at_start: bool = False) -> None:
+        """``exc`` makes ``lane`` unusable for every file (``LANE_FATAL``, or a failed preflight):
+        no more file is tried there in this job, and the console hears it once, here, with what
+        to do. Each file that does not go there is still recorded as failed there (catalog,
+        report, events), with a debug line of its own, not an error line (``_tell``)."""
+        if self._mark_down(lane, exc, at_start=at_start):
+            self._say_down(lane, exc)
+
+    @staticmethod
+    def _mark_down(lane: Lane, exc: errors.CastoffError, *, at_start: bool) -> bool:
+        """Whether this call took ``lane`` down (it was not already)."""
+        with lane.cond:
+            if lane.dead is not None:
+                return False
+            lane.dead = lane_down_error(lane.name, exc, at_start=at_start)
+            lane.down_at_start = at_start
+            return True
+
+    def _say_down(self, lane: Lane, exc: errors.CastoffError) -> None:
+        others = any(ln.dead is None for ln in self.lanes if ln is not lane)
+        if lane.down_at_start:
+            said = f"{lane.name}: cannot be used: {exc}. No file goes there in this job"
+        else:
+            said = f"{lane.name}: stopped: {exc}. No more files go there in this job"
+        said += "; the other destinations carry on" if others else ""
+        said += ". Once it is fixed, a re-run of the same command copies only what is missing."
+        self.log(said, "error")
+
+    def _said_by_lane(self, lane: Lane, error: BaseException | None) -> bool:
+        """``error`` is the lane's being down, which ``_lane_down`` said once already."""
+        return lane.dead is not None and (error is lane.dead or isinstance(error, LANE_FATAL))
 
     def _nothing_found(self) -> bool:
         """No file to copy, not even one that failed to read: an empty mount point, not a card,
@@ -1017,6 +1077,13 @@ class Engine:
                 for s in group:
                     s.lane.fail(s, fs.error or errors.SourceError("source failed"))
                 continue
+            # a destination that went down meanwhile: its streams end without another read
+            for s in group:
+                if (dead := s.lane.dead) is not None:
+                    s.lane.fail(s, dead)
+            group = [s for s in group if s.lane.dead is None]
+            if not group:
+                continue
             # Group by file: streams of one file share one read (and one MD5 per part).
             path = fs.local_copy or fs.src.abs_path
             if fs.local_copy:
@@ -1524,9 +1591,8 @@ class Engine:
             stream.reset(keep_parts=keep)
             self._restart(stream)
             return
-        if isinstance(exc, LANE_FATAL) and lane.dead is None:
-            lane.dead = exc
-            self.log(f"{lane.name}: {exc}: no more files go there in this job", "error")
+        if isinstance(exc, LANE_FATAL):
+            self._lane_down(lane, exc)
         if lane.caps.resumable and upload is not None and exc.retryable:
             done = len(stream.receipts)
             self._end(
@@ -1605,6 +1671,8 @@ class Engine:
                     self._record_landed(stream, landed, status)  # its sync_later is done
                 else:
                     self._drop_partial(stream)
+                    if isinstance(failure, LANE_FATAL):
+                        self._lane_down(stream.lane, failure)
                     self._end(stream, Outcome("failed", error=failure))
             except BaseException as exc:
                 self._close_broken(stream, exc)
@@ -1720,9 +1788,12 @@ class Engine:
             if out.damaged is not None:
                 st.damaged += 1
         if status in ("failed", "incomplete") and not isinstance(out.error, errors.SourceError):
-            # (a source's failure is said once, by ``_source_failed``, not once per destination)
-            rel = fs.src.rel_path
-            self.log(f"{lane.name}: {rel}: {status}: {_without_path(rel, err_text or '')}", "error")
+            # (a source's failure is said once, by ``_source_failed``, not once per destination;
+            # a destination that went down is said once, by ``_lane_down``, not once per file)
+            level = "debug" if self._said_by_lane(lane, out.error) else "error"
+            if level == "error" or self._debug:
+                rel = fs.src.rel_path
+                self.log(f"{lane.name}: {rel}: {status}: {_without_path(rel, err_text or '')}", level)
         if not self._file_events:
             return
         self.emit(

@@ -149,7 +149,11 @@ class Lane:
         self.stats = LaneStats()
         self.backlog = 0  # streams of this lane waiting for a catch-up feed
         self.active = 0  # threads of this lane inside a put or a close right now
+        #: the destination stopped taking files (gone, full, read-only, a bucket that refuses the
+        #: key): no more parts go there in this job; set once, by ``Engine._lane_down``
         self.dead: errors.CastoffError | None = None
+        #: it was unusable before any file (its preflight failed)
+        self.down_at_start = False
         #: key → file id: the keys this job's files are going to, where only the catalog knows
         #: what is there (a bucket without conditional writes); under ``cond``
         self.claimed: dict[str, int] = {}

@@ -1,0 +1,129 @@
+"""A destination that cannot be used, as the user sees it: one message saying which destination,
+what is wrong and what to do, not one line per file; every file still failed there in the report;
+the other destination complete; the exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from castoff_cli import Castoff
+from engine_runner import write
+
+N = 30
+
+
+@pytest.fixture
+def card(tmp_path: Path) -> Path:
+    src = tmp_path / "EOS_DIGITAL"
+    for i in range(N):
+        write(src / "DCIM" / "100CANON" / f"IMG_{i:04}.JPG", os.urandom(60_000))
+    return src
+
+
+def lines_with(text: str, needle: str) -> list[str]:
+    return [line for line in text.splitlines() if needle in line]
+
+
+def report(castoff: Castoff) -> dict[str, Any]:
+    found = list((castoff.state / "reports").glob("*.json"))
+    assert len(found) == 1
+    data: dict[str, Any] = json.loads(found[0].read_text())
+    return data
+
+
+def at(rep: dict[str, Any], dest: Path) -> list[dict[str, Any]]:
+    """Every file's entry at ``dest`` in the JSON report."""
+    return [d for f in rep["files"] for d in f["destinations"] if d["destination"] == str(dest)]
+
+
+def check_ok_complete(rep: dict[str, Any], ok: Path, card: Path) -> None:
+    entries = at(rep, ok)
+    assert len(entries) == N and {d["status"] for d in entries} == {"verified"}
+    for p in (card / "DCIM" / "100CANON").iterdir():
+        assert (ok / "EOS_DIGITAL" / "DCIM" / "100CANON" / p.name).read_bytes() == p.read_bytes()
+
+
+def test_a_destination_under_a_file_is_said_once(tmp_path: Path, card: Path) -> None:
+    castoff = Castoff(tmp_path / "user")
+    write(tmp_path / "ssd", b"a file where a folder was meant")
+    bad, ok = tmp_path / "ssd" / "shoots", tmp_path / "ok"
+    r = castoff("copy", str(card), "--to", str(bad), "--to", str(ok))
+    out = r.stdout + r.stderr
+    said = lines_with(out, "is a file, not a folder")
+    assert len(said) == 1, out
+    assert said[0].startswith(f"{bad}: cannot be used:") and "the other destinations carry on" in said[0]
+    assert r.returncode == 1, out
+    assert "Some files did not reach every destination" in out
+    rep = report(castoff)
+    entries = at(rep, bad)
+    assert len(entries) == N and {d["status"] for d in entries} == {"failed"}
+    assert all("is a file, not a folder" in d["error"] for d in entries)
+    assert rep["summary"][str(bad)]["failed"] == N
+    check_ok_complete(rep, ok, card)
+    quiet = castoff("copy", str(card), "--to", str(bad), "--to", str(ok), "--quiet")
+    assert quiet.returncode == 1
+    assert len(lines_with(quiet.stdout + quiet.stderr, "is a file, not a folder")) == 1, quiet.stderr
+
+
+def test_no_usable_destination_exits_2_and_writes_nothing(tmp_path: Path, card: Path) -> None:
+    castoff = Castoff(tmp_path / "user")
+    write(tmp_path / "ssd", b"a file where a folder was meant")
+    bad, unmounted = tmp_path / "ssd" / "shoots", tmp_path / "media" / "usb" / "shoots"
+    r = castoff("copy", str(card), "--to", str(bad), "--to", str(unmounted))
+    out = r.stdout + r.stderr
+    assert len(lines_with(out, "is a file, not a folder")) == 1, out
+    assert len(lines_with(out, "does not exist")) == 1, out
+    assert "No destination could be used, so nothing was written" in out
+    assert r.returncode == 2, out
+    rep = report(castoff)
+    for dest in (bad, unmounted):
+        entries = at(rep, dest)
+        assert len(entries) == N and {d["status"] for d in entries} == {"failed"}
+    assert rep["job"]["exit_code"] == 2
+    assert not (tmp_path / "media").exists()
+
+
+def _run(*cmd: str) -> bool:
+    return subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs of this test's own (skipped where the machine does not allow mounting)."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root; tests/engine/test_lane_down.py injects ENOSPC")
+    if not _run("mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(point)):
+        pytest.skip("this machine does not allow mounting a tmpfs")
+    try:
+        yield point
+    finally:
+        _run("umount", "-l", str(point))
+
+
+def test_a_drive_that_fills_up_mid_job_is_said_once(tmp_path: Path, card: Path, small_tmpfs: Path) -> None:
+    castoff = Castoff(tmp_path / "user")
+    full, ok = small_tmpfs / "ssd", tmp_path / "ok"
+    r = castoff("copy", str(card), "--to", str(full), "--to", str(ok))
+    out = r.stdout + r.stderr
+    # (the ASC MHL of the files that did land there cannot be written either: said once, apart)
+    said = [line for line in lines_with(out, "No space left on device") if "ASC MHL" not in line]
+    assert len(said) == 1, out
+    assert said[0].startswith(f"{full}: stopped:") and "No more files go there" in said[0]
+    assert r.returncode == 1, out
+    rep = report(castoff)
+    entries = at(rep, full)
+    failed = [d for d in entries if d["status"] == "failed"]
+    assert len(entries) == N and failed and len(failed) + rep["summary"][str(full)]["verified"] == N
+    assert {d["error_code"] for d in failed} == {"destination-full"}
+    assert rep["summary"][str(full)]["failed"] == len(failed)
+    check_ok_complete(rep, ok, card)
