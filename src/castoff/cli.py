@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 EPILOG = """exit codes: 0 every file verified at every destination; 1 some file failed somewhere
 (the others were delivered), or a copy castoff verified earlier is damaged (kept, beside a good
 one); 2 usage or configuration error, another job copying the same source to the same destination
-right now, or no file to copy (an empty source, or filters that left every file out); 130
-interrupted (re-run to resume)."""
+right now, no destination that could be used at all, or no file to copy (an empty source, or
+filters that left every file out); 130 interrupted (re-run to resume)."""
 
 COPY_EXAMPLES = """examples:
   castoff copy /media/EOS_DIGITAL --to /mnt/ssd/shoots --to /mnt/nas/shoots

@@ -99,7 +99,7 @@ def test_rotating_keys_unattended_says_which_flags_to_give(tmp_path: Path) -> No
     r = castoff("dest", "credentials", "archive", "--secret-stdin", input="new-secret\n")
     assert r.returncode == 2
     said = " ".join(r.stderr.split())
-    assert "the new access key id is needed" in said
+    assert "--secret-stdin needs --access-key-id" in said
     assert "--access-key-id ID" in said and "--secret-stdin" in said
     assert "castoff dest credentials NAME" not in said  # the command being run is no way out
 
