@@ -237,13 +237,19 @@ def test_every_later_run_still_names_a_damaged_copy_until_it_is_fixed(tmp_path: 
     assert runner.catalog.damaged_copies([dest.ident]) == []
 
 
-def test_a_damaged_copy_deleted_by_the_user_is_forgotten(tmp_path: Path, runner: Runner) -> None:
+def _damaged_then_found(tmp_path: Path, runner: Runner) -> tuple[Path, LocalDestination, Path]:
+    """A card copied, one copy damaged since, and a ``--rehash`` that found it (exit 1)."""
     src = _card(tmp_path)
     dest = LocalDestination(tmp_path / "d")
     assert runner([src], [dest]).exit_code == 0
     rotted = tmp_path / "d" / "card" / "DCIM" / "1" / "IMG_3.JPG"
     _rot(rotted)
     assert runner([src], [dest], rehash=True).exit_code == 1
+    return src, dest, rotted
+
+
+def test_a_damaged_copy_deleted_by_the_user_is_forgotten(tmp_path: Path, runner: Runner) -> None:
+    src, dest, rotted = _damaged_then_found(tmp_path, runner)
     rotted.unlink()
     result = runner([src], [dest])
     assert (result.exit_code, result.lanes[dest.name]["damaged"]) == (0, 0)
@@ -257,12 +263,7 @@ def test_a_damaged_copy_the_user_repaired_in_place_is_read_back_and_forgotten(
 ) -> None:
     """Repaired in place (the good bytes copied over it): another mtime than when it was found, so
     even a plain re-run reads it back, and finds it good."""
-    src = _card(tmp_path)
-    dest = LocalDestination(tmp_path / "d")
-    assert runner([src], [dest]).exit_code == 0
-    rotted = tmp_path / "d" / "card" / "DCIM" / "1" / "IMG_3.JPG"
-    _rot(rotted)
-    assert runner([src], [dest], rehash=True).exit_code == 1
+    src, dest, rotted = _damaged_then_found(tmp_path, runner)
     rotted.write_bytes((src / "DCIM/1/IMG_3.JPG").read_bytes())
     result = runner([src], [dest])
     assert (result.exit_code, result.lanes[dest.name]["damaged"]) == (0, 0)
