@@ -123,6 +123,16 @@ def test_history_continues_across_castoff_and_ascmhl_generations(
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _both_verify(cli: Cli, ascmhl_bin: Path, *roots: Path) -> None:
+    """Each history is valid and verifies with castoff and with the reference ascmhl."""
+    for root in roots:
+        assert_valid(root)
+        mine = cli("verify", str(root))
+        assert mine.returncode == 0, mine.stdout + mine.stderr
+        theirs = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(root))
+        assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+
+
 def test_a_skipped_file_enters_a_new_history_with_the_xxh128_of_its_first_read(
     tmp_path: Path, card: Path, cli: Cli, state: Path, ascmhl_bin: Path
 ) -> None:
@@ -164,12 +174,7 @@ def test_what_a_job_leaves_out_of_a_card_is_ignored_by_its_history_and_by_the_de
     dest = tmp_path / "ssd"
     r = cli("copy", str(card), "--to", str(dest), "--mhl-source", *filters)
     assert r.returncode == 0, r.stderr
-    for root in (card, dest):
-        assert_valid(root)
-        mine = cli("verify", str(root))
-        assert mine.returncode == 0, mine.stdout + mine.stderr
-        theirs = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(root))
-        assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    _both_verify(cli, ascmhl_bin, card, dest)
     # Ignored is only what was left out: a file added to the card since is new to both.
     write(card / "DCIM" / "100CANON" / "IMG_0009.CR3", b"new")
     assert "extra    DCIM/100CANON/IMG_0009.CR3" in cli("verify", str(card)).stdout
@@ -191,12 +196,7 @@ def test_what_the_job_leaves_out_only_because_it_ignores_case_is_named_in_the_ca
     assert r.returncode == 0, r.stderr
     assert not (dest / card.name / "DCIM" / "THUMBS.DB").exists()
     assert not (dest / card.name / "DCIM" / "100CANON" / "IMG_0001.THM").exists()
-    for root in (card, dest):
-        assert_valid(root)
-        mine = cli("verify", str(root))
-        assert mine.returncode == 0, mine.stdout + mine.stderr
-        theirs = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(root))
-        assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    _both_verify(cli, ascmhl_bin, card, dest)
     filters = Filters(exclude=("*.thm",))
     assert filters.said_by_patterns("DCIM/100CANON/img_0002.thm", "excluded")
     assert not filters.said_by_patterns("DCIM/100CANON/IMG_0001.THM", "excluded")
