@@ -141,6 +141,18 @@ CREATE TABLE IF NOT EXISTS uploads (
     state TEXT NOT NULL              -- open (finished and aborted uploads are deleted)
 );
 CREATE INDEX IF NOT EXISTS uploads_by_target ON uploads (dest_ident, target);
+-- upload_intents: a multipart upload about to be created. The server answers with its id, and the
+-- uploads row that records it commits after that answer: a job killed in between leaves an upload
+-- no row names. The intent, committed before the request, lets the next job look for it (where
+-- the key may list uploads) and abort it, or say that one may be left. Gone once the uploads row is in.
+CREATE TABLE IF NOT EXISTS upload_intents (
+    id INTEGER PRIMARY KEY,
+    dest_ident TEXT NOT NULL,
+    dest_name TEXT NOT NULL,
+    target TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS parts (
     upload_id INTEGER NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -311,6 +323,18 @@ class UploadRow:
     created_at: float
     job_id: str
     parts: tuple[PartReceipt, ...]
+
+
+@dataclass(frozen=True)
+class IntentRow:
+    """A multipart upload a job was about to create (``Catalog.intend_upload``)."""
+
+    id: int
+    dest_ident: str
+    dest_name: str
+    target: str
+    job_id: str
+    created_at: float
 
 
 def prior_from_row(r: Sequence[Any]) -> PriorRead:
@@ -936,8 +960,13 @@ class Catalog:
         token: Mapping[str, object],
         blake3: str | None,
         job_id: str,
+        intent: int | None = None,
     ) -> int:
+        """Record a created multipart upload; its ``intent`` (``intend_upload``) goes in the same
+        transaction."""
         with self._urgent(), self._tx() as db:
+            if intent is not None:
+                db.execute("DELETE FROM upload_intents WHERE id=?", (intent,))
             # the upload an earlier job left there is replaced; one a job still running sends is not
             # this job's to drop (``Engine._find_resumable`` did not take it either)
             db.execute(
@@ -979,6 +1008,45 @@ class Catalog:
                     receipt.etag,
                 ),
             )
+
+    def intend_upload(self, *, dest_ident: str, dest_name: str, target: str, job_id: str) -> int:
+        """Durable before it returns: a multipart upload of ``target`` is about to be created."""
+        with self._urgent(), self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO upload_intents(dest_ident, dest_name, target, job_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (dest_ident, dest_name, target, job_id, time.time()),
+            )
+            if self._held:  # only the thread holding the group gets here (the lock is its)
+                db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+            return int(cur.lastrowid or 0)
+
+    def upload_intents(self, dest_ident: str) -> list[IntentRow]:
+        """The intents no uploads row replaced, oldest first."""
+        rows = self._query(
+            "SELECT * FROM upload_intents WHERE dest_ident=? ORDER BY created_at, id", (dest_ident,)
+        )
+        return [
+            IntentRow(
+                id=int(r["id"]),
+                dest_ident=str(r["dest_ident"]),
+                dest_name=str(r["dest_name"]),
+                target=str(r["target"]),
+                job_id=str(r["job_id"]),
+                created_at=float(r["created_at"]),
+            )
+            for r in rows
+        ]
+
+    def drop_intent(self, intent: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM upload_intents WHERE id=?", (intent,))
+
+    def known_upload_ids(self, dest_ident: str, target: str) -> set[str]:
+        """The upload ids the catalog records for ``target``, open or not yet closed."""
+        rows = self._query("SELECT token FROM uploads WHERE dest_ident=? AND target=?", (dest_ident, target))
+        return {str(json.loads(r["token"]).get("upload_id")) for r in rows}
 
     def close_upload(self, upload_id: int) -> None:
         """The upload was completed or aborted: nothing is left to resume or to clean up."""

@@ -961,6 +961,24 @@ class S3Destination:
         if isinstance(upload_id, str) and upload_id:
             self.abort_upload(target, upload_id)
 
+    def unfinished_uploads(self, key: str) -> list[tuple[str, float]]:
+        """(upload id, when the server says it began, epoch seconds) of every multipart upload of
+        exactly ``key`` still open (ListMultipartUploads). Needs ``s3:ListBucketMultipartUploads``,
+        which a write-only key lacks: then ``AccessDenied`` (a ``CastoffError``)."""
+        found: list[tuple[str, float]] = []
+        args: dict[str, Any] = {"Bucket": self.options.bucket, "Prefix": key}
+        while True:
+            with _s3_errors(self.options.bucket, key):
+                page = self.client.list_multipart_uploads(**args)
+            for u in page.get("Uploads") or ():
+                if u.get("Key") == key and u.get("UploadId"):
+                    began = u.get("Initiated")
+                    found.append((str(u["UploadId"]), began.timestamp() if began is not None else 0.0))
+            if not page.get("IsTruncated"):
+                return found
+            args["KeyMarker"] = page.get("NextKeyMarker", "")
+            args["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
     def abort_upload(self, key: str, upload_id: str) -> None:
         """AbortMultipartUpload; an upload already gone is fine."""
         try:

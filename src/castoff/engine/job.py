@@ -140,6 +140,9 @@ def read_back_reserve(lanes: Sequence[Lane], memory_budget: int) -> int:
 
 #: the coarsest step a filesystem keeps times in (FAT's 2 s)
 MTIME_STEP_MAX_NS = 2 * 10**9
+#: how far from its intent an unrecorded upload may have begun and still be taken for its own:
+#: S3 refuses a request whose clock is 15 minutes off, and a start may retry for minutes more
+INTENT_WINDOW = 30 * 60
 
 
 def mtime_kept(found_ns: int, set_ns: int) -> bool:
@@ -292,6 +295,10 @@ class Engine:
         self._hashing.close()
         if self.cancel.is_set():
             self._record_interrupted()
+        else:
+            for lane in self.lanes:
+                if lane.dead is None:
+                    self._sweep_intents(lane)
         return self._result()
 
     def _wait_for_streams(self) -> None:
@@ -426,6 +433,54 @@ class Engine:
                 continue
             lane.dest.abort_token(path, {"partial": path})
             self.catalog.drop_partial(lane.dest.ident, path)
+
+    def _sweep_intents(self, lane: Lane) -> None:
+        """At the end of a job that was not interrupted: multipart uploads that may have been
+        created with no uploads row to name them (``Catalog.intend_upload``), by an earlier job
+        killed between the server's answer and the commit, or by this one (a start whose answer
+        never came). Where the key may list uploads, one of that key that began then and that
+        the catalog does not know is aborted; where it may not, the log says one may be left,
+        and what removes it. A job still running beside this one keeps its own."""
+        intents = [i for i in self.catalog.upload_intents(lane.dest.ident) if not self._runs_beside(i.job_id)]
+        if not intents:
+            return
+        lister = getattr(lane.dest, "unfinished_uploads", None)
+        unlisted: list[str] = []
+        for intent in intents:
+            if lister is None:  # nothing outlives the process there
+                self.catalog.drop_intent(intent.id)
+                continue
+            try:
+                open_now = lister(intent.target)
+            except errors.TransientError as exc:
+                self.log(
+                    f"{lane.name}: cannot look for an unfinished upload of {intent.target} now: {exc}",
+                    "debug",
+                )
+                continue  # the next job looks again
+            except errors.CastoffError as exc:
+                self.log(f"{lane.name}: cannot list unfinished uploads: {exc}", "debug")
+                unlisted.append(intent.target)
+                self.catalog.drop_intent(intent.id)
+                continue
+            known = self.catalog.known_upload_ids(lane.dest.ident, intent.target)
+            for upload_id, began in open_now:
+                if upload_id not in known and abs(began - intent.created_at) <= INTENT_WINDOW:
+                    self.log(
+                        f"{lane.name}: aborting the unfinished upload of {intent.target} that job"
+                        f" {intent.job_id} began and could not record ({upload_id})"
+                    )
+                    self._abort_token(lane, intent.target, {"upload_id": upload_id})
+            self.catalog.drop_intent(intent.id)
+        if unlisted:
+            shown = ", ".join(unlisted[:3]) + (f" and {len(unlisted) - 3} more" if len(unlisted) > 3 else "")
+            self.log(
+                f"{lane.name}: an unfinished multipart upload of {shown} may be left there (castoff"
+                " was stopped, or lost the server's answer, as it began it), and this key may not"
+                " list uploads to find it. It holds no visible object; a lifecycle rule that aborts"
+                " incomplete multipart uploads removes it (README)",
+                "warning",
+            )
 
     # -- planning and the one read ------------------------------------------------------------
 
@@ -1181,13 +1236,38 @@ class Engine:
                     xattrs=stream.dest_plan.xattrs if stream.dest_plan else {},
                 )
                 lane = stream.lane
-                stream.upload = self.options.retry.call(
-                    lambda: lane.dest.start(
-                        stream.target, meta=meta, part_size=fs.part_size, resume=stream.resume_token
-                    ),
-                    cancel=self.cancel,
-                    on_retry=self._on_retry(lane, f"{stream.target}: start"),
-                )
+                if (
+                    lane.caps.resumable
+                    and stream.resume_token is None
+                    and fs.n_parts > 1
+                    and stream.intent is None
+                ):
+                    stream.intent = self.catalog.intend_upload(
+                        dest_ident=lane.dest.ident,
+                        dest_name=lane.name,
+                        target=stream.target,
+                        job_id=self.job_id,
+                    )
+                said = self._on_retry(lane, f"{stream.target}: start")
+                retried: list[int] = []
+
+                def on_retry(n: int, exc: BaseException, wait: float) -> None:
+                    retried.append(n)
+                    said(n, exc, wait)
+
+                try:
+                    stream.upload = self.options.retry.call(
+                        lambda: lane.dest.start(
+                            stream.target, meta=meta, part_size=fs.part_size, resume=stream.resume_token
+                        ),
+                        cancel=self.cancel,
+                        on_retry=on_retry,
+                    )
+                except errors.PermanentError:
+                    if stream.intent is not None and not retried:  # refused at once: nothing made
+                        self.catalog.drop_intent(stream.intent)
+                        stream.intent = None
+                    raise
                 if stream.resumed_parts:
                     where = (
                         f"continuing at part {stream.resumed_parts + 1}/{fs.n_parts}"
@@ -1239,7 +1319,9 @@ class Engine:
                 token=token,
                 blake3=fs.digest,
                 job_id=self.job_id,
+                intent=stream.intent,
             )
+            stream.intent = None
 
     def _close(self, stream: Stream) -> None:
         """The committer: land a complete stream, or end / retry a failed one. Whatever goes

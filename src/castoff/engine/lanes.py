@@ -63,6 +63,8 @@ class Stream:
     target: str  # where it is going now (differs after a conflict rename)
     upload: Upload | None = None
     upload_pk: int | None = None  # catalog row of a resumable upload
+    #: catalog row saying its multipart upload is being created (``Catalog.intend_upload``)
+    intent: int | None = None
     resume_token: ResumeToken | None = None
     receipts: dict[int, PartReceipt] = field(default_factory=dict)
     inflight: set[int] = field(default_factory=set)
