@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from castoff import __version__, commands, errors
-from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, UploadRow, job_as_json, new_job_id
+from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, IntentRow, UploadRow, job_as_json, new_job_id
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
@@ -829,6 +829,25 @@ def _age(text: str) -> float:
         raise errors.UsageError(f"--older-than {text!r}: write it like 12h or 7d") from None
 
 
+def _job_alive(catalog: Catalog, job_id: str) -> bool:
+    from castoff.catalog.running import row_alive
+
+    job = catalog.job(job_id)
+    return job is not None and row_alive(job)
+
+
+def _say_unrecorded(console: Console, intents: Sequence[IntentRow]) -> None:
+    """Uploads a stopped job may have begun without recording them (``Catalog.intend_upload``)."""
+    for i in intents:
+        console.print(
+            Text(
+                f"{i.dest_name}: {i.target}: a job ({i.job_id}) was stopped as it began this upload,"
+                " before it could record it; the next job to that destination looks for it and"
+                " aborts it, where the key may list uploads (a lifecycle rule does, where not)"
+            )
+        )
+
+
 def cmd_uploads(args: argparse.Namespace) -> int:
     from castoff.catalog.running import row_alive
     from castoff.commands.common import resolver
@@ -840,8 +859,10 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         cutoff = time.time() - _age(args.older_than)
         rows = [r for r in rows if r.created_at < cutoff]
     if args.action == "list":
+        unrecorded = [i for i in catalog.upload_intents() if not _job_alive(catalog, i.job_id)]
         if not rows:
             console.print("no unfinished uploads")
+            _say_unrecorded(console, unrecorded)
             return 0
         table = Table(title="unfinished multipart uploads")
         for col in ("#", "destination", "key", "parts done", "size", "age"):
@@ -863,6 +884,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             " A bucket lifecycle rule (AbortIncompleteMultipartUpload) cleans up the"
             " ones castoff does not know about."
         )
+        _say_unrecorded(console, unrecorded)
         return 0
     chosen = _uploads_to_abort(rows, args)
     if not chosen:

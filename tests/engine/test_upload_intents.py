@@ -69,6 +69,9 @@ def test_an_upload_created_but_not_recorded_is_aborted_by_the_next_job(
     orphans = view.multipart_uploads()
     assert len(orphans) == 1  # the server made it; the catalog has no uploads row, only the intent
     assert [i.target for i in _intents(state)] == ["raw/card/A001.MOV"]
+    listed = castoff("uploads", state=state, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "raw/card/A001.MOV: a job" in " ".join(listed.stdout.split())  # said, with what cleans it
 
     r = castoff("copy", str(src), "--to", url, "--chunk-size", "5M", state=state, env=env)
     assert r.returncode == 0, r.stdout + r.stderr

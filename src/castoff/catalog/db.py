@@ -1022,11 +1022,10 @@ class Catalog:
                 db.execute("BEGIN IMMEDIATE")
             return int(cur.lastrowid or 0)
 
-    def upload_intents(self, dest_ident: str) -> list[IntentRow]:
-        """The intents no uploads row replaced, oldest first."""
-        rows = self._query(
-            "SELECT * FROM upload_intents WHERE dest_ident=? ORDER BY created_at, id", (dest_ident,)
-        )
+    def upload_intents(self, dest_ident: str | None = None) -> list[IntentRow]:
+        """The intents no uploads row replaced (at ``dest_ident``, or everywhere), oldest first."""
+        where, args = ("WHERE dest_ident=?", (dest_ident,)) if dest_ident is not None else ("", ())
+        rows = self._query(f"SELECT * FROM upload_intents {where} ORDER BY created_at, id", args)  # noqa: S608
         return [
             IntentRow(
                 id=int(r["id"]),
