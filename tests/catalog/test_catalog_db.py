@@ -28,6 +28,7 @@ def test_a_plan_is_kept_column_by_column_and_read_back_as_planned(tmp_path: Path
         file_type="Video",
         sidecar_of="A001.XML",
         original_path="card/A001.MOV",
+        counter=7,
     )
     record = plan.catalog_record()
     assert len(record) == len(FILE_META_COLUMNS)
@@ -44,12 +45,14 @@ def test_a_plan_is_kept_column_by_column_and_read_back_as_planned(tmp_path: Path
         "sidecar_of": "A001.XML",
         "make": "Sony",
         "model": "FX6",
+        "counter": 7,
     }
     # and what a re-run plans from: the same capture, rebuilt from those columns
     cat.file_read(file_id, blake3="b" * 64, md5=None)
     prior = cat.prior_read("/card/A001.MOV", 9, 1)
     assert prior is not None and prior.capture is not None
     assert (prior.capture.when, prior.capture.make, prior.capture.model) == (when.isoformat(), "Sony", "FX6")
+    assert prior.counter == 7  # the re-run gives the file its number again
 
 
 def test_a_catalog_from_before_the_objects_table_learns_its_keys_from_what_landed(tmp_path: Path) -> None:

@@ -260,3 +260,31 @@ def test_one_source_twice_or_two_files_of_one_name_are_still_refused(tmp_path: P
         assert r.returncode == 2, r.stderr
         assert words in " ".join(r.stderr.split())
         assert not out.exists()
+
+
+def test_counter_numbers_stay_with_their_files_when_the_card_gains_one(tmp_path: Path) -> None:
+    """A re-run after the card gained a file that sorts first: the files copied before keep their
+    numbers (nothing is copied again under a shifted one), the new file takes the next number."""
+    card = tmp_path / "card" / "DCIM"
+    card.mkdir(parents=True)
+    for n in (2, 3, 4):
+        (card / f"IMG_000{n}.JPG").write_bytes(f"photo {n}".encode())
+    (card / "IMG_0002.XMP").write_text("sidecar of 2")
+    state, out = tmp_path / "state", tmp_path / "ssd"
+    args = ["copy", str(card.parent), "--to", str(out), "--template", "SHOOT_{counter:4}.{ext}", "--quiet"]
+    assert run_castoff(*args, state=state).returncode == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert first == {
+        "SHOOT_0001.JPG": b"photo 2",
+        "SHOOT_0001.XMP": b"sidecar of 2",
+        "SHOOT_0002.JPG": b"photo 3",
+        "SHOOT_0003.JPG": b"photo 4",
+    }
+    (card / "IMG_0001.JPG").write_bytes(b"photo 1")  # sorts before every file copied
+    for rehash in ([], ["--rehash"]):
+        r = run_castoff(*args, *rehash, state=state)
+        assert r.returncode == 0, r.stderr
+        now = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+        assert now == {**first, "SHOOT_0004.JPG": b"photo 1"}, rehash
+    verified = {d["status"] for f in latest_report(state)["files"] for d in f["destinations"]}
+    assert verified <= {"already", "skipped", "verified"}

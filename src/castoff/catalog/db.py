@@ -180,7 +180,8 @@ CREATE TABLE IF NOT EXISTS file_meta (   -- what the layout planner learnt (cast
     layout_path TEXT NOT NULL,       -- where the layout put it, under each destination's prefix
     original_path TEXT NOT NULL,
     make TEXT,                       -- as the header said: a re-run plans from these, unread
-    model TEXT
+    model TEXT,
+    counter INTEGER                  -- its {counter}: a re-run gives the file the same number
 );
 CREATE INDEX IF NOT EXISTS file_meta_by_job ON file_meta (job_id);
 CREATE TABLE IF NOT EXISTS meta_sidecars (   -- JSON sidecar objects (<key>.castoff.json)
@@ -210,7 +211,7 @@ _LANDED_AT = _LANDED_COLUMNS + " WHERE dest_ident=? AND planned=?"
 #: prior_read's columns; ``prior_reads`` adds the key and the row's id
 _PRIOR_READ = (
     "SELECT f.rel_path, f.blake3, f.md5, f.xxh128, m.capture_time, m.capture_source,"
-    " m.device_source, m.make, m.model, m.device{more} FROM files f"
+    " m.device_source, m.make, m.model, m.device, m.counter{more} FROM files f"
     " LEFT JOIN file_meta m ON m.file_id=f.id"
     " WHERE {where} AND f.status='read' AND f.blake3 IS NOT NULL"
 )
@@ -228,11 +229,12 @@ FILE_META_COLUMNS = (
     "sidecar_of",
     "make",
     "model",
+    "counter",
 )
 _SET_FILE_META = (  # file_id, job_id, then FILE_META_COLUMNS
     "INSERT OR REPLACE INTO file_meta(file_id, job_id, layout_path, original_path, capture_time,"
-    " capture_source, device, device_source, file_type, sidecar_of, make, model)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " capture_source, device, device_source, file_type, sidecar_of, make, model, counter)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -307,6 +309,8 @@ class PriorRead(NamedTuple):
     md5: str | None
     xxh128: str | None
     capture: PriorCapture | None
+    #: the ``{counter}`` the file had (None from a castoff before it was kept)
+    counter: int | None = None
 
 
 @dataclass(frozen=True)
@@ -344,7 +348,7 @@ def prior_from_row(r: Sequence[Any]) -> PriorRead:
     # A row of an older castoff has no make and model: its device cannot be rebuilt.
     if r[4] is not None and (r[9] is None or r[7] or r[8]):
         capture = PriorCapture(str(r[4]), str(r[5]), r[7], r[8], str(r[6]))
-    return PriorRead(str(r[0]), str(r[1]), r[2], r[3], capture)
+    return PriorRead(str(r[0]), str(r[1]), r[2], r[3], capture, None if r[10] is None else int(r[10]))
 
 
 def new_job_id() -> str:
@@ -490,6 +494,8 @@ class Catalog:
         for column in ("make", "model"):
             if column not in have:
                 self._db.execute(f"ALTER TABLE file_meta ADD COLUMN {column} TEXT")
+        if "counter" not in have:
+            self._db.execute("ALTER TABLE file_meta ADD COLUMN counter INTEGER")
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
         for column, kind in (
             ("pruned_at", "REAL"),
@@ -936,7 +942,7 @@ class Catalog:
         rows = self._query(
             _PRIOR_READ.format(more=", f.abs_path, f.size, f.mtime_ns, f.id", where=where), src_paths
         )
-        return [(r[10], r[11], r[12], r[13], prior_from_row(r)) for r in rows]
+        return [(r[11], r[12], r[13], r[14], prior_from_row(r)) for r in rows]
 
     def landed_from(self, dest_ident: str, src_paths: Sequence[str]) -> list[LandedRow]:
         """What landed at this destination from these sources; one query for many files."""
@@ -1126,10 +1132,25 @@ class Catalog:
 
     # -- what the layout planner learnt, and metadata sidecar objects -----------------------
 
-    def set_file_meta(self, job_id: str, file_id: int, values: Sequence[str | None]) -> None:
+    def set_file_meta(self, job_id: str, file_id: int, values: Sequence[str | int | None]) -> None:
         """What the layout planner learnt of a file: ``values`` as ``FILE_META_COLUMNS`` names them."""
         with self._tx() as db:
             db.execute(_SET_FILE_META, (file_id, job_id, *values))
+
+    def last_counter(self, roots: Sequence[str]) -> int:
+        """The highest ``{counter}`` an earlier job gave a file under these source folders: a
+        re-run numbers files it has not seen after it, so none takes a number already given."""
+        top = 0
+        for root in roots:
+            base = root.rstrip("/") + "/"
+            rows = self._query(
+                "SELECT MAX(m.counter) FROM file_meta m JOIN files f ON f.id=m.file_id"
+                " WHERE substr(f.abs_path, 1, ?)=? OR f.abs_path=?",
+                (len(base), base, root),
+            )
+            if rows and rows[0][0] is not None:
+                top = max(top, int(rows[0][0]))
+        return top
 
     def job_file_meta(self, job_id: str) -> dict[int, dict[str, Any]]:
         rows = self._query("SELECT * FROM file_meta WHERE job_id=?", (job_id,))

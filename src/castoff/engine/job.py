@@ -497,6 +497,9 @@ class Engine:
         return ps
 
     def _read_all(self, sources: Sequence[str], group: WriteGroup) -> None:
+        planner = self.options.planner
+        if planner is not None and planner.numbers_files:
+            planner.continue_after(self.catalog.last_counter([os.path.abspath(s) for s in sources]))
         # the destination folders (after preflight, which makes them): never scanned into themselves
         roots = {rid: ln.name for ln in self.lanes if (rid := getattr(ln.dest, "root_id", None)) is not None}
         for item in self._prefetch.ahead(scan(sources, self.options.filters, roots)):
@@ -542,9 +545,14 @@ class Engine:
     def _one_file(self, src: SourceFile, group: WriteGroup) -> None:
         # The file, its plan and every "already there" outcome in one transaction (the group's,
         # shared with the files before it): a re-run of a verified job is mostly this.
+        planner = self.options.planner
         known = None if self.options.rehash else self._prefetch.prior_read(src)
-        if known is not None and self.options.planner is not None:
-            self.options.planner.reuse(src, known)  # its header was read then: not read again
+        if planner is not None and planner.numbers_files and self.options.rehash:
+            known_name = self._prefetch.prior_read(src)  # its number, even when it is read again
+            if known_name is not None:
+                planner.reuse(src, known_name, header=False)
+        if known is not None and planner is not None:
+            planner.reuse(src, known)  # its number, and its header read then: not read again
         with self.catalog.batch():
             file_id = self.catalog.add_file(
                 self.job_id,

@@ -53,6 +53,7 @@ class FilePlan:
     sidecar_of: str | None
     original_path: str
     xattrs: Mapping[str, bytes] = field(default_factory=dict)
+    counter: int | None = None  # its {counter}, kept in the catalog for a re-run
 
     def record(self) -> dict[str, str | None]:
         """What the catalog keeps, and the JSON report and sidecar objects show."""
@@ -67,7 +68,7 @@ class FilePlan:
             "original_path": self.original_path,
         }
 
-    def catalog_record(self) -> tuple[str | None, ...]:
+    def catalog_record(self) -> tuple[str | int | None, ...]:
         """``record`` and the make and model apart, so a re-run can plan from the catalog: in
         ``castoff.catalog.db.FILE_META_COLUMNS``' order (one a file, so a tuple, not a dict)."""
         c = self.capture
@@ -82,6 +83,7 @@ class FilePlan:
             self.sidecar_of,
             c.make,
             c.model,
+            self.counter,
         )
 
 
@@ -150,11 +152,28 @@ class Planner:
             self._remember(self._captures, abs_path, found)  # type: ignore[arg-type]
         return found
 
-    def reuse(self, src: SourceFile, prior: PriorRead) -> None:
-        """Take what an earlier read of ``src`` (same path, size, mtime) found in its header,
-        instead of reading it again: a re-run plans from the catalog."""
-        if prior.capture is None or prior.rel_path != src.rel_path:
+    @property
+    def numbers_files(self) -> bool:
+        """The template has ``{counter}``."""
+        return "counter" in self._tokens
+
+    def continue_after(self, counter: int) -> None:
+        """Number new files after ``counter``, the highest an earlier job gave a file of these
+        sources (``Catalog.last_counter``): a file added to the card since, even one that sorts
+        first, never takes the number of a file already copied."""
+        self._next = max(self._next, counter)
+
+    def reuse(self, src: SourceFile, prior: PriorRead, *, header: bool = True) -> None:
+        """Take what an earlier read of ``src`` (same path, size, mtime) learnt: its ``{counter}``,
+        so a re-run names it as before, and (with ``header``) what its header said, instead of
+        reading it again: a re-run plans from the catalog."""
+        if prior.rel_path != src.rel_path:
             return  # the card's folder names (part of the device) may differ under another root
+        key = stem_of(src.abs_path).lower()
+        if prior.counter is not None and key not in self._counters:
+            self._remember(self._counters, key, prior.counter)  # type: ignore[arg-type]
+        if prior.capture is None or not header:
+            return
         c = prior.capture
         capture = Capture(datetime.fromisoformat(c.when), c.when_source, c.make, c.model, c.device_source)
         self._remember(self._captures, src.abs_path, capture)  # type: ignore[arg-type]
@@ -217,9 +236,10 @@ class Planner:
         if original is None:
             capture = self._capture(src.abs_path, src.rel_path, src.mtime_ns)
             kind = file_type(name)
-            values = self._values(src.rel_path, capture, kind, self._counter(src.abs_path), self._tokens)
+            counter = self._counter(src.abs_path)
+            values = self._values(src.rel_path, capture, kind, counter, self._tokens)
             rel = template.render(values)
-            return FilePlan(rel, capture, kind, None, src.rel_path, xattrs)
+            return FilePlan(rel, capture, kind, None, src.rel_path, xattrs, counter)
         # A sidecar: its original's folder (date, device, type, counter), its own name.
         orig_abs = os.path.join(folder, original)
         orig_rel = src.rel_path[: len(src.rel_path) - len(name)] + original
@@ -230,7 +250,7 @@ class Planner:
         own = template.render(self._values(src.rel_path, capture, kind, counter, self._tokens))
         orig_dir, own = orig_dir.rpartition("/")[0], own.rpartition("/")[2]
         rel = f"{orig_dir}/{own}" if orig_dir else own
-        return FilePlan(rel, capture, file_type(name), original, src.rel_path, xattrs)
+        return FilePlan(rel, capture, file_type(name), original, src.rel_path, xattrs, counter)
 
     # -- per destination --------------------------------------------------------------------
 
