@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -608,7 +608,11 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             d.close()
     report = finished.json
     # a job "done" with exit code 1 delivered every file, beside a damaged copy it found
-    files_failed = result.exit_code == errors.EXIT_FAILED and result.status == "failed"
+    files_failed = (
+        result.exit_code == errors.EXIT_FAILED
+        and result.status == "failed"
+        and (result.files_failed or not result.folders_failed)
+    )
     damaged = sum(s.get("damaged", 0) for s in result.lanes.values())
     if finished.problems and result.status == "done":
         result.exit_code, result.status = errors.EXIT_FAILED, "failed"
@@ -631,6 +635,8 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     "bytes": result.bytes,
                     "seconds": round(elapsed, 3),
                     "destinations": result.lanes,
+                    "empty_folders_made": result.folders_made,
+                    "empty_folders_failed": result.folders_failed,
                 },
             )
         )
@@ -646,6 +652,8 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             f"job {job_id}: {result.status}, {result.files} files, {format_bytes(result.bytes)}"
             f" in {elapsed:.1f}s ({_read_text(result, elapsed)})"
         )
+        if result.folders_made:
+            console.print(_folders_text(result.folders_made), markup=False, highlight=False, soft_wrap=True)
         console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
         console.print(f"html report: {finished.html}", markup=False, highlight=False, soft_wrap=True)
         for o in finished.mhl:
@@ -665,6 +673,14 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 "[red]Some files did not reach every destination; see the report."
                 " Re-run the same command to retry only what is missing.[/]"
             )
+        elif result.folders_failed:
+            n = result.folders_failed
+            console.print(
+                f"[red]Every file reached every destination, verified; {n} empty folder"
+                f"{'s were' if n != 1 else ' was'} not made (above). Fix that, then re-run the same"
+                " command: it makes only what is missing.[/]",
+                highlight=False,
+            )
         elif finished.problems and result.exit_code == errors.EXIT_FAILED:
             console.print(f"[red]{_not_written(finished)}[/]", highlight=False)
         if damaged:
@@ -680,6 +696,18 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             )
     catalog.close()
     return result.exit_code
+
+
+def _folders_text(made: Mapping[str, int]) -> str:
+    """The empty source folders a job made (said only when it made some: a re-run finds them)."""
+
+    def folders(n: int) -> str:
+        return f"{n} empty folder{'s' if n != 1 else ''}"
+
+    counts = set(made.values())
+    if len(made) > 1 and len(counts) == 1:
+        return f"{folders(counts.pop())} made at each local destination"
+    return "; ".join(f"{folders(n)} made at {name}" for name, n in made.items())
 
 
 def _damaged_text(damaged: int, *, delivered: bool, where: str) -> str:

@@ -91,6 +91,18 @@ class SourceFile:
 
 
 @dataclass(frozen=True)
+class EmptyFolder:
+    """A folder that holds nothing the job copies (nothing at all, or only OS junk it skips) and no
+    such folder either: no file's copy makes it, so the job makes it itself (where the layout keeps
+    the source's folders), as ``cp -r`` would. Only the deepest are yielded: making one makes its
+    parents. A folder whose files were all left out by --include/--exclude is not empty on the
+    source: it is not made (an empty copy of it would mirror nothing)."""
+
+    abs_path: str
+    rel_path: str  # as SourceFile's
+
+
+@dataclass(frozen=True)
 class Skipped:
     """Left out, or found and not readable; its paths are ``escaped``, valid UTF-8 whatever the name."""
 
@@ -225,13 +237,20 @@ def source_labels(sources: Sequence[str]) -> list[str]:
 
 
 def scan(
-    sources: Sequence[str], filters: Filters, destinations: Mapping[tuple[int, int], str] | None = None
-) -> Iterator[SourceFile | Skipped]:
+    sources: Sequence[str],
+    filters: Filters,
+    destinations: Mapping[tuple[int, int], str] | None = None,
+    *,
+    folders: bool = False,
+) -> Iterator[SourceFile | Skipped | EmptyFolder]:
     """``destinations``: the job's destination folders by (st_dev, st_ino), and their names. A
     source never enters one, whatever path reaches it (a followed symlink, a bind mount): it
-    would copy the job's own output into itself."""
+    would copy the job's own output into itself. ``folders``: yield the ``EmptyFolder`` items
+    too (callers that only want files need not tell them apart)."""
     for root, top in zip(sources, source_labels(sources), strict=True):
-        yield from _scan_root(root, top, filters, destinations or {})
+        for item in _scan_root(root, top, filters, destinations or {}):
+            if folders or not isinstance(item, EmptyFolder):
+                yield item
 
 
 def _skipped(path: str, rel: str, reason: str, code: str) -> Skipped:
@@ -264,7 +283,7 @@ def _into_destination(name: str) -> str:
 
 def _scan_root(
     root: str, top: str, filters: Filters, destinations: Mapping[tuple[int, int], str]
-) -> Iterator[SourceFile | Skipped]:
+) -> Iterator[SourceFile | Skipped | EmptyFolder]:
     # A source named on the command line is followed when it is a symlink (as ``cp -H`` and
     # rsync do: it is what the user pointed at) and keeps the name it was given there (``top``,
     # its label: see ``source_labels``).
@@ -293,13 +312,14 @@ def _walk(
     filters: Filters,
     seen: set[tuple[int, int]],
     destinations: Mapping[tuple[int, int], str],
-) -> Iterator[SourceFile | Skipped]:
+) -> Iterator[SourceFile | Skipped | EmptyFolder]:
     try:
         with os.scandir(path) as it:
             entries = sorted(it, key=lambda e: e.name)
     except OSError as exc:
         yield _skipped(path, rel, f"cannot list folder: {exc.strerror}", "unreadable")
         return
+    holds_something = False  # anything but OS junk: then it is no EmptyFolder
     for e in entries:
         name = e.name
         child_rel = f"{rel}/{name}"
@@ -307,6 +327,7 @@ def _walk(
         if filters.skip_junk and is_junk(name):
             yield _skipped(e.path, child_rel, "OS junk file", "junk")
             continue
+        holds_something = True
         if filters.excluded(child_under):
             yield _skipped(e.path, child_rel, "excluded by --exclude", "excluded")
             continue
@@ -340,3 +361,5 @@ def _walk(
             yield _entry(e.path, child_rel, st)
         else:
             yield _skipped(e.path, child_rel, "special file (FIFO, device or socket)", "special")
+    if not holds_something and escaped(path) == path:  # a name that is not UTF-8 cannot be recorded
+        yield EmptyFolder(path, rel)

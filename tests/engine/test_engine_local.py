@@ -174,8 +174,8 @@ def test_source_deleted_between_scan_and_read(
     write(src / "a.jpg", b"a")
     gone = write(src / "b.jpg", b"b")
 
-    def scan_then_pull_card(sources, filters, destinations):  # type: ignore[no-untyped-def]
-        for item in scan(sources, filters, destinations):
+    def scan_then_pull_card(sources, filters, destinations, **kw):  # type: ignore[no-untyped-def]
+        for item in scan(sources, filters, destinations, **kw):
             if isinstance(item, SourceFile) and item.abs_path == str(gone):
                 gone.unlink()  # seen by the scan, gone before the read
             yield item

@@ -163,3 +163,41 @@ def test_no_template_and_no_name_leaves_the_destination(
     root = "/dest/prefix"
     assert posixpath.normpath(posixpath.join(root, out)).startswith(root + "/")
     assert os.path.commonpath([root, posixpath.normpath(posixpath.join(root, out))]) == root
+
+
+@pytest.mark.parametrize(
+    ("template", "place"),
+    [
+        (LAYOUTS["none"], "EOS_DIGITAL/PRIVATE/M4ROOT/THMBNL"),
+        ("{card}/{folder}/{name}", "EOS_DIGITAL/PRIVATE/M4ROOT/THMBNL"),
+        ("backup/{shoot}-{card}/{path}", "backup/Harbour-EOS_DIGITAL/PRIVATE/M4ROOT/THMBNL"),
+        ("{shoot}/{folder}/{name}", "Harbour/PRIVATE/M4ROOT/THMBNL"),
+        ("{path}", "PRIVATE/M4ROOT/THMBNL"),
+        *((LAYOUTS[k], None) for k in ("date", "month", "device", "type")),
+        ("{card}/{YYYY}/{path}", None),  # a date of a file
+        ("{card}/{folder}/{counter:4}-{name}", None),  # a counter of files
+        ("{card}/{folder}/{stem}.{ext}", None),  # the same path, but made of the file's fields
+        ("{card}/{ext}/{folder}/{name}", None),
+        ("{card}/{name}", None),  # every folder flattened
+        ("{folder}/{path}", None),
+    ],
+)
+def test_only_a_template_of_the_source_folders_places_a_folder_that_holds_no_file(
+    template: str, place: str | None
+) -> None:
+    """An empty folder has no date, camera, type, extension or number: only a template made of the
+    source's folders (and fixed text, {card}, {shoot}) has a place for it."""
+    planner = Planner(LayoutOptions(template=parse_template(template), shoot="Harbour"))
+    assert parse_template(template).keeps_folders is (place is not None)
+    assert planner.place_folder("EOS_DIGITAL/PRIVATE/M4ROOT/THMBNL") == place
+    # the folder of a file is where that file lands
+    if place is not None:
+        file_path = planner.options.template.render(values("EOS_DIGITAL/PRIVATE/M4ROOT/THMBNL/a.jpg"))
+        assert posixpath.dirname(file_path) == place
+
+
+def test_an_empty_source_is_placed_at_its_own_name_or_nowhere() -> None:
+    """A source that is one empty folder: its own folder under {card}; under {path} alone that is
+    the destination's root, which is there already."""
+    assert Planner(LayoutOptions()).place_folder("EOS_DIGITAL") == "EOS_DIGITAL"
+    assert Planner(LayoutOptions(template=parse_template("{path}"))).place_folder("EOS_DIGITAL") is None

@@ -355,3 +355,26 @@ def test_mhl_times_are_what_the_plain_conversion_writes(monkeypatch: pytest.Monk
         mhl._SECONDS.clear()
         monkeypatch.undo()
         time.tzset()
+
+
+def test_empty_folders_made_at_a_destination_keep_its_history_clean_for_both_tools(
+    tmp_path: Path, card: Path, cli: Cli, ascmhl_bin: Path
+) -> None:
+    """ASC MHL lists files; castoff records no directory hashes, and ascmhl (verify, diff) does not
+    ask for them: a destination with the card's empty folders verifies clean with both tools, and
+    the reference tool can add its own generation on top (which hashes the folders) and still
+    verify, as castoff does."""
+    (card / "PRIVATE" / "M4ROOT" / "THMBNL").mkdir()
+    (card / "MISC" / "EMPTY").mkdir(parents=True)
+    dest = tmp_path / "ssd"
+    r = cli("copy", str(card), "--to", str(dest))
+    assert r.returncode == 0, r.stderr
+    assert "2 empty folders made at" in r.stderr
+    assert (dest / card.name / "PRIVATE" / "M4ROOT" / "THMBNL").is_dir()
+    assert (dest / card.name / "MISC" / "EMPTY").is_dir()
+    _both_verify(cli, ascmhl_bin, dest)
+    diff = ascmhl(ascmhl_bin, "ascmhl", "diff", str(dest))
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    created = ascmhl(ascmhl_bin, "ascmhl", "create", str(dest))
+    assert created.returncode == 0, created.stdout + created.stderr
+    _both_verify(cli, ascmhl_bin, dest)

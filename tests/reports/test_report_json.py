@@ -63,3 +63,39 @@ def test_a_report_that_breaks_the_schema_is_refused(
     broken["files"][0]["destinations"][0]["status"] = "probably fine"
     with pytest.raises(jsonschema.ValidationError):
         validate(broken)
+
+
+def test_the_empty_folders_made_are_in_the_report_per_destination(
+    tmp_path: Path, card: Path, cli: Cli, state: Path
+) -> None:
+    """A script can tell which of the card's empty folders each destination has, and which not."""
+    (card / "PRIVATE" / "M4ROOT" / "THMBNL").mkdir()
+    (card / "MISC").mkdir()
+    (card / "MISC" / ".DS_Store").write_bytes(b"junk")
+    a, b = tmp_path / "a", tmp_path / "b"
+    (b / card.name).mkdir(parents=True)
+    (b / card.name / "MISC").write_bytes(b"a file where the folder goes")
+    r = cli("copy", str(card), "--to", str(a), "--to", str(b), "--quiet")
+    assert r.returncode == 1, r.stderr
+    assert f"{b}: empty folder {card.name}/MISC not made at {b}/{card.name}/MISC" in r.stderr
+    doc = last_report(state)
+    validate(doc)
+    assert [f["path"] for f in doc["empty_folders"]] == [
+        f"{card.name}/MISC",
+        f"{card.name}/PRIVATE/M4ROOT/THMBNL",
+    ]
+    misc, thmbnl = doc["empty_folders"]
+    assert misc["source"] == str(card / "MISC")
+    assert [(d["destination"], d["status"]) for d in misc["destinations"]] == [
+        (str(a), "made"),
+        (str(b), "failed"),
+    ]
+    assert misc["destinations"][0]["target"] == f"{a}/{card.name}/MISC"
+    assert "is a file, where a folder is needed" in misc["destinations"][1]["error"]
+    assert [d["status"] for d in thmbnl["destinations"]] == ["made", "made"]
+    assert all(f["destinations"][-1]["status"] != "failed" for f in doc["files"])  # every file delivered
+    html = reports(state, ".html")[-1].read_text(encoding="utf-8")
+    assert 'id="empty-folders"' in html and f"{card.name}/PRIVATE/M4ROOT/THMBNL" in html
+    # Reports of castoff versions before it have no "empty_folders": they still validate.
+    del doc["empty_folders"]
+    validate(doc)

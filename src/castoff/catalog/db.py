@@ -193,6 +193,19 @@ CREATE TABLE IF NOT EXISTS meta_sidecars (   -- JSON sidecar objects (<key>.cast
     error TEXT,
     PRIMARY KEY (file_id, dest_ident)
 );
+-- folders: source folders that hold no file (scan.EmptyFolder), as each local destination got them
+CREATE TABLE IF NOT EXISTS folders (
+    job_id TEXT NOT NULL,
+    rel_path TEXT NOT NULL,          -- as files.rel_path: under the source's label
+    abs_path TEXT NOT NULL,
+    dest_ident TEXT NOT NULL,
+    dest_name TEXT NOT NULL,
+    target TEXT NOT NULL,            -- the folder at the destination
+    status TEXT NOT NULL,            -- made, already (there before), failed
+    error TEXT,
+    error_code TEXT,
+    PRIMARY KEY (job_id, rel_path, dest_ident)
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     job_id TEXT NOT NULL,
@@ -674,6 +687,44 @@ class Catalog:
                 "INSERT INTO events(job_id, at, level, message) VALUES (?, ?, ?, ?)",
                 (job_id, time.time(), level, message),
             )
+
+    def record_folder(
+        self,
+        job_id: str,
+        *,
+        rel_path: str,
+        abs_path: str,
+        dest_ident: str,
+        dest_name: str,
+        target: str,
+        status: str,
+        error: errors.CastoffError | None = None,
+    ) -> None:
+        """How an empty source folder (``scan.EmptyFolder``) ended at a local destination."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO folders(job_id, rel_path, abs_path, dest_ident, dest_name,"
+                " target, status, error, error_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    rel_path,
+                    abs_path,
+                    dest_ident,
+                    dest_name,
+                    target,
+                    status,
+                    None if error is None else str(error),
+                    None if error is None else error.code,
+                ),
+            )
+
+    def job_folders(self, job_id: str) -> Iterator[sqlite3.Row]:
+        """The job's empty folders, by path, each destination's row in the job's order of them."""
+        return self.stream(
+            "SELECT rel_path, abs_path, dest_name, target, status, error, error_code FROM folders"
+            " WHERE job_id=? ORDER BY rel_path, rowid",
+            (job_id,),
+        )
 
     def job_events(self, job_id: str) -> list[sqlite3.Row]:
         return self._query("SELECT * FROM events WHERE job_id=? ORDER BY id", (job_id,))

@@ -1,7 +1,7 @@
 """Forgetting old jobs' per-file history (``castoff jobs prune``), so the catalog stays bounded.
 
 A pruned job keeps its ``jobs`` row (with its file count and bytes); its ``files``, ``outcomes``,
-``file_meta``, ``meta_sidecars`` and ``events`` rows go, except what a later run still asks for:
+``file_meta``, ``meta_sidecars``, ``folders`` and ``events`` rows go, except what a later run still asks for:
 
 * ``landed``, ``uploads``, ``parts`` and ``partials`` are not per-job history: never touched;
 * for every source (path, size, mtime), the row ``Catalog.prior_read`` / ``known_hash`` answer
@@ -30,7 +30,7 @@ from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog
 #: files rows per transaction: each holds the catalog for a few milliseconds
 BATCH = 500
 #: the per-file tables, in the order a batch deletes from them
-TABLES = ("outcomes", "meta_sidecars", "file_meta", "files", "events")
+TABLES = ("outcomes", "meta_sidecars", "file_meta", "files", "folders", "events")
 
 #: ``r`` (a row of ``files``) is what a later lookup of its source answers: the newest read
 #: (``prior_read``, ``known_hash``), or the newest row with hashes, xxh128 first
@@ -190,14 +190,15 @@ def _prune_batch(db: sqlite3.Connection, job_id: str, after: str, out: Outcome) 
         return str(rows[-1][1])
 
 
-def _prune_events(db: sqlite3.Connection, job_id: str, out: Outcome) -> None:
+def _prune_by_job(db: sqlite3.Connection, table: str, job_id: str, out: Outcome) -> None:
+    """The job's rows of ``table`` (``events``, ``folders``: none a later run asks for)."""
     while True:
         with _tx(db):
             n = db.execute(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE job_id=? LIMIT ?)",
+                f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE job_id=? LIMIT ?)",  # noqa: S608
                 (job_id, BATCH),
             ).rowcount
-        out.rows["events"] += n
+        out.rows[table] += n
         if n < BATCH:
             return
 
@@ -217,7 +218,8 @@ def prune_job(db: sqlite3.Connection, job_id: str, out: Outcome, pause: Callable
         started = time.monotonic()
         after = _prune_batch(db, job_id, after, out)
         pause(time.monotonic() - started)
-    _prune_events(db, job_id, out)
+    _prune_by_job(db, "folders", job_id, out)
+    _prune_by_job(db, "events", job_id, out)
     with _tx(db):
         db.execute("UPDATE jobs SET pruned_at=? WHERE id=?", (time.time(), job_id))
 
@@ -230,6 +232,7 @@ _COUNTS = {
     "meta_sidecars": "SELECT COUNT(*) FROM meta_sidecars WHERE " + _OF_JOB,  # noqa: S608
     "file_meta": f"SELECT COUNT(*) FROM file_meta WHERE job_id=? AND file_id NOT IN ({_KEEPERS_OF_JOB})",  # noqa: S608
     "files": "SELECT COUNT(*) FROM files WHERE job_id=?",
+    "folders": "SELECT COUNT(*) FROM folders WHERE job_id=?",
     "events": "SELECT COUNT(*) FROM events WHERE job_id=?",
 }
 

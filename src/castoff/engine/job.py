@@ -12,6 +12,7 @@ import functools
 import hashlib
 import itertools
 import os
+import stat
 import threading
 import time
 import traceback
@@ -45,7 +46,7 @@ from castoff.engine.lanes import INLINE_COMMIT_MAX, FileState, Lane, Stream
 from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
-from castoff.scan import Filters, Skipped, SourceFile, scan
+from castoff.scan import EmptyFolder, Filters, Skipped, SourceFile, scan
 from castoff.units import TimeText
 
 if TYPE_CHECKING:
@@ -127,6 +128,12 @@ class JobResult:
     bytes_read: int = 0
     #: every destination was unusable before a file landed there (exit 2: nothing was written)
     no_destination: bool = False
+    #: empty source folders this job made, by local destination (those there before: not counted)
+    folders_made: dict[str, int] = field(default_factory=dict)
+    #: empty source folders not made at some local destination (exit 1, said one by one)
+    folders_failed: int = 0
+    #: some file failed somewhere or was not read (exit 1), not only a folder
+    files_failed: bool = False
 
 
 def read_back_reserve(lanes: Sequence[Lane], memory_budget: int) -> int:
@@ -232,6 +239,11 @@ class Engine:
         self.bytes_read = 0  # by the reader thread only
         #: what the scan left out on purpose, by its code (junk, excluded, symlink, special)
         self.left_out: Counter[str] = Counter()
+        #: source folders that hold no file, made at the local destinations once the files are
+        #: (``_make_empty_folders``); a folder's name, not its contents: a list holds a card's
+        self._empty: list[EmptyFolder] = []
+        self.folders_made: Counter[str] = Counter()
+        self.folders_failed = 0
 
     # -- events ------------------------------------------------------------------------------
 
@@ -289,6 +301,8 @@ class Engine:
             self.log(self._nothing_to_copy(sources), "error")
         self._check_released()
         self._wait_for_streams()
+        if not self.cancel.is_set() and not self._nothing_found():
+            self._make_empty_folders()
         catchup.join(5.0)
         for lane in self.lanes:
             lane.stop(timeout=0.5 if self.cancel.is_set() else 30.0)
@@ -333,7 +347,8 @@ class Engine:
             self._end(stream, Outcome("failed", error=stalled_error()))
 
     def _result(self) -> JobResult:
-        failed = any(ln.stats.failed or ln.stats.incomplete or ln.stats.conflict for ln in self.lanes)
+        files_failed = any(ln.stats.failed or ln.stats.incomplete or ln.stats.conflict for ln in self.lanes)
+        failed = files_failed or self.folders_failed > 0
         source_failed = self.catalog.any_source_failed(self.job_id)
         if self.cancel.is_set():
             code, status = errors.EXIT_INTERRUPTED, "interrupted"
@@ -359,6 +374,9 @@ class Engine:
             released=self._released,
             lanes={ln.name: dict(vars(ln.stats)) for ln in self.lanes},
             no_destination=self.no_destination(),
+            folders_made=dict(self.folders_made),
+            folders_failed=self.folders_failed,
+            files_failed=files_failed or source_failed,
         )
 
     def no_destination(self) -> bool:
@@ -482,6 +500,99 @@ class Engine:
                 "warning",
             )
 
+    # -- empty folders ------------------------------------------------------------------------
+
+    def _make_empty_folders(self) -> None:
+        """The source's folders that hold no file (``scan.EmptyFolder``), made at every local
+        destination where the layout puts them: a file's copy makes its own folders, these only
+        the job can. After the files: a folder is no file's proof, and one made early would not
+        be missing after a kill either (the re-run scans again, and makes what is not there).
+        Buckets have no folders: nothing is made there."""
+        local = [ln for ln in self.lanes if ln.caps.is_local and hasattr(ln.dest, "make_folder")]
+        if not self._empty or not local:
+            return
+        placed = self._place_folders()
+        if placed is None:
+            n = len(self._empty)
+            template = self.options.planner.options.template.text if self.options.planner else ""
+            self.log(
+                f"{n} empty folder{'s' if n != 1 else ''} of the source not made: the layout"
+                f" ({template}) does not keep the source's folders, so it has no place for a folder"
+                " that holds no file",
+                "warning",
+            )
+            return
+        for lane in local:
+            for folder, layout in placed:
+                if self.cancel.is_set():
+                    return
+                self._empty_folder_at(lane, folder, layout)
+
+    def _place_folders(self) -> list[tuple[EmptyFolder, str]] | None:
+        """Each empty folder with its layout path, or None when the layout places files by what
+        only a file has (a date, the camera, the type: ``Template.keeps_folders``). A folder the
+        layout puts at the destination's root itself (the source's own, under ``{path}``) is left
+        out: the root is there."""
+        planner = self.options.planner
+        if planner is None:
+            return [(f, f.rel_path) for f in self._empty]
+        if not planner.options.template.keeps_folders:
+            return None
+        return [(f, layout) for f in self._empty if (layout := planner.place_folder(f.rel_path))]
+
+    def _empty_folder_at(self, lane: Lane, folder: EmptyFolder, layout: str) -> None:
+        """Make one empty folder at one local destination, through the destination's own checks
+        (inside the root, never through a link, the root still the one the job began with); a
+        folder already there is quiet. Failed: said and recorded (exit code 1), the files are not
+        touched; an error that is the destination's (read-only, gone, full) takes it down once."""
+        target, error, status = layout, lane.dead, "failed"
+        if error is None:
+            try:
+                planner = self.options.planner
+                rel = layout if planner is None else planner.folder_for_destination(layout, lane.dest)
+                target = lane.dest.target_for(rel)
+                status = self._make_folder(lane, target)
+            except errors.CastoffError as exc:
+                error = exc
+        self.catalog.record_folder(
+            self.job_id,
+            rel_path=folder.rel_path,
+            abs_path=folder.abs_path,
+            dest_ident=lane.dest.ident,
+            dest_name=lane.name,
+            target=target,
+            status=status,
+            error=error,
+        )
+        if self._file_events:
+            self.emit(
+                "folder-done",
+                destination=lane.name,
+                path=folder.rel_path,
+                target=target,
+                status=status,
+                error=None if error is None else str(error),
+            )
+        if error is None:
+            if status == "made":
+                self.folders_made[lane.name] += 1
+            return
+        self.folders_failed += 1
+        if isinstance(error, LANE_FATAL):
+            self._lane_down(lane, error)  # said once; the folders after it fail with it, unsaid
+        elif not self._said_by_lane(lane, error):
+            self.log(f"{lane.name}: empty folder {folder.rel_path} not made at {target}: {error}", "error")
+
+    @staticmethod
+    def _make_folder(lane: Lane, target: str) -> str:
+        """``made``, or ``already`` when a folder was there (a re-run: nothing to say)."""
+        try:
+            already = stat.S_ISDIR(os.lstat(target).st_mode)
+        except OSError:
+            already = False
+        lane.dest.make_folder(target)  # type: ignore[attr-defined]
+        return "already" if already else "made"
+
     # -- planning and the one read ------------------------------------------------------------
 
     def _part_size(self, size: int) -> int:
@@ -502,9 +613,12 @@ class Engine:
             planner.continue_after(self.catalog.last_counter([os.path.abspath(s) for s in sources]))
         # the destination folders (after preflight, which makes them): never scanned into themselves
         roots = {rid: ln.name for ln in self.lanes if (rid := getattr(ln.dest, "root_id", None)) is not None}
-        for item in self._prefetch.ahead(scan(sources, self.options.filters, roots)):
+        for item in self._prefetch.ahead(scan(sources, self.options.filters, roots, folders=True)):
             if self.cancel.is_set():
                 return
+            if isinstance(item, EmptyFolder):
+                self._empty.append(item)
+                continue
             group.next_file()
             if not isinstance(item, SourceFile) and item.code in ("unreadable", "vanished"):
                 self._unread(item)

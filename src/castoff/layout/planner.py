@@ -252,6 +252,22 @@ class Planner:
         rel = f"{orig_dir}/{own}" if orig_dir else own
         return FilePlan(rel, capture, file_type(name), original, src.rel_path, xattrs, counter)
 
+    def place_folder(self, rel_path: str) -> str | None:
+        """The layout path of a source folder that holds no file (``scan.EmptyFolder``; its
+        ``rel_path`` starts with the source's label, as a file's), or None when the template does
+        not keep the source's folders (``Template.keeps_folders``) or puts it at the destination's
+        root itself (``{path}`` alone, for the source's own folder)."""
+        template = self.options.template
+        if not template.keeps_folders:
+            return None
+        card, _, under = rel_path.partition("/")
+        return template.render_folder({"card": card, "shoot": self.options.shoot, "path": under}) or None
+
+    def folder_for_destination(self, layout_path: str, dest: Destination) -> str:
+        """``layout_path`` (``place_folder``) after the destination's name rules, as a file's
+        folders get them; KeyRejected when it cannot hold the name."""
+        return self._apply_name_rules(layout_path, dest)[0]
+
     # -- per destination --------------------------------------------------------------------
 
     def _windows_rules(self, dest: Destination) -> str | None:

@@ -38,6 +38,9 @@ TOKENS: dict[str, str] = {
 MULTI_COMPONENT = frozenset({"path", "folder"})
 #: a template's last component must tell files apart with one of these
 NAMING = frozenset({"name", "stem", "path", "counter"})
+#: tokens that are the same for every file of a source folder, whatever the file: a template
+#: whose folders are made of these alone (and literal text) places a folder as well as a file
+FOLDER_TOKENS = frozenset({"card", "shoot"})
 
 LAYOUTS: dict[str, str] = {
     "none": "{card}/{path}",
@@ -72,16 +75,54 @@ class Template:
     def tokens(self) -> frozenset[str]:
         return frozenset(p.name for comp in self.components for p in comp if isinstance(p, Token))
 
+    @property
+    def keeps_folders(self) -> bool:
+        """Whether the layout keeps the source's folders, so that it can place a folder that holds
+        no file (``scan.EmptyFolder``): it ends with ``{path}`` or ``{folder}/{name}``, and what
+        comes before is literal text, ``{card}`` and ``{shoot}``. Any other token (a date, the
+        camera, the type, the extension, a counter) is the file's: an empty folder has none."""
+        return self._folder_head() is not None
+
+    def _folder_head(self) -> tuple[tuple[Piece, ...], ...] | None:
+        """The components before the source's own folders, when ``keeps_folders``."""
+        comps = self.components
+        if comps[-1:] == ((Token("path"),),):
+            head = comps[:-1]
+        elif comps[-2:] == ((Token("folder"),), (Token("name"),)):
+            head = comps[:-2]
+        else:
+            return None
+        if all(isinstance(p, str) or p.name in FOLDER_TOKENS for comp in head for p in comp):
+            return head
+        return None
+
+    def render_folder(self, values: Mapping[str, str]) -> str:
+        """The layout path of a source folder whose path under the source is ``values["path"]``
+        (``card`` and ``shoot`` as for its files): where its files would land; empty when that is
+        the destination's root (the source's own folder under ``{path}`` alone). Only when
+        ``keeps_folders``; the result is checked as a file's is."""
+        head = self._folder_head()
+        if head is None:
+            raise ValueError(f"the template {self.text!r} does not keep the source's folders")
+        rel = _join((*head, (Token("path"),)), values)
+        if rel:
+            check_layout_path(rel)
+        return rel
+
     def render(self, values: Mapping[str, str]) -> str:
         """The layout path for these token values. Components that come out empty are dropped
         (``{folder}`` of a file at the top); the result is checked to stay inside."""
-        parts: list[str] = []
-        for comp in self.components:
-            text = "".join(p if isinstance(p, str) else _fill(p, values) for p in comp)
-            parts.extend(x for x in text.split("/") if x)
-        rel = "/".join(parts)
+        rel = _join(self.components, values)
         check_layout_path(rel)
         return rel
+
+
+def _join(components: tuple[tuple[Piece, ...], ...], values: Mapping[str, str]) -> str:
+    parts: list[str] = []
+    for comp in components:
+        text = "".join(p if isinstance(p, str) else _fill(p, values) for p in comp)
+        parts.extend(x for x in text.split("/") if x)
+    return "/".join(parts)
 
 
 def _fill(token: Token, values: Mapping[str, str]) -> str:

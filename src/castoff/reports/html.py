@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from castoff import __version__
 from castoff.catalog.db import Catalog
+from castoff.reports.json_report import iter_empty_folders
 from castoff.reports.rows import file_groups
 from castoff.reports.staged import staged
 from castoff.reports.summary import OK, PROBLEM_FILES_SQL, Tally, is_problem, tally
@@ -191,6 +192,7 @@ def render(
             problems=_problems(catalog, job_id),  # a generator: no query unless the template lists problems
             files=_file_chunks(file_groups(catalog, job_id) if files is None else files),
             left_out=counts.left_out,
+            empty_folders=list(iter_empty_folders(catalog, job_id)),
             version=__version__,
             generated=_when(time.time()),
         )

@@ -7,7 +7,8 @@ and when it was verified, ETag, error), then what was left out. /2 adds to each 
 the job had no planner) and to each destination entry ``metadata_sidecar`` (key, status, error of
 its ``.castoff.json`` object; null when none was written) and ``damaged`` (castoff's earlier copy
 there, found damaged and kept; null when none; absent from reports of earlier versions), and to
-each destination's summary ``damaged``.
+each destination's summary ``damaged``; and ``empty_folders``: the source's folders that hold no
+file, as each local destination got them (absent from reports of earlier versions).
 """
 
 from __future__ import annotations
@@ -158,6 +159,27 @@ def iter_left_out(catalog: Catalog, job_id: str) -> Iterator[dict[str, Any]]:
         yield {"path": r["rel_path"], "reason": r["error"], "code": r["error_code"]}
 
 
+def iter_empty_folders(catalog: Catalog, job_id: str) -> Iterator[dict[str, Any]]:
+    """Each empty source folder the job made (or found) at its local destinations, by path."""
+    folder: dict[str, Any] | None = None
+    for r in catalog.job_folders(job_id):
+        if folder is None or folder["path"] != r["rel_path"]:
+            if folder is not None:
+                yield folder
+            folder = {"path": r["rel_path"], "source": r["abs_path"], "destinations": []}
+        folder["destinations"].append(
+            {
+                "destination": r["dest_name"],
+                "target": r["target"],
+                "status": r["status"],
+                "error": r["error"],
+                "error_code": r["error_code"],
+            }
+        )
+    if folder is not None:
+        yield folder
+
+
 def _head(catalog: Catalog, job_id: str, counts: Tally | None) -> dict[str, Any]:
     job = catalog.job(job_id)
     if job is None:
@@ -186,6 +208,7 @@ def build(catalog: Catalog, job_id: str) -> dict[str, Any]:
         **head,
         "files": list(iter_files(catalog, job_id)),
         "left_out": list(iter_left_out(catalog, job_id)),
+        "empty_folders": list(iter_empty_folders(catalog, job_id)),
     }
 
 
@@ -222,12 +245,16 @@ def dump_head(catalog: Catalog, job_id: str, fh: TextIO, counts: Tally | None = 
 
 
 def dump_tail(catalog: Catalog, job_id: str, fh: TextIO, files: ListWriter) -> None:
-    """The end of the list of files, and what was left out."""
+    """The end of the list of files, what was left out, and the empty folders."""
     files.close(last=False)
     left_out = ListWriter(fh, "left_out")
     for item in iter_left_out(catalog, job_id):
         left_out.add(json.dumps(item, ensure_ascii=False))
-    left_out.close(last=True)
+    left_out.close(last=False)
+    folders = ListWriter(fh, "empty_folders")
+    for item in iter_empty_folders(catalog, job_id):
+        folders.add(json.dumps(item, ensure_ascii=False))
+    folders.close(last=True)
     fh.write("}\n")
 
 
