@@ -57,16 +57,23 @@ def _card(tmp_path: Path) -> tuple[Path, bytes]:
     return src, data
 
 
-def test_an_upload_created_but_not_recorded_is_aborted_by_the_next_job(
-    tmp_path: Path, rclone_s3: Any
-) -> None:
-    src, data = _card(tmp_path)
+def _orphan_on_rclone(
+    tmp_path: Path, src: Path, rclone_s3: Any
+) -> tuple[Path, dict[str, str], str, BucketView, set[tuple[str, str]]]:
+    """A job killed in the instant: (state, env, url, a view of the bucket, its open uploads)."""
     state = tmp_path / "state"
     env = keys(rclone_s3.access_key, rclone_s3.secret_key)
     url = s3_url(rclone_s3.bucket, "raw/", rclone_s3.url, part_size="5MiB")
     view = BucketView(f"s3://{rclone_s3.bucket}/raw", rclone_s3.admin_client(), rclone_s3.bucket, "raw/")
     _killed_in_the_window(src, state, url, env)
-    orphans = view.multipart_uploads()
+    return state, env, url, view, view.multipart_uploads()
+
+
+def test_an_upload_created_but_not_recorded_is_aborted_by_the_next_job(
+    tmp_path: Path, rclone_s3: Any
+) -> None:
+    src, data = _card(tmp_path)
+    state, env, url, view, orphans = _orphan_on_rclone(tmp_path, src, rclone_s3)
     assert len(orphans) == 1  # the server made it; the catalog has no uploads row, only the intent
     assert [i.target for i in _intents(state)] == ["raw/card/A001.MOV"]
     listed = castoff("uploads", state=state, env=env)
@@ -119,12 +126,7 @@ def test_a_write_only_key_is_told_an_upload_may_be_left_once(tmp_path: Path, mot
 
 def test_an_upload_begun_far_from_the_intent_is_not_taken_for_its_own(tmp_path: Path, rclone_s3: Any) -> None:
     src, _ = _card(tmp_path)
-    state = tmp_path / "state"
-    env = keys(rclone_s3.access_key, rclone_s3.secret_key)
-    url = s3_url(rclone_s3.bucket, "raw/", rclone_s3.url, part_size="5MiB")
-    view = BucketView(f"s3://{rclone_s3.bucket}/raw", rclone_s3.admin_client(), rclone_s3.bucket, "raw/")
-    _killed_in_the_window(src, state, url, env)
-    orphans = view.multipart_uploads()
+    state, env, url, view, orphans = _orphan_on_rclone(tmp_path, src, rclone_s3)
     catalog = Catalog(state / "catalog.sqlite")
     with catalog.batch() as db:  # the intent is two hours older than the upload on the server
         db.execute("UPDATE upload_intents SET created_at = created_at - 7200")  # type: ignore[attr-defined]
