@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import math
 import os
 import re
 import socket
@@ -294,22 +295,26 @@ def _manifests(root: Path) -> list[tuple[int, Path]]:
 # -- writing a generation -------------------------------------------------------------------
 
 
-#: local second (and its DST fold) -> its ISO 8601 text without and with the UTC offset apart
-_SECONDS: dict[tuple[dt.datetime, int], tuple[str, str]] = {}
+#: the Unix second -> its local ISO 8601 text, without and with the UTC offset apart
+_SECONDS: dict[int, tuple[str, str]] = {}
 
 
 def _iso(t: float, *, micro: bool = False) -> str:
     """``t`` as local ISO 8601 with its UTC offset, as ``fromtimestamp(t).astimezone().isoformat``
     writes it. The offset is looked up once a second, not twice a file: a generation's files
-    crowd into few seconds, and the lookup cost more than the rest of the file's entry."""
+    crowd into few seconds, and the lookup cost more than the rest of the file's entry. The
+    second is the Unix one ``d`` stands in (one instant: one local time, one offset, whatever the
+    DST fold), found without building another datetime."""
     d = dt.datetime.fromtimestamp(t)
-    key = (d.replace(microsecond=0), d.fold)  # naive datetimes compare equal across a fold
-    known = _SECONDS.get(key)
+    second = math.floor(t)
+    if d.microsecond == 0 and t - second >= 0.5:
+        second += 1  # fromtimestamp rounded the microseconds up into the next second
+    known = _SECONDS.get(second)
     if known is None:
         if len(_SECONDS) > 100_000:
             _SECONDS.clear()
-        text = key[0].astimezone().isoformat(timespec="seconds")
-        known = _SECONDS[key] = (text[:19], text[19:])
+        text = d.replace(microsecond=0).astimezone().isoformat(timespec="seconds")
+        known = _SECONDS[second] = (text[:19], text[19:])
     base, offset = known
     return f"{base}.{d.microsecond:06d}{offset}" if micro else base + offset
 
