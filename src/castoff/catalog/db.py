@@ -229,6 +229,11 @@ _PRIOR_READ = (
     " WHERE {where} AND f.status='read' AND f.blake3 IS NOT NULL"
 )
 
+#: ``prior_read``'s query, built once: a first run asks it for every file
+_PRIOR_READ_ONE = (
+    _PRIOR_READ.format(more="", where="f.abs_path=? AND f.size=? AND f.mtime_ns=?")
+    + " ORDER BY f.id DESC LIMIT 1"
+)
 
 #: what the layout planner learnt of a file, as ``Catalog.set_file_meta`` takes it
 FILE_META_COLUMNS = (
@@ -886,23 +891,11 @@ class Catalog:
     def record_landed(self, row: LandedRow) -> None:
         with self._tx() as db:
             self.generation += 1
-            db.execute(
+            db.execute(  # a LandedRow is a tuple of these columns, in this order
                 "INSERT OR REPLACE INTO landed(dest_ident, planned, target, src_path, size, mtime_ns,"
                 " blake3, etag, verify_method, verified_at, job_id)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.dest_ident,
-                    row.planned,
-                    row.target,
-                    row.src_path,
-                    row.size,
-                    row.mtime_ns,
-                    row.blake3,
-                    row.etag,
-                    row.verify_method,
-                    row.verified_at,
-                    row.job_id,
-                ),
+                row,
             )
             # a copy proven there now is no longer a damaged one (the user put the good one back)
             db.execute("DELETE FROM damaged WHERE dest_ident=? AND target=?", (row.dest_ident, row.target))
@@ -979,12 +972,9 @@ class Catalog:
     def prior_read(self, src_path: str, size: int, mtime_ns: int) -> PriorRead | None:
         """What the last read of this source (same path, size and mtime) learnt: its hashes and,
         when a layout planned it, what its header said. One indexed lookup, for a re-run."""
-        rows = self._query(
-            _PRIOR_READ.format(more="", where="f.abs_path=? AND f.size=? AND f.mtime_ns=?")
-            + " ORDER BY f.id DESC LIMIT 1",
-            (src_path, size, mtime_ns),
-        )
-        return prior_from_row(rows[0]) if rows else None
+        with self._lock:
+            row = self._db.execute(_PRIOR_READ_ONE, (src_path, size, mtime_ns)).fetchone()
+        return None if row is None else prior_from_row(row)
 
     def prior_reads(self, src_paths: Sequence[str]) -> list[tuple[str, int, int, int, PriorRead]]:
         """Every read of these sources, whatever their size and mtime: (path, size, mtime, row

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 from castoff import errors
-from castoff.config import names, secrets
 from castoff.config.store import (
     S3_URL_KEYS,
     ConfigError,
@@ -25,6 +24,7 @@ from castoff.config.store import (
 from castoff.destinations.base import Destination
 
 if TYPE_CHECKING:
+    from castoff.config import secrets
     from castoff.destinations.s3 import S3Options
 
 Warn = Callable[[str], None]
@@ -76,6 +76,8 @@ def provider_of(options: S3Options) -> str:
 
 def check_bucket(options: S3Options, *, label: str, warn: Warn) -> None:
     """The provider's bucket name rules, before any request is sent."""
+    from castoff.config import names  # here: a job without a bucket need not compile its rules
+
     verdict = names.check_name(options.bucket, provider_of(options), region=options.region)
     for text in verdict.warnings:
         warn(f"{label}: {text}")
@@ -224,6 +226,8 @@ class Resolver:
         return self._keys[saved.name]
 
     def _fetch_keys(self, saved: SavedDestination) -> secrets.KeyPair | None:
+        from castoff.config import secrets  # here: it and its subprocess only for a saved bucket
+
         mode, label = saved.credentials, SAVED_PREFIX + saved.name
         if mode == "ask":
             key_id = str(saved.settings["access_key_id"])

@@ -61,14 +61,25 @@ def destination_entries(
         " ORDER BY f.rel_path",
         (dest_ident, job_id, remembered),
     )
-    for r in rows:
-        target = str(r["target"])
-        if r["verified_at"] is None or not target.startswith(prefix):
+    cut = len(prefix)
+    # each row unpacked in the query's order (by name, sqlite3.Row compares every name before);
+    # the entry as ``_entry`` makes it
+    for size, mtime_ns, xxh128, blake3, landed_at, status, verified_at in rows:
+        target = str(landed_at)
+        if verified_at is None or not target.startswith(prefix):
             continue  # skipped because something else was there (--on-conflict skip): not ours
-        rel = target[len(prefix) :]
+        rel = target[cut:]
         if mhl.is_ignored(rel):
             continue
-        yield _entry(r, rel, target, float(r["verified_at"]), earlier=r["status"] == "skipped")
+        yield mhl.Entry(
+            path=rel,
+            size=int(size),
+            mtime_ns=int(mtime_ns),
+            xxh128=str(xxh128 or mhl.xxh128_of_file(target)),
+            blake3=blake3,
+            hashed_at=float(verified_at),
+            from_earlier_job=status == "skipped",
+        )
 
 
 def _memo_key(dest_ident: str, root: str) -> str:
