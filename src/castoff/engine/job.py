@@ -481,6 +481,12 @@ class Engine:
                 unlisted.append(intent.target)
                 self.catalog.drop_intent(intent.id)
                 continue
+            except Exception as exc:  # a look that fails never fails a job whose files are done
+                self.log(
+                    f"{lane.name}: looking for an unfinished upload of {intent.target} failed: {exc!r}",
+                    "debug",
+                )
+                continue  # the next job looks again
             known = self.catalog.known_upload_ids(lane.dest.ident, intent.target)
             for upload_id, began in open_now:
                 if upload_id not in known and abs(began - intent.created_at) <= INTENT_WINDOW:
