@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, BinaryIO
 
-import exifread
-
 #: the most castoff reads of one file to learn its capture date and device (all reads counted)
 HEAD_BYTES = 512 * 1024
 #: QuickTime counts seconds from 1904-01-01 UTC
@@ -166,6 +164,8 @@ def exif_time(stamp: str | None, offset: str | None) -> datetime | None:
 
 
 def _exif_fields(fh: BinaryIO) -> tuple[datetime | None, str | None, str | None]:
+    import exifread  # (imported when a file has EXIF to read: most jobs' many files have none)
+
     try:
         tags = exifread.process_file(fh, details=False, extract_thumbnail=False)
     except Exception:  # noqa: BLE001 (a damaged header is "no metadata", never a failed copy)
