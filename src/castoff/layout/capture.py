@@ -398,19 +398,36 @@ def _mxf_at(fh: CappedReader, head: bytes, *, mxf_name: bool) -> int:
     return fh.read_at(0, MXF_RUN_IN + 16).find(MXF_PARTITION)
 
 
+_EXIF_STARTS = (b"\xff\xd8", b"II", b"MM")
+_RAF_START = b"FUJIFILMCCD-RAW"
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+
+
+def _may_say(head: bytes, *, mxf_name: bool) -> bool:
+    """Whether ``_sniff`` looks into a file whose first 16 bytes are ``head`` (any of its
+    branches but the last): most files of a job are told apart by this alone."""
+    return (
+        head[:2] in _EXIF_STARTS
+        or head.startswith(_RAF_START)
+        or head[4:8] in _ISO_BOXES
+        or mxf_name
+        or head.startswith(MXF_PARTITION)
+    )
+
+
 def _sniff(fh: CappedReader, *, mxf_name: bool) -> Capture | None:
     head = fh.read_at(0, 16)
     when: datetime | None = None
     make = model = None
-    if head[:2] in (b"\xff\xd8", b"II", b"MM"):
+    if head[:2] in _EXIF_STARTS:
         when, make, model = _exif_fields(fh)  # type: ignore[arg-type]
-    elif head.startswith(b"FUJIFILMCCD-RAW"):
+    elif head.startswith(_RAF_START):
         at, length = struct.unpack(">II", fh.read_at(84, 8).ljust(8, b"\0"))
         if at and length:
             when, make, model = _exif_fields(io.BytesIO(fh.read_at(at, min(length, 256 * 1024))))
     elif head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         when, make, model = _exif_fields(fh)  # type: ignore[arg-type]
-    elif head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+    elif head[4:8] in _ISO_BOXES:
         return _iso_media(fh, fh.size)
     elif (at := _mxf_at(fh, head, mxf_name=mxf_name)) >= 0:
         return _mxf(fh.read_at(at, MXF_HEADER_BYTES))
@@ -442,7 +459,9 @@ def read_capture(path: str, rel_path: str, mtime_ns: int, *, cap: int = HEAD_BYT
             # header is looked into reads up to SMALL_HEAD at once (see CappedReader).
             head = os.pread(fd, FIRST_HEAD, 0)
             size = len(head) if len(head) < FIRST_HEAD else None
-            found = _sniff(CappedReader(fd, cap, size, head), mxf_name=path[-4:].lower() == ".mxf")
+            mxf_name = path[-4:].lower() == ".mxf"
+            if _may_say(head[:16], mxf_name=mxf_name):
+                found = _sniff(CappedReader(fd, cap, size, head), mxf_name=mxf_name)
         finally:
             os.close(fd)
     except OSError:
