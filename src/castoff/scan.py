@@ -259,7 +259,7 @@ def _skipped(path: str, rel: str, reason: str, code: str) -> Skipped:
 
 def _entry(path: str, rel: str, st: os.stat_result) -> SourceFile | Skipped:
     """The file to copy; one whose path is not UTF-8 fails, as a file that cannot be read does."""
-    if escaped(path) != path:
+    if not path.isascii() and escaped(path) != path:  # (an ASCII path is UTF-8)
         name = os.path.basename(path)
         if escaped(name) != name:
             reason = f"its name {NOT_UTF8.format(what='it')}"
@@ -328,7 +328,7 @@ def _walk(
             yield _skipped(e.path, child_rel, "OS junk file", "junk")
             continue
         holds_something = True
-        if filters.excluded(child_under):
+        if filters.exclude and filters.excluded(child_under):
             yield _skipped(e.path, child_rel, "excluded by --exclude", "excluded")
             continue
         try:
@@ -355,7 +355,7 @@ def _walk(
             yield from _walk(e.path, child_rel, child_under, filters, seen, destinations)
             seen.discard(key)
         elif stat.S_ISREG(st.st_mode):
-            if not filters.included(child_under):
+            if filters.include and not filters.included(child_under):
                 yield _skipped(e.path, child_rel, "not matched by --include", "excluded")
                 continue
             yield _entry(e.path, child_rel, st)

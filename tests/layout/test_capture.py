@@ -211,3 +211,46 @@ def test_an_mxf_run_in_is_looked_for_in_files_named_mxf(
         assert (cap.when, cap.when_source, cap.device) == (VIDEO_AT.astimezone(), "mxf", "Sony FX6")
     else:
         assert (cap.when_source, cap.device_source) == ("mtime", "none")
+
+
+def _preads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The (size, offset) of every read the header check makes."""
+    import castoff.layout.capture as capture_mod
+
+    seen: list[tuple[int, int]] = []
+    real = os.pread
+
+    def pread(fd: int, n: int, offset: int) -> bytes:
+        seen.append((n, offset))
+        return real(fd, n, offset)
+
+    monkeypatch.setattr(capture_mod.os, "pread", pread)
+    return seen
+
+
+def test_a_file_with_no_header_to_read_costs_one_small_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Most files of a job (documents, sound, data) say nothing: their first page tells, not 64 KiB."""
+    from castoff.layout.capture import FIRST_HEAD
+
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"\x01" * 50_000)
+    seen = _preads(monkeypatch)
+    assert read_capture(str(path), "card/data.bin", 0).when_source == "mtime"
+    assert seen == [(FIRST_HEAD, 0)]
+
+
+def test_a_header_past_the_first_page_is_read_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EXIF beyond the first page: one more read, of the first SMALL_HEAD bytes, serves the
+    whole walk (not one read per tag)."""
+    from castoff.layout.capture import FIRST_HEAD, SMALL_HEAD
+
+    path = tmp_path / "far.cr2"
+    path.write_bytes(smp.tiff_exif(NIKON, gap=8 * 1024))
+    seen = _preads(monkeypatch)
+    cap = read_capture(str(path), "card/far.cr2", 0)
+    assert (cap.when_source, cap.device) == ("exif", "NIKON Z 8")
+    assert seen == [(FIRST_HEAD, 0), (SMALL_HEAD, 0)]

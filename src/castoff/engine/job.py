@@ -667,7 +667,7 @@ class Engine:
         # shared with the files before it): a re-run of a verified job is mostly this.
         planner = self.options.planner
         known = None if self.options.rehash else self._prefetch.prior_read(src)
-        if planner is not None and planner.numbers_files and self.options.rehash:
+        if self.options.rehash and planner is not None and planner.numbers_files:
             known_name = self._prefetch.prior_read(src)  # its number, even when it is read again
             if known_name is not None:
                 planner.reuse(src, known_name, header=False)
@@ -751,7 +751,9 @@ class Engine:
         try:
             rel_path, dest_plan = self._layout(lane, fs)
             target = dest.target_for(rel_path)
-            if len(target.encode("utf-8", "surrogateescape")) > lane.caps.max_key_bytes:
+            limit = lane.caps.max_key_bytes
+            # a character is at most 4 bytes: only a long target can be too long
+            if len(target) * 4 > limit and len(target.encode("utf-8", "surrogateescape")) > limit:
                 raise errors.KeyRejected(
                     f"{src.rel_path}: the target is longer than {lane.caps.max_key_bytes} bytes"
                 )

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, BinaryIO
 
-import exifread
-
 #: the most castoff reads of one file to learn its capture date and device (all reads counted)
 HEAD_BYTES = 512 * 1024
 #: QuickTime counts seconds from 1904-01-01 UTC
@@ -57,14 +55,24 @@ class Capture:
 
 class CappedReader(io.RawIOBase):
     """A read-only view of the open file ``fd`` that hands out at most ``cap`` bytes in all, then
-    reports EOF. ``head``, the file's first bytes when already read, serves reads it covers."""
+    reports EOF. ``head``, the file's first bytes when already read, serves reads it covers; when
+    it is shorter than ``SMALL_HEAD`` and not the whole file (``size`` None: not known yet), the
+    first read it does not cover reads the first ``SMALL_HEAD`` bytes at once, as one read."""
 
-    def __init__(self, fd: int, cap: int, size: int, head: bytes = b"") -> None:
+    def __init__(self, fd: int, cap: int, size: int | None, head: bytes = b"") -> None:
         self._fd = fd
         self._size = size
         self._head = head
+        self._partial = size is None  # the head is not the whole file
         self._pos = 0
         self.left = cap
+
+    @property
+    def size(self) -> int:
+        """The file's size (asked of the open file when its first bytes did not tell)."""
+        if self._size is None:
+            self._size = os.fstat(self._fd).st_size
+        return self._size
 
     def readable(self) -> bool:
         return True
@@ -73,7 +81,14 @@ class CappedReader(io.RawIOBase):
         return True
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if whence == io.SEEK_SET:
+            base = 0
+        elif whence == io.SEEK_CUR:
+            base = self._pos
+        elif whence == io.SEEK_END:
+            base = self.size
+        else:
+            raise ValueError(f"invalid whence ({whence})")
         if base + offset < 0:
             raise OSError(22, "negative seek position")
         self._pos = base + offset
@@ -82,19 +97,37 @@ class CappedReader(io.RawIOBase):
     def tell(self) -> int:
         return self._pos
 
+    def _covered(self, end: int) -> bool:
+        """Whether the head holds the bytes up to ``end`` (read at once when they fit in
+        ``SMALL_HEAD`` and the head is only the first few bytes of a longer file)."""
+        head = self._head
+        if end <= len(head):
+            return True
+        if end <= SMALL_HEAD and self._partial:
+            self._partial = False
+            self._head = head = os.pread(self._fd, SMALL_HEAD, 0)
+            return end <= len(head)
+        return False
+
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
         n = min(len(view), self.left)
         if n <= 0:
             return 0
         end = self._pos + n
-        data = self._head[self._pos : end] if end <= len(self._head) else os.pread(self._fd, n, self._pos)
+        data = self._head[self._pos : end] if self._covered(end) else os.pread(self._fd, n, self._pos)
         view[: len(data)] = data
         self._pos += len(data)
         self.left -= len(data)
         return len(data)
 
     def read_at(self, offset: int, size: int) -> bytes:
+        n = min(size, self.left)
+        end = offset + n
+        if n > 0 and offset >= 0 and self._covered(end):  # (what seek and read do, in one step)
+            self._pos = end
+            self.left -= n
+            return self._head[offset:end]
         self.seek(offset)
         return self.read(size) or b""
 
@@ -131,6 +164,8 @@ def exif_time(stamp: str | None, offset: str | None) -> datetime | None:
 
 
 def _exif_fields(fh: BinaryIO) -> tuple[datetime | None, str | None, str | None]:
+    import exifread  # (imported when a file has EXIF to read: most jobs' many files have none)
+
     try:
         tags = exifread.process_file(fh, details=False, extract_thumbnail=False)
     except Exception:  # noqa: BLE001 (a damaged header is "no metadata", never a failed copy)
@@ -257,6 +292,8 @@ MXF_RUN_IN = 64 * 1024
 #: read at once at the start of every file: the whole of most small ones (a JPEG's EXIF segment,
 #: and an MXF file's run-in, fit in it)
 SMALL_HEAD = MXF_RUN_IN + 16
+#: read first: what tells a file's format (and all of a tiny file), in one page
+FIRST_HEAD = 4096
 #: header metadata sits right after the header partition pack: cameras keep it small
 MXF_HEADER_BYTES = 256 * 1024
 #: the key of a structural metadata set: 06.0e.2b.34.02.53.01.01.0d.01.01.01.01.01.<set>.00
@@ -361,20 +398,37 @@ def _mxf_at(fh: CappedReader, head: bytes, *, mxf_name: bool) -> int:
     return fh.read_at(0, MXF_RUN_IN + 16).find(MXF_PARTITION)
 
 
-def _sniff(fh: CappedReader, size: int, *, mxf_name: bool) -> Capture | None:
+_EXIF_STARTS = (b"\xff\xd8", b"II", b"MM")
+_RAF_START = b"FUJIFILMCCD-RAW"
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+
+
+def _may_say(head: bytes, *, mxf_name: bool) -> bool:
+    """Whether ``_sniff`` looks into a file whose first 16 bytes are ``head`` (any of its
+    branches but the last): most files of a job are told apart by this alone."""
+    return (
+        head[:2] in _EXIF_STARTS
+        or head.startswith(_RAF_START)
+        or head[4:8] in _ISO_BOXES
+        or mxf_name
+        or head.startswith(MXF_PARTITION)
+    )
+
+
+def _sniff(fh: CappedReader, *, mxf_name: bool) -> Capture | None:
     head = fh.read_at(0, 16)
     when: datetime | None = None
     make = model = None
-    if head[:2] in (b"\xff\xd8", b"II", b"MM"):
+    if head[:2] in _EXIF_STARTS:
         when, make, model = _exif_fields(fh)  # type: ignore[arg-type]
-    elif head.startswith(b"FUJIFILMCCD-RAW"):
+    elif head.startswith(_RAF_START):
         at, length = struct.unpack(">II", fh.read_at(84, 8).ljust(8, b"\0"))
         if at and length:
             when, make, model = _exif_fields(io.BytesIO(fh.read_at(at, min(length, 256 * 1024))))
     elif head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         when, make, model = _exif_fields(fh)  # type: ignore[arg-type]
-    elif head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
-        return _iso_media(fh, size)
+    elif head[4:8] in _ISO_BOXES:
+        return _iso_media(fh, fh.size)
     elif (at := _mxf_at(fh, head, mxf_name=mxf_name)) >= 0:
         return _mxf(fh.read_at(at, MXF_HEADER_BYTES))
     else:
@@ -401,10 +455,13 @@ def read_capture(path: str, rel_path: str, mtime_ns: int, *, cap: int = HEAD_BYT
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            # One read for the header checks of a small file, however many of them it takes.
-            head = os.pread(fd, SMALL_HEAD, 0)
-            size = len(head) if len(head) < SMALL_HEAD else os.fstat(fd).st_size
-            found = _sniff(CappedReader(fd, cap, size, head), size, mxf_name=path[-4:].lower() == ".mxf")
+            # The first bytes tell most files apart (and are all of a tiny one); a file whose
+            # header is looked into reads up to SMALL_HEAD at once (see CappedReader).
+            head = os.pread(fd, FIRST_HEAD, 0)
+            size = len(head) if len(head) < FIRST_HEAD else None
+            mxf_name = path[-4:].lower() == ".mxf"
+            if _may_say(head[:16], mxf_name=mxf_name):
+                found = _sniff(CappedReader(fd, cap, size, head), mxf_name=mxf_name)
         finally:
             os.close(fd)
     except OSError:

@@ -18,7 +18,7 @@ from castoff import errors
 from castoff.layout.capture import Capture, read_capture
 from castoff.layout.names import WINDOWS_FILESYSTEMS, filesystem_type, windows_problems, windows_safe
 from castoff.layout.objmeta import fit_metadata, object_fields
-from castoff.layout.sidecars import Folders, ext_of, file_type, stem_of
+from castoff.layout.sidecars import ORIGINAL_PRIORITY, SIDECAR_KINDS, Folders, ext_of, file_type, stem_of
 from castoff.layout.template import LAYOUTS, Template, parse_template
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ METADATA_MODES = ("object", "sidecar", "both")
 _REMEMBER = 4096  # captures and counters kept for sidecars that come before their original
 _DATE_TOKENS = frozenset({"YYYY", "YY", "MM", "DD", "hh", "mm", "ss"})
 _CAMERA_TOKENS = frozenset({"device", "make", "model"})
+_NAME_TOKENS = frozenset({"folder", "name", "stem", "ext"})
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class Planner:
         self._captures: OrderedDict[str, Capture] = OrderedDict()
         self._counters: OrderedDict[str, int] = OrderedDict()
         self._next = 0
-        self._fs: dict[str, str | None] = {}
+        self._rules: dict[str, str | None] = {}  # _windows_rules, by destination
         self._tokens = options.template.tokens  # computed on each use: once here
 
     @staticmethod
@@ -140,7 +141,8 @@ class Planner:
         if len(cache) > _REMEMBER:
             cache.popitem(last=False)
 
-    def _capture(self, abs_path: str, rel_path: str, mtime_ns: int | None) -> Capture:
+    def _capture(self, abs_path: str, rel_path: str, mtime_ns: int | None, *, keep: bool = True) -> Capture:
+        """``keep``: remembered for the sidecars that come after it."""
         found = self._captures.get(abs_path)
         if found is None:
             if mtime_ns is None:
@@ -149,7 +151,8 @@ class Planner:
                 except OSError:
                     mtime_ns = 0
             found = read_capture(abs_path, rel_path, mtime_ns)
-            self._remember(self._captures, abs_path, found)  # type: ignore[arg-type]
+            if keep:
+                self._remember(self._captures, abs_path, found)  # type: ignore[arg-type]
         return found
 
     @property
@@ -197,18 +200,16 @@ class Planner:
         card, _, under = rel_path.partition("/")
         if not under:
             card, under = "", rel_path
-        name = under.rsplit("/", 1)[-1]
         values = {
             "shoot": self.options.shoot,
             "type": kind,
             "card": card,
             "path": under,
-            "folder": under.rpartition("/")[0],
-            "name": name,
-            "stem": stem_of(name),
-            "ext": ext_of(name),
             "counter": str(counter),
         }
+        if needed is None or not needed.isdisjoint(_NAME_TOKENS):
+            folder, _, name = under.rpartition("/")
+            values.update(folder=folder, name=name, stem=stem_of(name), ext=ext_of(name))
         if needed is None or not needed.isdisjoint(_DATE_TOKENS):
             when = capture.when
             values.update(
@@ -229,14 +230,19 @@ class Planner:
         return values
 
     def plan(self, src: SourceFile) -> FilePlan:
-        folder, name = os.path.split(src.abs_path)
-        original = self._folders.index(folder).original_of(name)
+        abs_path = src.abs_path
+        folder, _, name = abs_path.rpartition("/")
+        if not folder or folder.endswith("/"):
+            folder, name = os.path.split(abs_path)
+        kind = file_type(name)
+        # only a sidecar's (or a sound file's) folder is listed: no other file has an original
+        original = self._folders.index(folder).original_of(name) if kind in SIDECAR_KINDS else None
         template = self.options.template
-        xattrs = read_xattrs(src.abs_path) if self.options.xattrs else {}
+        xattrs = read_xattrs(abs_path) if self.options.xattrs else {}
         if original is None:
-            capture = self._capture(src.abs_path, src.rel_path, src.mtime_ns)
-            kind = file_type(name)
-            counter = self._counter(src.abs_path)
+            # a capture a sidecar may ask for again: only an original's (see FolderIndex)
+            capture = self._capture(abs_path, src.rel_path, src.mtime_ns, keep=kind in ORIGINAL_PRIORITY)
+            counter = self._counter(abs_path)
             values = self._values(src.rel_path, capture, kind, counter, self._tokens)
             rel = template.render(values)
             return FilePlan(rel, capture, kind, None, src.rel_path, xattrs, counter)
@@ -244,13 +250,13 @@ class Planner:
         orig_abs = os.path.join(folder, original)
         orig_rel = src.rel_path[: len(src.rel_path) - len(name)] + original
         capture = self._capture(orig_abs, orig_rel, None)
-        kind = file_type(original)
+        orig_kind = file_type(original)
         counter = self._counter(orig_abs)
-        orig_dir = template.render(self._values(orig_rel, capture, kind, counter, self._tokens))
-        own = template.render(self._values(src.rel_path, capture, kind, counter, self._tokens))
+        orig_dir = template.render(self._values(orig_rel, capture, orig_kind, counter, self._tokens))
+        own = template.render(self._values(src.rel_path, capture, orig_kind, counter, self._tokens))
         orig_dir, own = orig_dir.rpartition("/")[0], own.rpartition("/")[2]
         rel = f"{orig_dir}/{own}" if orig_dir else own
-        return FilePlan(rel, capture, file_type(name), original, src.rel_path, xattrs, counter)
+        return FilePlan(rel, capture, kind, original, src.rel_path, xattrs, counter)
 
     def place_folder(self, rel_path: str) -> str | None:
         """The layout path of a source folder that holds no file (``scan.EmptyFolder``; its
@@ -271,7 +277,15 @@ class Planner:
     # -- per destination --------------------------------------------------------------------
 
     def _windows_rules(self, dest: Destination) -> str | None:
-        """The filesystem type whose Windows name rules apply at ``dest``, if any."""
+        """The filesystem type whose Windows name rules apply at ``dest``, if any (asked once a
+        destination: the same for every file)."""
+        try:
+            return self._rules[dest.ident]
+        except KeyError:
+            found = self._rules[dest.ident] = self._find_windows_rules(dest)
+            return found
+
+    def _find_windows_rules(self, dest: Destination) -> str | None:
         rules = self.options.name_rules
         if rules == "posix" or not dest.caps.is_local:
             return None
@@ -280,9 +294,7 @@ class Planner:
         root = getattr(dest, "root", None)
         if not isinstance(root, str):
             return None
-        if dest.ident not in self._fs:
-            self._fs[dest.ident] = filesystem_type(root)
-        fs = self._fs[dest.ident]
+        fs = filesystem_type(root)
         return fs if fs in WINDOWS_FILESYSTEMS else None
 
     def _apply_name_rules(self, rel: str, dest: Destination) -> tuple[str, tuple[str, ...]]:

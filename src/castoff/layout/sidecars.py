@@ -25,6 +25,8 @@ SIDECAR_EXTS = _exts("xmp thm lrv lrf xml srt aae pp3 dop cos on1 exif bim ctg c
 TYPES = ("Photos", "RAW", "Video", "Audio", "Sidecars", "Other")
 #: when several originals share a stem, a sidecar goes with the first of these kinds
 ORIGINAL_PRIORITY = ("RAW", "Video", "Photos")
+#: the kinds of file that may be another's sidecar (``FolderIndex.original_of``)
+SIDECAR_KINDS = ("Sidecars", "Audio")
 
 
 def ext_of(name: str) -> str:
@@ -37,18 +39,19 @@ def stem_of(name: str) -> str:
     return stem if dot and stem else name
 
 
+_KINDS = (
+    ("Photos", PHOTO_EXTS),
+    ("RAW", RAW_EXTS),
+    ("Video", VIDEO_EXTS),
+    ("Audio", AUDIO_EXTS),
+    ("Sidecars", SIDECAR_EXTS),
+)
+#: the kind of every known extension (lower case); the first of ``_KINDS`` that has it
+_KIND_OF_EXT = {ext: kind for kind, exts in reversed(_KINDS) for ext in exts}
+
+
 def file_type(name: str) -> str:
-    ext = ext_of(name).lower()
-    for kind, exts in (
-        ("Photos", PHOTO_EXTS),
-        ("RAW", RAW_EXTS),
-        ("Video", VIDEO_EXTS),
-        ("Audio", AUDIO_EXTS),
-        ("Sidecars", SIDECAR_EXTS),
-    ):
-        if ext in exts:
-            return kind
-    return "Other"
+    return _KIND_OF_EXT.get(ext_of(name).lower(), "Other")
 
 
 def original_keys(name: str) -> list[str]:
@@ -81,7 +84,7 @@ class FolderIndex:
 
     def original_of(self, name: str) -> str | None:
         """The original ``name`` is a sidecar of, or None when it stands alone."""
-        if file_type(name) not in ("Sidecars", "Audio"):
+        if file_type(name) not in SIDECAR_KINDS:
             return None
         for key in original_keys(name):
             found = self.by_key.get(key)

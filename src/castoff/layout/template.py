@@ -120,8 +120,15 @@ class Template:
 def _join(components: tuple[tuple[Piece, ...], ...], values: Mapping[str, str]) -> str:
     parts: list[str] = []
     for comp in components:
-        text = "".join(p if isinstance(p, str) else _fill(p, values) for p in comp)
-        parts.extend(x for x in text.split("/") if x)
+        if len(comp) == 1:  # most components: one token, or one literal
+            piece = comp[0]
+            text = piece if isinstance(piece, str) else _fill(piece, values)
+        else:
+            text = "".join(p if isinstance(p, str) else _fill(p, values) for p in comp)
+        if "/" in text:
+            parts.extend(x for x in text.split("/") if x)
+        elif text:
+            parts.append(text)
     return "/".join(parts)
 
 
