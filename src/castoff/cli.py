@@ -807,6 +807,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if job["report_path"]:
         console.print(f"report: {job['report_path']}", markup=False, highlight=False)
     table = Table()
+    damaged = 0
     for col in ("file", "size", "destination", "status", "verified by", "target / error"):
         table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
     for f in rep["files"]:
@@ -816,15 +817,25 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             )
         for d in f["destinations"]:
             style = "" if d["status"] in ("verified", "already", "skipped") else "red"
+            status, where = Text(d["status"], style=style), Text(d["error"] or d["target"])
+            if d.get("damaged"):  # absent from the reports of earlier versions
+                damaged += 1
+                status.append(" + damaged copy", style="bold red")
+                where.append(f"\nDAMAGED copy kept: {d['damaged']}", style="bold red")
             table.add_row(
                 Text(f["path"]),
                 format_bytes(f["size"]),
                 Text(d["destination"]),
-                Text(d["status"], style=style),
+                status,
                 d["verify_method"] or "",
-                Text(d["error"] or d["target"]),
+                where,
             )
     console.print(table)
+    if damaged:
+        console.print(
+            Text(_damaged_text(damaged, delivered=False, where="named above"), style="bold red"),
+            highlight=False,
+        )
     if rep["left_out"]:
         console.print(
             f"left out: {len(rep['left_out'])} ("

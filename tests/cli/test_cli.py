@@ -542,6 +542,13 @@ def test_a_damaged_copy_found_by_rehash_is_said_everywhere_and_exits_1(tmp_path:
     )
     assert "Every file is verified at every destination (1 destination)" not in html
     assert 'id="problems"' in html and "damaged copy kept" in html
+    # the job's own page names it too (before: a plain "verified" row, nothing damaged)
+    shown = run("jobs", "show", report["job"]["id"], state=state, env={"COLUMNS": "400"})
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if "IMG_0003.CR3" in line)
+    assert "verified + damaged copy" in row
+    assert f"DAMAGED copy kept: {rotted}" in shown.stdout
+    assert "Attention: 1 file has a DAMAGED copy at a destination" in " ".join(shown.stdout.split())
 
     # again: the good copy is there already, nothing sent, no third copy, the damage said again
     r = run("copy", str(card), "--to", str(dest), "--rehash", state=state)
