@@ -280,6 +280,13 @@ _SET_OUTCOME = (
     " verified_at=excluded.verified_at, etag=excluded.etag, error=excluded.error,"
     " error_code=excluded.error_code, detail=excluded.detail, damaged=excluded.damaged"
 )
+_ADD_FILE = (
+    "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status, blake3, md5, xxh128)"
+    " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+)
+_FILE_READ = (
+    "UPDATE files SET status='read', blake3=?, md5=COALESCE(?, md5), xxh128=COALESCE(?, xxh128) WHERE id=?"
+)
 _RECORD_LANDED = (
     "INSERT OR REPLACE INTO landed(dest_ident, planned, target, src_path, size, mtime_ns,"
     " blake3, etag, verify_method, verified_at, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -596,6 +603,15 @@ class Catalog:
         ``files``, ``events``, ``partials``."""
         return _Tx(self, apart=True)
 
+    def _run_apart(self, sql: str, args: Sequence[object]) -> sqlite3.Cursor:
+        """One statement of ``_tx_apart``'s kind: in the transaction open (the held group's, or an
+        outer ``batch``), whose commit covers it, else in one of its own."""
+        with self._lock:
+            if self._db.in_transaction:
+                return self._db.execute(sql, args)
+            with self._tx_apart() as db:
+                return db.execute(sql, args)
+
     def _write(self, sql: str, args: Sequence[object]) -> None:
         """One row of a ``_DEFERRED`` statement. Inside a held group, kept: the rows of each go in
         with one ``executemany`` before the group commits, or before any other statement that
@@ -836,14 +852,11 @@ class Catalog:
         known: PriorRead | None = None,
     ) -> int:
         """A file of the job, pending; with the hashes of ``known`` (an earlier read) when given."""
-        hashes = (None, None, None) if known is None else (known.blake3, known.md5, known.xxh128)
-        with self._tx_apart() as db:
-            cur = db.execute(
-                "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status, blake3, md5, xxh128)"
-                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                (job_id, rel_path, abs_path, size, mtime_ns, *hashes),
-            )
-            return int(cur.lastrowid or 0)
+        if known is None:
+            args: tuple[object, ...] = (job_id, rel_path, abs_path, size, mtime_ns, None, None, None)
+        else:
+            args = (job_id, rel_path, abs_path, size, mtime_ns, known.blake3, known.md5, known.xxh128)
+        return int(self._run_apart(_ADD_FILE, args).lastrowid or 0)
 
     def add_skipped_file(self, job_id: str, *, rel_path: str, abs_path: str, reason: str, code: str) -> None:
         with self._tx_apart() as db:
@@ -854,12 +867,7 @@ class Catalog:
             )
 
     def file_read(self, file_id: int, *, blake3: str, md5: str | None, xxh128: str | None = None) -> None:
-        with self._tx_apart() as db:
-            db.execute(
-                "UPDATE files SET status='read', blake3=?, md5=COALESCE(?, md5),"
-                " xxh128=COALESCE(?, xxh128) WHERE id=?",
-                (blake3, md5, xxh128, file_id),
-            )
+        self._run_apart(_FILE_READ, (blake3, md5, xxh128, file_id))
 
     def file_hashes_known(self, file_id: int, *, xxh128: str | None = None) -> None:
         """A file this job did not read (or read only from a copy): take the hashes an earlier
