@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from castoff import errors
-from castoff.catalog.db import FILE_META_COLUMNS, Catalog, KnownObject, LandedRow
+from castoff.catalog.db import FILE_META_COLUMNS, Catalog, DamagedCopy, KnownObject, LandedRow
+from castoff.catalog.group import WriteGroup
 from castoff.layout.capture import Capture
 from castoff.layout.planner import FilePlan
 from engine_runner import write
@@ -118,3 +119,84 @@ def test_a_catalog_that_cannot_be_opened_is_a_usage_error_naming_the_path(
         Catalog(tmp_path / state / "catalog.sqlite")
     assert said.format(t=tmp_path) in caught.value.message
     assert "--state-dir" in (caught.value.hint or "")
+
+
+def _landed_row(target: str, src: str = "/card/a.jpg") -> LandedRow:
+    return LandedRow("local:/d", target, target, src, 5, 1, "b3", None, "read back", 1.0, "j1")
+
+
+def _damaged(target: str) -> DamagedCopy:
+    return DamagedCopy("local:/d", target, target, "b3", 1.0, 5, 1, 2.0, "j1")
+
+
+def test_a_copy_landed_at_a_damaged_copys_target_forgets_it_even_in_an_older_catalog(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.sqlite"
+    cat = Catalog(path)
+    cat.close()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # as an older castoff left it
+        db.execute("DROP TRIGGER landed_clears_damaged")
+    cat = Catalog(path)
+    cat.record_damaged(_damaged("/d/a.jpg"))
+    cat.record_damaged(_damaged("/d/b.jpg"))
+    cat.record_landed(_landed_row("/d/a.jpg"))
+    assert cat.damaged_at("local:/d", "/d/a.jpg") is None
+    assert cat.damaged_at("local:/d", "/d/b.jpg") == _damaged("/d/b.jpg")
+    # in a group, in the order written: damaged again after it landed stays damaged
+    with WriteGroup(cat) as group:
+        group.next_file()
+        cat.record_landed(_landed_row("/d/b.jpg"))
+        cat.record_damaged(_damaged("/d/b.jpg"))
+        cat.record_landed(_landed_row("/d/c.jpg"))
+    assert cat.damaged_at("local:/d", "/d/b.jpg") == _damaged("/d/b.jpg")
+    cat.close()
+
+
+def test_a_groups_rows_are_seen_before_its_commit_and_go_with_its_rollback(tmp_path: Path) -> None:
+    """The outcomes, copies and plans a held group keeps for one statement each are there for
+    every question asked meanwhile, in the group's transaction: committed with it, or not at all."""
+    path = tmp_path / "catalog.sqlite"
+    cat = Catalog(path)
+    cat.start_job("j1", argv=[], sources=[], destinations=[], options={}, pid=1)
+    record = FilePlan(
+        layout_path="x/a.jpg",
+        capture=Capture(datetime(2026, 11, 2, tzinfo=UTC), "exif", "Sony", "A7", "exif"),
+        file_type="Photos",
+        sidecar_of=None,
+        original_path="card/a.jpg",
+    )
+
+    def write_file(name: str) -> None:
+        file_id = cat.add_file("j1", rel_path=f"card/{name}", abs_path=f"/card/{name}", size=5, mtime_ns=1)
+        cat.set_file_meta("j1", file_id, record.catalog_record())
+        cat.set_outcome("j1", file_id, dest_ident="local:/d", dest_name="d", target="/d/t", status="pending")
+        cat.set_outcome(
+            "j1", file_id, dest_ident="local:/d", dest_name="d", target="/d/" + name, status="verified"
+        )
+        cat.record_landed(_landed_row("/d/" + name, "/card/" + name))
+        cat.file_read(file_id, blake3="b" * 64, md5=None)
+
+    def fail_in_a_group() -> None:
+        with WriteGroup(cat) as group:
+            group.next_file()
+            write_file("gone.jpg")
+            assert cat.landed_at("local:/d", "/d/gone.jpg") is not None
+            raise RuntimeError("the group goes")
+
+    with pytest.raises(RuntimeError):
+        fail_in_a_group()
+    assert cat.landed_at("local:/d", "/d/gone.jpg") is None
+    assert cat.job_outcomes("j1") == []
+
+    with WriteGroup(cat) as group:
+        group.next_file()
+        write_file("a.jpg")
+        prior = cat.prior_read("/card/a.jpg", 5, 1)
+        assert prior is not None and prior.blake3 == "b" * 64
+        assert [(o["target"], o["status"]) for o in cat.job_outcomes("j1")] == [("/d/a.jpg", "verified")]
+        with contextlib.closing(sqlite3.connect(path)) as other:  # not committed yet
+            assert other.execute("SELECT COUNT(*) FROM landed").fetchone() == (0,)
+    with contextlib.closing(sqlite3.connect(path)) as other:
+        assert other.execute("SELECT COUNT(*) FROM landed").fetchone() == (1,)
+        assert other.execute("SELECT COUNT(*) FROM outcomes").fetchone() == (1,)
+        assert other.execute("SELECT layout_path FROM file_meta").fetchall() == [("x/a.jpg",)]
+    cat.close()

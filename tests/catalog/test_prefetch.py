@@ -42,6 +42,9 @@ def test_a_rerun_in_batches_skips_exactly_the_verified_files(
     d1, d2 = LocalDestination(tmp_path / "d1"), LocalDestination(tmp_path / "d2")
     assert runner([src], [d1, d2]).exit_code == 0
     assert runner.engine._prefetch.batches == 0  # a first run reads no further ahead than before
+    # ... and asks the catalog once a folder, not once a file
+    assert runner.engine._prefetch.asked_alone == 0
+    assert runner.engine._prefetch.folders == 5
 
     deleted = tmp_path / "d2" / "card" / "DCIM" / "1" / "IMG_5.JPG"  # mid-folder, mid-batch
     deleted.unlink()
@@ -144,6 +147,11 @@ def _landed(src: SourceFile, dest: str, planned: str, job_id: str) -> LandedRow:
     )
 
 
+def _from(row: LandedRow | None, src: SourceFile) -> LandedRow | None:
+    """``Prefetch.landed_at``'s answer: what landed there from this source, not from another."""
+    return row if row is not None and row.src_path == src.abs_path else None
+
+
 def test_batch_answers_are_the_point_queries_answers(tmp_path: Path) -> None:
     src = _card(tmp_path, folders=2, per_folder=5)
     files = [i for i in scan([str(src)], Filters()) if isinstance(i, SourceFile)]
@@ -175,7 +183,8 @@ def test_batch_answers_are_the_point_queries_answers(tmp_path: Path) -> None:
     for f in pre.ahead(iter(files)):
         assert pre.prior_read(f) == cat.prior_read(f.abs_path, f.size, f.mtime_ns)
         for target in ("/d1/" + f.rel_path, "/d1/elsewhere", "/d1/nothing-there"):
-            assert pre.landed_at("d1", target, f.abs_path) == cat.landed_at("d1", target)
+            assert pre.landed_at("d1", target, f.abs_path) == _from(cat.landed_at("d1", target), f)
+    assert pre.asked_alone == 0
     assert pre.prior_read(files[0]) is not None and pre.prior_read(files[0]).blake3 == "e" * 64  # type: ignore[union-attr]
     assert pre.prior_read(files[-1]) is None
 
@@ -192,8 +201,8 @@ def test_a_catalog_write_after_the_batch_sends_the_questions_to_the_catalog(tmp_
     assert pre.batches == 1
     asked = pre.asked_alone
     assert pre.prior_read(first) is None
-    assert pre.landed_at("d1", "/d1/a", first.abs_path) is None  # a miss asks the catalog
-    assert pre.asked_alone == asked + 1
+    assert pre.landed_at("d1", "/d1/a", first.abs_path) is None  # a miss: settled by the batch
+    assert pre.asked_alone == asked
     # this job lands a file, and reads one: the batch's answers may be out of date now
     cat.record_landed(_landed(first, "d1", "/d1/a", "j1"))
     _read(cat, "j1", first, "a" * 64)
@@ -201,4 +210,73 @@ def test_a_catalog_write_after_the_batch_sends_the_questions_to_the_catalog(tmp_
     assert row is not None and row.planned == "/d1/a"
     prior = pre.prior_read(first)
     assert prior is not None and prior.blake3 == "a" * 64
-    assert pre.asked_alone == asked + 3
+    assert pre.asked_alone == asked + 2
+
+
+def test_folder_answers_are_the_point_queries_answers(tmp_path: Path) -> None:
+    """Outside batches, a folder whose files the catalog knows nothing of is answered without a
+    query a file; a folder it knows something of is asked one file at a time."""
+    src = _card(tmp_path, folders=3, per_folder=4)
+    files = [i for i in scan([str(src)], Filters()) if isinstance(i, SourceFile)]
+    cat = Catalog(tmp_path / "state" / "catalog.sqlite")
+    _job(cat, "j1")
+    known = [f for f in files if "/DCIM/1/" in f.abs_path]
+    _read(cat, "j1", known[0], "a" * 64)
+    cat.record_landed(_landed(known[1], "d1", "/d1/" + known[1].rel_path, "j1"))
+    # what landed from a file of a folder below another is not a file of that folder
+    deeper = tmp_path / "src" / "card" / "DCIM" / "0" / "sub" / "x.jpg"
+    cat.record_landed(_landed(SourceFile(str(deeper), "card/x", 1, 1, 1, 1, 1), "d1", "/d1/x", "j1"))
+
+    pre = Prefetch(cat, ["d1", "d2"])
+    for f in pre.ahead(iter(files)):
+        assert pre.prior_read(f) == cat.prior_read(f.abs_path, f.size, f.mtime_ns)
+        for dest in ("d1", "d2"):
+            target = f"/{dest}/" + f.rel_path
+            assert pre.landed_at(dest, target, f.abs_path) == _from(cat.landed_at(dest, target), f)
+    # the first file of the folder known is asked alone; found read, the rest come in a batch
+    assert (pre.folders, pre.batches, pre.asked_alone) == (2, 1, 3)
+
+
+def test_a_file_given_again_or_landed_meanwhile_is_asked_alone(tmp_path: Path) -> None:
+    """Nested sources give a file twice; another thread lands a file after the folder's look-up:
+    the look-up's "nothing" does not answer for them."""
+    src = _card(tmp_path, folders=1, per_folder=3)
+    files = [i for i in scan([str(src)], Filters()) if isinstance(i, SourceFile)]
+    cat = Catalog(tmp_path / "state" / "catalog.sqlite")
+    _job(cat, "j1")
+    pre = Prefetch(cat, ["d1"])
+    it = pre.ahead(iter([files[0], files[1], files[0], files[2]]))
+    first = next(it)
+    assert pre.prior_read(first) is None and pre.asked_alone == 0
+    _read(cat, "j1", first, "a" * 64)  # this job read it
+    assert pre.prior_read(first) is not None  # asked again: asked alone
+    assert pre.asked_alone == 1
+    # (found read: the rest comes in a batch, looked up after that read)
+    second = next(it)
+    assert pre.batches == 1
+    assert pre.landed_at("d1", "/d1/b", second.abs_path) is None
+    assert pre.asked_alone == 1
+    cat.record_landed(_landed(second, "d1", "/d1/b", "j1"))  # landed since the look-up
+    assert pre.landed_at("d1", "/d1/b", second.abs_path) is not None
+    assert pre.asked_alone == 2
+    again = next(it)
+    assert again is first
+    assert pre.prior_read(again) == cat.prior_read(first.abs_path, first.size, first.mtime_ns)
+
+
+def test_a_folder_file_given_again_is_asked_alone(tmp_path: Path) -> None:
+    src = _card(tmp_path, folders=1, per_folder=3)
+    files = [i for i in scan([str(src)], Filters()) if isinstance(i, SourceFile)]
+    cat = Catalog(tmp_path / "state" / "catalog.sqlite")
+    _job(cat, "j1")
+    pre = Prefetch(cat, ["d1"])
+    it = pre.ahead(iter([files[0], files[1], files[0]]))
+    first = next(it)
+    assert pre.prior_read(first) is None
+    cat.record_landed(_landed(first, "d1", "/d1/a", "j1"))
+    next(it)
+    again = next(it)
+    assert again is first and pre.folders == 1
+    assert pre.landed_at("d1", "/d1/a", again.abs_path) is not None
+    assert pre.prior_read(again) is None
+    assert pre.asked_alone == 2

@@ -114,6 +114,11 @@ CREATE TABLE IF NOT EXISTS damaged (
     job_id TEXT NOT NULL,            -- the job that found it
     PRIMARY KEY (dest_ident, target)
 );
+-- a copy proven at a target now is no longer a damaged one there (the user put the good one back):
+-- in the insert's own statement, not one more per landed file
+CREATE TRIGGER IF NOT EXISTS landed_clears_damaged AFTER INSERT ON landed BEGIN
+    DELETE FROM damaged WHERE dest_ident=NEW.dest_ident AND target=NEW.target;
+END;
 -- objects: every key castoff made visible at a bucket that cannot refuse to replace one itself
 -- (no conditional writes): the catalog is then what keeps a later file from replacing it unsaid
 CREATE TABLE IF NOT EXISTS objects (
@@ -235,6 +240,16 @@ _PRIOR_READ_ONE = (
     + " ORDER BY f.id DESC LIMIT 1"
 )
 
+#: ``knows_folder``'s look-ups: a folder's own files (the range holds those below it too)
+_READ_IN_FOLDER = (
+    "SELECT 1 FROM files WHERE abs_path>=? AND abs_path<? AND status='read'"
+    " AND instr(substr(abs_path, ?), '/')=0 LIMIT 1"
+)
+_LANDED_IN_FOLDER = (
+    "SELECT 1 FROM landed WHERE dest_ident IN ({marks}) AND src_path>=? AND src_path<?"
+    " AND instr(substr(src_path, ?), '/')=0 LIMIT 1"
+)
+
 #: what the layout planner learnt of a file, as ``Catalog.set_file_meta`` takes it
 FILE_META_COLUMNS = (
     "layout_path",
@@ -256,6 +271,26 @@ _SET_FILE_META = (  # file_id, job_id, then FILE_META_COLUMNS
 )
 
 
+_SET_OUTCOME = (
+    "INSERT INTO outcomes(job_id, file_id, dest_ident, dest_name, target, status,"
+    " verify_method, verified_at, etag, error, error_code, detail, damaged)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(file_id, dest_ident) DO UPDATE SET target=excluded.target,"
+    " status=excluded.status, verify_method=excluded.verify_method,"
+    " verified_at=excluded.verified_at, etag=excluded.etag, error=excluded.error,"
+    " error_code=excluded.error_code, detail=excluded.detail, damaged=excluded.damaged"
+)
+_ADD_FILE = (
+    "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status, blake3, md5, xxh128)"
+    " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+)
+_FILE_READ = (
+    "UPDATE files SET status='read', blake3=?, md5=COALESCE(?, md5), xxh128=COALESCE(?, xxh128) WHERE id=?"
+)
+_RECORD_LANDED = (
+    "INSERT OR REPLACE INTO landed(dest_ident, planned, target, src_path, size, mtime_ns,"
+    " blake3, etag, verify_method, verified_at, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 #: the columns of ``jobs`` that hold JSON text
 JOB_JSON_COLUMNS = ("argv", "sources", "destinations", "options")
 
@@ -380,14 +415,18 @@ def new_job_id() -> str:
 
 class _Tx:
     """One write transaction under the catalog's lock; inside ``batch`` (or a held group) the
-    outer transaction's commit covers it. A class, not a generator: a re-run makes a million."""
+    outer transaction's commit covers it. A class, not a generator: a re-run makes a million.
+    The rows a held group deferred (``Catalog._write``) go in first, unless ``apart``: the
+    statements that follow touch none of their tables."""
 
-    __slots__ = ("_db", "_lock", "_outer")
+    __slots__ = ("_apart", "_cat", "_db", "_lock", "_outer")
 
-    def __init__(self, lock: threading.RLock, db: sqlite3.Connection) -> None:
-        self._lock = lock
-        self._db = db
+    def __init__(self, cat: Catalog, apart: bool = False) -> None:
+        self._cat = cat
+        self._lock = cat._lock
+        self._db = cat._db
         self._outer = False
+        self._apart = apart
 
     def __enter__(self) -> sqlite3.Connection:
         self._lock.acquire()
@@ -395,6 +434,12 @@ class _Tx:
         if not self._outer:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self._lock.release()
+                raise
+        elif self._cat._deferred and not self._apart:
+            try:
+                self._cat._apply_deferred()
             except BaseException:
                 self._lock.release()
                 raise
@@ -465,9 +510,17 @@ class Catalog:
         #: catalog, a kill leaves an upload nobody can find (write-only keys cannot list them),
         #: so an open group commits at its next file instead of at its age (``WriteGroup``)
         self.urgent = 0
-        #: bumped by every write that can change what ``prior_read`` or ``landed_at`` answer, so
-        #: answers looked up in bulk beforehand (``castoff.catalog.prefetch``) know they still hold
+        #: bumped by every write that can change what ``prior_read`` or ``landed_at`` answer for a
+        #: file the job has not asked about yet, so answers looked up in bulk beforehand
+        #: (``castoff.catalog.prefetch``) know they still hold. A job's own reads and copies do not
+        #: bump it: they answer for files already asked about, and ``landed_sources`` names those
+        #: copies' sources
         self.generation = 0
+        #: the sources of the copies recorded since ``watch_landed`` (for ``castoff.catalog.prefetch``)
+        self.landed_sources: set[str] = set()
+        self._watching = False
+        #: rows of the held group's writes that wait for one ``executemany`` each (``_write``)
+        self._deferred: dict[str, list[Sequence[object]]] = {}
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -543,12 +596,51 @@ class Catalog:
             self._urgent_done.wait_for(lambda: not self.urgent, timeout)
 
     def _tx(self) -> _Tx:
-        return _Tx(self._lock, self._db)
+        return _Tx(self)
+
+    def _tx_apart(self) -> _Tx:
+        """A write transaction whose statements touch no table of the deferred rows (``_write``):
+        ``files``, ``events``, ``partials``."""
+        return _Tx(self, apart=True)
+
+    def _run_apart(self, sql: str, args: Sequence[object]) -> sqlite3.Cursor:
+        """One statement of ``_tx_apart``'s kind: in the transaction open (the held group's, or an
+        outer ``batch``), whose commit covers it, else in one of its own."""
+        with self._lock:
+            if self._db.in_transaction:
+                return self._db.execute(sql, args)
+            with self._tx_apart() as db:
+                return db.execute(sql, args)
+
+    def _write(self, sql: str, args: Sequence[object]) -> None:
+        """One row of a ``_DEFERRED`` statement. Inside a held group, kept: the rows of each go in
+        with one ``executemany`` before the group commits, or before any other statement that
+        could see or touch their tables (``_Tx``, the read queries). Those statements write
+        distinct tables (the trigger on ``landed`` only deletes from ``damaged``, which no other
+        of them touches): applied a statement at a time, each in its calls' order, they leave
+        what the calls in their order would."""
+        with self._lock:
+            if self._held:  # only the thread holding the group gets here (the lock is its)
+                rows = self._deferred.get(sql)
+                if rows is None:
+                    self._deferred[sql] = [args]
+                else:
+                    rows.append(args)
+                return
+            with self._tx() as db:
+                db.execute(sql, args)
+
+    def _apply_deferred(self) -> None:
+        """The deferred rows, into the open transaction (the catalog's lock held)."""
+        deferred, self._deferred = self._deferred, {}
+        for sql, rows in deferred.items():
+            self._db.executemany(sql, rows)
 
     def batch(self) -> AbstractContextManager[object]:
         """Several writes in one transaction: all of them land, or none. Other threads wait for
-        the catalog meanwhile, so keep the block short and free of I/O."""
-        return self._tx()
+        the catalog meanwhile, so keep the block short and free of I/O. (Its statements apply the
+        deferred rows themselves when they need to.)"""
+        return self._tx_apart()
 
     def hold(self) -> None:
         """Open a transaction that every write of this thread joins until ``release``; other
@@ -564,12 +656,25 @@ class Catalog:
     def release(self, *, commit: bool = True) -> None:
         self._held = False
         try:
-            self._db.execute("COMMIT" if commit else "ROLLBACK")
+            if not commit:
+                self._deferred = {}
+                self._db.execute("ROLLBACK")
+                return
+            try:
+                if self._deferred:
+                    self._apply_deferred()
+            except BaseException:  # the group is all or nothing: never half of it committed
+                self._deferred = {}
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
         finally:
             self._lock.release()
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
         with self._lock:
+            if self._deferred:
+                self._apply_deferred()
             return list(self._db.execute(sql, args))
 
     # -- jobs ------------------------------------------------------------------------------
@@ -687,7 +792,7 @@ class Catalog:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def log(self, job_id: str, level: str, message: str) -> None:
-        with self._tx() as db:
+        with self._tx_apart() as db:
             db.execute(
                 "INSERT INTO events(job_id, at, level, message) VALUES (?, ?, ?, ?)",
                 (job_id, time.time(), level, message),
@@ -747,17 +852,14 @@ class Catalog:
         known: PriorRead | None = None,
     ) -> int:
         """A file of the job, pending; with the hashes of ``known`` (an earlier read) when given."""
-        hashes = (None, None, None) if known is None else (known.blake3, known.md5, known.xxh128)
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status, blake3, md5, xxh128)"
-                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                (job_id, rel_path, abs_path, size, mtime_ns, *hashes),
-            )
-            return int(cur.lastrowid or 0)
+        if known is None:
+            args: tuple[object, ...] = (job_id, rel_path, abs_path, size, mtime_ns, None, None, None)
+        else:
+            args = (job_id, rel_path, abs_path, size, mtime_ns, known.blake3, known.md5, known.xxh128)
+        return int(self._run_apart(_ADD_FILE, args).lastrowid or 0)
 
     def add_skipped_file(self, job_id: str, *, rel_path: str, abs_path: str, reason: str, code: str) -> None:
-        with self._tx() as db:
+        with self._tx_apart() as db:
             db.execute(
                 "INSERT OR IGNORE INTO files(job_id, rel_path, abs_path, size, mtime_ns, status,"
                 " error, error_code) VALUES (?, ?, ?, 0, 0, 'skipped', ?, ?)",
@@ -765,18 +867,12 @@ class Catalog:
             )
 
     def file_read(self, file_id: int, *, blake3: str, md5: str | None, xxh128: str | None = None) -> None:
-        with self._tx() as db:
-            self.generation += 1
-            db.execute(
-                "UPDATE files SET status='read', blake3=?, md5=COALESCE(?, md5),"
-                " xxh128=COALESCE(?, xxh128) WHERE id=?",
-                (blake3, md5, xxh128, file_id),
-            )
+        self._run_apart(_FILE_READ, (blake3, md5, xxh128, file_id))
 
     def file_hashes_known(self, file_id: int, *, xxh128: str | None = None) -> None:
         """A file this job did not read (or read only from a copy): take the hashes an earlier
         read of the same source (path, size, mtime) recorded, and ``xxh128`` when given."""
-        with self._tx() as db:
+        with self._tx_apart() as db:
             db.execute(
                 "UPDATE files SET"
                 " blake3=COALESCE(files.blake3, k.blake3), md5=COALESCE(files.md5, k.md5),"
@@ -795,7 +891,7 @@ class Catalog:
             )
 
     def file_failed(self, file_id: int, *, error: str, code: str) -> None:
-        with self._tx() as db:
+        with self._tx_apart() as db:
             db.execute(
                 "UPDATE files SET status='failed', error=?, error_code=? WHERE id=?",
                 (error, code, file_id),
@@ -819,32 +915,26 @@ class Catalog:
         damaged: str | None = None,
     ) -> None:
         """``damaged``: the path of castoff's earlier copy of this file at this destination, found
-        damaged (``record_damaged``), whatever became of the file itself."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO outcomes(job_id, file_id, dest_ident, dest_name, target, status,"
-                " verify_method, verified_at, etag, error, error_code, detail, damaged)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(file_id, dest_ident) DO UPDATE SET target=excluded.target,"
-                " status=excluded.status, verify_method=excluded.verify_method,"
-                " verified_at=excluded.verified_at, etag=excluded.etag, error=excluded.error,"
-                " error_code=excluded.error_code, detail=excluded.detail, damaged=excluded.damaged",
-                (
-                    job_id,
-                    file_id,
-                    dest_ident,
-                    dest_name,
-                    target,
-                    status,
-                    verify_method,
-                    verified_at,
-                    etag,
-                    error,
-                    error_code,
-                    detail,
-                    damaged,
-                ),
-            )
+        damaged (``record_damaged``), whatever became of the file itself. Inside a held group,
+        written with the group's other outcomes (``_write``)."""
+        self._write(
+            _SET_OUTCOME,
+            (
+                job_id,
+                file_id,
+                dest_ident,
+                dest_name,
+                target,
+                status,
+                verify_method,
+                verified_at,
+                etag,
+                error,
+                error_code,
+                detail,
+                damaged,
+            ),
+        )
 
     def any_source_failed(self, job_id: str) -> bool:
         """Whether some source file of the job could not be read (changed, vanished, unreadable)."""
@@ -889,16 +979,12 @@ class Catalog:
     # -- what is verified where ------------------------------------------------------------
 
     def record_landed(self, row: LandedRow) -> None:
-        with self._tx() as db:
-            self.generation += 1
-            db.execute(  # a LandedRow is a tuple of these columns, in this order
-                "INSERT OR REPLACE INTO landed(dest_ident, planned, target, src_path, size, mtime_ns,"
-                " blake3, etag, verify_method, verified_at, job_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
-            # a copy proven there now is no longer a damaged one (the user put the good one back)
-            db.execute("DELETE FROM damaged WHERE dest_ident=? AND target=?", (row.dest_ident, row.target))
+        """Inside a held group, written with the group's other rows (``_write``); the damaged copy
+        recorded at its target goes with it (trigger ``landed_clears_damaged``)."""
+        with self._lock:
+            if self._watching:
+                self.landed_sources.add(row.src_path)
+            self._write(_RECORD_LANDED, row)  # a LandedRow is a tuple of its columns, in order
 
     def record_damaged(self, copy: DamagedCopy) -> None:
         """A copy castoff verified that no longer holds those bytes: remembered until it is gone or
@@ -943,6 +1029,8 @@ class Catalog:
 
     def landed_at(self, dest_ident: str, planned: str) -> LandedRow | None:
         with self._lock:
+            if self._deferred:
+                self._apply_deferred()
             row = self._db.execute(_LANDED_AT, (dest_ident, planned)).fetchone()
         return None if row is None else LandedRow(*row)  # the columns in the dataclass's order
 
@@ -973,6 +1061,8 @@ class Catalog:
         """What the last read of this source (same path, size and mtime) learnt: its hashes and,
         when a layout planned it, what its header said. One indexed lookup, for a re-run."""
         with self._lock:
+            if self._deferred:
+                self._apply_deferred()
             row = self._db.execute(_PRIOR_READ_ONE, (src_path, size, mtime_ns)).fetchone()
         return None if row is None else prior_from_row(row)
 
@@ -985,10 +1075,37 @@ class Catalog:
         )
         return [(r[11], r[12], r[13], r[14], prior_from_row(r)) for r in rows]
 
+    def watch_landed(self) -> None:
+        """From now on, until the next call, ``landed_sources`` names the source of every copy
+        recorded (``record_landed``)."""
+        with self._lock:
+            self._watching = True
+            self.landed_sources = set()
+
+    def knows_folder(self, folder: str, dest_idents: Sequence[str]) -> bool:
+        """Whether the catalog knows anything of the files right in ``folder`` (not below it): a
+        read of one, or a copy landed from one at these destinations. Two indexed range look-ups;
+        ``watch_landed`` first, in the same hold of the catalog."""
+        start, end, cut = folder + "/", folder + "0", len(folder) + 2  # '0' sorts right after '/'
+        marks = ",".join("?" * len(dest_idents))
+        with self._lock:
+            self._watching = True
+            self.landed_sources = set()
+            if self._deferred:
+                self._apply_deferred()
+            if self._db.execute(_READ_IN_FOLDER, (start, end, cut)).fetchone() is not None:
+                return True
+            if not dest_idents:
+                return False
+            sql = _LANDED_IN_FOLDER.format(marks=marks)
+            return self._db.execute(sql, (*dest_idents, start, end, cut)).fetchone() is not None
+
     def landed_from(self, dest_ident: str, src_paths: Sequence[str]) -> list[LandedRow]:
         """What landed at this destination from these sources; one query for many files."""
         where = f" WHERE dest_ident=? AND src_path IN ({','.join('?' * len(src_paths))})"
         with self._lock:
+            if self._deferred:
+                self._apply_deferred()
             rows = self._db.execute(_LANDED_COLUMNS + where, (dest_ident, *src_paths)).fetchall()
         return [LandedRow(*r) for r in rows]
 
@@ -1042,7 +1159,7 @@ class Catalog:
             return int(cur.lastrowid or 0)
 
     def add_part(self, upload_id: int, receipt: PartReceipt) -> None:
-        with self._tx() as db:
+        with self._tx_apart() as db:
             db.execute(
                 "INSERT OR REPLACE INTO parts(upload_id, idx, offset, size, md5, etag)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -1096,7 +1213,7 @@ class Catalog:
 
     def close_upload(self, upload_id: int) -> None:
         """The upload was completed or aborted: nothing is left to resume or to clean up."""
-        with self._tx() as db:
+        with self._tx_apart() as db:
             db.execute("DELETE FROM uploads WHERE id=?", (upload_id,))
 
     def _upload_rows(self, where: str, args: Sequence[object]) -> list[UploadRow]:
@@ -1160,7 +1277,7 @@ class Catalog:
                 db.execute("BEGIN IMMEDIATE")
 
     def drop_partial(self, dest_ident: str, path: str) -> None:
-        with self._tx() as db:
+        with self._tx_apart() as db:
             db.execute("DELETE FROM partials WHERE dest_ident=? AND path=?", (dest_ident, path))
 
     def partials(self, dest_ident: str) -> list[str]:
@@ -1175,8 +1292,7 @@ class Catalog:
 
     def set_file_meta(self, job_id: str, file_id: int, values: Sequence[str | int | None]) -> None:
         """What the layout planner learnt of a file: ``values`` as ``FILE_META_COLUMNS`` names them."""
-        with self._tx() as db:
-            db.execute(_SET_FILE_META, (file_id, job_id, *values))
+        self._write(_SET_FILE_META, (file_id, job_id, *values))
 
     def last_counter(self, roots: Sequence[str]) -> int:
         """The highest ``{counter}`` an earlier job gave a file under these source folders: a

@@ -1892,9 +1892,12 @@ class Engine:
     def _record_landed(self, stream: Stream, landed: Landed, status: str) -> None:
         fs = stream.file
         lane = stream.lane
-        assert fs.digest is not None
+        digest = fs.digest
+        assert digest is not None
+        src = fs.src
+        target = landed.target
         now = time.time()
-        notes = [*stream.notes, *([landed.detail] if landed.detail else [])]
+        notes = [*stream.notes, landed.detail] if landed.detail else stream.notes
         out = Outcome(
             status,
             verify_method=landed.verify_method,
@@ -1903,35 +1906,37 @@ class Engine:
             verified_at=now,
             damaged=stream.damaged,
         )
-        stream.target = landed.target
+        stream.target = target
         # What landed where, and the outcome, in one transaction: a crash keeps both or neither.
         # Only catalog writes inside: other locks are taken after it (never the other way round).
         with self.catalog.batch():
-            self._drop_partial(stream)
-            self._close_catalog_upload(stream)
+            if stream.upload is not None:
+                self._drop_partial(stream)
+            if stream.upload_pk is not None:
+                self._close_catalog_upload(stream)
             self.catalog.record_landed(
-                LandedRow(
-                    dest_ident=lane.dest.ident,
-                    planned=stream.planned,
-                    target=landed.target,
-                    src_path=fs.src.abs_path,
-                    size=fs.src.size,
-                    mtime_ns=fs.src.mtime_ns,
-                    blake3=fs.digest,
-                    etag=landed.etag,
-                    verify_method=landed.verify_method,
-                    verified_at=now,
-                    job_id=self.job_id,
+                LandedRow(  # by position: the columns' order
+                    lane.dest.ident,
+                    stream.planned,
+                    target,
+                    src.abs_path,
+                    src.size,
+                    src.mtime_ns,
+                    digest,
+                    landed.etag,
+                    landed.verify_method,
+                    now,
+                    self.job_id,
                 )
             )
             if not lane.caps.is_local:  # what castoff put at a bucket: it cannot read it back
                 self.catalog.record_object(
-                    lane.dest.ident, landed.target, blake3=fs.digest, size=fs.src.size, job_id=self.job_id
+                    lane.dest.ident, target, blake3=digest, size=src.size, job_id=self.job_id
                 )
-            self._store(lane, fs, landed.target, out)
+            self._store(lane, fs, target, out)
         if lane.caps.is_local and lane.caps.can_read_back and fs.local_copy is None:
-            fs.local_copy = landed.target
-        self._tell(lane, fs, landed.target, out)
+            fs.local_copy = target
+        self._tell(lane, fs, target, out)
         self._stream_closed(stream)
 
     def _end(self, stream: Stream, out: Outcome) -> None:
