@@ -151,6 +151,43 @@ def test_a_copy_landed_at_a_damaged_copys_target_forgets_it_even_in_an_older_cat
     cat.close()
 
 
+_OLD_LANDED = """CREATE TABLE landed (
+    dest_ident TEXT NOT NULL, planned TEXT NOT NULL, target TEXT NOT NULL, src_path TEXT NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, blake3 TEXT NOT NULL, etag TEXT,
+    verify_method TEXT NOT NULL, verified_at REAL NOT NULL, job_id TEXT NOT NULL,
+    PRIMARY KEY (dest_ident, planned))"""
+
+
+def test_two_sources_that_plan_one_name_keep_a_copy_each_even_in_an_older_catalog(tmp_path: Path) -> None:
+    """Before: one row per planned name, so the second card's IMG_0001.JPG, landed as
+    "IMG_0001 (2).JPG", replaced the first's row (or the first's replaced it) and a re-run read
+    one of them again."""
+    path = tmp_path / "catalog.sqlite"
+    Catalog(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # as an older castoff left it
+        db.execute("DROP TABLE landed")
+        db.execute(_OLD_LANDED)
+        db.execute(
+            "INSERT INTO landed VALUES ('local:/d', '/d/IMG.JPG', '/d/IMG.JPG', '/a/IMG.JPG', 5, 1, 'b3',"
+            " NULL, 'read back', 1.0, 'j0')"
+        )
+    cat = Catalog(path)
+    first = cat.landed_at("local:/d", "/d/IMG.JPG", "/a/IMG.JPG")  # kept through the change of key
+    assert first is not None and first.target == "/d/IMG.JPG"
+    second = LandedRow(
+        "local:/d", "/d/IMG.JPG", "/d/IMG (2).JPG", "/b/IMG.JPG", 5, 1, "b4", None, "rb", 2.0, "j1"
+    )
+    cat.record_landed(second)
+    assert cat.landed_at("local:/d", "/d/IMG.JPG", "/a/IMG.JPG") == first
+    assert cat.landed_at("local:/d", "/d/IMG.JPG", "/b/IMG.JPG") == second
+    assert cat.landed_at("local:/d", "/d/IMG.JPG") == second  # from any source: the latest
+    cat.record_damaged(_damaged("/d/IMG (2).JPG"))
+    cat.record_landed(second)  # the trigger was made again with the table
+    assert cat.damaged_at("local:/d", "/d/IMG (2).JPG") is None
+    cat.close()
+    assert Catalog(path).landed_for_source("local:/d", "/b/IMG.JPG") == [second]  # opened again: as it was
+
+
 def test_a_groups_rows_are_seen_before_its_commit_and_go_with_its_rollback(tmp_path: Path) -> None:
     """The outcomes, copies and plans a held group keeps for one statement each are there for
     every question asked meanwhile, in the group's transaction: committed with it, or not at all."""

@@ -222,6 +222,16 @@ def test_two_cards_of_one_folder_name_are_refused_only_where_the_layout_names_th
     r = run_castoff("copy", str(a), str(b), "--to", str(out), "--template", "{path}", "--no-mhl", state=state)
     assert r.returncode == 0, r.stderr  # a re-run: every copy is there, none is replaced or added
     assert len(list((out / "100CANON").iterdir())) == 3
+    # ... and each file's own copy is known: none is read again (before: the catalog kept one
+    # copy per planned name, so the card whose copy was renamed was read and its copy compared)
+    rows = latest_report(state)["files"]
+    assert sorted(
+        (f["path"], d["status"], Path(d["target"]).name) for f in rows for d in f["destinations"]
+    ) == [
+        ("DCIM (2)/100CANON/IMG_0001.JPG", "skipped", "IMG_0001 (2).JPG"),
+        ("DCIM (2)/100CANON/IMG_0002.JPG", "skipped", "IMG_0002.JPG"),
+        ("DCIM/100CANON/IMG_0001.JPG", "skipped", "IMG_0001.JPG"),
+    ]
 
     out = tmp_path / "by-date"
     r = run_castoff("copy", str(a), str(b), "--to", str(out), "--layout", "date", "--mhl-source", state=state)

@@ -25,11 +25,38 @@ from castoff.destinations.base import PartReceipt
 
 SCHEMA_VERSION = 1
 
+#: landed: what is verified where, one row per destination, planned name and source. Two sources
+#: may plan one name (two cards' IMG_0001.JPG in one folder): each keeps its own row, the second's
+#: with the name it got after the conflict ("IMG_0001 (2).JPG"), so a re-run skips both
+_LANDED_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
+    dest_ident TEXT NOT NULL,
+    planned TEXT NOT NULL,           -- where the file was meant to land
+    target TEXT NOT NULL,            -- where it did (differs after a conflict rename)
+    src_path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    blake3 TEXT NOT NULL,
+    etag TEXT,
+    verify_method TEXT NOT NULL,
+    verified_at REAL NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (dest_ident, planned, src_path)
+);
+"""
+_LANDED_INDEX = "CREATE INDEX IF NOT EXISTS landed_by_src ON landed (dest_ident, src_path);\n"
+# a copy proven at a target now is no longer a damaged one there (the user put the good one back):
+# in the insert's own statement, not one more per landed file
+_LANDED_TRIGGER = """CREATE TRIGGER IF NOT EXISTS landed_clears_damaged AFTER INSERT ON landed BEGIN
+    DELETE FROM damaged WHERE dest_ident=NEW.dest_ident AND target=NEW.target;
+END;
+"""
+
 #: how long a write waits for another castoff process that holds the catalog (a job's group
 #: commit, a prune's VACUUM) before it gives up with ``CatalogBusy``
 BUSY_TIMEOUT_MS = 10_000
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -84,22 +111,10 @@ CREATE TABLE IF NOT EXISTS outcomes (
     PRIMARY KEY (file_id, dest_ident)
 );
 CREATE INDEX IF NOT EXISTS outcomes_by_job ON outcomes (job_id);
-CREATE TABLE IF NOT EXISTS landed (
-    dest_ident TEXT NOT NULL,
-    planned TEXT NOT NULL,           -- where the file was meant to land
-    target TEXT NOT NULL,            -- where it did (differs after a conflict rename)
-    src_path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    blake3 TEXT NOT NULL,
-    etag TEXT,
-    verify_method TEXT NOT NULL,
-    verified_at REAL NOT NULL,
-    job_id TEXT NOT NULL,
-    PRIMARY KEY (dest_ident, planned)
-);
-CREATE INDEX IF NOT EXISTS landed_by_src ON landed (dest_ident, src_path);
--- damaged: copies castoff verified that later no longer held those bytes (bit rot, an edit in
+"""
+    + _LANDED_TABLE.format(name="landed")
+    + _LANDED_INDEX
+    + """-- damaged: copies castoff verified that later no longer held those bytes (bit rot, an edit in
 -- place). Kept where they are, never overwritten; every job that meets the file says so again,
 -- until the copy is gone or holds the verified bytes again
 CREATE TABLE IF NOT EXISTS damaged (
@@ -114,12 +129,9 @@ CREATE TABLE IF NOT EXISTS damaged (
     job_id TEXT NOT NULL,            -- the job that found it
     PRIMARY KEY (dest_ident, target)
 );
--- a copy proven at a target now is no longer a damaged one there (the user put the good one back):
--- in the insert's own statement, not one more per landed file
-CREATE TRIGGER IF NOT EXISTS landed_clears_damaged AFTER INSERT ON landed BEGIN
-    DELETE FROM damaged WHERE dest_ident=NEW.dest_ident AND target=NEW.target;
-END;
--- objects: every key castoff made visible at a bucket that cannot refuse to replace one itself
+"""
+    + _LANDED_TRIGGER
+    + """-- objects: every key castoff made visible at a bucket that cannot refuse to replace one itself
 -- (no conditional writes): the catalog is then what keeps a later file from replacing it unsaid
 CREATE TABLE IF NOT EXISTS objects (
     dest_ident TEXT NOT NULL,
@@ -219,13 +231,15 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL
 );
 """
+)
 
 
 _LANDED_COLUMNS = (
     "SELECT dest_ident, planned, target, src_path, size, mtime_ns, blake3, etag, verify_method,"
     " verified_at, job_id FROM landed"
 )
-_LANDED_AT = _LANDED_COLUMNS + " WHERE dest_ident=? AND planned=?"
+_LANDED_AT = _LANDED_COLUMNS + " WHERE dest_ident=? AND planned=? ORDER BY verified_at DESC LIMIT 1"
+_LANDED_AT_FROM = _LANDED_COLUMNS + " WHERE dest_ident=? AND planned=? AND src_path=?"
 #: prior_read's columns; ``prior_reads`` adds the key and the row's id
 _PRIOR_READ = (
     "SELECT f.rel_path, f.blake3, f.md5, f.xxh128, m.capture_time, m.capture_source,"
@@ -529,6 +543,7 @@ class Catalog:
         self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._db.executescript(_SCHEMA)
         self._add_missing_columns()
+        self._key_landed_by_source()
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
@@ -552,6 +567,33 @@ class Catalog:
             " WHERE dest_ident LIKE 's3:%'"
         )
         db.execute("INSERT INTO meta(key, value) VALUES ('objects_filled', '1')")
+
+    def _key_landed_by_source(self) -> None:
+        """A catalog from before ``landed`` kept a row per source: its rows move to a table whose
+        key has the source (SQLite cannot change a table's key in place). One transaction, so a
+        castoff opening the catalog beside this one finds it before or after, never between."""
+
+        def keyed() -> bool:
+            return any(
+                r["name"] == "src_path" and r["pk"] for r in self._db.execute("PRAGMA table_info(landed)")
+            )
+
+        if keyed():
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if not keyed():
+                    self._db.execute(_LANDED_TABLE.format(name="landed_by_source"))
+                    self._db.execute("INSERT INTO landed_by_source SELECT * FROM landed")
+                    self._db.execute("DROP TABLE landed")  # and its index and trigger
+                    self._db.execute("ALTER TABLE landed_by_source RENAME TO landed")
+                    self._db.execute(_LANDED_INDEX)
+                    self._db.execute(_LANDED_TRIGGER)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _add_missing_columns(self) -> None:
         """Catalogs made by an earlier castoff lack columns added since; add them (NULL for old rows)."""
@@ -1027,11 +1069,15 @@ class Catalog:
         )
         return KnownObject(*rows[0]) if rows else None
 
-    def landed_at(self, dest_ident: str, planned: str) -> LandedRow | None:
+    def landed_at(self, dest_ident: str, planned: str, src_path: str | None = None) -> LandedRow | None:
+        """What landed where the layout put ``planned``: from ``src_path``, or the latest from any."""
         with self._lock:
             if self._deferred:
                 self._apply_deferred()
-            row = self._db.execute(_LANDED_AT, (dest_ident, planned)).fetchone()
+            if src_path is None:
+                row = self._db.execute(_LANDED_AT, (dest_ident, planned)).fetchone()
+            else:
+                row = self._db.execute(_LANDED_AT_FROM, (dest_ident, planned, src_path)).fetchone()
         return None if row is None else LandedRow(*row)  # the columns in the dataclass's order
 
     def landed_for_source(self, dest_ident: str, src_path: str) -> list[LandedRow]:

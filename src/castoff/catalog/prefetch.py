@@ -50,7 +50,7 @@ class Prefetch:
         self._warm = False  # reading ahead in batches (the last files were mostly known)
         self._generation = -1  # the catalog's generation the look-up's answers hold for
         self._reads: dict[tuple[str, int, int], tuple[int, PriorRead]] = {}
-        self._landed: dict[tuple[str, str], LandedRow] = {}
+        self._landed: dict[tuple[str, str, str], LandedRow] = {}
         self._folder: str | None = None  # the folder looked up last (outside batches)
         self._cold = False  # ... and the catalog knew nothing of its files: every answer is None
         self._seen: set[str] = set()  # the files given since the look-up
@@ -126,7 +126,7 @@ class Prefetch:
                 self._reads[key] = (row_id, prior)
         for ident in self.dest_idents:
             for row in self.catalog.landed_from(ident, paths):
-                self._landed[(ident, row.planned)] = row
+                self._landed[(ident, row.planned, row.src_path)] = row
         known_files = sum((f.abs_path, f.size, f.mtime_ns) in self._reads for f in files)
         self._warm = known_files * 2 >= len(files)
 
@@ -145,9 +145,8 @@ class Prefetch:
         return prior
 
     def landed_at(self, dest_ident: str, target: str, src_path: str) -> LandedRow | None:
-        """What landed at ``target`` from ``src_path``: ``Catalog.landed_at``'s row when its
-        source is ``src_path``, else None (what another source landed there is no copy of this
-        one: the engine takes it for none)."""
+        """What landed at ``target`` from ``src_path`` (what another source landed there is no
+        copy of this one: the engine takes it for none)."""
         if (
             src_path == self._fresh
             and self._generation == self.catalog.generation
@@ -155,8 +154,8 @@ class Prefetch:
         ):
             if self._cold:
                 return None
-            row = self._landed.get((dest_ident, target))
+            row = self._landed.get((dest_ident, target, src_path))
         else:
             self.asked_alone += 1
-            row = self.catalog.landed_at(dest_ident, target)
-        return row if row is not None and row.src_path == src_path else None
+            row = self.catalog.landed_at(dest_ident, target, src_path)
+        return row

@@ -1629,7 +1629,7 @@ class Engine:
         later jobs say it too), or by an earlier job. Else None, a plain conflict (another file of
         that name, or an older version of this one)."""
         lane = stream.lane
-        row = self.catalog.landed_at(lane.dest.ident, stream.planned)
+        row = self.catalog.landed_at(lane.dest.ident, stream.planned, stream.file.src.abs_path)
         if row is not None and row.target == existing and row.blake3 == digest:
             size = mtime_ns = None
             with contextlib.suppress(errors.CastoffError):
