@@ -145,11 +145,16 @@ def make_folders(folder: str) -> None:
             if not os.path.isdir(path):
                 raise
     for parent in dict.fromkeys(os.path.dirname(p) for p in missing):
-        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fsync_dir_fd(fd)
-        finally:
-            os.close(fd)
+        fsync_dir_path(parent)
+
+
+def fsync_dir_path(folder: str) -> None:
+    """fsync ``folder`` (``fsync_dir``, where failing to open it is an error too)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fsync_dir_fd(fd)
+    finally:
+        os.close(fd)
 
 
 def link_unnamed(fd: int, final: str, *, sync: bool = True) -> None:
@@ -658,6 +663,10 @@ class LocalDestination:
         """Create ``folder`` (and its parents) inside the root, never through a link out of it."""
         if self._still_made(folder):
             return
+        head, sep, _ = folder.rpartition("/")
+        parent = head or sep
+        if parent in self._made and self._still_made(parent) and self._made_in(parent, folder):
+            return
         self.check_root()  # an unmounted drive's folders must not be made on the disk beneath
         self.check_inside(folder)  # before creating folders: none may appear through a link
         try:
@@ -672,13 +681,57 @@ class LocalDestination:
                     hint="move or rename that file, then re-run",
                 ) from exc
             raise translate_os_error(exc, f"cannot create folder {folder}") from exc
-        self._made[folder] = (st.st_dev, st.st_ino)
-        above = []
+        self._remember(folder, st)
+
+    def _remember(self, folder: str, st: os.stat_result) -> None:
+        """Note ``folder``, just checked to be inside the root, and each folder above it that is
+        inside for sure (it and every level above it, to the root, a folder and no link): a
+        folder made beside it later is made in one of those with no resolution of its path."""
+        prefix = self._prefix
+        above: list[str] = []
         level = os.path.dirname(folder)
-        while level.startswith(self._prefix):  # each folder above it, to the root
+        while level != self.root and level.startswith(prefix):  # each folder above it, to the root
             above.append(level)
             level = os.path.dirname(level)
-        self._levels[folder] = (folder.startswith(self._prefix), tuple(above))
+        self._made[folder] = (st.st_dev, st.st_ino)
+        self._levels[folder] = (folder.startswith(prefix), tuple(above))
+        for i in range(len(above) - 1, -1, -1):  # from the root down
+            try:
+                lst = os.lstat(above[i])
+            except OSError:
+                return
+            if not stat.S_ISDIR(lst.st_mode):
+                return
+            self._made[above[i]] = (lst.st_dev, lst.st_ino)
+            self._levels[above[i]] = (True, tuple(above[i + 1 :]))
+
+    def _made_in(self, parent: str, folder: str) -> bool:
+        """Make (or find) ``folder`` in ``parent``, a folder still as it was checked
+        (``_still_made``): nothing above ``folder`` can lead out of the root, so ``folder`` is
+        inside when it is a folder and no link. False when it is not, or cannot be made: the
+        full check then says why."""
+        try:
+            os.mkdir(folder)
+            made = True
+        except FileExistsError:
+            made = False
+        except OSError:
+            return False
+        try:
+            st = os.lstat(folder)
+        except OSError:
+            return False
+        if not stat.S_ISDIR(st.st_mode):
+            return False
+        if made:  # its name made durable, as make_folders does
+            try:
+                fsync_dir_path(parent)
+            except OSError as exc:
+                raise translate_os_error(exc, f"cannot create folder {folder}") from exc
+        inside, above = self._levels[parent]
+        self._made[folder] = (st.st_dev, st.st_ino)
+        self._levels[folder] = (True, (parent, *above) if inside else ())
+        return True
 
     def _still_made(self, folder: str) -> bool:
         """Whether ``folder`` is still the one this destination made (or found) and checked: it
