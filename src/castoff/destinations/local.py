@@ -323,8 +323,10 @@ class LocalUpload:
         self.partial_path: str | None = None
         self._sealed = False
         head, sep, _ = target.rpartition("/")
-        parent = head or sep  # os.path.dirname, for a path with no "//" (target_for makes none)
-        dest.make_folder(parent)
+        #: os.path.dirname, for a path with no "//" (target_for makes none)
+        self._parent = parent = head or sep
+        if not dest._still_made(parent):  # the usual answer, without make_folder's call
+            dest.make_folder(parent)
         try:
             try:
                 self._fd: int | None = self._create(parent)
@@ -376,7 +378,7 @@ class LocalUpload:
         fd = self._fd
         if fd is None or self._sealed:
             raise errors.DestinationError(f"{self._target}: write after close")
-        size = len(data)
+        size = data.nbytes
         done = 0
         try:
             while done < size:
@@ -508,6 +510,8 @@ class LocalUpload:
                     raise TargetExists(final) from None
                 if sync:
                     return None
+                if final == self._target:
+                    return self._parent
                 head, sep, _ = final.rpartition("/")
                 return head or sep
             # No call replaces a name with an unnamed file: name it hidden, then rename over.

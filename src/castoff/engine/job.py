@@ -987,7 +987,7 @@ class Engine:
         # a catch-up read re-checks BLAKE3 (unless the server checks each part against the first)
         hasher = None if known_md5s is not None else new_blake3(src.size)
         whole_md5 = hashlib.md5(usedforsecurity=False) if (live and self.need_md5) else None
-        part_md5s = PartMd5s() if live and self._bucket_reads_again(fs, streams) else None
+        part_md5s = PartMd5s() if live and fs.n_parts > 1 and self._bucket_reads_again(fs, streams) else None
         # xxh128 only when no read of this job has it yet
         xxh = xxhash.xxh3_128() if (live or fs.xxh128 is None) else None
         side: list[Updatable] = [h for h in (xxh, whole_md5, part_md5s) if h is not None]
@@ -1012,9 +1012,11 @@ class Engine:
                 with contextlib.suppress(OSError):
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             offset = 0
+            remote = [s for s in streams if not s.lane.caps.is_local]
             for index in range(fs.n_parts):
                 size = min(fs.part_size, src.size - offset)
-                self._wait_for_remote_lanes(budget, streams, group)
+                if remote:  # only a bucket's lane can be too far behind
+                    self._wait_for_remote_lanes(budget, streams, group)
                 buf = budget.acquire(
                     size,
                     cancelled=self.cancel.is_set,
