@@ -451,6 +451,37 @@ def test_a_folder_with_the_number_of_one_made_earlier_behind_a_link_above_is_ref
         dest.make_folder(folder)
 
 
+def test_a_folder_made_beside_one_made_earlier_is_checked_and_its_name_made_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder made in a folder this destination knows (card, above card/A) is made with a look
+    at that one instead of a resolution of its whole path: a link out planted at its name is
+    still refused, a file there still named, and the name of a folder made is still fsynced."""
+    dest = LocalDestination(tmp_path / "ssd")
+    dest.preflight()
+    card = os.path.join(dest.root, "card")
+    dest.make_folder(os.path.join(card, "A"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, os.path.join(card, "B"))
+    with pytest.raises(errors.KeyRejected):
+        dest.make_folder(os.path.join(card, "B"))
+    write(Path(card) / "C", b"a file")
+    with pytest.raises(errors.KeyRejected, match="is a file, where a folder is needed"):
+        dest.make_folder(os.path.join(card, "C"))
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    dest.make_folder(os.path.join(card, "D"))
+    assert os.path.isdir(os.path.join(card, "D")) and synced == [card]
+    assert list(outside.iterdir()) == []
+
+
 @pytest.mark.parametrize("in_the_way", ["card", "card/DCIM"])
 def test_a_file_where_a_folder_is_needed_is_named(tmp_path: Path, in_the_way: str) -> None:
     """Before: "cannot create folder …/card/DCIM/100CANON: File exists", naming the folder wanted

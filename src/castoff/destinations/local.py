@@ -145,11 +145,16 @@ def make_folders(folder: str) -> None:
             if not os.path.isdir(path):
                 raise
     for parent in dict.fromkeys(os.path.dirname(p) for p in missing):
-        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fsync_dir_fd(fd)
-        finally:
-            os.close(fd)
+        fsync_dir_path(parent)
+
+
+def fsync_dir_path(folder: str) -> None:
+    """fsync ``folder`` (``fsync_dir``, where failing to open it is an error too)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fsync_dir_fd(fd)
+    finally:
+        os.close(fd)
 
 
 def link_unnamed(fd: int, final: str, *, sync: bool = True) -> None:
@@ -157,8 +162,8 @@ def link_unnamed(fd: int, final: str, *, sync: bool = True) -> None:
     durable (unless not ``sync``: the caller fsyncs the folder); FileExistsError if ``final``
     exists. linkat must follow the /proc link (os.link without a dir_fd calls link(), which
     does not), so the folder is opened for the call."""
-    folder, name = os.path.split(final)
-    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    folder, sep, name = final.rpartition("/")  # os.path.split, for a path with no "//"
+    dfd = os.open(folder or sep or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
         if sync:
@@ -284,15 +289,25 @@ def set_xattrs(path: str | int, xattrs: Mapping[str, bytes]) -> str | None:
 
 
 _per_thread = threading.local()
+#: the file-type bits of ``st_mode`` (``stat.S_IFMT`` as a mask, without a call per file)
+_S_IFMT = 0o170000
+
+
+class _Deferring(threading.local):
+    """Whether the current thread defers its folder syncs (``defer_folder_syncs``)."""
+
+    on = False
 
 
 def _read_back_buffer() -> memoryview:
     """This thread's read-back buffer, made once: a committer verifies file after file, and a
     fresh buffer for each would cost its pages again every time."""
-    buf: mmap.mmap | None = getattr(_per_thread, "read_back", None)
-    if buf is None:
-        buf = _per_thread.read_back = mmap.mmap(-1, READ_BACK_CHUNK, flags=mmap.MAP_PRIVATE)
-    return memoryview(buf)
+    try:
+        view: memoryview = _per_thread.read_back
+    except AttributeError:
+        buf = mmap.mmap(-1, READ_BACK_CHUNK, flags=mmap.MAP_PRIVATE)
+        view = _per_thread.read_back = memoryview(buf)
+    return view
 
 
 class LocalUpload:
@@ -303,11 +318,15 @@ class LocalUpload:
         self._target = target
         self._meta = meta
         self._written: dict[int, int] = {}  # part index -> bytes (a retried part counts once)
+        self._bytes = 0  # the sum of ``_written``
         #: the hidden partial file; None while the bytes go to an unnamed file (``O_TMPFILE``)
         self.partial_path: str | None = None
         self._sealed = False
-        parent = os.path.dirname(target)
-        dest.make_folder(parent)
+        head, sep, _ = target.rpartition("/")
+        #: os.path.dirname, for a path with no "//" (target_for makes none)
+        self._parent = parent = head or sep
+        if not dest._still_made(parent):  # the usual answer, without make_folder's call
+            dest.make_folder(parent)
         try:
             try:
                 self._fd: int | None = self._create(parent)
@@ -359,13 +378,15 @@ class LocalUpload:
         fd = self._fd
         if fd is None or self._sealed:
             raise errors.DestinationError(f"{self._target}: write after close")
-        size = len(data)
+        size = data.nbytes
         done = 0
         try:
             while done < size:
                 done += os.pwrite(fd, data[done:], offset + done)
-            self._written[index] = size
-            if sum(self._written.values()) >= self._meta.size:
+            written = self._written
+            self._bytes += size - written.get(index, 0)
+            written[index] = size
+            if self._bytes >= self._meta.size:
                 self._seal()
         except OSError as exc:
             raise translate_os_error(exc, f"cannot write {self._target}") from exc
@@ -398,14 +419,20 @@ class LocalUpload:
             os.close(fd)
 
     def _hash_file(self, fd: int) -> tuple[str, int]:
-        hasher = new_blake3(self._meta.size)
+        expected = self._meta.size
+        hasher = new_blake3(expected)
         total = 0
+        try:
+            view: memoryview = _per_thread.read_back
+        except AttributeError:
+            view = _read_back_buffer()
         # +1: the read that finds the end of a small file needs no second buffer-full
-        view = _read_back_buffer()[: min(READ_BACK_CHUNK, self._meta.size + 1)]
+        length = READ_BACK_CHUNK if expected >= READ_BACK_CHUNK else expected + 1
+        view = view[:length]
         # Ask the kernel to forget cached pages so the read comes from the device
         # (Linux honours this for clean pages; other systems may not: see docs/verification.md).
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        if self._meta.size > len(view):
+        if expected > length:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         while True:
             n = os.preadv(fd, [view], total)
@@ -413,7 +440,7 @@ class LocalUpload:
                 break
             hasher.update(view[:n])
             total += n
-            if n < len(view) and total == self._meta.size:
+            if n < length and total == expected:
                 break  # a short read of a regular file is its end: no read to find it
         return hasher.hexdigest(), total
 
@@ -427,8 +454,13 @@ class LocalUpload:
     ) -> Landed:
         final = target or self._target
         try:
-            self._seal()
-            digest, size = self._read_back()
+            if not self._sealed:
+                self._seal()
+            fd = self._fd
+            if self.partial_path is None and fd is not None:
+                digest, size = self._hash_file(fd)
+            else:
+                digest, size = self._read_back()
         except OSError as exc:
             raise translate_os_error(exc, f"cannot finish {final}") from exc
         if size != self._meta.size or digest != source_blake3:
@@ -440,17 +472,23 @@ class LocalUpload:
             )
         handle = self.partial_path if self.partial_path is not None else self._fd
         assert handle is not None
-        note = set_xattrs(handle, self._meta.xattrs)
+        meta = self._meta
+        note = set_xattrs(handle, meta.xattrs) if meta.xattrs else None
         try:
             # Times first, so the file appears under its name complete and with its times.
-            os.utime(handle, ns=(self._meta.atime_ns, self._meta.mtime_ns))
+            os.utime(handle, ns=(meta.atime_ns, meta.mtime_ns))
             if target is not None:
                 make_folders(os.path.dirname(final))
                 self._dest.check_inside(os.path.dirname(final))
             sync_later = self._name(final, overwrite=overwrite)
         except OSError as exc:
             raise translate_os_error(exc, f"cannot move {final} into place") from exc
-        self._close_fd()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         return Landed(
             target=final,
             size=size,
@@ -462,7 +500,7 @@ class LocalUpload:
     def _name(self, final: str, *, overwrite: bool) -> str | None:
         """Give the verified file its name, durably; TargetExists unless ``overwrite``. The
         folder whose fsync makes the name durable, if this thread defers folder syncs."""
-        sync = not self._dest.defers_folder_syncs()
+        sync = not self._dest._deferring.on
         if self.partial_path is None:
             assert self._fd is not None
             if not overwrite:
@@ -470,7 +508,12 @@ class LocalUpload:
                     link_unnamed(self._fd, final, sync=sync)
                 except FileExistsError:
                     raise TargetExists(final) from None
-                return None if sync else os.path.dirname(final)
+                if sync:
+                    return None
+                if final == self._target:
+                    return self._parent
+                head, sep, _ = final.rpartition("/")
+                return head or sep
             # No call replaces a name with an unnamed file: name it hidden, then rename over.
             self.partial_path = partial_path_for(final)
             self._dest.note_partial(self.partial_path)
@@ -524,11 +567,14 @@ class LocalDestination:
         #: thousands of files land in few folders, and resolving each one's path again costs a
         #: dozen system calls, where one lstat shows the folder is still the one checked
         self._made: dict[str, tuple[int, int]] = {}
+        #: for each folder in ``_made``: whether it is below the root (not the root itself), and
+        #: the folders above it, up to the root (excluded); none of them may become a link
+        self._levels: dict[str, tuple[bool, tuple[str, ...]]] = {}
         #: files are written unnamed (O_TMPFILE) until the filesystem says it cannot
         self.unnamed_files = True
         self._partial_watcher: Callable[[str], None] | None = None
         #: threads whose commits leave the folder's fsync to them (``defer_folder_syncs``)
-        self._deferring = threading.local()
+        self._deferring = _Deferring()
         self._caps = Capabilities(
             kind="local",
             is_local=True,
@@ -580,7 +626,7 @@ class LocalDestination:
         self._deferring.on = on
 
     def defers_folder_syncs(self) -> bool:
-        return bool(getattr(self._deferring, "on", False))
+        return self._deferring.on
 
     def sync_folder(self, folder: str) -> None:
         """Make the names given in ``folder`` durable (``defer_folder_syncs``)."""
@@ -621,6 +667,10 @@ class LocalDestination:
         """Create ``folder`` (and its parents) inside the root, never through a link out of it."""
         if self._still_made(folder):
             return
+        head, sep, _ = folder.rpartition("/")
+        parent = head or sep
+        if parent in self._made and self._still_made(parent) and self._made_in(parent, folder):
+            return
         self.check_root()  # an unmounted drive's folders must not be made on the disk beneath
         self.check_inside(folder)  # before creating folders: none may appear through a link
         try:
@@ -635,32 +685,93 @@ class LocalDestination:
                     hint="move or rename that file, then re-run",
                 ) from exc
             raise translate_os_error(exc, f"cannot create folder {folder}") from exc
+        self._remember(folder, st)
+
+    def _remember(self, folder: str, st: os.stat_result) -> None:
+        """Note ``folder``, just checked to be inside the root, and each folder above it that is
+        inside for sure (it and every level above it, to the root, a folder and no link): a
+        folder made beside it later is made in one of those with no resolution of its path."""
+        prefix = self._prefix
+        above: list[str] = []
+        level = os.path.dirname(folder)
+        while level != self.root and level.startswith(prefix):  # each folder above it, to the root
+            above.append(level)
+            level = os.path.dirname(level)
         self._made[folder] = (st.st_dev, st.st_ino)
+        self._levels[folder] = (folder.startswith(prefix), tuple(above))
+        for i in range(len(above) - 1, -1, -1):  # from the root down
+            try:
+                lst = os.lstat(above[i])
+            except OSError:
+                return
+            if not stat.S_ISDIR(lst.st_mode):
+                return
+            self._made[above[i]] = (lst.st_dev, lst.st_ino)
+            self._levels[above[i]] = (True, tuple(above[i + 1 :]))
+
+    def _made_in(self, parent: str, folder: str) -> bool:
+        """Make (or find) ``folder`` in ``parent``, a folder still as it was checked
+        (``_still_made``): nothing above ``folder`` can lead out of the root, so ``folder`` is
+        inside when it is a folder and no link. False when it is not, or cannot be made: the
+        full check then says why."""
+        try:
+            os.mkdir(folder)
+            made = True
+        except FileExistsError:
+            made = False
+        except OSError:
+            return False
+        try:
+            st = os.lstat(folder)
+        except OSError:
+            return False
+        if not stat.S_ISDIR(st.st_mode):
+            return False
+        if made:  # its name made durable, as make_folders does
+            try:
+                fsync_dir_path(parent)
+            except OSError as exc:
+                raise translate_os_error(exc, f"cannot create folder {folder}") from exc
+        inside, above = self._levels[parent]
+        self._made[folder] = (st.st_dev, st.st_ino)
+        self._levels[folder] = (True, (parent, *above) if inside else ())
+        return True
 
     def _still_made(self, folder: str) -> bool:
         """Whether ``folder`` is still the one this destination made (or found) and checked: it
         has the (st_dev, st_ino) it had, no level between it and the root is a link, and the root
         is the one preflight saw. The number alone does not say: a freed inode number is soon
         reused (ext4 does), by a link put in the folder's place or by a folder that a link put
-        above it leads to."""
-        known = self._made.get(folder)
-        if known is None:
+        above it leads to. (Once a file a folder: lean, and the folder's own lstat is looked at
+        once, for its number and for its kind.)"""
+        try:
+            known = self._made[folder]
+            inside, above = self._levels[folder]
+        except KeyError:
             return False
+        root_id = self._root_id
         try:
             st = os.lstat(folder)
-            if (st.st_dev, st.st_ino) != known or not self._root_unchanged():
-                return False
-            level = folder
-            while level.startswith(self._prefix):  # the folder and each one above it, to the root
-                if not stat.S_ISDIR(os.lstat(level).st_mode):
-                    return False
-                level = os.path.dirname(level)
+            ok = (
+                st.st_ino == known[1]
+                and st.st_dev == known[0]
+                and (not inside or st.st_mode & _S_IFMT == stat.S_IFDIR)
+            )
+            if ok and root_id is not None:
+                st = os.stat(self.root)
+                ok = st.st_ino == root_id[1] and st.st_dev == root_id[0]
+            if ok:
+                for level in above:  # no level above it a link (its own kind is looked at above)
+                    if os.lstat(level).st_mode & _S_IFMT != stat.S_IFDIR:
+                        ok = False
+                        break
         except OSError:
             return False
-        return True
+        return ok
 
     def forget_folder(self, folder: str) -> None:
         self._made.pop(folder, None)
+        self._levels.pop(folder, None)
 
     def check_root(self) -> None:
         """DestinationGone when the root is no longer the folder preflight saw."""

@@ -66,7 +66,9 @@ class MemoryBudget:
         self.peak = 0
         self.pooled = 0
         self._pool: dict[int, list[Buffer]] = {}
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0  # threads in ``acquire`` waiting for room: only then does a release wake
 
     def acquire(
         self,
@@ -78,31 +80,37 @@ class MemoryBudget:
         """Wait until a buffer for ``n`` bytes fits and return it: at least ``n`` bytes long, its
         contents stale (the caller overwrites the first ``n``). Calls ``on_blocked`` while
         waiting; None if cancelled."""
-        n = size_class(n)
-        with self._cond:
+        if n >= POOL_MIN:
+            n = size_class(n)
+        with self._lock:
             while self.used and self.used + n > self.limit:
                 if cancelled():
                     return None
                 if on_blocked is not None:
-                    self._cond.release()
+                    self._lock.release()
                     try:
                         on_blocked()
                     finally:
-                        self._cond.acquire()
+                        self._lock.acquire()
                     if not (self.used and self.used + n > self.limit):
                         break
-                self._cond.wait(0.05)
+                self._waiting += 1
+                try:
+                    self._cond.wait(0.05)
+                finally:
+                    self._waiting -= 1
             self.used += n
             self.peak = max(self.peak, self.used)
-            kept = self._pool.get(n)
-            if kept:
-                self.pooled -= n
-                buf = kept.pop()
-                if not kept:
-                    del self._pool[n]
-                return buf
-            self._make_room(n)
-        return new_buffer(n)
+            if self._pool:
+                kept = self._pool.get(n)
+                if kept:
+                    self.pooled -= n
+                    buf = kept.pop()
+                    if not kept:
+                        del self._pool[n]
+                    return buf
+                self._make_room(n)
+        return bytearray(n) if n < POOL_MIN else new_buffer(n)
 
     def _make_room(self, n: int) -> None:
         """Under the lock: drop kept buffers until a new one of ``n`` bytes fits beside them."""
@@ -115,7 +123,7 @@ class MemoryBudget:
 
     def release(self, buf: Buffer) -> None:
         n = len(buf)
-        with self._cond:
+        with self._lock:
             self.used -= n
             if (
                 n >= POOL_MIN
@@ -124,7 +132,8 @@ class MemoryBudget:
             ):
                 self._pool.setdefault(n, []).append(buf)
                 self.pooled += n
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
 
 _RELEASED = bytearray()
@@ -133,7 +142,7 @@ _RELEASED = bytearray()
 class Chunk:
     """One part of one file: its bytes, where they sit in the file, and who still needs them."""
 
-    __slots__ = ("_lock", "_md5", "_refs", "_size", "budget", "buffer", "data", "index", "offset")
+    __slots__ = ("_lock", "_md5", "_refs", "budget", "buffer", "data", "index", "offset", "size")
 
     def __init__(
         self,
@@ -148,16 +157,12 @@ class Chunk:
         self.budget = budget
         self.buffer = buffer
         self.data = memoryview(buffer)[:size]
-        self._size = size
+        self.size = size
         self.index = index
         self.offset = offset
         self._refs = refs
         self._md5 = md5  # known from an earlier read of the same bytes, or computed on first need
         self._lock = threading.Lock()
-
-    @property
-    def size(self) -> int:
-        return self._size
 
     def md5(self) -> bytes:
         """Computed once, on first need, and shared by every destination that sends this part."""

@@ -925,7 +925,7 @@ class Engine:
         streams itself (``_inline``)."""
         src = fs.src
         for s in streams:
-            with s.lane.cond:
+            with s.lane.lock:
                 s.feeding = True
         try:
             digest, md5, xxh128 = self._read_parts(fs, streams, path, live=live, group=group)
@@ -989,7 +989,7 @@ class Engine:
         # a catch-up read re-checks BLAKE3 (unless the server checks each part against the first)
         hasher = None if known_md5s is not None else new_blake3(src.size)
         whole_md5 = hashlib.md5(usedforsecurity=False) if (live and self.need_md5) else None
-        part_md5s = PartMd5s() if live and self._bucket_reads_again(fs, streams) else None
+        part_md5s = PartMd5s() if live and fs.n_parts > 1 and self._bucket_reads_again(fs, streams) else None
         # xxh128 only when no read of this job has it yet
         xxh = xxhash.xxh3_128() if (live or fs.xxh128 is None) else None
         side: list[Updatable] = [h for h in (xxh, whole_md5, part_md5s) if h is not None]
@@ -1014,9 +1014,11 @@ class Engine:
                 with contextlib.suppress(OSError):
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             offset = 0
+            remote = [s for s in streams if not s.lane.caps.is_local]
             for index in range(fs.n_parts):
                 size = min(fs.part_size, src.size - offset)
-                self._wait_for_remote_lanes(budget, streams, group)
+                if remote:  # only a bucket's lane can be too far behind
+                    self._wait_for_remote_lanes(budget, streams, group)
                 buf = budget.acquire(
                     size,
                     cancelled=self.cancel.is_set,
@@ -1288,29 +1290,37 @@ class Engine:
             return
         if lane.dead is not None:
             raise lane.dead
-        while lane.paused() and not self.cancel.is_set():
-            self.cancel.wait(min(1.0, lane.paused_until - time.monotonic()))
+        if lane.paused_until:  # a lane never paused reads no clock
+            while lane.paused() and not self.cancel.is_set():
+                self.cancel.wait(min(1.0, lane.paused_until - time.monotonic()))
         upload = self._ensure_started(stream)
-        if lane.caps.resumable:  # known to the catalog before any part: a kill leaves no orphan
+        caps = lane.caps
+        if caps.resumable:  # known to the catalog before any part: a kill leaves no orphan
             self._record_upload(stream)
-        if chunk.index == 0 and stream.resume_token is None and self._remembers_keys(lane):
+        if (
+            chunk.index == 0
+            and stream.resume_token is None
+            and not caps.refuses_existing  # what _remembers_keys looks at first
+            and self._remembers_keys(lane)
+        ):
             self._refuse_known_key(stream)
-        md5 = chunk.md5() if lane.caps.needs_md5 else None
+        md5 = chunk.md5() if caps.needs_md5 else None
         if lane.limiter is not None:
             lane.limiter.take(chunk.size)
-
-        def attempt() -> PartReceipt:
-            return upload.put_part(chunk.index, chunk.offset, chunk.data, md5)
-
-        receipt = self.options.retry.call(
-            attempt,
-            cancel=self.cancel,
-            on_retry=self._on_retry(lane, f"{stream.target} part {chunk.index + 1}"),
-        )
-        self._answered(lane)
-        if lane.caps.resumable and stream.upload_pk is not None:
+        try:  # one try, and only a failed one makes what the retries need
+            receipt = upload.put_part(chunk.index, chunk.offset, chunk.data, md5)
+        except errors.CastoffError as exc:
+            receipt = self.options.retry.call(
+                lambda: upload.put_part(chunk.index, chunk.offset, chunk.data, md5),
+                cancel=self.cancel,
+                on_retry=self._on_retry(lane, f"{stream.target} part {chunk.index + 1}"),
+                failed=exc,
+            )
+        if lane.troubled:
+            self._answered(lane)
+        if caps.resumable and stream.upload_pk is not None:
             self.catalog.add_part(stream.upload_pk, receipt)
-        with lane.cond:
+        with lane.lock:
             stream.receipts[chunk.index] = receipt
             lane.stats.bytes_done += chunk.size
         if self._file_events:
@@ -1355,16 +1365,27 @@ class Engine:
             if stream.upload is None:
                 fs = stream.file
                 src = fs.src
-                meta = ObjectMeta(
-                    rel_path=src.rel_path,
-                    size=src.size,
-                    mtime_ns=src.mtime_ns,
-                    atime_ns=src.atime_ns,
-                    blake3=fs.digest,
-                    md5=fs.md5,
-                    extra=stream.dest_plan.meta if stream.dest_plan else {},
-                    xattrs=stream.dest_plan.xattrs if stream.dest_plan else {},
-                )
+                plan = stream.dest_plan
+                extra = plan.meta if plan else {}
+                xattrs = plan.xattrs if plan else {}
+                meta = fs.meta
+                if (  # the file's streams share one when they would make the same
+                    meta is None
+                    or meta.blake3 != fs.digest
+                    or meta.md5 != fs.md5
+                    or meta.extra != extra
+                    or meta.xattrs != xattrs
+                ):
+                    meta = fs.meta = ObjectMeta(
+                        rel_path=src.rel_path,
+                        size=src.size,
+                        mtime_ns=src.mtime_ns,
+                        atime_ns=src.atime_ns,
+                        blake3=fs.digest,
+                        md5=fs.md5,
+                        extra=extra,
+                        xattrs=xattrs,
+                    )
                 lane = stream.lane
                 if (
                     lane.caps.resumable
@@ -1378,21 +1399,27 @@ class Engine:
                         target=stream.target,
                         job_id=self.job_id,
                     )
-                said = self._on_retry(lane, f"{stream.target}: start")
                 retried: list[int] = []
-
-                def on_retry(n: int, exc: BaseException, wait: float) -> None:
-                    retried.append(n)
-                    said(n, exc, wait)
-
                 try:
-                    stream.upload = self.options.retry.call(
-                        lambda: lane.dest.start(
+                    try:  # one try, and only a failed one makes what the retries need
+                        stream.upload = lane.dest.start(
                             stream.target, meta=meta, part_size=fs.part_size, resume=stream.resume_token
-                        ),
-                        cancel=self.cancel,
-                        on_retry=on_retry,
-                    )
+                        )
+                    except errors.CastoffError as exc:
+                        said = self._on_retry(lane, f"{stream.target}: start")
+
+                        def on_retry(n: int, exc: BaseException, wait: float) -> None:
+                            retried.append(n)
+                            said(n, exc, wait)
+
+                        stream.upload = self.options.retry.call(
+                            lambda: lane.dest.start(
+                                stream.target, meta=meta, part_size=fs.part_size, resume=stream.resume_token
+                            ),
+                            cancel=self.cancel,
+                            on_retry=on_retry,
+                            failed=exc,
+                        )
                 except errors.PermanentError:
                     if stream.intent is not None and not retried:  # refused at once: nothing made
                         self.catalog.drop_intent(stream.intent)
@@ -1412,7 +1439,7 @@ class Engine:
         many files meet it; each attempt is detail (``--debug``, ``--json``)."""
 
         def said(n: int, exc: BaseException, wait: float) -> None:
-            with lane.cond:
+            with lane.lock:
                 first, lane.troubled = not lane.troubled, True
             if first:
                 self.log(f"{lane.name}: {exc}; retrying (the other destinations carry on)", "warning")
@@ -1423,7 +1450,7 @@ class Engine:
     def _answered(self, lane: Lane) -> None:
         """A call at ``lane`` succeeded: trouble said before is over."""
         if lane.troubled:
-            with lane.cond:
+            with lane.lock:
                 ended, lane.troubled = lane.troubled, False
             if ended:
                 self.log(f"{lane.name}: answering again")
@@ -1479,9 +1506,10 @@ class Engine:
                 self._stream_closed(stream)
 
     def _close_stream(self, stream: Stream) -> None:
-        if self.cancel.is_set() and stream.failed is None and not stream.finished:
-            return
-        if isinstance(stream.failed, TargetExists) and stream.upload is not None:
+        if stream.failed is None:
+            if not stream.finished and self.cancel.is_set():
+                return
+        elif isinstance(stream.failed, TargetExists) and stream.upload is not None:
             assert stream.file.digest is not None
             try:
                 self._conflict(
@@ -1495,12 +1523,16 @@ class Engine:
                 stream.failed = None
                 self._close_failed(stream, exc)
             return
-        if stream.failed is not None:
+        else:
             self._close_failed(stream, stream.failed)
             return
         fs = stream.file
         assert fs.digest is not None
-        receipts = [stream.receipts[i] for i in sorted(stream.receipts)]
+        receipts = (
+            [*stream.receipts.values()]
+            if fs.n_parts == 1
+            else [stream.receipts[i] for i in sorted(stream.receipts)]
+        )
         try:
             # an upload resumed with every part already sent got no part in this run: reopen it here
             upload = stream.upload or self._ensure_started(stream)
@@ -1515,13 +1547,20 @@ class Engine:
     def _commit(
         self, stream: Stream, upload: Upload, receipts: list[PartReceipt], digest: str
     ) -> Landed | None:
+        lane = stream.lane
+
         def commit(target: str | None = None, overwrite: bool = False) -> Landed:
-            landed = self.options.retry.call(
-                lambda: upload.commit(receipts, source_blake3=digest, target=target, overwrite=overwrite),
-                cancel=self.cancel,
-                on_retry=self._on_retry(stream.lane, f"{target or stream.target}: completing it"),
-            )
-            self._answered(stream.lane)
+            try:  # one try, and only a failed one makes what the retries need
+                landed = upload.commit(receipts, source_blake3=digest, target=target, overwrite=overwrite)
+            except errors.CastoffError as exc:
+                landed = self.options.retry.call(
+                    lambda: upload.commit(receipts, source_blake3=digest, target=target, overwrite=overwrite),
+                    cancel=self.cancel,
+                    on_retry=self._on_retry(lane, f"{target or stream.target}: completing it"),
+                    failed=exc,
+                )
+            if lane.troubled:
+                self._answered(lane)
             return landed
 
         if isinstance(stream.failed, TargetExists):

@@ -1,7 +1,8 @@
 """A lane: one destination's queue of parts, its worker threads and its committer.
 
 A stream is one file on its way through one lane. Every change to a stream's state happens under
-its lane's condition, so the reader, the workers and the committer agree on what is left to do.
+its lane's lock (its condition's), so the reader, the workers and the committer agree on what is
+left to do.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from castoff import errors
-from castoff.destinations.base import SMALL_PART, Destination, PartReceipt, ResumeToken, Upload
+from castoff.destinations.base import SMALL_PART, Destination, ObjectMeta, PartReceipt, ResumeToken, Upload
 from castoff.engine.budget import Chunk
 from castoff.scan import SourceFile
 
@@ -51,6 +52,9 @@ class FileState:
     pending_local: int = 0  # local streams not yet at an end
     streams: list[Stream] = field(default_factory=list)
     plan: FilePlan | None = None  # where the layout puts it (JobOptions.planner)
+    #: what the last upload started for it was told (``Engine._ensure_started``): the next
+    #: destination's upload shares it when it would be told the same
+    meta: ObjectMeta | None = None
 
 
 @dataclass(eq=False)
@@ -136,6 +140,9 @@ class Lane:
         self.dest = dest
         self.caps = dest.caps
         lock = threading.RLock()
+        #: the lock under ``cond``: a section that neither waits nor wakes anyone takes it
+        #: directly (a Condition's own ``with`` adds two Python calls each way)
+        self.lock = lock
         self.cond = threading.Condition(lock)
         #: the workers wait here, on the same lock: a new part wakes one of them, not every
         #: thread of the lane (a wake-up is a thread switch, and a lane may have 8 workers)
@@ -188,7 +195,7 @@ class Lane:
             t.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        with self.cond:
+        with self.lock:
             self._stopping = True
             self.cond.notify_all()
             self._work_ready.notify_all()
@@ -201,7 +208,7 @@ class Lane:
 
     def idle(self) -> bool:
         """Nothing to do and nothing under way here, and no pause whose end would start work."""
-        with self.cond:
+        with self.lock:
             return not self.queue and not self.commits and self.active == 0 and not self.paused()
 
     def attachable(self) -> bool:
@@ -211,7 +218,7 @@ class Lane:
 
     def push(self, stream: Stream, chunk: Chunk) -> bool:
         """Queue one part for the stream; False if the stream no longer takes parts."""
-        with self.cond:
+        with self.lock:
             if not stream.wants(chunk.index):
                 return False
             stream.inflight.add(chunk.index)
@@ -227,7 +234,7 @@ class Lane:
         """The reader handed over every part it had for this stream. With ``close_here``, a
         stream ready to close is the caller's to close (``close_one``), not the committer's:
         True then."""
-        with self.cond:
+        with self.lock:
             if stream.feeding:
                 stream.feeding = False
                 stream.finished = True
@@ -239,7 +246,7 @@ class Lane:
             return False
 
     def fail(self, stream: Stream, exc: BaseException) -> None:
-        with self.cond:
+        with self.lock:
             if stream.failed is None:
                 stream.failed = exc
             stream.feeding = False
@@ -249,7 +256,7 @@ class Lane:
         """Drop every queued part that no worker has started; return the streams that lost
         parts, now waiting for a catch-up feed (their finished parts stay done)."""
         dropped: list[tuple[Stream, Chunk]] = []
-        with self.cond:
+        with self.lock:
             streams: dict[int, Stream] = {}
             for stream, chunk in self.queue:
                 dropped.append((stream, chunk))
@@ -284,18 +291,23 @@ class Lane:
             self.commits.append(stream)
             self.cond.notify_all()
 
-    def _close_here(self, stream: Stream) -> bool:
-        """Under ``cond``, in a writer that just finished a part: a small local file is closed
-        by this writer, not handed to the committer. Waking the committer costs a thread switch
-        per file (on a virtual machine, a wake-up of an idle core), more than reading back a
-        small file; and a writer kept busy finds the next file already queued, so the reader
-        runs ahead instead of the threads taking turns."""
-        if not (self.caps.is_local and stream.file.src.size <= INLINE_COMMIT_MAX):
-            return False
-        if not self._closable(stream):
+    def _part_done(self, stream: Stream) -> bool:
+        """Under ``cond``, in a writer that just finished a part: once nothing more can change
+        the stream, a small local file is closed by this writer (True: the caller closes it,
+        ``active`` stays raised for that), any other goes to the committer. Waking the
+        committer costs a thread switch per file (on a virtual machine, a wake-up of an idle
+        core), more than reading back a small file; and a writer kept busy finds the next file
+        already queued, so the reader runs ahead instead of the threads taking turns."""
+        if stream.feeding or not self._closable(stream):  # feeding: the reader ends it
+            self.active -= 1
             return False
         stream.closing = True
-        return True
+        if self.caps.is_local and stream.file.src.size <= INLINE_COMMIT_MAX:
+            return True
+        self.commits.append(stream)
+        self.cond.notify_all()
+        self.active -= 1
+        return False
 
     # -- threads ---------------------------------------------------------------------------
 
@@ -310,7 +322,7 @@ class Lane:
 
     def _work(self) -> None:
         while True:
-            with self.cond:
+            with self.lock:
                 # A file waiting for its commit holds things the memory budget does not count
                 # (an open file, a stream): past MAX_COMMIT_BACKLOG the writer starts no new file
                 # until the committer catches up, so its queue fills the budget and the reader
@@ -341,7 +353,7 @@ class Lane:
     def put_here(self, stream: Stream, chunk: Chunk) -> None:
         """The reader writes the part itself, in its own thread (a small file to a local
         folder: see ``Engine._inline``); the lane's state moves as if a worker had taken it."""
-        with self.cond:
+        with self.lock:
             takes = stream.wants(chunk.index)
             if takes:
                 stream.inflight.add(chunk.index)
@@ -364,16 +376,13 @@ class Lane:
             self.fail(stream, exc)
         finally:
             chunk.release()
-            with self.cond:
+            with self.lock:
                 stream.queued -= 1
                 stream.inflight.discard(chunk.index)
                 if big:
                     self._big_busy -= 1
                     self._work_ready.notify()  # a worker may wait for this slot
-                here = self._close_here(stream)
-                if not here:
-                    self.check_done(stream)
-                    self.active -= 1
+                here = self._part_done(stream)
         if here:
             self.close_one(stream)
 
@@ -384,12 +393,12 @@ class Lane:
         except BaseException as exc:  # the engine's close records its own failures
             stream.notes.append(f"internal error while closing: {exc!r}")
         finally:
-            with self.cond:
+            with self.lock:
                 self.active -= 1
 
     def _commit_loop(self) -> None:
         while True:
-            with self.cond:
+            with self.lock:
                 while not self.commits and not self._stopping:
                     self.cond.wait()
                 if not self.commits:

@@ -39,17 +39,25 @@ class RetryPolicy:
         cancel: threading.Event,
         on_retry: Callable[[int, BaseException, float], None] | None = None,
         rng: random.Random | None = None,
+        failed: errors.CastoffError | None = None,
     ) -> T:
+        """``fn()``, tried again while it fails with a retryable error. With ``failed``, the
+        caller made the first attempt itself and this is how it failed: a call on a hot path
+        tries once, and makes the closures a retry needs only when it does fail."""
         attempt = 0
+        exc = failed
         while True:
-            try:
-                return fn()
-            except errors.CastoffError as exc:
-                attempt += 1
-                if not exc.retryable or attempt >= self.attempts or cancel.is_set():
-                    raise
-                wait = self.delay(attempt, exc, rng or _JITTER)
-                if on_retry is not None:
-                    on_retry(attempt, exc, wait)
-                if cancel.wait(wait):
-                    raise errors.Interrupted("interrupted while waiting to retry") from exc
+            if exc is None:
+                try:
+                    return fn()
+                except errors.CastoffError as caught:
+                    exc = caught
+            attempt += 1
+            if not exc.retryable or attempt >= self.attempts or cancel.is_set():
+                raise exc
+            wait = self.delay(attempt, exc, rng or _JITTER)
+            if on_retry is not None:
+                on_retry(attempt, exc, wait)
+            if cancel.wait(wait):
+                raise errors.Interrupted("interrupted while waiting to retry") from exc
+            exc = None
