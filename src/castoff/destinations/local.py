@@ -483,12 +483,7 @@ class LocalUpload:
             sync_later = self._name(final, overwrite=overwrite)
         except OSError as exc:
             raise translate_os_error(exc, f"cannot move {final} into place") from exc
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._close_fd()
         return Landed(
             target=final,
             size=size,
