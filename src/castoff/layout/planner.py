@@ -316,9 +316,18 @@ class Planner:
             notes.append(f"name {part!r} written as {parts[i]!r} for {fs} (--safe-names)")
         return "/".join(parts), tuple(notes)
 
-    def for_destination(self, plan: FilePlan, dest: Destination) -> DestPlan:
-        """Raises KeyRejected when the destination cannot hold the name."""
-        rel, notes = self._apply_name_rules(plan.layout_path, dest)
+    def dest_path(self, plan: FilePlan, dest: Destination) -> tuple[str, tuple[str, ...]]:
+        """``plan``'s layout path at ``dest`` after its name rules, and the notes they made:
+        ``for_destination``'s first step, and the only one that can fail (KeyRejected when the
+        destination cannot hold the name). A re-run that finds the file there needs no more."""
+        return self._apply_name_rules(plan.layout_path, dest)
+
+    def for_destination(
+        self, plan: FilePlan, dest: Destination, named: tuple[str, tuple[str, ...]] | None = None
+    ) -> DestPlan:
+        """Raises KeyRejected when the destination cannot hold the name; ``named``: what
+        ``dest_path`` answered for this plan and destination, not asked again."""
+        rel, notes = self._apply_name_rules(plan.layout_path, dest) if named is None else named
         if dest.caps.is_local:
             return DestPlan(rel, notes, xattrs=plan.xattrs)
         fields = object_fields(plan.record())
