@@ -126,7 +126,10 @@ def _join(components: tuple[tuple[Piece, ...], ...], values: Mapping[str, str]) 
         else:
             text = "".join(p if isinstance(p, str) else _fill(p, values) for p in comp)
         if "/" in text:
-            parts.extend(x for x in text.split("/") if x)
+            if text[0] != "/" and text[-1] != "/" and "//" not in text:
+                parts.append(text)  # no empty piece to drop: joined as split
+            else:
+                parts.extend(x for x in text.split("/") if x)
         elif text:
             parts.append(text)
     return "/".join(parts)
