@@ -217,6 +217,7 @@ class Engine:
         self.budget = MemoryBudget(parts // 2)
         self.catchup_budget = MemoryBudget(parts - parts // 2)
         self.need_md5 = any(lane.caps.needs_md5 for lane in self.lanes)
+        self._plain = self._plain_part_size()
         # A re-run's look-ups, a batch of files at a time (--rehash looks nothing up)
         self._prefetch = Prefetch(catalog, [ln.dest.ident for ln in self.lanes], enabled=not options.rehash)
         #: damaged copies found by earlier jobs, by (destination, planned name): a re-run that
@@ -601,7 +602,24 @@ class Engine:
 
     # -- planning and the one read ------------------------------------------------------------
 
+    def _plain_part_size(self) -> tuple[int, int | None]:
+        """The part size of every file up to a size (the second, None for any size): the one
+        ``_part_size`` comes to when no destination's part count makes it grow (the lanes'
+        capabilities are fixed: worked out once, not once a file)."""
+        ps, up_to = self.options.chunk_size, None
+        for lane in self.lanes:
+            caps = lane.caps
+            if caps.preferred_part_size:
+                ps = max(ps, caps.preferred_part_size)
+            ps = max(ps, caps.min_part_size)
+            fits = ps * caps.max_parts  # the size this lane takes in parts of ps (at this point)
+            up_to = fits if up_to is None else min(up_to, fits)
+        return ps, up_to
+
     def _part_size(self, size: int) -> int:
+        plain, up_to = self._plain
+        if up_to is None or size <= up_to:
+            return plain  # what the loop below would come to: no lane grows the part
         ps = self.options.chunk_size
         for lane in self.lanes:
             caps = lane.caps
