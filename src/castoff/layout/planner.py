@@ -324,6 +324,8 @@ class Planner:
         """``plan``'s layout path at ``dest`` after its name rules, and the notes they made:
         ``for_destination``'s first step, and the only one that can fail (KeyRejected when the
         destination cannot hold the name). A re-run that finds the file there needs no more."""
+        if self._rules.get(dest.ident, "") is None:  # known to have no name rules: nothing to apply
+            return plan.layout_path, ()
         return self._apply_name_rules(plan.layout_path, dest)
 
     def for_destination(
