@@ -26,6 +26,7 @@ cannot be translated is re-raised as it is, never swallowed.
         │   ├── DestinationGone        the mount or folder disappeared
         │   ├── KeyRejected            the key or path cannot exist there (too long, illegal name)
         │   └── ConflictError          the target exists with other content and --on-conflict=fail
+        │       └── HistoryConflict    a source's ASC MHL history would land on another history
         ├── IntegrityError             bytes at the destination differ from the source's
         │   └── BadDigest              the server refused a body whose Content-MD5 did not match
         └── UploadGone                 the multipart upload no longer exists
@@ -149,6 +150,12 @@ class KeyRejected(PermanentError):
 
 class ConflictError(PermanentError):
     code = "conflict"
+
+
+class HistoryConflict(ConflictError):
+    """A source's ASC MHL history would land on another history (``engine/histories.py``)."""
+
+    code = "history-conflict"
 
 
 class IntegrityError(DestinationError):

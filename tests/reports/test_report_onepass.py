@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from html import escape as html_escape
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,89 @@ def test_one_pass_memory_does_not_grow_with_the_job(tmp_path: Path) -> None:
     assert big < small * 1.5 + (1 << 20), f"peak {small} bytes for 2,000 files, {big} for 8,000"
     assert big < (js.stat().st_size + page.stat().st_size) / 4
     shutil.rmtree(tmp_path / "r")
+
+
+def _reference_rows(rows: list[tuple[Any, ...]]) -> str:
+    """One file of the HTML's full list as it was written before its values were searched instead
+    of escaped and its rows' shared parts remembered: ``html.escape`` of every value."""
+    from castoff.units import format_bytes
+
+    def esc(value: object) -> str:
+        return html_escape(str(value))
+
+    f, n = rows[0], len(rows)
+    out = [
+        f'  <tbody class="file">\n  <tr>\n    <td class="path" rowspan="{n}">{esc(f[1])}</td>\n'
+        f'    <td class="num" rowspan="{n}">{esc(format_bytes(f[3]))}</td>\n'
+        f'    <td rowspan="{n}"><code class="hash">{esc(f[6] or "")}</code></td>\n'
+    ]
+    for i, r in enumerate(rows):
+        if i:
+            out.append("  <tr>\n")
+        if r[17] is None:
+            pill = "source-failed" if f[5] == "failed" else "pending"
+            out.append(
+                f'    <td class="muted">–</td><td><span class="pill {pill}">{esc(f[5])}</span></td>\n'
+                f'    <td class="err" colspan="4">{esc(f[9] or "")}</td>\n  </tr>\n'
+            )
+            continue
+        when = "" if r[21] is None else time.strftime(html.WHEN, time.localtime(int(r[21] // 1)))
+        error = f'<div class="err">{esc(r[23])}</div>' if r[23] else ""
+        detail = f'<div class="muted">{esc(r[25])}</div>' if r[25] else ""
+        damaged = ' <span class="pill damaged">damaged copy kept</span>' if r[29] else ""
+        out.append(
+            f"    <td>{esc(r[17])}</td>\n"
+            f'    <td><span class="pill {esc(r[19])}">{esc(r[19])}</span>{damaged}</td>\n'
+            f'    <td class="target"><code>{esc(r[18])}</code>{error}{detail}</td>\n'
+            f"    <td><code>{esc(r[22] or '')}</code></td>\n"
+            f"    <td>{esc(r[20] or '')}</td>\n"
+            f'    <td class="num">{esc(when)}</td>\n  </tr>\n'
+        )
+    out.append("  </tbody>\n")
+    return "".join(out)
+
+
+def test_html_rows_are_every_value_escaped() -> None:
+    """The full list's rows, whose values are searched for the five characters ``html.escape``
+    replaces and whose shared parts are remembered, say byte for byte what escaping every value
+    says: hostile and odd text in every column, every status, S3 ETags, damaged copies, files
+    never read or never got to, one row a destination."""
+    hostile = [XSS, "a&b", 'q"q', "s'q", "<>", "plain", "é\u0301 日本 \u2028", "&amp;", None, ""]
+    file_rows = html._FileRows()
+    checked = 0
+    for i in range(240):
+        text = hostile[i % len(hostile)]
+        other = hostile[(i * 7 + 3) % len(hostile)]
+        status = ("failed", "pending", "read")[i % 3]
+        f = (i, f"card/{text}{i}", f"/src/{text}", (0, 1023, 5 * 1024**3 + i)[i % 3], i, status)
+        f += (None if i % 5 == 0 else f"{i:064x}{other or ''}", None, None, text if i % 4 == 0 else None)
+        f += (None,) * 7
+        if i % 11 == 0:
+            rows = [(*f, *(None,) * 13)]
+        else:
+            rows = []
+            for j, dest in enumerate((f"ssd {other}", "nas", f"bucket{text}")[: 1 + i % 3]):
+                verified_at = None if (i + j) % 6 == 0 else 1_790_000_000.25 + i * 0.5 + j * 0.01
+                statuses = ("verified", "already", "skipped", "conflict", "failed", "incomplete", other)
+                damaged = f"/{dest}/{other}.damaged" if i % 13 == 1 else ("" if i % 13 == 2 else None)
+                rows.append(
+                    (
+                        *f,
+                        dest,
+                        f"/{dest}/{text}{i}",
+                        statuses[(i + j) % 7],
+                        (None, "read-back blake3", other)[j % 3],
+                        verified_at,
+                        f'"{i:032x}{other or ""}"' if j == 2 else None,  # an S3 ETag
+                        other if i % 2 else None,  # error
+                        None,
+                        text if (i + j) % 3 == 0 else None,  # detail
+                        None,
+                        None,
+                        None,
+                        damaged,
+                    )
+                )
+        assert file_rows(rows) == _reference_rows(rows), rows
+        checked += 1
+    assert checked == 240

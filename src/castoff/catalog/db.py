@@ -1024,6 +1024,18 @@ class Catalog:
         finally:
             db.close()
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection of its own (rows as plain tuples) inside one read transaction:
+        every query on it sees the catalog as the first one did, whatever commits meanwhile (for
+        the reports, which read a job's files and their outcomes with queries that must agree)."""
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        try:
+            db.execute("BEGIN")
+            yield db
+        finally:
+            db.close()
+
     # -- what is verified where ------------------------------------------------------------
 
     def record_landed(self, row: LandedRow) -> None:

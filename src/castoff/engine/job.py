@@ -42,6 +42,7 @@ from castoff.destinations.base import (
 from castoff.engine.budget import Buffer, Chunk, MemoryBudget
 from castoff.engine.conflicts import alt_target
 from castoff.engine.events import Event, EventSink, null_sink
+from castoff.engine.histories import CHAIN, Histories, compare_histories, in_history
 from castoff.engine.lanes import INLINE_COMMIT_MAX, FileState, Lane, Stream
 from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
@@ -220,6 +221,8 @@ class Engine:
         self._plain = self._plain_part_size()
         # A re-run's look-ups, a batch of files at a time (--rehash looks nothing up)
         self._prefetch = Prefetch(catalog, [ln.dest.ident for ln in self.lanes], enabled=not options.rehash)
+        #: each source ASC MHL history against the one where it would land (``engine/histories.py``)
+        self._histories = Histories()
         #: damaged copies found by earlier jobs, by (destination, planned name): a re-run that
         #: skips the file still says so (usually none: one query)
         self._known_damaged = {
@@ -814,6 +817,11 @@ class Engine:
                         damaged=damaged.target if damaged is not None else None,
                     ),
                 )
+                return None
+        if lane.caps.is_local and in_history(target) and in_history(src.abs_path):
+            refused = self._histories.at(dest.ident, src.abs_path, target).refusal(target.rpartition("/")[2])
+            if refused is not None:
+                self._record(lane, fs, target, Outcome("failed", error=refused))
                 return None
         dest_plan = None
         planner = self.options.planner
@@ -1617,6 +1625,8 @@ class Engine:
         other = self._not_a_copy(stream, existing)
         if other is None and self._already_there(stream, upload, existing, digest):
             return None
+        if other is None and self._chain_decides(stream, existing):
+            return self._chain_conflict(stream, upload, existing, do_commit)
         found = f"{existing} {other or 'exists with other content'}"
         if policy == "skip":
             upload.abort()
@@ -1634,6 +1644,35 @@ class Engine:
         if policy == "overwrite":
             return do_commit(target=existing, overwrite=True)
         return self._keep_both(stream, upload, existing, digest, do_commit, other=other)
+
+    @staticmethod
+    def _chain_decides(stream: Stream, existing: str) -> bool:
+        """``existing`` is a history's chain file, where a source history's chain file goes: the two
+        histories decide, not ``--on-conflict`` (``engine/histories.py``)."""
+        return (
+            stream.lane.caps.is_local
+            and existing == stream.planned
+            and existing.endswith("/" + CHAIN)
+            and in_history(existing)
+            and in_history(stream.file.src.abs_path)
+        )
+
+    def _chain_conflict(
+        self, stream: Stream, upload: Upload, existing: str, do_commit: Callable[..., Landed]
+    ) -> Landed | None:
+        """The source's chain file at a destination that has one: there already when that chain
+        holds every generation of the source's; it replaces a chain it continues; two different
+        histories are refused (compared now: what landed since planning counts)."""
+        hist = compare_histories(stream.file.src.abs_path.rpartition("/")[0], existing.rpartition("/")[0])
+        if hist.chain_replaces():
+            return do_commit(target=existing, overwrite=True)
+        upload.abort()
+        self._drop_partial(stream)
+        if not hist.chain_is_there():
+            raise hist.refusal(CHAIN) or errors.HistoryConflict(f"{existing} is not a history's chain file")
+        landed = Landed(target=existing, size=stream.file.src.size, verify_method=hist.said())
+        self._landed(stream, landed, "already")
+        return None
 
     def _keep_both(
         self,

@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import html as _html
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import jinja2
 from markupsafe import Markup
@@ -22,7 +23,7 @@ from markupsafe import Markup
 from castoff import __version__
 from castoff.catalog.db import Catalog
 from castoff.reports.json_report import iter_empty_folders
-from castoff.reports.rows import file_groups
+from castoff.reports.rows import file_groups, named_groups
 from castoff.reports.staged import staged
 from castoff.reports.summary import OK, PROBLEM_FILES_SQL, Tally, is_problem, tally
 from castoff.units import TimeText, format_bytes
@@ -85,7 +86,7 @@ def _env(cache_folder: Path) -> jinja2.Environment:
 
 def _problems(catalog: Catalog, job_id: str) -> Iterator[FileGroup]:
     """The files with a problem, each with only its rows that have one."""
-    for rows in file_groups(catalog, job_id, PROBLEM_FILES_SQL):
+    for rows in named_groups(catalog, job_id, PROBLEM_FILES_SQL):
         items = [r for r in rows if is_problem(r)]
         if items:
             yield FileGroup(items[0], items)
@@ -95,35 +96,60 @@ def _esc(value: object) -> str:
     return _html.escape(str(value))
 
 
+#: a character ``html.escape`` replaces: text without one is its own escape
+_special = re.compile("[&<>\"']").search
+
+
 class _FileRows:
     """One file of the full list as HTML: the template's rows, written here because the list has a
     line per file and destination, and Jinja's per-value machinery made 200,000 files take
-    seconds. Every value goes through ``html.escape`` (the same five characters as the template's
-    autoescaping, without its Markup object per value); the values most files share (destination,
-    status, how and when verified) are escaped once and remembered."""
+    seconds. Every value is written as ``html.escape`` writes it (the same five characters as the
+    template's autoescaping, without its Markup object per value): a text that holds none of them
+    as it is, after one search, instead of five replacements. The parts of a row most files share
+    (destination and status; how and when verified) are written once and remembered."""
 
     def __init__(self) -> None:
         self._when = TimeText(WHEN)
-        self._known: dict[object, str] = {}
+        #: (destination, status, damaged) -> the row up to its target
+        self._heads: dict[tuple[object, object, bool], str] = {}
+        #: (verify method, the second verified) -> the row's end
+        self._tails: dict[tuple[object, float | None], str] = {}
 
-    def _shared(self, value: object) -> str:
-        text = self._known.get(value)
-        if text is None:
-            if len(self._known) > 10_000:
-                self._known.clear()
-            text = self._known[value] = _esc(value)
+    def _head(self, key: tuple[object, object, bool]) -> str:
+        if len(self._heads) > 10_000:
+            self._heads.clear()
+        dest, status, undamaged = _esc(key[0]), _esc(key[1]), key[2]
+        damaged = "" if undamaged else ' <span class="pill damaged">damaged copy kept</span>'
+        text = self._heads[key] = (
+            f"    <td>{dest}</td>\n"
+            f'    <td><span class="pill {status}">{status}</span>{damaged}</td>\n'
+            '    <td class="target"><code>'
+        )
         return text
 
-    def __call__(self, rows: Sequence[sqlite3.Row]) -> str:
+    def _tail(self, key: tuple[object, float | None], verified_at: float | None) -> str:
+        if len(self._tails) > 10_000:
+            self._tails.clear()
+        method, when = _esc(key[0] or ""), _esc(self._when(verified_at) or "")
+        text = self._tails[key] = f'    <td>{method}</td>\n    <td class="num">{when}</td>\n  </tr>\n'
+        return text
+
+    def __call__(self, rows: Sequence[Sequence[Any]]) -> str:
         """By column number, in ``rows.ROWS_SQL``'s order."""
         f = rows[0]
         n = len(rows)
+        path, blake3 = f[1], f[6] or ""
+        if type(path) is not str or _special(path):
+            path = _esc(path)
+        if type(blake3) is not str or _special(blake3):
+            blake3 = _esc(blake3)
         out = [
-            f'  <tbody class="file">\n  <tr>\n    <td class="path" rowspan="{n}">{_esc(f[1])}</td>\n'
-            f'    <td class="num" rowspan="{n}">{_esc(format_bytes(f[3]))}</td>\n'
-            f'    <td rowspan="{n}"><code class="hash">{_esc(f[6] or "")}</code></td>\n'
+            f'  <tbody class="file">\n  <tr>\n    <td class="path" rowspan="{n}">{path}</td>\n'
+            # digits, a point, a space and a unit: nothing to escape
+            f'    <td class="num" rowspan="{n}">{format_bytes(f[3])}</td>\n'
+            f'    <td rowspan="{n}"><code class="hash">{blake3}</code></td>\n'
         ]
-        shared = self._shared
+        heads, tails = self._heads, self._tails
         for i, r in enumerate(rows):
             if i:
                 out.append("  <tr>\n")
@@ -134,23 +160,35 @@ class _FileRows:
                     f'    <td class="err" colspan="4">{_esc(f[9] or "")}</td>\n  </tr>\n'
                 )
                 continue
-            error = f'<div class="err">{_esc(r[23])}</div>' if r[23] else ""
-            detail = f'<div class="muted">{_esc(r[25])}</div>' if r[25] else ""
-            status = shared(r[19])
-            damaged = ' <span class="pill damaged">damaged copy kept</span>' if r[29] else ""
-            out.append(
-                f"    <td>{shared(r[17])}</td>\n"
-                f'    <td><span class="pill {status}">{status}</span>{damaged}</td>\n'
-                f'    <td class="target"><code>{_esc(r[18])}</code>{error}{detail}</td>\n'
-                f"    <td><code>{_esc(r[22] or '')}</code></td>\n"
-                f"    <td>{shared(r[20] or '')}</td>\n"
-                f'    <td class="num">{shared(self._when(r[21]) or "")}</td>\n  </tr>\n'
-            )
+            key = (r[17], r[19], not r[29])
+            head = heads.get(key) or self._head(key)
+            at = r[21]
+            end = (r[20], None if at is None else at // 1)  # TimeText's whole second
+            tail = tails.get(end) or self._tail(end, at)
+            target, etag = r[18], r[22] or ""
+            if type(target) is not str or _special(target):
+                target = _esc(target)
+            if type(etag) is not str or _special(etag):
+                etag = _esc(etag)
+            error, detail = r[23], r[25]
+            if error:
+                if type(error) is not str or _special(error):
+                    error = _esc(error)
+                error = f'<div class="err">{error}</div>'
+            else:
+                error = ""
+            if detail:  # a re-run says where each copy was verified before
+                if type(detail) is not str or _special(detail):
+                    detail = _esc(detail)
+                detail = f'<div class="muted">{detail}</div>'
+            else:
+                detail = ""
+            out.append(f"{head}{target}</code>{error}{detail}</td>\n    <td><code>{etag}</code></td>\n{tail}")
         out.append("  </tbody>\n")
         return "".join(out)
 
 
-def _file_chunks(groups: Iterable[Sequence[sqlite3.Row]], per_chunk: int = 20) -> Iterator[Markup]:
+def _file_chunks(groups: Iterable[Sequence[Sequence[Any]]], per_chunk: int = 20) -> Iterator[Markup]:
     """The full list in pieces of ``per_chunk`` files, already escaped, for the template to emit."""
     file_rows = _FileRows()
     chunk: list[str] = []
@@ -168,7 +206,7 @@ def render(
     job_id: str,
     fh: TextIO,
     counts: Tally | None = None,
-    files: Iterable[Sequence[sqlite3.Row]] | None = None,
+    files: Iterable[Sequence[Sequence[Any]]] | None = None,
 ) -> None:
     """Write the report for ``job_id`` to ``fh``, streaming: memory does not grow with the job.
     ``files``: each file's rows for the full list, when the caller streams them (default: read here)."""

@@ -14,7 +14,6 @@ file, as each local destination got them (absent from reports of earlier version
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ def _iso(t: float | None) -> str | None:
     return time.strftime(ISO, time.localtime(t))
 
 
-def _capture(r: sqlite3.Row) -> dict[str, Any] | None:
+def _capture(r: Sequence[Any]) -> dict[str, Any] | None:
     if r[16] is None:  # no layout path: the job had no planner
         return None
     return {
@@ -51,7 +50,7 @@ def _capture(r: sqlite3.Row) -> dict[str, Any] | None:
     }
 
 
-def _destination(o: sqlite3.Row, iso: TimeText) -> dict[str, Any]:
+def _destination(o: Sequence[Any], iso: TimeText) -> dict[str, Any]:
     sidecar = None if o[26] is None else {"key": o[26], "status": o[27], "error": o[28]}
     return {
         "destination": o[17],
@@ -68,7 +67,7 @@ def _destination(o: sqlite3.Row, iso: TimeText) -> dict[str, Any]:
     }
 
 
-def _file(rows: list[sqlite3.Row], iso: TimeText) -> dict[str, Any]:
+def _file(rows: Sequence[Sequence[Any]], iso: TimeText) -> dict[str, Any]:
     """The file as a dict (``build``); by column number, in ``rows.ROWS_SQL``'s order."""
     f = rows[0]
     return {
@@ -99,39 +98,59 @@ def _value(v: object) -> str:
     return json.dumps(v, ensure_ascii=False)
 
 
-def _capture_text(r: sqlite3.Row) -> str:
+def _capture_text(r: Sequence[Any]) -> str:
     if r[16] is None:
         return "null"
-    v, s = _value, _string
+    s = _string
+    # text columns: a str or NULL, as ``_value`` writes them, without a call for each NULL
     return (
-        f'{{"time": {v(r[10])}, "source": {v(r[11])}, "device": {v(r[12])}, "device_source": {v(r[13])},'
-        f' "type": {v(r[14])}, "sidecar_of": {v(r[15])}, "layout_path": {s(r[16])}}}'
+        f'{{"time": {"null" if r[10] is None else s(r[10])},'
+        f' "source": {"null" if r[11] is None else s(r[11])},'
+        f' "device": {"null" if r[12] is None else s(r[12])},'
+        f' "device_source": {"null" if r[13] is None else s(r[13])},'
+        f' "type": {"null" if r[14] is None else s(r[14])},'
+        f' "sidecar_of": {"null" if r[15] is None else s(r[15])}, "layout_path": {s(r[16])}}}'
     )
 
 
-def _destination_text(o: sqlite3.Row, iso: TimeText) -> str:
-    v, s = _value, _string
-    sidecar = "null" if o[26] is None else f'{{"key": {s(o[26])}, "status": {s(o[27])}, "error": {v(o[28])}}}'
+def _destination_text(o: Sequence[Any], iso: TimeText) -> str:
+    s = _string
+    sidecar = (
+        "null"
+        if o[26] is None
+        else f'{{"key": {s(o[26])}, "status": {s(o[27])}, "error": {"null" if o[28] is None else s(o[28])}}}'
+    )
+    # every column here is text (a str or NULL) but verified_at, whose text ``iso`` makes
     return (
         f'{{"destination": {s(o[17])}, "target": {s(o[18])}, "status": {s(o[19])},'
-        f' "verify_method": {v(o[20])}, "verified_at": {v(iso(o[21]))}, "etag": {v(o[22])},'
-        f' "error": {v(o[23])}, "error_code": {v(o[24])}, "detail": {v(o[25])}, "damaged": {v(o[29])},'
+        f' "verify_method": {"null" if o[20] is None else s(o[20])},'
+        f' "verified_at": {"null" if o[21] is None else s(iso(o[21]))},'
+        f' "etag": {"null" if o[22] is None else s(o[22])},'
+        f' "error": {"null" if o[23] is None else s(o[23])},'
+        f' "error_code": {"null" if o[24] is None else s(o[24])},'
+        f' "detail": {"null" if o[25] is None else s(o[25])},'
+        f' "damaged": {"null" if o[29] is None else s(o[29])},'
         f' "metadata_sidecar": {sidecar}}}'
     )
 
 
-def file_line(rows: Sequence[sqlite3.Row], iso: TimeText) -> str:
+def file_line(rows: Sequence[Sequence[Any]], iso: TimeText) -> str:
     """``json.dumps(_file(rows, iso), ensure_ascii=False)``, byte for byte, written directly: building
     the dict and encoding it cost more than twice as much (tests/reports/test_report_onepass.py
-    holds the two equal)."""
+    holds the two equal). A text column (TEXT affinity: SQLite keeps a str or NULL there) is
+    written inline, a number through ``_value``."""
     f = rows[0]
     v, s = _value, _string  # s: a column that is text, never NULL
-    dests = ", ".join([_destination_text(o, iso) for o in rows if o[17] is not None])
+    if len(rows) == 1:
+        dests = "" if f[17] is None else _destination_text(f, iso)
+    else:
+        dests = ", ".join([_destination_text(o, iso) for o in rows if o[17] is not None])
     return (
-        f'{{"path": {s(f[1])}, "source": {s(f[2])}, "size": {v(f[3])}, "mtime": {v(iso(f[4] / 1e9))},'
-        f' "mtime_ns": {v(f[4])}, "blake3": {v(f[6])}, "md5": {v(f[7])}, "xxh128": {v(f[8])},'
-        f' "status": {s(f[5])}, "error": {v(f[9])}, "capture": {_capture_text(f)},'
-        f' "destinations": [{dests}]}}'
+        f'{{"path": {s(f[1])}, "source": {s(f[2])}, "size": {v(f[3])}, "mtime": {s(iso(f[4] / 1e9))},'
+        f' "mtime_ns": {v(f[4])}, "blake3": {"null" if f[6] is None else s(f[6])},'
+        f' "md5": {"null" if f[7] is None else s(f[7])}, "xxh128": {"null" if f[8] is None else s(f[8])},'
+        f' "status": {s(f[5])}, "error": {"null" if f[9] is None else s(f[9])},'
+        f' "capture": {_capture_text(f)}, "destinations": [{dests}]}}'
     )
 
 

@@ -3,9 +3,9 @@ JSON's list of files is written as the HTML's template pulls its full list, both
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from castoff.catalog.db import Catalog
 from castoff.reports import html, json_report
@@ -39,7 +39,7 @@ def write(catalog: Catalog, job_id: str, folder: Path, counts: Tally) -> tuple[P
 
 def _each_file(
     catalog: Catalog, job_id: str, files: json_report.ListWriter, iso: TimeText, *, problems_listed: bool
-) -> Iterator[list[sqlite3.Row]]:
+) -> Iterator[list[tuple[Any, ...]]]:
     """Each file's rows for the HTML's full list, written to the JSON's list on the way unless it is
     one of the problems listed already."""
     for rows in file_groups(catalog, job_id):

@@ -1,0 +1,132 @@
+"""A card's own ASC MHL history copied onto a destination: continued, replaced when it grew, never
+mixed with another history (``engine/histories.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import xxhash
+from lxml import etree
+
+from castoff.engine.histories import Histories
+from castoff.reports import mhl
+from reports.kit import Cli, last_report, write
+from reports.test_mhl import NS, _both_verify
+
+CHAIN = "ascmhl/ascmhl_chain.xml"
+
+
+def _outcomes(state: Path, rel_suffix: str) -> list[dict[str, object]]:
+    files = [f for f in last_report(state)["files"] if f["path"].endswith(rel_suffix)]
+    assert len(files) == 1, [f["path"] for f in last_report(state)["files"]]
+    return list(files[0]["destinations"])
+
+
+def _generations(root: Path) -> list[str]:
+    chain = etree.parse(str(root / CHAIN))
+    return [e.findtext("d:path", namespaces=NS) or "" for e in chain.findall("d:hashlist", namespaces=NS)]
+
+
+def _card_with_history(tmp_path: Path, card: Path, cli: Cli) -> None:
+    """The card gets an in-place generation (a first offload with --mhl-source)."""
+    r = cli("copy", str(card), "--to", str(tmp_path / "first"), "--mhl-source")
+    assert r.returncode == 0, r.stderr
+    assert (card / CHAIN).is_file()
+
+
+def test_a_card_history_landing_on_a_new_root_is_continued_and_a_rerun_finds_nothing_damaged(
+    tmp_path: Path, card: Path, cli: Cli, state: Path, ascmhl_bin: Path
+) -> None:
+    _card_with_history(tmp_path, card, cli)
+    dest = tmp_path / "ssd"
+    r = cli("copy", str(card), "--to", str(dest), "--template", "{path}")
+    assert r.returncode == 0, r.stderr
+    gens = _generations(dest)
+    assert len(gens) == 2 and gens[0].startswith("0001_A001_CARD_") and gens[1].startswith("0002_ssd_")
+    # castoff added its generation to the chain it copied: a re-run calls that neither damage nor
+    # a conflict, and keeps one chain file
+    for _ in range(2):
+        r = cli("copy", str(card), "--to", str(dest), "--template", "{path}")
+        assert r.returncode == 0, r.stderr
+        assert "DAMAGED" not in r.stderr and "(2)" not in r.stderr
+    assert sorted(p.name for p in (dest / "ascmhl").iterdir()) == sorted([*gens, "ascmhl_chain.xml"])
+    (out,) = _outcomes(state, CHAIN)
+    assert out["status"] == "already"
+    assert "holds every generation of the source's" in str(out["verify_method"])
+    _both_verify(cli, ascmhl_bin, dest)
+
+
+def test_a_card_history_is_never_mixed_into_another_history(
+    tmp_path: Path, card: Path, cli: Cli, state: Path, ascmhl_bin: Path
+) -> None:
+    _card_with_history(tmp_path, card, cli)
+    dest = tmp_path / "ssd"
+    other = write(tmp_path / "OTHER" / "notes.txt", b"notes").parent
+    assert cli("copy", str(other), "--to", str(dest), "--template", "{path}").returncode == 0
+    own = sorted(p.name for p in (dest / "ascmhl").iterdir())
+    for extra in ((), ("--on-conflict", "overwrite")):
+        r = cli("copy", str(card), "--to", str(dest), "--template", "{path}", *extra)
+        assert r.returncode == 1, r.stderr
+        said = " ".join(r.stderr.split())
+        assert "are two different histories" in said and "did NOT copy" in said
+        assert "--exclude 'ascmhl/**'" in said
+        # the destination's history is as it was, apart from castoff's generation for the card's files
+        names = sorted(p.name for p in (dest / "ascmhl").iterdir())
+        assert not any("A001_CARD" in n or "(2)" in n for n in names), names
+        (chain,) = _outcomes(state, CHAIN)
+        assert (chain["status"], chain["error_code"]) == ("failed", "history-conflict")
+        others = [f for f in last_report(state)["files"] if "ascmhl/" not in f["path"]]
+        assert {d["status"] for f in others for d in f["destinations"]} <= {"verified", "already", "skipped"}
+    assert set(own) <= set(names)
+    _both_verify(cli, ascmhl_bin, dest)
+    # the way out the message gives
+    r = cli("copy", str(card), "--to", str(dest), "--template", "{path}", "--exclude", "ascmhl/**")
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_card_history_that_grew_replaces_the_shorter_chain_at_the_destination(
+    tmp_path: Path, card: Path, cli: Cli, state: Path, ascmhl_bin: Path
+) -> None:
+    _card_with_history(tmp_path, card, cli)
+    dest = tmp_path / "ssd"
+    assert cli("copy", str(card), "--to", str(dest)).returncode == 0
+    nested = dest / card.name
+    assert len(_generations(nested)) == 1
+    # the card gains a file, and a second in-place generation
+    write(card / "DCIM" / "100CANON" / "IMG_0002.CR3", b"new frame" * 1000)
+    assert cli("copy", str(card), "--to", str(tmp_path / "first"), "--mhl-source").returncode == 0
+    r = cli("copy", str(card), "--to", str(dest))
+    assert r.returncode == 0, r.stderr
+    assert _generations(nested) == _generations(card)
+    assert len(_generations(card)) == 2
+    assert sorted(p.name for p in (nested / "ascmhl").iterdir()) == sorted(
+        p.name for p in (card / "ascmhl").iterdir()
+    )
+    assert (nested / CHAIN).read_bytes() == (card / CHAIN).read_bytes()
+    (out,) = _outcomes(state, CHAIN)
+    assert out["status"] == "verified"
+    _both_verify(cli, ascmhl_bin, dest)
+
+
+def test_two_histories_bound_for_one_folder_in_one_job_keep_the_first(tmp_path: Path) -> None:
+    """Two cards merged by the layout: both histories would land in one ascmhl folder."""
+    for card in ("A", "B"):
+        write(tmp_path / card / "x.txt", card.encode())
+        entry = mhl.Entry("x.txt", 1, 0, xxhash.xxh3_128(card.encode()).hexdigest(), None, 0.0)
+        mhl.write_generation(
+            tmp_path / card,
+            iter([entry]),
+            started=0.0,
+            process="in-place",
+            comment=card,
+            ignore=(),
+        )
+    histories = Histories()
+    target = str(tmp_path / "dest" / "ascmhl" / "ascmhl_chain.xml")
+    first = histories.at("local:d", str(tmp_path / "A" / CHAIN), target)
+    assert first.relation == "new" and first.refusal("ascmhl_chain.xml") is None
+    second = histories.at("local:d", str(tmp_path / "B" / CHAIN), target)
+    assert second.relation == "apart"
+    assert second.refusal("ascmhl_chain.xml") is not None
+    assert second.refusal("0001_B_2026.mhl") is not None
+    assert second.refusal("notes.txt") is None  # not a history file
