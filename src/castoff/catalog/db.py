@@ -7,6 +7,7 @@ destination, what is known to be verified where, and every unfinished multipart 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -333,6 +334,11 @@ class LandedRow(NamedTuple):  # a re-run makes one a file: a tuple is built five
     verify_method: str
     verified_at: float
     job_id: str
+
+
+#: a row of ``_LANDED_COLUMNS`` as a LandedRow: the tuple made from it without a Python call
+#: (a re-run makes one a file and destination; the query's columns are the row's, in order)
+_as_landed_row = functools.partial(tuple.__new__, LandedRow)
 
 
 class DamagedCopy(NamedTuple):
@@ -1165,7 +1171,7 @@ class Catalog:
             if self._deferred:
                 self._apply_deferred()
             rows = self._db.execute(_LANDED_COLUMNS + where, (dest_ident, *src_paths)).fetchall()
-        return [LandedRow(*r) for r in rows]
+        return list(map(_as_landed_row, rows))
 
     # -- multipart uploads -----------------------------------------------------------------
 

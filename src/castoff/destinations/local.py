@@ -264,6 +264,15 @@ def partial_path_for(target: str) -> str:
 
 def check_rel_path(rel_path: str) -> None:
     """Relative POSIX path with no empty, '.' or '..' component: it cannot leave the root."""
+    if (
+        rel_path
+        and rel_path[0] not in "/."
+        and rel_path[-1] != "/"
+        and "//" not in rel_path
+        and "/." not in rel_path
+        and "\x00" not in rel_path
+    ):
+        return  # no component is empty or begins with a dot: the usual path, told without a split
     if not rel_path or rel_path.startswith("/"):
         raise errors.KeyRejected(f"not a relative path: {rel_path!r}")
     if "\x00" in rel_path:
@@ -555,6 +564,7 @@ class LocalDestination:
         self.root = os.path.abspath(os.fspath(root))
         self._prefix = self.root if self.root.endswith("/") else self.root + "/"
         self._name = name or self.root
+        self._ident = "local:" + self.root  # asked several times a file: made once
         #: (st_dev, st_ino) of the root when the job began: a drive unmounted mid-job must not
         #: turn into writes to the empty mount point (the disk underneath) or a re-created folder
         self._root_id: tuple[int, int] | None = None
@@ -590,7 +600,7 @@ class LocalDestination:
 
     @property
     def ident(self) -> str:
-        return "local:" + self.root
+        return self._ident
 
     @property
     def caps(self) -> Capabilities:
@@ -828,11 +838,13 @@ class LocalDestination:
             return None
         except OSError as exc:
             raise translate_os_error(exc, f"cannot look at {target}") from exc
+        mode = st.st_mode
         return ObjectStat(
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            not_a_file=not_a_file(st.st_mode),
-            file_id=(st.st_dev, st.st_ino),
+            st.st_size,
+            st.st_mtime_ns,
+            None,
+            None if stat.S_ISREG(mode) else not_a_file(mode),
+            (st.st_dev, st.st_ino),
         )
 
     def open_read(self, target: str) -> BinaryIO:

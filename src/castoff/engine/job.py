@@ -51,7 +51,7 @@ from castoff.scan import EmptyFolder, Filters, Skipped, SourceFile, scan
 from castoff.units import TimeText
 
 if TYPE_CHECKING:
-    from castoff.layout.planner import DestPlan, Planner
+    from castoff.layout.planner import Planner
 
 ON_CONFLICT = ("rename", "skip", "overwrite", "fail")
 #: parts' worth of bytes a remote lane may have waiting beside those its workers are sending
@@ -218,6 +218,7 @@ class Engine:
         self.budget = MemoryBudget(parts // 2)
         self.catchup_budget = MemoryBudget(parts - parts // 2)
         self.need_md5 = any(lane.caps.needs_md5 for lane in self.lanes)
+        self._plain = self._plain_part_size()
         # A re-run's look-ups, a batch of files at a time (--rehash looks nothing up)
         self._prefetch = Prefetch(catalog, [ln.dest.ident for ln in self.lanes], enabled=not options.rehash)
         #: each source ASC MHL history against the one where it would land (``engine/histories.py``)
@@ -604,7 +605,24 @@ class Engine:
 
     # -- planning and the one read ------------------------------------------------------------
 
+    def _plain_part_size(self) -> tuple[int, int | None]:
+        """The part size of every file up to a size (the second, None for any size): the one
+        ``_part_size`` comes to when no destination's part count makes it grow (the lanes'
+        capabilities are fixed: worked out once, not once a file)."""
+        ps, up_to = self.options.chunk_size, None
+        for lane in self.lanes:
+            caps = lane.caps
+            if caps.preferred_part_size:
+                ps = max(ps, caps.preferred_part_size)
+            ps = max(ps, caps.min_part_size)
+            fits = ps * caps.max_parts  # the size this lane takes in parts of ps (at this point)
+            up_to = fits if up_to is None else min(up_to, fits)
+        return ps, up_to
+
     def _part_size(self, size: int) -> int:
+        plain, up_to = self._plain
+        if up_to is None or size <= up_to:
+            return plain  # what the loop below would come to: no lane grows the part
         ps = self.options.chunk_size
         for lane in self.lanes:
             caps = lane.caps
@@ -749,11 +767,12 @@ class Engine:
     def _plan_stream(self, lane: Lane, fs: FileState) -> Stream | None:
         src = fs.src
         dest = lane.dest
-        lane.stats.files_total += 1
-        lane.stats.bytes_total += src.size
+        stats = lane.stats
+        stats.files_total += 1
+        stats.bytes_total += src.size
         try:
-            rel_path, dest_plan = self._layout(lane, fs)
-            target = dest.target_for(rel_path)
+            named = self._layout(lane, fs)
+            target = dest.target_for(src.rel_path if named is None else named[0])
             limit = lane.caps.max_key_bytes
             # a character is at most 4 bytes: only a long target can be too long
             if len(target) * 4 > limit and len(target.encode("utf-8", "surrogateescape")) > limit:
@@ -768,20 +787,21 @@ class Engine:
             return None
         if not self.options.rehash:
             landed = self._prefetch.landed_at(dest.ident, target, src.abs_path)
+            known_damaged = self._known_damaged  # usually empty: nothing to ask of it then
             if (
                 landed is not None
                 and landed.src_path == src.abs_path  # not another source that landed there
                 and landed.size == src.size
                 and landed.mtime_ns == src.mtime_ns
-                and not self._is_known_damaged(lane, landed)
+                and not (known_damaged and self._is_known_damaged(lane, landed))
                 and self._still_there(lane, landed.target, src)
             ):
-                lane.stats.bytes_skipped += src.size  # nothing to send: off the progress bar's total
+                stats.bytes_skipped += src.size  # nothing to send: off the progress bar's total
                 when = self._minute(landed.verified_at)
-                detail = f"verified at {lane.name} on {when} ({landed.verify_method})"
+                detail = f"verified at {dest.name} on {when} ({landed.verify_method})"
                 if self._debug:
                     self.log(f"skip: {src.rel_path}: {detail}", "debug")
-                damaged = self._still_damaged(lane, landed)
+                damaged = self._still_damaged(lane, landed) if known_damaged else None
                 if damaged is not None:
                     detail += "; " + self._say_damaged(lane, damaged, landed.target, already=True)
                 self._record(
@@ -803,6 +823,10 @@ class Engine:
             if refused is not None:
                 self._record(lane, fs, target, Outcome("failed", error=refused))
                 return None
+        dest_plan = None
+        planner = self.options.planner
+        if named is not None and planner is not None and fs.plan is not None:  # ``_layout``'s plan
+            dest_plan = planner.for_destination(fs.plan, dest, named)
         stream = Stream(lane=lane, file=fs, planned=target, target=target, dest_plan=dest_plan)
         if dest_plan is not None:
             stream.notes.extend(dest_plan.notes)
@@ -810,16 +834,18 @@ class Engine:
             self._find_resumable(stream)
         return stream
 
-    def _layout(self, lane: Lane, fs: FileState) -> tuple[str, DestPlan | None]:
-        """The layout-relative path of ``fs`` at this lane (planned once per file, recorded)."""
+    def _layout(self, lane: Lane, fs: FileState) -> tuple[str, tuple[str, ...]] | None:
+        """The layout-relative path of ``fs`` at this lane and the notes its name rules made
+        (planned once per file, recorded); None without a planner (the source's relative path).
+        The rest of the destination's plan (``Planner.for_destination``) cannot fail: it is made
+        only for a file that is sent, not for one a re-run finds there."""
         planner = self.options.planner
         if planner is None:
-            return fs.src.rel_path, None
+            return None
         if fs.plan is None:
             fs.plan = planner.plan(fs.src)
             self.catalog.set_file_meta(self.job_id, fs.file_id, fs.plan.catalog_record())
-        dest_plan = planner.for_destination(fs.plan, lane.dest)
-        return dest_plan.rel_path, dest_plan
+        return planner.dest_path(fs.plan, lane.dest)
 
     def _is_known_damaged(self, lane: Lane, landed: LandedRow) -> bool:
         """The copy the catalog says landed is the one an earlier job found damaged (its good copy
@@ -865,7 +891,13 @@ class Engine:
             return False
         if st.file_id == (src.dev, src.ino):
             return False  # the source itself: the conflict handling fails the file
-        return not lane.caps.is_local or st.mtime_ns is None or mtime_kept(st.mtime_ns, src.mtime_ns)
+        found = st.mtime_ns
+        return (
+            not lane.caps.is_local
+            or found is None
+            or found == src.mtime_ns  # as castoff set it (mtime_kept's answer, without the call)
+            or mtime_kept(found, src.mtime_ns)
+        )
 
     def _runs_beside(self, job_id: str) -> bool:
         """Whether ``job_id`` is another job, still running (its process alive): what it has under
@@ -2048,7 +2080,7 @@ class Engine:
         return str(error), code
 
     def _store(self, lane: Lane, fs: FileState, target: str, out: Outcome) -> None:
-        err_text, code = self._error_text(out)
+        err_text, code = (None, None) if out.error is None else self._error_text(out)
         self.catalog.set_outcome(
             self.job_id,
             fs.file_id,
@@ -2068,10 +2100,13 @@ class Engine:
     def _tell(self, lane: Lane, fs: FileState, target: str, out: Outcome) -> None:
         """The counters, the log and the event for an outcome already in the catalog."""
         status = out.status
-        err_text, _ = self._error_text(out)
+        err_text = None if out.error is None else self._error_text(out)[0]
         st = lane.stats
-        with lane.cond:
-            if status in ("verified", "already", "skipped"):
+        with lane.lock:  # the condition's lock: nothing is waited for or woken here
+            if status == "skipped":  # a re-run's, one a file
+                st.files_done += 1
+                st.skipped += 1
+            elif status in ("verified", "already"):
                 st.files_done += 1
                 setattr(st, status, getattr(st, status) + 1)
             elif status == "failed":

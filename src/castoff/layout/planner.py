@@ -172,9 +172,13 @@ class Planner:
         reading it again: a re-run plans from the catalog."""
         if prior.rel_path != src.rel_path:
             return  # the card's folder names (part of the device) may differ under another root
-        key = stem_of(src.abs_path).lower()
-        if prior.counter is not None and key not in self._counters:
-            self._remember(self._counters, key, prior.counter)  # type: ignore[arg-type]
+        if prior.counter is not None:
+            counters = self._counters
+            key = stem_of(src.abs_path).lower()
+            if key not in counters:  # ``_remember``'s, without the call (a re-run's every file)
+                counters[key] = prior.counter  # new: last already
+                if len(counters) > _REMEMBER:
+                    counters.popitem(last=False)
         if prior.capture is None or not header:
             return
         c = prior.capture
@@ -316,9 +320,20 @@ class Planner:
             notes.append(f"name {part!r} written as {parts[i]!r} for {fs} (--safe-names)")
         return "/".join(parts), tuple(notes)
 
-    def for_destination(self, plan: FilePlan, dest: Destination) -> DestPlan:
-        """Raises KeyRejected when the destination cannot hold the name."""
-        rel, notes = self._apply_name_rules(plan.layout_path, dest)
+    def dest_path(self, plan: FilePlan, dest: Destination) -> tuple[str, tuple[str, ...]]:
+        """``plan``'s layout path at ``dest`` after its name rules, and the notes they made:
+        ``for_destination``'s first step, and the only one that can fail (KeyRejected when the
+        destination cannot hold the name). A re-run that finds the file there needs no more."""
+        if self._rules.get(dest.ident, "") is None:  # known to have no name rules: nothing to apply
+            return plan.layout_path, ()
+        return self._apply_name_rules(plan.layout_path, dest)
+
+    def for_destination(
+        self, plan: FilePlan, dest: Destination, named: tuple[str, tuple[str, ...]] | None = None
+    ) -> DestPlan:
+        """Raises KeyRejected when the destination cannot hold the name; ``named``: what
+        ``dest_path`` answered for this plan and destination, not asked again."""
+        rel, notes = self._apply_name_rules(plan.layout_path, dest) if named is None else named
         if dest.caps.is_local:
             return DestPlan(rel, notes, xattrs=plan.xattrs)
         fields = object_fields(plan.record())
