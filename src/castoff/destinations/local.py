@@ -840,11 +840,10 @@ class LocalDestination:
             raise translate_os_error(exc, f"cannot look at {target}") from exc
         mode = st.st_mode
         return ObjectStat(
-            st.st_size,
-            st.st_mtime_ns,
-            None,
-            None if stat.S_ISREG(mode) else not_a_file(mode),
-            (st.st_dev, st.st_ino),
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            not_a_file=None if stat.S_ISREG(mode) else not_a_file(mode),
+            file_id=(st.st_dev, st.st_ino),
         )
 
     def open_read(self, target: str) -> BinaryIO:

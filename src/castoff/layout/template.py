@@ -122,14 +122,7 @@ def _join(components: tuple[tuple[Piece, ...], ...], values: Mapping[str, str]) 
     for comp in components:
         if len(comp) == 1:  # most components: one token, or one literal
             piece = comp[0]
-            if isinstance(piece, str):
-                text = piece
-            else:  # ``_fill``, without the call (a re-run plans every file)
-                text = values[piece.name]
-                if piece.name not in MULTI_COMPONENT:
-                    text = text.replace("/", "-")
-                if piece.width:
-                    text = text.zfill(piece.width)
+            text = piece if isinstance(piece, str) else _fill(piece, values)
         else:
             text = "".join(p if isinstance(p, str) else _fill(p, values) for p in comp)
         if "/" in text:
