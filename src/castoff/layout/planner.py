@@ -173,12 +173,9 @@ class Planner:
         if prior.rel_path != src.rel_path:
             return  # the card's folder names (part of the device) may differ under another root
         if prior.counter is not None:
-            counters = self._counters
             key = stem_of(src.abs_path).lower()
-            if key not in counters:  # ``_remember``'s, without the call (a re-run's every file)
-                counters[key] = prior.counter  # new: last already
-                if len(counters) > _REMEMBER:
-                    counters.popitem(last=False)
+            if key not in self._counters:
+                self._remember(self._counters, key, prior.counter)  # type: ignore[arg-type]
         if prior.capture is None or not header:
             return
         c = prior.capture
