@@ -157,3 +157,66 @@ def test_two_jobs_started_in_the_same_instant_cannot_both_pass(tmp_path: Path) -
     for t in threads:
         t.join(30)
     assert sorted(outcomes.values()) == ["refused", "started"], outcomes
+
+
+def test_one_key_of_a_bucket_is_claimed_by_one_running_job_at_a_time(cat: Catalog, tmp_path: Path) -> None:
+    """``claim_key``: two jobs landing two cards on one key of a bucket without conditional writes;
+    the second is told the first has it while the first runs, and gets it once the first has put
+    its object (then ``objects`` answers), ended, or died."""
+    key = "EOS_DIGITAL/DCIM/100CANON/IMG_0001.CR3"
+    ident = ARK["ident"]
+    start(cat, "first", [str(tmp_path / "a" / "EOS_DIGITAL")], [ARK])
+    start(cat, "second", [str(tmp_path / "b" / "EOS_DIGITAL")], [ARK])
+
+    assert cat.claim_key(ident, key, "first", row_alive) is None  # free: the first has it now
+    assert cat.claim_key(ident, key, "first", row_alive) is None  # its own claim again
+    assert cat.claim_key(ident, key, "second", row_alive) == "first"
+    assert cat.claim_key("s3:aws/other/", key, "second", row_alive) is None  # another bucket
+    assert cat.claim_key(ident, key + ".xmp", "second", row_alive) is None  # another key
+
+    cat.record_object(ident, key, blake3="b" * 64, size=1, job_id="first")  # put: the claim is done
+    assert cat.claim_key(ident, key, "second", row_alive) is None  # (the caller looks at objects first)
+    assert cat.claim_key(ident, key, "first", row_alive) == "second"
+
+    cat.end_job("second", status="ok", exit_code=0)  # a job's end lets go of every key it held
+    assert cat.claim_key(ident, key, "first", row_alive) is None
+    assert cat.claim_key(ident, key + ".xmp", "first", row_alive) is None
+
+    # a job killed while holding a key: its claim counts for nothing, and is taken over
+    start(cat, "killed", [str(tmp_path / "c" / "EOS_DIGITAL")], [ARK], pid=dead_pid(), proc_start=None)
+    assert cat.claim_key(ident, "K", "killed", lambda row: True) is None
+    assert cat.claim_key(ident, "K", "first", row_alive) is None
+    assert cat.claim_key(ident, "K", "killed", lambda row: True) == "first"
+    # and found dead by the next job's start, its claims go with it
+    assert cat.claim_key(ident, "L", "killed", lambda row: True) is None
+    cat.end_dead_jobs(row_alive)
+    rows = cat._query("SELECT target FROM claims WHERE job_id='killed'")
+    assert rows == []
+
+
+def test_two_jobs_claiming_one_key_in_the_same_instant_one_gets_it(tmp_path: Path) -> None:
+    """Each job has its own connection (its own process in real life): the look and the claim are
+    one write transaction, so exactly one of many simultaneous claims wins."""
+    path = tmp_path / "catalog.sqlite"
+    cats = [Catalog(path) for _ in range(6)]
+    try:
+        for i, c in enumerate(cats):
+            start(c, f"job{i}", [str(tmp_path / f"card{i}")], [ARK])
+        gate = threading.Barrier(len(cats))
+        answers: dict[str, str | None] = {}
+
+        def claim(i: int) -> None:
+            gate.wait()
+            answers[f"job{i}"] = cats[i].claim_key(ARK["ident"], "IMG_0001.CR3", f"job{i}", row_alive)
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(cats))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [job for job, holder in answers.items() if holder is None]
+        assert len(winners) == 1, answers
+        assert all(holder == winners[0] for job, holder in answers.items() if job != winners[0])
+    finally:
+        for c in cats:
+            c.close()

@@ -111,3 +111,70 @@ def test_a_second_job_on_the_same_card_is_refused_another_card_runs_and_a_kill_r
     got = rclone_s3.client.get_object(Bucket=rclone_s3.bucket, Key="EOS_DIGITAL/CLIP.MP4")["Body"].read()
     assert got == clip.read_bytes()
     assert (ssd / "EOS_DIGITAL" / "CLIP.MP4").read_bytes() == clip.read_bytes()
+
+
+def wait_for_a_claim(castoff: Castoff, proc: object, timeout: float = 60) -> str:
+    """The job that holds a key of a bucket now (``claims``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        catalog = Catalog(castoff.state / "catalog.sqlite")
+        try:
+            rows = catalog._query("SELECT job_id FROM claims")
+        finally:
+            catalog.close()
+        if rows:
+            return str(rows[0]["job_id"])
+        assert proc.poll() is None, proc.communicate()  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the first job never claimed its key"
+        time.sleep(0.05)
+
+
+def test_two_cards_of_one_name_sent_at_once_to_a_bucket_without_conditional_writes_keep_both(
+    castoff: Castoff, rclone_s3: RcloneBucket, tmp_path: Path
+) -> None:
+    """Two readers, two cards that both call themselves EOS_DIGITAL, two jobs at once to one bucket
+    that cannot refuse to replace a key (rclone serve s3 ignores If-None-Match): the catalog lets
+    one job have the key while it sends, and the other keeps its file beside it, as one job does
+    with two files of one name. Before, both found the key free, and the later upload replaced
+    the earlier card's photo unsaid."""
+    name = "EOS_DIGITAL/DCIM/100CANON/IMG_0001.CR3"
+    first_card, second_card = tmp_path / "reader1" / "EOS_DIGITAL", tmp_path / "reader2" / "EOS_DIGITAL"
+    first_photo = write(
+        first_card / "DCIM/100CANON/IMG_0001.CR3", random.Random(1).randbytes(6 * 1024 * 1024)
+    )
+    second_photo = write(second_card / "DCIM/100CANON/IMG_0001.CR3", b"the second camera's photo")
+    r = castoff(
+        "dest", "add", "ark", "s3", "--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url,
+        "--access-key-id", rclone_s3.access_key, "--secret-stdin", input=rclone_s3.secret_key + "\n",
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+
+    # the first job's upload is paced (6 MiB at 512 kB/s): it still sends when the second starts
+    first = castoff.popen("copy", str(first_card), "--to", "@ark", "--part-size", "5M", "--bwlimit", "512K")
+    try:
+        holder = wait_for_a_claim(castoff, first)
+        (running,) = jobs(castoff)
+        assert holder == running[0]
+        second = castoff("copy", str(second_card), "--to", "@ark")
+        assert second.returncode == 0, text(second)
+        assert f"job {holder} is putting another file there now" in text(second)
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 0, out + err
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate(timeout=30)
+
+    def got(key: str) -> bytes:
+        return bytes(rclone_s3.client.get_object(Bucket=rclone_s3.bucket, Key=key)["Body"].read())
+
+    listed = rclone_s3.client.list_objects_v2(Bucket=rclone_s3.bucket)
+    keys = sorted(o["Key"] for o in listed.get("Contents", []))
+    assert keys == [name.replace(".CR3", " (2).CR3"), name]
+    assert got(name) == first_photo.read_bytes()
+    assert got(name.replace(".CR3", " (2).CR3")) == second_photo.read_bytes()
+    catalog = Catalog(castoff.state / "catalog.sqlite")
+    try:
+        assert catalog._query("SELECT * FROM claims") == []  # both jobs let go of their keys
+    finally:
+        catalog.close()

@@ -143,6 +143,18 @@ CREATE TABLE IF NOT EXISTS objects (
     put_at REAL NOT NULL,
     PRIMARY KEY (dest_ident, target)
 ) WITHOUT ROWID;
+-- claims: a key of such a bucket that a running job is about to put a file at. Two jobs that
+-- land different sources on one bucket (two cards, one layout) would each find the key free in
+-- ``objects`` and the later upload would replace the earlier: the claim, taken in one write
+-- transaction with the look, lets only one of them have it. Gone when the object is in
+-- ``objects``, when its job ends, and when its job is found dead.
+CREATE TABLE IF NOT EXISTS claims (
+    dest_ident TEXT NOT NULL,
+    target TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (dest_ident, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS claims_by_job ON claims (job_id);
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY,
     dest_ident TEXT NOT NULL,
@@ -773,6 +785,7 @@ class Catalog:
                 "UPDATE jobs SET ended_at=?, status=?, exit_code=? WHERE id=?",
                 (time.time(), status, exit_code, job_id),
             )
+            db.execute("DELETE FROM claims WHERE job_id=?", (job_id,))
 
     def set_report_path(self, job_id: str, path: str) -> None:
         with self._tx() as db:
@@ -824,6 +837,7 @@ class Catalog:
                         " WHERE id=? AND status='running'",
                         (time.time(), row["id"]),
                     )
+                    db.execute("DELETE FROM claims WHERE job_id=?", (row["id"],))
 
     def running_job(self, job_id: str) -> sqlite3.Row | None:
         """The job of this id when its row says running (``running.row_alive`` tells if it is)."""
@@ -1078,6 +1092,32 @@ class Catalog:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (dest_ident, target, blake3, size, job_id, time.time()),
             )
+            db.execute("DELETE FROM claims WHERE dest_ident=? AND target=?", (dest_ident, target))
+
+    def claim_key(
+        self, dest_ident: str, target: str, job_id: str, alive: Callable[[running.JobRow], bool]
+    ) -> str | None:
+        """Claim ``target`` of a bucket that cannot refuse to replace an object (``claims``) for
+        ``job_id``, about to put a file there, unless another job holds it: that job's id is
+        returned when it still runs (``alive``: ``running.row_alive``), and its claim is taken over
+        when it does not. The look and the claim are one write transaction, so of two jobs
+        claiming one key in the same instant, one sees the other's claim. Call it after
+        ``object_at`` found nothing there."""
+        with self._tx_apart() as db:
+            row = db.execute(
+                "SELECT c.job_id, j.* FROM claims c LEFT JOIN jobs j ON j.id = c.job_id"
+                " WHERE c.dest_ident=? AND c.target=?",
+                (dest_ident, target),
+            ).fetchone()
+            holder = None if row is None else str(row[0])
+            if holder is not None and holder != job_id and row["id"] is not None and alive(row):
+                return holder
+            if holder != job_id:
+                db.execute(
+                    "INSERT OR REPLACE INTO claims(dest_ident, target, job_id) VALUES (?, ?, ?)",
+                    (dest_ident, target, job_id),
+                )
+        return None
 
     def object_at(self, dest_ident: str, target: str) -> KnownObject | None:
         """What castoff put at ``target`` (``record_object``), if it put anything there."""

@@ -921,6 +921,18 @@ class Engine:
         if row is None:
             return
         src = stream.file.src
+        lane = stream.lane
+        if (
+            row.size == src.size
+            and row.mtime_ns == src.mtime_ns
+            and not lane.caps.refuses_existing
+            and self._remembers_keys(lane)
+            and self._held_by_another_job(lane, stream.target)
+        ):  # a job that started after this upload's job died: it has the key now
+            self.log(f"{lane.name}: {stream.target}: not resuming the unfinished upload there")
+            self._abort_token(lane, row.target, row.token)
+            self.catalog.close_upload(row.id)
+            return
         if row.size == src.size and row.mtime_ns == src.mtime_ns:
             stream.resume_token = row.token
             stream.upload_pk = row.id
@@ -1381,6 +1393,8 @@ class Engine:
             raise TargetExists(stream.target)  # another file of this job goes there (one name, two files)
         known = self.catalog.object_at(stream.lane.dest.ident, stream.target)
         if known is None:
+            if self._held_by_another_job(stream.lane, stream.target):
+                raise TargetExists(stream.target)
             return
         if self.options.rehash and known.blake3 == stream.file.digest and not stream.lane.caps.can_read_back:
             return
@@ -1393,6 +1407,16 @@ class Engine:
         either is in the catalog's ``objects``."""
         with lane.cond:
             return lane.claimed.setdefault(target, file_id) != file_id
+
+    def _held_by_another_job(self, lane: Lane, target: str) -> bool:
+        """Claim ``target`` in the catalog for this job unless another job, still running, is
+        about to put a file there (``Catalog.claim_key``): two jobs landing two cards' files on one
+        key of a bucket without conditional writes keep both, as two files of one job do."""
+        holder = self.catalog.claim_key(lane.dest.ident, target, self.job_id, running.row_alive)
+        if holder is None:
+            return False
+        self.log(f"{lane.name}: {target}: job {holder} is putting another file there now", "warning")
+        return True
 
     def _known_same(self, lane: Lane, target: str, digest: str) -> KnownObject | None:
         """The object castoff put at ``target`` of a bucket, when it has these bytes (by BLAKE3):
@@ -1717,6 +1741,8 @@ class Engine:
                         return None
                     continue
                 if self._claimed_by_another(lane, alt, stream.file.file_id):
+                    continue
+                if self._held_by_another_job(lane, alt):
                     continue
             # The key is fixed when the upload starts: send the file again under the new name
             # (and if that one is taken too, the next conflict tries the name after it).
