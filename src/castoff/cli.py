@@ -323,13 +323,6 @@ class Interrupts:
             signal.signal(signal.SIGTERM, self)
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process of that id exists (a job marked running by a dead one was killed)."""
-    from castoff.catalog.running import pid_exists
-
-    return pid_exists(pid)
-
-
 def mark_dead_jobs(catalog: Catalog) -> None:
     """A job left 'running' by a process that is gone (killed, a second Ctrl-C), or whose process
     id another process has since (where the system tells), was interrupted."""
@@ -757,7 +750,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise errors.UsageError(f"--limit {args.limit}: give 1 or more, or --all")
     if args.action == "prune":
-        return prune_cli.run(args, state_dir(args.state_dir) / "catalog.sqlite", alive=_alive, age=_age)
+        from castoff.catalog.running import row_alive
+
+        return prune_cli.run(args, state_dir(args.state_dir) / "catalog.sqlite", alive=row_alive, age=_age)
     catalog = open_catalog(args)
     mark_dead_jobs(catalog)  # else a killed job would show as running for ever
     console = Console()

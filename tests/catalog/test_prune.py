@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from castoff.catalog.db import Catalog
+from castoff.catalog.running import process_start
 from castoff.samples import make_sample_card
 from castoff_cli import run_castoff
 from engine_runner import write
@@ -241,27 +242,35 @@ def test_older_than_and_keep_together_and_dry_run(tmp_path: Path) -> None:
 def test_a_running_job_is_never_pruned(tmp_path: Path) -> None:
     card = make_sample_card(tmp_path / "EOS_DIGITAL")
     state = tmp_path / "state"
-    for _ in range(3):
+    for _ in range(4):
         ok("copy", str(card), "--to", str(tmp_path / "ssd"), "--no-mhl", "-q", state=state)
-    j1, j2, j3 = job_ids(state)
+    j1, j2, j3, j4 = job_ids(state)
     dead = subprocess.Popen(["true"])
     dead.wait()
     live = subprocess.Popen(["sleep", "600"])
     try:
         db = sqlite3.connect(state / "catalog.sqlite")
-        with db:  # j1 as if its process still ran; j2 as if killed while running
-            db.execute("UPDATE jobs SET status='running', pid=? WHERE id=?", (live.pid, j1))
+        with db:  # j1 as if its process still ran; j2 as if killed while running; j3 as if killed,
+            # and its process id given since to another process (told apart by its start time)
+            db.execute(
+                "UPDATE jobs SET status='running', pid=?, proc_start=? WHERE id=?",
+                (live.pid, process_start(live.pid), j1),
+            )
             db.execute("UPDATE jobs SET status='running', pid=? WHERE id=?", (dead.pid, j2))
+            db.execute(
+                "UPDATE jobs SET status='running', pid=?, proc_start=? WHERE id=?", (live.pid, "0:1", j3)
+            )
         db.close()
         kept = rows_of(state, j1)
 
         out = prune("--keep", "0", state=state)
 
-        assert out["jobs"] == [j2, j3]
+        assert out["jobs"] == [j2, j3, j4]
         assert out["spared"] == {j1: "running"}
         assert rows_of(state, j1) == kept
         assert out["vacuum"].startswith(f"space not given back: job {j1} is running")
         assert jobs(state)[j2]["status"] == "interrupted"
+        assert jobs(state)[j3]["status"] == "interrupted"
     finally:
         live.kill()
         live.wait()

@@ -820,12 +820,6 @@ class Catalog:
         ids = self.job_ids(job_id)
         return self._query("SELECT * FROM jobs WHERE id=?", (ids[0],))[0] if len(ids) == 1 else None
 
-    def mark_stale_jobs(self, alive: Mapping[int, bool]) -> None:
-        """Jobs left 'running' by a process that no longer exists were interrupted."""
-        for row in self._query("SELECT id, pid FROM jobs WHERE status='running'"):
-            if not alive.get(int(row["pid"] or 0), False):
-                self.end_job(str(row["id"]), status="interrupted", exit_code=130)
-
     def end_dead_jobs(self, alive: Callable[[running.JobRow], bool]) -> None:
         """Jobs marked running whose process is gone (``alive``: ``running.row_alive``, which also
         tells a process id given to another process since) were interrupted: a re-run resumes them."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from castoff import errors
+from castoff.catalog import running
 from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog
 
 #: files rows per transaction: each holds the catalog for a few milliseconds
@@ -289,15 +290,19 @@ def _pause_for(others_running: bool) -> Callable[[float], None]:
 
 
 def prune(
-    path: Path, rules: Rules, *, dry_run: bool, alive: Callable[[int], bool], compact: bool = True
+    path: Path,
+    rules: Rules,
+    *,
+    dry_run: bool,
+    alive: Callable[[running.JobRow], bool],
+    compact: bool = True,
 ) -> Outcome:
-    """Prune the catalog at ``path`` as ``rules`` say (``alive``: whether a process id runs, to
-    tell running jobs from ones a killed process left marked running)."""
+    """Prune the catalog at ``path`` as ``rules`` say (``alive``: ``running.row_alive``, to tell
+    running jobs from ones a killed process left marked running)."""
     rules.check()
     catalog = Catalog(path)  # adds the pruned_* columns to an older catalog
     try:
-        pids = [int(r[0] or 0) for r in catalog.stream("SELECT pid FROM jobs WHERE status='running'")]
-        catalog.mark_stale_jobs({p: alive(p) for p in pids})
+        catalog.end_dead_jobs(alive)
     finally:
         catalog.close()
     db = _connect(path)

@@ -18,6 +18,7 @@ from rich.text import Text
 from castoff import errors
 from castoff.catalog import prune
 from castoff.catalog.db import job_as_json
+from castoff.catalog.running import JobRow
 from castoff.ui.term import Console
 from castoff.units import format_bytes
 
@@ -97,7 +98,11 @@ def _print(console: Console, out: prune.Outcome, dry_run: bool) -> None:
 
 
 def run(
-    args: argparse.Namespace, catalog_path: Path, *, alive: Callable[[int], bool], age: Callable[[str], float]
+    args: argparse.Namespace,
+    catalog_path: Path,
+    *,
+    alive: Callable[[JobRow], bool],
+    age: Callable[[str], float],
 ) -> int:
     """``castoff jobs prune``: ``age`` reads --older-than as ``castoff uploads`` does."""
     rules = prune.Rules(keep=args.keep, older_than=None if args.older_than is None else age(args.older_than))
