@@ -352,3 +352,38 @@ def test_an_object_damaged_since_is_named_by_rehash_verify_download(
     assert again.returncode == 1 and "still DAMAGED" in said, said
     listed = b.client.list_objects_v2(Bucket=b.bucket, Prefix="shoot/")["Contents"]
     assert sorted(o["Key"] for o in listed) == sorted([key, "shoot/card/DCIM/IMG_0001 (2).JPG"])
+    # without the read, the catalog's word: the damaged object is kept, never sent over (its row
+    # in the catalog says castoff put these bytes there, but it was found damaged since)
+    for more in (["--rehash"], []):
+        r = castoff("copy", str(src), "--to", url, *more, state=state, env=env)
+        said = " ".join((r.stdout + r.stderr).split())
+        assert r.returncode == 1 and "still DAMAGED" in said, (more, said)
+        assert b.client.get_object(Bucket=b.bucket, Key=key)["Body"].read() == b"rot!" * 1000, more
+        listed = b.client.list_objects_v2(Bucket=b.bucket, Prefix="shoot/")["Contents"]
+        assert sorted(o["Key"] for o in listed) == sorted([key, "shoot/card/DCIM/IMG_0001 (2).JPG"])
+
+
+@pytest.mark.parametrize("server", ["moto", "rclone_s3"])
+def test_an_object_deleted_since_is_sent_again_to_its_key_by_rehash_verify_download(
+    tmp_path: Path, server: str, request: pytest.FixtureRequest
+) -> None:
+    """An object castoff put, deleted since: ``--rehash --verify-download`` finds it gone (a
+    missing object is no error, nor a conflict) and sends the file again to its own key."""
+    b = request.getfixturevalue(server)
+    src = tmp_path / "card"
+    write(src / "DCIM" / "IMG_0001.JPG", b"good" * 1000)
+    write(src / "DCIM" / "IMG_0002.JPG", b"also" * 1000)
+    state = tmp_path / "state"
+    env = keys(b.access_key, b.secret_key) if server == "rclone_s3" else keys("AKIDANY", "ANYSECRET")
+    url = s3_url(b.bucket, "shoot/", b.url)
+    assert castoff("copy", str(src), "--to", url, state=state, env=env).returncode == 0
+    key = "shoot/card/DCIM/IMG_0001.JPG"
+    b.client.delete_object(Bucket=b.bucket, Key=key)
+    r = castoff("copy", str(src), "--to", url, "--rehash", "--verify-download", state=state, env=env)
+    said = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0, said
+    assert "Traceback" not in said and "internal error" not in said
+    assert f"{key}: castoff put it there on" in said and "but it is gone: sending it again" in said
+    assert b.client.get_object(Bucket=b.bucket, Key=key)["Body"].read() == b"good" * 1000
+    listed = b.client.list_objects_v2(Bucket=b.bucket, Prefix="shoot/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == [key, "shoot/card/DCIM/IMG_0002.JPG"]

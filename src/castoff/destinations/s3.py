@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import errno
 import functools
 import hashlib
 import io
@@ -952,8 +953,15 @@ class S3Destination:
         """The object's bytes (GetObject); only with verify_download, which grants the read."""
         if not self.options.verify_download:
             raise RuntimeError("open_read needs verify_download (caps.can_read_back)")
-        with _s3_errors(self.options.bucket, target):
-            body = self.client.get_object(Bucket=self.options.bucket, Key=target)["Body"]
+        try:
+            with _s3_errors(self.options.bucket, target):
+                body = self.client.get_object(Bucket=self.options.bucket, Key=target)["Body"]
+        except bx.ClientError as exc:  # untranslated: NoSuchKey is no error elsewhere
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404") or status == 404:
+                where = f"s3://{self.options.bucket}/{target}"
+                raise FileNotFoundError(errno.ENOENT, "no such object", where) from exc
+            raise
         return cast(BinaryIO, io.BufferedReader(_BodyReader(body, self.options.bucket, target)))
 
     def abort_token(self, target: str, token: ResumeToken) -> None:

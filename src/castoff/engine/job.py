@@ -1391,14 +1391,36 @@ class Engine:
         so that castoff never replaces bytes it did not verify there."""
         if self._claimed_by_another(stream.lane, stream.target, stream.file.file_id):
             raise TargetExists(stream.target)  # another file of this job goes there (one name, two files)
-        known = self.catalog.object_at(stream.lane.dest.ident, stream.target)
+        lane = stream.lane
+        known = self.catalog.object_at(lane.dest.ident, stream.target)
         if known is None:
-            if self._held_by_another_job(stream.lane, stream.target):
+            if self._held_by_another_job(lane, stream.target):
                 raise TargetExists(stream.target)
             return
-        if self.options.rehash and known.blake3 == stream.file.digest and not stream.lane.caps.can_read_back:
+        if lane.caps.can_read_back and self._gone(lane, stream.target):
+            said = f"{stream.target}: castoff put it there on {self._minute(known.put_at)}, but it is gone"
+            self.log(f"{lane.name}: {said}: sending it again", "warning")
+            stream.notes.append(f"{said}; sent again")
+            return
+        if (
+            self.options.rehash
+            and known.blake3 == stream.file.digest
+            and not lane.caps.can_read_back
+            and self.catalog.damaged_at(lane.dest.ident, stream.target) is None  # kept, never replaced
+        ):
             return
         raise TargetExists(stream.target)
+
+    @staticmethod
+    def _gone(lane: Lane, target: str) -> bool:
+        """Nothing at ``target``, where castoff can read (a bucket with ``--verify-download``)."""
+        try:
+            with lane.dest.open_read(target):
+                return False
+        except FileNotFoundError:
+            return True
+        except (OSError, errors.CastoffError):
+            return False  # what it is, the conflict handling reads (and says)
 
     @staticmethod
     def _claimed_by_another(lane: Lane, target: str, file_id: int) -> bool:
@@ -1422,7 +1444,10 @@ class Engine:
         """The object castoff put at ``target`` of a bucket, when it has these bytes (by BLAKE3):
         with or without conditional writes, a write-only key cannot read it to compare."""
         known = self.catalog.object_at(lane.dest.ident, target)
-        return known if known is not None and known.blake3 == digest else None
+        if known is None or known.blake3 != digest:
+            return None
+        # a copy found damaged there since: the catalog's memory of it no longer holds
+        return known if self.catalog.damaged_at(lane.dest.ident, target) is None else None
 
     def _ensure_started(self, stream: Stream) -> Upload:
         with stream.start_lock:
