@@ -242,6 +242,10 @@ def test_conflicts_never_overwrite_silently(tmp_path: Path, runner: Runner, poli
     elif policy == "overwrite":
         assert result.exit_code == 0
         assert (droot / "card" / "diff.jpg").read_bytes() == b"new bytes"
+        # what it replaced, said in the log and the report (what the user asked for, never unsaid)
+        assert diff["detail"].startswith("replaced the file that was there (9 B, modified ")
+        assert diff["detail"].endswith(" (--on-conflict overwrite)")
+        assert any("card/diff.jpg: replaced the file that was there" in m for m in runner.logs())
     else:
         assert result.exit_code == 1
         assert diff["status"] == "failed"

@@ -382,6 +382,8 @@ def test_the_conflict_policy_applies_to_keys_the_catalog_knows(
     if policy == "overwrite":
         assert (result.exit_code, row["status"]) == (0, "verified")
         assert stored == {"a.jpg": b"second version"}
+        assert row["detail"].startswith("replaced the object castoff put there on ")
+        assert row["detail"].endswith(" (--on-conflict overwrite)")
         return
     assert stored == {"a.jpg": b"first version"}
     if policy == "skip":

@@ -48,7 +48,7 @@ from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
 from castoff.scan import EmptyFolder, Filters, Skipped, SourceFile, scan
-from castoff.units import TimeText
+from castoff.units import TimeText, format_bytes
 
 if TYPE_CHECKING:
     from castoff.layout.planner import Planner
@@ -1655,12 +1655,40 @@ class Engine:
         if isinstance(stream.failed, TargetExists):
             return self._conflict(stream, upload, stream.failed.target, digest, commit)
         overwrite = self.options.on_conflict == "overwrite"
-        if overwrite:
-            self._not_a_copy(stream, stream.target)  # never the source file replaced by itself
+        replaced = self._replaced_by_overwrite(stream, digest) if overwrite else None
         try:
-            return commit(overwrite=overwrite)
+            landed = commit(overwrite=overwrite)
         except TargetExists as exc:
             return self._conflict(stream, upload, exc.target, digest, commit)
+        if replaced is not None:  # what the user asked for, never unsaid
+            note = f"replaced {replaced} (--on-conflict overwrite)"
+            self.log(f"{lane.name}: {landed.target}: {note}", "warning")
+            stream.notes.append(note)
+        return landed
+
+    def _replaced_by_overwrite(self, stream: Stream, digest: str) -> str | None:
+        """What ``--on-conflict overwrite`` is about to replace at the stream's target, as far as
+        castoff can tell: a folder's entry (one stat), or the object castoff put at a bucket's key
+        (the catalog's word: a write-only key cannot look). None when nothing, or the same bytes
+        castoff put there. Raises ``ConflictError`` when it is the source file itself."""
+        lane = stream.lane
+        target = stream.target
+        other = self._not_a_copy(stream, target)  # never the source file replaced by itself
+        if other is not None:
+            return other.removeprefix("is ").removesuffix(", not a file")  # "a symlink"
+        if lane.caps.can_stat:
+            try:
+                st = lane.dest.stat(target)
+            except errors.CastoffError:
+                return None
+            if st is None:
+                return None
+            when = "" if st.mtime_ns is None else f", modified {self._minute(st.mtime_ns / 1e9)}"
+            return f"the file that was there ({format_bytes(st.size)}{when})"
+        known = self.catalog.object_at(lane.dest.ident, target)
+        if known is None or known.blake3 == digest:
+            return None
+        return f"the object castoff put there on {self._minute(known.put_at)} (job {known.job_id})"
 
     def _conflict(
         self,
