@@ -155,6 +155,13 @@ CREATE TABLE IF NOT EXISTS claims (
     PRIMARY KEY (dest_ident, target)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS claims_by_job ON claims (job_id);
+-- chains: the generations each ASC MHL chain file castoff put at a bucket names, by the file's BLAKE3
+-- (with ``objects``, the chain castoff put at a key): a write-only key cannot read the chain there,
+-- and a card's history that grew must replace it, not land beside it (engine/histories.py)
+CREATE TABLE IF NOT EXISTS chains (
+    blake3 TEXT PRIMARY KEY,
+    generations TEXT NOT NULL        -- JSON [[number, manifest name, C4], ...], in the chain's order
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY,
     dest_ident TEXT NOT NULL,
@@ -1120,6 +1127,24 @@ class Catalog:
             (dest_ident, target),
         )
         return KnownObject(*rows[0]) if rows else None
+
+    def record_chain(self, blake3: str, generations: Sequence[tuple[int, str, str]]) -> None:
+        """The ASC MHL chain file whose bytes have this BLAKE3 names these generations (``chains``)."""
+        text = json.dumps([list(g) for g in generations])
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO chains(blake3, generations) VALUES (?, ?)", (blake3, text))
+
+    def chain_sent(self, dest_ident: str, target: str) -> list[tuple[int, str, str]] | None:
+        """The generations of the chain file castoff put at ``target`` of a bucket: None when it
+        put nothing there, or something whose generations it did not record (``record_chain``)."""
+        rows = self._query(
+            "SELECT c.generations FROM objects o JOIN chains c ON c.blake3 = o.blake3"
+            " WHERE o.dest_ident=? AND o.target=?",
+            (dest_ident, target),
+        )
+        if not rows:
+            return None
+        return [(int(n), str(name), str(c4)) for n, name, c4 in json.loads(rows[0][0])]
 
     def landed_at(self, dest_ident: str, planned: str, src_path: str | None = None) -> LandedRow | None:
         """What landed where the layout put ``planned``: from ``src_path``, or the latest from any."""

@@ -199,8 +199,11 @@ class Destination(Protocol):
         meta: ObjectMeta,
         part_size: int,
         resume: ResumeToken | None = None,
+        overwrite: bool = False,
     ) -> Upload:
-        """Begin one file. With ``resume``, continue the upload that token names."""
+        """Begin one file. With ``resume``, continue the upload that token names. ``overwrite``:
+        the file is to replace what is at the target (its ``commit`` is told so too): a bucket
+        with conditional writes sends its single PutObject without ``If-None-Match``."""
         ...
 
     def stat(self, target: str) -> ObjectStat | None:

@@ -178,9 +178,11 @@ class FaultyDestination:
         meta: ObjectMeta,
         part_size: int,
         resume: ResumeToken | None = None,
+        overwrite: bool = False,
     ) -> FaultyUpload:
         self.check_vanished()
-        return FaultyUpload(self, self.inner.start(target, meta=meta, part_size=part_size, resume=resume))
+        inner = self.inner.start(target, meta=meta, part_size=part_size, resume=resume, overwrite=overwrite)
+        return FaultyUpload(self, inner)
 
     def stat(self, target: str) -> ObjectStat | None:
         return self.inner.stat(target)

@@ -828,6 +828,7 @@ class LocalDestination:
         meta: ObjectMeta,
         part_size: int,
         resume: ResumeToken | None = None,
+        overwrite: bool = False,
     ) -> LocalUpload:
         return LocalUpload(self, target, meta)
 

@@ -134,6 +134,7 @@ class MemoryDestination:
         meta: ObjectMeta,
         part_size: int,
         resume: ResumeToken | None = None,
+        overwrite: bool = False,
     ) -> MemoryUpload:
         return MemoryUpload(self, target, meta)
 

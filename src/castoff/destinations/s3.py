@@ -895,6 +895,7 @@ class S3Destination:
         meta: ObjectMeta,
         part_size: int,
         resume: ResumeToken | None = None,
+        overwrite: bool = False,
     ) -> S3Upload:
         """Begin one file. A multipart upload is created here, before any part, so the token
         the engine records already names it."""
@@ -933,7 +934,7 @@ class S3Destination:
                     Bucket=self.options.bucket, Key=target, **self.object_args(metadata)
                 )
             upload_id = created["UploadId"]
-        return S3Upload(self, target, meta, part_size, upload_id, metadata, notes)
+        return S3Upload(self, target, meta, part_size, upload_id, metadata, notes, overwrite=overwrite)
 
     def object_args(self, metadata: Mapping[str, str]) -> dict[str, Any]:
         """What PutObject and CreateMultipartUpload share: metadata, class, encryption."""
@@ -1033,8 +1034,11 @@ class S3Upload:
         upload_id: str | None,
         metadata: Mapping[str, str],
         notes: Sequence[str],
+        *,
+        overwrite: bool = False,
     ) -> None:
         self._dest = dest
+        self._overwrite = overwrite  # replaces the object at the key: no If-None-Match
         self._key = key
         self._meta = meta
         self._part_size = part_size
@@ -1098,7 +1102,7 @@ class S3Upload:
         under another name."""
         dest = self._dest
         args = dest.object_args(self._metadata)
-        if dest.conditional_put:
+        if dest.conditional_put and not self._overwrite:
             args["IfNoneMatch"] = "*"
         retried, self._put_sent = self._put_sent, True
         try:
@@ -1187,7 +1191,7 @@ class S3Upload:
                 raise ValueError(f"receipt of part {p.index} of {self._key} has no ETag")
             listed.append({"PartNumber": p.index + 1, "ETag": f'"{p.etag}"'})
         extra: dict[str, Any] = {}
-        if dest.conditional_complete and not overwrite:
+        if dest.conditional_complete and not (overwrite or self._overwrite):
             extra["IfNoneMatch"] = "*"
         assert self._upload_id is not None
         with _s3_errors(dest.options.bucket, self._key):

@@ -21,12 +21,20 @@ by their chains (each manifest's C4 checked by ``mhl.read_chain``):
   chain does not share fail at that destination, with what to do.
 
 The rules follow the history, not ``--on-conflict``: replacing a chain with one that lacks some of its
-generations would orphan their manifests. Buckets are not compared (a write-only key cannot read).
+generations would orphan their manifests.
+
+A bucket (a write-only key cannot read) is compared by the catalog's memory: every chain file castoff
+lands in a bucket is kept by its BLAKE3 with the generations it names (``Catalog.record_chain``), and
+the object castoff put at a key is known (``objects``); so the source's chain is compared with the
+chain castoff put at that key, by the same rules (``compare_chain``). Where the catalog knows no
+chain at that key (an older catalog, another tool's upload), the relation is **unknown**: nothing is
+decided by the history, and ``--on-conflict`` applies as to any file.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,20 +46,25 @@ _TAIL = "/" + mhl.FOLDER
 
 
 def in_history(path: str) -> bool:
-    """``path`` (absolute, POSIX) is a file directly inside an ``ascmhl`` folder."""
-    return path.rpartition("/")[0].endswith(_TAIL)
+    """``path`` (absolute, POSIX; or a bucket's key) is a file directly inside an ``ascmhl`` folder."""
+    folder = path.rpartition("/")[0]
+    return folder.endswith(_TAIL) or folder == mhl.FOLDER
 
 
 @dataclass(frozen=True)
 class HistoryCopy:
     """How a source's history stands to the one at the destination folder it would land in."""
 
-    relation: str  # new, same, kept, older, apart
+    relation: str  # new, same, kept, older, apart; unknown (a bucket's key the catalog knows no chain at)
     source: str  # the source's ascmhl folder
-    dest: str  # the destination's ascmhl folder
+    dest: str  # the destination's ascmhl folder (at a bucket: the keys' prefix)
     #: manifests the destination's chain names (``apart``: these are the shared ones)
     dest_names: frozenset[str] = frozenset()
     why: str = ""  # apart: what differs
+    #: the destination's chain is the one castoff recorded it put at a bucket's key (``compare_sent``)
+    sent: bool = False
+    #: generations in the source's chain, and in the destination's (``older``: what the report says)
+    counts: tuple[int, int] = (0, 0)
 
     def refusal(self, name: str) -> errors.HistoryConflict | None:
         """The error for the file ``name`` of the source's history at this destination, or None
@@ -60,8 +73,9 @@ class HistoryCopy:
             return None
         if name != CHAIN and name in self.dest_names:
             return None  # a manifest both chains share: the same C4, an ordinary file
+        theirs = f"the one castoff put at {self.dest}" if self.sent else f"the destination's {self.dest}"
         return errors.HistoryConflict(
-            f"the source's ASC MHL history {self.source} and the destination's {self.dest} are two"
+            f"the source's ASC MHL history {self.source} and {theirs} are two"
             f" different histories ({self.why}); one folder cannot hold both: kept the destination's,"
             " and did NOT copy this file of the source's",
             hint="copy each card into a folder of its own, with a template that begins with {card}/;"
@@ -79,34 +93,68 @@ class HistoryCopy:
 
     def said(self) -> str:
         """How the chain file was found there, for the report."""
+        if self.sent:
+            return (
+                f"ASC MHL history: the {CHAIN} castoff put at this key holds every generation of the"
+                " source's (the catalog's record of it)"
+            )
         return f"ASC MHL history: the destination's {CHAIN} holds every generation of the source's"
+
+    def replaced(self, target: str) -> str:
+        """Why the chain at ``target`` was replaced, for the log and the report."""
+        ours, theirs = self.counts
+        whose = f"the {CHAIN} castoff put there before" if self.sent else f"the {CHAIN} there"
+        return (
+            f"{target}: replaced {whose}, which names {theirs} generation{'s' * (theirs != 1)}, with the"
+            f" source's, which names {ours}: the source's ASC MHL history continues it"
+        )
 
 
 def compare_histories(source_folder: str, dest_folder: str) -> HistoryCopy:
     """Compare the history in ``source_folder`` (an ``ascmhl`` folder of the source) with the one in
-    ``dest_folder`` (where it would land). Reads both chains and checks their manifests' C4."""
-    src_root, dest_root = Path(source_folder).parent, Path(dest_folder).parent
+    ``dest_folder`` (a local folder, where it would land). Reads both chains and checks their
+    manifests' C4."""
+    dest_root = Path(dest_folder).parent
     try:
         theirs = mhl.read_chain(dest_root)
     except (errors.HistoryError, OSError) as exc:
         return HistoryCopy("apart", source_folder, dest_folder, why=f"the destination's: {_text(exc)}")
-    if not theirs:
-        # nothing there, or a chain of no generation (which any chain holds)
-        empty_chain = (dest_root / mhl.FOLDER / mhl.CHAIN).is_file()
-        return HistoryCopy("older" if empty_chain else "new", source_folder, dest_folder)
+    if not theirs and not (dest_root / mhl.FOLDER / mhl.CHAIN).is_file():
+        return HistoryCopy("new", source_folder, dest_folder)
+    return compare_chain(source_folder, dest_folder, theirs)
+
+
+def compare_sent(source_folder: str, dest_folder: str, sent: list[mhl.Generation] | None) -> HistoryCopy:
+    """Compare the history in ``source_folder`` with ``sent``, the generations of the chain castoff
+    put at a bucket's ``dest_folder`` (the catalog's record; None: it knows no chain there)."""
+    if sent is None:
+        return HistoryCopy("unknown", source_folder, dest_folder, sent=True)
+    return compare_chain(source_folder, dest_folder, sent, sent=True)
+
+
+def compare_chain(
+    source_folder: str, dest_folder: str, theirs: list[mhl.Generation], *, sent: bool = False
+) -> HistoryCopy:
+    """The one comparison, chain against chain: the source's history (read, its manifests' C4
+    checked) against ``theirs``, the chain at the destination (read there, or the catalog's record)."""
+    if not theirs:  # a chain of no generation, which any chain holds
+        return HistoryCopy("older", source_folder, dest_folder, sent=sent)
     dest_names = frozenset(g.name for g in theirs)
     try:
-        ours = mhl.read_chain(src_root)
+        ours = mhl.read_chain(Path(source_folder).parent)
     except (errors.HistoryError, OSError) as exc:
-        return HistoryCopy("apart", source_folder, dest_folder, dest_names, f"the source's: {_text(exc)}")
+        why = f"the source's: {_text(exc)}"
+        return HistoryCopy("apart", source_folder, dest_folder, dest_names, why, sent=sent)
+    counts = (len(ours), len(theirs))
     if ours == theirs or theirs[: len(ours)] == ours:
-        return HistoryCopy("same" if ours == theirs else "kept", source_folder, dest_folder, dest_names)
+        relation = "same" if ours == theirs else "kept"
+        return HistoryCopy(relation, source_folder, dest_folder, dest_names, sent=sent, counts=counts)
     if ours[: len(theirs)] == theirs:
-        return HistoryCopy("older", source_folder, dest_folder, dest_names)
+        return HistoryCopy("older", source_folder, dest_folder, dest_names, sent=sent, counts=counts)
     at = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b)
     shared = frozenset(g.name for g in theirs[:at])
     why = f"generation {theirs[at].number} is {theirs[at].name} there, {ours[at].name} in the source"
-    return HistoryCopy("apart", source_folder, dest_folder, shared, why)
+    return HistoryCopy("apart", source_folder, dest_folder, shared, why, sent=sent, counts=counts)
 
 
 def _text(exc: BaseException) -> str:
@@ -124,15 +172,30 @@ class Histories:
         self._known: dict[tuple[str, str], HistoryCopy] = {}
         self._lock = threading.Lock()
 
-    def at(self, dest_ident: str, source_file: str, target: str) -> HistoryCopy:
+    def at(
+        self,
+        dest_ident: str,
+        source_file: str,
+        target: str,
+        sent: Callable[[str], list[mhl.Generation] | None] | None = None,
+    ) -> HistoryCopy:
+        """``sent``: at a bucket, the generations of the chain castoff put at a key (the catalog's)."""
         source_folder, dest_folder = source_file.rpartition("/")[0], target.rpartition("/")[0]
         key = (dest_ident, dest_folder)
         with self._lock:
             found = self._known.get(key)
             if found is None:
-                found = self._known[key] = compare_histories(source_folder, dest_folder)
+                found = self._known[key] = (
+                    compare_histories(source_folder, dest_folder)
+                    if sent is None
+                    else compare_sent(source_folder, dest_folder, sent(f"{dest_folder}/{CHAIN}"))
+                )
             elif found.source != source_folder:
                 return HistoryCopy(
-                    "apart", source_folder, dest_folder, why=f"the history of {found.source} lands there too"
+                    "apart",
+                    source_folder,
+                    dest_folder,
+                    why=f"the history of {found.source} lands there too",
+                    sent=found.sent,
                 )
             return found

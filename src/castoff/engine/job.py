@@ -19,6 +19,7 @@ import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import blake3
@@ -42,11 +43,19 @@ from castoff.destinations.base import (
 from castoff.engine.budget import Buffer, Chunk, MemoryBudget
 from castoff.engine.conflicts import alt_target
 from castoff.engine.events import Event, EventSink, null_sink
-from castoff.engine.histories import CHAIN, Histories, compare_histories, in_history
+from castoff.engine.histories import (
+    CHAIN,
+    Histories,
+    HistoryCopy,
+    compare_histories,
+    compare_sent,
+    in_history,
+)
 from castoff.engine.lanes import INLINE_COMMIT_MAX, FileState, Lane, Stream
 from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
+from castoff.reports import mhl
 from castoff.scan import EmptyFolder, Filters, Skipped, SourceFile, scan
 from castoff.units import TimeText, format_bytes
 
@@ -818,11 +827,22 @@ class Engine:
                     ),
                 )
                 return None
-        if lane.caps.is_local and in_history(target) and in_history(src.abs_path):
-            refused = self._histories.at(dest.ident, src.abs_path, target).refusal(target.rpartition("/")[2])
+        replaces = None  # the chain castoff put at this bucket's key, replaced by a blind write
+        if in_history(target) and in_history(src.abs_path):
+            sent = None if lane.caps.is_local else functools.partial(self._sent_chain, lane)
+            hist = self._histories.at(dest.ident, src.abs_path, target, sent)
+            refused = hist.refusal(target.rpartition("/")[2])
             if refused is not None:
                 self._record(lane, fs, target, Outcome("failed", error=refused))
                 return None
+            if hist.sent and target.rpartition("/")[2] == CHAIN and self._writes_blind(lane):
+                if hist.chain_is_there():  # a blind write would replace it: nothing is sent
+                    stats.bytes_skipped += src.size
+                    out = Outcome("already", verify_method=hist.said(), verified_at=time.time())
+                    self._record(lane, fs, target, out)
+                    return None
+                if hist.chain_replaces():
+                    replaces = hist
         dest_plan = None
         planner = self.options.planner
         if named is not None and planner is not None and fs.plan is not None:  # ``_layout``'s plan
@@ -830,6 +850,11 @@ class Engine:
         stream = Stream(lane=lane, file=fs, planned=target, target=target, dest_plan=dest_plan)
         if dest_plan is not None:
             stream.notes.extend(dest_plan.notes)
+        if replaces is not None:  # the history's word, said before the blind write
+            said = replaces.replaced(target)
+            self.log(f"{lane.name}: {said}")
+            stream.notes.append(said)
+            stream.history = "replace"
         if lane.caps.resumable:
             self._find_resumable(stream)
         return stream
@@ -1353,6 +1378,7 @@ class Engine:
             chunk.index == 0
             and stream.resume_token is None
             and not caps.refuses_existing  # what _remembers_keys looks at first
+            and stream.history != "replace"  # the history's deliberate replacement (``_chain_conflict``)
             and self._remembers_keys(lane)
         ):
             self._refuse_known_key(stream)
@@ -1377,6 +1403,12 @@ class Engine:
             lane.stats.bytes_done += chunk.size
         if self._file_events:
             self.emit("progress", dest=lane.name, bytes=chunk.size)
+
+    def _writes_blind(self, lane: Lane) -> bool:
+        """A bucket that neither refuses a taken key nor has the catalog stand in for it
+        (``--on-conflict overwrite``): its single PutObject replaces whatever the key held, before
+        any conflict is seen, so a history's chain is decided at planning."""
+        return not lane.caps.is_local and not lane.caps.refuses_existing and not self._remembers_keys(lane)
 
     def _remembers_keys(self, lane: Lane) -> bool:
         """The catalog stands in for conditional writes at this destination (``objects``)."""
@@ -1491,9 +1523,7 @@ class Engine:
                 retried: list[int] = []
                 try:
                     try:  # one try, and only a failed one makes what the retries need
-                        stream.upload = lane.dest.start(
-                            stream.target, meta=meta, part_size=fs.part_size, resume=stream.resume_token
-                        )
+                        stream.upload = self._start(stream, meta)
                     except errors.CastoffError as exc:
                         said = self._on_retry(lane, f"{stream.target}: start")
 
@@ -1502,9 +1532,7 @@ class Engine:
                             said(n, exc, wait)
 
                         stream.upload = self.options.retry.call(
-                            lambda: lane.dest.start(
-                                stream.target, meta=meta, part_size=fs.part_size, resume=stream.resume_token
-                            ),
+                            lambda: self._start(stream, meta),
                             cancel=self.cancel,
                             on_retry=on_retry,
                             failed=exc,
@@ -1522,6 +1550,15 @@ class Engine:
                     )
                     self.log(f"resume: {lane.name}: {stream.target}: {where}")
             return stream.upload
+
+    @staticmethod
+    def _start(stream: Stream, meta: ObjectMeta) -> Upload:
+        dest, fs = stream.lane.dest, stream.file
+        if stream.history == "replace":  # no If-None-Match: it replaces the chain castoff put there
+            return dest.start(
+                stream.target, meta=meta, part_size=fs.part_size, resume=stream.resume_token, overwrite=True
+            )
+        return dest.start(stream.target, meta=meta, part_size=fs.part_size, resume=stream.resume_token)
 
     def _on_retry(self, lane: Lane, what: str) -> Callable[[int, BaseException, float], None]:
         """What a retry says: the first of a lane's trouble goes to the console, once, however
@@ -1654,8 +1691,17 @@ class Engine:
 
         if isinstance(stream.failed, TargetExists):
             return self._conflict(stream, upload, stream.failed.target, digest, commit)
+        if stream.history == "replace":  # the chain it continues, replaced (``_chain_conflict``)
+            return commit(overwrite=True)
         overwrite = self.options.on_conflict == "overwrite"
-        replaced = self._replaced_by_overwrite(stream, digest) if overwrite else None
+        replaced = None
+        if overwrite:
+            replaced = self._replaced_by_overwrite(stream, digest)  # never the source file itself
+            # a history's chain file: the histories decide, not --on-conflict (a chain replaced by
+            # one that lacks some of its generations would orphan their manifests)
+            hist = self._chain_decides(stream, stream.target, found=False)
+            if hist is not None and hist.relation != "new":
+                return self._chain_conflict(stream, upload, stream.target, hist, commit)
         try:
             landed = commit(overwrite=overwrite)
         except TargetExists as exc:
@@ -1702,8 +1748,9 @@ class Engine:
         other = self._not_a_copy(stream, existing)
         if other is None and self._already_there(stream, upload, existing, digest):
             return None
-        if other is None and self._chain_decides(stream, existing):
-            return self._chain_conflict(stream, upload, existing, do_commit)
+        hist = self._chain_decides(stream, existing, found=True) if other is None else None
+        if hist is not None:
+            return self._chain_conflict(stream, upload, existing, hist, do_commit)
         found = f"{existing} {other or 'exists with other content'}"
         if policy == "skip":
             upload.abort()
@@ -1722,31 +1769,71 @@ class Engine:
             return do_commit(target=existing, overwrite=True)
         return self._keep_both(stream, upload, existing, digest, do_commit, other=other)
 
-    @staticmethod
-    def _chain_decides(stream: Stream, existing: str) -> bool:
-        """``existing`` is a history's chain file, where a source history's chain file goes: the two
-        histories decide, not ``--on-conflict`` (``engine/histories.py``)."""
-        return (
-            stream.lane.caps.is_local
-            and existing == stream.planned
+    def _chain_decides(self, stream: Stream, existing: str, *, found: bool) -> HistoryCopy | None:
+        """``existing`` is a history's chain file, where a source history's chain file goes: how the
+        two histories stand (``engine/histories.py``), which decides, not ``--on-conflict``. At a
+        bucket, the chain there is the one the catalog says castoff put at that key; None when it
+        knows none (``found``: something is known to be there), and the policy decides, as it did
+        before castoff kept chains."""
+        lane = stream.lane
+        src = stream.file.src.abs_path
+        if not (
+            existing == stream.planned
             and existing.endswith("/" + CHAIN)
             and in_history(existing)
-            and in_history(stream.file.src.abs_path)
-        )
+            and in_history(src)
+        ):
+            return None
+        source_folder, dest_folder = src.rpartition("/")[0], existing.rpartition("/")[0]
+        if lane.caps.is_local:
+            return compare_histories(source_folder, dest_folder)
+        hist = compare_sent(source_folder, dest_folder, self._sent_chain(lane, existing))
+        if hist.relation != "unknown":
+            return hist
+        if found or self.catalog.object_at(lane.dest.ident, existing) is not None:
+            self.log(
+                f"{lane.name}: {existing}: the catalog has no record of the ASC MHL chain at this key"
+                " (put there by an older castoff or another tool), so it cannot compare the source's"
+                f" history with it: --on-conflict {self.options.on_conflict} applies",
+                "warning",
+            )
+        return None
+
+    def _sent_chain(self, lane: Lane, target: str) -> list[mhl.Generation] | None:
+        """The generations of the chain castoff put at ``target`` of a bucket (the catalog's)."""
+        gens = self.catalog.chain_sent(lane.dest.ident, target)
+        return None if gens is None else [mhl.Generation(*g) for g in gens]
 
     def _chain_conflict(
-        self, stream: Stream, upload: Upload, existing: str, do_commit: Callable[..., Landed]
+        self,
+        stream: Stream,
+        upload: Upload,
+        existing: str,
+        hist: HistoryCopy,
+        do_commit: Callable[..., Landed],
     ) -> Landed | None:
         """The source's chain file at a destination that has one: there already when that chain
         holds every generation of the source's; it replaces a chain it continues; two different
         histories are refused (compared now: what landed since planning counts)."""
-        hist = compare_histories(stream.file.src.abs_path.rpartition("/")[0], existing.rpartition("/")[0])
+        lane = stream.lane
         if hist.chain_replaces():
-            return do_commit(target=existing, overwrite=True)
+            said = hist.replaced(existing)
+            self.log(f"{lane.name}: {said}")
+            stream.notes.append(said)
+            if not isinstance(stream.failed, TargetExists):
+                return do_commit(target=existing, overwrite=True)
+            # Refused before its bytes went out (the catalog, or If-None-Match on a small file,
+            # stood for the key): sent again, as a deliberate replacement of that key.
+            upload.abort()
+            stream.history = "replace"
+            stream.reset(keep_parts=False)
+            self._restart(stream)
+            return None
         upload.abort()
         self._drop_partial(stream)
         if not hist.chain_is_there():
             raise hist.refusal(CHAIN) or errors.HistoryConflict(f"{existing} is not a history's chain file")
+        stream.history = "kept"  # the key keeps the chain that was there: not what this file holds
         landed = Landed(target=existing, size=stream.file.src.size, verify_method=hist.said())
         self._landed(stream, landed, "already")
         return None
@@ -2096,6 +2183,7 @@ class Engine:
             damaged=stream.damaged,
         )
         stream.target = target
+        chain = self._chain_landed(stream, target, digest)
         # What landed where, and the outcome, in one transaction: a crash keeps both or neither.
         # Only catalog writes inside: other locks are taken after it (never the other way round).
         with self.catalog.batch():
@@ -2118,15 +2206,41 @@ class Engine:
                     self.job_id,
                 )
             )
-            if not lane.caps.is_local:  # what castoff put at a bucket: it cannot read it back
+            if not lane.caps.is_local and stream.history != "kept":  # castoff put it: it cannot read it back
                 self.catalog.record_object(
                     lane.dest.ident, target, blake3=digest, size=src.size, job_id=self.job_id
                 )
+                if chain is not None:
+                    self.catalog.record_chain(digest, chain)
             self._store(lane, fs, target, out)
         if lane.caps.is_local and lane.caps.can_read_back and fs.local_copy is None:
             fs.local_copy = target
         self._tell(lane, fs, target, out)
         self._stream_closed(stream)
+
+    @staticmethod
+    def _chain_landed(stream: Stream, target: str, digest: str) -> list[tuple[int, str, str]] | None:
+        """The generations of a history's chain file that landed at a bucket's ``target`` with
+        these bytes, for the catalog to compare later runs with (``Catalog.record_chain``); read
+        again (a few kilobytes) from the source, or the verified local copy it was sent from:
+        None when neither holds these bytes now."""
+        src = stream.file.src.abs_path
+        if (
+            stream.lane.caps.is_local
+            or stream.history == "kept"
+            or target.rpartition("/")[2] != CHAIN
+            or not in_history(target)
+            or not in_history(src)
+        ):
+            return None
+        for path in dict.fromkeys((stream.file.local_copy or src, src)):
+            try:
+                data = Path(path).read_bytes()
+                if blake3.blake3(data).hexdigest() == digest:
+                    return [(g.number, g.name, g.c4) for g in mhl.parse_chain(data, path)]
+            except (OSError, errors.HistoryError):
+                continue
+        return None
 
     def _end(self, stream: Stream, out: Outcome) -> None:
         if out.detail is None and stream.notes:

@@ -84,6 +84,10 @@ class Stream:
     damaged: str | None = None
     #: the next " (N)" to try after a conflict at a bucket whose key is fixed at the start
     next_alt: int = 2
+    #: a history's chain file, as its history decided (``Engine._chain_conflict``): "replace" (it
+    #: continues the chain there: sent to replace it) or "kept" (the chain there holds every
+    #: generation of this one: counted there, and the key keeps what it held)
+    history: str | None = None
     dest_plan: DestPlan | None = None  # the layout at this destination: name rules, metadata
     start_lock: threading.Lock = field(default_factory=threading.Lock)
 

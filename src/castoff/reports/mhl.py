@@ -167,12 +167,18 @@ def read_chain(root: Path) -> list[Generation]:
 
 
 def _parse_chain(chain: Path) -> list[Generation]:
+    return parse_chain(chain.read_bytes(), str(chain))
+
+
+def parse_chain(data: bytes, where: str) -> list[Generation]:
+    """The generations a chain file's bytes name (``where``: what to call it in an error); their
+    manifests are not looked at."""
     try:
-        tree = ET.parse(chain)  # noqa: S314 (expat >= 2.4.1 refuses entity bombs; no external entities)
+        root = ET.fromstring(data)  # noqa: S314 (expat >= 2.4.1 refuses entity bombs; no external entities)
     except ET.ParseError as exc:
-        raise errors.HistoryError(f"{chain} is not valid XML: {exc}") from exc
+        raise errors.HistoryError(f"{where} is not valid XML: {exc}") from exc
     gens = []
-    for el in tree.getroot().iter(f"{{{DIR_NS}}}hashlist"):
+    for el in root.iter(f"{{{DIR_NS}}}hashlist"):
         name = el.findtext(f"{{{DIR_NS}}}path") or ""
         c4 = el.findtext(f"{{{DIR_NS}}}c4") or ""
         gens.append(Generation(int(el.get("sequencenr") or 0), name, c4))
