@@ -171,6 +171,7 @@ def check_sources(sources: Sequence[str], *, by_name: bool = True) -> list[str]:
     out: list[str] = []
     names: dict[str, str] = {}
     seen: dict[tuple[int, int], str] = {}
+    reals: dict[str, str] = {}  # each source given, resolved: none may be inside another
     for src in sources:
         path = os.path.abspath(src)
         if escaped(path) != path:
@@ -195,6 +196,16 @@ def check_sources(sources: Sequence[str], *, by_name: bool = True) -> list[str]:
                 f"sources {first} and {src} are the same {'folder' if os.path.isdir(path) else 'file'}",
                 hint="name it once",
             )
+        real = os.path.realpath(path)
+        for earlier, earlier_real in reals.items():
+            if os.path.commonpath((real, earlier_real)) in (real, earlier_real):
+                inner, outer = (src, earlier) if len(real) > len(earlier_real) else (earlier, src)
+                raise errors.UsageError(
+                    f"source {inner} is inside source {outer}: its files would be copied twice",
+                    hint=f"name {outer} alone (--include/--exclude choose its files),"
+                    " or only what is inside it",
+                )
+        reals[src] = real
         if name in names and (by_name or not (os.path.isdir(path) and os.path.isdir(names[name]))):
             raise errors.UsageError(
                 f"sources {names[name]} and {src} would land in the same folder {name!r}"

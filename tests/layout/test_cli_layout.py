@@ -260,6 +260,15 @@ def test_one_source_twice_or_two_files_of_one_name_are_still_refused(tmp_path: P
     for sources, words in (
         ([a, a], f"sources {a} and {a} are the same folder"),
         ([a, link], f"sources {a} and {link} are the same folder"),
+        # one inside the other: its files would be copied twice (the layout names them apart)
+        (
+            [a, a / "100CANON"],
+            f"source {a / '100CANON'} is inside source {a}: its files would be copied twice",
+        ),
+        (
+            [a / "100CANON" / "IMG_0001.JPG", link],
+            f"source {a / '100CANON' / 'IMG_0001.JPG'} is inside source {link}",
+        ),
         (
             [a / "100CANON" / "IMG_0001.JPG", b / "100CANON" / "IMG_0001.JPG"],
             "are files of the same name 'IMG_0001.JPG'",
