@@ -288,8 +288,18 @@ def _entry(path: str, rel: str, st: os.stat_result) -> SourceFile | Skipped:
     )
 
 
-def _into_destination(name: str) -> str:
-    return f"is the destination {name} (the same folder, by another path): not copied into itself"
+#: the name ``scan``'s ``destinations`` give castoff's own state folder (its catalog, in use)
+STATE_FOLDER = "castoff's state folder"
+
+
+def _into_destination(name: str) -> tuple[str, str]:
+    """Why a folder that is one of the job's own is not entered, and the skip's code."""
+    if name == STATE_FOLDER:
+        return "is castoff's state folder (the catalog and reports of this job): not copied", "state"
+    return (
+        f"is the destination {name} (the same folder, by another path): not copied into itself",
+        "destination",
+    )
 
 
 def _scan_root(
@@ -310,7 +320,7 @@ def _scan_root(
         yield _skipped(root, top, "special file (FIFO, device or socket)", "special")
         return
     if (dest := destinations.get((st.st_dev, st.st_ino))) is not None:
-        yield _skipped(root, top, _into_destination(dest), "destination")
+        yield _skipped(root, top, *_into_destination(dest))
         return
     seen_dirs = {(st.st_dev, st.st_ino)}
     yield from _walk(root, top, "", filters, seen_dirs, destinations)
@@ -360,7 +370,7 @@ def _walk(
                 yield _skipped(e.path, child_rel, "symlink loop (folder seen before)", "symlink")
                 continue
             if (dest := destinations.get(key)) is not None:
-                yield _skipped(e.path, child_rel, _into_destination(dest), "destination")
+                yield _skipped(e.path, child_rel, *_into_destination(dest))
                 continue
             seen.add(key)
             yield from _walk(e.path, child_rel, child_under, filters, seen, destinations)

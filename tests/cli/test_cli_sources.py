@@ -191,3 +191,20 @@ def test_a_rerun_with_every_file_verified_before_is_not_empty(tmp_path: Path) ->
         r = run_castoff("copy", str(card), "--to", str(tmp_path / "ssd"), state=tmp_path / "s")
         assert r.returncode == 0, r.stderr
     assert "every file was verified at every destination before" in r.stderr
+
+
+def test_castoffs_own_state_folder_inside_the_source_is_not_copied(tmp_path: Path) -> None:
+    """A home folder backed up with castoff's state inside it: the catalog in use (written all
+    along the job) is left out and said, not copied half-written and failed as a changed file."""
+    home = tmp_path / "home"
+    write(home / "Pictures" / "a.jpg", b"a photo")
+    state = home / ".local" / "state" / "castoff"
+    out = tmp_path / "backup"
+    for run in range(2):  # the second: the catalog exists before the scan
+        r = run_castoff("copy", str(home), "--to", str(out), state=state)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (out / "home" / "Pictures" / "a.jpg").read_bytes() == b"a photo"
+        assert not (out / "home" / ".local" / "state" / "castoff").exists(), run
+        report = json.loads(sorted((state / "reports").glob("*.json"))[-1].read_text())
+        skipped = [s for s in report["left_out"] if s["path"] == "home/.local/state/castoff"]
+        assert skipped and skipped[0]["code"] == "state", report["left_out"]

@@ -56,7 +56,7 @@ from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
 from castoff.reports import mhl
-from castoff.scan import EmptyFolder, Filters, Skipped, SourceFile, scan
+from castoff.scan import STATE_FOLDER, EmptyFolder, Filters, Skipped, SourceFile, scan
 from castoff.units import TimeText, format_bytes
 
 if TYPE_CHECKING:
@@ -649,6 +649,9 @@ class Engine:
             planner.continue_after(self.catalog.last_counter([os.path.abspath(s) for s in sources]))
         # the destination folders (after preflight, which makes them): never scanned into themselves
         roots = {rid: ln.name for ln in self.lanes if (rid := getattr(ln.dest, "root_id", None)) is not None}
+        with contextlib.suppress(OSError):  # nor into castoff's own state (a home folder's backup)
+            st = os.stat(self.catalog.path.parent)
+            roots.setdefault((st.st_dev, st.st_ino), STATE_FOLDER)
         for item in self._prefetch.ahead(scan(sources, self.options.filters, roots, folders=True)):
             if self.cancel.is_set():
                 return
