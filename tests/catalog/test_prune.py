@@ -322,3 +322,21 @@ def test_a_catalog_held_by_another_process_gives_a_clear_error(
     assert code == 1
     assert "the catalog is busy" in err and "Traceback" not in err, err
     assert not (tmp_path / "ssd" / "card" / "A.JPG").exists()
+
+
+def test_a_jobs_file_count_is_the_files_it_copied_before_and_after_pruning(tmp_path: Path) -> None:
+    """What the copy's summary said ("2 files"), not the items it left out (junk, a symlink)."""
+    card = tmp_path / "EOS_DIGITAL"
+    write(card / "DCIM" / "IMG_0001.JPG", b"one")
+    write(card / "DCIM" / "IMG_0002.JPG", b"two")
+    write(card / ".DS_Store", b"junk")
+    (card / "DCIM" / "link.JPG").symlink_to(card / "DCIM" / "IMG_0001.JPG")
+    state = tmp_path / "state"
+    said = ok("copy", str(card), "--to", str(tmp_path / "ssd"), state=state).stderr
+    assert ", 2 files," in " ".join(said.split())
+    ok("copy", str(card), "--to", str(tmp_path / "ssd"), "-q", state=state)
+    first = job_ids(state)[0]
+    assert jobs(state)[first]["n_files"] == 2
+    prune("--keep", "1", state=state)
+    assert jobs(state)[first]["pruned_at"] is not None
+    assert jobs(state)[first]["n_files"] == 2

@@ -803,7 +803,8 @@ class Catalog:
         when pruned)."""
         return self._query(
             "SELECT j.*,"
-            " COALESCE(j.pruned_files, (SELECT COUNT(*) FROM files f WHERE f.job_id=j.id)) AS n_files,"
+            " COALESCE(j.pruned_files,"
+            " (SELECT COUNT(*) FROM files f WHERE f.job_id=j.id AND f.status != 'skipped')) AS n_files,"
             " COALESCE(j.pruned_bytes, (SELECT COALESCE(SUM(size),0) FROM files f WHERE f.job_id=j.id))"
             " AS n_bytes"
             " FROM jobs j ORDER BY started_at DESC LIMIT ?",

@@ -209,7 +209,8 @@ def prune_job(db: sqlite3.Connection, job_id: str, out: Outcome, pause: Callable
     ``pruned_at`` set last, so an interrupted prune is finished by the next one."""
     with _tx(db):
         db.execute(
-            "UPDATE jobs SET pruned_files=(SELECT COUNT(*) FROM files WHERE job_id=jobs.id),"
+            "UPDATE jobs SET"
+            " pruned_files=(SELECT COUNT(*) FROM files WHERE job_id=jobs.id AND status != 'skipped'),"
             " pruned_bytes=(SELECT COALESCE(SUM(size), 0) FROM files WHERE job_id=jobs.id)"
             " WHERE id=? AND pruned_files IS NULL",
             (job_id,),
