@@ -378,3 +378,45 @@ def test_empty_folders_made_at_a_destination_keep_its_history_clean_for_both_too
     created = ascmhl(ascmhl_bin, "ascmhl", "create", str(dest))
     assert created.returncode == 0, created.stdout + created.stderr
     _both_verify(cli, ascmhl_bin, dest)
+
+
+def test_a_damaged_copy_replaced_by_its_good_copy_leaves_a_history_every_verifier_accepts(
+    tmp_path: Path, card: Path, cli: Cli, ascmhl_bin: Path
+) -> None:
+    """castoff finds a damaged copy, keeps it and lands the good one beside it as ``name (2).ext``
+    (recorded in that generation); the user follows the advice and moves the good copy over the
+    damaged one. The next generation says where it went (``previousPath``): ``castoff verify``
+    and ``ascmhl-debug verify`` look for it at its new name, not the gone ``(2)`` one. Before,
+    both reported it missing for ever. Another file gone from the folder is still missing."""
+    ssd = tmp_path / "ssd"
+    assert cli("copy", str(card), "--to", str(ssd)).returncode == 0
+    copy = ssd / card.name / "DCIM" / "100CANON" / "IMG_0001.CR3"
+    good = copy.with_name("IMG_0001 (2).CR3")
+    st = copy.stat()
+    with open(copy, "r+b") as fh:  # one byte flipped, size and mtime kept
+        fh.seek(100)
+        b = fh.read(1)
+        fh.seek(100)
+        fh.write(bytes([b[0] ^ 1]))
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = cli("copy", str(card), "--to", str(ssd), "--rehash")
+    assert r.returncode == 1 and "is DAMAGED" in r.stderr, r.stderr
+    assert good.is_file()
+    os.replace(good, copy)  # "put the good copy in its place"
+
+    r = cli("copy", str(card), "--to", str(ssd))
+    assert r.returncode == 0, r.stderr
+    latest = sorted((ssd / "ascmhl").glob("*.mhl"))[-1]
+    moved = etree.parse(str(latest)).findall(".//m:hash", NS)
+    assert [
+        (h.findtext("m:path", namespaces=NS), h.findtext("m:previousPath", namespaces=NS)) for h in moved
+    ] == [(f"{card.name}/DCIM/100CANON/IMG_0001.CR3", f"{card.name}/DCIM/100CANON/IMG_0001 (2).CR3")]
+    assert_valid(ssd)
+    v = cli("verify", str(ssd))
+    assert v.returncode == 0, v.stdout + v.stderr
+    theirs = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(ssd))
+    assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+
+    (ssd / card.name / "empty.txt").unlink()  # a file gone is still named, never explained away
+    v = cli("verify", str(ssd))
+    assert v.returncode == 1 and f"missing  {card.name}/empty.txt" in v.stdout, v.stdout + v.stderr

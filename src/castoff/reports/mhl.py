@@ -7,6 +7,7 @@ BLAKE3 rides in each hash's ``<metadata>``, the one open place the schema leaves
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
@@ -22,6 +23,7 @@ from pathlib import Path
 import xxhash
 
 from castoff import __version__, errors
+from castoff.engine.conflicts import is_alt_of
 
 NS = "urn:ASC:MHL:v2.0"
 DIR_NS = "urn:ASC:MHL:DIRECTORY:v2.0"
@@ -57,6 +59,8 @@ class Entry:
     hashed_at: float  # when the bytes were hashed (or verified equal to that hash)
     #: not proven again in this job (a re-run skipped it): left out when the history has it already
     from_earlier_job: bool = False
+    #: the path the history recorded these bytes at before, gone since (``previousPath``)
+    previous_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,29 +215,44 @@ def recover(root: Path) -> None:
         tmp.unlink()
 
 
-def _manifest_entries(path: Path) -> Iterator[tuple[str, str, str, str | None]]:
-    """(path, format, hash, action) for every file hash of one manifest, streamed."""
+def _manifest_entries(
+    path: Path, renames: dict[str, str] | None = None
+) -> Iterator[tuple[str, str, str, str | None]]:
+    """(path, format, hash, action) for every file hash of one manifest, streamed. ``renames``: each
+    entry's ``previousPath`` (the path it had before, in earlier generations) is added to it as
+    ``{previous: path}``, as ``ascmhl`` reads a rename."""
     in_hash = False
     current: str | None = None
+    previous: str | None = None
+    found: list[tuple[str, str, str | None]] = []
     hashes: ET.Element | None = None
     try:
         for event, el in ET.iterparse(path, events=("start", "end")):  # noqa: S314 (as above)
             if el.tag == f"{{{NS}}}hashes" and event == "start":
                 hashes = el
             if el.tag == f"{{{NS}}}hash":
-                in_hash, current = event == "start", None
+                in_hash = event == "start"
                 if event == "end":
+                    if current is not None:
+                        for fmt, value, action in found:
+                            yield current, fmt, value, action
+                        if previous is not None and renames is not None:
+                            renames[previous] = current
                     el.clear()
                     if hashes is not None and len(hashes) and hashes[-1] is el:
                         del hashes[-1]  # a manifest of 200,000 files is not held either
+                current = previous = None
+                found = []
                 continue
             if not in_hash or event != "end":
                 continue
             tag = el.tag.rsplit("}", 1)[-1]
             if tag == "path" and el.text:
                 current = el.text
-            elif tag in FORMATS and current is not None and el.text:
-                yield current, tag, el.text.strip(), el.get("action")
+            elif tag in FORMATS and el.text:
+                found.append((tag, el.text.strip(), el.get("action")))
+            elif tag == "previousPath" and el.text:
+                previous = el.text
     except ET.ParseError as exc:
         raise errors.HistoryError(f"{path} is not valid XML: {exc}") from exc
 
@@ -245,14 +264,19 @@ def read_history(root: Path) -> tuple[list[Generation], dict[str, Recorded], dic
     original: dict[str, Recorded] = {}
     first: dict[str, Recorded] = {}
     xxh: dict[str, str] = {}
+    renames: dict[str, str] = {}
     for number, path in _manifests(root):
-        for rel, fmt, value, action in _manifest_entries(path):
+        for rel, fmt, value, action in _manifest_entries(path, renames):
             if action == "original" and rel not in original:
                 original[rel] = Recorded(fmt, value, number)
             first.setdefault(rel, Recorded(fmt, value, number))
             if fmt == "xxh128" and action != "failed":
                 xxh.setdefault(rel, value)
-    return gens, first | original, xxh
+    recorded = first | original
+    for old, new in renames.items():  # renamed since: expected at its new path, as ``ascmhl`` does
+        if new in recorded and old != new:
+            recorded.pop(old, None)
+    return gens, recorded, xxh
 
 
 def latest_ignore(root: Path) -> Callable[[str], bool]:
@@ -276,11 +300,12 @@ def latest_ignore(root: Path) -> Callable[[str], bool]:
     return lambda rel: is_ignored(rel) or spec.match_file(rel)
 
 
-def _known_xxh128(root: Path) -> dict[str, str]:
-    """Every path's known xxh128 (``read_history``'s third answer alone, for less memory)."""
+def _known_xxh128(root: Path, renames: dict[str, str] | None = None) -> dict[str, str]:
+    """Every path's known xxh128 (``read_history``'s third answer alone, for less memory);
+    ``renames`` as ``_manifest_entries`` fills it."""
     xxh: dict[str, str] = {}
     for _number, path in _manifests(root):
-        for rel, fmt, value, action in _manifest_entries(path):
+        for rel, fmt, value, action in _manifest_entries(path, renames):
             if fmt == "xxh128" and action != "failed":
                 xxh.setdefault(rel, value)
     return xxh
@@ -342,7 +367,12 @@ def _hash_xml(e: Entry, action: str) -> str:
         f' lastmodificationdate="{_iso(e.mtime_ns / 1e9)}">{escape(e.path)}</path>\n'
         f'      <xxh128 action="{action}" hashdate="{_iso(e.hashed_at, micro=True)}">'
         f"{e.xxh128}</xxh128>\n"
-        f"      {meta}\n"
+        + (
+            ""
+            if e.previous_path is None
+            else f"      <previousPath>{escape(e.previous_path)}</previousPath>\n"
+        )
+        + f"      {meta}\n"
         f"    </hash>\n"
     )
 
@@ -394,12 +424,36 @@ def write_generation(
     recover(root)
     gens = read_chain(root)
     history: dict[str, str] | None = None  # read when an entry needs it: a re-run may not
+    renamed: dict[str, str] = {}  # the history's renames, {previous path: path}
+    elsewhere: dict[str, list[str]] | None = None  # xxh128: the history's paths of those bytes
 
     def known() -> dict[str, str]:
         nonlocal history
         if history is None:
-            history = _known_xxh128(root)
+            history = _known_xxh128(root, renamed)
         return history
+
+    def moved_from(e: Entry) -> str | None:
+        """One of this path's keep-both names (``photo (2).jpg``) that the history has these bytes
+        at, gone from the folder since: moved over this one (the good copy castoff landed beside
+        a damaged one, put in its place as castoff advises). Said as ``previousPath``, so that no
+        verifier looks for it there any more (``ascmhl create`` infers renames the same way; this
+        infers only that one, so that no other missing file is ever explained away)."""
+        nonlocal elsewhere
+        if elsewhere is None:
+            elsewhere = {}
+            for rel, value in known().items():
+                elsewhere.setdefault(value, []).append(rel)
+        for rel in elsewhere.get(e.xxh128, ()):
+            if (
+                rel != e.path
+                and rel not in renamed
+                and is_alt_of(rel, e.path)
+                and not os.path.lexists(root / rel)
+            ):
+                renamed[rel] = e.path  # one new path for each old one
+                return rel
+        return None
 
     folder = root / FOLDER
     number = max([g.number for g in gens] + [n for n, _ in _manifests(root)] + [0]) + 1
@@ -418,7 +472,11 @@ def write_generation(
                 if _NOT_XML.search(e.path):
                     left_out.append(e.path)
                     continue
-                fh.write(_hash_xml(e, _action(e, known())))
+                action = _action(e, known())
+                if action != "failed" and (previous := moved_from(e)) is not None:
+                    fh.write(_hash_xml(dataclasses.replace(e, previous_path=previous), action))
+                else:
+                    fh.write(_hash_xml(e, action))
                 written += 1
             fh.write("  </hashes>\n</hashlist>\n")
             fh.flush()
