@@ -28,7 +28,7 @@ from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, IntentRow, UploadRow, j
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
-from castoff.ui.term import Console
+from castoff.ui.term import Console, stream_gone
 from castoff.units import format_bytes, parse_size
 
 if TYPE_CHECKING:
@@ -41,7 +41,8 @@ EPILOG = """exit codes: 0 every file verified at every destination; 1 some file 
 (the others were delivered), or a copy castoff verified earlier is damaged (kept, beside a good
 one); 2 usage or configuration error, another job copying the same source to the same destination
 right now, no destination that could be used at all, or no file to copy (an empty source, or
-filters that left every file out); 130 interrupted (re-run to resume)."""
+filters that left every file out); 130 interrupted (re-run to resume). A closed stdout (| head)
+never stops a copy; a listing command then ends with 141."""
 
 COPY_EXAMPLES = """examples:
   castoff copy /media/EOS_DIGITAL --to /mnt/ssd/shoots --to /mnt/nas/shoots
@@ -976,7 +977,7 @@ def _uploads_to_abort(rows: list[UploadRow], args: argparse.Namespace) -> list[U
     return [r for r in rows if str(r.id) in wanted]
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return per command)
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     commands.autocomplete(parser)
@@ -986,18 +987,17 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
         return errors.EXIT_USAGE
     console = Console(stderr=True)
     try:
-        if args.command == "copy":
-            return cmd_copy(args, ["castoff", *argv])
-        if args.command == "jobs":
-            return cmd_jobs(args)
-        if args.command == "verify":
-            from castoff.verify import cmd_verify
-
-            return cmd_verify(args)
-        if args.command == "uploads":
-            return cmd_uploads(args)
-        if args.command in commands.COMMANDS:
-            return commands.dispatch(args)
+        code = run_command(parser, args, argv)
+        sys.stdout.flush()  # here, not at exit: a reader gone is then met below, not as "Exception ignored"
+        return code
+    except BrokenPipeError:
+        # stdout's reader went away (castoff jobs --json | head): the command ends quietly, with
+        # no traceback, and exits 141 (128 + SIGPIPE), what the shell reports for any filter that
+        # the closed pipe stopped (cat, ls, git log): a script with pipefail sees the output was
+        # cut, as it would with them; the reader that closed it had what it wanted. A copy never
+        # gets here: its job goes on to its own exit code (ui/progress.py, JsonDisplay).
+        stream_gone(sys.stdout)
+        return errors.EXIT_BROKEN_PIPE
     except errors.CastoffError as exc:
         # Text, not markup: a message quotes paths, names and config text, which may hold [ ]
         console.print(Text(f"castoff: {exc.message}", style="bold red"), soft_wrap=True)
@@ -1022,5 +1022,21 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
         if args.debug:
             console.print_exception()
         return errors.EXIT_FAILED
+
+
+def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """The command ``args`` names, run; its exit code."""
+    if args.command == "copy":
+        return cmd_copy(args, ["castoff", *argv])
+    if args.command == "jobs":
+        return cmd_jobs(args)
+    if args.command == "verify":
+        from castoff.verify import cmd_verify
+
+        return cmd_verify(args)
+    if args.command == "uploads":
+        return cmd_uploads(args)
+    if args.command in commands.COMMANDS:
+        return commands.dispatch(args)
     parser.print_help()
     return errors.EXIT_USAGE
