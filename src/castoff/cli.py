@@ -29,7 +29,7 @@ from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
 from castoff.ui.term import Console, stream_gone
-from castoff.units import format_bytes, parse_size
+from castoff.units import format_bytes, parse_size, plural
 
 if TYPE_CHECKING:
     from castoff.engine.job import JobResult
@@ -663,10 +663,8 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 " Fix them, then re-run the same command.[/]"
             )
         elif files_failed:
-            console.print(
-                "[red]Some files did not reach every destination; see the report."
-                " Re-run the same command to retry only what is missing.[/]"
-            )
+            for text in _failed_text(catalog, job_id):
+                console.print(text, style="red", markup=False, highlight=False, soft_wrap=True)
         elif result.folders_failed:
             n = result.folders_failed
             console.print(
@@ -690,6 +688,72 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             )
     catalog.close()
     return result.exit_code
+
+
+#: the error codes of failures that the same command, run again, meets again: they need another
+#: option or destination first (a failure to write, a destination down or full, a source that
+#: changed as it was read, an interrupted job... a re-run retries)
+_NOT_BY_RERUN = frozenset({"conflict", "history-conflict", "key-rejected"})
+
+
+def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
+    """What to do about the files that did not reach every destination: re-run the same command
+    where that retries them; for a file kept out by a conflict, or whose target is the source file
+    itself, what would help instead (a re-run would do just the same)."""
+    rerun = kept = refused = itself = other = 0
+    outcomes = catalog.stream(
+        "SELECT o.status, o.error_code, o.target, f.abs_path FROM outcomes o JOIN files f ON f.id=o.file_id"
+        " WHERE o.job_id=? AND o.status IN ('failed', 'conflict', 'incomplete')",
+        (job_id,),
+    )
+    for r in outcomes:
+        if r["status"] == "conflict":  # --on-conflict skip kept the other file
+            kept += 1
+        elif r["status"] == "incomplete" or r["error_code"] not in _NOT_BY_RERUN:
+            rerun += 1
+        elif r["error_code"] != "conflict":
+            other += 1
+        elif os.path.isabs(r["target"]) and os.path.realpath(r["target"]) == os.path.realpath(r["abs_path"]):
+            itself += 1
+        else:  # --on-conflict fail
+            refused += 1
+    for r in catalog.stream("SELECT error_code FROM files WHERE job_id=? AND status='failed'", (job_id,)):
+        other, rerun = (other + 1, rerun) if r["error_code"] in _NOT_BY_RERUN else (other, rerun + 1)
+
+    def them(n: int) -> str:
+        return "it" if n == 1 else "them"
+
+    lines = []
+    if rerun or not (kept or refused or itself or other):
+        lines.append(
+            "Some files did not reach every destination; see the report."
+            " Re-run the same command to retry only what is missing."
+        )
+    if kept:
+        lines.append(
+            f"{plural(kept, 'file')} not copied: another file with other content is at the target,"
+            f" kept (--on-conflict skip); the same command skips {them(kept)} again. --on-conflict"
+            f" rename copies {them(kept)} beside the other file as 'name (2).ext'; overwrite replaces it."
+        )
+    if refused:
+        lines.append(
+            f"{plural(refused, 'file')} failed: another file with other content is at the target"
+            f" (--on-conflict fail); the same command fails {them(refused)} again. --on-conflict rename"
+            f" (the default) copies {them(refused)} beside the other file as 'name (2).ext'; skip"
+            f" leaves {them(refused)} out."
+        )
+    if itself:
+        lines.append(
+            f"{plural(itself, 'file')} failed: the target is the source file itself (the destination"
+            f" overlaps the source); the same command fails {them(itself)} again. Choose a destination"
+            " outside the source, or a --template that puts the copies elsewhere."
+        )
+    if other:
+        lines.append(
+            f"{plural(other, 'file')} failed for a reason the same command meets again (said above"
+            " and in the report): change what it says first."
+        )
+    return lines
 
 
 def _folders_text(made: Mapping[str, int]) -> str:

@@ -1,0 +1,40 @@
+"""What castoff tells the user to do next, and how it words counts and refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from castoff_cli import Castoff
+from engine_runner import write
+
+RERUN = "Re-run the same command to retry only what is missing"
+
+
+def test_a_rerun_is_advised_only_for_failures_a_rerun_can_fix(tmp_path: Path) -> None:
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"one")
+    write(card / "b.txt", b"two")
+    dest = tmp_path / "dest"
+    write(dest / "card" / "a.txt", b"another file")
+    for policy, said in (("skip", "--on-conflict skip"), ("fail", "--on-conflict fail")):
+        r = castoff("copy", str(card), "--to", str(dest), "--on-conflict", policy)
+        assert r.returncode == 1, r.stderr
+        assert RERUN not in r.stderr, r.stderr
+        assert f"1 file {'not copied' if policy == 'skip' else 'failed'}" in r.stderr, r.stderr
+        assert said in r.stderr and "--on-conflict rename" in r.stderr, r.stderr
+    # the destination holds the source where the template puts its copy: no copy can be made
+    n = tmp_path / "n"
+    write(n / "card" / "DCIM" / "a.jpg", b"a")
+    r = castoff("copy", str(n / "card"), "--to", str(n), "--template", "card/{path}")
+    assert r.returncode == 1, r.stderr
+    assert RERUN not in r.stderr, r.stderr
+    assert "the target is the source file itself" in r.stderr and "outside the source" in r.stderr
+    # a destination that could not be used: fixed, a re-run sends what is missing (and the
+    # conflict is still said for what it is)
+    write(tmp_path / "ssd", b"a file where a folder was meant")
+    r = castoff(
+        "copy", str(card), "--to", str(dest), "--to", str(tmp_path / "ssd" / "x"), "--on-conflict", "skip"
+    )
+    assert r.returncode == 1, r.stderr
+    assert RERUN in r.stderr and "1 file not copied" in r.stderr, r.stderr
