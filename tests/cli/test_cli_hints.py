@@ -38,3 +38,25 @@ def test_a_rerun_is_advised_only_for_failures_a_rerun_can_fix(tmp_path: Path) ->
     )
     assert r.returncode == 1, r.stderr
     assert RERUN in r.stderr and "1 file not copied" in r.stderr, r.stderr
+
+
+def test_a_mistyped_url_is_said_as_given_with_what_a_destination_looks_like(tmp_path: Path) -> None:
+    """Before: unknown destination scheme 's3:/bucket1/x/?endpoint=http://', the "://" of the
+    endpoint taken for the URL's own."""
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    endpoint = "?endpoint=http://127.0.0.1:9000"
+    for given, said in (
+        (f"s3:/bucket1/x/{endpoint}", f"did you mean 's3://bucket1/x/{endpoint}'?"),
+        (f"S3:bucket1/x/{endpoint}", f"did you mean 's3://bucket1/x/{endpoint}'?"),
+        (f"bucket1/x/{endpoint}", "a destination is a folder path, s3://bucket/prefix/"),
+        ("ftp://host/x", "a destination is a folder path, s3://bucket/prefix/"),
+    ):
+        r = castoff("copy", str(card), "--to", given)
+        assert r.returncode == 2, r.stderr
+        assert f"'{given}'" in r.stderr and said in r.stderr, r.stderr
+        assert "@NAME" in r.stderr or "did you mean" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    made = [p.name for p in castoff.root.iterdir() if p.name.lower().startswith(("s3", "bucket1"))]
+    assert not made  # no folder was made of a mistyped URL (castoff runs in castoff.root)
