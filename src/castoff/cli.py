@@ -643,7 +643,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         console.print(summary_table(result.lanes))
         console.print(
-            f"job {job_id}: {result.status}, {result.files} files, {format_bytes(result.bytes)}"
+            f"job {job_id}: {result.status}, {plural(result.files, 'file')}, {format_bytes(result.bytes)}"
             f" in {elapsed:.1f}s ({_read_text(result, elapsed)})"
         )
         if result.folders_made:

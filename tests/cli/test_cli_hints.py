@@ -60,3 +60,15 @@ def test_a_mistyped_url_is_said_as_given_with_what_a_destination_looks_like(tmp_
         assert "Traceback" not in r.stderr
     made = [p.name for p in castoff.root.iterdir() if p.name.lower().startswith(("s3", "bucket1"))]
     assert not made  # no folder was made of a mistyped URL (castoff runs in castoff.root)
+
+
+def test_one_file_is_one_file_not_one_files(tmp_path: Path) -> None:
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    r = castoff("copy", str(card), "--to", str(tmp_path / "ssd"))
+    assert r.returncode == 0, r.stderr
+    assert ": done, 1 file, " in r.stderr and "1 files" not in r.stderr, r.stderr
+    r = castoff("verify", str(tmp_path / "ssd"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "the 1 recorded file matches" in r.stdout and "1 recorded files" not in r.stdout, r.stdout

@@ -29,7 +29,7 @@ from rich.text import Text
 
 from castoff.engine.events import Event
 from castoff.ui.term import Console, stream_gone
-from castoff.units import format_bytes
+from castoff.units import format_bytes, plural
 
 Stats = Callable[[], Mapping[str, Mapping[str, int]]]
 
@@ -198,7 +198,7 @@ class RichDisplay(Display):
                 tid = self.tasks[name]
                 done_files = s["files_done"]
                 fails = s["failed"] + s["incomplete"]
-                files = f"{done_files}/{s['files_total']} files" + (
+                files = f"{done_files}/{plural(s['files_total'], 'file')}" + (
                     f" [red]{fails} failed[/]" if fails else ""
                 )
                 if s["conflict"]:
