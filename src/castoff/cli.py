@@ -80,6 +80,23 @@ def open_catalog(args: argparse.Namespace) -> Catalog:
     return Catalog(state_dir(args.state_dir) / "catalog.sqlite")
 
 
+class BadOptionValue(argparse.ArgumentTypeError, ValueError):
+    """An option's value refused by its type: argparse says the message as it is (exit 2), and a
+    workflow's saved value is refused with it too (``config.workflows`` catches ValueError)."""
+
+
+def one_or_more(text: str) -> int:
+    """A count that must be 1 or more (``--max-parallel``): 0 is refused as -3 is, and as
+    ``?max_parallel=0`` in an s3:// URL is, not taken as "not given"."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise BadOptionValue(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise BadOptionValue(f"must be 1 or more, not {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="castoff",
@@ -198,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     s3.add_argument("--sse-kms-key-id")
     s3.add_argument("--addressing", choices=("path", "virtual", "auto"))
     s3.add_argument("--part-size", help="multipart part size (default: chosen per file)")
-    s3.add_argument("--max-parallel", type=int, help="parts in flight per bucket (default 4)")
+    s3.add_argument(
+        "--max-parallel", type=one_or_more, metavar="N", help="parts in flight per bucket (default 4)"
+    )
     s3.add_argument("--bwlimit", help="upload bandwidth per bucket, e.g. 10M (bytes/s)")
     s3.add_argument(
         "--ca-bundle", metavar="PEM", help="certificates of a private CA (TLS is always verified)"
@@ -497,6 +516,15 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 raise errors.UsageError(f"{d.name}: {exc.message}", hint=exc.hint) from exc
     check_outside_sources(dests, sources, planner.options.template)
     limiters: dict[str, object] = {}
+    if args.bwlimit and all(d.caps.is_local for d in dests):  # harmless: said, not refused
+        console.print(
+            f"warning: --bwlimit {args.bwlimit} is ignored: it limits uploads to buckets, and every"
+            " destination here is a folder",
+            style="yellow",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if args.bwlimit:
         from castoff.engine.pacing import RateLimiter, parse_rate
 

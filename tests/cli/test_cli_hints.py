@@ -72,3 +72,30 @@ def test_one_file_is_one_file_not_one_files(tmp_path: Path) -> None:
     r = castoff("verify", str(tmp_path / "ssd"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "the 1 recorded file matches" in r.stdout and "1 recorded files" not in r.stdout, r.stdout
+
+
+def test_max_parallel_0_is_refused_as_minus_3_is(tmp_path: Path) -> None:
+    """Before: --max-parallel 0 was taken as "not given", silently (-3 and ?max_parallel=0 were refused)."""
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    for n in ("0", "-3"):
+        r = castoff("copy", str(card), "--to", str(tmp_path / "ssd"), "--max-parallel", n)
+        assert r.returncode == 2, r.stderr
+        assert f"--max-parallel: must be 1 or more, not {n}" in r.stderr, r.stderr
+        r = castoff("workflow", "save", "w", "--to", str(tmp_path / "ssd"), "--max-parallel", n)
+        assert r.returncode == 2 and "must be 1 or more" in r.stderr, r.stderr
+    assert not (tmp_path / "ssd").exists() and not castoff.config.exists()
+
+
+def test_bwlimit_with_only_folders_is_said_to_do_nothing(tmp_path: Path) -> None:
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    r = castoff(
+        "copy", str(card), "--to", str(tmp_path / "a"), "--to", str(tmp_path / "b"), "--bwlimit", "1M"
+    )
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert said.count("--bwlimit 1M is ignored: it limits uploads to buckets") == 1, said
+    assert (tmp_path / "b" / "card" / "a.txt").read_bytes() == b"a"

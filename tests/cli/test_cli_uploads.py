@@ -352,3 +352,23 @@ def test_an_object_damaged_since_is_named_by_rehash_verify_download(
     assert again.returncode == 1 and "still DAMAGED" in said, said
     listed = b.client.list_objects_v2(Bucket=b.bucket, Prefix="shoot/")["Contents"]
     assert sorted(o["Key"] for o in listed) == sorted([key, "shoot/card/DCIM/IMG_0001 (2).JPG"])
+
+
+def test_bwlimit_with_a_bucket_is_not_said_to_be_ignored(tmp_path: Path, rclone_s3: Any) -> None:
+    src = tmp_path / "card"
+    write(src / "a.bin", b"a" * 1000)
+    bucket = s3_url(rclone_s3.bucket, "bw/", rclone_s3.url)
+    r = castoff(
+        "copy",
+        str(src),
+        "--to",
+        str(tmp_path / "d"),
+        "--to",
+        bucket,
+        "--bwlimit",
+        "10M",
+        state=tmp_path / "state",
+        env=keys(rclone_s3.access_key, rclone_s3.secret_key),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "ignored" not in r.stderr, r.stderr
