@@ -28,8 +28,8 @@ from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, IntentRow, UploadRow, j
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
-from castoff.ui.term import Console
-from castoff.units import format_bytes, parse_size
+from castoff.ui.term import Console, stream_gone
+from castoff.units import format_bytes, parse_size, plural
 
 if TYPE_CHECKING:
     from castoff.engine.job import JobResult
@@ -41,7 +41,8 @@ EPILOG = """exit codes: 0 every file verified at every destination; 1 some file 
 (the others were delivered), or a copy castoff verified earlier is damaged (kept, beside a good
 one); 2 usage or configuration error, another job copying the same source to the same destination
 right now, no destination that could be used at all, or no file to copy (an empty source, or
-filters that left every file out); 130 interrupted (re-run to resume)."""
+filters that left every file out); 130 interrupted (re-run to resume). A closed stdout (| head)
+never stops a copy; a listing command then ends with 141."""
 
 COPY_EXAMPLES = """examples:
   castoff copy /media/EOS_DIGITAL --to /mnt/ssd/shoots --to /mnt/nas/shoots
@@ -77,6 +78,23 @@ def state_dir(arg: str | None) -> Path:
 
 def open_catalog(args: argparse.Namespace) -> Catalog:
     return Catalog(state_dir(args.state_dir) / "catalog.sqlite")
+
+
+class BadOptionValue(argparse.ArgumentTypeError, ValueError):
+    """An option's value refused by its type: argparse says the message as it is (exit 2), and a
+    workflow's saved value is refused with it too (``config.workflows`` catches ValueError)."""
+
+
+def one_or_more(text: str) -> int:
+    """A count that must be 1 or more (``--max-parallel``): 0 is refused as -3 is, and as
+    ``?max_parallel=0`` in an s3:// URL is, not taken as "not given"."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise BadOptionValue(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise BadOptionValue(f"must be 1 or more, not {n}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     s3.add_argument("--sse-kms-key-id")
     s3.add_argument("--addressing", choices=("path", "virtual", "auto"))
     s3.add_argument("--part-size", help="multipart part size (default: chosen per file)")
-    s3.add_argument("--max-parallel", type=int, help="parts in flight per bucket (default 4)")
+    s3.add_argument(
+        "--max-parallel", type=one_or_more, metavar="N", help="parts in flight per bucket (default 4)"
+    )
     s3.add_argument("--bwlimit", help="upload bandwidth per bucket, e.g. 10M (bytes/s)")
     s3.add_argument(
         "--ca-bundle", metavar="PEM", help="certificates of a private CA (TLS is always verified)"
@@ -496,6 +516,15 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 raise errors.UsageError(f"{d.name}: {exc.message}", hint=exc.hint) from exc
     check_outside_sources(dests, sources, planner.options.template)
     limiters: dict[str, object] = {}
+    if args.bwlimit and all(d.caps.is_local for d in dests):  # harmless: said, not refused
+        console.print(
+            f"warning: --bwlimit {args.bwlimit} is ignored: it limits uploads to buckets, and every"
+            " destination here is a folder",
+            style="yellow",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if args.bwlimit:
         from castoff.engine.pacing import RateLimiter, parse_rate
 
@@ -642,7 +671,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         console.print(summary_table(result.lanes))
         console.print(
-            f"job {job_id}: {result.status}, {result.files} files, {format_bytes(result.bytes)}"
+            f"job {job_id}: {result.status}, {plural(result.files, 'file')}, {format_bytes(result.bytes)}"
             f" in {elapsed:.1f}s ({_read_text(result, elapsed)})"
         )
         if result.folders_made:
@@ -662,10 +691,8 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 " Fix them, then re-run the same command.[/]"
             )
         elif files_failed:
-            console.print(
-                "[red]Some files did not reach every destination; see the report."
-                " Re-run the same command to retry only what is missing.[/]"
-            )
+            for text in _failed_text(catalog, job_id):
+                console.print(text, style="red", markup=False, highlight=False, soft_wrap=True)
         elif result.folders_failed:
             n = result.folders_failed
             console.print(
@@ -689,6 +716,72 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             )
     catalog.close()
     return result.exit_code
+
+
+#: the error codes of failures that the same command, run again, meets again: they need another
+#: option or destination first (a failure to write, a destination down or full, a source that
+#: changed as it was read, an interrupted job... a re-run retries)
+_NOT_BY_RERUN = frozenset({"conflict", "history-conflict", "key-rejected"})
+
+
+def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
+    """What to do about the files that did not reach every destination: re-run the same command
+    where that retries them; for a file kept out by a conflict, or whose target is the source file
+    itself, what would help instead (a re-run would do just the same)."""
+    rerun = kept = refused = itself = other = 0
+    outcomes = catalog.stream(
+        "SELECT o.status, o.error_code, o.target, f.abs_path FROM outcomes o JOIN files f ON f.id=o.file_id"
+        " WHERE o.job_id=? AND o.status IN ('failed', 'conflict', 'incomplete')",
+        (job_id,),
+    )
+    for r in outcomes:
+        if r["status"] == "conflict":  # --on-conflict skip kept the other file
+            kept += 1
+        elif r["status"] == "incomplete" or r["error_code"] not in _NOT_BY_RERUN:
+            rerun += 1
+        elif r["error_code"] != "conflict":
+            other += 1
+        elif os.path.isabs(r["target"]) and os.path.realpath(r["target"]) == os.path.realpath(r["abs_path"]):
+            itself += 1
+        else:  # --on-conflict fail
+            refused += 1
+    for r in catalog.stream("SELECT error_code FROM files WHERE job_id=? AND status='failed'", (job_id,)):
+        other, rerun = (other + 1, rerun) if r["error_code"] in _NOT_BY_RERUN else (other, rerun + 1)
+
+    def them(n: int) -> str:
+        return "it" if n == 1 else "them"
+
+    lines = []
+    if rerun or not (kept or refused or itself or other):
+        lines.append(
+            "Some files did not reach every destination; see the report."
+            " Re-run the same command to retry only what is missing."
+        )
+    if kept:
+        lines.append(
+            f"{plural(kept, 'file')} not copied: another file with other content is at the target,"
+            f" kept (--on-conflict skip); the same command skips {them(kept)} again. --on-conflict"
+            f" rename copies {them(kept)} beside the other file as 'name (2).ext'; overwrite replaces it."
+        )
+    if refused:
+        lines.append(
+            f"{plural(refused, 'file')} failed: another file with other content is at the target"
+            f" (--on-conflict fail); the same command fails {them(refused)} again. --on-conflict rename"
+            f" (the default) copies {them(refused)} beside the other file as 'name (2).ext'; skip"
+            f" leaves {them(refused)} out."
+        )
+    if itself:
+        lines.append(
+            f"{plural(itself, 'file')} failed: the target is the source file itself (the destination"
+            f" overlaps the source); the same command fails {them(itself)} again. Choose a destination"
+            " outside the source, or a --template that puts the copies elsewhere."
+        )
+    if other:
+        lines.append(
+            f"{plural(other, 'file')} failed for a reason the same command meets again (said above"
+            " and in the report): change what it says first."
+        )
+    return lines
 
 
 def _folders_text(made: Mapping[str, int]) -> str:
@@ -976,7 +1069,7 @@ def _uploads_to_abort(rows: list[UploadRow], args: argparse.Namespace) -> list[U
     return [r for r in rows if str(r.id) in wanted]
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return per command)
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     commands.autocomplete(parser)
@@ -986,18 +1079,17 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
         return errors.EXIT_USAGE
     console = Console(stderr=True)
     try:
-        if args.command == "copy":
-            return cmd_copy(args, ["castoff", *argv])
-        if args.command == "jobs":
-            return cmd_jobs(args)
-        if args.command == "verify":
-            from castoff.verify import cmd_verify
-
-            return cmd_verify(args)
-        if args.command == "uploads":
-            return cmd_uploads(args)
-        if args.command in commands.COMMANDS:
-            return commands.dispatch(args)
+        code = run_command(parser, args, argv)
+        sys.stdout.flush()  # here, not at exit: a reader gone is then met below, not as "Exception ignored"
+        return code
+    except BrokenPipeError:
+        # stdout's reader went away (castoff jobs --json | head): the command ends quietly, with
+        # no traceback, and exits 141 (128 + SIGPIPE), what the shell reports for any filter that
+        # the closed pipe stopped (cat, ls, git log): a script with pipefail sees the output was
+        # cut, as it would with them; the reader that closed it had what it wanted. A copy never
+        # gets here: its job goes on to its own exit code (ui/progress.py, JsonDisplay).
+        stream_gone(sys.stdout)
+        return errors.EXIT_BROKEN_PIPE
     except errors.CastoffError as exc:
         # Text, not markup: a message quotes paths, names and config text, which may hold [ ]
         console.print(Text(f"castoff: {exc.message}", style="bold red"), soft_wrap=True)
@@ -1022,5 +1114,21 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
         if args.debug:
             console.print_exception()
         return errors.EXIT_FAILED
+
+
+def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """The command ``args`` names, run; its exit code."""
+    if args.command == "copy":
+        return cmd_copy(args, ["castoff", *argv])
+    if args.command == "jobs":
+        return cmd_jobs(args)
+    if args.command == "verify":
+        from castoff.verify import cmd_verify
+
+        return cmd_verify(args)
+    if args.command == "uploads":
+        return cmd_uploads(args)
+    if args.command in commands.COMMANDS:
+        return commands.dispatch(args)
     parser.print_help()
     return errors.EXIT_USAGE

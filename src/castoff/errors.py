@@ -42,6 +42,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: a listing command whose stdout reader went away (``castoff jobs --json | head``): 128 + SIGPIPE,
+#: as the shell reports for any filter a closed pipe stopped; a copy goes on to its own code instead
+EXIT_BROKEN_PIPE = 141
 
 
 class CastoffError(Exception):

@@ -25,6 +25,12 @@ def parse_size(text: str, *, what: str = "size") -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``n`` and the word for that many: ``1 file``, ``2 files``, ``0 files`` (``words`` when the
+    plural is not the word and an s: ``copy``, ``copies``)."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

@@ -23,6 +23,7 @@ import xxhash
 from castoff import errors
 from castoff.destinations.local import NotAFile, open_regular
 from castoff.reports import mhl
+from castoff.units import plural
 
 OK_STATUSES = ("verified", "already", "skipped")
 
@@ -215,13 +216,14 @@ def print_result(r: Result, out: Any = None) -> None:
         )
     for p in r.extra:
         print(f"  extra    {_show(p)}  (not in the record)", file=out)
+    every = "the 1 recorded file matches" if r.matched == 1 else f"all {r.matched} recorded files match"
     if r.ok and r.others:
-        print(f"all {r.matched} recorded files match; nothing missing", file=out)
+        print(f"{every}; nothing missing", file=out)
     elif r.ok:
-        print(f"all {r.matched} recorded files match; nothing missing, nothing extra", file=out)
+        print(f"{every}; nothing missing, nothing extra", file=out)
     else:
         print(
-            f"{r.checked} recorded files: {r.matched} match, {len(r.missing)} missing,"
+            f"{plural(r.checked, 'recorded file')}: {r.matched} match, {len(r.missing)} missing,"
             f" {len(r.altered)} altered; {len(r.extra)} extra file(s)",
             file=out,
         )

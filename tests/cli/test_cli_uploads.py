@@ -387,3 +387,23 @@ def test_an_object_deleted_since_is_sent_again_to_its_key_by_rehash_verify_downl
     assert b.client.get_object(Bucket=b.bucket, Key=key)["Body"].read() == b"good" * 1000
     listed = b.client.list_objects_v2(Bucket=b.bucket, Prefix="shoot/")["Contents"]
     assert sorted(o["Key"] for o in listed) == [key, "shoot/card/DCIM/IMG_0002.JPG"]
+
+
+def test_bwlimit_with_a_bucket_is_not_said_to_be_ignored(tmp_path: Path, rclone_s3: Any) -> None:
+    src = tmp_path / "card"
+    write(src / "a.bin", b"a" * 1000)
+    bucket = s3_url(rclone_s3.bucket, "bw/", rclone_s3.url)
+    r = castoff(
+        "copy",
+        str(src),
+        "--to",
+        str(tmp_path / "d"),
+        "--to",
+        bucket,
+        "--bwlimit",
+        "10M",
+        state=tmp_path / "state",
+        env=keys(rclone_s3.access_key, rclone_s3.secret_key),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "ignored" not in r.stderr, r.stderr

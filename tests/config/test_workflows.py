@@ -6,6 +6,7 @@ import argparse
 
 import pytest
 
+from castoff.cli import one_or_more
 from castoff.commands.common import check_option, copy_parser
 from castoff.config import workflows
 
@@ -17,7 +18,7 @@ def sample_value(action: argparse.Action) -> object:
     if action.choices:
         choices = [c for c in action.choices if c != action.default]
         return choices[0]
-    if action.type is int:
+    if action.type in (int, one_or_more):
         return 3
     value = {"memory": "300M", "chunk_size": "8M", "part_size": "16M", "bwlimit": "5M", "sse": "AES256"}.get(
         action.dest, "x-value"
@@ -63,3 +64,8 @@ def test_last_job_is_found_by_its_run_argv() -> None:
     found = workflows.last_job(rows, "shoot")
     assert found is not None and found["id"] == "2"
     assert workflows.last_job(rows, "other") is None
+
+
+def test_a_saved_max_parallel_below_1_is_refused_as_the_flag_is() -> None:
+    for value in (0, -3, "0"):
+        assert "must be 1 or more" in str(check_option("max_parallel", value))

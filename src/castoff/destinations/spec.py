@@ -32,9 +32,16 @@ def shown(spec: str) -> str:
     return rest + question + "&".join(items)
 
 
+#: what ``--to`` takes, for a message about something else
+FORMS = "a folder path, s3://bucket/prefix/?option=value, or @NAME (a saved destination)"
+#: the scheme of a URL: at its very start (an "://" in an option's value is none)
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
 def open_destination(spec: str, *, s3_defaults: Mapping[str, object] | None = None) -> Destination:
-    if "://" in spec:
-        scheme = spec.split("://", 1)[0].lower() + "://"
+    found = _SCHEME.match(spec)
+    if found:
+        scheme = found.group(1).lower() + "://"
         if scheme == "s3://":
             from castoff.destinations import s3
 
@@ -43,16 +50,18 @@ def open_destination(spec: str, *, s3_defaults: Mapping[str, object] | None = No
         if scheme == "file://":
             return LocalDestination(spec[len("file://") :])
         raise errors.UsageError(
-            f"unknown destination scheme {scheme!r} in {shown(spec)!r}",
-            hint="use a folder path or s3://bucket/prefix/",
+            f"unknown destination scheme {scheme!r} in {shown(spec)!r}", hint=f"a destination is {FORMS}"
         )
     if not spec.strip():
         raise errors.UsageError("empty destination")
     head = spec.split("/", 1)[0].lower()
     if head.startswith(("s3:", "file:")) and not os.path.exists(head):
         # "s3:bucket" or "s3:/bucket" made a local folder named "s3:bucket", silently (QA)
-        raise errors.UsageError(
-            f"{shown(spec)!r} looks like a URL without its '//'",
-            hint="write s3://bucket/prefix/ for a bucket, or ./" + spec + " for a folder of that name",
-        )
+        if head.startswith("s3:"):
+            hint = f"did you mean {shown('s3://' + spec[3:].lstrip('/'))!r}?"
+        else:
+            hint = f"write {FORMS}; ./{shown(spec)} for a folder of that name"
+        raise errors.UsageError(f"{shown(spec)!r} looks like a URL without its '//'", hint=hint)
+    if "://" in spec:  # "bucket/x?endpoint=http://…": a URL without its scheme, or mistyped
+        raise errors.UsageError(f"{shown(spec)!r} is not a destination", hint=f"a destination is {FORMS}")
     return LocalDestination(os.path.expanduser(spec), name=spec)

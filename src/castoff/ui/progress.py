@@ -28,8 +28,8 @@ from rich.table import Table
 from rich.text import Text
 
 from castoff.engine.events import Event
-from castoff.ui.term import Console
-from castoff.units import format_bytes
+from castoff.ui.term import Console, stream_gone
+from castoff.units import format_bytes, plural
 
 Stats = Callable[[], Mapping[str, Mapping[str, int]]]
 
@@ -82,12 +82,19 @@ class QuietDisplay(Display):
     def __call__(self, event: Event) -> None:
         if event.kind == "log" and event.data.get("level") == "error":
             with self._lock:
-                sys.stderr.write(f"{event.data.get('message')}\n")
-                sys.stderr.flush()
+                try:
+                    sys.stderr.write(f"{event.data.get('message')}\n")
+                    sys.stderr.flush()
+                except BrokenPipeError:  # whoever read stderr went away: the job goes on
+                    stream_gone(sys.stderr)
 
 
 class JsonDisplay(Display):
-    """One JSON object per line on stdout: every event, plus a progress snapshot twice a second."""
+    """One JSON object per line on stdout: every event, plus a progress snapshot twice a second.
+
+    When stdout's reader goes away (a monitoring script that ended, ``| head``), the events stop
+    and the job goes on to its normal end and exit code: the log, catalog and reports do not
+    depend on stdout. Said once on stderr."""
 
     wants_debug = True
     wants_file_done = True
@@ -97,12 +104,23 @@ class JsonDisplay(Display):
         self.out = out or sys.stdout
         self._lock = threading.Lock()
         self._last: str | None = None
+        self.gone = False  # stdout's reader went away: nothing more is written
 
     def _write(self, obj: Mapping[str, Any]) -> None:
         line = json.dumps(obj, ensure_ascii=False, default=str)
         with self._lock:
-            self.out.write(line + "\n")
-            self.out.flush()
+            if self.gone:
+                return
+            try:
+                self.out.write(line + "\n")
+                self.out.flush()
+            except BrokenPipeError:
+                self.gone = True
+                stream_gone(self.out)
+                _say(
+                    "castoff: stdout was closed: no more JSON events are printed; the job goes on"
+                    " (its log, catalog and reports are unaffected)"
+                )
 
     def __call__(self, event: Event) -> None:
         if event.kind == "progress":
@@ -115,6 +133,15 @@ class JsonDisplay(Display):
         if text != self._last:
             self._last = text
             self._write({"event": "progress", "at": round(time.time(), 3), "destinations": snap})
+
+
+def _say(text: str) -> None:
+    """A line on stderr, if stderr is still there."""
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        stream_gone(sys.stderr)
 
 
 class _BytesColumn(DownloadColumn):
@@ -171,7 +198,7 @@ class RichDisplay(Display):
                 tid = self.tasks[name]
                 done_files = s["files_done"]
                 fails = s["failed"] + s["incomplete"]
-                files = f"{done_files}/{s['files_total']} files" + (
+                files = f"{done_files}/{plural(s['files_total'], 'file')}" + (
                     f" [red]{fails} failed[/]" if fails else ""
                 )
                 if s["conflict"]:

@@ -1,0 +1,101 @@
+"""What castoff tells the user to do next, and how it words counts and refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from castoff_cli import Castoff
+from engine_runner import write
+
+RERUN = "Re-run the same command to retry only what is missing"
+
+
+def test_a_rerun_is_advised_only_for_failures_a_rerun_can_fix(tmp_path: Path) -> None:
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"one")
+    write(card / "b.txt", b"two")
+    dest = tmp_path / "dest"
+    write(dest / "card" / "a.txt", b"another file")
+    for policy, said in (("skip", "--on-conflict skip"), ("fail", "--on-conflict fail")):
+        r = castoff("copy", str(card), "--to", str(dest), "--on-conflict", policy)
+        assert r.returncode == 1, r.stderr
+        assert RERUN not in r.stderr, r.stderr
+        assert f"1 file {'not copied' if policy == 'skip' else 'failed'}" in r.stderr, r.stderr
+        assert said in r.stderr and "--on-conflict rename" in r.stderr, r.stderr
+    # the destination holds the source where the template puts its copy: no copy can be made
+    n = tmp_path / "n"
+    write(n / "card" / "DCIM" / "a.jpg", b"a")
+    r = castoff("copy", str(n / "card"), "--to", str(n), "--template", "card/{path}")
+    assert r.returncode == 1, r.stderr
+    assert RERUN not in r.stderr, r.stderr
+    assert "the target is the source file itself" in r.stderr and "outside the source" in r.stderr
+    # a destination that could not be used: fixed, a re-run sends what is missing (and the
+    # conflict is still said for what it is)
+    write(tmp_path / "ssd", b"a file where a folder was meant")
+    r = castoff(
+        "copy", str(card), "--to", str(dest), "--to", str(tmp_path / "ssd" / "x"), "--on-conflict", "skip"
+    )
+    assert r.returncode == 1, r.stderr
+    assert RERUN in r.stderr and "1 file not copied" in r.stderr, r.stderr
+
+
+def test_a_mistyped_url_is_said_as_given_with_what_a_destination_looks_like(tmp_path: Path) -> None:
+    """Before: unknown destination scheme 's3:/bucket1/x/?endpoint=http://', the "://" of the
+    endpoint taken for the URL's own."""
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    endpoint = "?endpoint=http://127.0.0.1:9000"
+    for given, said in (
+        (f"s3:/bucket1/x/{endpoint}", f"did you mean 's3://bucket1/x/{endpoint}'?"),
+        (f"S3:bucket1/x/{endpoint}", f"did you mean 's3://bucket1/x/{endpoint}'?"),
+        (f"bucket1/x/{endpoint}", "a destination is a folder path, s3://bucket/prefix/"),
+        ("ftp://host/x", "a destination is a folder path, s3://bucket/prefix/"),
+    ):
+        r = castoff("copy", str(card), "--to", given)
+        assert r.returncode == 2, r.stderr
+        assert f"'{given}'" in r.stderr and said in r.stderr, r.stderr
+        assert "@NAME" in r.stderr or "did you mean" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    made = [p.name for p in castoff.root.iterdir() if p.name.lower().startswith(("s3", "bucket1"))]
+    assert not made  # no folder was made of a mistyped URL (castoff runs in castoff.root)
+
+
+def test_one_file_is_one_file_not_one_files(tmp_path: Path) -> None:
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    r = castoff("copy", str(card), "--to", str(tmp_path / "ssd"))
+    assert r.returncode == 0, r.stderr
+    assert ": done, 1 file, " in r.stderr and "1 files" not in r.stderr, r.stderr
+    r = castoff("verify", str(tmp_path / "ssd"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "the 1 recorded file matches" in r.stdout and "1 recorded files" not in r.stdout, r.stdout
+
+
+def test_max_parallel_0_is_refused_as_minus_3_is(tmp_path: Path) -> None:
+    """Before: --max-parallel 0 was taken as "not given", silently (-3 and ?max_parallel=0 were refused)."""
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    for n in ("0", "-3"):
+        r = castoff("copy", str(card), "--to", str(tmp_path / "ssd"), "--max-parallel", n)
+        assert r.returncode == 2, r.stderr
+        assert f"--max-parallel: must be 1 or more, not {n}" in r.stderr, r.stderr
+        r = castoff("workflow", "save", "w", "--to", str(tmp_path / "ssd"), "--max-parallel", n)
+        assert r.returncode == 2 and "must be 1 or more" in r.stderr, r.stderr
+    assert not (tmp_path / "ssd").exists() and not castoff.config.exists()
+
+
+def test_bwlimit_with_only_folders_is_said_to_do_nothing(tmp_path: Path) -> None:
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    r = castoff(
+        "copy", str(card), "--to", str(tmp_path / "a"), "--to", str(tmp_path / "b"), "--bwlimit", "1M"
+    )
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert said.count("--bwlimit 1M is ignored: it limits uploads to buckets") == 1, said
+    assert (tmp_path / "b" / "card" / "a.txt").read_bytes() == b"a"
