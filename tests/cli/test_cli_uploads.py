@@ -38,7 +38,10 @@ def two_open_uploads(tmp_path: Path, rclone_s3: Any) -> tuple[Path, dict[str, st
     args = ["copy", str(src), "--quiet", "--chunk-size", "1M", "--bwlimit", "1M"]
     views = []
     for prefix in ("p1", "p2"):
-        args += ["--to", s3_url(rclone_s3.bucket, f"{prefix}/", rclone_s3.url, part_size="1MiB")]
+        args += [
+            "--to",
+            s3_url(rclone_s3.bucket, f"{prefix}/", rclone_s3.url, part_size="1MiB", provider="rclone"),
+        ]
         views.append(
             BucketView(
                 f"s3://{rclone_s3.bucket}/{prefix}", rclone_s3.admin_client(), rclone_s3.bucket, f"{prefix}/"
@@ -282,6 +285,38 @@ def test_a_part_size_below_the_chunk_size_is_honoured_or_said(tmp_path: Path, mo
     said = " ".join(r.stderr.split())
     assert "part size 5.0 MiB is below --chunk-size 8.0 MiB: its parts will be 8.0 MiB" in said
     assert parts("q/card/A001.MXF") == "2"
+
+
+@pytest.mark.parametrize(
+    ("given", "url_options", "flags"),
+    [
+        ("4194304 bytes (4.0 MiB)", {}, ["--part-size", "4M"]),
+        ("1024 bytes (1.0 KiB)", {"part_size": "1K"}, []),
+        ("6442450944 bytes (6.0 GiB)", {}, ["--part-size", "6G"]),
+    ],
+)
+def test_a_part_size_the_provider_refuses_stops_the_job_before_a_byte_is_sent(
+    tmp_path: Path, moto: Any, given: str, url_options: dict[str, str], flags: list[str]
+) -> None:
+    """QA: ``--part-size 4M`` to a server with a 5 MiB minimum was only warned about: all 120 MiB
+    went out, then CompleteMultipartUpload answered EntityTooSmall (exit 1)."""
+    src = tmp_path / "card"
+    write(src / "A001.MXF", os.urandom(12 * MiB))
+    url = s3_url(moto.bucket, "ps4/", moto.url, **url_options)
+    r = castoff("copy", str(src), "--to", url, *flags, state=tmp_path / "state", env=keys("a", "b"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    said = " ".join(r.stderr.split())
+    assert f"s3://{moto.bucket}/ps4: part size {given} is out of range" in said
+    if given.startswith("6442450944"):
+        assert "above the maximum of S3-compatible server (5368709120 bytes, 5.0 GiB)" in said
+        assert "give a part size of 5GiB or less" in said
+    else:
+        assert "below the minimum of S3-compatible server (5242880 bytes, 5.0 MiB)" in said
+        assert "give a part size of 5MiB or more" in said
+    assert "Traceback" not in said and "read" not in r.stdout
+    admin = moto.server.admin_client()
+    assert admin.list_objects_v2(Bucket=moto.bucket).get("KeyCount") == 0
+    assert not admin.list_multipart_uploads(Bucket=moto.bucket).get("Uploads")
 
 
 def test_one_bucket_and_prefix_at_two_endpoints_are_two_rows(

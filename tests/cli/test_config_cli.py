@@ -322,6 +322,35 @@ def test_workflow_save_and_edit_refuse_what_copy_refuses(
     assert castoff.config.read_text() == before
 
 
+def test_a_part_size_the_provider_refuses_is_not_saved(
+    castoff: Castoff, moto: MotoBucket, card: Path
+) -> None:
+    """QA: a part size below the provider's minimum was only warned about at each upload, and
+    the upload failed at its end: a saved destination or workflow must not hold one."""
+    below = "below the minimum of S3-compatible server (5242880 bytes, 5.0 MiB)"
+    r = add_bucket(castoff, "ark", moto, "a", "b", "--prefix", "raw/", "--part-size", "1K")
+    assert r.returncode == 2 and f"@ark: part size 1024 bytes (1.0 KiB) is out of range: {below}" in text(r)
+    assert "give a part size of 5MiB or more" in text(r)
+    assert not config(castoff)
+    assert add_bucket(castoff, "ark", moto, "a", "b", "--prefix", "raw/").returncode == 0
+    url = f"s3://{moto.bucket}/wf/?endpoint={moto.url}"
+    for to in ("@ark", url):
+        r = castoff("workflow", "save", "w", "--to", to, "--part-size", "4M")
+        assert r.returncode == 2 and f"part size 4194304 bytes (4.0 MiB) is out of range: {below}" in text(r)
+        assert (
+            "@ark: part size" in text(r) if to == "@ark" else f"s3://{moto.bucket}/wf: part size" in text(r)
+        )
+    assert "workflows" not in config(castoff)
+    assert castoff("workflow", "save", "w", "--to", "@ark", "--part-size", "5M").returncode == 0
+    # hand-edited into the config: copy refuses before anything is read or sent
+    castoff.config.write_text(
+        castoff.config.read_text().replace('prefix = "raw/"', 'prefix = "raw/"\npart_size = "1K"')
+    )
+    r = castoff("copy", str(card), "--to", "@ark")
+    assert r.returncode == 2 and f"@ark: part size 1024 bytes (1.0 KiB) is out of range: {below}" in text(r)
+    assert objects(moto) == []
+
+
 def test_workflow_edit_unset_names_what_it_can_drop(castoff: Castoff, tmp_path: Path) -> None:
     """QA: '--unset nonsense', '--unset to' and unsetting what was not set all said "changed"."""
     out, card = str(tmp_path / "out"), str(tmp_path / "card")

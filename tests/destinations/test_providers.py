@@ -11,7 +11,7 @@ import pytest
 
 from castoff import errors
 from castoff.destinations.providers import PROVIDERS, Provider, get_provider, guess_provider
-from castoff.destinations.s3 import DEFAULT_PART_SIZE, S3Destination, S3Options
+from castoff.destinations.s3 import DEFAULT_PART_SIZE, S3Destination, S3Options, check_part_size, parse_s3_url
 
 
 @pytest.fixture(autouse=True)
@@ -145,3 +145,45 @@ def test_providers_that_need_an_endpoint_say_so() -> None:
         dest(provider="b2")
     with pytest.raises(errors.UsageError, match="Backblaze B2"):
         dest(provider="b2", region="us-west-004", storage_class="DEEP_ARCHIVE")
+
+
+@pytest.mark.parametrize(
+    ("provider", "size", "says", "instead"),
+    [
+        ("aws", 4 * 1024**2, "below the minimum of Amazon S3 (5242880 bytes, 5.0 MiB)", "5MiB or more"),
+        ("b2", 4_999_999, "below the minimum of Backblaze B2 (5000000 bytes, 4.8 MiB)", "5MB or more"),
+        ("other", 1024, "below the minimum of S3-compatible server (5242880 bytes", "5MiB or more"),
+        ("spaces", 5 * 1024**3, "above the maximum of DigitalOcean Spaces (5000000000 bytes", "5GB or less"),
+        ("r2", 5 * 1024**3 + 1, "above the maximum of Cloudflare R2 (5368709120 bytes", "5GiB or less"),
+    ],
+)
+def test_a_part_size_outside_the_providers_limits_is_refused(
+    provider: str, size: int, says: str, instead: str
+) -> None:
+    """QA: a part size below the minimum was only warned about; every part went out, then
+    CompleteMultipartUpload answered EntityTooSmall."""
+    options = S3Options("bucket", prefix="raw/", part_size=size)
+    with pytest.raises(errors.UsageError) as info:
+        check_part_size(options, get_provider(provider), "@archive")
+    assert str(info.value).startswith(f"@archive: part size {size} bytes")
+    assert says in info.value.message
+    assert info.value.hint is not None and instead in info.value.hint
+    with pytest.raises(errors.UsageError, match="s3://bucket/raw: part size"):
+        parse_s3_url(f"s3://bucket/raw/?provider={provider}&region=r&endpoint=https://h&part_size={size}")
+
+
+@pytest.mark.parametrize(
+    ("provider", "size"),
+    [("aws", 5 * 1024**2), ("aws", 5 * 1024**3), ("b2", 5_000_000), ("b2", 5 * 1000**3), ("rclone", 1)],
+)
+def test_a_part_size_within_the_providers_limits_is_taken(provider: str, size: int) -> None:
+    check_part_size(S3Options("bucket", part_size=size), get_provider(provider))
+
+
+def test_without_a_known_provider_only_the_outer_limits_are_checked() -> None:
+    """The AWS chain may name the endpoint: the destination checks again once it knows it."""
+    check_part_size(S3Options("bucket", part_size=1), None)
+    with pytest.raises(errors.UsageError, match="above the maximum"):
+        check_part_size(S3Options("bucket", part_size=5 * 1024**3 + 1), None)
+    with pytest.raises(errors.UsageError, match=r"s3://bucket: part size 1024 bytes .* Amazon S3"):
+        dest(part_size=1024)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -184,6 +185,64 @@ def test_sigkill_mid_upload_resumes_without_resending_parts(
     assert body["Body"].read() == data
     catalog = Catalog(state / "catalog.sqlite")
     assert catalog.open_uploads() == []
+
+
+def test_a_resumed_upload_counts_only_what_this_job_sent_and_read(
+    tmp_path: Path, rclone_s3: Any, fault_proxy: Any
+) -> None:
+    """QA: after Ctrl-C at 4/8 parts and a re-run that said "continuing at part 5/8", the report
+    said bytes_sent = the whole file (and a bytes_per_s above --bwlimit), and the console "0 B
+    read" though the re-run read the file to send its remaining parts."""
+    data = random.Random(16).randbytes(8 * 5 * MiB - 12345)  # 8 parts of 5 MiB, the last short
+    src = tmp_path / "card"
+    write(src / "A001.MOV", data)
+    proxy = fault_proxy(rclone_s3)
+    state = tmp_path / "state"
+    url = (
+        f"s3://{rclone_s3.bucket}/raw/?endpoint={proxy.url}&region=us-east-1"
+        "&addressing=path&part_size=5MiB&max_parallel=2"
+    )
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": rclone_s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key,
+    }
+    cmd = [sys.executable, "-m", "castoff", "--state-dir", str(state), "copy", str(src), "--to", url]
+    cmd += ["--chunk-size", "5M", "--bwlimit", "8M"]
+    proc = subprocess.Popen([*cmd, "--quiet"], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    parts_done = 0
+    while time.monotonic() < deadline and parts_done < 3:
+        time.sleep(0.2)
+        if (state / "catalog.sqlite").exists():
+            catalog = Catalog(state / "catalog.sqlite")
+            ups = catalog.open_uploads()
+            parts_done = len(ups[0].parts) if ups else 0
+            catalog.close()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    catalog = Catalog(state / "catalog.sqlite")
+    (up,) = catalog.open_uploads()
+    resumed = sum(p.size for p in up.parts)
+    catalog.close()
+    assert 3 <= len(up.parts) < 8
+    proxy.reset_counters()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert f"continuing at part {len(up.parts) + 1}/8" in said
+    assert "40.0 MiB read" in said  # the whole file: its BLAKE3 is checked again as it is sent
+    (path,) = [line[len("report: ") :] for line in r.stderr.splitlines() if line.startswith("report: ")]
+    report = json.loads(Path(path).read_text())
+    (summary,) = report["summary"].values()
+    assert summary["verified"] == 1
+    assert summary["bytes_sent"] == len(data) - resumed  # the parts of this run, not the file
+    assert summary["bytes_resumed"] == resumed
+    assert summary["bytes_per_s"] == round(summary["bytes_sent"] / summary["duration_s"], 1)
+    assert proxy.bytes_up >= summary["bytes_sent"]  # went over the wire in this run
+    assert proxy.bytes_up < len(data) - resumed + 5 * MiB  # and no resumed part again
+    body = rclone_s3.admin_client().get_object(Bucket=rclone_s3.bucket, Key="raw/card/A001.MOV")
+    assert body["Body"].read() == data
 
 
 PRECONDITION_FAILED = (

@@ -43,7 +43,9 @@ def make_card(root: Path, seed: int, *, big: int = 3 * PART + 17, small: int = 6
 
 
 def s3_dest(url: str, bucket: str, key: str, secret: str, **kw: Any) -> S3Destination:
-    return s3dest(url, bucket, key, secret, **{"prefix": "raw/", "part_size": PART, **kw})
+    """A bucket at ``url``; without a part size, PART parts on rclone (no minimum part size)."""
+    small = {"part_size": PART, "provider": "rclone"} if "part_size" not in kw else {}
+    return s3dest(url, bucket, key, secret, **{"prefix": "raw/", **small, **kw})
 
 
 @dataclass

@@ -32,7 +32,9 @@ class Job:
             make_card(self.source, seed, big=4 * 1024 * 1024 + 5)
         self.state = tmp / f"state-{tag}"
         self.folders = [tmp / f"ssd-{tag}", tmp / f"nas-{tag}"]
-        self.url = s3_url(rclone.bucket, f"{tag}/", rclone.url, part_size="1MiB", max_parallel="2")
+        self.url = s3_url(
+            rclone.bucket, f"{tag}/", rclone.url, part_size="1MiB", max_parallel="2", provider="rclone"
+        )
         self.env = keys(rclone.access_key, rclone.secret_key)
         self.secret = rclone.secret_key
         self.server: RcloneServer = rclone.server

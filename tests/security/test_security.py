@@ -37,7 +37,7 @@ def test_tls_is_verified_by_default_and_ca_bundle_trusts_a_private_ca(
     src = tmp_path / "card"
     make_card(src, seed=3)
     env = keys(server.access_key, server.secret_key)
-    url = s3_url("castoff-tls", "raw/", server.url, part_size="1MiB")
+    url = s3_url("castoff-tls", "raw/", server.url, part_size="1MiB", provider="rclone")
     state = tmp_path / "state"
     probe = castoff("dest", "test", url, state=state, env=env)
     assert probe.returncode == 1

@@ -109,6 +109,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     error_code TEXT,
     detail TEXT,
     damaged TEXT,                    -- castoff's earlier copy of this file there, found damaged (kept)
+    resumed INTEGER,                 -- bytes of it an earlier job had sent there (a resumed upload)
     PRIMARY KEY (file_id, dest_ident)
 );
 CREATE INDEX IF NOT EXISTS outcomes_by_job ON outcomes (job_id);
@@ -307,12 +308,13 @@ _SET_FILE_META = (  # file_id, job_id, then FILE_META_COLUMNS
 
 _SET_OUTCOME = (
     "INSERT INTO outcomes(job_id, file_id, dest_ident, dest_name, target, status,"
-    " verify_method, verified_at, etag, error, error_code, detail, damaged)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " verify_method, verified_at, etag, error, error_code, detail, damaged, resumed)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT(file_id, dest_ident) DO UPDATE SET target=excluded.target,"
     " status=excluded.status, verify_method=excluded.verify_method,"
     " verified_at=excluded.verified_at, etag=excluded.etag, error=excluded.error,"
-    " error_code=excluded.error_code, detail=excluded.detail, damaged=excluded.damaged"
+    " error_code=excluded.error_code, detail=excluded.detail, damaged=excluded.damaged,"
+    " resumed=excluded.resumed"
 )
 _ADD_FILE = (
     "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status, blake3, md5, xxh128)"
@@ -628,6 +630,8 @@ class Catalog:
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(outcomes)")}
         if "damaged" not in have:
             self._db.execute("ALTER TABLE outcomes ADD COLUMN damaged TEXT")
+        if "resumed" not in have:
+            self._db.execute("ALTER TABLE outcomes ADD COLUMN resumed INTEGER")
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(file_meta)")}
         for column in ("make", "model"):
             if column not in have:
@@ -977,10 +981,12 @@ class Catalog:
         detail: str | None = None,
         verified_at: float | None = None,
         damaged: str | None = None,
+        resumed: int | None = None,
     ) -> None:
         """``damaged``: the path of castoff's earlier copy of this file at this destination, found
-        damaged (``record_damaged``), whatever became of the file itself. Inside a held group,
-        written with the group's other outcomes (``_write``)."""
+        damaged (``record_damaged``), whatever became of the file itself. ``resumed``: the bytes
+        of it an earlier job had sent there (parts of the upload this job resumed), not sent by
+        this one. Inside a held group, written with the group's other outcomes (``_write``)."""
         self._write(
             _SET_OUTCOME,
             (
@@ -997,6 +1003,7 @@ class Catalog:
                 error_code,
                 detail,
                 damaged,
+                resumed,
             ),
         )
 

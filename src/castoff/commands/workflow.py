@@ -81,7 +81,24 @@ def _check_options(cfg: ConfigFile, options: Mapping[str, Any], to: Sequence[str
     parsed = copy_parser().parse_args(argv)
     _, chunk = cli.check_options(parsed)
     cli.memory_budget(parsed.memory, chunk, bucket=any(_is_bucket(cfg, t) for t in to))
+    _check_bucket_options(cfg, cli.s3_defaults(parsed), to)
     return checked
+
+
+def _check_bucket_options(cfg: ConfigFile, defaults: Mapping[str, object], to: Sequence[str]) -> None:
+    """Each bucket's options with the workflow's S3 flags over them, as copy will open it: a
+    ``--part-size`` its provider refuses (QA: below the minimum) is refused now, not at each run."""
+    from castoff.config.resolve import saved_s3_options
+    from castoff.destinations import s3
+
+    if not defaults:
+        return
+    for t in to:
+        saved = cfg.destinations.get(t.removeprefix(SAVED_PREFIX)) if t.startswith(SAVED_PREFIX) else None
+        if saved is not None and saved.kind == "s3":
+            saved_s3_options(saved, defaults)
+        elif t[:5].lower() == "s3://":
+            s3.parse_s3_url(t, dict(defaults))
 
 
 def _is_bucket(cfg: ConfigFile, target: str) -> bool:

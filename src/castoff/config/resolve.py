@@ -94,7 +94,9 @@ def saved_s3_options(saved: SavedDestination, defaults: Mapping[str, object] | N
 
     settings = saved.settings
     query = {k: _text(settings[k]) for k in S3_URL_KEYS if k in settings}
-    options = s3.parse_s3_url(f"s3://{settings['bucket']}?{urlencode(query)}", dict(defaults or {}))
+    options = s3.parse_s3_url(
+        f"s3://{settings['bucket']}?{urlencode(query)}", dict(defaults or {}), label=SAVED_PREFIX + saved.name
+    )
     return replace(options, prefix=str(settings.get("prefix", "")))
 
 

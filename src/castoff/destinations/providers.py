@@ -275,6 +275,30 @@ _ROWS = (
         notes=("use HMAC keys of a service account",),
     ),
     Provider(
+        name="rclone",
+        title="rclone serve s3",
+        endpoint=None,
+        endpoint_required=True,
+        default_region="us-east-1",
+        addressing_style="path",
+        sdk_checksums=False,
+        # no minimum part size (1.75 completes uploads of 1 MiB parts, as the tests send): with
+        # provider=rclone small parts are allowed; an unknown server is held to the usual 5 MiB
+        min_part_size=1,
+        max_part_size=5 * GiB,
+        max_parts=10_000,
+        max_put_size=5 * GiB,
+        max_object_size=5 * TiB,
+        put_etag_is_md5=True,
+        multipart_etag_is_md5s=True,
+        conditional_put=False,  # 1.75 ignores If-None-Match and overwrites
+        conditional_complete=False,
+        max_metadata_bytes=2 * KiB,
+        storage_classes=AWS_STORAGE_CLASSES,
+        equal_parts=True,
+        abandoned_uploads="depends on the server: abort them with `castoff uploads abort`",
+    ),
+    Provider(
         name="other",
         title="S3-compatible server",
         endpoint=None,

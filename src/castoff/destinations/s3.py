@@ -35,6 +35,7 @@ from botocore.config import Config
 from castoff import errors
 from castoff.destinations.base import (
     Capabilities,
+    GiB,
     Landed,
     MiB,
     ObjectMeta,
@@ -53,6 +54,7 @@ from castoff.destinations.providers import (
 )
 from castoff.destinations.spec import SECRET_OPTION, shown
 from castoff.engine.pacing import parse_size
+from castoff.units import format_bytes
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -207,7 +209,9 @@ _URL_OPTIONS: Mapping[str, tuple[str, Any]] = {
 }
 
 
-def parse_s3_url(spec: str, defaults: S3Options | Mapping[str, object] | None = None) -> S3Options:
+def parse_s3_url(
+    spec: str, defaults: S3Options | Mapping[str, object] | None = None, *, label: str | None = None
+) -> S3Options:
     """``s3://bucket/prefix/?endpoint=...&region=...`` into options over ``defaults`` (options,
     or a mapping of S3Options field names such as ``{"region": ..., "profile": ...}``).
 
@@ -243,7 +247,7 @@ def parse_s3_url(spec: str, defaults: S3Options | Mapping[str, object] | None = 
             raise errors.UsageError(f"bad value for {name}: {value}") from None
     options = replace(_base_options(defaults), **values)
     provider = _provider_if_known(options)
-    check_options(options, provider)
+    check_options(options, provider, label)
     return options
 
 
@@ -279,8 +283,9 @@ def _check_prefix(prefix: str) -> None:
         )
 
 
-def check_options(options: S3Options, provider: Provider | None) -> None:
-    """UsageError for options that cannot work; ``provider`` None checks what it can."""
+def check_options(options: S3Options, provider: Provider | None, label: str | None = None) -> None:
+    """UsageError for options that cannot work; ``provider`` None checks what it can. ``label``
+    names the destination in messages (default ``s3://bucket/prefix``)."""
     if not options.bucket or "/" in options.bucket:
         raise errors.UsageError(f"bad bucket name {options.bucket!r}")
     _check_prefix(options.prefix)
@@ -319,11 +324,43 @@ def check_options(options: S3Options, provider: Provider | None) -> None:
     if options.max_parallel_small is not None and options.max_parallel_small < 1:
         raise errors.UsageError("max_parallel_small must be 1 or more")
     if options.part_size is not None:
-        top = provider.max_part_size if provider is not None else 5 * 1024 * MiB
-        if not 1 <= options.part_size <= top:
-            raise errors.UsageError(
-                f"part size {options.part_size} is out of range", hint=f"at most {top} bytes"
-            )
+        check_part_size(options, provider, label)
+
+
+def _size_option(n: int) -> str:
+    """``n`` bytes as a size option reads it back exactly (``5MiB``, ``5MB``, ``5GiB``)."""
+    for unit, name in ((GiB, "GiB"), (1000**3, "GB"), (MiB, "MiB"), (1000**2, "MB")):
+        if n % unit == 0:
+            return f"{n // unit}{name}"
+    return str(n)
+
+
+def check_part_size(options: S3Options, provider: Provider | None, label: str | None = None) -> None:
+    """A part size the provider refuses is a usage error before a byte is read (QA: a part size
+    below the minimum was warned about, every part sent, then Complete refused EntityTooSmall).
+    ``provider`` None (the endpoint may still come from the AWS chain): only 1 byte to 5 GiB;
+    the destination checks again once it knows its provider."""
+    size = options.part_size
+    if size is None:
+        return
+    label = label or f"s3://{options.bucket}/{options.prefix}".rstrip("/")
+    low, high = (provider.min_part_size, provider.max_part_size) if provider else (1, 5 * GiB)
+    title = provider.title if provider else "S3"
+    given = f"{size} bytes ({format_bytes(size)})"
+    if size < low:
+        raise errors.UsageError(
+            f"{label}: part size {given} is out of range: below the minimum of {title}"
+            f" ({low} bytes, {format_bytes(low)})",
+            hint=f"give a part size of {_size_option(low)} or more (--part-size, or part_size= in the"
+            " URL or saved destination), or none: castoff then chooses one per file",
+        )
+    if size > high:
+        raise errors.UsageError(
+            f"{label}: part size {given} is out of range: above the maximum of {title}"
+            f" ({high} bytes, {format_bytes(high)})",
+            hint=f"give a part size of {_size_option(high)} or less (--part-size, or part_size= in the"
+            " URL or saved destination), or none: castoff then chooses one per file",
+        )
 
 
 # --- metadata -----------------------------------------------------------------------------
@@ -730,9 +767,10 @@ class S3Destination:
 
     def __init__(self, options: S3Options) -> None:
         self.options = options
+        self._where_shown = ""  # see ``show_where``
         self._session, self.provider, endpoint, region = _resolve(options)
         provider = self.provider
-        check_options(options, provider)
+        check_options(options, provider, self.name)
         self.region = region or provider.default_region or "us-east-1"
         self.checksum_mode: ChecksumMode = options.checksum_mode or (
             "when_supported" if provider.sdk_checksums else "when_required"
@@ -786,23 +824,10 @@ class S3Destination:
         where = "aws" if on_aws else _endpoint_id(self.endpoint_url)
         self._ident = f"s3:{where}/{options.bucket}/{options.prefix}"
         self._where = where
-        self._where_shown = ""  # see ``show_where``
         self._caps = self._capabilities()
 
     def _capabilities(self) -> Capabilities:
         options, provider = self.options, self.provider
-        min_part = provider.min_part_size
-        if options.part_size is not None and options.part_size < min_part:
-            # An explicit part size wins: some servers (rclone serve s3, tuned MinIO) have no
-            # minimum; the others refuse with EntityTooSmall, a PermanentError.
-            log.warning(
-                "%s: part size %d is below the minimum of %s (%d)",
-                self.name,
-                options.part_size,
-                provider.title,
-                min_part,
-            )
-            min_part = options.part_size
         return Capabilities(
             kind="s3",
             is_local=False,
@@ -815,7 +840,7 @@ class S3Destination:
             commit_can_retarget=False,
             refuses_existing=self.conditional_put and self.conditional_complete,
             needs_hash_at_start=True,
-            min_part_size=min_part,
+            min_part_size=provider.min_part_size,
             max_part_size=provider.max_part_size,
             max_parts=provider.max_parts,
             max_object_size=provider.max_object_size,
@@ -877,7 +902,7 @@ class S3Destination:
 
     def preflight(self) -> None:
         """Options and credentials, checked locally: nothing is sent to the endpoint."""
-        check_options(self.options, self.provider)
+        check_options(self.options, self.provider, self.name)
         with _s3_errors(self.options.bucket):
             credentials = self._session.get_credentials()
         if credentials is None:

@@ -122,6 +122,8 @@ class Outcome:
     #: castoff's earlier copy of the file there, found damaged and kept (the file itself may be
     #: there, proven, under another name): the job then needs attention (exit code 1)
     damaged: str | None = None
+    #: bytes of the file an earlier job had sent there (the parts of a resumed upload)
+    resumed: int = 0
 
 
 @dataclass
@@ -134,7 +136,8 @@ class JobResult:
     peak_memory: int
     released: bool
     lanes: dict[str, dict[str, int]]
-    #: bytes the job read from its sources (a re-run's skipped files are not read)
+    #: bytes the job read from its sources, every read (a re-run's skipped files are not read;
+    #: a bucket's second read of a file, for its upload, is counted too, unless it reads a copy)
     bytes_read: int = 0
     #: every destination was unusable before a file landed there (exit 2: nothing was written)
     no_destination: bool = False
@@ -250,6 +253,7 @@ class Engine:
         self.files = 0
         self.bytes = 0
         self.bytes_read = 0  # by the reader thread only
+        self.bytes_reread = 0  # by the catch-up thread only: its reads of the sources
         #: what the scan left out on purpose, by its code (junk, excluded, symlink, special)
         self.left_out: Counter[str] = Counter()
         #: source folders that hold no file, made at the local destinations once the files are
@@ -382,7 +386,7 @@ class Engine:
             status=status,
             files=self.files,
             bytes=self.bytes,
-            bytes_read=self.bytes_read,
+            bytes_read=self.bytes_read + self.bytes_reread,
             peak_memory=self.budget.peak + self.catchup_budget.peak,
             released=self._released,
             lanes={ln.name: dict(vars(ln.stats)) for ln in self.lanes},
@@ -966,6 +970,8 @@ class Engine:
             stream.upload_pk = row.id
             stream.receipts = {p.index: p for p in row.parts}
             stream.resumed_parts = len(row.parts)
+            stream.resumed_bytes = sum(p.size for p in row.parts)
+            lane.stats.bytes_resumed += stream.resumed_bytes  # not to send: off the progress bar's total
             stream.notes.append(f"resume: upload had {len(row.parts)} parts from job {row.job_id}")
             return
         self.log(
@@ -1115,6 +1121,8 @@ class Engine:
                 self._hashing.update(hasher, side, view)
                 if live:
                     self.bytes_read += size
+                elif check_mtime:  # a catch-up read of the source itself, not of a verified copy
+                    self.bytes_reread += size
                 last = index == fs.n_parts - 1
                 if last:
                     try:
@@ -2184,6 +2192,7 @@ class Engine:
             detail="; ".join(notes) or None,
             verified_at=now,
             damaged=stream.damaged,
+            resumed=stream.resumed_bytes,
         )
         stream.target = target
         chain = self._chain_landed(stream, target, digest)
@@ -2291,6 +2300,7 @@ class Engine:
             detail=out.detail,
             verified_at=out.verified_at,
             damaged=out.damaged,
+            resumed=out.resumed or None,
         )
 
     def _tell(self, lane: Lane, fs: FileState, target: str, out: Outcome) -> None:

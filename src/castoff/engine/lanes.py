@@ -79,6 +79,7 @@ class Stream:
     failed: BaseException | None = None
     restarts: int = 0
     resumed_parts: int = 0
+    resumed_bytes: int = 0  # of those parts: sent by an earlier job, not by this one
     notes: list[str] = field(default_factory=list)
     #: castoff's earlier copy at the planned name, found damaged (``Engine._keep_both``)
     damaged: str | None = None
@@ -103,6 +104,7 @@ class Stream:
             self.upload_pk = None
             self.resume_token = None
             self.resumed_parts = 0
+            self.resumed_bytes = 0
             self.receipts.clear()
         self.inflight.clear()
         self.failed = None
@@ -117,6 +119,7 @@ class LaneStats:
     files_done: int = 0  # verified + already + skipped
     bytes_done: int = 0  # bytes sent (parts landed) for this job
     bytes_skipped: int = 0  # of files verified there before: a re-run sends none of them
+    bytes_resumed: int = 0  # parts an earlier job sent, of the uploads this job resumes
     verified: int = 0
     already: int = 0
     skipped: int = 0

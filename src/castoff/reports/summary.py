@@ -49,8 +49,11 @@ class DestinationSummary:
     #: files there (counted above as verified, already or skipped) beside castoff's earlier copy
     #: there, found damaged and kept
     damaged: int = 0
-    #: bytes sent and verified in this job (``verified`` outcomes only)
+    #: bytes this job sent there, of files it verified there (``verified`` outcomes only): the
+    #: parts of an upload an earlier job had sent, and this one resumed, are not counted
     bytes_sent: int = 0
+    #: bytes of files verified there in this job that an earlier job had sent (resumed uploads)
+    bytes_resumed: int = 0
     #: from the job's start to the last file verified there; None when nothing was
     duration_s: float | None = None
     #: ``bytes_sent / duration_s``
@@ -97,7 +100,7 @@ def tally(catalog: Catalog, job: sqlite3.Row) -> Tally:
     rows = catalog.stream(
         "SELECT o.dest_name, o.status, COUNT(*) AS n, SUM(f.size) AS bytes,"
         " MAX(CASE WHEN o.status IN ('verified', 'already') THEN o.verified_at END) AS last,"
-        " SUM(o.damaged IS NOT NULL) AS damaged"
+        " SUM(o.damaged IS NOT NULL) AS damaged, SUM(o.resumed) AS resumed"
         " FROM files f JOIN outcomes o ON o.file_id=f.id"
         " WHERE f.job_id=? AND f.status<>'skipped' GROUP BY o.dest_name, o.status",
         (job_id,),
@@ -148,7 +151,9 @@ def _add(out: dict[str, DestinationSummary], r: sqlite3.Row, last: dict[str, flo
     if status in STATUSES:
         setattr(s, status, getattr(s, status) + n)
     if status == "verified":
-        s.bytes_sent += size
+        resumed = int(r["resumed"] or 0)
+        s.bytes_sent += size - resumed
+        s.bytes_resumed += resumed
     s.damaged += int(r["damaged"] or 0)
     if r["last"] is not None:
         last[name] = max(last.get(name, 0.0), float(r["last"]))

@@ -207,8 +207,9 @@ class RichDisplay(Display):
                     files += f" [yellow]{s['damaged']} damaged copy kept[/]"
                 if s["skipped"]:
                     files += f" ({s['skipped']} verified before)"
-                # the bar counts what this job sends: files verified there before are off it
-                to_send = s["bytes_total"] - s["bytes_skipped"]
+                # the bar counts what this job sends: files verified there before, and the parts an
+                # earlier job sent of the uploads this one resumes, are off it
+                to_send = s["bytes_total"] - s["bytes_skipped"] - s.get("bytes_resumed", 0)
                 done = min(s["bytes_done"], to_send)
                 self._bar(tid, done, to_send, planned=s["files_total"], files=files)
                 tot_done += done
