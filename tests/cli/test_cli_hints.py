@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import html
+import re
+import subprocess
 from pathlib import Path
 
 from castoff_cli import Castoff
 from engine_runner import write
 
 RERUN = "Re-run the same command to retry only what is missing"
+
+
+def verdict(r: subprocess.CompletedProcess[str]) -> str:
+    """The HTML report's verdict, the first thing its reader sees."""
+    found = re.search(r"html report: (\S+)", r.stdout + r.stderr)
+    assert found, r.stderr
+    page = Path(found.group(1)).read_text(encoding="utf-8")
+    said = re.search(r'<div class="verdict[^"]*" id="verdict">(.*?)</div>', page, re.S)
+    assert said, page
+    return html.unescape(re.sub(r"<[^>]+>", " ", said.group(1)))
 
 
 def test_a_rerun_is_advised_only_for_failures_a_rerun_can_fix(tmp_path: Path) -> None:
@@ -23,6 +36,7 @@ def test_a_rerun_is_advised_only_for_failures_a_rerun_can_fix(tmp_path: Path) ->
         assert RERUN not in r.stderr, r.stderr
         assert f"1 file {'not copied' if policy == 'skip' else 'failed'}" in r.stderr, r.stderr
         assert said in r.stderr and "--on-conflict rename" in r.stderr, r.stderr
+        assert RERUN not in verdict(r) and "would meet the same problems again" in verdict(r)
     # the destination holds the source where the template puts its copy: no copy can be made
     n = tmp_path / "n"
     write(n / "card" / "DCIM" / "a.jpg", b"a")
@@ -30,6 +44,7 @@ def test_a_rerun_is_advised_only_for_failures_a_rerun_can_fix(tmp_path: Path) ->
     assert r.returncode == 1, r.stderr
     assert RERUN not in r.stderr, r.stderr
     assert "the target is the source file itself" in r.stderr and "outside the source" in r.stderr
+    assert RERUN not in verdict(r)
     # a destination that could not be used: fixed, a re-run sends what is missing (and the
     # conflict is still said for what it is)
     write(tmp_path / "ssd", b"a file where a folder was meant")
@@ -38,6 +53,7 @@ def test_a_rerun_is_advised_only_for_failures_a_rerun_can_fix(tmp_path: Path) ->
     )
     assert r.returncode == 1, r.stderr
     assert RERUN in r.stderr and "1 file not copied" in r.stderr, r.stderr
+    assert RERUN in verdict(r)  # both files can still reach the destination that failed
 
 
 def test_a_mistyped_url_is_said_as_given_with_what_a_destination_looks_like(tmp_path: Path) -> None:

@@ -216,6 +216,7 @@ def render(
             summary=list(counts.destinations.values()),
             problem_count=counts.problem_files,
             missing_count=counts.missing_files,
+            rerun_count=counts.rerun_files,
             damaged_count=counts.damaged_files,
             problems=_problems(catalog, job_id),  # a generator: no query unless the template lists problems
             files=_file_chunks(file_groups(catalog, job_id) if files is None else files),
