@@ -381,6 +381,33 @@ def chunk_for_parts(chunk: int, *, given: bool, dests: Sequence[Destination], co
     return chunk
 
 
+def check_spelled_as_before(catalog: Catalog, dests: Sequence[Destination]) -> None:
+    """A bucket castoff wrote before through another spelling of its endpoint (``localhost`` for
+    ``127.0.0.1``, a default port written out): castoff's memory of the keys it put there, which
+    keeps a later file from replacing one at a bucket without conditional writes, is kept under
+    that spelling, so another one would write blind. Refused before anything is written."""
+    from castoff.destinations.base import ident_place
+
+    buckets = [d for d in dests if d.ident.startswith("s3:http")]
+    if not buckets:
+        return
+    known: dict[str, list[str]] = {}
+    for ident in catalog.bucket_idents():
+        known.setdefault(ident_place(ident), []).append(ident)
+    for d in buckets:
+        before = [i for i in known.get(ident_place(d.ident), []) if i != d.ident]
+        if before:
+            now = d.ident.removeprefix("s3:").split("/", 3)
+            then = before[0].removeprefix("s3:").split("/", 3)
+            endpoint, earlier = "/".join(now[:3]), "/".join(then[:3])
+            raise errors.UsageError(
+                f"{d.name}: castoff wrote to this bucket through the endpoint {earlier} before, and"
+                f" remembers the keys it put there under that spelling; through {endpoint} it would"
+                " not know them, and could replace one",
+                hint=f"write the endpoint as {earlier} (endpoint= in the URL, or in the saved destination)",
+            )
+
+
 def memory_budget(given: str | None, chunk: int, *, bucket: bool) -> int:
     """``--memory`` as given (checked before), or the default, smaller when a bucket is among the
     destinations."""
@@ -538,6 +565,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     catalog = open_catalog(args)
     mark_dead_jobs(catalog)
+    check_spelled_as_before(catalog, dests)
     job_id = new_job_id()
     options = JobOptions(
         chunk_size=chunk,

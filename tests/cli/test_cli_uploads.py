@@ -358,6 +358,36 @@ def test_one_server_by_two_loopback_names_is_one_destination(tmp_path: Path, rcl
     assert rclone_s3.client.list_objects_v2(Bucket=rclone_s3.bucket).get("KeyCount", 0) == 0
 
 
+def test_a_bucket_written_through_one_spelling_of_its_endpoint_refuses_another(
+    tmp_path: Path, rclone_s3: Any
+) -> None:
+    """Two cards of one name to one bucket without conditional writes, the second job with
+    ``localhost`` where the first wrote ``127.0.0.1``: castoff's memory of the keys it put there is
+    kept under the first spelling, so the second would have replaced the first card's photo
+    unsaid. It is refused before anything is written, naming the spelling to use; with it, the
+    second card's photo lands beside the first."""
+    first, second = tmp_path / "a" / "EOS_DIGITAL", tmp_path / "b" / "EOS_DIGITAL"
+    write(first / "IMG_0001.JPG", b"card A")
+    write(second / "IMG_0001.JPG", b"card B")
+    env = keys(rclone_s3.access_key, rclone_s3.secret_key)
+    state = tmp_path / "state"
+    url = s3_url(rclone_s3.bucket, "shoot/", rclone_s3.url)
+    other = s3_url(rclone_s3.bucket, "shoot/", rclone_s3.url.replace(LOCALHOST, "localhost"))
+    assert castoff("copy", str(first), "--to", url, state=state, env=env).returncode == 0
+    r = castoff("copy", str(second), "--to", other, state=state, env=env)
+    said = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 2, said
+    assert f"castoff wrote to this bucket through the endpoint {rclone_s3.url.lower()} before" in said
+    assert f"write the endpoint as {rclone_s3.url.lower()}" in said
+    key = "shoot/EOS_DIGITAL/IMG_0001.JPG"
+    listed = rclone_s3.client.list_objects_v2(Bucket=rclone_s3.bucket, Prefix="shoot/")["Contents"]
+    assert [o["Key"] for o in listed] == [key]
+    assert rclone_s3.client.get_object(Bucket=rclone_s3.bucket, Key=key)["Body"].read() == b"card A"
+    assert castoff("copy", str(second), "--to", url, state=state, env=env).returncode == 0
+    beside = rclone_s3.client.get_object(Bucket=rclone_s3.bucket, Key="shoot/EOS_DIGITAL/IMG_0001 (2).JPG")
+    assert beside["Body"].read() == b"card B"
+
+
 @pytest.mark.parametrize("server", ["moto", "rclone_s3"])
 def test_an_object_damaged_since_is_named_by_rehash_verify_download(
     tmp_path: Path, server: str, request: pytest.FixtureRequest

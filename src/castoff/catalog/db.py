@@ -1128,6 +1128,15 @@ class Catalog:
                 )
         return None
 
+    def bucket_idents(self) -> list[str]:
+        """Every bucket destination the catalog remembers keys, copies or uploads of."""
+        rows = self._query(
+            "SELECT dest_ident FROM objects WHERE dest_ident LIKE 's3:%'"
+            " UNION SELECT dest_ident FROM landed WHERE dest_ident LIKE 's3:%'"
+            " UNION SELECT dest_ident FROM uploads WHERE dest_ident LIKE 's3:%'"
+        )
+        return [str(r[0]) for r in rows]
+
     def object_at(self, dest_ident: str, target: str) -> KnownObject | None:
         """What castoff put at ``target`` (``record_object``), if it put anything there."""
         rows = self._query(

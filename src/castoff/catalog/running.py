@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from castoff import errors
+from castoff.destinations.base import ident_place
 
 #: a row of ``jobs``, as the catalog gives it or as a dict
 JobRow = sqlite3.Row | Mapping[str, Any]
@@ -107,7 +108,7 @@ def _dest_key(ident: str) -> str:
     """A destination's identity in the catalog; a folder's path resolved (a symlink to it is it)."""
     if ident.startswith("local:"):
         return "local:" + _resolved(ident[len("local:") :])
-    return ident
+    return ident_place(ident)  # a bucket: one place, however its endpoint is spelt
 
 
 def dests_overlap(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -226,3 +227,22 @@ def parts_for(size: int, part_size: int) -> int:
     if size <= 0:
         return 1
     return -(-size // part_size)
+
+
+def ident_place(ident: str) -> str:
+    """A bucket destination's identity (``s3:ENDPOINT/BUCKET/PREFIX``) with its endpoint's
+    spellings made one: the loopback names (``localhost``, ``127.0.0.1``, ``::1``) and the scheme's
+    default port. Two identities of one place are one bucket reached by two spellings."""
+    scheme, sep, rest = ident.removeprefix("s3:").partition("://")
+    if not ident.startswith("s3:http") or not sep:
+        return ident  # AWS's own endpoint ("s3:aws/..."), or not a bucket
+    netloc, _, where = rest.partition("/")  # the bucket and prefix as they are ('#', '?' too)
+    parts = urlsplit(f"{scheme}://{netloc}")
+    host = (parts.hostname or "").lower()
+    if host in ("localhost", "::1") or host.startswith("127."):
+        host = "loopback"
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        return ident
+    return f"s3:{scheme}://{host}:{port}/{where}"

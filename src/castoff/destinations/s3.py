@@ -43,6 +43,7 @@ from castoff.destinations.base import (
     PartReceipt,
     ResumeToken,
     TargetExists,
+    ident_place,
     parts_for,
 )
 from castoff.destinations.providers import (
@@ -860,14 +861,7 @@ class S3Destination:
     def place(self) -> str:
         """The bucket and prefix with the endpoint's loopback names made one (``localhost``,
         ``127.0.0.1``, ``::1``): two destinations of a job with one place are one destination."""
-        if self._where == "aws":
-            return self._ident
-        parts = urlsplit(self.endpoint_url)
-        host = (parts.hostname or "").lower()
-        if host in ("localhost", "::1") or host.startswith("127."):
-            host = "loopback"
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return f"s3:{parts.scheme}://{host}:{port}/{self.options.bucket}/{self.options.prefix}"
+        return ident_place(self._ident)
 
     def show_where(self) -> None:
         """Name the endpoint too: another destination of the job has the same bucket and prefix
