@@ -115,3 +115,28 @@ def test_bwlimit_with_only_folders_is_said_to_do_nothing(tmp_path: Path) -> None
     said = " ".join(r.stderr.split())
     assert said.count("--bwlimit 1M is ignored: it limits uploads to buckets") == 1, said
     assert (tmp_path / "b" / "card" / "a.txt").read_bytes() == b"a"
+
+
+def test_the_progress_line_says_incomplete_as_the_summary_does() -> None:
+    """Files a re-run resumes (a bucket that stopped answering) are 'incomplete' on the progress
+    line, as in the summary table below it, not 'failed' there and 'incomplete' here."""
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from castoff.ui.progress import RichDisplay, summary_table
+
+    lane = dict.fromkeys(
+        ("files_done", "files_total", "failed", "incomplete", "conflict", "skipped", "verified", "already"), 0
+    )
+    lane |= {"files_total": 3, "files_done": 3, "incomplete": 2, "failed": 1, "verified": 0}
+    lane |= {"bytes_total": 30, "bytes_skipped": 0, "bytes_done": 10}
+    out = io.StringIO()
+    display = RichDisplay(lambda: {"s3://b/p": lane}, console=Console(file=out, width=200))
+    display.tick()
+    (task,) = display.progress.tasks
+    line = Text.from_markup(task.fields["files"]).plain
+    assert line == "3/3 files 1 failed 2 incomplete", line
+    display.console.print(summary_table({"s3://b/p": lane}))
+    assert "incomplete" in out.getvalue()

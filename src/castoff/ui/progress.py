@@ -197,10 +197,11 @@ class RichDisplay(Display):
                     self.tasks[name] = self.progress.add_task(name, total=None, files="")
                 tid = self.tasks[name]
                 done_files = s["files_done"]
-                fails = s["failed"] + s["incomplete"]
-                files = f"{done_files}/{plural(s['files_total'], 'file')}" + (
-                    f" [red]{fails} failed[/]" if fails else ""
-                )
+                files = f"{done_files}/{plural(s['files_total'], 'file')}"
+                if s["failed"]:
+                    files += f" [red]{s['failed']} failed[/]"
+                if s["incomplete"]:  # the summary's word: a re-run resumes them
+                    files += f" [yellow]{s['incomplete']} incomplete[/]"
                 if s["conflict"]:
                     files += f" [yellow]{s['conflict']} not copied (conflict)[/]"
                 if s.get("damaged"):
