@@ -86,7 +86,7 @@ def from_mhl(root: Path) -> tuple[dict[str, Expected], str, Callable[[str], bool
         raise errors.UsageError(f"{root / mhl.FOLDER} records no file", hint="nothing to verify against")
     ignored = mhl.latest_ignore(root)
     expected = {p: Expected(r.fmt, r.value) for p, r in recorded.items() if not ignored(p)}
-    return expected, f"ASC MHL history, {len(gens)} generation(s)", ignored
+    return expected, f"ASC MHL history, {plural(len(gens), 'generation')}", ignored
 
 
 def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
@@ -224,11 +224,12 @@ def print_result(r: Result, out: Any = None) -> None:
     else:
         print(
             f"{plural(r.checked, 'recorded file')}: {r.matched} match, {len(r.missing)} missing,"
-            f" {len(r.altered)} altered; {len(r.extra)} extra file(s)",
+            f" {len(r.altered)} altered; {plural(len(r.extra), 'extra file')}",
             file=out,
         )
     if r.others:
-        print(f"{r.others} other file(s) here are not from this job: not checked", file=out)
+        are = "is" if r.others == 1 else "are"
+        print(f"{plural(r.others, 'other file')} here {are} not from this job: not checked", file=out)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -56,7 +56,7 @@ def test_missing_altered_and_extra_are_named(copied: tuple[Path, Path], tmp_path
         assert "missing  CARD/DCIM/IMG_0001.JPG" in r.stdout
         assert "altered  CARD/DCIM/IMG_0002.JPG" in r.stdout and fmt in r.stdout
         assert ("extra    CARD/stray.txt" in r.stdout) is whole_folder
-        assert ("1 other file(s) here are not from this job: not checked" in r.stdout) is not whole_folder
+        assert ("1 other file here is not from this job: not checked" in r.stdout) is not whole_folder
         j = castoff("verify", str(dest), *extra, "--json", state=tmp_path / "state")
         assert j.returncode == 1
         doc = json.loads(j.stdout)
@@ -81,7 +81,7 @@ def test_a_report_checks_its_own_job_on_a_drive_other_jobs_share(
     r = castoff("verify", str(dest), "--report", str(report), state=tmp_path / "state")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "all 3 recorded files match; nothing missing" in r.stdout
-    assert "1 other file(s) here are not from this job: not checked" in r.stdout
+    assert "1 other file here is not from this job: not checked" in r.stdout
 
 
 def test_a_report_follows_its_drive_mounted_elsewhere(copied: tuple[Path, Path], tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ def test_local_destinations_and_a_workflow_from_add_to_remove(
     assert r.returncode == 2 and "the same destination is named twice: ssd and @ssd" in text(r)
 
     r = castoff("dest", "remove", "ssd")
-    assert r.returncode == 2 and "used by the workflow(s) shoot" in text(r)
+    assert r.returncode == 2 and "used by the workflow shoot" in text(r)
     r = castoff("dest", "rename", "ssd", "fast")
     assert r.returncode == 0, r.stderr
     assert json.loads(castoff("workflow", "show", "shoot", "--json").stdout)["to"] == ["@fast"]

@@ -247,7 +247,7 @@ def test_two_cards_of_one_folder_name_are_refused_only_where_the_layout_names_th
     ]
     # each card's own ASC MHL history holds its own files, not the other card's
     for card, files in ((a, 1), (b, 2)):
-        assert f"{card}: ASC MHL generation 1: {files} file(s)" in r.stderr
+        assert f"{card}: ASC MHL generation 1: {files} file{'s' if files != 1 else ''}" in r.stderr
         v = run_castoff("verify", str(card), state=state)
         assert v.returncode == 0, v.stdout + v.stderr
 

@@ -109,7 +109,7 @@ def test_history_continues_across_castoff_and_ascmhl_generations(
     write(card / "DCIM" / "100CANON" / "IMG_0002.CR3", b"new frame" * 1000)
     r = cli("copy", str(card), "--to", str(dest))
     assert r.returncode == 0, r.stderr
-    assert "ASC MHL generation 3: 1 file(s)" in r.stderr
+    assert "ASC MHL generation 3: 1 file" in r.stderr
     assert_valid(dest)
     chain = etree.parse(str(dest / "ascmhl" / "ascmhl_chain.xml"))
     entries = chain.findall("d:hashlist", namespaces=NS)
@@ -141,7 +141,7 @@ def test_a_skipped_file_enters_a_new_history_with_the_xxh128_of_its_first_read(
     assert not (dest / "ascmhl").exists()
     r = cli("copy", str(card), "--to", str(dest))
     assert r.returncode == 0, r.stderr
-    assert "ASC MHL generation 1: 5 file(s)" in r.stderr
+    assert "ASC MHL generation 1: 5 files" in r.stderr
     cat = Catalog(state / "catalog.sqlite")
     jobs = [j["id"] for j in cat.jobs()]
     second = {f["rel_path"]: f for f in cat.job_files(jobs[0])}
@@ -327,7 +327,7 @@ def test_a_generation_cut_short_by_a_crash_is_finished_by_the_next_run(
     write(card / "late.txt", b"late")
     r = cli("copy", str(card), "--to", str(dest))
     assert r.returncode == 0, r.stderr
-    assert "ASC MHL generation 2: 1 file(s)" in r.stderr
+    assert "ASC MHL generation 2: 1 file" in r.stderr
     assert manifest.is_file()
     assert not list((dest / "ascmhl").glob(".*"))
     assert_valid(dest)

@@ -68,7 +68,7 @@ def test_a_history_moved_away_is_started_again_with_every_file(
     _job(runner, card, dest)
     (tmp_path / "d" / mhl.FOLDER).rename(tmp_path / "old-ascmhl")
     outcome = _job(runner, card, dest)
-    assert outcome.message == "ASC MHL generation 1: 4 file(s)"
+    assert outcome.message == "ASC MHL generation 1: 4 files"
 
 
 def test_a_file_sent_again_is_the_only_one_recorded(tmp_path: Path, runner: Runner, card: Path) -> None:
@@ -76,7 +76,7 @@ def test_a_file_sent_again_is_the_only_one_recorded(tmp_path: Path, runner: Runn
     _job(runner, card, dest)
     (tmp_path / "d" / "card" / "DCIM" / "IMG_2.JPG").unlink()
     outcome = _job(runner, card, dest)
-    assert outcome.message == "ASC MHL generation 2: 1 file(s)"
+    assert outcome.message == "ASC MHL generation 2: 1 file"
     assert outcome.manifest is not None
     text = Path(outcome.manifest).read_text(encoding="utf-8")
     assert "card/DCIM/IMG_2.JPG" in text and 'action="verified"' in text

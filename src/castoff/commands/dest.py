@@ -534,7 +534,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     users = _users(cfg, saved.name)
     if users:
         raise errors.UsageError(
-            f"@{saved.name} is used by the workflow(s) {', '.join(users)}",
+            f"@{saved.name} is used by the workflow{'s' if len(users) != 1 else ''} {', '.join(users)}",
             hint="take it out of them first: castoff workflow edit NAME --to …",
         )
     kept = _keyring_keys(cfg, saved, "removed")

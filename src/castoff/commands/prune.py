@@ -20,7 +20,7 @@ from castoff.catalog import prune
 from castoff.catalog.db import job_as_json
 from castoff.catalog.running import JobRow
 from castoff.ui.term import Console
-from castoff.units import format_bytes
+from castoff.units import format_bytes, plural
 
 #: jobs named one by one before the rest are counted
 SHOWN = 10
@@ -133,8 +133,8 @@ def show_pruned(job: sqlite3.Row, *, as_json: bool) -> None:
         )
     )
     console.print(
-        f"{job['pruned_files']} file(s), {format_bytes(job['pruned_bytes'] or 0)}: the per-file history of"
-        " this job was pruned from the catalog ('castoff jobs prune');"
+        f"{plural(job['pruned_files'], 'file')}, {format_bytes(job['pruned_bytes'] or 0)}:"
+        " the per-file history of this job was pruned from the catalog ('castoff jobs prune');"
         " what is verified where is still known, so re-runs skip as before.",
         highlight=False,
     )

@@ -57,7 +57,7 @@ from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
 from castoff.reports import mhl
 from castoff.scan import STATE_FOLDER, EmptyFolder, Filters, Skipped, SourceFile, scan
-from castoff.units import TimeText, format_bytes
+from castoff.units import TimeText, format_bytes, plural
 
 if TYPE_CHECKING:
     from castoff.layout.planner import Planner
@@ -445,7 +445,11 @@ class Engine:
             return f"no file to copy in {where}: is the card mounted, is it the right folder?"
         junk = self.left_out["junk"]
         return (
-            f"all {chosen} files or folders in {where} were left out by --include/--exclude"
+            (
+                f"the only file or folder in {where} was left out by --include/--exclude"
+                if chosen == 1
+                else f"all {chosen} files or folders in {where} were left out by --include/--exclude"
+            )
             + (f" (and {junk} OS junk files)" if junk else "")
             + ": check the patterns (a pattern without a '/' matches a name, one with a '/' the path"
             " under the source; "
@@ -1273,7 +1277,8 @@ class Engine:
         streams = worst.detach()
         if streams:
             self.log(
-                f"{worst.name} {why}: it continues from a verified copy ({len(streams)} file(s) deferred)",
+                f"{worst.name} {why}: it continues from a verified copy"
+                f" ({plural(len(streams), 'file')} deferred)",
                 "info",
             )
             self._defer(streams)

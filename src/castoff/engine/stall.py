@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from castoff import errors
+from castoff.units import plural
 
 #: how long "nothing can move" must hold before the job gives up on what is left
 STALL_GRACE = 5.0
@@ -51,6 +52,6 @@ def stalled_message(rel_paths: Iterable[str]) -> str:
     files = sorted(set(rel_paths))
     named = ", ".join(files[:5]) + (", …" if len(files) > 5 else "")
     return (
-        f"the job stopped making progress with {len(files)} file(s) unfinished ({named}): nothing"
+        f"the job stopped making progress with {plural(len(files), 'file')} unfinished ({named}): nothing"
         " was left that could finish them (an internal error); they are marked failed, re-run to continue"
     )

@@ -17,6 +17,7 @@ from castoff import errors, scan
 from castoff.catalog.db import Catalog
 from castoff.reports import mhl
 from castoff.scan import Filters
+from castoff.units import plural
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ def _write(
     return MhlOutcome(
         str(root),
         str(written.manifest),
-        f"ASC MHL generation {written.generation}: {written.files} file(s){note}",
+        f"ASC MHL generation {written.generation}: {plural(written.files, 'file')}{note}",
         complete=not written.left_out,
     )
 
