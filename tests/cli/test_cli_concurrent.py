@@ -8,7 +8,9 @@ from __future__ import annotations
 import random
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -16,6 +18,8 @@ from castoff.catalog.db import Catalog
 from castoff_cli import Castoff
 from engine_runner import write
 from server_fixtures import RcloneBucket
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -35,19 +39,26 @@ def jobs(castoff: Castoff) -> list[tuple[str, str, int]]:
         catalog.close()
 
 
-def wait_for_an_open_upload(castoff: Castoff, proc: object, timeout: float = 60) -> None:
+def wait_for(
+    castoff: Castoff, proc: object, found: Callable[[Catalog], T], what: str, timeout: float = 60
+) -> T:
+    """What ``found`` finds in the catalog, once it finds something, while ``proc`` runs."""
     deadline = time.monotonic() + timeout
     while True:
         if (castoff.state / "catalog.sqlite").exists():
             catalog = Catalog(castoff.state / "catalog.sqlite")
             try:
-                if catalog.open_uploads():
-                    return
+                if answer := found(catalog):
+                    return answer
             finally:
                 catalog.close()
         assert proc.poll() is None, proc.communicate()  # type: ignore[attr-defined]
-        assert time.monotonic() < deadline, "the first job never started its upload"
+        assert time.monotonic() < deadline, f"the first job never {what}"
         time.sleep(0.05)
+
+
+def wait_for_an_open_upload(castoff: Castoff, proc: object) -> None:
+    wait_for(castoff, proc, lambda c: c.open_uploads(), "started its upload")
 
 
 def test_a_second_job_on_the_same_card_is_refused_another_card_runs_and_a_kill_resumes(
@@ -113,20 +124,10 @@ def test_a_second_job_on_the_same_card_is_refused_another_card_runs_and_a_kill_r
     assert (ssd / "EOS_DIGITAL" / "CLIP.MP4").read_bytes() == clip.read_bytes()
 
 
-def wait_for_a_claim(castoff: Castoff, proc: object, timeout: float = 60) -> str:
+def wait_for_a_claim(castoff: Castoff, proc: object) -> str:
     """The job that holds a key of a bucket now (``claims``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        catalog = Catalog(castoff.state / "catalog.sqlite")
-        try:
-            rows = catalog._query("SELECT job_id FROM claims")
-        finally:
-            catalog.close()
-        if rows:
-            return str(rows[0]["job_id"])
-        assert proc.poll() is None, proc.communicate()  # type: ignore[attr-defined]
-        assert time.monotonic() < deadline, "the first job never claimed its key"
-        time.sleep(0.05)
+    rows = wait_for(castoff, proc, lambda c: c._query("SELECT job_id FROM claims"), "claimed its key")
+    return str(rows[0]["job_id"])
 
 
 def test_two_cards_of_one_name_sent_at_once_to_a_bucket_without_conditional_writes_keep_both(

@@ -388,6 +388,23 @@ def test_a_bucket_written_through_one_spelling_of_its_endpoint_refuses_another(
     assert beside["Body"].read() == b"card B"
 
 
+def _copied(
+    tmp_path: Path, server: str, request: pytest.FixtureRequest, *, also: bool = False
+) -> tuple[Any, Path, Path, dict[str, str], str]:
+    """A card of one photo (two with ``also``) copied to the bucket of ``server``: the bucket, the
+    card, the state folder, the environment with the keys, and the URL."""
+    b = request.getfixturevalue(server)
+    src = tmp_path / "card"
+    write(src / "DCIM" / "IMG_0001.JPG", b"good" * 1000)
+    if also:
+        write(src / "DCIM" / "IMG_0002.JPG", b"also" * 1000)
+    state = tmp_path / "state"
+    env = keys(b.access_key, b.secret_key) if server == "rclone_s3" else keys("AKIDANY", "ANYSECRET")
+    url = s3_url(b.bucket, "shoot/", b.url)
+    assert castoff("copy", str(src), "--to", url, state=state, env=env).returncode == 0
+    return b, src, state, env, url
+
+
 @pytest.mark.parametrize("server", ["moto", "rclone_s3"])
 def test_an_object_damaged_since_is_named_by_rehash_verify_download(
     tmp_path: Path, server: str, request: pytest.FixtureRequest
@@ -395,13 +412,7 @@ def test_an_object_damaged_since_is_named_by_rehash_verify_download(
     """An object castoff put, replaced since by other bytes: ``--rehash --verify-download`` reads
     it, calls it damaged (what it read wins over the catalog's memory), keeps it, lands the good
     copy as ``name (2).ext`` and exits 1; a later run says so again and sends nothing."""
-    b = request.getfixturevalue(server)
-    src = tmp_path / "card"
-    write(src / "DCIM" / "IMG_0001.JPG", b"good" * 1000)
-    state = tmp_path / "state"
-    env = keys(b.access_key, b.secret_key) if server == "rclone_s3" else keys("AKIDANY", "ANYSECRET")
-    url = s3_url(b.bucket, "shoot/", b.url)
-    assert castoff("copy", str(src), "--to", url, state=state, env=env).returncode == 0
+    b, src, state, env, url = _copied(tmp_path, server, request)
     key = "shoot/card/DCIM/IMG_0001.JPG"
     head = b.client.head_object(Bucket=b.bucket, Key=key)
     b.client.put_object(Bucket=b.bucket, Key=key, Body=b"rot!" * 1000, Metadata=head["Metadata"])
@@ -434,14 +445,7 @@ def test_an_object_deleted_since_is_sent_again_to_its_key_by_rehash_verify_downl
 ) -> None:
     """An object castoff put, deleted since: ``--rehash --verify-download`` finds it gone (a
     missing object is no error, nor a conflict) and sends the file again to its own key."""
-    b = request.getfixturevalue(server)
-    src = tmp_path / "card"
-    write(src / "DCIM" / "IMG_0001.JPG", b"good" * 1000)
-    write(src / "DCIM" / "IMG_0002.JPG", b"also" * 1000)
-    state = tmp_path / "state"
-    env = keys(b.access_key, b.secret_key) if server == "rclone_s3" else keys("AKIDANY", "ANYSECRET")
-    url = s3_url(b.bucket, "shoot/", b.url)
-    assert castoff("copy", str(src), "--to", url, state=state, env=env).returncode == 0
+    b, src, state, env, url = _copied(tmp_path, server, request, also=True)
     key = "shoot/card/DCIM/IMG_0001.JPG"
     b.client.delete_object(Bucket=b.bucket, Key=key)
     r = castoff("copy", str(src), "--to", url, "--rehash", "--verify-download", state=state, env=env)

@@ -130,15 +130,7 @@ def test_sigkill_mid_upload_resumes_without_resending_parts(
     write(src / "A001.MOV", data)
     proxy = fault_proxy(rclone_s3)
     state = tmp_path / "state"
-    url = (
-        f"s3://{rclone_s3.bucket}/raw/?endpoint={proxy.url}&region=us-east-1"
-        "&addressing=path&part_size=5MiB&max_parallel=2"
-    )
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": rclone_s3.access_key,
-        "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key,
-    }
+    url, env = _through(proxy, rclone_s3)
     cmd = [
         sys.executable,
         "-m",
@@ -156,17 +148,7 @@ def test_sigkill_mid_upload_resumes_without_resending_parts(
         "8M",
     ]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    parts_done = 0
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        if (state / "catalog.sqlite").exists():
-            catalog = Catalog(state / "catalog.sqlite")
-            ups = catalog.open_uploads()
-            parts_done = len(ups[0].parts) if ups else 0
-            catalog.close()
-            if parts_done >= 3:
-                break
+    parts_done = _wait_for_parts(state, 3)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     assert parts_done >= 3
@@ -198,27 +180,11 @@ def test_a_resumed_upload_counts_only_what_this_job_sent_and_read(
     write(src / "A001.MOV", data)
     proxy = fault_proxy(rclone_s3)
     state = tmp_path / "state"
-    url = (
-        f"s3://{rclone_s3.bucket}/raw/?endpoint={proxy.url}&region=us-east-1"
-        "&addressing=path&part_size=5MiB&max_parallel=2"
-    )
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": rclone_s3.access_key,
-        "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key,
-    }
+    url, env = _through(proxy, rclone_s3)
     cmd = [sys.executable, "-m", "castoff", "--state-dir", str(state), "copy", str(src), "--to", url]
     cmd += ["--chunk-size", "5M", "--bwlimit", "8M"]
     proc = subprocess.Popen([*cmd, "--quiet"], env=env, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    parts_done = 0
-    while time.monotonic() < deadline and parts_done < 3:
-        time.sleep(0.2)
-        if (state / "catalog.sqlite").exists():
-            catalog = Catalog(state / "catalog.sqlite")
-            ups = catalog.open_uploads()
-            parts_done = len(ups[0].parts) if ups else 0
-            catalog.close()
+    _wait_for_parts(state, 3)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 130
     catalog = Catalog(state / "catalog.sqlite")
@@ -274,6 +240,31 @@ def test_a_put_whose_answer_was_lost_is_not_taken_for_a_conflict(
     out = runner.outcomes()[("card/IMG_0001.JPG", bucket.name)]
     assert out["status"] == "verified"
     assert "answer was lost" in out["detail"]
+
+
+def _through(proxy: Any, rclone_s3: Any) -> tuple[str, dict[str, str]]:
+    """A bucket URL through the fault proxy (5 MiB parts, 2 at a time), and the environment with
+    the server's keys, for castoff run as a process."""
+    url = (
+        f"s3://{rclone_s3.bucket}/raw/?endpoint={proxy.url}&region=us-east-1"
+        "&addressing=path&part_size=5MiB&max_parallel=2"
+    )
+    keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
+    return url, {**os.environ, **keys}
+
+
+def _wait_for_parts(state: Path, n: int, timeout: float = 60) -> int:
+    """Until the catalog records ``n`` parts of the open upload (or ``timeout``): how many it does."""
+    deadline = time.monotonic() + timeout
+    parts_done = 0
+    while time.monotonic() < deadline and parts_done < n:
+        time.sleep(0.2)
+        if (state / "catalog.sqlite").exists():
+            catalog = Catalog(state / "catalog.sqlite")
+            ups = catalog.open_uploads()
+            parts_done = len(ups[0].parts) if ups else 0
+            catalog.close()
+    return parts_done
 
 
 def _count_blake3_passes(monkeypatch: Any) -> list[int]:

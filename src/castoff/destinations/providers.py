@@ -6,7 +6,7 @@ The S3 destination reads its part limits, checksum mode, ETag rules and endpoint
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Literal
 
@@ -275,30 +275,6 @@ _ROWS = (
         notes=("use HMAC keys of a service account",),
     ),
     Provider(
-        name="rclone",
-        title="rclone serve s3",
-        endpoint=None,
-        endpoint_required=True,
-        default_region="us-east-1",
-        addressing_style="path",
-        sdk_checksums=False,
-        # no minimum part size (1.75 completes uploads of 1 MiB parts, as the tests send): with
-        # provider=rclone small parts are allowed; an unknown server is held to the usual 5 MiB
-        min_part_size=1,
-        max_part_size=5 * GiB,
-        max_parts=10_000,
-        max_put_size=5 * GiB,
-        max_object_size=5 * TiB,
-        put_etag_is_md5=True,
-        multipart_etag_is_md5s=True,
-        conditional_put=False,  # 1.75 ignores If-None-Match and overwrites
-        conditional_complete=False,
-        max_metadata_bytes=2 * KiB,
-        storage_classes=AWS_STORAGE_CLASSES,
-        equal_parts=True,
-        abandoned_uploads="depends on the server: abort them with `castoff uploads abort`",
-    ),
-    Provider(
         name="other",
         title="S3-compatible server",
         endpoint=None,
@@ -323,7 +299,13 @@ _ROWS = (
     ),
 )
 
-PROVIDERS: Mapping[str, Provider] = MappingProxyType({p.name: p for p in _ROWS})
+#: ``rclone serve s3``: an unknown server, but with no minimum part size (1.75 completes
+#: uploads of 1 MiB parts, as the tests send): with provider=rclone small parts are allowed; an
+#: unknown server is held to the usual 5 MiB. (1.75 also ignores If-None-Match and overwrites.)
+_RCLONE = replace(
+    next(p for p in _ROWS if p.name == "other"), name="rclone", title="rclone serve s3", min_part_size=1
+)
+PROVIDERS: Mapping[str, Provider] = MappingProxyType({p.name: p for p in (*_ROWS, _RCLONE)})
 
 #: endpoint host suffixes that name a provider, checked in this order
 _HOST_SUFFIXES = (

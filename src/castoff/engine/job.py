@@ -35,6 +35,7 @@ from castoff.destinations.base import (
     Landed,
     MiB,
     ObjectMeta,
+    ObjectStat,
     PartReceipt,
     TargetExists,
     Upload,
@@ -1739,10 +1740,7 @@ class Engine:
         if other is not None:
             return other.removeprefix("is ").removesuffix(", not a file")  # "a symlink"
         if lane.caps.can_stat:
-            try:
-                st = lane.dest.stat(target)
-            except errors.CastoffError:
-                return None
+            st = self._stat_at(lane, target)
             if st is None:
                 return None
             when = "" if st.mtime_ns is None else f", modified {self._minute(st.mtime_ns / 1e9)}"
@@ -1960,17 +1958,21 @@ class Engine:
         self.log(f"{lane.name}: {copy.target} {what}. Kept it; {good_is}: {then}", "warning")
         return f"{copy.target} {what}: kept it, {good_is}"
 
+    @staticmethod
+    def _stat_at(lane: Lane, target: str) -> ObjectStat | None:
+        """What is at ``target`` (one stat): None when nothing is, or the destination cannot say."""
+        if not lane.caps.can_stat:
+            return None
+        try:
+            return lane.dest.stat(target)
+        except errors.CastoffError:
+            return None
+
     def _not_a_copy(self, stream: Stream, existing: str) -> str | None:
         """What ``existing`` is when it is no file, and so no copy ("is a symlink, not a file"),
         else None. ConflictError when it is the source file itself (the destination overlaps the
         source): the file fails there, it is never counted as copied."""
-        lane = stream.lane
-        if not lane.caps.can_stat:
-            return None
-        try:
-            st = lane.dest.stat(existing)
-        except errors.CastoffError:
-            return None
+        st = self._stat_at(stream.lane, existing)
         if st is None:
             return None
         src = stream.file.src
