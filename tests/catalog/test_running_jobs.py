@@ -161,8 +161,9 @@ def test_two_jobs_started_in_the_same_instant_cannot_both_pass(tmp_path: Path) -
 
 def test_one_key_of_a_bucket_is_claimed_by_one_running_job_at_a_time(cat: Catalog, tmp_path: Path) -> None:
     """``claim_key``: two jobs landing two cards on one key of a bucket without conditional writes;
-    the second is told the first has it while the first runs, and gets it once the first has put
-    its object (then ``objects`` answers), ended, or died."""
+    the second is told the first has it while the first runs, and for good once the first has put
+    its object there (even if it looked before that object was in); a key only claimed is free again
+    once its holder ended or died."""
     key = "EOS_DIGITAL/DCIM/100CANON/IMG_0001.CR3"
     ident = ARK["ident"]
     start(cat, "first", [str(tmp_path / "a" / "EOS_DIGITAL")], [ARK])
@@ -175,18 +176,24 @@ def test_one_key_of_a_bucket_is_claimed_by_one_running_job_at_a_time(cat: Catalo
     assert cat.claim_key(ident, key + ".xmp", "second", row_alive) is None  # another key
 
     cat.record_object(ident, key, blake3="b" * 64, size=1, job_id="first")  # put: the claim is done
-    assert cat.claim_key(ident, key, "second", row_alive) is None  # (the caller looks at objects first)
-    assert cat.claim_key(ident, key, "first", row_alive) == "second"
+    # the second looked at objects before the first's object was in, and claims after: taken
+    assert cat.claim_key(ident, key, "second", row_alive) == "first"
+    cat.end_job("first", status="ok", exit_code=0)
+    assert cat.claim_key(ident, key, "second", row_alive) == "first"  # an object is there for good
+    key = key.replace("0001", "0002")
 
+    start(cat, "third", [str(tmp_path / "d" / "EOS_DIGITAL")], [ARK])
+    assert cat.claim_key(ident, key, "second", row_alive) is None
+    assert cat.claim_key(ident, key, "third", row_alive) == "second"
     cat.end_job("second", status="ok", exit_code=0)  # a job's end lets go of every key it held
-    assert cat.claim_key(ident, key, "first", row_alive) is None
-    assert cat.claim_key(ident, key + ".xmp", "first", row_alive) is None
+    assert cat.claim_key(ident, key, "third", row_alive) is None
+    assert cat.claim_key(ident, key + ".xmp", "third", row_alive) is None
 
     # a job killed while holding a key: its claim counts for nothing, and is taken over
     start(cat, "killed", [str(tmp_path / "c" / "EOS_DIGITAL")], [ARK], pid=dead_pid(), proc_start=None)
     assert cat.claim_key(ident, "K", "killed", lambda row: True) is None
-    assert cat.claim_key(ident, "K", "first", row_alive) is None
-    assert cat.claim_key(ident, "K", "killed", lambda row: True) == "first"
+    assert cat.claim_key(ident, "K", "third", row_alive) is None
+    assert cat.claim_key(ident, "K", "killed", lambda row: True) == "third"
     # and found dead by the next job's start, its claims go with it
     assert cat.claim_key(ident, "L", "killed", lambda row: True) is None
     cat.end_dead_jobs(row_alive)

@@ -1110,9 +1110,15 @@ class Catalog:
         ``job_id``, about to put a file there, unless another job holds it: that job's id is
         returned when it still runs (``alive``: ``running.row_alive``), and its claim is taken over
         when it does not. The look and the claim are one write transaction, so of two jobs
-        claiming one key in the same instant, one sees the other's claim. Call it after
-        ``object_at`` found nothing there."""
+        claiming one key in the same instant, one sees the other's claim. An object another job
+        put there since the caller's ``object_at`` (whose claim went with it) is the key taken too:
+        that job's id is returned, whatever became of it."""
         with self._tx_apart() as db:
+            put = db.execute(
+                "SELECT job_id FROM objects WHERE dest_ident=? AND target=?", (dest_ident, target)
+            ).fetchone()
+            if put is not None and str(put[0]) != job_id:
+                return str(put[0])
             row = db.execute(
                 "SELECT c.job_id, j.* FROM claims c LEFT JOIN jobs j ON j.id = c.job_id"
                 " WHERE c.dest_ident=? AND c.target=?",

@@ -1394,11 +1394,16 @@ class Engine:
         if (
             chunk.index == 0
             and stream.resume_token is None
-            and not caps.refuses_existing  # what _remembers_keys looks at first
             and stream.history != "replace"  # the history's deliberate replacement (``_chain_conflict``)
-            and self._remembers_keys(lane)
+            and not caps.is_local
+            and self.options.on_conflict != "overwrite"
         ):
-            self._refuse_known_key(stream)
+            if not caps.refuses_existing:  # the catalog stands in for If-None-Match
+                self._refuse_known_key(stream)
+            elif self._held_by_another_job(lane, stream.target):
+                # a job beside this one sends to the key now: the server would refuse the later
+                # of the two, where it honours If-None-Match on every request; this is sooner
+                raise TargetExists(stream.target)
         md5 = chunk.md5() if caps.needs_md5 else None
         if lane.limiter is not None:
             lane.limiter.take(chunk.size)
@@ -1486,7 +1491,9 @@ class Engine:
         holder = self.catalog.claim_key(lane.dest.ident, target, self.job_id, running.row_alive)
         if holder is None:
             return False
-        self.log(f"{lane.name}: {target}: job {holder} is putting another file there now", "warning")
+        self.log(
+            f"{lane.name}: {target}: job {holder} has put another file there, or is putting one", "warning"
+        )
         return True
 
     def _known_same(self, lane: Lane, target: str, digest: str) -> KnownObject | None:
@@ -1767,8 +1774,7 @@ class Engine:
             return self._chain_conflict(stream, upload, existing, hist, do_commit)
         found = f"{existing} {other or 'exists with other content'}"
         if policy == "skip":
-            upload.abort()
-            self._drop_partial(stream)
+            self._drop_upload(stream, upload)
             # Not delivered: the file at the target is another one. Its own status, never
             # "skipped" (verified there before), so that no report, MHL or release counts it.
             said = f"{found}: kept it, this file was NOT copied (--on-conflict skip)"
@@ -1776,8 +1782,7 @@ class Engine:
             self._end(stream, Outcome("conflict", detail=said))
             return None
         if policy == "fail":
-            upload.abort()
-            self._drop_partial(stream)
+            self._drop_upload(stream, upload)
             raise errors.ConflictError(found, hint="--on-conflict rename keeps both")
         if policy == "overwrite":
             return do_commit(target=existing, overwrite=True)
@@ -1838,13 +1843,12 @@ class Engine:
                 return do_commit(target=existing, overwrite=True)
             # Refused before its bytes went out (the catalog, or If-None-Match on a small file,
             # stood for the key): sent again, as a deliberate replacement of that key.
-            upload.abort()
+            self._drop_upload(stream, upload)
             stream.history = "replace"
             stream.reset(keep_parts=False)
             self._restart(stream)
             return None
-        upload.abort()
-        self._drop_partial(stream)
+        self._drop_upload(stream, upload)
         if not hist.chain_is_there():
             raise hist.refusal(CHAIN) or errors.HistoryConflict(f"{existing} is not a history's chain file")
         stream.history = "kept"  # the key keeps the chain that was there: not what this file holds
@@ -1901,7 +1905,7 @@ class Engine:
             # The key is fixed when the upload starts: send the file again under the new name
             # (and if that one is taken too, the next conflict tries the name after it).
             stream.next_alt = n + 1
-            upload.abort()
+            self._drop_upload(stream, upload)
             if damaged is not None:
                 stream.notes.append(self._say_damaged(lane, damaged, alt, already=False))
             else:
@@ -2009,8 +2013,7 @@ class Engine:
             method = f"same blake3 as the object castoff put there on {when} (job {known.job_id})"
         else:
             return False
-        upload.abort()
-        self._drop_partial(stream)
+        self._drop_upload(stream, upload)
         if damaged is not None:
             stream.notes.append(self._say_damaged(lane, damaged, existing, already=True))
         self._landed(
@@ -2129,6 +2132,14 @@ class Engine:
             return False
         self._drop_partial(stream)
         return True
+
+    def _drop_upload(self, stream: Stream, upload: Upload) -> None:
+        """The conflict handling's end of an upload that will not land where it was started: aborted,
+        its partial file forgotten, and its catalog row closed (else 'castoff uploads' would list an
+        upload the server no longer has)."""
+        upload.abort()
+        self._drop_partial(stream)
+        self._close_catalog_upload(stream)
 
     def _close_catalog_upload(self, stream: Stream) -> None:
         if stream.upload_pk is not None:
