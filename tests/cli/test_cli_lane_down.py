@@ -127,3 +127,32 @@ def test_a_drive_that_fills_up_mid_job_is_said_once(tmp_path: Path, card: Path, 
     assert {d["error_code"] for d in failed} == {"destination-full"}
     assert rep["summary"][str(full)]["failed"] == len(failed)
     check_ok_complete(rep, ok, card)
+
+
+def test_a_folder_with_verified_copies_gone_is_a_drive_not_mounted_not_made_again(
+    tmp_path: Path, card: Path
+) -> None:
+    """QA: a re-run with the USB drive unplugged made the destination folder again under the empty
+    mount point, filled the system disk with the card, and said every copy verified and the card
+    safe to release. A folder castoff verified copies in, gone, is refused (that destination
+    only, exit 1, nothing made); made again by the user, it is filled again."""
+    castoff = Castoff(tmp_path / "user")
+    mount_point = tmp_path / "media" / "USB"
+    usb, ssd = mount_point / "shoots", tmp_path / "ssd"
+    mount_point.mkdir(parents=True)
+    assert castoff("copy", str(card), "--to", str(ssd), "--to", str(usb)).returncode == 0
+    shutil.rmtree(usb)  # unplugged: the mount point is an empty folder
+
+    r = castoff("copy", str(card), "--to", str(ssd), "--to", str(usb))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1, said
+    assert f"destination {usb} does not exist, though castoff verified {N} copies there before:" in said
+    assert "is the drive mounted?" in said
+    assert "can be released" not in said
+    assert not usb.exists()
+    assert len(list((ssd / card.name / "DCIM" / "100CANON").iterdir())) == N
+
+    usb.mkdir()  # "if you removed that folder on purpose, make it again"
+    r = castoff("copy", str(card), "--to", str(ssd), "--to", str(usb))
+    assert r.returncode == 0, r.stderr
+    assert len(list((usb / card.name / "DCIM" / "100CANON").iterdir())) == N

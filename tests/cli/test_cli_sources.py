@@ -157,6 +157,7 @@ def test_filters_ignore_case_unless_case_sensitive_and_junk_is_junk_in_any_case(
             import shutil
 
             shutil.rmtree(out)
+            out.mkdir()  # emptied on purpose: castoff refuses a folder of its copies gone
         r = run_castoff("copy", str(card), "--to", str(out), "--no-mhl", *filters, state=tmp_path / "s")
         assert r.returncode == 0, r.stderr
         return {str(p.relative_to(out / "card")) for p in out.rglob("*") if p.is_file()}

@@ -1134,6 +1134,10 @@ class Catalog:
                 )
         return None
 
+    def landed_count(self, dest_ident: str) -> int:
+        """How many copies the catalog knows verified at this destination (any job)."""
+        return int(self._query("SELECT COUNT(*) FROM landed WHERE dest_ident=?", (dest_ident,))[0][0])
+
     def bucket_idents(self) -> list[str]:
         """Every bucket destination the catalog remembers keys, copies or uploads of."""
         rows = self._query(

@@ -281,6 +281,7 @@ class Engine:
         unusable: list[tuple[Lane, errors.CastoffError]] = []
         for lane in self.lanes:
             try:
+                self._not_gone(lane)
                 lane.dest.preflight()
             except errors.CastoffError as exc:
                 unusable.append((lane, exc))
@@ -438,6 +439,23 @@ class Engine:
         """No file to copy, not even one that failed to read: an empty mount point, not a card,
         or filters that left every file out. (A re-run's files verified before are files.)"""
         return self.files == 0 and not self.catalog.any_source_failed(self.job_id)
+
+    def _not_gone(self, lane: Lane) -> None:
+        """A folder castoff verified copies in before, missing now, is a drive that is not mounted:
+        its mount point is an empty folder of the system disk, where making the destination again
+        would fill that disk with copies that only look delivered. Refused (that destination only);
+        a folder the user makes again is used, and filled again."""
+        root = getattr(lane.dest, "root", None)
+        if not lane.caps.is_local or not isinstance(root, str) or os.path.lexists(root):
+            return
+        known = self.catalog.landed_count(lane.dest.ident)
+        if known:
+            raise errors.DestinationGone(
+                f"destination {root} does not exist, though castoff verified"
+                f" {plural(known, 'copy', 'copies')} there before: is the drive mounted?",
+                hint="reconnect it and re-run; if you removed that folder on purpose, make it again"
+                " (mkdir) and re-run: castoff then copies everything there again",
+            )
 
     def _nothing_to_copy(self, sources: Sequence[str]) -> str:
         where = ", ".join(sources)
@@ -1404,11 +1422,16 @@ class Engine:
                 # a job beside this one sends to the key now: the server would refuse the later
                 # of the two, where it honours If-None-Match on every request; this is sooner
                 raise TargetExists(stream.target)
+            if lane.dead is not None:  # it went down while the catalog was asked: nothing goes out
+                raise lane.dead
         md5 = chunk.md5() if caps.needs_md5 else None
         if lane.limiter is not None:
             lane.limiter.take(chunk.size)
         try:  # one try, and only a failed one makes what the retries need
             receipt = upload.put_part(chunk.index, chunk.offset, chunk.data, md5)
+        except LANE_FATAL as exc:
+            self._lane_down(lane, exc)  # at once: the parts other workers hold do not go out to it
+            raise
         except errors.CastoffError as exc:
             receipt = self.options.retry.call(
                 lambda: upload.put_part(chunk.index, chunk.offset, chunk.data, md5),
