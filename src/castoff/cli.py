@@ -943,6 +943,16 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 where,
             )
     console.print(table)
+    for name, s in rep["summary"].items():  # files the job never took there: in no row above
+        if s.get("not_reached"):
+            console.print(
+                Text(
+                    f"{name}: {plural(s['not_reached'], 'file')} of this job never got there: the job"
+                    " ended before they did (counted incomplete; a re-run of the same command sends them)",
+                    style="red",
+                ),
+                highlight=False,
+            )
     if damaged:
         console.print(
             Text(_damaged_text(damaged, delivered=False, where="named above"), style="bold red"),

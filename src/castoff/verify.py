@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -123,32 +123,44 @@ def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
             expected[os.path.relpath(resolved, real_root).replace(os.sep, "/")] = Expected("blake3", digest)
     if expected:
         return expected, f"castoff report {report.name}"
-    moved = _moved_destination(root, delivered)
+    order = list(data.get("summary") or {}) if isinstance(data, dict) else []  # the job's --to order
+    moved = _moved_destination(root, delivered, order)
     if moved is None:
         raise errors.UsageError(
             f"the report {report} names no file delivered into {root}",
             hint="pass the folder the job copied to (its --to), and that job's report",
         )
     was, expected = moved
-    return expected, f"castoff report {report.name}; its destination {was} is this folder now"
+    if len(was) == 1:
+        return expected, f"castoff report {report.name}; its destination {was[0]} is this folder now"
+    # identical copies (the same files under the same paths): which one this was cannot be told
+    return expected, (
+        f"castoff report {report.name}; this folder is one of its destinations, moved:"
+        f" {' or '.join(was)} (they hold the same files, so either can be checked against)"
+    )
 
 
 def _moved_destination(
-    root: Path, delivered: list[tuple[str, str, str]]
-) -> tuple[str, dict[str, Expected]] | None:
+    root: Path, delivered: list[tuple[str, str, str]], order: Sequence[str] = ()
+) -> tuple[list[str], dict[str, Expected]] | None:
     """A drive mounted elsewhere since the job (``/Volumes/SSD`` then, ``/media/ssd`` now): the
     report's destination folder whose files are found under ``root`` by their paths inside it,
-    the one with the most of them when the job had several. None when no file is found."""
+    the one with the most of them (then the one with the fewest not found) when the job had
+    several. Those that match as well (identical copies: ssd and nas) are all named, with the
+    files of the first: nothing tells which one this was. None when no file is found."""
     by_dest: dict[str, dict[str, Expected]] = {}
     for dest, target, digest in delivered:
         inside = dest.rstrip("/") + "/"
         if target.startswith(inside):
             by_dest.setdefault(dest, {})[target[len(inside) :]] = Expected("blake3", digest)
     found = {d: sum(os.path.lexists(root / rel) for rel in exp) for d, exp in by_dest.items()}
-    best = max(found, key=lambda d: found[d], default=None)
-    if best is None or not found[best]:
+    score = {d: (found[d], found[d] - len(by_dest[d])) for d in by_dest}
+    best = max(score.values(), default=None)
+    if best is None or not best[0]:
         return None
-    return best, by_dest[best]
+    rank = {d: i for i, d in enumerate(order)}
+    tied = sorted((d for d in by_dest if score[d] == best), key=lambda d: rank.get(d, len(rank)))
+    return tied, by_dest[tied[0]]
 
 
 def walk(root: Path, ignored: Callable[[str], bool] = mhl.is_ignored) -> Iterator[str]:

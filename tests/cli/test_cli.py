@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 
 from castoff.catalog.db import Catalog
+from castoff.units import plural
 from castoff_cli import CASTOFF, run_castoff
 from engine_runner import write
 
@@ -562,3 +563,58 @@ def test_a_damaged_copy_found_by_rehash_is_said_everywhere_and_exits_1(tmp_path:
     (out,) = report["files"][0]["destinations"]
     assert (out["status"], out["target"], out["damaged"]) == ("already", str(good), str(rotted))
     assert report["summary"][str(dest)]["verified"] == 0
+
+
+def test_jobs_show_of_a_killed_job_counts_the_files_it_never_took_somewhere(
+    tmp_path: Path, rclone_s3: Any
+) -> None:
+    """QA: a job SIGKILLed while its uploads went on showed each bucket as 'files 120, verified
+    120, failed 0, incomplete 0': the files that never got there were in no count. They are
+    counted there as incomplete (not reached), in the summary and in 'castoff jobs show'."""
+    n = 30
+    src = tmp_path / "card"
+    for i in range(n):
+        write(src / f"IMG_{i:04}.JPG", os.urandom(100_000))
+    state = tmp_path / "state"
+    url = (
+        f"s3://{rclone_s3.bucket}/v1/?endpoint={rclone_s3.url}&region=us-east-1&addressing=path"
+        "&provider=rclone"
+    )
+    keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
+    to = ["--to", str(tmp_path / "ssd"), "--to", url]
+    proc = subprocess.Popen(
+        [*CASTOFF, "--state-dir", str(state), "copy", str(src), "--json", "--bwlimit", "200K", *to],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **keys},
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # killed once the source may go: the uploads are still under way
+        if json.loads(line)["event"] == "released":
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    (job,) = json.loads(run("jobs", "--json", state=state).stdout)
+    r = run("jobs", "show", job["id"], "--json", state=state)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["job"]["status"] == "interrupted"
+    bucket = f"s3://{rclone_s3.bucket}/v1"
+    reached = dict.fromkeys(rep["summary"], 0)
+    for f in rep["files"]:
+        for d in f["destinations"]:
+            reached[d["destination"]] += 1
+    assert reached[bucket] < n  # the kill came before every file got there
+    for name, s in rep["summary"].items():
+        assert s["files"] == n, (name, s)
+        assert s["not_reached"] == n - reached[name], (name, s)
+        done = s["verified"] + s["already"] + s["skipped"]
+        assert done + s["failed"] + s["incomplete"] + s["conflict"] == n, (name, s)
+        assert s["incomplete"] >= s["not_reached"]
+    assert rep["summary"][bucket]["incomplete"] > 0
+    schema = json.loads((Path(__file__).parents[2] / "src/castoff/reports/report.schema.json").read_text())
+    jsonschema.validate(rep, schema)
+    shown = run("jobs", "show", job["id"], state=state)
+    said = f"{bucket}: {plural(n - reached[bucket], 'file')} of this job never got there"
+    assert said in " ".join(shown.stdout.split()), shown.stdout

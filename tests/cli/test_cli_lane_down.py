@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from castoff_cli import Castoff
 from engine_runner import write
+from faults.proc import s3_url
 
 N = 30
 
@@ -156,3 +158,51 @@ def test_a_folder_with_verified_copies_gone_is_a_drive_not_mounted_not_made_agai
     r = castoff("copy", str(card), "--to", str(ssd), "--to", str(usb))
     assert r.returncode == 0, r.stderr
     assert len(list((usb / card.name / "DCIM" / "100CANON").iterdir())) == N
+
+
+def test_a_bucket_that_stops_answering_is_said_once_not_per_file(
+    tmp_path: Path, rclone_s3: Any, fault_proxy: Any
+) -> None:
+    """QA: the S3 server gone mid-job printed one 'incomplete: endpoint … unreachable' line per
+    file left (94 of them). The trouble is said when it starts, at each pause and once when the
+    files stop going there; every file's outcome is still in the report."""
+    n = 16
+    src = tmp_path / "card"
+    for i in range(n):
+        write(src / "DCIM" / f"IMG_{i:04}.JPG", os.urandom(200_000))
+    proxy = fault_proxy(rclone_s3)
+    url = s3_url(rclone_s3.bucket, "v1/", proxy.url, provider="rclone")
+    bucket, ok = f"s3://{rclone_s3.bucket}/v1", tmp_path / "ok"
+    castoff = Castoff(tmp_path / "user", env={"AWS_ACCESS_KEY_ID": rclone_s3.access_key})
+    castoff.env["AWS_SECRET_ACCESS_KEY"] = rclone_s3.secret_key
+    proc = castoff.popen("copy", str(src), "--to", str(ok), "--to", url, "--bwlimit", "400K")
+    admin = rclone_s3.admin_client()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # a few files landed: the server goes away
+        if admin.list_objects_v2(Bucket=rclone_s3.bucket).get("KeyCount", 0) >= 2:
+            break
+        time.sleep(0.05)
+    proxy.stop()
+    out, err = proc.communicate(timeout=300)
+    text = out + err
+    assert proc.returncode == 1, text
+    about = lines_with(text, f"{bucket}: ")
+    assert len(lines_with(text, "still failing after retrying")) == 1, text
+    assert all("unreachable" in line for line in about), text
+    # the trouble's start, its pauses (3) and its end, however many files met it: no line a file
+    assert len(about) <= 5, text
+    assert not lines_with(text, f"{bucket}: card/"), text  # the per-file line: "{bucket}: {rel}: …"
+    rep = report(castoff)
+    entries = at_name(rep, bucket)
+    assert len(entries) == n
+    summary = rep["summary"][bucket]
+    sent = summary["verified"]
+    assert 2 <= sent < n
+    assert summary["incomplete"] + summary["failed"] == n - sent
+    assert {d["status"] for d in entries} <= {"verified", "incomplete", "failed"}
+    assert all("unreachable" in d["error"] for d in entries if d["status"] != "verified")
+    assert len(at(rep, ok)) == n
+
+
+def at_name(rep: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [d for f in rep["files"] for d in f["destinations"] if d["destination"] == name]

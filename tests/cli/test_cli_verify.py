@@ -106,6 +106,24 @@ def test_a_report_follows_its_drive_mounted_elsewhere(copied: tuple[Path, Path],
     assert r.returncode == 2 and "names no file delivered into" in r.stderr
 
 
+def test_a_copy_of_one_of_two_identical_destinations_names_both(tmp_path: Path) -> None:
+    """QA: ssd copied to ssd-moved; verify ssd-moved --report said "its destination …/nas is this
+    folder now": the job's two copies are the same files, so nothing tells which one it was."""
+    card = tmp_path / "CARD"
+    (card / "DCIM").mkdir(parents=True)
+    (card / "DCIM" / "IMG_0001.JPG").write_bytes(b"one" * 1000)
+    ssd, nas = tmp_path / "ssd", tmp_path / "nas"
+    r = castoff("copy", str(card), "--to", str(ssd), "--to", str(nas), state=tmp_path / "state")
+    assert r.returncode == 0, r.stderr
+    (report,) = (tmp_path / "state" / "reports").glob("*.json")
+    subprocess.run(["cp", "-a", str(ssd), str(tmp_path / "ssd-moved")], check=True)
+    r = castoff("verify", str(tmp_path / "ssd-moved"), "--report", str(report), state=tmp_path / "state")
+    said = " ".join(r.stdout.split())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "its destination /" not in said, said  # no one of them picked
+    assert f"this folder is one of its destinations, moved: {ssd} or {nas}" in said, said
+
+
 def test_bad_input_exits_2(copied: tuple[Path, Path], tmp_path: Path) -> None:
     dest, _ = copied
     state = tmp_path / "state"

@@ -425,6 +425,38 @@ def deactivate(moto: MotoBucket, key: str) -> None:
     server._enable_auth()
 
 
+def test_keys_from_the_keyring_that_the_server_refuses_point_at_dest_credentials(
+    castoff: Castoff, moto: MotoBucket, card: Path
+) -> None:
+    """QA: a saved bucket whose keys are in the keyring, refused by the server, said "check the
+    access key id (AWS_ACCESS_KEY_ID or the profile)": neither is where its keys come from."""
+    key, secret = moto.enable_write_only()
+    fix = "castoff dest credentials wobad"
+    for given, said in (
+        ("AKIAIOSFODNN7EXAMPLE", "does not know this access key id"),
+        (key, "secret key is wrong"),
+    ):
+        r = add_bucket(
+            castoff, "wobad", moto, given, "WRONG-SECRET-x1", "--prefix", "bad/", "--no-test", "--replace"
+        )
+        assert r.returncode == 0, r.stderr
+        r = castoff("dest", "test", "wobad")
+        assert r.returncode == 1 and said in text(r), text(r)
+        assert f"OS keyring: set the right one with {fix}" in text(r), text(r)
+        assert "AWS_ACCESS_KEY_ID" not in text(r)
+        r = castoff("copy", str(card), "--to", "@wobad")  # a job says the same
+        assert r.returncode == 2 and fix in text(r) and "AWS_ACCESS_KEY_ID" not in text(r), text(r)
+    # what was typed to 'dest add' (not saved: it failed its test) is what to check
+    r = add_bucket(castoff, "other", moto, key, "WRONG-SECRET-x1")
+    assert r.returncode == 1 and "check the access key id and the secret given here" in text(r), text(r)
+    # keys from the AWS chain keep the chain's hint
+    r = castoff(
+        "dest", "test", f"s3://{moto.bucket}/bad/?endpoint={moto.url}",
+        env={"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": secret},
+    )  # fmt: skip
+    assert r.returncode == 1 and "AWS_ACCESS_KEY_ID or the profile" in text(r), text(r)
+
+
 def test_a_bucket_that_fails_its_test_is_not_saved(castoff: Castoff, moto: MotoBucket) -> None:
     key, _ = moto.enable_write_only()
     r = add_bucket(castoff, "ark", moto, key, "FAKE-SECRET-0123456789")

@@ -470,6 +470,15 @@ def test_an_unreachable_endpoint_is_said_once_then_once_a_pause(tmp_path: Path, 
     assert len(said) == 3, said
     assert all(f"endpoint http://127.0.0.1:{port} unreachable (" in m for m in said), said
     assert not any(f"127.0.0.1:{port}/" in m for m in said), said  # the endpoint, not an object's URL
+    errors_said = [
+        str(e.data["message"])
+        for e in runner.events
+        if e.kind == "log"
+        and e.data.get("level") == "error"
+        and str(e.data["message"]).startswith(bucket.name)
+    ]
+    # the five files that end there so: one line, the first's, not one a file (QA: 94 lines)
+    assert len(errors_said) == 1 and "still failing after retrying and pausing" in errors_said[0], errors_said
     assert all(
         runner.outcomes()[(f"card/IMG_{i:04}.JPG", bucket.name)]["status"] == "incomplete" for i in range(5)
     )

@@ -191,7 +191,9 @@ def test_files_not_read_are_problems_when_every_outcome_is_verified(
     unreadable = cat.add_file(job_id, rel_path="bad.jpg", abs_path="/bad.jpg", size=1, mtime_ns=0)
     cat.file_failed(unreadable, error="read: I/O error", code="io")
     counts = _counts(cat, job_id)
-    assert [s.problems for s in counts.destinations.values()] == [0]
+    # the file never read is not at the destination either (not reached there); the unreadable
+    # one is the source's failure, its own
+    assert [(s.problems, s.not_reached) for s in counts.destinations.values()] == [(1, 1)]
     assert counts.problem_files == 2
     doc = _assert_same(
         onepass.write(cat, job_id, tmp_path / "together", counts),

@@ -10,7 +10,7 @@ import argparse
 import contextlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rich.table import Table
@@ -278,7 +278,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 def _open_with(res: Resolver, saved: SavedDestination, pair: secrets.KeyPair | None) -> Destination:
     if saved.kind == "local":
         return res.open_saved(saved)
-    return named_bucket(saved.name, with_keys(res.checked_options(saved), pair))
+    options = with_keys(res.checked_options(saved), pair)
+    if pair is not None:  # the pair given here, not the AWS chain's
+        options = replace(options, keys_hint="check the access key id and the secret given here")
+    return named_bucket(saved.name, options)
 
 
 def _save(

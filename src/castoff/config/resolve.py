@@ -114,6 +114,26 @@ def with_keys(options: S3Options, pair: secrets.KeyPair | None) -> S3Options:
     )
 
 
+def keys_hint(saved: SavedDestination) -> str | None:
+    """What to do when the server refuses the keys of a saved bucket, by where they come from
+    (None: the AWS chain, whose own hint says it)."""
+    fix = f"castoff dest credentials {saved.name}"
+    mode = saved.credentials
+    if mode == "keyring":
+        return f"its keys are the pair saved in the OS keyring: set the right one with {fix}"
+    if mode == "ask":
+        return (
+            "its access key id is saved in the config, its secret typed at each run: check the"
+            f" secret typed, or set the right key id with {fix} --access-key-id ID"
+        )
+    if mode == "command":
+        return (
+            "its keys are what its credential command prints (castoff dest show"
+            f" {saved.name} names the command): check them, or save a pair with {fix}"
+        )
+    return None
+
+
 def named_bucket(name: str, options: S3Options) -> Destination:
     """An S3 destination shown by its saved name (``@archive``) in progress, logs and reports."""
     from castoff.destinations import s3
@@ -219,8 +239,11 @@ class Resolver:
     def s3_options(
         self, saved: SavedDestination, s3_defaults: Mapping[str, object] | None = None
     ) -> S3Options:
-        """The options of a saved bucket, checked, with its keys."""
-        return with_keys(self.checked_options(saved, s3_defaults), self.keys(saved))
+        """The options of a saved bucket, checked, with its keys (and, for keys castoff keeps,
+        what to do when the server refuses them: not the AWS chain's variables)."""
+        pair = self.keys(saved)
+        options = with_keys(self.checked_options(saved, s3_defaults), pair)
+        return options if pair is None else replace(options, keys_hint=keys_hint(saved))
 
     def keys(self, saved: SavedDestination) -> secrets.KeyPair | None:
         if saved.name not in self._keys:

@@ -111,6 +111,9 @@ class S3Options:
     verify_download: bool = False
     ca_bundle: str | None = None
     conditional_writes: bool | None = None  # None: where the provider honours them
+    #: what to do when the server refuses the keys (an unknown key id, a wrong secret), for keys
+    #: that do not come from the AWS chain: a saved bucket's keyring, credential command, ...
+    keys_hint: str | None = None
 
     def __post_init__(self) -> None:
         prefix = self.prefix
@@ -449,6 +452,7 @@ class _Answer:
     where: str  # s3://bucket/key
     code: str
     message: str
+    keys_hint: str | None = None
 
 
 def _clock_skew(a: _Answer) -> BaseException:
@@ -496,11 +500,11 @@ _BY_CODE: Mapping[str, Callable[[_Answer], BaseException]] = {
     ),
     "InvalidAccessKeyId": lambda a: errors.BadCredentials(
         f"unknown access key: the server does not know this access key id ({a.where})",
-        hint="check the access key id (AWS_ACCESS_KEY_ID or the profile)",
+        hint=a.keys_hint or "check the access key id (AWS_ACCESS_KEY_ID or the profile)",
     ),
     "SignatureDoesNotMatch": lambda a: errors.BadCredentials(
         f"wrong secret key: the server rejected the request signature ({a.where})",
-        hint="check the secret access key; a wrong region can also cause this",
+        hint=f"{a.keys_hint or 'check the secret access key'}; a wrong region can also cause this",
     ),
     "RequestTimeTooSkewed": _clock_skew,
     "BadDigest": _bad_digest,
@@ -586,7 +590,9 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def translate_error(exc: Exception, *, bucket: str, key: str | None = None) -> BaseException:
+def translate_error(
+    exc: Exception, *, bucket: str, key: str | None = None, keys_hint: str | None = None
+) -> BaseException:
     """The castoff error for a botocore or urllib3 exception; ``exc`` itself when it has no
     meaning here, for the caller to re-raise unchanged.
 
@@ -595,19 +601,21 @@ def translate_error(exc: Exception, *, bucket: str, key: str | None = None) -> B
     so on moto the engine's retry cap is what ends it."""
     where = f"s3://{bucket}/{key}" if key is not None else f"s3://{bucket}"
     if isinstance(exc, bx.ClientError):
-        return _translate_answer(exc, bucket, key, where)
+        return _translate_answer(exc, bucket, key, where, keys_hint)
     for kinds, make in _BY_TYPE:
         if isinstance(exc, kinds):
             return make(exc, where)
     return exc
 
 
-def _translate_answer(exc: bx.ClientError, bucket: str, key: str | None, where: str) -> BaseException:
+def _translate_answer(
+    exc: bx.ClientError, bucket: str, key: str | None, where: str, keys_hint: str | None = None
+) -> BaseException:
     error = exc.response.get("Error", {})
     meta = exc.response.get("ResponseMetadata", {})
     code = str(error.get("Code", ""))
     status = int(meta.get("HTTPStatusCode", 0) or 0)
-    answer = _Answer(exc.operation_name, bucket, key, where, code, str(error.get("Message", code)))
+    answer = _Answer(exc.operation_name, bucket, key, where, code, str(error.get("Message", code)), keys_hint)
     if code in _BY_CODE:
         return _BY_CODE[code](answer)
     said = f"{code or status} during {answer.op} on {where}"
@@ -624,12 +632,13 @@ def _translate_answer(exc: bx.ClientError, bucket: str, key: str | None, where: 
 
 
 @contextmanager
-def _s3_errors(bucket: str, key: str | None = None) -> Iterator[None]:
-    """Translate whatever the S3 call inside raises; re-raise what has no translation."""
+def _s3_errors(bucket: str, key: str | None = None, *, keys_hint: str | None = None) -> Iterator[None]:
+    """Translate whatever the S3 call inside raises; re-raise what has no translation
+    (``keys_hint``: the options' own, for keys the server refuses)."""
     try:
         yield
     except Exception as exc:
-        mapped = translate_error(exc, bucket=bucket, key=key)
+        mapped = translate_error(exc, bucket=bucket, key=key, keys_hint=keys_hint)
         if mapped is exc:
             raise
         raise mapped from exc
@@ -739,7 +748,7 @@ def _resolve(options: S3Options) -> tuple[boto3.Session, Provider, str | None, s
     local work only."""
     core = botocore.session.Session()
     core.register_component("data_loader", _shared_loader())
-    with _s3_errors(options.bucket):
+    with _s3_errors(options.bucket, keys_hint=options.keys_hint):
         session = boto3.Session(
             botocore_session=core,
             profile_name=options.profile,
@@ -897,7 +906,7 @@ class S3Destination:
     def preflight(self) -> None:
         """Options and credentials, checked locally: nothing is sent to the endpoint."""
         check_options(self.options, self.provider, self.name)
-        with _s3_errors(self.options.bucket):
+        with _s3_errors(self.options.bucket, keys_hint=self.options.keys_hint):
             credentials = self._session.get_credentials()
         if credentials is None:
             raise errors.BadCredentials(
@@ -948,7 +957,7 @@ class S3Destination:
                 upload_id = recorded
                 log.info("resume: upload %s of %s (%d parts)", upload_id, target, n_parts)
         elif not single:
-            with _s3_errors(self.options.bucket, target):
+            with _s3_errors(self.options.bucket, target, keys_hint=self.options.keys_hint):
                 created = self.client.create_multipart_upload(
                     Bucket=self.options.bucket, Key=target, **self.object_args(metadata)
                 )
@@ -974,7 +983,7 @@ class S3Destination:
         if not self.options.verify_download:
             raise RuntimeError("open_read needs verify_download (caps.can_read_back)")
         try:
-            with _s3_errors(self.options.bucket, target):
+            with _s3_errors(self.options.bucket, target, keys_hint=self.options.keys_hint):
                 body = self.client.get_object(Bucket=self.options.bucket, Key=target)["Body"]
         except bx.ClientError as exc:  # untranslated: NoSuchKey is no error elsewhere
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -996,7 +1005,7 @@ class S3Destination:
         found: list[tuple[str, float]] = []
         args: dict[str, Any] = {"Bucket": self.options.bucket, "Prefix": key}
         while True:
-            with _s3_errors(self.options.bucket, key):
+            with _s3_errors(self.options.bucket, key, keys_hint=self.options.keys_hint):
                 page = self.client.list_multipart_uploads(**args)
             for u in page.get("Uploads") or ():
                 if u.get("Key") == key and u.get("UploadId"):
@@ -1010,7 +1019,7 @@ class S3Destination:
     def abort_upload(self, key: str, upload_id: str) -> None:
         """AbortMultipartUpload; an upload already gone is fine."""
         try:
-            with _s3_errors(self.options.bucket, key):
+            with _s3_errors(self.options.bucket, key, keys_hint=self.options.keys_hint):
                 self.client.abort_multipart_upload(Bucket=self.options.bucket, Key=key, UploadId=upload_id)
         except errors.UploadGone:
             log.info("abort: upload %s of %s was already gone", upload_id, key)
@@ -1100,7 +1109,7 @@ class S3Upload:
         if self._upload_id is None:
             answer = self._put_object(data, digest)
         else:
-            with _s3_errors(bucket, self._key):
+            with _s3_errors(bucket, self._key, keys_hint=self._dest.options.keys_hint):
                 answer = self._dest.client.upload_part(
                     Bucket=bucket,
                     Key=self._key,
@@ -1125,7 +1134,7 @@ class S3Upload:
             args["IfNoneMatch"] = "*"
         retried, self._put_sent = self._put_sent, True
         try:
-            with _s3_errors(dest.options.bucket, self._key):
+            with _s3_errors(dest.options.bucket, self._key, keys_hint=dest.options.keys_hint):
                 return dest.client.put_object(
                     Bucket=dest.options.bucket,
                     Key=self._key,
@@ -1146,7 +1155,7 @@ class S3Upload:
     def _etag_there(self) -> str | None:
         """The ETag of the object at the key, or None when the key may not read it."""
         try:
-            with _s3_errors(self._dest.options.bucket, self._key):
+            with _s3_errors(self._dest.options.bucket, self._key, keys_hint=self._dest.options.keys_hint):
                 head = self._dest.client.head_object(Bucket=self._dest.options.bucket, Key=self._key)
         except errors.CastoffError:
             return None
@@ -1213,7 +1222,7 @@ class S3Upload:
         if dest.conditional_complete and not (overwrite or self._overwrite):
             extra["IfNoneMatch"] = "*"
         assert self._upload_id is not None
-        with _s3_errors(dest.options.bucket, self._key):
+        with _s3_errors(dest.options.bucket, self._key, keys_hint=dest.options.keys_hint):
             answer = dest.client.complete_multipart_upload(
                 Bucket=dest.options.bucket,
                 Key=self._key,
@@ -1251,7 +1260,7 @@ class S3Upload:
         dest = self._dest
         hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
         total = 0
-        with _s3_errors(dest.options.bucket, self._key):
+        with _s3_errors(dest.options.bucket, self._key, keys_hint=dest.options.keys_hint):
             body = dest.client.get_object(Bucket=dest.options.bucket, Key=self._key)["Body"]
             try:
                 for chunk in body.iter_chunks(READ_CHUNK):
@@ -1330,7 +1339,7 @@ def probe(options: S3Options) -> ProbeResult:
     key = f"{options.prefix}.castoff-probe-{secrets.token_hex(8)}"
     try:
         dest.preflight()
-        with _s3_errors(options.bucket, key):
+        with _s3_errors(options.bucket, key, keys_hint=options.keys_hint):
             created = dest.client.create_multipart_upload(Bucket=options.bucket, Key=key)
         try:
             dest.abort_upload(key, created["UploadId"])

@@ -1622,9 +1622,9 @@ class Engine:
 
     def _answered(self, lane: Lane) -> None:
         """A call at ``lane`` succeeded: trouble said before is over."""
-        if lane.troubled:
+        if lane.troubled or lane.gave_up:
             with lane.lock:
-                ended, lane.troubled = lane.troubled, False
+                ended, lane.troubled, lane.gave_up = lane.troubled, False, False
             if ended:
                 self.log(f"{lane.name}: answering again")
 
@@ -2367,7 +2367,8 @@ class Engine:
         if status in ("failed", "incomplete") and not isinstance(out.error, errors.SourceError):
             # (a source's failure is said once, by ``_source_failed``, not once per destination;
             # a destination that went down is said once, by ``_lane_down``, not once per file)
-            level = "debug" if self._said_by_lane(lane, out.error) else "error"
+            said = self._said_by_lane(lane, out.error) or self._said_gave_up(lane, fs, status, out.error)
+            level = "debug" if said else "error"
             if level == "error" or self._debug:
                 rel = fs.src.rel_path
                 self.log(f"{lane.name}: {rel}: {status}: {_without_path(rel, err_text or '')}", level)
@@ -2387,6 +2388,29 @@ class Engine:
             detail=out.detail,
             damaged=out.damaged,
         )
+
+    def _said_gave_up(self, lane: Lane, fs: FileState, status: str, error: BaseException | None) -> bool:
+        """A file that ends at ``lane`` with an error that trying again could have mended
+        (unreachable, timeouts, 5xx), once the retries and pauses ran out, ended so because of
+        the destination, not of the file: said once (here, the first time), the files after it
+        are detail (``--debug``, ``--json``, the report), as a lane that went down is. True:
+        said, now or before."""
+        if not (isinstance(error, errors.CastoffError) and error.retryable):
+            return False
+        with lane.lock:
+            first, lane.gave_up = not lane.gave_up, True
+        if first:
+            rel = fs.src.rel_path
+            others = any(ln.dead is None for ln in self.lanes if ln is not lane)
+            self.log(
+                f"{lane.name}: {_without_path(rel, str(error))}; still failing after retrying"
+                f"{' and pausing' if lane.pauses else ''}: {rel} is {status} there; each further"
+                " file this destination does not take in this job is in the report (incomplete or"
+                f" failed), not said one by one here{'; the other destinations carry on' if others else ''}."
+                " Once it answers, a re-run of the same command sends what is missing.",
+                "error",
+            )
+        return True
 
     # -- the source can be released -----------------------------------------------------------
 

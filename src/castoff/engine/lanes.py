@@ -177,6 +177,9 @@ class Lane:
         self.pauses = 0
         #: retrying since its last success: the console heard of it once, the rest is detail
         self.troubled = False
+        #: a file ended here with trouble the retries and pauses did not outlast (unreachable,
+        #: timeouts, 5xx): said once, the files after it are detail; over when a call succeeds
+        self.gave_up = False
         self.limiter = limiter
         self._put = put
         self._close = close

@@ -30,6 +30,11 @@ MISSING_FILES_SQL = f"({UNREAD_SQL} OR {NOT_THERE_SQL})"
 #: a file with a problem, as the summary counts them (and both reports list first): one missing
 #: somewhere, or one with a damaged copy somewhere, which needs the user's attention as much
 PROBLEM_FILES_SQL = f"({UNREAD_SQL} OR {NOT_THERE_SQL} OR {DAMAGED_SQL})"
+#: a file read (or not yet) that has no outcome at some of the job's ``n`` destinations: the job
+#: ended before it got there (``_add_not_reached``)
+NOT_REACHED_SQL = (
+    "(f.status IN ('read', 'pending') AND (SELECT COUNT(*) FROM outcomes x WHERE x.file_id=f.id) < {n:d})"
+)
 STATUSES = ("verified", "already", "skipped", "conflict", "failed", "incomplete")
 #: the error codes of failures that the same command, run again, meets again: they need another
 #: option or destination first (a failure to write, a destination down or full, a source that
@@ -61,6 +66,9 @@ class DestinationSummary:
     #: files there (counted above as verified, already or skipped) beside castoff's earlier copy
     #: there, found damaged and kept
     damaged: int = 0
+    #: of ``incomplete``: the job's files that have no outcome there at all, because the job
+    #: ended (killed, a power cut) before they got there
+    not_reached: int = 0
     #: bytes this job sent there, of files it verified there (``verified`` outcomes only): the
     #: parts of an upload an earlier job had sent, and this one resumed, are not counted
     bytes_sent: int = 0
@@ -126,15 +134,21 @@ def tally(catalog: Catalog, job: sqlite3.Row) -> Tally:
         _add(out, r, last)
         all_there = all_there and r["status"] in OK
         any_damaged = any_damaged or bool(r["damaged"])
+    not_reached = "0"
+    if job["status"] != "running" and _add_not_reached(catalog, job_id, out):
+        # a file without an outcome at some destination (the job was killed before it got there)
+        not_reached = NOT_REACHED_SQL.format(n=len(out))
+        all_there = False
     # Every outcome proves its file there (the usual case): only a file not read can have a
     # problem, and SQLite need not look up each file's outcomes (a fifth of a second for 200,000).
-    result.missing_files = _count_files(catalog, job_id, UNREAD_SQL if all_there else MISSING_FILES_SQL)
+    missing = UNREAD_SQL if all_there else f"({MISSING_FILES_SQL} OR {not_reached})"
+    result.missing_files = _count_files(catalog, job_id, missing)
     result.problem_files = result.missing_files
     if result.missing_files:
-        result.rerun_files = _count_files(catalog, job_id, RERUN_HELPS_SQL)
+        result.rerun_files = _count_files(catalog, job_id, f"({RERUN_HELPS_SQL} OR {not_reached})")
     if any_damaged:
         result.damaged_files = _count_files(catalog, job_id, DAMAGED_SQL)
-        result.problem_files = _count_files(catalog, job_id, PROBLEM_FILES_SQL)
+        result.problem_files = _count_files(catalog, job_id, f"({PROBLEM_FILES_SQL} OR {not_reached})")
     left_out = catalog.stream(
         "SELECT rel_path, error FROM files WHERE job_id=? AND status='skipped' ORDER BY rel_path", (job_id,)
     )
@@ -154,6 +168,43 @@ def _count_files(catalog: Catalog, job_id: str, which: str) -> int:
         (job_id,),
     )
     return sum(int(r["n"]) for r in rows)
+
+
+def _add_not_reached(catalog: Catalog, job_id: str, out: dict[str, DestinationSummary]) -> bool:
+    """An ended job's files that have no outcome at a destination never got there (the job was
+    killed, or the machine stopped, before they did): not delivered, counted as incomplete there
+    (a re-run sends them), so that such a job never looks complete. (A file that could not be
+    read is the source's failure, counted as the file's own.) Whether there was any."""
+    rows = catalog.stream("SELECT COUNT(*) AS n FROM files WHERE job_id=? AND status<>'skipped'", (job_id,))
+    total = sum(int(r["n"]) for r in rows)
+    if all(s.files >= total for s in out.values()):
+        return False  # every file has an outcome everywhere (one a file and destination at most)
+    rows = catalog.stream(
+        "SELECT COUNT(*) AS n, SUM(size) AS bytes FROM files"
+        " WHERE job_id=? AND status IN ('read', 'pending')",
+        (job_id,),
+    )
+    meant, meant_bytes = 0, 0
+    for r in rows:
+        meant, meant_bytes = int(r["n"]), int(r["bytes"] or 0)
+    there = {
+        str(r["dest_name"]): (int(r["n"]), int(r["bytes"] or 0))
+        for r in catalog.stream(
+            "SELECT o.dest_name, COUNT(*) AS n, SUM(f.size) AS bytes FROM files f JOIN outcomes o"
+            " ON o.file_id=f.id WHERE f.job_id=? AND f.status IN ('read', 'pending') GROUP BY o.dest_name",
+            (job_id,),
+        )
+    }
+    short = False
+    for name, s in out.items():
+        n, size = there.get(name, (0, 0))
+        if n < meant:
+            short = True
+            s.not_reached = meant - n
+            s.incomplete += s.not_reached
+            s.files += s.not_reached
+            s.bytes += meant_bytes - size
+    return short
 
 
 def _add(out: dict[str, DestinationSummary], r: sqlite3.Row, last: dict[str, float]) -> None:
