@@ -519,7 +519,8 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.engine.job import Engine, JobOptions
     from castoff.engine.retry import RetryPolicy
     from castoff.layout.metasidecar import write_sidecars
-    from castoff.reports.finish import FinishOptions, finish_job
+    from castoff.reports.finish import FinishOptions, finish_job, write_mhl
+    from castoff.reports.mhl_job import MhlOutcome
     from castoff.scan import Filters, check_sources
     from castoff.ui.progress import JsonDisplay, QuietDisplay, RichDisplay, summary_table
 
@@ -625,7 +626,27 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if args.quiet
         else RichDisplay(stats, console=console, debug=args.debug)
     )
-    engine = Engine(catalog, job_id, dests, options, sink=display, cancel=cancel, limiters=limiters)
+    finish_options = FinishOptions(
+        report_to=args.report_to, mhl=not args.no_mhl, mhl_source=args.mhl_source, filters=options.filters
+    )
+    mhl_written: list[list[MhlOutcome]] = []  # once written, at release
+
+    def at_release() -> None:
+        """The local destinations' ASC MHL (and the card's, with --mhl-source) as soon as the card can
+        be ejected: a job that dies while its uploads go on leaves the drives with their history."""
+        if any(not d.caps.is_local for d in dests):  # else the job ends now: written there, as ever
+            mhl_written.append(write_mhl(catalog, job_id, dests, sources, finish_options))
+
+    engine = Engine(
+        catalog,
+        job_id,
+        dests,
+        options,
+        sink=display,
+        cancel=cancel,
+        limiters=limiters,
+        on_released=at_release,
+    )
     engine_box["engine"] = engine
     Interrupts(cancel, console).install()
     started = time.monotonic()
@@ -645,13 +666,9 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             dests,
             sources=sources,
             reports_dir=state_dir(args.state_dir) / "reports",
-            options=FinishOptions(
-                report_to=args.report_to,
-                mhl=not args.no_mhl,
-                mhl_source=args.mhl_source,
-                filters=options.filters,
-            ),
+            options=finish_options,
             cancel=cancel,
+            mhl_written=mhl_written[0] if mhl_written else None,
         )
     finally:
         for d in dests:

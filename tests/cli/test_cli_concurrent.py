@@ -184,3 +184,41 @@ def test_two_cards_of_one_name_sent_at_once_to_a_bucket_without_conditional_writ
         assert catalog.open_uploads() == []  # none listed that the server does not have
     finally:
         catalog.close()
+
+
+def test_the_drives_have_their_ascmhl_history_once_the_card_can_be_released(
+    castoff: Castoff, rclone_s3: RcloneBucket, tmp_path: Path
+) -> None:
+    """QA: the ASC MHL generations were written when the whole job ended, after the uploads; a
+    job that died after "the source can be released" (the card ejected) left the drives with no
+    history, and nothing could write it without the card. They are written at release now, the
+    card's too (--mhl-source), while the uploads go on."""
+    card = tmp_path / "EOS_DIGITAL"
+    write(card / "PRIVATE" / "CLIP.MP4", random.Random(3).randbytes(6 * 1024 * 1024))
+    write(card / "DCIM" / "IMG_0001.JPG", b"a photo")
+    ssd = tmp_path / "ssd"
+    r = castoff(
+        "dest", "add", "ark", "s3", "--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url,
+        "--access-key-id", rclone_s3.access_key, "--secret-stdin", input=rclone_s3.secret_key + "\n",
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+    job = castoff.popen(
+        "copy", str(card), "--to", str(ssd), "--to", "@ark", "--part-size", "5M", "--bwlimit", "256K",
+        "--mhl-source", "--quiet",
+    )  # fmt: skip
+    try:
+        chain = ssd / "ascmhl" / "ascmhl_chain.xml"
+        deadline = time.monotonic() + 60
+        while not (chain.exists() and (card / "ascmhl" / "ascmhl_chain.xml").exists()):
+            assert job.poll() is None, job.communicate()
+            assert time.monotonic() < deadline, "no ASC MHL history while the uploads went on"
+            time.sleep(0.05)
+        # the clip's upload is still going (6 MiB at 256 kB/s): not in the bucket yet
+        listed = rclone_s3.client.list_objects_v2(Bucket=rclone_s3.bucket).get("Contents", [])
+        assert not [o["Key"] for o in listed if o["Key"].endswith("CLIP.MP4")]
+    finally:
+        job.send_signal(signal.SIGKILL)
+        job.communicate(timeout=30)
+    for folder in (ssd, card):
+        v = castoff("verify", str(folder))
+        assert v.returncode == 0, text(v)

@@ -198,7 +198,12 @@ class Engine:
         sink: EventSink = null_sink,
         cancel: threading.Event | None = None,
         limiters: dict[str, object] | None = None,
+        on_released: Callable[[], None] | None = None,
     ) -> None:
+        """``on_released``: called once, from the thread that runs the job and outside its locks,
+        when every local destination is verified (the source can be released), while uploads may
+        go on: what must not wait for them (the local destinations' ASC MHL generations, the
+        source's, while the card is still there)."""
         if options.on_conflict not in ON_CONFLICT:
             raise errors.UsageError(f"--on-conflict must be one of {', '.join(ON_CONFLICT)}")
         self.catalog = catalog
@@ -246,6 +251,8 @@ class Engine:
         self._catchup: deque[list[Stream]] = deque()
         self._reading_done = False
         self._released = False
+        self._on_released = on_released
+        self._release_due = False  # released, and on_released not called yet
         self._catchup_busy = False  # the catch-up thread is feeding a group
         self._open: set[Stream] = set()
         #: files the reader landed whose folders are not yet synced (``_sync_landed``)
@@ -319,6 +326,7 @@ class Engine:
         if self._nothing_found() and not self.cancel.is_set():
             self.log(self._nothing_to_copy(sources), "error")
         self._check_released()
+        self._call_on_released()
         self._wait_for_streams()
         if not self.cancel.is_set() and not self._nothing_found():
             self._make_empty_folders()
@@ -341,11 +349,30 @@ class Engine:
             while self._open_streams > 0 and not self.cancel.is_set():
                 self._state.wait(0.2)
                 self._check_released_locked()
+                if self._release_due:  # outside the lock: the streams that close need it
+                    self._state.release()
+                    try:
+                        self._call_on_released()
+                    finally:
+                        self._state.acquire()
                 if watch.stalled(self._nothing_moves_locked()):
                     break
             else:
                 return
         self._end_stalled()
+
+    def _call_on_released(self) -> None:
+        """``on_released``, once; its failure is said, never the job's."""
+        if not self._release_due:
+            return
+        self._release_due = False
+        if self._on_released is None:
+            return
+        try:
+            self._on_released()
+        except Exception as exc:
+            text = "".join(traceback.format_exception(exc))
+            self.log(f"internal error once the source could be released:\n{text}", "error")
 
     def _nothing_moves_locked(self) -> bool:
         """Under ``_state``: no read, no catch-up under way or ready, no lane with work queued,
@@ -2433,7 +2460,7 @@ class Engine:
             or any(ln.queued_bytes for ln in self.lanes if not ln.caps.is_local)
             or self._open_streams > 0
         ):
-            self._released = True
+            self._released = self._release_due = True
             self.catalog.log(
                 self.job_id,
                 "info",
@@ -2442,7 +2469,7 @@ class Engine:
             )
             self.emit("released", remaining_streams=self._open_streams, damaged=self._damaged_locally())
             return
-        self._released = True
+        self._released = self._release_due = True
         self.emit("released", remaining_streams=0, damaged=self._damaged_locally())
 
     def _damaged_locally(self) -> int:

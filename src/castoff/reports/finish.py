@@ -49,6 +49,30 @@ def local_roots(dests: Sequence[Destination]) -> dict[str, str]:
     return out
 
 
+def write_mhl(
+    catalog: Catalog,
+    job_id: str,
+    dests: Sequence[Destination],
+    sources: Sequence[str],
+    options: FinishOptions,
+) -> list[mhl_job.MhlOutcome]:
+    """The job's ASC MHL generations (each local destination's, and the sources' with
+    ``--mhl-source``), said in the job's log."""
+    if not options.mhl:
+        return []
+    outcomes = mhl_job.write_for_job(
+        catalog,
+        job_id,
+        local_roots(dests),
+        sources=list(sources),
+        with_sources=options.mhl_source,
+        filters=options.filters,
+    )
+    for o in outcomes:
+        catalog.log(job_id, "info" if o.ok else "error", f"{o.scope}: {o.message}")
+    return outcomes
+
+
 def finish_job(
     catalog: Catalog,
     job_id: str,
@@ -58,19 +82,11 @@ def finish_job(
     reports_dir: Path,
     options: FinishOptions,
     cancel: threading.Event | None = None,
+    mhl_written: list[mhl_job.MhlOutcome] | None = None,
 ) -> Finished:
-    outcomes: list[mhl_job.MhlOutcome] = []
-    if options.mhl:
-        outcomes = mhl_job.write_for_job(
-            catalog,
-            job_id,
-            local_roots(dests),
-            sources=list(sources),
-            with_sources=options.mhl_source,
-            filters=options.filters,
-        )
-        for o in outcomes:
-            catalog.log(job_id, "info" if o.ok else "error", f"{o.scope}: {o.message}")
+    """``mhl_written``: the ASC MHL generations ``write_mhl`` wrote already (once the source could
+    be released), not written again."""
+    outcomes = mhl_written if mhl_written is not None else write_mhl(catalog, job_id, dests, sources, options)
     job = catalog.job(job_id)
     if job is None:
         raise KeyError(job_id)
