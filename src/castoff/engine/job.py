@@ -20,6 +20,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import EllipsisType
 from typing import TYPE_CHECKING
 
 import blake3
@@ -1793,11 +1794,11 @@ class Engine:
         castoff put there. Raises ``ConflictError`` when it is the source file itself."""
         lane = stream.lane
         target = stream.target
-        other = self._not_a_copy(stream, target)  # never the source file replaced by itself
-        if other is not None:
-            return other.removeprefix("is ").removesuffix(", not a file")  # "a symlink"
         if lane.caps.can_stat:
             st = self._stat_at(lane, target)
+            other = self._not_a_copy(stream, target, st)  # never the source file replaced by itself
+            if other is not None:
+                return other.removeprefix("is ").removesuffix(", not a file")  # "a symlink"
             if st is None:
                 return None
             when = "" if st.mtime_ns is None else f", modified {self._minute(st.mtime_ns / 1e9)}"
@@ -2022,11 +2023,15 @@ class Engine:
         except errors.CastoffError:
             return None
 
-    def _not_a_copy(self, stream: Stream, existing: str) -> str | None:
+    def _not_a_copy(
+        self, stream: Stream, existing: str, st: ObjectStat | EllipsisType | None = ...
+    ) -> str | None:
         """What ``existing`` is when it is no file, and so no copy ("is a symlink, not a file"),
         else None. ConflictError when it is the source file itself (the destination overlaps the
-        source): the file fails there, it is never counted as copied."""
-        st = self._stat_at(stream.lane, existing)
+        source): the file fails there, it is never counted as copied. ``st``: its stat when the
+        caller has it (None: nothing there), else it is taken here."""
+        if st is ...:
+            st = self._stat_at(stream.lane, existing)
         if st is None:
             return None
         src = stream.file.src
