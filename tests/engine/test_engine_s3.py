@@ -485,6 +485,85 @@ def test_an_unreachable_endpoint_is_said_once_then_once_a_pause(tmp_path: Path, 
     assert all((tmp_path / "ssd" / "card" / f"IMG_{i:04}.JPG").exists() for i in range(5))
 
 
+def test_a_bucket_that_stopped_answering_is_not_tried_file_by_file(tmp_path: Path, runner: Runner) -> None:
+    """QA: once its retries and pauses ran out with nothing landed, each remaining file still
+    went through its own six attempts (165 s of a job whose card was long released). The
+    destination, not the file, is out: the files after it are not tried, and end incomplete."""
+    n = 30
+    src = tmp_path / "src" / "card"
+    for i in range(n):
+        write(src / f"IMG_{i:04}.JPG", os.urandom(1000 + i))
+    port = free_port()  # nothing listens there
+    bucket = s3dest(
+        f"http://127.0.0.1:{port}",
+        "nobody",
+        "AKIDCASTOFFTEST",
+        "SECRETCASTOFFTEST0123456789",
+        max_parallel_parts=1,
+        max_parallel_small=1,
+    )
+    ssd = LocalDestination(tmp_path / "ssd")
+    result = runner.bounded([src], [ssd, bucket], max_pauses=1, **FAST)
+    assert result.exit_code == 1  # incomplete, not "no destination could be used" (2)
+    retries = [
+        str(e.data["message"])
+        for e in runner.events
+        if e.kind == "log" and e.data.get("level") == "debug" and "; retry 1 in " in str(e.data["message"])
+    ]
+    outcomes = runner.outcomes()
+    rows = [outcomes[(f"card/IMG_{i:04}.JPG", bucket.name)] for i in range(n)]
+    assert all(r["status"] == "incomplete" for r in rows), rows
+    tried = [
+        r for r in rows if any(f": {r['target']} part " in m or f": {r['target']}: " in m for m in retries)
+    ]
+    never = [r for r in rows if r not in tried]
+    # the few tried or queued before it went out (two failing files at least tell it from one
+    # bad file), not every file with six attempts each
+    assert 2 <= len(tried) <= 4, retries
+    assert len(never) >= n - 4
+    # the destination's trouble, without the object the first file met it at
+    said_for = f"not sent: {bucket.name} stopped answering: endpoint http://127.0.0.1:{port} unreachable ("
+    assert all(r["error"].startswith(said_for + "check the endpoint URL") for r in never), [
+        (r["target"], r["error"]) for r in never if not r["error"].startswith(said_for + "check")
+    ]
+    said = [
+        str(e.data["message"]) for e in runner.events if e.kind == "log" and e.data.get("level") == "error"
+    ]
+    assert len(said) == 1 and "no more files go there in this job" in said[0], said
+    assert all((tmp_path / "ssd" / "card" / f"IMG_{i:04}.JPG").exists() for i in range(n))
+
+
+def test_one_file_that_keeps_failing_leaves_the_bucket_up(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """The other side of the above: a file whose every attempt fails (a 500 for one key) spends
+    the pauses too, but the other files land between them: the destination answers, and no
+    file after it is given up."""
+    n = 12
+    src = tmp_path / "src" / "card"
+    for i in range(n):
+        write(src / f"IMG_{i:04}.JPG", os.urandom(3000 + i))
+    inner = s3dest(
+        rclone_s3.url,
+        rclone_s3.bucket,
+        rclone_s3.access_key,
+        rclone_s3.secret_key,
+        max_parallel_parts=1,
+        max_parallel_small=1,
+    )
+    always = PartFault(match="IMG_0000", error=lambda: errors.TransientError("internal error"), times=10_000)
+    bucket = FaultyDestination(inner, FaultPlan(part_faults=[always]))
+    result = runner.bounded([src], [bucket], max_pauses=2, **FAST)
+    assert result.exit_code == 1
+    outcomes = runner.outcomes()
+    assert outcomes[("card/IMG_0000.JPG", bucket.name)]["status"] == "incomplete"
+    assert outcomes[("card/IMG_0000.JPG", bucket.name)]["error"] == "internal error"
+    assert all(outcomes[(f"card/IMG_{i:04}.JPG", bucket.name)]["status"] == "verified" for i in range(1, n))
+    assert not any("no more files go there" in m for m in runner.logs()), "\n".join(
+        m for m in runner.logs() if "retry" not in m
+    )
+
+
 def test_trouble_that_passes_is_said_once_and_its_end_too(
     tmp_path: Path, runner: Runner, rclone_s3: Any
 ) -> None:

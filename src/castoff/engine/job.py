@@ -12,6 +12,7 @@ import functools
 import hashlib
 import itertools
 import os
+import re
 import stat
 import threading
 import time
@@ -82,12 +83,21 @@ LANE_FATAL = (
 )
 
 
-def lane_down_error(name: str, cause: errors.CastoffError, *, at_start: bool) -> errors.CastoffError:
+def lane_down_error(
+    name: str, cause: errors.CastoffError, *, at_start: bool, about: str | None = None
+) -> errors.CastoffError:
     """What each file not tried at the destination ``name`` (down because of ``cause``) is
     recorded with: of the cause's kind (its code in the report), saying that the destination,
-    not this file, was the problem (the cause's own text may name the file that met it)."""
-    what = "cannot be used" if at_start else "stopped taking files"
-    message = f"not copied: {name} {what}: {cause.message}"
+    not this file, was the problem (the cause's own text may name the file that met it; where it
+    names ``about`` in brackets, as a network error names its object, that is left out)."""
+    if cause.retryable:  # it stopped answering (``Engine._stopped_answering``): a re-run sends it
+        text = cause.message
+        if about:
+            text = re.sub(rf"\s*\([^()]*{re.escape(about)}\)", "", text, count=1)
+        message = f"not sent: {name} stopped answering: {text}"
+    else:
+        what = "cannot be used" if at_start else "stopped taking files"
+        message = f"not copied: {name} {what}: {cause.message}"
     try:
         return type(cause)(message, hint=cause.hint)
     except TypeError:  # an error class with a constructor of its own
@@ -429,7 +439,9 @@ class Engine:
     def no_destination(self) -> bool:
         """Every destination was unusable before a single file landed there (not mounted, not a
         folder, full): nothing was written anywhere, which README calls a configuration error."""
-        return bool(self.lanes) and all(ln.dead is not None and ln.stats.files_done == 0 for ln in self.lanes)
+        return bool(self.lanes) and all(
+            ln.dead is not None and not ln.dead.retryable and ln.stats.files_done == 0 for ln in self.lanes
+        )
 
     def _lane_down(self, lane: Lane, exc: errors.CastoffError, *, at_start: bool = False) -> None:
         """``exc`` makes ``lane`` unusable for every file (``LANE_FATAL``, or a failed preflight):
@@ -440,12 +452,12 @@ class Engine:
             self._say_down(lane, exc)
 
     @staticmethod
-    def _mark_down(lane: Lane, exc: errors.CastoffError, *, at_start: bool) -> bool:
+    def _mark_down(lane: Lane, exc: errors.CastoffError, *, at_start: bool, about: str | None = None) -> bool:
         """Whether this call took ``lane`` down (it was not already)."""
         with lane.cond:
             if lane.dead is not None:
                 return False
-            lane.dead = lane_down_error(lane.name, exc, at_start=at_start)
+            lane.dead = lane_down_error(lane.name, exc, at_start=at_start, about=about)
             lane.down_at_start = at_start
             return True
 
@@ -462,6 +474,26 @@ class Engine:
     def _said_by_lane(self, lane: Lane, error: BaseException | None) -> bool:
         """``error`` is the lane's being down, which ``_lane_down`` said once already."""
         return lane.dead is not None and (error is lane.dead or isinstance(error, LANE_FATAL))
+
+    @staticmethod
+    def _down_outcome(lane: Lane) -> Outcome:
+        """How a file not tried at ``lane``, down, ends there: incomplete where it stopped
+        answering (a re-run sends it), failed where it cannot take files."""
+        assert lane.dead is not None
+        return Outcome("incomplete" if lane.dead.retryable else "failed", error=lane.dead)
+
+    def _stopped_answering(self, lane: Lane, exc: errors.CastoffError, file_id: int) -> bool:
+        """A file failed at ``lane`` with ``exc`` after its retries, with every pause spent,
+        nothing landed there since the last pause began, and another file failing there too
+        since its last answer: the destination, not the file, is out (an endpoint unreachable,
+        a server that times out). Each further file would spend its own retries on it (minutes,
+        for nothing): the lane goes down for this job, and its files end incomplete. Trouble of
+        one file (a 500 for one key) leaves the others landing, and the lane up."""
+        if not exc.retryable or lane.landed_at_pause is None or lane.pauses < self.options.max_pauses:
+            return False
+        with lane.lock:
+            lane.failing.add(file_id)
+            return lane.stats.bytes_done == lane.landed_at_pause and len(lane.failing) > 1
 
     def _nothing_found(self) -> bool:
         """No file to copy, not even one that failed to read: an empty mount point, not a card,
@@ -619,7 +651,8 @@ class Engine:
         (inside the root, never through a link, the root still the one the job began with); a
         folder already there is quiet. Failed: said and recorded (exit code 1), the files are not
         touched; an error that is the destination's (read-only, gone, full) takes it down once."""
-        target, error, status = layout, lane.dead, "failed"
+        target, error = layout, lane.dead
+        status = "failed" if error is None else self._down_outcome(lane).status
         if error is None:
             try:
                 planner = self.options.planner
@@ -850,7 +883,7 @@ class Engine:
             self._record(lane, fs, src.rel_path, Outcome("failed", error=exc))
             return None
         if lane.dead is not None:
-            self._record(lane, fs, target, Outcome("failed", error=lane.dead))
+            self._record(lane, fs, target, self._down_outcome(lane))
             return None
         if not self.options.rehash:
             landed = self._prefetch.landed_at(dest.ident, target, src.abs_path)
@@ -1433,6 +1466,8 @@ class Engine:
         if lane.paused_until:  # a lane never paused reads no clock
             while lane.paused() and not self.cancel.is_set():
                 self.cancel.wait(min(1.0, lane.paused_until - time.monotonic()))
+            if lane.dead is not None:  # it stopped answering for good during the pause
+                raise lane.dead
         upload = self._ensure_started(stream)
         caps = lane.caps
         if caps.resumable:  # known to the catalog before any part: a kill leaves no orphan
@@ -1464,10 +1499,10 @@ class Engine:
             receipt = self.options.retry.call(
                 lambda: upload.put_part(chunk.index, chunk.offset, chunk.data, md5),
                 cancel=self.cancel,
-                on_retry=self._on_retry(lane, f"{stream.target} part {chunk.index + 1}"),
+                on_retry=self._on_retry(stream, f"{stream.target} part {chunk.index + 1}"),
                 failed=exc,
             )
-        if lane.troubled:
+        if lane.troubled or lane.failing:
             self._answered(lane)
         if caps.resumable and stream.upload_pk is not None:
             self.catalog.add_part(stream.upload_pk, receipt)
@@ -1600,7 +1635,7 @@ class Engine:
                     try:  # one try, and only a failed one makes what the retries need
                         stream.upload = self._start(stream, meta)
                     except errors.CastoffError as exc:
-                        said = self._on_retry(lane, f"{stream.target}: start")
+                        said = self._on_retry(stream, f"{stream.target}: start")
 
                         def on_retry(n: int, exc: BaseException, wait: float) -> None:
                             retried.append(n)
@@ -1635,12 +1670,17 @@ class Engine:
             )
         return dest.start(stream.target, meta=meta, part_size=fs.part_size, resume=stream.resume_token)
 
-    def _on_retry(self, lane: Lane, what: str) -> Callable[[int, BaseException, float], None]:
+    def _on_retry(self, stream: Stream, what: str) -> Callable[[int, BaseException, float], None]:
         """What a retry says: the first of a lane's trouble goes to the console, once, however
-        many files meet it; each attempt is detail (``--debug``, ``--json``)."""
+        many files meet it; each attempt is detail (``--debug``, ``--json``). A lane that stopped
+        answering meanwhile (``_stopped_answering``) is not tried again."""
+        lane, file_id = stream.lane, stream.file.file_id
 
         def said(n: int, exc: BaseException, wait: float) -> None:
+            if lane.dead is not None and lane.dead.retryable:
+                raise lane.dead
             with lane.lock:
+                lane.failing.add(file_id)
                 first, lane.troubled = not lane.troubled, True
             if first:
                 self.log(f"{lane.name}: {exc}; retrying (the other destinations carry on)", "warning")
@@ -1650,9 +1690,10 @@ class Engine:
 
     def _answered(self, lane: Lane) -> None:
         """A call at ``lane`` succeeded: trouble said before is over."""
-        if lane.troubled or lane.gave_up:
+        if lane.troubled or lane.gave_up or lane.failing:
             with lane.lock:
                 ended, lane.troubled, lane.gave_up = lane.troubled, False, False
+                lane.failing.clear()
             if ended:
                 self.log(f"{lane.name}: answering again")
 
@@ -1757,10 +1798,10 @@ class Engine:
                 landed = self.options.retry.call(
                     lambda: upload.commit(receipts, source_blake3=digest, target=target, overwrite=overwrite),
                     cancel=self.cancel,
-                    on_retry=self._on_retry(lane, f"{target or stream.target}: completing it"),
+                    on_retry=self._on_retry(stream, f"{target or stream.target}: completing it"),
                     failed=exc,
                 )
-            if lane.troubled:
+            if lane.troubled or lane.failing:
                 self._answered(lane)
             return landed
 
@@ -2108,6 +2149,9 @@ class Engine:
                 upload.abort()
                 self._drop_partial(stream)
             return
+        if exc is lane.dead and exc.retryable:  # it stopped answering: not tried again in this job
+            self._end_incomplete(stream, exc)
+            return
         if isinstance(exc, errors.SourceError):
             if self._abort(stream):
                 self._close_catalog_upload(stream)
@@ -2144,6 +2188,7 @@ class Engine:
                 if starts_pause:
                     lane.pauses += 1
                     lane.paused_until = time.monotonic() + wait
+                    lane.landed_at_pause = lane.stats.bytes_done
             if starts_pause:  # the files that meet the same pause wait in it silently
                 self.log(
                     f"{lane.name}: {exc}; pausing this destination {wait:.0f}s, then trying"
@@ -2157,20 +2202,27 @@ class Engine:
             return
         if isinstance(exc, LANE_FATAL):
             self._lane_down(lane, exc)
+        elif self._stopped_answering(lane, exc, fs.file_id):  # said with this file's end (``_said_gave_up``)
+            self._mark_down(lane, exc, at_start=False, about=stream.target)
         if lane.caps.resumable and upload is not None and exc.retryable:
-            done = len(stream.receipts)
-            self._end(
-                stream,
-                Outcome(
-                    "incomplete",
-                    error=exc,
-                    detail=f"resumable: {done}/{fs.n_parts} parts uploaded; re-run to continue",
-                ),
-            )
+            self._end_incomplete(stream, exc)
             return
         if self._abort(stream):
             self._close_catalog_upload(stream)
         self._end(stream, Outcome("failed", error=exc))
+
+    def _end_incomplete(self, stream: Stream, exc: errors.CastoffError) -> None:
+        """``stream`` ends for trouble a re-run can outlast: its resumable upload is kept (the
+        re-run continues it), any other is aborted and its partial file dropped."""
+        upload = stream.upload
+        if upload is not None and stream.lane.caps.resumable:
+            done, n = len(stream.receipts), stream.file.n_parts
+            detail = f"resumable: {done}/{n} parts uploaded; re-run to continue"
+            self._end(stream, Outcome("incomplete", error=exc, detail=detail))
+            return
+        if upload is not None and self._abort(stream):
+            self._close_catalog_upload(stream)
+        self._end(stream, Outcome("incomplete", error=exc))
 
     def _abort(self, stream: Stream) -> bool:
         """Abort the stream's upload; False when the destination refuses (an expired key, a key
@@ -2434,11 +2486,16 @@ class Engine:
         if first:
             rel = fs.src.rel_path
             others = any(ln.dead is None for ln in self.lanes if ln is not lane)
+            further = (
+                "no more files go there in this job; each one is in the report as incomplete"
+                if lane.dead is not None  # ``_stopped_answering``
+                else "each further file this destination does not take in this job is in the report"
+                " (incomplete or failed)"
+            )
             self.log(
                 f"{lane.name}: {_without_path(rel, str(error))}; still failing after retrying"
-                f"{' and pausing' if lane.pauses else ''}: {rel} is {status} there; each further"
-                " file this destination does not take in this job is in the report (incomplete or"
-                f" failed), not said one by one here{'; the other destinations carry on' if others else ''}."
+                f"{' and pausing' if lane.pauses else ''}: {rel} is {status} there; {further},"
+                f" not said one by one here{'; the other destinations carry on' if others else ''}."
                 " Once it answers, a re-run of the same command sends what is missing.",
                 "error",
             )

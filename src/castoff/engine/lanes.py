@@ -175,6 +175,11 @@ class Lane:
         self.claimed: dict[str, int] = {}
         self.paused_until = 0.0
         self.pauses = 0
+        #: ``stats.bytes_done`` when the last pause began: nothing landed since, and the pauses
+        #: spent, the destination stopped answering (``Engine._stopped_answering``)
+        self.landed_at_pause: int | None = None
+        #: the files whose calls failed here since its last answer (under ``lock``)
+        self.failing: set[int] = set()
         #: retrying since its last success: the console heard of it once, the rest is detail
         self.troubled = False
         #: a file ended here with trouble the retries and pauses did not outlast (unreachable,
