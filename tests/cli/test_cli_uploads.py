@@ -15,6 +15,7 @@ from castoff.destinations.base import MiB
 from engine_runner import write
 from faults.check import BucketView
 from faults.proc import castoff, keys, s3_url, start
+from reports.kit import last_report
 from servers import LOCALHOST, free_port, s3_error_xml
 
 
@@ -389,10 +390,10 @@ def test_a_bucket_written_through_one_spelling_of_its_endpoint_refuses_another(
 
 
 def _copied(
-    tmp_path: Path, server: str, request: pytest.FixtureRequest, *, also: bool = False
+    tmp_path: Path, server: str, request: pytest.FixtureRequest, *, also: bool = False, **options: str
 ) -> tuple[Any, Path, Path, dict[str, str], str]:
     """A card of one photo (two with ``also``) copied to the bucket of ``server``: the bucket, the
-    card, the state folder, the environment with the keys, and the URL."""
+    card, the state folder, the environment with the keys, and the URL (with ``options``)."""
     b = request.getfixturevalue(server)
     src = tmp_path / "card"
     write(src / "DCIM" / "IMG_0001.JPG", b"good" * 1000)
@@ -400,7 +401,7 @@ def _copied(
         write(src / "DCIM" / "IMG_0002.JPG", b"also" * 1000)
     state = tmp_path / "state"
     env = keys(b.access_key, b.secret_key) if server == "rclone_s3" else keys("AKIDANY", "ANYSECRET")
-    url = s3_url(b.bucket, "shoot/", b.url)
+    url = s3_url(b.bucket, "shoot/", b.url, **options)
     assert castoff("copy", str(src), "--to", url, state=state, env=env).returncode == 0
     return b, src, state, env, url
 
@@ -456,6 +457,32 @@ def test_an_object_deleted_since_is_sent_again_to_its_key_by_rehash_verify_downl
     assert b.client.get_object(Bucket=b.bucket, Key=key)["Body"].read() == b"good" * 1000
     listed = b.client.list_objects_v2(Bucket=b.bucket, Prefix="shoot/")["Contents"]
     assert sorted(o["Key"] for o in listed) == [key, "shoot/card/DCIM/IMG_0002.JPG"]
+
+
+@pytest.mark.parametrize(("server", "provider"), [("rclone_s3", "rclone"), ("moto", "aws")])
+def test_rehash_without_a_read_takes_the_catalogs_word_at_a_bucket(
+    tmp_path: Path, server: str, provider: str, request: pytest.FixtureRequest
+) -> None:
+    """QA: ``--rehash`` at a bucket without conditional writes sent every object again over
+    whatever its key held (someone's other bytes replaced without a word, the whole shoot
+    uploaded again to check a drive), where a bucket with conditional writes counted them
+    already, saying for each that a job (its own earlier run) 'has put another file there'.
+    Both now take the catalog's word for the bytes castoff put there: nothing is sent or
+    replaced, and nothing is said of another job; ``--verify-download`` is the read."""
+    b, src, state, env, url = _copied(tmp_path, server, request, also=True, provider=provider)
+    key = "shoot/card/DCIM/IMG_0001.JPG"
+    b.client.put_object(Bucket=b.bucket, Key=key, Body=b"else" * 1000)  # not castoff's doing
+    r = castoff("copy", str(src), "--to", url, "--rehash", state=state, env=env)
+    said = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0, said
+    assert "another file there" not in said and "putting a file there" not in said, said
+    assert b.client.get_object(Bucket=b.bucket, Key=key)["Body"].read() == b"else" * 1000
+    rep = last_report(state)
+    assert [e["bytes_sent"] for e in rep["summary"].values()] == [0], rep["summary"]
+    for f in rep["files"]:
+        (out,) = f["destinations"]
+        assert out["status"] == "already", f
+        assert out["verify_method"].startswith("same blake3 as the object castoff put there on "), out
 
 
 def test_bwlimit_with_a_bucket_is_not_said_to_be_ignored(tmp_path: Path, rclone_s3: Any) -> None:

@@ -1525,10 +1525,11 @@ class Engine:
     def _refuse_known_key(self, stream: Stream) -> None:
         """Before a byte of a new upload goes out, do what ``If-None-Match: *`` would: raise
         ``TargetExists`` when castoff put something at the key before (``_conflict`` then applies
-        the conflict policy). With ``--rehash`` the same bytes are sent again, not taken on trust,
-        unless the key can read (``--verify-download``): then the object is read first, and what
-        it holds decides (the same bytes: already there; others: a damaged or changed copy, kept),
-        so that castoff never replaces bytes it did not verify there."""
+        the conflict policy). With ``--rehash`` too: a key that can read (``--verify-download``)
+        has the object read, and what it holds decides (the same bytes: already there; others: a
+        damaged or changed copy, kept); a write-only key has the catalog's word for the bytes
+        castoff put there, as a bucket with conditional writes has. Never sent again over them:
+        whatever the key holds now, castoff cannot see it, so it never replaces it."""
         if self._claimed_by_another(stream.lane, stream.target, stream.file.file_id):
             raise TargetExists(stream.target)  # another file of this job goes there (one name, two files)
         lane = stream.lane
@@ -1541,13 +1542,6 @@ class Engine:
             said = f"{stream.target}: castoff put it there on {self._minute(known.put_at)}, but it is gone"
             self.log(f"{lane.name}: {said}: sending it again", "warning")
             stream.notes.append(f"{said}; sent again")
-            return
-        if (
-            self.options.rehash
-            and known.blake3 == stream.file.digest
-            and not lane.caps.can_read_back
-            and self.catalog.damaged_at(lane.dest.ident, stream.target) is None  # kept, never replaced
-        ):
             return
         raise TargetExists(stream.target)
 
@@ -1577,9 +1571,10 @@ class Engine:
         holder = self.catalog.claim_key(lane.dest.ident, target, self.job_id, running.row_alive)
         if holder is None:
             return False
-        self.log(
-            f"{lane.name}: {target}: job {holder} has put another file there, or is putting one", "warning"
-        )
+        put = self.catalog.object_at(lane.dest.ident, target)
+        if put is None or put.job_id != holder:  # still putting it: the conflict handling cannot say
+            self.log(f"{lane.name}: {target}: job {holder} is putting a file there now", "warning")
+        # (an object it put: the conflict handling says what it holds, the same bytes or others)
         return True
 
     def _known_same(self, lane: Lane, target: str, digest: str) -> KnownObject | None:
