@@ -54,6 +54,10 @@ class CastoffError(Exception):
     restartable: bool = False
     exit_code: int = EXIT_FAILED
     code: str = "error"  # short stable identifier used in reports and JSON events
+    #: the bucket key whose object this error left in place, sent and proven by its checksums
+    #: (Content-MD5, ETag) though not read back (``--verify-download`` refused): the catalog
+    #: records it, so that no later run takes the key for free or the object for absent
+    left_at: str | None = None
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

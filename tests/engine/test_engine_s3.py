@@ -100,6 +100,47 @@ def test_whole_job_with_a_write_only_key_on_moto(tmp_path: Path, runner: Runner,
     assert {r["status"] for r in runner.outcomes().values()} == {"skipped"}
 
 
+def test_objects_put_but_not_read_back_are_known_to_the_next_run(
+    tmp_path: Path, runner: Runner, moto: Any
+) -> None:
+    """QA: ``--verify-download`` with a key that may not read: the objects were put (proven by
+    Content-MD5 and ETag) and left in the bucket, but the job said nothing was written, and the
+    catalog did not know them: the next run replaced a changed photo's object without a word.
+    Now each is recorded as put (failed: not read back), and a later run keeps both."""
+    src = tmp_path / "src" / "card"
+    photo, clip = b"first photo" * 300, os.urandom(11 * MiB)
+    write(src / "IMG_0001.JPG", photo)
+    write(src / "CLIP.MP4", clip)
+    key, secret = moto.enable_write_only()
+    reading = s3dest(moto.url, moto.bucket, key, secret, part_size=5 * MiB, verify_download=True)
+    result = runner([src], [reading], chunk_size=5 * MiB, **FAST)
+    assert (result.exit_code, result.no_destination) == (1, False), runner.logs()
+    rows = [runner.outcomes()[(f"card/{rel}", reading.name)] for rel in ("IMG_0001.JPG", "CLIP.MP4")]
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    said = [
+        r["target"] for r in rows if "put, proven by its checksums, but not read back" in (r["detail"] or "")
+    ]
+    admin = moto.admin_client()
+    put = [o["Key"] for o in admin.list_objects_v2(Bucket=moto.bucket).get("Contents", [])]
+    assert put and sorted(put) == sorted(said), (put, [dict(r) for r in rows])  # (one not tried: not put)
+    assert not runner.catalog.open_uploads()  # complete: nothing for 'castoff uploads'
+    assert not admin.list_multipart_uploads(Bucket=moto.bucket).get("Uploads")
+
+    write(src / "IMG_0001.JPG", b"another photo" * 300)  # a new shot, same name
+    os.utime(src / "IMG_0001.JPG", (1_700_000_500, 1_700_000_500))
+    writing = s3dest(moto.url, moto.bucket, key, secret, part_size=5 * MiB)
+    result = runner([src], [writing], chunk_size=5 * MiB, **FAST)
+    assert result.exit_code == 0, runner.logs()
+    for k in put:  # what was put is never replaced
+        body, _ = read_object(admin, moto.bucket, k)
+        assert body == (photo if k.endswith("IMG_0001.JPG") else clip), k
+    if "raw-shoots/card/IMG_0001.JPG" in put:
+        body, _ = read_object(admin, moto.bucket, "raw-shoots/card/IMG_0001 (2).JPG")
+        assert body == b"another photo" * 300
+    if "raw-shoots/card/CLIP.MP4" in put:
+        assert runner.outcomes()[("card/CLIP.MP4", writing.name)]["status"] == "already"
+
+
 def test_throttling_and_a_corrupted_part_are_survived(
     tmp_path: Path, runner: Runner, rclone_s3: Any, fault_proxy: Any
 ) -> None:

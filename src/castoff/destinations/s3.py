@@ -1205,7 +1205,12 @@ class S3Upload:
         else:
             etag, method = self._complete(ordered, overwrite)
         if self._dest.options.verify_download:
-            self._read_back(source_blake3)
+            try:
+                self._read_back(source_blake3)
+            except errors.CastoffError as exc:
+                if not exc.restartable:  # not a mismatch: the object is there, as its checksums proved
+                    exc.left_at = self._key
+                raise
             method = f"read-back blake3 + {method}"
         with self._lock:
             detail = "; ".join(self._notes) or None

@@ -440,7 +440,11 @@ class Engine:
         """Every destination was unusable before a single file landed there (not mounted, not a
         folder, full): nothing was written anywhere, which README calls a configuration error."""
         return bool(self.lanes) and all(
-            ln.dead is not None and not ln.dead.retryable and ln.stats.files_done == 0 for ln in self.lanes
+            ln.dead is not None
+            and not ln.dead.retryable
+            and ln.stats.files_done == 0
+            and ln.stats.bytes_done == 0
+            for ln in self.lanes
         )
 
     def _lane_down(self, lane: Lane, exc: errors.CastoffError, *, at_start: bool = False) -> None:
@@ -2147,6 +2151,8 @@ class Engine:
         if exc is lane.dead and exc.retryable:  # it stopped answering: not tried again in this job
             self._end_incomplete(stream, exc)
             return
+        if isinstance(exc, errors.CastoffError) and exc.left_at is not None:
+            self._left_unread(stream, exc.left_at, exc)
         if isinstance(exc, errors.SourceError):
             if self._abort(stream):
                 self._close_catalog_upload(stream)
@@ -2205,6 +2211,22 @@ class Engine:
         if self._abort(stream):
             self._close_catalog_upload(stream)
         self._end(stream, Outcome("failed", error=exc))
+
+    def _left_unread(self, stream: Stream, key: str, exc: errors.CastoffError) -> None:
+        """The object at ``key`` was put and proven by its checksums, but the read-back failed
+        (a key without s3:GetObject): the file is not verified there, but castoff put these bytes
+        at that key, and the catalog says so, so that a later run neither replaces them without a
+        word (a changed file keeps both) nor sends them again (the same file: already there)."""
+        fs, lane = stream.file, stream.lane
+        if fs.digest is None:
+            return
+        self.catalog.record_object(
+            lane.dest.ident, key, blake3=fs.digest, size=fs.src.size, job_id=self.job_id
+        )
+        stream.notes.append(f"{key}: put, proven by its checksums, but not read back: {exc.message}")
+        self._drop_partial(stream)
+        self._close_catalog_upload(stream)  # complete: nothing to abort, nothing to resume
+        stream.upload = None
 
     def _end_incomplete(self, stream: Stream, exc: errors.CastoffError) -> None:
         """``stream`` ends for trouble a re-run can outlast: its resumable upload is kept (the
