@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -206,3 +207,28 @@ def test_a_bucket_that_stops_answering_is_said_once_not_per_file(
 
 def at_name(rep: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return [d for f in rep["files"] for d in f["destinations"] if d["destination"] == name]
+
+
+def test_ctrl_c_is_said_once_not_once_per_upload_in_flight(tmp_path: Path, rclone_s3: Any) -> None:
+    """QA: Ctrl-C printed "s3://…: card/F5.JPG: incomplete: interrupted" for each upload under
+    way, then the job's own "interrupted: re-run the same command …"; the latter says it all."""
+    src = tmp_path / "card"
+    for i in range(6):
+        write(src / f"F{i}.JPG", os.urandom(300_000))
+    url = s3_url(rclone_s3.bucket, "cc/", rclone_s3.url, provider="rclone")
+    castoff = Castoff(tmp_path / "user", env={"AWS_ACCESS_KEY_ID": rclone_s3.access_key})
+    castoff.env["AWS_SECRET_ACCESS_KEY"] = rclone_s3.secret_key
+    ok = tmp_path / "ok"
+    proc = castoff.popen("copy", str(src), "--to", str(ok), "--to", url, "--bwlimit", "100K")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(ok.rglob("*.JPG"))) < 6:  # the bucket lags behind
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    text = out + err
+    assert proc.returncode == 130, text
+    assert len(lines_with(text, "interrupted: re-run the same command")) == 1, text
+    assert not lines_with(text, "incomplete: interrupted"), text
+    summary = report(castoff)["summary"][f"s3://{rclone_s3.bucket}/cc"]
+    assert summary["incomplete"] >= 1, summary  # still counted where it belongs

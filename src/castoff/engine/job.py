@@ -2467,8 +2467,13 @@ class Engine:
                 st.damaged += 1
         if status in ("failed", "incomplete") and not isinstance(out.error, errors.SourceError):
             # (a source's failure is said once, by ``_source_failed``, not once per destination;
-            # a destination that went down is said once, by ``_lane_down``, not once per file)
-            said = self._said_by_lane(lane, out.error) or self._said_gave_up(lane, fs, status, out.error)
+            # a destination that went down is said once, by ``_lane_down``, not once per file;
+            # Ctrl-C, by the job's end: "interrupted: re-run the same command …")
+            said = (
+                isinstance(out.error, errors.Interrupted)  # the job's end says it, once
+                or self._said_by_lane(lane, out.error)
+                or self._said_gave_up(lane, fs, status, out.error)
+            )
             level = "debug" if said else "error"
             if level == "error" or self._debug:
                 rel = fs.src.rel_path
