@@ -141,6 +141,32 @@ def test_objects_put_but_not_read_back_are_known_to_the_next_run(
         assert runner.outcomes()[("card/CLIP.MP4", writing.name)]["status"] == "already"
 
 
+def test_a_file_sent_again_from_the_start_counts_its_bytes_once(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA: an upload that started over (its multipart upload gone) showed 19.0/19.0 MiB on the
+    progress bar while the file went out a second time (41 MiB sent): the parts thrown away
+    are taken off the bytes done."""
+    src = tmp_path / "src" / "card"
+    write(src / "CLIP.MP4", os.urandom(12 * MiB))
+    inner = s3dest(
+        rclone_s3.url,
+        rclone_s3.bucket,
+        rclone_s3.access_key,
+        rclone_s3.secret_key,
+        part_size=5 * MiB,
+        max_parallel_parts=1,
+        provider="rclone",
+    )
+    gone = PartFault(match="CLIP", index=2, error=lambda: errors.UploadGone("the upload is gone"), times=1)
+    bucket = FaultyDestination(inner, FaultPlan(part_faults=[gone]))
+    result = runner.bounded([src], [bucket], chunk_size=5 * MiB, **FAST)
+    assert result.exit_code == 0, runner.logs()
+    stats = result.lanes[bucket.name]
+    assert stats["restarts"] == 1, stats  # parts 1 and 2 went out twice
+    assert stats["bytes_done"] == 12 * MiB, stats
+
+
 def test_throttling_and_a_corrupted_part_are_survived(
     tmp_path: Path, runner: Runner, rclone_s3: Any, fault_proxy: Any
 ) -> None:

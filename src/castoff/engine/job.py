@@ -2175,6 +2175,7 @@ class Engine:
             self._close_catalog_upload(stream)
             stream.notes.append(f"{exc}; sent again from the start")
             self.log(f"{lane.name}: {stream.target}: {exc}; sending it again", "warning")
+            self._unsend(stream)
             stream.reset(keep_parts=False)
             self._restart(stream)
             return
@@ -2198,6 +2199,8 @@ class Engine:
                 )
             else:
                 self.log(f"{lane.name}: {stream.target}: {exc}; waits for the pause", "debug")
+            if not keep:
+                self._unsend(stream)
             stream.reset(keep_parts=keep)
             self._restart(stream)
             return
@@ -2211,6 +2214,17 @@ class Engine:
         if self._abort(stream):
             self._close_catalog_upload(stream)
         self._end(stream, Outcome("failed", error=exc))
+
+    @staticmethod
+    def _unsend(stream: Stream) -> None:
+        """The parts ``stream`` sent are thrown away (it starts over): off the progress bar's
+        bytes done (QA: 19.0/19.0 MiB while the file was sent a second time), and the parts an
+        earlier job sent, resumed, back on what there is to send."""
+        lane = stream.lane
+        with lane.lock:
+            sent = sum(p.size for p in stream.receipts.values())
+            lane.stats.bytes_done -= sent - stream.resumed_bytes
+            lane.stats.bytes_resumed -= stream.resumed_bytes
 
     def _left_unread(self, stream: Stream, key: str, exc: errors.CastoffError) -> None:
         """The object at ``key`` was put and proven by its checksums, but the read-back failed
