@@ -497,6 +497,46 @@ def test_bad_settings_are_refused_before_any_request(castoff: Castoff, args: lis
     assert not castoff.config.exists() and not castoff.keyring()
 
 
+def test_keys_or_characters_in_a_bucket_name_are_refused_before_any_job(
+    castoff: Castoff, rclone_s3: RcloneBucket, card: Path
+) -> None:
+    """QA: ``s3://KEY:SECRET@bucket/`` only warned, then failed per file with a traceback (exit 1)
+    and left the secret in the catalog and both reports; ``bk:t2`` and ``bk@t2`` the same. Now
+    every command that takes a bucket refuses them (exit 2), the secret never shown nor kept."""
+    key, secret = rclone_s3.access_key, rclone_s3.secret_key
+    env = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
+    in_url = f"s3://{key}:{secret}@{rclone_s3.bucket}/q/?endpoint={rclone_s3.url}"
+    at = f"?endpoint={rclone_s3.url}"
+    refused = [
+        (["copy", str(card), "--to", in_url], "credentials in the s3:// URL are not accepted"),
+        (["copy", str(card), "--to", f"s3://bk:t2/q/{at}"], "bad bucket name 'bk:t2'"),
+        (["copy", str(card), "--to", f"s3://bk@t2/q/{at}"], "credentials in the s3:// URL"),
+        (["dest", "add", "colon", "s3", "--bucket", "bk:t2", "--endpoint", rclone_s3.url], "bad bucket name"),
+        (["dest", "add", "at", "s3", "--bucket", f"{key}:{secret}@b", "--endpoint-url", rclone_s3.url],
+         "bad bucket name '***@b'"),
+        (["dest", "test", in_url], "credentials in the s3:// URL"),
+        (["workflow", "save", "w", "--to", in_url, "--source", str(card)], "credentials in the s3:// URL"),
+        (["workflow", "save", "w", "--to", "s3://b!x/raw/"], "bad bucket name 'b!x'"),
+    ]  # fmt: skip
+    for args, words in refused:
+        r = castoff(*args, env=env)
+        out = text(r)
+        assert r.returncode == 2 and words in out, (args, out)
+        assert "Traceback" not in out and "warning" not in out, out
+        assert secret not in out, out
+    castoff.config.parent.mkdir(parents=True, exist_ok=True)
+    castoff.config.write_text(f'[workflows.w]\nto = ["{in_url}"]\nsource = "{card}"\n')
+    r = castoff("run", "w", env=env)
+    assert r.returncode == 2 and "credentials in the s3:// URL" in text(r), text(r)
+    castoff.config.write_text(f'[destinations.x]\ntype = "s3"\nbucket = "{key}:{secret}@b"\n')
+    r = castoff("copy", str(card), "--to", "@x", env=env)
+    assert r.returncode == 2 and "line 3: destinations.x.bucket: bad bucket name '***@b'" in text(r), text(r)
+    assert all(secret not in out for out in castoff.outputs)
+    assert not files_containing(secret, [castoff.state]) if castoff.state.exists() else True
+    assert not (castoff.state / "reports").exists()
+    assert objects(rclone_s3) == []
+
+
 BUCKET = ["--bucket", "raw-bucket", "--endpoint", "http://127.0.0.1:9"]
 
 
