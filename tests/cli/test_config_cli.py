@@ -1043,3 +1043,19 @@ def test_dest_show_names_the_provider_once(castoff: Castoff) -> None:
     assert "4.8 MiB to 4.7 GiB" in shown  # what the provider table adds is still shown
     doc = json.loads(castoff("dest", "show", "b2", "--json").stdout)
     assert doc["provider"] == "b2" and doc["from the provider table"]["provider"] == "Backblaze B2"
+
+
+def test_dest_add_takes_every_provider_a_url_takes(
+    castoff: Castoff, rclone_s3: RcloneBucket, card: Path
+) -> None:
+    """QA: ``--provider rclone`` was refused (invalid choice) although provider=rclone works in a
+    URL and in the config file, and the README says a saved destination takes the same options."""
+    r = add_bucket(
+        castoff, "rc", rclone_s3, rclone_s3.access_key, rclone_s3.secret_key,
+        "--provider", "rclone", "--part-size", "1MiB",
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+    assert config(castoff)["destinations"]["rc"]["provider"] == "rclone"  # type: ignore[index]
+    assert "rclone (rclone serve s3)" in cells(castoff("dest", "show", "rc"))
+    assert castoff("copy", str(card), "--to", "@rc").returncode == 0
+    assert len(objects(rclone_s3)) == 5
