@@ -1059,3 +1059,32 @@ def test_dest_add_takes_every_provider_a_url_takes(
     assert "rclone (rclone serve s3)" in cells(castoff("dest", "show", "rc"))
     assert castoff("copy", str(card), "--to", "@rc").returncode == 0
     assert len(objects(rclone_s3)) == 5
+
+
+def test_max_parallel_small_is_one_option_in_a_url_the_config_and_dest_add(
+    castoff: Castoff, rclone_s3: RcloneBucket, card: Path
+) -> None:
+    """QA: ``max_parallel_small`` worked in a URL, but in config.toml it was an unknown setting
+    (exit 2), and dest add had no flag for it."""
+    from castoff.config.resolve import Resolver
+
+    r = add_bucket(
+        castoff, "rc", rclone_s3, rclone_s3.access_key, rclone_s3.secret_key, "--max-parallel-small", "2"
+    )
+    assert r.returncode == 0, text(r)
+    assert config(castoff)["destinations"]["rc"]["max_parallel_small"] == 2  # type: ignore[index]
+    assert "max_parallel_small 2" in cells(castoff("dest", "show", "rc"))
+    castoff.config.write_text(
+        castoff.config.read_text().replace("max_parallel_small = 2", "max_parallel_small = 3")
+    )
+    res = Resolver(castoff.config)
+    assert res.checked_options(res.saved("rc")).max_parallel_small == 3
+    assert castoff("copy", str(card), "--to", "@rc").returncode == 0
+    assert len(objects(rclone_s3)) == 5
+    castoff.config.write_text(
+        castoff.config.read_text().replace("max_parallel_small = 3", "max_parallel_small = 0")
+    )
+    r = castoff("dest", "show", "rc")
+    assert r.returncode == 2 and "destinations.rc.max_parallel_small: bad value" in text(r), text(r)
+    r = add_bucket(castoff, "x", rclone_s3, "k", "s", "--max-parallel-small", "0", "--no-test")
+    assert r.returncode == 2 and "--max-parallel-small: must be 1 or more" in text(r), text(r)

@@ -44,6 +44,7 @@ S3_URL_KEYS = (
     "profile",
     "part_size",
     "max_parallel",
+    "max_parallel_small",
     "checksums",
     "verify_download",
     "ca_bundle",
