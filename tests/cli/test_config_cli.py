@@ -780,6 +780,35 @@ def test_a_credential_command_gives_the_keys(
     assert "SECRET-IN-OUTPUT" not in text(r)
 
 
+@pytest.mark.parametrize(
+    ("version", "said"),
+    [
+        ("2", "Version 2"),
+        ("'1'", "a Version that is not a number"),
+        ("True", "a Version that is not"),
+        (None, "no Version"),
+    ],
+)
+def test_a_credential_command_printing_another_version_than_1_is_refused(
+    castoff: Castoff, tmp_path: Path, version: str | None, said: str
+) -> None:
+    """QA: ``{"Version": 2, …}`` was taken; AWS's credential_process knows only Version 1."""
+    script = tmp_path / "creds.py"
+    fields = f"'Version': {version}, " if version is not None else ""
+    script.write_text(
+        "import json\n"
+        f"print(json.dumps({{{fields}'AccessKeyId': 'AKIAEXAMPLE', 'SecretAccessKey': 'SECRET-PRINTED'}}))\n"
+    )
+    r = castoff(
+        "dest", "add", "cmd", "s3", "--bucket", "raw", "--endpoint", "http://127.0.0.1:9",
+        "--credential-command", f"{sys.executable} {script}",
+    )  # fmt: skip
+    assert r.returncode == 2, text(r)
+    assert f"printed {said}" in text(r) and "credential_process JSON is Version 1" in text(r), text(r)
+    assert "SECRET-PRINTED" not in text(r) and "Traceback" not in text(r)
+    assert not castoff.config.exists()
+
+
 # --- run and resume ---------------------------------------------------------------------------
 
 
