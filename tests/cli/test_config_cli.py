@@ -1117,3 +1117,22 @@ def test_max_parallel_small_is_one_option_in_a_url_the_config_and_dest_add(
     assert r.returncode == 2 and "destinations.rc.max_parallel_small: bad value" in text(r), text(r)
     r = add_bucket(castoff, "x", rclone_s3, "k", "s", "--max-parallel-small", "0", "--no-test")
     assert r.returncode == 2 and "--max-parallel-small: must be 1 or more" in text(r), text(r)
+
+
+def test_an_access_key_id_is_shown_the_same_way_everywhere(castoff: Castoff) -> None:
+    """QA: dest show of an --ask-secret bucket showed the key id whole in one row and as
+    ``QAKE…`` in the next. Everywhere it is shown, it is its first four characters."""
+    key = "AKIAEXAMPLEKEYID7788"
+    r = castoff(
+        "dest", "add", "ask", "s3", "--bucket", "raw", "--endpoint", "http://127.0.0.1:9",
+        "--access-key-id", key, "--ask-secret", "--no-test",
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+    assert config(castoff)["destinations"]["ask"]["access_key_id"] == key  # type: ignore[index]
+    shown = cells(castoff("dest", "show", "ask"))
+    assert "access_key_id AKIA…" in shown and "(key AKIA…)" in shown, shown
+    assert json.loads(castoff("dest", "show", "ask", "--json").stdout)["access_key_id"] == "AKIA…"
+    assert json.loads(castoff("dest", "list", "--json").stdout)[0]["access_key_id"] == "AKIA…"
+    r = castoff("dest", "credentials", "ask", "--access-key-id", "AKIAOTHERKEYID5566")
+    assert r.returncode == 0 and "key AKIA… at every run" in text(r), text(r)
+    assert all(key not in out and "AKIAOTHERKEYID5566" not in out for out in castoff.outputs)
