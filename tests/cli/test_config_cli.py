@@ -1136,3 +1136,19 @@ def test_an_access_key_id_is_shown_the_same_way_everywhere(castoff: Castoff) -> 
     r = castoff("dest", "credentials", "ask", "--access-key-id", "AKIAOTHERKEYID5566")
     assert r.returncode == 0 and "key AKIA… at every run" in text(r), text(r)
     assert all(key not in out and "AKIAOTHERKEYID5566" not in out for out in castoff.outputs)
+
+
+def test_a_destination_renamed_by_hand_says_where_its_keys_may_be(castoff: Castoff, card: Path) -> None:
+    """QA: after a rename in config.toml by hand, '@y: its keys are not in the keyring' said
+    nothing of the keys left under the old name."""
+    r = castoff(
+        "dest", "add", "x", "s3", "--bucket", "raw", "--endpoint", "http://127.0.0.1:9",
+        "--access-key-id", "AKIAEXAMPLE", "--secret-stdin", "--no-test", input="s\n",
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+    castoff.config.write_text(castoff.config.read_text().replace("[destinations.x]", "[destinations.y]"))
+    r = castoff("copy", str(card), "--to", "@y")
+    assert r.returncode == 2, text(r)
+    assert "@y: its keys are not in the keyring" in text(r)
+    assert "set them with: castoff dest credentials y" in text(r)
+    assert "renamed by hand" in text(r) and "'castoff dest rename' takes them along" in text(r), text(r)

@@ -276,6 +276,8 @@ class Resolver:
         if pair is None:
             raise errors.UsageError(
                 f"{label}: its keys are not in the keyring",
-                hint=f"set them with: castoff dest credentials {saved.name}",
+                hint=f"set them with: castoff dest credentials {saved.name} (a destination renamed by hand"
+                f" in {self.config_path} leaves its keys under its old name; 'castoff dest rename'"
+                " takes them along)",
             )
         return pair
