@@ -218,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     s3.add_argument(
         "--max-parallel", type=one_or_more, metavar="N", help="parts in flight per bucket (default 4)"
     )
+    s3.add_argument(
+        "--max-parallel-small",
+        type=one_or_more,
+        metavar="N",
+        help="small objects (up to 1 MiB) in flight per bucket (default 4 x --max-parallel)",
+    )
     s3.add_argument("--bwlimit", help="upload bandwidth per bucket, e.g. 10M (bytes/s)")
     s3.add_argument(
         "--ca-bundle", metavar="PEM", help="certificates of a private CA (TLS is always verified)"
@@ -304,6 +310,7 @@ def s3_defaults(args: argparse.Namespace) -> dict[str, object]:
         "sse_kms_key_id": "sse_kms_key_id",
         "addressing": "addressing_style",
         "max_parallel": "max_parallel_parts",
+        "max_parallel_small": "max_parallel_small",
         "checksums": "checksum_mode",
         "verify_download": "verify_download",
         "ca_bundle": "ca_bundle",

@@ -241,6 +241,10 @@ def test_s3_keys_are_the_exact_path_or_refused(prefix: str, parts: list[str]) ->
         ),
         (["--template", "{YYYY}/{nope}/{name}"], "unknown token {nope}"),
         (["--template", "../{name}"], "would leave the folder"),
+        # QA: a folder named " " was made
+        (["--template", "{shoot}/{name}", "--shoot", " "], "--shoot ' ': a shoot name must not be blank"),
+        (["--shoot", "\t "], "a shoot name must not be blank"),
+        (["--template", "{YYYY}/  /{name}"], "the folder name ' ' is blank"),
         (["--template", "/abs/{name}"], "--template"),
         (["--to", "@nosuch"], "no saved destination 'nosuch'"),
         (["--config", "@bad-toml", "--to", "@ssd"], "line 3: not valid TOML"),

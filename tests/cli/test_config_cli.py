@@ -497,6 +497,46 @@ def test_bad_settings_are_refused_before_any_request(castoff: Castoff, args: lis
     assert not castoff.config.exists() and not castoff.keyring()
 
 
+def test_keys_or_characters_in_a_bucket_name_are_refused_before_any_job(
+    castoff: Castoff, rclone_s3: RcloneBucket, card: Path
+) -> None:
+    """QA: ``s3://KEY:SECRET@bucket/`` only warned, then failed per file with a traceback (exit 1)
+    and left the secret in the catalog and both reports; ``bk:t2`` and ``bk@t2`` the same. Now
+    every command that takes a bucket refuses them (exit 2), the secret never shown nor kept."""
+    key, secret = rclone_s3.access_key, rclone_s3.secret_key
+    env = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
+    in_url = f"s3://{key}:{secret}@{rclone_s3.bucket}/q/?endpoint={rclone_s3.url}"
+    at = f"?endpoint={rclone_s3.url}"
+    refused = [
+        (["copy", str(card), "--to", in_url], "credentials in the s3:// URL are not accepted"),
+        (["copy", str(card), "--to", f"s3://bk:t2/q/{at}"], "bad bucket name 'bk:t2'"),
+        (["copy", str(card), "--to", f"s3://bk@t2/q/{at}"], "credentials in the s3:// URL"),
+        (["dest", "add", "colon", "s3", "--bucket", "bk:t2", "--endpoint", rclone_s3.url], "bad bucket name"),
+        (["dest", "add", "at", "s3", "--bucket", f"{key}:{secret}@b", "--endpoint-url", rclone_s3.url],
+         "bad bucket name '***@b'"),
+        (["dest", "test", in_url], "credentials in the s3:// URL"),
+        (["workflow", "save", "w", "--to", in_url, "--source", str(card)], "credentials in the s3:// URL"),
+        (["workflow", "save", "w", "--to", "s3://b!x/raw/"], "bad bucket name 'b!x'"),
+    ]  # fmt: skip
+    for args, words in refused:
+        r = castoff(*args, env=env)
+        out = text(r)
+        assert r.returncode == 2 and words in out, (args, out)
+        assert "Traceback" not in out and "warning" not in out, out
+        assert secret not in out, out
+    castoff.config.parent.mkdir(parents=True, exist_ok=True)
+    castoff.config.write_text(f'[workflows.w]\nto = ["{in_url}"]\nsource = "{card}"\n')
+    r = castoff("run", "w", env=env)
+    assert r.returncode == 2 and "credentials in the s3:// URL" in text(r), text(r)
+    castoff.config.write_text(f'[destinations.x]\ntype = "s3"\nbucket = "{key}:{secret}@b"\n')
+    r = castoff("copy", str(card), "--to", "@x", env=env)
+    assert r.returncode == 2 and "line 3: destinations.x.bucket: bad bucket name '***@b'" in text(r), text(r)
+    assert all(secret not in out for out in castoff.outputs)
+    assert not files_containing(secret, [castoff.state]) if castoff.state.exists() else True
+    assert not (castoff.state / "reports").exists()
+    assert objects(rclone_s3) == []
+
+
 BUCKET = ["--bucket", "raw-bucket", "--endpoint", "http://127.0.0.1:9"]
 
 
@@ -738,6 +778,35 @@ def test_a_credential_command_gives_the_keys(
     r = castoff("copy", str(card), "--to", "@cmd", env={"FAIL": "1"})
     assert r.returncode == 2 and "failed with exit code 3" in text(r)
     assert "SECRET-IN-OUTPUT" not in text(r)
+
+
+@pytest.mark.parametrize(
+    ("version", "said"),
+    [
+        ("2", "Version 2"),
+        ("'1'", "a Version that is not a number"),
+        ("True", "a Version that is not"),
+        (None, "no Version"),
+    ],
+)
+def test_a_credential_command_printing_another_version_than_1_is_refused(
+    castoff: Castoff, tmp_path: Path, version: str | None, said: str
+) -> None:
+    """QA: ``{"Version": 2, …}`` was taken; AWS's credential_process knows only Version 1."""
+    script = tmp_path / "creds.py"
+    fields = f"'Version': {version}, " if version is not None else ""
+    script.write_text(
+        "import json\n"
+        f"print(json.dumps({{{fields}'AccessKeyId': 'AKIAEXAMPLE', 'SecretAccessKey': 'SECRET-PRINTED'}}))\n"
+    )
+    r = castoff(
+        "dest", "add", "cmd", "s3", "--bucket", "raw", "--endpoint", "http://127.0.0.1:9",
+        "--credential-command", f"{sys.executable} {script}",
+    )  # fmt: skip
+    assert r.returncode == 2, text(r)
+    assert f"printed {said}" in text(r) and "credential_process JSON is Version 1" in text(r), text(r)
+    assert "SECRET-PRINTED" not in text(r) and "Traceback" not in text(r)
+    assert not castoff.config.exists()
 
 
 # --- run and resume ---------------------------------------------------------------------------
@@ -1003,3 +1072,83 @@ def test_dest_show_names_the_provider_once(castoff: Castoff) -> None:
     assert "4.8 MiB to 4.7 GiB" in shown  # what the provider table adds is still shown
     doc = json.loads(castoff("dest", "show", "b2", "--json").stdout)
     assert doc["provider"] == "b2" and doc["from the provider table"]["provider"] == "Backblaze B2"
+
+
+def test_dest_add_takes_every_provider_a_url_takes(
+    castoff: Castoff, rclone_s3: RcloneBucket, card: Path
+) -> None:
+    """QA: ``--provider rclone`` was refused (invalid choice) although provider=rclone works in a
+    URL and in the config file, and the README says a saved destination takes the same options."""
+    r = add_bucket(
+        castoff, "rc", rclone_s3, rclone_s3.access_key, rclone_s3.secret_key,
+        "--provider", "rclone", "--part-size", "1MiB",
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+    assert config(castoff)["destinations"]["rc"]["provider"] == "rclone"  # type: ignore[index]
+    assert "rclone (rclone serve s3)" in cells(castoff("dest", "show", "rc"))
+    assert castoff("copy", str(card), "--to", "@rc").returncode == 0
+    assert len(objects(rclone_s3)) == 5
+
+
+def test_max_parallel_small_is_one_option_in_a_url_the_config_and_dest_add(
+    castoff: Castoff, rclone_s3: RcloneBucket, card: Path
+) -> None:
+    """QA: ``max_parallel_small`` worked in a URL, but in config.toml it was an unknown setting
+    (exit 2), and dest add had no flag for it."""
+    from castoff.config.resolve import Resolver
+
+    r = add_bucket(
+        castoff, "rc", rclone_s3, rclone_s3.access_key, rclone_s3.secret_key, "--max-parallel-small", "2"
+    )
+    assert r.returncode == 0, text(r)
+    assert config(castoff)["destinations"]["rc"]["max_parallel_small"] == 2  # type: ignore[index]
+    assert "max_parallel_small 2" in cells(castoff("dest", "show", "rc"))
+    castoff.config.write_text(
+        castoff.config.read_text().replace("max_parallel_small = 2", "max_parallel_small = 3")
+    )
+    res = Resolver(castoff.config)
+    assert res.checked_options(res.saved("rc")).max_parallel_small == 3
+    assert castoff("copy", str(card), "--to", "@rc").returncode == 0
+    assert len(objects(rclone_s3)) == 5
+    castoff.config.write_text(
+        castoff.config.read_text().replace("max_parallel_small = 3", "max_parallel_small = 0")
+    )
+    r = castoff("dest", "show", "rc")
+    assert r.returncode == 2 and "destinations.rc.max_parallel_small: bad value" in text(r), text(r)
+    r = add_bucket(castoff, "x", rclone_s3, "k", "s", "--max-parallel-small", "0", "--no-test")
+    assert r.returncode == 2 and "--max-parallel-small: must be 1 or more" in text(r), text(r)
+
+
+def test_an_access_key_id_is_shown_the_same_way_everywhere(castoff: Castoff) -> None:
+    """QA: dest show of an --ask-secret bucket showed the key id whole in one row and as
+    ``QAKE…`` in the next. Everywhere it is shown, it is its first four characters."""
+    key = "AKIAEXAMPLEKEYID7788"
+    r = castoff(
+        "dest", "add", "ask", "s3", "--bucket", "raw", "--endpoint", "http://127.0.0.1:9",
+        "--access-key-id", key, "--ask-secret", "--no-test",
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+    assert config(castoff)["destinations"]["ask"]["access_key_id"] == key  # type: ignore[index]
+    shown = cells(castoff("dest", "show", "ask"))
+    assert "access_key_id AKIA…" in shown and "(key AKIA…)" in shown, shown
+    assert json.loads(castoff("dest", "show", "ask", "--json").stdout)["access_key_id"] == "AKIA…"
+    assert json.loads(castoff("dest", "list", "--json").stdout)[0]["access_key_id"] == "AKIA…"
+    r = castoff("dest", "credentials", "ask", "--access-key-id", "AKIAOTHERKEYID5566")
+    assert r.returncode == 0 and "key AKIA… at every run" in text(r), text(r)
+    assert all(key not in out and "AKIAOTHERKEYID5566" not in out for out in castoff.outputs)
+
+
+def test_a_destination_renamed_by_hand_says_where_its_keys_may_be(castoff: Castoff, card: Path) -> None:
+    """QA: after a rename in config.toml by hand, '@y: its keys are not in the keyring' said
+    nothing of the keys left under the old name."""
+    r = castoff(
+        "dest", "add", "x", "s3", "--bucket", "raw", "--endpoint", "http://127.0.0.1:9",
+        "--access-key-id", "AKIAEXAMPLE", "--secret-stdin", "--no-test", input="s\n",
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+    castoff.config.write_text(castoff.config.read_text().replace("[destinations.x]", "[destinations.y]"))
+    r = castoff("copy", str(card), "--to", "@y")
+    assert r.returncode == 2, text(r)
+    assert "@y: its keys are not in the keyring" in text(r)
+    assert "set them with: castoff dest credentials y" in text(r)
+    assert "renamed by hand" in text(r) and "'castoff dest rename' takes them along" in text(r), text(r)

@@ -42,12 +42,14 @@ from castoff.destinations.s3 import (
     S3Options,
     S3Upload,
     build_metadata,
+    check_bucket_chars,
     metadata_bytes,
     parse_s3_url,
     probe,
     rclone_mtime,
     translate_error,
 )
+from castoff.destinations.spec import shown
 from server_fixtures import MotoBucket, RcloneBucket, unique_bucket
 from servers import INTERNAL_ERROR_XML, LOCALHOST, SLOW_DOWN_XML, MotoServer, free_port, self_signed_cert
 
@@ -949,6 +951,40 @@ def test_parse_s3_url_errors(spec: str, words: str) -> None:
     with pytest.raises(errors.UsageError) as info:
         parse_s3_url(spec)
     assert words in str(info.value)
+
+
+def test_a_bucket_name_botocore_refuses_is_refused_up_front() -> None:
+    """QA: ``s3://bk:t2/`` only warned, then botocore refused it per file with a traceback. Every
+    name botocore's own check (VALID_BUCKET) refuses is refused when the options are read."""
+    from botocore.handlers import VALID_BUCKET
+
+    names = [f"ab{chr(c)}cd" for c in range(0, 128)] + ["a" * 255, "a" * 256, "Old_Bucket.x-1", "ab\n"]
+    for name in names:
+        if VALID_BUCKET.search(name) is None or name.endswith("\n"):  # its $ lets a last \n by
+            with pytest.raises(errors.UsageError, match="bad bucket name"):
+                check_bucket_chars(name)
+        else:
+            check_bucket_chars(name)
+    for spec in ("s3://bk:t2/raw/", "s3://b!x/", "s3://b%20x/?endpoint=http://127.0.0.1:9"):
+        with pytest.raises(errors.UsageError, match="bad bucket name"):
+            parse_s3_url(spec)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "s3://KEYID:SECRET-IN-URL@bkt2/q/?endpoint=http://127.0.0.1:9",
+        "s3://SECRET-IN-URL@bkt2/",
+        "s3://KEYID:SECRET-IN-URL@bkt2",
+    ],
+)
+def test_keys_in_an_s3_url_are_refused_and_never_shown(spec: str) -> None:
+    with pytest.raises(errors.UsageError) as info:
+        parse_s3_url(spec)
+    assert "credentials in the s3:// URL are not accepted" in info.value.message
+    assert "SECRET-IN-URL" not in info.value.message + (info.value.hint or "")
+    assert "s3://***@bkt2" in info.value.message
+    assert "SECRET-IN-URL" not in shown(spec) and "***@" in shown(spec)
 
 
 def test_unknown_option_lists_the_valid_ones() -> None:

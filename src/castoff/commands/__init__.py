@@ -11,6 +11,7 @@ from typing import Any
 
 from castoff.commands.common import S3_FLAGS
 from castoff.config import workflows
+from castoff.destinations.providers import PROVIDERS
 
 COMMANDS = ("dest", "workflow", "run", "completion", "demo")
 
@@ -126,7 +127,7 @@ def add_dest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     s3.add_argument("--prefix", help="key prefix, like raw-shoots/")
     s3.add_argument(
         "--provider",
-        choices=("aws", "b2", "r2", "wasabi", "minio", "spaces", "gcs", "other"),
+        choices=tuple(PROVIDERS),  # the table's names, as provider= takes them in a URL or the config
         help="fills the endpoint, addressing, checksums and part limits from castoff's provider table",
     )
     workflows.add_copy_options(a, copy_parser, "S3 settings (as for castoff copy)", only=S3_FLAGS)

@@ -31,6 +31,7 @@ S3_FLAGS: Mapping[str, str] = {
     "profile": "profile",
     "part_size": "part_size",
     "max_parallel": "max_parallel",
+    "max_parallel_small": "max_parallel_small",
     "checksums": "checksums",
     "verify_download": "verify_download",
     "ca_bundle": "ca_bundle",

@@ -325,6 +325,20 @@ def _say_credentials(console: Console, saved: SavedDestination) -> None:
 # --- list, show -------------------------------------------------------------------------------
 
 
+def key_id_shown(key_id: object) -> str:
+    """An access key id as castoff shows it everywhere (tables, JSON, messages): its first four
+    characters. Not a secret, but the half of a pair a message never needs whole."""
+    return f"{str(key_id)[:4]}…"
+
+
+def shown_settings(saved: SavedDestination) -> dict[str, Any]:
+    """A destination's settings as list and show print them: the access key id as everywhere."""
+    settings = dict(saved.settings)
+    if "access_key_id" in settings:
+        settings["access_key_id"] = key_id_shown(settings["access_key_id"])
+    return settings
+
+
 def where(saved: SavedDestination) -> str:
     s = saved.settings
     if saved.kind == "local":
@@ -337,7 +351,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     cfg = config_file(args)
     return print_list(
         args,
-        [{"name": d.name, "type": d.kind, **d.settings} for d in cfg.destinations.values()],
+        [{"name": d.name, "type": d.kind, **shown_settings(d)} for d in cfg.destinations.values()],
         title=f"destinations ({cfg.path})",
         columns=("name", "type", "where", "keys"),
         rows=[
@@ -356,12 +370,12 @@ def _key_status(saved: SavedDestination) -> str:
             return f"keyring, but no keyring here ({backend}): the AWS chain is used"
         pair = secrets.load(saved.name)
         return (
-            f"in the keyring (key {pair.access_key[:4]}…)"
+            f"in the keyring (key {key_id_shown(pair.access_key)})"
             if pair
             else "keyring: MISSING (castoff dest credentials)"
         )
     if mode == "ask":
-        return f"asked for at every run (key {str(saved.settings['access_key_id'])[:4]}…)"
+        return f"asked for at every run (key {key_id_shown(saved.settings['access_key_id'])})"
     if mode == "command":
         return f"from the command {saved.settings['credential_command']!r}"
     return "the AWS chain (environment, ~/.aws files, profile)"
@@ -387,7 +401,7 @@ def preset(saved: SavedDestination) -> dict[str, str]:
 
 def cmd_show(args: argparse.Namespace) -> int:
     saved = resolver(args).saved(args.name)
-    info: dict[str, Any] = {"name": saved.name, "type": saved.kind, **saved.settings}
+    info: dict[str, Any] = {"name": saved.name, "type": saved.kind, **shown_settings(saved)}
     if saved.kind == "s3":
         info["keys"] = _key_status(saved)
         info["from the provider table"] = preset(saved)
@@ -493,7 +507,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
         cfg.update("destinations", saved.name, {"access_key_id": key_id})
         cfg.save()
         console.print(
-            f"@{saved.name} now asks for the secret of key {key_id[:4]}… at every run",
+            f"@{saved.name} now asks for the secret of key {key_id_shown(key_id)} at every run",
             markup=False,
             highlight=False,
         )
@@ -518,7 +532,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
         cfg.update("destinations", saved.name, {"credentials": "keyring"}, unset=("credential_command",))
         cfg.save()
     console.print(
-        f"saved the new key {key_id[:4]}… of @{saved.name} in the keyring: the next job uses it,"
+        f"saved the new key {key_id_shown(key_id)} of @{saved.name} in the keyring: the next job uses it,"
         " and the old key can be deactivated now",
         markup=False,
         highlight=False,

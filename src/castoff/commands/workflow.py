@@ -46,6 +46,10 @@ def _normalise_to(cfg: ConfigFile, targets: Sequence[str]) -> list[str]:
         elif t in cfg.destinations and os.sep not in t:
             out.append(SAVED_PREFIX + t)
         elif "://" in t:
+            if t[:5].lower() == "s3://":  # a bad bucket or a key in the URL never reaches the config
+                from castoff.destinations import s3
+
+                s3.parse_s3_url(t)
             out.append(t)
         else:
             out.append(os.path.abspath(os.path.expanduser(t)))

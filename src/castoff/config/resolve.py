@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from castoff import errors
 from castoff.config.store import (
@@ -92,10 +92,10 @@ def saved_s3_options(saved: SavedDestination, defaults: Mapping[str, object] | N
     """The S3Options a saved destination describes (no keys yet), over the job's ``defaults``."""
     from castoff.destinations import s3
 
-    settings = saved.settings
-    query = {k: _text(settings[k]) for k in S3_URL_KEYS if k in settings}
-    options = s3.parse_s3_url(
-        f"s3://{settings['bucket']}?{urlencode(query)}", dict(defaults or {}), label=SAVED_PREFIX + saved.name
+    settings, label = saved.settings, SAVED_PREFIX + saved.name
+    query = [(k, _text(settings[k])) for k in S3_URL_KEYS if k in settings]
+    options = s3.options_for(
+        str(settings["bucket"]), "", query, dict(defaults or {}), said=label, label=label
     )
     return replace(options, prefix=str(settings.get("prefix", "")))
 
@@ -276,6 +276,8 @@ class Resolver:
         if pair is None:
             raise errors.UsageError(
                 f"{label}: its keys are not in the keyring",
-                hint=f"set them with: castoff dest credentials {saved.name}",
+                hint=f"set them with: castoff dest credentials {saved.name} (a destination renamed by hand"
+                f" in {self.config_path} leaves its keys under its old name; 'castoff dest rename'"
+                " takes them along)",
             )
         return pair

@@ -277,11 +277,23 @@ def from_command(command: str) -> KeyPair:
             f"the credential command {argv[0]!r} failed with exit code {returncode}",
             hint="run it yourself to see why",
         )
+    expected = 'it must print {"Version": 1, "AccessKeyId": "...", "SecretAccessKey": "..."}'
     try:
         data = json.loads(stdout)
-        return KeyPair(str(data["AccessKeyId"]), str(data["SecretAccessKey"]), data.get("SessionToken"))
+        pair = KeyPair(str(data["AccessKeyId"]), str(data["SecretAccessKey"]), data.get("SessionToken"))
     except (ValueError, KeyError, TypeError):
         raise errors.UsageError(
-            f"the credential command {argv[0]!r} did not print the expected JSON",
-            hint='it must print {"Version": 1, "AccessKeyId": "...", "SecretAccessKey": "..."}',
+            f"the credential command {argv[0]!r} did not print the expected JSON", hint=expected
         ) from None
+    version = data.get("Version")
+    if version != 1 or isinstance(version, bool):  # as AWS's credential_process: Version 1 only
+        said = (
+            f"Version {version}"
+            if isinstance(version, int) and not isinstance(version, bool)
+            else ("no Version" if version is None else "a Version that is not a number")
+        )  # never the value of anything else it printed
+        raise errors.UsageError(
+            f"the credential command {argv[0]!r} printed {said}: credential_process JSON is Version 1",
+            hint=expected + " (the format of AWS's credential_process, whose only version is 1)",
+        )
+    return pair

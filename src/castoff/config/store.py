@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import platformdirs
 import tomlkit
@@ -45,6 +44,7 @@ S3_URL_KEYS = (
     "profile",
     "part_size",
     "max_parallel",
+    "max_parallel_small",
     "checksums",
     "verify_download",
     "ca_bundle",
@@ -309,6 +309,10 @@ class ConfigFile:
             self._need_str(key, settings, "access_key_id")
         if mode == "command":
             self._need_str(key, settings, "credential_command")
+        try:
+            s3.check_bucket_chars(settings["bucket"])
+        except errors.UsageError as exc:
+            raise self.error((*key, "bucket"), exc.message, exc.hint) from None
         for name in S3_URL_KEYS:
             if name not in settings:
                 continue
@@ -318,7 +322,7 @@ class ConfigFile:
             if not isinstance(value, str | int):
                 raise self.error((*key, name), "must be a string, a number or true/false")
             try:
-                s3.parse_s3_url(f"s3://{settings['bucket']}?{urlencode({name: str(value)})}")
+                s3.options_for(settings["bucket"], "", [(name, str(value))], said=f"@{key[-1]}")
             except errors.UsageError as exc:
                 raise self.error((*key, name), exc.message, exc.hint) from None
 

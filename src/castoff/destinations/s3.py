@@ -227,10 +227,34 @@ def parse_s3_url(
         raise errors.UsageError(f"not an S3 destination: {said!r}", hint="write it as s3://bucket/prefix/")
     rest, _, query = spec[5:].partition("?")
     bucket, _, prefix = rest.partition("/")
+    if "@" in bucket:  # s3://KEY:SECRET@bucket/: refused before the bucket is ever named anywhere
+        raise errors.UsageError(
+            f"credentials in the s3:// URL are not accepted: {said!r}",
+            hint="write it as s3://bucket/prefix/, and give the keys as for the endpoint:"
+            " AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profile=..., or a saved bucket"
+            " (castoff dest add NAME s3 --bucket B --access-key-id ID)",
+        )
     if not bucket or any(c.isspace() for c in bucket):
         raise errors.UsageError(f"no valid bucket name in {said!r}", hint="write it as s3://bucket/prefix/")
+    return options_for(
+        bucket, prefix, parse_qsl(query, keep_blank_values=True), defaults, said=said, label=label
+    )
+
+
+def options_for(
+    bucket: str,
+    prefix: str,
+    query: Sequence[tuple[str, str]],
+    defaults: S3Options | Mapping[str, object] | None = None,
+    *,
+    said: str,
+    label: str | None = None,
+) -> S3Options:
+    """The options of ``bucket`` and ``prefix`` with the URL options ``query`` (name, value) over
+    ``defaults``, checked; ``said`` names where they were given in a message (the URL as shown,
+    or a saved destination's ``@NAME``)."""
     values: dict[str, Any] = {"bucket": bucket, "prefix": prefix}
-    for name, raw in parse_qsl(query, keep_blank_values=True):
+    for name, raw in query:
         if name not in _URL_OPTIONS:
             raise errors.UsageError(
                 f"unknown S3 option {name!r} in {said!r}",
@@ -287,11 +311,39 @@ def _check_prefix(prefix: str) -> None:
         )
 
 
+#: a bucket name botocore sends (its own check, ``botocore.handlers.VALID_BUCKET``); anything else
+#: it refuses at the first request (ParamValidationError). Its access point ARNs castoff does not
+#: take: the AWS rules refuse them, and an s3:// URL could not hold one's '/'.
+_BOTOCORE_BUCKET = re.compile(r"[a-zA-Z0-9._-]{1,255}")
+
+
+def check_bucket_chars(bucket: str) -> None:
+    """UsageError for a bucket name no provider allows and botocore would refuse per request
+    (QA: ``bk:t2`` only warned, then a traceback per file): refused before any job exists."""
+    if _BOTOCORE_BUCKET.fullmatch(bucket):
+        return
+    if not bucket:
+        raise errors.UsageError(
+            "no bucket name given", hint="name the bucket exactly as it exists at the provider"
+        )
+    bad = sorted({c for c in bucket if not _BOTOCORE_BUCKET.fullmatch(c)})
+    what = (
+        f"more than 255 characters ({len(bucket)})"
+        if not bad
+        else "the character" + ("s " if len(bad) > 1 else " ") + " ".join(repr(c) for c in bad)
+    )
+    named = bucket if "@" not in bucket else "***@" + bucket.rpartition("@")[2]  # key:secret@bucket
+    raise errors.UsageError(
+        f"bad bucket name {named!r}: it has {what}; a bucket name has only letters, digits,"
+        " dots (.), dashes (-) and underscores (_), at most 255",
+        hint="name the bucket exactly as it exists at the provider (keys never go in its name)",
+    )
+
+
 def check_options(options: S3Options, provider: Provider | None, label: str | None = None) -> None:
     """UsageError for options that cannot work; ``provider`` None checks what it can. ``label``
     names the destination in messages (default ``s3://bucket/prefix``)."""
-    if not options.bucket or "/" in options.bucket:
-        raise errors.UsageError(f"bad bucket name {options.bucket!r}")
+    check_bucket_chars(options.bucket)
     _check_prefix(options.prefix)
     if options.endpoint_url is not None:
         url = urlsplit(options.endpoint_url)

@@ -19,9 +19,14 @@ SCHEMES = ("s3://",)
 SECRET_OPTION = re.compile(r"secret|key|token|passw", re.IGNORECASE)
 
 
+#: the ``user:password@`` of a URL (``s3://KEY:SECRET@bucket/``, ``?endpoint=http://K:S@host``)
+_USERINFO = re.compile(r"(://)[^/?#@]*@")
+
+
 def shown(spec: str) -> str:
     """``spec`` as a message may show it: the value of each option whose name suggests a secret
-    (``?secret_access_key=…``) is ``***``."""
+    (``?secret_access_key=…``) is ``***``, and so is a URL's ``user:password@`` part."""
+    spec = _USERINFO.sub(r"\1***@", spec)
     rest, question, query = spec.partition("?")
     if not question:
         return spec

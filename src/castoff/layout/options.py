@@ -58,6 +58,11 @@ def planner_from_args(args: argparse.Namespace) -> Planner:
     shoot = args.shoot or ""
     if "shoot" in template.tokens and not shoot:
         raise errors.UsageError("the template uses {shoot}: give the shoot's name with --shoot NAME")
+    if shoot and not shoot.strip():  # QA: --shoot ' ' made a folder named " "
+        raise errors.UsageError(
+            f"--shoot {shoot!r}: a shoot name must not be blank",
+            hint="give its name, like --shoot 2026-05-wedding",
+        )
     if shoot and ("/" in shoot or shoot.strip() in (".", "..") or "\x00" in shoot):
         raise errors.UsageError(
             f"--shoot {shoot!r}: a shoot name is one folder name", hint="use the template for folders"

@@ -199,6 +199,8 @@ def parse_template(text: str) -> Template:
     for comp in components:
         if not comp:
             raise _bad(text, "empty folder name (two '/' in a row, or a '/' at the end)")
+        if len(comp) == 1 and isinstance(comp[0], str) and not comp[0].strip():
+            raise _bad(text, f"the folder name {comp[0]!r} is blank", "give the folder a name, or drop it")
         if comp in (["."], [".."]):
             raise _bad(text, f"the component {comp[0]!r} would leave the folder it is in")
     last = {p.name for p in components[-1] if isinstance(p, Token)}
