@@ -161,7 +161,7 @@ def test_two_cards_of_one_name_sent_at_once_to_a_bucket_without_conditional_writ
         assert holder == running[0]
         second = castoff("copy", str(second_card), "--to", "@ark", "--part-size", "5M")
         assert second.returncode == 0, text(second)
-        assert f"job {holder} has put another file there, or is putting one" in text(second)
+        assert f"job {holder} is putting a file there now" in text(second)
         out, err = first.communicate(timeout=120)
         assert first.returncode == 0, out + err
     finally:
