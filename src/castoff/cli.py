@@ -774,9 +774,14 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
     """What to do about the files that did not reach every destination: re-run the same command
     where that retries them; for a file kept out by a conflict, or whose target is the source file
     itself, what would help instead (a re-run would do just the same)."""
+    from castoff.engine.job import LANE_FATAL
     from castoff.reports.summary import NOT_BY_RERUN
 
+    # a destination that stopped for a reason of its own (a wrong key, a full drive): a re-run
+    # delivers there once what was said is fixed, not before
+    stopped = {e.code for e in LANE_FATAL} | {errors.ClockSkew.code}
     rerun = kept = refused = itself = other = 0
+    fix_first = False
     outcomes = catalog.stream(
         "SELECT o.status, o.error_code, o.target, f.abs_path FROM outcomes o JOIN files f ON f.id=o.file_id"
         " WHERE o.job_id=? AND o.status IN ('failed', 'conflict', 'incomplete')",
@@ -787,6 +792,7 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
             kept += 1
         elif r["status"] == "incomplete" or r["error_code"] not in NOT_BY_RERUN:
             rerun += 1
+            fix_first = fix_first or r["error_code"] in stopped
         elif r["error_code"] != "conflict":
             other += 1
         elif os.path.isabs(r["target"]) and os.path.realpath(r["target"]) == os.path.realpath(r["abs_path"]):
@@ -803,7 +809,12 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
     if rerun or not (kept or refused or itself or other):
         lines.append(
             "Some files did not reach every destination; see the report."
-            " Re-run the same command to retry only what is missing."
+            + (
+                " Fix what is said above of the destination that stopped, then re-run the same"
+                " command: it sends only what is missing."
+                if fix_first
+                else " Re-run the same command to retry only what is missing."
+            )
         )
     if kept:
         lines.append(

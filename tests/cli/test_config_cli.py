@@ -909,8 +909,11 @@ def test_a_secret_never_appears_in_files_or_output(
     # a wrong secret, failing against the real server, with --debug
     assert castoff("dest", "credentials", "ark", "--access-key-id", rclone_s3.access_key,
                    "--secret-stdin", "--no-test", input=fake + "\n").returncode == 0  # fmt: skip
-    r = castoff("--debug", "run", "w", "--rehash", "--include", "IMG_0000.CR3")
-    assert r.returncode == 1
+    write(card / "DCIM" / "IMG_0100.CR3", os.urandom(2000))  # a new file: the bucket is asked
+    r = castoff("--debug", "run", "w", "--include", "IMG_0100.CR3")
+    assert r.returncode == 1 and "wrong secret key" in text(r), text(r)
+    # the same command alone meets the same wrong key: fix it first
+    assert "Fix what is said above of the destination that stopped, then re-run" in text(r), text(r)
     r = castoff("--debug", "dest", "test", "ark")
     assert r.returncode == 1 and "secret key is wrong" in text(r)
     castoff("jobs")
