@@ -590,22 +590,21 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         retry=RetryPolicy(),
         planner=planner,
     )
+    recorded = [
+        # spec and s3 (no secrets in either) let 'castoff uploads abort' reopen the destination
+        {"name": d.name, "ident": d.ident, "kind": d.caps.kind, "spec": spec, "s3": json.dumps(defaults)}
+        for d, spec in zip(dests, args.to, strict=True)
+    ]
+    for entry, d in zip(recorded, dests, strict=True):
+        region = getattr(d, "region", None)  # a bucket's: the reports name it for AWS's own endpoint
+        if isinstance(region, str):
+            entry["region"] = region
     try:
         catalog.start_job(
             job_id,
             argv=list(argv),
             sources=sources,
-            destinations=[
-                # spec and s3 (no secrets in either) let 'castoff uploads abort' reopen the destination
-                {
-                    "name": d.name,
-                    "ident": d.ident,
-                    "kind": d.caps.kind,
-                    "spec": spec,
-                    "s3": json.dumps(defaults),
-                }
-                for d, spec in zip(dests, args.to, strict=True)
-            ],
+            destinations=recorded,
             options={"on_conflict": args.on_conflict, "memory": memory, "chunk_size": chunk},
             pid=os.getpid(),
             proc_start=process_start(os.getpid()),
@@ -953,6 +952,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     )
     if job["report_path"]:
         console.print(f"report: {job['report_path']}", markup=False, highlight=False)
+    for name, s in rep["summary"].items():  # where each is: a saved name may point elsewhere by now
+        if s["location"] and s["location"] != name:  # None: a kind without one
+            console.print(Text(f"destination {name}: {s['location']}"), highlight=False)
     table = Table()
     damaged = 0
     for col in ("file", "size", "destination", "status", "verified by", "target / error"):

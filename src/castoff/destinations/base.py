@@ -246,3 +246,28 @@ def ident_place(ident: str) -> str:
     except ValueError:
         return ident
     return f"s3:{scheme}://{host}:{port}/{where}"
+
+
+def ident_location(ident: str, region: str | None = None) -> str | None:
+    """Where a destination is, for a person, from its identity alone (the catalog keeps it for
+    every job, so a report rebuilt later still says it, whatever the destination is called by
+    then): a folder's absolute path; a bucket as ``s3://bucket/prefix (endpoint)``, the form its
+    name takes when the endpoint must be told apart, with ``AWS`` and its ``region`` (when known)
+    for AWS's own endpoint. None for a kind it does not know. An identity holds no URL option
+    and no key (credentials in an endpoint URL are refused, and dropped here all the same)."""
+    if ident.startswith("local:"):
+        return ident.removeprefix("local:")
+    if not ident.startswith("s3:"):
+        return None
+    rest = ident.removeprefix("s3:")
+    if rest.startswith("aws/"):
+        where = f"AWS {region}" if region else "AWS"
+        path = rest.removeprefix("aws/")
+    else:
+        scheme, sep, after = rest.partition("://")
+        if not sep:
+            return None
+        netloc, _, path = after.partition("/")
+        where = f"{scheme}://{netloc.rpartition('@')[2]}"
+    bucket, _, prefix = path.partition("/")  # a bucket name has no '/'; the prefix as it is
+    return f"s3://{bucket}/{prefix}".rstrip("/") + f" ({where})"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from urllib.parse import unquote
 
 from castoff import errors
@@ -41,6 +41,16 @@ def shown(spec: str) -> str:
 FORMS = "a folder path, s3://bucket/prefix/?option=value, or @NAME (a saved destination)"
 #: the scheme of a URL: at its very start (an "://" in an option's value is none)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def shown_argv(argv: Sequence[str]) -> list[str]:
+    """A command line as a report shows it: each URL (``s3://…?…``, or ``--to=s3://…?…``) as
+    ``shown`` writes it, every other word as it is."""
+    out = []
+    for word in argv:
+        head, equals, value = word.partition("=") if word.startswith("-") else ("", "", word)
+        out.append(head + equals + shown(value) if _SCHEME.match(value) else word)
+    return out
 
 
 def open_destination(spec: str, *, s3_defaults: Mapping[str, object] | None = None) -> Destination:

@@ -22,6 +22,7 @@ from markupsafe import Markup
 
 from castoff import __version__
 from castoff.catalog.db import Catalog
+from castoff.destinations.spec import shown_argv
 from castoff.reports.json_report import iter_empty_folders
 from castoff.reports.rows import file_groups, named_groups
 from castoff.reports.staged import staged
@@ -211,7 +212,7 @@ def render(
         .stream(
             job=job,
             sources=json.loads(job["sources"]),
-            command=" ".join(json.loads(job["argv"])),
+            command=" ".join(shown_argv(json.loads(job["argv"]))),
             duration=(job["ended_at"] - job["started_at"]) if job["ended_at"] else None,
             summary=list(counts.destinations.values()),
             problem_count=counts.problem_files,

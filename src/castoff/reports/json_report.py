@@ -7,7 +7,8 @@ and when it was verified, ETag, error), then what was left out. /2 adds to each 
 the job had no planner) and to each destination entry ``metadata_sidecar`` (key, status, error of
 its ``.castoff.json`` object; null when none was written) and ``damaged`` (castoff's earlier copy
 there, found damaged and kept; null when none; absent from reports of earlier versions), and to
-each destination's summary ``damaged``; and ``empty_folders``: the source's folders that hold no
+each destination's summary ``damaged`` and ``location`` (where it is: a folder's path, a bucket's
+``s3://bucket/prefix (endpoint)``, from its ident); and ``empty_folders``: the source's folders that hold no
 file, as each local destination got them (absent from reports of earlier versions).
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from castoff.catalog.db import Catalog
+from castoff.destinations.spec import shown_argv
 from castoff.reports.rows import file_groups
 from castoff.reports.staged import staged
 from castoff.reports.summary import PROBLEM_FILES_SQL, Tally, tally
@@ -214,7 +216,7 @@ def _head(catalog: Catalog, job_id: str, counts: Tally | None) -> dict[str, Any]
             "ended_at": _iso(job["ended_at"]),
             "duration_s": (job["ended_at"] - job["started_at"]) if job["ended_at"] else None,
             "sources": json.loads(job["sources"]),
-            "command": json.loads(job["argv"]),
+            "command": shown_argv(json.loads(job["argv"])),
         },
         "summary": {name: s.as_json() for name, s in counts.destinations.items()},
     }

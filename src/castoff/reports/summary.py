@@ -10,6 +10,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 
 from castoff.catalog.db import Catalog
+from castoff.destinations.base import ident_location
 
 #: outcomes that mean the file is at the destination, proven
 OK = frozenset({"verified", "already", "skipped"})
@@ -54,6 +55,9 @@ RERUN_HELPS_SQL = (
 class DestinationSummary:
     name: str
     kind: str | None
+    #: where it is, whatever it was called (``ident_location``): a folder's absolute path, a
+    #: bucket's ``s3://bucket/prefix (endpoint)``; None for a kind without one
+    location: str | None = None
     files: int = 0
     bytes: int = 0
     verified: int = 0
@@ -116,7 +120,12 @@ class Tally:
 def tally(catalog: Catalog, job: sqlite3.Row) -> Tally:
     """Counted by SQLite (a few grouped queries, not a pass over every row in Python); destinations
     in the job's order."""
-    out = {d["name"]: DestinationSummary(d["name"], d.get("kind")) for d in json.loads(job["destinations"])}
+    out = {
+        d["name"]: DestinationSummary(
+            d["name"], d.get("kind"), ident_location(d.get("ident", ""), d.get("region"))
+        )
+        for d in json.loads(job["destinations"])
+    }
     job_id = str(job["id"])
     result = Tally(out)
     rows = catalog.stream(
