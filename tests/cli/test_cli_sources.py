@@ -137,7 +137,7 @@ def test_a_source_whose_files_the_filters_all_left_out_exits_2_and_says_so(tmp_p
         assert (  # (an excluded folder is one: its files are not listed)
             f"all 3 files or folders in {card} were left out by --include/--exclude (and 2 OS junk files):"
             " check the patterns (a pattern without a '/' matches a name, one with a '/' the path under"
-            f" the source; {case}"
+            f" the source, one that ends in '/' a folder; {case}"
         ) in said
         assert "no file to copy" not in said
 
@@ -183,6 +183,48 @@ def test_filters_ignore_case_unless_case_sensitive_and_junk_is_junk_in_any_case(
     # OS junk is junk whatever the case, --case-sensitive or not; --keep-junk copies it
     assert "DCIM/THUMBS.DB" not in copied("--case-sensitive")
     assert {"DCIM/THUMBS.DB", "DCIM/Desktop.ini", ".ds_store", ".TRASHES/x.jpg"} <= copied("--keep-junk")
+
+
+def test_a_glob_ending_in_a_slash_is_a_folder_and_a_glob_that_matched_nothing_is_said(tmp_path: Path) -> None:
+    """Before: ``--exclude 'DCIM/'`` (rsync's and gitignore's way to name a folder) matched
+    nothing, and the whole card was copied, DCIM included, with no word of it."""
+    card = tmp_path / "card"
+    for name in ("DCIM/100CANON/IMG_0001.JPG", "PRIVATE/DCIM/b.MP4", "MISC/a.txt", "MISC/sub/DCIM"):
+        write(card / name, name.encode())
+
+    def copied(*filters: str) -> tuple[set[str], str]:
+        out = tmp_path / "out"
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+            out.mkdir()  # emptied on purpose: castoff refuses a folder of its copies gone
+        r = run_castoff("copy", str(card), "--to", str(out), "--no-mhl", *filters, state=tmp_path / "s")
+        assert r.returncode == 0, r.stderr
+        return {str(p.relative_to(out / "card")) for p in out.rglob("*") if p.is_file()}, " ".join(
+            r.stderr.split()
+        )
+
+    # a folder of that name anywhere, with all it holds; a file of that name is no folder
+    files, said = copied("--exclude", "DCIM/", "--exclude", "nomatch*")
+    assert files == {"MISC/a.txt", "MISC/sub/DCIM"}
+    assert "card/DCIM: excluded by --exclude" in said
+    assert "card/PRIVATE/DCIM: excluded by --exclude" in said
+    assert f"--exclude 'nomatch*' matched nothing in {card}: it left nothing out" in said
+    assert "--exclude DCIM/ matched nothing" not in said
+    # with a '/' before it, the path under the source
+    files, said = copied("--exclude", "/PRIVATE/dcim/")
+    assert files == {"DCIM/100CANON/IMG_0001.JPG", "MISC/a.txt", "MISC/sub/DCIM"}
+    assert "matched nothing" not in said
+    # --include 'DCIM/': the files in such a folder, at any depth below it
+    files, said = copied("--include", "DCIM/", "--include", "*.png")
+    assert files == {"DCIM/100CANON/IMG_0001.JPG", "PRIVATE/DCIM/b.MP4"}
+    assert f"--include '*.png' matched nothing in {card}: it chose no file" in said
+    assert "--include DCIM/ matched nothing" not in said
+    # a pattern that only matched what another also matched did match something
+    files, said = copied("--exclude", "DCIM/", "--exclude", "dc*")
+    assert files == {"MISC/a.txt"}
+    assert "matched nothing" not in said
 
 
 def test_a_rerun_with_every_file_verified_before_is_not_empty(tmp_path: Path) -> None:

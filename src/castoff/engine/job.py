@@ -12,6 +12,7 @@ import functools
 import hashlib
 import itertools
 import os
+import shlex
 import stat
 import threading
 import time
@@ -499,12 +500,21 @@ class Engine:
             )
             + (f" (and {junk} OS junk files)" if junk else "")
             + ": check the patterns (a pattern without a '/' matches a name, one with a '/' the path"
-            " under the source; "
+            " under the source, one that ends in '/' a folder; "
             + (
                 "case is ignored: '*.jpg' matches IMG_0001.JPG)"
                 if self.options.filters.ignore_case
                 else "with --case-sensitive, case must match: '*.jpg' does not match IMG_0001.JPG)"
             )
+        )
+
+    def _matched_nothing(self, option: str, pattern: str, sources: Sequence[str]) -> str:
+        what = "chose no file" if option == "--include" else "left nothing out"
+        return (
+            f"{option} {shlex.quote(pattern)} matched nothing in {', '.join(sources)}: it {what}"
+            " (if that is not expected, check it: a glob without a '/' matches a name, one with"
+            " a '/' the path under the source, one that ends in '/' a folder"
+            + ("; case is ignored)" if self.options.filters.ignore_case else "; case must match)")
         )
 
     def _partial_made(self, dest_ident: str, path: str) -> None:
@@ -707,7 +717,9 @@ class Engine:
         with contextlib.suppress(OSError):  # nor into castoff's own state (a home folder's backup)
             st = os.stat(self.catalog.path.parent)
             roots.setdefault((st.st_dev, st.st_ino), STATE_FOLDER)
-        for item in self._prefetch.ahead(scan(sources, self.options.filters, roots, folders=True)):
+        filters = self.options.filters
+        matched: set[str] = set()
+        for item in self._prefetch.ahead(scan(sources, filters, roots, folders=True, matched=matched)):
             if self.cancel.is_set():
                 return
             if isinstance(item, EmptyFolder):
@@ -730,6 +742,9 @@ class Engine:
                     self.log(f"skip: {item.rel_path}: {item.reason}", "warning")
                 continue
             self._one_file(item, group)
+        for option, pattern in filters.patterns():
+            if pattern not in matched:  # (a re-run of a card without that folder is no error)
+                self.log(self._matched_nothing(option, pattern, sources), "warning")
 
     def _unread(self, item: Skipped) -> None:
         """Something the user expects copied could not even be looked at (the scan's error): a
