@@ -6,6 +6,7 @@ inside a source unless asked, skipping OS junk and special files with a reason t
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import functools
 import os
@@ -399,6 +400,20 @@ def _scan_root(
     yield from _walk(root, top, "", filters, seen_dirs, destinations, matched)
 
 
+def _broken_link(path: str, exc: OSError) -> str | None:
+    """Why a symlink followed (--follow-symlinks) leads nowhere: its target does not exist, or
+    it resolves in a loop; None when the link itself is gone (it vanished) or cannot be read."""
+    if not isinstance(exc, FileNotFoundError) and exc.errno != errno.ELOOP:
+        return None
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return None
+    if isinstance(exc, FileNotFoundError):
+        return f"broken symlink (points to {escaped(target)})"
+    return f"broken symlink (points to {escaped(target)}, a loop of symlinks)"
+
+
 def _is_folder(e: os.DirEntry[str], filters: Filters) -> bool:
     """A folder the scan would enter (a symlink to one only with --follow-symlinks)."""
     try:
@@ -438,14 +453,17 @@ def _walk(
                 filters.excluded_folder(child_under, matched)  # (it matched too, said or not)
             yield _skipped(e.path, child_rel, "excluded by --exclude", "excluded")
             continue
+        is_link = False
         try:
             is_link = e.is_symlink()
             st = e.stat(follow_symlinks=filters.follow_symlinks)
-        except FileNotFoundError:
-            yield _skipped(e.path, child_rel, "vanished before it was read", "vanished")
-            continue
         except OSError as exc:
-            yield _skipped(e.path, child_rel, f"cannot read: {exc.strerror}", "unreadable")
+            if is_link and (broken := _broken_link(e.path, exc)) is not None:
+                yield _skipped(e.path, child_rel, broken, "symlink")  # (a re-run meets it again)
+            elif isinstance(exc, FileNotFoundError):
+                yield _skipped(e.path, child_rel, "vanished before it was read", "vanished")
+            else:
+                yield _skipped(e.path, child_rel, f"cannot read: {exc.strerror}", "unreadable")
             continue
         if is_link and not filters.follow_symlinks:
             yield _skipped(e.path, child_rel, "symlink (not followed; use --follow-symlinks)", "symlink")

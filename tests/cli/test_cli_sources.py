@@ -31,6 +31,36 @@ def test_a_source_named_as_a_symlink_is_followed_and_keeps_the_name_given(tmp_pa
     assert "CARDLINK/DCIM/inside.jpg: symlink (not followed; use --follow-symlinks)" in r.stderr
 
 
+def test_a_broken_symlink_followed_is_left_out_as_a_symlink_not_failed_as_vanished(tmp_path: Path) -> None:
+    """Before: with --follow-symlinks, a symlink to nothing was "vanished before it was read", a
+    failed file (exit 1), with the advice to re-run, which met it again."""
+    card = tmp_path / "card"
+    write(card / "a" / "f.txt", b"hi")
+    (card / "dang").symlink_to("/nonexistent")
+    (card / "loop").symlink_to("loop")
+    (card / "ok.txt").symlink_to(card / "a" / "f.txt")
+    out, state = tmp_path / "out", tmp_path / "s"
+    for _ in range(2):  # a re-run says the same
+        r = run_castoff("copy", str(card), "--to", str(out), "--follow-symlinks", state=state)
+        assert r.returncode == 0, r.stderr
+        said = " ".join(r.stderr.split())
+        assert "card/dang: broken symlink (points to /nonexistent)" in said
+        assert "card/loop: broken symlink (points to loop, a loop of symlinks)" in said
+        assert "vanished" not in said and "Re-run" not in said
+        assert "Source can be released" in said
+    assert (out / "card" / "ok.txt").read_bytes() == b"hi"
+    assert sorted(os.listdir(out / "card")) == ["a", "ok.txt"]
+    report = max((state / "reports").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    data = json.loads(report.read_text())
+    left = {x["path"]: (x["code"], x["reason"]) for x in data["left_out"]}
+    assert left == {
+        "card/dang": ("symlink", "broken symlink (points to /nonexistent)"),
+        "card/loop": ("symlink", "broken symlink (points to loop, a loop of symlinks)"),
+    }
+    assert sorted(f["path"] for f in data["files"]) == ["card/a/f.txt", "card/ok.txt"]
+    assert all(f["status"] != "failed" for f in data["files"])
+
+
 def test_a_source_named_as_a_dangling_symlink_is_a_usage_error(tmp_path: Path) -> None:
     link = tmp_path / "CARDLINK"
     link.symlink_to(tmp_path / "unmounted")
