@@ -44,7 +44,7 @@ from castoff.destinations.base import (
     parts_for,
 )
 from castoff.engine.budget import Buffer, Chunk, MemoryBudget
-from castoff.engine.conflicts import alt_target
+from castoff.engine.conflicts import alt_target, name_room
 from castoff.engine.events import Event, EventSink, null_sink
 from castoff.engine.histories import (
     CHAIN,
@@ -1938,8 +1938,14 @@ class Engine:
         damaged = None if other is not None else self._damaged_copy(stream, existing, digest)
         if damaged is not None:
             stream.damaged = existing
+        room = name_room(
+            stream.planned, max_name=getattr(lane.dest, "name_max", None), max_path=lane.caps.max_key_bytes
+        )
         for n in range(stream.next_alt, 10_000):
-            alt = alt_target(stream.planned, n)
+            alt = alt_target(stream.planned, n, max_name=room)
+            # a name that " (2)" makes too long there loses the end of its stem: said
+            cut = f" (shortened to fit the destination's {room}-byte name limit)"
+            shortened = cut if alt != alt_target(stream.planned, n) else ""
             if lane.caps.commit_can_retarget:
                 if lane.caps.can_stat and lane.dest.stat(alt) is not None:
                     if self._already_there(stream, upload, alt, digest, damaged=damaged):
@@ -1950,10 +1956,15 @@ class Engine:
                 except TargetExists:
                     continue
                 if other is not None:
-                    note = f"{existing} {other}: kept it, this copy is {landed.target}"
+                    note = f"{existing} {other}: kept it, this copy is {landed.target}{shortened}"
                     self.log(f"{lane.name}: {note}", "warning")
                 elif damaged is not None:
-                    note = self._say_damaged(lane, damaged, landed.target, already=False)
+                    note = self._say_damaged(lane, damaged, landed.target, already=False) + shortened
+                elif shortened:
+                    note = (
+                        f"{existing} exists with other content: kept both, this copy is {landed.target}{cut}"
+                    )
+                    self.log(f"{lane.name}: {note}", "warning")
                 else:
                     note = f"{existing} exists with other content: kept both"
                     self.log(f"{lane.name}: {note}, this copy is {landed.target}", "warning")
@@ -1973,10 +1984,13 @@ class Engine:
             stream.next_alt = n + 1
             self._drop_upload(stream, upload)
             if damaged is not None:
-                stream.notes.append(self._say_damaged(lane, damaged, alt, already=False))
+                stream.notes.append(self._say_damaged(lane, damaged, alt, already=False) + shortened)
             else:
-                stream.notes.append(f"{existing} exists: sending as {alt}")
-                self.log(f"{lane.name}: {existing} exists: kept it, sending this copy as {alt}", "warning")
+                stream.notes.append(f"{existing} exists: sending as {alt}{shortened}")
+                self.log(
+                    f"{lane.name}: {existing} exists: kept it, sending this copy as {alt}{shortened}",
+                    "warning",
+                )
             stream.target = alt
             stream.reset(keep_parts=False)
             self._restart(stream)
