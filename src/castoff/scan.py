@@ -6,7 +6,6 @@ inside a source unless asked, skipping OS junk and special files with a reason t
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import functools
 import os
@@ -401,17 +400,15 @@ def _scan_root(
 
 
 def _broken_link(path: str, exc: OSError) -> str | None:
-    """Why a symlink followed (--follow-symlinks) leads nowhere: its target does not exist, or
-    it resolves in a loop; None when the link itself is gone (it vanished) or cannot be read."""
-    if not isinstance(exc, FileNotFoundError) and exc.errno != errno.ELOOP:
+    """Why a symlink followed (--follow-symlinks) leads nowhere: its target does not exist. None
+    when the link itself is gone (it vanished) or cannot be read, or for another error (a loop of
+    symlinks, ELOOP, stays a file that cannot be read, as a damaged card's entry is)."""
+    if not isinstance(exc, FileNotFoundError):
         return None
     try:
-        target = os.readlink(path)
+        return f"broken symlink (points to {escaped(os.readlink(path))})"
     except OSError:
         return None
-    if isinstance(exc, FileNotFoundError):
-        return f"broken symlink (points to {escaped(target)})"
-    return f"broken symlink (points to {escaped(target)}, a loop of symlinks)"
 
 
 def _is_folder(e: os.DirEntry[str], filters: Filters) -> bool:

@@ -37,7 +37,6 @@ def test_a_broken_symlink_followed_is_left_out_as_a_symlink_not_failed_as_vanish
     card = tmp_path / "card"
     write(card / "a" / "f.txt", b"hi")
     (card / "dang").symlink_to("/nonexistent")
-    (card / "loop").symlink_to("loop")
     (card / "ok.txt").symlink_to(card / "a" / "f.txt")
     out, state = tmp_path / "out", tmp_path / "s"
     for _ in range(2):  # a re-run says the same
@@ -45,7 +44,6 @@ def test_a_broken_symlink_followed_is_left_out_as_a_symlink_not_failed_as_vanish
         assert r.returncode == 0, r.stderr
         said = " ".join(r.stderr.split())
         assert "card/dang: broken symlink (points to /nonexistent)" in said
-        assert "card/loop: broken symlink (points to loop, a loop of symlinks)" in said
         assert "vanished" not in said and "Re-run" not in said
         assert "Source can be released" in said
     assert (out / "card" / "ok.txt").read_bytes() == b"hi"
@@ -55,7 +53,6 @@ def test_a_broken_symlink_followed_is_left_out_as_a_symlink_not_failed_as_vanish
     left = {x["path"]: (x["code"], x["reason"]) for x in data["left_out"]}
     assert left == {
         "card/dang": ("symlink", "broken symlink (points to /nonexistent)"),
-        "card/loop": ("symlink", "broken symlink (points to loop, a loop of symlinks)"),
     }
     assert sorted(f["path"] for f in data["files"]) == ["card/a/f.txt", "card/ok.txt"]
     assert all(f["status"] != "failed" for f in data["files"])
