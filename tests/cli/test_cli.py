@@ -71,6 +71,9 @@ def test_copy_to_two_folders_then_rerun_skips(tmp_path: Path, card: Path) -> Non
     events = [json.loads(line) for line in r2.stdout.splitlines()]
     done = [e for e in events if e["event"] == "file-done"]
     assert done and {e["status"] for e in done} == {"skipped"}
+    # the hash the catalog knows, as the report has it (QA: null for a file verified before)
+    hashes = {f["path"]: f["blake3"] for f in report["files"]}
+    assert {(e["rel_path"], e["blake3"]) for e in done} == set(hashes.items())
     assert events[-1]["event"] == "job-end" and events[-1]["exit_code"] == 0
     jobs = run("jobs", "--json", state=state)
     assert len(json.loads(jobs.stdout)) == 2

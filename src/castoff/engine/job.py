@@ -791,6 +791,8 @@ class Engine:
             fs = FileState(
                 src=src, file_id=file_id, part_size=part_size, n_parts=parts_for(src.size, part_size)
             )
+            if known is not None:  # before planning: a copy found there says its hash too (--json)
+                fs.digest, fs.md5 = known.blake3, known.md5
             streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
         if not streams:
             fs.status = "read" if known else "skipped"
@@ -800,8 +802,6 @@ class Engine:
         if not inline:
             group.flush()  # what follows may wait for the lanes, and they for the catalog
             self._adopt_resumed_part_size(fs, streams)
-        if known is not None:
-            fs.digest, fs.md5 = known.blake3, known.md5
         live, deferred = [], []
         for s in streams:
             multipart_needs_hash = (
