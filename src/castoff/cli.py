@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="GLOB",
         help="copy only matching files: a glob without a '/' matches the name, one with a '/' the path"
-        " under the source; case is ignored ('*.jpg' matches IMG_0001.JPG) unless --case-sensitive",
+        " under the source, one that ends in '/' a folder ('DCIM/': the files inside any DCIM);"
+        " case is ignored ('*.jpg' matches IMG_0001.JPG) unless --case-sensitive",
     )
     c.add_argument(
         "--exclude",

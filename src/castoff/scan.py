@@ -119,10 +119,21 @@ def _glob(pattern: str, ignore_case: bool) -> re.Pattern[str]:
 
 def glob_matches(pattern: str, rel_under: str, *, ignore_case: bool) -> bool:
     """Whether an --include/--exclude glob matches a path under the source: a glob without a "/"
-    matches the last name, one with a "/" the whole path (its ``*`` crossing folders)."""
+    matches the last name, one with a "/" the whole path (its ``*`` crossing folders). (A glob
+    that ends in "/" names folders: ``Filters`` strips that "/" and matches what is left here.)"""
     if "/" in pattern:
         return _glob(pattern.lstrip("/"), ignore_case).match(rel_under) is not None
     return _glob(pattern, ignore_case).match(rel_under.rsplit("/", 1)[-1]) is not None
+
+
+def folder_glob(pattern: str) -> str | None:
+    """What is left of a glob that ends in "/" (``DCIM/``, ``/PRIVATE/M4ROOT/``: a folder, as in
+    rsync and gitignore), matched as any glob is but against folders only; None for another."""
+    return pattern.rstrip("/") if pattern.endswith("/") else None
+
+
+#: (pattern as given, the glob matched)
+_Pairs = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -138,11 +149,59 @@ class Filters:
     def _match(self, pattern: str, rel_under: str) -> bool:
         return glob_matches(pattern, rel_under, ignore_case=self.ignore_case)
 
-    def excluded(self, rel_under: str) -> bool:
-        return any(self._match(p, rel_under) for p in self.exclude)
+    @functools.cached_property
+    def _exclude_split(self) -> tuple[_Pairs, _Pairs]:
+        return _split(self.exclude)
 
-    def included(self, rel_under: str) -> bool:
-        return not self.include or any(self._match(p, rel_under) for p in self.include)
+    @functools.cached_property
+    def _include_split(self) -> tuple[_Pairs, _Pairs]:
+        return _split(self.include)
+
+    def _hits(self, pairs: _Pairs, rel_under: str, hits: set[str] | None) -> bool:
+        """Whether a (pattern as given, glob matched) pair matches; every pattern that does goes
+        into ``hits`` (all are tried then: one pattern that matched only what another also did
+        matched something all the same)."""
+        if hits is None:
+            return any(self._match(glob, rel_under) for _, glob in pairs)
+        found = False
+        for given, glob in pairs:
+            if self._match(glob, rel_under):
+                hits.add(given)
+                found = True
+        return found
+
+    def excluded(self, rel_under: str, hits: set[str] | None = None) -> bool:
+        """Whether an --exclude glob that does not end in "/" leaves this file or folder out."""
+        return self._hits(self._exclude_split[0], rel_under, hits)
+
+    def excluded_folder(self, rel_under: str, hits: set[str] | None = None) -> bool:
+        """Whether an --exclude glob that ends in "/" leaves this folder out (with all it holds)."""
+        return self._hits(self._exclude_split[1], rel_under, hits)
+
+    @property
+    def excludes_folders(self) -> bool:
+        """An --exclude glob ends in "/"."""
+        return bool(self._exclude_split[1])
+
+    def included(self, rel_under: str, hits: set[str] | None = None) -> bool:
+        """Whether --include chooses this file: a glob matches it, or a glob that ends in "/"
+        matches one of the folders it is in (``DCIM/``: every file under a folder named DCIM)."""
+        if not self.include:
+            return True
+        plain, folders = self._include_split
+        found = self._hits(plain, rel_under, hits)
+        if folders and (hits is not None or not found):
+            parts = rel_under.split("/")[:-1]
+            for i in range(len(parts)):
+                if self._hits(folders, "/".join(parts[: i + 1]), hits):
+                    found = True
+                    if hits is None:
+                        break
+        return found
+
+    def patterns(self) -> list[tuple[str, str]]:
+        """Every --include and --exclude pattern, as (option, pattern as given)."""
+        return [*(("--include", p) for p in self.include), *(("--exclude", p) for p in self.exclude)]
 
     def ignore_patterns(self) -> tuple[str, ...]:
         """What these filters leave out, as far as gitignore-style patterns can say it."""
@@ -161,6 +220,14 @@ class Filters:
             for p in self.exclude
             if as_ignore_pattern(p) is not None
         )
+
+
+def _split(patterns: tuple[str, ...]) -> tuple[_Pairs, _Pairs]:
+    """The globs that match files and folders, and those that end in "/", each as (pattern as
+    given, glob to match)."""
+    plain = tuple((p, p) for p in patterns if folder_glob(p) is None)
+    folders = tuple((p, f) for p in patterns if (f := folder_glob(p)) is not None)
+    return plain, folders
 
 
 def check_sources(sources: Sequence[str], *, by_name: bool = True) -> list[str]:
@@ -253,13 +320,15 @@ def scan(
     destinations: Mapping[tuple[int, int], str] | None = None,
     *,
     folders: bool = False,
+    matched: set[str] | None = None,
 ) -> Iterator[SourceFile | Skipped | EmptyFolder]:
     """``destinations``: the job's destination folders by (st_dev, st_ino), and their names. A
     source never enters one, whatever path reaches it (a followed symlink, a bind mount): it
     would copy the job's own output into itself. ``folders``: yield the ``EmptyFolder`` items
-    too (callers that only want files need not tell them apart)."""
+    too (callers that only want files need not tell them apart). ``matched``: gets every
+    --include/--exclude pattern (as given) that chose or left out something."""
     for root, top in zip(sources, source_labels(sources), strict=True):
-        for item in _scan_root(root, top, filters, destinations or {}):
+        for item in _scan_root(root, top, filters, destinations or {}, matched):
             if folders or not isinstance(item, EmptyFolder):
                 yield item
 
@@ -303,7 +372,11 @@ def _into_destination(name: str) -> tuple[str, str]:
 
 
 def _scan_root(
-    root: str, top: str, filters: Filters, destinations: Mapping[tuple[int, int], str]
+    root: str,
+    top: str,
+    filters: Filters,
+    destinations: Mapping[tuple[int, int], str],
+    matched: set[str] | None,
 ) -> Iterator[SourceFile | Skipped | EmptyFolder]:
     # A source named on the command line is followed when it is a symlink (as ``cp -H`` and
     # rsync do: it is what the user pointed at) and keeps the name it was given there (``top``,
@@ -323,7 +396,29 @@ def _scan_root(
         yield _skipped(root, top, *_into_destination(dest))
         return
     seen_dirs = {(st.st_dev, st.st_ino)}
-    yield from _walk(root, top, "", filters, seen_dirs, destinations)
+    yield from _walk(root, top, "", filters, seen_dirs, destinations, matched)
+
+
+def _broken_link(path: str, exc: OSError) -> str | None:
+    """Why a symlink followed (--follow-symlinks) leads nowhere: its target does not exist. None
+    when the link itself is gone (it vanished) or cannot be read, or for another error (a loop of
+    symlinks, ELOOP, stays a file that cannot be read, as a damaged card's entry is)."""
+    if not isinstance(exc, FileNotFoundError):
+        return None
+    try:
+        return f"broken symlink (points to {escaped(os.readlink(path))})"
+    except OSError:
+        return None
+
+
+def _is_folder(e: os.DirEntry[str], filters: Filters) -> bool:
+    """A folder the scan would enter (a symlink to one only with --follow-symlinks)."""
+    try:
+        return e.is_dir(follow_symlinks=filters.follow_symlinks) and (
+            filters.follow_symlinks or not e.is_symlink()
+        )
+    except OSError:
+        return False
 
 
 def _walk(
@@ -333,6 +428,7 @@ def _walk(
     filters: Filters,
     seen: set[tuple[int, int]],
     destinations: Mapping[tuple[int, int], str],
+    matched: set[str] | None,
 ) -> Iterator[SourceFile | Skipped | EmptyFolder]:
     try:
         with os.scandir(path) as it:
@@ -349,22 +445,30 @@ def _walk(
             yield _skipped(e.path, child_rel, "OS junk file", "junk")
             continue
         holds_something = True
-        if filters.exclude and filters.excluded(child_under):
+        if filters.exclude and filters.excluded(child_under, matched):
+            if matched is not None and filters.excludes_folders and _is_folder(e, filters):
+                filters.excluded_folder(child_under, matched)  # (it matched too, said or not)
             yield _skipped(e.path, child_rel, "excluded by --exclude", "excluded")
             continue
+        is_link = False
         try:
             is_link = e.is_symlink()
             st = e.stat(follow_symlinks=filters.follow_symlinks)
-        except FileNotFoundError:
-            yield _skipped(e.path, child_rel, "vanished before it was read", "vanished")
-            continue
         except OSError as exc:
-            yield _skipped(e.path, child_rel, f"cannot read: {exc.strerror}", "unreadable")
+            if is_link and (broken := _broken_link(e.path, exc)) is not None:
+                yield _skipped(e.path, child_rel, broken, "symlink")  # (a re-run meets it again)
+            elif isinstance(exc, FileNotFoundError):
+                yield _skipped(e.path, child_rel, "vanished before it was read", "vanished")
+            else:
+                yield _skipped(e.path, child_rel, f"cannot read: {exc.strerror}", "unreadable")
             continue
         if is_link and not filters.follow_symlinks:
             yield _skipped(e.path, child_rel, "symlink (not followed; use --follow-symlinks)", "symlink")
             continue
         if stat.S_ISDIR(st.st_mode):
+            if filters.exclude and filters.excluded_folder(child_under, matched):
+                yield _skipped(e.path, child_rel, "excluded by --exclude", "excluded")
+                continue
             key = (st.st_dev, st.st_ino)
             if key in seen:
                 yield _skipped(e.path, child_rel, "symlink loop (folder seen before)", "symlink")
@@ -373,10 +477,10 @@ def _walk(
                 yield _skipped(e.path, child_rel, *_into_destination(dest))
                 continue
             seen.add(key)
-            yield from _walk(e.path, child_rel, child_under, filters, seen, destinations)
+            yield from _walk(e.path, child_rel, child_under, filters, seen, destinations, matched)
             seen.discard(key)
         elif stat.S_ISREG(st.st_mode):
-            if filters.include and not filters.included(child_under):
+            if filters.include and not filters.included(child_under, matched):
                 yield _skipped(e.path, child_rel, "not matched by --include", "excluded")
                 continue
             yield _entry(e.path, child_rel, st)

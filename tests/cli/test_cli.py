@@ -71,6 +71,9 @@ def test_copy_to_two_folders_then_rerun_skips(tmp_path: Path, card: Path) -> Non
     events = [json.loads(line) for line in r2.stdout.splitlines()]
     done = [e for e in events if e["event"] == "file-done"]
     assert done and {e["status"] for e in done} == {"skipped"}
+    # the hash the catalog knows, as the report has it (QA: null for a file verified before)
+    hashes = {f["path"]: f["blake3"] for f in report["files"]}
+    assert {(e["rel_path"], e["blake3"]) for e in done} == set(hashes.items())
     assert events[-1]["event"] == "job-end" and events[-1]["exit_code"] == 0
     jobs = run("jobs", "--json", state=state)
     assert len(json.loads(jobs.stdout)) == 2
@@ -475,6 +478,44 @@ def test_paths_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
         r = run("copy", str(tmp_path / bad), "--to", str(tmp_path / "o"), state=state)
         out = " ".join((r.stdout + r.stderr).split())
         assert r.returncode == 2 and f"castoff: source {tmp_path / bad} does not exist" in out, out
+
+
+@pytest.mark.parametrize("char", ["x", "é", "e\u0301"])
+def test_a_long_name_kept_both_is_shortened_to_fit_the_destination(tmp_path: Path, char: str) -> None:
+    """QA: a 254-byte name, edited on the card, failed at the destination that held the first
+    version ("File name too long", exit 1, "change what it says first"): the name fits, only
+    the " (2)" did not. The stem loses whole characters (an accent stays with its letter), the
+    extension stays, and the report says the name was shortened; a re-run finds it there."""
+    stem = char * (250 // len(char.encode()))
+    name = f"{stem}.jpg"
+    assert 250 < len(name.encode()) <= 255
+    card, out, state = tmp_path / "CARD", tmp_path / "o1", tmp_path / "s"
+    write(card / name, b"a")
+    assert run("copy", str(card), "--to", str(out), "-q", state=state).returncode == 0
+    write(card / name, b"edited")
+    r = run("copy", str(card), "--to", str(out), "--json", state=state)
+    assert r.returncode == 0, r.stderr
+    alt = sorted(p.name for p in (out / "CARD").iterdir() if p.name != name)
+    assert len(alt) == 1 and alt[0].endswith(" (2).jpg"), alt
+    kept = alt[0].removesuffix(" (2).jpg")
+    assert len(alt[0].encode()) <= 255 < len(f"{stem} (2).jpg".encode())
+    assert stem.startswith(kept) and len(kept) >= len(stem) - 4 and not kept.endswith("e")
+    assert (out / "CARD" / alt[0]).read_bytes() == b"edited"
+    assert (out / "CARD" / name).read_bytes() == b"a"
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    said = [e["message"] for e in events if e["event"] == "log" and e["level"] == "warning"]
+    assert said == [
+        f"{out}: {out}/CARD/{name} exists with other content: kept both, this copy is"
+        f" {out}/CARD/{alt[0]} (shortened to fit the destination's 255-byte name limit)"
+    ]
+    (report,) = [e for e in events if e["event"] == "job-end"]
+    data = json.loads(Path(report["report"]).read_text())
+    (dest,) = data["files"][0]["destinations"]
+    assert dest["target"].endswith(alt[0]) and "shortened" in dest["detail"], dest
+    again = run("copy", str(card), "--to", str(out), state=state)
+    assert again.returncode == 0 and "every file was verified" in again.stderr, again.stderr
+    v = run("verify", str(out), state=state)
+    assert v.returncode == 0, v.stdout + v.stderr
 
 
 def test_emoji_codes_in_names_are_printed_as_they_are(tmp_path: Path) -> None:

@@ -31,6 +31,33 @@ def test_a_source_named_as_a_symlink_is_followed_and_keeps_the_name_given(tmp_pa
     assert "CARDLINK/DCIM/inside.jpg: symlink (not followed; use --follow-symlinks)" in r.stderr
 
 
+def test_a_broken_symlink_followed_is_left_out_as_a_symlink_not_failed_as_vanished(tmp_path: Path) -> None:
+    """Before: with --follow-symlinks, a symlink to nothing was "vanished before it was read", a
+    failed file (exit 1), with the advice to re-run, which met it again."""
+    card = tmp_path / "card"
+    write(card / "a" / "f.txt", b"hi")
+    (card / "dang").symlink_to("/nonexistent")
+    (card / "ok.txt").symlink_to(card / "a" / "f.txt")
+    out, state = tmp_path / "out", tmp_path / "s"
+    for _ in range(2):  # a re-run says the same
+        r = run_castoff("copy", str(card), "--to", str(out), "--follow-symlinks", state=state)
+        assert r.returncode == 0, r.stderr
+        said = " ".join(r.stderr.split())
+        assert "card/dang: broken symlink (points to /nonexistent)" in said
+        assert "vanished" not in said and "Re-run" not in said
+        assert "Source can be released" in said
+    assert (out / "card" / "ok.txt").read_bytes() == b"hi"
+    assert sorted(os.listdir(out / "card")) == ["a", "ok.txt"]
+    report = max((state / "reports").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    data = json.loads(report.read_text())
+    left = {x["path"]: (x["code"], x["reason"]) for x in data["left_out"]}
+    assert left == {
+        "card/dang": ("symlink", "broken symlink (points to /nonexistent)"),
+    }
+    assert sorted(f["path"] for f in data["files"]) == ["card/a/f.txt", "card/ok.txt"]
+    assert all(f["status"] != "failed" for f in data["files"])
+
+
 def test_a_source_named_as_a_dangling_symlink_is_a_usage_error(tmp_path: Path) -> None:
     link = tmp_path / "CARDLINK"
     link.symlink_to(tmp_path / "unmounted")
@@ -137,7 +164,7 @@ def test_a_source_whose_files_the_filters_all_left_out_exits_2_and_says_so(tmp_p
         assert (  # (an excluded folder is one: its files are not listed)
             f"all 3 files or folders in {card} were left out by --include/--exclude (and 2 OS junk files):"
             " check the patterns (a pattern without a '/' matches a name, one with a '/' the path under"
-            f" the source; {case}"
+            f" the source, one that ends in '/' a folder; {case}"
         ) in said
         assert "no file to copy" not in said
 
@@ -183,6 +210,48 @@ def test_filters_ignore_case_unless_case_sensitive_and_junk_is_junk_in_any_case(
     # OS junk is junk whatever the case, --case-sensitive or not; --keep-junk copies it
     assert "DCIM/THUMBS.DB" not in copied("--case-sensitive")
     assert {"DCIM/THUMBS.DB", "DCIM/Desktop.ini", ".ds_store", ".TRASHES/x.jpg"} <= copied("--keep-junk")
+
+
+def test_a_glob_ending_in_a_slash_is_a_folder_and_a_glob_that_matched_nothing_is_said(tmp_path: Path) -> None:
+    """Before: ``--exclude 'DCIM/'`` (rsync's and gitignore's way to name a folder) matched
+    nothing, and the whole card was copied, DCIM included, with no word of it."""
+    card = tmp_path / "card"
+    for name in ("DCIM/100CANON/IMG_0001.JPG", "PRIVATE/DCIM/b.MP4", "MISC/a.txt", "MISC/sub/DCIM"):
+        write(card / name, name.encode())
+
+    def copied(*filters: str) -> tuple[set[str], str]:
+        out = tmp_path / "out"
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+            out.mkdir()  # emptied on purpose: castoff refuses a folder of its copies gone
+        r = run_castoff("copy", str(card), "--to", str(out), "--no-mhl", *filters, state=tmp_path / "s")
+        assert r.returncode == 0, r.stderr
+        return {str(p.relative_to(out / "card")) for p in out.rglob("*") if p.is_file()}, " ".join(
+            r.stderr.split()
+        )
+
+    # a folder of that name anywhere, with all it holds; a file of that name is no folder
+    files, said = copied("--exclude", "DCIM/", "--exclude", "nomatch*")
+    assert files == {"MISC/a.txt", "MISC/sub/DCIM"}
+    assert "card/DCIM: excluded by --exclude" in said
+    assert "card/PRIVATE/DCIM: excluded by --exclude" in said
+    assert f"--exclude 'nomatch*' matched nothing in {card}: it left nothing out" in said
+    assert "--exclude DCIM/ matched nothing" not in said
+    # with a '/' before it, the path under the source
+    files, said = copied("--exclude", "/PRIVATE/dcim/")
+    assert files == {"DCIM/100CANON/IMG_0001.JPG", "MISC/a.txt", "MISC/sub/DCIM"}
+    assert "matched nothing" not in said
+    # --include 'DCIM/': the files in such a folder, at any depth below it
+    files, said = copied("--include", "DCIM/", "--include", "*.png")
+    assert files == {"DCIM/100CANON/IMG_0001.JPG", "PRIVATE/DCIM/b.MP4"}
+    assert f"--include '*.png' matched nothing in {card}: it chose no file" in said
+    assert "--include DCIM/ matched nothing" not in said
+    # a pattern that only matched what another also matched did match something
+    files, said = copied("--exclude", "DCIM/", "--exclude", "dc*")
+    assert files == {"MISC/a.txt"}
+    assert "matched nothing" not in said
 
 
 def test_a_rerun_with_every_file_verified_before_is_not_empty(tmp_path: Path) -> None:

@@ -420,3 +420,37 @@ def test_a_damaged_copy_replaced_by_its_good_copy_leaves_a_history_every_verifie
     (ssd / card.name / "empty.txt").unlink()  # a file gone is still named, never explained away
     v = cli("verify", str(ssd))
     assert v.returncode == 1 and f"missing  {card.name}/empty.txt" in v.stdout, v.stdout + v.stderr
+
+
+def test_a_good_copy_under_a_shortened_keep_both_name_moved_over_the_damaged_one_is_its_previous_path(
+    tmp_path: Path, cli: Cli, ascmhl_bin: Path
+) -> None:
+    """As above, with a name so long that its keep-both name lost the end of its stem to fit
+    255 bytes: the next generation still says where the good copy came from."""
+    card = tmp_path / "CARD"
+    name = "é" * 124 + ".jpg"  # 252 bytes: "é…é (2).jpg" would be 256
+    write(card / name, os.urandom(5000))
+    write(card / "other.txt", b"other")
+    ssd = tmp_path / "ssd"
+    assert cli("copy", str(card), "--to", str(ssd)).returncode == 0
+    copy = ssd / "CARD" / name
+    st = copy.stat()
+    with open(copy, "r+b") as fh:  # one byte flipped, size and mtime kept
+        b = fh.read(1)
+        fh.seek(0)
+        fh.write(bytes([b[0] ^ 1]))
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = cli("copy", str(card), "--to", str(ssd), "--rehash")
+    assert r.returncode == 1 and "is DAMAGED" in r.stderr, r.stderr
+    good = copy.with_name("é" * 123 + " (2).jpg")  # 246 + 8 bytes: one é more would not fit
+    assert good.is_file(), r.stderr
+    os.replace(good, copy)  # "put the good copy in its place"
+
+    r = cli("copy", str(card), "--to", str(ssd))
+    assert r.returncode == 0, r.stderr
+    latest = sorted((ssd / "ascmhl").glob("*.mhl"))[-1]
+    moved = etree.parse(str(latest)).findall(".//m:hash", NS)
+    assert [
+        (h.findtext("m:path", namespaces=NS), h.findtext("m:previousPath", namespaces=NS)) for h in moved
+    ] == [(f"CARD/{name}", f"CARD/{good.name}")]
+    _both_verify(cli, ascmhl_bin, ssd)

@@ -34,6 +34,7 @@ from castoff.destinations.base import (
     ResumeToken,
     TargetExists,
 )
+from castoff.engine.conflicts import LOCAL_MAX_PATH, NAME_MAX, name_max
 from castoff.hashing import new_blake3
 
 READ_BACK_CHUNK = 8 * 1024 * 1024
@@ -575,6 +576,8 @@ class LocalDestination:
         #: for each folder in ``_made``: whether it is below the root (not the root itself), and
         #: the folders above it, up to the root (excluded); none of them may become a link
         self._levels: dict[str, tuple[bool, tuple[str, ...]]] = {}
+        #: the longest name its filesystem holds, in UTF-8 bytes (asked at preflight)
+        self.name_max = NAME_MAX
         #: files are written unnamed (O_TMPFILE) until the filesystem says it cannot
         self.unnamed_files = True
         self._partial_watcher: Callable[[str], None] | None = None
@@ -591,7 +594,7 @@ class LocalDestination:
             commit_can_retarget=True,
             needs_hash_at_start=False,
             read_back_buffer=READ_BACK_CHUNK,
-            max_key_bytes=4096,
+            max_key_bytes=LOCAL_MAX_PATH,
         )
 
     @property
@@ -820,6 +823,7 @@ class LocalDestination:
             )
         st = root.stat()
         self._root_id = (st.st_dev, st.st_ino)
+        self.name_max = name_max(self.root)
 
     def start(
         self,

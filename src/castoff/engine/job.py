@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import os
 import re
+import shlex
 import stat
 import threading
 import time
@@ -44,7 +45,7 @@ from castoff.destinations.base import (
     parts_for,
 )
 from castoff.engine.budget import Buffer, Chunk, MemoryBudget
-from castoff.engine.conflicts import alt_target
+from castoff.engine.conflicts import alt_target, name_room
 from castoff.engine.events import Event, EventSink, null_sink
 from castoff.engine.histories import (
     CHAIN,
@@ -535,12 +536,21 @@ class Engine:
             )
             + (f" (and {junk} OS junk files)" if junk else "")
             + ": check the patterns (a pattern without a '/' matches a name, one with a '/' the path"
-            " under the source; "
+            " under the source, one that ends in '/' a folder; "
             + (
                 "case is ignored: '*.jpg' matches IMG_0001.JPG)"
                 if self.options.filters.ignore_case
                 else "with --case-sensitive, case must match: '*.jpg' does not match IMG_0001.JPG)"
             )
+        )
+
+    def _matched_nothing(self, option: str, pattern: str, sources: Sequence[str]) -> str:
+        what = "chose no file" if option == "--include" else "left nothing out"
+        return (
+            f"{option} {shlex.quote(pattern)} matched nothing in {', '.join(sources)}: it {what}"
+            " (if that is not expected, check it: a glob without a '/' matches a name, one with"
+            " a '/' the path under the source, one that ends in '/' a folder"
+            + ("; case is ignored)" if self.options.filters.ignore_case else "; case must match)")
         )
 
     def _partial_made(self, dest_ident: str, path: str) -> None:
@@ -744,7 +754,9 @@ class Engine:
         with contextlib.suppress(OSError):  # nor into castoff's own state (a home folder's backup)
             st = os.stat(self.catalog.path.parent)
             roots.setdefault((st.st_dev, st.st_ino), STATE_FOLDER)
-        for item in self._prefetch.ahead(scan(sources, self.options.filters, roots, folders=True)):
+        filters = self.options.filters
+        matched: set[str] = set()
+        for item in self._prefetch.ahead(scan(sources, filters, roots, folders=True, matched=matched)):
             if self.cancel.is_set():
                 return
             if isinstance(item, EmptyFolder):
@@ -767,6 +779,9 @@ class Engine:
                     self.log(f"skip: {item.rel_path}: {item.reason}", "warning")
                 continue
             self._one_file(item, group)
+        for option, pattern in filters.patterns():
+            if pattern not in matched:  # (a re-run of a card without that folder is no error)
+                self.log(self._matched_nothing(option, pattern, sources), "warning")
 
     def _unread(self, item: Skipped) -> None:
         """Something the user expects copied could not even be looked at (the scan's error): a
@@ -813,6 +828,8 @@ class Engine:
             fs = FileState(
                 src=src, file_id=file_id, part_size=part_size, n_parts=parts_for(src.size, part_size)
             )
+            if known is not None:  # before planning: a copy found there says its hash too (--json)
+                fs.digest, fs.md5 = known.blake3, known.md5
             streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
         if not streams:
             fs.status = "read" if known else "skipped"
@@ -822,8 +839,6 @@ class Engine:
         if not inline:
             group.flush()  # what follows may wait for the lanes, and they for the catalog
             self._adopt_resumed_part_size(fs, streams)
-        if known is not None:
-            fs.digest, fs.md5 = known.blake3, known.md5
         live, deferred = [], []
         for s in streams:
             multipart_needs_hash = (
@@ -1963,8 +1978,14 @@ class Engine:
         damaged = None if other is not None else self._damaged_copy(stream, existing, digest)
         if damaged is not None:
             stream.damaged = existing
+        room = name_room(
+            stream.planned, max_name=getattr(lane.dest, "name_max", None), max_path=lane.caps.max_key_bytes
+        )
         for n in range(stream.next_alt, 10_000):
-            alt = alt_target(stream.planned, n)
+            alt = alt_target(stream.planned, n, max_name=room)
+            # a name that " (2)" makes too long there loses the end of its stem: said
+            cut = f" (shortened to fit the destination's {room}-byte name limit)"
+            shortened = cut if alt != alt_target(stream.planned, n) else ""
             if lane.caps.commit_can_retarget:
                 if lane.caps.can_stat and lane.dest.stat(alt) is not None:
                     if self._already_there(stream, upload, alt, digest, damaged=damaged):
@@ -1975,10 +1996,15 @@ class Engine:
                 except TargetExists:
                     continue
                 if other is not None:
-                    note = f"{existing} {other}: kept it, this copy is {landed.target}"
+                    note = f"{existing} {other}: kept it, this copy is {landed.target}{shortened}"
                     self.log(f"{lane.name}: {note}", "warning")
                 elif damaged is not None:
-                    note = self._say_damaged(lane, damaged, landed.target, already=False)
+                    note = self._say_damaged(lane, damaged, landed.target, already=False) + shortened
+                elif shortened:
+                    note = (
+                        f"{existing} exists with other content: kept both, this copy is {landed.target}{cut}"
+                    )
+                    self.log(f"{lane.name}: {note}", "warning")
                 else:
                     note = f"{existing} exists with other content: kept both"
                     self.log(f"{lane.name}: {note}, this copy is {landed.target}", "warning")
@@ -1998,10 +2024,13 @@ class Engine:
             stream.next_alt = n + 1
             self._drop_upload(stream, upload)
             if damaged is not None:
-                stream.notes.append(self._say_damaged(lane, damaged, alt, already=False))
+                stream.notes.append(self._say_damaged(lane, damaged, alt, already=False) + shortened)
             else:
-                stream.notes.append(f"{existing} exists: sending as {alt}")
-                self.log(f"{lane.name}: {existing} exists: kept it, sending this copy as {alt}", "warning")
+                stream.notes.append(f"{existing} exists: sending as {alt}{shortened}")
+                self.log(
+                    f"{lane.name}: {existing} exists: kept it, sending this copy as {alt}{shortened}",
+                    "warning",
+                )
             stream.target = alt
             stream.reset(keep_parts=False)
             self._restart(stream)

@@ -23,7 +23,7 @@ from pathlib import Path
 import xxhash
 
 from castoff import __version__, errors
-from castoff.engine.conflicts import is_alt_of
+from castoff.engine.conflicts import LOCAL_MAX_PATH, is_alt_of, name_max, name_room
 
 NS = "urn:ASC:MHL:v2.0"
 DIR_NS = "urn:ASC:MHL:DIRECTORY:v2.0"
@@ -433,6 +433,15 @@ def write_generation(
             history = _known_xxh128(root, renamed)
         return history
 
+    folder_name_max: int | None = None  # the filesystem's, asked when a name needs it
+
+    def alt_room(path: str) -> int | None:
+        """The bytes a keep-both name of ``path`` was given there (``Job._keep_both``'s)."""
+        nonlocal folder_name_max
+        if folder_name_max is None:
+            folder_name_max = name_max(str(root))
+        return name_room(str(root / path), max_name=folder_name_max, max_path=LOCAL_MAX_PATH)
+
     def moved_from(e: Entry) -> str | None:
         """One of this path's keep-both names (``photo (2).jpg``) that the history has these bytes
         at, gone from the folder since: moved over this one (the good copy castoff landed beside
@@ -448,7 +457,7 @@ def write_generation(
             if (
                 rel != e.path
                 and rel not in renamed
-                and is_alt_of(rel, e.path)
+                and is_alt_of(rel, e.path, max_name=alt_room(e.path))
                 and not os.path.lexists(root / rel)
             ):
                 renamed[rel] = e.path  # one new path for each old one
