@@ -85,15 +85,19 @@ class BadOptionValue(argparse.ArgumentTypeError, ValueError):
     workflow's saved value is refused with it too (``config.workflows`` catches ValueError)."""
 
 
-def one_or_more(text: str) -> int:
-    """A count that must be 1 or more (``--max-parallel``): 0 is refused as -3 is, and as
-    ``?max_parallel=0`` in an s3:// URL is, not taken as "not given"."""
+def parallel_count(text: str) -> int:
+    """``--max-parallel``: 1 to MAX_PARALLEL; 0 is refused as -3 is, and as ``?max_parallel=0``
+    in an s3:// URL is, not taken as "not given"; 100000 is refused before a thread starts."""
+    from castoff.destinations.s3 import MAX_PARALLEL
+
     try:
         n = int(text)
     except ValueError:
-        raise BadOptionValue(f"{text!r} is not a whole number") from None
+        raise BadOptionValue(f"{text!r} is not a whole number (use 1 to {MAX_PARALLEL})") from None
     if n < 1:
         raise BadOptionValue(f"must be 1 or more, not {n}")
+    if n > MAX_PARALLEL:
+        raise BadOptionValue(f"must be at most {MAX_PARALLEL} (requests at once per bucket), not {n}")
     return n
 
 
@@ -216,7 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     s3.add_argument("--addressing", choices=("path", "virtual", "auto"))
     s3.add_argument("--part-size", help="multipart part size (default: chosen per file)")
     s3.add_argument(
-        "--max-parallel", type=one_or_more, metavar="N", help="parts in flight per bucket (default 4)"
+        "--max-parallel",
+        type=parallel_count,
+        metavar="N",
+        help="parts in flight per bucket (default 4, at most 256)",
     )
     s3.add_argument("--bwlimit", help="upload bandwidth per bucket, e.g. 10M (bytes/s)")
     s3.add_argument(

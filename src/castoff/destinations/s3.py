@@ -67,6 +67,10 @@ MAX_KEY_BYTES = 1024
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 READ_CHUNK = 8 * MiB
+#: the most requests in flight per bucket (``max_parallel``, ``max_parallel_small``): a thread and
+#: a connection each. rclone's --transfers is commonly set up to 64-128, s5cmd runs 256 workers;
+#: thousands only exhaust threads (QA: 100000 could not start, 5000 took 140 s for one file)
+MAX_PARALLEL = 256
 #: the three metadata keys castoff always writes; rclone reads mtime and md5chksum
 META_BLAKE3 = "blake3"
 META_MTIME = "mtime"
@@ -173,10 +177,17 @@ def _sse(text: str) -> SSE:
         raise ValueError("use AES256 (SSE-S3) or aws:kms (SSE-KMS)") from None
 
 
-def _positive(text: str) -> int:
-    n = int(text)
+def _count(text: str) -> int:
+    """A number of requests in flight: a whole number from 1 to MAX_PARALLEL (the message
+    says so, never Python's ``invalid literal for int()``)."""
+    try:
+        n = int(text.strip())
+    except ValueError:
+        raise ValueError(f"use a whole number from 1 to {MAX_PARALLEL}") from None
     if n < 1:
         raise ValueError("must be 1 or more")
+    if n > MAX_PARALLEL:
+        raise ValueError(f"must be at most {MAX_PARALLEL} requests at once per bucket")
     return n
 
 
@@ -203,8 +214,8 @@ _URL_OPTIONS: Mapping[str, tuple[str, Any]] = {
     "addressing": ("addressing_style", _choice("path", "virtual", "auto")),
     "profile": ("profile", _text),
     "part_size": ("part_size", _size),
-    "max_parallel": ("max_parallel_parts", _positive),
-    "max_parallel_small": ("max_parallel_small", _positive),
+    "max_parallel": ("max_parallel_parts", _count),
+    "max_parallel_small": ("max_parallel_small", _count),
     "checksums": ("checksum_mode", _choice("when_required", "when_supported")),
     "provider": ("provider", lambda t: get_provider(t).name),
     "verify_download": ("verify_download", _bool),
@@ -323,10 +334,15 @@ def check_options(options: S3Options, provider: Provider | None, label: str | No
             )
     if options.sse_kms_key_id and options.sse != "aws:kms":
         raise errors.UsageError("sse_kms_key_id needs sse=aws:kms")
-    if options.max_parallel_parts < 1:
-        raise errors.UsageError("max_parallel must be 1 or more")
-    if options.max_parallel_small is not None and options.max_parallel_small < 1:
-        raise errors.UsageError("max_parallel_small must be 1 or more")
+    for name, n in (
+        ("max_parallel", options.max_parallel_parts),
+        ("max_parallel_small", options.max_parallel_small),
+    ):
+        if n is not None and not 1 <= n <= MAX_PARALLEL:
+            raise errors.UsageError(
+                f"{name} {n} is out of range: castoff sends 1 to {MAX_PARALLEL} requests at once per bucket",
+                hint=f"give {name} a whole number from 1 to {MAX_PARALLEL} (a thread and a connection each)",
+            )
     if options.part_size is not None:
         check_part_size(options, provider, label)
 
@@ -795,7 +811,9 @@ class S3Destination:
         # A small PutObject is a round trip more than bandwidth: thousands of them over a long
         # one want many in flight (1,000 files of 4-64 KiB through a 20 ms round trip: 7.1 s at 4,
         # 3.2 s at 16; aws-cli 5.5 s), while big parts stay at max_parallel (memory).
-        small = options.max_parallel_small or SMALL_OBJECTS_PER_PART * options.max_parallel_parts
+        small = options.max_parallel_small or min(
+            SMALL_OBJECTS_PER_PART * options.max_parallel_parts, MAX_PARALLEL
+        )
         self.small_parallel = max(small, options.max_parallel_parts)
         config = Config(
             signature_version="s3v4",
