@@ -76,3 +76,33 @@ def test_max_parallel_not_a_number_says_what_is_expected(tmp_path: Path, card: P
     castoff = Castoff(tmp_path / "user")
     r = castoff("copy", str(card), "--to", f"s3://raw-bucket/p/?endpoint={ENDPOINT}&max_parallel=x")
     refused(r, "bad value for max_parallel: 'x'", "a whole number from 1 to 256")
+
+
+def test_verify_download_with_a_class_that_cannot_be_read_is_refused(tmp_path: Path, card: Path) -> None:
+    """Before: every GLACIER object was stored, its read-back refused (InvalidObjectState), the file
+    failed, and every re-run uploaded it again to fail again."""
+    castoff = Castoff(tmp_path / "user")
+    ssd = tmp_path / "ssd"
+    url = f"s3://raw-bucket/p/?endpoint={ENDPOINT}"
+    why = "cannot be read back until they are restored"
+    for cls in ("GLACIER", "DEEP_ARCHIVE", "glacier"):
+        r = castoff(
+            "copy", str(card), "--to", f"{url}&storage_class={cls}", "--to", str(ssd), "--verify-download"
+        )
+        assert cls.upper() in refused(r, why, "drop --verify-download")
+    refused(castoff("copy", str(card), "--to", f"{url}&storage_class=GLACIER&verify_download=on"), why)
+    refused(
+        castoff("copy", str(card), "--to", url, "--storage-class", "DEEP_ARCHIVE", "--verify-download"), why
+    )
+    add = ["dest", "add", "cold", "s3", "--bucket", "raw-bucket", "--endpoint", ENDPOINT]
+    secret = ["--access-key-id", "AKIAEXAMPLE", "--secret-stdin"]
+    refused(castoff(*add, "--storage-class", "GLACIER", "--verify-download", *secret, input="s\n"), why)
+    assert not castoff.config.exists()
+    r = castoff(*add, "--storage-class", "GLACIER", *secret, "--no-test", input="s\n")
+    assert r.returncode == 0, r.stderr
+    refused(castoff("copy", str(card), "--to", "@cold", "--to", str(ssd), "--verify-download"), why)
+    refused(castoff("workflow", "save", "w", "--to", "@cold", "--to", str(ssd), "--verify-download"), why)
+    assert not ssd.exists()
+    # GLACIER_IR objects are read at once: the combination is fine
+    r = castoff("workflow", "save", "ir", "--to", f"{url}&storage_class=GLACIER_IR", "--verify-download")
+    assert r.returncode == 0, r.stdout + r.stderr

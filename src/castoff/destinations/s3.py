@@ -87,6 +87,12 @@ _SSE_NAMES: Mapping[str, SSE] = {
 }
 
 
+#: storage classes whose objects cannot be read until restored (AWS: GLACIER, DEEP_ARCHIVE;
+#: GLACIER_IR, GCS's ARCHIVE and the rest are read at once): a read-back there always fails
+#: with InvalidObjectState
+UNREADABLE_STORAGE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+
+
 # --- options ------------------------------------------------------------------------------
 
 
@@ -332,6 +338,15 @@ def check_options(options: S3Options, provider: Provider | None, label: str | No
                 f"storage class {options.storage_class!r} is not offered by {where}",
                 hint=f"choose one of {', '.join(sorted(known))}",
             )
+    if options.verify_download and options.storage_class in UNREADABLE_STORAGE_CLASSES:
+        label = label or f"s3://{options.bucket}/{options.prefix}".rstrip("/")
+        raise errors.UsageError(
+            f"{label}: --verify-download cannot work with storage class {options.storage_class}:"
+            " its objects cannot be read back until they are restored, so every read-back would fail"
+            " and every run would upload them again",
+            hint="drop --verify-download (each upload is still proven by Content-MD5 and ETags), or"
+            " choose a storage class that reads at once, such as GLACIER_IR",
+        )
     if options.sse_kms_key_id and options.sse != "aws:kms":
         raise errors.UsageError("sse_kms_key_id needs sse=aws:kms")
     for name, n in (
