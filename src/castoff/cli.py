@@ -774,8 +774,11 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
     """What to do about the files that did not reach every destination: re-run the same command
     where that retries them; for a file kept out by a conflict, or whose target is the source file
     itself, what would help instead (a re-run would do just the same)."""
-    from castoff.reports.summary import NOT_BY_RERUN
+    from castoff.reports.summary import NOT_BY_RERUN as NOT_BY_RERUN_IN_REPORTS
 
+    # a bucket castoff has no trusted TLS connection to: the same command meets it again (the
+    # endpoint URL or its ca_bundle must change first)
+    not_by_rerun = NOT_BY_RERUN_IN_REPORTS | {"tls"}
     rerun = kept = refused = itself = other = 0
     outcomes = catalog.stream(
         "SELECT o.status, o.error_code, o.target, f.abs_path FROM outcomes o JOIN files f ON f.id=o.file_id"
@@ -785,7 +788,7 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
     for r in outcomes:
         if r["status"] == "conflict":  # --on-conflict skip kept the other file
             kept += 1
-        elif r["status"] == "incomplete" or r["error_code"] not in NOT_BY_RERUN:
+        elif r["status"] == "incomplete" or r["error_code"] not in not_by_rerun:
             rerun += 1
         elif r["error_code"] != "conflict":
             other += 1
@@ -794,7 +797,7 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
         else:  # --on-conflict fail
             refused += 1
     for r in catalog.stream("SELECT error_code FROM files WHERE job_id=? AND status='failed'", (job_id,)):
-        other, rerun = (other + 1, rerun) if r["error_code"] in NOT_BY_RERUN else (other, rerun + 1)
+        other, rerun = (other + 1, rerun) if r["error_code"] in not_by_rerun else (other, rerun + 1)
 
     def them(n: int) -> str:
         return "it" if n == 1 else "them"

@@ -8,6 +8,7 @@ import pytest
 
 from castoff_cli import Castoff
 from engine_runner import write
+from server_fixtures import MotoBucket
 
 ENDPOINT = "http://127.0.0.1:9"  # nothing is sent: every refusal here comes before a request
 
@@ -106,3 +107,26 @@ def test_verify_download_with_a_class_that_cannot_be_read_is_refused(tmp_path: P
     # GLACIER_IR objects are read at once: the combination is fine
     r = castoff("workflow", "save", "ir", "--to", f"{url}&storage_class=GLACIER_IR", "--verify-download")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_an_https_endpoint_that_speaks_plain_http_is_said_once_and_the_bucket_stopped(
+    tmp_path: Path, moto: MotoBucket
+) -> None:
+    """Before: one "TLS failure … [SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)
+    (check the endpoint's certificate…)" line per file, the bucket tried file after file, and the
+    last line advised re-running the same command, which meets the same failure."""
+    castoff = Castoff(tmp_path / "user", env={"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+    card = tmp_path / "card"
+    for i in range(6):
+        write(card / f"IMG_{i}.JPG", bytes([i]) * 5000)
+    ssd = tmp_path / "ssd"
+    url = f"s3://{moto.bucket}/hs/?endpoint=https://127.0.0.1:{moto.port}"  # moto speaks plain HTTP
+    r = castoff("copy", str(card), "--to", url, "--to", str(ssd))
+    said = r.stdout + r.stderr
+    assert r.returncode == 1, said
+    assert said.count("does not speak TLS, it answers in plain HTTP") == 1, said
+    assert f"write the endpoint as http://127.0.0.1:{moto.port}" in said, said
+    assert "_ssl.c" not in said and "WRONG_VERSION_NUMBER" not in said, said
+    assert "Re-run the same command to retry only what is missing" not in said, said
+    assert "6 files failed for a reason the same command meets again" in said, said
+    assert len(list(ssd.rglob("*.JPG"))) == 6

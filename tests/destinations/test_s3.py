@@ -1131,7 +1131,31 @@ def test_rclone_clock_skew_answer_is_clock_skew() -> None:
         ),
         (bx.ReadTimeoutError(endpoint_url="http://h"), errors.TransientError, "in time"),
         (bx.ConnectionClosedError(endpoint_url="http://h"), errors.TransientError, "connection"),
-        (bx.SSLError(endpoint_url="https://h", error="bad cert"), errors.PermanentError, "TLS"),
+        (bx.SSLError(endpoint_url="https://h", error="bad cert"), errors.TlsFailure, "TLS"),
+        (
+            bx.SSLError(
+                endpoint_url="https://h:9000/b/k",
+                error="[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)",
+            ),
+            errors.TlsFailure,
+            "https://h:9000 does not speak TLS, it answers in plain HTTP",
+        ),
+        (
+            bx.SSLError(
+                endpoint_url="https://h/b/k",
+                error="[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate"
+                " (_ssl.c:1006)",
+            ),
+            errors.TlsFailure,
+            "the certificate of https://h is not trusted (self-signed certificate)",
+        ),
+        (
+            bx.SSLError(
+                endpoint_url="https://h/b/k", error="EOF occurred in violation of protocol (_ssl.c:2427)"
+            ),
+            errors.TransientError,
+            "lost during the TLS handshake",
+        ),
         (bx.NoCredentialsError(), errors.BadCredentials, "credentials"),
     ],
 )
@@ -1139,3 +1163,8 @@ def test_transport_errors_translate(exc: Exception, cls: type[Exception], words:
     mapped = translate_error(exc, bucket="b", key="k")
     assert type(mapped) is cls
     assert words in str(mapped)
+    assert "_ssl.c" not in str(mapped)
+    if "plain HTTP" in words:  # the advice: the same host and port, over http://
+        assert "write the endpoint as http://h:9000" in str(mapped)
+    if "not trusted" in words:
+        assert "ca_bundle=PATH" in str(mapped)

@@ -563,13 +563,7 @@ _BY_CODE: Mapping[str, Callable[[_Answer], BaseException]] = {
 _BY_TYPE: Sequence[
     tuple[type[Exception] | tuple[type[Exception], ...], Callable[[Exception, str], BaseException]]
 ] = (
-    (
-        bx.SSLError,
-        lambda e, where: errors.PermanentError(
-            f"TLS failure talking to the endpoint for {where}: {e}",
-            hint="check the endpoint's certificate; for a private CA give ca_bundle=PATH",
-        ),
-    ),
+    (bx.SSLError, lambda e, where: _tls_failure(e)),
     (
         (bx.NoCredentialsError, bx.PartialCredentialsError),
         lambda e, where: errors.BadCredentials(
@@ -597,6 +591,40 @@ _BY_TYPE: Sequence[
         lambda e, where: errors.TransientError(f"connection lost ({where}): {e}"),
     ),
 )
+
+
+#: OpenSSL's words for a connection that ended during the handshake: the network, not TLS
+_TLS_DROPPED = ("EOF occurred", "UNEXPECTED_EOF", "Connection reset", "ECONNRESET")
+
+
+def _tls_failure(exc: Exception) -> BaseException:
+    """What a failed TLS connection means, once per endpoint, in words (never OpenSSL's
+    ``(_ssl.c:1006)``): a server talking plain HTTP on an https:// endpoint, a certificate
+    this computer does not trust, or a connection the network dropped (retried)."""
+    origin = _origin(exc)
+    text = str(getattr(exc, "kwargs", {}).get("error") or exc)
+    reason = re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)
+    reason = re.sub(r"^.*?\[SSL(?:: [A-Z0-9_]+)?\]\s*", "", reason).strip() or "TLS handshake failed"
+    if any(word in text for word in _TLS_DROPPED):
+        return errors.TransientError(f"connection to {origin} lost during the TLS handshake ({reason})")
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return errors.TlsFailure(
+            f"TLS failure: {origin} does not speak TLS, it answers in plain HTTP",
+            hint=f"write the endpoint as http://{urlsplit(origin).netloc or 'HOST:PORT'}, or give the"
+            " server's HTTPS port; plain HTTP to another computer also needs --insecure-http, and is"
+            " unencrypted",
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        reason = reason.removeprefix("certificate verify failed: ")
+        return errors.TlsFailure(
+            f"TLS failure: the certificate of {origin} is not trusted ({reason})",
+            hint="for a private CA or a self-signed certificate, give its certificate as ca_bundle=PATH"
+            " or --ca-bundle PATH; check that the endpoint's host name is the certificate's",
+        )
+    return errors.TlsFailure(
+        f"TLS failure talking to {origin}: {reason}",
+        hint="check the endpoint URL and its certificate; for a private CA give ca_bundle=PATH",
+    )
 
 
 def _origin(exc: Exception) -> str:

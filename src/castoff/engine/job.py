@@ -80,6 +80,7 @@ LANE_FATAL = (
     errors.AccessDenied,
     errors.NoSuchBucket,
     errors.BadCredentials,
+    errors.TlsFailure,
 )
 
 
