@@ -130,3 +130,19 @@ def test_an_https_endpoint_that_speaks_plain_http_is_said_once_and_the_bucket_st
     assert "Re-run the same command to retry only what is missing" not in said, said
     assert "6 files failed for a reason the same command meets again" in said, said
     assert len(list(ssd.rglob("*.JPG"))) == 6
+
+
+def test_a_part_size_below_an_unknown_servers_minimum_points_to_provider_rclone(
+    tmp_path: Path, card: Path
+) -> None:
+    """Before: the hint gave only "5MiB or more", where the README's fix for rclone serve s3 is
+    provider=rclone (no minimum)."""
+    castoff = Castoff(tmp_path / "user")
+    r = castoff("copy", str(card), "--to", f"s3://raw-bucket/p/?endpoint={ENDPOINT}&part_size=1MiB")
+    refused(r, "below the minimum of S3-compatible server", "5MiB or more", "give provider=rclone")
+    r = castoff(
+        "copy", str(card), "--to", f"s3://raw-bucket/p/?endpoint={ENDPOINT}&provider=rclone&part_size=1MiB"
+    )
+    assert "below the minimum" not in r.stdout + r.stderr
+    r = castoff("copy", str(card), "--to", "s3://raw-bucket/p/?provider=aws&region=eu-west-1&part_size=1MiB")
+    assert "provider=rclone" not in refused(r, "below the minimum of Amazon S3")

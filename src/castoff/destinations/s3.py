@@ -383,11 +383,18 @@ def check_part_size(options: S3Options, provider: Provider | None, label: str | 
     title = provider.title if provider else "S3"
     given = f"{size} bytes ({format_bytes(size)})"
     if size < low:
+        # rclone serve s3 has no minimum, but only provider=rclone says so (README): an unknown
+        # server is held to AWS's 5 MiB
+        rclone = (
+            "; for rclone serve s3, which has no minimum, give provider=rclone (--provider rclone)"
+            if provider is not None and provider.name == "other"
+            else ""
+        )
         raise errors.UsageError(
             f"{label}: part size {given} is out of range: below the minimum of {title}"
             f" ({low} bytes, {format_bytes(low)})",
             hint=f"give a part size of {_size_option(low)} or more (--part-size, or part_size= in the"
-            " URL or saved destination), or none: castoff then chooses one per file",
+            f" URL or saved destination), or none: castoff then chooses one per file{rclone}",
         )
     if size > high:
         raise errors.UsageError(
