@@ -146,3 +146,19 @@ def test_a_part_size_below_an_unknown_servers_minimum_points_to_provider_rclone(
     assert "below the minimum" not in r.stdout + r.stderr
     r = castoff("copy", str(card), "--to", "s3://raw-bucket/p/?provider=aws&region=eu-west-1&part_size=1MiB")
     assert "provider=rclone" not in refused(r, "below the minimum of Amazon S3")
+
+
+def test_yes_no_options_take_and_list_the_same_spellings(tmp_path: Path, card: Path) -> None:
+    """Before: ``conditional=maybe`` said "(use true or false)" while the README writes on."""
+    castoff = Castoff(tmp_path / "user")
+    url = f"s3://raw-bucket/p/?endpoint={ENDPOINT}"
+    spellings = "on/off, true/false, yes/no or 1/0"
+    refused(
+        castoff("copy", str(card), "--to", f"{url}&conditional=maybe"), "bad value for conditional", spellings
+    )
+    refused(castoff("copy", str(card), "--to", f"{url}&verify_download=maybe"), spellings)
+    r = castoff("workflow", "save", "w", "--to", f"{url}&conditional=maybe", "--verify-download")
+    refused(r, spellings)
+    for word in ("on", "off", "true", "false", "yes", "no", "1", "0", "auto", "ON"):
+        r = castoff("workflow", "save", f"w{word}", "--to", f"{url}&conditional={word}", "--verify-download")
+        assert r.returncode == 0, r.stdout + r.stderr

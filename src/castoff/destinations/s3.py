@@ -151,17 +151,27 @@ class S3Options:
     __str__ = __repr__
 
 
+#: a yes/no option's spellings, in every message that asks for one (the README writes ``on``)
+BOOL_SPELLINGS = "on/off, true/false, yes/no or 1/0"
+
+
 def _bool(text: str) -> bool:
     low = text.strip().lower()
     if low in ("1", "true", "yes", "on"):
         return True
     if low in ("0", "false", "no", "off"):
         return False
-    raise ValueError("use true or false")
+    raise ValueError(f"use {BOOL_SPELLINGS}")
 
 
 def _auto_bool(text: str) -> bool | None:
-    return None if text.strip().lower() == "auto" else _bool(text)
+    low = text.strip().lower()
+    if low == "auto":
+        return None
+    try:
+        return _bool(low)
+    except ValueError:
+        raise ValueError(f"use auto (where the provider honours them), {BOOL_SPELLINGS}") from None
 
 
 def _choice(*allowed: str) -> Callable[[str], str | None]:
