@@ -162,3 +162,22 @@ def test_yes_no_options_take_and_list_the_same_spellings(tmp_path: Path, card: P
     for word in ("on", "off", "true", "false", "yes", "no", "1", "0", "auto", "ON"):
         r = castoff("workflow", "save", f"w{word}", "--to", f"{url}&conditional={word}", "--verify-download")
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_dest_add_with_verify_download_tests_that_the_key_can_read(tmp_path: Path, moto: MotoBucket) -> None:
+    """Before: ``dest add … --verify-download`` with a key of PutObject + AbortMultipartUpload
+    said "ok @mvd: takes writes" and saved it; every job with it then failed the read-back."""
+    castoff = Castoff(tmp_path / "user")
+    key, secret = moto.enable_write_only()
+    add = ["dest", "add", "mvd", "s3", "--bucket", moto.bucket, "--prefix", "vd/", "--endpoint", moto.url]
+    r = castoff(*add, "--verify-download", "--access-key-id", key, "--secret-stdin", input=secret + "\n")
+    said = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode != 0 and "ok @mvd" not in said, said
+    assert "cannot read" in said and "--verify-download" in said and "s3:GetObject" in said, said
+    assert not castoff.config.exists() or "mvd" not in castoff.config.read_text()
+    r = castoff(
+        *add, "--verify-download", "--no-test", "--access-key-id", key, "--secret-stdin", input=secret + "\n"
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = castoff("dest", "test", "mvd")
+    assert r.returncode == 1 and "cannot read" in r.stdout + r.stderr, r.stdout + r.stderr

@@ -580,6 +580,25 @@ def test_probe_access_denied_on_moto(moto: Server, moto_b: MotoBucket) -> None:
     assert "s3:PutObject" in result.hint
 
 
+def test_probe_with_verify_download_reads_too(moto: Server, moto_b: MotoBucket) -> None:
+    """QA: a saved bucket with --verify-download and a key that cannot read was tested ok, and
+    every job then failed every read-back. The probe now reads too, and writes nothing more."""
+    key, secret = moto_b.enable_write_only()  # PutObject + AbortMultipartUpload
+    write_only = moto.options(prefix="p", access_key=key, secret_key=secret)
+    assert probe(write_only).ok  # without --verify-download the read is never tried
+    result = probe(replace(write_only, verify_download=True))
+    assert not result.ok and result.problem == "access-denied", result.message
+    assert "cannot read" in result.message and "--verify-download" in result.message
+    assert result.hint is not None and "s3:GetObject" in result.hint
+    key, secret = moto_b.server.enable_policy(
+        moto_b.bucket, ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"]
+    )
+    result = probe(moto.options(prefix="p", access_key=key, secret_key=secret, verify_download=True))
+    assert result.ok, result.message
+    assert "reads" in result.message
+    assert moto_b.client.list_objects_v2(Bucket=moto_b.bucket).get("KeyCount") == 0
+
+
 def test_probe_unreachable() -> None:
     options = S3Options("b", endpoint_url=f"http://{LOCALHOST}:{free_port()}", access_key="k", secret_key="s")
     result = probe(options)

@@ -1433,17 +1433,49 @@ def probe(options: S3Options) -> ProbeResult:
                 "a lifecycle rule that aborts incomplete uploads removes this one",
                 exc.message,
             )
+        if options.verify_download:
+            cannot_read = _probe_read(dest, key)
+            if cannot_read is not None:
+                return cannot_read
     except (errors.DestinationError, errors.UsageError) as exc:
         return _failed(dest.name, dest.endpoint_url, exc)
     finally:
         dest.close()
+    reads = " and reads (GetObject, for --verify-download)" if options.verify_download else ""
     return ProbeResult(
         True,
         dest.name,
         dest.endpoint_url,
-        f"takes writes: started and aborted an upload of {key} "
+        f"takes writes{reads}: started and aborted an upload of {key} "
         f"({dest.provider.title}, checksums {dest.checksum_mode})",
     )
+
+
+def _probe_read(dest: S3Destination, key: str) -> ProbeResult | None:
+    """With verify_download, a key that can write but not read fails every file's read-back, job
+    after job (QA: the probe said ok). GetObject of the probe's key, which holds no object: "no
+    such key" proves the read is allowed; AccessDenied that it is not. Nothing is written."""
+    options = dest.options
+    try:
+        with _s3_errors(options.bucket, key, keys_hint=options.keys_hint):
+            dest.client.get_object(Bucket=options.bucket, Key=key)["Body"].close()
+    except errors.AccessDenied as exc:
+        return ProbeResult(
+            False,
+            dest.name,
+            dest.endpoint_url,
+            "the key can write but cannot read: --verify-download reads every object back, so it"
+            f" cannot work with this key (GetObject of {key} was refused)",
+            "access-denied",
+            "grant the key s3:GetObject under the prefix (on AWS also s3:ListBucket: without it S3"
+            " refuses a read of a missing object the same way), or drop --verify-download",
+            exc.message,
+        )
+    except bx.ClientError as exc:  # untranslated: NoSuchKey, the answer a reader gets
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404") and status != 404:
+            raise
+    return None
 
 
 def _failed(name: str, endpoint: str, exc: errors.CastoffError) -> ProbeResult:
