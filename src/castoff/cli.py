@@ -1101,13 +1101,27 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             continue
         try:
             dest = resolver(args).open(spec, s3_defaults=s3_defaults)
-            dest.abort_token(r.target, r.token)
+            upload_id = r.token.get("upload_id")
+            abort_upload = getattr(dest, "abort_upload", None)  # a bucket's says if it was there
+            if abort_upload is not None and isinstance(upload_id, str) and upload_id:
+                there = bool(abort_upload(r.target, upload_id))
+            else:
+                dest.abort_token(r.target, r.token)
+                there = True
         except errors.CastoffError as exc:
             console.print(f"#{r.id} {r.target}: {exc}", style="red", markup=False, highlight=False)
             failed += 1
             continue
         catalog.close_upload(r.id)
-        console.print(f"aborted #{r.id}: {r.dest_name} {r.target}", markup=False, highlight=False)
+        if there:
+            console.print(f"aborted #{r.id}: {r.dest_name} {r.target}", markup=False, highlight=False)
+        else:
+            console.print(
+                f"#{r.id}: {r.dest_name} {r.target}: already gone from the server (NoSuchUpload:"
+                " expired, aborted or completed elsewhere); the catalog has forgotten it too",
+                markup=False,
+                highlight=False,
+            )
     return errors.EXIT_FAILED if failed else 0
 
 

@@ -1094,13 +1094,15 @@ class S3Destination:
             args["KeyMarker"] = page.get("NextKeyMarker", "")
             args["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
 
-    def abort_upload(self, key: str, upload_id: str) -> None:
-        """AbortMultipartUpload; an upload already gone is fine."""
+    def abort_upload(self, key: str, upload_id: str) -> bool:
+        """AbortMultipartUpload; an upload already gone (NoSuchUpload) is fine: False then."""
         try:
             with _s3_errors(self.options.bucket, key, keys_hint=self.options.keys_hint):
                 self.client.abort_multipart_upload(Bucket=self.options.bucket, Key=key, UploadId=upload_id)
         except errors.UploadGone:
             log.info("abort: upload %s of %s was already gone", upload_id, key)
+            return False
+        return True
 
     def close(self) -> None:
         self.client.close()
