@@ -973,8 +973,8 @@ class S3Destination:
                 hint="the file name holds bytes that are not UTF-8",
             ) from None
         if size > MAX_KEY_BYTES:
-            raise errors.KeyRejected(
-                f"key is {size} bytes, S3 allows {MAX_KEY_BYTES}: {key[:60]}…",
+            raise errors.KeyRejected(  # the line that says it names the file: not the key again
+                f"its key would be {size} bytes (the prefix and the file's path), S3 allows {MAX_KEY_BYTES}",
                 hint="use a shorter prefix or layout for this file",
             )
         if not rel_path:
@@ -1006,7 +1006,7 @@ class S3Destination:
         """Begin one file. A multipart upload is created here, before any part, so the token
         the engine records already names it."""
         if len(target.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-            raise errors.KeyRejected(f"key longer than {MAX_KEY_BYTES} bytes: {target[:60]}…")
+            raise errors.KeyRejected(f"its key is longer than {MAX_KEY_BYTES} bytes, the most S3 allows")
         if not 1 <= part_size <= self.provider.max_part_size:
             raise ValueError(f"part size {part_size} outside 1..{self.provider.max_part_size}")
         if meta.size > self.provider.max_object_size:
