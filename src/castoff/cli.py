@@ -225,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="parts in flight per bucket (default 4, at most 256)",
     )
-    s3.add_argument("--bwlimit", help="upload bandwidth per bucket, e.g. 10M (bytes/s)")
+    s3.add_argument(
+        "--bwlimit",
+        help="upload bandwidth per bucket, e.g. 10M; a bare number is bytes/s (not KiB/s as in rclone);"
+        " 0 or off: no limit",
+    )
     s3.add_argument(
         "--ca-bundle", metavar="PEM", help="certificates of a private CA (TLS is always verified)"
     )
@@ -564,6 +568,16 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from castoff.engine.pacing import RateLimiter, parse_rate
 
         limit = parse_rate(args.bwlimit)
+        if limit is not None and limit < 1024:  # a bare number is bytes/s: rclone's is KiB/s
+            console.print(
+                f"warning: --bwlimit {args.bwlimit} is {limit} bytes per second per bucket, under 1 KiB/s:"
+                f" a bare number is bytes per second (in rclone it is KiB/s); for KiB/s write"
+                f" {args.bwlimit.strip()}K",
+                style="yellow",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         if limit is not None:
             for d in dests:
                 if not d.caps.is_local:
@@ -1144,8 +1158,31 @@ def _uploads_to_abort(rows: list[UploadRow], args: argparse.Namespace) -> list[U
     return [r for r in rows if str(r.id) in wanted]
 
 
+#: options whose value may begin with "-" and a digit: argparse takes ``--bwlimit -5M`` for a
+#: missing value followed by an option, so ``-5M`` never reached castoff's own message
+_SIGNED_VALUES = ("--bwlimit",)
+
+
+def _attach_signed_values(argv: list[str]) -> list[str]:
+    """``--bwlimit -5M`` as ``--bwlimit=-5M``, which argparse passes on as the value."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":  # the rest are sources: never touched
+            return out + argv[i:]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg in _SIGNED_VALUES and len(nxt) > 1 and nxt[0] == "-" and (nxt[1].isdigit() or nxt[1] == "."):
+            out.append(f"{arg}={nxt}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _attach_signed_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     commands.autocomplete(parser)
     args = parser.parse_args(argv)

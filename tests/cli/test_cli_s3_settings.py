@@ -8,7 +8,7 @@ import pytest
 
 from castoff_cli import Castoff
 from engine_runner import write
-from server_fixtures import MotoBucket
+from server_fixtures import MotoBucket, RcloneBucket
 
 ENDPOINT = "http://127.0.0.1:9"  # nothing is sent: every refusal here comes before a request
 
@@ -181,3 +181,25 @@ def test_dest_add_with_verify_download_tests_that_the_key_can_read(tmp_path: Pat
     assert r.returncode == 0, r.stdout + r.stderr
     r = castoff("dest", "test", "mvd")
     assert r.returncode == 1 and "cannot read" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_bwlimit_negative_reaches_castoffs_message_and_a_tiny_limit_is_warned(
+    tmp_path: Path, card: Path, rclone_s3: RcloneBucket
+) -> None:
+    """Before: ``--bwlimit -5M`` gave only argparse's "expected one argument", and ``--bwlimit 500``
+    (500 bytes/s, where rclone would read KiB/s) went unsaid."""
+    castoff = Castoff(
+        tmp_path / "user",
+        env={"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key},
+    )
+    url = f"s3://{rclone_s3.bucket}/p/?endpoint={rclone_s3.url}&provider=rclone"
+    r = castoff("copy", str(card), "--to", url, "--bwlimit", "-5M")
+    said = refused(r, "bandwidth")
+    assert "expected one argument" not in said, said
+    r = castoff("copy", str(card), "--to", url, "--bwlimit", "500")
+    said = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0, said
+    assert "--bwlimit 500 is 500 bytes per second per bucket, under 1 KiB/s" in said, said
+    assert "write 500K" in said, said
+    r = castoff("copy", str(card), "--to", url, "--to", str(tmp_path / "ssd"), "--bwlimit", "0")
+    assert r.returncode == 0 and "under 1 KiB/s" not in r.stdout + r.stderr, r.stderr
