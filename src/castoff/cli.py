@@ -85,15 +85,19 @@ class BadOptionValue(argparse.ArgumentTypeError, ValueError):
     workflow's saved value is refused with it too (``config.workflows`` catches ValueError)."""
 
 
-def one_or_more(text: str) -> int:
-    """A count that must be 1 or more (``--max-parallel``): 0 is refused as -3 is, and as
-    ``?max_parallel=0`` in an s3:// URL is, not taken as "not given"."""
+def parallel_count(text: str) -> int:
+    """``--max-parallel``: 1 to MAX_PARALLEL; 0 is refused as -3 is, and as ``?max_parallel=0``
+    in an s3:// URL is, not taken as "not given"; 100000 is refused before a thread starts."""
+    from castoff.destinations.s3 import MAX_PARALLEL
+
     try:
         n = int(text)
     except ValueError:
-        raise BadOptionValue(f"{text!r} is not a whole number") from None
+        raise BadOptionValue(f"{text!r} is not a whole number (use 1 to {MAX_PARALLEL})") from None
     if n < 1:
         raise BadOptionValue(f"must be 1 or more, not {n}")
+    if n > MAX_PARALLEL:
+        raise BadOptionValue(f"must be at most {MAX_PARALLEL} (requests at once per bucket), not {n}")
     return n
 
 
@@ -217,15 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     s3.add_argument("--addressing", choices=("path", "virtual", "auto"))
     s3.add_argument("--part-size", help="multipart part size (default: chosen per file)")
     s3.add_argument(
-        "--max-parallel", type=one_or_more, metavar="N", help="parts in flight per bucket (default 4)"
+        "--max-parallel",
+        type=parallel_count,
+        metavar="N",
+        help="parts in flight per bucket (default 4, at most 256)",
+    )
+    s3.add_argument(
+        "--bwlimit",
+        help="upload bandwidth per bucket, e.g. 10M; a bare number is bytes/s (not KiB/s as in rclone);"
+        " 0 or off: no limit",
     )
     s3.add_argument(
         "--max-parallel-small",
-        type=one_or_more,
+        type=parallel_count,
         metavar="N",
-        help="small objects (up to 1 MiB) in flight per bucket (default 4 x --max-parallel)",
+        help="small objects (up to 1 MiB) in flight per bucket (default 4 x --max-parallel, at most 256)",
     )
-    s3.add_argument("--bwlimit", help="upload bandwidth per bucket, e.g. 10M (bytes/s)")
     s3.add_argument(
         "--ca-bundle", metavar="PEM", help="certificates of a private CA (TLS is always verified)"
     )
@@ -565,6 +576,16 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from castoff.engine.pacing import RateLimiter, parse_rate
 
         limit = parse_rate(args.bwlimit)
+        if limit is not None and limit < 1024:  # a bare number is bytes/s: rclone's is KiB/s
+            console.print(
+                f"warning: --bwlimit {args.bwlimit} is {limit} bytes per second per bucket, under 1 KiB/s:"
+                f" a bare number is bytes per second (in rclone it is KiB/s); for KiB/s write"
+                f" {args.bwlimit.strip()}K",
+                style="yellow",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         if limit is not None:
             for d in dests:
                 if not d.caps.is_local:
@@ -777,8 +798,8 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
     from castoff.engine.job import LANE_FATAL
     from castoff.reports.summary import NOT_BY_RERUN
 
-    # a destination that stopped for a reason of its own (a wrong key, a full drive): a re-run
-    # delivers there once what was said is fixed, not before
+    # a destination that stopped for a reason of its own (a wrong key, a full drive, a TLS
+    # failure): a re-run delivers there once what was said is fixed, not before
     stopped = {e.code for e in LANE_FATAL} | {errors.ClockSkew.code}
     rerun = kept = refused = itself = other = 0
     fix_first = False
@@ -1112,13 +1133,27 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             continue
         try:
             dest = resolver(args).open(spec, s3_defaults=s3_defaults)
-            dest.abort_token(r.target, r.token)
+            upload_id = r.token.get("upload_id")
+            abort_upload = getattr(dest, "abort_upload", None)  # a bucket's says if it was there
+            if abort_upload is not None and isinstance(upload_id, str) and upload_id:
+                there = bool(abort_upload(r.target, upload_id))
+            else:
+                dest.abort_token(r.target, r.token)
+                there = True
         except errors.CastoffError as exc:
             console.print(f"#{r.id} {r.target}: {exc}", style="red", markup=False, highlight=False)
             failed += 1
             continue
         catalog.close_upload(r.id)
-        console.print(f"aborted #{r.id}: {r.dest_name} {r.target}", markup=False, highlight=False)
+        if there:
+            console.print(f"aborted #{r.id}: {r.dest_name} {r.target}", markup=False, highlight=False)
+        else:
+            console.print(
+                f"#{r.id}: {r.dest_name} {r.target}: already gone from the server (NoSuchUpload:"
+                " expired, aborted or completed elsewhere); the catalog has forgotten it too",
+                markup=False,
+                highlight=False,
+            )
     return errors.EXIT_FAILED if failed else 0
 
 
@@ -1141,8 +1176,31 @@ def _uploads_to_abort(rows: list[UploadRow], args: argparse.Namespace) -> list[U
     return [r for r in rows if str(r.id) in wanted]
 
 
+#: options whose value may begin with "-" and a digit: argparse takes ``--bwlimit -5M`` for a
+#: missing value followed by an option, so ``-5M`` never reached castoff's own message
+_SIGNED_VALUES = ("--bwlimit",)
+
+
+def _attach_signed_values(argv: list[str]) -> list[str]:
+    """``--bwlimit -5M`` as ``--bwlimit=-5M``, which argparse passes on as the value."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":  # the rest are sources: never touched
+            return out + argv[i:]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg in _SIGNED_VALUES and len(nxt) > 1 and nxt[0] == "-" and (nxt[1].isdigit() or nxt[1] == "."):
+            out.append(f"{arg}={nxt}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _attach_signed_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     commands.autocomplete(parser)
     args = parser.parse_args(argv)

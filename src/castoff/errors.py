@@ -25,6 +25,7 @@ cannot be translated is re-raised as it is, never swallowed.
         │   ├── DestinationReadOnly    EROFS / EACCES on the destination
         │   ├── DestinationGone        the mount or folder disappeared
         │   ├── KeyRejected            the key or path cannot exist there (too long, illegal name)
+        │   ├── TlsFailure             no trusted TLS connection to the endpoint (certificate, plain HTTP)
         │   └── ConflictError          the target exists with other content and --on-conflict=fail
         │       └── HistoryConflict    a source's ASC MHL history would land on another history
         ├── IntegrityError             bytes at the destination differ from the source's
@@ -153,6 +154,13 @@ class DestinationGone(PermanentError):
 
 class KeyRejected(PermanentError):
     code = "key-rejected"
+
+
+class TlsFailure(PermanentError):
+    """No trusted TLS connection to the endpoint: its certificate is not trusted, or it answers in
+    plain HTTP. Every request there meets it again, whatever the file."""
+
+    code = "tls"
 
 
 class ConflictError(PermanentError):

@@ -64,6 +64,9 @@ def test_odd_names_land_exactly_in_folders_and_buckets(rig: Rig) -> None:
     )
     logs = " ".join(rig.runner.logs())
     assert "S3 allows 1024" in logs
+    # QA: the line printed the whole 1 KB path, then the key again: now the file once, shortened
+    line = next(text for text in rig.runner.logs() if "S3 allows 1024" in text)
+    assert too_long not in line and line.count("card/LONG/") == 1 and len(line) < 400, line
 
 
 def test_case_only_differences_on_a_case_insensitive_target_keep_both(tmp_path: Path) -> None:

@@ -101,6 +101,23 @@ def test_uploads_abort_says_when_the_key_may_not_abort(two_open_uploads: Any) ->
     assert len(set().union(*(v.multipart_uploads() for v in views))) == 2
 
 
+def test_uploads_abort_of_an_upload_the_server_forgot_says_so(two_open_uploads: Any) -> None:
+    """QA: an upload the server no longer had was said "aborted #4" like any other."""
+    state, env, views = two_open_uploads
+    first, second = open_uploads(state)
+    views[0].client.abort_multipart_upload(
+        Bucket=views[0].bucket, Key=first.target, UploadId=first.token["upload_id"]
+    )
+    r = castoff("uploads", "abort", str(first.id), str(second.id), state=state, env=env)
+    said = " ".join(r.stdout.split())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"aborted #{first.id}" not in said, said
+    assert f"#{first.id}: " in said and "already gone from the server (NoSuchUpload" in said, said
+    assert "the catalog has forgotten it too" in said, said
+    assert f"aborted #{second.id}" in said, said
+    assert not open_uploads(state)
+
+
 def test_dest_test_ok_leaves_nothing_behind(tmp_path: Path, rclone_s3: Any) -> None:
     env = keys(rclone_s3.access_key, rclone_s3.secret_key)
     url = s3_url(rclone_s3.bucket, "raw/", rclone_s3.url)

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from castoff.cli import one_or_more
+from castoff.cli import parallel_count
 from castoff.commands.common import check_option, copy_parser
 from castoff.config import workflows
 
@@ -18,7 +18,7 @@ def sample_value(action: argparse.Action) -> object:
     if action.choices:
         choices = [c for c in action.choices if c != action.default]
         return choices[0]
-    if action.type in (int, one_or_more):
+    if action.type in (int, parallel_count):
         return 3
     value = {"memory": "300M", "chunk_size": "8M", "part_size": "16M", "bwlimit": "5M", "sse": "AES256"}.get(
         action.dest, "x-value"

@@ -582,6 +582,25 @@ def test_probe_access_denied_on_moto(moto: Server, moto_b: MotoBucket) -> None:
     assert "s3:PutObject" in result.hint
 
 
+def test_probe_with_verify_download_reads_too(moto: Server, moto_b: MotoBucket) -> None:
+    """QA: a saved bucket with --verify-download and a key that cannot read was tested ok, and
+    every job then failed every read-back. The probe now reads too, and writes nothing more."""
+    key, secret = moto_b.enable_write_only()  # PutObject + AbortMultipartUpload
+    write_only = moto.options(prefix="p", access_key=key, secret_key=secret)
+    assert probe(write_only).ok  # without --verify-download the read is never tried
+    result = probe(replace(write_only, verify_download=True))
+    assert not result.ok and result.problem == "access-denied", result.message
+    assert "cannot read" in result.message and "--verify-download" in result.message
+    assert result.hint is not None and "s3:GetObject" in result.hint
+    key, secret = moto_b.server.enable_policy(
+        moto_b.bucket, ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"]
+    )
+    result = probe(moto.options(prefix="p", access_key=key, secret_key=secret, verify_download=True))
+    assert result.ok, result.message
+    assert "reads" in result.message
+    assert moto_b.client.list_objects_v2(Bucket=moto_b.bucket).get("KeyCount") == 0
+
+
 def test_probe_unreachable() -> None:
     options = S3Options("b", endpoint_url=f"http://{LOCALHOST}:{free_port()}", access_key="k", secret_key="s")
     result = probe(options)
@@ -1167,7 +1186,31 @@ def test_rclone_clock_skew_answer_is_clock_skew() -> None:
         ),
         (bx.ReadTimeoutError(endpoint_url="http://h"), errors.TransientError, "in time"),
         (bx.ConnectionClosedError(endpoint_url="http://h"), errors.TransientError, "connection"),
-        (bx.SSLError(endpoint_url="https://h", error="bad cert"), errors.PermanentError, "TLS"),
+        (bx.SSLError(endpoint_url="https://h", error="bad cert"), errors.TlsFailure, "TLS"),
+        (
+            bx.SSLError(
+                endpoint_url="https://h:9000/b/k",
+                error="[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)",
+            ),
+            errors.TlsFailure,
+            "https://h:9000 does not speak TLS, it answers in plain HTTP",
+        ),
+        (
+            bx.SSLError(
+                endpoint_url="https://h/b/k",
+                error="[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate"
+                " (_ssl.c:1006)",
+            ),
+            errors.TlsFailure,
+            "the certificate of https://h is not trusted (self-signed certificate)",
+        ),
+        (
+            bx.SSLError(
+                endpoint_url="https://h/b/k", error="EOF occurred in violation of protocol (_ssl.c:2427)"
+            ),
+            errors.TransientError,
+            "lost during the TLS handshake",
+        ),
         (bx.NoCredentialsError(), errors.BadCredentials, "credentials"),
     ],
 )
@@ -1175,3 +1218,8 @@ def test_transport_errors_translate(exc: Exception, cls: type[Exception], words:
     mapped = translate_error(exc, bucket="b", key="k")
     assert type(mapped) is cls
     assert words in str(mapped)
+    assert "_ssl.c" not in str(mapped)
+    if "plain HTTP" in words:  # the advice: the same host and port, over http://
+        assert "write the endpoint as http://h:9000" in str(mapped)
+    if "not trusted" in words:
+        assert "ca_bundle=PATH" in str(mapped)

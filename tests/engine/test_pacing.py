@@ -52,6 +52,7 @@ def test_parse_size_refuses(text: str) -> None:
         ("100", 100),
         ("0.5K/s", 512),
         ("0", None),
+        ("0.5", 1),  # the slowest limit, never "no limit" (it was: int(0.5) is 0)
         ("off", None),
         ("", None),
     ],

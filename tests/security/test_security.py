@@ -43,7 +43,10 @@ def test_tls_is_verified_by_default_and_ca_bundle_trusts_a_private_ca(
     assert probe.returncode == 1
     assert "TLS" in probe.stdout and "ca_bundle" in " ".join(probe.stdout.split())
     refused = castoff("copy", str(src), "--to", url, "--quiet", state=state, env=env)
-    assert refused.returncode == 1
+    assert refused.returncode == 2, refused.stdout + refused.stderr  # no destination could be used
+    said = " ".join((refused.stdout + refused.stderr).split())
+    assert said.count("is not trusted (self-signed certificate)") == 1, said  # once, not per file
+    assert "ca_bundle=PATH" in said and "_ssl.c" not in said, said
     view = BucketView("s3://castoff-tls/raw", server.admin_client(), "castoff-tls", "raw/")
     assert view.objects() == {}  # nothing went over an unverified connection
     assert castoff("dest", "test", url, "--ca-bundle", str(cert), state=state, env=env).returncode == 0

@@ -67,6 +67,10 @@ MAX_KEY_BYTES = 1024
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 READ_CHUNK = 8 * MiB
+#: the most requests in flight per bucket (``max_parallel``, ``max_parallel_small``): a thread and
+#: a connection each. rclone's --transfers is commonly set up to 64-128, s5cmd runs 256 workers;
+#: thousands only exhaust threads (QA: 100000 could not start, 5000 took 140 s for one file)
+MAX_PARALLEL = 256
 #: the three metadata keys castoff always writes; rclone reads mtime and md5chksum
 META_BLAKE3 = "blake3"
 META_MTIME = "mtime"
@@ -81,6 +85,12 @@ _SSE_NAMES: Mapping[str, SSE] = {
     "sse-kms": "aws:kms",
     "kms": "aws:kms",
 }
+
+
+#: storage classes whose objects cannot be read until restored (AWS: GLACIER, DEEP_ARCHIVE;
+#: GLACIER_IR, GCS's ARCHIVE and the rest are read at once): a read-back there always fails
+#: with InvalidObjectState
+UNREADABLE_STORAGE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 
 
 # --- options ------------------------------------------------------------------------------
@@ -141,17 +151,27 @@ class S3Options:
     __str__ = __repr__
 
 
+#: a yes/no option's spellings, in every message that asks for one (the README writes ``on``)
+BOOL_SPELLINGS = "on/off, true/false, yes/no or 1/0"
+
+
 def _bool(text: str) -> bool:
     low = text.strip().lower()
     if low in ("1", "true", "yes", "on"):
         return True
     if low in ("0", "false", "no", "off"):
         return False
-    raise ValueError("use true or false")
+    raise ValueError(f"use {BOOL_SPELLINGS}")
 
 
 def _auto_bool(text: str) -> bool | None:
-    return None if text.strip().lower() == "auto" else _bool(text)
+    low = text.strip().lower()
+    if low == "auto":
+        return None
+    try:
+        return _bool(low)
+    except ValueError:
+        raise ValueError(f"use auto (where the provider honours them), {BOOL_SPELLINGS}") from None
 
 
 def _choice(*allowed: str) -> Callable[[str], str | None]:
@@ -173,10 +193,17 @@ def _sse(text: str) -> SSE:
         raise ValueError("use AES256 (SSE-S3) or aws:kms (SSE-KMS)") from None
 
 
-def _positive(text: str) -> int:
-    n = int(text)
+def _count(text: str) -> int:
+    """A number of requests in flight: a whole number from 1 to MAX_PARALLEL (the message
+    says so, never Python's ``invalid literal for int()``)."""
+    try:
+        n = int(text.strip())
+    except ValueError:
+        raise ValueError(f"use a whole number from 1 to {MAX_PARALLEL}") from None
     if n < 1:
         raise ValueError("must be 1 or more")
+    if n > MAX_PARALLEL:
+        raise ValueError(f"must be at most {MAX_PARALLEL} requests at once per bucket")
     return n
 
 
@@ -203,8 +230,8 @@ _URL_OPTIONS: Mapping[str, tuple[str, Any]] = {
     "addressing": ("addressing_style", _choice("path", "virtual", "auto")),
     "profile": ("profile", _text),
     "part_size": ("part_size", _size),
-    "max_parallel": ("max_parallel_parts", _positive),
-    "max_parallel_small": ("max_parallel_small", _positive),
+    "max_parallel": ("max_parallel_parts", _count),
+    "max_parallel_small": ("max_parallel_small", _count),
     "checksums": ("checksum_mode", _choice("when_required", "when_supported")),
     "provider": ("provider", lambda t: get_provider(t).name),
     "verify_download": ("verify_download", _bool),
@@ -373,12 +400,26 @@ def check_options(options: S3Options, provider: Provider | None, label: str | No
                 f"storage class {options.storage_class!r} is not offered by {where}",
                 hint=f"choose one of {', '.join(sorted(known))}",
             )
+    if options.verify_download and options.storage_class in UNREADABLE_STORAGE_CLASSES:
+        label = label or f"s3://{options.bucket}/{options.prefix}".rstrip("/")
+        raise errors.UsageError(
+            f"{label}: --verify-download cannot work with storage class {options.storage_class}:"
+            " its objects cannot be read back until they are restored, so every read-back would fail"
+            " and every run would upload them again",
+            hint="drop --verify-download (each upload is still proven by Content-MD5 and ETags), or"
+            " choose a storage class that reads at once, such as GLACIER_IR",
+        )
     if options.sse_kms_key_id and options.sse != "aws:kms":
         raise errors.UsageError("sse_kms_key_id needs sse=aws:kms")
-    if options.max_parallel_parts < 1:
-        raise errors.UsageError("max_parallel must be 1 or more")
-    if options.max_parallel_small is not None and options.max_parallel_small < 1:
-        raise errors.UsageError("max_parallel_small must be 1 or more")
+    for name, n in (
+        ("max_parallel", options.max_parallel_parts),
+        ("max_parallel_small", options.max_parallel_small),
+    ):
+        if n is not None and not 1 <= n <= MAX_PARALLEL:
+            raise errors.UsageError(
+                f"{name} {n} is out of range: castoff sends 1 to {MAX_PARALLEL} requests at once per bucket",
+                hint=f"give {name} a whole number from 1 to {MAX_PARALLEL} (a thread and a connection each)",
+            )
     if options.part_size is not None:
         check_part_size(options, provider, label)
 
@@ -404,11 +445,18 @@ def check_part_size(options: S3Options, provider: Provider | None, label: str | 
     title = provider.title if provider else "S3"
     given = f"{size} bytes ({format_bytes(size)})"
     if size < low:
+        # rclone serve s3 has no minimum, but only provider=rclone says so (README): an unknown
+        # server is held to AWS's 5 MiB
+        rclone = (
+            "; for rclone serve s3, which has no minimum, give provider=rclone (--provider rclone)"
+            if provider is not None and provider.name == "other"
+            else ""
+        )
         raise errors.UsageError(
             f"{label}: part size {given} is out of range: below the minimum of {title}"
             f" ({low} bytes, {format_bytes(low)})",
             hint=f"give a part size of {_size_option(low)} or more (--part-size, or part_size= in the"
-            " URL or saved destination), or none: castoff then chooses one per file",
+            f" URL or saved destination), or none: castoff then chooses one per file{rclone}",
         )
     if size > high:
         raise errors.UsageError(
@@ -584,13 +632,7 @@ _BY_CODE: Mapping[str, Callable[[_Answer], BaseException]] = {
 _BY_TYPE: Sequence[
     tuple[type[Exception] | tuple[type[Exception], ...], Callable[[Exception, str], BaseException]]
 ] = (
-    (
-        bx.SSLError,
-        lambda e, where: errors.PermanentError(
-            f"TLS failure talking to the endpoint for {where}: {e}",
-            hint="check the endpoint's certificate; for a private CA give ca_bundle=PATH",
-        ),
-    ),
+    (bx.SSLError, lambda e, where: _tls_failure(e)),
     (
         (bx.NoCredentialsError, bx.PartialCredentialsError),
         lambda e, where: errors.BadCredentials(
@@ -618,6 +660,40 @@ _BY_TYPE: Sequence[
         lambda e, where: errors.TransientError(f"connection lost ({where}): {e}"),
     ),
 )
+
+
+#: OpenSSL's words for a connection that ended during the handshake: the network, not TLS
+_TLS_DROPPED = ("EOF occurred", "UNEXPECTED_EOF", "Connection reset", "ECONNRESET")
+
+
+def _tls_failure(exc: Exception) -> BaseException:
+    """What a failed TLS connection means, once per endpoint, in words (never OpenSSL's
+    ``(_ssl.c:1006)``): a server talking plain HTTP on an https:// endpoint, a certificate
+    this computer does not trust, or a connection the network dropped (retried)."""
+    origin = _origin(exc)
+    text = str(getattr(exc, "kwargs", {}).get("error") or exc)
+    reason = re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)
+    reason = re.sub(r"^.*?\[SSL(?:: [A-Z0-9_]+)?\]\s*", "", reason).strip() or "TLS handshake failed"
+    if any(word in text for word in _TLS_DROPPED):
+        return errors.TransientError(f"connection to {origin} lost during the TLS handshake ({reason})")
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return errors.TlsFailure(
+            f"TLS failure: {origin} does not speak TLS, it answers in plain HTTP",
+            hint=f"write the endpoint as http://{urlsplit(origin).netloc or 'HOST:PORT'}, or give the"
+            " server's HTTPS port; plain HTTP to another computer also needs --insecure-http, and is"
+            " unencrypted",
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        reason = reason.removeprefix("certificate verify failed: ")
+        return errors.TlsFailure(
+            f"TLS failure: the certificate of {origin} is not trusted ({reason})",
+            hint="for a private CA or a self-signed certificate, give its certificate as ca_bundle=PATH"
+            " or --ca-bundle PATH; check that the endpoint's host name is the certificate's",
+        )
+    return errors.TlsFailure(
+        f"TLS failure talking to {origin}: {reason}",
+        hint="check the endpoint URL and its certificate; for a private CA give ca_bundle=PATH",
+    )
 
 
 def _origin(exc: Exception) -> str:
@@ -847,7 +923,9 @@ class S3Destination:
         # A small PutObject is a round trip more than bandwidth: thousands of them over a long
         # one want many in flight (1,000 files of 4-64 KiB through a 20 ms round trip: 7.1 s at 4,
         # 3.2 s at 16; aws-cli 5.5 s), while big parts stay at max_parallel (memory).
-        small = options.max_parallel_small or SMALL_OBJECTS_PER_PART * options.max_parallel_parts
+        small = options.max_parallel_small or min(
+            SMALL_OBJECTS_PER_PART * options.max_parallel_parts, MAX_PARALLEL
+        )
         self.small_parallel = max(small, options.max_parallel_parts)
         config = Config(
             signature_version="s3v4",
@@ -947,8 +1025,8 @@ class S3Destination:
                 hint="the file name holds bytes that are not UTF-8",
             ) from None
         if size > MAX_KEY_BYTES:
-            raise errors.KeyRejected(
-                f"key is {size} bytes, S3 allows {MAX_KEY_BYTES}: {key[:60]}…",
+            raise errors.KeyRejected(  # the line that says it names the file: not the key again
+                f"its key would be {size} bytes (the prefix and the file's path), S3 allows {MAX_KEY_BYTES}",
                 hint="use a shorter prefix or layout for this file",
             )
         if not rel_path:
@@ -980,7 +1058,7 @@ class S3Destination:
         """Begin one file. A multipart upload is created here, before any part, so the token
         the engine records already names it."""
         if len(target.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-            raise errors.KeyRejected(f"key longer than {MAX_KEY_BYTES} bytes: {target[:60]}…")
+            raise errors.KeyRejected(f"its key is longer than {MAX_KEY_BYTES} bytes, the most S3 allows")
         if not 1 <= part_size <= self.provider.max_part_size:
             raise ValueError(f"part size {part_size} outside 1..{self.provider.max_part_size}")
         if meta.size > self.provider.max_object_size:
@@ -1068,13 +1146,15 @@ class S3Destination:
             args["KeyMarker"] = page.get("NextKeyMarker", "")
             args["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
 
-    def abort_upload(self, key: str, upload_id: str) -> None:
-        """AbortMultipartUpload; an upload already gone is fine."""
+    def abort_upload(self, key: str, upload_id: str) -> bool:
+        """AbortMultipartUpload; an upload already gone (NoSuchUpload) is fine: False then."""
         try:
             with _s3_errors(self.options.bucket, key, keys_hint=self.options.keys_hint):
                 self.client.abort_multipart_upload(Bucket=self.options.bucket, Key=key, UploadId=upload_id)
         except errors.UploadGone:
             log.info("abort: upload %s of %s was already gone", upload_id, key)
+            return False
+        return True
 
     def close(self) -> None:
         self.client.close()
@@ -1412,17 +1492,49 @@ def probe(options: S3Options) -> ProbeResult:
                 "a lifecycle rule that aborts incomplete uploads removes this one",
                 exc.message,
             )
+        if options.verify_download:
+            cannot_read = _probe_read(dest, key)
+            if cannot_read is not None:
+                return cannot_read
     except (errors.DestinationError, errors.UsageError) as exc:
         return _failed(dest.name, dest.endpoint_url, exc)
     finally:
         dest.close()
+    reads = " and reads (GetObject, for --verify-download)" if options.verify_download else ""
     return ProbeResult(
         True,
         dest.name,
         dest.endpoint_url,
-        f"takes writes: started and aborted an upload of {key} "
+        f"takes writes{reads}: started and aborted an upload of {key} "
         f"({dest.provider.title}, checksums {dest.checksum_mode})",
     )
+
+
+def _probe_read(dest: S3Destination, key: str) -> ProbeResult | None:
+    """With verify_download, a key that can write but not read fails every file's read-back, job
+    after job (QA: the probe said ok). GetObject of the probe's key, which holds no object: "no
+    such key" proves the read is allowed; AccessDenied that it is not. Nothing is written."""
+    options = dest.options
+    try:
+        with _s3_errors(options.bucket, key, keys_hint=options.keys_hint):
+            dest.client.get_object(Bucket=options.bucket, Key=key)["Body"].close()
+    except errors.AccessDenied as exc:
+        return ProbeResult(
+            False,
+            dest.name,
+            dest.endpoint_url,
+            "the key can write but cannot read: --verify-download reads every object back, so it"
+            f" cannot work with this key (GetObject of {key} was refused)",
+            "access-denied",
+            "grant the key s3:GetObject under the prefix (on AWS also s3:ListBucket: without it S3"
+            " refuses a read of a missing object the same way), or drop --verify-download",
+            exc.message,
+        )
+    except bx.ClientError as exc:  # untranslated: NoSuchKey, the answer a reader gets
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404") and status != 404:
+            raise
+    return None
 
 
 def _failed(name: str, endpoint: str, exc: errors.CastoffError) -> ProbeResult:

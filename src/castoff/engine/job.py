@@ -81,6 +81,7 @@ LANE_FATAL = (
     errors.AccessDenied,
     errors.NoSuchBucket,
     errors.BadCredentials,
+    errors.TlsFailure,
 )
 
 
@@ -190,6 +191,19 @@ def mtime_kept(found_ns: int, set_ns: int) -> bool:
     if step == 10**9:
         step = MTIME_STEP_MAX_NS  # whole seconds: FAT's are even ones
     return abs(found_ns - set_ns) < step
+
+
+#: the longest file path a console line shows whole; a longer one keeps its start and its end
+SHOWN_PATH_MAX = 160
+
+
+def _shown_path(rel_path: str) -> str:
+    """``rel_path`` for a console line: whole, or shortened in the middle when it is long (QA: a
+    1.2 KB path too long for a bucket's key filled the screen); the report keeps it whole."""
+    if len(rel_path) <= SHOWN_PATH_MAX:
+        return rel_path
+    tail = SHOWN_PATH_MAX // 2
+    return f"{rel_path[: SHOWN_PATH_MAX - tail - 1]}…{rel_path[-tail:]}"
 
 
 def _without_path(rel_path: str, text: str) -> str:
@@ -2520,7 +2534,8 @@ class Engine:
             level = "debug" if said else "error"
             if level == "error" or self._debug:
                 rel = fs.src.rel_path
-                self.log(f"{lane.name}: {rel}: {status}: {_without_path(rel, err_text or '')}", level)
+                text = _without_path(rel, err_text or "")
+                self.log(f"{lane.name}: {_shown_path(rel)}: {status}: {text}", level)
         if not self._file_events:
             return
         self.emit(

@@ -48,7 +48,9 @@ def parse_rate(text: str) -> int | None:
     if cleaned.lower() in _UNLIMITED:
         return None
     value = _quantity(cleaned, "a bandwidth", "use bytes per second: 10M, 512K, 1.5MiB/s")
-    return int(value) or None
+    if value <= 0:
+        return None
+    return max(1, int(value))  # 0.5 bytes/s is a limit (the slowest), never "no limit"
 
 
 class RateLimiter:
