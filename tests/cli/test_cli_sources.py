@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,20 @@ def test_a_source_whose_files_the_filters_all_left_out_exits_2_and_says_so(tmp_p
         assert "no file to copy" not in said
 
 
+def _copied_through(card: Path, tmp_path: Path, *filters: str) -> tuple[set[str], str]:
+    """``card`` copied with ``filters`` into an emptied folder: the files that landed (relative
+    to the card's copy) and what was said on stderr, on one line."""
+    out = tmp_path / "out"
+    if out.exists():
+        shutil.rmtree(out)
+        out.mkdir()  # emptied on purpose: castoff refuses a folder of its copies gone
+    r = run_castoff("copy", str(card), "--to", str(out), "--no-mhl", *filters, state=tmp_path / "s")
+    assert r.returncode == 0, r.stderr
+    return {str(p.relative_to(out / "card")) for p in out.rglob("*") if p.is_file()}, " ".join(
+        r.stderr.split()
+    )
+
+
 def test_filters_ignore_case_unless_case_sensitive_and_junk_is_junk_in_any_case(tmp_path: Path) -> None:
     """Before: ``--include '*.jpg'`` matched nothing on a card of IMG_0001.JPG (exit 2), and
     THUMBS.DB or Desktop.ini, as Windows writes them on FAT cards, were copied as photos."""
@@ -179,15 +194,7 @@ def test_filters_ignore_case_unless_case_sensitive_and_junk_is_junk_in_any_case(
         write(card / junk, b"junk")
 
     def copied(*filters: str) -> set[str]:
-        out = tmp_path / "out"
-        if out.exists():
-            import shutil
-
-            shutil.rmtree(out)
-            out.mkdir()  # emptied on purpose: castoff refuses a folder of its copies gone
-        r = run_castoff("copy", str(card), "--to", str(out), "--no-mhl", *filters, state=tmp_path / "s")
-        assert r.returncode == 0, r.stderr
-        return {str(p.relative_to(out / "card")) for p in out.rglob("*") if p.is_file()}
+        return _copied_through(card, tmp_path, *filters)[0]
 
     assert copied() == {
         "DCIM/IMG_0001.JPG",
@@ -220,17 +227,7 @@ def test_a_glob_ending_in_a_slash_is_a_folder_and_a_glob_that_matched_nothing_is
         write(card / name, name.encode())
 
     def copied(*filters: str) -> tuple[set[str], str]:
-        out = tmp_path / "out"
-        if out.exists():
-            import shutil
-
-            shutil.rmtree(out)
-            out.mkdir()  # emptied on purpose: castoff refuses a folder of its copies gone
-        r = run_castoff("copy", str(card), "--to", str(out), "--no-mhl", *filters, state=tmp_path / "s")
-        assert r.returncode == 0, r.stderr
-        return {str(p.relative_to(out / "card")) for p in out.rglob("*") if p.is_file()}, " ".join(
-            r.stderr.split()
-        )
+        return _copied_through(card, tmp_path, *filters)
 
     # a folder of that name anywhere, with all it holds; a file of that name is no folder
     files, said = copied("--exclude", "DCIM/", "--exclude", "nomatch*")

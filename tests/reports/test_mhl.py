@@ -392,25 +392,12 @@ def test_a_damaged_copy_replaced_by_its_good_copy_leaves_a_history_every_verifie
     assert cli("copy", str(card), "--to", str(ssd)).returncode == 0
     copy = ssd / card.name / "DCIM" / "100CANON" / "IMG_0001.CR3"
     good = copy.with_name("IMG_0001 (2).CR3")
-    st = copy.stat()
-    with open(copy, "r+b") as fh:  # one byte flipped, size and mtime kept
-        fh.seek(100)
-        b = fh.read(1)
-        fh.seek(100)
-        fh.write(bytes([b[0] ^ 1]))
-    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
-    r = cli("copy", str(card), "--to", str(ssd), "--rehash")
+    r = _damaged_then_rehashed(cli, card, ssd, copy)
     assert r.returncode == 1 and "is DAMAGED" in r.stderr, r.stderr
     assert good.is_file()
-    os.replace(good, copy)  # "put the good copy in its place"
-
-    r = cli("copy", str(card), "--to", str(ssd))
-    assert r.returncode == 0, r.stderr
-    latest = sorted((ssd / "ascmhl").glob("*.mhl"))[-1]
-    moved = etree.parse(str(latest)).findall(".//m:hash", NS)
-    assert [
-        (h.findtext("m:path", namespaces=NS), h.findtext("m:previousPath", namespaces=NS)) for h in moved
-    ] == [(f"{card.name}/DCIM/100CANON/IMG_0001.CR3", f"{card.name}/DCIM/100CANON/IMG_0001 (2).CR3")]
+    assert _moved_over(cli, card, ssd, good, copy) == [
+        (f"{card.name}/DCIM/100CANON/IMG_0001.CR3", f"{card.name}/DCIM/100CANON/IMG_0001 (2).CR3")
+    ]
     assert_valid(ssd)
     v = cli("verify", str(ssd))
     assert v.returncode == 0, v.stdout + v.stderr
@@ -420,6 +407,31 @@ def test_a_damaged_copy_replaced_by_its_good_copy_leaves_a_history_every_verifie
     (ssd / card.name / "empty.txt").unlink()  # a file gone is still named, never explained away
     v = cli("verify", str(ssd))
     assert v.returncode == 1 and f"missing  {card.name}/empty.txt" in v.stdout, v.stdout + v.stderr
+
+
+def _moved_over(
+    cli: Cli, card: Path, ssd: Path, good: Path, copy: Path
+) -> list[tuple[str | None, str | None]]:
+    """``good`` moved over ``copy`` ("put the good copy in its place"), then the same copy
+    again: the (path, previousPath) of each hash the new generation records a move for."""
+    os.replace(good, copy)
+    r = cli("copy", str(card), "--to", str(ssd))
+    assert r.returncode == 0, r.stderr
+    latest = sorted((ssd / "ascmhl").glob("*.mhl"))[-1]
+    moved = etree.parse(str(latest)).findall(".//m:hash", NS)
+    return [(h.findtext("m:path", namespaces=NS), h.findtext("m:previousPath", namespaces=NS)) for h in moved]
+
+
+def _damaged_then_rehashed(cli: Cli, card: Path, ssd: Path, copy: Path) -> subprocess.CompletedProcess[str]:
+    """One byte of ``copy`` flipped, its size and mtime kept (only a re-read finds it), then the
+    same copy again with ``--rehash``."""
+    st = copy.stat()
+    with open(copy, "r+b") as fh:
+        b = fh.read(1)
+        fh.seek(0)
+        fh.write(bytes([b[0] ^ 1]))
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return cli("copy", str(card), "--to", str(ssd), "--rehash")
 
 
 def test_a_good_copy_under_a_shortened_keep_both_name_moved_over_the_damaged_one_is_its_previous_path(
@@ -434,23 +446,9 @@ def test_a_good_copy_under_a_shortened_keep_both_name_moved_over_the_damaged_one
     ssd = tmp_path / "ssd"
     assert cli("copy", str(card), "--to", str(ssd)).returncode == 0
     copy = ssd / "CARD" / name
-    st = copy.stat()
-    with open(copy, "r+b") as fh:  # one byte flipped, size and mtime kept
-        b = fh.read(1)
-        fh.seek(0)
-        fh.write(bytes([b[0] ^ 1]))
-    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
-    r = cli("copy", str(card), "--to", str(ssd), "--rehash")
+    r = _damaged_then_rehashed(cli, card, ssd, copy)
     assert r.returncode == 1 and "is DAMAGED" in r.stderr, r.stderr
     good = copy.with_name("é" * 123 + " (2).jpg")  # 246 + 8 bytes: one é more would not fit
     assert good.is_file(), r.stderr
-    os.replace(good, copy)  # "put the good copy in its place"
-
-    r = cli("copy", str(card), "--to", str(ssd))
-    assert r.returncode == 0, r.stderr
-    latest = sorted((ssd / "ascmhl").glob("*.mhl"))[-1]
-    moved = etree.parse(str(latest)).findall(".//m:hash", NS)
-    assert [
-        (h.findtext("m:path", namespaces=NS), h.findtext("m:previousPath", namespaces=NS)) for h in moved
-    ] == [(f"CARD/{name}", f"CARD/{good.name}")]
+    assert _moved_over(cli, card, ssd, good, copy) == [(f"CARD/{name}", f"CARD/{good.name}")]
     _both_verify(cli, ascmhl_bin, ssd)
