@@ -658,3 +658,27 @@ def test_a_symlink_or_fifo_at_a_target_is_never_a_copy_nor_read(
         assert result.exit_code == 1
         assert out["status"] == "failed" and what in out["error"]
     assert target.is_symlink() if kind == "symlink" else stat.S_ISFIFO(target.lstat().st_mode)
+
+
+def test_a_name_over_the_filesystems_own_limit_fails_alone_with_that_limit_named(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder on eCryptfs holds names of at most 143 bytes, not 255: a 150-byte name failed
+    with the OS's bare "File name too long" and a partial file's fate left to the kernel. Now
+    the destination's own limit (asked at preflight) refuses it before any byte, naming the limit;
+    the card's other files land."""
+    import castoff.destinations.local as local_mod
+
+    monkeypatch.setattr(local_mod, "name_max", lambda folder: 143)
+    long_name = "x" * 146 + ".jpg"
+    card = write(tmp_path / "card" / long_name, b"long").parent
+    write(card / "short.jpg", b"short")
+    dest = LocalDestination(tmp_path / "crypt")
+    result = runner([card], [dest])
+    assert result.exit_code == 1
+    rows = runner.outcomes()
+    assert rows[("card/short.jpg", dest.name)]["status"] == "verified"
+    bad = rows[(f"card/{long_name}", dest.name)]
+    assert bad["status"] == "failed" and "name longer than 143 bytes" in bad["error"], bad
+    assert f"the filesystem of {dest.root} holds names of at most 143 bytes" in bad["error"], bad
+    assert visible_files(tmp_path / "crypt") == {"card/short.jpg"} and partials(tmp_path / "crypt") == []

@@ -649,12 +649,17 @@ class LocalDestination:
 
     def target_for(self, rel_path: str) -> str:
         check_rel_path(rel_path)
-        if len(rel_path) > 63:  # a character is at most 4 bytes: only a long name can be too long
+        limit = self.name_max  # the filesystem's own, once preflight asked it (eCryptfs: 143)
+        if len(rel_path) * 4 > limit:  # a character is at most 4 bytes: only a long name can be too long
             for part in rel_path.split("/"):
-                if len(part) > 63 and len(os.fsencode(part)) > 255:
+                if len(part) * 4 > limit and len(os.fsencode(part)) > limit:
                     raise errors.KeyRejected(
-                        f"name longer than 255 bytes: {part[:40]}…",
-                        hint="most filesystems cannot hold it",
+                        f"name longer than {limit} bytes: {part[:40]}…",
+                        hint=(
+                            "most filesystems cannot hold it"
+                            if limit >= NAME_MAX
+                            else f"the filesystem of {self.root} holds names of at most {limit} bytes"
+                        ),
                     )
         return self._prefix + rel_path  # its parts are checked: no empty, '.' or '..' one
 
