@@ -1212,6 +1212,12 @@ def test_rclone_clock_skew_answer_is_clock_skew() -> None:
             "lost during the TLS handshake",
         ),
         (bx.NoCredentialsError(), errors.BadCredentials, "credentials"),
+        (  # QA: surfaced as an "internal error" with a traceback when raised inside a job
+            bx.ParamValidationError(report="Invalid length for parameter Key, value: 0"),
+            errors.PermanentError,
+            "not sent to s3://b/k: botocore refused the request (Parameter validation failed:"
+            " Invalid length for parameter Key, value: 0)",
+        ),
     ],
 )
 def test_transport_errors_translate(exc: Exception, cls: type[Exception], words: str) -> None:

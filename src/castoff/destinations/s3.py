@@ -645,6 +645,14 @@ _BY_TYPE: Sequence[
         lambda e, where: errors.UsageError(str(e), hint="profiles live in ~/.aws/config"),
     ),
     (
+        bx.ParamValidationError,  # botocore's own check, before anything is sent: no retry helps
+        lambda e, where: errors.PermanentError(
+            f"not sent to {where}: botocore refused the request ({' '.join(str(e).split())})",
+            hint="check the destination's options (bucket, prefix, storage class, encryption);"
+            " if they look right, report this line to castoff",
+        ),
+    ),
+    (
         (bx.EndpointConnectionError, bx.ConnectTimeoutError),
         lambda e, where: errors.TransientError(
             f"endpoint {_origin(e)} unreachable ({where})",
