@@ -66,6 +66,9 @@ def test_reports_and_jobs_show_say_where_each_destination_is(
     where = {name: s["location"] for name, s in report["summary"].items()}
     assert where == {"@ssd": str(ssd), "@arch": arch, f"s3://{moto.bucket}/url": by_url}, where
     assert "sse_kms_key_id=***" in " ".join(report["job"]["command"])
+    (listed,) = json.loads(castoff("jobs", "--json").stdout)  # as the reports show it, not raw
+    assert KMS_KEY not in json.dumps(listed) and "sse_kms_key_id=***" in " ".join(listed["argv"])
+    assert [d["spec"] for d in listed["destinations"]][2].endswith("sse_kms_key_id=***"), listed
 
     page = html_path.read_text(encoding="utf-8")
     for location in (arch, by_url, str(ssd)):

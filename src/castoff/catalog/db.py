@@ -332,14 +332,22 @@ JOB_JSON_COLUMNS = ("argv", "sources", "destinations", "options")
 
 
 def job_as_json(row: sqlite3.Row) -> dict[str, Any]:
-    """A row of ``jobs`` as JSON output shows it: its JSON columns as values, not as text."""
+    """A row of ``jobs`` as JSON output shows it: its JSON columns as values, not as text, and
+    its command line and destination URLs as the reports show them (secret-looking options
+    ``***``, ``shown_argv``)."""
+    from castoff.destinations.spec import shown, shown_argv
+
     out = dict(row)
     for column in JOB_JSON_COLUMNS:
         if isinstance(out.get(column), str):
             out[column] = json.loads(out[column])
+    if isinstance(out.get("argv"), list):
+        out["argv"] = shown_argv(out["argv"])
     for d in out.get("destinations") or []:
         if isinstance(d.get("s3"), str):  # the S3 defaults a destination was opened with
             d["s3"] = json.loads(d["s3"])
+        if isinstance(d.get("spec"), str):
+            d["spec"] = shown(d["spec"])
     return out
 
 
