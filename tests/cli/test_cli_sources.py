@@ -153,19 +153,19 @@ def test_a_source_whose_files_the_filters_all_left_out_exits_2_and_says_so(tmp_p
     write(card / "._a.JPG", b"junk")
     ignoring = "case is ignored: '*.jpg' matches IMG_0001.JPG)"
     matching = "with --case-sensitive, case must match: '*.jpg' does not match IMG_0001.JPG)"
-    for filters, case in (
-        (["--include", "*.png"], ignoring),
-        (["--exclude", "*.jpg"], ignoring),
-        (["--exclude", "*.JPG", "--exclude", "dcim"], ignoring),
-        (["--include", "*.jpg", "--case-sensitive"], matching),
+    for filters, case, unmatched in (
+        (["--include", "*.png"], ignoring, "; matched nothing: --include '*.png'"),
+        (["--exclude", "*.jpg"], ignoring, ""),
+        (["--exclude", "*.JPG", "--exclude", "dcim"], ignoring, ""),
+        (["--include", "*.jpg", "--case-sensitive"], matching, "; matched nothing: --include '*.jpg'"),
     ):
         r = run_castoff("copy", str(card), "--to", str(tmp_path / "ssd"), *filters, state=tmp_path / "s")
         assert r.returncode == 2, r.stderr
         said = " ".join(r.stderr.split())
         assert (  # (an excluded folder is one: its files are not listed)
-            f"all 3 files or folders in {card} were left out by --include/--exclude (and 2 OS junk files):"
-            " check the patterns (a pattern without a '/' matches a name, one with a '/' the path under"
-            f" the source, one that ends in '/' a folder; {case}"
+            f"all 3 files or folders in {card} were left out by --include/--exclude (and 2 OS junk"
+            f" files){unmatched}: check the patterns (a pattern without a '/' matches a name, one with"
+            f" a '/' the path under the source, one that ends in '/' a folder; {case}"
         ) in said
         assert "no file to copy" not in said
 
@@ -249,6 +249,39 @@ def test_a_glob_ending_in_a_slash_is_a_folder_and_a_glob_that_matched_nothing_is
     files, said = copied("--exclude", "DCIM/", "--exclude", "dc*")
     assert files == {"MISC/a.txt"}
     assert "matched nothing" not in said
+
+
+def test_files_a_filter_leaves_out_are_named_up_to_five_then_counted_and_all_in_the_report(
+    tmp_path: Path,
+) -> None:
+    """QA: ``--include '*.CR3'`` on a card of JPEGs printed one warning line per JPEG (2,000 on a
+    real card), burying the lines that matter; and when it left out every file, the pattern was
+    said twice (a warning, then the error)."""
+    card = tmp_path / "card"
+    jpegs = [f"DCIM/IMG_{i:04}.JPG" for i in range(8)]
+    for name in (*jpegs, "DCIM/IMG_0100.CR3"):
+        write(card / name, name.encode())
+    state = tmp_path / "s"
+    r = run_castoff(
+        "copy", str(card), "--to", str(tmp_path / "o"), "--include", "*.cr3", "--json", state=state
+    )
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    said = [e["message"] for e in events if e["event"] == "log" and e["level"] != "debug"]
+    skips = [m for m in said if m.startswith("skip: ")]
+    assert skips == [f"skip: card/{n}: not matched by --include" for n in jpegs[:5]] + [
+        "skip: 3 more files or folders left out by --include/--exclude (the report names each)"
+    ], said
+    (end,) = [e for e in events if e["event"] == "job-end"]
+    report = json.loads(Path(end["report"]).read_text(encoding="utf-8"))
+    assert sorted(s["path"] for s in report["left_out"]) == [f"card/{n}" for n in jpegs]
+
+    r = run_castoff("copy", str(card), "--to", str(tmp_path / "o2"), "--include", "*.png", state=state)
+    assert r.returncode == 2
+    text = " ".join(r.stderr.split())
+    assert text.count("*.png") == 1, text
+    assert f"all 9 files or folders in {card} were left out by --include/--exclude;" in text
+    assert "matched nothing: --include '*.png': check the patterns" in text
 
 
 def test_a_rerun_with_every_file_verified_before_is_not_empty(tmp_path: Path) -> None:

@@ -211,6 +211,12 @@ def _without_path(rel_path: str, text: str) -> str:
     return text.removeprefix(f"{rel_path}: ")
 
 
+#: files and folders left out by --include/--exclude named on the console, one line each; the
+#: rest are counted in one line (``--include '*.CR3'`` on a card of 2,000 JPEGs, QA), and the
+#: report and the debug log name every one
+FILTERED_SAID = 5
+
+
 class Engine:
     """One job. ``run`` returns when every stream is at an end (or the job was interrupted)."""
 
@@ -290,6 +296,9 @@ class Engine:
         self.bytes_reread = 0  # by the catch-up thread only: its reads of the sources
         #: what the scan left out on purpose, by its code (junk, excluded, symlink, special)
         self.left_out: Counter[str] = Counter()
+        #: the --include/--exclude patterns that matched nothing, when no file was found: said in
+        #: the "nothing to copy" error instead of a warning each (``_nothing_to_copy``)
+        self._unmatched: list[tuple[str, str]] = []
         #: source folders that hold no file, made at the local destinations once the files are
         #: (``_make_empty_folders``); a folder's name, not its contents: a list holds a card's
         self._empty: list[EmptyFolder] = []
@@ -542,6 +551,7 @@ class Engine:
         if not chosen:
             return f"no file to copy in {where}: is the card mounted, is it the right folder?"
         junk = self.left_out["junk"]
+        unmatched = "; ".join(f"{option} {shlex.quote(pattern)}" for option, pattern in self._unmatched)
         return (
             (
                 f"the only file or folder in {where} was left out by --include/--exclude"
@@ -549,6 +559,7 @@ class Engine:
                 else f"all {chosen} files or folders in {where} were left out by --include/--exclude"
             )
             + (f" (and {junk} OS junk files)" if junk else "")
+            + (f"; matched nothing: {unmatched}" if unmatched else "")
             + ": check the patterns (a pattern without a '/' matches a name, one with a '/' the path"
             " under the source, one that ends in '/' a folder; "
             + (
@@ -789,13 +800,25 @@ class Engine:
                     reason=item.reason,
                     code=item.code,
                 )
-                if item.code != "junk":
+                if item.code == "excluded" and self.left_out[item.code] > FILTERED_SAID:
+                    self.log(f"skip: {item.rel_path}: {item.reason}", "debug")
+                elif item.code != "junk":
                     self.log(f"skip: {item.rel_path}: {item.reason}", "warning")
                 continue
             self._one_file(item, group)
-        for option, pattern in filters.patterns():
-            if pattern not in matched:  # (a re-run of a card without that folder is no error)
-                self.log(self._matched_nothing(option, pattern, sources), "warning")
+        more = self.left_out["excluded"] - FILTERED_SAID
+        if more > 0:
+            self.log(
+                f"skip: {plural(more, 'more file or folder', 'more files or folders')} left out by"
+                " --include/--exclude (the report names each)",
+                "warning",
+            )
+        unmatched = [(option, pattern) for option, pattern in filters.patterns() if pattern not in matched]
+        if unmatched and self._nothing_found():  # said once, in the "nothing to copy" error
+            self._unmatched = unmatched
+            return
+        for option, pattern in unmatched:  # (a re-run of a card without that folder is no error)
+            self.log(self._matched_nothing(option, pattern, sources), "warning")
 
     def _unread(self, item: Skipped) -> None:
         """Something the user expects copied could not even be looked at (the scan's error): a
