@@ -19,6 +19,16 @@ __all__ = ["Runner", "write"]
 pytest_plugins = ["server_fixtures", "faults.plugin"]
 
 
+@pytest.fixture(autouse=True)
+def fsyncs_count_as_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tmp_path is on this machine's disk, whose fsyncs take from 0.1 to a few ms: an in-process
+    engine test would take the slow-device path (``LocalDestination.slow_sync``) or not by
+    chance. Its own tests (tests/engine/test_slow_sync.py) turn it back on."""
+    from castoff.destinations import local
+
+    monkeypatch.setattr(local, "SLOW_SYNC", float("inf"))
+
+
 @pytest.fixture
 def make_tree(tmp_path: Path) -> Callable[[dict[str, bytes]], Path]:
     def make(files: dict[str, bytes], name: str = "card") -> Path:

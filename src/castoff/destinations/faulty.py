@@ -150,6 +150,10 @@ class FaultyDestination:
     def caps(self) -> Capabilities:
         return self._caps
 
+    @property
+    def slow_sync(self) -> bool:
+        return bool(getattr(self.inner, "slow_sync", False))
+
     def target_for(self, rel_path: str) -> str:
         return self.inner.target_for(rel_path)
 

@@ -20,6 +20,7 @@ import mmap
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -42,6 +43,14 @@ PARTIAL_PREFIX = ".castoff."
 PARTIAL_SUFFIX = ".partial"
 #: files this small are not preallocated: the write that follows finds a full disk as early
 PREALLOCATE_MIN = 1024 * 1024
+#: an fsync that takes longer than this, on average, is a device's (a disk, a USB drive, a NAS),
+#: not the page cache's: the destination then says ``slow_sync``, and a small file's fsync waits
+#: for its commit, which the engine runs on several threads at once (``Lane``), so the filesystem
+#: joins their fsyncs into one journal commit instead of the reader waiting for each in turn
+SLOW_SYNC = 0.001
+#: the largest file whose fsync a slow-syncing destination leaves to its commit; a bigger one is
+#: synced by its writer as before, so a backlog of commits never holds gigabytes of dirty pages
+DEFER_SYNC_MAX = 1024 * 1024
 #: O_TMPFILE where the system has it and the link that names such a file works
 #: (``CASTOFF_LOCAL_TMPFILE=0`` forces named partial files, as on filesystems without it)
 _O_TMPFILE: int | None = (
@@ -396,7 +405,9 @@ class LocalUpload:
             written = self._written
             self._bytes += size - written.get(index, 0)
             written[index] = size
-            if self._bytes >= self._meta.size:
+            if self._bytes >= self._meta.size and not (
+                self._dest.slow_sync and self._meta.size <= DEFER_SYNC_MAX
+            ):
                 self._seal()
         except OSError as exc:
             raise translate_os_error(exc, f"cannot write {self._target}") from exc
@@ -412,7 +423,9 @@ class LocalUpload:
         try:
             if self._meta.size >= PREALLOCATE_MIN:
                 os.ftruncate(fd, self._meta.size)  # undo any over-allocation
+            began = time.perf_counter()
             os.fsync(fd)
+            self._dest.note_sync(time.perf_counter() - began)
         finally:
             if self.partial_path is not None:
                 self._fd = None
@@ -580,6 +593,8 @@ class LocalDestination:
         self.name_max = NAME_MAX
         #: files are written unnamed (O_TMPFILE) until the filesystem says it cannot
         self.unnamed_files = True
+        #: a moving average of a file's fsync, in seconds (``note_sync``): None before the first
+        self._sync_time: float | None = None
         self._partial_watcher: Callable[[str], None] | None = None
         #: threads whose commits leave the folder's fsync to them (``defer_folder_syncs``)
         self._deferring = _Deferring()
@@ -608,6 +623,19 @@ class LocalDestination:
     @property
     def caps(self) -> Capabilities:
         return self._caps
+
+    def note_sync(self, seconds: float) -> None:
+        """One file's fsync took ``seconds``. (Written by several threads without a lock: a lost
+        update only ages the average a little.)"""
+        last = self._sync_time
+        self._sync_time = seconds if last is None else last + (seconds - last) * 0.1
+
+    @property
+    def slow_sync(self) -> bool:
+        """Its fsyncs wait for a device (``SLOW_SYNC``): small files are best committed several
+        at a time, not one after the other."""
+        last = self._sync_time
+        return last is not None and last > SLOW_SYNC
 
     @property
     def root_id(self) -> tuple[int, int] | None:

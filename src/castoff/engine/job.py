@@ -55,7 +55,7 @@ from castoff.engine.histories import (
     compare_sent,
     in_history,
 )
-from castoff.engine.lanes import INLINE_COMMIT_MAX, FileState, Lane, Stream
+from castoff.engine.lanes import INLINE_COMMIT_MAX, MAX_COMMIT_BACKLOG, FileState, Lane, Stream
 from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
@@ -910,13 +910,20 @@ class Engine:
         """A small file is written, verified and recorded at its local folders (that keep up) by
         the reader itself, inside its catalog group: no hand-off to another thread (each costs a
         wake-up, dearer than the file's own I/O) and no transaction of its own. A bucket's copy
-        still goes through the bucket's lane."""
+        still goes through the bucket's lane. (At a folder whose fsyncs wait for a device, the
+        commit goes to the lane's sync committers: while they are MAX_COMMIT_BACKLOG files behind,
+        the file goes through the lane's queue, whose writer waits for them.)"""
         local = [s for s in streams if s.lane.caps.is_local]
         return (
             fs.n_parts == 1
             and fs.src.size <= INLINE_COMMIT_MAX
             and bool(local)
-            and all(s.lane.attachable() and s.lane.limiter is None for s in local)
+            and all(
+                s.lane.attachable()
+                and s.lane.limiter is None
+                and s.lane.commit_backlog() < MAX_COMMIT_BACKLOG
+                for s in local
+            )
             and not any(s.resume_token for s in streams)
         )
 

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 MAX_COMMIT_BACKLOG = 64
 #: a local file up to this size is committed (read back, renamed) by the writer that wrote it
 INLINE_COMMIT_MAX = 1024 * 1024
+#: threads that commit the small files of a local destination whose fsyncs wait for a device
+#: (``LocalDestination.slow_sync``: a disk, a NAS); a journaling filesystem joins fsyncs made at
+#: once into one journal commit, so N of them cost about what one does
+SYNC_COMMITTERS = 8
 
 
 @dataclass(eq=False)
@@ -162,6 +166,10 @@ class Lane:
         #: wake anyone (a wake-up is a thread switch, dear in a VM, and a small file has several)
         self.room_waiters = 0
         self.commits: deque[Stream] = deque()
+        #: small files of a slow-syncing local destination, for the sync committers (``_hand_on``)
+        self.small_commits: deque[Stream] = deque()
+        self._small_ready = threading.Condition(lock)
+        self._sync_committers: list[threading.Thread] = []
         self.stats = LaneStats()
         self.backlog = 0  # streams of this lane waiting for a catch-up feed
         self.active = 0  # threads of this lane inside a put or a close right now
@@ -214,9 +222,41 @@ class Lane:
             self._stopping = True
             self.cond.notify_all()
             self._work_ready.notify_all()
+            self._small_ready.notify_all()
+            threads = [*self._threads, *self._sync_committers]
         deadline = time.monotonic() + timeout
-        for t in self._threads:
+        for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
+
+    def commit_backlog(self) -> int:
+        """Files written here and waiting for a committer (read without the lock: a hint)."""
+        return len(self.commits) + len(self.small_commits)
+
+    def _syncs_slowly(self, stream: Stream) -> bool:
+        """A small file of a local destination whose fsyncs wait for a device: its commit goes
+        to the sync committers, not to the thread that wrote it (``SYNC_COMMITTERS``)."""
+        return (
+            self.caps.is_local
+            and stream.file.src.size <= INLINE_COMMIT_MAX
+            and getattr(self.dest, "slow_sync", False)
+        )
+
+    def _hand_on(self, stream: Stream) -> None:
+        """Under ``cond``: give a stream that nothing more can change to a committer."""
+        if stream.failed is None and self._syncs_slowly(stream):
+            self.small_commits.append(stream)
+            if len(self._sync_committers) < SYNC_COMMITTERS and not self._stopping:
+                t = threading.Thread(
+                    target=self._sync_commit_loop,
+                    name=f"{self.dest.name}-sync{len(self._sync_committers)}",
+                    daemon=True,
+                )
+                self._sync_committers.append(t)
+                t.start()
+            self._small_ready.notify()
+            return
+        self.commits.append(stream)
+        self.cond.notify_all()
 
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
@@ -224,7 +264,13 @@ class Lane:
     def idle(self) -> bool:
         """Nothing to do and nothing under way here, and no pause whose end would start work."""
         with self.lock:
-            return not self.queue and not self.commits and self.active == 0 and not self.paused()
+            return (
+                not self.queue
+                and not self.commits
+                and not self.small_commits
+                and self.active == 0
+                and not self.paused()
+            )
 
     def attachable(self) -> bool:
         return self.backlog == 0 and self.dead is None and not self.paused()
@@ -253,7 +299,7 @@ class Lane:
             if stream.feeding:
                 stream.feeding = False
                 stream.finished = True
-            if close_here and self._closable(stream):
+            if close_here and self._closable(stream) and not self._syncs_slowly(stream):
                 stream.closing = True
                 self.active += 1
                 return True
@@ -303,8 +349,7 @@ class Lane:
         """Under ``cond``: hand the stream to the committer once nothing more can change it."""
         if self._closable(stream):
             stream.closing = True
-            self.commits.append(stream)
-            self.cond.notify_all()
+            self._hand_on(stream)
 
     def _part_done(self, stream: Stream) -> bool:
         """Under ``cond``, in a writer that just finished a part: once nothing more can change
@@ -317,10 +362,13 @@ class Lane:
             self.active -= 1
             return False
         stream.closing = True
-        if self.caps.is_local and stream.file.src.size <= INLINE_COMMIT_MAX:
+        if (
+            self.caps.is_local
+            and stream.file.src.size <= INLINE_COMMIT_MAX
+            and not self._syncs_slowly(stream)
+        ):
             return True
-        self.commits.append(stream)
-        self.cond.notify_all()
+        self._hand_on(stream)
         self.active -= 1
         return False
 
@@ -344,7 +392,10 @@ class Lane:
                 # either waits or leaves this lane behind to catch up later.
                 while not self._stopping and (
                     not self.queue
-                    or (self._starts_new_file() and len(self.commits) >= MAX_COMMIT_BACKLOG)
+                    or (
+                        self._starts_new_file()
+                        and len(self.commits) + len(self.small_commits) >= MAX_COMMIT_BACKLOG
+                    )
                     or self._waits_for_big_slot()
                 ):
                     self._work_ready.wait()
@@ -420,6 +471,19 @@ class Lane:
                     return
                 stream = self.commits.popleft()
                 self.active += 1
-                if len(self.commits) == MAX_COMMIT_BACKLOG - 1:
+                if len(self.commits) + len(self.small_commits) == MAX_COMMIT_BACKLOG - 1:
+                    self._work_ready.notify_all()  # the backlog is below the limit again
+            self.close_one(stream)
+
+    def _sync_commit_loop(self) -> None:
+        while True:
+            with self.lock:
+                while not self.small_commits and not self._stopping:
+                    self._small_ready.wait()
+                if not self.small_commits:
+                    return
+                stream = self.small_commits.popleft()
+                self.active += 1
+                if len(self.commits) + len(self.small_commits) == MAX_COMMIT_BACKLOG - 1:
                     self._work_ready.notify_all()  # the backlog is below the limit again
             self.close_one(stream)
