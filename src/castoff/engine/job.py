@@ -60,7 +60,16 @@ from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
 from castoff.reports import mhl
-from castoff.scan import STATE_FOLDER, EmptyFolder, Filters, Skipped, SourceFile, scan
+from castoff.scan import (
+    STATE_FOLDER,
+    TIME_MAX_NS,
+    TIME_MIN_NS,
+    EmptyFolder,
+    Filters,
+    Skipped,
+    SourceFile,
+    scan,
+)
 from castoff.units import TimeText, format_bytes, plural
 
 if TYPE_CHECKING:
@@ -2087,6 +2096,8 @@ class Engine:
                 st = lane.dest.stat(existing) if lane.caps.can_stat else None
                 if st is not None:
                     size, mtime_ns = st.size, st.mtime_ns
+            if mtime_ns is not None and not TIME_MIN_NS <= mtime_ns <= TIME_MAX_NS:
+                mtime_ns = None  # a time the catalog cannot hold: unknown, so a re-run looks again
             copy = DamagedCopy(
                 lane.dest.ident,
                 existing,
