@@ -6,6 +6,7 @@ Thin on purpose: every decision about files and bytes is the engine's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from castoff import __version__, commands, errors
-from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, IntentRow, UploadRow, job_as_json, new_job_id
+from castoff.catalog.db import Catalog, IntentRow, UploadRow, catalog_error, job_as_json, new_job_id
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
@@ -638,6 +639,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             d.close()
         catalog.close()
         raise
+    catalog.wait_longer()  # started: another process that holds the catalog is waited for longer
     cancel = threading.Event()
     engine_box: dict[str, Any] = {}
 
@@ -685,6 +687,12 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             write_sidecars(
                 catalog, job_id, dests, planner.options.metadata, result, cancel=cancel, log=engine.log
             )
+        except errors.CatalogError as exc:
+            # the job stops (what it delivered stays delivered): failed, when the catalog can still
+            # say so; else the next command finds it dead and calls it interrupted
+            with contextlib.suppress(errors.CatalogError):
+                catalog.end_job(job_id, status="failed", exit_code=exc.exit_code)
+            raise
         finally:
             display.close()
         catalog.end_job(job_id, status=result.status, exit_code=result.exit_code)
@@ -1231,19 +1239,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return errors.EXIT_INTERRUPTED
-    except sqlite3.OperationalError as exc:
-        if "locked" not in str(exc) and "busy" not in str(exc):
+    except sqlite3.Error as exc:  # (the catalog says its own errors: this is for one it did not)
+        said = catalog_error(state_dir(args.state_dir) / "catalog.sqlite", exc)
+        if said is None:
             raise
-        console.print(
-            f"[bold red]castoff: the catalog is busy: another castoff process held it for more than"
-            f" {BUSY_TIMEOUT_MS // 1000} s (a 'castoff jobs prune' compacting it, or a job)[/]",
-            highlight=False,
-            soft_wrap=True,
-        )
-        console.print("  wait for it to finish, then run the same command again", highlight=False)
+        console.print(Text(f"castoff: {said.message}", style="bold red"), soft_wrap=True)
+        if said.hint:
+            console.print(Text(f"  {said.hint}"), soft_wrap=True)
         if args.debug:
             console.print_exception()
-        return errors.EXIT_FAILED
+        return said.exit_code
 
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]) -> int:

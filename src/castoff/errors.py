@@ -9,6 +9,10 @@ cannot be translated is re-raised as it is, never swallowed.
     │                                  a state folder or catalog castoff cannot use
     ├── Interrupted                    exit 130: Ctrl-C / SIGTERM; the catalog stays resumable
     ├── HistoryError                   an ASC MHL history castoff cannot read or continue
+    ├── CatalogError                   the catalog failed under a command that had opened it
+    │   ├── CatalogDamaged             exit 2: its pages are damaged (move it aside)
+    │   ├── CatalogFull                the state folder cannot grow (disk full, a file size limit)
+    │   └── CatalogBusy                another castoff process held it past the busy timeout
     ├── SourceError                    one source file cannot be delivered anywhere
     │   ├── SourceChanged              size or mtime moved during the read
     │   ├── SourceVanished             deleted or the card was removed
@@ -85,6 +89,33 @@ class HistoryError(CastoffError):
     """An ``ascmhl/`` history without its chain file, or with a manifest missing or altered."""
 
     code = "mhl-history"
+
+
+class CatalogError(CastoffError):
+    """The catalog (SQLite) failed under a command that had opened it: the command stops, saying
+    which catalog and what to do; what a job delivered before stays delivered."""
+
+    code = "catalog"
+
+
+class CatalogDamaged(CatalogError):
+    """Pages of the catalog file are damaged (``database disk image is malformed``): nothing works
+    with it until it is moved aside, as when it cannot be opened at all."""
+
+    exit_code = EXIT_USAGE
+    code = "catalog-damaged"
+
+
+class CatalogFull(CatalogError):
+    """The catalog cannot grow: the state folder's disk is full, or a file size limit is hit."""
+
+    code = "catalog-full"
+
+
+class CatalogBusy(CatalogError):
+    """Another castoff process held the catalog's write lock past the busy timeout."""
+
+    code = "catalog-busy"
 
 
 class SourceError(CastoffError):

@@ -6,6 +6,7 @@ inside a source unless asked, skipping OS junk and special files with a reason t
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
 import functools
 import os
@@ -337,6 +338,25 @@ def _skipped(path: str, rel: str, reason: str, code: str) -> Skipped:
     return Skipped(escaped(path), escaped(rel), reason, code)
 
 
+#: the modification times castoff can record: nanoseconds since 1970 in a 64-bit integer, as the
+#: catalog (SQLite) and ASC MHL hold them: 1677-09-21 to 2262-04-11
+TIME_MIN_NS, TIME_MAX_NS = -(2**63), 2**63 - 1
+
+
+def bad_time(mtime_ns: int) -> str:
+    """Why a file whose modification time is outside ``TIME_MIN_NS``..``TIME_MAX_NS`` fails (a
+    clock gone wrong, a date typed by hand: ext4, NTFS and APFS can hold it)."""
+    try:
+        year = datetime.datetime.fromtimestamp(mtime_ns // 1_000_000_000).year
+    except (OverflowError, ValueError, OSError):  # past 9999, or beyond the platform's time_t
+        year = 1970 + mtime_ns // 1_000_000_000 // 31_556_952  # (a mean Gregorian year, in seconds)
+    return (
+        f"its modification time (in the year {year}) is outside what castoff can record"
+        " (1677-09-21 to 2262-04-11): give it a real time (touch -d 'YYYY-MM-DD HH:MM' on it, or"
+        " touch -r with a file of the same shoot) and copy it again"
+    )
+
+
 def _entry(path: str, rel: str, st: os.stat_result) -> SourceFile | Skipped:
     """The file to copy; one whose path is not UTF-8 fails, as a file that cannot be read does."""
     if not path.isascii() and escaped(path) != path:  # (an ASCII path is UTF-8)
@@ -346,6 +366,8 @@ def _entry(path: str, rel: str, st: os.stat_result) -> SourceFile | Skipped:
         else:
             reason = f"the name of a folder in its path {NOT_UTF8.format(what='that folder')}"
         return _skipped(path, rel, reason, "unreadable")
+    if not TIME_MIN_NS <= st.st_mtime_ns <= TIME_MAX_NS:
+        return _skipped(path, rel, bad_time(st.st_mtime_ns), "unreadable")
     return SourceFile(
         abs_path=path,
         rel_path=rel,

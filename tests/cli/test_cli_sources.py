@@ -308,3 +308,38 @@ def test_castoffs_own_state_folder_inside_the_source_is_not_copied(tmp_path: Pat
         report = json.loads(sorted((state / "reports").glob("*.json"))[-1].read_text())
         skipped = [s for s in report["left_out"] if s["path"] == "home/.local/state/castoff"]
         assert skipped and skipped[0]["code"] == "state", report["left_out"]
+
+
+@pytest.mark.parametrize("seconds", [10_413_792_000, 300_000_000_000])  # 2300-01-01, year 11476
+def test_a_file_whose_time_the_catalog_cannot_hold_fails_alone_and_the_others_are_delivered(
+    tmp_path: Path, seconds: int
+) -> None:
+    """Before: a modification time after 2262-04-11 (nanoseconds past 64 bits) stopped the whole
+    job with an OverflowError from SQLite, the files after it never copied, no report; every
+    re-run the same. (ext4 keeps times up to 2446, NTFS and APFS further.)"""
+    card = tmp_path / "card"
+    for name in ("a1.jpg", "a2.jpg", "y.jpg", "z.jpg"):
+        write(card / name, name.encode())
+    os.utime(card / "y.jpg", (seconds, seconds))
+    far = os.stat(card / "y.jpg").st_mtime_ns
+    assert far > 2**63 - 1  # (the filesystem kept a time past what 64 bits of nanoseconds hold)
+    out, state = tmp_path / "out", tmp_path / "s"
+    for _ in range(2):  # a re-run says the same
+        r = run_castoff("copy", str(card), "--to", str(out), state=state)
+        assert r.returncode == 1, r.stderr
+        assert "Traceback" not in r.stderr
+        said = " ".join(r.stderr.split())
+        assert "card/y.jpg: its modification time (in the year" in said
+        assert "is outside what castoff can record (1677-09-21 to 2262-04-11): give it a real time" in said
+        assert sorted(os.listdir(out / "card")) == ["a1.jpg", "a2.jpg", "z.jpg"]
+        report = max((state / "reports").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+        files = {f["path"]: f for f in json.loads(report.read_text())["files"]}
+        assert files["card/y.jpg"]["status"] == "failed"
+        assert [d["status"] for d in files["card/y.jpg"]["destinations"]] == ["failed"]
+        for p in ("card/a1.jpg", "card/a2.jpg", "card/z.jpg"):
+            assert files[p]["status"] != "failed"
+            assert [d["status"] for d in files[p]["destinations"]] != ["failed"]
+    os.utime(card / "y.jpg", (1_700_000_000, 1_700_000_000))  # the advice followed: it goes
+    r = run_castoff("copy", str(card), "--to", str(out), state=state)
+    assert r.returncode == 0, r.stderr
+    assert (out / "card" / "y.jpg").read_bytes() == b"y.jpg"

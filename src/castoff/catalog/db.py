@@ -55,6 +55,9 @@ END;
 #: how long a write waits for another castoff process that holds the catalog (a job's group
 #: commit, a prune's VACUUM) before it gives up with ``CatalogBusy``
 BUSY_TIMEOUT_MS = 10_000
+#: how long a job that has started waits instead (``Catalog.wait_longer``): stopping it half way
+#: costs more than a wait (a 'castoff jobs prune' compacting a large catalog, a backup tool)
+JOB_BUSY_TIMEOUT_MS = 120_000
 
 _SCHEMA = (
     """
@@ -483,27 +486,88 @@ class _Tx:
         if not self._outer:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-            except BaseException:
+            except BaseException as exc:
                 self._lock.release()
-                raise
+                raise self._cat._error(exc) from exc
         elif self._cat._deferred and not self._apart:
             try:
                 self._cat._apply_deferred()
-            except BaseException:
+            except BaseException as exc:
                 self._lock.release()
-                raise
+                raise self._cat._error(exc) from exc
         return self._db
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         try:
             if not self._outer:
-                self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+                if exc_type is None:
+                    try:
+                        self._db.execute("COMMIT")
+                    except sqlite3.Error as failed:
+                        if self._db.in_transaction:
+                            with contextlib.suppress(sqlite3.Error):
+                                self._db.execute("ROLLBACK")
+                        raise self._cat._error(failed) from failed
+                elif self._db.in_transaction:  # (SQLite may have rolled back itself: a full disk)
+                    with contextlib.suppress(sqlite3.Error):  # the first error is the one to say
+                        self._db.execute("ROLLBACK")
         finally:
             self._lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise self._cat._error(exc) from exc
 
 
 #: how to get past a state folder or catalog castoff cannot use
 _ANOTHER = "give another --state-dir (or CASTOFF_HOME)"
+
+
+def _move_aside(path: Path) -> str:
+    """What to do with a damaged catalog, and what is lost by it."""
+    return (
+        f"move it aside (mv {path} {path}.damaged, with its -wal and -shm files) and run the command"
+        " again, or give another --state-dir (or CASTOFF_HOME). A new catalog starts empty: the next"
+        " copy reads every file again and finds the copies already at the destinations, but castoff"
+        " forgets the earlier jobs ('castoff jobs'; their reports stay in the reports folder), the"
+        " unfinished multipart uploads it could resume (they stay at their buckets until aborted there),"
+        " the keys it put at buckets without conditional writes, and the damaged copies it knew"
+    )
+
+
+def _damaged(exc: sqlite3.Error) -> bool:
+    """SQLite found the file's pages damaged (or truncated): not a catalog castoff cannot open."""
+    return "malformed" in str(exc)
+
+
+def catalog_error(path: Path, exc: sqlite3.Error, busy_ms: int | None = None) -> errors.CatalogError | None:
+    """What a failure of the catalog at ``path`` under a command that had opened it means, as the
+    error that says so and what to do; None for one that is castoff's own bug (a constraint, a
+    statement SQLite refuses), which stays itself."""
+    text = str(exc)
+    folder = path.parent
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return errors.CatalogBusy(
+            f"the catalog is busy: another process held {path} for more than"
+            f" {(busy_ms or BUSY_TIMEOUT_MS) // 1000} s (a 'castoff jobs prune' compacting it, or a job)",
+            hint="wait for it to finish ('castoff jobs' lists the jobs running), then run the same"
+            " command again: it goes on from what the catalog recorded",
+        )
+    if _damaged(exc) or "not a database" in text:
+        return errors.CatalogDamaged(f"the catalog {path} is damaged ({text})", hint=_move_aside(path))
+    if "full" in text or "disk I/O" in text:
+        return errors.CatalogFull(
+            f"the catalog {path} cannot be written ({text}): the state folder {folder} is full,"
+            " or a file size limit (ulimit -f) stops it growing",
+            hint=f"free space where {folder} is (df {folder}) or lift the limit, then run the same"
+            " command again: it goes on from what the catalog recorded",
+        )
+    if "readonly" in text or "read-only" in text:
+        return errors.CatalogError(
+            f"the catalog {path} cannot be written ({text})",
+            hint=f"make {folder} and the files in it writable, or {_ANOTHER}",
+        )
+    if isinstance(exc, sqlite3.OperationalError):
+        return errors.CatalogError(f"the catalog {path} failed ({text})", hint="run the same command again")
+    return None
 
 
 def _unusable(path: Path, exc: OSError | sqlite3.Error) -> errors.UsageError:
@@ -522,10 +586,12 @@ def _unusable(path: Path, exc: OSError | sqlite3.Error) -> errors.UsageError:
         return errors.UsageError(
             f"the catalog {path} is a folder, not a file", hint=f"move it aside, or {_ANOTHER}"
         )
-    if not isinstance(exc, sqlite3.OperationalError):  # file is not a database, malformed, ...
-        return errors.UsageError(
-            f"the catalog {path} is not a castoff catalog ({exc})", hint=f"move it aside, or {_ANOTHER}"
-        )
+    if _damaged(exc) or not isinstance(exc, sqlite3.OperationalError):  # or: file is not a database
+        if _damaged(exc):  # castoff's, its pages damaged (a truncated file, a bad disk)
+            what, hint = "is damaged", _move_aside(path)
+        else:
+            what, hint = "is not a castoff catalog", f"move it aside, or {_ANOTHER}"
+        return errors.UsageError(f"the catalog {path} {what} ({exc})", hint=hint)
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return errors.UsageError(
             f"cannot open the catalog {path} ({exc}): castoff cannot write there",
@@ -539,16 +605,24 @@ class Catalog:
 
     def __init__(self, path: Path) -> None:
         """Open (or make) the catalog at ``path``; a state folder or a file that cannot be one is a
-        ``UsageError`` naming it (a catalog another process holds stays ``sqlite3.OperationalError``)."""
+        ``UsageError`` naming it (a catalog another process holds is ``CatalogBusy``). Once open,
+        a failure of the catalog (damaged, its folder full, busy) is a ``CatalogError`` naming it
+        (``catalog_error``), whatever the call: the caller never meets an ``sqlite3`` error."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._open(path)
-        except (OSError, sqlite3.DatabaseError) as exc:
+        except (OSError, sqlite3.DatabaseError, errors.CatalogError) as exc:
             if getattr(self, "_db", None) is not None:
                 self._db.close()
-            if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+            if isinstance(exc, errors.CatalogBusy):
                 raise
-            raise _unusable(path, exc) from exc
+            cause = exc.__cause__ if isinstance(exc, errors.CatalogError) else exc
+            assert isinstance(cause, OSError | sqlite3.Error)
+            if isinstance(cause, sqlite3.OperationalError) and (
+                "locked" in str(cause) or "busy" in str(cause)
+            ):
+                raise catalog_error(path, cause) or exc from cause
+            raise _unusable(path, cause) from cause
 
     def _open(self, path: Path) -> None:
         self.path = path
@@ -570,12 +644,13 @@ class Catalog:
         self._watching = False
         #: rows of the held group's writes that wait for one ``executemany`` each (``_write``)
         self._deferred: dict[str, list[Sequence[object]]] = {}
+        self._busy_ms = BUSY_TIMEOUT_MS
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
         self._db.executescript(_SCHEMA)
         self._add_missing_columns()
         self._key_landed_by_source()
@@ -589,6 +664,18 @@ class Catalog:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _error(self, exc: BaseException) -> BaseException:
+        """``exc`` as the ``CatalogError`` that says what it means (``catalog_error``), or itself."""
+        if isinstance(exc, sqlite3.Error):
+            return catalog_error(self.path, exc, self._busy_ms) or exc
+        return exc
+
+    def wait_longer(self, ms: int = JOB_BUSY_TIMEOUT_MS) -> None:
+        """From now on wait up to ``ms`` for a catalog another process holds (a job under way)."""
+        with self._lock:
+            self._db.execute(f"PRAGMA busy_timeout={int(ms)}")
+            self._busy_ms = ms
 
     @staticmethod
     def _fill_objects(db: sqlite3.Connection) -> None:
@@ -687,7 +774,10 @@ class Catalog:
         outer ``batch``), whose commit covers it, else in one of its own."""
         with self._lock:
             if self._db.in_transaction:
-                return self._db.execute(sql, args)
+                try:
+                    return self._db.execute(sql, args)
+                except sqlite3.Error as exc:
+                    raise self._error(exc) from exc
             with self._tx_apart() as db:
                 return db.execute(sql, args)
 
@@ -727,9 +817,9 @@ class Catalog:
         self._lock.acquire()
         try:
             self._db.execute("BEGIN IMMEDIATE")
-        except BaseException:
+        except BaseException as exc:
             self._lock.release()
-            raise
+            raise self._error(exc) from exc
         self._held = True
 
     def release(self, *, commit: bool = True) -> None:
@@ -737,24 +827,32 @@ class Catalog:
         try:
             if not commit:
                 self._deferred = {}
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 return
             try:
                 if self._deferred:
                     self._apply_deferred()
+                self._db.execute("COMMIT")
             except BaseException:  # the group is all or nothing: never half of it committed
                 self._deferred = {}
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # (SQLite may have rolled back itself: a full disk)
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
         finally:
             self._lock.release()
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            if self._deferred:
-                self._apply_deferred()
-            return list(self._db.execute(sql, args))
+            try:
+                if self._deferred:
+                    self._apply_deferred()
+                return list(self._db.execute(sql, args))
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -1046,12 +1144,17 @@ class Catalog:
     def stream(self, sql: str, args: Sequence[object] = ()) -> Iterator[sqlite3.Row]:
         """The rows of a read-only query, streamed from a connection of its own (WAL lets it read
         beside the writer): for the reports, whose queries live beside them."""
-        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
         db.row_factory = sqlite3.Row
         try:
             cur = db.execute(sql, args)
             while rows := cur.fetchmany(1000):
                 yield from rows
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
         finally:
             db.close()
 
@@ -1060,10 +1163,15 @@ class Catalog:
         """A read-only connection of its own (rows as plain tuples) inside one read transaction:
         every query on it sees the catalog as the first one did, whatever commits meanwhile (for
         the reports, which read a job's files and their outcomes with queries that must agree)."""
-        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
         try:
             db.execute("BEGIN")
             yield db
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
         finally:
             db.close()
 
@@ -1184,12 +1292,15 @@ class Catalog:
     def landed_at(self, dest_ident: str, planned: str, src_path: str | None = None) -> LandedRow | None:
         """What landed where the layout put ``planned``: from ``src_path``, or the latest from any."""
         with self._lock:
-            if self._deferred:
-                self._apply_deferred()
-            if src_path is None:
-                row = self._db.execute(_LANDED_AT, (dest_ident, planned)).fetchone()
-            else:
-                row = self._db.execute(_LANDED_AT_FROM, (dest_ident, planned, src_path)).fetchone()
+            try:
+                if self._deferred:
+                    self._apply_deferred()
+                if src_path is None:
+                    row = self._db.execute(_LANDED_AT, (dest_ident, planned)).fetchone()
+                else:
+                    row = self._db.execute(_LANDED_AT_FROM, (dest_ident, planned, src_path)).fetchone()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
         return None if row is None else LandedRow(*row)  # the columns in the dataclass's order
 
     def landed_for_source(self, dest_ident: str, src_path: str) -> list[LandedRow]:
@@ -1219,9 +1330,12 @@ class Catalog:
         """What the last read of this source (same path, size and mtime) learnt: its hashes and,
         when a layout planned it, what its header said. One indexed lookup, for a re-run."""
         with self._lock:
-            if self._deferred:
-                self._apply_deferred()
-            row = self._db.execute(_PRIOR_READ_ONE, (src_path, size, mtime_ns)).fetchone()
+            try:
+                if self._deferred:
+                    self._apply_deferred()
+                row = self._db.execute(_PRIOR_READ_ONE, (src_path, size, mtime_ns)).fetchone()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
         return None if row is None else prior_from_row(row)
 
     def prior_reads(self, src_paths: Sequence[str]) -> list[tuple[str, int, int, int, PriorRead]]:
@@ -1249,22 +1363,28 @@ class Catalog:
         with self._lock:
             self._watching = True
             self.landed_sources = set()
-            if self._deferred:
-                self._apply_deferred()
-            if self._db.execute(_READ_IN_FOLDER, (start, end, cut)).fetchone() is not None:
-                return True
-            if not dest_idents:
-                return False
-            sql = _LANDED_IN_FOLDER.format(marks=marks)
-            return self._db.execute(sql, (*dest_idents, start, end, cut)).fetchone() is not None
+            try:
+                if self._deferred:
+                    self._apply_deferred()
+                if self._db.execute(_READ_IN_FOLDER, (start, end, cut)).fetchone() is not None:
+                    return True
+                if not dest_idents:
+                    return False
+                sql = _LANDED_IN_FOLDER.format(marks=marks)
+                return self._db.execute(sql, (*dest_idents, start, end, cut)).fetchone() is not None
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
 
     def landed_from(self, dest_ident: str, src_paths: Sequence[str]) -> list[LandedRow]:
         """What landed at this destination from these sources; one query for many files."""
         where = f" WHERE dest_ident=? AND src_path IN ({','.join('?' * len(src_paths))})"
         with self._lock:
-            if self._deferred:
-                self._apply_deferred()
-            rows = self._db.execute(_LANDED_COLUMNS + where, (dest_ident, *src_paths)).fetchall()
+            try:
+                if self._deferred:
+                    self._apply_deferred()
+                rows = self._db.execute(_LANDED_COLUMNS + where, (dest_ident, *src_paths)).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
         return list(map(_as_landed_row, rows))
 
     # -- multipart uploads -----------------------------------------------------------------

@@ -60,7 +60,16 @@ from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
 from castoff.reports import mhl
-from castoff.scan import STATE_FOLDER, EmptyFolder, Filters, Skipped, SourceFile, scan
+from castoff.scan import (
+    STATE_FOLDER,
+    TIME_MAX_NS,
+    TIME_MIN_NS,
+    EmptyFolder,
+    Filters,
+    Skipped,
+    SourceFile,
+    scan,
+)
 from castoff.units import TimeText, format_bytes, plural
 
 if TYPE_CHECKING:
@@ -304,6 +313,8 @@ class Engine:
         self._empty: list[EmptyFolder] = []
         self.folders_made: Counter[str] = Counter()
         self.folders_failed = 0
+        #: the catalog's first failure under the job (``_catalog_failed``): ``run`` raises it
+        self._fatal: errors.CatalogError | None = None
 
     # -- events ------------------------------------------------------------------------------
 
@@ -312,10 +323,21 @@ class Engine:
 
     def log(self, message: str, level: str = "info") -> None:
         if level != "debug":  # one a file on a re-run, saying what the outcome's detail says
-            self.catalog.log(self.job_id, level, message)
+            try:
+                self.catalog.log(self.job_id, level, message)
+            except errors.CatalogError as exc:
+                self._catalog_failed(exc)
         elif not self._debug:
             return
         self.emit("log", level=level, message=message)
+
+    def _catalog_failed(self, exc: errors.CatalogError) -> None:
+        """The catalog failed under the job (damaged, its folder full, held too long by another
+        process): nothing more can be recorded, so the job stops as on Ctrl-C, what it delivered
+        stays delivered, and ``run`` raises the first such error, which says what to do."""
+        if self._fatal is None:
+            self._fatal = exc
+        self.cancel.set()
 
     # -- the job ----------------------------------------------------------------------------
 
@@ -352,6 +374,8 @@ class Engine:
                 d(True)
             with WriteGroup(self.catalog, before_commit=self._sync_landed) as group:
                 self._read_all(sources, group)
+        except errors.CatalogError as exc:
+            self._catalog_failed(exc)
         finally:
             for d in defer:
                 d(False)
@@ -369,6 +393,10 @@ class Engine:
         for lane in self.lanes:
             lane.stop(timeout=0.5 if self.cancel.is_set() else 30.0)
         self._hashing.close()
+        if self._fatal is not None:
+            with contextlib.suppress(errors.CatalogError):  # (what it can still record)
+                self._record_interrupted(say=False)  # (the error says what to do)
+            raise self._fatal
         if self.cancel.is_set():
             self._record_interrupted()
         else:
@@ -1790,6 +1818,13 @@ class Engine:
             self._close_broken(stream, exc)
 
     def _close_broken(self, stream: Stream, exc: BaseException) -> None:
+        if isinstance(exc, errors.CatalogError):  # the job stops: nothing more can be recorded
+            self._catalog_failed(exc)
+            with self._state:
+                still_open = stream in self._open
+            if still_open:
+                self._stream_closed(stream)
+            return
         text = "".join(traceback.format_exception(exc))
         self.log(f"{stream.lane.name}: {stream.target}: internal error while closing:\n{text}", "error")
         with self._state:
@@ -2094,6 +2129,8 @@ class Engine:
                 st = lane.dest.stat(existing) if lane.caps.can_stat else None
                 if st is not None:
                     size, mtime_ns = st.size, st.mtime_ns
+            if mtime_ns is not None and not TIME_MIN_NS <= mtime_ns <= TIME_MAX_NS:
+                mtime_ns = None  # a time the catalog cannot hold: unknown, so a re-run looks again
             copy = DamagedCopy(
                 lane.dest.ident,
                 existing,
@@ -2215,6 +2252,8 @@ class Engine:
         lane = stream.lane
         fs = stream.file
         upload = stream.upload
+        if isinstance(exc, errors.CatalogError):  # the job stops: see _catalog_failed
+            self._catalog_failed(exc)
         if self.cancel.is_set() or isinstance(exc, errors.Interrupted):
             self._end(stream, Outcome("incomplete", error=errors.Interrupted("interrupted")))
             if upload is not None and not lane.caps.resumable:
@@ -2648,7 +2687,7 @@ class Engine:
         """Files whose earlier copy at a local destination is damaged (each has a good one too)."""
         return sum(ln.stats.damaged for ln in self.lanes if ln.caps.is_local)
 
-    def _record_interrupted(self) -> None:
+    def _record_interrupted(self, *, say: bool = True) -> None:
         with self._state:
             left = list(self._open)
         for stream in left:
@@ -2668,4 +2707,5 @@ class Engine:
                 stream.target,
                 Outcome("incomplete", error=errors.Interrupted("interrupted"), detail=note),
             )
-        self.log("interrupted: re-run the same command to continue where it stopped", "warning")
+        if say:
+            self.log("interrupted: re-run the same command to continue where it stopped", "warning")

@@ -20,6 +20,7 @@ from castoff.layout.names import WINDOWS_FILESYSTEMS, filesystem_type, windows_p
 from castoff.layout.objmeta import fit_metadata, object_fields
 from castoff.layout.sidecars import ORIGINAL_PRIORITY, SIDECAR_KINDS, Folders, ext_of, file_type, stem_of
 from castoff.layout.template import LAYOUTS, Template, parse_template
+from castoff.scan import TIME_MAX_NS, TIME_MIN_NS
 
 if TYPE_CHECKING:
     from castoff.catalog.db import PriorRead
@@ -149,6 +150,8 @@ class Planner:
                 try:
                     mtime_ns = os.stat(abs_path).st_mtime_ns
                 except OSError:
+                    mtime_ns = 0
+                if not TIME_MIN_NS <= mtime_ns <= TIME_MAX_NS:  # (that file fails: scan.bad_time)
                     mtime_ns = 0
             found = read_capture(abs_path, rel_path, mtime_ns)
             if keep:
