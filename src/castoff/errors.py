@@ -27,6 +27,8 @@ cannot be translated is re-raised as it is, never swallowed.
         │   ├── ClockSkew              the server refused this computer's clock (set it: NTP)
         │   ├── DestinationFull        ENOSPC / quota
         │   ├── DestinationReadOnly    EROFS / EACCES on the destination
+        │   ├── PermissionDenied       EACCES / EPERM on one folder below a writable destination root:
+        │   │                          that folder's files only, the rest of the destination is filled
         │   ├── DestinationGone        the mount or folder disappeared
         │   ├── KeyRejected            the key or path cannot exist there (too long, illegal name)
         │   ├── TlsFailure             no trusted TLS connection to the endpoint (certificate, plain HTTP)
@@ -177,6 +179,14 @@ class DestinationFull(PermanentError):
 
 class DestinationReadOnly(PermanentError):
     code = "destination-read-only"
+
+
+class PermissionDenied(PermanentError):
+    """castoff may not write in (or look into) one folder below a destination's root, the root
+    itself writable: the files that go to that folder fail, each of them; the others land, as
+    rsync does. (Not ``DestinationReadOnly``: that one stops the destination.)"""
+
+    code = "permission-denied"
 
 
 class DestinationGone(PermanentError):

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -232,3 +233,101 @@ def test_ctrl_c_is_said_once_not_once_per_upload_in_flight(tmp_path: Path, rclon
     assert not lines_with(text, "incomplete: interrupted"), text
     summary = report(castoff)["summary"][f"s3://{rclone_s3.bucket}/cc"]
     assert summary["incomplete"] >= 1, summary  # still counted where it belongs
+
+
+#: root runs castoff without the capabilities that ignore file permissions
+NO_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
+
+
+@pytest.fixture
+def as_a_user(tmp_path: Path) -> Iterator[list[str]]:
+    """The command prefix under which castoff meets file permissions as a user does (root drops
+    the capabilities that ignore them): skipped where a read-only folder would still be written.
+    The folders a test makes read-only are made writable again at the end."""
+    prefix = NO_OVERRIDE if os.geteuid() == 0 else []
+    if prefix and shutil.which("setpriv") is None:
+        pytest.skip("running as root, without setpriv to drop the capabilities that ignore permissions")
+    probe = tmp_path / "probe"
+    probe.mkdir(mode=0o555)
+    refused = subprocess.run(
+        [*prefix, sys.executable, "-c", f"open({str(probe / 'f')!r}, 'w')"], capture_output=True, check=False
+    )
+    if refused.returncode == 0:
+        pytest.skip(
+            "this process may write in a read-only folder (capabilities): permissions cannot be tested"
+        )
+    yield prefix
+    for p in tmp_path.rglob("*"):
+        if p.is_dir() and not p.is_symlink():
+            p.chmod(0o755)
+
+
+def run_as(prefix: list[str], castoff: Castoff, *args: str) -> subprocess.CompletedProcess[str]:
+    castoff.root.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [*prefix, sys.executable, "-m", "castoff", *args],
+        capture_output=True,
+        text=True,
+        env=castoff.environ(),
+        cwd=castoff.root,
+        timeout=120,
+        check=False,
+    )
+    castoff.outputs += [done.stdout, done.stderr]
+    return done
+
+
+def test_a_read_only_folder_below_the_root_fails_its_files_only(tmp_path: Path, as_a_user: list[str]) -> None:
+    """QA: one read-only folder in the destination stopped the whole destination (files in
+    writable folders beside it never written, which ones depending on the sort order). Its files
+    fail, each of them, naming the folder, as do those of a folder that cannot be made in a
+    read-only one; the rest of the destination is filled."""
+    card = tmp_path / "CARD"
+    write(card / "DCIM" / "100" / "p1.jpg", b"p1")
+    write(card / "DCIM" / "100" / "p2.jpg", b"p2")
+    write(card / "DCIM" / "101" / "sub" / "q.jpg", b"q")  # its folder cannot be made in 101
+    write(card / "DCIM" / "102" / "r.jpg", b"r")  # after the refused ones in sort order
+    write(card / "MISC" / "m.txt", b"m")
+    wp, ok = tmp_path / "wp", tmp_path / "ok"
+    for name in ("100", "101"):
+        (wp / "CARD" / "DCIM" / name).mkdir(parents=True)
+        (wp / "CARD" / "DCIM" / name).chmod(0o555)
+    castoff = Castoff(tmp_path / "user")
+    r = run_as(as_a_user, castoff, "copy", str(card), "--to", str(wp), "--to", str(ok))
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 1, out
+    assert "stopped" not in out and "No more files go there" not in out, out
+    for name in ("102/r.jpg", "MISC/m.txt"):
+        rel = f"DCIM/{name}" if name.startswith("1") else name
+        assert (wp / "CARD" / rel).read_bytes() == (card / rel).read_bytes()
+    rep = report(castoff)
+    by_path = {f["path"]: d for f in rep["files"] for d in f["destinations"] if d["destination"] == str(wp)}
+    refused = {
+        "CARD/DCIM/100/p1.jpg": wp / "CARD" / "DCIM" / "100",
+        "CARD/DCIM/100/p2.jpg": wp / "CARD" / "DCIM" / "100",
+        "CARD/DCIM/101/sub/q.jpg": wp / "CARD" / "DCIM" / "101",
+    }
+    assert {p for p, d in by_path.items() if d["status"] == "failed"} == set(refused), by_path
+    for path, folder in refused.items():
+        entry = by_path[path]
+        assert entry["error_code"] == "permission-denied", entry
+        assert f"castoff may not write in {folder}:" in entry["error"], entry
+        assert f"{path}: failed:" in out  # each said, with its folder
+    assert {d["status"] for p, d in by_path.items() if p not in refused} == {"verified"}
+    assert rep["summary"][str(ok)]["verified"] == 5
+
+
+def test_a_read_only_destination_root_still_stops_the_destination(
+    tmp_path: Path, card: Path, as_a_user: list[str]
+) -> None:
+    ro, ok = tmp_path / "ro", tmp_path / "ok"
+    ro.mkdir(mode=0o555)
+    castoff = Castoff(tmp_path / "user")
+    r = run_as(as_a_user, castoff, "copy", str(card), "--to", str(ro), "--to", str(ok))
+    out = r.stdout + r.stderr
+    said = lines_with(out, f"cannot write to {ro}")
+    assert len(said) == 1 and said[0].startswith(f"{ro}: cannot be used:"), out
+    assert r.returncode == 1, out
+    rep = report(castoff)
+    assert {d["error_code"] for d in at(rep, ro)} == {"destination-read-only"}
+    check_ok_complete(rep, ok, card)

@@ -257,6 +257,29 @@ def test_conflicts_never_overwrite_silently(tmp_path: Path, runner: Runner, poli
     assert not (droot / "card" / "diff (3).jpg").exists()
 
 
+@pytest.mark.parametrize("rehash", [True, False])
+@pytest.mark.parametrize("policy", ["skip", "fail", "overwrite"])
+def test_a_copy_kept_beside_a_conflict_is_found_whatever_the_policy(
+    tmp_path: Path, runner: Runner, policy: str, rehash: bool
+) -> None:
+    """QA: after a rename landed "diff (2).jpg", ``--rehash --on-conflict skip`` said the file was
+    NOT copied (a conflict, exit 1) and ``fail`` failed it, where a plain --rehash finds it there.
+    The policy applies only where no copy of this file is there."""
+    src, droot = _conflict_setup(tmp_path)
+    dest = LocalDestination(droot)
+    assert runner([src], [dest]).exit_code == 0
+    assert (droot / "card" / "diff (2).jpg").read_bytes() == b"new bytes"
+    result = runner([src], [dest], on_conflict=policy, rehash=rehash)
+    diff = runner.outcomes()[("card/diff.jpg", dest.name)]
+    assert result.exit_code == 0, (diff, runner.logs())
+    assert diff["status"] == ("already" if rehash else "skipped"), diff
+    assert diff["target"].endswith("diff (2).jpg"), diff
+    assert result.released
+    assert (droot / "card" / "diff.jpg").read_bytes() == b"old bytes"  # the other file, kept
+    assert not (droot / "card" / "diff (3).jpg").exists()
+    assert not partials(droot)
+
+
 def test_destination_failing_mid_job_does_not_stop_the_others(tmp_path: Path, runner: Runner) -> None:
     src = tmp_path / "src" / "card"
     for i in range(6):

@@ -645,3 +645,26 @@ def test_trouble_that_passes_is_said_once_and_its_end_too(
     said = _warnings(runner, bucket.name)
     assert said == [f"{bucket.name}: connection lost; retrying (the other destinations carry on)"], said
     assert runner.logs().count(f"{bucket.name}: answering again") == 1
+
+
+@pytest.mark.parametrize("policy", ["skip", "fail"])
+def test_a_copy_kept_beside_a_known_key_is_found_whatever_the_policy(
+    tmp_path: Path, runner: Runner, rclone_s3: Any, policy: str
+) -> None:
+    """QA: a file a rename landed at ``a (2).jpg`` was said NOT copied (skip) or failed (fail) by
+    ``--rehash --on-conflict``, where a plain --rehash finds it there: already, whatever the policy."""
+    src = tmp_path / "src" / "card"
+    photo = src / "a.jpg"
+    _rewrite(photo, b"first version", 1_700_000_000)
+    bucket = s3dest(rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key)
+    assert runner([src], [bucket], **FAST).exit_code == 0, runner.logs()
+    _rewrite(photo, b"second version", 1_700_000_100)
+    assert runner([src], [bucket], **FAST).exit_code == 0, runner.logs()
+    assert runner.outcomes()[("card/a.jpg", bucket.name)]["target"] == "raw-shoots/card/a (2).jpg"
+    result = runner([src], [bucket], on_conflict=policy, rehash=True, **FAST)
+    row = runner.outcomes()[("card/a.jpg", bucket.name)]
+    assert (result.exit_code, row["status"], row["target"]) == (0, "already", "raw-shoots/card/a (2).jpg"), (
+        row
+    )
+    stored = _objects(rclone_s3.admin_client(), rclone_s3.bucket, "raw-shoots/card/")
+    assert stored == {"a.jpg": b"first version", "a (2).jpg": b"second version"}

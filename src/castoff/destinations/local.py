@@ -354,7 +354,7 @@ class LocalUpload:
                 dest.make_folder(parent)
                 self._fd = self._create(parent)
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot create a file in {parent}") from exc
+            raise dest.os_error(exc, f"cannot create a file in {parent}", parent) from exc
         if meta.size >= PREALLOCATE_MIN:
             try:
                 os.posix_fallocate(self._fd, 0, meta.size)
@@ -505,7 +505,7 @@ class LocalUpload:
                 self._dest.check_inside(os.path.dirname(final))
             sync_later = self._name(final, overwrite=overwrite)
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot move {final} into place") from exc
+            raise self._dest.os_error(exc, f"cannot move {final} into place", os.path.dirname(final)) from exc
         self._close_fd()
         return Landed(
             target=final,
@@ -725,8 +725,40 @@ class LocalDestination:
                     f"{blocker} is a file, where a folder is needed",
                     hint="move or rename that file, then re-run",
                 ) from exc
-            raise translate_os_error(exc, f"cannot create folder {folder}") from exc
+            raise self.os_error(exc, f"cannot create folder {folder}", folder) from exc
         self._remember(folder, st)
+
+    def os_error(self, exc: OSError, what: str, folder: str) -> errors.CastoffError:
+        """``translate_os_error``, where permission denied in ``folder``, below the root, while
+        the root itself is writable, is that folder's alone (``PermissionDenied``, naming the
+        folder that refuses): the rest of the destination is still filled, as rsync does. A root
+        castoff may not write in (or a read-only filesystem, EROFS) stops the destination."""
+        if (
+            exc.errno in (errno.EACCES, errno.EPERM)
+            and folder.startswith(self._prefix)
+            and os.access(self.root, os.W_OK | os.X_OK)
+        ):
+            refusing = self._refusing(folder)
+            return errors.PermissionDenied(
+                f"{what}: {exc.strerror or exc}",
+                hint=f"castoff may not write in {refusing}: change its permissions, then re-run;"
+                " the rest of the destination is filled",
+            )
+        return translate_os_error(exc, what)
+
+    def _refusing(self, folder: str) -> str:
+        """The folder that keeps castoff from writing in ``folder``: the first one, from the
+        root down, that castoff may not enter, else the deepest one that exists (where the next
+        is to be made, or the file written)."""
+        level = self.root
+        for part in folder[len(self._prefix) :].split("/"):
+            below = os.path.join(level, part)
+            if not os.path.isdir(below):  # not there (or not to be looked at): made in ``level``
+                return level
+            if not os.access(below, os.X_OK):
+                return below
+            level = below
+        return level
 
     def _remember(self, folder: str, st: os.stat_result) -> None:
         """Note ``folder``, just checked to be inside the root, and each folder above it that is
@@ -875,7 +907,7 @@ class LocalDestination:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot look at {target}") from exc
+            raise self.os_error(exc, f"cannot look at {target}", os.path.dirname(target)) from exc
         mode = st.st_mode
         return ObjectStat(
             size=st.st_size,

@@ -1911,6 +1911,8 @@ class Engine:
             hist = self._chain_decides(stream, stream.target, found=False)
             if hist is not None and hist.relation != "new":
                 return self._chain_conflict(stream, upload, stream.target, hist, commit)
+            if replaced is not None and self._found_beside(stream, upload, stream.target, digest):
+                return None  # an earlier rename's copy of this file: not a second one at the name
         try:
             landed = commit(overwrite=overwrite)
         except TargetExists as exc:
@@ -1957,6 +1959,8 @@ class Engine:
         hist = self._chain_decides(stream, existing, found=True) if other is None else None
         if hist is not None:
             return self._chain_conflict(stream, upload, existing, hist, do_commit)
+        if policy != "rename" and self._found_beside(stream, upload, existing, digest, other=other):
+            return None
         found = f"{existing} {other or 'exists with other content'}"
         if policy == "skip":
             self._drop_upload(stream, upload)
@@ -1972,6 +1976,36 @@ class Engine:
         if policy == "overwrite":
             return do_commit(target=existing, overwrite=True)
         return self._keep_both(stream, upload, existing, digest, do_commit, other=other)
+
+    def _found_beside(
+        self, stream: Stream, upload: Upload, existing: str, digest: str, *, other: str | None = None
+    ) -> bool:
+        """A copy of this very file at one of the keep-both names of its target (``name (2).ext``,
+        landed by an earlier ``--on-conflict rename``), found as rename finds it (``_keep_both``):
+        already there, whatever ``--on-conflict`` says now; the policy applies only where no copy
+        of this file is there (QA: ``--rehash --on-conflict skip`` said a file delivered beside
+        the other one was NOT copied). The names are looked at in order up to the first free one,
+        where rename would land it. ``existing``: what is at the target (``other``: what it is
+        when no file), said again when castoff verified these bytes there before (damaged)."""
+        lane = stream.lane
+        if existing != stream.planned:
+            return False
+        room = name_room(
+            stream.planned, max_name=getattr(lane.dest, "name_max", None), max_path=lane.caps.max_key_bytes
+        )
+        damaged: DamagedCopy | None = None
+        for n in range(2, 10_000):
+            alt = alt_target(stream.planned, n, max_name=room)
+            if lane.caps.can_stat:
+                if self._stat_at(lane, alt) is None:
+                    return False
+            elif not self._remembers_keys(lane) or self.catalog.object_at(lane.dest.ident, alt) is None:
+                return False
+            if n == 2 and other is None:  # a name beside it is taken: the one there may be damaged
+                damaged = self._damaged_copy(stream, existing, digest)
+            if self._already_there(stream, upload, alt, digest, damaged=damaged):
+                return True
+        return False
 
     def _chain_decides(self, stream: Stream, existing: str, *, found: bool) -> HistoryCopy | None:
         """``existing`` is a history's chain file, where a source history's chain file goes: how the
