@@ -99,15 +99,25 @@ def test_a_name_that_is_not_utf8_fails_that_file_and_the_others_are_delivered(
     assert f"card/bad\\xff\\xfename.jpg: its name {NOT_UTF8}; rename it and copy it again" in said
     assert f"card/DIR\\xe9/in.jpg: the name of a folder in its path {NOT_UTF8}" in said
     assert "can be released" not in said
+    # Before: "Re-run the same command to retry only what is missing", which met them again.
+    assert "Re-run" not in said
+    assert (
+        "2 files failed: their names are not valid UTF-8 (or a folder's above is not), which castoff"
+        " cannot record; the same command fails them again. Rename them (or the folder) on the source,"
+        " then copy again" in said
+    )
     for dest in (out, nas):
         assert (dest / "card" / "aaa.jpg").read_bytes() == b"a"
         assert (dest / "card" / "zzz.jpg").read_bytes() == b"z"
         assert sorted(os.listdir(dest / "card")) == ["aaa.jpg", "zzz.jpg"]
+    (page,) = (state / "reports").glob("*.html")
+    assert "The same command would meet the same problems again" in page.read_text(encoding="utf-8")
     files = {f["path"]: f for f in _report(state)["files"]}
     for path in ("card/bad\\xff\\xfename.jpg", "card/DIR\\xe9/in.jpg"):
         assert files[path]["status"] == "failed"
         assert NOT_UTF8 in files[path]["error"]
         assert [d["status"] for d in files[path]["destinations"]] == ["failed", "failed"]
+        assert [d["error_code"] for d in files[path]["destinations"]] == ["source-name"] * 2
     assert {files[p]["status"] for p in ("card/aaa.jpg", "card/zzz.jpg")} == {"read"}
 
 
