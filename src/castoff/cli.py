@@ -809,33 +809,44 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
     # a destination that stopped for a reason of its own (a wrong key, a full drive, a TLS
     # failure): a re-run delivers there once what was said is fixed, not before
     stopped = {e.code for e in LANE_FATAL} | {errors.ClockSkew.code}
-    rerun = kept = refused = itself = other = 0
+    # each kind counts files, not outcomes: a file fails the same way at every destination
+    ids: dict[str, set[int]] = {k: set() for k in ("rerun", "kept", "refused", "itself", "other", "names")}
     fix_first = False
     outcomes = catalog.stream(
-        "SELECT o.status, o.error_code, o.target, f.abs_path FROM outcomes o JOIN files f ON f.id=o.file_id"
+        "SELECT o.file_id, o.status, o.error_code, o.target, f.abs_path FROM outcomes o"
+        " JOIN files f ON f.id=o.file_id"
         " WHERE o.job_id=? AND o.status IN ('failed', 'conflict', 'incomplete')",
         (job_id,),
     )
     for r in outcomes:
+        file_id = int(r["file_id"])
         if r["status"] == "conflict":  # --on-conflict skip kept the other file
-            kept += 1
+            ids["kept"].add(file_id)
         elif r["status"] == "incomplete" or r["error_code"] not in NOT_BY_RERUN:
-            rerun += 1
+            ids["rerun"].add(file_id)
             fix_first = fix_first or r["error_code"] in stopped
+        elif r["error_code"] == errors.SourceNameError.code:
+            ids["names"].add(file_id)
         elif r["error_code"] != "conflict":
-            other += 1
+            ids["other"].add(file_id)
         elif os.path.isabs(r["target"]) and os.path.realpath(r["target"]) == os.path.realpath(r["abs_path"]):
-            itself += 1
+            ids["itself"].add(file_id)
         else:  # --on-conflict fail
-            refused += 1
-    for r in catalog.stream("SELECT error_code FROM files WHERE job_id=? AND status='failed'", (job_id,)):
-        other, rerun = (other + 1, rerun) if r["error_code"] in NOT_BY_RERUN else (other, rerun + 1)
+            ids["refused"].add(file_id)
+    failed = catalog.stream("SELECT id, error_code FROM files WHERE job_id=? AND status='failed'", (job_id,))
+    for r in failed:  # not read: a file the scan or the read failed (its outcomes say the same)
+        code = r["error_code"]
+        kind = (
+            "names" if code == errors.SourceNameError.code else "other" if code in NOT_BY_RERUN else "rerun"
+        )
+        ids[kind].add(int(r["id"]))
+    rerun, kept, refused, itself, other, names = (len(ids[k]) for k in ids)
 
     def them(n: int) -> str:
         return "it" if n == 1 else "them"
 
     lines = []
-    if rerun or not (kept or refused or itself or other):
+    if rerun or not (kept or refused or itself or other or names):
         lines.append(
             "Some files did not reach every destination; see the report."
             + (
@@ -844,6 +855,13 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
                 if fix_first
                 else " Re-run the same command to retry only what is missing."
             )
+        )
+    if names:
+        lines.append(
+            f"{plural(names, 'file')} failed: {'its name is' if names == 1 else 'their names are'}"
+            " not valid UTF-8 (or a folder's above is not), which castoff cannot record; the same"
+            f" command fails {them(names)} again. Rename {them(names)} (or the folder) on the source,"
+            f" then copy again: the errors above and the report name {them(names)}, escaped."
         )
     if kept:
         lines.append(

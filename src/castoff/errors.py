@@ -17,6 +17,7 @@ cannot be translated is re-raised as it is, never swallowed.
     │   ├── SourceChanged              size or mtime moved during the read
     │   ├── SourceVanished             deleted or the card was removed
     │   └── SourceReadError            EIO, permission denied, ...
+    │       └── SourceNameError        its name is not UTF-8: a re-run meets it again (rename it)
     └── DestinationError               one file at one destination (``retryable`` says if trying again helps)
         ├── TransientError             retryable: network drops, timeouts, 5xx
         │   └── Throttled              429 / 503 SlowDown; carries ``retry_after`` when the server said
@@ -134,6 +135,13 @@ class SourceVanished(SourceError):
 
 class SourceReadError(SourceError):
     code = "source-read"
+
+
+class SourceNameError(SourceReadError):
+    """The file's name (or a folder's above it) is not UTF-8: castoff cannot record it, and the
+    same command meets it again; renaming it on the source is what helps."""
+
+    code = "source-name"
 
 
 class DestinationError(CastoffError):

@@ -12,7 +12,7 @@ import functools
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from castoff import errors
@@ -59,9 +59,52 @@ NOT_UTF8 = (
 
 
 def escaped(path: str) -> str:
-    """``path`` as valid UTF-8 text whatever its bytes: those of a name that is not UTF-8 as
-    backslash escapes (``bad\\xff.jpg``), for the catalog, the reports and the messages."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """``path`` as valid UTF-8 text whatever its bytes, for the catalog, the reports and the
+    messages: a UTF-8 path as it is; in one that is not, each byte that is not UTF-8 as ``\\xNN``
+    and each backslash as ``\\\\`` (``bad\\xff.jpg``), so that two such paths never read the same.
+    Such text can still be a real name (a file named ``bad\\xff.jpg`` in those ten characters):
+    the scan gives a name that is not UTF-8 one no file beside it has (``shown_names``)."""
+    if is_utf8(path):
+        return path
+    return path.replace("\\", "\\\\").encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def is_utf8(path: str) -> bool:
+    """Whether ``path`` (as ``os`` decodes it: a byte that is not UTF-8 as a lone surrogate) is UTF-8."""
+    if path.isascii():
+        return True
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+#: what follows a name that is not UTF-8 when its escaped text is a real name in the same folder
+NOT_UTF8_MARK = " (not UTF-8)"
+
+
+def shown_names(names: Iterable[str]) -> dict[str, str]:
+    """The text each name that is not UTF-8 among one folder's ``names`` is recorded and shown
+    as: ``escaped``, and where that is the name of another file or folder there (a real
+    ``\\xff.jpg`` beside a name whose one byte is 0xFF), followed by `` (not UTF-8)`` (then
+    `` (not UTF-8, 2)``...) until no name there is the same: the real file keeps its own name,
+    and every path of a job stays its own."""
+    names = list(names)
+    bad = sorted(n for n in names if not is_utf8(n))
+    if not bad:
+        return {}
+    taken = {n for n in names if is_utf8(n)}
+    out: dict[str, str] = {}
+    for name in bad:
+        base = text = escaped(name)
+        n = 1
+        while text in taken:
+            text = base + (NOT_UTF8_MARK if n == 1 else f"{NOT_UTF8_MARK[:-1]}, {n})")
+            n += 1
+        taken.add(text)
+        out[name] = text
+    return out
 
 
 #: ``is_junk`` as gitignore-style patterns, as an ASC MHL generation's ignore list holds them
@@ -110,7 +153,9 @@ class Skipped:
     abs_path: str
     rel_path: str
     reason: str
-    code: str  # junk, excluded, symlink, special, destination: left out; unreadable, vanished: failures
+    #: junk, excluded, symlink, special, destination, state: left out; unreadable, vanished, and
+    #: not-utf8 (a name castoff cannot record: a re-run meets it again): failures
+    code: str
 
 
 @functools.lru_cache(maxsize=256)
@@ -334,8 +379,9 @@ def scan(
                 yield item
 
 
-def _skipped(path: str, rel: str, reason: str, code: str) -> Skipped:
-    return Skipped(escaped(path), escaped(rel), reason, code)
+def _skipped(shown: str, rel: str, reason: str, code: str) -> Skipped:
+    """``shown``, ``rel``: the paths as ``shown_names`` made them (valid UTF-8)."""
+    return Skipped(shown, rel, reason, code)
 
 
 #: the modification times castoff can record: nanoseconds since 1970 in a 64-bit integer, as the
@@ -357,17 +403,17 @@ def bad_time(mtime_ns: int) -> str:
     )
 
 
-def _entry(path: str, rel: str, st: os.stat_result) -> SourceFile | Skipped:
-    """The file to copy; one whose path is not UTF-8 fails, as a file that cannot be read does."""
-    if not path.isascii() and escaped(path) != path:  # (an ASCII path is UTF-8)
-        name = os.path.basename(path)
-        if escaped(name) != name:
+def _entry(path: str, shown: str, rel: str, st: os.stat_result) -> SourceFile | Skipped:
+    """The file to copy; one whose path is not UTF-8 fails, as a file that cannot be read does
+    (``shown``, ``rel``: its paths as ``shown_names`` made them)."""
+    if not is_utf8(path):
+        if not is_utf8(os.path.basename(path)):
             reason = f"its name {NOT_UTF8.format(what='it')}"
         else:
             reason = f"the name of a folder in its path {NOT_UTF8.format(what='that folder')}"
-        return _skipped(path, rel, reason, "unreadable")
+        return _skipped(shown, rel, reason, "not-utf8")
     if not TIME_MIN_NS <= st.st_mtime_ns <= TIME_MAX_NS:
-        return _skipped(path, rel, bad_time(st.st_mtime_ns), "unreadable")
+        return _skipped(shown, rel, bad_time(st.st_mtime_ns), "unreadable")
     return SourceFile(
         abs_path=path,
         rel_path=rel,
@@ -403,22 +449,23 @@ def _scan_root(
     # A source named on the command line is followed when it is a symlink (as ``cp -H`` and
     # rsync do: it is what the user pointed at) and keeps the name it was given there (``top``,
     # its label: see ``source_labels``).
+    shown = escaped(root)  # (``check_sources`` refuses a source whose path is not UTF-8)
     try:
         st = os.stat(root)
     except OSError as exc:
-        yield _skipped(root, top, f"cannot read: {exc.strerror}", "unreadable")
+        yield _skipped(shown, top, f"cannot read: {exc.strerror}", "unreadable")
         return
     if stat.S_ISREG(st.st_mode):
-        yield _entry(root, top, st)
+        yield _entry(root, shown, top, st)
         return
     if not stat.S_ISDIR(st.st_mode):
-        yield _skipped(root, top, "special file (FIFO, device or socket)", "special")
+        yield _skipped(shown, top, "special file (FIFO, device or socket)", "special")
         return
     if (dest := destinations.get((st.st_dev, st.st_ino))) is not None:
-        yield _skipped(root, top, *_into_destination(dest))
+        yield _skipped(shown, top, *_into_destination(dest))
         return
     seen_dirs = {(st.st_dev, st.st_ino)}
-    yield from _walk(root, top, "", filters, seen_dirs, destinations, matched)
+    yield from _walk(root, shown, top, "", filters, seen_dirs, destinations, matched)
 
 
 def _broken_link(path: str, exc: OSError) -> str | None:
@@ -445,6 +492,7 @@ def _is_folder(e: os.DirEntry[str], filters: Filters) -> bool:
 
 def _walk(
     path: str,
+    shown: str,
     rel: str,
     rel_under: str,
     filters: Filters,
@@ -456,21 +504,24 @@ def _walk(
         with os.scandir(path) as it:
             entries = sorted(it, key=lambda e: e.name)
     except OSError as exc:
-        yield _skipped(path, rel, f"cannot list folder: {exc.strerror}", "unreadable")
+        yield _skipped(shown, rel, f"cannot list folder: {exc.strerror}", "unreadable")
         return
     holds_something = False  # anything but OS junk: then it is no EmptyFolder
+    as_shown = shown_names(e.name for e in entries)  # (names that are not UTF-8; usually none)
     for e in entries:
         name = e.name
-        child_rel = f"{rel}/{name}"
+        shown_name = as_shown.get(name, name)
+        child_rel = f"{rel}/{shown_name}"
+        child_shown = os.path.join(shown, shown_name)
         child_under = f"{rel_under}/{name}" if rel_under else name
         if filters.skip_junk and is_junk(name):
-            yield _skipped(e.path, child_rel, "OS junk file", "junk")
+            yield _skipped(child_shown, child_rel, "OS junk file", "junk")
             continue
         holds_something = True
         if filters.exclude and filters.excluded(child_under, matched):
             if matched is not None and filters.excludes_folders and _is_folder(e, filters):
                 filters.excluded_folder(child_under, matched)  # (it matched too, said or not)
-            yield _skipped(e.path, child_rel, "excluded by --exclude", "excluded")
+            yield _skipped(child_shown, child_rel, "excluded by --exclude", "excluded")
             continue
         is_link = False
         try:
@@ -478,35 +529,37 @@ def _walk(
             st = e.stat(follow_symlinks=filters.follow_symlinks)
         except OSError as exc:
             if is_link and (broken := _broken_link(e.path, exc)) is not None:
-                yield _skipped(e.path, child_rel, broken, "symlink")  # (a re-run meets it again)
+                yield _skipped(child_shown, child_rel, broken, "symlink")  # (a re-run meets it again)
             elif isinstance(exc, FileNotFoundError):
-                yield _skipped(e.path, child_rel, "vanished before it was read", "vanished")
+                yield _skipped(child_shown, child_rel, "vanished before it was read", "vanished")
             else:
-                yield _skipped(e.path, child_rel, f"cannot read: {exc.strerror}", "unreadable")
+                yield _skipped(child_shown, child_rel, f"cannot read: {exc.strerror}", "unreadable")
             continue
         if is_link and not filters.follow_symlinks:
-            yield _skipped(e.path, child_rel, "symlink (not followed; use --follow-symlinks)", "symlink")
+            yield _skipped(child_shown, child_rel, "symlink (not followed; use --follow-symlinks)", "symlink")
             continue
         if stat.S_ISDIR(st.st_mode):
             if filters.exclude and filters.excluded_folder(child_under, matched):
-                yield _skipped(e.path, child_rel, "excluded by --exclude", "excluded")
+                yield _skipped(child_shown, child_rel, "excluded by --exclude", "excluded")
                 continue
             key = (st.st_dev, st.st_ino)
             if key in seen:
-                yield _skipped(e.path, child_rel, "symlink loop (folder seen before)", "symlink")
+                yield _skipped(child_shown, child_rel, "symlink loop (folder seen before)", "symlink")
                 continue
             if (dest := destinations.get(key)) is not None:
-                yield _skipped(e.path, child_rel, *_into_destination(dest))
+                yield _skipped(child_shown, child_rel, *_into_destination(dest))
                 continue
             seen.add(key)
-            yield from _walk(e.path, child_rel, child_under, filters, seen, destinations, matched)
+            yield from _walk(
+                e.path, child_shown, child_rel, child_under, filters, seen, destinations, matched
+            )
             seen.discard(key)
         elif stat.S_ISREG(st.st_mode):
             if filters.include and not filters.included(child_under, matched):
-                yield _skipped(e.path, child_rel, "not matched by --include", "excluded")
+                yield _skipped(child_shown, child_rel, "not matched by --include", "excluded")
                 continue
-            yield _entry(e.path, child_rel, st)
+            yield _entry(e.path, child_shown, child_rel, st)
         else:
-            yield _skipped(e.path, child_rel, "special file (FIFO, device or socket)", "special")
-    if not holds_something and escaped(path) == path:  # a name that is not UTF-8 cannot be recorded
+            yield _skipped(child_shown, child_rel, "special file (FIFO, device or socket)", "special")
+    if not holds_something and is_utf8(path):  # a name that is not UTF-8 cannot be recorded
         yield EmptyFolder(path, rel)

@@ -99,16 +99,58 @@ def test_a_name_that_is_not_utf8_fails_that_file_and_the_others_are_delivered(
     assert f"card/bad\\xff\\xfename.jpg: its name {NOT_UTF8}; rename it and copy it again" in said
     assert f"card/DIR\\xe9/in.jpg: the name of a folder in its path {NOT_UTF8}" in said
     assert "can be released" not in said
+    # Before: "Re-run the same command to retry only what is missing", which met them again.
+    assert "Re-run" not in said
+    assert (
+        "2 files failed: their names are not valid UTF-8 (or a folder's above is not), which castoff"
+        " cannot record; the same command fails them again. Rename them (or the folder) on the source,"
+        " then copy again" in said
+    )
     for dest in (out, nas):
         assert (dest / "card" / "aaa.jpg").read_bytes() == b"a"
         assert (dest / "card" / "zzz.jpg").read_bytes() == b"z"
         assert sorted(os.listdir(dest / "card")) == ["aaa.jpg", "zzz.jpg"]
+    (page,) = (state / "reports").glob("*.html")
+    assert "The same command would meet the same problems again" in page.read_text(encoding="utf-8")
     files = {f["path"]: f for f in _report(state)["files"]}
     for path in ("card/bad\\xff\\xfename.jpg", "card/DIR\\xe9/in.jpg"):
         assert files[path]["status"] == "failed"
         assert NOT_UTF8 in files[path]["error"]
         assert [d["status"] for d in files[path]["destinations"]] == ["failed", "failed"]
+        assert [d["error_code"] for d in files[path]["destinations"]] == ["source-name"] * 2
     assert {files[p]["status"] for p in ("card/aaa.jpg", "card/zzz.jpg")} == {"read"}
+
+
+def test_a_name_that_is_not_utf8_beside_a_real_file_of_its_escaped_name_leaves_that_name_to_it(
+    tmp_path: Path,
+) -> None:
+    """Before: the name whose one byte is 0xFF was recorded as the text of the real file beside it
+    named backslash, x, f, f: the catalog's UNIQUE path failed, a traceback, every re-run the same."""
+    card = tmp_path / "card"
+    write(card / "a.jpg", b"a")
+    write(card / "\\xff.jpg", b"literal")  # a real name: backslash, x, f, f
+    _make(os.fsencode(card) + b"/\xff.jpg", b"one byte 0xFF")
+    # two names not UTF-8 that backslash escapes alone made the same text
+    _make(os.fsencode(card) + b"/\\xfe\xfd.jpg", b"a backslash in it")
+    _make(os.fsencode(card) + b"/\xfe\xfd.jpg", b"no backslash")
+    out, state = tmp_path / "out", tmp_path / "s"
+    for _ in range(2):  # a re-run says the same
+        r = run_castoff("copy", str(card), "--to", str(out), state=state)
+        assert r.returncode == 1, r.stderr
+        said = " ".join(r.stderr.split())
+        assert "Traceback" not in said
+        assert f"card/\\xff.jpg (not UTF-8): its name {NOT_UTF8}" in said
+        assert f"card/\\\\xfe\\xfd.jpg: its name {NOT_UTF8}" in said
+        assert f"card/\\xfe\\xfd.jpg: its name {NOT_UTF8}" in said
+    assert (out / "card" / "\\xff.jpg").read_bytes() == b"literal"
+    assert sorted(os.listdir(out / "card")) == ["\\xff.jpg", "a.jpg"]
+    reports = sorted((state / "reports").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    files = {f["path"]: f for f in json.loads(reports[0].read_text())["files"]}
+    assert files["card/\\xff.jpg"]["status"] == "read"
+    assert files["card/\\xff.jpg"]["source"] == str(card / "\\xff.jpg")
+    for path in ("card/\\xff.jpg (not UTF-8)", "card/\\\\xfe\\xfd.jpg", "card/\\xfe\\xfd.jpg"):
+        assert files[path]["status"] == "failed"
+        assert files[path]["source"] == f"{tmp_path}/{path}"
 
 
 def test_a_name_that_is_not_utf8_left_out_by_the_filters_is_recorded_as_left_out(tmp_path: Path) -> None:

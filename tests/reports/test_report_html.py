@@ -14,7 +14,7 @@ from PIL import Image
 
 from castoff.catalog.db import Catalog
 from castoff.reports import html
-from reports.kit import XSS, Cli, big_job, peak_memory, reports
+from reports.kit import XSS, Cli, big_job, peak_memory, reports, write
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -106,6 +106,37 @@ def test_report_renders_summary_failures_first_and_names_as_text(
     assert dialogs == []
     assert requests == [url], f"the page asked for more than itself: {requests}"
     page.close()
+
+
+def test_names_a_page_would_show_as_others_are_marked_so_no_two_look_the_same(
+    tmp_path: Path, cli: Cli, state: Path, browser_context: object
+) -> None:
+    """Before: ``new\\nline.jpg`` showed as "new line.jpg", a trailing space or a tab as nothing or
+    a space, and a right-to-left override turned the rest of its name round."""
+    card = tmp_path / "CARD"
+    names = ["new\nline.jpg", "new line.jpg", "trail.jpg ", "trail.jpg", "tab\there.jpg", "tab here.jpg"]
+    names += ["a  b.jpg", "a b.jpg", "\u202egpj.exe", "exe.jpg", "zw\u200b.jpg", "zw.jpg", "\\n.jpg"]
+    for i, name in enumerate(names):
+        write(card / name, bytes([i]))
+    r = cli("copy", str(card), "--to", str(tmp_path / "ssd"))
+    assert r.returncode == 0, r.stderr
+    page = browser_context.new_page()  # type: ignore[attr-defined]
+    page.goto(reports(state, ".html")[0].as_uri())
+    shown = page.evaluate("[...document.querySelectorAll('#files td.path')].map(td => td.innerText)")
+    targets = page.evaluate("[...document.querySelectorAll('#files td.target code')].map(c => c.innerText)")
+    marks = page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('#files td.path')]"
+        ".map(td => [td.innerText, td.querySelectorAll('.esc').length]))"
+    )
+    page.close()
+    for seen in (shown, targets):
+        assert len(seen) == len(names) and len(set(seen)) == len(names), seen
+    assert "CARD/new\\nline.jpg" in shown and "CARD/tab\\there.jpg" in shown
+    assert "CARD/trail.jpg\\x20" in shown and "CARD/a \\x20b.jpg" in shown
+    assert "CARD/\\u202egpj.exe" in shown and "CARD/zw\\u200b.jpg" in shown
+    assert not any("\u202e" in s or "\u200b" in s for s in shown + targets)
+    # a real backslash and n: the same text as an escape, but not marked as one
+    assert marks["CARD/\\n.jpg"] == 0 and marks["CARD/new\\nline.jpg"] == 1
 
 
 def test_report_has_no_external_reference(failed_job_report: Path) -> None:

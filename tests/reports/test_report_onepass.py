@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import time
+import unicodedata
 from html import escape as html_escape
 from pathlib import Path
 from typing import Any
@@ -240,17 +241,68 @@ def test_one_pass_memory_does_not_grow_with_the_job(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "r")
 
 
+#: drawn blank, though letters (Lo): Hangul fillers
+_BLANK_LETTERS = "\u115f\u1160\u3164\uffa0"
+
+
+def _unseen(ch: str) -> bool:
+    """A character a page does not show as itself, as ``unicodedata`` says."""
+    cat = unicodedata.category(ch)
+    return cat in ("Cc", "Cf", "Zl", "Zp") or (cat == "Zs" and ch != " ") or ch in _BLANK_LETTERS
+
+
+def _reference_visible(value: object, *, name: bool = True) -> str:
+    """What ``html._visible`` writes, character by character: ``html.escape``, and each character
+    a page would not show (in a name, also a space at either end of a name in its path, or after
+    another space) as a marked escape, as Python's ``repr`` writes it."""
+    text = str(value)
+    marked = [_unseen(ch) for ch in text]
+    if name:
+        for i, ch in enumerate(text):
+            if ch == " ":
+                before = text[:i].rsplit("/", 1)[-1]
+                after = text[i + 1 :].split("/", 1)[0]
+                marked[i] = marked[i] or before.strip(" ") == "" or after.strip(" ") == ""
+                marked[i] = marked[i] or (i > 0 and text[i - 1] == " ")
+    out = []
+    for ch, odd in zip(text, marked, strict=True):
+        if not odd:
+            out.append(html_escape(ch))
+        elif ch == " ":
+            out.append('<span class="esc">\\x20</span>')
+        else:
+            out.append(f'<span class="esc">{repr(ch)[1:-1]}</span>')
+    return "".join(out)
+
+
+def test_what_the_page_marks_is_every_character_unicodedata_calls_unseen() -> None:
+    """``html.ODD`` is spelt out (working it out costs every job's start-up): it holds every
+    character ``unicodedata`` calls a control, a format character, a separator or a space other
+    than the plain one, and beyond them only those a later Unicode made format characters."""
+    odd = re.compile(f"[{html.ODD}]")
+    found = {c for c in map(chr, range(0x110000)) if odd.match(c)}
+    unseen = {c for c in map(chr, range(0x110000)) if not 0xD800 <= ord(c) < 0xE000 and _unseen(c)}
+    assert unseen <= found
+    assert {f"{ord(c):x}" for c in found - unseen} <= {f"{n:x}" for n in range(0x13430, 0x13440)}
+
+
 def _reference_rows(rows: list[tuple[Any, ...]]) -> str:
     """One file of the HTML's full list as it was written before its values were searched instead
-    of escaped and its rows' shared parts remembered: ``html.escape`` of every value."""
+    of escaped and its rows' shared parts remembered: every value escaped, its names (the file's
+    path, the destination, the target) and errors as ``_reference_visible`` writes them."""
     from castoff.units import format_bytes
 
     def esc(value: object) -> str:
         return html_escape(str(value))
 
+    name = _reference_visible
+
+    def text(value: object) -> str:
+        return _reference_visible(value, name=False)
+
     f, n = rows[0], len(rows)
     out = [
-        f'  <tbody class="file">\n  <tr>\n    <td class="path" rowspan="{n}">{esc(f[1])}</td>\n'
+        f'  <tbody class="file">\n  <tr>\n    <td class="path" rowspan="{n}">{name(f[1])}</td>\n'
         f'    <td class="num" rowspan="{n}">{esc(format_bytes(f[3]))}</td>\n'
         f'    <td rowspan="{n}"><code class="hash">{esc(f[6] or "")}</code></td>\n'
     ]
@@ -261,17 +313,17 @@ def _reference_rows(rows: list[tuple[Any, ...]]) -> str:
             pill = "source-failed" if f[5] == "failed" else "pending"
             out.append(
                 f'    <td class="muted">–</td><td><span class="pill {pill}">{esc(f[5])}</span></td>\n'
-                f'    <td class="err" colspan="4">{esc(f[9] or "")}</td>\n  </tr>\n'
+                f'    <td class="err" colspan="4">{text(f[9] or "")}</td>\n  </tr>\n'
             )
             continue
         when = "" if r[21] is None else time.strftime(html.WHEN, time.localtime(int(r[21] // 1)))
-        error = f'<div class="err">{esc(r[23])}</div>' if r[23] else ""
-        detail = f'<div class="muted">{esc(r[25])}</div>' if r[25] else ""
+        error = f'<div class="err">{text(r[23])}</div>' if r[23] else ""
+        detail = f'<div class="muted">{text(r[25])}</div>' if r[25] else ""
         damaged = ' <span class="pill damaged">damaged copy kept</span>' if r[29] else ""
         out.append(
-            f"    <td>{esc(r[17])}</td>\n"
+            f"    <td>{name(r[17])}</td>\n"
             f'    <td><span class="pill {esc(r[19])}">{esc(r[19])}</span>{damaged}</td>\n'
-            f'    <td class="target"><code>{esc(r[18])}</code>{error}{detail}</td>\n'
+            f'    <td class="target"><code>{name(r[18])}</code>{error}{detail}</td>\n'
             f"    <td><code>{esc(r[22] or '')}</code></td>\n"
             f"    <td>{esc(r[20] or '')}</td>\n"
             f'    <td class="num">{esc(when)}</td>\n  </tr>\n'
@@ -286,9 +338,13 @@ def test_html_rows_are_every_value_escaped() -> None:
     says: hostile and odd text in every column, every status, S3 ETags, damaged copies, files
     never read or never got to, one row a destination."""
     hostile = [XSS, "a&b", 'q"q', "s'q", "<>", "plain", "é\u0301 日本 \u2028", "&amp;", None, ""]
+    # names a page would show as others: a line feed, a tab, spaces at an end or in a run, a
+    # right-to-left override, a zero-width space, a control character, a real backslash escape
+    hostile += ["new\nline", "tab\there", "trail ", " lead", "a  b", "x /y/ z", "\u202egpj.exe"]
+    hostile += ["zw\u200bsp", "bell\x07\x1b[31m", "nb\xa0sp", "\\n literal", "  "]
     file_rows = html._FileRows()
     checked = 0
-    for i in range(240):
+    for i in range(480):
         text = hostile[i % len(hostile)]
         other = hostile[(i * 7 + 3) % len(hostile)]
         status = ("failed", "pending", "read")[i % 3]
@@ -323,4 +379,4 @@ def test_html_rows_are_every_value_escaped() -> None:
                 )
         assert file_rows(rows) == _reference_rows(rows), rows
         checked += 1
-    assert checked == 240
+    assert checked == 480

@@ -80,6 +80,12 @@ ON_CONFLICT = ("rename", "skip", "overwrite", "fail")
 REMOTE_READ_AHEAD = 2
 #: how far down its queue the catch-up looks for a group that is ready
 CATCHUP_LOOKAHEAD = 257
+#: the scan's failures (``scan.Skipped.code``): what each file is recorded failed with
+UNREAD_CODES: dict[str, type[errors.SourceError]] = {
+    "unreadable": errors.SourceReadError,
+    "vanished": errors.SourceVanished,
+    "not-utf8": errors.SourceNameError,
+}
 #: the destination is unusable for every file, not just this one: the lane goes down (no more
 #: file is tried there in this job). A one-off error of one file (a name the filesystem refuses,
 #: a file too big for FAT32, a conflict) is none of these and stays that file's.
@@ -816,7 +822,7 @@ class Engine:
                 self._empty.append(item)
                 continue
             group.next_file()
-            if not isinstance(item, SourceFile) and item.code in ("unreadable", "vanished"):
+            if not isinstance(item, SourceFile) and item.code in UNREAD_CODES:
                 self._unread(item)
                 continue
             if not isinstance(item, SourceFile):
@@ -852,7 +858,7 @@ class Engine:
         """Something the user expects copied could not even be looked at (the scan's error): a
         failure at every destination, not a skip, so that no destination counts as complete and
         the source is never said to be safe to release."""
-        kind = errors.SourceVanished if item.code == "vanished" else errors.SourceReadError
+        kind = UNREAD_CODES[item.code]
         exc = kind(f"{item.rel_path}: {item.reason}")
         file_id = self.catalog.add_file(
             self.job_id, rel_path=item.rel_path, abs_path=item.abs_path, size=0, mtime_ns=0

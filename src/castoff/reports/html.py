@@ -80,7 +80,14 @@ def _env(cache_folder: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(bytes=format_bytes, when=_when, duration=_duration, rate=_rate)
+    env.filters.update(
+        bytes=format_bytes,
+        when=_when,
+        duration=_duration,
+        rate=_rate,
+        name=_name_filter,
+        visible=_visible_filter,
+    )
     env.tests["ok"] = lambda status: status in OK
     return env
 
@@ -97,16 +104,81 @@ def _esc(value: object) -> str:
     return _html.escape(str(value))
 
 
+#: characters a page would not show as themselves: control characters (C0, DEL, C1), format
+#: characters (the bidi controls that turn a name around, zero-width ones, a soft hyphen, a BOM:
+#: Unicode's Cf), line and paragraph separators, spaces other than the plain one (Zs), and the
+#: Hangul fillers, drawn blank. Spelt out (Unicode 15; a test checks it against ``unicodedata``):
+#: working it out at import cost every job's start-up.
+ODD = (
+    "\x00-\x1f\x7f-\xa0\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160"
+    "\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff"
+    "\uffa0\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+#: in a name, also the spaces a page would not show: at either end of a name in its path, and
+#: after another (the page folds a run of spaces into one)
+_ODD_NAME = re.compile(f"[{ODD}]|(?:^|(?<=/)) +| +(?=/|$)|(?<= ) +")
+_ODD_TEXT = re.compile(f"[{ODD}]")
 #: a character ``html.escape`` replaces: text without one is its own escape
 _special = re.compile("[&<>\"']").search
+#: that, or one ``_visible`` marks (in a name)
+_special_or_odd = re.compile(f"[&<>\"'{ODD}]|(?:^|/) | (?:/|$)|  ").search
+_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
-def _text(value: object) -> str:
-    """``_esc(value)``: a text that holds none of the five characters is written as it is, after
-    one search instead of five replacements."""
+def _code(ch: str) -> str:
+    """One character as it is written in a name's escape, as Python writes it: ``\\n``, ``\\x1b``,
+    ``\\u202e``, a space ``\\x20`` (a symbol for it, ``␠``, is missing from many fonts)."""
+    if ch in _SHORT:
+        return _SHORT[ch]
+    n = ord(ch)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def _visible(value: object, *, name: bool = True) -> str:
+    """``value`` HTML-escaped, with what a page would not show as itself (``ODD``; in a ``name``,
+    spaces at either end of a name in its path, or after another) in a marked escape, one a
+    character, ``<span class="esc">\\n</span>``: two different names never look the same (``new\\nline.jpg``
+    is not ``new line.jpg``, a right-to-left override does not turn the rest of a name round, and
+    a real name ``\\n`` is plain text, not marked)."""
+    text = str(value)
+    out = []
+    at = 0
+    for m in (_ODD_NAME if name else _ODD_TEXT).finditer(text):
+        out.append(_html.escape(text[at : m.start()]))
+        out.extend(f'<span class="esc">{_code(ch)}</span>' for ch in m.group())
+        at = m.end()
+    out.append(_html.escape(text[at:]))
+    return "".join(out)
+
+
+def _plain(value: object) -> str:
+    """``_esc(value)`` (a hash, an ETag): a text that holds none of the five characters is written
+    as it is, after one search instead of five replacements."""
     if type(value) is str and not _special(value):
         return value
     return _esc(value)
+
+
+def _text(value: object, *, name: bool = True) -> str:
+    """``_visible(value)``: a text that holds none of the five characters ``html.escape`` replaces
+    and nothing ``_visible`` marks is written as it is, after one search instead of a pass over
+    it. (The search is a name's: a text that has only what a name alone marks is written as
+    ``_visible`` writes it, the same.)"""
+    if type(value) is str and not _special_or_odd(value):
+        return value
+    return _visible(value, name=name)
+
+
+def _name_filter(value: object) -> Markup:
+    """The template's ``name`` filter: ``_visible``, marked safe (it is escaped)."""
+    return Markup(_text(value))  # noqa: S704 (escaped by _visible)
+
+
+def _visible_filter(value: object) -> Markup:
+    """The template's ``visible`` filter, for a text that holds names (an error): what a page would
+    not show (``ODD``) marked, spaces as they are."""
+    return Markup(_text(value, name=False))  # noqa: S704 (escaped by _visible)
 
 
 class _FileRows:
@@ -127,7 +199,7 @@ class _FileRows:
     def _head(self, key: tuple[object, object, bool]) -> str:
         if len(self._heads) > 10_000:
             self._heads.clear()
-        dest, status, undamaged = _esc(key[0]), _esc(key[1]), key[2]
+        dest, status, undamaged = _text(key[0]), _esc(key[1]), key[2]
         damaged = "" if undamaged else ' <span class="pill damaged">damaged copy kept</span>'
         text = self._heads[key] = (
             f"    <td>{dest}</td>\n"
@@ -147,7 +219,7 @@ class _FileRows:
         """By column number, in ``rows.ROWS_SQL``'s order."""
         f = rows[0]
         n = len(rows)
-        path, blake3 = _text(f[1]), _text(f[6] or "")
+        path, blake3 = _text(f[1]), _plain(f[6] or "")
         out = [
             f'  <tbody class="file">\n  <tr>\n    <td class="path" rowspan="{n}">{path}</td>\n'
             # digits, a point, a space and a unit: nothing to escape
@@ -162,7 +234,7 @@ class _FileRows:
                 pill = "source-failed" if f[5] == "failed" else "pending"
                 out.append(
                     f'    <td class="muted">–</td><td><span class="pill {pill}">{_esc(f[5])}</span></td>\n'
-                    f'    <td class="err" colspan="4">{_esc(f[9] or "")}</td>\n  </tr>\n'
+                    f'    <td class="err" colspan="4">{_text(f[9] or "", name=False)}</td>\n  </tr>\n'
                 )
                 continue
             key = (r[17], r[19], not r[29])
@@ -170,10 +242,10 @@ class _FileRows:
             at = r[21]
             end = (r[20], None if at is None else at // 1)  # TimeText's whole second
             tail = tails.get(end) or self._tail(end, at)
-            target, etag = _text(r[18]), _text(r[22] or "")
-            error = f'<div class="err">{_text(r[23])}</div>' if r[23] else ""
+            target, etag = _text(r[18]), _plain(r[22] or "")
+            error = f'<div class="err">{_text(r[23], name=False)}</div>' if r[23] else ""
             # a re-run says where each copy was verified before
-            detail = f'<div class="muted">{_text(r[25])}</div>' if r[25] else ""
+            detail = f'<div class="muted">{_text(r[25], name=False)}</div>' if r[25] else ""
             out.append(f"{head}{target}</code>{error}{detail}</td>\n    <td><code>{etag}</code></td>\n{tail}")
         out.append("  </tbody>\n")
         return "".join(out)

@@ -89,8 +89,20 @@ class Written:
 
 def escape(text: str) -> str:
     """``xml.sax.saxutils.escape`` without its import, which pulls in ``urllib.request``, ``ssl``
-    and ``http.client`` (a tenth of a job's start-up): the same three replacements, in its order."""
-    return text.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+    and ``http.client`` (a tenth of a job's start-up): the same three replacements, in its order,
+    and a carriage return as ``&#13;``: written as it is, every XML parser reads it back as a line
+    feed (XML's end-of-line handling), and ``cr\rname.jpg`` would be a path no file has. (Tab and
+    line feed are read back as they are; the other control characters XML 1.0 cannot hold at all,
+    not even as a reference: ``can_hold``.)"""
+    text = text.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+    return text.replace("\r", "&#13;") if "\r" in text else text
+
+
+def can_hold(text: str) -> bool:
+    """Whether an XML 1.0 document can hold ``text`` (``escape``d): no control character but tab,
+    line feed and carriage return, no lone surrogate, no U+FFFE or U+FFFF. A path it cannot hold is
+    left out of a generation, and ``castoff verify`` does not call that file extra."""
+    return _NOT_XML.search(text) is None
 
 
 def c4_of_file(path: Path) -> str:
@@ -133,8 +145,8 @@ def path_patterns(scope: Path, rel: str) -> tuple[str, ...]:
     (and ``castoff verify``) reads them, and below the scope's own name, because ``ascmhl`` matches
     patterns against absolute paths, where an anchored one never matches. Nothing for a name XML
     cannot hold as it is: verifying then calls the path extra."""
-    if _NOT_XML.search(rel) or _NOT_XML.search(scope.name) or "\r" in rel + scope.name:
-        return ()
+    if not can_hold(rel) or not can_hold(scope.name) or "\r" in rel + scope.name:
+        return ()  # (a pattern with a carriage return: gitignore reads lines, ending at it)
     return f"/{_literal(rel)}", f"**/{_literal(scope.name)}/{_literal(rel)}"
 
 
@@ -478,7 +490,7 @@ def write_generation(
             for e in entries:
                 if e.from_earlier_job and e.path in known():
                     continue
-                if _NOT_XML.search(e.path):
+                if not can_hold(e.path):
                     left_out.append(e.path)
                     continue
                 action = _action(e, known())

@@ -174,12 +174,29 @@ def _write(
         return MhlOutcome(str(root), None, f"ASC MHL not written: {exc.strerror or exc}", ok=False)
     if written is None:
         return MhlOutcome(str(root), None, "ASC MHL: nothing new to record", complete=True)
-    note = f"; left out {len(written.left_out)} name(s) XML cannot hold" if written.left_out else ""
+    note = f"; {left_out_text(written.left_out)}" if written.left_out else ""
     return MhlOutcome(
         str(root),
         str(written.manifest),
         f"ASC MHL generation {written.generation}: {plural(written.files, 'file')}{note}",
         complete=not written.left_out,
+    )
+
+
+#: how many of the files a generation left out its line names; the others are counted
+LEFT_OUT_SAID = 5
+
+
+def left_out_text(paths: tuple[str, ...] | list[str]) -> str:
+    """The files a generation left out because XML cannot hold their names, named (a control
+    character as Python writes it: ``'CARD/bell\\x07.jpg'``), the first ``LEFT_OUT_SAID`` of them."""
+    named = ", ".join(repr(p) for p in paths[:LEFT_OUT_SAID])
+    more = len(paths) - LEFT_OUT_SAID
+    return (
+        f"left out {plural(len(paths), 'file')} whose name XML cannot hold: {named}"
+        + (f" and {more} more" if more > 0 else "")
+        + " (the report has them, with their hashes; castoff verify names them as not in the"
+        " history, without failing them)"
     )
 
 
