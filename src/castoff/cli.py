@@ -28,7 +28,7 @@ from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, IntentRow, UploadRow, j
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
-from castoff.ui.term import Console, stream_gone
+from castoff.ui.term import Console, GuardedStdout, json_ascii, stream_gone, tolerant
 from castoff.units import format_bytes, parse_size, plural
 
 if TYPE_CHECKING:
@@ -41,8 +41,9 @@ EPILOG = """exit codes: 0 every file verified at every destination; 1 some file 
 (the others were delivered), or a copy castoff verified earlier is damaged (kept, beside a good
 one); 2 usage or configuration error, another job copying the same source to the same destination
 right now, no destination that could be used at all, or no file to copy (an empty source, or
-filters that left every file out); 130 interrupted (re-run to resume). A closed stdout (| head)
-never stops a copy; a listing command then ends with 141."""
+filters that left every file out), or a stdout that cannot take a command's output (a full
+disk); 130 interrupted (re-run to resume). A closed or failing stdout (| head, a full disk) never
+stops a copy; a listing command ends with 141 when its reader goes away (| head)."""
 
 COPY_EXAMPLES = """examples:
   castoff copy /media/EOS_DIGITAL --to /mnt/ssd/shoots --to /mnt/nas/shoots
@@ -938,7 +939,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 f"showing the {len(rows)} newest of {total}: --limit N or --all", highlight=False
             )
         if args.json:
-            print(json.dumps([job_as_json(r) for r in rows], default=str, indent=2))
+            print(
+                json.dumps([job_as_json(r) for r in rows], default=str, indent=2, ensure_ascii=json_ascii())
+            )
             return 0
         table = Table(title="castoff jobs")
         for col in ("id", "started", "status", "files", "bytes", "destinations"):
@@ -963,7 +966,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     rep = json_report.build(catalog, str(job["id"]))
     if args.json:
-        print(json.dumps(rep, indent=2, ensure_ascii=False))
+        print(json.dumps(rep, indent=2, ensure_ascii=json_ascii()))
         return 0
     j = rep["job"]
     console.print(
@@ -1207,7 +1210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return errors.EXIT_USAGE
+    tolerant(sys.stdout)  # a character stdout or stderr cannot encode is escaped, not a traceback
+    tolerant(sys.stderr)
     console = Console(stderr=True)
+    stdout = sys.stdout
+    sys.stdout = GuardedStdout(stdout)  # a failed write: OutputFailed, said below
     try:
         code = run_command(parser, args, argv)
         sys.stdout.flush()  # here, not at exit: a reader gone is then met below, not as "Exception ignored"
@@ -1244,6 +1251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             console.print_exception()
         return errors.EXIT_FAILED
+    finally:
+        sys.stdout = stdout
 
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]) -> int:

@@ -7,6 +7,7 @@ cannot be translated is re-raised as it is, never swallowed.
     CastoffError                       exit 1 unless said otherwise
     ├── UsageError                     exit 2: bad arguments, configuration, unknown destination,
     │                                  a state folder or catalog castoff cannot use
+    │   └── OutputFailed               stdout cannot take what a command prints (a full disk, EIO)
     ├── Interrupted                    exit 130: Ctrl-C / SIGTERM; the catalog stays resumable
     ├── HistoryError                   an ASC MHL history castoff cannot read or continue
     ├── SourceError                    one source file cannot be delivered anywhere
@@ -74,6 +75,13 @@ class CastoffError(Exception):
 class UsageError(CastoffError):
     exit_code = EXIT_USAGE
     code = "usage"
+
+
+class OutputFailed(UsageError):
+    """stdout could not take what a command printed (a full disk, a terminal gone): exit 2, not
+    1, which ``verify`` says of an altered file. A copy's JSON events stop instead; the job goes on."""
+
+    code = "output"
 
 
 class Interrupted(CastoffError):

@@ -1,0 +1,109 @@
+"""What castoff prints, where it cannot print it or to whom it should not print it raw: a stdout
+that fails (a full disk, an encoding without the characters), file names with control
+characters, a pipe or file that is not 80 columns wide, a terminal that hangs up (SIGHUP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from castoff_cli import CASTOFF, run_castoff
+from engine_runner import write
+
+FULL = "/dev/full"  # every write to it fails with ENOSPC
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """This environment without COLUMNS (castoff's output then goes where a user's pipe or file
+    would have it), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env.update(extra)
+    return env
+
+
+def _run(
+    *args: str, state: Path, stdout: object = subprocess.PIPE, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CASTOFF, "--state-dir", str(state), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,  # type: ignore[arg-type]
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=180,
+        check=False,
+        env=_env(**env),
+    )
+
+
+def _jobs(state: Path) -> list[dict[str, object]]:
+    jobs = json.loads(run_castoff("jobs", "--json", state=state).stdout)
+    assert isinstance(jobs, list)
+    return jobs
+
+
+def test_a_json_copy_whose_stdout_is_full_completes_with_its_report(tmp_path: Path) -> None:
+    card = tmp_path / "card"
+    for i in range(20):
+        write(card / f"C{i:02}.MP4", os.urandom(5000 + i))
+    state = tmp_path / "state"
+    with open(FULL, "w") as full:
+        r = _run("copy", str(card), "--to", str(tmp_path / "d"), "--json", state=state, stdout=full)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
+    assert r.stderr.count("stdout failed (No space left on device)") == 1, r.stderr
+    [job] = _jobs(state)
+    assert (job["status"], job["exit_code"]) == ("done", 0)
+    assert (state / "reports" / f"{job['id']}.json").is_file()
+    for f in card.iterdir():
+        assert (tmp_path / "d" / "card" / f.name).read_bytes() == f.read_bytes()
+
+
+def test_json_events_on_a_stdout_that_is_not_utf8(tmp_path: Path) -> None:
+    """Windows' stdout redirected to a file is cp1252: the events say every name, escaped."""
+    card = tmp_path / "jp"
+    for i in range(3):
+        write(card / f"A{i}.JPG", os.urandom(300 * 1024))
+    write(card / "撮影.txt", b"x")
+    state = tmp_path / "state"
+    r = _run("copy", str(card), "--to", str(tmp_path / "d"), "--json", state=state, PYTHONIOENCODING="cp1252")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert events[-1]["event"] == "job-end" and events[-1]["status"] == "done"
+    assert {"jp/撮影.txt"} <= {e.get("rel_path") for e in events if e["event"] == "file-done"}
+    assert (tmp_path / "d" / "jp" / "撮影.txt").read_bytes() == b"x"
+    # the text commands too: a character cp1252 has not is escaped, not a traceback
+    job_id = str(events[-1]["job_id"])
+    for args in (("jobs", "show", job_id), ("jobs", "show", job_id, "--json")):
+        shown = _run(*args, state=state, PYTHONIOENCODING="cp1252")
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    report = json.loads(_run("jobs", "show", job_id, "--json", state=state, PYTHONIOENCODING="cp1252").stdout)
+    assert "jp/撮影.txt" in {f["path"] for f in report["files"]}
+
+
+def test_commands_whose_stdout_is_full_say_so_without_a_traceback(tmp_path: Path) -> None:
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    state = tmp_path / "state"
+    config = tmp_path / "config.toml"
+    dest = tmp_path / "d"
+    assert _run("copy", str(card), "--to", str(dest), state=state, CASTOFF_CONFIG=str(config)).returncode == 0
+    job_id = str(_jobs(state)[0]["id"])
+    for args in (
+        ("verify", str(dest), "--json"),
+        ("verify", str(dest)),
+        ("jobs", "show", job_id, "--json"),
+        ("jobs", "show", job_id),
+        ("jobs", "--json"),
+        ("jobs",),
+        ("dest", "list"),
+    ):
+        with open(FULL, "w") as full:
+            r = _run(*args, state=state, stdout=full, CASTOFF_CONFIG=str(config))
+        # 2, not 1: verify's 1 says a file is altered
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, (args, r.stderr)
+        assert "castoff: could not write to stdout: No space left on device" in r.stderr, (args, r.stderr)
