@@ -28,7 +28,7 @@ from castoff.catalog.db import BUSY_TIMEOUT_MS, Catalog, IntentRow, UploadRow, j
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
-from castoff.ui.term import Console, GuardedStdout, json_ascii, stream_gone, tolerant
+from castoff.ui.term import Console, GuardedStdout, json_ascii, printable, stream_gone, tolerant
 from castoff.units import format_bytes, parse_size, plural
 
 if TYPE_CHECKING:
@@ -947,7 +947,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         for col in ("id", "started", "status", "files", "bytes", "destinations"):
             table.add_column(col, no_wrap=col in ("id", "started"), overflow="fold")  # the id whole, to copy
         for r in rows:
-            dests = ", ".join(d["name"] for d in json.loads(r["destinations"]))
+            dests = ", ".join(printable(d["name"]) for d in json.loads(r["destinations"]))
             table.add_row(
                 r["id"],
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])),
@@ -972,34 +972,41 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     console.print(
         Text.assemble(
             (f"job {j['id']}", "bold"),
-            f"  {j['status']}  started {j['started_at']}  sources: {', '.join(j['sources'])}",
+            f"  {j['status']}  started {j['started_at']}  sources: {', '.join(map(printable, j['sources']))}",
         )
     )
     if job["report_path"]:
-        console.print(f"report: {job['report_path']}", markup=False, highlight=False)
+        console.print(f"report: {printable(job['report_path'])}", markup=False, highlight=False)
     for name, s in rep["summary"].items():  # where each is: a saved name may point elsewhere by now
         if s["location"] and s["location"] != name:  # None: a kind without one
-            console.print(Text(f"destination {name}: {s['location']}"), highlight=False)
+            console.print(Text(printable(f"destination {name}: {s['location']}")), highlight=False)
     table = Table()
     damaged = 0
     for col in ("file", "size", "destination", "status", "verified by", "target / error"):
         table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
+    # names, paths and errors with their control characters escaped: a name's ESC sequence would
+    # recolour the terminal, its newline split the row
     for f in rep["files"]:
         if not f["destinations"]:
             table.add_row(
-                Text(f["path"]), format_bytes(f["size"]), "-", f["status"], "", Text(f["error"] or "")
+                Text(printable(f["path"])),
+                format_bytes(f["size"]),
+                "-",
+                f["status"],
+                "",
+                Text(printable(f["error"] or "")),
             )
         for d in f["destinations"]:
             style = "" if d["status"] in ("verified", "already", "skipped") else "red"
-            status, where = Text(d["status"], style=style), Text(d["error"] or d["target"])
+            status, where = Text(d["status"], style=style), Text(printable(d["error"] or d["target"]))
             if d.get("damaged"):  # absent from the reports of earlier versions
                 damaged += 1
                 status.append(" + damaged copy", style="bold red")
-                where.append(f"\nDAMAGED copy kept: {d['damaged']}", style="bold red")
+                where.append(f"\nDAMAGED copy kept: {printable(d['damaged'])}", style="bold red")
             table.add_row(
-                Text(f["path"]),
+                Text(printable(f["path"])),
                 format_bytes(f["size"]),
-                Text(d["destination"]),
+                Text(printable(d["destination"])),
                 status,
                 d["verify_method"] or "",
                 where,
@@ -1095,8 +1102,8 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             age_h = (time.time() - r.created_at) / 3600
             table.add_row(
                 str(r.id),
-                Text(r.dest_name),
-                Text(r.target),
+                Text(printable(r.dest_name)),
+                Text(printable(r.target)),
                 f"{len(r.parts)}/{total}",
                 format_bytes(r.size),
                 f"{age_h:.1f} h",

@@ -107,3 +107,37 @@ def test_commands_whose_stdout_is_full_say_so_without_a_traceback(tmp_path: Path
         assert r.returncode == 2, (args, r.stderr)
         assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, (args, r.stderr)
         assert "castoff: could not write to stdout: No space left on device" in r.stderr, (args, r.stderr)
+
+
+def _control_card(tmp_path: Path) -> Path:
+    card = tmp_path / "CARD"
+    card.mkdir()
+    for name in (b"ctrl\x01\x1b[31mred.jpg", b"new\nline.jpg", b"ok.jpg", b"c1\xc2\x9b2J.jpg"):
+        (card / os.fsdecode(name)).write_bytes(b"x")
+    return card
+
+
+def test_control_characters_in_names_are_escaped_on_the_console(tmp_path: Path) -> None:
+    card = _control_card(tmp_path)  # 1000 columns: a row on one line
+    state = tmp_path / "state"
+    r = _run(
+        "copy", str(card), "--to", str(tmp_path / "x"), "--exclude", "ctrl*", state=state, COLUMNS="1000"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "skip: CARD/ctrl\\x01\\x1b[31mred.jpg: excluded by --exclude" in r.stderr, r.stderr
+    r = _run("copy", str(card), "--to", str(tmp_path / "y"), state=state, COLUMNS="1000")
+    assert r.returncode == 0, r.stderr
+    job_id = str(_jobs(state)[0]["id"])
+    shown = _run("jobs", "show", job_id, state=state, COLUMNS="1000")
+    assert shown.returncode == 0, shown.stderr
+    for out in (r.stderr, shown.stdout):
+        assert not any(c in out for c in "\x01\x1b\x9b"), out
+    rows = [line for line in shown.stdout.splitlines() if "CARD/" in line]
+    assert any("CARD/ctrl\\x01\\x1b[31mred.jpg" in line for line in rows), shown.stdout
+    assert any("CARD/c1\\x9b2J.jpg" in line for line in rows), shown.stdout
+    # a newline in a name does not split its row: the row has the name whole, and its target
+    [row] = [line for line in rows if "new" in line]
+    assert "CARD/new\\nline.jpg" in row and row.count("new\\nline.jpg") == 2, shown.stdout
+    # the JSON says the names as they are (JSON escapes them)
+    report = json.loads(_run("jobs", "show", job_id, "--json", state=state, COLUMNS="1000").stdout)
+    assert "CARD/new\nline.jpg" in {f["path"] for f in report["files"]}

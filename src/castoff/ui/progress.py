@@ -29,7 +29,7 @@ from rich.text import Text
 
 from castoff import errors
 from castoff.engine.events import Event
-from castoff.ui.term import Console, json_ascii, reason, stream_gone
+from castoff.ui.term import Console, json_ascii, printable, printable_lines, reason, stream_gone
 from castoff.units import format_bytes, plural
 
 Stats = Callable[[], Mapping[str, Mapping[str, int]]]
@@ -84,7 +84,7 @@ class QuietDisplay(Display):
         if event.kind == "log" and event.data.get("level") == "error":
             with self._lock:
                 try:
-                    sys.stderr.write(f"{event.data.get('message')}\n")
+                    sys.stderr.write(f"{printable_lines(str(event.data.get('message')))}\n")
                     sys.stderr.flush()
                 except (OSError, ValueError):  # whoever read stderr went away: the job goes on
                     stream_gone(sys.stderr)
@@ -191,7 +191,9 @@ class RichDisplay(Display):
                 return
             style = _LEVEL_STYLE.get(level, "dim")
             # Text, not markup: a log line quotes paths, which may hold [ ]
-            self.progress.console.print(Text(str(event.data.get("message")), style=style), soft_wrap=True)
+            # control characters escaped, newlines too: they come from a name the message quotes
+            message = printable_lines(str(event.data.get("message")))
+            self.progress.console.print(Text(message, style=style), soft_wrap=True)
         elif event.kind == "released":
             self.progress.console.print(released_text(event.data))
 
@@ -253,7 +255,7 @@ def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
         table.add_column(col, justify="right")
     for name, s in lanes.items():
         row: list[RenderableType] = [
-            Text(name),  # Text, not markup: a folder's name may hold [ ]
+            Text(printable(name)),  # Text, not markup: a folder's name may hold [ ]
             str(s["files_total"]),
             format_bytes(s["bytes_total"]),
             str(s["verified"]),

@@ -6,12 +6,41 @@ import codecs
 import contextlib
 import io
 import os
+import re
 import sys
+from collections.abc import Iterable
 from typing import IO, Any
 
 import rich.console
+from rich.segment import Segment
 
 from castoff import errors
+
+#: control characters: C0 (but tab and newline), DEL, C1. In a file name they would reach the
+#: terminal raw: ESC sequences recolour or erase lines, a name could fake a "verified"
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: the same, with tab and newline: a name with a newline would split its line or table row
+_CONTROL_ALL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or f"\\x{ord(char):02x}"
+
+
+def printable(text: str) -> str:
+    """``text`` (a name, a path) for a console line: its control characters escaped as Python
+    writes them (``\\x1b``, ``\\n``), as a name that is not UTF-8 is (``\\xff``)."""
+    return _CONTROL_ALL.sub(_escape, text)
+
+
+def printable_lines(text: str) -> str:
+    """A message for the console: its control characters escaped, its newlines too (they come from
+    the names it quotes), but for a traceback it ends with (an internal error's, multi-line by
+    design)."""
+    head, sep, trace = text.partition("\nTraceback (most recent call last):")
+    return printable(head) + sep + _CONTROL.sub(_escape, trace)
 
 
 def is_utf8(stream: IO[str] | Any) -> bool:
@@ -98,12 +127,22 @@ def tolerant(stream: Any) -> None:
 
 class Console(rich.console.Console):
     """rich's console without emoji codes: a file named ``:camera:.jpg`` is printed as it is
-    named, not as a picture (``markup=False`` leaves emoji codes on). A stream that fails is
-    not a traceback."""
+    named, not as a picture (``markup=False`` leaves emoji codes on). Control characters never
+    reach the terminal raw; a stream that fails is not a traceback."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("emoji", False)
         super().__init__(**kwargs)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        """The last guard: a control character in any text printed (a name in a message, a table)
+        is escaped; rich's own control codes (cursor moves of the progress bars) are not text."""
+        return super()._render_buffer(
+            Segment(_CONTROL.sub(_escape, text), style, None)
+            if not control
+            else Segment(text, style, control)
+            for text, style, control in buffer
+        )
 
     def _check_buffer(self) -> None:
         try:
