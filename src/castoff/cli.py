@@ -945,7 +945,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             return 0
         table = Table(title="castoff jobs")
         for col in ("id", "started", "status", "files", "bytes", "destinations"):
-            table.add_column(col, no_wrap=col in ("id", "started"), overflow="fold")  # the id whole, to copy
+            # the id whole, to copy; a status whole ("interru / pted" on a narrow terminal, QA)
+            table.add_column(col, no_wrap=col in ("id", "started", "status"), overflow="fold")
         for r in rows:
             dests = ", ".join(printable(d["name"]) for d in json.loads(r["destinations"]))
             table.add_row(
@@ -983,7 +984,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     table = Table()
     damaged = 0
     for col in ("file", "size", "destination", "status", "verified by", "target / error"):
-        table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
+        # a narrow terminal wraps a path, never cuts it; the status whole
+        table.add_column(col, overflow="fold", no_wrap=col == "status")
     # names, paths and errors with their control characters escaped: a name's ESC sequence would
     # recolour the terminal, its newline split the row
     for f in rep["files"]:

@@ -141,3 +141,19 @@ def test_control_characters_in_names_are_escaped_on_the_console(tmp_path: Path) 
     # the JSON says the names as they are (JSON escapes them)
     report = json.loads(_run("jobs", "show", job_id, "--json", state=state, COLUMNS="1000").stdout)
     assert "CARD/new\nline.jpg" in {f["path"] for f in report["files"]}
+
+
+def test_output_to_a_pipe_is_not_wrapped_at_80_columns(tmp_path: Path) -> None:
+    card = tmp_path / "card"
+    write(card / "a.bin", os.urandom(100_000))
+    state = tmp_path / "state"
+    dest = tmp_path / ("a-destination-whose-path-is-far-longer-than-eighty-columns-" * 2)
+    r = _run("copy", str(card), "--to", str(dest), state=state)
+    assert r.returncode == 0, r.stderr
+    # the job's line whole, "(… read, 156.4 MiB/s)" not broken before its unit
+    assert any(line.startswith("job ") and line.endswith("/s)") for line in r.stderr.splitlines()), r.stderr
+    assert f"report: {state / 'reports'}" in r.stderr
+    listed = _run("jobs", state=state)
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if " done " in line]
+    assert str(dest) in row, listed.stdout

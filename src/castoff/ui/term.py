@@ -16,6 +16,11 @@ from rich.segment import Segment
 
 from castoff import errors
 
+#: the width of a console whose output is not a terminal (a pipe, a file) and for which COLUMNS
+#: says nothing: its lines are not wrapped (rich's default, 80, cut table columns and broke
+#: messages mid-phrase in ``castoff jobs | cat`` or ``2> offload.log``)
+UNWRAPPED = 10_000
+
 #: control characters: C0 (but tab and newline), DEL, C1. In a file name they would reach the
 #: terminal raw: ESC sequences recolour or erase lines, a name could fake a "verified"
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -128,11 +133,14 @@ def tolerant(stream: Any) -> None:
 class Console(rich.console.Console):
     """rich's console without emoji codes: a file named ``:camera:.jpg`` is printed as it is
     named, not as a picture (``markup=False`` leaves emoji codes on). Control characters never
-    reach the terminal raw; a stream that fails is not a traceback."""
+    reach the terminal raw; a pipe or a file is not wrapped at 80 columns; a stream that fails
+    is not a traceback."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("emoji", False)
         super().__init__(**kwargs)
+        if kwargs.get("width") is None and not self.is_terminal and not os.environ.get("COLUMNS"):
+            self.width = UNWRAPPED
 
     def _render_buffer(self, buffer: Iterable[Segment]) -> str:
         """The last guard: a control character in any text printed (a name in a message, a table)
