@@ -340,7 +340,8 @@ def s3_defaults(args: argparse.Namespace) -> dict[str, object]:
 
 
 class Interrupts:
-    """First Ctrl-C / SIGTERM: stop cleanly (the job stays resumable). Second: stop now."""
+    """First Ctrl-C / SIGTERM / SIGHUP (the terminal closed, an SSH session dropped): stop cleanly
+    (the job stays resumable, its report is written). A second Ctrl-C or SIGTERM: stop now."""
 
     def __init__(self, cancel: threading.Event, console: Console) -> None:
         self.cancel = cancel
@@ -348,7 +349,13 @@ class Interrupts:
         self.count = 0
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.count += 1
+        if signum == getattr(signal, "SIGHUP", None):
+            # never "stop now": a hangup often comes twice (the terminal's, then the shell's to its
+            # jobs), and no one insists; the report is written as for the first Ctrl-C
+            if self.cancel.is_set():
+                return
+        else:
+            self.count += 1
         if self.count > 1:
             raise KeyboardInterrupt
         self.cancel.set()
@@ -361,6 +368,8 @@ class Interrupts:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self)
             signal.signal(signal.SIGTERM, self)
+            if hasattr(signal, "SIGHUP"):  # not on Windows
+                signal.signal(signal.SIGHUP, self)
 
 
 def mark_dead_jobs(catalog: Catalog) -> None:

@@ -8,7 +8,7 @@ cannot be translated is re-raised as it is, never swallowed.
     ├── UsageError                     exit 2: bad arguments, configuration, unknown destination,
     │                                  a state folder or catalog castoff cannot use
     │   └── OutputFailed               stdout cannot take what a command prints (a full disk, EIO)
-    ├── Interrupted                    exit 130: Ctrl-C / SIGTERM; the catalog stays resumable
+    ├── Interrupted                    exit 130: Ctrl-C / SIGTERM / SIGHUP; the catalog stays resumable
     ├── HistoryError                   an ASC MHL history castoff cannot read or continue
     ├── SourceError                    one source file cannot be delivered anywhere
     │   ├── SourceChanged              size or mtime moved during the read

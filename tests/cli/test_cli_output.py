@@ -4,9 +4,13 @@ characters, a pipe or file that is not 80 columns wide, a terminal that hangs up
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import signal
 import subprocess
+import termios
 from pathlib import Path
 
 from castoff_cli import CASTOFF, run_castoff
@@ -157,3 +161,69 @@ def test_output_to_a_pipe_is_not_wrapped_at_80_columns(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     [row] = [line for line in listed.stdout.splitlines() if " done " in line]
     assert str(dest) in row, listed.stdout
+
+
+def _start_json_copy(
+    tmp_path: Path, n: int = 300, terminal: int | None = None
+) -> tuple[subprocess.Popen[str], Path, Path]:
+    """A --json copy of ``n`` files whose stdout is a pipe of one page this test reads only when
+    it wants: the job cannot end before then (its events wait for room). The first event read.
+    ``terminal``: a pseudo-terminal's end, castoff's stdin, stderr and controlling terminal."""
+    card = tmp_path / "card"
+    for i in range(n):
+        write(card / f"C{i:04}.MP4", os.urandom(1000 + i))
+    state = tmp_path / "state"
+
+    def own_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # after setsid: the pty becomes /dev/tty
+
+    proc = subprocess.Popen(
+        [*CASTOFF, "--state-dir", str(state), "copy", str(card), "--to", str(tmp_path / "d"), "--json"],
+        stdin=subprocess.DEVNULL if terminal is None else terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if terminal is None else terminal,
+        text=True,
+        env=_env(),
+        start_new_session=terminal is not None,
+        preexec_fn=None if terminal is None else own_terminal,  # noqa: PLW1509 (no threads fork here)
+    )
+    assert proc.stdout is not None
+    fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+    first = json.loads(proc.stdout.readline())
+    assert first["event"] == "job-start"  # the handlers are installed by then
+    return proc, card, state
+
+
+def test_sighup_stops_a_copy_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A closed terminal or a dropped SSH session: the job stops cleanly (130), writes its
+    report, and a re-run finishes it; a second hangup (the shell's, after the terminal's) does
+    not make it stop at once."""
+    proc, card, state = _start_json_copy(tmp_path)
+    proc.send_signal(signal.SIGHUP)
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    end = json.loads(out.splitlines()[-1])
+    assert (end["event"], end["status"], end["exit_code"]) == ("job-end", "interrupted", 130)
+    assert Path(end["report"]).is_file()
+    [job] = _jobs(state)
+    assert job["status"] == "interrupted"
+    again = run_castoff("copy", str(card), "--to", str(tmp_path / "d"), state=state)
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_terminal_that_hangs_up_stops_a_copy_cleanly(tmp_path: Path) -> None:
+    """The terminal itself goes (its window closed): the kernel sends SIGHUP, and every write to
+    stderr fails from then on (EIO). The job stops as for Ctrl-C, its report written."""
+    master, slave = pty.openpty()
+    proc, _, state = _start_json_copy(tmp_path, terminal=slave)
+    os.close(slave)
+    os.close(master)  # the hangup
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    assert proc.wait(120) == 130
+    end = json.loads(out.splitlines()[-1])
+    assert (end["event"], end["status"]) == ("job-end", "interrupted")
+    assert Path(end["report"]).is_file()
+    assert [j["status"] for j in _jobs(state)] == ["interrupted"]
