@@ -368,7 +368,8 @@ class Interrupts:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self)
             signal.signal(signal.SIGTERM, self)
-            if hasattr(signal, "SIGHUP"):  # not on Windows
+            # not on Windows; under nohup (ignored) a hangup is left to do nothing, as asked
+            if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
                 signal.signal(signal.SIGHUP, self)
 
 

@@ -164,11 +164,12 @@ def test_output_to_a_pipe_is_not_wrapped_at_80_columns(tmp_path: Path) -> None:
 
 
 def _start_json_copy(
-    tmp_path: Path, n: int = 300, terminal: int | None = None
+    tmp_path: Path, n: int = 300, terminal: int | None = None, nohup: bool = False
 ) -> tuple[subprocess.Popen[str], Path, Path]:
     """A --json copy of ``n`` files whose stdout is a pipe of one page this test reads only when
     it wants: the job cannot end before then (its events wait for room). The first event read.
-    ``terminal``: a pseudo-terminal's end, castoff's stdin, stderr and controlling terminal."""
+    ``terminal``: a pseudo-terminal's end, castoff's stdin, stderr and controlling terminal;
+    ``nohup``: started with SIGHUP ignored, as ``nohup`` starts it."""
     card = tmp_path / "card"
     for i in range(n):
         write(card / f"C{i:04}.MP4", os.urandom(1000 + i))
@@ -176,6 +177,9 @@ def _start_json_copy(
 
     def own_terminal() -> None:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # after setsid: the pty becomes /dev/tty
+
+    def ignore_hangups() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     proc = subprocess.Popen(
         [*CASTOFF, "--state-dir", str(state), "copy", str(card), "--to", str(tmp_path / "d"), "--json"],
@@ -185,7 +189,7 @@ def _start_json_copy(
         text=True,
         env=_env(),
         start_new_session=terminal is not None,
-        preexec_fn=None if terminal is None else own_terminal,  # noqa: PLW1509 (no threads fork here)
+        preexec_fn=ignore_hangups if nohup else None if terminal is None else own_terminal,  # noqa: PLW1509
     )
     assert proc.stdout is not None
     fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
@@ -227,3 +231,12 @@ def test_a_terminal_that_hangs_up_stops_a_copy_cleanly(tmp_path: Path) -> None:
     assert (end["event"], end["status"]) == ("job-end", "interrupted")
     assert Path(end["report"]).is_file()
     assert [j["status"] for j in _jobs(state)] == ["interrupted"]
+
+
+def test_under_nohup_a_hangup_leaves_the_copy_going(tmp_path: Path) -> None:
+    proc, _, state = _start_json_copy(tmp_path, nohup=True)
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["status"] == "done"
+    assert [j["status"] for j in _jobs(state)] == ["done"]
