@@ -240,3 +240,23 @@ def test_under_nohup_a_hangup_leaves_the_copy_going(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert json.loads(out.splitlines()[-1])["status"] == "done"
     assert [j["status"] for j in _jobs(state)] == ["done"]
+
+
+def test_job_start_is_the_first_event_when_a_destination_is_unusable(tmp_path: Path) -> None:
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    blocker = write(tmp_path / "a-file", b"")
+    r = _run(
+        "copy",
+        str(card),
+        "--to",
+        str(blocker / "nope"),
+        "--to",
+        str(tmp_path / "d"),
+        "--json",
+        state=tmp_path / "state",
+    )
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert events[0]["event"] == "job-start", events[:3]
+    assert any(e["event"] == "log" and e["level"] == "error" for e in events), events
+    assert events[-1]["event"] == "job-end"
