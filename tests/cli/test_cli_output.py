@@ -260,3 +260,43 @@ def test_job_start_is_the_first_event_when_a_destination_is_unusable(tmp_path: P
     assert events[0]["event"] == "job-start", events[:3]
     assert any(e["event"] == "log" and e["level"] == "error" for e in events), events
     assert events[-1]["event"] == "job-end"
+
+
+def test_every_json_event_and_field_is_documented(tmp_path: Path) -> None:
+    """docs/json-events.md names every event a job gives and every field of it: a script writer
+    can rely on it."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "json-events.md").read_text()
+    card = tmp_path / "card"
+    write(card / "DCIM" / "a.JPG", os.urandom(70_000))
+    write(card / "x.tmp", b"")  # a log: skip: … excluded
+    (card / "PRIVATE" / "EMPTY").mkdir(parents=True)  # a folder-done
+    r = _run(
+        "copy",
+        str(card),
+        "--to",
+        str(tmp_path / "d"),
+        "--json",
+        "--exclude",
+        "*.tmp",
+        state=tmp_path / "state",
+    )
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    kinds = {e["event"] for e in events}
+    assert {
+        "job-start",
+        "log",
+        "file-read",
+        "file-done",
+        "folder-done",
+        "progress",
+        "released",
+        "job-end",
+    } <= kinds
+    for e in events:
+        assert f"| `{e['event']}` |" in doc, e["event"]
+        for key in e:
+            assert f"`{key}`" in doc, (e["event"], key)
+        for counters in e.get("destinations", {}).values() if isinstance(e.get("destinations"), dict) else []:
+            for key in counters:
+                assert f"`{key}`" in doc, (e["event"], key)
