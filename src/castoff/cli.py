@@ -29,7 +29,7 @@ from castoff.catalog.db import Catalog, IntentRow, UploadRow, catalog_error, job
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
-from castoff.ui.term import Console, stream_gone
+from castoff.ui.term import Console, GuardedStdout, json_ascii, printable, stream_gone, tolerant
 from castoff.units import format_bytes, parse_size, plural
 
 if TYPE_CHECKING:
@@ -42,8 +42,9 @@ EPILOG = """exit codes: 0 every file verified at every destination; 1 some file 
 (the others were delivered), or a copy castoff verified earlier is damaged (kept, beside a good
 one); 2 usage or configuration error, another job copying the same source to the same destination
 right now, no destination that could be used at all, or no file to copy (an empty source, or
-filters that left every file out); 130 interrupted (re-run to resume). A closed stdout (| head)
-never stops a copy; a listing command then ends with 141."""
+filters that left every file out), or a stdout that cannot take a command's output (a full
+disk); 130 interrupted (re-run to resume). A closed or failing stdout (| head, a full disk) never
+stops a copy; a listing command ends with 141 when its reader goes away (| head)."""
 
 COPY_EXAMPLES = """examples:
   castoff copy /media/EOS_DIGITAL --to /mnt/ssd/shoots --to /mnt/nas/shoots
@@ -340,7 +341,8 @@ def s3_defaults(args: argparse.Namespace) -> dict[str, object]:
 
 
 class Interrupts:
-    """First Ctrl-C / SIGTERM: stop cleanly (the job stays resumable). Second: stop now."""
+    """First Ctrl-C / SIGTERM / SIGHUP (the terminal closed, an SSH session dropped): stop cleanly
+    (the job stays resumable, its report is written). A second Ctrl-C or SIGTERM: stop now."""
 
     def __init__(self, cancel: threading.Event, console: Console) -> None:
         self.cancel = cancel
@@ -348,7 +350,13 @@ class Interrupts:
         self.count = 0
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.count += 1
+        if signum == getattr(signal, "SIGHUP", None):
+            # never "stop now": a hangup often comes twice (the terminal's, then the shell's to its
+            # jobs), and no one insists; the report is written as for the first Ctrl-C
+            if self.cancel.is_set():
+                return
+        else:
+            self.count += 1
         if self.count > 1:
             raise KeyboardInterrupt
         self.cancel.set()
@@ -361,6 +369,9 @@ class Interrupts:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self)
             signal.signal(signal.SIGTERM, self)
+            # not on Windows; under nohup (ignored) a hangup is left to do nothing, as asked
+            if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+                signal.signal(signal.SIGHUP, self)
 
 
 def mark_dead_jobs(catalog: Catalog) -> None:
@@ -964,13 +975,16 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 f"showing the {len(rows)} newest of {total}: --limit N or --all", highlight=False
             )
         if args.json:
-            print(json.dumps([job_as_json(r) for r in rows], default=str, indent=2))
+            print(
+                json.dumps([job_as_json(r) for r in rows], default=str, indent=2, ensure_ascii=json_ascii())
+            )
             return 0
         table = Table(title="castoff jobs")
         for col in ("id", "started", "status", "files", "bytes", "destinations"):
-            table.add_column(col, no_wrap=col in ("id", "started"), overflow="fold")  # the id whole, to copy
+            # the id whole, to copy; a status whole ("interru / pted" on a narrow terminal, QA)
+            table.add_column(col, no_wrap=col in ("id", "started", "status"), overflow="fold")
         for r in rows:
-            dests = ", ".join(d["name"] for d in json.loads(r["destinations"]))
+            dests = ", ".join(printable(d["name"]) for d in json.loads(r["destinations"]))
             table.add_row(
                 r["id"],
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])),
@@ -989,40 +1003,48 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     rep = json_report.build(catalog, str(job["id"]))
     if args.json:
-        print(json.dumps(rep, indent=2, ensure_ascii=False))
+        print(json.dumps(rep, indent=2, ensure_ascii=json_ascii()))
         return 0
     j = rep["job"]
     console.print(
         Text.assemble(
             (f"job {j['id']}", "bold"),
-            f"  {j['status']}  started {j['started_at']}  sources: {', '.join(j['sources'])}",
+            f"  {j['status']}  started {j['started_at']}  sources: {', '.join(map(printable, j['sources']))}",
         )
     )
     if job["report_path"]:
-        console.print(f"report: {job['report_path']}", markup=False, highlight=False)
+        console.print(f"report: {printable(job['report_path'])}", markup=False, highlight=False)
     for name, s in rep["summary"].items():  # where each is: a saved name may point elsewhere by now
         if s["location"] and s["location"] != name:  # None: a kind without one
-            console.print(Text(f"destination {name}: {s['location']}"), highlight=False)
+            console.print(Text(printable(f"destination {name}: {s['location']}")), highlight=False)
     table = Table()
     damaged = 0
     for col in ("file", "size", "destination", "status", "verified by", "target / error"):
-        table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
+        # a narrow terminal wraps a path, never cuts it; the status whole
+        table.add_column(col, overflow="fold", no_wrap=col == "status")
+    # names, paths and errors with their control characters escaped: a name's ESC sequence would
+    # recolour the terminal, its newline split the row
     for f in rep["files"]:
         if not f["destinations"]:
             table.add_row(
-                Text(f["path"]), format_bytes(f["size"]), "-", f["status"], "", Text(f["error"] or "")
+                Text(printable(f["path"])),
+                format_bytes(f["size"]),
+                "-",
+                f["status"],
+                "",
+                Text(printable(f["error"] or "")),
             )
         for d in f["destinations"]:
             style = "" if d["status"] in ("verified", "already", "skipped") else "red"
-            status, where = Text(d["status"], style=style), Text(d["error"] or d["target"])
+            status, where = Text(d["status"], style=style), Text(printable(d["error"] or d["target"]))
             if d.get("damaged"):  # absent from the reports of earlier versions
                 damaged += 1
                 status.append(" + damaged copy", style="bold red")
-                where.append(f"\nDAMAGED copy kept: {d['damaged']}", style="bold red")
+                where.append(f"\nDAMAGED copy kept: {printable(d['damaged'])}", style="bold red")
             table.add_row(
-                Text(f["path"]),
+                Text(printable(f["path"])),
                 format_bytes(f["size"]),
-                Text(d["destination"]),
+                Text(printable(d["destination"])),
                 status,
                 d["verify_method"] or "",
                 where,
@@ -1118,8 +1140,8 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             age_h = (time.time() - r.created_at) / 3600
             table.add_row(
                 str(r.id),
-                Text(r.dest_name),
-                Text(r.target),
+                Text(printable(r.dest_name)),
+                Text(printable(r.target)),
                 f"{len(r.parts)}/{total}",
                 format_bytes(r.size),
                 f"{age_h:.1f} h",
@@ -1233,7 +1255,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return errors.EXIT_USAGE
+    tolerant(sys.stdout)  # a character stdout or stderr cannot encode is escaped, not a traceback
+    tolerant(sys.stderr)
     console = Console(stderr=True)
+    stdout = sys.stdout
+    sys.stdout = GuardedStdout(stdout)  # a failed write: OutputFailed, said below
     try:
         code = run_command(parser, args, argv)
         sys.stdout.flush()  # here, not at exit: a reader gone is then met below, not as "Exception ignored"
@@ -1267,6 +1293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             console.print_exception()
         return said.exit_code
+    finally:
+        sys.stdout = stdout
 
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]) -> int:

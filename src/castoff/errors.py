@@ -7,7 +7,8 @@ cannot be translated is re-raised as it is, never swallowed.
     CastoffError                       exit 1 unless said otherwise
     ├── UsageError                     exit 2: bad arguments, configuration, unknown destination,
     │                                  a state folder or catalog castoff cannot use
-    ├── Interrupted                    exit 130: Ctrl-C / SIGTERM; the catalog stays resumable
+    │   └── OutputFailed               stdout cannot take what a command prints (a full disk, EIO)
+    ├── Interrupted                    exit 130: Ctrl-C / SIGTERM / SIGHUP; the catalog stays resumable
     ├── HistoryError                   an ASC MHL history castoff cannot read or continue
     ├── CatalogError                   the catalog failed under a command that had opened it
     │   ├── CatalogDamaged             exit 2: its pages are damaged (move it aside)
@@ -81,6 +82,13 @@ class CastoffError(Exception):
 class UsageError(CastoffError):
     exit_code = EXIT_USAGE
     code = "usage"
+
+
+class OutputFailed(UsageError):
+    """stdout could not take what a command printed (a full disk, a terminal gone): exit 2, not
+    1, which ``verify`` says of an altered file. A copy's JSON events stop instead; the job goes on."""
+
+    code = "output"
 
 
 class Interrupted(CastoffError):

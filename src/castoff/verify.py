@@ -23,6 +23,7 @@ import xxhash
 from castoff import errors
 from castoff.destinations.local import NotAFile, open_regular
 from castoff.reports import mhl
+from castoff.ui.term import json_ascii
 from castoff.units import plural
 
 OK_STATUSES = ("verified", "already", "skipped")
@@ -287,7 +288,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
     result = check(root, expected, against, ignored, whole_folder=not args.report)
     if args.json:
-        print(json.dumps({"ok": result.ok, **asdict(result)}, indent=2, ensure_ascii=False))
+        print(json.dumps({"ok": result.ok, **asdict(result)}, indent=2, ensure_ascii=json_ascii()))
     else:
         print_result(result)
     return errors.EXIT_OK if result.ok else errors.EXIT_FAILED

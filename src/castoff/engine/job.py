@@ -348,6 +348,12 @@ class Engine:
     # -- the job ----------------------------------------------------------------------------
 
     def run(self, sources: Sequence[str]) -> JobResult:
+        # the first event of a job, before anything is said of it (a destination unusable at start)
+        self.emit(
+            "job-start",
+            job_id=self.job_id,
+            destinations=[{"name": ln.name, "kind": ln.caps.kind} for ln in self.lanes],
+        )
         unusable: list[tuple[Lane, errors.CastoffError]] = []
         for lane in self.lanes:
             try:
@@ -363,11 +369,6 @@ class Engine:
             self._mark_down(lane, cause, at_start=True)
         for lane, cause in unusable:  # said once all are known: "the others carry on" or not
             self._say_down(lane, cause)
-        self.emit(
-            "job-start",
-            job_id=self.job_id,
-            destinations=[{"name": ln.name, "kind": ln.caps.kind} for ln in self.lanes],
-        )
         for lane in self.lanes:
             lane.start()
         catchup = threading.Thread(target=self._catchup_loop, name="catch-up", daemon=True)

@@ -27,8 +27,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from castoff import errors
 from castoff.engine.events import Event
-from castoff.ui.term import Console, stream_gone
+from castoff.ui.term import Console, json_ascii, printable, printable_lines, reason, stream_gone
 from castoff.units import format_bytes, plural
 
 Stats = Callable[[], Mapping[str, Mapping[str, int]]]
@@ -83,18 +84,19 @@ class QuietDisplay(Display):
         if event.kind == "log" and event.data.get("level") == "error":
             with self._lock:
                 try:
-                    sys.stderr.write(f"{event.data.get('message')}\n")
+                    sys.stderr.write(f"{printable_lines(str(event.data.get('message')))}\n")
                     sys.stderr.flush()
-                except BrokenPipeError:  # whoever read stderr went away: the job goes on
+                except (OSError, ValueError):  # whoever read stderr went away: the job goes on
                     stream_gone(sys.stderr)
 
 
 class JsonDisplay(Display):
     """One JSON object per line on stdout: every event, plus a progress snapshot twice a second.
 
-    When stdout's reader goes away (a monitoring script that ended, ``| head``), the events stop
-    and the job goes on to its normal end and exit code: the log, catalog and reports do not
-    depend on stdout. Said once on stderr."""
+    When stdout fails (its reader went away: a monitoring script that ended, ``| head``; a full
+    disk; a terminal gone), the events stop and the job goes on to its normal end and exit code:
+    the log, catalog and reports do not depend on stdout. Said once on stderr. On a stdout that is
+    not UTF-8 (Windows' cp1252, redirected), every character that is not ASCII is escaped."""
 
     wants_debug = True
     wants_file_done = True
@@ -102,23 +104,28 @@ class JsonDisplay(Display):
     def __init__(self, stats: Stats, out: TextIO | None = None) -> None:
         super().__init__(stats)
         self.out = out or sys.stdout
+        self.ascii = json_ascii(self.out)
         self._lock = threading.Lock()
         self._last: str | None = None
-        self.gone = False  # stdout's reader went away: nothing more is written
+        self.gone = False  # stdout failed: nothing more is written
 
     def _write(self, obj: Mapping[str, Any]) -> None:
-        line = json.dumps(obj, ensure_ascii=False, default=str)
+        line = json.dumps(obj, ensure_ascii=self.ascii, default=str)
         with self._lock:
             if self.gone:
                 return
             try:
                 self.out.write(line + "\n")
                 self.out.flush()
-            except BrokenPipeError:
+            except (OSError, ValueError, errors.OutputFailed) as exc:
                 self.gone = True
                 stream_gone(self.out)
+                cause = exc.__cause__ if isinstance(exc, errors.OutputFailed) else exc
+                why = (
+                    "was closed" if isinstance(cause, BrokenPipeError) else f"failed ({reason(cause or exc)})"
+                )
                 _say(
-                    "castoff: stdout was closed: no more JSON events are printed; the job goes on"
+                    f"castoff: stdout {why}: no more JSON events are printed; the job goes on"
                     " (its log, catalog and reports are unaffected)"
                 )
 
@@ -140,7 +147,7 @@ def _say(text: str) -> None:
     try:
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
-    except (BrokenPipeError, ValueError):
+    except (OSError, ValueError):
         stream_gone(sys.stderr)
 
 
@@ -184,7 +191,9 @@ class RichDisplay(Display):
                 return
             style = _LEVEL_STYLE.get(level, "dim")
             # Text, not markup: a log line quotes paths, which may hold [ ]
-            self.progress.console.print(Text(str(event.data.get("message")), style=style), soft_wrap=True)
+            # control characters escaped, newlines too: they come from a name the message quotes
+            message = printable_lines(str(event.data.get("message")))
+            self.progress.console.print(Text(message, style=style), soft_wrap=True)
         elif event.kind == "released":
             self.progress.console.print(released_text(event.data))
 
@@ -246,7 +255,7 @@ def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
         table.add_column(col, justify="right")
     for name, s in lanes.items():
         row: list[RenderableType] = [
-            Text(name),  # Text, not markup: a folder's name may hold [ ]
+            Text(printable(name)),  # Text, not markup: a folder's name may hold [ ]
             str(s["files_total"]),
             format_bytes(s["bytes_total"]),
             str(s["verified"]),
