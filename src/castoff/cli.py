@@ -1246,8 +1246,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return errors.EXIT_FAILED
 
 
+#: the arguments that name a folder, a file or a destination, by their dest: what each is called in
+#: the message, and whether it is a folder (``.`` is then how to say the current one)
+PATH_ARGUMENTS: Mapping[str, tuple[str, bool]] = {
+    "sources": ("source", True),
+    "source": ("--source", True),
+    "path": ("path", True),
+    "to": ("destination", True),
+    "targets": ("destination", True),
+    "out": ("--out", True),
+    "state_dir": ("--state-dir", True),
+    "report": ("--report", False),
+    "config": ("--config", False),
+    "ca_bundle": ("--ca-bundle", False),
+}
+
+
+def check_not_empty(args: argparse.Namespace) -> None:
+    """An empty (or blank) path is refused, never taken as the current folder or as not given: an
+    unset ``$CARD`` in a script must not offload the folder the script runs in (QA: ``castoff copy
+    "" --to …`` copied the current folder and said done; ``verify --report ""`` ignored --report)."""
+    for dest, (label, folder) in PATH_ARGUMENTS.items():
+        value = getattr(args, dest, None)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and not v.strip():
+                said = f"blank {label} {v!r}" if v else f"empty {label}"
+                raise errors.UsageError(
+                    f"{said}: an empty argument (an unset variable?) never means the current folder"
+                    if folder
+                    else f"{said}: an empty argument (an unset variable?) names no file",
+                    hint="give the path; write . for the current folder"
+                    if folder
+                    else f"give the file's path, or leave {label} out",
+                )
+
+
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]) -> int:
     """The command ``args`` names, run; its exit code."""
+    check_not_empty(args)
     if args.command == "copy":
         return cmd_copy(args, ["castoff", *argv])
     if args.command == "jobs":

@@ -1,0 +1,46 @@
+"""How castoff takes its arguments: an empty path, an option given at run time over a saved one,
+a listing given an id, a mistyped command or option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from castoff_cli import Castoff
+from engine_runner import write
+
+
+def test_an_empty_path_is_refused_never_the_current_folder(tmp_path: Path) -> None:
+    """QA: ``CARD=""; castoff copy "$CARD" --to …`` copied the folder it ran in and said done."""
+    castoff = Castoff(tmp_path / "user")
+    write(castoff.root / "sub" / "f.txt", b"hi")  # the folder castoff runs in (its cwd)
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    assert castoff("workflow", "save", "card", "--to", str(dest), "--source", str(card)).returncode == 0
+    report = tmp_path / "report.json"
+    write(report, b"{}")
+    for args, said in (
+        (("copy", "", "--to", str(dest)), "empty source"),
+        (("copy", " ", "--to", str(dest)), "blank source ' '"),
+        (("copy", str(card), "--to", ""), "empty destination"),
+        (("run", "card", ""), "empty source"),
+        (("verify", ""), "empty path"),
+        (("verify", str(dest), "--report", ""), "empty --report"),
+        (("workflow", "save", "x", "--to", str(dest), "--source", ""), "empty --source"),
+        (("workflow", "save", "x", "--to", ""), "empty destination"),
+        (("workflow", "edit", "card", "--source", ""), "empty --source"),
+        (("demo", "--out", ""), "empty --out"),
+        (("dest", "add", "d", "local", ""), "empty path"),
+        (("dest", "test", ""), "empty destination"),
+        (("jobs", "--state-dir", ""), "empty --state-dir"),
+        (("dest", "list", "--config", ""), "empty --config"),
+    ):
+        r = castoff(*args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert f"castoff: {said}" in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    assert list(dest.iterdir()) == []  # nothing copied anywhere
+    assert not (castoff.root / "demo-out").exists()
+    r = castoff("workflow", "show", "card", "--json")
+    assert f'"source": "{card}"' in r.stdout, r.stdout  # the saved source is as it was
+    assert '"x"' not in castoff("workflow", "list", "--json").stdout
