@@ -44,3 +44,32 @@ def test_an_empty_path_is_refused_never_the_current_folder(tmp_path: Path) -> No
     r = castoff("workflow", "show", "card", "--json")
     assert f'"source": "{card}"' in r.stdout, r.stdout  # the saved source is as it was
     assert '"x"' not in castoff("workflow", "list", "--json").stdout
+
+
+def test_an_output_option_given_to_run_replaces_the_saved_one(tmp_path: Path) -> None:
+    """QA: ``run wq --json`` on a workflow saved with --quiet printed copy's usage and exit 2."""
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    dest = tmp_path / "dest"
+    for saved, given in (("--quiet", "--json"), ("--json", "--quiet")):
+        name = saved.strip("-")
+        assert (
+            castoff("workflow", "save", name, "--to", str(dest), "--source", str(card), saved).returncode == 0
+        )
+        r = castoff("run", name, given, "--rehash")
+        assert r.returncode == 0, r.stderr
+        if given == "--json":
+            assert r.stdout.startswith('{"event": "job-start"'), r.stdout
+        else:
+            assert r.stdout == "", r.stdout
+        r = castoff("run", name, "--quiet", "--json")
+        assert r.returncode == 2, r.stderr
+        assert "usage: castoff run " in r.stderr and "castoff run: error:" in r.stderr, r.stderr
+        assert "castoff copy" not in r.stderr, r.stderr
+    # edit: the option given replaces the one it excludes
+    assert castoff("workflow", "edit", "quiet", "--json").returncode == 0
+    r = castoff("workflow", "show", "quiet", "--json")
+    assert '"json": true' in r.stdout and '"quiet": true' not in r.stdout, r.stdout
+    r = castoff("workflow", "save", "both", "--to", str(dest), "--quiet", "--json")
+    assert r.returncode == 2 and "castoff workflow save: error:" in r.stderr, r.stderr

@@ -41,8 +41,9 @@ RUN_EXAMPLES = """examples:
   castoff run shoot /media/EOS_DIGITAL_2 --quiet
   castoff run shoot --resume     (unattended: finish the interrupted last run without asking)
 
-When the last run of the workflow was interrupted, castoff offers to resume it (on a terminal),
-or needs --resume or --new (without one)."""
+An option given here replaces the workflow's own of that name for this run (and --json a saved
+--quiet, --quiet a saved --json). When the last run of the workflow was interrupted, castoff
+offers to resume it (on a terminal), or needs --resume or --new (without one)."""
 
 ADD_EXAMPLES = """examples:
   castoff dest add ssd local /Volumes/SSD/shoots
