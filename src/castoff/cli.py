@@ -915,7 +915,18 @@ def _read_text(result: JobResult, elapsed: float) -> str:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     prune_cli.check_arguments(args)
-    listing = args.action == "list" or (args.action == "show" and not args.job_id)
+    listing = args.action == "list"
+    if args.action == "show" and not (args.job_id or "").strip():  # "" too: an unset $ID
+        raise errors.UsageError(
+            "'castoff jobs show' needs a job id"
+            + (f", not {args.job_id!r}" if args.job_id is not None else ""),
+            hint="'castoff jobs' lists them; castoff jobs show ID (or the start of it)",
+        )
+    if listing and args.job_id is not None:
+        raise errors.UsageError(
+            f"'castoff jobs list' takes no job id ({args.job_id!r})",
+            hint=f"to see that job: castoff jobs show {args.job_id}",
+        )
     if not listing and (args.limit is not None or args.all):
         raise errors.UsageError(
             f"{'--all' if args.all else '--limit'} is for the list of jobs ('castoff jobs')"
@@ -1072,6 +1083,11 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     from castoff.catalog.running import row_alive
     from castoff.commands.common import resolver
 
+    if args.action == "list" and args.ids:  # nothing is left out of a list unsaid
+        raise errors.UsageError(
+            f"'castoff uploads list' takes no upload numbers ({' '.join(args.ids)})",
+            hint=f"to abort them: castoff uploads abort {' '.join(args.ids)}",
+        )
     catalog = open_catalog(args)
     console = Console()
     rows = catalog.open_uploads()

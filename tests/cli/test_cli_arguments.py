@@ -73,3 +73,22 @@ def test_an_output_option_given_to_run_replaces_the_saved_one(tmp_path: Path) ->
     assert '"json": true' in r.stdout and '"quiet": true' not in r.stdout, r.stdout
     r = castoff("workflow", "save", "both", "--to", str(dest), "--quiet", "--json")
     assert r.returncode == 2 and "castoff workflow save: error:" in r.stderr, r.stderr
+
+
+def test_show_needs_an_id_and_a_listing_takes_none(tmp_path: Path) -> None:
+    """QA: ``ID=""; castoff jobs show "$ID" --json`` printed every job, exit 0; ``jobs list 2026``
+    and ``uploads list 1`` ignored what they were given."""
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    assert castoff("copy", str(card), "--to", str(tmp_path / "dest"), "--quiet").returncode == 0
+    for args, said in (
+        (("jobs", "show", "", "--json"), "'castoff jobs show' needs a job id, not ''"),
+        (("jobs", "show", "--json"), "'castoff jobs show' needs a job id"),
+        (("jobs", "list", "2026"), "'castoff jobs list' takes no job id ('2026')"),
+        (("uploads", "list", "1"), "'castoff uploads list' takes no upload numbers (1)"),
+    ):
+        r = castoff(*args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert r.stdout == "" and f"castoff: {said}" in r.stderr, (args, r.stderr)
+    assert castoff("jobs", "list", "--json").stdout.startswith("[")
