@@ -6,6 +6,7 @@ Thin on purpose: every decision about files and bytes is the engine's.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import signal
@@ -101,8 +102,61 @@ def parallel_count(text: str) -> int:
     return n
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+class Parser(argparse.ArgumentParser):
+    """castoff's parsers (its sub-commands' too: argparse makes them of the parent's class): an
+    option is never taken from its first letters (``--inc`` for --include: an option added later
+    would change what an old script means), and a mistyped choice gets the close one suggested."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if choices is not None and value not in choices and isinstance(value, str):
+            close = difflib.get_close_matches(value, [str(c) for c in choices], n=1)
+            if close:
+                raise argparse.ArgumentError(
+                    action, f"invalid choice: {value!r} (did you mean {close[0]!r}?)"
+                )
+        super()._check_value(action, value)
+
+    def chosen(self, args: argparse.Namespace) -> argparse.ArgumentParser:
+        """The parser of the (sub-)command ``args`` ran: ``castoff dest add``'s for dest add."""
+        parser: argparse.ArgumentParser = self
+        found = True
+        while found:
+            found = False
+            for action in parser._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    name = getattr(args, action.dest, None)
+                    if isinstance(name, str) and name in action.choices:
+                        parser, found = action.choices[name], True
+                        break
+        return parser
+
+    def parse_strictly(self, argv: Sequence[str]) -> argparse.Namespace:
+        """``parse_args``, but an argument no parser knows is said by the command it was given to,
+        with its usage, and with the close option if there is one (``--jsn``: did you mean --json?)."""
+        args, extras = self.parse_known_args(argv)
+        if extras:
+            parser = self.chosen(args)
+            known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+            close = {
+                typed: found[0]
+                for x in extras
+                if x.startswith("--")
+                and (found := difflib.get_close_matches(typed := x.split("=", 1)[0], known, n=1))
+            }
+            said = "; ".join(f"{t}: did you mean {o}?" for t, o in close.items())
+            if len(close) == 1:
+                said = f"did you mean {next(iter(close.values()))}?"
+            parser.error(f"unrecognized arguments: {' '.join(extras)}" + (f" ({said})" if said else ""))
+        return args
+
+
+def build_parser() -> Parser:
+    p = Parser(
         prog="castoff",
         description="Offload and back up files: read once, write everywhere, verify every byte.",
         epilog=EPILOG,
@@ -118,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     # The global options also work after the command (castoff copy … --debug).
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--state-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -1219,7 +1273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = _attach_signed_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     commands.autocomplete(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_strictly(argv)
     if args.command is None:
         parser.print_help()
         return errors.EXIT_USAGE

@@ -92,3 +92,51 @@ def test_show_needs_an_id_and_a_listing_takes_none(tmp_path: Path) -> None:
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert r.stdout == "" and f"castoff: {said}" in r.stderr, (args, r.stderr)
     assert castoff("jobs", "list", "--json").stdout.startswith("[")
+
+
+def test_no_abbreviation_and_a_typo_gets_the_close_name(tmp_path: Path) -> None:
+    """QA: ``--inc x`` was taken as --include, ``--j`` as --json (a later option would change what
+    an old script means); ``castoff cpy`` only listed the commands; ``copy … --jsn`` was said with
+    the top-level usage."""
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    dest = tmp_path / "dest"
+    for args, said in (
+        (
+            ("copy", str(card), "--to", str(dest), "--inc", "x"),
+            "castoff copy: error: unrecognized arguments: --inc x (did you mean --include?)",
+        ),
+        (("jobs", "--j"), "castoff jobs: error: unrecognized arguments: --j (did you mean --json?)"),
+        (
+            ("copy", str(card), "--to", str(dest), "--jsn"),
+            "castoff copy: error: unrecognized arguments: --jsn (did you mean --json?)",
+        ),
+        (
+            ("run", "x", "--quiett"),
+            "castoff run: error: unrecognized arguments: --quiett (did you mean --quiet?)",
+        ),
+        (
+            ("dest", "add", "x", "local", str(dest), "--no-tst"),
+            "castoff dest add: error: unrecognized arguments: --no-tst (did you mean --no-test?)",
+        ),
+        (
+            ("cpy", str(card)),
+            "castoff: error: argument COMMAND: invalid choice: 'cpy' (did you mean 'copy'?)",
+        ),
+        (
+            ("workflow", "lst"),
+            "castoff workflow: error: argument ACTION: invalid choice: 'lst' (did you mean 'list'?)",
+        ),
+        (("copy", str(card), "--to", str(dest), "--on-conflict", "skp"), "(did you mean 'skip'?)"),
+        (
+            ("copy", str(card), "--to", str(dest), "--zzz"),
+            "castoff copy: error: unrecognized arguments: --zzz\n",
+        ),
+    ):
+        r = castoff(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert said in r.stderr, (args, r.stderr)
+        command = " ".join(a for a in args[:2] if a in ("copy", "jobs", "run", "dest", "add", "workflow"))
+        assert f"usage: castoff {command}" in r.stderr, r.stderr
+    assert not dest.exists()
