@@ -140,3 +140,26 @@ def test_the_progress_line_says_incomplete_as_the_summary_does() -> None:
     assert line == "3/3 files 1 failed 2 incomplete", line
     display.console.print(summary_table({"s3://b/p": lane}))
     assert "incomplete" in out.getvalue()
+
+
+def test_the_progress_line_says_its_rate_in_the_units_of_its_sizes() -> None:
+    """QA: ``201.0 MB/s`` (rich's decimal units) beside MiB sizes, while the end line said MiB/s."""
+    import io
+
+    from rich.console import Console
+
+    from castoff.ui.progress import RichDisplay
+
+    lane = dict.fromkeys(
+        ("files_done", "files_total", "failed", "incomplete", "conflict", "skipped", "verified", "already"), 0
+    )
+    lane |= {"files_total": 1, "bytes_total": 400 * 1024 * 1024, "bytes_skipped": 0, "bytes_done": 0}
+    out = io.StringIO()
+    display = RichDisplay(lambda: {"ssd": lane}, console=Console(file=out, width=200))
+    display.tick()
+    (task,) = display.progress.tasks
+    task.finished_speed = 201 * 1024 * 1024  # as rich keeps it: bytes per second
+    line = display.progress.make_tasks_table([task])
+    Console(file=out, width=200).print(line)
+    assert "201.0 MiB/s" in out.getvalue() and "MB/s" not in out.getvalue(), out.getvalue()
+    assert "400.0 MiB" in out.getvalue(), out.getvalue()
