@@ -267,12 +267,18 @@ def build_parser() -> Parser:
     )
     s3 = c.add_argument_group("S3 defaults (per destination: s3://bucket/prefix/?option=value)")
     s3.add_argument("--endpoint-url", "--endpoint", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
-    s3.add_argument("--region")
+    s3.add_argument("--region", help="the bucket's region, e.g. eu-west-1 (default: the profile's or AWS's)")
     s3.add_argument("--profile", help="AWS profile from the shared config files")
-    s3.add_argument("--storage-class")
+    s3.add_argument(
+        "--storage-class", help="e.g. STANDARD_IA, GLACIER_IR, as the provider names them (default: its own)"
+    )
     s3.add_argument("--sse", help="AES256 or aws:kms")
     s3.add_argument("--sse-kms-key-id")
-    s3.add_argument("--addressing", choices=("path", "virtual", "auto"))
+    s3.add_argument(
+        "--addressing",
+        choices=("path", "virtual", "auto"),
+        help="path: ENDPOINT/BUCKET/KEY; virtual: BUCKET.ENDPOINT/KEY (default: the provider's)",
+    )
     s3.add_argument("--part-size", help="multipart part size (default: chosen per file)")
     s3.add_argument(
         "--max-parallel",
@@ -995,31 +1001,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     mark_dead_jobs(catalog)  # else a killed job would show as running for ever
     console = Console()
     if listing:
-        limit = None if args.all else args.limit or JOBS_SHOWN
-        rows = catalog.jobs(limit)
-        total = catalog.count_jobs()
-        if len(rows) < total:  # on stderr: what stdout holds stays the table, or JSON
-            Console(stderr=True).print(
-                f"showing the {len(rows)} newest of {total}: --limit N or --all", highlight=False
-            )
-        if args.json:
-            print(json.dumps([job_as_json(r) for r in rows], default=str, indent=2))
-            return 0
-        table = Table(title="castoff jobs")
-        for col in ("id", "started", "status", "files", "bytes", "destinations"):
-            table.add_column(col, no_wrap=col in ("id", "started"), overflow="fold")  # the id whole, to copy
-        for r in rows:
-            dests = ", ".join(d["name"] for d in json.loads(r["destinations"]))
-            table.add_row(
-                r["id"],
-                time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])),
-                r["status"] + (" (pruned)" if r["pruned_files"] is not None else ""),
-                str(r["n_files"]),
-                format_bytes(r["n_bytes"]),
-                Text(dests),  # Text, not markup: a folder's name may hold [ ]
-            )
-        console.print(table)
-        return 0
+        return _list_jobs(args, catalog, console)
     from castoff.reports import json_report
 
     job = _one_job(catalog, args.job_id)
@@ -1088,6 +1070,38 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             + ", ".join(sorted({x["code"] for x in rep["left_out"]}))
             + ")"
         )
+    return 0
+
+
+def _list_jobs(args: argparse.Namespace, catalog: Catalog, console: Console) -> int:
+    """``castoff jobs`` (list): the newest jobs, as a table or JSON, or how to start."""
+    limit = None if args.all else args.limit or JOBS_SHOWN
+    rows = catalog.jobs(limit)
+    total = catalog.count_jobs()
+    if len(rows) < total:  # on stderr: what stdout holds stays the table, or JSON
+        Console(stderr=True).print(
+            f"showing the {len(rows)} newest of {total}: --limit N or --all", highlight=False
+        )
+    if args.json:
+        print(json.dumps([job_as_json(r) for r in rows], default=str, indent=2))
+        return 0
+    if not rows:  # as dest list and workflow list say: how to start
+        console.print("no jobs yet: castoff copy SOURCE --to DEST (or castoff run WORKFLOW)", highlight=False)
+        return 0
+    table = Table(title="castoff jobs")
+    for col in ("id", "started", "status", "files", "bytes", "destinations"):
+        table.add_column(col, no_wrap=col in ("id", "started"), overflow="fold")  # the id whole, to copy
+    for r in rows:
+        dests = ", ".join(d["name"] for d in json.loads(r["destinations"]))
+        table.add_row(
+            r["id"],
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])),
+            r["status"] + (" (pruned)" if r["pruned_files"] is not None else ""),
+            str(r["n_files"]),
+            format_bytes(r["n_bytes"]),
+            Text(dests),  # Text, not markup: a folder's name may hold [ ]
+        )
+    console.print(table)
     return 0
 
 

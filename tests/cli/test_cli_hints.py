@@ -163,3 +163,39 @@ def test_the_progress_line_says_its_rate_in_the_units_of_its_sizes() -> None:
     Console(file=out, width=200).print(line)
     assert "201.0 MiB/s" in out.getvalue() and "MB/s" not in out.getvalue(), out.getvalue()
     assert "400.0 MiB" in out.getvalue(), out.getvalue()
+
+
+def test_small_words_a_fresh_user_meets(tmp_path: Path) -> None:
+    """QA: an empty table on a fresh state folder; a raw KeyError for a file that is no report;
+    blank help lines; no exit codes in run --help; 'them' for one workflow."""
+    castoff = Castoff(tmp_path / "user")
+    r = castoff("jobs")
+    assert r.returncode == 0 and "no jobs yet: castoff copy SOURCE --to DEST" in r.stdout, r.stdout
+    assert castoff("jobs", "--json").stdout.strip() == "[]"
+    folder = tmp_path / "folder"
+    write(folder / "a.txt", b"a")
+    for text, said in (
+        (b'{"schema": "castoff.report/1"}', "it has no 'files' field"),
+        (b"[1, 2]", "it has no 'schema' field and no 'files' field"),
+        (b"not json", "it is not JSON"),
+        (b'{"schema": "castoff.report/1", "files": [3]}', "an entry of its 'files' list is not a file"),
+    ):
+        write(tmp_path / "notreport.json", text)
+        r = castoff("verify", str(folder), "--report", str(tmp_path / "notreport.json"))
+        assert r.returncode == 2 and f"is not a castoff JSON report: {said}" in r.stderr, r.stderr
+        assert "KeyError" not in r.stderr and "'files'\n" not in r.stderr, r.stderr
+    add_help = castoff("dest", "add", "--help").stdout
+    for flag in ("--region REGION", "--storage-class STORAGE_CLASS", "--addressing {path,virtual,auto}"):
+        after = add_help.split(f"  {flag}", 1)[1].split("\n  -", 1)[0]
+        assert after.strip(), (flag, add_help)  # a help line, not nothing
+    assert "exit codes: 0 every file verified" in castoff("run", "--help").stdout
+    dest = tmp_path / "dest"
+    assert castoff("dest", "add", "ssd", "local", str(dest)).returncode == 0
+    assert castoff("workflow", "save", "one", "--to", "@ssd").returncode == 0
+    r = castoff("dest", "remove", "ssd")
+    assert r.returncode == 2 and "take it out of it first: castoff workflow edit one --to" in r.stderr, (
+        r.stderr
+    )
+    assert castoff("workflow", "save", "two", "--to", "@ssd").returncode == 0
+    r = castoff("dest", "remove", "ssd")
+    assert "take it out of them first: castoff workflow edit NAME --to" in r.stderr, r.stderr

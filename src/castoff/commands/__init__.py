@@ -164,9 +164,9 @@ def add_dest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         t.add_argument("targets", nargs="+", metavar="DEST", help="a saved name, a folder or an s3:// URL"),
         names,
     )
-    t.add_argument("--endpoint-url")
-    t.add_argument("--region")
-    t.add_argument("--profile")
+    t.add_argument("--endpoint-url", help="S3 endpoint of an s3:// URL (default: AWS, or AWS_ENDPOINT_URL)")
+    t.add_argument("--region", help="the region of an s3:// URL's bucket")
+    t.add_argument("--profile", help="AWS profile for an s3:// URL, from the shared config files")
     t.add_argument("--ca-bundle", metavar="PEM", help="trust the certificates in this file (a private CA)")
     t.add_argument("--insecure-http", action="store_true", help="allow plain http:// to another computer")
     c = _sub(
@@ -246,7 +246,9 @@ def add_workflow_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     rm = _sub(wsub, "remove", common, "forget a workflow", "example:\n  castoff workflow remove old-shoot")
     _completer(rm.add_argument("name", metavar="NAME"), flows)
 
-    r = _sub(sub, "run", common, "run a saved workflow", RUN_EXAMPLES)
+    from castoff.cli import EPILOG  # loaded: its build_parser is what calls this
+
+    r = _sub(sub, "run", common, "run a saved workflow", RUN_EXAMPLES + "\n\n" + EPILOG)
     _completer(r.add_argument("name", metavar="NAME"), flows)
     r.add_argument("sources", nargs="*", metavar="SOURCE", help="instead of the saved source")
     when = r.add_mutually_exclusive_group()
