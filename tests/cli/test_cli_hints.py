@@ -199,3 +199,21 @@ def test_small_words_a_fresh_user_meets(tmp_path: Path) -> None:
     assert castoff("workflow", "save", "two", "--to", "@ssd").returncode == 0
     r = castoff("dest", "remove", "ssd")
     assert "take it out of them first: castoff workflow edit NAME --to" in r.stderr, r.stderr
+
+
+def test_a_bucket_without_keys_is_told_where_its_keys_go(tmp_path: Path) -> None:
+    """QA: a saved bucket with no keys was told 'or use profile=NAME' (the s3:// URL's syntax)."""
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    r = castoff("dest", "add", "arch", "s3", "--bucket", "my-bucket", "--endpoint", "http://127.0.0.1:9")
+    assert r.returncode == 1 and "--access-key-id ID" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert "--profile NAME" in r.stdout + r.stderr and "profile=NAME" not in r.stdout + r.stderr
+    args = ("--bucket", "my-bucket", "--endpoint", "http://127.0.0.1:9", "--no-test")
+    assert castoff("dest", "add", "arch", "s3", *args).returncode == 0
+    r = castoff("copy", str(card), "--to", "@arch")
+    assert r.returncode == 2, r.stderr
+    assert "castoff dest credentials arch" in r.stderr and "profile=NAME" not in r.stderr, r.stderr
+    assert "--profile NAME" in r.stderr, r.stderr
+    r = castoff("copy", str(card), "--to", "s3://my-bucket/?endpoint=http://127.0.0.1:9")
+    assert r.returncode == 2 and "profile=NAME in the URL" in r.stderr, r.stderr
