@@ -395,6 +395,11 @@ def s3_defaults(args: argparse.Namespace) -> dict[str, object]:
     part = getattr(args, "part_size", None)
     if part:
         out["part_size"] = parse_size(part, what="--part-size")
+    rate = getattr(args, "bwlimit", None)
+    if rate:  # each bucket's own (bwlimit= in its URL, or saved) over it
+        from castoff.engine.pacing import parse_rate
+
+        out["bwlimit"] = parse_rate(rate)
     return out
 
 
@@ -633,7 +638,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             soft_wrap=True,
         )
     if args.bwlimit:
-        from castoff.engine.pacing import RateLimiter, parse_rate
+        from castoff.engine.pacing import parse_rate
 
         limit = parse_rate(args.bwlimit)
         if limit is not None and limit < 1024:  # a bare number is bytes/s: rclone's is KiB/s
@@ -646,10 +651,12 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 highlight=False,
                 soft_wrap=True,
             )
-        if limit is not None:
-            for d in dests:
-                if not d.caps.is_local:
-                    limiters[d.ident] = RateLimiter(limit)
+    from castoff.engine.pacing import RateLimiter
+
+    for d in dests:  # the bucket's own limit (saved, or bwlimit= in its URL), or --bwlimit
+        rate = getattr(getattr(d, "options", None), "bwlimit", None)
+        if not d.caps.is_local and isinstance(rate, int):
+            limiters[d.ident] = RateLimiter(rate)
 
     from castoff.catalog.running import process_start, row_alive
 

@@ -131,6 +131,12 @@ def add_dest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         choices=tuple(PROVIDERS),  # the table's names, as provider= takes them in a URL or the config
         help="fills the endpoint, addressing, checksums and part limits from castoff's provider table",
     )
+    s3.add_argument(
+        "--conditional",
+        choices=("auto", "on", "off"),
+        help="conditional writes (If-None-Match): auto (default) where the provider table says the"
+        " server honours them; on only if yours does",
+    )
     workflows.add_copy_options(a, copy_parser, "S3 settings (as for castoff copy)", only=S3_FLAGS)
     keys = a.add_argument_group("keys (the secret is never an argument)")
     keys.add_argument(

@@ -83,6 +83,8 @@ def _s3_settings(args: argparse.Namespace) -> dict[str, Any]:
         settings["prefix"] = args.prefix
     if args.provider:
         settings["provider"] = args.provider
+    if args.conditional:
+        settings["conditional"] = args.conditional
     for flag, key in S3_FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None and value is not False:
@@ -130,6 +132,7 @@ def check_key_options(args: argparse.Namespace) -> None:
                 "secret_stdin",
                 "ask_secret",
                 "credential_command",
+                "conditional",
                 *S3_FLAGS,
             )
             if getattr(args, f, None)

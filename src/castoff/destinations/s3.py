@@ -121,6 +121,8 @@ class S3Options:
     verify_download: bool = False
     ca_bundle: str | None = None
     conditional_writes: bool | None = None  # None: where the provider honours them
+    #: upload bandwidth of this bucket in bytes per second (``--bwlimit``, ``bwlimit=``); None: no limit
+    bwlimit: int | None = None
     #: what to do when the server refuses the keys (an unknown key id, a wrong secret), for keys
     #: that do not come from the AWS chain: a saved bucket's keyring, credential command, ...
     keys_hint: str | None = None
@@ -217,6 +219,12 @@ def _size(text: str) -> int:
     return n
 
 
+def _rate(text: str) -> int | None:
+    from castoff.engine.pacing import parse_rate
+
+    return parse_rate(text)
+
+
 def _text(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -240,6 +248,7 @@ _URL_OPTIONS: Mapping[str, tuple[str, Any]] = {
     "verify_download": ("verify_download", _bool),
     "ca_bundle": ("ca_bundle", _text),
     "conditional": ("conditional_writes", _auto_bool),
+    "bwlimit": ("bwlimit", _rate),
 }
 
 
