@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
 import os
 import signal
@@ -103,8 +104,61 @@ def parallel_count(text: str) -> int:
     return n
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+class Parser(argparse.ArgumentParser):
+    """castoff's parsers (its sub-commands' too: argparse makes them of the parent's class): an
+    option is never taken from its first letters (``--inc`` for --include: an option added later
+    would change what an old script means), and a mistyped choice gets the close one suggested."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if choices is not None and value not in choices and isinstance(value, str):
+            close = difflib.get_close_matches(value, [str(c) for c in choices], n=1)
+            if close:
+                raise argparse.ArgumentError(
+                    action, f"invalid choice: {value!r} (did you mean {close[0]!r}?)"
+                )
+        super()._check_value(action, value)
+
+    def chosen(self, args: argparse.Namespace) -> argparse.ArgumentParser:
+        """The parser of the (sub-)command ``args`` ran: ``castoff dest add``'s for dest add."""
+        parser: argparse.ArgumentParser = self
+        found = True
+        while found:
+            found = False
+            for action in parser._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    name = getattr(args, action.dest, None)
+                    if isinstance(name, str) and name in action.choices:
+                        parser, found = action.choices[name], True
+                        break
+        return parser
+
+    def parse_strictly(self, argv: Sequence[str]) -> argparse.Namespace:
+        """``parse_args``, but an argument no parser knows is said by the command it was given to,
+        with its usage, and with the close option if there is one (``--jsn``: did you mean --json?)."""
+        args, extras = self.parse_known_args(argv)
+        if extras:
+            parser = self.chosen(args)
+            known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+            close = {
+                typed: found[0]
+                for x in extras
+                if x.startswith("--")
+                and (found := difflib.get_close_matches(typed := x.split("=", 1)[0], known, n=1))
+            }
+            said = "; ".join(f"{t}: did you mean {o}?" for t, o in close.items())
+            if len(close) == 1:
+                said = f"did you mean {next(iter(close.values()))}?"
+            parser.error(f"unrecognized arguments: {' '.join(extras)}" + (f" ({said})" if said else ""))
+        return args
+
+
+def build_parser() -> Parser:
+    p = Parser(
         prog="castoff",
         description="Offload and back up files: read once, write everywhere, verify every byte.",
         epilog=EPILOG,
@@ -120,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     # The global options also work after the command (castoff copy … --debug).
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--state-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -215,12 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s3 = c.add_argument_group("S3 defaults (per destination: s3://bucket/prefix/?option=value)")
     s3.add_argument("--endpoint-url", "--endpoint", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
-    s3.add_argument("--region")
+    s3.add_argument("--region", help="the bucket's region, e.g. eu-west-1 (default: the profile's or AWS's)")
     s3.add_argument("--profile", help="AWS profile from the shared config files")
-    s3.add_argument("--storage-class")
+    s3.add_argument(
+        "--storage-class", help="e.g. STANDARD_IA, GLACIER_IR, as the provider names them (default: its own)"
+    )
     s3.add_argument("--sse", help="AES256 or aws:kms")
     s3.add_argument("--sse-kms-key-id")
-    s3.add_argument("--addressing", choices=("path", "virtual", "auto"))
+    s3.add_argument(
+        "--addressing",
+        choices=("path", "virtual", "auto"),
+        help="path: ENDPOINT/BUCKET/KEY; virtual: BUCKET.ENDPOINT/KEY (default: the provider's)",
+    )
     s3.add_argument("--part-size", help="multipart part size (default: chosen per file)")
     s3.add_argument(
         "--max-parallel",
@@ -337,6 +397,11 @@ def s3_defaults(args: argparse.Namespace) -> dict[str, object]:
     part = getattr(args, "part_size", None)
     if part:
         out["part_size"] = parse_size(part, what="--part-size")
+    rate = getattr(args, "bwlimit", None)
+    if rate:  # each bucket's own (bwlimit= in its URL, or saved) over it
+        from castoff.engine.pacing import parse_rate
+
+        out["bwlimit"] = parse_rate(rate)
     return out
 
 
@@ -585,7 +650,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             soft_wrap=True,
         )
     if args.bwlimit:
-        from castoff.engine.pacing import RateLimiter, parse_rate
+        from castoff.engine.pacing import parse_rate
 
         limit = parse_rate(args.bwlimit)
         if limit is not None and limit < 1024:  # a bare number is bytes/s: rclone's is KiB/s
@@ -598,10 +663,12 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 highlight=False,
                 soft_wrap=True,
             )
-        if limit is not None:
-            for d in dests:
-                if not d.caps.is_local:
-                    limiters[d.ident] = RateLimiter(limit)
+    from castoff.engine.pacing import RateLimiter
+
+    for d in dests:  # the bucket's own limit (saved, or bwlimit= in its URL), or --bwlimit
+        rate = getattr(getattr(d, "options", None), "bwlimit", None)
+        if not d.caps.is_local and isinstance(rate, int):
+            limiters[d.ident] = RateLimiter(rate)
 
     from castoff.catalog.running import process_start, row_alive
 
@@ -952,7 +1019,18 @@ def _read_text(result: JobResult, elapsed: float) -> str:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     prune_cli.check_arguments(args)
-    listing = args.action == "list" or (args.action == "show" and not args.job_id)
+    listing = args.action == "list"
+    if args.action == "show" and not (args.job_id or "").strip():  # "" too: an unset $ID
+        raise errors.UsageError(
+            "'castoff jobs show' needs a job id"
+            + (f", not {args.job_id!r}" if args.job_id is not None else ""),
+            hint="'castoff jobs' lists them; castoff jobs show ID (or the start of it)",
+        )
+    if listing and args.job_id is not None:
+        raise errors.UsageError(
+            f"'castoff jobs list' takes no job id ({args.job_id!r})",
+            hint=f"to see that job: castoff jobs show {args.job_id}",
+        )
     if not listing and (args.limit is not None or args.all):
         raise errors.UsageError(
             f"{'--all' if args.all else '--limit'} is for the list of jobs ('castoff jobs')"
@@ -967,34 +1045,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     mark_dead_jobs(catalog)  # else a killed job would show as running for ever
     console = Console()
     if listing:
-        limit = None if args.all else args.limit or JOBS_SHOWN
-        rows = catalog.jobs(limit)
-        total = catalog.count_jobs()
-        if len(rows) < total:  # on stderr: what stdout holds stays the table, or JSON
-            Console(stderr=True).print(
-                f"showing the {len(rows)} newest of {total}: --limit N or --all", highlight=False
-            )
-        if args.json:
-            print(
-                json.dumps([job_as_json(r) for r in rows], default=str, indent=2, ensure_ascii=json_ascii())
-            )
-            return 0
-        table = Table(title="castoff jobs")
-        for col in ("id", "started", "status", "files", "bytes", "destinations"):
-            # the id whole, to copy; a status whole ("interru / pted" on a narrow terminal, QA)
-            table.add_column(col, no_wrap=col in ("id", "started", "status"), overflow="fold")
-        for r in rows:
-            dests = ", ".join(printable(d["name"]) for d in json.loads(r["destinations"]))
-            table.add_row(
-                r["id"],
-                time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])),
-                r["status"] + (" (pruned)" if r["pruned_files"] is not None else ""),
-                str(r["n_files"]),
-                format_bytes(r["n_bytes"]),
-                Text(dests),  # Text, not markup: a folder's name may hold [ ]
-            )
-        console.print(table)
-        return 0
+        return _list_jobs(args, catalog, console)
     from castoff.reports import json_report
 
     job = _one_job(catalog, args.job_id)
@@ -1074,6 +1125,39 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_jobs(args: argparse.Namespace, catalog: Catalog, console: Console) -> int:
+    """``castoff jobs`` (list): the newest jobs, as a table or JSON, or how to start."""
+    limit = None if args.all else args.limit or JOBS_SHOWN
+    rows = catalog.jobs(limit)
+    total = catalog.count_jobs()
+    if len(rows) < total:  # on stderr: what stdout holds stays the table, or JSON
+        Console(stderr=True).print(
+            f"showing the {len(rows)} newest of {total}: --limit N or --all", highlight=False
+        )
+    if args.json:
+        print(json.dumps([job_as_json(r) for r in rows], default=str, indent=2, ensure_ascii=json_ascii()))
+        return 0
+    if not rows:  # as dest list and workflow list say: how to start
+        console.print("no jobs yet: castoff copy SOURCE --to DEST (or castoff run WORKFLOW)", highlight=False)
+        return 0
+    table = Table(title="castoff jobs")
+    for col in ("id", "started", "status", "files", "bytes", "destinations"):
+        # the id whole, to copy; a status whole ("interru / pted" on a narrow terminal, QA)
+        table.add_column(col, no_wrap=col in ("id", "started", "status"), overflow="fold")
+    for r in rows:
+        dests = ", ".join(printable(d["name"]) for d in json.loads(r["destinations"]))
+        table.add_row(
+            r["id"],
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])),
+            r["status"] + (" (pruned)" if r["pruned_files"] is not None else ""),
+            str(r["n_files"]),
+            format_bytes(r["n_bytes"]),
+            Text(dests),  # Text, not markup: a folder's name may hold [ ]
+        )
+    console.print(table)
+    return 0
+
+
 def _one_job(catalog: Catalog, given: str) -> sqlite3.Row:
     """The job ``given`` names (its id, or the start of it): a start that several ids share names them."""
     ids = catalog.job_ids(given)
@@ -1120,6 +1204,11 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     from castoff.catalog.running import row_alive
     from castoff.commands.common import resolver
 
+    if args.action == "list" and args.ids:  # nothing is left out of a list unsaid
+        raise errors.UsageError(
+            f"'castoff uploads list' takes no upload numbers ({' '.join(args.ids)})",
+            hint=f"to abort them: castoff uploads abort {' '.join(args.ids)}",
+        )
     catalog = open_catalog(args)
     console = Console()
     rows = catalog.open_uploads()
@@ -1251,7 +1340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = _attach_signed_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     commands.autocomplete(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_strictly(argv)
     if args.command is None:
         parser.print_help()
         return errors.EXIT_USAGE
@@ -1297,8 +1386,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = stdout
 
 
+#: the arguments that name a folder, a file or a destination, by their dest: what each is called in
+#: the message, and whether it is a folder (``.`` is then how to say the current one)
+PATH_ARGUMENTS: Mapping[str, tuple[str, bool]] = {
+    "sources": ("source", True),
+    "source": ("--source", True),
+    "path": ("path", True),
+    "to": ("destination", True),
+    "targets": ("destination", True),
+    "out": ("--out", True),
+    "state_dir": ("--state-dir", True),
+    "report": ("--report", False),
+    "config": ("--config", False),
+    "ca_bundle": ("--ca-bundle", False),
+}
+
+
+def check_not_empty(args: argparse.Namespace) -> None:
+    """An empty (or blank) path is refused, never taken as the current folder or as not given: an
+    unset ``$CARD`` in a script must not offload the folder the script runs in (QA: ``castoff copy
+    "" --to …`` copied the current folder and said done; ``verify --report ""`` ignored --report)."""
+    for dest, (label, folder) in PATH_ARGUMENTS.items():
+        value = getattr(args, dest, None)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and not v.strip():
+                said = f"blank {label} {v!r}" if v else f"empty {label}"
+                raise errors.UsageError(
+                    f"{said}: an empty argument (an unset variable?) never means the current folder"
+                    if folder
+                    else f"{said}: an empty argument (an unset variable?) names no file",
+                    hint="give the path; write . for the current folder"
+                    if folder
+                    else f"give the file's path, or leave {label} out",
+                )
+
+
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]) -> int:
     """The command ``args`` names, run; its exit code."""
+    check_not_empty(args)
     if args.command == "copy":
         return cmd_copy(args, ["castoff", *argv])
     if args.command == "jobs":

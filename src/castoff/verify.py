@@ -100,12 +100,29 @@ def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
             f"{report} does not exist" if not report.exists() else f"{report} is not a file",
             hint="give the JSON report the job wrote ('castoff jobs show ID' names it)",
         )
+    hint = "give the JSON report the job wrote ('castoff jobs show ID' names it)"
     try:
         data = json.loads(report.read_text(encoding="utf-8"))
-        files = data["files"]
-        schema = data["schema"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise errors.UsageError(f"{report} is not a castoff JSON report: {exc}") from None
+    except OSError as exc:
+        raise errors.UsageError(f"{report} could not be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise errors.UsageError(f"{report} is not a castoff JSON report: it is not text", hint=hint) from None
+    except ValueError as exc:
+        raise errors.UsageError(
+            f"{report} is not a castoff JSON report: it is not JSON ({exc})", hint=hint
+        ) from None
+    missing = [k for k in ("schema", "files") if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise errors.UsageError(
+            f"{report} is not a castoff JSON report: it has no "
+            + " and no ".join(f"{k!r} field" for k in missing),
+            hint=hint,
+        )
+    files, schema = data["files"], data["schema"]
+    if not isinstance(files, list):
+        raise errors.UsageError(
+            f"{report} is not a castoff JSON report: its 'files' field is not a list", hint=hint
+        )
     if not str(schema).startswith("castoff.report/"):
         raise errors.UsageError(f"{report} has schema {schema!r}, not a castoff.report/N")
     try:
@@ -116,8 +133,13 @@ def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
             for d in f.get("destinations", [])
             if d.get("status") in OK_STATUSES and d.get("target") and d.get("destination")
         ]
-    except (KeyError, TypeError) as exc:
-        raise errors.UsageError(f"{report} is not a castoff JSON report: {exc}") from None
+    except (AttributeError, KeyError, TypeError):
+        raise errors.UsageError(
+            f"{report} is not a castoff JSON report: an entry of its 'files' list is not a file as"
+            " castoff writes it (each has a path, a blake3 and its destinations, each with a"
+            " destination, a status and a target)",
+            hint=hint,
+        ) from None
     real_root = os.path.realpath(root)
     expected: dict[str, Expected] = {}
     for _, target, digest in delivered:

@@ -140,3 +140,80 @@ def test_the_progress_line_says_incomplete_as_the_summary_does() -> None:
     assert line == "3/3 files 1 failed 2 incomplete", line
     display.console.print(summary_table({"s3://b/p": lane}))
     assert "incomplete" in out.getvalue()
+
+
+def test_the_progress_line_says_its_rate_in_the_units_of_its_sizes() -> None:
+    """QA: ``201.0 MB/s`` (rich's decimal units) beside MiB sizes, while the end line said MiB/s."""
+    import io
+
+    from rich.console import Console
+
+    from castoff.ui.progress import RichDisplay
+
+    lane = dict.fromkeys(
+        ("files_done", "files_total", "failed", "incomplete", "conflict", "skipped", "verified", "already"), 0
+    )
+    lane |= {"files_total": 1, "bytes_total": 400 * 1024 * 1024, "bytes_skipped": 0, "bytes_done": 0}
+    out = io.StringIO()
+    display = RichDisplay(lambda: {"ssd": lane}, console=Console(file=out, width=200))
+    display.tick()
+    (task,) = display.progress.tasks
+    task.finished_speed = 201 * 1024 * 1024  # as rich keeps it: bytes per second
+    line = display.progress.make_tasks_table([task])
+    Console(file=out, width=200).print(line)
+    assert "201.0 MiB/s" in out.getvalue() and "MB/s" not in out.getvalue(), out.getvalue()
+    assert "400.0 MiB" in out.getvalue(), out.getvalue()
+
+
+def test_small_words_a_fresh_user_meets(tmp_path: Path) -> None:
+    """QA: an empty table on a fresh state folder; a raw KeyError for a file that is no report;
+    blank help lines; no exit codes in run --help; 'them' for one workflow."""
+    castoff = Castoff(tmp_path / "user")
+    r = castoff("jobs")
+    assert r.returncode == 0 and "no jobs yet: castoff copy SOURCE --to DEST" in r.stdout, r.stdout
+    assert castoff("jobs", "--json").stdout.strip() == "[]"
+    folder = tmp_path / "folder"
+    write(folder / "a.txt", b"a")
+    for text, said in (
+        (b'{"schema": "castoff.report/1"}', "it has no 'files' field"),
+        (b"[1, 2]", "it has no 'schema' field and no 'files' field"),
+        (b"not json", "it is not JSON"),
+        (b'{"schema": "castoff.report/1", "files": [3]}', "an entry of its 'files' list is not a file"),
+    ):
+        write(tmp_path / "notreport.json", text)
+        r = castoff("verify", str(folder), "--report", str(tmp_path / "notreport.json"))
+        assert r.returncode == 2 and f"is not a castoff JSON report: {said}" in r.stderr, r.stderr
+        assert "KeyError" not in r.stderr and "'files'\n" not in r.stderr, r.stderr
+    add_help = castoff("dest", "add", "--help").stdout
+    for flag in ("--region REGION", "--storage-class STORAGE_CLASS", "--addressing {path,virtual,auto}"):
+        after = add_help.split(f"  {flag}", 1)[1].split("\n  -", 1)[0]
+        assert after.strip(), (flag, add_help)  # a help line, not nothing
+    assert "exit codes: 0 every file verified" in castoff("run", "--help").stdout
+    dest = tmp_path / "dest"
+    assert castoff("dest", "add", "ssd", "local", str(dest)).returncode == 0
+    assert castoff("workflow", "save", "one", "--to", "@ssd").returncode == 0
+    r = castoff("dest", "remove", "ssd")
+    assert r.returncode == 2 and "take it out of it first: castoff workflow edit one --to" in r.stderr, (
+        r.stderr
+    )
+    assert castoff("workflow", "save", "two", "--to", "@ssd").returncode == 0
+    r = castoff("dest", "remove", "ssd")
+    assert "take it out of them first: castoff workflow edit NAME --to" in r.stderr, r.stderr
+
+
+def test_a_bucket_without_keys_is_told_where_its_keys_go(tmp_path: Path) -> None:
+    """QA: a saved bucket with no keys was told 'or use profile=NAME' (the s3:// URL's syntax)."""
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    r = castoff("dest", "add", "arch", "s3", "--bucket", "my-bucket", "--endpoint", "http://127.0.0.1:9")
+    assert r.returncode == 1 and "--access-key-id ID" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert "--profile NAME" in r.stdout + r.stderr and "profile=NAME" not in r.stdout + r.stderr
+    args = ("--bucket", "my-bucket", "--endpoint", "http://127.0.0.1:9", "--no-test")
+    assert castoff("dest", "add", "arch", "s3", *args).returncode == 0
+    r = castoff("copy", str(card), "--to", "@arch")
+    assert r.returncode == 2, r.stderr
+    assert "castoff dest credentials arch" in r.stderr and "profile=NAME" not in r.stderr, r.stderr
+    assert "--profile NAME" in r.stderr, r.stderr
+    r = castoff("copy", str(card), "--to", "s3://my-bucket/?endpoint=http://127.0.0.1:9")
+    assert r.returncode == 2 and "profile=NAME in the URL" in r.stderr, r.stderr

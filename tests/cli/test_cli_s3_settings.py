@@ -205,3 +205,47 @@ def test_bwlimit_negative_reaches_castoffs_message_and_a_tiny_limit_is_warned(
     assert "write 500K" in said, said
     r = castoff("copy", str(card), "--to", url, "--to", str(tmp_path / "ssd"), "--bwlimit", "0")
     assert r.returncode == 0 and "under 1 KiB/s" not in r.stdout + r.stderr, r.stderr
+
+
+def test_a_saved_bucket_holds_bwlimit_and_conditional_as_dest_add_takes_them(
+    tmp_path: Path, rclone_s3: RcloneBucket
+) -> None:
+    """QA: the README says a saved destination holds the URL's options under the same names, but
+    ``dest add --conditional on`` was "unrecognized", ``dest add --bwlimit 10M`` refused, and a
+    hand-written ``bwlimit`` "unknown setting for a s3 destination"."""
+    import random
+    import time
+
+    castoff = Castoff(tmp_path / "user")
+    write(tmp_path / "card" / "A001.MOV", random.Random(5).randbytes(1024 * 1024))
+    add = ["dest", "add", "ark", "s3", "--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url]
+    add += ["--provider", "rclone", "--conditional", "off", "--bwlimit", "4K"]
+    r = castoff(
+        *add, "--access-key-id", rclone_s3.access_key, "--secret-stdin", input=rclone_s3.secret_key + "\n"
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    saved = castoff.config.read_text()
+    assert 'conditional = "off"' in saved and 'bwlimit = "4K"' in saved, saved
+    # the saved limit paces that bucket: the folder's copy is verified while its upload still waits
+    ssd = tmp_path / "ssd"
+    proc = castoff.popen("copy", str(tmp_path / "card"), "--to", str(ssd), "--to", "@ark", "--quiet")
+    try:
+        while not (ssd / "card" / "A001.MOV").exists():
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        assert proc.poll() is None
+        assert rclone_s3.client.list_objects_v2(Bucket=rclone_s3.bucket).get("KeyCount", 0) == 0
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    # written by hand, it is taken as the URL takes it, and checked as it is
+    castoff.config.write_text(saved.replace('bwlimit = "4K"', 'bwlimit = "fast"'))
+    refused(castoff("dest", "show", "ark"), "bad value for bwlimit", "bandwidth")
+    castoff.config.write_text(saved.replace('bwlimit = "4K"', 'bwlimit = "10M"'))
+    r = castoff("dest", "show", "ark", "--json")
+    assert r.returncode == 0 and '"bwlimit": "10M"' in r.stdout, r.stdout + r.stderr
+    # a folder has neither
+    r = castoff(
+        "dest", "add", "usb", "local", str(tmp_path / "usb"), "--conditional", "on", "--bwlimit", "1M"
+    )
+    refused(r, "--conditional, --bwlimit are bucket settings")

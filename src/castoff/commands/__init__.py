@@ -41,8 +41,9 @@ RUN_EXAMPLES = """examples:
   castoff run shoot /media/EOS_DIGITAL_2 --quiet
   castoff run shoot --resume     (unattended: finish the interrupted last run without asking)
 
-When the last run of the workflow was interrupted, castoff offers to resume it (on a terminal),
-or needs --resume or --new (without one)."""
+An option given here replaces the workflow's own of that name for this run (and --json a saved
+--quiet, --quiet a saved --json). When the last run of the workflow was interrupted, castoff
+offers to resume it (on a terminal), or needs --resume or --new (without one)."""
 
 ADD_EXAMPLES = """examples:
   castoff dest add ssd local /Volumes/SSD/shoots
@@ -130,6 +131,12 @@ def add_dest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         choices=tuple(PROVIDERS),  # the table's names, as provider= takes them in a URL or the config
         help="fills the endpoint, addressing, checksums and part limits from castoff's provider table",
     )
+    s3.add_argument(
+        "--conditional",
+        choices=("auto", "on", "off"),
+        help="conditional writes (If-None-Match): auto (default) where the provider table says the"
+        " server honours them; on only if yours does",
+    )
     workflows.add_copy_options(a, copy_parser, "S3 settings (as for castoff copy)", only=S3_FLAGS)
     keys = a.add_argument_group("keys (the secret is never an argument)")
     keys.add_argument(
@@ -163,9 +170,9 @@ def add_dest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         t.add_argument("targets", nargs="+", metavar="DEST", help="a saved name, a folder or an s3:// URL"),
         names,
     )
-    t.add_argument("--endpoint-url")
-    t.add_argument("--region")
-    t.add_argument("--profile")
+    t.add_argument("--endpoint-url", help="S3 endpoint of an s3:// URL (default: AWS, or AWS_ENDPOINT_URL)")
+    t.add_argument("--region", help="the region of an s3:// URL's bucket")
+    t.add_argument("--profile", help="AWS profile for an s3:// URL, from the shared config files")
     t.add_argument("--ca-bundle", metavar="PEM", help="trust the certificates in this file (a private CA)")
     t.add_argument("--insecure-http", action="store_true", help="allow plain http:// to another computer")
     c = _sub(
@@ -245,7 +252,9 @@ def add_workflow_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     rm = _sub(wsub, "remove", common, "forget a workflow", "example:\n  castoff workflow remove old-shoot")
     _completer(rm.add_argument("name", metavar="NAME"), flows)
 
-    r = _sub(sub, "run", common, "run a saved workflow", RUN_EXAMPLES)
+    from castoff.cli import EPILOG  # loaded: its build_parser is what calls this
+
+    r = _sub(sub, "run", common, "run a saved workflow", RUN_EXAMPLES + "\n\n" + EPILOG)
     _completer(r.add_argument("name", metavar="NAME"), flows)
     r.add_argument("sources", nargs="*", metavar="SOURCE", help="instead of the saved source")
     when = r.add_mutually_exclusive_group()

@@ -36,6 +36,7 @@ S3_FLAGS: Mapping[str, str] = {
     "verify_download": "verify_download",
     "ca_bundle": "ca_bundle",
     "insecure_http": "insecure_http",
+    "bwlimit": "bwlimit",
 }
 
 

@@ -83,6 +83,8 @@ def _s3_settings(args: argparse.Namespace) -> dict[str, Any]:
         settings["prefix"] = args.prefix
     if args.provider:
         settings["provider"] = args.provider
+    if args.conditional:
+        settings["conditional"] = args.conditional
     for flag, key in S3_FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None and value is not False:
@@ -130,6 +132,7 @@ def check_key_options(args: argparse.Namespace) -> None:
                 "secret_stdin",
                 "ask_secret",
                 "credential_command",
+                "conditional",
                 *S3_FLAGS,
             )
             if getattr(args, f, None)
@@ -281,6 +284,12 @@ def _open_with(res: Resolver, saved: SavedDestination, pair: secrets.KeyPair | N
     options = with_keys(res.checked_options(saved), pair)
     if pair is not None:  # the pair given here, not the AWS chain's
         options = replace(options, keys_hint="check the access key id and the secret given here")
+    elif saved.credentials == "chain":  # dest add with no keys: its own options say where
+        options = replace(
+            options,
+            no_keys_hint="give the key id with --access-key-id ID (the secret is asked for), or an"
+            " AWS profile with --profile NAME, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        )
     return named_bucket(saved.name, options)
 
 
@@ -552,7 +561,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
     if users:
         raise errors.UsageError(
             f"@{saved.name} is used by the workflow{'s' if len(users) != 1 else ''} {', '.join(users)}",
-            hint="take it out of them first: castoff workflow edit NAME --to …",
+            hint=f"take it out of {'them' if len(users) != 1 else 'it'} first: castoff workflow edit"
+            f" {users[0] if len(users) == 1 else 'NAME'} --to …",
         )
     kept = _keyring_keys(cfg, saved, "removed")
     if kept is not None:

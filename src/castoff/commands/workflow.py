@@ -213,7 +213,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
     unset = _unset(w, args.unset)
     if not values and not options and not unset:
         return _edit_in_editor(cfg)
-    merged = {k: v for k, v in {**w.options, **options}.items() if k not in unset}
+    merged = {
+        k: v for k, v in workflows.merged_options(copy_parser(), w.options, options).items() if k not in unset
+    }
     to = values.get("to", list(w.to))
     checked = _check_options(cfg, merged, to)
     kept = [None if k in unset else values.get(k, getattr(w, k)) for k in UNSETTABLE]
@@ -411,7 +413,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"nothing to resume: the last run of {w.name!r} was not interrupted", highlight=False
         )
     sources = _sources(args, w, resumed)
-    options = {**w.options, **workflows.given_options(args, copy_parser())}
+    options = workflows.merged_options(copy_parser(), w.options, workflows.given_options(args, copy_parser()))
     copy_argv = ["copy", *sources]
     for t in w.to:
         copy_argv += ["--to", t]

@@ -114,6 +114,15 @@ def with_keys(options: S3Options, pair: secrets.KeyPair | None) -> S3Options:
     )
 
 
+def no_keys_hint(saved: SavedDestination) -> str:
+    """What to do when a saved bucket finds no keys at all: in castoff's own words, not the URL's."""
+    return (
+        f"save its keys: castoff dest credentials {saved.name}; or set AWS_ACCESS_KEY_ID and"
+        f" AWS_SECRET_ACCESS_KEY, or name an AWS profile: castoff dest add {saved.name} s3 … --profile"
+        " NAME --replace"
+    )
+
+
 def keys_hint(saved: SavedDestination) -> str | None:
     """What to do when the server refuses the keys of a saved bucket, by where they come from
     (None: the AWS chain, whose own hint says it)."""
@@ -243,7 +252,9 @@ class Resolver:
         what to do when the server refuses them: not the AWS chain's variables)."""
         pair = self.keys(saved)
         options = with_keys(self.checked_options(saved, s3_defaults), pair)
-        return options if pair is None else replace(options, keys_hint=keys_hint(saved))
+        if pair is None:
+            return replace(options, no_keys_hint=no_keys_hint(saved))
+        return replace(options, keys_hint=keys_hint(saved))
 
     def keys(self, saved: SavedDestination) -> secrets.KeyPair | None:
         if saved.name not in self._keys:

@@ -49,6 +49,7 @@ S3_URL_KEYS = (
     "verify_download",
     "ca_bundle",
     "conditional",
+    "bwlimit",
 )
 S3_OWN_KEYS = ("bucket", "prefix", "credentials", "access_key_id", "credential_command", "insecure_http")
 LOCAL_KEYS = ("path",)

@@ -34,13 +34,34 @@ def add_copy_options(
     """Give ``target`` copy's options (or ``only`` those), defaulting to 'not given' so only what
     the user typed lands in the namespace."""
     group = target.add_argument_group(title)
+    # copy's options that exclude each other (--quiet, --json) do here too: said by this command
+    twins: dict[int, argparse._MutuallyExclusiveGroup] = {}
     for name, action in copy_options(copy_parser).items():
         if only is not None and name not in only:
             continue
         clone = copy.copy(action)
         clone.default = argparse.SUPPRESS
         clone.required = False
-        group._add_action(clone)  # the way argparse's own parents= shares actions
+        into: argparse._ActionsContainer = group
+        for g in copy_parser._mutually_exclusive_groups:
+            if action in g._group_actions:
+                if id(g) not in twins:
+                    twins[id(g)] = group.add_mutually_exclusive_group()
+                into = twins[id(g)]
+        into._add_action(clone)  # the way argparse's own parents= shares actions
+
+
+def merged_options(
+    copy_parser: argparse.ArgumentParser, saved: Mapping[str, Any], given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The options ``given`` now over the ``saved`` ones: one given replaces the saved option of
+    that name, and the saved options it excludes (``--json`` given, ``quiet`` saved: the JSON)."""
+    dropped: set[str] = set()
+    for g in copy_parser._mutually_exclusive_groups:
+        names = {a.dest for a in g._group_actions}
+        if names & set(given):
+            dropped |= names - set(given)
+    return {**{k: v for k, v in saved.items() if k not in dropped}, **given}
 
 
 def given_options(args: argparse.Namespace, copy_parser: argparse.ArgumentParser) -> dict[str, Any]:

@@ -121,9 +121,14 @@ class S3Options:
     verify_download: bool = False
     ca_bundle: str | None = None
     conditional_writes: bool | None = None  # None: where the provider honours them
+    #: upload bandwidth of this bucket in bytes per second (``--bwlimit``, ``bwlimit=``); None: no limit
+    bwlimit: int | None = None
     #: what to do when the server refuses the keys (an unknown key id, a wrong secret), for keys
     #: that do not come from the AWS chain: a saved bucket's keyring, credential command, ...
     keys_hint: str | None = None
+    #: what to do when no keys are found at all: where to give them for this destination (a
+    #: saved bucket: castoff dest credentials; dest add: its options); None: NO_KEYS_HINT
+    no_keys_hint: str | None = None
 
     def __post_init__(self) -> None:
         prefix = self.prefix
@@ -214,6 +219,12 @@ def _size(text: str) -> int:
     return n
 
 
+def _rate(text: str) -> int | None:
+    from castoff.engine.pacing import parse_rate
+
+    return parse_rate(text)
+
+
 def _text(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -237,6 +248,7 @@ _URL_OPTIONS: Mapping[str, tuple[str, Any]] = {
     "verify_download": ("verify_download", _bool),
     "ca_bundle": ("ca_bundle", _text),
     "conditional": ("conditional_writes", _auto_bool),
+    "bwlimit": ("bwlimit", _rate),
 }
 
 
@@ -628,6 +640,12 @@ _BY_CODE: Mapping[str, Callable[[_Answer], BaseException]] = {
     "InvalidObjectState": _refused,
 }
 
+#: what to do when no keys are found for an s3:// URL (a saved bucket says its own)
+NO_KEYS_HINT = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name an AWS profile (profile=NAME in the URL,"
+    " or --profile NAME)"
+)
+
 #: transport failures, most specific first (SSLError is a ConnectionError)
 _BY_TYPE: Sequence[
     tuple[type[Exception] | tuple[type[Exception], ...], Callable[[Exception, str], BaseException]]
@@ -637,7 +655,7 @@ _BY_TYPE: Sequence[
         (bx.NoCredentialsError, bx.PartialCredentialsError),
         lambda e, where: errors.BadCredentials(
             f"no usable credentials for {where}: {e}",
-            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use profile=NAME",
+            hint=NO_KEYS_HINT,
         ),
     ),
     (
@@ -1048,8 +1066,7 @@ class S3Destination:
             credentials = self._session.get_credentials()
         if credentials is None:
             raise errors.BadCredentials(
-                f"no credentials found for {self.name}",
-                hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use profile=NAME",
+                f"no credentials found for {self.name}", hint=self.options.no_keys_hint or NO_KEYS_HINT
             )
 
     # -- uploads
