@@ -18,7 +18,8 @@ cannot be translated is re-raised as it is, never swallowed.
     │   ├── SourceChanged              size or mtime moved during the read
     │   ├── SourceVanished             deleted or the card was removed
     │   └── SourceReadError            EIO, permission denied, ...
-    │       └── SourceNameError        its name is not UTF-8: a re-run meets it again (rename it)
+    │       ├── SourceNameError        its name is not UTF-8: a re-run meets it again (rename it)
+    │       └── SourceTimeError        its mtime is outside 1677-2262: a re-run meets it again (touch it)
     └── DestinationError               one file at one destination (``retryable`` says if trying again helps)
         ├── TransientError             retryable: network drops, timeouts, 5xx
         │   └── Throttled              429 / 503 SlowDown; carries ``retry_after`` when the server said
@@ -150,6 +151,13 @@ class SourceNameError(SourceReadError):
     same command meets it again; renaming it on the source is what helps."""
 
     code = "source-name"
+
+
+class SourceTimeError(SourceReadError):
+    """The file's modification time is outside what 64-bit nanoseconds hold (1677 to 2262): the
+    same command meets it again; giving it a real time on the source is what helps."""
+
+    code = "source-time"
 
 
 class DestinationError(CastoffError):

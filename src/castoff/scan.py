@@ -154,7 +154,7 @@ class Skipped:
     rel_path: str
     reason: str
     #: junk, excluded, symlink, special, destination, state: left out; unreadable, vanished, and
-    #: not-utf8 (a name castoff cannot record: a re-run meets it again): failures
+    #: not-utf8, bad-time (a name or a time castoff cannot record: a re-run meets it again): failures
     code: str
 
 
@@ -413,7 +413,7 @@ def _entry(path: str, shown: str, rel: str, st: os.stat_result) -> SourceFile | 
             reason = f"the name of a folder in its path {NOT_UTF8.format(what='that folder')}"
         return _skipped(shown, rel, reason, "not-utf8")
     if not TIME_MIN_NS <= st.st_mtime_ns <= TIME_MAX_NS:
-        return _skipped(shown, rel, bad_time(st.st_mtime_ns), "unreadable")
+        return _skipped(shown, rel, bad_time(st.st_mtime_ns), "bad-time")
     return SourceFile(
         abs_path=path,
         rel_path=rel,

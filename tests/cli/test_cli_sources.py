@@ -378,6 +378,8 @@ def test_a_file_whose_time_the_catalog_cannot_hold_fails_alone_and_the_others_ar
         files = {f["path"]: f for f in json.loads(report.read_text())["files"]}
         assert files["card/y.jpg"]["status"] == "failed"
         assert [d["status"] for d in files["card/y.jpg"]["destinations"]] == ["failed"]
+        assert [d["error_code"] for d in files["card/y.jpg"]["destinations"]] == ["source-time"]
+        assert "Re-run the same command" not in said  # a re-run meets the same time again
         for p in ("card/a1.jpg", "card/a2.jpg", "card/z.jpg"):
             assert files[p]["status"] != "failed"
             assert [d["status"] for d in files[p]["destinations"]] != ["failed"]

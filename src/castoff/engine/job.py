@@ -85,6 +85,7 @@ UNREAD_CODES: dict[str, type[errors.SourceError]] = {
     "unreadable": errors.SourceReadError,
     "vanished": errors.SourceVanished,
     "not-utf8": errors.SourceNameError,
+    "bad-time": errors.SourceTimeError,
 }
 #: the destination is unusable for every file, not just this one: the lane goes down (no more
 #: file is tried there in this job). A one-off error of one file (a name the filesystem refuses,
