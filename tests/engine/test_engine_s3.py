@@ -20,6 +20,7 @@ from castoff.catalog.db import Catalog
 from castoff.destinations.base import MiB
 from castoff.destinations.faulty import FaultPlan, FaultyDestination, PartFault
 from castoff.destinations.local import LocalDestination
+from castoff.destinations.s3 import S3Destination
 from castoff.engine.retry import RetryPolicy
 from engine_runner import Runner, s3dest, write
 from servers import SLOW_DOWN_XML, free_port
@@ -483,16 +484,22 @@ def test_a_bucket_without_conditional_writes_never_has_a_key_replaced_unsaid(
     assert uploads == []  # the clip's upload to the taken key was aborted, not left behind
 
 
-@pytest.mark.parametrize("policy", ["skip", "fail", "overwrite"])
-def test_the_conflict_policy_applies_to_keys_the_catalog_knows(
-    tmp_path: Path, runner: Runner, rclone_s3: Any, policy: str
-) -> None:
+def _edited_after_its_copy(tmp_path: Path, runner: Runner, rclone_s3: Any) -> tuple[Path, S3Destination]:
+    """card/a.jpg put at the bucket, then edited on the card (a new size and time)."""
     src = tmp_path / "src" / "card"
     photo = src / "a.jpg"
     _rewrite(photo, b"first version", 1_700_000_000)
     bucket = s3dest(rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key)
     assert runner([src], [bucket], **FAST).exit_code == 0, runner.logs()
     _rewrite(photo, b"second version", 1_700_000_100)
+    return src, bucket
+
+
+@pytest.mark.parametrize("policy", ["skip", "fail", "overwrite"])
+def test_the_conflict_policy_applies_to_keys_the_catalog_knows(
+    tmp_path: Path, runner: Runner, rclone_s3: Any, policy: str
+) -> None:
+    src, bucket = _edited_after_its_copy(tmp_path, runner, rclone_s3)
     result = runner([src], [bucket], on_conflict=policy, **FAST)
     row = runner.outcomes()[("card/a.jpg", bucket.name)]
     stored = _objects(rclone_s3.admin_client(), rclone_s3.bucket, "raw-shoots/card/")
@@ -653,12 +660,7 @@ def test_a_copy_kept_beside_a_known_key_is_found_whatever_the_policy(
 ) -> None:
     """QA: a file a rename landed at ``a (2).jpg`` was said NOT copied (skip) or failed (fail) by
     ``--rehash --on-conflict``, where a plain --rehash finds it there: already, whatever the policy."""
-    src = tmp_path / "src" / "card"
-    photo = src / "a.jpg"
-    _rewrite(photo, b"first version", 1_700_000_000)
-    bucket = s3dest(rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key)
-    assert runner([src], [bucket], **FAST).exit_code == 0, runner.logs()
-    _rewrite(photo, b"second version", 1_700_000_100)
+    src, bucket = _edited_after_its_copy(tmp_path, runner, rclone_s3)
     assert runner([src], [bucket], **FAST).exit_code == 0, runner.logs()
     assert runner.outcomes()[("card/a.jpg", bucket.name)]["target"] == "raw-shoots/card/a (2).jpg"
     result = runner([src], [bucket], on_conflict=policy, rehash=True, **FAST)

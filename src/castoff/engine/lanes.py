@@ -206,7 +206,12 @@ class Lane:
             threading.Thread(target=self._work, name=f"{dest.name}-w{i}", daemon=True) for i in range(n)
         ]
         self._threads.append(
-            threading.Thread(target=self._commit_loop, name=f"{dest.name}-commit", daemon=True)
+            threading.Thread(
+                target=self._commit_loop,
+                args=(self.commits, self.cond),
+                name=f"{dest.name}-commit",
+                daemon=True,
+            )
         )
 
     @property
@@ -247,7 +252,8 @@ class Lane:
             self.small_commits.append(stream)
             if len(self._sync_committers) < SYNC_COMMITTERS and not self._stopping:
                 t = threading.Thread(
-                    target=self._sync_commit_loop,
+                    target=self._commit_loop,
+                    args=(self.small_commits, self._small_ready),
                     name=f"{self.dest.name}-sync{len(self._sync_committers)}",
                     daemon=True,
                 )
@@ -462,27 +468,16 @@ class Lane:
             with self.lock:
                 self.active -= 1
 
-    def _commit_loop(self) -> None:
+    def _commit_loop(self, queue: deque[Stream], ready: threading.Condition) -> None:
+        """The committer (``commits``, woken on ``cond``), or a sync committer (``small_commits``,
+        woken on ``_small_ready``)."""
         while True:
             with self.lock:
-                while not self.commits and not self._stopping:
-                    self.cond.wait()
-                if not self.commits:
+                while not queue and not self._stopping:
+                    ready.wait()
+                if not queue:
                     return
-                stream = self.commits.popleft()
-                self.active += 1
-                if len(self.commits) + len(self.small_commits) == MAX_COMMIT_BACKLOG - 1:
-                    self._work_ready.notify_all()  # the backlog is below the limit again
-            self.close_one(stream)
-
-    def _sync_commit_loop(self) -> None:
-        while True:
-            with self.lock:
-                while not self.small_commits and not self._stopping:
-                    self._small_ready.wait()
-                if not self.small_commits:
-                    return
-                stream = self.small_commits.popleft()
+                stream = queue.popleft()
                 self.active += 1
                 if len(self.commits) + len(self.small_commits) == MAX_COMMIT_BACKLOG - 1:
                     self._work_ready.notify_all()  # the backlog is below the limit again
