@@ -645,6 +645,9 @@ class Catalog:
         #: rows of the held group's writes that wait for one ``executemany`` each (``_write``)
         self._deferred: dict[str, list[Sequence[object]]] = {}
         self._busy_ms = BUSY_TIMEOUT_MS
+        #: the first failure ``_error`` said (damaged, full, busy): what it rolled back can make
+        #: later writes fail otherwise (a file's row gone: a foreign key), which say it again
+        self.failed: errors.CatalogError | None = None
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -668,7 +671,13 @@ class Catalog:
     def _error(self, exc: BaseException) -> BaseException:
         """``exc`` as the ``CatalogError`` that says what it means (``catalog_error``), or itself."""
         if isinstance(exc, sqlite3.Error):
-            return catalog_error(self.path, exc, self._busy_ms) or exc
+            said = catalog_error(self.path, exc, self._busy_ms)
+            if said is not None:
+                if self.failed is None:
+                    self.failed = said
+                return said
+            if self.failed is not None:  # a consequence of that failure, not a bug of its own
+                return type(self.failed)(self.failed.message, hint=self.failed.hint)
         return exc
 
     def wait_longer(self, ms: int = JOB_BUSY_TIMEOUT_MS) -> None:

@@ -14,6 +14,7 @@ import itertools
 import os
 import re
 import shlex
+import sqlite3
 import stat
 import threading
 import time
@@ -402,8 +403,10 @@ class Engine:
             lane.stop(timeout=0.5 if self.cancel.is_set() else 30.0)
         self._hashing.close()
         if self._fatal is not None:
-            with contextlib.suppress(errors.CatalogError):  # (what it can still record)
-                self._record_interrupted(say=False)  # (the error says what to do)
+            # What it can still record: a write group the failure rolled back took its files'
+            # rows along, so their outcomes fail too (a foreign key): the error says what to do.
+            with contextlib.suppress(errors.CatalogError, sqlite3.Error):
+                self._record_interrupted(say=False)
             raise self._fatal
         if self.cancel.is_set():
             self._record_interrupted()
