@@ -31,7 +31,10 @@ def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n} {word if n == 1 else words or word + 's'}"
 
 
-def format_bytes(n: float) -> str:
+def format_bytes(n: float | None) -> str:
+    """``n`` bytes for a person; None: "unknown" (the size of a file castoff could not look at)."""
+    if n is None:
+        return "unknown"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -159,8 +159,12 @@ def test_with_problems_listed_first_one_pass_writes_what_the_two_writers_write(
         job_id, rel_path=f"{card.name}/bad «sector».jpg", abs_path="/bad", size=9, mtime_ns=0
     )
     cat.file_failed(unreadable, error="read: I/O error «EIO»", code="io")
+    unlooked = cat.add_file(  # the scan could not look at it: its size and mtime unknown (null)
+        job_id, rel_path=f"{card.name}/not looked at.jpg", abs_path="/nl", size=None, mtime_ns=None
+    )
+    cat.file_failed(unlooked, error="cannot list folder: Permission denied", code="source-read")
     counts = _counts(cat, job_id)
-    assert counts.problem_files == 3
+    assert counts.problem_files == 4
     doc = _assert_same(
         onepass.write(cat, job_id, tmp_path / "together", counts),
         _apart(cat, job_id, tmp_path / "apart", counts),
@@ -168,17 +172,21 @@ def test_with_problems_listed_first_one_pass_writes_what_the_two_writers_write(
     _assert_lines_are_dumps(cat, job_id, tmp_path / "together" / f"{job_id}.json")
     # the problems first, in path order (the file never got to as well: the summary counts it),
     # then the others in path order
-    problems = [f["path"] for f in doc["files"][:3]]
+    problems = [f["path"] for f in doc["files"][:4]]
     assert problems == [
         f"{card.name}/DCIM/100CANON/IMG_0001.CR3",
         f"{card.name}/bad «sector».jpg",
         f"{card.name}/never read é.jpg",
+        f"{card.name}/not looked at.jpg",
     ]
-    rest = [f["path"] for f in doc["files"][3:]]
-    assert rest == sorted(rest) and len(rest) == len(doc["files"]) - 3
+    assert [(f["size"], f["mtime_ns"]) for f in doc["files"][1:4]] == [(9, 0), (1, 0), (None, None)]
+    assert doc["files"][3]["mtime"] is None and doc["files"][2]["mtime"] is not None
+    rest = [f["path"] for f in doc["files"][4:]]
+    assert rest == sorted(rest) and len(rest) == len(doc["files"]) - 4
     page = (tmp_path / "together" / f"{job_id}.html").read_text(encoding="utf-8")
     section = page[page.index('id="problems"') : page.index('id="files"')]
-    assert section.count('<tbody class="file">') == 3 and "never read é.jpg" in section
+    assert section.count('<tbody class="file">') == 4 and "never read é.jpg" in section
+    assert '<td class="num" rowspan="1">unknown</td>' in section
 
 
 def test_files_not_read_are_problems_when_every_outcome_is_verified(

@@ -92,6 +92,8 @@ CREATE TABLE IF NOT EXISTS files (
     error TEXT,
     error_code TEXT,
     xxh128 TEXT,                     -- for ASC MHL, from the same read as blake3
+    stat_unknown INTEGER,            -- 1: castoff could not look at it (the scan's failure): its
+                                     --   size and mtime_ns (0 here) are unknown (reports/rows.py)
     UNIQUE (job_id, rel_path)
 );
 -- known_hash and file_hashes_known look a source up by path, size and mtime on every run
@@ -320,8 +322,8 @@ _SET_OUTCOME = (
     " resumed=excluded.resumed"
 )
 _ADD_FILE = (
-    "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status, blake3, md5, xxh128)"
-    " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+    "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status, blake3, md5, xxh128,"
+    " stat_unknown) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
 )
 _FILE_READ = (
     "UPDATE files SET status='read', blake3=?, md5=COALESCE(?, md5), xxh128=COALESCE(?, xxh128) WHERE id=?"
@@ -731,6 +733,8 @@ class Catalog:
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(files)")}
         if "xxh128" not in have:
             self._db.execute("ALTER TABLE files ADD COLUMN xxh128 TEXT")
+        if "stat_unknown" not in have:
+            self._db.execute("ALTER TABLE files ADD COLUMN stat_unknown INTEGER")
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(outcomes)")}
         if "damaged" not in have:
             self._db.execute("ALTER TABLE outcomes ADD COLUMN damaged TEXT")
@@ -1030,15 +1034,20 @@ class Catalog:
         *,
         rel_path: str,
         abs_path: str,
-        size: int,
-        mtime_ns: int,
+        size: int | None,
+        mtime_ns: int | None,
         known: PriorRead | None = None,
     ) -> int:
-        """A file of the job, pending; with the hashes of ``known`` (an earlier read) when given."""
+        """A file of the job, pending; with the hashes of ``known`` (an earlier read) when given.
+        ``size`` and ``mtime_ns`` None: unknown (a file castoff could not look at), kept as 0 (the
+        job's byte totals and the lookups by path, size and mtime need a number) with
+        ``stat_unknown`` set, which the reports' queries turn into NULL (``reports.rows``)."""
+        unknown = 1 if size is None or mtime_ns is None else None
+        stat = (0, 0) if size is None or mtime_ns is None else (size, mtime_ns)
         if known is None:
-            args: tuple[object, ...] = (job_id, rel_path, abs_path, size, mtime_ns, None, None, None)
+            args: tuple[object, ...] = (job_id, rel_path, abs_path, *stat, None, None, None, unknown)
         else:
-            args = (job_id, rel_path, abs_path, size, mtime_ns, known.blake3, known.md5, known.xxh128)
+            args = (job_id, rel_path, abs_path, *stat, known.blake3, known.md5, known.xxh128, unknown)
         return int(self._run_apart(_ADD_FILE, args).lastrowid or 0)
 
     def add_skipped_file(self, job_id: str, *, rel_path: str, abs_path: str, reason: str, code: str) -> None:

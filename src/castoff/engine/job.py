@@ -865,8 +865,8 @@ class Engine:
         the source is never said to be safe to release."""
         kind = UNREAD_CODES[item.code]
         exc = kind(f"{item.rel_path}: {item.reason}")
-        file_id = self.catalog.add_file(
-            self.job_id, rel_path=item.rel_path, abs_path=item.abs_path, size=0, mtime_ns=0
+        file_id = self.catalog.add_file(  # its size and mtime unknown (null in the reports)
+            self.job_id, rel_path=item.rel_path, abs_path=item.abs_path, size=None, mtime_ns=None
         )
         self.catalog.file_failed(file_id, error=str(exc), code=exc.code)
         self.log(str(exc), "error")

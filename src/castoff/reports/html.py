@@ -222,7 +222,7 @@ class _FileRows:
         path, blake3 = _text(f[1]), _plain(f[6] or "")
         out = [
             f'  <tbody class="file">\n  <tr>\n    <td class="path" rowspan="{n}">{path}</td>\n'
-            # digits, a point, a space and a unit: nothing to escape
+            # digits, a point, a space and a unit, or "unknown": nothing to escape
             f'    <td class="num" rowspan="{n}">{format_bytes(f[3])}</td>\n'
             f'    <td rowspan="{n}"><code class="hash">{blake3}</code></td>\n'
         ]

@@ -76,7 +76,7 @@ def _file(rows: Sequence[Sequence[Any]], iso: TimeText) -> dict[str, Any]:
         "path": f[1],
         "source": f[2],
         "size": f[3],
-        "mtime": iso(f[4] / 1e9),
+        "mtime": None if f[4] is None else iso(f[4] / 1e9),  # None: unknown (castoff could not look)
         "mtime_ns": f[4],
         "blake3": f[6],
         "md5": f[7],
@@ -148,7 +148,8 @@ def file_line(rows: Sequence[Sequence[Any]], iso: TimeText) -> str:
     else:
         dests = ", ".join([_destination_text(o, iso) for o in rows if o[17] is not None])
     return (
-        f'{{"path": {s(f[1])}, "source": {s(f[2])}, "size": {v(f[3])}, "mtime": {s(iso(f[4] / 1e9))},'
+        f'{{"path": {s(f[1])}, "source": {s(f[2])}, "size": {v(f[3])},'
+        f' "mtime": {"null" if f[4] is None else s(iso(f[4] / 1e9))},'
         f' "mtime_ns": {v(f[4])}, "blake3": {"null" if f[6] is None else s(f[6])},'
         f' "md5": {"null" if f[7] is None else s(f[7])}, "xxh128": {"null" if f[8] is None else s(f[8])},'
         f' "status": {s(f[5])}, "error": {"null" if f[9] is None else s(f[9])},'

@@ -16,9 +16,12 @@ from castoff.reports.summary import OK
 #: the reports read them by column number, in this order (by name, sqlite3.Row compares every name
 #: before): 0 file_id, 1 rel_path, 2 abs_path, 3 size, 4 mtime_ns, 5 file_status, 6 blake3, 7 md5,
 #: 8 xxh128, 9 file_error, 10-16 capture, 17 dest_name, 18 target, 19 status, 20 verify_method,
-#: 21 verified_at, 22 etag, 23 error, 24 error_code, 25 detail, 26-28 sidecar, 29 damaged
+#: 21 verified_at, 22 etag, 23 error, 24 error_code, 25 detail, 26-28 sidecar, 29 damaged;
+#: size and mtime_ns NULL when unknown (``stat_unknown``: a file castoff could not look at, whose
+#: row keeps 0 for the sums and lookups, ``Catalog.add_file``)
 ROWS_SQL = (
-    "SELECT f.id AS file_id, f.rel_path, f.abs_path, f.size, f.mtime_ns, f.status AS file_status,"
+    "SELECT f.id AS file_id, f.rel_path, f.abs_path, CASE WHEN f.stat_unknown THEN NULL ELSE f.size END"
+    " AS size, CASE WHEN f.stat_unknown THEN NULL ELSE f.mtime_ns END AS mtime_ns, f.status AS file_status,"
     " f.blake3, f.md5, f.xxh128, f.error AS file_error, m.capture_time, m.capture_source, m.device,"
     " m.device_source, m.file_type, m.sidecar_of, m.layout_path, o.dest_name, o.target, o.status,"
     " o.verify_method, o.verified_at, o.etag, o.error, o.error_code, o.detail,"
@@ -31,7 +34,8 @@ ROWS_SQL = (
 #: ``ROWS_SQL`` in two: each file once (columns 0-16), and its outcomes (columns 17-29, then the
 #: file's id, which the rows joined keep as a column 30 nobody reads: cheaper than cutting it off)
 FILES_SQL = (
-    "SELECT f.id, f.rel_path, f.abs_path, f.size, f.mtime_ns, f.status, f.blake3, f.md5, f.xxh128,"
+    "SELECT f.id, f.rel_path, f.abs_path, CASE WHEN f.stat_unknown THEN NULL ELSE f.size END,"
+    " CASE WHEN f.stat_unknown THEN NULL ELSE f.mtime_ns END, f.status, f.blake3, f.md5, f.xxh128,"
     " f.error, m.capture_time, m.capture_source, m.device, m.device_source, m.file_type, m.sidecar_of,"
     " m.layout_path FROM files f LEFT JOIN file_meta m ON m.file_id=f.id"
     " WHERE f.job_id=? AND f.status<>'skipped' AND {which} ORDER BY f.rel_path"
