@@ -1140,7 +1140,7 @@ def _list_jobs(args: argparse.Namespace, catalog: Catalog, console: Console) -> 
             f"showing the {len(rows)} newest of {total}: --limit N or --all", highlight=False
         )
     if args.json:
-        print(json.dumps([job_as_json(r) for r in rows], default=str, indent=2, ensure_ascii=json_ascii()))
+        print(json.dumps([job_as_json(r) for r in rows], indent=2, ensure_ascii=json_ascii()))
         return 0
     if not rows:  # as dest list and workflow list say: how to start
         console.print("no jobs yet: castoff copy SOURCE --to DEST (or castoff run WORKFLOW)", highlight=False)
