@@ -366,8 +366,13 @@ def build_parser() -> Parser:
     )
     u.add_argument("action", nargs="?", choices=("list", "abort"), default="list")
     u.add_argument("ids", nargs="*", help="upload numbers to abort (from 'castoff uploads')")
-    u.add_argument("--all", action="store_true", help="abort every listed upload")
+    u.add_argument("--all", action="store_true", help="abort: every listed upload (abort only)")
     u.add_argument("--older-than", help="only uploads older than this, e.g. 7d, 12h")
+    u.add_argument(
+        "--json",
+        action="store_true",
+        help="list: the uploads as one JSON array (id, destination, key, parts, size, created_at, job_id)",
+    )
 
     commands.register(sub, common)
     return p
@@ -1135,7 +1140,7 @@ def _list_jobs(args: argparse.Namespace, catalog: Catalog, console: Console) -> 
             f"showing the {len(rows)} newest of {total}: --limit N or --all", highlight=False
         )
     if args.json:
-        print(json.dumps([job_as_json(r) for r in rows], default=str, indent=2, ensure_ascii=json_ascii()))
+        print(json.dumps([job_as_json(r) for r in rows], indent=2, ensure_ascii=json_ascii()))
         return 0
     if not rows:  # as dest list and workflow list say: how to start
         console.print("no jobs yet: castoff copy SOURCE --to DEST (or castoff run WORKFLOW)", highlight=False)
@@ -1209,14 +1214,29 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             f"'castoff uploads list' takes no upload numbers ({' '.join(args.ids)})",
             hint=f"to abort them: castoff uploads abort {' '.join(args.ids)}",
         )
+    if args.action == "list" and args.all:  # accepted and ignored before: say it
+        raise errors.UsageError(
+            "--all is for 'castoff uploads abort --all';"
+            " 'castoff uploads' always lists every unfinished upload",
+            hint="castoff uploads (--older-than AGE to list only the older ones)",
+        )
+    if args.action == "abort" and args.json:
+        raise errors.UsageError(
+            "--json is for the list: 'castoff uploads --json'",
+            hint="castoff uploads abort N… (without --json)",
+        )
     catalog = open_catalog(args)
-    console = Console()
+    console = Console(stderr=True) if args.json else Console()
     rows = catalog.open_uploads()
     if args.older_than:
         cutoff = time.time() - _age(args.older_than)
         rows = [r for r in rows if r.created_at < cutoff]
     if args.action == "list":
         unrecorded = [i for i in catalog.upload_intents() if not _job_alive(catalog, i.job_id)]
+        if args.json:  # the array alone on stdout; what is said besides goes to stderr
+            print(json.dumps([_upload_as_json(r) for r in rows], indent=2, ensure_ascii=json_ascii()))
+            _say_unrecorded(console, unrecorded)
+            return 0
         if not rows:
             console.print("no unfinished uploads")
             _say_unrecorded(console, unrecorded)
@@ -1225,7 +1245,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         for col in ("#", "destination", "key", "parts done", "size", "age"):
             table.add_column(col, overflow="fold")
         for r in rows:
-            total = -(-r.size // r.part_size) if r.size else 1
+            total = _parts_total(r)
             age_h = (time.time() - r.created_at) / 3600
             table.add_row(
                 str(r.id),
@@ -1292,6 +1312,26 @@ def cmd_uploads(args: argparse.Namespace) -> int:
                 highlight=False,
             )
     return errors.EXIT_FAILED if failed else 0
+
+
+def _parts_total(r: UploadRow) -> int:
+    return -(-r.size // r.part_size) if r.size else 1
+
+
+def _upload_as_json(r: UploadRow) -> dict[str, object]:
+    """One row of 'castoff uploads --json': what the table shows, its time as the reports write it."""
+    from castoff.reports.json_report import ISO
+
+    return {
+        "id": r.id,
+        "destination": r.dest_name,
+        "key": r.target,
+        "parts_done": len(r.parts),
+        "parts_total": _parts_total(r),
+        "size": r.size,
+        "created_at": time.strftime(ISO, time.localtime(r.created_at)),
+        "job_id": r.job_id,
+    }
 
 
 def _uploads_to_abort(rows: list[UploadRow], args: argparse.Namespace) -> list[UploadRow]:

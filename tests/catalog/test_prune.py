@@ -4,6 +4,7 @@ then re-runs that must behave as if nothing had been pruned."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import time
@@ -18,6 +19,9 @@ from castoff.catalog.running import process_start
 from castoff.samples import make_sample_card
 from castoff_cli import run_castoff
 from engine_runner import write
+
+#: a time as the reports write it
+ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}")
 
 PER_FILE = ("files", "outcomes", "file_meta", "meta_sidecars", "events")
 
@@ -39,8 +43,8 @@ def jobs(state: Path) -> dict[str, dict[str, Any]]:
 
 
 def job_ids(state: Path) -> list[str]:
-    """Oldest first."""
-    return sorted(jobs(state), key=lambda j: jobs(state)[j]["started_at"])
+    """Oldest first ('castoff jobs' lists the newest first; its times are to the second)."""
+    return list(reversed(jobs(state)))
 
 
 def rows_of(state: Path, job_id: str) -> dict[str, int]:
@@ -98,7 +102,7 @@ def test_prune_keeps_the_newest_and_a_rerun_behaves_as_before(tmp_path: Path, mo
     for _ in range(3):
         ok(*copy, state=state, env=env)
     listed = jobs(state)
-    first, second, third = sorted(listed, key=lambda j: listed[j]["started_at"])
+    third, second, first = listed  # newest first
     for job in (first, second, third):
         assert all(rows_of(state, job)[t] > 0 for t in ("files", "outcomes", "file_meta", "events"))
     assert rows_of(state, first)["meta_sidecars"] > 0
@@ -125,7 +129,15 @@ def test_prune_keeps_the_newest_and_a_rerun_behaves_as_before(tmp_path: Path, mo
     shown = ok("jobs", "show", first, state=state).stdout
     assert "per-file history of this job was pruned" in shown
     assert listed[first]["report_path"] in shown.replace("\n", "")
-    assert json.loads(ok("jobs", "show", first, "--json", state=state).stdout)["pruned"] is True
+    # QA: a pruned job's JSON had no schema, epoch floats and the pid: the report's head instead
+    pruned = json.loads(ok("jobs", "show", first, "--json", state=state).stdout)
+    whole = json.loads(ok("jobs", "show", third, "--json", state=state).stdout)
+    assert set(pruned) == {"schema", "job", "pruned", "pruned_at", "n_files", "n_bytes", "report_path"}
+    assert pruned["schema"] == whole["schema"] and pruned["pruned"] is True and "pruned" not in whole
+    assert set(pruned["job"]) == set(whole["job"])
+    assert pruned["job"]["started_at"] == listed[first]["started_at"] and ISO.fullmatch(pruned["pruned_at"])
+    assert (pruned["n_files"], pruned["n_bytes"]) == (listed[first]["n_files"], listed[first]["n_bytes"])
+    assert pruned["report_path"] == listed[first]["report_path"]
 
     ok(*copy, state=state, env=env)
     rerun_after = latest_report(state)

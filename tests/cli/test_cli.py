@@ -242,6 +242,9 @@ def test_jobs_json_holds_json_values_not_json_text(tmp_path: Path) -> None:
         {"name": "ssd", "ident": "local:/ssd", "kind": "local", "spec": "/ssd", "s3": {}}
     ]
     assert job["options"] == {}
+    # QA: epoch floats and castoff's own pid/proc_start: times as the reports write them, no internals
+    assert job["started_at"] == time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(1_790_000_000))
+    assert not {"pid", "proc_start"} & set(job), job
 
 
 def test_jobs_show_of_a_start_several_ids_share_names_them(tmp_path: Path) -> None:

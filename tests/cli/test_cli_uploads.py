@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,24 @@ def test_uploads_lists_then_aborts_by_number_and_all(two_open_uploads: Any) -> N
     assert "p1/card/A001.MOV" in text and "p2/card/A001.MOV" in text
     assert "lifecycle" in text
     first, second = open_uploads(state)
+    as_json = castoff("uploads", "--json", state=state, env=env)  # QA: "unrecognized arguments"
+    assert as_json.returncode == 0, as_json.stderr
+    rows = json.loads(as_json.stdout)
+    assert [(r["id"], r["key"]) for r in rows] == [(first.id, first.target), (second.id, second.target)]
+    for r in rows:
+        assert set(r) == {
+            "id",
+            "destination",
+            "key",
+            "parts_done",
+            "parts_total",
+            "size",
+            "created_at",
+            "job_id",
+        }
+        assert (r["size"], r["parts_total"]) == (6 * MiB, 6) and 0 < r["parts_done"] <= 6
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}", r["created_at"])
+    assert json.loads(castoff("uploads", "list", "--json", state=state, env=env).stdout) == rows
     assert castoff("uploads", "abort", state=state, env=env).returncode == 2  # names nothing
     typo = castoff("uploads", "abort", str(first.id), "99", state=state, env=env)
     assert typo.returncode == 2  # a number that is no open upload: nothing aborted, not even #first
@@ -89,6 +108,23 @@ def test_uploads_lists_then_aborts_by_number_and_all(two_open_uploads: Any) -> N
     assert not open_uploads(state)
     assert not set().union(*(v.multipart_uploads() for v in views))
     assert "no unfinished uploads" in castoff("uploads", state=state, env=env).stdout
+    assert json.loads(castoff("uploads", "--json", state=state, env=env).stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["uploads", "list", "--all"], "--all is for 'castoff uploads abort --all'"),
+        (["uploads", "--all"], "--all is for 'castoff uploads abort --all'"),
+        (["uploads", "abort", "--all", "--json"], "--json is for the list"),
+    ],
+)
+def test_uploads_options_of_the_other_action_are_refused(tmp_path: Path, args: list[str], said: str) -> None:
+    """QA: 'uploads list --all' was accepted and meant nothing."""
+    r = castoff(*args, state=tmp_path / "state")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert said in " ".join(r.stderr.split())
+    assert "Traceback" not in r.stderr
 
 
 def test_uploads_abort_says_when_the_key_may_not_abort(two_open_uploads: Any) -> None:

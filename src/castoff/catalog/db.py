@@ -336,13 +336,32 @@ _RECORD_LANDED = (
 JOB_JSON_COLUMNS = ("argv", "sources", "destinations", "options")
 
 
+#: columns of ``jobs`` that are castoff's own bookkeeping (is its process still alive), not for JSON
+JOB_INTERNAL_COLUMNS = ("pid", "proc_start")
+#: columns of ``jobs`` that hold a time (epoch seconds): JSON shows them as the reports do
+JOB_TIME_COLUMNS = ("started_at", "ended_at", "pruned_at")
+
+
+def iso_time(t: float | None) -> str | None:
+    """``t`` (epoch seconds) as the JSON report writes a time: local, ISO 8601, with its offset."""
+    from castoff.reports.json_report import ISO
+
+    return None if t is None else time.strftime(ISO, time.localtime(t))
+
+
 def job_as_json(row: sqlite3.Row) -> dict[str, Any]:
-    """A row of ``jobs`` as JSON output shows it: its JSON columns as values, not as text, and
-    its command line and destination URLs as the reports show them (secret-looking options
-    ``***``, ``shown_argv``)."""
+    """A row of ``jobs`` as ``castoff jobs --json`` shows it: its JSON columns as values, not as
+    text, its times as the reports write them, without castoff's own bookkeeping (pid), and its
+    command line and destination URLs as the reports show them (secret-looking options ``***``,
+    ``shown_argv``)."""
     from castoff.destinations.spec import shown, shown_argv
 
     out = dict(row)
+    for column in JOB_INTERNAL_COLUMNS:
+        out.pop(column, None)
+    for column in JOB_TIME_COLUMNS:
+        if column in out:
+            out[column] = iso_time(out[column])
     for column in JOB_JSON_COLUMNS:
         if isinstance(out.get(column), str):
             out[column] = json.loads(out[column])

@@ -17,9 +17,9 @@ from rich.text import Text
 
 from castoff import errors
 from castoff.catalog import prune
-from castoff.catalog.db import job_as_json
+from castoff.catalog.db import iso_time
 from castoff.catalog.running import JobRow
-from castoff.ui.term import Console
+from castoff.ui.term import Console, json_ascii
 from castoff.units import format_bytes, plural
 
 #: jobs named one by one before the rest are counted
@@ -114,15 +114,39 @@ def run(
     return 0
 
 
+def pruned_as_json(job: sqlite3.Row) -> dict[str, Any]:
+    """``castoff jobs show ID --json`` of a pruned job: the report's ``schema`` and ``job`` (the
+    same keys, times as it writes them), ``"pruned": true`` where the report's files and summary
+    were, what is kept of them (``n_files``, ``n_bytes``, ``pruned_at``) and where the report is."""
+    from castoff.destinations.spec import shown_argv
+    from castoff.reports.json_report import SCHEMA
+
+    started, ended = job["started_at"], job["ended_at"]
+    return {
+        "schema": SCHEMA,
+        "job": {
+            "id": job["id"],
+            "status": job["status"],
+            "exit_code": job["exit_code"],
+            "started_at": iso_time(started),
+            "ended_at": iso_time(ended),
+            "duration_s": (ended - started) if ended else None,
+            "sources": json.loads(job["sources"]),
+            "command": shown_argv(json.loads(job["argv"])),
+        },
+        "pruned": True,
+        "pruned_at": iso_time(job["pruned_at"]),
+        "n_files": job["pruned_files"],
+        "n_bytes": job["pruned_bytes"],
+        "report_path": job["report_path"],
+    }
+
+
 def show_pruned(job: sqlite3.Row, *, as_json: bool) -> None:
     """``castoff jobs show`` of a job whose per-file history is gone: what is left, and the report."""
     report = job["report_path"]
     if as_json:
-        print(
-            json.dumps(
-                {"job": job_as_json(job), "pruned": True, "report_path": report}, default=str, indent=2
-            )
-        )
+        print(json.dumps(pruned_as_json(job), indent=2, ensure_ascii=json_ascii()))
         return
     console = Console()
     console.print(
