@@ -190,9 +190,13 @@ def test_a_bucket_that_stops_answering_is_said_once_not_per_file(
     assert proc.returncode == 1, text
     about = lines_with(text, f"{bucket}: ")
     assert len(lines_with(text, "still failing after retrying")) == 1, text
-    assert all("unreachable" in line for line in about), text
+    # (stopping the proxy mid-request may first answer one request with a 500 and let the next
+    # through: said once each, as any hiccup is)
+    hiccup = [ln for ln in about if "server error 500" in ln or ": answering again" in ln]
+    assert len(hiccup) <= 2, text
+    assert all("unreachable" in line for line in about if line not in hiccup), text
     # the trouble's start, its pauses (3) and its end, however many files met it: no line a file
-    assert len(about) <= 5, text
+    assert len(about) - len(hiccup) <= 5, text
     assert not lines_with(text, f"{bucket}: card/"), text  # the per-file line: "{bucket}: {rel}: …"
     rep = report(castoff)
     entries = at_name(rep, bucket)

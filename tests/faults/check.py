@@ -324,7 +324,9 @@ def check(
     try:
         job = job_id or latest_job(catalog)
         report = json_report.build(catalog, job)
-        res = Result(report, [], sizes={f["path"]: int(f["size"]) for f in report["files"]})
+        res = Result(
+            report, [], sizes={f["path"]: int(f["size"] or 0) for f in report["files"]}
+        )  # null: unread
         written = catalog.job(job)
         if written is not None and written["report_path"]:
             on_disk = json.loads(Path(written["report_path"]).read_text(encoding="utf-8"))
