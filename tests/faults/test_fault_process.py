@@ -6,6 +6,8 @@ import os
 import random
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from faults.check import BucketView, LocalView, check, count_fault, unaccounted_uploads, visible_is_right
 from faults.plugin import make_card
-from faults.proc import castoff, finish, keys, s3_url, start, wait_for_line
+from faults.proc import castoff, env_with, finish, keys, s3_url, start, wait_for_line
 from server_fixtures import RcloneBucket, unique_bucket
 from servers import RcloneServer
 
@@ -121,3 +123,69 @@ def test_interrupt_exits_130_then_the_rerun_finishes(tmp_path: Path, rclone_s3: 
 
     visible_is_right(source_hashes(job.source), job.views)
     job.rerun_and_check(f"process: {sig.name}, then a re-run", faults=1)
+
+
+#: castoff as ``python -c SLOW_DEVICE …``: every fsync of a file takes 20 ms more, as a USB disk's
+#: can, so small files go through the sync committers (LocalDestination.slow_sync)
+SLOW_DEVICE = """
+import os, runpy, stat, sys, time
+real_fsync = os.fsync
+def fsync(fd):
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        time.sleep(0.02)
+    real_fsync(fd)
+os.fsync = fsync
+if os.environ.get("CASTOFF_TEST_PARTIALS"):  # hidden partial files, as on NFS or SMB
+    import castoff.destinations.local
+    castoff.destinations.local._O_TMPFILE = None
+sys.argv = ["castoff", *sys.argv[1:]]
+runpy.run_module("castoff", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_sigkill_while_small_files_wait_for_the_sync_committers(tmp_path: Path) -> None:
+    """Killed while several small files are between their write and their name (each holding an
+    unnamed file, or every other iteration a hidden partial file, some being fsynced by the sync
+    committers): nothing a user sees is partial, and the re-run removes what the kill left and
+    delivers every file once, verified."""
+    rng = random.Random(20261122)
+    source = tmp_path / "src" / "card"
+    for i in range(600):
+        data = rng.randbytes(rng.randint(1, 60_000))
+        path = source / "DCIM" / f"{100 + i // 60}CANON" / f"IMG_{i:04}.JPG"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (source / "CLIP").mkdir()
+    (source / "CLIP" / "C0001.MP4").write_bytes(rng.randbytes(3 * 1024 * 1024 + 7))
+    from faults.check import source_hashes
+
+    want = source_hashes(source)
+    killed = 0
+    for it in range(6):
+        state, folders = tmp_path / f"state-{it}", [tmp_path / f"ssd-{it}", tmp_path / f"nas-{it}"]
+        views = [LocalView(str(f), f) for f in folders]
+        args = ["copy", str(source), *(a for f in folders for a in ("--to", str(f))), "--quiet"]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SLOW_DEVICE, "--state-dir", str(state), *args],
+            env=env_with(**({"CASTOFF_TEST_PARTIALS": "1"} if it % 2 else {})),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(rng.uniform(0.4, 1.6))
+        proc.send_signal(signal.SIGKILL)
+        finish(proc)
+        killed += proc.returncode == -signal.SIGKILL
+        count_fault()
+        visible_is_right(want, views)
+        r = castoff(*args, state=state)
+        assert r.returncode == 0, r.stderr
+        check(
+            scenario="process: SIGKILL while small files wait for the sync committers, then a re-run",
+            source=source,
+            dests=views,
+            state=state,
+        )
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+    assert killed >= 4, killed  # (the kills came while the job ran, not after it ended)
