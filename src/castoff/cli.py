@@ -1376,6 +1376,27 @@ def _attach_signed_values(argv: list[str]) -> list[str]:
     return out
 
 
+#: open files castoff asks to be allowed (its soft limit, up to the hard one)
+OPEN_FILES = 4096
+
+
+def more_open_files() -> None:
+    """Raise the soft limit on open files towards ``OPEN_FILES``: each file waiting for its
+    commit keeps its descriptor (up to 64 a destination, plus those being committed), and macOS
+    starts a shell at 256: four slow destinations would run out (EMFILE) mid-job."""
+    try:
+        import resource
+    except ImportError:  # (Windows: no such limit)
+        return
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = OPEN_FILES if hard == resource.RLIM_INFINITY else min(OPEN_FILES, hard)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ValueError, OSError):  # a system that refuses: the limit stays what it was
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = _attach_signed_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
@@ -1384,6 +1405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return errors.EXIT_USAGE
+    more_open_files()
     tolerant(sys.stdout)  # a character stdout or stderr cannot encode is escaped, not a traceback
     tolerant(sys.stderr)
     console = Console(stderr=True)

@@ -189,3 +189,41 @@ def test_sigkill_while_small_files_wait_for_the_sync_committers(tmp_path: Path) 
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
     assert killed >= 4, killed  # (the kills came while the job ran, not after it ended)
+
+
+def test_four_slow_destinations_under_a_low_open_files_limit(tmp_path: Path) -> None:
+    """Each small file waiting for a sync committer keeps its descriptor (up to 64 a destination):
+    under macOS's 256, or this test's 100, four slow destinations ran out mid-job (EMFILE, files
+    failed). castoff raises its soft limit towards the hard one."""
+    import resource
+
+    rng = random.Random(7)
+    source = tmp_path / "card"
+    for i in range(400):
+        path = source / "DCIM" / f"{100 + i // 60}CANON" / f"IMG_{i:04}.JPG"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(rng.randint(1, 60_000)))
+    folders = [tmp_path / f"d{i}" for i in range(4)]
+
+    def low_limit() -> None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, hard))
+
+    state = tmp_path / "state"
+    r = subprocess.run(
+        [sys.executable, "-c", SLOW_DEVICE, "--state-dir", str(state), "copy", str(source), "--quiet"]
+        + [a for f in folders for a in ("--to", str(f))],
+        env=env_with(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        preexec_fn=low_limit,  # only the limit, before exec
+    )
+    assert r.returncode == 0, r.stderr
+    check(
+        scenario="four slow destinations under a low open files limit",
+        source=source,
+        dests=[LocalView(str(f), f) for f in folders],
+        state=state,
+    )
