@@ -223,8 +223,9 @@ def test_conflicts_never_overwrite_silently(tmp_path: Path, runner: Runner, poli
     dest = LocalDestination(droot)
     result = runner([src], [dest], on_conflict=policy)
     out = runner.outcomes()
-    # identical bytes already there count as delivered (overwrite simply replaces them)
-    assert out[("card/same.jpg", dest.name)]["status"] == ("verified" if policy == "overwrite" else "already")
+    # identical bytes already there count as delivered, whatever the policy (overwrite included:
+    # nothing to replace)
+    assert out[("card/same.jpg", dest.name)]["status"] == "already"
     diff = out[("card/diff.jpg", dest.name)]
     if policy == "rename":
         assert result.exit_code == 0
@@ -278,6 +279,29 @@ def test_a_copy_kept_beside_a_conflict_is_found_whatever_the_policy(
     assert (droot / "card" / "diff.jpg").read_bytes() == b"old bytes"  # the other file, kept
     assert not (droot / "card" / "diff (3).jpg").exists()
     assert not partials(droot)
+
+
+def test_overwrite_leaves_a_file_that_holds_these_very_bytes_and_replaces_one_that_does_not(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """QA: ``--rehash --on-conflict overwrite`` wrote a verified copy again and said it "replaced
+    the file that was there", the same bytes: it is already there (the issue's rule for a target
+    with the same BLAKE3), whatever the policy; other bytes there are replaced, and said."""
+    src = write(tmp_path / "src" / "card" / "m.txt", b"the photo").parent
+    dest = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [dest]).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / "m.txt"
+    inode = copy.stat().st_ino
+    assert runner([src], [dest], on_conflict="overwrite", rehash=True).exit_code == 0
+    row = runner.outcomes()[("card/m.txt", dest.name)]
+    assert row["status"] == "already", row
+    assert copy.stat().st_ino == inode  # not written again
+    assert not any("replaced" in m for m in runner.logs()), runner.logs()
+    copy.write_bytes(b"someone else's")
+    assert runner([src], [dest], on_conflict="overwrite", rehash=True).exit_code == 0
+    row = runner.outcomes()[("card/m.txt", dest.name)]
+    assert row["status"] == "verified" and "replaced the file that was there" in row["detail"], row
+    assert copy.read_bytes() == b"the photo"
 
 
 def test_destination_failing_mid_job_does_not_stop_the_others(tmp_path: Path, runner: Runner) -> None:

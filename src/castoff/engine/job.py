@@ -1922,8 +1922,13 @@ class Engine:
             hist = self._chain_decides(stream, stream.target, found=False)
             if hist is not None and hist.relation != "new":
                 return self._chain_conflict(stream, upload, stream.target, hist, commit)
-            if replaced is not None and self._found_beside(stream, upload, stream.target, digest):
-                return None  # an earlier rename's copy of this file: not a second one at the name
+            if replaced is not None and (
+                # these very bytes there (--rehash, or a copy made by hand): nothing to replace
+                (lane.caps.can_stat and self._already_there(stream, upload, stream.target, digest))
+                # an earlier rename's copy of this file: not a second one at the name
+                or self._found_beside(stream, upload, stream.target, digest)
+            ):
+                return None
         try:
             landed = commit(overwrite=overwrite)
         except TargetExists as exc:
