@@ -79,8 +79,28 @@ def state_dir(arg: str | None) -> Path:
     return Path(platformdirs.user_state_dir("castoff", appauthor=False))
 
 
-def open_catalog(args: argparse.Namespace) -> Catalog:
-    return Catalog(state_dir(args.state_dir) / "catalog.sqlite")
+def open_catalog(args: argparse.Namespace, *, reading: bool = False) -> Catalog:
+    """The catalog of the state folder. ``reading``: a command that only reads it, which reads a
+    catalog castoff cannot write (a backup on a read-only mount, someone else's) as it is, saying
+    so on stderr; a command that writes it is refused (``UsageError``, exit 2)."""
+    path = state_dir(args.state_dir) / "catalog.sqlite"
+    try:
+        return Catalog(path)
+    except errors.UsageError as exc:
+        cause = exc.__cause__
+        unwritable = "readonly" in str(cause) or "read-only" in str(cause)
+        if not (reading and path.is_file() and (unwritable or not os.access(path.parent, os.W_OK))):
+            raise
+    catalog = Catalog(path, read_only=True)
+    unread = f"; its -wal file ({path}-wal), the latest changes, cannot be read" if catalog.wal_unread else ""
+    Console(stderr=True).print(
+        f"note: the catalog {path} is opened read-only (castoff cannot write it): nothing is recorded,"
+        f" and a job a killed castoff left running still shows as running{unread}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return catalog
 
 
 class BadOptionValue(argparse.ArgumentTypeError, ValueError):
@@ -1046,8 +1066,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         from castoff.catalog.running import row_alive
 
         return prune_cli.run(args, state_dir(args.state_dir) / "catalog.sqlite", alive=row_alive, age=_age)
-    catalog = open_catalog(args)
-    mark_dead_jobs(catalog)  # else a killed job would show as running for ever
+    catalog = open_catalog(args, reading=True)
+    mark_dead_jobs(catalog)  # else a killed job would show as running for ever (unless read-only)
     console = Console()
     if listing:
         return _list_jobs(args, catalog, console)
@@ -1225,7 +1245,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             "--json is for the list: 'castoff uploads --json'",
             hint="castoff uploads abort N… (without --json)",
         )
-    catalog = open_catalog(args)
+    catalog = open_catalog(args, reading=args.action == "list")
     console = Console(stderr=True) if args.json else Console()
     rows = catalog.open_uploads()
     if args.older_than:

@@ -614,24 +614,45 @@ def _unusable(path: Path, exc: OSError | sqlite3.Error) -> errors.UsageError:
             what, hint = "is not a castoff catalog", f"move it aside, or {_ANOTHER}"
         return errors.UsageError(f"the catalog {path} {what} ({exc})", hint=hint)
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        shut = folder if not os.access(folder, os.W_OK) else path
+        what = f"the state folder {folder}" if shut == folder else f"the catalog {path}"
         return errors.UsageError(
-            f"cannot open the catalog {path} ({exc}): castoff cannot write there",
-            hint=f"make {folder} writable, or {_ANOTHER}",
+            f"{what} is read-only: castoff cannot write the catalog {path} ({exc})",
+            hint=f"make {shut} writable (or copy the state folder somewhere writable),"
+            f" or {_ANOTHER}; 'castoff jobs', 'castoff jobs show' and 'castoff uploads' read it as it is",
         )
     return errors.UsageError(f"cannot open the catalog {path} ({exc})", hint=_ANOTHER)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class Catalog:
     """Thread-safe access to the catalog database. One connection, one lock; writes are short."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         """Open (or make) the catalog at ``path``; a state folder or a file that cannot be one is a
         ``UsageError`` naming it (a catalog another process holds is ``CatalogBusy``). Once open,
         a failure of the catalog (damaged, its folder full, busy) is a ``CatalogError`` naming it
-        (``catalog_error``), whatever the call: the caller never meets an ``sqlite3`` error."""
+        (``catalog_error``), whatever the call: the caller never meets an ``sqlite3`` error.
+
+        ``read_only``: only read the catalog, as it is (a state folder castoff cannot write: a
+        backup on a read-only mount, someone else's): nothing made, migrated or marked; a write
+        is a ``CatalogError`` saying the catalog cannot be written (``catalog_error``)."""
+        self.read_only = read_only
+        self.wal_unread = False
+        #: the URI query of the read-only connections beside the main one (``stream``, ``snapshot``)
+        self._ro_query = "mode=ro"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._open(path)
+            if read_only:
+                self._open_read_only(path)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._open(path)
         except (OSError, sqlite3.DatabaseError, errors.CatalogError) as exc:
             if getattr(self, "_db", None) is not None:
                 self._db.close()
@@ -646,6 +667,47 @@ class Catalog:
             raise _unusable(path, cause) from cause
 
     def _open(self, path: Path) -> None:
+        self._start(path)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
+        self._key_landed_by_source()
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            self._fill_objects(db)
+
+    def _open_read_only(self, path: Path) -> None:
+        """The catalog as it is, read only. A WAL catalog's reader needs its -shm file: one left
+        beside it (a catalog copied while open) is used, with the -wal's latest changes; a catalog
+        closed cleanly has neither, and one that cannot be made there is read as immutable (the
+        file alone: nothing else writes a catalog in a folder nobody may write)."""
+        self._start(path)
+        uri = path.resolve().as_uri()
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            db = sqlite3.connect(f"{uri}?{query}", uri=True, check_same_thread=False, isolation_level=None)
+            try:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError as exc:
+                db.close()
+                if "immutable" in query or "locked" in str(exc) or "busy" in str(exc):
+                    raise
+                continue
+            break
+        self._db, self._ro_query = db, query
+        #: read as immutable while a -wal file lies beside it: the changes it holds are not seen
+        self.wal_unread = "immutable" in query and _size(Path(f"{path}-wal")) > 0
+        self._db.row_factory = sqlite3.Row
+        self._db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+
+    def _start(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
         self._urgent_done = threading.Condition(threading.Lock())
@@ -669,21 +731,6 @@ class Catalog:
         #: the first failure ``_error`` said (damaged, full, busy): what it rolled back can make
         #: later writes fail otherwise (a file's row gone: a foreign key), which say it again
         self.failed: errors.CatalogError | None = None
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-        self._db.executescript(_SCHEMA)
-        self._add_missing_columns()
-        self._key_landed_by_source()
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-            self._fill_objects(db)
 
     def close(self) -> None:
         with self._lock:
@@ -972,7 +1019,10 @@ class Catalog:
 
     def end_dead_jobs(self, alive: Callable[[running.JobRow], bool]) -> None:
         """Jobs marked running whose process is gone (``alive``: ``running.row_alive``, which also
-        tells a process id given to another process since) were interrupted: a re-run resumes them."""
+        tells a process id given to another process since) were interrupted: a re-run resumes them.
+        A read-only catalog is left as it is."""
+        if self.read_only:
+            return
         for row in self._query("SELECT * FROM jobs WHERE status='running'"):
             if not alive(row):
                 with self._tx() as db:  # unless it ended meanwhile
@@ -1182,7 +1232,7 @@ class Catalog:
         """The rows of a read-only query, streamed from a connection of its own (WAL lets it read
         beside the writer): for the reports, whose queries live beside them."""
         try:
-            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?{self._ro_query}", uri=True)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         db.row_factory = sqlite3.Row
@@ -1201,7 +1251,9 @@ class Catalog:
         every query on it sees the catalog as the first one did, whatever commits meanwhile (for
         the reports, which read a job's files and their outcomes with queries that must agree)."""
         try:
-            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            db = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?{self._ro_query}", uri=True, isolation_level=None
+            )
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         try:

@@ -141,7 +141,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 def _last_runs(args: argparse.Namespace) -> list[Mapping[str, Any]]:
     from castoff.cli import open_catalog
 
-    catalog = open_catalog(args)
+    catalog = open_catalog(args, reading=True)
     try:
         return [dict(r) for r in catalog.jobs(1000)]
     finally:
