@@ -839,7 +839,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             text = _damaged_text(damaged, delivered=not files_failed, where="named in the report")
             console.print(text, style="yellow", highlight=False, soft_wrap=True)
     else:
-        console.print(summary_table(result.lanes))
+        console.print(summary_table(result.lanes, _locations(dests)))
         console.print(
             f"job {job_id}: {result.status}, {plural(result.files, 'file')}, {format_bytes(result.bytes)}"
             f" in {elapsed:.1f}s ({_read_text(result, elapsed)})"
@@ -886,6 +886,17 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             )
     catalog.close()
     return result.exit_code
+
+
+def _locations(dests: Sequence[Destination]) -> dict[str, str | None]:
+    """Where each destination is, by its shown name: the reports' ``location``."""
+    from castoff.destinations.base import ident_location
+
+    out: dict[str, str | None] = {}
+    for d in dests:
+        region = getattr(d, "region", None)
+        out[d.name] = ident_location(d.ident, region if isinstance(region, str) else None)
+    return out
 
 
 def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
