@@ -1451,8 +1451,13 @@ class ErrorEvent:
 
 def _wants_json(argv: Sequence[str]) -> bool:
     """--json among the options (not after ``--``, where the sources are): read before argparse,
-    which says its own errors and exits."""
-    return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+    which says its own errors and exits. Not ``workflow save/edit``'s: a copy option it saves."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    if "workflow" in options:
+        at = options.index("workflow")
+        if options[at + 1 : at + 2] in (["save"], ["edit"]):
+            return False
+    return "--json" in options
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1461,7 +1466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.autocomplete(parser)
     ErrorEvent.wanted = _wants_json(argv)
     args = parser.parse_strictly(argv)
-    ErrorEvent.wanted = bool(getattr(args, "json", False))
+    saves_it = getattr(args, "workflow_command", None) in ("save", "edit")  # a copy option saved
+    ErrorEvent.wanted = bool(getattr(args, "json", False)) and not saves_it
     if args.command is None:
         parser.print_help()
         return errors.EXIT_USAGE

@@ -335,6 +335,11 @@ def test_with_json_an_error_before_any_job_is_an_error_event_on_stdout(tmp_path:
         for key in event:
             assert f"`{key}`" in doc, key
     assert not (tmp_path / "d").exists()
-    # without --json, stdout stays empty
-    r = _run("copy", str(tmp_path / "nosuch"), "--to", d, state=tmp_path / "state", CASTOFF_CONFIG=config)
-    assert r.returncode == 2 and r.stdout == "", r.stdout
+    # without --json, stdout stays empty; workflow save's --json is an option it saves, not its output
+    for args in (
+        ("copy", str(tmp_path / "nosuch"), "--to", d),
+        ("workflow", "save", "w", "--to", "@nope", "--json"),
+        ("workflow", "save", "w", "--to", d, "--json", "--quiet"),
+    ):
+        r = _run(*args, state=tmp_path / "state", CASTOFF_CONFIG=config)
+        assert r.returncode == 2 and r.stdout == "", (args, r.stdout, r.stderr)
