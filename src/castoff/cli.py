@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import platformdirs
 from rich.table import Table
@@ -132,6 +132,11 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's (usage and message on stderr, exit 2), and with --json its ``error`` event."""
+        ErrorEvent.say(errors.EXIT_USAGE, errors.UsageError.code, f"{self.prog}: {message}", None)
+        super().error(message)
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         choices = action.choices
@@ -646,6 +651,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.ui.progress import JsonDisplay, QuietDisplay, RichDisplay, summary_table
 
     console = Console(stderr=True)
+    ErrorEvent.mark(args.json)  # (castoff run: a workflow's saved json)
     planner, chunk = check_options(args)
     sources = check_sources(args.sources, by_name="card" in planner.options.template.tokens)
     defaults = s3_defaults(args)
@@ -853,7 +859,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             text = _damaged_text(damaged, delivered=not files_failed, where="named in the report")
             console.print(text, style="yellow", highlight=False, soft_wrap=True)
     else:
-        console.print(summary_table(result.lanes))
+        console.print(summary_table(result.lanes, _locations(dests)))
         console.print(
             f"job {job_id}: {result.status}, {plural(result.files, 'file')}, {format_bytes(result.bytes)}"
             f" in {elapsed:.1f}s ({_read_text(result, elapsed)})"
@@ -900,6 +906,17 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             )
     catalog.close()
     return result.exit_code
+
+
+def _locations(dests: Sequence[Destination]) -> dict[str, str | None]:
+    """Where each destination is, by its shown name: the reports' ``location``."""
+    from castoff.destinations.base import ident_location
+
+    out: dict[str, str | None] = {}
+    for d in dests:
+        region = getattr(d, "region", None)
+        out[d.name] = ident_location(d.ident, region if isinstance(region, str) else None)
+    return out
 
 
 def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
@@ -1417,11 +1434,60 @@ def more_open_files() -> None:
         pass
 
 
+class ErrorEvent:
+    """With ``--json``, a command that ends with an error before its result (a bad argument, a
+    source that does not exist, an unknown ``@dest``, a bad template; a catalog that failed under a
+    job; a bug) says so on stdout too, as one JSON object, the ``error`` event
+    (docs/json-events.md): a script or the web UI that reads stdout gets more than nothing. The
+    person's text stays on stderr."""
+
+    #: this command's output is JSON (its --json, or a workflow's saved json: ``mark``)
+    wanted = False
+
+    @classmethod
+    def mark(cls, wanted: bool) -> None:
+        cls.wanted = cls.wanted or wanted
+
+    @classmethod
+    def say(cls, exit_code: int, code: str, message: str, hint: str | None) -> None:
+        """The event on stdout, when wanted; a stdout that cannot take it is left as it is (what
+        the error is, is said on stderr all the same)."""
+        if not cls.wanted:
+            return
+        event = {
+            "event": "error",
+            "at": round(time.time(), 3),
+            "exit_code": exit_code,
+            "code": code,
+            "message": message,
+            "hint": hint,
+        }
+        try:
+            sys.stdout.write(json.dumps(event, ensure_ascii=json_ascii(), default=str) + "\n")
+            sys.stdout.flush()
+        except (OSError, ValueError, errors.OutputFailed):
+            stream_gone(sys.stdout)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """--json among the options (not after ``--``, where the sources are): read before argparse,
+    which says its own errors and exits. Not ``workflow save/edit``'s: a copy option it saves."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    if "workflow" in options:
+        at = options.index("workflow")
+        if options[at + 1 : at + 2] in (["save"], ["edit"]):
+            return False
+    return "--json" in options
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = _attach_signed_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     commands.autocomplete(parser)
+    ErrorEvent.wanted = _wants_json(argv)
     args = parser.parse_strictly(argv)
+    saves_it = getattr(args, "workflow_command", None) in ("save", "edit")  # a copy option saved
+    ErrorEvent.wanted = bool(getattr(args, "json", False)) and not saves_it
     if args.command is None:
         parser.print_help()
         return errors.EXIT_USAGE
@@ -1450,22 +1516,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(Text(f"  {exc.hint}"), soft_wrap=True)
         if args.debug:
             console.print_exception()
+        if not isinstance(exc, errors.OutputFailed):  # (stdout is what failed)
+            ErrorEvent.say(exc.exit_code, exc.code, exc.message, exc.hint)
         return exc.exit_code
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
+        ErrorEvent.say(errors.EXIT_INTERRUPTED, errors.Interrupted.code, "interrupted", None)
         return errors.EXIT_INTERRUPTED
     except sqlite3.Error as exc:  # (the catalog says its own errors: this is for one it did not)
         said = catalog_error(state_dir(args.state_dir) / "catalog.sqlite", exc)
         if said is None:
+            _say_internal(exc)
             raise
         console.print(Text(f"castoff: {said.message}", style="bold red"), soft_wrap=True)
         if said.hint:
             console.print(Text(f"  {said.hint}"), soft_wrap=True)
         if args.debug:
             console.print_exception()
+        ErrorEvent.say(said.exit_code, said.code, said.message, said.hint)
         return said.exit_code
+    except Exception as exc:  # a bug: its traceback on stderr, as ever
+        _say_internal(exc)
+        raise
     finally:
         sys.stdout = stdout
+
+
+def _say_internal(exc: BaseException) -> None:
+    """A bug's ``error`` event (code ``internal``): Python exits 1 after its traceback."""
+    ErrorEvent.say(
+        errors.EXIT_FAILED,
+        "internal",
+        f"internal error: {type(exc).__name__}: {exc}",
+        "a bug in castoff: its traceback is on stderr; please report it",
+    )
 
 
 #: the arguments that name a folder, a file or a destination, by their dest: what each is called in

@@ -3,6 +3,7 @@ a listing given an id, a mistyped command or option."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from castoff_cli import Castoff
@@ -90,7 +91,12 @@ def test_show_needs_an_id_and_a_listing_takes_none(tmp_path: Path) -> None:
     ):
         r = castoff(*args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
-        assert r.stdout == "" and f"castoff: {said}" in r.stderr, (args, r.stderr)
+        assert f"castoff: {said}" in r.stderr, (args, r.stderr)
+        if "--json" in args:  # no job: the error alone, as JSON (docs/json-events.md)
+            [line] = r.stdout.splitlines()
+            assert json.loads(line)["event"] == "error" and said in json.loads(line)["message"], line
+        else:
+            assert r.stdout == "", (args, r.stdout)
     assert castoff("jobs", "list", "--json").stdout.startswith("[")
 
 

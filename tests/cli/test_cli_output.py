@@ -300,3 +300,46 @@ def test_every_json_event_and_field_is_documented(tmp_path: Path) -> None:
         for counters in e.get("destinations", {}).values() if isinstance(e.get("destinations"), dict) else []:
             for key in counters:
                 assert f"`{key}`" in doc, (e["event"], key)
+
+
+def test_with_json_an_error_before_any_job_is_an_error_event_on_stdout(tmp_path: Path) -> None:
+    """QA: ``castoff copy nosuch --to d --json`` said its error on stderr only, and a script (the
+    web UI) reading stdout got nothing. Each such error is one ``error`` event on stdout, in the
+    documented envelope, the text on stderr as before."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "json-events.md").read_text()
+    card = tmp_path / "card"
+    write(card / "a.txt", b"a")
+    d = str(tmp_path / "d")
+    config = str(tmp_path / "config.toml")
+    cases = [
+        (("copy", str(tmp_path / "nosuch"), "--to", d, "--json"), "does not exist"),
+        (("copy", str(card), "--to", "@nope", "--json"), "no saved destination 'nope'"),
+        (("copy", str(card), "--to", "s3://bucket/raw/?bogus=1", "--json"), "unknown S3 option 'bogus'"),
+        (("copy", str(card), "--to", d, "--template", "{nope}", "--json"), "unknown token {nope}"),
+        (("copy", str(card), "--to", d, "--on-conflict", "bogus", "--json"), "invalid choice: 'bogus'"),
+        (("run", "nowf", "--json"), "no workflow 'nowf'"),
+        (("jobs", "show", "nojob", "--json"), "no job 'nojob'"),
+        (("verify", str(tmp_path / "nosuch"), "--json"), "is not a folder"),
+    ]
+    for args, said in cases:
+        r = _run(*args, state=tmp_path / "state", CASTOFF_CONFIG=config)
+        assert r.returncode == 2, (args, r.stderr)
+        assert said in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        [line] = r.stdout.splitlines()
+        event = json.loads(line)
+        assert event["event"] == "error" and isinstance(event["at"], float), (args, event)
+        assert (event["exit_code"], event["code"]) == (2, "usage"), (args, event)
+        assert said in event["message"], (args, event)
+        assert "hint" in event, (args, event)
+        assert "| `error` |" in doc
+        for key in event:
+            assert f"`{key}`" in doc, key
+    assert not (tmp_path / "d").exists()
+    # without --json, stdout stays empty; workflow save's --json is an option it saves, not its output
+    for args in (
+        ("copy", str(tmp_path / "nosuch"), "--to", d),
+        ("workflow", "save", "w", "--to", "@nope", "--json"),
+        ("workflow", "save", "w", "--to", d, "--json", "--quiet"),
+    ):
+        r = _run(*args, state=tmp_path / "state", CASTOFF_CONFIG=config)
+        assert r.returncode == 2 and r.stdout == "", (args, r.stdout, r.stderr)

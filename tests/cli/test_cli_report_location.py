@@ -96,3 +96,30 @@ def test_reports_and_jobs_show_say_where_each_destination_is(
     assert files_containing(KMS_KEY, [castoff.state / "reports"]) == []
     for text in (said, json.dumps(as_json)):
         assert SECRET not in text and KMS_KEY not in text
+
+
+def test_the_summary_table_says_where_a_saved_destination_is(
+    castoff: Castoff, tmp_path: Path, card: Path
+) -> None:
+    """QA: the end-of-job summary named ``@ssd`` alone, where the reports and ``jobs show`` say
+    where it is: its location is a second line of its cell; a folder named as it is keeps one."""
+    ssd, plain = tmp_path / "d1", tmp_path / "d2"
+    assert castoff("dest", "add", "ssd", "local", str(ssd)).returncode == 0
+    r = castoff("copy", str(card), "--to", "@ssd", "--to", str(plain))
+    assert r.returncode == 0, words(r)
+    summary = r.stderr.split("castoff: summary", 1)[1]
+    names: list[list[str]] = []  # each destination's cell, by line (the counts on its first only)
+    counts: list[list[str]] = []
+    for line in summary.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if not cells:
+            continue
+        if cells[1]:
+            names.append([cells[0]])
+            counts.append(cells[1:4])
+        else:  # the cell goes on: its location, or a long path folded
+            assert not any(cells[1:]), line
+            names[-1].append(cells[0])
+    assert names[0][0] == "@ssd" and "".join(names[0][1:]) == str(ssd), summary
+    assert "".join(names[1]) == str(plain), summary  # one line, or the path folded: never a location
+    assert counts == [["3", "146.5 KiB", "3"]] * 2, summary

@@ -497,6 +497,16 @@ def test_bad_settings_are_refused_before_any_request(castoff: Castoff, args: lis
     assert not castoff.config.exists() and not castoff.keyring()
 
 
+def test_a_bucket_name_warning_is_said_once(castoff: Castoff) -> None:
+    """QA: 'bk' is too short for AWS (warned, not refused: another provider may take it); dest add
+    said so twice, once as it checked the settings and again as it opened the bucket to save it."""
+    r = castoff(
+        "dest", "add", "arch", "s3", "--bucket", "bk", "--endpoint", "http://127.0.0.1:9", "--no-test"
+    )
+    assert r.returncode == 0, r.stderr
+    assert text(r).count("'bk' is not a valid Amazon S3 name") == 1, r.stderr
+
+
 def test_keys_or_characters_in_a_bucket_name_are_refused_before_any_job(
     castoff: Castoff, rclone_s3: RcloneBucket, card: Path
 ) -> None:

@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -30,6 +30,9 @@ from castoff.config.resolve import (
 from castoff.config.store import ConfigFile, SavedDestination, check_name
 from castoff.destinations.base import Destination
 from castoff.ui.term import Console
+
+if TYPE_CHECKING:
+    from castoff.destinations.s3 import S3Options
 
 
 @dataclass(frozen=True)
@@ -255,10 +258,12 @@ def cmd_add(args: argparse.Namespace) -> int:
         settings: dict[str, Any] = {"path": os.path.abspath(os.path.expanduser(args.path))}
     else:
         settings = _s3_settings(args)
-        resolver(args).checked_options(SavedDestination(name, "s3", settings))  # before any question
+        # checked once, before any question: its warnings (a bucket name AWS would refuse, plain
+        # HTTP) said once, not again as the destination is opened for its test
+        checked = resolver(args).checked_options(SavedDestination(name, "s3", settings))
         pair = _credentials(args, settings, name)
     saved = SavedDestination(name, args.type, settings)
-    dest = _open_with(resolver(args), saved, pair)
+    dest = _open_with(resolver(args), saved, pair, checked=checked if args.type == "s3" else None)
     try:
         if not args.no_test:
             verdict = test_destination(dest)
@@ -278,10 +283,13 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_with(res: Resolver, saved: SavedDestination, pair: secrets.KeyPair | None) -> Destination:
+def _open_with(
+    res: Resolver, saved: SavedDestination, pair: secrets.KeyPair | None, *, checked: S3Options | None = None
+) -> Destination:
+    """``saved`` opened with ``pair`` (or the AWS chain); ``checked``: its options, checked before."""
     if saved.kind == "local":
         return res.open_saved(saved)
-    options = with_keys(res.checked_options(saved), pair)
+    options = with_keys(checked or res.checked_options(saved), pair)
     if pair is not None:  # the pair given here, not the AWS chain's
         options = replace(options, keys_hint="check the access key id and the secret given here")
     elif saved.credentials == "chain":  # dest add with no keys: its own options say where

@@ -258,10 +258,15 @@ class RichDisplay(Display):
         self.progress.stop()
 
 
-def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
+def summary_table(
+    lanes: Mapping[str, Mapping[str, int]], locations: Mapping[str, str | None] | None = None
+) -> Table:
     """The counts the reports give (their words: already = found there with the same bytes,
     skipped = verified there by an earlier job); the conflict, incomplete and damaged columns only
-    when there is one (damaged: the file is verified there too, beside a damaged earlier copy)."""
+    when there is one (damaged: the file is verified there too, beside a damaged earlier copy).
+    A saved destination (``@arch``) has where it is (``locations``, by name: the reports'
+    ``location``) on a second line, dim: the name alone does not say which bucket or folder got
+    the files. A folder or URL named as it is keeps its one line."""
     table = Table(title="castoff: summary", title_justify="left")
     table.add_column("destination", overflow="fold", min_width=8)  # a long name wraps, never cut
     cols = ["files", "bytes", "verified", "already", "skipped"]
@@ -270,8 +275,12 @@ def summary_table(lanes: Mapping[str, Mapping[str, int]]) -> Table:
     for col in [*cols, *(RARE_TITLES[c] for c in rare), "failed"]:
         table.add_column(col, justify="right")
     for name, s in lanes.items():
+        shown = Text(printable(name))  # Text, not markup: a folder's name may hold [ ]
+        where = (locations or {}).get(name)
+        if where and where != name and name.startswith("@"):
+            shown.append(f"\n{printable(where)}", style="dim")
         row: list[RenderableType] = [
-            Text(printable(name)),  # Text, not markup: a folder's name may hold [ ]
+            shown,
             str(s["files_total"]),
             format_bytes(s["bytes_total"]),
             str(s["verified"]),
