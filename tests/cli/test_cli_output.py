@@ -343,3 +343,22 @@ def test_with_json_an_error_before_any_job_is_an_error_event_on_stdout(tmp_path:
     ):
         r = _run(*args, state=tmp_path / "state", CASTOFF_CONFIG=config)
         assert r.returncode == 2 and r.stdout == "", (args, r.stdout, r.stderr)
+
+
+def test_a_newline_in_a_saved_folder_does_not_split_the_list_rows(tmp_path: Path) -> None:
+    """QA: a saved destination or workflow whose folder holds a newline printed its row on two
+    lines (``dest list``, ``workflow list``), and an escape in it reached the terminal."""
+    folder, card = tmp_path / "dst\nX\x1b[2J", tmp_path / "crd\nY\x1b[2J"
+    folder.mkdir()
+    card.mkdir()
+    state, env = tmp_path / "state", {"CASTOFF_CONFIG": str(tmp_path / "config.toml")}
+    added = _run("dest", "add", "nas", "local", str(folder), state=state, **env)
+    assert added.returncode == 0, added.stderr
+    saved = _run("workflow", "save", "wf", "--to", "@nas", "--source", str(card), state=state, **env)
+    assert saved.returncode == 0, saved.stderr
+    for what, shown in (("dest", "dst\\nX\\x1b[2J"), ("workflow", "crd\\nY\\x1b[2J")):
+        r = _run(what, "list", state=state, COLUMNS="1000", **env)
+        assert r.returncode == 0, r.stderr
+        assert "\x1b" not in r.stdout, r.stdout
+        [row] = [line for line in r.stdout.splitlines() if "@nas" in line]
+        assert shown in row, r.stdout
