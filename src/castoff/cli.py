@@ -79,6 +79,24 @@ def state_dir(arg: str | None) -> Path:
     return Path(platformdirs.user_state_dir("castoff", appauthor=False))
 
 
+def _no_catalog_yet(path: Path) -> Catalog:
+    """For a command that only reads: an empty catalog, where a state folder castoff cannot write
+    holds none yet (nothing was ever recorded there), made in a temporary folder removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="castoff-empty-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    Console(stderr=True).print(
+        f"note: there is no catalog in {path.parent}, which castoff cannot write: nothing was recorded there",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return Catalog(Path(scratch) / "catalog.sqlite")
+
+
 def open_catalog(args: argparse.Namespace, *, reading: bool = False) -> Catalog:
     """The catalog of the state folder. ``reading``: a command that only reads it, which reads a
     catalog castoff cannot write (a backup on a read-only mount, someone else's) as it is, saying
@@ -89,8 +107,10 @@ def open_catalog(args: argparse.Namespace, *, reading: bool = False) -> Catalog:
     except errors.UsageError as exc:
         cause = exc.__cause__
         unwritable = "readonly" in str(cause) or "read-only" in str(cause)
-        if not (reading and path.is_file() and (unwritable or not os.access(path.parent, os.W_OK))):
+        if not (reading and (unwritable or not os.access(path.parent, os.W_OK))):
             raise
+        if not path.exists():
+            return _no_catalog_yet(path)
     catalog = Catalog(path, read_only=True)
     unread = f"; its -wal file ({path}-wal), the latest changes, cannot be read" if catalog.wal_unread else ""
     Console(stderr=True).print(
