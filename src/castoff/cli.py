@@ -1190,7 +1190,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             console.print(
                 Text(
                     f"{name}: {plural(s['not_reached'], 'file')} of this job never got there: the job"
-                    " ended before they did (counted incomplete; a re-run of the same command sends them)",
+                    f" ended before {'it' if s['not_reached'] == 1 else 'they'} did (counted incomplete;"
+                    f" a re-run of the same command sends {'it' if s['not_reached'] == 1 else 'them'})",
                     style="red",
                 ),
                 highlight=False,

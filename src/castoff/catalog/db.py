@@ -1050,14 +1050,15 @@ class Catalog:
     def end_dead_jobs(self, alive: Callable[[running.JobRow], bool]) -> None:
         """Jobs marked running whose process is gone (``alive``: ``running.row_alive``, which also
         tells a process id given to another process since) were interrupted: a re-run resumes them.
-        A read-only catalog is left as it is."""
+        Their exit code stays unknown (NULL): the process ended without one (SIGKILL, a crash, the
+        machine stopped). A read-only catalog is left as it is."""
         if self.read_only:
             return
         for row in self._query("SELECT * FROM jobs WHERE status='running'"):
             if not alive(row):
                 with self._tx() as db:  # unless it ended meanwhile
                     db.execute(
-                        "UPDATE jobs SET ended_at=?, status='interrupted', exit_code=130"
+                        "UPDATE jobs SET ended_at=?, status='interrupted', exit_code=NULL"
                         " WHERE id=? AND status='running'",
                         (time.time(), row["id"]),
                     )
