@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -160,3 +161,94 @@ def test_a_copy_damaged_before_its_commit_on_a_slow_device_fails_alone(
     assert not (tmp_path / "d1" / "card" / "DCIM" / "001" / "IMG_0017.JPG").exists()
     same_tree(src, tmp_path / "d2")
     assert any("-sync" in t for t in slow_device.threads)
+
+
+def _stopped_when(runner: Runner, dest: LocalDestination, src: Path, ready: threading.Event) -> Any:
+    """Run the job in a thread and cancel it (Ctrl-C) once ``ready`` is set; its result."""
+    done: list[Any] = []
+    worker = threading.Thread(target=lambda: done.append(runner([src], [dest])), daemon=True)
+    worker.start()
+    assert ready.wait(60)
+    runner.engine.cancel.set()
+    worker.join(60)
+    assert done, "the job did not end"
+    return done[0]
+
+
+def test_a_stopped_job_records_nothing_after_it_has_ended(
+    tmp_path: Path, runner: Runner, slow_device: SlowDevice
+) -> None:
+    """QA (white box): after Ctrl-C on a slow drive, the sync committers went on committing the
+    files waiting for them after the job had returned: files recorded verified after the summary,
+    the report and the ASC MHL were written (in no generation, ever: the re-run skipped them, and
+    ``castoff verify`` failed the drive), and a second ``file-done`` for files already said
+    incomplete. Now what the job says at its end is final."""
+    slow_device.delay = 0.3  # the 8 committers need seconds for what waits for them
+    src = card_of(tmp_path / "src", 60)
+    dest = LocalDestination(tmp_path / "d1")
+    verified = threading.Event()
+    events = runner.events
+
+    class Watch(list[Any]):
+        def append(self, e: Any) -> None:
+            super().append(e)
+            n = sum(1 for x in self if x.kind == "file-done" and x.data["status"] == "verified")
+            if n >= 5:
+                verified.set()
+
+    runner.events = Watch(events)
+    result = _stopped_when(runner, dest, src, verified)
+    assert result.status == "interrupted"
+    at_end = {k: dict(r) for k, r in runner.outcomes().items()}
+    said = [(e.data["rel_path"], e.data["status"]) for e in runner.events if e.kind == "file-done"]
+    time.sleep(slow_device.delay * 8)  # what a committer still held would land by now
+    assert {k: dict(r) for k, r in runner.outcomes().items()} == at_end
+    assert [t.name for t in threading.enumerate() if t.name.startswith(dest.name)] == []
+    assert len(said) == len({p for p, _ in said}) == 60, said  # one outcome each, said once
+    statuses = {r["status"] for r in at_end.values()}
+    assert statuses <= {"verified", "incomplete"} and "incomplete" in statuses, statuses
+    named = {p.relative_to(tmp_path / "d1").as_posix() for p in (tmp_path / "d1").rglob("*.JPG")}
+    recorded = {path for (path, _), r in at_end.items() if r["status"] == "verified"}
+    assert recorded <= named  # every file called verified is there, under its name
+
+
+def test_a_stopped_job_never_closes_a_file_a_writer_still_syncs(
+    tmp_path: Path, runner: Runner, slow_device: SlowDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA (white box): partial files (NFS, SMB, FUSE): Ctrl-C while a clip's last fsync took
+    long. The job gave its threads 0.5 s, then closed the clip's descriptor under the writer, which
+    closed that number again when its fsync returned: by then the catalog's, or a report's (the
+    CLI opens them next). The job now leaves such a file to its writer (past a wait, here cut
+    short), and no descriptor is closed twice."""
+    monkeypatch.setattr(local, "_O_TMPFILE", None)
+    monkeypatch.setattr(job, "STOP_WAIT_CANCELLED", 0.1)
+    slow_device.delay = 1.5
+    src = tmp_path / "src" / "card"
+    write(src / "CLIP" / "C0001.MP4", os.urandom(3 * 1024 * 1024))
+    dest = LocalDestination(tmp_path / "d1")
+    syncing = threading.Event()
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:  # the slow device's fsync: say when it begins
+        if seconds == slow_device.delay:
+            syncing.set()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    result = _stopped_when(runner, dest, src, syncing)
+    assert result.status == "interrupted"
+    assert slow_device.now == 1  # the writer is still in its fsync
+    mine = [open(tmp_path / f"report-{i}.txt", "w") for i in range(40)]  # noqa: SIM115 (as the CLI's)
+    while slow_device.now:
+        real_sleep(0.05)
+    real_sleep(0.2)
+    for f in mine:
+        os.fstat(f.fileno())  # EBADF if the writer closed one of ours
+        f.write("report")
+        f.close()
+    [row] = runner.outcomes().values()
+    assert row["status"] == "incomplete"
+    assert not list((tmp_path / "d1").rglob("C0001.MP4"))  # nothing named
+    assert runner([src], [dest]).exit_code == 0  # the re-run delivers it, and clears the partial
+    same_tree(src, tmp_path / "d1")
+    assert list((tmp_path / "d1").rglob(".castoff.*")) == []
