@@ -20,6 +20,7 @@ from castoff.destinations import local
 from castoff.destinations.faulty import FaultPlan, FaultyDestination
 from castoff.destinations.local import LocalDestination
 from castoff.engine import job, lanes
+from castoff.engine.pacing import RateLimiter
 from engine_runner import Runner, write
 
 SLOW_SYNC = local.SLOW_SYNC  # (read at import, before any fixture sets it)
@@ -252,3 +253,58 @@ def test_a_stopped_job_never_closes_a_file_a_writer_still_syncs(
     assert runner([src], [dest]).exit_code == 0  # the re-run delivers it, and clears the partial
     same_tree(src, tmp_path / "d1")
     assert list((tmp_path / "d1").rglob(".castoff.*")) == []
+
+
+def test_a_stopped_job_sends_no_part_it_was_pacing(tmp_path: Path, runner: Runner) -> None:
+    """QA (white box): a part waiting for its turn under ``--bwlimit`` when the job stopped was
+    sent after the job had ended (the wait did not look at Ctrl-C); the writer now gives up."""
+    src = tmp_path / "src" / "card"
+    write(src / "CLIP" / "C0001.MP4", os.urandom(256 * 1024))
+    dest = LocalDestination(tmp_path / "d1")
+    runner.catalog.start_job(
+        "paced", argv=["test"], sources=[str(src)], destinations=[], options={}, pid=os.getpid()
+    )
+    engine = job.Engine(
+        runner.catalog,
+        "paced",
+        [dest],
+        job.JobOptions(chunk_size=64 * 1024),
+        sink=runner.events.append,
+        limiters={dest.ident: RateLimiter(1024, burst=1024)},  # 4 minutes for the clip
+    )
+    done: list[Any] = []
+    worker = threading.Thread(target=lambda: done.append(engine.run([str(src)])), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not any(t.name.startswith(f"{dest.name}-w") and t.is_alive() for t in threading.enumerate()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.3)  # its writer waits for its turn to send the first part
+    engine.cancel.set()
+    worker.join(60)
+    assert done and done[0].status == "interrupted"
+    assert [t.name for t in threading.enumerate() if t.name.startswith(dest.name)] == []
+    assert not list((tmp_path / "d1").rglob("C0001.MP4"))
+
+
+def test_a_sync_committer_the_system_refuses_leaves_its_files_to_the_committer(
+    tmp_path: Path, runner: Runner, slow_device: SlowDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA (white box): a thread the system refused (a process limit) in the middle of handing a
+    file on raised "can't start new thread" out of the job (a traceback, the lanes never stopped).
+    The files go to the committer every destination has; every one is verified."""
+    start = threading.Thread.start
+
+    def refused(self: threading.Thread) -> None:
+        if "-sync" in self.name:
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    slow_device.delay = 0.005
+    src = card_of(tmp_path / "src", 30)
+    dest = LocalDestination(tmp_path / "d1")
+    assert runner([src], [dest]).exit_code == 0
+    same_tree(src, tmp_path / "d1")
+    assert not [t for t in slow_device.threads if "-sync" in t]
+    assert any(t.endswith("-commit") for t in slow_device.threads), slow_device.threads

@@ -1596,7 +1596,7 @@ class Engine:
                 raise lane.dead
         md5 = chunk.md5() if caps.needs_md5 else None
         if lane.limiter is not None:
-            lane.limiter.take(chunk.size)
+            lane.limiter.take(chunk.size, cancel=self.cancel)  # (a stopped job sends no more)
         try:  # one try, and only a failed one makes what the retries need
             receipt = upload.put_part(chunk.index, chunk.offset, chunk.data, md5)
         except LANE_FATAL as exc:

@@ -254,21 +254,30 @@ class Lane:
 
     def _hand_on(self, stream: Stream) -> None:
         """Under ``cond``: give a stream that nothing more can change to a committer."""
-        if stream.failed is None and self._syncs_slowly(stream):
+        if stream.failed is None and self._syncs_slowly(stream) and self._sync_committer_ready():
             self.small_commits.append(stream)
-            if len(self._sync_committers) < SYNC_COMMITTERS and not self._stopping:
-                t = threading.Thread(
-                    target=self._commit_loop,
-                    args=(self.small_commits, self._small_ready),
-                    name=f"{self.dest.name}-sync{len(self._sync_committers)}",
-                    daemon=True,
-                )
-                self._sync_committers.append(t)
-                t.start()
             self._small_ready.notify()
             return
         self.commits.append(stream)
         self.cond.notify_all()
+
+    def _sync_committer_ready(self) -> bool:
+        """Under ``cond``: one more sync committer started if there may be one more; whether any
+        runs. A thread the system refuses (a process limit: ``can't start new thread``) leaves
+        the file to the committer every destination has."""
+        if len(self._sync_committers) < SYNC_COMMITTERS and not self._stopping:
+            t = threading.Thread(
+                target=self._commit_loop,
+                args=(self.small_commits, self._small_ready),
+                name=f"{self.dest.name}-sync{len(self._sync_committers)}",
+                daemon=True,
+            )
+            try:
+                t.start()
+            except RuntimeError:
+                return bool(self._sync_committers)
+            self._sync_committers.append(t)
+        return bool(self._sync_committers)
 
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
