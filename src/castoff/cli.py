@@ -109,7 +109,9 @@ def open_catalog(args: argparse.Namespace, *, reading: bool = False) -> Catalog:
         unwritable = "readonly" in str(cause) or "read-only" in str(cause)
         if not (reading and (unwritable or not os.access(path.parent, os.W_OK))):
             raise
-        if not path.exists():
+        if not path.is_file():
+            if path.exists() or not path.parent.is_dir():  # (its own error says what is in the way)
+                raise
             return _no_catalog_yet(path)
     catalog = Catalog(path, read_only=True)
     unread = f"; its -wal file ({path}-wal), the latest changes, cannot be read" if catalog.wal_unread else ""
