@@ -30,7 +30,7 @@ from castoff.catalog.db import Catalog, IntentRow, UploadRow, catalog_error, job
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
-from castoff.ui.term import Console, GuardedStdout, json_ascii, printable, stream_gone, tolerant
+from castoff.ui.term import Console, GuardedStdout, json_ascii, printable, stream_gone, tolerant, write_failed
 from castoff.units import format_bytes, parse_size, plural
 
 if TYPE_CHECKING:
@@ -79,6 +79,24 @@ def state_dir(arg: str | None) -> Path:
     return Path(platformdirs.user_state_dir("castoff", appauthor=False))
 
 
+def _no_catalog_yet(path: Path) -> Catalog:
+    """For a command that only reads: an empty catalog, where a state folder castoff cannot write
+    holds none yet (nothing was ever recorded there), made in a temporary folder removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="castoff-empty-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    Console(stderr=True).print(
+        f"note: there is no catalog in {path.parent}, which castoff cannot write: nothing was recorded there",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return Catalog(Path(scratch) / "catalog.sqlite")
+
+
 def open_catalog(args: argparse.Namespace, *, reading: bool = False) -> Catalog:
     """The catalog of the state folder. ``reading``: a command that only reads it, which reads a
     catalog castoff cannot write (a backup on a read-only mount, someone else's) as it is, saying
@@ -89,8 +107,12 @@ def open_catalog(args: argparse.Namespace, *, reading: bool = False) -> Catalog:
     except errors.UsageError as exc:
         cause = exc.__cause__
         unwritable = "readonly" in str(cause) or "read-only" in str(cause)
-        if not (reading and path.is_file() and (unwritable or not os.access(path.parent, os.W_OK))):
+        if not (reading and (unwritable or not os.access(path.parent, os.W_OK))):
             raise
+        if not path.is_file():
+            if path.exists() or not path.parent.is_dir():  # (its own error says what is in the way)
+                raise
+            return _no_catalog_yet(path)
     catalog = Catalog(path, read_only=True)
     unread = f"; its -wal file ({path}-wal), the latest changes, cannot be read" if catalog.wal_unread else ""
     Console(stderr=True).print(
@@ -132,6 +154,25 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+
+    #: a stdout that could not take the help or version argparse printed (``Parser._print_message``)
+    unwritten: OSError | None = None
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        """argparse's, without its ``except OSError: pass``: help that did not reach a full disk is
+        remembered for ``_said_by_argparse``, which says so."""
+        if not message:
+            return
+        out = file or sys.stderr
+        try:
+            out.write(message)
+            out.flush()
+        except BrokenPipeError:  # the reader had what it wanted (castoff --help | head -1)
+            stream_gone(out)
+        except OSError as exc:
+            stream_gone(out)
+            if out is sys.stdout:
+                Parser.unwritten = exc
 
     def error(self, message: str) -> NoReturn:
         """argparse's (usage and message on stderr, exit 2), and with --json its ``error`` event."""
@@ -179,6 +220,9 @@ class Parser(argparse.ArgumentParser):
             if len(close) == 1:
                 said = f"did you mean {next(iter(close.values()))}?"
             parser.error(f"unrecognized arguments: {' '.join(extras)}" + (f" ({said})" if said else ""))
+        if getattr(args, "command", "") is None:  # plain ``castoff``: what it can do
+            self.print_help()
+            self.exit(errors.EXIT_USAGE)
         return args
 
 
@@ -1148,7 +1192,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             console.print(
                 Text(
                     f"{name}: {plural(s['not_reached'], 'file')} of this job never got there: the job"
-                    " ended before they did (counted incomplete; a re-run of the same command sends them)",
+                    f" ended before {'it' if s['not_reached'] == 1 else 'they'} did (counted incomplete;"
+                    f" a re-run of the same command sends {'it' if s['not_reached'] == 1 else 'them'})",
                     style="red",
                 ),
                 highlight=False,
@@ -1480,17 +1525,30 @@ def _wants_json(argv: Sequence[str]) -> bool:
     return "--json" in options
 
 
+def _said_by_argparse(done: SystemExit) -> int:
+    """The exit code of what argparse printed (help, a version, a usage error), once it is out:
+    a stdout that cannot take it (``castoff --help > /dev/full``) is said, exit 2, not a silent 0.
+    A reader gone (``castoff --help | head -1``) had what it wanted."""
+    if Parser.unwritten is not None:
+        sys.stderr.write(f"castoff: {write_failed(sys.stdout, Parser.unwritten).message}\n")
+        return errors.EXIT_USAGE
+    if done.code is None:
+        return 0
+    return done.code if isinstance(done.code, int) else errors.EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = _attach_signed_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
+    Parser.unwritten = None
     commands.autocomplete(parser)
     ErrorEvent.wanted = _wants_json(argv)
-    args = parser.parse_strictly(argv)
+    try:
+        args = parser.parse_strictly(argv)
+    except SystemExit as done:  # --help, --version, a usage error: argparse wrote and exits
+        return _said_by_argparse(done)
     saves_it = getattr(args, "workflow_command", None) in ("save", "edit")  # a copy option saved
     ErrorEvent.wanted = bool(getattr(args, "json", False)) and not saves_it
-    if args.command is None:
-        parser.print_help()
-        return errors.EXIT_USAGE
     more_open_files()
     tolerant(sys.stdout)  # a character stdout or stderr cannot encode is escaped, not a traceback
     tolerant(sys.stderr)

@@ -118,6 +118,15 @@ class CatalogDamaged(CatalogError):
     code = "catalog-damaged"
 
 
+class CatalogTooNew(CatalogError):
+    """The catalog was written by a newer castoff (its format version is above this castoff's):
+    rows this one cannot fully read would be trusted (what is verified where, who holds a key),
+    so it is neither read nor written until that castoff, or another state folder, is used."""
+
+    exit_code = EXIT_USAGE
+    code = "catalog-too-new"
+
+
 class CatalogFull(CatalogError):
     """The catalog cannot grow: the state folder's disk is full, or a file size limit is hit."""
 

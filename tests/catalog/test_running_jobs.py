@@ -105,6 +105,30 @@ def test_a_process_id_given_to_another_process_since_is_not_the_job(cat: Catalog
     assert job_alive(ME, None)  # a row from before proc_start was kept: the pid alone
 
 
+@pytest.mark.skipif(ME_START is None, reason="no /proc: the process id alone is taken at its word")
+def test_an_older_castoffs_row_whose_process_id_went_to_a_later_process_is_not_running(
+    cat: Catalog, tmp_path: Path
+) -> None:
+    """QA (upgrade): a job an older castoff left running (no proc_start) after its process was
+    killed; its id went to another process after a reboot. It was taken as running: "another
+    castoff job is copying … kill PID", naming an unrelated process, and prune never vacuumed."""
+    later = subprocess.Popen(["sleep", "60"])
+    try:
+        start(cat, "killed", [str(tmp_path / "card")], [SSD], pid=later.pid, proc_start=None)
+        with cat._db:  # its job began before that process did (as the older row says)
+            cat._db.execute("UPDATE jobs SET started_at=started_at-60 WHERE id='killed'")
+        assert not job_alive(later.pid, None, time.time() - 60)
+        assert job_alive(later.pid, None, time.time())  # begun with it: it may be the job's own
+        assert job_alive(later.pid, None)  # when the job began is not known: the pid at its word
+        start(cat, "rerun", [str(tmp_path / "card")], [SSD])  # not refused as running beside it
+        cat.end_dead_jobs(row_alive)
+        statuses = {r["id"]: r["status"] for r in cat.jobs()}
+        assert statuses == {"killed": "interrupted", "rerun": "running"}
+    finally:
+        later.kill()
+        later.wait()
+
+
 @pytest.mark.skipif(ME_START is None, reason="no /proc to tell a zombie")
 def test_a_zombie_is_not_a_running_job() -> None:
     child = subprocess.Popen(["true"])

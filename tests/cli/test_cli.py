@@ -644,6 +644,7 @@ def test_jobs_show_of_a_killed_job_counts_the_files_it_never_took_somewhere(
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["job"]["status"] == "interrupted"
+    assert rep["job"]["exit_code"] is None  # QA: 130, a code the killed process never returned
     bucket = f"s3://{rclone_s3.bucket}/v1"
     reached = dict.fromkeys(rep["summary"], 0)
     for f in rep["files"]:
@@ -660,5 +661,7 @@ def test_jobs_show_of_a_killed_job_counts_the_files_it_never_took_somewhere(
     schema = json.loads((Path(__file__).parents[2] / "src/castoff/reports/report.schema.json").read_text())
     jsonschema.validate(rep, schema)
     shown = run("jobs", "show", job["id"], state=state)
+    they = "it" if n - reached[bucket] == 1 else "they"
     said = f"{bucket}: {plural(n - reached[bucket], 'file')} of this job never got there"
+    said += f": the job ended before {they} did"
     assert said in " ".join(shown.stdout.split()), shown.stdout

@@ -104,13 +104,20 @@ def test_commands_whose_stdout_is_full_say_so_without_a_traceback(tmp_path: Path
         ("jobs", "--json"),
         ("jobs",),
         ("dest", "list"),
+        ("--help",),  # argparse's own output: it used to end 0 (or "Exception ignored", 120)
+        ("copy", "--help"),
+        ("--version",),
+        (),
     ):
-        with open(FULL, "w") as full:
-            r = _run(*args, state=state, stdout=full, CASTOFF_CONFIG=str(config))
-        # 2, not 1: verify's 1 says a file is altered
-        assert r.returncode == 2, (args, r.stderr)
-        assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, (args, r.stderr)
-        assert "castoff: could not write to stdout: No space left on device" in r.stderr, (args, r.stderr)
+        for buffered in ("", "1"):  # PYTHONUNBUFFERED: argparse's write fails, or the flush at exit
+            with open(FULL, "w") as full:
+                r = _run(
+                    *args, state=state, stdout=full, CASTOFF_CONFIG=str(config), PYTHONUNBUFFERED=buffered
+                )
+            # 2, not 1: verify's 1 says a file is altered
+            assert r.returncode == 2, (args, r.stderr)
+            assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, (args, r.stderr)
+            assert "castoff: could not write to stdout: No space left on device" in r.stderr, (args, r.stderr)
 
 
 def _control_card(tmp_path: Path) -> Path:
@@ -343,3 +350,22 @@ def test_with_json_an_error_before_any_job_is_an_error_event_on_stdout(tmp_path:
     ):
         r = _run(*args, state=tmp_path / "state", CASTOFF_CONFIG=config)
         assert r.returncode == 2 and r.stdout == "", (args, r.stdout, r.stderr)
+
+
+def test_a_newline_in_a_saved_folder_does_not_split_the_list_rows(tmp_path: Path) -> None:
+    """QA: a saved destination or workflow whose folder holds a newline printed its row on two
+    lines (``dest list``, ``workflow list``), and an escape in it reached the terminal."""
+    folder, card = tmp_path / "dst\nX\x1b[2J", tmp_path / "crd\nY\x1b[2J"
+    folder.mkdir()
+    card.mkdir()
+    state, env = tmp_path / "state", {"CASTOFF_CONFIG": str(tmp_path / "config.toml")}
+    added = _run("dest", "add", "nas", "local", str(folder), state=state, **env)
+    assert added.returncode == 0, added.stderr
+    saved = _run("workflow", "save", "wf", "--to", "@nas", "--source", str(card), state=state, **env)
+    assert saved.returncode == 0, saved.stderr
+    for what, shown in (("dest", "dst\\nX\\x1b[2J"), ("workflow", "crd\\nY\\x1b[2J")):
+        r = _run(what, "list", state=state, COLUMNS="1000", **env)
+        assert r.returncode == 0, r.stderr
+        assert "\x1b" not in r.stdout, r.stdout
+        [row] = [line for line in r.stdout.splitlines() if "@nas" in line]
+        assert shown in row, r.stdout

@@ -124,3 +124,26 @@ def test_commands_that_write_say_the_state_folder_is_read_only(
     assert NOTE not in said
     assert _files(castoff.state) == before
     assert not (castoff.root.parent / "d3").exists()
+
+
+def test_listings_of_a_read_only_state_folder_without_a_catalog_are_empty(
+    tmp_path: Path,
+    as_a_user: list[str],  # noqa: F811 (the fixture imported above)
+) -> None:
+    """A state folder castoff cannot write that holds no catalog yet (a fresh archive drive): the
+    listings are empty, with a note, not the "cannot write the catalog" error; nothing is made."""
+    castoff = Castoff(tmp_path / "user")
+    castoff.state.mkdir(parents=True)
+    castoff.state.chmod(0o555)
+    for args in (("jobs",), ("jobs", "--json"), ("uploads",), ("uploads", "--json")):
+        r = run_as(as_a_user, castoff, *args)
+        assert r.returncode == 0, (args, r.stderr)
+        said = " ".join(r.stderr.split())
+        assert f"there is no catalog in {castoff.state}, which castoff cannot write" in said, said
+        assert "Traceback" not in said
+        assert r.stdout.strip() in ("[]", "no unfinished uploads") or r.stdout.startswith("no jobs yet"), (
+            r.stdout
+        )
+    r = run_as(as_a_user, castoff, "jobs", "show", "20261122-000000-abcd")
+    assert r.returncode == 2 and "no job '20261122-000000-abcd'" in r.stderr, r.stderr
+    assert list(castoff.state.iterdir()) == []

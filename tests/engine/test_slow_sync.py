@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -19,6 +20,7 @@ from castoff.destinations import local
 from castoff.destinations.faulty import FaultPlan, FaultyDestination
 from castoff.destinations.local import LocalDestination
 from castoff.engine import job, lanes
+from castoff.engine.pacing import RateLimiter
 from engine_runner import Runner, write
 
 SLOW_SYNC = local.SLOW_SYNC  # (read at import, before any fixture sets it)
@@ -160,3 +162,149 @@ def test_a_copy_damaged_before_its_commit_on_a_slow_device_fails_alone(
     assert not (tmp_path / "d1" / "card" / "DCIM" / "001" / "IMG_0017.JPG").exists()
     same_tree(src, tmp_path / "d2")
     assert any("-sync" in t for t in slow_device.threads)
+
+
+def _stopped_when(runner: Runner, dest: LocalDestination, src: Path, ready: threading.Event) -> Any:
+    """Run the job in a thread and cancel it (Ctrl-C) once ``ready`` is set; its result."""
+    done: list[Any] = []
+    worker = threading.Thread(target=lambda: done.append(runner([src], [dest])), daemon=True)
+    worker.start()
+    assert ready.wait(60)
+    runner.engine.cancel.set()
+    worker.join(60)
+    assert done, "the job did not end"
+    return done[0]
+
+
+def test_a_stopped_job_records_nothing_after_it_has_ended(
+    tmp_path: Path, runner: Runner, slow_device: SlowDevice
+) -> None:
+    """QA (white box): after Ctrl-C on a slow drive, the sync committers went on committing the
+    files waiting for them after the job had returned: files recorded verified after the summary,
+    the report and the ASC MHL were written (in no generation, ever: the re-run skipped them, and
+    ``castoff verify`` failed the drive), and a second ``file-done`` for files already said
+    incomplete. Now what the job says at its end is final."""
+    slow_device.delay = 0.3  # the 8 committers need seconds for what waits for them
+    src = card_of(tmp_path / "src", 60)
+    dest = LocalDestination(tmp_path / "d1")
+    verified = threading.Event()
+    events = runner.events
+
+    class Watch(list[Any]):
+        def append(self, e: Any) -> None:
+            super().append(e)
+            n = sum(1 for x in self if x.kind == "file-done" and x.data["status"] == "verified")
+            if n >= 5:
+                verified.set()
+
+    runner.events = Watch(events)
+    result = _stopped_when(runner, dest, src, verified)
+    assert result.status == "interrupted"
+    at_end = {k: dict(r) for k, r in runner.outcomes().items()}
+    said = [(e.data["rel_path"], e.data["status"]) for e in runner.events if e.kind == "file-done"]
+    time.sleep(slow_device.delay * 8)  # what a committer still held would land by now
+    assert {k: dict(r) for k, r in runner.outcomes().items()} == at_end
+    assert [t.name for t in threading.enumerate() if t.name.startswith(dest.name)] == []
+    assert len(said) == len({p for p, _ in said}) == 60, said  # one outcome each, said once
+    statuses = {r["status"] for r in at_end.values()}
+    assert statuses <= {"verified", "incomplete"} and "incomplete" in statuses, statuses
+    named = {p.relative_to(tmp_path / "d1").as_posix() for p in (tmp_path / "d1").rglob("*.JPG")}
+    recorded = {path for (path, _), r in at_end.items() if r["status"] == "verified"}
+    assert recorded <= named  # every file called verified is there, under its name
+
+
+def test_a_stopped_job_never_closes_a_file_a_writer_still_syncs(
+    tmp_path: Path, runner: Runner, slow_device: SlowDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA (white box): partial files (NFS, SMB, FUSE): Ctrl-C while a clip's last fsync took
+    long. The job gave its threads 0.5 s, then closed the clip's descriptor under the writer, which
+    closed that number again when its fsync returned: by then the catalog's, or a report's (the
+    CLI opens them next). The job now leaves such a file to its writer (past a wait, here cut
+    short), and no descriptor is closed twice."""
+    monkeypatch.setattr(local, "_O_TMPFILE", None)
+    monkeypatch.setattr(job, "STOP_WAIT_CANCELLED", 0.1)
+    slow_device.delay = 1.5
+    src = tmp_path / "src" / "card"
+    write(src / "CLIP" / "C0001.MP4", os.urandom(3 * 1024 * 1024))
+    dest = LocalDestination(tmp_path / "d1")
+    syncing = threading.Event()
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:  # the slow device's fsync: say when it begins
+        if seconds == slow_device.delay:
+            syncing.set()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    result = _stopped_when(runner, dest, src, syncing)
+    assert result.status == "interrupted"
+    assert slow_device.now == 1  # the writer is still in its fsync
+    mine = [open(tmp_path / f"report-{i}.txt", "w") for i in range(40)]  # noqa: SIM115 (as the CLI's)
+    while slow_device.now:
+        real_sleep(0.05)
+    real_sleep(0.2)
+    for f in mine:
+        os.fstat(f.fileno())  # EBADF if the writer closed one of ours
+        f.write("report")
+        f.close()
+    [row] = runner.outcomes().values()
+    assert row["status"] == "incomplete"
+    assert not list((tmp_path / "d1").rglob("C0001.MP4"))  # nothing named
+    assert runner([src], [dest]).exit_code == 0  # the re-run delivers it, and clears the partial
+    same_tree(src, tmp_path / "d1")
+    assert list((tmp_path / "d1").rglob(".castoff.*")) == []
+
+
+def test_a_stopped_job_sends_no_part_it_was_pacing(tmp_path: Path, runner: Runner) -> None:
+    """QA (white box): a part waiting for its turn under ``--bwlimit`` when the job stopped was
+    sent after the job had ended (the wait did not look at Ctrl-C); the writer now gives up."""
+    src = tmp_path / "src" / "card"
+    write(src / "CLIP" / "C0001.MP4", os.urandom(256 * 1024))
+    dest = LocalDestination(tmp_path / "d1")
+    runner.catalog.start_job(
+        "paced", argv=["test"], sources=[str(src)], destinations=[], options={}, pid=os.getpid()
+    )
+    engine = job.Engine(
+        runner.catalog,
+        "paced",
+        [dest],
+        job.JobOptions(chunk_size=64 * 1024),
+        sink=runner.events.append,
+        limiters={dest.ident: RateLimiter(1024, burst=1024)},  # 4 minutes for the clip
+    )
+    done: list[Any] = []
+    worker = threading.Thread(target=lambda: done.append(engine.run([str(src)])), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not any(t.name.startswith(f"{dest.name}-w") and t.is_alive() for t in threading.enumerate()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.3)  # its writer waits for its turn to send the first part
+    engine.cancel.set()
+    worker.join(60)
+    assert done and done[0].status == "interrupted"
+    assert [t.name for t in threading.enumerate() if t.name.startswith(dest.name)] == []
+    assert not list((tmp_path / "d1").rglob("C0001.MP4"))
+
+
+def test_a_sync_committer_the_system_refuses_leaves_its_files_to_the_committer(
+    tmp_path: Path, runner: Runner, slow_device: SlowDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA (white box): a thread the system refused (a process limit) in the middle of handing a
+    file on raised "can't start new thread" out of the job (a traceback, the lanes never stopped).
+    The files go to the committer every destination has; every one is verified."""
+    start = threading.Thread.start
+
+    def refused(self: threading.Thread) -> None:
+        if "-sync" in self.name:
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    slow_device.delay = 0.005
+    src = card_of(tmp_path / "src", 30)
+    dest = LocalDestination(tmp_path / "d1")
+    assert runner([src], [dest]).exit_code == 0
+    same_tree(src, tmp_path / "d1")
+    assert not [t for t in slow_device.threads if "-sync" in t]
+    assert any(t.endswith("-commit") for t in slow_device.threads), slow_device.threads

@@ -10,6 +10,7 @@ import pytest
 
 from castoff.destinations.local import LocalDestination
 from castoff.reports import mhl, mhl_job
+from castoff.reports.finish import FinishOptions, write_mhl
 from engine_runner import Runner, write
 
 
@@ -93,3 +94,23 @@ def test_a_rerun_still_reports_a_tampered_history(tmp_path: Path, runner: Runner
     )
     assert not outcome.ok
     assert "altered" in outcome.message
+
+
+def test_no_history_is_written_where_a_destination_was_before_it_went_away(tmp_path: Path) -> None:
+    """QA: a drive unmounted mid-job was said gone, then its ASC MHL was written into the empty
+    mount point, on the system disk (hidden there once the drive was mounted again). A folder that
+    is no longer the one the job began with gets "ASC MHL not written", and nothing in it."""
+    card = tmp_path / "card"
+    write(card / "DCIM" / "IMG_0001.JPG", b"one")
+    usb, ssd = LocalDestination(tmp_path / "usb"), LocalDestination(tmp_path / "ssd")
+    runner = Runner(tmp_path / "state")
+    assert runner([card], [usb, ssd]).exit_code == 0
+    (tmp_path / "usb").rename(tmp_path / "unplugged")  # gone, and its mount point left empty
+    (tmp_path / "usb").mkdir()
+    said = write_mhl(runner.catalog, runner.job_id, [usb, ssd], [str(card)], FinishOptions())
+    by_scope = {o.scope: o for o in said}
+    gone = by_scope[str(tmp_path / "usb")]
+    assert not gone.ok and gone.manifest is None
+    assert gone.message.startswith(f"ASC MHL not written: destination {tmp_path / 'usb'} is gone"), gone
+    assert list((tmp_path / "usb").iterdir()) == []
+    assert by_scope[str(tmp_path / "ssd")].ok  # the other destination's history goes on

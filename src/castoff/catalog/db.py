@@ -24,7 +24,11 @@ from castoff import errors
 from castoff.catalog import running
 from castoff.destinations.base import PartReceipt
 
-SCHEMA_VERSION = 1
+#: the catalog's format: raised with every change of its tables (a migration in ``_open``;
+#: tests/catalog/test_schema_version.py holds the schema each version has). A castoff refuses a
+#: catalog whose version is above its own (``CatalogTooNew``): an older castoff would trust rows
+#: it cannot fully read. Up to 1: castoff before it checked (it wrote 1 whatever its tables).
+SCHEMA_VERSION = 2
 
 #: landed: what is verified where, one row per destination, planned name and source. Two sources
 #: may plan one name (two cards' IMG_0001.JPG in one folder): each keeps its own row, the second's
@@ -656,7 +660,7 @@ class Catalog:
         except (OSError, sqlite3.DatabaseError, errors.CatalogError) as exc:
             if getattr(self, "_db", None) is not None:
                 self._db.close()
-            if isinstance(exc, errors.CatalogBusy):
+            if isinstance(exc, errors.CatalogBusy | errors.CatalogTooNew):
                 raise
             cause = exc.__cause__ if isinstance(exc, errors.CatalogError) else exc
             assert isinstance(cause, OSError | sqlite3.Error)
@@ -674,15 +678,40 @@ class Catalog:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        self._refuse_newer()
         self._db.executescript(_SCHEMA)
         self._add_missing_columns()
         self._key_landed_by_source()
         with self._tx() as db:
+            # (the version after the migrations: a castoff that stops between them leaves the old
+            # one, and the next open migrates what is left)
             db.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+                " WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER)",
                 (str(SCHEMA_VERSION),),
             )
             self._fill_objects(db)
+
+    def _refuse_newer(self) -> None:
+        """``CatalogTooNew`` for a catalog a newer castoff wrote (``SCHEMA_VERSION``)."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return  # a new catalog
+            raise
+        try:
+            version = int(row[0]) if row is not None else 0
+        except ValueError:
+            version = SCHEMA_VERSION + 1  # not a number this castoff ever wrote
+        if version > SCHEMA_VERSION:
+            raise errors.CatalogTooNew(
+                f"the catalog {self.path} was written by a newer castoff (catalog format {row[0]};"
+                f" this castoff reads up to {SCHEMA_VERSION}): it is left as it is",
+                hint="use that castoff again (pip install -U castoff), or give another --state-dir"
+                " (or CASTOFF_HOME) for this one",
+            )
 
     def _open_read_only(self, path: Path) -> None:
         """The catalog as it is, read only. A WAL catalog's reader needs its -shm file: one left
@@ -706,6 +735,7 @@ class Catalog:
         self.wal_unread = "immutable" in query and _size(Path(f"{path}-wal")) > 0
         self._db.row_factory = sqlite3.Row
         self._db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        self._refuse_newer()
 
     def _start(self, path: Path) -> None:
         self.path = path
@@ -1020,14 +1050,15 @@ class Catalog:
     def end_dead_jobs(self, alive: Callable[[running.JobRow], bool]) -> None:
         """Jobs marked running whose process is gone (``alive``: ``running.row_alive``, which also
         tells a process id given to another process since) were interrupted: a re-run resumes them.
-        A read-only catalog is left as it is."""
+        Their exit code stays unknown (NULL): the process ended without one (SIGKILL, a crash, the
+        machine stopped). A read-only catalog is left as it is."""
         if self.read_only:
             return
         for row in self._query("SELECT * FROM jobs WHERE status='running'"):
             if not alive(row):
                 with self._tx() as db:  # unless it ended meanwhile
                     db.execute(
-                        "UPDATE jobs SET ended_at=?, status='interrupted', exit_code=130"
+                        "UPDATE jobs SET ended_at=?, status='interrupted', exit_code=NULL"
                         " WHERE id=? AND status='running'",
                         (time.time(), row["id"]),
                     )

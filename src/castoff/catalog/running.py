@@ -3,8 +3,9 @@
 A job's row says ``running`` and names its process id. The process may be gone (a SIGKILL, a
 crash, a pulled power cord): then the job was interrupted and a re-run resumes it. Its id may
 also have been given to another process since; on Linux the row also keeps the process's start
-(``process_start``), which tells the two apart. Elsewhere (macOS) the process id alone is taken
-at its word.
+(``process_start``), which tells the two apart; a row an older castoff wrote without it is told
+apart by when the process began (after the job: not its own). Elsewhere (macOS) the process id
+alone is taken at its word.
 """
 
 from __future__ import annotations
@@ -62,18 +63,37 @@ def process_start(pid: int) -> str | None:
     return None if start is None else f"{boot}:{start}"
 
 
-def job_alive(pid: int | None, proc_start: str | None) -> bool:
+#: a process that began this long after the job it would be began later: not the job's own
+#: (whose start, recorded once its command line is read, comes after its process's)
+STARTED_LATER_S = 2.0
+
+
+def _started_at(fields: list[str]) -> float | None:
+    """When the process of ``/proc/PID/stat``'s ``fields`` began, in epoch seconds (Linux: the
+    boot time plus its start in clock ticks; to the second, as the wall clock was at boot)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def job_alive(pid: int | None, proc_start: str | None, started_at: float | None = None) -> bool:
     """Whether the job whose row names ``pid`` (and ``proc_start``, its ``process_start`` then)
     still runs: its process exists (not a zombie, which has ended) and, where that can be told,
-    is the same process (not one that got the id since). Without ``proc_start`` the process id
-    is taken at its word."""
+    is the same process (not one that got the id since). A row without ``proc_start`` (written
+    by an older castoff, or where the system cannot tell) names another process when that one
+    began after the job (``started_at``, where the system says when); else the process id is
+    taken at its word."""
     if not pid or not pid_exists(int(pid)):
         return False
     fields = _stat(int(pid))
     if fields and fields[0] in ("Z", "X"):
         return False
     if proc_start is None:
-        return True
+        began = _started_at(fields) if fields and started_at is not None else None
+        return began is None or started_at is None or began <= started_at + STARTED_LATER_S
     now = process_start(int(pid))
     return now is None or now == proc_start
 
@@ -81,7 +101,8 @@ def job_alive(pid: int | None, proc_start: str | None) -> bool:
 def row_alive(row: JobRow) -> bool:
     """``job_alive`` of a row of ``jobs`` that says running."""
     proc_start = row["proc_start"] if "proc_start" in row.keys() else None  # noqa: SIM118 (a Row)
-    return row["status"] == "running" and job_alive(row["pid"], proc_start)
+    started = row["started_at"] if "started_at" in row.keys() else None  # noqa: SIM118 (a Row)
+    return row["status"] == "running" and job_alive(row["pid"], proc_start, started)
 
 
 def _inside(a: str, b: str) -> bool:

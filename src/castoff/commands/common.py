@@ -17,7 +17,7 @@ from rich.text import Text
 from castoff.config import workflows
 from castoff.config.resolve import Resolver
 from castoff.config.store import ConfigFile, default_path, locked
-from castoff.ui.term import Console
+from castoff.ui.term import Console, printable
 
 #: copy's S3 options that a saved bucket keeps (``dest add`` takes them as copy does), by the
 #: name of the setting in the config file (the s3:// URL option names)
@@ -62,7 +62,8 @@ def print_list(
     for col in columns:
         table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
     for row in rows:
-        table.add_row(*map(Text, row))
+        # a newline or an escape in a saved value would split the row or drive the terminal
+        table.add_row(*(Text(printable(str(cell))) for cell in row))
     console.print(table)
     return 0
 

@@ -94,6 +94,10 @@ def _print(console: Console, out: prune.Outcome, dry_run: bool) -> None:
         )
         return
     before, after = format_bytes(out.size_before), format_bytes(out.size_after)
+    if out.vacuum.startswith("space not given back") and out.size_after >= out.size_before:
+        # (the deletes went to the write-ahead log: "before, after" would say it grew)
+        console.print(f"catalog: {after}; {out.vacuum}", highlight=False)
+        return
     console.print(f"catalog: {before} before, {after} after; {out.vacuum}", highlight=False)
 
 

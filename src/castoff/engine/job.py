@@ -194,6 +194,11 @@ MTIME_STEP_MAX_NS = 2 * 10**9
 #: how far from its intent an unrecorded upload may have begun and still be taken for its own:
 #: S3 refuses a request whose clock is 15 minutes off, and a start may retry for minutes more
 INTENT_WINDOW = 30 * 60
+#: seconds a stopped job (Ctrl-C, SIGTERM) gives each destination's threads to finish the write
+#: or commit under way (a slow drive's fsync, a part on its way to a bucket): what they finish
+#: is recorded before the job says it ended; what they do not, the job records as incomplete and
+#: leaves to them, recording nothing after it (``Engine._claim``)
+STOP_WAIT_CANCELLED = 10.0
 
 
 def mtime_kept(found_ns: int, set_ns: int) -> bool:
@@ -399,8 +404,8 @@ class Engine:
         if not self.cancel.is_set() and not self._nothing_found():
             self._make_empty_folders()
         catchup.join(5.0)
-        for lane in self.lanes:
-            lane.stop(timeout=0.5 if self.cancel.is_set() else 30.0)
+        for lane in self.lanes:  # (a stopped job's lanes finish what they are doing, no more)
+            lane.stop(timeout=STOP_WAIT_CANCELLED if self.cancel.is_set() else 30.0)
         self._hashing.close()
         if self._fatal is not None:
             # What it can still record: a write group the failure rolled back took its files'
@@ -1591,7 +1596,7 @@ class Engine:
                 raise lane.dead
         md5 = chunk.md5() if caps.needs_md5 else None
         if lane.limiter is not None:
-            lane.limiter.take(chunk.size)
+            lane.limiter.take(chunk.size, cancel=self.cancel)  # (a stopped job sends no more)
         try:  # one try, and only a failed one makes what the retries need
             receipt = upload.put_part(chunk.index, chunk.offset, chunk.data, md5)
         except LANE_FATAL as exc:
@@ -1838,18 +1843,16 @@ class Engine:
             return
         text = "".join(traceback.format_exception(exc))
         self.log(f"{stream.lane.name}: {stream.target}: internal error while closing:\n{text}", "error")
-        with self._state:
-            still_open = stream in self._open
-        if still_open:
-            try:
+        try:
+            if self._claim(stream):  # (not when its outcome was recorded before the failure)
                 self._record(
                     stream.lane,
                     stream.file,
                     stream.target,
                     Outcome("failed", error=errors.DestinationError(f"internal error: {exc!r}")),
                 )
-            finally:
-                self._stream_closed(stream)
+        finally:
+            self._stream_closed(stream)
 
     def _close_stream(self, stream: Stream) -> None:
         if stream.failed is None:
@@ -2495,6 +2498,8 @@ class Engine:
                 self._close_broken(stream, exc)
 
     def _record_landed(self, stream: Stream, landed: Landed, status: str) -> None:
+        if not self._claim(stream):  # the job ended first: named, not recorded (a re-run finds it)
+            return
         fs = stream.file
         lane = stream.lane
         digest = fs.digest
@@ -2572,7 +2577,19 @@ class Engine:
                 continue
         return None
 
+    def _claim(self, stream: Stream) -> bool:
+        """The right to record the stream's outcome, taken once: a stopped job records what its
+        threads left unfinished (``_record_interrupted``), and a thread that finishes later then
+        records nothing: a file gets one outcome, one ``file-done``, and none after the job ended."""
+        with self._state:
+            if stream.ended:
+                return False
+            stream.ended = True
+            return True
+
     def _end(self, stream: Stream, out: Outcome) -> None:
+        if not self._claim(stream):
+            return
         if out.detail is None and stream.notes:
             out = replace(out, detail="; ".join(stream.notes))
         if out.damaged is None and stream.damaged is not None:
@@ -2741,21 +2758,31 @@ class Engine:
         with self._state:
             left = list(self._open)
         for stream in left:
+            if not self._claim(stream):
+                continue
             lane = stream.lane
             note = "interrupted; re-run to continue"
+            with lane.lock:
+                busy = stream.busy > 0
             if lane.caps.resumable and stream.receipts:
                 note += f" ({len(stream.receipts)}/{stream.file.n_parts} parts uploaded)"
-            elif stream.upload is not None and not lane.caps.resumable:
+            elif stream.upload is not None and not lane.caps.resumable and not busy:
+                # (a thread still inside a write or a commit of it, past the wait for the lanes,
+                # keeps its file: closing it here would close a descriptor that thread still
+                # uses, or one another file got since; that thread ends it, recording nothing)
                 try:
                     stream.upload.abort()
                     self._drop_partial(stream)
                 except errors.CastoffError:
                     pass
-            self._record(
-                lane,
-                stream.file,
-                stream.target,
-                Outcome("incomplete", error=errors.Interrupted("interrupted"), detail=note),
-            )
+            try:
+                self._record(
+                    lane,
+                    stream.file,
+                    stream.target,
+                    Outcome("incomplete", error=errors.Interrupted("interrupted"), detail=note),
+                )
+            finally:
+                self._stream_closed(stream)
         if say:
             self.log("interrupted: re-run the same command to continue where it stopped", "warning")

@@ -80,6 +80,12 @@ class Stream:
     feeding: bool = False  # a reader is pushing its parts right now
     finished: bool = False  # every part was handed over by the last feed
     closing: bool = False  # handed to the committer
+    #: threads inside a put or the close of this stream right now (under the lane's lock): a
+    #: stopped job leaves such a stream's file to that thread (``Engine._record_interrupted``)
+    busy: int = 0
+    #: its outcome is recorded: nothing records another (``Engine._claim``; under the engine's
+    #: state lock)
+    ended: bool = False
     failed: BaseException | None = None
     restarts: int = 0
     resumed_parts: int = 0
@@ -248,21 +254,30 @@ class Lane:
 
     def _hand_on(self, stream: Stream) -> None:
         """Under ``cond``: give a stream that nothing more can change to a committer."""
-        if stream.failed is None and self._syncs_slowly(stream):
+        if stream.failed is None and self._syncs_slowly(stream) and self._sync_committer_ready():
             self.small_commits.append(stream)
-            if len(self._sync_committers) < SYNC_COMMITTERS and not self._stopping:
-                t = threading.Thread(
-                    target=self._commit_loop,
-                    args=(self.small_commits, self._small_ready),
-                    name=f"{self.dest.name}-sync{len(self._sync_committers)}",
-                    daemon=True,
-                )
-                self._sync_committers.append(t)
-                t.start()
             self._small_ready.notify()
             return
         self.commits.append(stream)
         self.cond.notify_all()
+
+    def _sync_committer_ready(self) -> bool:
+        """Under ``cond``: one more sync committer started if there may be one more; whether any
+        runs. A thread the system refuses (a process limit: ``can't start new thread``) leaves
+        the file to the committer every destination has."""
+        if len(self._sync_committers) < SYNC_COMMITTERS and not self._stopping:
+            t = threading.Thread(
+                target=self._commit_loop,
+                args=(self.small_commits, self._small_ready),
+                name=f"{self.dest.name}-sync{len(self._sync_committers)}",
+                daemon=True,
+            )
+            try:
+                t.start()
+            except RuntimeError:
+                return bool(self._sync_committers)
+            self._sync_committers.append(t)
+        return bool(self._sync_committers)
 
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
@@ -308,6 +323,7 @@ class Lane:
             if close_here and self._closable(stream) and not self._syncs_slowly(stream):
                 stream.closing = True
                 self.active += 1
+                stream.busy += 1
                 return True
             self.check_done(stream)
             return False
@@ -373,6 +389,7 @@ class Lane:
             and stream.file.src.size <= INLINE_COMMIT_MAX
             and not self._syncs_slowly(stream)
         ):
+            stream.busy += 1
             return True
         self._hand_on(stream)
         self.active -= 1
@@ -417,6 +434,7 @@ class Lane:
                 if self.room_waiters:  # a reader waits for room in this queue
                     self.cond.notify_all()
                 self.active += 1
+                stream.busy += 1
             self._run(stream, chunk, big=big)
             # An idle worker must not keep its last part alive: the budget counts that buffer
             # as free, and 16 waiting workers could pin 16 parts' worth of memory beside it.
@@ -431,6 +449,7 @@ class Lane:
                 stream.inflight.add(chunk.index)
                 stream.queued += 1
                 self.active += 1
+                stream.busy += 1
         if takes:
             self._run(stream, chunk)
         else:
@@ -450,6 +469,7 @@ class Lane:
             chunk.release()
             with self.lock:
                 stream.queued -= 1
+                stream.busy -= 1
                 stream.inflight.discard(chunk.index)
                 if big:
                     self._big_busy -= 1
@@ -467,6 +487,7 @@ class Lane:
         finally:
             with self.lock:
                 self.active -= 1
+                stream.busy -= 1
 
     def _commit_loop(self, queue: deque[Stream], ready: threading.Condition) -> None:
         """The committer (``commits``, woken on ``cond``), or a sync committer (``small_commits``,
@@ -475,10 +496,13 @@ class Lane:
             with self.lock:
                 while not queue and not self._stopping:
                     ready.wait()
-                if not queue:
+                # a stopped job's committers take no more files: those waiting stay incomplete
+                # (``Engine._record_interrupted``), never named once the job has said it ended
+                if not queue or (self._stopping and self._cancel.is_set()):
                     return
                 stream = queue.popleft()
                 self.active += 1
+                stream.busy += 1
                 if len(self.commits) + len(self.small_commits) == MAX_COMMIT_BACKLOG - 1:
                     self._work_ready.notify_all()  # the backlog is below the limit again
             self.close_one(stream)

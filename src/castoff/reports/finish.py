@@ -60,10 +60,20 @@ def write_mhl(
     ``--mhl-source``), said in the job's log."""
     if not options.mhl:
         return []
-    outcomes = mhl_job.write_for_job(
+    roots = local_roots(dests)
+    gone = []
+    for d in dests:
+        check_root = getattr(d, "check_root", None)
+        if d.ident not in roots or check_root is None:
+            continue
+        try:  # a drive unmounted under the job: its history would go into the empty mount point
+            check_root()
+        except errors.CastoffError as exc:
+            gone.append(mhl_job.MhlOutcome(roots.pop(d.ident), None, f"ASC MHL not written: {exc}", ok=False))
+    outcomes = gone + mhl_job.write_for_job(
         catalog,
         job_id,
-        local_roots(dests),
+        roots,
         sources=list(sources),
         with_sources=options.mhl_source,
         filters=options.filters,
