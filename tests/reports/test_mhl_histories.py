@@ -10,7 +10,7 @@ import xxhash
 from lxml import etree
 
 from castoff.engine.histories import Histories
-from castoff.reports import mhl
+from castoff.reports import mhl, mhl_job
 from reports.kit import Cli, last_report, reports, write
 from reports.test_mhl import NS, _both_verify, ascmhl
 
@@ -159,3 +159,33 @@ def test_every_offload_of_a_growing_card_leaves_a_drive_both_tools_verify(
         for report in reports(state):
             v = cli("verify", str(dest), "--report", str(report))
             assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_a_card_generation_is_never_carried_into_a_copy_its_chain_does_not_continue(tmp_path: Path) -> None:
+    """The copy at the destination is another history (or grew apart): it is kept as it is, and
+    the outcome says the generation was not carried (the job exits 1), never a chain that orphans
+    that copy's manifests."""
+
+    def generation(root: Path, name: str, comment: str) -> None:
+        data = write(root / name, comment.encode()).read_bytes()
+        entry = mhl.Entry(name, len(data), 0, xxhash.xxh3_128(data).hexdigest(), None, 0.0)
+        mhl.write_generation(root, iter([entry]), started=0.0, process="in-place", comment=comment)
+
+    card, there = tmp_path / "card", tmp_path / "ssd" / "card"
+    generation(card, "a.txt", "card")
+    generation(there, "a.txt", "other")
+    before = {p.name: p.read_bytes() for p in (there / "ascmhl").iterdir()}
+    generation(card, "b.txt", "card again")
+    out = mhl_job.carry_history(card, there)
+    assert not out.ok and "not carried" in out.message and "generation 1 is" in out.message
+    assert {p.name: p.read_bytes() for p in (there / "ascmhl").iterdir()} == before
+    # a copy the card's chain continues takes its new manifest and chain
+    same = tmp_path / "nas" / "card"
+    (same / "ascmhl").mkdir(parents=True)
+    first = mhl.read_chain(card)[0].name
+    (same / "ascmhl" / first).write_bytes((card / "ascmhl" / first).read_bytes())
+    mhl._write_chain(same / "ascmhl", mhl.read_chain(card)[:1])
+    out = mhl_job.carry_history(card, same)
+    assert out.ok and "generation 2 carried" in out.message, out.message
+    assert mhl.read_chain(same) == mhl.read_chain(card)
+    assert (same / CHAIN).read_bytes() == (card / CHAIN).read_bytes()
