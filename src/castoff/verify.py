@@ -67,6 +67,11 @@ class Result:
     #: control character): castoff leaves them out of its generations (and says so), so they are
     #: named here, not checked, and no failure; a job's JSON report has them (``--report``)
     unrecordable: list[str] = field(default_factory=list)
+    #: a report's ASC MHL chain file (a card's history copied there) that is a later version of
+    #: the one the job delivered: the history grew since (the card's next generation was carried
+    #: there, or a later offload copied its grown chain). Its manifests are checked against it,
+    #: those the job delivered among them, so it is named, and no failure
+    grown: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -190,6 +195,26 @@ def _moved_destination(
     return tied, by_dest[tied[0]]
 
 
+def _grown_chain(root: Path, rel: str, expected: dict[str, Expected]) -> int | None:
+    """The number of generations the chain file ``rel`` (a report's, inside an ``ascmhl`` folder)
+    names now, when it is a later version of the one the job delivered: a valid chain (every
+    manifest it names is there with the C4 it records) that names every manifest of that folder
+    the report records, and more. None when it is not (then it is altered)."""
+    folder = rel.rpartition("/")[0]
+    if rel.rpartition("/")[2] != mhl.CHAIN or folder.rpartition("/")[2] != mhl.FOLDER:
+        return None
+    scope = root / folder.rpartition("/")[0] if "/" in folder else root
+    try:
+        gens = mhl.read_chain(scope)
+    except (errors.HistoryError, OSError):
+        return None
+    named = {g.name for g in gens}
+    delivered = {p.rpartition("/")[2] for p in expected if p.rpartition("/")[0] == folder and p != rel}
+    if not gens or not delivered <= named or len(named) <= len(delivered):
+        return None
+    return len(gens)
+
+
 def walk(root: Path, ignored: Callable[[str], bool] = mhl.is_ignored) -> Iterator[str]:
     """Relative POSIX paths of every file under ``root`` but the ``ignored`` (symlinks are not followed)."""
     for folder, dirs, files in os.walk(root):
@@ -233,6 +258,9 @@ def check(
             got = f"unreadable: {exc.strerror or exc}"
         if got == want.value:
             result.matched += 1
+        elif not whole_folder and (now := _grown_chain(root, rel, expected)) is not None:
+            result.matched += 1
+            result.grown.append({"path": rel, "generations": now})
         else:
             result.altered.append({"path": rel, "format": want.fmt, "expected": want.value, "found": got})
     result.missing = sorted(p for p in expected if p not in present)
@@ -257,11 +285,20 @@ def print_result(r: Result, out: Any = None) -> None:
         )
     for p in r.extra:
         print(f"  extra    {_show(p)}  (not in the record)", file=out)
+    for g in r.grown:
+        print(
+            f"  grown    {_show(str(g['path']))}  (a later version: this ASC MHL history grew since the"
+            f" job, {g['generations']} generations now, every manifest the job delivered among them;"
+            " not a failure)",
+            file=out,
+        )
     for p in r.unrecordable:
         print(
             f"  unrecorded  {_show(p)}  (XML cannot hold its name: not in the history, not checked)", file=out
         )
     every = "the 1 recorded file matches" if r.matched == 1 else f"all {r.matched} recorded files match"
+    if r.grown:
+        every += f" ({plural(len(r.grown), 'ASC MHL chain')} as a later version)"
     if r.ok and r.others:
         print(f"{every}; nothing missing", file=out)
     elif r.ok:
@@ -296,6 +333,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     ignored: Callable[[str], bool] = mhl.is_ignored
     if args.report:
         expected, against = from_report(root, Path(args.report))
+        # a card's own ASC MHL history the job copied is content the report names: checked, as
+        # any file it delivered (the destination's own history, never in a report, stays out)
+        ignored = lambda rel: mhl.is_ignored(rel) and rel not in expected  # noqa: E731
     elif (root / mhl.FOLDER).is_dir():
         try:
             expected, against, ignored = from_mhl(root)

@@ -186,3 +186,42 @@ def test_a_symlink_or_fifo_at_a_recorded_path_is_altered_and_never_read(
         assert "altered  CARD/DCIM/IMG_0001.JPG" in r.stdout and "found a symlink, not a file)" in r.stdout
         assert "altered  CARD/DCIM/IMG_0002.JPG" in r.stdout and "found a FIFO, not a file)" in r.stdout
         assert "1 match, 0 missing, 2 altered" in r.stdout
+
+
+def _offload(card: Path, dest: Path, state: Path) -> Path:
+    """One offload of the card with --mhl-source; its report."""
+    before = set((state / "reports").glob("*.json")) if (state / "reports").is_dir() else set()
+    r = castoff("copy", str(card), "--to", str(dest), "--mhl-source", state=state)
+    assert r.returncode == 0, r.stderr
+    (report,) = set((state / "reports").glob("*.json")) - before
+    return report
+
+
+def test_a_card_history_the_job_copied_is_checked_and_its_grown_chain_is_no_failure(tmp_path: Path) -> None:
+    """QA: the second offload's report called the card's ascmhl/ files it copied "missing" (verify
+    never looked inside an ascmhl folder), and every report did once the card's chain grew."""
+    card, dest, state = tmp_path / "card", tmp_path / "d1", tmp_path / "state"
+    (card / "DCIM").mkdir(parents=True)
+    reports = []
+    for i in range(3):  # the card grows; each offload adds a generation to its own history
+        (card / "DCIM" / f"IMG_{i}.JPG").write_bytes(os.urandom(5000))
+        reports.append(_offload(card, dest, state))
+        for report in reports:
+            r = castoff("verify", str(dest), "--report", str(report), "--json", state=state)
+            assert r.returncode == 0, r.stdout + r.stderr
+            out = json.loads(r.stdout)
+            assert not out["missing"] and not out["altered"], out
+    chain = "card/ascmhl/ascmhl_chain.xml"
+    r = castoff("verify", str(dest), "--report", str(reports[1]), state=state)
+    assert r.returncode == 0, r.stdout
+    # the chain that job copied named one generation: it has more now, and is said to have
+    now = (dest / chain).read_text().count("<hashlist ")
+    assert now > 1 and f"grown    {chain}" in r.stdout and f"{now} generations now" in r.stdout
+    assert "(1 ASC MHL chain as a later version)" in r.stdout
+    # what the job copied is checked: a manifest altered, or a chain that names another history, fails
+    (dest / chain).write_text((dest / chain).read_text().replace("0001_card", "0001_cord"))
+    manifest = next((dest / "card" / "ascmhl").glob("0001_*.mhl"))
+    manifest.write_bytes(manifest.read_bytes() + b"\n")
+    r = castoff("verify", str(dest), "--report", str(reports[1]), state=state)
+    assert r.returncode == 1, r.stdout
+    assert f"altered  {chain}" in r.stdout and f"altered  card/ascmhl/{manifest.name}" in r.stdout

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import xxhash
 from lxml import etree
 
 from castoff.engine.histories import Histories
-from castoff.reports import mhl
-from reports.kit import Cli, last_report, write
-from reports.test_mhl import NS, _both_verify
+from castoff.reports import mhl, mhl_job
+from reports.kit import Cli, last_report, reports, write
+from reports.test_mhl import NS, _both_verify, ascmhl
 
 CHAIN = "ascmhl/ascmhl_chain.xml"
 
@@ -130,3 +131,61 @@ def test_two_histories_bound_for_one_folder_in_one_job_keep_the_first(tmp_path: 
     assert second.refusal("ascmhl_chain.xml") is not None
     assert second.refusal("0001_B_2026.mhl") is not None
     assert second.refusal("notes.txt") is None  # not a history file
+
+
+@pytest.mark.parametrize("layout", [(), ("--template", "shoot/{path}")], ids=["none", "template"])
+def test_every_offload_of_a_growing_card_leaves_a_drive_both_tools_verify(
+    tmp_path: Path, card: Path, cli: Cli, state: Path, ascmhl_bin: Path, layout: tuple[str, ...]
+) -> None:
+    """QA: after the second offload of a card with --mhl-source, ``ascmhl diff`` of the drive said
+    "found new file" for each file new on the card: the card's history copied to the drive (the
+    nested history that records the files below it) lacked the generation castoff wrote on the
+    card after copying it. That generation is carried into the copy now, in the same job."""
+    dest = tmp_path / "ssd"
+    nested = dest / ("shoot" if layout else card.name)
+    for i in range(3):
+        if i:
+            write(card / "DCIM" / "100CANON" / f"IMG_100{i}.CR3", f"frame {i}".encode() * 1000)
+        r = cli("copy", str(card), "--to", str(dest), "--mhl-source", *layout)
+        assert r.returncode == 0, r.stderr
+        assert len(_generations(card)) == i + 1
+        for root in (dest, card):
+            diff = ascmhl(ascmhl_bin, "ascmhl", "diff", str(root))
+            assert diff.returncode == 0, diff.stdout + diff.stderr
+        if i:  # the card's history went there in this job, the generation castoff wrote after it too
+            assert f"the source's generation {i + 1} carried into its history here" in r.stderr
+            assert (nested / CHAIN).read_bytes() == (card / CHAIN).read_bytes()
+        _both_verify(cli, ascmhl_bin, dest, card)
+        for report in reports(state):
+            v = cli("verify", str(dest), "--report", str(report))
+            assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_a_card_generation_is_never_carried_into_a_copy_its_chain_does_not_continue(tmp_path: Path) -> None:
+    """The copy at the destination is another history (or grew apart): it is kept as it is, and
+    the outcome says the generation was not carried (the job exits 1), never a chain that orphans
+    that copy's manifests."""
+
+    def generation(root: Path, name: str, comment: str) -> None:
+        data = write(root / name, comment.encode()).read_bytes()
+        entry = mhl.Entry(name, len(data), 0, xxhash.xxh3_128(data).hexdigest(), None, 0.0)
+        mhl.write_generation(root, iter([entry]), started=0.0, process="in-place", comment=comment)
+
+    card, there = tmp_path / "card", tmp_path / "ssd" / "card"
+    generation(card, "a.txt", "card")
+    generation(there, "a.txt", "other")
+    before = {p.name: p.read_bytes() for p in (there / "ascmhl").iterdir()}
+    generation(card, "b.txt", "card again")
+    out = mhl_job.carry_history(card, there)
+    assert not out.ok and "not carried" in out.message and "generation 1 is" in out.message
+    assert {p.name: p.read_bytes() for p in (there / "ascmhl").iterdir()} == before
+    # a copy the card's chain continues takes its new manifest and chain
+    same = tmp_path / "nas" / "card"
+    (same / "ascmhl").mkdir(parents=True)
+    first = mhl.read_chain(card)[0].name
+    (same / "ascmhl" / first).write_bytes((card / "ascmhl" / first).read_bytes())
+    mhl._write_chain(same / "ascmhl", mhl.read_chain(card)[:1])
+    out = mhl_job.carry_history(card, same)
+    assert out.ok and "generation 2 carried" in out.message, out.message
+    assert mhl.read_chain(same) == mhl.read_chain(card)
+    assert (same / CHAIN).read_bytes() == (card / CHAIN).read_bytes()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from castoff import errors, scan
 from castoff.catalog.db import Catalog
+from castoff.engine.histories import compare_histories
 from castoff.reports import mhl
 from castoff.scan import Filters
 from castoff.units import plural
@@ -200,6 +201,125 @@ def left_out_text(paths: tuple[str, ...] | list[str]) -> str:
     )
 
 
+def history_copies(catalog: Catalog, job_id: str, label: str, local_roots: dict[str, str]) -> dict[str, str]:
+    """Where this job put (or found) the source's own ASC MHL history at a local destination:
+    destination ident → the folder its ``ascmhl/`` is in there. Only where every file of the
+    source the job delivered there (the files its in-place generation lists) landed under its
+    path on the source, below that folder: there the source's history describes the folder as it
+    describes the source (a layout that keeps the source's folders: ``none``, ``{card}/{path}``).
+    Not at a destination's root (``--template '{path}'``): that history is the destination's own,
+    which its generation continues."""
+    prefix = label + "/"
+    chain = f"{prefix}{mhl.FOLDER}/{mhl.CHAIN}"
+    found: dict[str, str] = {}
+    for ident, target in catalog.stream(
+        "SELECT o.dest_ident, o.target FROM files f JOIN outcomes o ON o.file_id=f.id WHERE f.job_id=?"
+        " AND f.rel_path=? AND o.status IN ('verified', 'already', 'skipped') AND o.verified_at IS NOT NULL",
+        (job_id, chain),
+    ):
+        folder = str(target).rpartition("/")[0]
+        if ident not in local_roots or not folder.endswith("/" + mhl.FOLDER):
+            continue
+        there = folder.rpartition("/")[0]
+        # at the destination's root, the history is the destination's own, which castoff continues
+        if os.path.normpath(there) != os.path.normpath(local_roots[ident]):
+            found[str(ident)] = there
+    if not found:
+        return found
+    apart: set[str] = set()
+    for r in catalog.iter_job_rows(job_id):
+        rel_path = str(r["rel_path"])
+        ident = r["dest_ident"]
+        if ident not in found or not rel_path.startswith(prefix) or r["blake3"] is None:
+            continue
+        rel = rel_path[len(prefix) :]
+        if r["file_status"] in ("failed", "skipped") or mhl.is_ignored(rel):
+            continue
+        landed = r["status"] in ("verified", "already", "skipped") and r["verified_at"] is not None
+        if not landed or r["target"] != f"{found[ident]}/{rel}":
+            apart.add(str(ident))
+    return {ident: folder for ident, folder in found.items() if ident not in apart}
+
+
+def _copy_new(src: Path, dst: Path, c4: str) -> None:
+    """``src`` (a manifest, never changed once written) to ``dst``, which must not exist or hold
+    the same bytes: written under a hidden name, fsynced, read back (its C4), then named."""
+    if dst.exists():
+        if mhl.c4_of_file(dst) != c4:
+            raise errors.HistoryError(f"{dst} is there already and is another manifest")
+        return
+    tmp = dst.with_name(f".castoff-carry-{dst.name}.tmp")
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while block := fin.read(1024 * 1024):
+                fout.write(block)
+            fout.flush()
+            os.fsync(fout.fileno())
+        if mhl.c4_of_file(tmp) != c4:
+            raise errors.HistoryError(f"{dst}: the copy read back differs from {src}")
+        os.link(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _replace_chain(source: Path, there: Path, gens: list[mhl.Generation]) -> None:
+    """The source's chain file in place of the one in ``there``'s history (atomically), read back."""
+    chain = there / mhl.FOLDER / mhl.CHAIN
+    tmp = chain.with_name(f".castoff-carry-{mhl.CHAIN}")
+    tmp.unlink(missing_ok=True)
+    _copy_new(source / mhl.FOLDER / mhl.CHAIN, tmp, mhl.c4_of_file(source / mhl.FOLDER / mhl.CHAIN))
+    os.replace(tmp, chain)
+    if mhl.read_chain(there) != gens:
+        raise errors.HistoryError(f"{chain} does not read back as the source's")
+
+
+def carry_history(source: Path, there: Path) -> MhlOutcome:
+    """The source's history (its new in-place generation) carried into its copy in the folder
+    ``there`` at a destination, which a job copied it to: the manifests that copy lacks, then the
+    source's chain in place of the shorter one, as the next offload would copy them (only onto a
+    copy whose chain the source's continues: ``engine/histories.py``). Else ``ascmhl diff`` of the
+    destination calls every file new since the copy's last generation new: a nested history is
+    the one that records the files below it."""
+    scope = str(there / mhl.FOLDER)
+    try:
+        how = compare_histories(str(source / mhl.FOLDER), scope)
+        if how.relation == "same":
+            return MhlOutcome(scope, None, "ASC MHL: the source's history is here as it is", complete=True)
+        if how.relation != "older":
+            why = how.why or "this history has generations the source's has not"
+            return MhlOutcome(
+                scope,
+                None,
+                f"ASC MHL: the source's new generation was not carried into its copy here ({why});"
+                " the destination's history does not record the files below it that this job copied",
+                ok=False,
+            )
+        gens = mhl.read_chain(source)
+        new = [g for g in gens if g.name not in how.dest_names]
+        for g in new:
+            _copy_new(source / mhl.FOLDER / g.name, there / mhl.FOLDER / g.name, g.c4)
+        _replace_chain(source, there, gens)
+    except errors.HistoryError as exc:
+        return MhlOutcome(
+            scope, None, f"ASC MHL: the source's new generation not carried here: {exc}", ok=False
+        )
+    except OSError as exc:
+        return MhlOutcome(
+            scope,
+            None,
+            f"ASC MHL: the source's new generation not carried here: {exc.strerror or exc}",
+            ok=False,
+        )
+    last = gens[-1]
+    return MhlOutcome(
+        scope,
+        str(there / mhl.FOLDER / last.name),
+        f"ASC MHL: the source's generation {last.number} carried into its history here"
+        f" ({len(new)} manifest{'s' * (len(new) != 1)} and the chain, read back)",
+        complete=True,
+    )
+
+
 def write_for_job(
     catalog: Catalog,
     job_id: str,
@@ -236,9 +356,13 @@ def write_for_job(
                 continue
             entries = source_entries(catalog, job_id, label, float(job["ended_at"] or time.time()))
             ignore = source_ignore(catalog, job_id, src, label, filters)
-            out.append(
-                _write(
-                    Path(src), entries, started=started, process="in-place", comment=comment, ignore=ignore
-                )
+            written = _write(
+                Path(src), entries, started=started, process="in-place", comment=comment, ignore=ignore
             )
+            out.append(written)
+            if written.manifest is None:
+                continue
+            # the card's history copied to a drive this job: its new generation goes there too
+            for there in history_copies(catalog, job_id, label, local_roots).values():
+                out.append(carry_history(Path(src), Path(there)))
     return out
