@@ -56,7 +56,14 @@ from castoff.engine.histories import (
     compare_sent,
     in_history,
 )
-from castoff.engine.lanes import INLINE_COMMIT_MAX, MAX_COMMIT_BACKLOG, FileState, Lane, Stream
+from castoff.engine.lanes import (
+    INLINE_COMMIT_MAX,
+    MAX_COMMIT_BACKLOG,
+    FileState,
+    Lane,
+    Stream,
+    VerifiedCopy,
+)
 from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
@@ -920,6 +927,15 @@ class Engine:
         if not inline:
             group.flush()  # what follows may wait for the lanes, and they for the catalog
             self._adopt_resumed_part_size(fs, streams)
+        # every local destination verified it before (skipped) and its hashes are known: the
+        # uploads read a verified copy, as the source may go once the local destinations are
+        # verified (README "Uploads continue from the local copies"); a first run keeps its one read
+        from_copy = (
+            bool(fs.copies)
+            and not any(s.lane.caps.is_local for s in streams)
+            and fs.digest is not None
+            and (fs.md5 is not None or not self.need_md5)
+        )
         live, deferred = [], []
         for s in streams:
             multipart_needs_hash = (
@@ -927,7 +943,7 @@ class Engine:
                 and fs.n_parts > 1
                 and (fs.digest is None or (self.need_md5 and fs.md5 is None))
             )
-            if s.lane.attachable() and not multipart_needs_hash and not s.resume_token:
+            if s.lane.attachable() and not multipart_needs_hash and not s.resume_token and not from_copy:
                 live.append(s)
             else:
                 deferred.append(s)
@@ -1011,6 +1027,8 @@ class Engine:
                 damaged = self._still_damaged(lane, landed) if known_damaged else None
                 if damaged is not None:
                     detail += "; " + self._say_damaged(lane, damaged, landed.target, already=True)
+                if lane.caps.is_local and lane.caps.can_read_back:  # uploads read it, not the source
+                    fs.copies.append(VerifiedCopy(lane, target, landed.target, "skipped", landed.verified_at))
                 self._record(
                     lane,
                     fs,
@@ -1225,7 +1243,7 @@ class Engine:
                 self.catalog.file_hashes_known(fs.file_id, xxh128=xxh128)
         else:
             if path != src.abs_path:
-                fs.local_copy = None  # next time, from the source
+                fs.copies.clear()  # next time, from the source
             bad = errors.IntegrityError(
                 f"{path} no longer matches the source's BLAKE3 (read {digest[:16]}…,"
                 f" source {(fs.digest or '?')[:16]}…)",
@@ -2548,8 +2566,8 @@ class Engine:
                 if chain is not None:
                     self.catalog.record_chain(digest, chain)
             self._store(lane, fs, target, out)
-        if lane.caps.is_local and lane.caps.can_read_back and fs.local_copy is None:
-            fs.local_copy = target
+        if lane.caps.is_local and lane.caps.can_read_back:  # a lagging destination may read it
+            fs.copies.append(VerifiedCopy(lane, stream.planned, target, status, now))
         self._tell(lane, fs, target, out)
         self._stream_closed(stream)
 

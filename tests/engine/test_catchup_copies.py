@@ -1,0 +1,103 @@
+"""Uploads that catch up from a verified local copy: which copy they read, and what castoff does
+when that copy is no longer what it verified (changed, truncated, gone)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from castoff.destinations.base import MiB
+from castoff.destinations.local import LocalDestination
+from castoff.engine.events import Event
+from castoff.engine.retry import RetryPolicy
+from engine_runner import Runner, s3dest, write
+
+FAST = {"retry": RetryPolicy(attempts=3, base=0.05, cap=0.2), "lane_pause": 0.2}
+BIG = "PRIVATE/M4ROOT/CLIP/C0001.MP4"
+REL = f"card/{BIG}"  # the file's path in the job (the source folder's name first)
+
+
+def card(root: Path) -> dict[str, bytes]:
+    rng = random.Random(17)
+    files = {BIG: rng.randbytes(13 * MiB), "DCIM/100CANON/IMG_0001.JPG": rng.randbytes(200_000)}
+    for rel, data in files.items():
+        write(root / rel, data)
+    return files
+
+
+def bucket_of(rclone_s3: Any) -> Any:
+    return s3dest(
+        rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
+
+
+def objects(rclone_s3: Any) -> dict[str, bytes]:
+    admin = rclone_s3.admin_client()
+    listed = admin.list_objects_v2(Bucket=rclone_s3.bucket).get("Contents", [])
+    return {
+        o["Key"].removeprefix("raw-shoots/card/"): admin.get_object(Bucket=rclone_s3.bucket, Key=o["Key"])[
+            "Body"
+        ].read()
+        for o in listed
+        if not o["Key"].endswith((".mhl", ".json", ".html")) and "ascmhl" not in o["Key"]
+    }
+
+
+def test_a_bucket_added_later_reads_the_verified_copy_once_the_card_is_released(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA E 2: the SSD verified by an earlier job, the bucket added now: "the source can be
+    released" was said, then the uploads read the card (gone by then: failed, the card blamed)."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    gone = tmp_path / "card.gone"
+
+    def release(event: Event) -> None:
+        if event.kind == "released":
+            src.rename(gone)  # the DIT takes the card out when castoff says it may
+
+    runner.hook = release
+    result = runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST)
+    assert result.released
+    assert result.exit_code == 0, runner.logs()
+    # the card read once (the bucket's hashes), the multipart upload from the SSD's copy
+    assert result.bytes_read == sum(len(d) for d in files.values())
+    assert objects(rclone_s3) == files
+    out = runner.outcomes()
+    assert "sent from the verified copy" in out[(REL, bucket_of(rclone_s3).name)]["detail"]
+
+
+def test_a_file_verified_at_every_drive_before_is_uploaded_from_a_drive_not_the_card(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA E 2, hashes known (an earlier job had a bucket too): nothing of the card is read, the
+    card may go at once, and every upload reads the SSD's verified copy, checked by BLAKE3."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 0
+    other = s3dest(
+        rclone_s3.url,
+        rclone_s3.bucket,
+        rclone_s3.access_key,
+        rclone_s3.secret_key,
+        part_size=5 * MiB,
+        prefix="other/",
+    )
+
+    def release(event: Event) -> None:
+        if event.kind == "released":
+            src.rename(tmp_path / "card.gone")
+
+    runner.hook = release
+    result = runner.bounded([src], [ssd, other], chunk_size=5 * MiB, **FAST)
+    assert result.exit_code == 0, runner.logs()
+    assert result.released
+    assert result.bytes_read == 0
+    admin = rclone_s3.admin_client()
+    for rel, data in files.items():
+        assert admin.get_object(Bucket=rclone_s3.bucket, Key=f"other/card/{rel}")["Body"].read() == data
+        assert "sent from the verified copy" in runner.outcomes()[(f"card/{rel}", other.name)]["detail"]
