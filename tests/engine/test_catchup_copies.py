@@ -3,6 +3,7 @@ when that copy is no longer what it verified (changed, truncated, gone)."""
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,15 @@ def bucket_of(rclone_s3: Any) -> Any:
     return s3dest(
         rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
     )
+
+
+def corrupt(path: Path, offset: int) -> None:
+    """Other bytes in place: the same size and mtime (bit rot, an edit in place)."""
+    st = path.stat()
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"X" * 16)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def objects(rclone_s3: Any) -> dict[str, bytes]:
@@ -101,3 +111,69 @@ def test_a_file_verified_at_every_drive_before_is_uploaded_from_a_drive_not_the_
     for rel, data in files.items():
         assert admin.get_object(Bucket=rclone_s3.bucket, Key=f"other/card/{rel}")["Body"].read() == data
         assert "sent from the verified copy" in runner.outcomes()[(f"card/{rel}", other.name)]["detail"]
+
+
+def test_a_verified_copy_found_changed_is_damaged_not_verified(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA E 1 and 9: the SSD's copy, read for the bucket, no longer holds the verified bytes: it
+    is damaged there (failed, exit 1, remembered), found at its first part that differs (not
+    sent for the server to refuse), and the bucket gets the card's bytes; a re-run writes a good
+    copy beside the damaged one."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+    corrupt(copy, 11 * MiB)  # its third part
+    bucket = bucket_of(rclone_s3)
+    result = runner.bounded([src], [ssd, bucket], chunk_size=5 * MiB, **FAST)
+    assert (result.exit_code, result.status) == (1, "failed"), runner.logs()
+    at_ssd = result.lanes[ssd.name]
+    assert (at_ssd["failed"], at_ssd["damaged"], at_ssd["skipped"]) == (1, 1, 1)
+    out = runner.outcomes()
+    row = out[(REL, ssd.name)]
+    assert row["status"] == "failed"
+    assert row["damaged"] == str(copy)
+    assert "DAMAGED" in row["error"] and "part 3 of 3" in row["error"]
+    assert out[(REL, bucket.name)]["status"] == "verified"
+    assert objects(rclone_s3) == files  # the card's bytes, never the damaged copy's
+    assert not any("BadDigest" in m or "corrupted on the way" in m for m in runner.logs())
+    assert runner.catalog.damaged_at(ssd.ident, str(copy)) is not None
+    # a re-run delivers the file to the SSD again, beside the damaged copy (kept)
+    again = runner.bounded([src], [ssd, bucket], chunk_size=5 * MiB, **FAST)
+    assert again.exit_code == 1  # done, but a damaged copy needs attention
+    assert again.status == "done"
+    good = copy.with_name("C0001 (2).MP4")
+    assert good.read_bytes() == files[BIG]
+    assert copy.read_bytes() != files[BIG]
+    assert runner.outcomes()[(REL, ssd.name)]["status"] == "verified"
+
+
+def test_a_verified_copy_gone_falls_back_to_another_and_is_named(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA E 5: the copy the upload was to read was renamed or deleted: the upload reads the other
+    verified copy (the card is not needed), and the console names the copy, not the card."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd, nas = LocalDestination(tmp_path / "ssd"), LocalDestination(tmp_path / "nas")
+    assert runner([src], [ssd, nas], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+
+    def meddle(event: Event) -> None:
+        if event.kind == "file-done" and event.data["dest"] == ssd.name and event.data["rel_path"] == REL:
+            copy.unlink()  # once castoff found it verified there (skipped), before the upload reads it
+        elif event.kind == "released":
+            src.rename(tmp_path / "card.gone")
+
+    runner.hook = meddle
+    bucket = bucket_of(rclone_s3)
+    result = runner.bounded([src], [ssd, nas, bucket], chunk_size=5 * MiB, **FAST)
+    assert result.exit_code == 0, runner.logs()
+    assert objects(rclone_s3) == files
+    said = [m for m in runner.logs() if str(copy) in m]
+    assert said and "is gone" in said[0], runner.logs()
+    assert not any("vanished" in m or "deleted while" in m for m in runner.logs())
+    detail = runner.outcomes()[(REL, bucket.name)]["detail"]
+    assert f"sent from the verified copy {tmp_path / 'nas' / 'card' / BIG}" in detail

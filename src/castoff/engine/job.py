@@ -1219,6 +1219,7 @@ class Engine:
         with the reader's ``group``, writing the parts of local streams and closing those
         streams itself (``_inline``)."""
         src = fs.src
+        copy = fs.copies[0] if not live and fs.copies and fs.copies[0].path == path else None
         for s in streams:
             with s.lane.lock:
                 s.feeding = True
@@ -1229,6 +1230,8 @@ class Engine:
         except errors.SourceError as exc:
             if live:
                 self._source_failed(fs, exc)
+            elif copy is not None:  # the copy's trouble, not the source's: the next copy, or the source
+                self._copy_failed(fs, copy, streams, exc)
             else:
                 for s in streams:
                     s.lane.fail(s, exc)
@@ -1242,12 +1245,13 @@ class Engine:
                 fs.xxh128 = xxh128
                 self.catalog.file_hashes_known(fs.file_id, xxh128=xxh128)
         else:
-            if path != src.abs_path:
-                fs.copies.clear()  # next time, from the source
+            source = (fs.digest or "?")[:16]
+            why = f"no longer matches the source's BLAKE3 (read {digest[:16]}…, source {source}…)"
+            if copy is not None:
+                self._copy_failed(fs, copy, streams, errors.SourceChanged(why))
+                return
             bad = errors.IntegrityError(
-                f"{path} no longer matches the source's BLAKE3 (read {digest[:16]}…,"
-                f" source {(fs.digest or '?')[:16]}…)",
-                hint="the copy or the source changed after it was verified",
+                f"{path} {why}", hint="the copy or the source changed after it was verified"
             )
             for s in streams:
                 s.lane.fail(s, bad)
@@ -1281,6 +1285,9 @@ class Engine:
             and all(s.lane.caps.needs_md5 for s in streams)
         )
         known_md5s = fs.part_md5s if sent_with_known_md5s else None
+        # a verified copy's parts are checked against the first read's as they are read: one that
+        # differs is that copy's damage, said at once, never sent for the server to refuse
+        check_md5s = known_md5s if not check_mtime else None
         # a catch-up read re-checks BLAKE3 (unless the server checks each part against the first)
         hasher = None if known_md5s is not None else new_blake3(src.size)
         whole_md5 = hashlib.md5(usedforsecurity=False) if (live and self.need_md5) else None
@@ -1327,6 +1334,15 @@ class Engine:
                 except BaseException:
                     budget.release(buf)
                     raise
+                if (
+                    check_md5s is not None
+                    and hashlib.md5(view, usedforsecurity=False).digest() != check_md5s[index]
+                ):
+                    budget.release(buf)
+                    raise errors.SourceChanged(
+                        f"{src.rel_path}: part {index + 1} of {fs.n_parts} no longer holds the bytes the"
+                        " source's read had there"
+                    )
                 self._hashing.update(hasher, side, view)
                 if live:
                     self.bytes_read += size
@@ -1579,6 +1595,77 @@ class Engine:
             except BaseException as exc:  # a bug must fail these streams, not stall the job
                 for s in group:
                     s.lane.fail(s, exc)
+
+    def _copy_failed(
+        self, fs: FileState, copy: VerifiedCopy, streams: list[Stream], exc: errors.SourceError
+    ) -> None:
+        """A catch-up read of the verified local copy ``copy`` failed (gone, or no longer the bytes
+        castoff verified there): that copy is named, never the source; one that changed is that
+        destination's damage (``_copy_damaged``); the streams start again from the next verified
+        copy, or the source."""
+        with self._state:
+            if copy in fs.copies:
+                fs.copies.remove(copy)
+        reason = _without_path(fs.src.rel_path, exc.message)
+        if isinstance(exc, errors.SourceVanished):
+            said = "is gone (moved, renamed or deleted since castoff verified it)"
+        else:
+            said = f"is DAMAGED or was changed: {reason}"
+            self._copy_damaged(fs, copy, reason)
+        then = f"the verified copy {nxt}" if (nxt := fs.local_copy) else f"the source {fs.src.abs_path}"
+        if isinstance(exc, errors.SourceVanished):
+            self.log(f"{copy.lane.name}: {copy.path} {said}: the uploads read {then} instead", "warning")
+        bad = errors.IntegrityError(
+            f"the verified copy it was read from, {copy.path}, {said}; read again from {then}"
+        )
+        for s in streams:
+            s.lane.fail(s, bad)
+
+    def _copy_damaged(self, fs: FileState, copy: VerifiedCopy, reason: str) -> None:
+        """``copy``, verified at its local destination, no longer holds those bytes: as ``--rehash``
+        finds it, kept and remembered as damaged (a re-run writes a good copy beside it), and the
+        file is failed there in this job (it was counted verified or skipped): never "done" with a
+        copy castoff knows is bad."""
+        lane = copy.lane
+        digest = fs.digest
+        assert digest is not None
+        size = mtime_ns = None
+        with contextlib.suppress(errors.CastoffError):
+            st = lane.dest.stat(copy.path) if lane.caps.can_stat else None
+            if st is not None:
+                size, mtime_ns = st.size, st.mtime_ns
+        if mtime_ns is not None and not TIME_MIN_NS <= mtime_ns <= TIME_MAX_NS:
+            mtime_ns = None
+        found = DamagedCopy(
+            lane.dest.ident,
+            copy.path,
+            copy.planned,
+            digest,
+            copy.verified_at,
+            size,
+            mtime_ns,
+            time.time(),
+            self.job_id,
+        )
+        self.catalog.record_damaged(found)
+        when = self._minute(copy.verified_at)
+        keep = (
+            "keep the source: the source was said to be releasable, but this copy no longer is a good one;"
+            if self._released
+            else "keep the source:"
+        )
+        error = errors.IntegrityError(
+            f"{copy.path} is DAMAGED or was changed: it no longer holds what castoff verified there"
+            f" on {when} ({reason})",
+            hint=f"kept it; {keep} a re-run of the same command writes a good copy beside it",
+        )
+        out = Outcome("failed", error=error, damaged=copy.path)
+        self._store(lane, fs, copy.path, out)
+        with lane.lock:  # no longer verified (or skipped) there: ``_tell`` counts it failed
+            counts = lane.stats
+            counts.files_done -= 1
+            setattr(counts, copy.status, getattr(counts, copy.status) - 1)
+        self._tell(lane, fs, copy.path, out)
 
     # -- inside a lane: one part, and the end of a stream -------------------------------------
 
