@@ -177,3 +177,37 @@ def test_a_verified_copy_gone_falls_back_to_another_and_is_named(
     assert not any("vanished" in m or "deleted while" in m for m in runner.logs())
     detail = runner.outcomes()[(REL, bucket.name)]["detail"]
     assert f"sent from the verified copy {tmp_path / 'nas' / 'card' / BIG}" in detail
+
+
+def test_a_copy_found_damaged_is_not_sent_on_as_a_source(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA E 1: the README's recovery (copy the SSD's folder to the bucket) took the copy castoff
+    had just found damaged for a good source, sent it and called it verified."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+    corrupt(copy, 11 * MiB)
+    assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 1
+    other = s3dest(
+        rclone_s3.url,
+        rclone_s3.bucket,
+        rclone_s3.access_key,
+        rclone_s3.secret_key,
+        part_size=5 * MiB,
+        prefix="other/",
+    )
+    result = runner.bounded([tmp_path / "ssd" / "card"], [other], chunk_size=5 * MiB, **FAST)
+    assert (result.exit_code, result.status) == (1, "failed")
+    row = runner.outcomes()[(REL, other.name)]
+    assert row["status"] == "failed"
+    assert "DAMAGED" in row["error"]
+    admin = rclone_s3.admin_client()
+    keys = {
+        o["Key"] for o in admin.list_objects_v2(Bucket=rclone_s3.bucket, Prefix="other/").get("Contents", [])
+    }
+    assert f"other/card/{BIG}" not in keys
+    small = "DCIM/100CANON/IMG_0001.JPG"
+    assert admin.get_object(Bucket=rclone_s3.bucket, Key=f"other/card/{small}")["Body"].read() == files[small]

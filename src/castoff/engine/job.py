@@ -304,6 +304,9 @@ class Engine:
         self._histories = Histories()
         #: damaged copies found by earlier jobs, by (destination, planned name): a re-run that
         #: skips the file still says so (usually none: one query)
+        #: local copies found damaged, by path: not taken as a good source (a later
+        #: ``castoff copy SSD_FOLDER --to bucket``), unless changed since (put right)
+        self._damaged_sources = {c.target: c for c in catalog.damaged_copies(None) if os.path.isabs(c.target)}
         self._known_damaged = {
             (c.dest_ident, c.planned): c for c in catalog.damaged_copies([ln.dest.ident for ln in self.lanes])
         }
@@ -876,21 +879,40 @@ class Engine:
         failure at every destination, not a skip, so that no destination counts as complete and
         the source is never said to be safe to release."""
         kind = UNREAD_CODES[item.code]
-        exc = kind(f"{item.rel_path}: {item.reason}")
+        self._not_read(item.abs_path, item.rel_path, kind(f"{item.rel_path}: {item.reason}"))
+
+    def _not_read(self, abs_path: str, rel_path: str, exc: errors.SourceError) -> None:
+        """``_unread``: a file that fails at every destination, never read."""
         file_id = self.catalog.add_file(  # its size and mtime unknown (null in the reports)
-            self.job_id, rel_path=item.rel_path, abs_path=item.abs_path, size=None, mtime_ns=None
+            self.job_id, rel_path=rel_path, abs_path=abs_path, size=None, mtime_ns=None
         )
         self.catalog.file_failed(file_id, error=str(exc), code=exc.code)
         self.log(str(exc), "error")
         self.files += 1
-        src = SourceFile(item.abs_path, item.rel_path, size=0, mtime_ns=0, atime_ns=0, dev=0, ino=0)
+        src = SourceFile(abs_path, rel_path, size=0, mtime_ns=0, atime_ns=0, dev=0, ino=0)
         fs = FileState(src=src, file_id=file_id, part_size=0, n_parts=0, status="failed", error=exc)
         fs.read_done = True
         for lane in self.lanes:
             lane.stats.files_total += 1
-            self._record(lane, fs, item.rel_path, Outcome("failed", error=exc))
+            self._record(lane, fs, rel_path, Outcome("failed", error=exc))
+
+    def _damaged_source(self, src: SourceFile) -> bool:
+        """``src`` is a copy castoff found damaged, as it was found: failed, never sent on as good."""
+        copy = self._damaged_sources.get(src.abs_path)
+        if copy is None or (copy.size, copy.mtime_ns) != (src.size, src.mtime_ns):
+            return False
+        exc = errors.SourceChanged(
+            f"{src.rel_path}: castoff found this copy DAMAGED on {self._minute(copy.found_at)}: it no"
+            f" longer holds what castoff verified there on {self._minute(copy.verified_at)}; not copied",
+            hint="copy the file from the card or another verified copy instead; once the good bytes are"
+            " back in its place, a re-run of the job that copied it there reads it back and clears this",
+        )
+        self._not_read(src.abs_path, src.rel_path, exc)
+        return True
 
     def _one_file(self, src: SourceFile, group: WriteGroup) -> None:
+        if self._damaged_sources and self._damaged_source(src):
+            return
         # The file, its plan and every "already there" outcome in one transaction (the group's,
         # shared with the files before it): a re-run of a verified job is mostly this.
         planner = self.options.planner
