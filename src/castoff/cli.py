@@ -1070,11 +1070,21 @@ def _damaged_text(damaged: int, *, delivered: bool, where: str) -> str:
     """What the user must do about damaged copies (named one by one above and in the report),
     and, when every file is verified everywhere, that the source may still go."""
     files = "1 file has" if damaged == 1 else f"{damaged} files have"
-    text = (
+    found = (
         f"Attention: {files} a DAMAGED copy at a destination, one castoff verified earlier that no"
-        f" longer holds those bytes ({where}). It was kept, and a good copy"
-        " verified beside it: compare them, then replace the damaged one."
+        f" longer holds those bytes ({where})."
     )
+    if delivered:
+        text = (
+            f"{found} It was kept, and a good copy verified beside it: compare them, then replace"
+            " the damaged one."
+        )
+    else:  # a copy the job's own upload found damaged has no good one beside it yet: the file failed there
+        text = (
+            f"{found} It was kept; where a good copy is verified beside it, compare them, then replace"
+            " the damaged one; where the file failed there, keep the source and re-run the same"
+            " command: it writes a good copy beside the damaged one."
+        )
     if delivered:
         text += " Every file is verified at every destination: the source can be released."
     return text
