@@ -815,10 +815,11 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     mhl_written: list[list[MhlOutcome]] = []  # once written, at release
 
     def at_release() -> None:
-        """The local destinations' ASC MHL (and the card's, with --mhl-source) as soon as the card can
-        be ejected: a job that dies while its uploads go on leaves the drives with their history."""
-        if any(not d.caps.is_local for d in dests):  # else the job ends now: written there, as ever
-            mhl_written.append(write_mhl(catalog, job_id, dests, sources, finish_options))
+        """The local destinations' ASC MHL (and the card's, with --mhl-source) once every local
+        copy is verified, before the job says the card can be ejected: the card's needs the card,
+        and a job that dies after the word (or while its uploads go on) leaves the drives with
+        their history."""
+        mhl_written.append(write_mhl(catalog, job_id, dests, sources, finish_options))
 
     engine = Engine(
         catalog,

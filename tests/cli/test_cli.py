@@ -665,3 +665,26 @@ def test_jobs_show_of_a_killed_job_counts_the_files_it_never_took_somewhere(
     said = f"{bucket}: {plural(n - reached[bucket], 'file')} of this job never got there"
     said += f": the job ended before {they} did"
     assert said in " ".join(shown.stdout.split()), shown.stdout
+
+
+def test_at_released_the_card_and_the_drive_have_their_ascmhl_history(tmp_path: Path) -> None:
+    """QA: with --mhl-source, a card unmounted as soon as the ``released`` event came had no
+    ascmhl/ (its generation was written after the word, or never: the job-end event then said no
+    problem, exit 0), and a job SIGKILLed at the word left no ascmhl/ on the drive. Both are
+    written before castoff says the card can be released."""
+    src = tmp_path / "card"
+    for i in range(300):
+        write(src / "DCIM" / f"IMG_{i:04}.JPG", os.urandom(2000))
+    ssd = tmp_path / "ssd"
+    state = tmp_path / "state"
+    argv = [*CASTOFF, "--state-dir", str(state), "copy", str(src), "--to", str(ssd), "--json", "--mhl-source"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "released":
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    for root in (src, ssd):
+        assert [p.name for p in (root / "ascmhl").glob("0001_*.mhl")], root
+        assert (root / "ascmhl" / "ascmhl_chain.xml").is_file(), root
