@@ -897,6 +897,18 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 },
             )
         )
+        # the person's side on stderr (``--json > events.jsonl 2> offload.log``): how it ended,
+        # where the report is and what could not be written (the warnings and errors said as they came)
+        console.print(
+            f"job {job_id}: {result.status} (exit code {result.exit_code}), {plural(result.files, 'file')},"
+            f" {format_bytes(result.bytes)} in {elapsed:.1f}s",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
+        for text in finished.problems:
+            console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
     elif args.quiet:
         for text in finished.problems:
             console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
