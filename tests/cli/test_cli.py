@@ -688,3 +688,41 @@ def test_at_released_the_card_and_the_drive_have_their_ascmhl_history(tmp_path: 
     for root in (src, ssd):
         assert [p.name for p in (root / "ascmhl").glob("0001_*.mhl")], root
         assert (root / "ascmhl" / "ascmhl_chain.xml").is_file(), root
+
+
+def test_file_read_is_said_once_a_file_and_a_catch_up_read_is_its_own_event(
+    tmp_path: Path, rclone_s3: Any
+) -> None:
+    """QA: ``file-read`` came twice for a multipart file sent to a bucket beside a drive (the
+    second was the catch-up's read of the verified copy), where docs/json-events.md says once.
+    The one read of the source is ``file-read``; a catch-up's read is ``file-reread``, which names
+    what it read."""
+    src = tmp_path / "card"
+    write(src / "CLIP" / "C0001.MP4", os.urandom(20 * 1024 * 1024))
+    write(src / "DCIM" / "IMG_0001.JPG", os.urandom(100_000))
+    url = (
+        f"s3://{rclone_s3.bucket}/once/?endpoint={rclone_s3.url}&region=us-east-1&addressing=path"
+        "&provider=rclone"
+    )
+    keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
+    ssd = tmp_path / "ssd"
+    argv = ["copy", str(src), "--to", str(ssd), "--to", url, "--json", "--chunk-size", "8M"]
+    r = subprocess.run(
+        [*CASTOFF, "--state-dir", str(tmp_path / "state"), *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **keys},
+        timeout=300,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    read = sorted(e["rel_path"] for e in events if e["event"] == "file-read")
+    assert read == ["card/CLIP/C0001.MP4", "card/DCIM/IMG_0001.JPG"]
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "json-events.md").read_text()
+    reread = [e for e in events if e["event"] == "file-reread"]
+    assert "card/CLIP/C0001.MP4" in [e["rel_path"] for e in reread]
+    for e in reread:
+        if e["event"] == "file-reread":
+            assert e["path"] in (str(ssd / e["rel_path"]), str(src.parent / e["rel_path"])), e
+            assert "| `file-reread` |" in doc and "`path`" in doc

@@ -1249,7 +1249,10 @@ class Engine:
         ]
         if live:
             self._read_finished(fs)
-        self.emit("file-read", rel_path=src.rel_path, size=src.size)
+        if live:  # the one read of the source
+            self.emit("file-read", rel_path=src.rel_path, size=src.size)
+        else:  # a catch-up's read, for the destinations that could not take the first one
+            self.emit("file-reread", rel_path=src.rel_path, size=src.size, path=path)
         for s in mine:
             s.lane.close_one(s)
 
