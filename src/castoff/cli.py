@@ -578,11 +578,20 @@ def check_spelled_as_before(catalog: Catalog, dests: Sequence[Destination]) -> N
             )
 
 
-def memory_budget(given: str | None, chunk: int, *, bucket: bool) -> int:
-    """``--memory`` as given (checked before), or the default, smaller when a bucket is among the
-    destinations."""
+def memory_budget(given: str | None, chunk: int, *, bucket: bool, default_chunk: bool = False) -> int:
+    """``--memory`` as given (checked before against a given ``--chunk-size``; here, with
+    ``default_chunk``, against the default one as the destinations' part sizes left it), or the
+    default, smaller when a bucket is among the destinations."""
     if given is not None:
-        return parse_size(given, what="--memory")
+        memory = parse_size(given, what="--memory")
+        if default_chunk and memory < 2 * chunk:
+            raise errors.UsageError(
+                f"--memory {given} is too small for the chunk size, {format_bytes(chunk)}: the default"
+                " (--chunk-size was not given), and a memory budget holds at least two chunks",
+                hint=f"give --memory {-(-2 * chunk // MiB)}M or more, or a smaller --chunk-size"
+                f" (at most half of --memory, e.g. --chunk-size {max(memory // 2 // MiB, 1)}M)",
+            )
+        return memory
     memory = DEFAULT_MEMORY
     if bucket:
         memory -= BUCKET_CLIENT_ROOM
@@ -670,9 +679,12 @@ def check_options(args: argparse.Namespace) -> tuple[Planner, int]:
     chunk = parse_size(args.chunk_size or DEFAULT_CHUNK, what="--chunk-size")
     if chunk < 64 * 1024 or chunk > 1024 * MiB:
         raise errors.UsageError("--chunk-size must be between 64K and 1G")
-    if args.memory is not None and parse_size(args.memory, what="--memory") < 2 * chunk:
+    memory = None if args.memory is None else parse_size(args.memory, what="--memory")
+    # (without --chunk-size, the default chunk is checked once the destinations' part sizes,
+    # which can lower it, are known: memory_budget)
+    if memory is not None and args.chunk_size is not None and memory < 2 * chunk:
         raise errors.UsageError(
-            f"--memory {args.memory} is too small for --chunk-size {args.chunk_size or DEFAULT_CHUNK}",
+            f"--memory {args.memory} is too small for --chunk-size {args.chunk_size}",
             hint="give at least two chunks",
         )
     if args.part_size:
@@ -704,7 +716,12 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     dests_from = resolver(args)
     dests: list[Destination] = [dests_from.open(spec, s3_defaults=defaults) for spec in args.to]
     chunk = chunk_for_parts(chunk, given=args.chunk_size is not None, dests=dests, console=console)
-    memory = memory_budget(args.memory, chunk, bucket=any(not d.caps.is_local for d in dests))
+    memory = memory_budget(
+        args.memory,
+        chunk,
+        bucket=any(not d.caps.is_local for d in dests),
+        default_chunk=args.chunk_size is None,
+    )
     check_distinct(dests)
     tell_apart(dests)
     for d in dests:  # credentials are configuration: missing ones stop the job before any write
