@@ -1208,6 +1208,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 damaged += 1
                 status.append(" + damaged copy", style="bold red")
                 where.append(f"\nDAMAGED copy kept: {printable(d['damaged'])}", style="bold red")
+            if d.get("detail"):  # as the JSON and HTML reports say it (sent from the verified copy, ...)
+                where.append(f"\n{printable(d['detail'])}", style="dim")
             table.add_row(
                 Text(printable(f["path"])),
                 format_bytes(f["size"]),

@@ -726,3 +726,26 @@ def test_file_read_is_said_once_a_file_and_a_catch_up_read_is_its_own_event(
         if e["event"] == "file-reread":
             assert e["path"] in (str(ssd / e["rel_path"]), str(src.parent / e["rel_path"])), e
             assert "| `file-reread` |" in doc and "`path`" in doc
+
+
+def test_jobs_show_says_what_the_reports_say_of_an_outcome(tmp_path: Path, rclone_s3: Any) -> None:
+    """QA: ``castoff jobs show`` (text) left out an outcome's detail, "sent from the verified copy
+    …", which the JSON and HTML reports give."""
+    src = tmp_path / "card"
+    write(src / "CLIP" / "C0001.MP4", os.urandom(20 * 1024 * 1024))
+    url = (
+        f"s3://{rclone_s3.bucket}/detail/?endpoint={rclone_s3.url}&region=us-east-1&addressing=path"
+        "&provider=rclone"
+    )
+    keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
+    state = tmp_path / "state"
+    r = run("copy", str(src), "--to", str(tmp_path / "ssd"), "--to", url, "--json", state=state, env=keys)
+    assert r.returncode == 0, r.stderr
+    job_id = json.loads(r.stdout.splitlines()[-1])["job_id"]
+    rep = json.loads(run("jobs", "show", job_id, "--json", state=state).stdout)
+    details = [d["detail"] for f in rep["files"] for d in f["destinations"] if d["detail"]]
+    assert any(t.startswith("sent from the verified copy") for t in details), details
+    shown = run("jobs", "show", job_id, state=state, env={"COLUMNS": "400"})
+    assert shown.returncode == 0, shown.stderr
+    for text in details:
+        assert text in shown.stdout, shown.stdout
