@@ -696,6 +696,31 @@ def check_options(args: argparse.Namespace) -> tuple[Planner, int]:
     return planner, chunk
 
 
+def _gone_after_release(args: argparse.Namespace) -> None:
+    """A source that is not there, whose last job was released with a bucket left short: said so,
+    with what finishes that job from the verified local copy (``commands/gone.py``); else nothing,
+    and ``check_sources`` says the source does not exist."""
+    missing = [s for s in args.sources if s and not os.path.lexists(os.path.abspath(s))]
+    path = state_dir(args.state_dir) / "catalog.sqlite"
+    if not missing or not path.is_file():
+        return
+    from castoff.commands.gone import released_and_gone
+
+    try:
+        catalog = Catalog(path, read_only=True)
+    except errors.CastoffError:
+        return
+    try:
+        for given in missing:
+            said = released_and_gone(catalog, os.path.abspath(given), given)
+            if said is not None:
+                raise said
+    except (errors.CatalogError, sqlite3.Error):
+        return
+    finally:
+        catalog.close()
+
+
 def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
@@ -709,6 +734,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     console = Console(stderr=True)
     ErrorEvent.mark(args.json)  # (castoff run: a workflow's saved json)
     planner, chunk = check_options(args)
+    _gone_after_release(args)
     sources = check_sources(args.sources, by_name="card" in planner.options.template.tokens)
     defaults = s3_defaults(args)
     if args.on_conflict == "overwrite":

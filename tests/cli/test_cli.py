@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import time
@@ -749,3 +750,53 @@ def test_jobs_show_says_what_the_reports_say_of_an_outcome(tmp_path: Path, rclon
     assert shown.returncode == 0, shown.stderr
     for text in details:
         assert text in shown.stdout, shown.stdout
+
+
+@pytest.mark.parametrize("layout", [[], ["--layout", "device"]], ids=["card-folder", "device"])
+def test_a_card_gone_after_release_is_said_with_the_command_that_finishes_from_the_verified_copy(
+    tmp_path: Path, rclone_s3: Any, layout: list[str]
+) -> None:
+    """QA: after a job was released and stopped before its uploads were done, the same command
+    with the card gone said only "source … does not exist / is the card mounted?". It says the job
+    was released and gives the command that finishes from the verified local copy, which puts the
+    files at the job's keys (with --layout device too: the drive's folders, as they are)."""
+    n = 20
+    src = tmp_path / "card"
+    for i in range(n):
+        write(src / "DCIM" / f"IMG_{i:04}.JPG", os.urandom(100_000))
+    state = tmp_path / "state"
+    url = (
+        f"s3://{rclone_s3.bucket}/gone{len(layout)}/?endpoint={rclone_s3.url}&region=us-east-1"
+        "&addressing=path&provider=rclone"
+    )
+    keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
+    ssd = tmp_path / "ssd"
+    argv = ["copy", str(src), "--to", str(ssd), "--to", url, *layout]
+    proc = subprocess.Popen(
+        [*CASTOFF, "--state-dir", str(state), *argv, "--json", "--bwlimit", "200K"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **keys},
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "released":
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    src.rename(tmp_path / "ejected")
+    r = run(*argv, state=state, env=keys)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2, said
+    assert "every local destination verified all of its files (the card could be released)" in said
+    assert "Traceback" not in said
+    command = said.split("finish from the verified copy at ")[1].split(": ", 1)[1].split(" (the drive's")[0]
+    assert command.startswith("castoff copy ")
+    r = run(*shlex.split(command)[1:], state=state, env=keys)
+    assert r.returncode == 0, r.stderr
+    admin = rclone_s3.admin_client()
+    listed = admin.list_objects_v2(Bucket=rclone_s3.bucket, Prefix=f"gone{len(layout)}/")
+    got = sorted(o["Key"].split("/", 1)[1] for o in listed.get("Contents", []))
+    local = sorted(str(p.relative_to(ssd)) for p in ssd.rglob("*.JPG"))
+    assert got == local and len(got) == n
