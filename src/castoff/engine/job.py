@@ -1173,7 +1173,7 @@ class Engine:
             stream.resumed_parts = len(row.parts)
             stream.resumed_bytes = sum(p.size for p in row.parts)
             lane.stats.bytes_resumed += stream.resumed_bytes  # not to send: off the progress bar's total
-            stream.notes.append(f"resume: upload had {len(row.parts)} parts from job {row.job_id}")
+            stream.notes.append(f"resume: upload had {plural(len(row.parts), 'part')} from job {row.job_id}")
             return
         self.log(
             f"{stream.lane.name}: {stream.target}: source changed since the unfinished"
@@ -1771,7 +1771,8 @@ class Engine:
                     where = (
                         f"continuing at part {stream.resumed_parts + 1}/{fs.n_parts}"
                         if stream.resumed_parts < fs.n_parts
-                        else f"all {fs.n_parts} parts were sent; completing it"
+                        else f"{'the one part was' if fs.n_parts == 1 else f'all {fs.n_parts} parts were'}"
+                        " sent; completing it"
                     )
                     self.log(f"resume: {lane.name}: {stream.target}: {where}")
             return stream.upload
