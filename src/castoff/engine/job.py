@@ -317,6 +317,8 @@ class Engine:
         self._released = False
         self._on_released = on_released
         self._release_due = False  # released, and on_released not called yet
+        #: the ``released`` event's fields, said once on_released has run (``_call_on_released``)
+        self._release_said: dict[str, int] = {}
         self._catchup_busy = False  # the catch-up thread is feeding a group
         self._open: set[Stream] = set()
         #: files the reader landed whose folders are not yet synced (``_sync_landed``)
@@ -455,13 +457,21 @@ class Engine:
         if not self._release_due:
             return
         self._release_due = False
-        if self._on_released is None:
-            return
-        try:
-            self._on_released()
-        except Exception as exc:
-            text = "".join(traceback.format_exception(exc))
-            self.log(f"internal error once the source could be released:\n{text}", "error")
+        if self._on_released is not None:
+            try:
+                self._on_released()
+            except Exception as exc:
+                text = "".join(traceback.format_exception(exc))
+                self.log(f"internal error once the source could be released:\n{text}", "error")
+        said = self._release_said
+        if said["remaining_streams"]:
+            self.catalog.log(
+                self.job_id,
+                "info",
+                "every local destination is verified: the source can be released;"
+                " the remaining uploads read from the verified local copies",
+            )
+        self.emit("released", **said)
 
     def _nothing_moves_locked(self) -> bool:
         """Under ``_state``: no read, no catch-up under way or ready, no lane with work queued,
@@ -1203,7 +1213,7 @@ class Engine:
             stream.resumed_parts = len(row.parts)
             stream.resumed_bytes = sum(p.size for p in row.parts)
             lane.stats.bytes_resumed += stream.resumed_bytes  # not to send: off the progress bar's total
-            stream.notes.append(f"resume: upload had {len(row.parts)} parts from job {row.job_id}")
+            stream.notes.append(f"resume: upload had {plural(len(row.parts), 'part')} from job {row.job_id}")
             return
         self.log(
             f"{stream.lane.name}: {stream.target}: source changed since the unfinished"
@@ -1283,7 +1293,10 @@ class Engine:
         ]
         if live:
             self._read_finished(fs)
-        self.emit("file-read", rel_path=src.rel_path, size=src.size)
+        if live:  # the one read of the source
+            self.emit("file-read", rel_path=src.rel_path, size=src.size)
+        else:  # a catch-up's read, for the destinations that could not take the first one
+            self.emit("file-reread", rel_path=src.rel_path, size=src.size, path=path)
         for s in mine:
             s.lane.close_one(s)
 
@@ -1885,7 +1898,8 @@ class Engine:
                     where = (
                         f"continuing at part {stream.resumed_parts + 1}/{fs.n_parts}"
                         if stream.resumed_parts < fs.n_parts
-                        else f"all {fs.n_parts} parts were sent; completing it"
+                        else f"{'the one part was' if fs.n_parts == 1 else f'all {fs.n_parts} parts were'}"
+                        " sent; completing it"
                     )
                     self.log(f"resume: {lane.name}: {stream.target}: {where}")
             return stream.upload
@@ -2860,22 +2874,18 @@ class Engine:
             st = ln.stats
             if st.failed or st.incomplete or st.files_done < st.files_total:
                 return
-        if (
+        uploads_left = (
             any(g for g in self._catchup if any(not s.lane.caps.is_local for s in g))
             or any(ln.queued_bytes for ln in self.lanes if not ln.caps.is_local)
             or self._open_streams > 0
-        ):
-            self._released = self._release_due = True
-            self.catalog.log(
-                self.job_id,
-                "info",
-                "every local destination is verified: the source can be released;"
-                " the remaining uploads read from the verified local copies",
-            )
-            self.emit("released", remaining_streams=self._open_streams, damaged=self._damaged_locally())
-            return
+        )
+        # said by _call_on_released, once on_released has written what needs the source (its
+        # ASC MHL generation with --mhl-source) and what a job killed after the word must leave
+        self._release_said = {
+            "remaining_streams": self._open_streams if uploads_left else 0,
+            "damaged": self._damaged_locally(),
+        }
         self._released = self._release_due = True
-        self.emit("released", remaining_streams=0, damaged=self._damaged_locally())
 
     def _damaged_locally(self) -> int:
         """Files whose earlier copy at a local destination is damaged (each has a good one too)."""
