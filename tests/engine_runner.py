@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,9 @@ class Runner:
     def __init__(self, state: Path) -> None:
         self.catalog = Catalog(state / "catalog.sqlite")
         self.events: list[Event] = []
+        #: called with each event as the engine emits it, in the emitting thread (a test's hand
+        #: on the files at a known point of the job)
+        self.hook: Callable[[Event], None] | None = None
 
     def __call__(self, sources: Sequence[Path], dests: Sequence[Destination], **opts: Any) -> JobResult:
         job_id = new_job_id()
@@ -52,11 +55,16 @@ class Runner:
             options={},
             pid=os.getpid(),
         )
-        engine = Engine(self.catalog, job_id, dests, JobOptions(**opts), sink=self.events.append)
+        engine = Engine(self.catalog, job_id, dests, JobOptions(**opts), sink=self._sink)
         self.engine = engine
         result = engine.run([str(s) for s in sources])
         self.catalog.end_job(job_id, status=result.status, exit_code=result.exit_code)
         return result
+
+    def _sink(self, event: Event) -> None:
+        self.events.append(event)
+        if self.hook is not None:
+            self.hook(event)
 
     def bounded(
         self, sources: Sequence[Path], dests: Sequence[Destination], *, timeout: float = 120.0, **opts: Any

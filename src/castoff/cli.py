@@ -578,11 +578,20 @@ def check_spelled_as_before(catalog: Catalog, dests: Sequence[Destination]) -> N
             )
 
 
-def memory_budget(given: str | None, chunk: int, *, bucket: bool) -> int:
-    """``--memory`` as given (checked before), or the default, smaller when a bucket is among the
-    destinations."""
+def memory_budget(given: str | None, chunk: int, *, bucket: bool, default_chunk: bool = False) -> int:
+    """``--memory`` as given (checked before against a given ``--chunk-size``; here, with
+    ``default_chunk``, against the default one as the destinations' part sizes left it), or the
+    default, smaller when a bucket is among the destinations."""
     if given is not None:
-        return parse_size(given, what="--memory")
+        memory = parse_size(given, what="--memory")
+        if default_chunk and memory < 2 * chunk:
+            raise errors.UsageError(
+                f"--memory {given} is too small for the chunk size, {format_bytes(chunk)}: the default"
+                " (--chunk-size was not given), and a memory budget holds at least two chunks",
+                hint=f"give --memory {-(-2 * chunk // MiB)}M or more, or a smaller --chunk-size"
+                f" (at most half of --memory, e.g. --chunk-size {max(memory // 2 // MiB, 1)}M)",
+            )
+        return memory
     memory = DEFAULT_MEMORY
     if bucket:
         memory -= BUCKET_CLIENT_ROOM
@@ -670,9 +679,12 @@ def check_options(args: argparse.Namespace) -> tuple[Planner, int]:
     chunk = parse_size(args.chunk_size or DEFAULT_CHUNK, what="--chunk-size")
     if chunk < 64 * 1024 or chunk > 1024 * MiB:
         raise errors.UsageError("--chunk-size must be between 64K and 1G")
-    if args.memory is not None and parse_size(args.memory, what="--memory") < 2 * chunk:
+    memory = None if args.memory is None else parse_size(args.memory, what="--memory")
+    # (without --chunk-size, the default chunk is checked once the destinations' part sizes,
+    # which can lower it, are known: memory_budget)
+    if memory is not None and args.chunk_size is not None and memory < 2 * chunk:
         raise errors.UsageError(
-            f"--memory {args.memory} is too small for --chunk-size {args.chunk_size or DEFAULT_CHUNK}",
+            f"--memory {args.memory} is too small for --chunk-size {args.chunk_size}",
             hint="give at least two chunks",
         )
     if args.part_size:
@@ -682,6 +694,31 @@ def check_options(args: argparse.Namespace) -> tuple[Planner, int]:
 
         parse_rate(args.bwlimit)
     return planner, chunk
+
+
+def _gone_after_release(args: argparse.Namespace) -> None:
+    """A source that is not there, whose last job was released with a bucket left short: said so,
+    with what finishes that job from the verified local copy (``commands/gone.py``); else nothing,
+    and ``check_sources`` says the source does not exist."""
+    missing = [s for s in args.sources if s and not os.path.lexists(os.path.abspath(s))]
+    path = state_dir(args.state_dir) / "catalog.sqlite"
+    if not missing or not path.is_file():
+        return
+    from castoff.commands.gone import released_and_gone
+
+    try:
+        catalog = Catalog(path, read_only=True)
+    except errors.CastoffError:
+        return
+    try:
+        for given in missing:
+            said = released_and_gone(catalog, os.path.abspath(given), given)
+            if said is not None:
+                raise said
+    except (errors.CatalogError, sqlite3.Error):
+        return
+    finally:
+        catalog.close()
 
 
 def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -697,6 +734,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     console = Console(stderr=True)
     ErrorEvent.mark(args.json)  # (castoff run: a workflow's saved json)
     planner, chunk = check_options(args)
+    _gone_after_release(args)
     sources = check_sources(args.sources, by_name="card" in planner.options.template.tokens)
     defaults = s3_defaults(args)
     if args.on_conflict == "overwrite":
@@ -704,7 +742,12 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     dests_from = resolver(args)
     dests: list[Destination] = [dests_from.open(spec, s3_defaults=defaults) for spec in args.to]
     chunk = chunk_for_parts(chunk, given=args.chunk_size is not None, dests=dests, console=console)
-    memory = memory_budget(args.memory, chunk, bucket=any(not d.caps.is_local for d in dests))
+    memory = memory_budget(
+        args.memory,
+        chunk,
+        bucket=any(not d.caps.is_local for d in dests),
+        default_chunk=args.chunk_size is None,
+    )
     check_distinct(dests)
     tell_apart(dests)
     for d in dests:  # credentials are configuration: missing ones stop the job before any write
@@ -815,10 +858,11 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     mhl_written: list[list[MhlOutcome]] = []  # once written, at release
 
     def at_release() -> None:
-        """The local destinations' ASC MHL (and the card's, with --mhl-source) as soon as the card can
-        be ejected: a job that dies while its uploads go on leaves the drives with their history."""
-        if any(not d.caps.is_local for d in dests):  # else the job ends now: written there, as ever
-            mhl_written.append(write_mhl(catalog, job_id, dests, sources, finish_options))
+        """The local destinations' ASC MHL (and the card's, with --mhl-source) once every local
+        copy is verified, before the job says the card can be ejected: the card's needs the card,
+        and a job that dies after the word (or while its uploads go on) leaves the drives with
+        their history."""
+        mhl_written.append(write_mhl(catalog, job_id, dests, sources, finish_options))
 
     engine = Engine(
         catalog,
@@ -896,6 +940,18 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 },
             )
         )
+        # the person's side on stderr (``--json > events.jsonl 2> offload.log``): how it ended,
+        # where the report is and what could not be written (the warnings and errors said as they came)
+        console.print(
+            f"job {job_id}: {result.status} (exit code {result.exit_code}), {plural(result.files, 'file')},"
+            f" {format_bytes(result.bytes)} in {elapsed:.1f}s",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
+        for text in finished.problems:
+            console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
     elif args.quiet:
         for text in finished.problems:
             console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
@@ -1070,11 +1126,21 @@ def _damaged_text(damaged: int, *, delivered: bool, where: str) -> str:
     """What the user must do about damaged copies (named one by one above and in the report),
     and, when every file is verified everywhere, that the source may still go."""
     files = "1 file has" if damaged == 1 else f"{damaged} files have"
-    text = (
+    found = (
         f"Attention: {files} a DAMAGED copy at a destination, one castoff verified earlier that no"
-        f" longer holds those bytes ({where}). It was kept, and a good copy"
-        " verified beside it: compare them, then replace the damaged one."
+        f" longer holds those bytes ({where})."
     )
+    if delivered:
+        text = (
+            f"{found} It was kept, and a good copy verified beside it: compare them, then replace"
+            " the damaged one."
+        )
+    else:  # a copy the job's own upload found damaged has no good one beside it yet: the file failed there
+        text = (
+            f"{found} It was kept; where a good copy is verified beside it, compare them, then replace"
+            " the damaged one; where the file failed there, keep the source and re-run the same"
+            " command: it writes a good copy beside the damaged one."
+        )
     if delivered:
         text += " Every file is verified at every destination: the source can be released."
     return text
@@ -1178,6 +1244,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 damaged += 1
                 status.append(" + damaged copy", style="bold red")
                 where.append(f"\nDAMAGED copy kept: {printable(d['damaged'])}", style="bold red")
+            if d.get("detail"):  # as the JSON and HTML reports say it (sent from the verified copy, ...)
+                where.append(f"\n{printable(d['detail'])}", style="dim")
             table.add_row(
                 Text(printable(f["path"])),
                 format_bytes(f["size"]),

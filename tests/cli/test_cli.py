@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import time
@@ -665,3 +666,137 @@ def test_jobs_show_of_a_killed_job_counts_the_files_it_never_took_somewhere(
     said = f"{bucket}: {plural(n - reached[bucket], 'file')} of this job never got there"
     said += f": the job ended before {they} did"
     assert said in " ".join(shown.stdout.split()), shown.stdout
+
+
+def test_at_released_the_card_and_the_drive_have_their_ascmhl_history(tmp_path: Path) -> None:
+    """QA: with --mhl-source, a card unmounted as soon as the ``released`` event came had no
+    ascmhl/ (its generation was written after the word, or never: the job-end event then said no
+    problem, exit 0), and a job SIGKILLed at the word left no ascmhl/ on the drive. Both are
+    written before castoff says the card can be released."""
+    src = tmp_path / "card"
+    for i in range(300):
+        write(src / "DCIM" / f"IMG_{i:04}.JPG", os.urandom(2000))
+    ssd = tmp_path / "ssd"
+    state = tmp_path / "state"
+    argv = [*CASTOFF, "--state-dir", str(state), "copy", str(src), "--to", str(ssd), "--json", "--mhl-source"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "released":
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    for root in (src, ssd):
+        assert [p.name for p in (root / "ascmhl").glob("0001_*.mhl")], root
+        assert (root / "ascmhl" / "ascmhl_chain.xml").is_file(), root
+
+
+def test_file_read_is_said_once_a_file_and_a_catch_up_read_is_its_own_event(
+    tmp_path: Path, rclone_s3: Any
+) -> None:
+    """QA: ``file-read`` came twice for a multipart file sent to a bucket beside a drive (the
+    second was the catch-up's read of the verified copy), where docs/json-events.md says once.
+    The one read of the source is ``file-read``; a catch-up's read is ``file-reread``, which names
+    what it read."""
+    src = tmp_path / "card"
+    write(src / "CLIP" / "C0001.MP4", os.urandom(20 * 1024 * 1024))
+    write(src / "DCIM" / "IMG_0001.JPG", os.urandom(100_000))
+    url = (
+        f"s3://{rclone_s3.bucket}/once/?endpoint={rclone_s3.url}&region=us-east-1&addressing=path"
+        "&provider=rclone"
+    )
+    keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
+    ssd = tmp_path / "ssd"
+    argv = ["copy", str(src), "--to", str(ssd), "--to", url, "--json", "--chunk-size", "8M"]
+    r = subprocess.run(
+        [*CASTOFF, "--state-dir", str(tmp_path / "state"), *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **keys},
+        timeout=300,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    read = sorted(e["rel_path"] for e in events if e["event"] == "file-read")
+    assert read == ["card/CLIP/C0001.MP4", "card/DCIM/IMG_0001.JPG"]
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "json-events.md").read_text()
+    reread = [e for e in events if e["event"] == "file-reread"]
+    assert "card/CLIP/C0001.MP4" in [e["rel_path"] for e in reread]
+    for e in reread:
+        if e["event"] == "file-reread":
+            assert e["path"] in (str(ssd / e["rel_path"]), str(src.parent / e["rel_path"])), e
+            assert "| `file-reread` |" in doc and "`path`" in doc
+
+
+def test_jobs_show_says_what_the_reports_say_of_an_outcome(tmp_path: Path, rclone_s3: Any) -> None:
+    """QA: ``castoff jobs show`` (text) left out an outcome's detail, "sent from the verified copy
+    …", which the JSON and HTML reports give."""
+    src = tmp_path / "card"
+    write(src / "CLIP" / "C0001.MP4", os.urandom(20 * 1024 * 1024))
+    url = (
+        f"s3://{rclone_s3.bucket}/detail/?endpoint={rclone_s3.url}&region=us-east-1&addressing=path"
+        "&provider=rclone"
+    )
+    keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
+    state = tmp_path / "state"
+    r = run("copy", str(src), "--to", str(tmp_path / "ssd"), "--to", url, "--json", state=state, env=keys)
+    assert r.returncode == 0, r.stderr
+    job_id = json.loads(r.stdout.splitlines()[-1])["job_id"]
+    rep = json.loads(run("jobs", "show", job_id, "--json", state=state).stdout)
+    details = [d["detail"] for f in rep["files"] for d in f["destinations"] if d["detail"]]
+    assert any(t.startswith("sent from the verified copy") for t in details), details
+    shown = run("jobs", "show", job_id, state=state, env={"COLUMNS": "400"})
+    assert shown.returncode == 0, shown.stderr
+    for text in details:
+        assert text in shown.stdout, shown.stdout
+
+
+@pytest.mark.parametrize("layout", [[], ["--layout", "device"]], ids=["card-folder", "device"])
+def test_a_card_gone_after_release_is_said_with_the_command_that_finishes_from_the_verified_copy(
+    tmp_path: Path, rclone_s3: Any, layout: list[str]
+) -> None:
+    """QA: after a job was released and stopped before its uploads were done, the same command
+    with the card gone said only "source … does not exist / is the card mounted?". It says the job
+    was released and gives the command that finishes from the verified local copy, which puts the
+    files at the job's keys (with --layout device too: the drive's folders, as they are)."""
+    n = 20
+    src = tmp_path / "card"
+    for i in range(n):
+        write(src / "DCIM" / f"IMG_{i:04}.JPG", os.urandom(100_000))
+    state = tmp_path / "state"
+    url = (
+        f"s3://{rclone_s3.bucket}/gone{len(layout)}/?endpoint={rclone_s3.url}&region=us-east-1"
+        "&addressing=path&provider=rclone"
+    )
+    keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
+    ssd = tmp_path / "ssd"
+    argv = ["copy", str(src), "--to", str(ssd), "--to", url, *layout]
+    proc = subprocess.Popen(
+        [*CASTOFF, "--state-dir", str(state), *argv, "--json", "--bwlimit", "200K"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **keys},
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "released":
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    src.rename(tmp_path / "ejected")
+    r = run(*argv, state=state, env=keys)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2, said
+    assert "every local destination verified all of its files (the card could be released)" in said
+    assert "Traceback" not in said
+    command = said.split("finish from the verified copy at ")[1].split(": ", 1)[1].split(" (the drive's")[0]
+    assert command.startswith("castoff copy ")
+    r = run(*shlex.split(command)[1:], state=state, env=keys)
+    assert r.returncode == 0, r.stderr
+    admin = rclone_s3.admin_client()
+    listed = admin.list_objects_v2(Bucket=rclone_s3.bucket, Prefix=f"gone{len(layout)}/")
+    got = sorted(o["Key"].split("/", 1)[1] for o in listed.get("Contents", []))
+    local = sorted(str(p.relative_to(ssd)) for p in ssd.rglob("*.JPG"))
+    assert got == local and len(got) == n

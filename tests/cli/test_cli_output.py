@@ -369,3 +369,37 @@ def test_a_newline_in_a_saved_folder_does_not_split_the_list_rows(tmp_path: Path
         assert "\x1b" not in r.stdout, r.stdout
         [row] = [line for line in r.stdout.splitlines() if "@nas" in line]
         assert shown in row, r.stdout
+
+
+def test_with_json_what_went_wrong_is_also_said_as_text_on_stderr(tmp_path: Path) -> None:
+    """QA: the README says ``--json > events.jsonl 2> offload.log`` keeps both, but offload.log
+    was empty in every run, even when files failed. The warnings and errors, the card's release
+    and how the job ended are said on stderr as text too; stdout stays JSON lines alone."""
+    card = tmp_path / "card"
+    write(card / "a.jpg", b"a" * 1000)
+    (card / "loop.jpg").symlink_to("loop.jpg")
+    r = _run(
+        "copy",
+        str(card),
+        "--to",
+        str(tmp_path / "d"),
+        "--json",
+        "--follow-symlinks",
+        state=tmp_path / "state",
+    )
+    assert r.returncode == 1, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]  # nothing but JSON there
+    errors_said = [e["message"] for e in events if e["event"] == "log" and e["level"] == "error"]
+    assert errors_said
+    for message in errors_said:
+        assert f"error: {message}" in r.stderr, r.stderr
+    job = events[-1]
+    assert f"job {job['job_id']}: failed (exit code 1)" in r.stderr
+    assert f"report: {job['report']}" in r.stderr
+
+    good = tmp_path / "good"
+    write(good / "b.jpg", b"b" * 1000)
+    r = _run("copy", str(good), "--to", str(tmp_path / "d"), "--json", state=tmp_path / "state")
+    assert r.returncode == 0, r.stderr
+    assert "Source can be released: every local destination is verified." in r.stderr
+    assert all(json.loads(line) for line in r.stdout.splitlines())

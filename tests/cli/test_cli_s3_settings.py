@@ -249,3 +249,24 @@ def test_a_saved_bucket_holds_bwlimit_and_conditional_as_dest_add_takes_them(
         "dest", "add", "usb", "local", str(tmp_path / "usb"), "--conditional", "on", "--bwlimit", "1M"
     )
     refused(r, "--conditional, --bwlimit are bucket settings")
+
+
+def test_memory_is_checked_against_the_chunk_size_the_job_uses_and_says_where_it_comes_from(
+    tmp_path: Path, card: Path, rclone_s3: RcloneBucket
+) -> None:
+    """QA: ``--memory 16M`` to a bucket of 8 MiB parts was refused as "too small for --chunk-size
+    16M" with no --chunk-size given: the default chunk, which that bucket's part size lowers to
+    8 MiB. It is checked against the chunk the job uses; refused, it says it is the default."""
+    castoff = Castoff(
+        tmp_path / "user",
+        env={"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key},
+    )
+    url = f"s3://{rclone_s3.bucket}/mem/?endpoint={rclone_s3.url}&provider=rclone&part_size=8MiB"
+    r = castoff("copy", str(card), "--to", url, "--memory", "16M")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = castoff("copy", str(card), "--to", str(tmp_path / "ssd"), "--memory", "16M")
+    said = " ".join(refused(r, "--memory 16M is too small for the chunk size, 16.0 MiB").split())
+    assert "the default (--chunk-size was not given)" in said, said
+    assert "give --memory 32M or more, or a smaller --chunk-size" in said and "--chunk-size 8M" in said, said
+    r = castoff("copy", str(card), "--to", str(tmp_path / "ssd"), "--memory", "16M", "--chunk-size", "8M")
+    assert r.returncode == 0, r.stdout + r.stderr

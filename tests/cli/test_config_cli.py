@@ -300,7 +300,10 @@ def test_names_with_brackets_are_printed_as_they_are(castoff: Castoff, tmp_path:
         (["--layout", "date", "--template", "{name}"], "give --layout or --template, not both"),
         (["--template", "{bogus}/{name}"], "--template '{bogus}/{name}': unknown token {bogus}"),
         (["--template", "{shoot}/{name}"], "the template uses {shoot}: give the shoot's name with --shoot"),
-        (["--memory", "12"], "--memory 12 is too small for --chunk-size 16M"),
+        (
+            ["--memory", "12"],
+            "--memory 12 is too small for the chunk size, 16.0 MiB: the default (--chunk-size",
+        ),
         (["--chunk-size", "200M"], "the default memory budget (256.0 MiB) is too small for --chunk-size"),
         (["--part-size", "banana"], "--part-size 'banana' is not a size"),
     ],

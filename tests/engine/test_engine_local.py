@@ -729,3 +729,39 @@ def test_a_name_over_the_filesystems_own_limit_fails_alone_with_that_limit_named
     assert bad["status"] == "failed" and "name longer than 143 bytes" in bad["error"], bad
     assert f"the filesystem of {dest.root} holds names of at most 143 bytes" in bad["error"], bad
     assert visible_files(tmp_path / "crypt") == {"card/short.jpg"} and partials(tmp_path / "crypt") == []
+
+
+def test_released_is_said_after_what_must_be_written_at_release(tmp_path: Path) -> None:
+    """QA: the ``released`` event came before on_released wrote the ASC MHL generations (the
+    card's with --mhl-source): a card unmounted at the word had no history, and a job killed at it
+    left none on the drives. What on_released writes is done before the word."""
+    from castoff.catalog.db import Catalog, new_job_id
+    from castoff.engine.events import Event
+    from castoff.engine.job import JobOptions
+
+    src = write(tmp_path / "card" / "DCIM" / "A.JPG", os.urandom(5000)).parent.parent
+    catalog = Catalog(tmp_path / "state" / "catalog.sqlite")
+    job_id = new_job_id()
+    dest = LocalDestination(tmp_path / "ssd")
+    catalog.start_job(
+        job_id,
+        argv=["test"],
+        sources=[str(src)],
+        destinations=[{"name": dest.name, "ident": dest.ident, "kind": "local"}],
+        options={},
+        pid=os.getpid(),
+    )
+    events: list[Event] = []
+    said_before: list[bool] = []
+    engine = Engine(
+        catalog,
+        job_id,
+        [dest],
+        JobOptions(),
+        sink=events.append,
+        on_released=lambda: said_before.append(any(e.kind == "released" for e in events)),
+    )
+    result = engine.run([str(src)])
+    assert result.released
+    assert said_before == [False]
+    assert [e.kind for e in events].count("released") == 1

@@ -670,3 +670,34 @@ def test_a_copy_kept_beside_a_known_key_is_found_whatever_the_policy(
     )
     stored = _objects(rclone_s3.admin_client(), rclone_s3.bucket, "raw-shoots/card/")
     assert stored == {"a.jpg": b"first version", "a (2).jpg": b"second version"}
+
+
+def test_a_resumed_upload_of_one_part_says_one_part(tmp_path: Path, rclone_s3: Any) -> None:
+    """QA: the notes said "resume: upload had 1 parts" (and "0 parts"): counted as words are."""
+    data = random.Random(17).randbytes(3 * 5 * MiB - 999)  # 3 parts of 5 MiB
+    src = tmp_path / "card"
+    write(src / "A001.MOV", data)
+    state = tmp_path / "state"
+    url = (
+        f"s3://{rclone_s3.bucket}/one/?endpoint={rclone_s3.url}&region=us-east-1"
+        "&addressing=path&part_size=5MiB&max_parallel=1&provider=rclone"
+    )
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": rclone_s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key,
+    }
+    cmd = [sys.executable, "-m", "castoff", "--state-dir", str(state), "copy", str(src), "--to", url]
+    cmd += ["--chunk-size", "5M"]
+    proc = subprocess.Popen([*cmd, "--quiet", "--bwlimit", "1M"], env=env, stderr=subprocess.DEVNULL)
+    _wait_for_parts(state, 1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    catalog = Catalog(state / "catalog.sqlite")
+    (up,) = catalog.open_uploads()
+    catalog.close()
+    assert len(up.parts) == 1  # the second part takes seconds at 1M/s: none other was recorded
+    r = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert r.returncode == 0, r.stderr
+    (done,) = [e for e in map(json.loads, r.stdout.splitlines()) if e["event"] == "file-done"]
+    assert f"resume: upload had 1 part from job {up.job_id}" in done["detail"], done

@@ -492,3 +492,23 @@ def test_a_good_copy_under_a_shortened_keep_both_name_moved_over_the_damaged_one
     assert good.is_file(), r.stderr
     assert _moved_over(cli, card, ssd, good, copy) == [(f"CARD/{name}", f"CARD/{good.name}")]
     _both_verify(cli, ascmhl_bin, ssd)
+
+
+def test_a_card_gone_before_its_history_was_written_is_a_failed_history_not_a_silent_one(
+    tmp_path: Path, card: Path, cli: Cli, state: Path
+) -> None:
+    """QA: with --mhl-source and --json, a card unmounted before its generation was written left
+    no ascmhl/ on it, and the job said nothing (no problem, exit 0): a source folder that was no
+    longer there was passed over. It is a history not written, among the job's problems."""
+    from castoff.reports import mhl_job
+
+    r = cli("copy", str(card), "--to", str(tmp_path / "ssd"), "--no-mhl")
+    assert r.returncode == 0, r.stderr
+    cat = Catalog(state / "catalog.sqlite")
+    (job,) = cat.jobs()
+    gone = tmp_path / "A001_CARD.unmounted"
+    card.rename(gone)
+    (outcome,) = mhl_job.write_for_job(cat, job["id"], {}, sources=[str(card)], with_sources=True)
+    assert not outcome.ok
+    assert "the source is no longer there" in outcome.message
+    assert not card.exists() and not (gone / "ascmhl").exists()

@@ -1345,8 +1345,10 @@ class Catalog:
         rows = self._query("SELECT * FROM damaged WHERE dest_ident=? AND target=?", (dest_ident, target))
         return DamagedCopy(*rows[0]) if rows else None
 
-    def damaged_copies(self, dest_idents: Sequence[str]) -> list[DamagedCopy]:
-        """Every damaged copy known at these destinations (few, if any: one query a job)."""
+    def damaged_copies(self, dest_idents: Sequence[str] | None) -> list[DamagedCopy]:
+        """Every damaged copy known at these destinations (None: at any); few, if any."""
+        if dest_idents is None:
+            return [DamagedCopy(*r) for r in self._query("SELECT * FROM damaged")]
         marks = ", ".join("?" * len(dest_idents))
         rows = self._query(f"SELECT * FROM damaged WHERE dest_ident IN ({marks})", tuple(dest_idents))  # noqa: S608
         return [DamagedCopy(*r) for r in rows]

@@ -84,7 +84,11 @@ def _check_options(cfg: ConfigFile, options: Mapping[str, Any], to: Sequence[str
     argv = ["SOURCE", "--to", "DEST", *workflows.option_argv(copy_parser(), checked)]
     parsed = copy_parser().parse_args(argv)
     _, chunk = cli.check_options(parsed)
-    cli.memory_budget(parsed.memory, chunk, bucket=any(_is_bucket(cfg, t) for t in to))
+    bucket = any(_is_bucket(cfg, t) for t in to)
+    # (with a bucket, its part size can lower the default chunk: checked by copy, which knows it)
+    cli.memory_budget(
+        parsed.memory, chunk, bucket=bucket, default_chunk=parsed.chunk_size is None and not bucket
+    )
     _check_bucket_options(cfg, cli.s3_defaults(parsed), to)
     return checked
 

@@ -56,7 +56,14 @@ from castoff.engine.histories import (
     compare_sent,
     in_history,
 )
-from castoff.engine.lanes import INLINE_COMMIT_MAX, MAX_COMMIT_BACKLOG, FileState, Lane, Stream
+from castoff.engine.lanes import (
+    INLINE_COMMIT_MAX,
+    MAX_COMMIT_BACKLOG,
+    FileState,
+    Lane,
+    Stream,
+    VerifiedCopy,
+)
 from castoff.engine.retry import RetryPolicy
 from castoff.engine.stall import StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
@@ -297,6 +304,9 @@ class Engine:
         self._histories = Histories()
         #: damaged copies found by earlier jobs, by (destination, planned name): a re-run that
         #: skips the file still says so (usually none: one query)
+        #: local copies found damaged, by path: not taken as a good source (a later
+        #: ``castoff copy SSD_FOLDER --to bucket``), unless changed since (put right)
+        self._damaged_sources = {c.target: c for c in catalog.damaged_copies(None) if os.path.isabs(c.target)}
         self._known_damaged = {
             (c.dest_ident, c.planned): c for c in catalog.damaged_copies([ln.dest.ident for ln in self.lanes])
         }
@@ -307,6 +317,8 @@ class Engine:
         self._released = False
         self._on_released = on_released
         self._release_due = False  # released, and on_released not called yet
+        #: the ``released`` event's fields, said once on_released has run (``_call_on_released``)
+        self._release_said: dict[str, int] = {}
         self._catchup_busy = False  # the catch-up thread is feeding a group
         self._open: set[Stream] = set()
         #: files the reader landed whose folders are not yet synced (``_sync_landed``)
@@ -446,13 +458,21 @@ class Engine:
         if not self._release_due:
             return
         self._release_due = False
-        if self._on_released is None:
-            return
-        try:
-            self._on_released()
-        except Exception as exc:
-            text = "".join(traceback.format_exception(exc))
-            self.log(f"internal error once the source could be released:\n{text}", "error")
+        if self._on_released is not None:
+            try:
+                self._on_released()
+            except Exception as exc:
+                text = "".join(traceback.format_exception(exc))
+                self.log(f"internal error once the source could be released:\n{text}", "error")
+        said = self._release_said
+        if said["remaining_streams"]:
+            self.catalog.log(
+                self.job_id,
+                "info",
+                "every local destination is verified: the source can be released;"
+                " the remaining uploads read from the verified local copies",
+            )
+        self.emit("released", **said)
 
     def _nothing_moves_locked(self) -> bool:
         """Under ``_state``: no read, no catch-up under way or ready, no lane with work queued,
@@ -870,21 +890,40 @@ class Engine:
         failure at every destination, not a skip, so that no destination counts as complete and
         the source is never said to be safe to release."""
         kind = UNREAD_CODES[item.code]
-        exc = kind(f"{item.rel_path}: {item.reason}")
+        self._not_read(item.abs_path, item.rel_path, kind(f"{item.rel_path}: {item.reason}"))
+
+    def _not_read(self, abs_path: str, rel_path: str, exc: errors.SourceError) -> None:
+        """``_unread``: a file that fails at every destination, never read."""
         file_id = self.catalog.add_file(  # its size and mtime unknown (null in the reports)
-            self.job_id, rel_path=item.rel_path, abs_path=item.abs_path, size=None, mtime_ns=None
+            self.job_id, rel_path=rel_path, abs_path=abs_path, size=None, mtime_ns=None
         )
         self.catalog.file_failed(file_id, error=str(exc), code=exc.code)
         self.log(str(exc), "error")
         self.files += 1
-        src = SourceFile(item.abs_path, item.rel_path, size=0, mtime_ns=0, atime_ns=0, dev=0, ino=0)
+        src = SourceFile(abs_path, rel_path, size=0, mtime_ns=0, atime_ns=0, dev=0, ino=0)
         fs = FileState(src=src, file_id=file_id, part_size=0, n_parts=0, status="failed", error=exc)
         fs.read_done = True
         for lane in self.lanes:
             lane.stats.files_total += 1
-            self._record(lane, fs, item.rel_path, Outcome("failed", error=exc))
+            self._record(lane, fs, rel_path, Outcome("failed", error=exc))
+
+    def _damaged_source(self, src: SourceFile) -> bool:
+        """``src`` is a copy castoff found damaged, as it was found: failed, never sent on as good."""
+        copy = self._damaged_sources.get(src.abs_path)
+        if copy is None or (copy.size, copy.mtime_ns) != (src.size, src.mtime_ns):
+            return False
+        exc = errors.SourceChanged(
+            f"{src.rel_path}: castoff found this copy DAMAGED on {self._minute(copy.found_at)}: it no"
+            f" longer holds what castoff verified there on {self._minute(copy.verified_at)}; not copied",
+            hint="copy the file from the card or another verified copy instead; once the good bytes are"
+            " back in its place, a re-run of the job that copied it there reads it back and clears this",
+        )
+        self._not_read(src.abs_path, src.rel_path, exc)
+        return True
 
     def _one_file(self, src: SourceFile, group: WriteGroup) -> None:
+        if self._damaged_sources and self._damaged_source(src):
+            return
         # The file, its plan and every "already there" outcome in one transaction (the group's,
         # shared with the files before it): a re-run of a verified job is mostly this.
         planner = self.options.planner
@@ -921,6 +960,15 @@ class Engine:
         if not inline:
             group.flush()  # what follows may wait for the lanes, and they for the catalog
             self._adopt_resumed_part_size(fs, streams)
+        # every local destination verified it before (skipped) and its hashes are known: the
+        # uploads read a verified copy, as the source may go once the local destinations are
+        # verified (README "Uploads continue from the local copies"); a first run keeps its one read
+        from_copy = (
+            bool(fs.copies)
+            and not any(s.lane.caps.is_local for s in streams)
+            and fs.digest is not None
+            and (fs.md5 is not None or not self.need_md5)
+        )
         live, deferred = [], []
         for s in streams:
             multipart_needs_hash = (
@@ -928,7 +976,7 @@ class Engine:
                 and fs.n_parts > 1
                 and (fs.digest is None or (self.need_md5 and fs.md5 is None))
             )
-            if s.lane.attachable() and not multipart_needs_hash and not s.resume_token:
+            if s.lane.attachable() and not multipart_needs_hash and not s.resume_token and not from_copy:
                 live.append(s)
             else:
                 deferred.append(s)
@@ -1012,6 +1060,8 @@ class Engine:
                 damaged = self._still_damaged(lane, landed) if known_damaged else None
                 if damaged is not None:
                     detail += "; " + self._say_damaged(lane, damaged, landed.target, already=True)
+                if lane.caps.is_local and lane.caps.can_read_back:  # uploads read it, not the source
+                    fs.copies.append(VerifiedCopy(lane, target, landed.target, "skipped", landed.verified_at))
                 self._record(
                     lane,
                     fs,
@@ -1164,7 +1214,7 @@ class Engine:
             stream.resumed_parts = len(row.parts)
             stream.resumed_bytes = sum(p.size for p in row.parts)
             lane.stats.bytes_resumed += stream.resumed_bytes  # not to send: off the progress bar's total
-            stream.notes.append(f"resume: upload had {len(row.parts)} parts from job {row.job_id}")
+            stream.notes.append(f"resume: upload had {plural(len(row.parts), 'part')} from job {row.job_id}")
             return
         self.log(
             f"{stream.lane.name}: {stream.target}: source changed since the unfinished"
@@ -1202,6 +1252,7 @@ class Engine:
         with the reader's ``group``, writing the parts of local streams and closing those
         streams itself (``_inline``)."""
         src = fs.src
+        copy = fs.copies[0] if not live and fs.copies and fs.copies[0].path == path else None
         for s in streams:
             with s.lane.lock:
                 s.feeding = True
@@ -1212,6 +1263,8 @@ class Engine:
         except errors.SourceError as exc:
             if live:
                 self._source_failed(fs, exc)
+            elif copy is not None:  # the copy's trouble, not the source's: the next copy, or the source
+                self._copy_failed(fs, copy, streams, exc)
             else:
                 for s in streams:
                     s.lane.fail(s, exc)
@@ -1225,12 +1278,13 @@ class Engine:
                 fs.xxh128 = xxh128
                 self.catalog.file_hashes_known(fs.file_id, xxh128=xxh128)
         else:
-            if path != src.abs_path:
-                fs.local_copy = None  # next time, from the source
+            source = (fs.digest or "?")[:16]
+            why = f"no longer matches the source's BLAKE3 (read {digest[:16]}…, source {source}…)"
+            if copy is not None:
+                self._copy_failed(fs, copy, streams, errors.SourceChanged(why))
+                return
             bad = errors.IntegrityError(
-                f"{path} no longer matches the source's BLAKE3 (read {digest[:16]}…,"
-                f" source {(fs.digest or '?')[:16]}…)",
-                hint="the copy or the source changed after it was verified",
+                f"{path} {why}", hint="the copy or the source changed after it was verified"
             )
             for s in streams:
                 s.lane.fail(s, bad)
@@ -1240,7 +1294,10 @@ class Engine:
         ]
         if live:
             self._read_finished(fs)
-        self.emit("file-read", rel_path=src.rel_path, size=src.size)
+        if live:  # the one read of the source
+            self.emit("file-read", rel_path=src.rel_path, size=src.size)
+        else:  # a catch-up's read, for the destinations that could not take the first one
+            self.emit("file-reread", rel_path=src.rel_path, size=src.size, path=path)
         for s in mine:
             s.lane.close_one(s)
 
@@ -1264,6 +1321,9 @@ class Engine:
             and all(s.lane.caps.needs_md5 for s in streams)
         )
         known_md5s = fs.part_md5s if sent_with_known_md5s else None
+        # a verified copy's parts are checked against the first read's as they are read: one that
+        # differs is that copy's damage, said at once, never sent for the server to refuse
+        check_md5s = known_md5s if not check_mtime else None
         # a catch-up read re-checks BLAKE3 (unless the server checks each part against the first)
         hasher = None if known_md5s is not None else new_blake3(src.size)
         whole_md5 = hashlib.md5(usedforsecurity=False) if (live and self.need_md5) else None
@@ -1310,6 +1370,15 @@ class Engine:
                 except BaseException:
                     budget.release(buf)
                     raise
+                if (
+                    check_md5s is not None
+                    and hashlib.md5(view, usedforsecurity=False).digest() != check_md5s[index]
+                ):
+                    budget.release(buf)
+                    raise errors.SourceChanged(
+                        f"{src.rel_path}: part {index + 1} of {fs.n_parts} no longer holds the bytes the"
+                        " source's read had there"
+                    )
                 self._hashing.update(hasher, side, view)
                 if live:
                     self.bytes_read += size
@@ -1563,6 +1632,77 @@ class Engine:
                 for s in group:
                     s.lane.fail(s, exc)
 
+    def _copy_failed(
+        self, fs: FileState, copy: VerifiedCopy, streams: list[Stream], exc: errors.SourceError
+    ) -> None:
+        """A catch-up read of the verified local copy ``copy`` failed (gone, or no longer the bytes
+        castoff verified there): that copy is named, never the source; one that changed is that
+        destination's damage (``_copy_damaged``); the streams start again from the next verified
+        copy, or the source."""
+        with self._state:
+            if copy in fs.copies:
+                fs.copies.remove(copy)
+        reason = _without_path(fs.src.rel_path, exc.message)
+        if isinstance(exc, errors.SourceVanished):
+            said = "is gone (moved, renamed or deleted since castoff verified it)"
+        else:
+            said = f"is DAMAGED or was changed: {reason}"
+            self._copy_damaged(fs, copy, reason)
+        then = f"the verified copy {nxt}" if (nxt := fs.local_copy) else f"the source {fs.src.abs_path}"
+        if isinstance(exc, errors.SourceVanished):
+            self.log(f"{copy.lane.name}: {copy.path} {said}: the uploads read {then} instead", "warning")
+        bad = errors.IntegrityError(
+            f"the verified copy it was read from, {copy.path}, {said}; read again from {then}"
+        )
+        for s in streams:
+            s.lane.fail(s, bad)
+
+    def _copy_damaged(self, fs: FileState, copy: VerifiedCopy, reason: str) -> None:
+        """``copy``, verified at its local destination, no longer holds those bytes: as ``--rehash``
+        finds it, kept and remembered as damaged (a re-run writes a good copy beside it), and the
+        file is failed there in this job (it was counted verified or skipped): never "done" with a
+        copy castoff knows is bad."""
+        lane = copy.lane
+        digest = fs.digest
+        assert digest is not None
+        size = mtime_ns = None
+        with contextlib.suppress(errors.CastoffError):
+            st = lane.dest.stat(copy.path) if lane.caps.can_stat else None
+            if st is not None:
+                size, mtime_ns = st.size, st.mtime_ns
+        if mtime_ns is not None and not TIME_MIN_NS <= mtime_ns <= TIME_MAX_NS:
+            mtime_ns = None
+        found = DamagedCopy(
+            lane.dest.ident,
+            copy.path,
+            copy.planned,
+            digest,
+            copy.verified_at,
+            size,
+            mtime_ns,
+            time.time(),
+            self.job_id,
+        )
+        self.catalog.record_damaged(found)
+        when = self._minute(copy.verified_at)
+        keep = (
+            "keep the source: the source was said to be releasable, but this copy no longer is a good one;"
+            if self._released
+            else "keep the source:"
+        )
+        error = errors.IntegrityError(
+            f"{copy.path} is DAMAGED or was changed: it no longer holds what castoff verified there"
+            f" on {when} ({reason})",
+            hint=f"kept it; {keep} a re-run of the same command writes a good copy beside it",
+        )
+        out = Outcome("failed", error=error, damaged=copy.path)
+        self._store(lane, fs, copy.path, out)
+        with lane.lock:  # no longer verified (or skipped) there: ``_tell`` counts it failed
+            counts = lane.stats
+            counts.files_done -= 1
+            setattr(counts, copy.status, getattr(counts, copy.status) - 1)
+        self._tell(lane, fs, copy.path, out)
+
     # -- inside a lane: one part, and the end of a stream -------------------------------------
 
     def _put(self, stream: Stream, chunk: Chunk) -> None:
@@ -1759,7 +1899,8 @@ class Engine:
                     where = (
                         f"continuing at part {stream.resumed_parts + 1}/{fs.n_parts}"
                         if stream.resumed_parts < fs.n_parts
-                        else f"all {fs.n_parts} parts were sent; completing it"
+                        else f"{'the one part was' if fs.n_parts == 1 else f'all {fs.n_parts} parts were'}"
+                        " sent; completing it"
                     )
                     self.log(f"resume: {lane.name}: {stream.target}: {where}")
             return stream.upload
@@ -2549,8 +2690,8 @@ class Engine:
                 if chain is not None:
                     self.catalog.record_chain(digest, chain)
             self._store(lane, fs, target, out)
-        if lane.caps.is_local and lane.caps.can_read_back and fs.local_copy is None:
-            fs.local_copy = target
+        if lane.caps.is_local and lane.caps.can_read_back:  # a lagging destination may read it
+            fs.copies.append(VerifiedCopy(lane, stream.planned, target, status, now))
         self._tell(lane, fs, target, out)
         self._stream_closed(stream)
 
@@ -2734,22 +2875,18 @@ class Engine:
             st = ln.stats
             if st.failed or st.incomplete or st.files_done < st.files_total:
                 return
-        if (
+        uploads_left = (
             any(g for g in self._catchup if any(not s.lane.caps.is_local for s in g))
             or any(ln.queued_bytes for ln in self.lanes if not ln.caps.is_local)
             or self._open_streams > 0
-        ):
-            self._released = self._release_due = True
-            self.catalog.log(
-                self.job_id,
-                "info",
-                "every local destination is verified: the source can be released;"
-                " the remaining uploads read from the verified local copies",
-            )
-            self.emit("released", remaining_streams=self._open_streams, damaged=self._damaged_locally())
-            return
+        )
+        # said by _call_on_released, once on_released has written what needs the source (its
+        # ASC MHL generation with --mhl-source) and what a job killed after the word must leave
+        self._release_said = {
+            "remaining_streams": self._open_streams if uploads_left else 0,
+            "damaged": self._damaged_locally(),
+        }
         self._released = self._release_due = True
-        self.emit("released", remaining_streams=0, damaged=self._damaged_locally())
 
     def _damaged_locally(self) -> int:
         """Files whose earlier copy at a local destination is damaged (each has a good one too)."""

@@ -52,13 +52,33 @@ class FileState:
     #: the read has ended (or was not needed); read by the catch-up thread under the engine's
     #: state lock, and set before it is taken to wake that thread (never waited on by itself)
     read_done: bool = False
-    local_copy: str | None = None  # a verified copy a lagging destination may read from
+    #: the verified local copies a lagging destination may read from, the first first: landed in
+    #: this job or verified there by an earlier one (skipped); one that fails is dropped
+    copies: list[VerifiedCopy] = field(default_factory=list)
     pending_local: int = 0  # local streams not yet at an end
     streams: list[Stream] = field(default_factory=list)
     plan: FilePlan | None = None  # where the layout puts it (JobOptions.planner)
     #: what the last upload started for it was told (``Engine._ensure_started``): the next
     #: destination's upload shares it when it would be told the same
     meta: ObjectMeta | None = None
+
+    @property
+    def local_copy(self) -> str | None:
+        """The verified copy the next catch-up read reads, None: the source."""
+        copies = self.copies
+        return copies[0].path if copies else None
+
+
+@dataclass(frozen=True, eq=False)
+class VerifiedCopy:
+    """A copy of a file verified at a local destination, which a catch-up read may read instead
+    of the source; found damaged there, it is that destination's outcome (``Engine._copy_failed``)."""
+
+    lane: Lane
+    planned: str
+    path: str  # the target, an absolute path
+    status: str  # its outcome in this job: verified, already or skipped
+    verified_at: float
 
 
 @dataclass(eq=False)

@@ -350,6 +350,18 @@ def write_for_job(
     if with_sources:
         for src, label in zip(sources, scan.source_labels(sources), strict=True):
             if not os.path.isdir(src):
+                if os.path.lexists(src):
+                    continue  # a file given as a source: no folder to hold a history
+                # (the card ejected or unmounted before its history was written): said, never silent
+                out.append(
+                    MhlOutcome(
+                        src,
+                        None,
+                        "ASC MHL not written: the source is no longer there (was the card ejected"
+                        " before castoff said it could be?)",
+                        ok=False,
+                    )
+                )
                 continue
             if not os.access(src, os.W_OK):
                 out.append(MhlOutcome(src, None, "ASC MHL not written: the source is read-only"))

@@ -133,6 +133,11 @@ class JsonDisplay(Display):
         if event.kind == "progress":
             return
         self._write({"event": event.kind, "at": round(event.at, 3), **event.data})
+        if event.kind == "log" and event.data.get("level") in ("warning", "error"):
+            # for a person too: ``--json > events.jsonl 2> offload.log`` keeps what went wrong as text
+            _say(f"{event.data.get('level')}: {printable_lines(str(event.data.get('message')))}")
+        elif event.kind == "released":
+            _say(Text.from_markup(released_text(event.data)).plain)
 
     def tick(self) -> None:
         snap = {name: dict(s) for name, s in self.stats().items()}

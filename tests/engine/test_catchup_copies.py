@@ -1,0 +1,213 @@
+"""Uploads that catch up from a verified local copy: which copy they read, and what castoff does
+when that copy is no longer what it verified (changed, truncated, gone)."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+from castoff.destinations.base import MiB
+from castoff.destinations.local import LocalDestination
+from castoff.engine.events import Event
+from castoff.engine.retry import RetryPolicy
+from engine_runner import Runner, s3dest, write
+
+FAST = {"retry": RetryPolicy(attempts=3, base=0.05, cap=0.2), "lane_pause": 0.2}
+BIG = "PRIVATE/M4ROOT/CLIP/C0001.MP4"
+REL = f"card/{BIG}"  # the file's path in the job (the source folder's name first)
+
+
+def card(root: Path) -> dict[str, bytes]:
+    rng = random.Random(17)
+    files = {BIG: rng.randbytes(13 * MiB), "DCIM/100CANON/IMG_0001.JPG": rng.randbytes(200_000)}
+    for rel, data in files.items():
+        write(root / rel, data)
+    return files
+
+
+def bucket_of(rclone_s3: Any) -> Any:
+    return s3dest(
+        rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
+
+
+def corrupt(path: Path, offset: int) -> None:
+    """Other bytes in place: the same size and mtime (bit rot, an edit in place)."""
+    st = path.stat()
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"X" * 16)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def objects(rclone_s3: Any) -> dict[str, bytes]:
+    admin = rclone_s3.admin_client()
+    listed = admin.list_objects_v2(Bucket=rclone_s3.bucket).get("Contents", [])
+    return {
+        o["Key"].removeprefix("raw-shoots/card/"): admin.get_object(Bucket=rclone_s3.bucket, Key=o["Key"])[
+            "Body"
+        ].read()
+        for o in listed
+        if not o["Key"].endswith((".mhl", ".json", ".html")) and "ascmhl" not in o["Key"]
+    }
+
+
+def test_a_bucket_added_later_reads_the_verified_copy_once_the_card_is_released(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA E 2: the SSD verified by an earlier job, the bucket added now: "the source can be
+    released" was said, then the uploads read the card (gone by then: failed, the card blamed)."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    gone = tmp_path / "card.gone"
+
+    def release(event: Event) -> None:
+        if event.kind == "released":
+            src.rename(gone)  # the DIT takes the card out when castoff says it may
+
+    runner.hook = release
+    result = runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST)
+    assert result.released
+    assert result.exit_code == 0, runner.logs()
+    # the card read once (the bucket's hashes), the multipart upload from the SSD's copy
+    assert result.bytes_read == sum(len(d) for d in files.values())
+    assert objects(rclone_s3) == files
+    out = runner.outcomes()
+    assert "sent from the verified copy" in out[(REL, bucket_of(rclone_s3).name)]["detail"]
+
+
+def test_a_file_verified_at_every_drive_before_is_uploaded_from_a_drive_not_the_card(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA E 2, hashes known (an earlier job had a bucket too): nothing of the card is read, the
+    card may go at once, and every upload reads the SSD's verified copy, checked by BLAKE3."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 0
+    other = s3dest(
+        rclone_s3.url,
+        rclone_s3.bucket,
+        rclone_s3.access_key,
+        rclone_s3.secret_key,
+        part_size=5 * MiB,
+        prefix="other/",
+    )
+
+    def release(event: Event) -> None:
+        if event.kind == "released":
+            src.rename(tmp_path / "card.gone")
+
+    runner.hook = release
+    result = runner.bounded([src], [ssd, other], chunk_size=5 * MiB, **FAST)
+    assert result.exit_code == 0, runner.logs()
+    assert result.released
+    assert result.bytes_read == 0
+    admin = rclone_s3.admin_client()
+    for rel, data in files.items():
+        assert admin.get_object(Bucket=rclone_s3.bucket, Key=f"other/card/{rel}")["Body"].read() == data
+        assert "sent from the verified copy" in runner.outcomes()[(f"card/{rel}", other.name)]["detail"]
+
+
+def test_a_verified_copy_found_changed_is_damaged_not_verified(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA E 1 and 9: the SSD's copy, read for the bucket, no longer holds the verified bytes: it
+    is damaged there (failed, exit 1, remembered), found at its first part that differs (not
+    sent for the server to refuse), and the bucket gets the card's bytes; a re-run writes a good
+    copy beside the damaged one."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+    corrupt(copy, 11 * MiB)  # its third part
+    bucket = bucket_of(rclone_s3)
+    result = runner.bounded([src], [ssd, bucket], chunk_size=5 * MiB, **FAST)
+    assert (result.exit_code, result.status) == (1, "failed"), runner.logs()
+    at_ssd = result.lanes[ssd.name]
+    assert (at_ssd["failed"], at_ssd["damaged"], at_ssd["skipped"]) == (1, 1, 1)
+    out = runner.outcomes()
+    row = out[(REL, ssd.name)]
+    assert row["status"] == "failed"
+    assert row["damaged"] == str(copy)
+    assert "DAMAGED" in row["error"] and "part 3 of 3" in row["error"]
+    assert out[(REL, bucket.name)]["status"] == "verified"
+    assert objects(rclone_s3) == files  # the card's bytes, never the damaged copy's
+    assert not any("BadDigest" in m or "corrupted on the way" in m for m in runner.logs())
+    assert runner.catalog.damaged_at(ssd.ident, str(copy)) is not None
+    # a re-run delivers the file to the SSD again, beside the damaged copy (kept)
+    again = runner.bounded([src], [ssd, bucket], chunk_size=5 * MiB, **FAST)
+    assert again.exit_code == 1  # done, but a damaged copy needs attention
+    assert again.status == "done"
+    good = copy.with_name("C0001 (2).MP4")
+    assert good.read_bytes() == files[BIG]
+    assert copy.read_bytes() != files[BIG]
+    assert runner.outcomes()[(REL, ssd.name)]["status"] == "verified"
+
+
+def test_a_verified_copy_gone_falls_back_to_another_and_is_named(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA E 5: the copy the upload was to read was renamed or deleted: the upload reads the other
+    verified copy (the card is not needed), and the console names the copy, not the card."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd, nas = LocalDestination(tmp_path / "ssd"), LocalDestination(tmp_path / "nas")
+    assert runner([src], [ssd, nas], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+
+    def meddle(event: Event) -> None:
+        if event.kind == "file-done" and event.data["dest"] == ssd.name and event.data["rel_path"] == REL:
+            copy.unlink()  # once castoff found it verified there (skipped), before the upload reads it
+        elif event.kind == "released":
+            src.rename(tmp_path / "card.gone")
+
+    runner.hook = meddle
+    bucket = bucket_of(rclone_s3)
+    result = runner.bounded([src], [ssd, nas, bucket], chunk_size=5 * MiB, **FAST)
+    assert result.exit_code == 0, runner.logs()
+    assert objects(rclone_s3) == files
+    said = [m for m in runner.logs() if str(copy) in m]
+    assert said and "is gone" in said[0], runner.logs()
+    assert not any("vanished" in m or "deleted while" in m for m in runner.logs())
+    detail = runner.outcomes()[(REL, bucket.name)]["detail"]
+    assert f"sent from the verified copy {tmp_path / 'nas' / 'card' / BIG}" in detail
+
+
+def test_a_copy_found_damaged_is_not_sent_on_as_a_source(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA E 1: the README's recovery (copy the SSD's folder to the bucket) took the copy castoff
+    had just found damaged for a good source, sent it and called it verified."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+    corrupt(copy, 11 * MiB)
+    assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 1
+    other = s3dest(
+        rclone_s3.url,
+        rclone_s3.bucket,
+        rclone_s3.access_key,
+        rclone_s3.secret_key,
+        part_size=5 * MiB,
+        prefix="other/",
+    )
+    result = runner.bounded([tmp_path / "ssd" / "card"], [other], chunk_size=5 * MiB, **FAST)
+    assert (result.exit_code, result.status) == (1, "failed")
+    row = runner.outcomes()[(REL, other.name)]
+    assert row["status"] == "failed"
+    assert "DAMAGED" in row["error"]
+    admin = rclone_s3.admin_client()
+    keys = {
+        o["Key"] for o in admin.list_objects_v2(Bucket=rclone_s3.bucket, Prefix="other/").get("Contents", [])
+    }
+    assert f"other/card/{BIG}" not in keys
+    small = "DCIM/100CANON/IMG_0001.JPG"
+    assert admin.get_object(Bucket=rclone_s3.bucket, Key=f"other/card/{small}")["Body"].read() == files[small]
