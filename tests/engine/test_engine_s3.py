@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import random
@@ -670,3 +672,54 @@ def test_a_copy_kept_beside_a_known_key_is_found_whatever_the_policy(
     )
     stored = _objects(rclone_s3.admin_client(), rclone_s3.bucket, "raw-shoots/card/")
     assert stored == {"a.jpg": b"first version", "a (2).jpg": b"second version"}
+
+
+def test_a_resumed_upload_of_other_bytes_starts_over(
+    tmp_path: Path, runner: Runner, rclone_s3: Any, fault_proxy: Any
+) -> None:
+    """QA E #4: an upload left at 2/4 parts, then resumed from a copy of the card whose bytes
+    differ (same size and time: changed in place). It completed, 'verified', holding the new
+    bytes under the metadata written when it began (the old bytes' BLAKE3 and MD5). The upload
+    begun for other bytes is aborted and sent again from the start: the object's metadata names
+    its own bytes."""
+    data = random.Random(21).randbytes(4 * 5 * MiB)
+    card_dir = tmp_path / "card" / "c21"
+    clip = write(card_dir / "CLIP" / "C0002.MP4", data)
+    proxy = fault_proxy(rclone_s3)
+    proxy.respond(503, SLOW_DOWN_XML, headers={"Retry-After": "0"}, match="partNumber=3", times=10_000)
+    opts = {**FAST, "chunk_size": 5 * MiB}
+
+    def bucket() -> S3Destination:
+        return s3dest(
+            proxy.url,
+            rclone_s3.bucket,
+            rclone_s3.access_key,
+            rclone_s3.secret_key,
+            part_size=5 * MiB,
+            max_parallel_parts=1,
+        )
+
+    first = runner([card_dir], [bucket()], max_pauses=0, **opts)
+    assert first.exit_code == 1, runner.logs()
+    (up,) = runner.catalog.open_uploads()
+    assert up.parts and up.blake3 == blake3.blake3(data).hexdigest()
+    # the verified copy on the SSD, same size and time, changed in place in its last part
+    changed = bytearray(data)
+    changed[3 * 5 * MiB + 1000 : 3 * 5 * MiB + 1016] = b"X" * 16
+    copy_dir = tmp_path / "ssd" / "c21"
+    copy = write(copy_dir / "CLIP" / "C0002.MP4", bytes(changed))
+    st = clip.stat()
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    proxy.clear_faults()
+    second = runner([copy_dir], [bucket()], **opts)
+    assert second.exit_code == 0, runner.logs()
+    body, obj = read_object(rclone_s3.admin_client(), rclone_s3.bucket, "raw-shoots/c21/CLIP/C0002.MP4")
+    assert body == bytes(changed)
+    meta = {k.lower(): v for k, v in obj["Metadata"].items()}
+    assert meta["blake3"] == blake3.blake3(body).hexdigest()
+    if "md5chksum" in meta:
+        assert base64.b64decode(meta["md5chksum"]) == hashlib.md5(body).digest()
+    said = " ".join(runner.logs())
+    assert "the unfinished upload was begun for other bytes" in said
+    assert "continuing at part" not in said
+    assert runner.catalog.open_uploads() == []

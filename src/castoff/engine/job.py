@@ -1158,6 +1158,7 @@ class Engine:
             return
         if row.size == src.size and row.mtime_ns == src.mtime_ns:
             stream.resume_token = row.token
+            stream.resume_blake3 = row.blake3
             stream.upload_pk = row.id
             stream.receipts = {p.index: p for p in row.parts}
             stream.resumed_parts = len(row.parts)
@@ -1177,6 +1178,31 @@ class Engine:
             lane.dest.abort_token(target, token)  # type: ignore[arg-type]
         except errors.CastoffError as exc:
             self.log(f"{lane.name}: could not abort the old upload of {target}: {exc}", "warning")
+
+    def _drop_stale_resumes(self, group: list[Stream]) -> None:
+        """An upload resumed for other bytes than the file's, as this job read them (a copy or the
+        card changed in place since it began: same size, same time), is aborted and sent again
+        from the start: its parts hold other bytes, and the object's metadata, written when it
+        began, names the other bytes' BLAKE3 and MD5 (QA E #4: completed, 'verified', with
+        metadata that did not match its content)."""
+        digest = group[0].file.digest
+        for s in group:
+            if s.resume_token is None or s.resume_blake3 is None or digest is None:
+                continue
+            if s.resume_blake3 == digest:
+                continue
+            lane = s.lane
+            said = (
+                f"resume: {lane.name}: {s.target}: the unfinished upload was begun for other bytes"
+                f" (BLAKE3 {s.resume_blake3[:16]}…; the file reads {digest[:16]}… now); started over"
+            )
+            self.log(said, "warning")
+            self._abort_token(lane, s.target, s.resume_token)
+            if s.upload_pk is not None:
+                self.catalog.close_upload(s.upload_pk)
+            self._unsend(s)
+            s.reset(keep_parts=False)
+            s.notes.append(said)
 
     def _adopt_resumed_part_size(self, fs: FileState, streams: list[Stream]) -> None:
         for s in streams:
@@ -1557,6 +1583,7 @@ class Engine:
                 for s in group:
                     s.notes.append(f"sent from the verified copy {fs.local_copy}")
             try:
+                self._drop_stale_resumes(group)
                 self._feed(fs, group, path, live=False)
             except BaseException as exc:  # a bug must fail these streams, not stall the job
                 for s in group:

@@ -74,6 +74,8 @@ class Stream:
     #: catalog row saying its multipart upload is being created (``Catalog.intend_upload``)
     intent: int | None = None
     resume_token: ResumeToken | None = None
+    #: the BLAKE3 the resumed upload was begun for (its object's metadata says it), when known
+    resume_blake3: str | None = None
     receipts: dict[int, PartReceipt] = field(default_factory=dict)
     inflight: set[int] = field(default_factory=set)
     queued: int = 0  # tasks in the lane's queue or in a worker
@@ -113,6 +115,7 @@ class Stream:
             self.upload = None
             self.upload_pk = None
             self.resume_token = None
+            self.resume_blake3 = None
             self.resumed_parts = 0
             self.resumed_bytes = 0
             self.receipts.clear()
