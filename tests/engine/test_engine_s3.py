@@ -723,3 +723,61 @@ def test_a_resumed_upload_of_other_bytes_starts_over(
     assert "the unfinished upload was begun for other bytes" in said
     assert "continuing at part" not in said
     assert runner.catalog.open_uploads() == []
+
+
+def test_a_file_changed_in_place_since_it_was_copied_is_not_sent_under_its_old_hash(
+    tmp_path: Path, runner: Runner, rclone_s3: Any, fault_proxy: Any
+) -> None:
+    """QA E #3: a job killed with the SSD copy verified and the upload at 2/4 parts; then the card's
+    file is rewritten, same size and mtime. The first re-run tried it three times ("sending it
+    again"), then said "Re-run the same command"; the second uploaded the new bytes and called
+    them verified, the report giving the file their BLAKE3 and calling the SSD's old bytes
+    'skipped — verified' under it. Now: the new bytes go nowhere, every re-run says that the file
+    changed since it was copied, the skipped copy is said to hold the file as it was, the file
+    keeps the one BLAKE3 its verified copies hold, and --rehash keeps both."""
+    data = random.Random(40).randbytes(4 * 5 * MiB)
+    card_dir = tmp_path / "card" / "c40"
+    clip = write(card_dir / "CLIP" / "C0002.MP4", data)
+    ssd = LocalDestination(tmp_path / "ssd")
+    proxy = fault_proxy(rclone_s3)
+    proxy.respond(503, SLOW_DOWN_XML, headers={"Retry-After": "0"}, match="partNumber=3", times=10_000)
+    bucket = s3dest(
+        proxy.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
+    opts = {**FAST, "chunk_size": 5 * MiB}
+    assert runner([card_dir], [ssd, bucket], max_pauses=0, **opts).exit_code == 1, runner.logs()
+    assert len(runner.catalog.open_uploads()) == 1
+    rel = "c40/CLIP/C0002.MP4"
+    assert runner.outcomes()[(rel, ssd.name)]["status"] == "verified"
+    proxy.clear_faults()
+    old, new = blake3.blake3(data).hexdigest(), None
+    changed = bytearray(data)
+    changed[18_000_000:18_000_016] = b"X" * 16  # in part 4, not sent yet
+    st = clip.stat()
+    clip.write_bytes(bytes(changed))
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))
+    new = blake3.blake3(bytes(changed)).hexdigest()
+    key = "raw-shoots/c40/CLIP/C0002.MP4"
+    admin = rclone_s3.admin_client()
+    for n in range(2):  # the resumed upload (read at catch-up), then a fresh one (read live)
+        runner.events.clear()
+        assert runner([card_dir], [ssd, bucket], **opts).exit_code == 1, (n, "\n".join(runner.logs()))
+        out = {(r["rel_path"], r["dest_name"]): r for r in runner.catalog.iter_job_rows(runner.job_id)}
+        at_bucket, at_ssd = out[(rel, bucket.name)], out[(rel, ssd.name)]
+        assert at_bucket["status"] == "failed"
+        assert at_bucket["error_code"] == errors.SourceChangedInPlace.code
+        assert "changed at the source since an earlier job copied it" in at_bucket["error"]
+        assert "sending it again" not in " ".join(runner.logs())
+        assert at_ssd["status"] == "skipped"
+        assert "this copy holds it as it was then" in at_ssd["detail"]
+        assert at_ssd["blake3"] == old  # never the new bytes' hash beside the old copy
+        assert admin.list_objects_v2(Bucket=rclone_s3.bucket, Prefix=key).get("KeyCount", 0) == 0
+        assert runner.catalog.open_uploads() == []
+    assert (tmp_path / "ssd" / rel).read_bytes() == data
+    # --rehash: the file as it is now, kept beside the earlier copy, never over it
+    assert runner([card_dir], [ssd, bucket], rehash=True, **opts).exit_code == 0, runner.logs()
+    assert (tmp_path / "ssd" / rel).read_bytes() == data
+    assert (tmp_path / "ssd" / "c40/CLIP/C0002 (2).MP4").read_bytes() == bytes(changed)
+    body, obj = read_object(admin, rclone_s3.bucket, key)
+    assert body == bytes(changed)
+    assert {k.lower(): v for k, v in obj["Metadata"].items()}["blake3"] == new
