@@ -768,6 +768,9 @@ def test_a_file_changed_in_place_since_it_was_copied_is_not_sent_under_its_old_h
         assert at_bucket["error_code"] == errors.SourceChangedInPlace.code
         assert "changed at the source since an earlier job copied it" in at_bucket["error"]
         assert "sending it again" not in " ".join(runner.logs())
+        # the file itself failed, said once, as a live read's change at the source is
+        assert (at_bucket["file_status"], at_bucket["file_error_code"]) == ("failed", at_bucket["error_code"])
+        assert sum("changed at the source since" in line for line in runner.logs()) == 1, n
         assert at_ssd["status"] == "skipped"
         assert "this copy holds it as it was then" in at_ssd["detail"]
         assert at_ssd["blake3"] == old  # never the new bytes' hash beside the old copy

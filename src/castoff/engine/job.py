@@ -1346,7 +1346,7 @@ class Engine:
                         self._check_unchanged(fd, path, src, size_limit=offset + size, live=check_mtime)
                         if check_mtime and hasher is not None and fs.known_blake3 is not None:
                             # before the last part goes out: no destination completes other bytes
-                            self._check_same_as_known(fs, hasher.hexdigest())
+                            self._check_same_as_known(fs, hasher.hexdigest(), live=live)
                     except BaseException:
                         budget.release(buf)
                         raise
@@ -1371,7 +1371,7 @@ class Engine:
         assert digest is not None
         return digest, (whole_md5.hexdigest() if whole_md5 else None), xxh128
 
-    def _check_same_as_known(self, fs: FileState, digest: str) -> None:
+    def _check_same_as_known(self, fs: FileState, digest: str, *, live: bool) -> None:
         """The source file, read in this job, holds the bytes an earlier job read at the same path,
         size and mtime (the BLAKE3 this job took as its own); else it changed in place, its time
         not showing it (QA E #3: a card's file rewritten, its mtime set back). The copies verified
@@ -1387,6 +1387,11 @@ class Engine:
                 exc = fs.changed_in_place = self._changed_in_place_error(fs, digest, known)
         if first and fs.skipped:
             self._tell_skipped_changed(fs, digest, known)
+        if first and not live:  # a live read's failure is the file's (``_source_failed``): so is this
+            fs.status, fs.error = "failed", exc
+            self.catalog.file_failed(fs.file_id, error=str(exc), code=exc.code)
+            rel = fs.src.rel_path
+            self.log(f"{rel}: {_without_path(rel, str(exc))}", "error")
         raise exc
 
     @staticmethod
