@@ -457,6 +457,8 @@ class UploadRow:
     created_at: float
     job_id: str
     parts: tuple[PartReceipt, ...]
+    #: the BLAKE3 of the file the upload was begun for (its object's metadata says it), when known
+    blake3: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1644,6 +1646,7 @@ class Catalog:
                         )
                         for p in parts
                     ),
+                    blake3=r["blake3"],
                 )
             )
         return out
