@@ -1030,7 +1030,8 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
     # failure): a re-run delivers there once what was said is fixed, not before
     stopped = {e.code for e in LANE_FATAL} | {errors.ClockSkew.code}
     # each kind counts files, not outcomes: a file fails the same way at every destination
-    ids: dict[str, set[int]] = {k: set() for k in ("rerun", "kept", "refused", "itself", "other", "names")}
+    kinds = ("rerun", "kept", "refused", "itself", "other", "names", "changed")
+    ids: dict[str, set[int]] = {k: set() for k in kinds}
     fix_first = False
     outcomes = catalog.stream(
         "SELECT o.file_id, o.status, o.error_code, o.target, f.abs_path FROM outcomes o"
@@ -1047,6 +1048,8 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
             fix_first = fix_first or r["error_code"] in stopped
         elif r["error_code"] == errors.SourceNameError.code:
             ids["names"].add(file_id)
+        elif r["error_code"] == errors.SourceChangedInPlace.code:
+            ids["changed"].add(file_id)
         elif r["error_code"] != "conflict":
             ids["other"].add(file_id)
         elif os.path.isabs(r["target"]) and os.path.realpath(r["target"]) == os.path.realpath(r["abs_path"]):
@@ -1057,16 +1060,22 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
     for r in failed:  # not read: a file the scan or the read failed (its outcomes say the same)
         code = r["error_code"]
         kind = (
-            "names" if code == errors.SourceNameError.code else "other" if code in NOT_BY_RERUN else "rerun"
+            "names"
+            if code == errors.SourceNameError.code
+            else "changed"
+            if code == errors.SourceChangedInPlace.code
+            else "other"
+            if code in NOT_BY_RERUN
+            else "rerun"
         )
         ids[kind].add(int(r["id"]))
-    rerun, kept, refused, itself, other, names = (len(ids[k]) for k in ids)
+    rerun, kept, refused, itself, other, names, changed = (len(ids[k]) for k in ids)
 
     def them(n: int) -> str:
         return "it" if n == 1 else "them"
 
     lines = []
-    if rerun or not (kept or refused or itself or other or names):
+    if rerun or not (kept or refused or itself or other or names or changed):
         lines.append(
             "Some files did not reach every destination; see the report."
             + (
@@ -1101,6 +1110,15 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
             f"{plural(itself, 'file')} failed: the target is the source file itself (the destination"
             f" overlaps the source); the same command fails {them(itself)} again. Choose a destination"
             " outside the source, or a --template that puts the copies elsewhere."
+        )
+    if changed:
+        lines.append(
+            f"{plural(changed, 'file')} not copied: changed at the source since an earlier job copied"
+            f" {them(changed)} (same size and modification time, other bytes); the same command"
+            f" fails {them(changed)} again. The copies verified then hold {them(changed)} as"
+            f" {'it was' if changed == 1 else 'they were'}; to keep {them(changed)} as"
+            f" {'it is' if changed == 1 else 'they are'} now as well, re-run with --rehash"
+            " (copied beside the earlier copies as 'name (2).ext')."
         )
     if other:
         lines.append(

@@ -16,6 +16,8 @@ cannot be translated is re-raised as it is, never swallowed.
     │   └── CatalogBusy                another castoff process held it past the busy timeout
     ├── SourceError                    one source file cannot be delivered anywhere
     │   ├── SourceChanged              size or mtime moved during the read
+    │   │   └── SourceChangedInPlace   other bytes than an earlier job read at the same path, size
+    │   │                              and mtime: a re-run meets it again (--rehash copies it)
     │   ├── SourceVanished             deleted or the card was removed
     │   └── SourceReadError            EIO, permission denied, ...
     │       ├── SourceNameError        its name is not UTF-8: a re-run meets it again (rename it)
@@ -145,6 +147,10 @@ class SourceError(CastoffError):
 
 class SourceChanged(SourceError):
     code = "source-changed"
+
+
+class SourceChangedInPlace(SourceChanged):
+    code = "source-changed-in-place"
 
 
 class SourceVanished(SourceError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -223,3 +224,40 @@ def test_a_bucket_without_keys_is_told_where_its_keys_go(tmp_path: Path) -> None
     assert "--profile NAME" in r.stderr, r.stderr
     r = castoff("copy", str(card), "--to", "s3://my-bucket/?endpoint=http://127.0.0.1:9")
     assert r.returncode == 2 and "profile=NAME in the URL" in r.stderr, r.stderr
+
+
+def test_a_file_changed_in_place_since_it_was_copied_is_said_and_not_rerun(tmp_path: Path) -> None:
+    """QA E #3: a card's file rewritten with the same size and mtime after an offload. A re-run
+    (here with a second drive) read other bytes than the earlier job, said "Re-run the same
+    command", and a later run copied them under the hash of the copy it skipped. Now it says the
+    file changed since it was copied, sends the new bytes nowhere, says that the skipped copy is
+    the file as it was, and points to --rehash, which keeps both."""
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    clip = write(card / "CLIP" / "C0001.MP4", os.urandom(3 * 1024 * 1024))
+    write(card / "a.txt", b"one")
+    ssd, ssd2 = tmp_path / "ssd", tmp_path / "ssd2"
+    r = castoff("copy", str(card), "--to", str(ssd))
+    assert r.returncode == 0, r.stderr
+    before = clip.read_bytes()
+    st = clip.stat()
+    with clip.open("r+b") as f:
+        f.seek(1000)
+        f.write(b"XXXX")
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))
+    for _ in range(2):
+        r = castoff("copy", str(card), "--to", str(ssd), "--to", str(ssd2))
+        assert r.returncode == 1, r.stderr
+        said = " ".join(r.stderr.split())
+        assert "C0001.MP4: changed at the source since an earlier job copied it" in said, said
+        assert "this copy holds it as it was then" in said, said
+        assert RERUN not in said, said
+        assert "1 file not copied: changed at the source" in said and "--rehash" in said, said
+        assert RERUN not in verdict(r)
+        assert not (ssd2 / "card" / "CLIP" / "C0001.MP4").exists()
+        assert (ssd / "card" / "CLIP" / "C0001.MP4").read_bytes() == before
+    r = castoff("copy", str(card), "--to", str(ssd), "--to", str(ssd2), "--rehash")
+    assert r.returncode == 0, r.stderr
+    assert (ssd / "card" / "CLIP" / "C0001.MP4").read_bytes() == before
+    assert (ssd / "card" / "CLIP" / "C0001 (2).MP4").read_bytes() == clip.read_bytes()
+    assert (ssd2 / "card" / "CLIP" / "C0001.MP4").read_bytes() == clip.read_bytes()

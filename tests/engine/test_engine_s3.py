@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import random
@@ -701,3 +703,126 @@ def test_a_resumed_upload_of_one_part_says_one_part(tmp_path: Path, rclone_s3: A
     assert r.returncode == 0, r.stderr
     (done,) = [e for e in map(json.loads, r.stdout.splitlines()) if e["event"] == "file-done"]
     assert f"resume: upload had 1 part from job {up.job_id}" in done["detail"], done
+
+
+def test_a_resumed_upload_of_other_bytes_starts_over(
+    tmp_path: Path, runner: Runner, rclone_s3: Any, fault_proxy: Any
+) -> None:
+    """QA E #4: an upload left at 2/4 parts, then resumed from a copy of the card whose bytes
+    differ (same size and time: changed in place). It completed, 'verified', holding the new
+    bytes under the metadata written when it began (the old bytes' BLAKE3 and MD5). The upload
+    begun for other bytes is aborted and sent again from the start: the object's metadata names
+    its own bytes."""
+    data = random.Random(21).randbytes(4 * 5 * MiB)
+    card_dir = tmp_path / "card" / "c21"
+    clip = write(card_dir / "CLIP" / "C0002.MP4", data)
+    proxy = fault_proxy(rclone_s3)
+    proxy.respond(503, SLOW_DOWN_XML, headers={"Retry-After": "0"}, match="partNumber=3", times=10_000)
+    opts = {**FAST, "chunk_size": 5 * MiB}
+
+    def bucket() -> S3Destination:
+        return s3dest(
+            proxy.url,
+            rclone_s3.bucket,
+            rclone_s3.access_key,
+            rclone_s3.secret_key,
+            part_size=5 * MiB,
+            max_parallel_parts=1,
+        )
+
+    first = runner([card_dir], [bucket()], max_pauses=0, **opts)
+    assert first.exit_code == 1, runner.logs()
+    (up,) = runner.catalog.open_uploads()
+    assert up.parts and up.blake3 == blake3.blake3(data).hexdigest()
+    # the verified copy on the SSD, same size and time, changed in place in its last part
+    changed = bytearray(data)
+    changed[3 * 5 * MiB + 1000 : 3 * 5 * MiB + 1016] = b"X" * 16
+    copy_dir = tmp_path / "ssd" / "c21"
+    copy = write(copy_dir / "CLIP" / "C0002.MP4", bytes(changed))
+    st = clip.stat()
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    proxy.clear_faults()
+    second = runner([copy_dir], [bucket()], **opts)
+    assert second.exit_code == 0, runner.logs()
+    body, obj = read_object(rclone_s3.admin_client(), rclone_s3.bucket, "raw-shoots/c21/CLIP/C0002.MP4")
+    assert body == bytes(changed)
+    meta = {k.lower(): v for k, v in obj["Metadata"].items()}
+    assert meta["blake3"] == blake3.blake3(body).hexdigest()
+    if "md5chksum" in meta:
+        assert base64.b64decode(meta["md5chksum"]) == hashlib.md5(body).digest()
+    said = " ".join(runner.logs())
+    assert "the unfinished upload was begun for other bytes" in said
+    assert "continuing at part" not in said
+    assert runner.catalog.open_uploads() == []
+
+
+def test_a_file_changed_in_place_since_it_was_copied_is_not_sent_under_its_old_hash(
+    tmp_path: Path, runner: Runner, rclone_s3: Any, fault_proxy: Any
+) -> None:
+    """QA E #3: a job killed with the SSD copy verified and the upload at 2/4 parts; then the card's
+    file is rewritten, same size and mtime. The first re-run tried it three times ("sending it
+    again"), then said "Re-run the same command"; the second uploaded the new bytes and called
+    them verified, the report giving the file their BLAKE3 and calling the SSD's old bytes
+    'skipped — verified' under it. Now the re-run finishes the upload from the SSD's verified copy
+    (the card is not read: the bucket gets the bytes the first read saw); a job that must read the
+    card (a new drive) finds the change: the new bytes go nowhere, every such run says that the
+    file changed since it was copied, the skipped copy is said to hold the file as it was, the
+    file keeps the one BLAKE3 its verified copies hold, and --rehash keeps both."""
+    data = random.Random(40).randbytes(4 * 5 * MiB)
+    card_dir = tmp_path / "card" / "c40"
+    clip = write(card_dir / "CLIP" / "C0002.MP4", data)
+    ssd = LocalDestination(tmp_path / "ssd")
+    proxy = fault_proxy(rclone_s3)
+    proxy.respond(503, SLOW_DOWN_XML, headers={"Retry-After": "0"}, match="partNumber=3", times=10_000)
+    bucket = s3dest(
+        proxy.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
+    opts = {**FAST, "chunk_size": 5 * MiB}
+    assert runner([card_dir], [ssd, bucket], max_pauses=0, **opts).exit_code == 1, runner.logs()
+    assert len(runner.catalog.open_uploads()) == 1
+    rel = "c40/CLIP/C0002.MP4"
+    assert runner.outcomes()[(rel, ssd.name)]["status"] == "verified"
+    proxy.clear_faults()
+    old, new = blake3.blake3(data).hexdigest(), None
+    changed = bytearray(data)
+    changed[18_000_000:18_000_016] = b"X" * 16  # in part 4, not sent yet
+    st = clip.stat()
+    clip.write_bytes(bytes(changed))
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))
+    new = blake3.blake3(bytes(changed)).hexdigest()
+    key = "raw-shoots/c40/CLIP/C0002.MP4"
+    admin = rclone_s3.admin_client()
+    # The re-run: every drive holds the file, so the upload resumes from the SSD's verified copy,
+    # without reading the card (fix-catchup): the bucket gets the bytes the first read saw.
+    resumed = runner([card_dir], [ssd, bucket], **opts)
+    assert resumed.exit_code == 0 and resumed.bytes_read == 0, runner.logs()
+    body, obj = read_object(admin, rclone_s3.bucket, key)
+    assert body == data and {k.lower(): v for k, v in obj["Metadata"].items()}["blake3"] == old
+    # A new drive needs the card read: the change in place is found, and its bytes go nowhere
+    ssd2 = LocalDestination(tmp_path / "ssd2")
+    for n in range(2):  # and again: the same command meets it again
+        runner.events.clear()
+        assert runner([card_dir], [ssd, ssd2, bucket], **opts).exit_code == 1, (n, "\n".join(runner.logs()))
+        out = {(r["rel_path"], r["dest_name"]): r for r in runner.catalog.iter_job_rows(runner.job_id)}
+        at_new, at_ssd = out[(rel, ssd2.name)], out[(rel, ssd.name)]
+        assert at_new["status"] == "failed"
+        assert at_new["error_code"] == errors.SourceChangedInPlace.code
+        assert "changed at the source since an earlier job copied it" in at_new["error"]
+        assert "sending it again" not in " ".join(runner.logs())
+        assert (at_new["file_status"], at_new["file_error_code"]) == ("failed", at_new["error_code"])
+        assert sum("changed at the source since" in line for line in runner.logs()) == 1, n
+        assert at_ssd["status"] == "skipped"
+        assert "this copy holds it as it was then" in at_ssd["detail"]
+        assert at_ssd["blake3"] == old  # never the new bytes' hash beside the old copy
+        assert not (tmp_path / "ssd2" / rel).exists()
+        assert runner.catalog.open_uploads() == []
+    assert (tmp_path / "ssd" / rel).read_bytes() == data
+    assert read_object(admin, rclone_s3.bucket, key)[0] == data
+    # --rehash: the file as it is now, kept beside the earlier copies, never over them
+    assert runner([card_dir], [ssd, bucket], rehash=True, **opts).exit_code == 0, runner.logs()
+    assert (tmp_path / "ssd" / rel).read_bytes() == data
+    assert (tmp_path / "ssd" / "c40/CLIP/C0002 (2).MP4").read_bytes() == bytes(changed)
+    assert read_object(admin, rclone_s3.bucket, key)[0] == data
+    body, obj = read_object(admin, rclone_s3.bucket, "raw-shoots/c40/CLIP/C0002 (2).MP4")
+    assert body == bytes(changed)
+    assert {k.lower(): v for k, v in obj["Metadata"].items()}["blake3"] == new

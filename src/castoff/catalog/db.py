@@ -474,6 +474,8 @@ class UploadRow:
     created_at: float
     job_id: str
     parts: tuple[PartReceipt, ...]
+    #: the BLAKE3 of the file the upload was begun for (its object's metadata says it), when known
+    blake3: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1670,6 +1672,7 @@ class Catalog:
                         )
                         for p in parts
                     ),
+                    blake3=r["blake3"],
                 )
             )
         return out

@@ -951,11 +951,14 @@ class Engine:
             )
             if known is not None:  # before planning: a copy found there says its hash too (--json)
                 fs.digest, fs.md5 = known.blake3, known.md5
+                fs.known_blake3 = known.blake3
             streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
         if not streams:
             fs.status = "read" if known else "skipped"
             fs.read_done = True
             return
+        if known is None:
+            fs.skipped.clear()  # verified there from another read: nothing to tell again
         inline = self._inline(fs, streams)
         if not inline:
             group.flush()  # what follows may wait for the lanes, and they for the catalog
@@ -1062,19 +1065,16 @@ class Engine:
                     detail += "; " + self._say_damaged(lane, damaged, landed.target, already=True)
                 if lane.caps.is_local and lane.caps.can_read_back:  # uploads read it, not the source
                     fs.copies.append(VerifiedCopy(lane, target, landed.target, "skipped", landed.verified_at))
-                self._record(
-                    lane,
-                    fs,
-                    landed.target,
-                    Outcome(
-                        "skipped",
-                        verify_method=landed.verify_method,
-                        etag=landed.etag,
-                        detail=detail,
-                        verified_at=landed.verified_at,
-                        damaged=damaged.target if damaged is not None else None,
-                    ),
+                skipped = Outcome(
+                    "skipped",
+                    verify_method=landed.verify_method,
+                    etag=landed.etag,
+                    detail=detail,
+                    verified_at=landed.verified_at,
+                    damaged=damaged.target if damaged is not None else None,
                 )
+                self._record(lane, fs, landed.target, skipped)
+                fs.skipped.append((lane, landed.target, skipped))  # told again if the read differs
                 return None
         replaces = None  # the chain castoff put at this bucket's key, replaced by a blind write
         if in_history(target) and in_history(src.abs_path):
@@ -1209,6 +1209,7 @@ class Engine:
             return
         if row.size == src.size and row.mtime_ns == src.mtime_ns:
             stream.resume_token = row.token
+            stream.resume_blake3 = row.blake3
             stream.upload_pk = row.id
             stream.receipts = {p.index: p for p in row.parts}
             stream.resumed_parts = len(row.parts)
@@ -1228,6 +1229,31 @@ class Engine:
             lane.dest.abort_token(target, token)  # type: ignore[arg-type]
         except errors.CastoffError as exc:
             self.log(f"{lane.name}: could not abort the old upload of {target}: {exc}", "warning")
+
+    def _drop_stale_resumes(self, group: list[Stream]) -> None:
+        """An upload resumed for other bytes than the file's, as this job read them (a copy or the
+        card changed in place since it began: same size, same time), is aborted and sent again
+        from the start: its parts hold other bytes, and the object's metadata, written when it
+        began, names the other bytes' BLAKE3 and MD5 (QA E #4: completed, 'verified', with
+        metadata that did not match its content)."""
+        digest = group[0].file.digest
+        for s in group:
+            if s.resume_token is None or s.resume_blake3 is None or digest is None:
+                continue
+            if s.resume_blake3 == digest:
+                continue
+            lane = s.lane
+            said = (
+                f"resume: {lane.name}: {s.target}: the unfinished upload was begun for other bytes"
+                f" (BLAKE3 {s.resume_blake3[:16]}…; the file reads {digest[:16]}… now); started over"
+            )
+            self.log(said, "warning")
+            self._abort_token(lane, s.target, s.resume_token)
+            if s.upload_pk is not None:
+                self.catalog.close_upload(s.upload_pk)
+            self._unsend(s)
+            s.reset(keep_parts=False)
+            s.notes.append(said)
 
     def _adopt_resumed_part_size(self, fs: FileState, streams: list[Stream]) -> None:
         for s in streams:
@@ -1388,6 +1414,9 @@ class Engine:
                 if last:
                     try:
                         self._check_unchanged(fd, path, src, size_limit=offset + size, live=check_mtime)
+                        if check_mtime and hasher is not None and fs.known_blake3 is not None:
+                            # before the last part goes out: no destination completes other bytes
+                            self._check_same_as_known(fs, hasher.hexdigest(), live=live)
                     except BaseException:
                         budget.release(buf)
                         raise
@@ -1411,6 +1440,54 @@ class Engine:
         digest = hasher.hexdigest() if hasher is not None else fs.digest
         assert digest is not None
         return digest, (whole_md5.hexdigest() if whole_md5 else None), xxh128
+
+    def _check_same_as_known(self, fs: FileState, digest: str, *, live: bool) -> None:
+        """The source file, read in this job, holds the bytes an earlier job read at the same path,
+        size and mtime (the BLAKE3 this job took as its own); else it changed in place, its time
+        not showing it (QA E #3: a card's file rewritten, its mtime set back). The copies verified
+        then, skipped by this job, hold the file as it was; these other bytes are sent nowhere,
+        never under that file's hash (it was once said of both), and a re-run meets them again:
+        ``--rehash`` reads them as a file of their own, kept beside the earlier copies."""
+        known = fs.known_blake3
+        if known is None or digest == known:
+            return
+        with self._state:
+            exc, first = fs.changed_in_place, fs.changed_in_place is None
+            if exc is None:
+                exc = fs.changed_in_place = self._changed_in_place_error(fs, digest, known)
+        if first and fs.skipped:
+            self._tell_skipped_changed(fs, digest, known)
+        if first and not live:  # a live read's failure is the file's (``_source_failed``): so is this
+            fs.status, fs.error = "failed", exc
+            self.catalog.file_failed(fs.file_id, error=str(exc), code=exc.code)
+            rel = fs.src.rel_path
+            self.log(f"{rel}: {_without_path(rel, str(exc))}", "error")
+        raise exc
+
+    @staticmethod
+    def _changed_in_place_error(fs: FileState, digest: str, known: str) -> errors.SourceChangedInPlace:
+        where = list(dict.fromkeys(lane.name for lane, _target, _out in fs.skipped))
+        held = f" (at {', '.join(where)})" if where else ""
+        return errors.SourceChangedInPlace(
+            f"{fs.src.rel_path}: changed at the source since an earlier job copied it: same size"
+            f" and modification time, other bytes (BLAKE3 {digest[:16]}…, then {known[:16]}…);"
+            " not copied",
+            hint=f"the copies verified then{held} hold the file as it was. To keep it as it is now as"
+            " well, re-run with --rehash: these bytes then land beside the earlier copies as a"
+            " conflict ('name (2).ext'), never over them",
+        )
+
+    def _tell_skipped_changed(self, fs: FileState, digest: str, known: str) -> None:
+        """The destinations skipped for holding the earlier read's copy: their outcome says that
+        it is the file as it was then, not the bytes the source holds now."""
+        for lane, target, out in fs.skipped:
+            said = (
+                f"the source file changed since (same size and time, BLAKE3 now {digest[:16]}…):"
+                f" this copy holds it as it was then ({known[:16]}…)"
+            )
+            detail = f"{out.detail}; {said}" if out.detail else said
+            self._store(lane, fs, target, replace(out, detail=detail))
+            self.log(f"{lane.name}: {target}: {said}", "warning")
 
     @staticmethod
     def _bucket_reads_again(fs: FileState, live: list[Stream]) -> bool:
@@ -1627,6 +1704,7 @@ class Engine:
                 for s in group:
                     s.notes.append(f"sent from the verified copy {fs.local_copy}")
             try:
+                self._drop_stale_resumes(group)
                 self._feed(fs, group, path, live=False)
             except BaseException as exc:  # a bug must fail these streams, not stall the job
                 for s in group:

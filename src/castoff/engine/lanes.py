@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from castoff import errors
 from castoff.destinations.base import SMALL_PART, Destination, ObjectMeta, PartReceipt, ResumeToken, Upload
@@ -61,6 +61,13 @@ class FileState:
     #: what the last upload started for it was told (``Engine._ensure_started``): the next
     #: destination's upload shares it when it would be told the same
     meta: ObjectMeta | None = None
+    #: the BLAKE3 an earlier job read at the same path, size and mtime, taken as this file's
+    known_blake3: str | None = None
+    #: the destinations skipped for holding the copy verified on that earlier read: (lane,
+    #: target, the outcome recorded), told again if this job's read finds other bytes
+    skipped: list[tuple[Lane, str, Any]] = field(default_factory=list)
+    #: this job found it changed in place (other bytes than ``known_blake3``): said once
+    changed_in_place: errors.SourceChangedInPlace | None = None
 
     @property
     def local_copy(self) -> str | None:
@@ -94,6 +101,8 @@ class Stream:
     #: catalog row saying its multipart upload is being created (``Catalog.intend_upload``)
     intent: int | None = None
     resume_token: ResumeToken | None = None
+    #: the BLAKE3 the resumed upload was begun for (its object's metadata says it), when known
+    resume_blake3: str | None = None
     receipts: dict[int, PartReceipt] = field(default_factory=dict)
     inflight: set[int] = field(default_factory=set)
     queued: int = 0  # tasks in the lane's queue or in a worker
@@ -133,6 +142,7 @@ class Stream:
             self.upload = None
             self.upload_pk = None
             self.resume_token = None
+            self.resume_blake3 = None
             self.resumed_parts = 0
             self.resumed_bytes = 0
             self.receipts.clear()

@@ -41,7 +41,9 @@ STATUSES = ("verified", "already", "skipped", "conflict", "failed", "incomplete"
 #: option or destination first (a failure to write, a destination down or full, a source that
 #: changed as it was read, an interrupted job... a re-run retries), or the file renamed on the
 #: source (a name that is not UTF-8)
-NOT_BY_RERUN = frozenset({"conflict", "history-conflict", "key-rejected", "source-name", "source-time"})
+NOT_BY_RERUN = frozenset(
+    {"conflict", "history-conflict", "key-rejected", "source-name", "source-time", "source-changed-in-place"}
+)
 _NOT_BY_RERUN_SQL = ", ".join(f"'{c}'" for c in sorted(NOT_BY_RERUN))
 #: a file that the same command, run again, may yet deliver where it is missing (``--on-conflict
 #: skip`` kept it out: ``conflict``, which a re-run does again)
