@@ -187,7 +187,9 @@ def _add_not_reached(catalog: Catalog, job_id: str, out: dict[str, DestinationSu
     """An ended job's files that have no outcome at a destination never got there (the job was
     killed, or the machine stopped, before they did): not delivered, counted as incomplete there
     (a re-run sends them), so that such a job never looks complete. (A file that could not be
-    read is the source's failure, counted as the file's own.) Whether there was any."""
+    read is the source's failure, counted as the file's own.) Whether there was any. (A job
+    ended since castoff fills these in, ``Catalog.fill_not_reached``: this counts them in a
+    catalog read as it is, or one an older castoff left.)"""
     rows = catalog.stream("SELECT COUNT(*) AS n FROM files WHERE job_id=? AND status<>'skipped'", (job_id,))
     total = sum(int(r["n"]) for r in rows)
     if all(s.files >= total for s in out.values()):
