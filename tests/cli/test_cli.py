@@ -649,8 +649,14 @@ def test_jobs_show_of_a_killed_job_counts_the_files_it_never_took_somewhere(
     bucket = f"s3://{rclone_s3.bucket}/v1"
     reached = dict.fromkeys(rep["summary"], 0)
     for f in rep["files"]:
+        # every file is named at every destination, those it never got to too (not-reached)
+        assert sorted(d["destination"] for d in f["destinations"]) == sorted(rep["summary"]), f
         for d in f["destinations"]:
-            reached[d["destination"]] += 1
+            if d["error_code"] == "not-reached":
+                assert (d["status"], d["target"]) == ("incomplete", ""), d
+                assert d["error"].startswith("the job ended before this file got here"), d
+            else:
+                reached[d["destination"]] += 1
     assert reached[bucket] < n  # the kill came before every file got there
     for name, s in rep["summary"].items():
         assert s["files"] == n, (name, s)

@@ -315,6 +315,23 @@ _SET_FILE_META = (  # file_id, job_id, then FILE_META_COLUMNS
 )
 
 
+#: what an outcome filled in for a file the job never got to at a destination says
+NOT_REACHED = "the job ended before this file got here (it was stopped or killed first)"
+NOT_REACHED_CODE = "not-reached"
+
+
+def _fill_not_reached(db: sqlite3.Connection, job_id: str) -> None:
+    """``Catalog.fill_not_reached``, in the caller's transaction."""
+    db.execute(
+        "INSERT OR IGNORE INTO outcomes(job_id, file_id, dest_ident, dest_name, target, status, error,"
+        " error_code) SELECT f.job_id, f.id, json_extract(d.value, '$.ident'),"
+        " json_extract(d.value, '$.name'), '', 'incomplete', ?, ?"
+        " FROM jobs j JOIN files f ON f.job_id=j.id, json_each(j.destinations) d"
+        " WHERE j.id=? AND f.status IN ('read', 'pending') AND json_extract(d.value, '$.ident') IS NOT NULL",
+        (NOT_REACHED, NOT_REACHED_CODE, job_id),
+    )
+
+
 _SET_OUTCOME = (
     "INSERT INTO outcomes(job_id, file_id, dest_ident, dest_name, target, status,"
     " verify_method, verified_at, etag, error, error_code, detail, damaged, resumed)"
@@ -1065,6 +1082,15 @@ class Catalog:
                         (time.time(), row["id"]),
                     )
                     db.execute("DELETE FROM claims WHERE job_id=?", (row["id"],))
+                    _fill_not_reached(db, row["id"])
+
+    def fill_not_reached(self, job_id: str) -> None:
+        """A job that ended before every file got everywhere (stopped, killed): each of its files
+        without an outcome at one of its destinations gets one there, ``incomplete`` with the code
+        ``not-reached`` and no target (it was never planned there), so that the reports and ``jobs
+        show`` name every file at every destination."""
+        with self._tx() as db:
+            _fill_not_reached(db, job_id)
 
     def running_job(self, job_id: str) -> sqlite3.Row | None:
         """The job of this id when its row says running (``running.row_alive`` tells if it is)."""

@@ -427,6 +427,7 @@ class Engine:
             raise self._fatal
         if self.cancel.is_set():
             self._record_interrupted()
+            self.catalog.fill_not_reached(self.job_id)  # the files it never got to, everywhere
         else:
             for lane in self.lanes:
                 if lane.dead is None:

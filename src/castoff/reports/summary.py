@@ -9,7 +9,7 @@ import json
 import sqlite3
 from dataclasses import asdict, dataclass, field
 
-from castoff.catalog.db import Catalog
+from castoff.catalog.db import NOT_REACHED_CODE, Catalog
 from castoff.destinations.base import ident_location
 
 #: outcomes that mean the file is at the destination, proven
@@ -134,10 +134,11 @@ def tally(catalog: Catalog, job: sqlite3.Row) -> Tally:
     rows = catalog.stream(
         "SELECT o.dest_name, o.status, COUNT(*) AS n, SUM(f.size) AS bytes,"
         " MAX(CASE WHEN o.status IN ('verified', 'already') THEN o.verified_at END) AS last,"
-        " SUM(o.damaged IS NOT NULL) AS damaged, SUM(o.resumed) AS resumed"
+        " SUM(o.damaged IS NOT NULL) AS damaged, SUM(o.resumed) AS resumed,"
+        " SUM(o.error_code=?) AS not_reached"
         " FROM files f JOIN outcomes o ON o.file_id=f.id"
         " WHERE f.job_id=? AND f.status<>'skipped' GROUP BY o.dest_name, o.status",
-        (job_id,),
+        (NOT_REACHED_CODE, job_id),
     )
     last: dict[str, float] = {}
     all_there = True
@@ -186,7 +187,9 @@ def _add_not_reached(catalog: Catalog, job_id: str, out: dict[str, DestinationSu
     """An ended job's files that have no outcome at a destination never got there (the job was
     killed, or the machine stopped, before they did): not delivered, counted as incomplete there
     (a re-run sends them), so that such a job never looks complete. (A file that could not be
-    read is the source's failure, counted as the file's own.) Whether there was any."""
+    read is the source's failure, counted as the file's own.) Whether there was any. (A job
+    ended since castoff fills these in, ``Catalog.fill_not_reached``: this counts them in a
+    catalog read as it is, or one an older castoff left.)"""
     rows = catalog.stream("SELECT COUNT(*) AS n FROM files WHERE job_id=? AND status<>'skipped'", (job_id,))
     total = sum(int(r["n"]) for r in rows)
     if all(s.files >= total for s in out.values()):
@@ -234,5 +237,6 @@ def _add(out: dict[str, DestinationSummary], r: sqlite3.Row, last: dict[str, flo
         s.bytes_sent += size - resumed
         s.bytes_resumed += resumed
     s.damaged += int(r["damaged"] or 0)
+    s.not_reached += int(r["not_reached"] or 0)  # (filled in: ``Catalog.fill_not_reached``)
     if r["last"] is not None:
         last[name] = max(last.get(name, 0.0), float(r["last"]))
