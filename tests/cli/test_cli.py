@@ -610,6 +610,16 @@ def test_a_damaged_copy_found_by_rehash_is_said_everywhere_and_exits_1(tmp_path:
     assert report["summary"][str(dest)]["verified"] == 0
 
 
+def _kill_at_release(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL a ``--json`` copy once it says the card can be released."""
+    assert proc.stdout is not None
+    for line in proc.stdout:  # killed once the source may go: what comes after is still under way
+        if json.loads(line)["event"] == "released":
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+
+
 def test_jobs_show_of_a_killed_job_counts_the_files_it_never_took_somewhere(
     tmp_path: Path, rclone_s3: Any
 ) -> None:
@@ -634,12 +644,7 @@ def test_jobs_show_of_a_killed_job_counts_the_files_it_never_took_somewhere(
         text=True,
         env={**os.environ, **keys},
     )
-    assert proc.stdout is not None
-    for line in proc.stdout:  # killed once the source may go: the uploads are still under way
-        if json.loads(line)["event"] == "released":
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    _kill_at_release(proc)  # the uploads are still under way
     (job,) = json.loads(run("jobs", "--json", state=state).stdout)
     r = run("jobs", "show", job["id"], "--json", state=state)
     assert r.returncode == 0, r.stderr
@@ -686,12 +691,7 @@ def test_at_released_the_card_and_the_drive_have_their_ascmhl_history(tmp_path: 
     state = tmp_path / "state"
     argv = [*CASTOFF, "--state-dir", str(state), "copy", str(src), "--to", str(ssd), "--json", "--mhl-source"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if json.loads(line)["event"] == "released":
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    _kill_at_release(proc)
     for root in (src, ssd):
         assert [p.name for p in (root / "ascmhl").glob("0001_*.mhl")], root
         assert (root / "ascmhl" / "ascmhl_chain.xml").is_file(), root
@@ -785,12 +785,7 @@ def test_a_card_gone_after_release_is_said_with_the_command_that_finishes_from_t
         text=True,
         env={**os.environ, **keys},
     )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if json.loads(line)["event"] == "released":
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    _kill_at_release(proc)
     src.rename(tmp_path / "ejected")
     r = run(*argv, state=state, env=keys)
     said = " ".join(r.stderr.split())

@@ -27,9 +27,16 @@ def card(root: Path) -> dict[str, bytes]:
     return files
 
 
-def bucket_of(rclone_s3: Any) -> Any:
+def bucket_of(rclone_s3: Any, prefix: str | None = None) -> Any:
+    """The test bucket, 5 MiB parts; ``prefix``: another place in it."""
+    extra = {} if prefix is None else {"prefix": prefix}
     return s3dest(
-        rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+        rclone_s3.url,
+        rclone_s3.bucket,
+        rclone_s3.access_key,
+        rclone_s3.secret_key,
+        part_size=5 * MiB,
+        **extra,
     )
 
 
@@ -89,14 +96,7 @@ def test_a_file_verified_at_every_drive_before_is_uploaded_from_a_drive_not_the_
     files = card(src)
     ssd = LocalDestination(tmp_path / "ssd")
     assert runner([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 0
-    other = s3dest(
-        rclone_s3.url,
-        rclone_s3.bucket,
-        rclone_s3.access_key,
-        rclone_s3.secret_key,
-        part_size=5 * MiB,
-        prefix="other/",
-    )
+    other = bucket_of(rclone_s3, prefix="other/")
 
     def release(event: Event) -> None:
         if event.kind == "released":
@@ -191,14 +191,7 @@ def test_a_copy_found_damaged_is_not_sent_on_as_a_source(
     copy = tmp_path / "ssd" / "card" / BIG
     corrupt(copy, 11 * MiB)
     assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 1
-    other = s3dest(
-        rclone_s3.url,
-        rclone_s3.bucket,
-        rclone_s3.access_key,
-        rclone_s3.secret_key,
-        part_size=5 * MiB,
-        prefix="other/",
-    )
+    other = bucket_of(rclone_s3, prefix="other/")
     result = runner.bounded([tmp_path / "ssd" / "card"], [other], chunk_size=5 * MiB, **FAST)
     assert (result.exit_code, result.status) == (1, "failed")
     row = runner.outcomes()[(REL, other.name)]
