@@ -949,6 +949,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             highlight=False,
             soft_wrap=True,
         )
+        _say_partial(console, catalog, job_id)
         console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
         for text in finished.problems:
             console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
@@ -964,6 +965,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             f"job {job_id}: {result.status}, {plural(result.files, 'file')}, {format_bytes(result.bytes)}"
             f" in {elapsed:.1f}s ({_read_text(result, elapsed)})"
         )
+        _say_partial(console, catalog, job_id)
         if result.folders_made:
             console.print(_folders_text(result.folders_made), markup=False, highlight=False, soft_wrap=True)
         console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
@@ -1178,6 +1180,23 @@ def _not_written(finished: Finished) -> str:
     )
 
 
+def _say_partial(console: Console, catalog: Catalog, job_id: str) -> None:
+    """A job stopped before its scan had found every file: its counts and report are of the files
+    it had found (``summary.files_partial``)."""
+    from castoff.reports.summary import files_partial
+
+    job = catalog.job(job_id)
+    if job is not None and files_partial(job):
+        console.print(
+            "the job stopped before it had found every file of its sources: the counts and the report"
+            " are of the files it had found; a re-run of the same command finds and copies the rest",
+            style="yellow",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def _read_text(result: JobResult, elapsed: float) -> str:
     """How fast the sources were read, over what was read: a re-run reads nothing it skips."""
     lanes = result.lanes.values()
@@ -1235,6 +1254,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     )
     if job["report_path"]:
         console.print(f"report: {printable(job['report_path'])}", markup=False, highlight=False)
+    if j.get("files_complete") is False and j["status"] != "running":
+        from castoff.reports.summary import PARTIAL_LIST
+
+        console.print(Text(PARTIAL_LIST, style="yellow"), soft_wrap=True)
     for name, s in rep["summary"].items():  # where each is: a saved name may point elsewhere by now
         if s["location"] and s["location"] != name:  # None: a kind without one
             console.print(Text(printable(f"destination {name}: {s['location']}")), highlight=False)

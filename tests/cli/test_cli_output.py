@@ -403,3 +403,40 @@ def test_with_json_what_went_wrong_is_also_said_as_text_on_stderr(tmp_path: Path
     assert r.returncode == 0, r.stderr
     assert "Source can be released: every local destination is verified." in r.stderr
     assert all(json.loads(line) for line in r.stdout.splitlines())
+
+
+def test_a_job_stopped_before_its_scan_ended_says_its_list_is_partial(tmp_path: Path) -> None:
+    """QA: a job stopped (or killed) early listed 3 files of a card of 37, with nothing saying
+    that the others were never found: its report, ``jobs`` and ``jobs show`` read as if the card
+    held 3. The list of a job whose scan did not end is said to be partial, everywhere."""
+    card = tmp_path / "CARD"
+    for i in range(1500):
+        write(card / f"DCIM/{i // 100:03}" / f"IMG_{i:04}.JPG", os.urandom(1000))
+    state = tmp_path / "state"
+    argv = [*CASTOFF, "--state-dir", str(state), "copy", str(card), "--to", str(tmp_path / "d"), "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "file-done":
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    said = " ".join(err.split())
+    assert "the job stopped before it had found every file of its sources" in said, said
+    (job,) = _jobs(state)
+    rep = json.loads(_run("jobs", "show", str(job["id"]), "--json", state=state).stdout)
+    assert rep["job"]["files_complete"] is False
+    assert len(rep["files"]) < 1500, len(rep["files"])
+    shown = " ".join(_run("jobs", "show", str(job["id"]), state=state).stdout.split())
+    assert "The job ended before it had found every file of its sources" in shown, shown
+    html = Path(str(job["report_path"])).with_suffix(".html").read_text()
+    assert 'id="partial"' in html
+    # run to its end: the list is whole, and nothing says otherwise
+    done = _run("copy", str(card), "--to", str(tmp_path / "d"), state=state)
+    assert done.returncode == 0, done.stderr
+    job = _jobs(state)[0]
+    rep = json.loads(_run("jobs", "show", str(job["id"]), "--json", state=state).stdout)
+    assert rep["job"]["files_complete"] is True and len(rep["files"]) == 1500
+    assert "found every file" not in done.stderr
+    assert 'id="partial"' not in Path(str(job["report_path"])).with_suffix(".html").read_text()

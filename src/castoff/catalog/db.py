@@ -28,7 +28,7 @@ from castoff.destinations.base import PartReceipt
 #: tests/catalog/test_schema_version.py holds the schema each version has). A castoff refuses a
 #: catalog whose version is above its own (``CatalogTooNew``): an older castoff would trust rows
 #: it cannot fully read. Up to 1: castoff before it checked (it wrote 1 whatever its tables).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: jobs.scanned
 
 #: landed: what is verified where, one row per destination, planned name and source. Two sources
 #: may plan one name (two cards' IMG_0001.JPG in one folder): each keeps its own row, the second's
@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     proc_start TEXT,                 -- tells the pid's process from a later one (catalog.running)
     pruned_at REAL,                  -- per-file history dropped (castoff.catalog.prune)
     pruned_files INTEGER,            -- the job's file count and bytes, kept when its rows go
-    pruned_bytes INTEGER
+    pruned_bytes INTEGER,
+    scanned INTEGER                  -- 1: its scan found every file of its sources (the list is whole)
 );
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY,
@@ -867,9 +868,12 @@ class Catalog:
             ("pruned_files", "INTEGER"),
             ("pruned_bytes", "INTEGER"),
             ("proc_start", "TEXT"),
+            ("scanned", "INTEGER"),
         ):
             if column not in have:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+                if column == "scanned":  # an older castoff's job that ran to its end found every file
+                    self._db.execute("UPDATE jobs SET scanned=1 WHERE status IN ('done', 'failed')")
 
     @contextlib.contextmanager
     def _urgent(self) -> Iterator[None]:
@@ -1083,6 +1087,12 @@ class Catalog:
                     )
                     db.execute("DELETE FROM claims WHERE job_id=?", (row["id"],))
                     _fill_not_reached(db, row["id"])
+
+    def scan_finished(self, job_id: str) -> None:
+        """The job's scan found every file of its sources: its list of files is whole (a job
+        stopped before can only list those it had found)."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET scanned=1 WHERE id=?", (job_id,))
 
     def fill_not_reached(self, job_id: str) -> None:
         """A job that ended before every file got everywhere (stopped, killed): each of its files

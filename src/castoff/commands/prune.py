@@ -122,22 +122,11 @@ def pruned_as_json(job: sqlite3.Row) -> dict[str, Any]:
     """``castoff jobs show ID --json`` of a pruned job: the report's ``schema`` and ``job`` (the
     same keys, times as it writes them), ``"pruned": true`` where the report's files and summary
     were, what is kept of them (``n_files``, ``n_bytes``, ``pruned_at``) and where the report is."""
-    from castoff.destinations.spec import shown_argv
-    from castoff.reports.json_report import SCHEMA
+    from castoff.reports.json_report import SCHEMA, job_fields
 
-    started, ended = job["started_at"], job["ended_at"]
     return {
         "schema": SCHEMA,
-        "job": {
-            "id": job["id"],
-            "status": job["status"],
-            "exit_code": job["exit_code"],
-            "started_at": iso_time(started),
-            "ended_at": iso_time(ended),
-            "duration_s": (ended - started) if ended else None,
-            "sources": json.loads(job["sources"]),
-            "command": shown_argv(json.loads(job["argv"])),
-        },
+        "job": job_fields(job),
         "pruned": True,
         "pruned_at": iso_time(job["pruned_at"]),
         "n_files": job["pruned_files"],

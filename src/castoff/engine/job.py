@@ -871,6 +871,7 @@ class Engine:
                     self.log(f"skip: {item.rel_path}: {item.reason}", "warning")
                 continue
             self._one_file(item, group)
+        self.catalog.scan_finished(self.job_id)  # every file of the sources is in the catalog
         more = self.left_out["excluded"] - FILTERED_SAID
         if more > 0:
             self.log(

@@ -26,7 +26,15 @@ from castoff.destinations.spec import shown_argv
 from castoff.reports.json_report import iter_empty_folders
 from castoff.reports.rows import file_groups, named_groups
 from castoff.reports.staged import staged
-from castoff.reports.summary import OK, PROBLEM_FILES_SQL, Tally, is_problem, tally
+from castoff.reports.summary import (
+    OK,
+    PARTIAL_LIST,
+    PROBLEM_FILES_SQL,
+    Tally,
+    files_partial,
+    is_problem,
+    tally,
+)
 from castoff.units import TimeText, format_bytes
 
 
@@ -291,6 +299,7 @@ def render(
             missing_count=counts.missing_files,
             rerun_count=counts.rerun_files,
             damaged_count=counts.damaged_files,
+            partial_list=PARTIAL_LIST if files_partial(job) else None,
             problems=_problems(catalog, job_id),  # a generator: no query unless the template lists problems
             files=_file_chunks(file_groups(catalog, job_id) if files is None else files),
             left_out=counts.left_out,

@@ -15,6 +15,7 @@ file, as each local destination got them (absent from reports of earlier version
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from castoff.catalog.db import Catalog
 from castoff.destinations.spec import shown_argv
 from castoff.reports.rows import file_groups
 from castoff.reports.staged import staged
-from castoff.reports.summary import PROBLEM_FILES_SQL, Tally, tally
+from castoff.reports.summary import PROBLEM_FILES_SQL, Tally, files_complete, tally
 from castoff.units import TimeText
 
 SCHEMA = "castoff.report/2"
@@ -209,17 +210,23 @@ def _head(catalog: Catalog, job_id: str, counts: Tally | None) -> dict[str, Any]
     counts = counts or tally(catalog, job)
     return {
         "schema": SCHEMA,
-        "job": {
-            "id": job_id,
-            "status": job["status"],
-            "exit_code": job["exit_code"],
-            "started_at": _iso(job["started_at"]),
-            "ended_at": _iso(job["ended_at"]),
-            "duration_s": (job["ended_at"] - job["started_at"]) if job["ended_at"] else None,
-            "sources": json.loads(job["sources"]),
-            "command": shown_argv(json.loads(job["argv"])),
-        },
+        "job": job_fields(job),
         "summary": {name: s.as_json() for name, s in counts.destinations.items()},
+    }
+
+
+def job_fields(job: sqlite3.Row) -> dict[str, Any]:
+    """The report's ``job`` object (also that of a pruned job's ``jobs show --json``)."""
+    return {
+        "id": job["id"],
+        "status": job["status"],
+        "exit_code": job["exit_code"],
+        "started_at": _iso(job["started_at"]),
+        "ended_at": _iso(job["ended_at"]),
+        "duration_s": (job["ended_at"] - job["started_at"]) if job["ended_at"] else None,
+        "sources": json.loads(job["sources"]),
+        "command": shown_argv(json.loads(job["argv"])),
+        "files_complete": files_complete(job),
     }
 
 

@@ -104,6 +104,27 @@ def is_problem(row: sqlite3.Row) -> bool:
     return str(row["status"]) not in OK
 
 
+def files_complete(job: sqlite3.Row) -> bool | None:
+    """Whether the job's list of files is whole: its scan found every file of its sources (a job
+    stopped or killed before can only list those it had found). None: a catalog read as it is,
+    from before castoff kept it."""
+    if "scanned" not in job.keys():  # noqa: SIM118 (a Row)
+        return None
+    return bool(job["scanned"])
+
+
+def files_partial(job: sqlite3.Row) -> bool:
+    """An ended job whose list of files is not whole (``files_complete``)."""
+    return job["status"] != "running" and files_complete(job) is False
+
+
+#: what a report says of a job whose list is not whole
+PARTIAL_LIST = (
+    "The job ended before it had found every file of its sources: the files it never found are in no"
+    " list of this report. A re-run of the same command finds and copies them."
+)
+
+
 @dataclass
 class Tally:
     """The summary by destination, how many files have a problem, and what was left out on purpose."""
