@@ -919,8 +919,14 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         catalog.end_job(job_id, status="failed", exit_code=result.exit_code)
     elapsed = time.monotonic() - started
     if args.json:
+        event = __import__("castoff.engine.events", fromlist=["Event"]).Event
+        for o in finished.mhl:
+            if o.ok and o.manifest is None and o.message.startswith("ASC MHL not written"):
+                # a history asked for and not written (a read-only card): said as in text mode
+                # (a failed one is among the problems)
+                display(event("log", {"level": "warning", "message": f"{o.scope}: {o.message}"}))
         display(
-            __import__("castoff.engine.events", fromlist=["Event"]).Event(
+            event(
                 "job-end",
                 {
                     "job_id": job_id,
