@@ -1121,10 +1121,10 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
         lines.append(
             f"{plural(changed, 'file')} not copied: changed at the source since an earlier job copied"
             f" {them(changed)} (same size and modification time, other bytes); the same command"
-            f" fails {them(changed)} again. The copies verified then hold {them(changed)} as"
-            f" {'it was' if changed == 1 else 'they were'}; to keep {them(changed)} as"
-            f" {'it is' if changed == 1 else 'they are'} now as well, re-run with --rehash"
-            " (copied beside the earlier copies as 'name (2).ext')."
+            f" fails {them(changed)} again. The copies verified then, if any (said above), hold"
+            f" {them(changed)} as {'it was' if changed == 1 else 'they were'}; to copy {them(changed)}"
+            f" as {'it is' if changed == 1 else 'they are'} now, re-run with --rehash (beside an earlier"
+            " copy as 'name (2).ext', at its own name where there is none)."
         )
     if other:
         lines.append(
