@@ -919,8 +919,14 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         catalog.end_job(job_id, status="failed", exit_code=result.exit_code)
     elapsed = time.monotonic() - started
     if args.json:
+        event = __import__("castoff.engine.events", fromlist=["Event"]).Event
+        for o in finished.mhl:
+            if o.ok and o.manifest is None and o.message.startswith("ASC MHL not written"):
+                # a history asked for and not written (a read-only card): said as in text mode
+                # (a failed one is among the problems)
+                display(event("log", {"level": "warning", "message": f"{o.scope}: {o.message}"}))
         display(
-            __import__("castoff.engine.events", fromlist=["Event"]).Event(
+            event(
                 "job-end",
                 {
                     "job_id": job_id,
@@ -1117,10 +1123,10 @@ def _failed_text(catalog: Catalog, job_id: str) -> list[str]:
         lines.append(
             f"{plural(changed, 'file')} not copied: changed at the source since an earlier job copied"
             f" {them(changed)} (same size and modification time, other bytes); the same command"
-            f" fails {them(changed)} again. The copies verified then hold {them(changed)} as"
-            f" {'it was' if changed == 1 else 'they were'}; to keep {them(changed)} as"
-            f" {'it is' if changed == 1 else 'they are'} now as well, re-run with --rehash"
-            " (copied beside the earlier copies as 'name (2).ext')."
+            f" fails {them(changed)} again. The copies verified then, if any (said above), hold"
+            f" {them(changed)} as {'it was' if changed == 1 else 'they were'}; to copy {them(changed)}"
+            f" as {'it is' if changed == 1 else 'they are'} now, re-run with --rehash (beside an earlier"
+            " copy as 'name (2).ext', at its own name where there is none)."
         )
     if other:
         lines.append(

@@ -801,3 +801,41 @@ def test_a_card_gone_after_release_is_said_with_the_command_that_finishes_from_t
     got = sorted(o["Key"].split("/", 1)[1] for o in listed.get("Contents", []))
     local = sorted(str(p.relative_to(ssd)) for p in ssd.rglob("*.JPG"))
     assert got == local and len(got) == n
+
+
+def test_the_gone_card_hint_names_a_drive_that_is_plugged_in(tmp_path: Path, rclone_s3: Any) -> None:
+    """QA: with the card gone after release, the hint said "finish from the verified copy at uA"
+    while uA was unplugged and uB was there. It names a drive that holds the job's files now, and
+    with none plugged in it says so (mount the card, or plug a drive in)."""
+    src = tmp_path / "card"
+    for i in range(20):
+        write(src / "DCIM" / f"IMG_{i:04}.JPG", os.urandom(100_000))
+    state = tmp_path / "state"
+    url = (
+        f"s3://{rclone_s3.bucket}/unplugged/?endpoint={rclone_s3.url}&region=us-east-1"
+        "&addressing=path&provider=rclone"
+    )
+    keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
+    ua, ub = tmp_path / "uA", tmp_path / "uB"
+    argv = ["copy", str(src), "--to", str(ua), "--to", str(ub), "--to", url]
+    proc = subprocess.Popen(
+        [*CASTOFF, "--state-dir", str(state), *argv, "--json", "--bwlimit", "200K"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **keys},
+    )
+    _kill_at_release(proc)
+    src.rename(tmp_path / "ejected")
+    ua.rename(tmp_path / "uA.unplugged")
+    said = " ".join(run(*argv, state=state, env=keys).stderr.split())
+    assert f"finish from the verified copy at {ub}: castoff copy {ub / 'card'} " in said, said
+    assert str(ua) + "/" not in said and f"at {ua}:" not in said, said
+    ub.rename(tmp_path / "uB.unplugged")
+    r = run(*argv, state=state, env=keys)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2, said
+    assert "finish from the verified copy at" not in said, said
+    assert "castoff copy " not in said, said
+    assert f"none of the drives that hold the verified copy ({ua}, {ub}) is there now" in said, said
+    assert "mount the card and re-run the same command" in said and "Traceback" not in said, said

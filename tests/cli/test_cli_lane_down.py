@@ -335,3 +335,25 @@ def test_a_read_only_destination_root_still_stops_the_destination(
     rep = report(castoff)
     assert {d["error_code"] for d in at(rep, ro)} == {"destination-read-only"}
     check_ok_complete(rep, ok, card)
+
+
+def test_a_read_only_card_with_mhl_source_is_said_under_json_too(
+    tmp_path: Path, card: Path, as_a_user: list[str]
+) -> None:
+    """QA: with --mhl-source on a read-only card, text mode said "ASC MHL not written: the source
+    is read-only"; --json said it nowhere (no event, nothing on stderr). It is a ``log`` warning
+    event, and on stderr, as the other warnings are under --json."""
+    card.chmod(0o555)
+    castoff = Castoff(tmp_path / "user")
+    note = f"{card}: ASC MHL not written: the source is read-only"
+    r = run_as(as_a_user, castoff, "copy", str(card), "--to", str(tmp_path / "a"), "--mhl-source")
+    assert r.returncode == 0, r.stderr
+    assert note in " ".join((r.stdout + r.stderr).split()), r.stderr
+    r = run_as(as_a_user, castoff, "copy", str(card), "--to", str(tmp_path / "b"), "--mhl-source", "--json")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    logs = [e for e in events if e["event"] == "log" and e["message"] == note]
+    assert [e["level"] for e in logs] == ["warning"], events
+    assert events.index(logs[0]) < [e["event"] for e in events].index("job-end")
+    assert f"warning: {note}" in r.stderr.splitlines(), r.stderr
+    assert not (card / "ascmhl").exists()

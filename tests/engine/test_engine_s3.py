@@ -826,3 +826,52 @@ def test_a_file_changed_in_place_since_it_was_copied_is_not_sent_under_its_old_h
     body, obj = read_object(admin, rclone_s3.bucket, "raw-shoots/c40/CLIP/C0002 (2).MP4")
     assert body == bytes(changed)
     assert {k.lower(): v for k, v in obj["Metadata"].items()}["blake3"] == new
+
+
+def test_a_file_changed_in_place_whose_earlier_read_reached_nowhere_says_so(
+    tmp_path: Path, runner: Runner, rclone_s3: Any, fault_proxy: Any
+) -> None:
+    """QA H #6: a bucket-only job stopped with its upload at part 2 of 3; the card's file then
+    rewritten, same size and time. The re-run said "the copies verified then hold the file as it
+    was", when no copy was ever verified (only an unfinished upload of the earlier bytes). It says
+    that the earlier read was delivered nowhere, that the resumed upload is left unfinished, and
+    that --rehash copies the file as it is now at its own name, which it does."""
+    data = random.Random(41).randbytes(3 * 5 * MiB)
+    card_dir = tmp_path / "card" / "c41"
+    clip = write(card_dir / "CLIP" / "C0001.MP4", data)
+    proxy = fault_proxy(rclone_s3)
+    proxy.respond(503, SLOW_DOWN_XML, headers={"Retry-After": "0"}, match="partNumber=3", times=10_000)
+    bucket = s3dest(
+        proxy.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
+    opts = {**FAST, "chunk_size": 5 * MiB}
+    assert runner([card_dir], [bucket], max_pauses=0, **opts).exit_code == 1, runner.logs()
+    assert len(runner.catalog.open_uploads()) == 1
+    proxy.clear_faults()
+    changed = bytearray(data)
+    changed[12_000_000:12_000_016] = b"X" * 16  # in part 3, not sent yet
+    st = clip.stat()
+    clip.write_bytes(bytes(changed))
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rel, key = "c41/CLIP/C0001.MP4", "raw-shoots/c41/CLIP/C0001.MP4"
+    admin = rclone_s3.admin_client()
+    for n in range(2):  # the same command meets it again
+        runner.events.clear()
+        assert runner([card_dir], [bucket], **opts).exit_code == 1, (n, "\n".join(runner.logs()))
+        out = {(r["rel_path"], r["dest_name"]): r for r in runner.catalog.iter_job_rows(runner.job_id)}
+        row = out[(rel, bucket.name)]
+        assert row["status"] == "failed" and row["error_code"] == errors.SourceChangedInPlace.code
+        said = " ".join(" ".join(runner.logs()).split())
+        assert "copies verified then" not in said and "copies verified then" not in row["error"]
+        assert "earlier job read here" in row["error"] and "delivered them nowhere" in row["error"], row
+        if n == 0:
+            assert f"The unfinished upload at {bucket.name}, begun for the earlier bytes, is dropped" in said
+        assert runner.catalog.open_uploads() == []
+        assert not admin.list_multipart_uploads(Bucket=rclone_s3.bucket).get("Uploads"), n
+        assert "--rehash" in said and "at its own name" in said, said
+        assert not admin.list_objects_v2(Bucket=rclone_s3.bucket, Prefix="raw-shoots/c41/").get("Contents")
+    assert runner([card_dir], [bucket], rehash=True, **opts).exit_code == 0, runner.logs()
+    body, obj = read_object(admin, rclone_s3.bucket, key)
+    assert body == bytes(changed)
+    assert {k.lower(): v for k, v in obj["Metadata"].items()}["blake3"] == blake3.blake3(body).hexdigest()
+    assert runner.catalog.open_uploads() == []

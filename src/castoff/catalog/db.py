@@ -1475,6 +1475,16 @@ class Catalog:
             self.generation += 1
             db.execute("DELETE FROM landed WHERE dest_ident=? AND planned=?", (dest_ident, planned))
 
+    def delivered_anywhere(self, src_path: str, blake3: str) -> bool:
+        """Whether any job delivered these bytes of this source somewhere (a copy verified, or
+        found there already): else a read of them reached no destination."""
+        rows = self._query(
+            "SELECT 1 FROM files f JOIN outcomes o ON o.file_id=f.id WHERE f.abs_path=? AND f.blake3=?"
+            " AND o.status IN ('verified', 'already', 'skipped') LIMIT 1",
+            (src_path, blake3),
+        )
+        return bool(rows)
+
     def known_hash(self, src_path: str, size: int, mtime_ns: int) -> tuple[str, str | None] | None:
         """BLAKE3 (and MD5 when known) of a source file read before with the same size and mtime."""
         rows = self._query(

@@ -56,7 +56,8 @@ def released_and_gone(catalog: Catalog, source: str, given: str) -> errors.Usage
     short = [d for d in buckets if len(delivered[str(d["ident"])]) < len(mine)]
     if not short:
         return None  # nothing left to send
-    copy = local[0]
+    here = [d for d in local if _all_there(delivered[str(d["ident"])].values())]
+    copy = here[0] if here else local[0]
     root = _root(str(copy["ident"]), delivered[str(copy["ident"])].values())
     said = (
         f"source {given} does not exist: job {job['id']} copied it, and every local destination"
@@ -64,20 +65,33 @@ def released_and_gone(catalog: Catalog, source: str, given: str) -> errors.Usage
         f" {', '.join(str(d['name']) for d in short)} did not get them all"
     )
     if root is None:
-        return errors.UsageError(
-            said,
-            hint="mount the card and re-run the same command; the verified copy cannot give the same"
-            " keys here (the job's layout put files at the drive's top level, with no folder of their own)",
+        hint = (
+            "mount the card and re-run the same command; the verified copy cannot give the same"
+            " keys here (the job's layout put files at the drive's top level, with no folder of their own)"
         )
-    folder_root, tops = root
-    to = " ".join(f"--to {shlex.quote(str(d.get('spec') or d['name']))}" for d in short)
-    folders = " ".join(shlex.quote(os.path.join(folder_root, t)) for t in tops)
-    return errors.UsageError(
-        said,
-        hint=f"mount the card and re-run the same command, or finish from the verified copy at"
-        f" {copy['name']}: castoff copy {folders} {to} --layout none (the drive's folders as they are:"
-        " the same keys as the job's, nothing sent again that is there, unfinished uploads resumed)",
-    )
+    elif not here:
+        hint = (
+            "mount the card and re-run the same command; none of the drives that hold the verified"
+            f" copy ({', '.join(str(d['name']) for d in local)}) is there now with all of the job's"
+            " files: plug one in, and this command gives the one that finishes from it"
+        )
+    else:
+        folder_root, tops = root
+        to = " ".join(f"--to {shlex.quote(str(d.get('spec') or d['name']))}" for d in short)
+        folders = " ".join(shlex.quote(os.path.join(folder_root, t)) for t in tops)
+        hint = (
+            "mount the card and re-run the same command, or finish from the verified copy at"
+            f" {copy['name']}: castoff copy {folders} {to} --layout none (the drive's folders as they"
+            " are: the same keys as the job's, nothing sent again that is there, unfinished uploads"
+            " resumed)"
+        )
+    return errors.UsageError(said, hint=hint)
+
+
+def _all_there(targets: object) -> bool:
+    """Whether every file the job verified at a local destination is there now (the drive plugged
+    in, its folders as they were): only such a copy can finish the job."""
+    return all(os.path.isfile(str(t)) for t in targets)  # type: ignore[attr-defined]
 
 
 def _root(ident: str, targets: object) -> tuple[str, list[str]] | None:

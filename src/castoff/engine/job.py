@@ -1465,10 +1465,28 @@ class Engine:
             self.log(f"{rel}: {_without_path(rel, str(exc))}", "error")
         raise exc
 
-    @staticmethod
-    def _changed_in_place_error(fs: FileState, digest: str, known: str) -> errors.SourceChangedInPlace:
+    def _changed_in_place_error(self, fs: FileState, digest: str, known: str) -> errors.SourceChangedInPlace:
         where = list(dict.fromkeys(lane.name for lane, _target, _out in fs.skipped))
         held = f" (at {', '.join(where)})" if where else ""
+        if not where and not self.catalog.delivered_anywhere(fs.src.abs_path, known):
+            # QA H #6: no copy of the earlier bytes anywhere (an upload of them begun, never
+            # finished): there are no "copies verified then"; one of the two reads is not the card's
+            # file as it was (a card rewritten in place, its time set back, or a failing reader)
+            resumed = [s.lane.name for s in fs.streams if s.resumed_parts or s.resume_token]
+            dropped = (
+                f" The unfinished upload at {', '.join(resumed)}, begun for the earlier bytes, is"
+                " dropped (never completed)."
+                if resumed
+                else ""
+            )
+            return errors.SourceChangedInPlace(
+                f"{fs.src.rel_path}: other bytes than an earlier job read here (same size and"
+                f" modification time; BLAKE3 {digest[:16]}…, then {known[:16]}…), and that job"
+                f" delivered them nowhere: no verified copy holds the file as it was; not copied.{dropped}",
+                hint="the card was rewritten in place (its time set back), or one of the two reads was"
+                " wrong (a failing card or reader): check it. To copy the file as it is now, re-run"
+                " with --rehash: it is read again and copied at its own name",
+            )
         return errors.SourceChangedInPlace(
             f"{fs.src.rel_path}: changed at the source since an earlier job copied it: same size"
             f" and modification time, other bytes (BLAKE3 {digest[:16]}…, then {known[:16]}…);"
@@ -2540,9 +2558,7 @@ class Engine:
         if isinstance(exc, errors.CastoffError) and exc.left_at is not None:
             self._left_unread(stream, exc.left_at, exc)
         if isinstance(exc, errors.SourceError):
-            if self._abort(stream):
-                self._close_catalog_upload(stream)
-            self._end(stream, Outcome("failed", error=exc))
+            self._source_failed_stream(stream, exc)
             return
         if not isinstance(exc, errors.CastoffError):
             text = "".join(traceback.format_exception(exc))
@@ -2640,6 +2656,22 @@ class Engine:
         if upload is not None and self._abort(stream):
             self._close_catalog_upload(stream)
         self._end(stream, Outcome("incomplete", error=exc))
+
+    def _source_failed_stream(self, stream: Stream, exc: errors.SourceError) -> None:
+        """A stream failed for its source (changed, unreadable): its upload aborted, a resumed one
+        whose next part never went out too (QA H #6: else left at the bucket, listed by nothing;
+        one castoff cannot abort stays in the catalog, for 'castoff uploads')."""
+        lane = stream.lane
+        if stream.upload is None and stream.resume_token is not None:
+            try:
+                lane.dest.abort_token(stream.target, stream.resume_token)
+            except errors.CastoffError as why:
+                self.log(f"{lane.name}: could not abort the old upload of {stream.target}: {why}", "warning")
+                self._end(stream, Outcome("failed", error=exc))
+                return
+        if self._abort(stream):
+            self._close_catalog_upload(stream)
+        self._end(stream, Outcome("failed", error=exc))
 
     def _abort(self, stream: Stream) -> bool:
         """Abort the stream's upload; False when the destination refuses (an expired key, a key
