@@ -204,3 +204,83 @@ def test_a_copy_found_damaged_is_not_sent_on_as_a_source(
     assert f"other/card/{BIG}" not in keys
     small = "DCIM/100CANON/IMG_0001.JPG"
     assert admin.get_object(Bucket=rclone_s3.bucket, Key=f"other/card/{small}")["Body"].read() == files[small]
+
+
+def keys_at(rclone_s3: Any, prefix: str) -> set[str]:
+    admin = rclone_s3.admin_client()
+    return {
+        o["Key"] for o in admin.list_objects_v2(Bucket=rclone_s3.bucket, Prefix=prefix).get("Contents", [])
+    }
+
+
+def test_a_verified_copy_read_as_a_source_with_other_bytes_is_damaged_and_sent_nowhere(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA H 1: the recovery castoff suggests (copy the SSD's folder to the bucket) read a copy
+    castoff had verified, rotted since (same size and mtime), sent it and called it verified.
+    castoff knows the BLAKE3 it verified at that path: other bytes there are a damaged copy,
+    failed before its last part goes out, named with both hashes, remembered."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+    corrupt(copy, 11 * MiB)
+    other = bucket_of(rclone_s3, prefix="other/")
+    result = runner.bounded([tmp_path / "ssd" / "card"], [other], chunk_size=5 * MiB, **FAST)
+    assert (result.exit_code, result.status) == (1, "failed"), runner.logs()
+    row = runner.outcomes()[(REL, other.name)]
+    assert row["status"] == "failed"
+    assert row["error_code"] == "source-damaged"
+    assert "DAMAGED" in row["error"] and row["error"].count("BLAKE3") == 2
+    assert f"other/card/{BIG}" not in keys_at(rclone_s3, "other/")  # nothing of it completed
+    small = "DCIM/100CANON/IMG_0001.JPG"
+    assert f"other/card/{small}" in keys_at(rclone_s3, "other/")
+    assert runner.catalog.damaged_at(ssd.ident, str(copy)) is not None
+    assert files[BIG] != copy.read_bytes()
+
+
+def test_a_damaged_copy_reached_through_a_symlink_is_refused_too(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA H 2: the drive reached by a symlink to it was taken for another source: its damaged
+    copy went to the bucket, exit 0."""
+    src = tmp_path / "card"
+    card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+    corrupt(copy, 11 * MiB)
+    assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 1
+    (tmp_path / "ssdlink").symlink_to(tmp_path / "ssd")
+    other = bucket_of(rclone_s3, prefix="other/")
+    result = runner.bounded([tmp_path / "ssdlink" / "card"], [other], chunk_size=5 * MiB, **FAST)
+    assert (result.exit_code, result.status) == (1, "failed"), runner.logs()
+    row = runner.outcomes()[(REL, other.name)]
+    assert (row["status"], row["error_code"]) == ("failed", "source-damaged")
+    assert f"other/card/{BIG}" not in keys_at(rclone_s3, "other/")
+
+
+def test_a_damaged_copy_put_right_as_the_readme_says_is_copied_once_the_card_is_gone(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA H 3: the good copy castoff wrote beside the damaged one moved over it, the card gone:
+    the copy reads back with the BLAKE3 castoff verified, so it is no longer damaged and is
+    copied (it was refused, with "re-run the same command", which needs the card)."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+    corrupt(copy, 11 * MiB)
+    assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 1
+    assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).status == "done"
+    good = copy.with_name("C0001 (2).MP4")
+    good.replace(copy)
+    src.rename(tmp_path / "card.gone")
+    other = bucket_of(rclone_s3, prefix="other/")
+    result = runner.bounded([tmp_path / "ssd" / "card"], [other], chunk_size=5 * MiB, rehash=True, **FAST)
+    assert (result.exit_code, result.status) == (0, "done"), runner.logs()
+    admin = rclone_s3.admin_client()
+    assert admin.get_object(Bucket=rclone_s3.bucket, Key=f"other/card/{BIG}")["Body"].read() == files[BIG]
+    assert runner.catalog.damaged_at(ssd.ident, str(copy)) is None

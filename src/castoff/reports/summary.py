@@ -42,7 +42,15 @@ STATUSES = ("verified", "already", "skipped", "conflict", "failed", "incomplete"
 #: changed as it was read, an interrupted job... a re-run retries), or the file renamed on the
 #: source (a name that is not UTF-8)
 NOT_BY_RERUN = frozenset(
-    {"conflict", "history-conflict", "key-rejected", "source-name", "source-time", "source-changed-in-place"}
+    {
+        "conflict",
+        "history-conflict",
+        "key-rejected",
+        "source-name",
+        "source-time",
+        "source-changed-in-place",
+        "source-damaged",
+    }
 )
 _NOT_BY_RERUN_SQL = ", ".join(f"'{c}'" for c in sorted(NOT_BY_RERUN))
 #: a file that the same command, run again, may yet deliver where it is missing (``--on-conflict
