@@ -163,15 +163,18 @@ def test_a_verified_copy_gone_falls_back_to_another_and_is_named(
 
     def meddle(event: Event) -> None:
         if event.kind == "file-done" and event.data["dest"] == ssd.name and event.data["rel_path"] == REL:
-            copy.unlink()  # once castoff found it verified there (skipped), before the upload reads it
+            copy.unlink(
+                missing_ok=True
+            )  # once castoff found it verified there (skipped), before the upload reads it
         elif event.kind == "released":
             src.rename(tmp_path / "card.gone")
 
     runner.hook = meddle
     bucket = bucket_of(rclone_s3)
     result = runner.bounded([src], [ssd, nas, bucket], chunk_size=5 * MiB, **FAST)
-    assert result.exit_code == 0, runner.logs()
+    assert result.exit_code == 1, runner.logs()  # gone from the SSD (QA H 5): not verified there
     assert objects(rclone_s3) == files
+    assert runner.outcomes()[(REL, nas.name)]["status"] == "skipped"
     said = [m for m in runner.logs() if str(copy) in m]
     assert said and "is gone" in said[0], runner.logs()
     assert not any("vanished" in m or "deleted while" in m for m in runner.logs())
@@ -284,3 +287,42 @@ def test_a_damaged_copy_put_right_as_the_readme_says_is_copied_once_the_card_is_
     admin = rclone_s3.admin_client()
     assert admin.get_object(Bucket=rclone_s3.bucket, Key=f"other/card/{BIG}")["Body"].read() == files[BIG]
     assert runner.catalog.damaged_at(ssd.ident, str(copy)) is None
+
+
+def test_verified_copies_found_gone_during_the_job_are_no_longer_verified_there(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA H 5: both drives' copies deleted while the job ran: the upload read the card, and the
+    job said done, exit 0, the file verified at both drives. Found gone, a copy no longer counts:
+    failed there, exit 1, and a re-run writes it again."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd, nas = LocalDestination(tmp_path / "ssd"), LocalDestination(tmp_path / "nas")
+    assert runner([src], [ssd, nas], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copies = [tmp_path / d / "card" / BIG for d in ("ssd", "nas")]
+    done: set[str] = set()
+
+    def meddle(event: Event) -> None:
+        if event.kind == "file-done" and event.data["rel_path"] == REL:
+            done.add(str(event.data["dest"]))
+            if {ssd.name, nas.name} <= done and copies[0].exists():
+                for c in copies:  # before the upload reads them
+                    c.unlink()
+
+    runner.hook = meddle
+    bucket = bucket_of(rclone_s3)
+    result = runner.bounded([src], [ssd, nas, bucket], chunk_size=5 * MiB, **FAST)
+    assert (result.exit_code, result.status) == (1, "failed"), runner.logs()
+    assert objects(rclone_s3) == files
+    out = runner.outcomes()
+    for dest, copy in zip((ssd, nas), copies, strict=True):
+        row = out[(REL, dest.name)]
+        assert row["status"] == "failed"
+        assert "gone since castoff verified it" in row["error"] and str(copy) in row["error"]
+        assert not runner.catalog.landed_for_source(dest.ident, str(src / BIG))
+        assert result.lanes[dest.name]["failed"] == 1
+    assert out[(REL, bucket.name)]["status"] == "verified"
+    runner.hook = None
+    again = runner.bounded([src], [ssd, nas], chunk_size=5 * MiB, **FAST)
+    assert again.exit_code == 0, runner.logs()
+    assert all(c.read_bytes() == files[BIG] for c in copies)

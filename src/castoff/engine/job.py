@@ -1814,6 +1814,7 @@ class Engine:
         reason = _without_path(fs.src.rel_path, exc.message)
         if isinstance(exc, errors.SourceVanished):
             said = "is gone (moved, renamed or deleted since castoff verified it)"
+            self._copy_gone(fs, copy)
         else:
             said = f"is DAMAGED or was changed: {reason}"
             self._copy_damaged(fs, copy, reason)
@@ -1864,7 +1865,23 @@ class Engine:
             f" on {when} ({reason})",
             hint=f"kept it; {keep} a re-run of the same command writes a good copy beside it",
         )
-        out = Outcome("failed", error=error, damaged=copy.path)
+        self._no_longer_there(fs, copy, Outcome("failed", error=error, damaged=copy.path))
+
+    def _copy_gone(self, fs: FileState, copy: VerifiedCopy) -> None:
+        """``copy``, verified at its local destination, is gone (moved, renamed, deleted) when a
+        catch-up reads it: the file is no longer verified there (failed in this job, its landed
+        row forgotten), and a re-run writes it there again."""
+        error = errors.IntegrityError(
+            f"{copy.path} is gone since castoff verified it there on {self._minute(copy.verified_at)}"
+            " (moved, renamed or deleted)",
+            hint="keep the source: a re-run of the same command writes the file there again",
+        )
+        self.catalog.forget_landed_from(copy.lane.dest.ident, copy.planned, fs.src.abs_path)
+        self._no_longer_there(fs, copy, Outcome("failed", error=error))
+
+    def _no_longer_there(self, fs: FileState, copy: VerifiedCopy, out: Outcome) -> None:
+        """The file's outcome at ``copy``'s destination, counted verified or skipped, is ``out``."""
+        lane = copy.lane
         self._store(lane, fs, copy.path, out)
         with lane.lock:  # no longer verified (or skipped) there: ``_tell`` counts it failed
             counts = lane.stats
