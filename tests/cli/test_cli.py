@@ -801,3 +801,19 @@ def test_a_card_gone_after_release_is_said_with_the_command_that_finishes_from_t
     got = sorted(o["Key"].split("/", 1)[1] for o in listed.get("Contents", []))
     local = sorted(str(p.relative_to(ssd)) for p in ssd.rglob("*.JPG"))
     assert got == local and len(got) == n
+
+
+def test_one_file_damaged_at_two_drives_is_counted_once(tmp_path: Path, card: Path) -> None:
+    """QA H 10: one file's copy rotted at both drives was "2 files have a DAMAGED copy at a
+    destination": it is one file, with a DAMAGED copy at 2 destinations."""
+    state, d1, d2 = tmp_path / "state", tmp_path / "d1", tmp_path / "d2"
+    assert run("copy", str(card), "--to", str(d1), "--to", str(d2), state=state).returncode == 0
+    for dest in (d1, d2):
+        _rot_in_place(dest / "EOS_DIGITAL" / "DCIM" / "100CANON" / "IMG_0003.CR3")
+    r = run("copy", str(card), "--to", str(d1), "--to", str(d2), "--rehash", state=state)
+    assert r.returncode == 1, r.stderr
+    said = " ".join(r.stderr.split())
+    assert "Attention: 1 file has a DAMAGED copy at 2 destinations" in said, r.stderr
+    report, _html = _report(state, r.stderr)
+    shown = run("jobs", "show", report["job"]["id"], state=state, env={"COLUMNS": "400"})
+    assert "Attention: 1 file has a DAMAGED copy at 2 destinations" in " ".join(shown.stdout.split())

@@ -182,6 +182,11 @@ def tally(catalog: Catalog, job: sqlite3.Row) -> Tally:
     return result
 
 
+def damaged_files(catalog: Catalog, job_id: str) -> int:
+    """The job's files with a damaged copy at one destination or more."""
+    return _count_files(catalog, job_id, DAMAGED_SQL)
+
+
 def _count_files(catalog: Catalog, job_id: str, which: str) -> int:
     """The job's files (not those left out) for which the SQL condition ``which`` on ``f`` holds."""
     rows = catalog.stream(
