@@ -137,6 +137,9 @@ def test_a_verified_copy_found_changed_is_damaged_not_verified(
     assert row["damaged"] == str(copy)
     assert "DAMAGED" in row["error"] and "part 3 of 3" in row["error"]
     assert out[(REL, bucket.name)]["status"] == "verified"
+    detail = out[(REL, bucket.name)]["detail"]  # QA H 11: where the bytes that landed came from
+    assert not detail.startswith(f"sent from the verified copy {copy}"), detail
+    assert f"read again from the source {src / BIG}" in detail
     assert objects(rclone_s3) == files  # the card's bytes, never the damaged copy's
     assert not any("BadDigest" in m or "corrupted on the way" in m for m in runner.logs())
     assert runner.catalog.damaged_at(ssd.ident, str(copy)) is not None

@@ -1824,7 +1824,10 @@ class Engine:
         bad = errors.IntegrityError(
             f"the verified copy it was read from, {copy.path}, {said}; read again from {then}"
         )
+        sent_from = f"sent from the verified copy {copy.path}"
         for s in streams:
+            # what landed came from elsewhere: the detail never starts with the copy that failed
+            s.notes[:] = [n for n in s.notes if n != sent_from]
             s.lane.fail(s, bad)
 
     def _copy_damaged(self, fs: FileState, copy: VerifiedCopy, reason: str) -> None:
