@@ -817,3 +817,25 @@ def test_one_file_damaged_at_two_drives_is_counted_once(tmp_path: Path, card: Pa
     report, _html = _report(state, r.stderr)
     shown = run("jobs", "show", report["job"]["id"], state=state, env={"COLUMNS": "400"})
     assert "Attention: 1 file has a DAMAGED copy at 2 destinations" in " ".join(shown.stdout.split())
+
+
+@pytest.mark.parametrize("policy", ["fail", "skip"])
+def test_on_conflict_fail_or_skip_names_the_damaged_copy_castoff_verified(
+    tmp_path: Path, card: Path, policy: str
+) -> None:
+    """QA H 12: with --on-conflict fail|skip, castoff's own rotted copy was "exists with other
+    content (--on-conflict rename keeps both)", damaged null: it is the DAMAGED copy castoff
+    verified there."""
+    state, dest = tmp_path / "state", tmp_path / "d1"
+    assert run("copy", str(card), "--to", str(dest), state=state).returncode == 0
+    rotted = dest / "EOS_DIGITAL" / "DCIM" / "100CANON" / "IMG_0003.CR3"
+    _rot_in_place(rotted)
+    r = run("copy", str(card), "--to", str(dest), "--rehash", "--on-conflict", policy, state=state)
+    assert r.returncode == 1, r.stderr
+    said = " ".join(r.stderr.split())
+    assert f"{rotted} is the DAMAGED copy castoff verified there" in said, r.stderr
+    assert "exists with other content" not in said
+    report, _html = _report(state, r.stderr)
+    row = next(f for f in report["files"] if f["path"].endswith("IMG_0003.CR3"))
+    (out,) = row["destinations"]
+    assert out["damaged"] == str(rotted)

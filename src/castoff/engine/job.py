@@ -2312,6 +2312,13 @@ class Engine:
         if policy != "rename" and self._found_beside(stream, upload, existing, digest, other=other):
             return None
         found = f"{existing} {other or 'exists with other content'}"
+        damaged = None
+        if other is None and policy in ("skip", "fail"):  # (rename says it as it keeps both)
+            damaged = self._damaged_copy(stream, existing, digest)
+        if damaged is not None:  # not any other file: castoff's own copy, no longer those bytes
+            stream.damaged = existing
+            when = self._minute(damaged.verified_at)
+            found = f"{existing} is the DAMAGED copy castoff verified there on {when}: no longer those bytes"
         if policy == "skip":
             self._drop_upload(stream, upload)
             # Not delivered: the file at the target is another one. Its own status, never
@@ -2322,7 +2329,8 @@ class Engine:
             return None
         if policy == "fail":
             self._drop_upload(stream, upload)
-            raise errors.ConflictError(found, hint="--on-conflict rename keeps both")
+            keep = "writes a good copy beside it" if damaged is not None else "keeps both"
+            raise errors.ConflictError(found, hint=f"--on-conflict rename {keep}")
         if policy == "overwrite":
             return do_commit(target=existing, overwrite=True)
         return self._keep_both(stream, upload, existing, digest, do_commit, other=other)
