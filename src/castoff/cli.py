@@ -914,6 +914,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         and (result.files_failed or not result.folders_failed)
     )
     damaged = sum(s.get("damaged", 0) for s in result.lanes.values())
+    damaged_files = damaged and _damaged_files(catalog, job_id)
     if finished.problems and result.status == "done":
         result.exit_code, result.status = errors.EXIT_FAILED, "failed"
         catalog.end_job(job_id, status="failed", exit_code=result.exit_code)
@@ -963,7 +964,9 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         for text in finished.problems:
             console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
         if damaged:
-            text = _damaged_text(damaged, delivered=not files_failed, where="named in the report")
+            text = _damaged_text(
+                damaged_files, damaged, delivered=not files_failed, where="named in the report"
+            )
             console.print(text, style="yellow", highlight=False, soft_wrap=True)
     else:
         console.print(summary_table(result.lanes, _locations(dests)))
@@ -1004,6 +1007,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if damaged:
             console.print(
                 _damaged_text(
+                    damaged_files,
                     damaged,
                     delivered=not files_failed and not finished.problems,
                     where="named above and in the report",
@@ -1148,14 +1152,26 @@ def _folders_text(made: Mapping[str, int]) -> str:
     return "; ".join(f"{folders(n)} made at {name}" for name, n in made.items())
 
 
-def _damaged_text(damaged: int, *, delivered: bool, where: str) -> str:
+def _damaged_files(catalog: Catalog, job_id: str) -> int:
+    """The job's files with a damaged copy somewhere (a file may have one at several drives)."""
+    from castoff.reports.summary import damaged_files
+
+    return damaged_files(catalog, job_id)
+
+
+def _damaged_text(files: int, copies: int, *, delivered: bool, where: str) -> str:
     """What the user must do about damaged copies (named one by one above and in the report),
-    and, when every file is verified everywhere, that the source may still go."""
-    files = "1 file has" if damaged == 1 else f"{damaged} files have"
-    found = (
-        f"Attention: {files} a DAMAGED copy at a destination, one castoff verified earlier that no"
-        f" longer holds those bytes ({where})."
-    )
+    and, when every file is verified everywhere, that the source may still go. ``files``: the
+    files with one, ``copies``: the damaged copies (one file's at two drives: two)."""
+    files = max(files, 1)
+    if copies <= files:
+        has = "1 file has a DAMAGED copy" if files == 1 else f"{files} files have a DAMAGED copy"
+        at = f"{has} at a destination, one"
+    elif files == 1:
+        at = f"1 file has a DAMAGED copy at {copies} destinations, each one"
+    else:
+        at = f"{files} files have DAMAGED copies at destinations ({copies} copies), each one"
+    found = f"Attention: {at} castoff verified earlier that no longer holds those bytes ({where})."
     if delivered:
         text = (
             f"{found} It was kept, and a good copy verified beside it: compare them, then replace"
@@ -1269,6 +1285,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             console.print(Text(printable(f"destination {name}: {s['location']}")), highlight=False)
     table = Table()
     damaged = 0
+    damaged_paths: set[str] = set()
     for col in ("file", "size", "destination", "status", "verified by", "target / error"):
         # a narrow terminal wraps a path, never cuts it; the status whole
         table.add_column(col, overflow="fold", no_wrap=col == "status")
@@ -1289,6 +1306,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             status, where = Text(d["status"], style=style), Text(printable(d["error"] or d["target"]))
             if d.get("damaged"):  # absent from the reports of earlier versions
                 damaged += 1
+                damaged_paths.add(f["path"])
                 status.append(" + damaged copy", style="bold red")
                 where.append(f"\nDAMAGED copy kept: {printable(d['damaged'])}", style="bold red")
             if d.get("detail"):  # as the JSON and HTML reports say it (sent from the verified copy, ...)
@@ -1315,7 +1333,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             )
     if damaged:
         console.print(
-            Text(_damaged_text(damaged, delivered=False, where="named above"), style="bold red"),
+            Text(
+                _damaged_text(len(damaged_paths), damaged, delivered=False, where="named above"),
+                style="bold red",
+            ),
             highlight=False,
         )
     if rep["left_out"]:

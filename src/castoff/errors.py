@@ -16,8 +16,10 @@ cannot be translated is re-raised as it is, never swallowed.
     │   └── CatalogBusy                another castoff process held it past the busy timeout
     ├── SourceError                    one source file cannot be delivered anywhere
     │   ├── SourceChanged              size or mtime moved during the read
-    │   │   └── SourceChangedInPlace   other bytes than an earlier job read at the same path, size
-    │   │                              and mtime: a re-run meets it again (--rehash copies it)
+    │   │   ├── SourceChangedInPlace   other bytes than an earlier job read at the same path, size
+    │   │   │                          and mtime: a re-run meets it again (--rehash copies it)
+    │   │   └── SourceDamaged          a copy castoff verified at a local destination, read as a
+    │   │                              source, no longer holds those bytes: a re-run meets it again
     │   ├── SourceVanished             deleted or the card was removed
     │   └── SourceReadError            EIO, permission denied, ...
     │       ├── SourceNameError        its name is not UTF-8: a re-run meets it again (rename it)
@@ -151,6 +153,10 @@ class SourceChanged(SourceError):
 
 class SourceChangedInPlace(SourceChanged):
     code = "source-changed-in-place"
+
+
+class SourceDamaged(SourceChanged):
+    code = "source-damaged"
 
 
 class SourceVanished(SourceError):

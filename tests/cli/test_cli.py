@@ -839,3 +839,41 @@ def test_the_gone_card_hint_names_a_drive_that_is_plugged_in(tmp_path: Path, rcl
     assert "castoff copy " not in said, said
     assert f"none of the drives that hold the verified copy ({ua}, {ub}) is there now" in said, said
     assert "mount the card and re-run the same command" in said and "Traceback" not in said, said
+
+
+def test_one_file_damaged_at_two_drives_is_counted_once(tmp_path: Path, card: Path) -> None:
+    """QA H 10: one file's copy rotted at both drives was "2 files have a DAMAGED copy at a
+    destination": it is one file, with a DAMAGED copy at 2 destinations."""
+    state, d1, d2 = tmp_path / "state", tmp_path / "d1", tmp_path / "d2"
+    assert run("copy", str(card), "--to", str(d1), "--to", str(d2), state=state).returncode == 0
+    for dest in (d1, d2):
+        _rot_in_place(dest / "EOS_DIGITAL" / "DCIM" / "100CANON" / "IMG_0003.CR3")
+    r = run("copy", str(card), "--to", str(d1), "--to", str(d2), "--rehash", state=state)
+    assert r.returncode == 1, r.stderr
+    said = " ".join(r.stderr.split())
+    assert "Attention: 1 file has a DAMAGED copy at 2 destinations" in said, r.stderr
+    report, _html = _report(state, r.stderr)
+    shown = run("jobs", "show", report["job"]["id"], state=state, env={"COLUMNS": "400"})
+    assert "Attention: 1 file has a DAMAGED copy at 2 destinations" in " ".join(shown.stdout.split())
+
+
+@pytest.mark.parametrize("policy", ["fail", "skip"])
+def test_on_conflict_fail_or_skip_names_the_damaged_copy_castoff_verified(
+    tmp_path: Path, card: Path, policy: str
+) -> None:
+    """QA H 12: with --on-conflict fail|skip, castoff's own rotted copy was "exists with other
+    content (--on-conflict rename keeps both)", damaged null: it is the DAMAGED copy castoff
+    verified there."""
+    state, dest = tmp_path / "state", tmp_path / "d1"
+    assert run("copy", str(card), "--to", str(dest), state=state).returncode == 0
+    rotted = dest / "EOS_DIGITAL" / "DCIM" / "100CANON" / "IMG_0003.CR3"
+    _rot_in_place(rotted)
+    r = run("copy", str(card), "--to", str(dest), "--rehash", "--on-conflict", policy, state=state)
+    assert r.returncode == 1, r.stderr
+    said = " ".join(r.stderr.split())
+    assert f"{rotted} is the DAMAGED copy castoff verified there" in said, r.stderr
+    assert "exists with other content" not in said
+    report, _html = _report(state, r.stderr)
+    row = next(f for f in report["files"] if f["path"].endswith("IMG_0003.CR3"))
+    (out,) = row["destinations"]
+    assert out["damaged"] == str(rotted)

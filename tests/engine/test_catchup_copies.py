@@ -137,6 +137,9 @@ def test_a_verified_copy_found_changed_is_damaged_not_verified(
     assert row["damaged"] == str(copy)
     assert "DAMAGED" in row["error"] and "part 3 of 3" in row["error"]
     assert out[(REL, bucket.name)]["status"] == "verified"
+    detail = out[(REL, bucket.name)]["detail"]  # QA H 11: where the bytes that landed came from
+    assert not detail.startswith(f"sent from the verified copy {copy}"), detail
+    assert f"read again from the source {src / BIG}" in detail
     assert objects(rclone_s3) == files  # the card's bytes, never the damaged copy's
     assert not any("BadDigest" in m or "corrupted on the way" in m for m in runner.logs())
     assert runner.catalog.damaged_at(ssd.ident, str(copy)) is not None
@@ -163,15 +166,18 @@ def test_a_verified_copy_gone_falls_back_to_another_and_is_named(
 
     def meddle(event: Event) -> None:
         if event.kind == "file-done" and event.data["dest"] == ssd.name and event.data["rel_path"] == REL:
-            copy.unlink()  # once castoff found it verified there (skipped), before the upload reads it
+            copy.unlink(
+                missing_ok=True
+            )  # once castoff found it verified there (skipped), before the upload reads it
         elif event.kind == "released":
             src.rename(tmp_path / "card.gone")
 
     runner.hook = meddle
     bucket = bucket_of(rclone_s3)
     result = runner.bounded([src], [ssd, nas, bucket], chunk_size=5 * MiB, **FAST)
-    assert result.exit_code == 0, runner.logs()
+    assert result.exit_code == 1, runner.logs()  # gone from the SSD (QA H 5): not verified there
     assert objects(rclone_s3) == files
+    assert runner.outcomes()[(REL, nas.name)]["status"] == "skipped"
     said = [m for m in runner.logs() if str(copy) in m]
     assert said and "is gone" in said[0], runner.logs()
     assert not any("vanished" in m or "deleted while" in m for m in runner.logs())
@@ -204,3 +210,122 @@ def test_a_copy_found_damaged_is_not_sent_on_as_a_source(
     assert f"other/card/{BIG}" not in keys
     small = "DCIM/100CANON/IMG_0001.JPG"
     assert admin.get_object(Bucket=rclone_s3.bucket, Key=f"other/card/{small}")["Body"].read() == files[small]
+
+
+def keys_at(rclone_s3: Any, prefix: str) -> set[str]:
+    admin = rclone_s3.admin_client()
+    return {
+        o["Key"] for o in admin.list_objects_v2(Bucket=rclone_s3.bucket, Prefix=prefix).get("Contents", [])
+    }
+
+
+def test_a_verified_copy_read_as_a_source_with_other_bytes_is_damaged_and_sent_nowhere(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA H 1: the recovery castoff suggests (copy the SSD's folder to the bucket) read a copy
+    castoff had verified, rotted since (same size and mtime), sent it and called it verified.
+    castoff knows the BLAKE3 it verified at that path: other bytes there are a damaged copy,
+    failed before its last part goes out, named with both hashes, remembered."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+    corrupt(copy, 11 * MiB)
+    other = bucket_of(rclone_s3, prefix="other/")
+    result = runner.bounded([tmp_path / "ssd" / "card"], [other], chunk_size=5 * MiB, **FAST)
+    assert (result.exit_code, result.status) == (1, "failed"), runner.logs()
+    row = runner.outcomes()[(REL, other.name)]
+    assert row["status"] == "failed"
+    assert row["error_code"] == "source-damaged"
+    assert "DAMAGED" in row["error"] and row["error"].count("BLAKE3") == 2
+    assert f"other/card/{BIG}" not in keys_at(rclone_s3, "other/")  # nothing of it completed
+    small = "DCIM/100CANON/IMG_0001.JPG"
+    assert f"other/card/{small}" in keys_at(rclone_s3, "other/")
+    assert runner.catalog.damaged_at(ssd.ident, str(copy)) is not None
+    assert files[BIG] != copy.read_bytes()
+
+
+def test_a_damaged_copy_reached_through_a_symlink_is_refused_too(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA H 2: the drive reached by a symlink to it was taken for another source: its damaged
+    copy went to the bucket, exit 0."""
+    src = tmp_path / "card"
+    card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+    corrupt(copy, 11 * MiB)
+    assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 1
+    (tmp_path / "ssdlink").symlink_to(tmp_path / "ssd")
+    other = bucket_of(rclone_s3, prefix="other/")
+    result = runner.bounded([tmp_path / "ssdlink" / "card"], [other], chunk_size=5 * MiB, **FAST)
+    assert (result.exit_code, result.status) == (1, "failed"), runner.logs()
+    row = runner.outcomes()[(REL, other.name)]
+    assert (row["status"], row["error_code"]) == ("failed", "source-damaged")
+    assert f"other/card/{BIG}" not in keys_at(rclone_s3, "other/")
+
+
+def test_a_damaged_copy_put_right_as_the_readme_says_is_copied_once_the_card_is_gone(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA H 3: the good copy castoff wrote beside the damaged one moved over it, the card gone:
+    the copy reads back with the BLAKE3 castoff verified, so it is no longer damaged and is
+    copied (it was refused, with "re-run the same command", which needs the card)."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+    corrupt(copy, 11 * MiB)
+    assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 1
+    assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).status == "done"
+    good = copy.with_name("C0001 (2).MP4")
+    good.replace(copy)
+    src.rename(tmp_path / "card.gone")
+    other = bucket_of(rclone_s3, prefix="other/")
+    result = runner.bounded([tmp_path / "ssd" / "card"], [other], chunk_size=5 * MiB, rehash=True, **FAST)
+    assert (result.exit_code, result.status) == (0, "done"), runner.logs()
+    admin = rclone_s3.admin_client()
+    assert admin.get_object(Bucket=rclone_s3.bucket, Key=f"other/card/{BIG}")["Body"].read() == files[BIG]
+    assert runner.catalog.damaged_at(ssd.ident, str(copy)) is None
+
+
+def test_verified_copies_found_gone_during_the_job_are_no_longer_verified_there(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA H 5: both drives' copies deleted while the job ran: the upload read the card, and the
+    job said done, exit 0, the file verified at both drives. Found gone, a copy no longer counts:
+    failed there, exit 1, and a re-run writes it again."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd, nas = LocalDestination(tmp_path / "ssd"), LocalDestination(tmp_path / "nas")
+    assert runner([src], [ssd, nas], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copies = [tmp_path / d / "card" / BIG for d in ("ssd", "nas")]
+    done: set[str] = set()
+
+    def meddle(event: Event) -> None:
+        if event.kind == "file-done" and event.data["rel_path"] == REL:
+            done.add(str(event.data["dest"]))
+            if {ssd.name, nas.name} <= done and copies[0].exists():
+                for c in copies:  # before the upload reads them
+                    c.unlink()
+
+    runner.hook = meddle
+    bucket = bucket_of(rclone_s3)
+    result = runner.bounded([src], [ssd, nas, bucket], chunk_size=5 * MiB, **FAST)
+    assert (result.exit_code, result.status) == (1, "failed"), runner.logs()
+    assert objects(rclone_s3) == files
+    out = runner.outcomes()
+    for dest, copy in zip((ssd, nas), copies, strict=True):
+        row = out[(REL, dest.name)]
+        assert row["status"] == "failed"
+        assert "gone since castoff verified it" in row["error"] and str(copy) in row["error"]
+        assert not runner.catalog.landed_for_source(dest.ident, str(src / BIG))
+        assert result.lanes[dest.name]["failed"] == 1
+    assert out[(REL, bucket.name)]["status"] == "verified"
+    runner.hook = None
+    again = runner.bounded([src], [ssd, nas], chunk_size=5 * MiB, **FAST)
+    assert again.exit_code == 0, runner.logs()
+    assert all(c.read_bytes() == files[BIG] for c in copies)

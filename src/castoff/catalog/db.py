@@ -28,7 +28,7 @@ from castoff.destinations.base import PartReceipt
 #: tests/catalog/test_schema_version.py holds the schema each version has). A castoff refuses a
 #: catalog whose version is above its own (``CatalogTooNew``): an older castoff would trust rows
 #: it cannot fully read. Up to 1: castoff before it checked (it wrote 1 whatever its tables).
-SCHEMA_VERSION = 3  # 3: jobs.scanned
+SCHEMA_VERSION = 3  # 3: jobs.scanned, an index of landed by target
 
 #: landed: what is verified where, one row per destination, planned name and source. Two sources
 #: may plan one name (two cards' IMG_0001.JPG in one folder): each keeps its own row, the second's
@@ -49,6 +49,9 @@ _LANDED_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
 );
 """
 _LANDED_INDEX = "CREATE INDEX IF NOT EXISTS landed_by_src ON landed (dest_ident, src_path);\n"
+#: a local destination's copy read later as a source (``castoff copy SSD_FOLDER --to bucket``) is
+#: found by its path: what castoff verified there is what that read must find
+_LANDED_TARGET_INDEX = "CREATE INDEX IF NOT EXISTS landed_by_target ON landed (target);\n"
 # a copy proven at a target now is no longer a damaged one there (the user put the good one back):
 # in the insert's own statement, not one more per landed file
 _LANDED_TRIGGER = """CREATE TRIGGER IF NOT EXISTS landed_clears_damaged AFTER INSERT ON landed BEGIN
@@ -126,6 +129,7 @@ CREATE INDEX IF NOT EXISTS outcomes_by_job ON outcomes (job_id);
 """
     + _LANDED_TABLE.format(name="landed")
     + _LANDED_INDEX
+    + _LANDED_TARGET_INDEX
     + """-- damaged: copies castoff verified that later no longer held those bytes (bit rot, an edit in
 -- place). Kept where they are, never overwritten; every job that meets the file says so again,
 -- until the copy is gone or holds the verified bytes again
@@ -838,6 +842,7 @@ class Catalog:
                     self._db.execute("DROP TABLE landed")  # and its index and trigger
                     self._db.execute("ALTER TABLE landed_by_source RENAME TO landed")
                     self._db.execute(_LANDED_INDEX)
+                    self._db.execute(_LANDED_TARGET_INDEX)
                     self._db.execute(_LANDED_TRIGGER)
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -1469,6 +1474,35 @@ class Catalog:
             (dest_ident, src_path),
         )
         return [LandedRow(**{k: r[k] for k in r.keys()}) for r in rows]  # noqa: SIM118
+
+    def verified_copy_at(self, paths: Sequence[str]) -> LandedRow | None:
+        """The latest copy castoff verified at one of ``paths`` (absolute: a local destination's
+        target), None when castoff never verified a copy there."""
+        marks = ", ".join("?" * len(paths))
+        rows = self._query(
+            f"SELECT * FROM landed WHERE target IN ({marks}) ORDER BY verified_at DESC LIMIT 1",  # noqa: S608
+            tuple(paths),
+        )
+        return LandedRow(**{k: rows[0][k] for k in rows[0].keys()}) if rows else None  # noqa: SIM118
+
+    def holds_verified_copies(self, folders: Sequence[str]) -> bool:
+        """Whether castoff verified a copy anywhere under one of ``folders`` (absolute paths)."""
+        for folder in folders:
+            below = folder.rstrip("/") + "/"
+            if self._query(
+                "SELECT 1 FROM landed WHERE target >= ? AND target < ? LIMIT 1", (below, below[:-1] + "0")
+            ):
+                return True
+        return False
+
+    def forget_landed_from(self, dest_ident: str, planned: str, src_path: str) -> None:
+        """The copy of ``src_path`` at ``planned`` no longer counts there (found gone)."""
+        with self._tx() as db:
+            self.generation += 1
+            db.execute(
+                "DELETE FROM landed WHERE dest_ident=? AND planned=? AND src_path=?",
+                (dest_ident, planned, src_path),
+            )
 
     def forget_landed(self, dest_ident: str, planned: str) -> None:
         with self._tx() as db:

@@ -307,6 +307,11 @@ class Engine:
         #: local copies found damaged, by path: not taken as a good source (a later
         #: ``castoff copy SSD_FOLDER --to bucket``), unless changed since (put right)
         self._damaged_sources = {c.target: c for c in catalog.damaged_copies(None) if os.path.isabs(c.target)}
+        for c in list(self._damaged_sources.values()):  # reached by another path (a symlink to the drive)
+            self._damaged_sources.setdefault(os.path.realpath(c.target), c)
+        #: a source folder holds copies castoff verified at a local destination: each file read
+        #: there is looked up (``_verified_here``); usually False, and nothing looked up
+        self._sources_hold_copies = False
         self._known_damaged = {
             (c.dest_ident, c.planned): c for c in catalog.damaged_copies([ln.dest.ident for ln in self.lanes])
         }
@@ -845,6 +850,8 @@ class Engine:
             st = os.stat(self.catalog.path.parent)
             roots.setdefault((st.st_dev, st.st_ino), STATE_FOLDER)
         filters = self.options.filters
+        folders = {os.path.abspath(s) for s in sources} | {os.path.realpath(s) for s in sources}
+        self._sources_hold_copies = self.catalog.holds_verified_copies(sorted(folders))
         matched: set[str] = set()
         for item in self._prefetch.ahead(scan(sources, filters, roots, folders=True, matched=matched)):
             if self.cancel.is_set():
@@ -909,18 +916,97 @@ class Engine:
             self._record(lane, fs, rel_path, Outcome("failed", error=exc))
 
     def _damaged_source(self, src: SourceFile) -> bool:
-        """``src`` is a copy castoff found damaged, as it was found: failed, never sent on as good."""
-        copy = self._damaged_sources.get(src.abs_path)
+        """``src`` is a copy castoff found damaged, as it was found: failed, never sent on as good.
+        One that reads back with the BLAKE3 castoff verified there (the good copy moved back over
+        it, as the README says) is good again: no longer damaged, and copied."""
+        copy = self._damaged_sources.get(src.abs_path) or self._damaged_sources.get(
+            os.path.realpath(src.abs_path)
+        )
         if copy is None or (copy.size, copy.mtime_ns) != (src.size, src.mtime_ns):
             return False
-        exc = errors.SourceChanged(
+        try:
+            digest = self._hash_file(src.abs_path, src.size)
+        except OSError:
+            digest = None  # the read of the file says why
+        if digest == copy.blake3:
+            self.catalog.forget_damaged(copy.dest_ident, copy.target)
+            for path in [p for p, c in self._damaged_sources.items() if c is copy]:
+                del self._damaged_sources[path]
+            self.log(
+                f"{src.rel_path}: holds the bytes castoff verified there on {self._minute(copy.verified_at)}"
+                " again: no longer damaged"
+            )
+            return False
+        read = f"BLAKE3 {digest[:16]}…" if digest is not None else "it cannot be read"
+        exc = errors.SourceDamaged(
             f"{src.rel_path}: castoff found this copy DAMAGED on {self._minute(copy.found_at)}: it no"
-            f" longer holds what castoff verified there on {self._minute(copy.verified_at)}; not copied",
-            hint="copy the file from the card or another verified copy instead; once the good bytes are"
-            " back in its place, a re-run of the job that copied it there reads it back and clears this",
+            f" longer holds what castoff verified there on {self._minute(copy.verified_at)}"
+            f" ({read}, verified {copy.blake3[:16]}…); not copied",
+            hint="copy the file from the card or another verified copy instead; or put the good bytes"
+            " back in its place (the good copy castoff wrote beside it, for one): this command then"
+            " reads it back, finds the verified BLAKE3 and copies it",
         )
         self._not_read(src.abs_path, src.rel_path, exc)
         return True
+
+    @staticmethod
+    def _hash_file(path: str, size: int) -> str:
+        """The BLAKE3 of a local file, read through (a copy recorded damaged: rare)."""
+        hasher = new_blake3(size)
+        with open(path, "rb", buffering=0) as fh:
+            while chunk := fh.read(8 * MiB):
+                hasher.update(chunk)
+        return str(hasher.hexdigest())
+
+    def _verified_here(self, src: SourceFile) -> LandedRow | None:
+        """The copy castoff verified at a local destination that ``src`` is (its path, or the path
+        a symlink leads to), with the size and mtime castoff gave it: what its read must find."""
+        paths = list(dict.fromkeys((src.abs_path, os.path.realpath(src.abs_path))))
+        copy = self.catalog.verified_copy_at(paths)
+        if copy is None or copy.size != src.size:
+            return None
+        if copy.mtime_ns != src.mtime_ns and not mtime_kept(src.mtime_ns, copy.mtime_ns):
+            return None  # changed since, its time says so: another file, not damage
+        return copy
+
+    def _check_verified_here(self, fs: FileState, digest: str, *, live: bool) -> None:
+        """The source is a copy castoff verified (``_verified_here``) and reads other bytes now, the
+        same size and mtime: that copy is damaged (bit rot, an edit in place). Said before the last
+        part goes out: nothing of it completes anywhere; remembered, as a catch-up finds one."""
+        copy = fs.verified_here
+        if copy is None or digest == copy.blake3:
+            return
+        src = fs.src
+        with self._state:
+            exc, first = fs.damaged_here, fs.damaged_here is None
+            if exc is None:
+                exc = fs.damaged_here = errors.SourceDamaged(
+                    f"{src.rel_path}: this copy is DAMAGED: castoff verified it at this path on"
+                    f" {self._minute(copy.verified_at)} (BLAKE3 {copy.blake3[:16]}…) and reads other bytes"
+                    f" there now (BLAKE3 {digest[:16]}…), the same size and modification time; not copied",
+                    hint="copy the file from the card or another verified copy instead; or put the good"
+                    " bytes back in its place: this command then reads it back and copies it",
+                )
+        if not first:
+            raise exc
+        found = DamagedCopy(
+            copy.dest_ident,
+            copy.target,
+            copy.planned,
+            copy.blake3,
+            copy.verified_at,
+            src.size,
+            src.mtime_ns,
+            time.time(),
+            self.job_id,
+        )
+        self.catalog.record_damaged(found)
+        self._damaged_sources[copy.target] = found
+        if not live:  # a live read's failure is the file's (``_source_failed``): so is this
+            fs.status, fs.error = "failed", exc
+            self.catalog.file_failed(fs.file_id, error=str(exc), code=exc.code)
+            self.log(f"{src.rel_path}: {_without_path(src.rel_path, str(exc))}", "error")
+        raise exc
 
     def _one_file(self, src: SourceFile, group: WriteGroup) -> None:
         if self._damaged_sources and self._damaged_source(src):
@@ -953,6 +1039,8 @@ class Engine:
             if known is not None:  # before planning: a copy found there says its hash too (--json)
                 fs.digest, fs.md5 = known.blake3, known.md5
                 fs.known_blake3 = known.blake3
+            if self._sources_hold_copies:
+                fs.verified_here = self._verified_here(src)
             streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
         if not streams:
             fs.status = "read" if known else "skipped"
@@ -1415,6 +1503,9 @@ class Engine:
                 if last:
                     try:
                         self._check_unchanged(fd, path, src, size_limit=offset + size, live=check_mtime)
+                        if check_mtime and hasher is not None and fs.verified_here is not None:
+                            # a verified copy read as a source: damaged, nothing of it completes
+                            self._check_verified_here(fs, hasher.hexdigest(), live=live)
                         if check_mtime and hasher is not None and fs.known_blake3 is not None:
                             # before the last part goes out: no destination completes other bytes
                             self._check_same_as_known(fs, hasher.hexdigest(), live=live)
@@ -1742,6 +1833,7 @@ class Engine:
         reason = _without_path(fs.src.rel_path, exc.message)
         if isinstance(exc, errors.SourceVanished):
             said = "is gone (moved, renamed or deleted since castoff verified it)"
+            self._copy_gone(fs, copy)
         else:
             said = f"is DAMAGED or was changed: {reason}"
             self._copy_damaged(fs, copy, reason)
@@ -1751,7 +1843,10 @@ class Engine:
         bad = errors.IntegrityError(
             f"the verified copy it was read from, {copy.path}, {said}; read again from {then}"
         )
+        sent_from = f"sent from the verified copy {copy.path}"
         for s in streams:
+            # what landed came from elsewhere: the detail never starts with the copy that failed
+            s.notes[:] = [n for n in s.notes if n != sent_from]
             s.lane.fail(s, bad)
 
     def _copy_damaged(self, fs: FileState, copy: VerifiedCopy, reason: str) -> None:
@@ -1792,7 +1887,23 @@ class Engine:
             f" on {when} ({reason})",
             hint=f"kept it; {keep} a re-run of the same command writes a good copy beside it",
         )
-        out = Outcome("failed", error=error, damaged=copy.path)
+        self._no_longer_there(fs, copy, Outcome("failed", error=error, damaged=copy.path))
+
+    def _copy_gone(self, fs: FileState, copy: VerifiedCopy) -> None:
+        """``copy``, verified at its local destination, is gone (moved, renamed, deleted) when a
+        catch-up reads it: the file is no longer verified there (failed in this job, its landed
+        row forgotten), and a re-run writes it there again."""
+        error = errors.IntegrityError(
+            f"{copy.path} is gone since castoff verified it there on {self._minute(copy.verified_at)}"
+            " (moved, renamed or deleted)",
+            hint="keep the source: a re-run of the same command writes the file there again",
+        )
+        self.catalog.forget_landed_from(copy.lane.dest.ident, copy.planned, fs.src.abs_path)
+        self._no_longer_there(fs, copy, Outcome("failed", error=error))
+
+    def _no_longer_there(self, fs: FileState, copy: VerifiedCopy, out: Outcome) -> None:
+        """The file's outcome at ``copy``'s destination, counted verified or skipped, is ``out``."""
+        lane = copy.lane
         self._store(lane, fs, copy.path, out)
         with lane.lock:  # no longer verified (or skipped) there: ``_tell`` counts it failed
             counts = lane.stats
@@ -2220,6 +2331,13 @@ class Engine:
         if policy != "rename" and self._found_beside(stream, upload, existing, digest, other=other):
             return None
         found = f"{existing} {other or 'exists with other content'}"
+        damaged = None
+        if other is None and policy in ("skip", "fail"):  # (rename says it as it keeps both)
+            damaged = self._damaged_copy(stream, existing, digest)
+        if damaged is not None:  # not any other file: castoff's own copy, no longer those bytes
+            stream.damaged = existing
+            when = self._minute(damaged.verified_at)
+            found = f"{existing} is the DAMAGED copy castoff verified there on {when}: no longer those bytes"
         if policy == "skip":
             self._drop_upload(stream, upload)
             # Not delivered: the file at the target is another one. Its own status, never
@@ -2230,7 +2348,8 @@ class Engine:
             return None
         if policy == "fail":
             self._drop_upload(stream, upload)
-            raise errors.ConflictError(found, hint="--on-conflict rename keeps both")
+            keep = "writes a good copy beside it" if damaged is not None else "keeps both"
+            raise errors.ConflictError(found, hint=f"--on-conflict rename {keep}")
         if policy == "overwrite":
             return do_commit(target=existing, overwrite=True)
         return self._keep_both(stream, upload, existing, digest, do_commit, other=other)

@@ -20,6 +20,7 @@ from castoff.engine.budget import Chunk
 from castoff.scan import SourceFile
 
 if TYPE_CHECKING:
+    from castoff.catalog.db import LandedRow
     from castoff.engine.pacing import RateLimiter
     from castoff.layout.planner import DestPlan, FilePlan
 
@@ -68,6 +69,11 @@ class FileState:
     skipped: list[tuple[Lane, str, Any]] = field(default_factory=list)
     #: this job found it changed in place (other bytes than ``known_blake3``): said once
     changed_in_place: errors.SourceChangedInPlace | None = None
+    #: the source is a copy castoff verified at a local destination (``castoff copy SSD_FOLDER``),
+    #: found at its path with the size and mtime verified then: its read must find that BLAKE3
+    verified_here: LandedRow | None = None
+    #: this job found that copy damaged (other bytes than ``verified_here``'s): said once
+    damaged_here: errors.SourceDamaged | None = None
 
     @property
     def local_copy(self) -> str | None:

@@ -42,7 +42,15 @@ STATUSES = ("verified", "already", "skipped", "conflict", "failed", "incomplete"
 #: changed as it was read, an interrupted job... a re-run retries), or the file renamed on the
 #: source (a name that is not UTF-8)
 NOT_BY_RERUN = frozenset(
-    {"conflict", "history-conflict", "key-rejected", "source-name", "source-time", "source-changed-in-place"}
+    {
+        "conflict",
+        "history-conflict",
+        "key-rejected",
+        "source-name",
+        "source-time",
+        "source-changed-in-place",
+        "source-damaged",
+    }
 )
 _NOT_BY_RERUN_SQL = ", ".join(f"'{c}'" for c in sorted(NOT_BY_RERUN))
 #: a file that the same command, run again, may yet deliver where it is missing (``--on-conflict
@@ -193,6 +201,11 @@ def tally(catalog: Catalog, job: sqlite3.Row) -> Tally:
             s.duration_s = round(max(last[name] - started, 0.0), 3)
             s.bytes_per_s = round(s.bytes_sent / s.duration_s, 1) if s.duration_s > 0 else None
     return result
+
+
+def damaged_files(catalog: Catalog, job_id: str) -> int:
+    """The job's files with a damaged copy at one destination or more."""
+    return _count_files(catalog, job_id, DAMAGED_SQL)
 
 
 def _count_files(catalog: Catalog, job_id: str, which: str) -> int:
