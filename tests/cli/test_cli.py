@@ -610,6 +610,17 @@ def test_a_damaged_copy_found_by_rehash_is_said_everywhere_and_exits_1(tmp_path:
     assert report["summary"][str(dest)]["verified"] == 0
 
 
+def _paced_json_copy(state: Path, argv: list[str], keys: dict[str, str]) -> subprocess.Popen[str]:
+    """``castoff ARGV --json --bwlimit 200K``, started: its uploads take seconds."""
+    return subprocess.Popen(
+        [*CASTOFF, "--state-dir", str(state), *argv, "--json", "--bwlimit", "200K"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **keys},
+    )
+
+
 def _kill_at_release(proc: subprocess.Popen[str]) -> None:
     """SIGKILL a ``--json`` copy once it says the card can be released."""
     assert proc.stdout is not None
@@ -778,14 +789,7 @@ def test_a_card_gone_after_release_is_said_with_the_command_that_finishes_from_t
     keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
     ssd = tmp_path / "ssd"
     argv = ["copy", str(src), "--to", str(ssd), "--to", url, *layout]
-    proc = subprocess.Popen(
-        [*CASTOFF, "--state-dir", str(state), *argv, "--json", "--bwlimit", "200K"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, **keys},
-    )
-    _kill_at_release(proc)
+    _kill_at_release(_paced_json_copy(state, argv, keys))
     src.rename(tmp_path / "ejected")
     r = run(*argv, state=state, env=keys)
     said = " ".join(r.stderr.split())
@@ -818,14 +822,7 @@ def test_the_gone_card_hint_names_a_drive_that_is_plugged_in(tmp_path: Path, rcl
     keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
     ua, ub = tmp_path / "uA", tmp_path / "uB"
     argv = ["copy", str(src), "--to", str(ua), "--to", str(ub), "--to", url]
-    proc = subprocess.Popen(
-        [*CASTOFF, "--state-dir", str(state), *argv, "--json", "--bwlimit", "200K"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, **keys},
-    )
-    _kill_at_release(proc)
+    _kill_at_release(_paced_json_copy(state, argv, keys))
     src.rename(tmp_path / "ejected")
     ua.rename(tmp_path / "uA.unplugged")
     said = " ".join(run(*argv, state=state, env=keys).stderr.split())

@@ -40,6 +40,21 @@ def bucket_of(rclone_s3: Any, prefix: str | None = None) -> Any:
     )
 
 
+def _found_damaged(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> tuple[Path, dict[str, bytes], LocalDestination, Path]:
+    """A card copied to an SSD, the SSD's copy of the clip then rotted, and a job to the SSD and
+    the bucket that found it damaged: the card, its files, the SSD and the damaged copy."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
+    copy = tmp_path / "ssd" / "card" / BIG
+    corrupt(copy, 11 * MiB)
+    assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 1
+    return src, files, ssd, copy
+
+
 def corrupt(path: Path, offset: int) -> None:
     """Other bytes in place: the same size and mtime (bit rot, an edit in place)."""
     st = path.stat()
@@ -190,13 +205,7 @@ def test_a_copy_found_damaged_is_not_sent_on_as_a_source(
 ) -> None:
     """QA E 1: the README's recovery (copy the SSD's folder to the bucket) took the copy castoff
     had just found damaged for a good source, sent it and called it verified."""
-    src = tmp_path / "card"
-    files = card(src)
-    ssd = LocalDestination(tmp_path / "ssd")
-    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
-    copy = tmp_path / "ssd" / "card" / BIG
-    corrupt(copy, 11 * MiB)
-    assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 1
+    _, files, _, _ = _found_damaged(tmp_path, runner, rclone_s3)
     other = bucket_of(rclone_s3, prefix="other/")
     result = runner.bounded([tmp_path / "ssd" / "card"], [other], chunk_size=5 * MiB, **FAST)
     assert (result.exit_code, result.status) == (1, "failed")
@@ -273,13 +282,7 @@ def test_a_damaged_copy_put_right_as_the_readme_says_is_copied_once_the_card_is_
     """QA H 3: the good copy castoff wrote beside the damaged one moved over it, the card gone:
     the copy reads back with the BLAKE3 castoff verified, so it is no longer damaged and is
     copied (it was refused, with "re-run the same command", which needs the card)."""
-    src = tmp_path / "card"
-    files = card(src)
-    ssd = LocalDestination(tmp_path / "ssd")
-    assert runner([src], [ssd], chunk_size=5 * MiB, **FAST).exit_code == 0
-    copy = tmp_path / "ssd" / "card" / BIG
-    corrupt(copy, 11 * MiB)
-    assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 1
+    src, files, ssd, copy = _found_damaged(tmp_path, runner, rclone_s3)
     assert runner.bounded([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).status == "done"
     good = copy.with_name("C0001 (2).MP4")
     good.replace(copy)
