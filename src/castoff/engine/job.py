@@ -302,8 +302,6 @@ class Engine:
         self._prefetch = Prefetch(catalog, [ln.dest.ident for ln in self.lanes], enabled=not options.rehash)
         #: each source ASC MHL history against the one where it would land (``engine/histories.py``)
         self._histories = Histories()
-        #: damaged copies found by earlier jobs, by (destination, planned name): a re-run that
-        #: skips the file still says so (usually none: one query)
         #: local copies found damaged, by path: not taken as a good source (a later
         #: ``castoff copy SSD_FOLDER --to bucket``), unless changed since (put right)
         self._damaged_sources = {c.target: c for c in catalog.damaged_copies(None) if os.path.isabs(c.target)}
@@ -312,6 +310,8 @@ class Engine:
         #: a source folder holds copies castoff verified at a local destination: each file read
         #: there is looked up (``_verified_here``); usually False, and nothing looked up
         self._sources_hold_copies = False
+        #: damaged copies found by earlier jobs, by (destination, planned name): a re-run that
+        #: skips the file still says so (usually none: one query)
         self._known_damaged = {
             (c.dest_ident, c.planned): c for c in catalog.damaged_copies([ln.dest.ident for ln in self.lanes])
         }
