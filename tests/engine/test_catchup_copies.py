@@ -332,3 +332,41 @@ def test_verified_copies_found_gone_during_the_job_are_no_longer_verified_there(
     again = runner.bounded([src], [ssd, nas], chunk_size=5 * MiB, **FAST)
     assert again.exit_code == 0, runner.logs()
     assert all(c.read_bytes() == files[BIG] for c in copies)
+
+
+def test_no_good_copy_left_and_the_card_gone_is_said_once_as_such(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA H 8: after "released" one drive's copy rotted, the other's went, and the card was
+    pulled. The upload said "read again from the source …; sending it again", then failed with
+    "vanished before it was read" (the card had been read), and the damaged copy's advice, "a
+    re-run of the same command writes a good copy beside it", needed the card. Now it says once
+    that no good copy is left and the card is gone: mount it, then re-run."""
+    src = tmp_path / "card"
+    card(src)
+    ssd, nas = LocalDestination(tmp_path / "ssd"), LocalDestination(tmp_path / "nas")
+    assert runner([src], [ssd, nas], chunk_size=5 * MiB, **FAST).exit_code == 0
+    rotted, gone = tmp_path / "ssd" / "card" / BIG, tmp_path / "nas" / "card" / BIG
+
+    def meddle(event: Event) -> None:
+        if event.kind == "released":
+            corrupt(rotted, 11 * MiB)
+            gone.unlink()
+            src.rename(tmp_path / "card.gone")
+
+    runner.hook = meddle
+    bucket = bucket_of(rclone_s3)
+    result = runner.bounded([src], [ssd, nas, bucket], chunk_size=5 * MiB, **FAST)
+    assert result.exit_code == 1, runner.logs()
+    out = runner.outcomes()[(REL, bucket.name)]
+    assert out["status"] == "failed"
+    assert (
+        "no good copy is left to send" in out["error"] and "is gone (the card was released)" in out["error"]
+    )
+    logs = runner.logs()
+    assert sum("no good copy is left to send" in m for m in logs) == 1, logs
+    assert not any("vanished before it was read" in m or "read again from the source" in m for m in logs), (
+        logs
+    )
+    damaged = runner.outcomes()[(REL, ssd.name)]
+    assert damaged["status"] == "failed" and damaged["damaged"] == str(rotted)

@@ -1831,25 +1831,38 @@ class Engine:
             if copy in fs.copies:
                 fs.copies.remove(copy)
         reason = _without_path(fs.src.rel_path, exc.message)
+        # (the card pulled after "released": no copy left to read, the re-run needs it again)
+        card_there = fs.local_copy is not None or os.path.lexists(fs.src.abs_path)
         if isinstance(exc, errors.SourceVanished):
             said = "is gone (moved, renamed or deleted since castoff verified it)"
-            self._copy_gone(fs, copy)
+            self._copy_gone(fs, copy, card_there=card_there)
         else:
             said = f"is DAMAGED or was changed: {reason}"
-            self._copy_damaged(fs, copy, reason)
+            self._copy_damaged(fs, copy, reason, card_there=card_there)
         then = f"the verified copy {nxt}" if (nxt := fs.local_copy) else f"the source {fs.src.abs_path}"
-        if isinstance(exc, errors.SourceVanished):
-            self.log(f"{copy.lane.name}: {copy.path} {said}: the uploads read {then} instead", "warning")
-        bad = errors.IntegrityError(
-            f"the verified copy it was read from, {copy.path}, {said}; read again from {then}"
-        )
+        bad: errors.CastoffError
+        if not card_there:
+            bad = errors.SourceVanished(  # said once, and not tried again: nothing is left to read
+                f"{fs.src.rel_path}: no good copy is left to send: {copy.path} {said}, and the source"
+                f" {fs.src.abs_path} is gone (the card was released)",
+                hint="mount the card (or give a drive that holds a good copy), then re-run the same command",
+            )
+            self.log(f"{copy.lane.name}: {bad.message}", "error")
+        else:
+            if isinstance(exc, errors.SourceVanished):
+                self.log(f"{copy.lane.name}: {copy.path} {said}: the uploads read {then} instead", "warning")
+            bad = errors.IntegrityError(
+                f"the verified copy it was read from, {copy.path}, {said}; read again from {then}"
+            )
         sent_from = f"sent from the verified copy {copy.path}"
         for s in streams:
             # what landed came from elsewhere: the detail never starts with the copy that failed
             s.notes[:] = [n for n in s.notes if n != sent_from]
             s.lane.fail(s, bad)
 
-    def _copy_damaged(self, fs: FileState, copy: VerifiedCopy, reason: str) -> None:
+    def _copy_damaged(
+        self, fs: FileState, copy: VerifiedCopy, reason: str, *, card_there: bool = True
+    ) -> None:
         """``copy``, verified at its local destination, no longer holds those bytes: as ``--rehash``
         finds it, kept and remembered as damaged (a re-run writes a good copy beside it), and the
         file is failed there in this job (it was counted verified or skipped): never "done" with a
@@ -1885,18 +1898,20 @@ class Engine:
         error = errors.IntegrityError(
             f"{copy.path} is DAMAGED or was changed: it no longer holds what castoff verified there"
             f" on {when} ({reason})",
-            hint=f"kept it; {keep} a re-run of the same command writes a good copy beside it",
+            hint=f"kept it; {keep} a re-run of the same command writes a good copy beside it"
+            + ("" if card_there else " (the source is gone: mount the card first)"),
         )
         self._no_longer_there(fs, copy, Outcome("failed", error=error, damaged=copy.path))
 
-    def _copy_gone(self, fs: FileState, copy: VerifiedCopy) -> None:
+    def _copy_gone(self, fs: FileState, copy: VerifiedCopy, *, card_there: bool = True) -> None:
         """``copy``, verified at its local destination, is gone (moved, renamed, deleted) when a
         catch-up reads it: the file is no longer verified there (failed in this job, its landed
         row forgotten), and a re-run writes it there again."""
         error = errors.IntegrityError(
             f"{copy.path} is gone since castoff verified it there on {self._minute(copy.verified_at)}"
             " (moved, renamed or deleted)",
-            hint="keep the source: a re-run of the same command writes the file there again",
+            hint="keep the source: a re-run of the same command writes the file there again"
+            + ("" if card_there else " (the source is gone: mount the card first)"),
         )
         self.catalog.forget_landed_from(copy.lane.dest.ident, copy.planned, fs.src.abs_path)
         self._no_longer_there(fs, copy, Outcome("failed", error=error))
