@@ -175,7 +175,7 @@ def test_a_bucket_that_stops_answering_is_said_once_not_per_file(
     proxy = fault_proxy(rclone_s3)
     url = s3_url(rclone_s3.bucket, "v1/", proxy.url, provider="rclone")
     bucket, ok = f"s3://{rclone_s3.bucket}/v1", tmp_path / "ok"
-    castoff = Castoff(tmp_path / "user", env={"AWS_ACCESS_KEY_ID": rclone_s3.access_key})
+    castoff = Castoff(tmp_path / "user", env={"AWS_ACCESS_KEY_ID": rclone_s3.access_key}, quick_retries=True)
     castoff.env["AWS_SECRET_ACCESS_KEY"] = rclone_s3.secret_key
     proc = castoff.popen("copy", str(src), "--to", str(ok), "--to", url, "--bwlimit", "400K")
     admin = rclone_s3.admin_client()
