@@ -357,8 +357,9 @@ def test_c4_matches_the_reference_definition(tmp_path: Path, size: int, ascmhl_b
 def test_a_generation_cut_short_by_a_crash_is_finished_by_the_next_run(
     tmp_path: Path, card: Path, cli: Cli, ascmhl_bin: Path
 ) -> None:
-    """A SIGKILL after the chain names the new manifest but before the manifest gets its name leaves
-    it as a hidden, complete file: the next run names it and carries on; stray hidden files go."""
+    """A castoff older than this one wrote the chain before naming the manifest: a SIGKILL between
+    the two left it as a hidden, complete file. The next run names it (with a rename: exFAT and
+    FAT have no hard links) and carries on; stray hidden files go."""
     dest = tmp_path / "ssd"
     assert cli("copy", str(card), "--to", str(dest)).returncode == 0
     manifest = next((dest / "ascmhl").glob("0001_*.mhl"))

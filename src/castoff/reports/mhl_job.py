@@ -15,6 +15,7 @@ from pathlib import Path
 
 from castoff import errors, scan
 from castoff.catalog.db import Catalog
+from castoff.destinations.local import rename_no_replace
 from castoff.engine.histories import compare_histories
 from castoff.reports import mhl
 from castoff.scan import Filters
@@ -257,7 +258,7 @@ def _copy_new(src: Path, dst: Path, c4: str) -> None:
             os.fsync(fout.fileno())
         if mhl.c4_of_file(tmp) != c4:
             raise errors.HistoryError(f"{dst}: the copy read back differs from {src}")
-        os.link(tmp, dst)
+        rename_no_replace(str(tmp), str(dst))  # never over another file (exFAT, FAT: no hard links)
     finally:
         tmp.unlink(missing_ok=True)
 
