@@ -4,16 +4,21 @@ the same failures injected where it cannot."""
 
 from __future__ import annotations
 
+import builtins
 import errno
+import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from castoff import errors
-from castoff.reports import mhl, mhl_job
+from castoff.catalog.db import Catalog
+from castoff.destinations.local import LocalDestination
+from castoff.reports import finish, mhl, mhl_job
 from fat_mounts import fat_drive
 from reports.kit import Cli, write
 from reports.test_mhl import ascmhl, assert_valid
@@ -164,3 +169,81 @@ def test_card_and_shuttle_histories_on_real_exfat_and_fat_drives(
             v = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(root))
             assert v.returncode == 0, v.stdout + v.stderr
         assert cli("verify", str(shoots)).returncode == 0
+
+
+def _under(root: Path) -> Callable[[Any], bool]:
+    prefix = str(root) + os.sep
+
+    def inside(path: Any) -> bool:
+        return isinstance(path, (str, os.PathLike)) and os.fspath(path).startswith(prefix)
+
+    return inside
+
+
+def test_a_drive_gone_before_its_history_is_written_is_said_and_the_report_written(
+    tmp_path: Path, cli: Cli, state: Path, card: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA (an exFAT shuttle pulled mid-job, its FUSE daemon killed): the check that the drive is
+    still there passed (FUSE answered from its cache), then reading the chain raised ENOTCONN: a
+    traceback, and the job's report never written. Here every call under the drive fails so."""
+    shuttle = tmp_path / "shuttle"
+    assert cli("copy", str(card), "--to", str(shuttle)).returncode == 0  # its history remembered
+    dest = LocalDestination(str(shuttle))  # never preflighted: nothing tells it the drive is gone
+    inside = _under(shuttle)
+    real_stat, real_open = os.stat, builtins.open
+
+    def stat(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if inside(path):
+            raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN), os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    def open_(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if inside(path):
+            raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN), os.fspath(path))
+        return real_open(path, *args, **kwargs)
+
+    cat = Catalog(state / "catalog.sqlite")
+    (job,) = cat.jobs()
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(builtins, "open", open_)
+    done = finish.finish_job(
+        cat,
+        job["id"],
+        [dest],
+        sources=[str(card)],
+        reports_dir=tmp_path / "reports",
+        options=finish.FinishOptions(),
+    )
+    monkeypatch.undo()
+    (outcome,) = done.mhl
+    assert not outcome.ok
+    assert outcome.message.startswith("ASC MHL not written: Transport endpoint is not connected")
+    assert "the drive or mount may have been removed" in outcome.message
+    assert json.loads(done.json.read_text(encoding="utf-8"))["job"]["id"] == job["id"]
+
+
+def test_a_real_drive_pulled_before_its_history_is_written_is_said_and_the_report_written(
+    tmp_path: Path, cli: Cli, state: Path
+) -> None:
+    """The same with a real exFAT drive whose FUSE daemon is killed, as QA pulled it."""
+    card = tmp_path / "A001"
+    write(card / "CLIP" / "C0001.MP4", os.urandom(100_000))
+    with fat_drive(tmp_path, "exfat", label="SHUTTLE") as shuttle:
+        shoots = shuttle.path / "shoots"
+        assert cli("copy", str(card), "--to", str(shoots)).returncode == 0
+        dest = LocalDestination(str(shoots))
+        shuttle.pull()
+        cat = Catalog(state / "catalog.sqlite")
+        (job,) = cat.jobs()
+        done = finish.finish_job(
+            cat,
+            job["id"],
+            [dest],
+            sources=[str(card)],
+            reports_dir=tmp_path / "reports",
+            options=finish.FinishOptions(),
+        )
+        (outcome,) = done.mhl
+        assert not outcome.ok
+        assert "the drive or mount may have been removed" in outcome.message, outcome.message
+        assert done.json.is_file()
