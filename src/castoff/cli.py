@@ -391,7 +391,8 @@ def build_parser() -> Parser:
         "verify",
         parents=[common],
         help="re-hash a folder against its ASC MHL history or a castoff report",
-        epilog="exit codes: 0 every file matches; 1 some file is missing, altered or extra; 2 bad input.",
+        epilog="exit codes: 0 every file matches; 1 some file is missing, altered or extra (with --report,"
+        " or one the job never delivered there); 2 bad input.",
     )
     v.add_argument("path", metavar="PATH", help="a destination folder")
     v.add_argument("--report", metavar="JSON", help="check against this castoff JSON report, not ascmhl/")
