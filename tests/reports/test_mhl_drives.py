@@ -91,32 +91,39 @@ def test_a_card_history_is_carried_where_hard_links_are_refused(
     assert chain_names(there) == chain_names(card)
 
 
+@pytest.mark.parametrize("cut", [1, 2])
 def test_a_manifest_whose_chain_entry_was_cut_short_is_chained_by_the_next_generation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ascmhl_bin: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ascmhl_bin: Path, cut: int
 ) -> None:
     """The manifest is named before the chain names it: the chain never names a manifest that is
     not there. A crash (here, the chain's write failing) between the two leaves the manifest
-    unchained, and the next generation adds it to the chain first."""
+    unchained, and the next generation adds it to the chain first; also the first generation's,
+    beside the empty chain made before it (without one, a history lost its chain: refused)."""
     root = tmp_path / "ssd"
-    write(root / "one.jpg", b"one")
-    first = mhl.write_generation(root, entries_of(root), started=time.time())
-    assert first is not None
-    write(root / "two.jpg", b"two")
+    before = []
+    for i in range(1, cut):
+        write(root / f"{i}.jpg", b"%d" % i)
+        done = mhl.write_generation(root, entries_of(root), started=time.time() + i)
+        assert done is not None
+        before.append(done.manifest.name)
+    write(root / f"{cut}.jpg", b"cut")
     real_write_chain = mhl._write_chain
 
     def cut_short(folder: Path, gens: list[mhl.Generation]) -> None:
+        if not gens:  # the empty chain a new history begins with
+            return real_write_chain(folder, gens)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(mhl, "_write_chain", cut_short)
     with pytest.raises(OSError, match="No space"):
-        mhl.write_generation(root, entries_of(root), started=time.time() + 1)
+        mhl.write_generation(root, entries_of(root), started=time.time() + cut)
     monkeypatch.setattr(mhl, "_write_chain", real_write_chain)
-    assert chain_names(root) == [first.manifest.name]  # whole, as it was
-    (unchained,) = (root / "ascmhl").glob("0002_*.mhl")
-    write(root / "three.jpg", b"three")
-    third = mhl.write_generation(root, entries_of(root), started=time.time() + 2)
-    assert third is not None and third.generation == 3
-    assert chain_names(root) == [first.manifest.name, unchained.name, third.manifest.name]
+    assert chain_names(root) == before  # whole, as it was
+    (unchained,) = (root / "ascmhl").glob(f"{cut:04d}_*.mhl")
+    write(root / "late.jpg", b"late")
+    last = mhl.write_generation(root, entries_of(root), started=time.time() + cut + 1)
+    assert last is not None and last.generation == cut + 1
+    assert chain_names(root) == [*before, unchained.name, last.manifest.name]
     assert_valid(root)
     v = ascmhl(ascmhl_bin, "ascmhl-debug", "verify", str(root))
     assert v.returncode == 0, v.stdout + v.stderr

@@ -216,33 +216,35 @@ def _tmp_manifest(folder: Path, number: int) -> Path:
 def recover(root: Path) -> None:
     """Finish what an interrupted castoff left in ``root/ascmhl``. A generation is written as: the
     manifest to a hidden file (fsynced), that file named (never over another), then the chain
-    naming it. So castoff's manifest numbered right after the chain's last generation, whole, that
-    the chain does not name was cut short before its entry: it is added (``ascmhl`` reads it as a
-    generation already). A castoff older than this one wrote the chain first: a chain whose last
-    manifest is missing while its hidden file is there, with the C4 the chain records, was cut
-    short before the name: named. Leftover hidden files are dropped. Anything else (a manifest
-    missing without its hidden file) is for ``read_chain`` to refuse."""
+    naming it (a history's first generation makes an empty chain before the name). So castoff's
+    manifest numbered right after the chain's last generation, whole, that the chain does not name
+    was cut short before its entry: it is added (``ascmhl`` reads it as a generation already). A
+    castoff older than this one wrote the chain first: a chain whose last manifest is missing while
+    its hidden file is there, with the C4 the chain records, was cut short before the name: named.
+    Leftover hidden files are dropped. Anything else (a manifest missing without its hidden file,
+    manifests without a chain) is for ``read_chain`` to refuse."""
     folder = root / FOLDER
     chain = folder / CHAIN
     if not folder.is_dir():
         return
     (folder / f".{CHAIN}.tmp").unlink(missing_ok=True)
-    gens = _parse_chain(chain) if chain.is_file() else []
-    last = gens[-1] if gens else None
-    if last is not None and not (folder / last.name).exists():
-        tmp = _tmp_manifest(folder, last.number)
-        if tmp.is_file() and c4_of_file(tmp) == last.c4:
-            rename_no_replace(str(tmp), str(folder / last.name))
-    after = last.number if last is not None else 0
-    unnamed = [(n, p) for n, p in _manifests(root) if n > after]
-    if (
-        len(unnamed) == 1
-        and unnamed[0][0] == after + 1
-        and all((folder / g.name).is_file() for g in gens)
-        and _whole_and_castoffs(unnamed[0][1])
-    ):
-        number, path = unnamed[0]
-        _write_chain(folder, [*gens, Generation(number, path.name, c4_of_file(path))])
+    if chain.is_file():
+        gens = _parse_chain(chain)
+        last = gens[-1] if gens else None
+        if last is not None and not (folder / last.name).exists():
+            tmp = _tmp_manifest(folder, last.number)
+            if tmp.is_file() and c4_of_file(tmp) == last.c4:
+                rename_no_replace(str(tmp), str(folder / last.name))
+        after = last.number if last is not None else 0
+        unchained = [(n, p) for n, p in _manifests(root) if n > after]
+        if (
+            len(unchained) == 1
+            and unchained[0][0] == after + 1
+            and all((folder / g.name).is_file() for g in gens)
+            and _whole_and_castoffs(unchained[0][1])
+        ):
+            number, path = unchained[0]
+            _write_chain(folder, [*gens, Generation(number, path.name, c4_of_file(path))])
     for tmp in folder.glob(".castoff-*.mhl.tmp"):
         tmp.unlink()
 
@@ -543,7 +545,10 @@ def write_generation(
         c4 = c4_of_file(tmp)
         # The name first (a rename that never replaces a manifest of that name: exFAT and FAT have
         # no hard links), then the chain: it never names a manifest that is not there. A crash in
-        # between leaves the manifest without its entry, which ``recover`` adds.
+        # between leaves the manifest without its entry, which ``recover`` adds: beside a chain,
+        # made empty first for a new history (a manifest without one is a history that lost it).
+        if not (folder / CHAIN).exists():
+            _write_chain(folder, [])
         rename_no_replace(str(tmp), str(final))
         _write_chain(folder, [*gens, Generation(number, final.name, c4)])
     except BaseException:
