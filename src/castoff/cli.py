@@ -391,7 +391,8 @@ def build_parser() -> Parser:
         "verify",
         parents=[common],
         help="re-hash a folder against its ASC MHL history or a castoff report",
-        epilog="exit codes: 0 every file matches; 1 some file is missing, altered or extra; 2 bad input.",
+        epilog="exit codes: 0 every file matches; 1 some file is missing, altered or extra (with --report,"
+        " or one the job never delivered there); 2 bad input.",
     )
     v.add_argument("path", metavar="PATH", help="a destination folder")
     v.add_argument("--report", metavar="JSON", help="check against this castoff JSON report, not ascmhl/")
@@ -857,12 +858,14 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     mhl_written: list[list[MhlOutcome]] = []  # once written, at release
 
-    def at_release() -> None:
+    def at_release() -> dict[str, object]:
         """The local destinations' ASC MHL (and the card's, with --mhl-source) once every local
         copy is verified, before the job says the card can be ejected: the card's needs the card,
         and a job that dies after the word (or while its uploads go on) leaves the drives with
-        their history."""
-        mhl_written.append(write_mhl(catalog, job_id, dests, sources, finish_options))
+        their history. One not written is said with the word, before the card goes."""
+        outcomes = write_mhl(catalog, job_id, dests, sources, finish_options)
+        mhl_written.append(outcomes)
+        return {"mhl_not_written": [o.scope for o in outcomes if not o.ok]}
 
     engine = Engine(
         catalog,
@@ -1191,14 +1194,16 @@ def _damaged_text(files: int, copies: int, *, delivered: bool, where: str) -> st
 def _not_written(finished: Finished) -> str:
     """What failed in a job whose every file reached every destination (said above, one by one)."""
     mhl_failed = sum(not o.ok for o in finished.mhl)
+    copies_failed = len(finished.problems) - mhl_failed  # the others are the report's copies
     what = []
     if mhl_failed:
         what.append("an ASC MHL history" if mhl_failed == 1 else f"{mhl_failed} ASC MHL histories")
-    if len(finished.problems) > mhl_failed:
-        what.append("a copy of the report")
+    if copies_failed > 0:
+        what.append("a copy of the report" if copies_failed == 1 else f"{copies_failed} copies of the report")
+    one = len(what) == 1 and max(mhl_failed, copies_failed) == 1
     return (
-        f"Every file reached every destination, verified; {' and '.join(what) or 'something'} was not"
-        " written (above)."
+        f"Every file reached every destination, verified; {' and '.join(what) or 'something'}"
+        f" {'was' if one or not what else 'were'} not written (above)."
     )
 
 

@@ -1,8 +1,9 @@
 """``castoff verify``: re-hash a folder against what was recorded about it, and name every difference.
 
 The record is the folder's ASC MHL history (each path's original hash, as ``ascmhl`` verifies) or a
-castoff JSON report (the BLAKE3 of every file it delivered there). ``ascmhl/`` and ``castoff-reports/``
-are bookkeeping, not content, and are never counted.
+castoff JSON report (the BLAKE3 of every file it delivered there, and the files it did not deliver
+there, which fail the check until they are). ``ascmhl/`` and ``castoff-reports/`` are bookkeeping,
+not content, and are never counted.
 """
 
 from __future__ import annotations
@@ -51,6 +52,18 @@ class Expected:
     value: str
 
 
+@dataclass(frozen=True)
+class NotDelivered:
+    """A file of a report's job that the job did not deliver into the folder being checked."""
+
+    path: str  # where it was to go, relative to the folder; the report's path when it names no place
+    status: str  # its status there in the job: failed, conflict, incomplete, ...
+    error: str | None
+    #: its BLAKE3 as the job read it, when the job named its place in the folder: found there
+    #: with those bytes (a later job delivered it), it is there after all
+    blake3: str | None = None
+
+
 @dataclass
 class Result:
     folder: str
@@ -72,10 +85,16 @@ class Result:
     #: there, or a later offload copied its grown chain). Its manifests are checked against it,
     #: those the job delivered among them, so it is named, and no failure
     grown: list[dict[str, object]] = field(default_factory=list)
+    #: a report's files that its job did not deliver into the folder (failed, conflict or
+    #: incomplete there) and that are not there since, with those bytes: the folder does not hold
+    #: the job, so they fail the check as a missing file does (``path``, ``status``, ``error``)
+    undelivered: list[dict[str, str | None]] = field(default_factory=list)
+    #: of those the job did not deliver, how many are there now with the bytes it read (a re-run)
+    delivered_since: int = 0
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.altered or self.extra)
+        return not (self.missing or self.altered or self.extra or self.undelivered)
 
 
 def hash_file(path: str, fmt: str) -> str:
@@ -99,7 +118,8 @@ def from_mhl(root: Path) -> tuple[dict[str, Expected], str, Callable[[str], bool
     return expected, f"ASC MHL history, {plural(len(gens), 'generation')}", ignored
 
 
-def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
+def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str, list[NotDelivered]]:
+    """What the report's job delivered into ``root``, in words, and what it did not deliver there."""
     if not report.is_file():
         raise errors.UsageError(
             f"{report} does not exist" if not report.exists() else f"{report} is not a file",
@@ -138,6 +158,20 @@ def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
             for d in f.get("destinations", [])
             if d.get("status") in OK_STATUSES and d.get("target") and d.get("destination")
         ]
+        # (destination, target or "", the file's path in the report, status, error, blake3)
+        not_there = [
+            (
+                str(d["destination"]),
+                str(d.get("target") or ""),
+                str(f["path"]),
+                str(d["status"]),
+                d.get("error"),
+                f.get("blake3"),
+            )
+            for f in files
+            for d in f.get("destinations", [])
+            if d.get("status") not in OK_STATUSES and d.get("destination")
+        ]
     except (AttributeError, KeyError, TypeError):
         raise errors.UsageError(
             f"{report} is not a castoff JSON report: an entry of its 'files' list is not a file as"
@@ -146,16 +180,41 @@ def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
             hint=hint,
         ) from None
     real_root = os.path.realpath(root)
-    expected: dict[str, Expected] = {}
-    for _, target, digest in delivered:
+
+    def inside(target: str) -> str | None:
+        """``target``'s path relative to ``root`` when it lies in it, else None."""
         # the folders resolved, not the file: a symlink put in a copy's place stays the copy's path
         folder, name = os.path.split(target)
         resolved = os.path.join(os.path.realpath(folder), name)
         if resolved.startswith(real_root + os.sep):
-            expected[os.path.relpath(resolved, real_root).replace(os.sep, "/")] = Expected("blake3", digest)
-    if expected:
-        return expected, f"castoff report {report.name}"
-    order = list(data.get("summary") or {}) if isinstance(data, dict) else []  # the job's --to order
+            return os.path.relpath(resolved, real_root).replace(os.sep, "/")
+        return None
+
+    expected: dict[str, Expected] = {}
+    for _, target, digest in delivered:
+        if (rel := inside(target)) is not None:
+            expected[rel] = Expected("blake3", digest)
+    undelivered: list[NotDelivered] = []
+    for _, target, _, status, error, digest in not_there:
+        if target and (rel := inside(target)) is not None:
+            undelivered.append(NotDelivered(rel, status, error, digest))
+    summary = data.get("summary") if isinstance(data.get("summary"), dict) else {}
+
+    def is_root(dest: str) -> bool:
+        """Whether the job's destination ``dest`` is this very folder (its ``location``)."""
+        where = summary.get(dest)
+        folder = where.get("location") if isinstance(where, dict) else None
+        return os.path.realpath(str(folder or dest)) == real_root
+
+    # a file the job never got to there has no place in it: named by its path in the report
+    undelivered += [
+        NotDelivered(path, status, error)
+        for dest, target, path, status, error, _ in not_there
+        if not target and is_root(dest)
+    ]
+    if expected or undelivered:
+        return expected, f"castoff report {report.name}", undelivered
+    order = list(summary)  # the job's --to order
     moved = _moved_destination(root, delivered, order)
     if moved is None:
         raise errors.UsageError(
@@ -163,12 +222,29 @@ def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str]:
             hint="pass the folder the job copied to (its --to), and that job's report",
         )
     was, expected = moved
+    prefix = was[0].rstrip("/") + "/"
+    undelivered = [
+        NotDelivered(
+            target[len(prefix) :] if target.startswith(prefix) else path,
+            status,
+            error,
+            digest if target.startswith(prefix) else None,
+        )
+        for dest, target, path, status, error, digest in not_there
+        if dest == was[0]
+    ]
     if len(was) == 1:
-        return expected, f"castoff report {report.name}; its destination {was[0]} is this folder now"
+        return (
+            expected,
+            f"castoff report {report.name}; its destination {was[0]} is this folder now",
+            undelivered,
+        )
     # identical copies (the same files under the same paths): which one this was cannot be told
-    return expected, (
+    return (
+        expected,
         f"castoff report {report.name}; this folder is one of its destinations, moved:"
-        f" {' or '.join(was)} (they hold the same files, so either can be checked against)"
+        f" {' or '.join(was)} (they hold the same files, so either can be checked against)",
+        undelivered,
     )
 
 
@@ -233,14 +309,25 @@ def check(
     ignored: Callable[[str], bool] = mhl.is_ignored,
     *,
     whole_folder: bool = True,
+    undelivered: Sequence[NotDelivered] = (),
 ) -> Result:
     """``whole_folder``: the record covers every file there (a history), so a file it does not
-    name is extra; otherwise (one job's report) it is another job's, counted in ``others``."""
+    name is extra; otherwise (one job's report) it is another job's, counted in ``others``.
+    ``undelivered``: the report's files its job did not deliver there; one found at its place
+    with the bytes the job read is there (a later job delivered it), the others fail the check."""
     result = Result(str(root), against)
     present = set()
+    later = {u.path: u.blake3 for u in undelivered if u.blake3}
+    arrived: set[str] = set()
     for rel in walk(root, ignored):
         present.add(rel)
         want = expected.get(rel)
+        if want is None and rel in later:
+            if _hash_or_why(root / rel, "blake3") == later[rel]:
+                arrived.add(rel)
+            else:
+                result.others += 1  # another file at its place (a conflict kept it): not the job's
+            continue
         if want is None:
             if whole_folder and not mhl.can_hold(rel):
                 result.unrecordable.append(rel)
@@ -250,12 +337,7 @@ def check(
                 result.others += 1
             continue
         result.checked += 1
-        try:
-            got = hash_file(str(root / rel), want.fmt)
-        except NotAFile as exc:
-            got = f"{exc.what}, not a file"
-        except OSError as exc:
-            got = f"unreadable: {exc.strerror or exc}"
+        got = _hash_or_why(root / rel, want.fmt)
         if got == want.value:
             result.matched += 1
         elif not whole_folder and (now := _grown_chain(root, rel, expected)) is not None:
@@ -265,7 +347,23 @@ def check(
             result.altered.append({"path": rel, "format": want.fmt, "expected": want.value, "found": got})
     result.missing = sorted(p for p in expected if p not in present)
     result.checked += len(result.missing)
+    result.delivered_since = len(arrived)
+    result.undelivered = [
+        {"path": u.path, "status": u.status, "error": u.error}
+        for u in sorted(undelivered, key=lambda u: u.path)
+        if u.path not in arrived
+    ]
     return result
+
+
+def _hash_or_why(path: Path, fmt: str) -> str:
+    """The file's hash, or what is there instead ("a symlink, not a file", "unreadable: …")."""
+    try:
+        return hash_file(str(path), fmt)
+    except NotAFile as exc:
+        return f"{exc.what}, not a file"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
 
 
 def _show(path: str) -> str:
@@ -285,6 +383,9 @@ def print_result(r: Result, out: Any = None) -> None:
         )
     for p in r.extra:
         print(f"  extra    {_show(p)}  (not in the record)", file=out)
+    for u in r.undelivered:
+        why = f": {u['error']}" if u["error"] else ""
+        print(f"  not delivered  {_show(str(u['path']))}  ({u['status']} here in the job{why})", file=out)
     for g in r.grown:
         print(
             f"  grown    {_show(str(g['path']))}  (a later version: this ASC MHL history grew since the"
@@ -309,6 +410,22 @@ def print_result(r: Result, out: Any = None) -> None:
             f" {len(r.altered)} altered; {plural(len(r.extra), 'extra file')}",
             file=out,
         )
+    if r.undelivered:
+        n = len(r.undelivered)
+        them = "it" if n == 1 else "them"
+        print(
+            f"{plural(n, 'file')} of the job never reached this folder (the job did not deliver {them}"
+            f" here, nor did a later job since): this folder does not hold the whole job; run the"
+            f" job's copy command again to deliver {them}",
+            file=out,
+        )
+    if r.delivered_since:
+        are = "is" if r.delivered_since == 1 else "are"
+        print(
+            f"{plural(r.delivered_since, 'file')} the job did not deliver here {are} here now, with"
+            " the bytes it read (a later job delivered them)",
+            file=out,
+        )
     if r.unrecordable:
         print(
             f"{plural(len(r.unrecordable), 'file')} here not checked: no ASC MHL history can name"
@@ -331,8 +448,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise errors.UsageError(f"{root} is not a folder", hint="give the destination folder to check")
     ignored: Callable[[str], bool] = mhl.is_ignored
+    undelivered: list[NotDelivered] = []
     if args.report:
-        expected, against = from_report(root, Path(args.report))
+        expected, against, undelivered = from_report(root, Path(args.report))
         # a card's own ASC MHL history the job copied is content the report names: checked, as
         # any file it delivered (the destination's own history, never in a report, stays out)
         ignored = lambda rel: mhl.is_ignored(rel) and rel not in expected  # noqa: E731
@@ -348,7 +466,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"{root} has no {mhl.FOLDER}/ history to verify against",
             hint=f"pass --report JOB.json (copies are in {mhl.REPORTS_FOLDER}/ with --report-to destination)",
         )
-    result = check(root, expected, against, ignored, whole_folder=not args.report)
+    result = check(root, expected, against, ignored, whole_folder=not args.report, undelivered=undelivered)
     if args.json:
         print(json.dumps({"ok": result.ok, **asdict(result)}, indent=2, ensure_ascii=json_ascii()))
     else:

@@ -84,6 +84,46 @@ def test_a_report_checks_its_own_job_on_a_drive_other_jobs_share(
     assert "1 other file here is not from this job: not checked" in r.stdout
 
 
+def test_a_report_names_the_files_its_job_never_delivered_and_fails_until_they_are_there(
+    tmp_path: Path,
+) -> None:
+    """QA: for a drive where 11 of the job's 18 files failed, verify --report said "all 7 recorded
+    files match; nothing missing, nothing extra", exit 0: it checked only what the job delivered.
+    The files it did not deliver are named, and the folder does not hold the job until they are
+    there with the bytes the job read (a re-run delivers them)."""
+    state = tmp_path / "state"
+    card = tmp_path / "CARD"
+    for name in ("DCIM/IMG_0001.JPG", "DCIM/IMG_0002.JPG", "MISC/notes.txt"):
+        (card / name).parent.mkdir(parents=True, exist_ok=True)
+        (card / name).write_bytes(name.encode() * 100)
+    dest = tmp_path / "ssd"
+    (dest / "CARD").mkdir(parents=True)
+    (dest / "CARD" / "DCIM").write_bytes(b"a file where the job needs a folder")
+    assert castoff("copy", str(card), "--to", str(dest), state=state).returncode == 1
+    (report,) = (state / "reports").glob("*.json")
+    r = castoff("verify", str(dest), "--report", str(report), state=state)
+    assert r.returncode == 1, r.stdout + r.stderr
+    out = " ".join(r.stdout.split())
+    for name in ("IMG_0001.JPG", "IMG_0002.JPG"):
+        assert f"not delivered CARD/DCIM/{name} (failed here in the job: " in out
+    assert "2 files of the job never reached this folder" in out
+    assert "all 1 recorded" not in out and "nothing missing" not in out
+    doc = json.loads(castoff("verify", str(dest), "--report", str(report), "--json", state=state).stdout)
+    assert doc["ok"] is False and doc["matched"] == 1
+    assert [(u["path"], u["status"]) for u in doc["undelivered"]] == [
+        ("CARD/DCIM/IMG_0001.JPG", "failed"),
+        ("CARD/DCIM/IMG_0002.JPG", "failed"),
+    ]
+    (dest / "CARD" / "DCIM").unlink()
+    assert castoff("copy", str(card), "--to", str(dest), state=state).returncode == 0
+    r = castoff("verify", str(dest), "--report", str(report), state=state)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 files the job did not deliver here are here now" in " ".join(r.stdout.split())
+    (dest / "CARD" / "DCIM" / "IMG_0002.JPG").write_bytes(b"other bytes")
+    r = castoff("verify", str(dest), "--report", str(report), state=state)
+    assert r.returncode == 1 and "not delivered  CARD/DCIM/IMG_0002.JPG" in r.stdout
+
+
 def test_a_report_follows_its_drive_mounted_elsewhere(copied: tuple[Path, Path], tmp_path: Path) -> None:
     """QA: the same drive at another mount point (/Volumes/SSD then, /media/ssd now) "named no
     file delivered" there: the report's destination folder is found by the files in it."""

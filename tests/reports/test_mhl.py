@@ -279,6 +279,54 @@ def test_a_history_not_continued_is_said_once_and_not_called_a_file_that_failed(
     assert (dest / card.name / "late.txt").read_bytes() == b"late"
 
 
+def test_histories_not_written_at_release_are_said_with_it(tmp_path: Path, card: Path, cli: Cli) -> None:
+    """QA: "Source can be released" was said after the card's own generation had failed (the
+    README: the card's is written before castoff says so, so that an ejected card has its own),
+    and at the end "2 ASC MHL histories was not written". The release names what was not written,
+    and that a re-run writing it needs the card."""
+    dest = tmp_path / "ssd"
+    assert cli("copy", str(card), "--to", str(dest), "--mhl-source").returncode == 0
+    for root in (card, dest):
+        (root / "ascmhl" / "ascmhl_chain.xml").unlink()  # a history castoff refuses to continue
+    write(card / "late.txt", b"late")
+    job = ("copy", str(card), "--to", str(dest), "--mhl-source", "--exclude", "ascmhl/**")
+    r = cli(*job)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1, r.stderr
+    assert (
+        "Source can be released: every local destination is verified. But 2 ASC MHL histories were"
+        f" not written ({dest}, {card}: see the end); a re-run that writes them needs the card."
+    ) in said
+    assert (
+        "Every file reached every destination, verified; 2 ASC MHL histories were not written (above)."
+        in said
+    )
+    j = cli(*job, "--json")
+    (released,) = [e for e in map(json.loads, j.stdout.splitlines()) if e["event"] == "released"]
+    assert released["mhl_not_written"] == [str(dest), str(card)]
+
+
+@pytest.mark.parametrize(
+    ("histories", "copies", "said"),
+    [
+        (1, 0, "an ASC MHL history was not written"),
+        (2, 0, "2 ASC MHL histories were not written"),
+        (0, 1, "a copy of the report was not written"),
+        (0, 2, "2 copies of the report were not written"),
+        (1, 1, "an ASC MHL history and a copy of the report were not written"),
+    ],
+)
+def test_what_was_not_written_is_said_in_agreement(histories: int, copies: int, said: str) -> None:
+    from castoff.cli import _not_written
+    from castoff.reports.finish import Finished
+    from castoff.reports.mhl_job import MhlOutcome
+
+    failed = [MhlOutcome(f"/d{i}", None, "ASC MHL not written: no", ok=False) for i in range(histories)]
+    problems = [f"problem {i}" for i in range(histories + copies)]
+    done = Finished(json=Path("r.json"), html=Path("r.html"), mhl=failed, problems=problems)
+    assert f"Every file reached every destination, verified; {said} (above)." == _not_written(done)
+
+
 def test_names_xml_cannot_hold_are_left_out_and_said(tmp_path: Path) -> None:
     root = tmp_path / "dest"
     root.mkdir()
@@ -357,8 +405,9 @@ def test_c4_matches_the_reference_definition(tmp_path: Path, size: int, ascmhl_b
 def test_a_generation_cut_short_by_a_crash_is_finished_by_the_next_run(
     tmp_path: Path, card: Path, cli: Cli, ascmhl_bin: Path
 ) -> None:
-    """A SIGKILL after the chain names the new manifest but before the manifest gets its name leaves
-    it as a hidden, complete file: the next run names it and carries on; stray hidden files go."""
+    """A castoff older than this one wrote the chain before naming the manifest: a SIGKILL between
+    the two left it as a hidden, complete file. The next run names it (with a rename: exFAT and
+    FAT have no hard links) and carries on; stray hidden files go."""
     dest = tmp_path / "ssd"
     assert cli("copy", str(card), "--to", str(dest)).returncode == 0
     manifest = next((dest / "ascmhl").glob("0001_*.mhl"))

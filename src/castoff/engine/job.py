@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import EllipsisType
@@ -259,12 +259,13 @@ class Engine:
         sink: EventSink = null_sink,
         cancel: threading.Event | None = None,
         limiters: dict[str, object] | None = None,
-        on_released: Callable[[], None] | None = None,
+        on_released: Callable[[], Mapping[str, object] | None] | None = None,
     ) -> None:
         """``on_released``: called once, from the thread that runs the job and outside its locks,
         when every local destination is verified (the source can be released), while uploads may
         go on: what must not wait for them (the local destinations' ASC MHL generations, the
-        source's, while the card is still there)."""
+        source's, while the card is still there). What it returns is added to the ``released``
+        event (what it could not do, said in the same breath)."""
         if options.on_conflict not in ON_CONFLICT:
             raise errors.UsageError(f"--on-conflict must be one of {', '.join(ON_CONFLICT)}")
         self.catalog = catalog
@@ -323,7 +324,7 @@ class Engine:
         self._on_released = on_released
         self._release_due = False  # released, and on_released not called yet
         #: the ``released`` event's fields, said once on_released has run (``_call_on_released``)
-        self._release_said: dict[str, int] = {}
+        self._release_said: dict[str, object] = {}
         self._catchup_busy = False  # the catch-up thread is feeding a group
         self._open: set[Stream] = set()
         #: files the reader landed whose folders are not yet synced (``_sync_landed``)
@@ -463,13 +464,13 @@ class Engine:
         if not self._release_due:
             return
         self._release_due = False
+        said = self._release_said
         if self._on_released is not None:
             try:
-                self._on_released()
+                said.update(self._on_released() or {})
             except Exception as exc:
                 text = "".join(traceback.format_exception(exc))
                 self.log(f"internal error once the source could be released:\n{text}", "error")
-        said = self._release_said
         if said["remaining_streams"]:
             self.catalog.log(
                 self.job_id,

@@ -23,6 +23,7 @@ from pathlib import Path
 import xxhash
 
 from castoff import __version__, errors
+from castoff.destinations.local import rename_no_replace
 from castoff.engine.conflicts import LOCAL_MAX_PATH, is_alt_of, name_max, name_room
 
 NS = "urn:ASC:MHL:v2.0"
@@ -173,7 +174,14 @@ def read_chain(root: Path) -> list[Generation]:
     for g in gens:
         path = folder / g.name
         if not path.is_file():
-            raise errors.HistoryError(f"manifest {path} named in {CHAIN} is missing")
+            hint = "restore it from a copy of this history, on a drive this folder was copied to"
+            if g is gens[-1]:
+                hint += (
+                    "; or, if castoff said 'ASC MHL not written: Operation not permitted' here, that"
+                    " manifest was never written (a castoff older than this one could not write one on"
+                    f' exFAT or FAT): delete the <hashlist> entry with sequencenr="{g.number}" from {chain}'
+                )
+            raise errors.HistoryError(f"manifest {path} named in {CHAIN} is missing", hint=hint)
         if c4_of_file(path) != g.c4:
             raise errors.HistoryError(
                 f"manifest {path} was altered after it was written (its C4 differs from {CHAIN})",
@@ -207,10 +215,14 @@ def _tmp_manifest(folder: Path, number: int) -> Path:
 
 def recover(root: Path) -> None:
     """Finish what an interrupted castoff left in ``root/ascmhl``. A generation is written as: the
-    manifest to a hidden file (fsynced), the chain naming it, then the manifest under its name. So a
-    chain whose last manifest is missing while its hidden file is there, with the C4 the chain
-    records, was cut short by a crash: name it. Leftover hidden files are dropped. Anything else
-    (a manifest missing without its hidden file) is for ``read_chain`` to refuse."""
+    manifest to a hidden file (fsynced), that file named (never over another), then the chain
+    naming it (a history's first generation makes an empty chain before the name). So castoff's
+    manifest numbered right after the chain's last generation, whole, that the chain does not name
+    was cut short before its entry: it is added (``ascmhl`` reads it as a generation already). A
+    castoff older than this one wrote the chain first: a chain whose last manifest is missing while
+    its hidden file is there, with the C4 the chain records, was cut short before the name: named.
+    Leftover hidden files are dropped. Anything else (a manifest missing without its hidden file,
+    manifests without a chain) is for ``read_chain`` to refuse."""
     folder = root / FOLDER
     chain = folder / CHAIN
     if not folder.is_dir():
@@ -222,9 +234,32 @@ def recover(root: Path) -> None:
         if last is not None and not (folder / last.name).exists():
             tmp = _tmp_manifest(folder, last.number)
             if tmp.is_file() and c4_of_file(tmp) == last.c4:
-                os.link(tmp, folder / last.name)
+                rename_no_replace(str(tmp), str(folder / last.name))
+        after = last.number if last is not None else 0
+        unchained = [(n, p) for n, p in _manifests(root) if n > after]
+        if (
+            len(unchained) == 1
+            and unchained[0][0] == after + 1
+            and all((folder / g.name).is_file() for g in gens)
+            and _whole_and_castoffs(unchained[0][1])
+        ):
+            number, path = unchained[0]
+            _write_chain(folder, [*gens, Generation(number, path.name, c4_of_file(path))])
     for tmp in folder.glob(".castoff-*.mhl.tmp"):
         tmp.unlink()
+
+
+def _whole_and_castoffs(path: Path) -> bool:
+    """Whether the manifest at ``path`` was written by castoff and reads to its end."""
+    ours = False
+    try:
+        for _event, el in ET.iterparse(path):  # noqa: S314 (as above)
+            if el.tag == f"{{{NS}}}tool":
+                ours = (el.text or "").strip() == "castoff"
+            el.clear()  # a manifest of 200,000 files is not held
+    except ET.ParseError:
+        return False
+    return ours
 
 
 def _manifest_entries(
@@ -427,7 +462,7 @@ def write_generation(
 
     Entries ``from_earlier_job`` are left out when the history already records them (a re-run that
     skipped them proves nothing new). Nothing is written when no entry remains. The manifest appears under
-    its name only complete and fsynced; then the chain is replaced atomically."""
+    its name only complete and fsynced; then the chain that names it is replaced atomically."""
     entries = iter(entries)
     first = next(entries, None)
     if first is None:
@@ -507,10 +542,15 @@ def write_generation(
             if not gens and not any(folder.iterdir()):
                 folder.rmdir()
             return None
-        # The chain first, then the name: a crash in between is finished by ``recover``.
-        _write_chain(folder, [*gens, Generation(number, final.name, c4_of_file(tmp))])
-        os.link(tmp, final)  # fails rather than replace a manifest of the same name
-        tmp.unlink()
+        c4 = c4_of_file(tmp)
+        # The name first (a rename that never replaces a manifest of that name: exFAT and FAT have
+        # no hard links), then the chain: it never names a manifest that is not there. A crash in
+        # between leaves the manifest without its entry, which ``recover`` adds: beside a chain,
+        # made empty first for a new history (a manifest without one is a history that lost it).
+        if not (folder / CHAIN).exists():
+            _write_chain(folder, [])
+        rename_no_replace(str(tmp), str(final))
+        _write_chain(folder, [*gens, Generation(number, final.name, c4)])
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from castoff import errors, scan
 from castoff.catalog.db import Catalog
+from castoff.destinations.local import rename_no_replace, translate_os_error
 from castoff.engine.histories import compare_histories
 from castoff.reports import mhl
 from castoff.scan import Filters
@@ -89,8 +90,12 @@ def _memo_key(dest_ident: str, root: str) -> str:
 
 
 def _chain_c4(root: str) -> str | None:
-    chain = Path(root) / mhl.FOLDER / mhl.CHAIN
-    return mhl.c4_of_file(chain) if chain.is_file() else None
+    """The C4 of ``root``'s chain file; None when there is none or it cannot be read (the drive
+    gone under the job: then nothing is remembered of it, and the generation said not written)."""
+    try:
+        return mhl.c4_of_file(Path(root) / mhl.FOLDER / mhl.CHAIN)
+    except OSError:
+        return None
 
 
 def _remembered_job(catalog: Catalog, dest_ident: str, root: str) -> str | None:
@@ -105,14 +110,16 @@ def _remembered_job(catalog: Catalog, dest_ident: str, root: str) -> str | None:
         return None
     try:
         mhl.read_chain(Path(root))  # every manifest as the chain says: else the writer reports it
-    except errors.HistoryError:
+    except (errors.HistoryError, OSError):
         return None
     return job
 
 
 def _remember(catalog: Catalog, job_id: str, dest_ident: str, root: str, outcome: MhlOutcome) -> None:
+    if not (outcome.ok and outcome.complete):
+        return
     c4 = _chain_c4(root)
-    if outcome.ok and outcome.complete and c4 is not None:
+    if c4 is not None:
         catalog.set_memo(_memo_key(dest_ident, root), f"{c4} {job_id}")
 
 
@@ -172,6 +179,9 @@ def _write(
     except errors.HistoryError as exc:
         return MhlOutcome(str(root), None, f"ASC MHL not written: {exc}", ok=False)
     except OSError as exc:
+        gone = translate_os_error(exc, "ASC MHL not written")
+        if isinstance(gone, errors.DestinationGone):  # the drive pulled: said as the engine says it
+            return MhlOutcome(str(root), None, str(gone), ok=False)
         return MhlOutcome(str(root), None, f"ASC MHL not written: {exc.strerror or exc}", ok=False)
     if written is None:
         return MhlOutcome(str(root), None, "ASC MHL: nothing new to record", complete=True)
@@ -257,7 +267,7 @@ def _copy_new(src: Path, dst: Path, c4: str) -> None:
             os.fsync(fout.fileno())
         if mhl.c4_of_file(tmp) != c4:
             raise errors.HistoryError(f"{dst}: the copy read back differs from {src}")
-        os.link(tmp, dst)
+        rename_no_replace(str(tmp), str(dst))  # never over another file (exFAT, FAT: no hard links)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from rich.console import RenderableType
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -313,4 +314,12 @@ def released_text(data: Mapping[str, Any]) -> str:
         )
     if data.get("remaining_streams"):
         text += " Uploads continue from the local copies."
+    unwritten = [str(scope) for scope in data.get("mhl_not_written") or ()]
+    if unwritten:
+        what = "an ASC MHL history was" if len(unwritten) == 1 else f"{len(unwritten)} ASC MHL histories were"
+        them = "it" if len(unwritten) == 1 else "them"
+        text += (
+            f" [bold yellow]But {what} not written[/] ({escape(printable(', '.join(unwritten)))}: see the"
+            f" end); a re-run that writes {them} needs the card."
+        )
     return text
