@@ -30,7 +30,16 @@ from castoff.catalog.db import Catalog, IntentRow, UploadRow, catalog_error, job
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
-from castoff.ui.term import Console, GuardedStdout, json_ascii, printable, stream_gone, tolerant, write_failed
+from castoff.ui.term import (
+    Console,
+    GuardedStdout,
+    Warnings,
+    json_ascii,
+    printable,
+    stream_gone,
+    tolerant,
+    write_failed,
+)
 from castoff.units import format_bytes, parse_size, plural
 
 if TYPE_CHECKING:
@@ -531,7 +540,7 @@ BUCKET_CLIENT_ROOM = 32 * MiB
 DEFAULT_CHUNK = "16M"
 
 
-def chunk_for_parts(chunk: int, *, given: bool, dests: Sequence[Destination], console: Console) -> int:
+def chunk_for_parts(chunk: int, *, given: bool, dests: Sequence[Destination]) -> int:
     """A part is at least one chunk: a bucket's part size below the chunk size lowers the default
     chunk to it (QA: ``--part-size 5M`` gave 16 MiB parts, silently), or is said when the chunk
     size was given."""
@@ -541,12 +550,9 @@ def chunk_for_parts(chunk: int, *, given: bool, dests: Sequence[Destination], co
     if not given:
         return min(asked.values())
     for name, size in asked.items():
-        console.print(
-            f"warning: {name}: part size {format_bytes(size)} is below --chunk-size"
-            f" {format_bytes(chunk)}: its parts will be {format_bytes(chunk)} (a part is at least one chunk)",
-            style="yellow",
-            markup=False,
-            highlight=False,
+        Warnings.say(
+            f"{name}: part size {format_bytes(size)} is below --chunk-size"
+            f" {format_bytes(chunk)}: its parts will be {format_bytes(chunk)} (a part is at least one chunk)"
         )
     return chunk
 
@@ -741,7 +747,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         defaults["conditional_writes"] = False  # If-None-Match would refuse the overwrite
     dests_from = resolver(args)
     dests: list[Destination] = [dests_from.open(spec, s3_defaults=defaults) for spec in args.to]
-    chunk = chunk_for_parts(chunk, given=args.chunk_size is not None, dests=dests, console=console)
+    chunk = chunk_for_parts(chunk, given=args.chunk_size is not None, dests=dests)
     memory = memory_budget(
         args.memory,
         chunk,
@@ -759,27 +765,19 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     check_outside_sources(dests, sources, planner.options.template)
     limiters: dict[str, object] = {}
     if args.bwlimit and all(d.caps.is_local for d in dests):  # harmless: said, not refused
-        console.print(
-            f"warning: --bwlimit {args.bwlimit} is ignored: it limits uploads to buckets, and every"
-            " destination here is a folder",
-            style="yellow",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+        Warnings.say(
+            f"--bwlimit {args.bwlimit} is ignored: it limits uploads to buckets, and every"
+            " destination here is a folder"
         )
     if args.bwlimit:
         from castoff.engine.pacing import parse_rate
 
         limit = parse_rate(args.bwlimit)
         if limit is not None and limit < 1024:  # a bare number is bytes/s: rclone's is KiB/s
-            console.print(
-                f"warning: --bwlimit {args.bwlimit} is {limit} bytes per second per bucket, under 1 KiB/s:"
+            Warnings.say(
+                f"--bwlimit {args.bwlimit} is {limit} bytes per second per bucket, under 1 KiB/s:"
                 f" a bare number is bytes per second (in rclone it is KiB/s); for KiB/s write"
-                f" {args.bwlimit.strip()}K",
-                style="yellow",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
+                f" {args.bwlimit.strip()}K"
             )
     from castoff.engine.pacing import RateLimiter
 
@@ -846,7 +844,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return {ln.name: dict(vars(ln.stats)) for ln in eng.lanes}
 
     display = (
-        JsonDisplay(stats)
+        JsonDisplay(stats, said_before=Warnings.take())
         if args.json
         else QuietDisplay(stats)
         if args.quiet
@@ -1679,6 +1677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Parser.unwritten = None
     commands.autocomplete(parser)
     ErrorEvent.wanted = _wants_json(argv)
+    Warnings.take()  # (a test's earlier command in this process)
     try:
         args = parser.parse_strictly(argv)
     except SystemExit as done:  # --help, --version, a usage error: argparse wrote and exits

@@ -10,7 +10,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from rich.console import RenderableType
@@ -101,9 +101,12 @@ class JsonDisplay(Display):
     wants_debug = True
     wants_file_done = True
 
-    def __init__(self, stats: Stats, out: TextIO | None = None) -> None:
+    def __init__(self, stats: Stats, out: TextIO | None = None, said_before: Sequence[str] = ()) -> None:
         super().__init__(stats)
         self.out = out or sys.stdout
+        #: the warnings said on stderr before the job (``term.Warnings``): ``log`` events after
+        #: ``job-start``, which is the first event
+        self.said_before = list(said_before)
         self.ascii = json_ascii(self.out)
         self._lock = threading.Lock()
         self._last: str | None = None
@@ -133,7 +136,12 @@ class JsonDisplay(Display):
         if event.kind == "progress":
             return
         self._write({"event": event.kind, "at": round(event.at, 3), **event.data})
-        if event.kind == "log" and event.data.get("level") in ("warning", "error"):
+        if event.kind == "job-start":
+            for text in self.said_before:  # (on stderr already)
+                self._write(
+                    {"event": "log", "at": round(time.time(), 3), "level": "warning", "message": text}
+                )
+        elif event.kind == "log" and event.data.get("level") in ("warning", "error"):
             # for a person too: ``--json > events.jsonl 2> offload.log`` keeps what went wrong as text
             _say(f"{event.data.get('level')}: {printable_lines(str(event.data.get('message')))}")
         elif event.kind == "released":
