@@ -860,7 +860,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         copy is verified, before the job says the card can be ejected: the card's needs the card,
         and a job that dies after the word (or while its uploads go on) leaves the drives with
         their history."""
-        mhl_written.append(write_mhl(catalog, job_id, dests, sources, finish_options))
+        mhl_written.append(write_mhl(catalog, job_id, dests, sources, finish_options, down=engine.down()))
 
     engine = Engine(
         catalog,
@@ -900,6 +900,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             options=finish_options,
             cancel=cancel,
             mhl_written=mhl_written[0] if mhl_written else None,
+            down=engine.down(),
         )
     finally:
         for d in dests:

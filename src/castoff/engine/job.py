@@ -530,6 +530,12 @@ class Engine:
             files_failed=files_failed or source_failed,
         )
 
+    def down(self) -> dict[str, bool]:
+        """The destinations that went down in this job, by ident: whether each could not be used
+        from the start (nothing went there), else it stopped during the job. Neither gets the
+        job's reports (``reports/finish.py``); the first gets no ASC MHL history either."""
+        return {ln.dest.ident: ln.down_at_start for ln in self.lanes if ln.dead is not None}
+
     def no_destination(self) -> bool:
         """Every destination was unusable before a single file landed there (not mounted, not a
         folder, full): nothing was written anywhere, which README calls a configuration error."""
