@@ -1811,14 +1811,13 @@ class Engine:
             for s in group:
                 if (dead := s.lane.dead) is not None:
                     s.lane.fail(s, dead)
-            group = [s for s in group if s.lane.dead is None]
+            group = [s for s in group if s.lane.dead is None and not self._there_by_the_catalog(s)]
             if not group:
                 continue
             # Group by file: streams of one file share one read (and one MD5 per part).
             path = fs.local_copy or fs.src.abs_path
-            if fs.local_copy:
-                for s in group:
-                    s.notes.append(f"sent from the verified copy {fs.local_copy}")
+            for s in group:
+                s.read_from = fs.local_copy
             try:
                 self._drop_stale_resumes(group)
                 self._feed(fs, group, path, live=False)
@@ -1860,10 +1859,8 @@ class Engine:
             bad = errors.IntegrityError(
                 f"the verified copy it was read from, {copy.path}, {said}; read again from {then}"
             )
-        sent_from = f"sent from the verified copy {copy.path}"
         for s in streams:
-            # what landed came from elsewhere: the detail never starts with the copy that failed
-            s.notes[:] = [n for n in s.notes if n != sent_from]
+            s.read_from = None  # what lands comes from elsewhere: the detail never names this copy
             s.lane.fail(s, bad)
 
     def _copy_damaged(
@@ -2053,6 +2050,37 @@ class Engine:
             self.log(f"{lane.name}: {target}: job {holder} is putting a file there now", "warning")
         # (an object it put: the conflict handling says what it holds, the same bytes or others)
         return True
+
+    def _there_by_the_catalog(self, stream: Stream) -> bool:
+        """``--rehash``, at a bucket castoff cannot read whose keys the catalog remembers: this
+        job's read gave the file's BLAKE3 and the object castoff put at its target has it, so it
+        is already there on the catalog's word (README), as its first part would find
+        (``_refuse_known_key``, then ``_already_there``). Recorded here, before a catch-up reads a
+        verified copy (a whole clip) for an upload that would send nothing."""
+        fs, lane = stream.file, stream.lane
+        digest = fs.digest
+        if (
+            not self.options.rehash
+            or digest is None
+            or lane.caps.is_local
+            or lane.caps.can_read_back  # --verify-download: the object is read and compared
+            or not self._remembers_keys(lane)
+            or stream.resume_token is not None
+            or stream.history is not None
+            or stream.target != stream.planned
+        ):
+            return False
+        known = self._known_same(lane, stream.target, digest)
+        if known is None or self._claimed_by_another(lane, stream.target, fs.file_id):
+            return False
+        landed = Landed(target=stream.target, size=fs.src.size, verify_method=self._put_there(known))
+        self._landed(stream, landed, "already")
+        return True
+
+    def _put_there(self, known: KnownObject) -> str:
+        """How an object is known to hold a file's bytes, on the catalog's word."""
+        when = self._minute(known.put_at)
+        return f"same blake3 as the object castoff put there on {when} (job {known.job_id})"
 
     def _known_same(self, lane: Lane, target: str, digest: str) -> KnownObject | None:
         """The object castoff put at ``target`` of a bucket, when it has these bytes (by BLAKE3):
@@ -2646,8 +2674,7 @@ class Engine:
                 return False
             method = "existing copy read back: blake3 match"
         elif (known := self._known_same(lane, existing, digest)) is not None:
-            when = self._minute(known.put_at)
-            method = f"same blake3 as the object castoff put there on {when} (job {known.job_id})"
+            method = self._put_there(known)
         else:
             return False
         self._drop_upload(stream, upload)
@@ -2901,6 +2928,8 @@ class Engine:
         target = landed.target
         now = time.time()
         notes = [*stream.notes, landed.detail] if landed.detail else stream.notes
+        if status == "verified" and stream.read_from and stream.resumed_bytes < src.size:
+            notes = [f"sent from the verified copy {stream.read_from}", *notes]  # (not the source)
         out = Outcome(
             status,
             verify_method=landed.verify_method,
