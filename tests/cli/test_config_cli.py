@@ -673,6 +673,32 @@ def test_without_a_keyring_castoff_says_so_and_never_writes_the_secret(
     assert "EOS_DIGITAL/CLIP.MP4" in objects(rclone_s3)
 
 
+def test_dest_credentials_without_a_keyring_says_what_works_from_there(
+    castoff: Castoff, rclone_s3: RcloneBucket
+) -> None:
+    """QA: ``dest credentials`` without an OS keyring gave dest add's hint (--profile,
+    --credential-command, --ask-secret), options dest credentials does not take: it says how to
+    save that bucket again with one of them, which works there."""
+    bucket = ["--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url]
+    assert castoff("dest", "add", "ark", "s3", *bucket, "--no-test").returncode == 0  # the AWS chain
+    no_keyring = {"PYTHON_KEYRING_BACKEND": NO_KEYRING}
+    r = castoff(
+        "dest", "credentials", "ark", "--access-key-id", rclone_s3.access_key, "--secret-stdin",
+        input=rclone_s3.secret_key + "\n", env=no_keyring,
+    )  # fmt: skip
+    assert r.returncode == 2 and "no OS keyring is available here" in text(r), text(r)
+    hint = "castoff dest add ark s3 … --replace --access-key-id ID --ask-secret"
+    assert hint in text(r) and "(--profile," not in text(r) and "(--credential-command)" not in text(r), text(
+        r
+    )
+    r = castoff(
+        "dest", "add", "ark", "s3", *bucket, "--replace", "--access-key-id", rclone_s3.access_key,
+        "--ask-secret", "--no-test", env=no_keyring,
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+    assert config(castoff)["destinations"]["ark"]["credentials"] == "ask"  # type: ignore[index]
+
+
 def test_replace_remove_and_rename_take_the_keys_along_or_change_nothing(
     castoff: Castoff, tmp_path: Path
 ) -> None:
@@ -734,6 +760,10 @@ def test_ask_secret_fails_at_once_unattended_and_asks_on_a_terminal(
     r = castoff("copy", str(card), "--to", "@asky")
     assert r.returncode == 2
     assert "asks for its secret at every run" in text(r) and "no terminal" in text(r)
+    # QA: the hint said "castoff dest credentials NAME", NAME as such, which changes only the
+    # key id of such a bucket: it names the bucket and what keeps its secret for a run unattended
+    assert "castoff dest add asky s3 … --replace --access-key-id ID (without --ask-secret)" in text(r)
+    assert "dest credentials" not in text(r) and "NAME" not in text(r), text(r)
     assert json.loads(castoff("jobs", "--json").stdout) == []  # failed before any job began
     assert objects(rclone_s3) == []
 

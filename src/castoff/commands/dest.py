@@ -529,7 +529,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
             highlight=False,
         )
         return 0
-    secrets.require_keyring()
+    secrets.require_keyring(hint=secrets.no_keyring_hint(saved.name))
     key_id = args.access_key_id or secrets.ask_secret(
         "New access key id: ", "the new access key id is needed", ask=input, hint=UNATTENDED
     )
