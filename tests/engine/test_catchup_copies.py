@@ -405,7 +405,7 @@ def test_an_outcome_says_it_was_sent_from_a_copy_only_when_it_was(
     the clip is read from the SSD's copy and the object read back, the same bytes: already, and
     its detail does not say it was sent; a bucket that lacks it gets it, said as sent from there."""
     src = tmp_path / "card"
-    files = card(src)
+    card(src)
     ssd = LocalDestination(tmp_path / "ssd")
     assert runner([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 0
     reads = s3dest(
