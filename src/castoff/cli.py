@@ -343,7 +343,8 @@ def build_parser() -> Parser:
     c.add_argument(
         "--chunk-size",
         default=None,
-        help="read and part size (default 16M, or the smallest part size a bucket is given below it)",
+        help="how much of a file is read at a time, one buffer of --memory (64K to 1G; default 16M, or"
+        " a bucket's part size below it). A bucket's part (--part-size) is at least one chunk",
     )
     s3 = c.add_argument_group("S3 defaults (per destination: s3://bucket/prefix/?option=value)")
     s3.add_argument("--endpoint-url", "--endpoint", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
@@ -359,7 +360,11 @@ def build_parser() -> Parser:
         choices=("path", "virtual", "auto"),
         help="path: ENDPOINT/BUCKET/KEY; virtual: BUCKET.ENDPOINT/KEY (default: the provider's)",
     )
-    s3.add_argument("--part-size", help="multipart part size (default: chosen per file)")
+    s3.add_argument(
+        "--part-size",
+        help="a bucket's multipart part size, within its provider's limits (default: chosen per file);"
+        " a file sent in larger parts than --chunk-size is read in them",
+    )
     s3.add_argument(
         "--max-parallel",
         type=parallel_count,
@@ -449,7 +454,8 @@ def build_parser() -> Parser:
     u.add_argument(
         "--json",
         action="store_true",
-        help="list: the uploads as one JSON array (id, destination, key, parts, size, created_at, job_id)",
+        help="list: the uploads as one JSON array (id, destination, key, parts_done, parts_total, size,"
+        " created_at, job_id)",
     )
 
     commands.register(sub, common)

@@ -874,3 +874,74 @@ def test_on_conflict_fail_or_skip_names_the_damaged_copy_castoff_verified(
     row = next(f for f in report["files"] if f["path"].endswith("IMG_0003.CR3"))
     (out,) = row["destinations"]
     assert out["damaged"] == str(rotted)
+
+
+def _between(text: str, start: str, end: str) -> str:
+    """The part of ``text`` from ``start`` to the next ``end``."""
+    at = text.index(start)
+    return text[at : text.index(end, at)]
+
+
+def test_every_key_of_jobs_prune_verify_and_uploads_json_is_documented(tmp_path: Path) -> None:
+    """QA: ``castoff jobs --json`` gave ``scanned`` and destination keys (``ident``, ``kind``,
+    ``s3``, ``region``) no document named, ``verify --json`` ``folder``, ``against`` and ``grown``,
+    ``jobs prune --json`` was not documented at all, and ``uploads --help`` named a ``parts`` key
+    that is ``parts_done`` and ``parts_total``. Each is named where its command is documented."""
+    from castoff.catalog.db import UploadRow
+    from castoff.cli import _upload_as_json
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    jobs_doc = _between(readme, "`castoff jobs --json` is one array", "- **ASC MHL")
+    prune_doc = _between(readme, "`--json` prints one object: `dry_run`", "- A pruned job")
+    verify_doc = _between(
+        (root / "docs" / "report.md").read_text(), "`--json` prints one object: `ok`", "Exit"
+    )
+    src, state = tmp_path / "card", tmp_path / "state"
+    write(src / "a.jpg", b"a" * 1000)
+    assert run("copy", str(src), "--to", str(tmp_path / "ssd"), "--quiet", state=state).returncode == 0
+    [job] = json.loads(run("jobs", "--json", state=state).stdout)
+    assert job["files_complete"] is True and "scanned" not in job, job
+    for key in [*job, *(k for d in job["destinations"] for k in d), "region"]:
+        assert f"`{key}`" in jobs_doc, key
+    r = run("verify", str(tmp_path / "ssd"), "--json", state=state)
+    assert r.returncode == 0, r.stderr
+    for key in json.loads(r.stdout):
+        assert f"`{key}`" in verify_doc, key
+    pruned = json.loads(run("jobs", "prune", "--keep", "0", "--dry-run", "--json", state=state).stdout)
+    assert job["id"] in [*pruned["jobs"], *pruned["spared"]], pruned
+    for key in [*pruned, *pruned["rows"]]:
+        assert f"`{key}`" in prune_doc, key
+    row = UploadRow(1, "s3:aws/b/", "s3://b", "k", "/card/k", 10, 0, 5, {}, 0.0, job["id"], ())
+    helped = " ".join(run("uploads", "--help", state=state).stdout.split())
+    uploads_doc = _between(readme, "`castoff uploads`\nlists", "`castoff uploads\nabort")
+    for key in _upload_as_json(row):
+        assert key in helped and f"`{key}`" in uploads_doc, key
+
+
+def test_every_option_of_every_command_is_named_in_the_docs() -> None:
+    """QA typed the docs verbatim and found options they never name (``--chunk-size``,
+    ``--replace``, ``--description``, ``--unset``, copy's flag forms of the URL options such as
+    ``--addressing``, ``--sse``, ``--sse-kms-key-id``, ``--checksums``): each is in README.md or
+    docs/*.md."""
+    import argparse
+    import re
+
+    from castoff.cli import build_parser
+
+    root = Path(__file__).resolve().parents[2]
+    docs = (root / "README.md").read_text() + "".join(p.read_text() for p in (root / "docs").glob("*.md"))
+
+    def options(parser: argparse.ArgumentParser, command: str) -> list[tuple[str, str]]:
+        found = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += options(sub, f"{command} {name}".strip())
+            found += [(command, o) for o in action.option_strings if o.startswith("--")]
+        return found
+
+    unnamed = sorted(
+        {(c, o) for c, o in options(build_parser(), "") if not re.search(f"{o}(?![\\w-])", docs)}
+    )
+    assert unnamed == [], unnamed

@@ -194,6 +194,19 @@ def test_workflow_edit_with_options_and_in_an_editor(castoff: Castoff, tmp_path:
     assert config(castoff)["workflows"]["w"]["options"]["on_conflict"] == "fail"  # type: ignore[index]
 
 
+def test_a_workflows_description_is_set_by_save_and_edit_and_shown_in_its_json(castoff: Castoff) -> None:
+    """QA: ``--description`` was undocumented, ``workflow edit`` could only --unset it, and
+    ``workflow show --json`` and ``list --json`` left it out."""
+    assert castoff("workflow", "save", "w", "--to", "/tmp/x", "--description", "the A camera").returncode == 0
+    assert json.loads(castoff("workflow", "show", "w", "--json").stdout)["description"] == "the A camera"
+    r = castoff("workflow", "edit", "w", "--description", "the B camera")
+    assert r.returncode == 0, r.stderr
+    assert config(castoff)["workflows"]["w"]["description"] == "the B camera"  # type: ignore[index]
+    assert json.loads(castoff("workflow", "list", "--json").stdout)[0]["description"] == "the B camera"
+    assert castoff("workflow", "edit", "w", "--unset", "description").returncode == 0
+    assert json.loads(castoff("workflow", "show", "w", "--json").stdout)["description"] is None
+
+
 def test_a_workflow_filters_as_copy_does_ignoring_case_unless_saved_case_sensitive(
     castoff: Castoff, tmp_path: Path
 ) -> None:
@@ -1117,7 +1130,10 @@ def test_dest_show_names_the_provider_once(castoff: Castoff) -> None:
     assert shown.count("provider") == 1, shown  # was twice: the saved name, then the table's title
     assert "4.8 MiB to 4.7 GiB" in shown  # what the provider table adds is still shown
     doc = json.loads(castoff("dest", "show", "b2", "--json").stdout)
-    assert doc["provider"] == "b2" and doc["from the provider table"]["provider"] == "Backblaze B2"
+    assert doc["provider"] == "b2" and doc["from_the_provider_table"]["provider"] == "Backblaze B2"
+    # QA: keys with spaces, where every other key of castoff's JSON is snake_case
+    assert doc["from_the_provider_table"]["part_sizes"].startswith("4.8 MiB to 4.7 GiB"), doc
+    assert not [k for k in (*doc, *doc["from_the_provider_table"]) if " " in k], doc
 
 
 def test_dest_add_takes_every_provider_a_url_takes(
