@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from castoff.catalog.db import Catalog
-from castoff.units import plural
+from castoff.units import format_bytes, plural
 from castoff_cli import CASTOFF, run_castoff
 from engine_runner import write
 
@@ -99,6 +99,30 @@ def test_a_rerun_counts_what_it_reads_and_sends_not_what_it_skips(tmp_path: Path
     assert "nothing to copy: every file was verified at every destination before" in said, said
     assert said.count("nothing to send") == 3, said  # a and b, and overall
     assert "0.0/" not in said, said
+
+
+def test_an_empty_source_shows_no_bytes_and_uploads_from_a_drive_say_so(
+    tmp_path: Path, card: Path, rclone_s3: Any
+) -> None:
+    """QA: an empty source's bar said "0/1 bytes"; a job whose uploads all read the verified
+    copies on a drive (the card's hashes known) ended "(0 B read, 0 B/s)", having uploaded them."""
+    state = tmp_path / "state"
+    (tmp_path / "empty").mkdir()
+    r = run("copy", str(tmp_path / "empty"), "--to", str(tmp_path / "out"), state=state)
+    assert r.returncode == 2 and "no file to copy" in r.stderr, r.stderr
+    assert "0/1" not in r.stderr and " 0 B " in r.stderr, r.stderr
+    keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
+    url = f"s3://{rclone_s3.bucket}/{{}}/?endpoint={rclone_s3.url}&region=us-east-1&addressing=path&provider=rclone"
+    ssd = str(tmp_path / "ssd")
+    assert run("copy", str(card), "--to", ssd, "--to", url.format("a"), state=state, env=keys).returncode == 0
+    r = run("copy", str(card), "--to", ssd, "--to", url.format("b"), state=state, env=keys)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 0, said
+    size = format_bytes(
+        sum(p.stat().st_size for p in card.rglob("*") if p.is_file() and p.name != ".DS_Store")
+    )
+    assert f"({size} read from verified local copies, " in said, said
+    assert "(0 B read" not in said, said
 
 
 @pytest.mark.parametrize(

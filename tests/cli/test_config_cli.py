@@ -1033,6 +1033,37 @@ def test_shell_completion_scripts_and_saved_names(castoff: Castoff, tmp_path: Pa
     assert "workflow" in complete("castoff wo")
 
 
+def test_jobs_show_completes_a_job_id_and_run_needs_only_a_name(
+    castoff: Castoff, tmp_path: Path, card: Path
+) -> None:
+    """QA: ``castoff jobs show <TAB>`` completed nothing (nor ``uploads abort``), and ``castoff
+    run`` alone said "required: NAME, SOURCE", where SOURCE is optional (the saved one)."""
+
+    def complete(line: str) -> list[str]:
+        out = tmp_path / "completions"
+        out.unlink(missing_ok=True)
+        castoff(
+            env={
+                "_ARGCOMPLETE": "1",
+                "COMP_LINE": line,
+                "COMP_POINT": str(len(line)),
+                "_ARGCOMPLETE_STDOUT_FILENAME": str(out),
+                "_ARGCOMPLETE_IFS": "\n",
+            }
+        )
+        return out.read_text().split()
+
+    assert complete("castoff jobs show ") == []  # no catalog yet: nothing, and none is made
+    assert not (castoff.state / "catalog.sqlite").exists()
+    assert castoff("copy", str(card), "--to", str(tmp_path / "ssd"), "--quiet").returncode == 0
+    [job] = json.loads(castoff("jobs", "--json").stdout)
+    assert complete("castoff jobs show ") == [job["id"]]
+    assert complete(f"castoff jobs show {job['id'][:4]}") == [job["id"]]
+    assert complete("castoff uploads abort ") == []  # none unfinished
+    r = castoff("run")
+    assert r.returncode == 2 and "required: NAME" in r.stderr and "SOURCE" not in r.stderr.splitlines()[-1]
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_bash_completes_a_saved_name_with_its_at(castoff: Castoff, tmp_path: Path) -> None:
     """QA: bash has '@' in COMP_WORDBREAKS, argcomplete cut the candidates after it, but bash

@@ -266,7 +266,8 @@ def add_workflow_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     r = _sub(sub, "run", common, "run a saved workflow", RUN_EXAMPLES + "\n\n" + EPILOG)
     _completer(r.add_argument("name", metavar="NAME"), flows)
-    r.add_argument("sources", nargs="*", metavar="SOURCE", help="instead of the saved source")
+    # (a default: argparse calls a "*" positional without one required when NAME is missing)
+    r.add_argument("sources", nargs="*", default=[], metavar="SOURCE", help="instead of the saved source")
     when = r.add_mutually_exclusive_group()
     when.add_argument("--resume", action="store_true", help="finish the interrupted last run without asking")
     when.add_argument(

@@ -177,6 +177,9 @@ class JobResult:
     #: bytes the job read from its sources, every read (a re-run's skipped files are not read;
     #: a bucket's second read of a file, for its upload, is counted too, unless it reads a copy)
     bytes_read: int = 0
+    #: bytes the catch-up reads took from verified local copies instead (uploads that continue
+    #: from a drive): not the sources', so not in ``bytes_read``
+    bytes_from_copies: int = 0
     #: every destination was unusable before a file landed there (exit 2: nothing was written)
     no_destination: bool = False
     #: empty source folders this job made, by local destination (those there before: not counted)
@@ -333,6 +336,7 @@ class Engine:
         self.bytes = 0
         self.bytes_read = 0  # by the reader thread only
         self.bytes_reread = 0  # by the catch-up thread only: its reads of the sources
+        self.bytes_from_copies = 0  # by the catch-up thread only: its reads of verified copies
         #: what the scan left out on purpose, by its code (junk, excluded, symlink, special)
         self.left_out: Counter[str] = Counter()
         #: the --include/--exclude patterns that matched nothing, when no file was found: said in
@@ -521,6 +525,7 @@ class Engine:
             files=self.files,
             bytes=self.bytes,
             bytes_read=self.bytes_read + self.bytes_reread,
+            bytes_from_copies=self.bytes_from_copies,
             peak_memory=self.budget.peak + self.catchup_budget.peak,
             released=self._released,
             lanes={ln.name: dict(vars(ln.stats)) for ln in self.lanes},
@@ -1505,6 +1510,8 @@ class Engine:
                     self.bytes_read += size
                 elif check_mtime:  # a catch-up read of the source itself, not of a verified copy
                     self.bytes_reread += size
+                else:
+                    self.bytes_from_copies += size
                 last = index == fs.n_parts - 1
                 if last:
                     try:

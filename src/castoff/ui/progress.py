@@ -170,6 +170,8 @@ class _BytesColumn(DownloadColumn):
     def render(self, task: Task) -> Text:
         if task.fields.get("nothing"):
             return Text("nothing to send", style="progress.download")
+        if task.fields.get("no_files"):  # (not "0/1 bytes": the bar's total is 1 to be drawn)
+            return Text("0 B", style="progress.download")
         return super().render(task)
 
 
@@ -261,10 +263,13 @@ class RichDisplay(Display):
 
     def _bar(self, tid: TaskID, done: int, total: int, *, planned: int, files: str = "") -> None:
         if total <= 0 and planned:  # files, none to send: a full bar that says so, not "0/1 byte"
-            self.progress.update(tid, completed=1, total=1, nothing=True, files=files)
+            self.progress.update(tid, completed=1, total=1, nothing=True, no_files=False, files=files)
         else:
+            no_files = total <= 0  # none found (yet, or in an empty source): an empty bar, 0 B
             total = max(total, 1)
-            self.progress.update(tid, completed=min(done, total), total=total, nothing=False, files=files)
+            self.progress.update(
+                tid, completed=min(done, total), total=total, nothing=False, no_files=no_files, files=files
+            )
 
     def close(self) -> None:
         super().close()
