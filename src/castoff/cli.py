@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -30,7 +30,16 @@ from castoff.catalog.db import Catalog, IntentRow, UploadRow, catalog_error, job
 from castoff.commands import prune as prune_cli
 from castoff.destinations.base import Destination, MiB
 from castoff.layout import options as layout_options
-from castoff.ui.term import Console, GuardedStdout, json_ascii, printable, stream_gone, tolerant, write_failed
+from castoff.ui.term import (
+    Console,
+    GuardedStdout,
+    Warnings,
+    json_ascii,
+    printable,
+    stream_gone,
+    tolerant,
+    write_failed,
+)
 from castoff.units import format_bytes, parse_size, plural
 
 if TYPE_CHECKING:
@@ -226,6 +235,27 @@ class Parser(argparse.ArgumentParser):
         return args
 
 
+def _from_catalog(read: Callable[[Catalog], Iterable[object]]) -> Callable[..., list[str]]:
+    """A completer (argcomplete's) of what the catalog holds: job ids, upload numbers. It reads
+    the catalog as it is, never makes one; nothing when there is none or it cannot be read."""
+
+    def complete(prefix: str = "", parsed_args: Any = None, **_: Any) -> list[str]:
+        path = state_dir(getattr(parsed_args, "state_dir", None)) / "catalog.sqlite"
+        if not path.is_file():
+            return []
+        try:
+            catalog = Catalog(path, read_only=True)
+            try:
+                values = [str(v) for v in read(catalog)]
+            finally:
+                catalog.close()
+        except Exception:  # noqa: BLE001 (completion must never fail loudly)
+            return []
+        return [v for v in values if v.startswith(prefix)]
+
+    return complete
+
+
 def build_parser() -> Parser:
     p = Parser(
         prog="castoff",
@@ -334,7 +364,8 @@ def build_parser() -> Parser:
     c.add_argument(
         "--chunk-size",
         default=None,
-        help="read and part size (default 16M, or the smallest part size a bucket is given below it)",
+        help="how much of a file is read at a time, one buffer of --memory (64K to 1G; default 16M, or"
+        " a bucket's part size below it). A bucket's part (--part-size) is at least one chunk",
     )
     s3 = c.add_argument_group("S3 defaults (per destination: s3://bucket/prefix/?option=value)")
     s3.add_argument("--endpoint-url", "--endpoint", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL)")
@@ -350,7 +381,11 @@ def build_parser() -> Parser:
         choices=("path", "virtual", "auto"),
         help="path: ENDPOINT/BUCKET/KEY; virtual: BUCKET.ENDPOINT/KEY (default: the provider's)",
     )
-    s3.add_argument("--part-size", help="multipart part size (default: chosen per file)")
+    s3.add_argument(
+        "--part-size",
+        help="a bucket's multipart part size, within its provider's limits (default: chosen per file);"
+        " a file sent in larger parts than --chunk-size is read in them",
+    )
     s3.add_argument(
         "--max-parallel",
         type=parallel_count,
@@ -413,7 +448,10 @@ def build_parser() -> Parser:
         help="list: the newest jobs (the default); show: every file of one job and where it went;"
         " prune: forget old jobs' per-file history (options below)",
     )
-    j.add_argument("job_id", nargs="?", metavar="ID", help="the job to show: its id, or the start of it")
+    job_id = j.add_argument(
+        "job_id", nargs="?", metavar="ID", help="the job to show: its id, or the start of it"
+    )
+    job_id.completer = _from_catalog(lambda c: [r["id"] for r in c.jobs(JOBS_SHOWN)])  # type: ignore[attr-defined]
     j.add_argument(
         "--json",
         action="store_true",
@@ -435,13 +473,15 @@ def build_parser() -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     u.add_argument("action", nargs="?", choices=("list", "abort"), default="list")
-    u.add_argument("ids", nargs="*", help="upload numbers to abort (from 'castoff uploads')")
+    ids = u.add_argument("ids", nargs="*", help="upload numbers to abort (from 'castoff uploads')")
+    ids.completer = _from_catalog(lambda c: [r.id for r in c.open_uploads()])  # type: ignore[attr-defined]
     u.add_argument("--all", action="store_true", help="abort: every listed upload (abort only)")
     u.add_argument("--older-than", help="only uploads older than this, e.g. 7d, 12h")
     u.add_argument(
         "--json",
         action="store_true",
-        help="list: the uploads as one JSON array (id, destination, key, parts, size, created_at, job_id)",
+        help="list: the uploads as one JSON array (id, destination, key, parts_done, parts_total, size,"
+        " created_at, job_id)",
     )
 
     commands.register(sub, common)
@@ -532,7 +572,7 @@ BUCKET_CLIENT_ROOM = 32 * MiB
 DEFAULT_CHUNK = "16M"
 
 
-def chunk_for_parts(chunk: int, *, given: bool, dests: Sequence[Destination], console: Console) -> int:
+def chunk_for_parts(chunk: int, *, given: bool, dests: Sequence[Destination]) -> int:
     """A part is at least one chunk: a bucket's part size below the chunk size lowers the default
     chunk to it (QA: ``--part-size 5M`` gave 16 MiB parts, silently), or is said when the chunk
     size was given."""
@@ -542,12 +582,9 @@ def chunk_for_parts(chunk: int, *, given: bool, dests: Sequence[Destination], co
     if not given:
         return min(asked.values())
     for name, size in asked.items():
-        console.print(
-            f"warning: {name}: part size {format_bytes(size)} is below --chunk-size"
-            f" {format_bytes(chunk)}: its parts will be {format_bytes(chunk)} (a part is at least one chunk)",
-            style="yellow",
-            markup=False,
-            highlight=False,
+        Warnings.say(
+            f"{name}: part size {format_bytes(size)} is below --chunk-size"
+            f" {format_bytes(chunk)}: its parts will be {format_bytes(chunk)} (a part is at least one chunk)"
         )
     return chunk
 
@@ -742,7 +779,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         defaults["conditional_writes"] = False  # If-None-Match would refuse the overwrite
     dests_from = resolver(args)
     dests: list[Destination] = [dests_from.open(spec, s3_defaults=defaults) for spec in args.to]
-    chunk = chunk_for_parts(chunk, given=args.chunk_size is not None, dests=dests, console=console)
+    chunk = chunk_for_parts(chunk, given=args.chunk_size is not None, dests=dests)
     memory = memory_budget(
         args.memory,
         chunk,
@@ -760,27 +797,19 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
     check_outside_sources(dests, sources, planner.options.template)
     limiters: dict[str, object] = {}
     if args.bwlimit and all(d.caps.is_local for d in dests):  # harmless: said, not refused
-        console.print(
-            f"warning: --bwlimit {args.bwlimit} is ignored: it limits uploads to buckets, and every"
-            " destination here is a folder",
-            style="yellow",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+        Warnings.say(
+            f"--bwlimit {args.bwlimit} is ignored: it limits uploads to buckets, and every"
+            " destination here is a folder"
         )
     if args.bwlimit:
         from castoff.engine.pacing import parse_rate
 
         limit = parse_rate(args.bwlimit)
         if limit is not None and limit < 1024:  # a bare number is bytes/s: rclone's is KiB/s
-            console.print(
-                f"warning: --bwlimit {args.bwlimit} is {limit} bytes per second per bucket, under 1 KiB/s:"
+            Warnings.say(
+                f"--bwlimit {args.bwlimit} is {limit} bytes per second per bucket, under 1 KiB/s:"
                 f" a bare number is bytes per second (in rclone it is KiB/s); for KiB/s write"
-                f" {args.bwlimit.strip()}K",
-                style="yellow",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
+                f" {args.bwlimit.strip()}K"
             )
     from castoff.engine.pacing import RateLimiter
 
@@ -847,7 +876,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return {ln.name: dict(vars(ln.stats)) for ln in eng.lanes}
 
     display = (
-        JsonDisplay(stats)
+        JsonDisplay(stats, said_before=Warnings.take())
         if args.json
         else QuietDisplay(stats)
         if args.quiet
@@ -863,7 +892,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         copy is verified, before the job says the card can be ejected: the card's needs the card,
         and a job that dies after the word (or while its uploads go on) leaves the drives with
         their history. One not written is said with the word, before the card goes."""
-        outcomes = write_mhl(catalog, job_id, dests, sources, finish_options)
+        outcomes = write_mhl(catalog, job_id, dests, sources, finish_options, down=engine.down())
         mhl_written.append(outcomes)
         return {"mhl_not_written": [o.scope for o in outcomes if not o.ok]}
 
@@ -905,6 +934,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             options=finish_options,
             cancel=cancel,
             mhl_written=mhl_written[0] if mhl_written else None,
+            down=engine.down(),
         )
     finally:
         for d in dests:
@@ -1225,12 +1255,18 @@ def _say_partial(console: Console, catalog: Catalog, job_id: str) -> None:
 
 
 def _read_text(result: JobResult, elapsed: float) -> str:
-    """How fast the sources were read, over what was read: a re-run reads nothing it skips."""
+    """How fast the sources were read, over what was read: a re-run reads nothing it skips, and
+    uploads that continue from a drive read its verified copies, said as such (QA: a resume that
+    uploaded 24 MiB from the SSD said "0 B read, 0 B/s")."""
     lanes = result.lanes.values()
     if result.files and lanes and all(s["skipped"] == s["files_total"] for s in lanes):
         return "nothing to copy: every file was verified at every destination before"
-    speed = result.bytes_read / elapsed if elapsed > 0 else 0.0
-    return f"{format_bytes(result.bytes_read)} read, {format_bytes(speed)}/s"
+    copies = result.bytes_from_copies
+    read = [f"{format_bytes(result.bytes_read)} read"] if result.bytes_read or not copies else []
+    if copies:
+        read.append(f"{format_bytes(copies)} read from verified local copies")
+    speed = (result.bytes_read + copies) / elapsed if elapsed > 0 else 0.0
+    return f"{', '.join(read)}, {format_bytes(speed)}/s"
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -1684,6 +1720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Parser.unwritten = None
     commands.autocomplete(parser)
     ErrorEvent.wanted = _wants_json(argv)
+    Warnings.take()  # (a test's earlier command in this process)
     try:
         args = parser.parse_strictly(argv)
     except SystemExit as done:  # --help, --version, a usage error: argparse wrote and exits

@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from castoff.catalog.db import Catalog
-from castoff.units import plural
+from castoff.units import format_bytes, plural
 from castoff_cli import CASTOFF, run_castoff
 from engine_runner import write
 
@@ -99,6 +99,30 @@ def test_a_rerun_counts_what_it_reads_and_sends_not_what_it_skips(tmp_path: Path
     assert "nothing to copy: every file was verified at every destination before" in said, said
     assert said.count("nothing to send") == 3, said  # a and b, and overall
     assert "0.0/" not in said, said
+
+
+def test_an_empty_source_shows_no_bytes_and_uploads_from_a_drive_say_so(
+    tmp_path: Path, card: Path, rclone_s3: Any
+) -> None:
+    """QA: an empty source's bar said "0/1 bytes"; a job whose uploads all read the verified
+    copies on a drive (the card's hashes known) ended "(0 B read, 0 B/s)", having uploaded them."""
+    state = tmp_path / "state"
+    (tmp_path / "empty").mkdir()
+    r = run("copy", str(tmp_path / "empty"), "--to", str(tmp_path / "out"), state=state)
+    assert r.returncode == 2 and "no file to copy" in r.stderr, r.stderr
+    assert "0/1" not in r.stderr and " 0 B " in r.stderr, r.stderr
+    keys = {"AWS_ACCESS_KEY_ID": rclone_s3.access_key, "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key}
+    url = f"s3://{rclone_s3.bucket}/{{}}/?endpoint={rclone_s3.url}&region=us-east-1&addressing=path&provider=rclone"
+    ssd = str(tmp_path / "ssd")
+    assert run("copy", str(card), "--to", ssd, "--to", url.format("a"), state=state, env=keys).returncode == 0
+    r = run("copy", str(card), "--to", ssd, "--to", url.format("b"), state=state, env=keys)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 0, said
+    size = format_bytes(
+        sum(p.stat().st_size for p in card.rglob("*") if p.is_file() and p.name != ".DS_Store")
+    )
+    assert f"({size} read from verified local copies, " in said, said
+    assert "(0 B read" not in said, said
 
 
 @pytest.mark.parametrize(
@@ -874,3 +898,74 @@ def test_on_conflict_fail_or_skip_names_the_damaged_copy_castoff_verified(
     row = next(f for f in report["files"] if f["path"].endswith("IMG_0003.CR3"))
     (out,) = row["destinations"]
     assert out["damaged"] == str(rotted)
+
+
+def _between(text: str, start: str, end: str) -> str:
+    """The part of ``text`` from ``start`` to the next ``end``."""
+    at = text.index(start)
+    return text[at : text.index(end, at)]
+
+
+def test_every_key_of_jobs_prune_verify_and_uploads_json_is_documented(tmp_path: Path) -> None:
+    """QA: ``castoff jobs --json`` gave ``scanned`` and destination keys (``ident``, ``kind``,
+    ``s3``, ``region``) no document named, ``verify --json`` ``folder``, ``against`` and ``grown``,
+    ``jobs prune --json`` was not documented at all, and ``uploads --help`` named a ``parts`` key
+    that is ``parts_done`` and ``parts_total``. Each is named where its command is documented."""
+    from castoff.catalog.db import UploadRow
+    from castoff.cli import _upload_as_json
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    jobs_doc = _between(readme, "`castoff jobs --json` is one array", "- **ASC MHL")
+    prune_doc = _between(readme, "`--json` prints one object: `dry_run`", "- A pruned job")
+    verify_doc = _between(
+        (root / "docs" / "report.md").read_text(), "`--json` prints one object: `ok`", "Exit"
+    )
+    src, state = tmp_path / "card", tmp_path / "state"
+    write(src / "a.jpg", b"a" * 1000)
+    assert run("copy", str(src), "--to", str(tmp_path / "ssd"), "--quiet", state=state).returncode == 0
+    [job] = json.loads(run("jobs", "--json", state=state).stdout)
+    assert job["files_complete"] is True and "scanned" not in job, job
+    for key in [*job, *(k for d in job["destinations"] for k in d), "region"]:
+        assert f"`{key}`" in jobs_doc, key
+    r = run("verify", str(tmp_path / "ssd"), "--json", state=state)
+    assert r.returncode == 0, r.stderr
+    for key in json.loads(r.stdout):
+        assert f"`{key}`" in verify_doc, key
+    pruned = json.loads(run("jobs", "prune", "--keep", "0", "--dry-run", "--json", state=state).stdout)
+    assert job["id"] in [*pruned["jobs"], *pruned["spared"]], pruned
+    for key in [*pruned, *pruned["rows"]]:
+        assert f"`{key}`" in prune_doc, key
+    row = UploadRow(1, "s3:aws/b/", "s3://b", "k", "/card/k", 10, 0, 5, {}, 0.0, job["id"], ())
+    helped = " ".join(run("uploads", "--help", state=state).stdout.split())
+    uploads_doc = _between(readme, "`castoff uploads`\nlists", "`castoff uploads\nabort")
+    for key in _upload_as_json(row):
+        assert key in helped and f"`{key}`" in uploads_doc, key
+
+
+def test_every_option_of_every_command_is_named_in_the_docs() -> None:
+    """QA typed the docs verbatim and found options they never name (``--chunk-size``,
+    ``--replace``, ``--description``, ``--unset``, copy's flag forms of the URL options such as
+    ``--addressing``, ``--sse``, ``--sse-kms-key-id``, ``--checksums``): each is in README.md or
+    docs/*.md."""
+    import argparse
+    import re
+
+    from castoff.cli import build_parser
+
+    root = Path(__file__).resolve().parents[2]
+    docs = (root / "README.md").read_text() + "".join(p.read_text() for p in (root / "docs").glob("*.md"))
+
+    def options(parser: argparse.ArgumentParser, command: str) -> list[tuple[str, str]]:
+        found = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += options(sub, f"{command} {name}".strip())
+            found += [(command, o) for o in action.option_strings if o.startswith("--")]
+        return found
+
+    unnamed = sorted(
+        {(c, o) for c, o in options(build_parser(), "") if not re.search(f"{o}(?![\\w-])", docs)}
+    )
+    assert unnamed == [], unnamed

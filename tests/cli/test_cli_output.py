@@ -405,6 +405,37 @@ def test_with_json_what_went_wrong_is_also_said_as_text_on_stderr(tmp_path: Path
     assert all(json.loads(line) for line in r.stdout.splitlines())
 
 
+def test_with_json_a_warning_said_before_the_job_is_also_a_log_event(tmp_path: Path) -> None:
+    """QA: the README says every ``warning: …`` on stderr is also a ``log`` event with --json, but
+    those said before the job (the config file's, ``--bwlimit`` with folders only) were on stderr
+    alone. Each is a ``log`` event right after ``job-start``, in the order stderr has them."""
+    card = tmp_path / "card"
+    write(card / "a.jpg", b"a" * 1000)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[destinations.ssd]\ntype = "local"\npath = "{tmp_path / "ssd"}"\n\n'
+        '[workflows.card]\nto = ["@ssd", "@gone"]\n'
+    )
+    r = _run(
+        "copy",
+        str(card),
+        "--to",
+        "@ssd",
+        "--bwlimit",
+        "10M",
+        "--json",
+        state=tmp_path / "state",
+        CASTOFF_CONFIG=str(config),
+    )
+    assert r.returncode == 0, r.stderr
+    said = [line.removeprefix("warning: ") for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(said) == 2 and "no saved destination 'gone'" in said[0] and "--bwlimit 10M" in said[1], said
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert events[0]["event"] == "job-start", events[:3]
+    logged = [(e["level"], e["message"]) for e in events[1:3] if e["event"] == "log"]
+    assert logged == [("warning", text) for text in said], events[:4]
+
+
 def test_a_job_stopped_before_its_scan_ended_says_its_list_is_partial(tmp_path: Path) -> None:
     """QA: a job stopped (or killed) early listed 3 files of a card of 37, with nothing saying
     that the others were never found: its report, ``jobs`` and ``jobs show`` read as if the card

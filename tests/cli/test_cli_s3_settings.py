@@ -138,10 +138,19 @@ def test_a_part_size_below_an_unknown_servers_minimum_points_to_provider_rclone(
     tmp_path: Path, card: Path
 ) -> None:
     """Before: the hint gave only "5MiB or more", where the README's fix for rclone serve s3 is
-    provider=rclone (no minimum)."""
+    provider=rclone (no minimum); then it said "--provider rclone", which castoff copy does not
+    take: it says what works where the destination was given (the URL, or the saved one)."""
     castoff = Castoff(tmp_path / "user")
     r = castoff("copy", str(card), "--to", f"s3://raw-bucket/p/?endpoint={ENDPOINT}&part_size=1MiB")
-    refused(r, "below the minimum of S3-compatible server", "5MiB or more", "give provider=rclone")
+    said = refused(r, "below the minimum of S3-compatible server", "5MiB or more")
+    assert "add provider=rclone to the s3:// URL" in said and "--provider" not in said, said
+    add = ["dest", "add", "arch", "s3", "--bucket", "raw-bucket", "--endpoint", ENDPOINT, "--no-test"]
+    assert castoff(*add).returncode == 0
+    said = refused(castoff("copy", str(card), "--to", "@arch", "--part-size", "1M"), "below the minimum")
+    assert "castoff dest add arch s3 … --provider rclone --replace" in said, said
+    assert castoff(*add, "--provider", "rclone", "--replace").returncode == 0  # as it says
+    r = castoff("copy", str(card), "--to", "@arch", "--part-size", "1M")
+    assert "below the minimum" not in r.stdout + r.stderr, r.stderr
     r = castoff(
         "copy", str(card), "--to", f"s3://raw-bucket/p/?endpoint={ENDPOINT}&provider=rclone&part_size=1MiB"
     )

@@ -194,6 +194,19 @@ def test_workflow_edit_with_options_and_in_an_editor(castoff: Castoff, tmp_path:
     assert config(castoff)["workflows"]["w"]["options"]["on_conflict"] == "fail"  # type: ignore[index]
 
 
+def test_a_workflows_description_is_set_by_save_and_edit_and_shown_in_its_json(castoff: Castoff) -> None:
+    """QA: ``--description`` was undocumented, ``workflow edit`` could only --unset it, and
+    ``workflow show --json`` and ``list --json`` left it out."""
+    assert castoff("workflow", "save", "w", "--to", "/tmp/x", "--description", "the A camera").returncode == 0
+    assert json.loads(castoff("workflow", "show", "w", "--json").stdout)["description"] == "the A camera"
+    r = castoff("workflow", "edit", "w", "--description", "the B camera")
+    assert r.returncode == 0, r.stderr
+    assert config(castoff)["workflows"]["w"]["description"] == "the B camera"  # type: ignore[index]
+    assert json.loads(castoff("workflow", "list", "--json").stdout)[0]["description"] == "the B camera"
+    assert castoff("workflow", "edit", "w", "--unset", "description").returncode == 0
+    assert json.loads(castoff("workflow", "show", "w", "--json").stdout)["description"] is None
+
+
 def test_a_workflow_filters_as_copy_does_ignoring_case_unless_saved_case_sensitive(
     castoff: Castoff, tmp_path: Path
 ) -> None:
@@ -673,6 +686,32 @@ def test_without_a_keyring_castoff_says_so_and_never_writes_the_secret(
     assert "EOS_DIGITAL/CLIP.MP4" in objects(rclone_s3)
 
 
+def test_dest_credentials_without_a_keyring_says_what_works_from_there(
+    castoff: Castoff, rclone_s3: RcloneBucket
+) -> None:
+    """QA: ``dest credentials`` without an OS keyring gave dest add's hint (--profile,
+    --credential-command, --ask-secret), options dest credentials does not take: it says how to
+    save that bucket again with one of them, which works there."""
+    bucket = ["--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url]
+    assert castoff("dest", "add", "ark", "s3", *bucket, "--no-test").returncode == 0  # the AWS chain
+    no_keyring = {"PYTHON_KEYRING_BACKEND": NO_KEYRING}
+    r = castoff(
+        "dest", "credentials", "ark", "--access-key-id", rclone_s3.access_key, "--secret-stdin",
+        input=rclone_s3.secret_key + "\n", env=no_keyring,
+    )  # fmt: skip
+    assert r.returncode == 2 and "no OS keyring is available here" in text(r), text(r)
+    hint = "castoff dest add ark s3 … --replace --access-key-id ID --ask-secret"
+    assert hint in text(r) and "(--profile," not in text(r) and "(--credential-command)" not in text(r), text(
+        r
+    )
+    r = castoff(
+        "dest", "add", "ark", "s3", *bucket, "--replace", "--access-key-id", rclone_s3.access_key,
+        "--ask-secret", "--no-test", env=no_keyring,
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+    assert config(castoff)["destinations"]["ark"]["credentials"] == "ask"  # type: ignore[index]
+
+
 def test_replace_remove_and_rename_take_the_keys_along_or_change_nothing(
     castoff: Castoff, tmp_path: Path
 ) -> None:
@@ -734,6 +773,10 @@ def test_ask_secret_fails_at_once_unattended_and_asks_on_a_terminal(
     r = castoff("copy", str(card), "--to", "@asky")
     assert r.returncode == 2
     assert "asks for its secret at every run" in text(r) and "no terminal" in text(r)
+    # QA: the hint said "castoff dest credentials NAME", NAME as such, which changes only the
+    # key id of such a bucket: it names the bucket and what keeps its secret for a run unattended
+    assert "castoff dest add asky s3 … --replace --access-key-id ID (without --ask-secret)" in text(r)
+    assert "dest credentials" not in text(r) and "NAME" not in text(r), text(r)
     assert json.loads(castoff("jobs", "--json").stdout) == []  # failed before any job began
     assert objects(rclone_s3) == []
 
@@ -990,6 +1033,37 @@ def test_shell_completion_scripts_and_saved_names(castoff: Castoff, tmp_path: Pa
     assert "workflow" in complete("castoff wo")
 
 
+def test_jobs_show_completes_a_job_id_and_run_needs_only_a_name(
+    castoff: Castoff, tmp_path: Path, card: Path
+) -> None:
+    """QA: ``castoff jobs show <TAB>`` completed nothing (nor ``uploads abort``), and ``castoff
+    run`` alone said "required: NAME, SOURCE", where SOURCE is optional (the saved one)."""
+
+    def complete(line: str) -> list[str]:
+        out = tmp_path / "completions"
+        out.unlink(missing_ok=True)
+        castoff(
+            env={
+                "_ARGCOMPLETE": "1",
+                "COMP_LINE": line,
+                "COMP_POINT": str(len(line)),
+                "_ARGCOMPLETE_STDOUT_FILENAME": str(out),
+                "_ARGCOMPLETE_IFS": "\n",
+            }
+        )
+        return out.read_text().split()
+
+    assert complete("castoff jobs show ") == []  # no catalog yet: nothing, and none is made
+    assert not (castoff.state / "catalog.sqlite").exists()
+    assert castoff("copy", str(card), "--to", str(tmp_path / "ssd"), "--quiet").returncode == 0
+    [job] = json.loads(castoff("jobs", "--json").stdout)
+    assert complete("castoff jobs show ") == [job["id"]]
+    assert complete(f"castoff jobs show {job['id'][:4]}") == [job["id"]]
+    assert complete("castoff uploads abort ") == []  # none unfinished
+    r = castoff("run")
+    assert r.returncode == 2 and "required: NAME" in r.stderr and "SOURCE" not in r.stderr.splitlines()[-1]
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_bash_completes_a_saved_name_with_its_at(castoff: Castoff, tmp_path: Path) -> None:
     """QA: bash has '@' in COMP_WORDBREAKS, argcomplete cut the candidates after it, but bash
@@ -1087,7 +1161,10 @@ def test_dest_show_names_the_provider_once(castoff: Castoff) -> None:
     assert shown.count("provider") == 1, shown  # was twice: the saved name, then the table's title
     assert "4.8 MiB to 4.7 GiB" in shown  # what the provider table adds is still shown
     doc = json.loads(castoff("dest", "show", "b2", "--json").stdout)
-    assert doc["provider"] == "b2" and doc["from the provider table"]["provider"] == "Backblaze B2"
+    assert doc["provider"] == "b2" and doc["from_the_provider_table"]["provider"] == "Backblaze B2"
+    # QA: keys with spaces, where every other key of castoff's JSON is snake_case
+    assert doc["from_the_provider_table"]["part_sizes"].startswith("4.8 MiB to 4.7 GiB"), doc
+    assert not [k for k in (*doc, *doc["from_the_provider_table"]) if " " in k], doc
 
 
 def test_dest_add_takes_every_provider_a_url_takes(

@@ -168,10 +168,16 @@ def test_a_part_size_outside_the_providers_limits_is_refused(
     assert str(info.value).startswith(f"@archive: part size {size} bytes")
     assert says in info.value.message
     assert info.value.hint is not None and instead in info.value.hint
-    # rclone serve s3 has no minimum, but only provider=rclone says so (QA: the hint did not)
-    assert ("give provider=rclone" in info.value.hint) == (provider == "other" and "below" in says)
-    with pytest.raises(errors.UsageError, match="s3://bucket/raw: part size"):
+    # rclone serve s3 has no minimum, but only provider=rclone says so (QA: the hint did not),
+    # said as the destination was given (QA: castoff copy has no --provider)
+    rclone = provider == "other" and "below" in says
+    saved = "castoff dest add archive s3 … --provider rclone --replace"
+    assert (saved in info.value.hint) == rclone, info.value.hint
+    with pytest.raises(errors.UsageError, match="s3://bucket/raw: part size") as info:
         parse_s3_url(f"s3://bucket/raw/?provider={provider}&region=r&endpoint=https://h&part_size={size}")
+    assert info.value.hint is not None
+    assert ("add provider=rclone to the s3:// URL" in info.value.hint) == rclone, info.value.hint
+    assert "--provider" not in info.value.hint
 
 
 @pytest.mark.parametrize(

@@ -370,3 +370,61 @@ def test_no_good_copy_left_and_the_card_gone_is_said_once_as_such(
     )
     damaged = runner.outcomes()[(REL, ssd.name)]
     assert damaged["status"] == "failed" and damaged["damaged"] == str(rotted)
+
+
+def test_rehash_finds_the_bucket_on_the_catalogs_word_without_reading_a_copy_for_it(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA: ``--rehash`` with a bucket read the clip a second time, from the SSD's verified copy,
+    only to find the object the catalog knows there (README: a bucket castoff cannot read counts
+    on the catalog's word), and said "sent from the verified copy …" of it. The card is read once
+    (the SSD's copy is read back and compared), nothing is read for the bucket, nothing is sent."""
+    src = tmp_path / "card"
+    files = card(src)
+    ssd, bucket = LocalDestination(tmp_path / "ssd"), bucket_of(rclone_s3)
+    assert runner([src], [ssd, bucket], chunk_size=5 * MiB, **FAST).exit_code == 0
+    runner.events.clear()
+    result = runner.bounded([src], [ssd, bucket], chunk_size=5 * MiB, rehash=True, **FAST)
+    assert result.exit_code == 0, runner.logs()
+    assert result.bytes_read == sum(len(d) for d in files.values())
+    assert [e.data for e in runner.events if e.kind == "file-reread"] == []
+    assert (result.lanes[bucket.name]["already"], result.lanes[bucket.name]["bytes_done"]) == (len(files), 0)
+    for rel in files:
+        row = runner.outcomes()[(f"card/{rel}", bucket.name)]
+        assert row["status"] == "already", row
+        assert row["verify_method"].startswith("same blake3 as the object castoff put there"), row
+        assert row["detail"] is None, row["detail"]
+    assert objects(rclone_s3) == files
+
+
+def test_an_outcome_says_it_was_sent_from_a_copy_only_when_it_was(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA: an upload read from the SSD's verified copy that found the object there already (sent
+    nothing) said "sent from the verified copy …" all the same. ``--rehash --verify-download``:
+    the clip is read from the SSD's copy and the object read back, the same bytes: already, and
+    its detail does not say it was sent; a bucket that lacks it gets it, said as sent from there."""
+    src = tmp_path / "card"
+    card(src)
+    ssd = LocalDestination(tmp_path / "ssd")
+    assert runner([src], [ssd, bucket_of(rclone_s3)], chunk_size=5 * MiB, **FAST).exit_code == 0
+    reads = s3dest(
+        rclone_s3.url,
+        rclone_s3.bucket,
+        rclone_s3.access_key,
+        rclone_s3.secret_key,
+        part_size=5 * MiB,
+        verify_download=True,
+    )
+    other = bucket_of(rclone_s3, prefix="other/")
+    runner.events.clear()
+    result = runner.bounded([src], [ssd, reads, other], chunk_size=5 * MiB, rehash=True, **FAST)
+    assert result.exit_code == 0, runner.logs()
+    out = runner.outcomes()
+    assert [e.data["path"] for e in runner.events if e.kind == "file-reread"] == [str(tmp_path / "ssd" / REL)]
+    assert out[(REL, reads.name)]["status"] == "already"
+    assert "sent from" not in (out[(REL, reads.name)]["detail"] or ""), out[(REL, reads.name)]["detail"]
+    assert out[(REL, other.name)]["status"] == "verified"
+    assert out[(REL, other.name)]["detail"].startswith(
+        f"sent from the verified copy {tmp_path / 'ssd' / REL}"
+    )

@@ -401,6 +401,17 @@ def test_symlink_in_destination_leading_outside_is_refused(tmp_path: Path, runne
     assert not list(outside.iterdir())
 
 
+def test_a_missing_root_is_said_as_missing_not_as_a_symlink(tmp_path: Path) -> None:
+    """QA: a folder asked for under a destination whose root does not exist (its parent neither)
+    was refused "… leads outside the destination … (through a symlink)": the nearest folder that
+    exists is above the root because the root is missing, not because of a link."""
+    dest = LocalDestination(tmp_path / "notmounted" / "shoots")
+    with pytest.raises(errors.DestinationGone) as said:
+        dest.make_folder(dest.target_for("castoff-reports"))
+    assert said.value.message == f"destination {tmp_path / 'notmounted' / 'shoots'} does not exist"
+    assert not (tmp_path / "notmounted").exists()
+
+
 def test_files_waiting_for_their_commit_hold_no_descriptors(tmp_path: Path, runner: Runner) -> None:
     """Thousands of small files can be written faster than they are verified: the backlog is
     bounded, and a written file waiting for its commit keeps no file open."""

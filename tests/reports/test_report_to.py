@@ -43,3 +43,23 @@ def test_a_destination_that_cannot_take_the_report_fails_the_job(
     # The report cannot know its own delivery failed; the catalog does.
     jobs = json.loads(cli("jobs", "--json").stdout)
     assert jobs[0]["status"] == "failed" and jobs[0]["exit_code"] == 1
+
+
+def test_a_destination_that_could_not_be_used_gets_no_report_and_no_history(
+    tmp_path: Path, card: Path, cli: Cli, state: Path
+) -> None:
+    """QA: with ``--report-to both``, a destination whose parent does not exist (a drive not
+    mounted) was still sent the reports, refused "… leads outside the destination … (through a
+    symlink)", and said "ASC MHL: nothing new to record". It gets neither, said once with why;
+    the destination beside it gets both."""
+    gone, ssd = tmp_path / "notmounted" / "shoots", tmp_path / "ssd"
+    r = cli("copy", str(card), "--to", str(gone), "--to", str(ssd), "--report-to", "both")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1, said
+    assert "symlink" not in said and "leads outside" not in said, said
+    assert f"{gone}: ASC MHL" not in said, said
+    assert f"{gone}: the reports were not copied there: it could not be used in this job" in said, said
+    assert said.count("the reports were not copied there") == 1, said
+    assert not (tmp_path / "notmounted").exists()
+    assert len(list((ssd / "castoff-reports").iterdir())) == 2
+    assert list((ssd / "ascmhl").glob("*.mhl"))

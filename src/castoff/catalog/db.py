@@ -377,8 +377,9 @@ def iso_time(t: float | None) -> str | None:
 
 def job_as_json(row: sqlite3.Row) -> dict[str, Any]:
     """A row of ``jobs`` as ``castoff jobs --json`` shows it: its JSON columns as values, not as
-    text, its times as the reports write them, without castoff's own bookkeeping (pid), and its
-    command line and destination URLs as the reports show them (secret-looking options ``***``,
+    text, its times as the reports write them, without castoff's own bookkeeping (pid), whether
+    its list of files is whole as the reports say it (``files_complete``), and its command line
+    and destination URLs as the reports show them (secret-looking options ``***``,
     ``shown_argv``)."""
     from castoff.destinations.spec import shown, shown_argv
 
@@ -391,6 +392,8 @@ def job_as_json(row: sqlite3.Row) -> dict[str, Any]:
     for column in JOB_JSON_COLUMNS:
         if isinstance(out.get(column), str):
             out[column] = json.loads(out[column])
+    if "scanned" in out:  # as the report says it: whether the job's list of files is whole
+        out["files_complete"] = bool(out.pop("scanned"))
     if isinstance(out.get("argv"), list):
         out["argv"] = shown_argv(out["argv"])
     for d in out.get("destinations") or []:

@@ -121,7 +121,11 @@ def add_dest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("name", metavar="NAME", help="what to call it (then: --to @NAME)")
     a.add_argument("type", choices=("local", "s3"), help="a folder or an S3-compatible bucket")
     a.add_argument("path", nargs="?", metavar="PATH", help="the folder (local)")
-    a.add_argument("--replace", action="store_true", help="overwrite a destination of that name")
+    a.add_argument(
+        "--replace",
+        action="store_true",
+        help="save over a destination of that name, whole (its old settings and keyring keys go)",
+    )
     a.add_argument("--no-test", action="store_true", help="save without testing it")
     s3 = a.add_argument_group("bucket")
     s3.add_argument("--bucket")
@@ -226,8 +230,8 @@ def add_workflow_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         dests,
     )
     s.add_argument("--source", metavar="PATH", help="the card or folder it reads (else given at run)")
-    s.add_argument("--description")
-    s.add_argument("--replace", action="store_true", help="overwrite a workflow of that name")
+    s.add_argument("--description", metavar="TEXT", help="what it is for (workflow show says it)")
+    s.add_argument("--replace", action="store_true", help="overwrite a workflow of that name, whole")
     workflows.add_copy_options(s, copy_parser, "copy options (as for castoff copy)")
     _list_and_show(
         wsub,
@@ -245,8 +249,14 @@ def add_workflow_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         e.add_argument("--to", action="append", metavar="DEST", help="replaces the destinations"), dests
     )
     e.add_argument("--source", metavar="PATH")
+    e.add_argument("--description", metavar="TEXT", help="what it is for (workflow show says it)")
     e.add_argument(
-        "--unset", action="append", default=[], metavar="OPTION", help="drop a saved option (or source)"
+        "--unset",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="drop a saved copy option, by its name (exclude, on-conflict), or the source or description;"
+        " repeat for more",
     )
     workflows.add_copy_options(e, copy_parser, "copy options (as for castoff copy)")
     rm = _sub(wsub, "remove", common, "forget a workflow", "example:\n  castoff workflow remove old-shoot")
@@ -256,7 +266,8 @@ def add_workflow_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     r = _sub(sub, "run", common, "run a saved workflow", RUN_EXAMPLES + "\n\n" + EPILOG)
     _completer(r.add_argument("name", metavar="NAME"), flows)
-    r.add_argument("sources", nargs="*", metavar="SOURCE", help="instead of the saved source")
+    # (a default: argparse calls a "*" positional without one required when NAME is missing)
+    r.add_argument("sources", nargs="*", default=[], metavar="SOURCE", help="instead of the saved source")
     when = r.add_mutually_exclusive_group()
     when.add_argument("--resume", action="store_true", help="finish the interrupted last run without asking")
     when.add_argument(

@@ -17,7 +17,7 @@ from rich.text import Text
 from castoff.config import workflows
 from castoff.config.resolve import Resolver
 from castoff.config.store import ConfigFile, default_path, locked
-from castoff.ui.term import Console, printable
+from castoff.ui.term import Console, Warnings, printable
 
 #: copy's S3 options that a saved bucket keeps (``dest add`` takes them as copy does), by the
 #: name of the setting in the config file (the s3:// URL option names)
@@ -89,12 +89,8 @@ def config_file(args: argparse.Namespace, *, warn: bool = True) -> ConfigFile:
     """The config file, checked; what stops only some commands is said as a warning."""
     cfg = ConfigFile.load(config_path(args), check_option)
     for text in cfg.warnings if warn else ():
-        _warn(text)
+        Warnings.say(text)
     return cfg
-
-
-def _warn(text: str) -> None:
-    Console(stderr=True).print(Text.assemble(("warning:", "yellow"), f" {text}"), soft_wrap=True)
 
 
 def config_locked(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
@@ -113,6 +109,6 @@ def resolver(args: argparse.Namespace) -> Resolver:
     return Resolver(
         config_path(args),
         insecure_http=bool(getattr(args, "insecure_http", False)),
-        warn=_warn,
+        warn=Warnings.say,
         check_option=check_option,
     )

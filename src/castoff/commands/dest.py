@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -416,14 +417,22 @@ def preset(saved: SavedDestination) -> dict[str, str]:
     }
 
 
+def _snake_keys(info: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"from the provider table": {"part sizes": …}}`` as ``{"from_the_provider_table":
+    {"part_sizes": …}}``."""
+    return {
+        k.lower().replace(" ", "_"): _snake_keys(v) if isinstance(v, Mapping) else v for k, v in info.items()
+    }
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     saved = resolver(args).saved(args.name)
     info: dict[str, Any] = {"name": saved.name, "type": saved.kind, **shown_settings(saved)}
     if saved.kind == "s3":
         info["keys"] = _key_status(saved)
         info["from the provider table"] = preset(saved)
-    if args.json:
-        print(json.dumps(info, indent=2))
+    if args.json:  # a script's keys in snake_case, as the settings' own (the table's are words)
+        print(json.dumps(_snake_keys(info), indent=2))
         return 0
     console = Console()
     table = Table(title=f"@{saved.name}", show_header=False)
@@ -529,7 +538,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
             highlight=False,
         )
         return 0
-    secrets.require_keyring()
+    secrets.require_keyring(hint=secrets.no_keyring_hint(saved.name))
     key_id = args.access_key_id or secrets.ask_secret(
         "New access key id: ", "the new access key id is needed", ask=input, hint=UNATTENDED
     )

@@ -176,7 +176,13 @@ def _when(job: Mapping[str, Any] | None) -> str:
 
 
 def _as_dict(w: Workflow) -> dict[str, Any]:
-    return {"name": w.name, "to": list(w.to), "source": w.source, "options": dict(w.options)}
+    return {
+        "name": w.name,
+        "description": w.description,
+        "to": list(w.to),
+        "source": w.source,
+        "options": dict(w.options),
+    }
 
 
 def command_line(w: Workflow) -> str:
@@ -213,6 +219,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         values["to"] = _normalise_to(cfg, args.to)
     if args.source:
         values["source"] = os.path.abspath(os.path.expanduser(args.source))
+    if args.description:
+        values["description"] = args.description
     options = workflows.given_options(args, copy_parser())
     unset = _unset(w, args.unset)
     if not values and not options and not unset:

@@ -270,6 +270,10 @@ class Resolver:
             secret = secrets.ask_secret(
                 f"Secret access key for {label} (key {key_id[:4]}…, not shown): ",
                 f"{label} asks for its secret at every run (--ask-secret)",
+                # (dest credentials changes only the key id of such a bucket)
+                hint=f"run it from a terminal; to run it unattended, save the secret in the keyring:"
+                f" castoff dest add {saved.name} s3 … --replace --access-key-id ID (without --ask-secret),"
+                " or give a --credential-command CMD instead",
             )
             return secrets.KeyPair(key_id, secret)
         if mode == "command":

@@ -34,6 +34,18 @@ NO_KEYRING_HINT = (
 )
 
 
+def no_keyring_hint(name: str) -> str:
+    """``NO_KEYRING_HINT`` for ``castoff dest credentials NAME``, which takes none of those
+    options: the saved bucket is saved again with one of them."""
+    return (
+        "castoff never writes secrets to a file of its own. Save the bucket again with another"
+        f" way to its keys: castoff dest add {name} s3 … --replace --access-key-id ID --ask-secret"
+        " (asked for at every run), or --credential-command CMD, or --profile PROFILE"
+        " (~/.aws/credentials); the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) is"
+        " used when no keyring is there"
+    )
+
+
 @dataclass(frozen=True, repr=False)
 class KeyPair:
     """An access key id and its secret (and a session token for temporary credentials)."""
@@ -130,10 +142,10 @@ def _keyring_error(action: str, exc: Exception) -> errors.UsageError:
     )
 
 
-def require_keyring() -> None:
+def require_keyring(hint: str = NO_KEYRING_HINT) -> None:
     ok, name = keyring_backend()
     if not ok:
-        raise errors.UsageError(f"no OS keyring is available here ({name})", hint=NO_KEYRING_HINT)
+        raise errors.UsageError(f"no OS keyring is available here ({name})", hint=hint)
 
 
 def store(destination: str, pair: KeyPair) -> None:
@@ -193,15 +205,12 @@ def has_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-UNATTENDED_HINT = "run it from a terminal, or store the keys in the keyring: castoff dest credentials NAME"
-
-
 def ask_secret(
     prompt: str,
     why: str,
     *,
+    hint: str,
     ask: Callable[[str], str] = getpass.getpass,
-    hint: str = UNATTENDED_HINT,
 ) -> str:
     """Read a secret from the terminal without echo; UsageError at once when there is none."""
     if not has_terminal():

@@ -697,6 +697,12 @@ class LocalDestination:
         existing = folder
         while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
             existing = os.path.dirname(existing)  # the part of the path that exists decides
+        if self.root.rstrip("/").startswith(existing.rstrip("/") + "/"):
+            # no link: the root itself is missing, and the nearest folder that exists is above it
+            raise errors.DestinationGone(
+                f"destination {self.root} does not exist",
+                hint="is the drive mounted? reconnect it, then re-run",
+            )
         real = os.path.realpath(existing)
         if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
             raise errors.KeyRejected(

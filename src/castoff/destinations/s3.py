@@ -458,12 +458,17 @@ def check_part_size(options: S3Options, provider: Provider | None, label: str | 
     given = f"{size} bytes ({format_bytes(size)})"
     if size < low:
         # rclone serve s3 has no minimum, but only provider=rclone says so (README): an unknown
-        # server is held to AWS's 5 MiB
-        rclone = (
-            "; for rclone serve s3, which has no minimum, give provider=rclone (--provider rclone)"
-            if provider is not None and provider.name == "other"
-            else ""
-        )
+        # server is held to AWS's 5 MiB. Said as the destination was given: a saved one is
+        # ``@NAME`` (castoff copy has no --provider; dest add has)
+        rclone = ""
+        if provider is not None and provider.name == "other":
+            name = label[1:] if label.startswith("@") else None
+            rclone = "; for rclone serve s3, which has no minimum, " + (
+                f"save it with its provider: castoff dest add {name} s3 … --provider rclone --replace"
+                f' (or provider = "rclone" in [destinations.{name}] of the config file)'
+                if name
+                else "add provider=rclone to the s3:// URL"
+            )
         raise errors.UsageError(
             f"{label}: part size {given} is out of range: below the minimum of {title}"
             f" ({low} bytes, {format_bytes(low)})",

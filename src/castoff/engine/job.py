@@ -177,6 +177,9 @@ class JobResult:
     #: bytes the job read from its sources, every read (a re-run's skipped files are not read;
     #: a bucket's second read of a file, for its upload, is counted too, unless it reads a copy)
     bytes_read: int = 0
+    #: bytes the catch-up reads took from verified local copies instead (uploads that continue
+    #: from a drive): not the sources', so not in ``bytes_read``
+    bytes_from_copies: int = 0
     #: every destination was unusable before a file landed there (exit 2: nothing was written)
     no_destination: bool = False
     #: empty source folders this job made, by local destination (those there before: not counted)
@@ -334,6 +337,7 @@ class Engine:
         self.bytes = 0
         self.bytes_read = 0  # by the reader thread only
         self.bytes_reread = 0  # by the catch-up thread only: its reads of the sources
+        self.bytes_from_copies = 0  # by the catch-up thread only: its reads of verified copies
         #: what the scan left out on purpose, by its code (junk, excluded, symlink, special)
         self.left_out: Counter[str] = Counter()
         #: the --include/--exclude patterns that matched nothing, when no file was found: said in
@@ -522,6 +526,7 @@ class Engine:
             files=self.files,
             bytes=self.bytes,
             bytes_read=self.bytes_read + self.bytes_reread,
+            bytes_from_copies=self.bytes_from_copies,
             peak_memory=self.budget.peak + self.catchup_budget.peak,
             released=self._released,
             lanes={ln.name: dict(vars(ln.stats)) for ln in self.lanes},
@@ -530,6 +535,12 @@ class Engine:
             folders_failed=self.folders_failed,
             files_failed=files_failed or source_failed,
         )
+
+    def down(self) -> dict[str, bool]:
+        """The destinations that went down in this job, by ident: whether each could not be used
+        from the start (nothing went there), else it stopped during the job. Neither gets the
+        job's reports (``reports/finish.py``); the first gets no ASC MHL history either."""
+        return {ln.dest.ident: ln.down_at_start for ln in self.lanes if ln.dead is not None}
 
     def no_destination(self) -> bool:
         """Every destination was unusable before a single file landed there (not mounted, not a
@@ -1500,6 +1511,8 @@ class Engine:
                     self.bytes_read += size
                 elif check_mtime:  # a catch-up read of the source itself, not of a verified copy
                     self.bytes_reread += size
+                else:
+                    self.bytes_from_copies += size
                 last = index == fs.n_parts - 1
                 if last:
                     try:
@@ -1806,14 +1819,13 @@ class Engine:
             for s in group:
                 if (dead := s.lane.dead) is not None:
                     s.lane.fail(s, dead)
-            group = [s for s in group if s.lane.dead is None]
+            group = [s for s in group if s.lane.dead is None and not self._there_by_the_catalog(s)]
             if not group:
                 continue
             # Group by file: streams of one file share one read (and one MD5 per part).
             path = fs.local_copy or fs.src.abs_path
-            if fs.local_copy:
-                for s in group:
-                    s.notes.append(f"sent from the verified copy {fs.local_copy}")
+            for s in group:
+                s.read_from = fs.local_copy
             try:
                 self._drop_stale_resumes(group)
                 self._feed(fs, group, path, live=False)
@@ -1855,10 +1867,8 @@ class Engine:
             bad = errors.IntegrityError(
                 f"the verified copy it was read from, {copy.path}, {said}; read again from {then}"
             )
-        sent_from = f"sent from the verified copy {copy.path}"
         for s in streams:
-            # what landed came from elsewhere: the detail never starts with the copy that failed
-            s.notes[:] = [n for n in s.notes if n != sent_from]
+            s.read_from = None  # what lands comes from elsewhere: the detail never names this copy
             s.lane.fail(s, bad)
 
     def _copy_damaged(
@@ -2048,6 +2058,37 @@ class Engine:
             self.log(f"{lane.name}: {target}: job {holder} is putting a file there now", "warning")
         # (an object it put: the conflict handling says what it holds, the same bytes or others)
         return True
+
+    def _there_by_the_catalog(self, stream: Stream) -> bool:
+        """``--rehash``, at a bucket castoff cannot read whose keys the catalog remembers: this
+        job's read gave the file's BLAKE3 and the object castoff put at its target has it, so it
+        is already there on the catalog's word (README), as its first part would find
+        (``_refuse_known_key``, then ``_already_there``). Recorded here, before a catch-up reads a
+        verified copy (a whole clip) for an upload that would send nothing."""
+        fs, lane = stream.file, stream.lane
+        digest = fs.digest
+        if (
+            not self.options.rehash
+            or digest is None
+            or lane.caps.is_local
+            or lane.caps.can_read_back  # --verify-download: the object is read and compared
+            or not self._remembers_keys(lane)
+            or stream.resume_token is not None
+            or stream.history is not None
+            or stream.target != stream.planned
+        ):
+            return False
+        known = self._known_same(lane, stream.target, digest)
+        if known is None or self._claimed_by_another(lane, stream.target, fs.file_id):
+            return False
+        landed = Landed(target=stream.target, size=fs.src.size, verify_method=self._put_there(known))
+        self._landed(stream, landed, "already")
+        return True
+
+    def _put_there(self, known: KnownObject) -> str:
+        """How an object is known to hold a file's bytes, on the catalog's word."""
+        when = self._minute(known.put_at)
+        return f"same blake3 as the object castoff put there on {when} (job {known.job_id})"
 
     def _known_same(self, lane: Lane, target: str, digest: str) -> KnownObject | None:
         """The object castoff put at ``target`` of a bucket, when it has these bytes (by BLAKE3):
@@ -2641,8 +2682,7 @@ class Engine:
                 return False
             method = "existing copy read back: blake3 match"
         elif (known := self._known_same(lane, existing, digest)) is not None:
-            when = self._minute(known.put_at)
-            method = f"same blake3 as the object castoff put there on {when} (job {known.job_id})"
+            method = self._put_there(known)
         else:
             return False
         self._drop_upload(stream, upload)
@@ -2896,6 +2936,8 @@ class Engine:
         target = landed.target
         now = time.time()
         notes = [*stream.notes, landed.detail] if landed.detail else stream.notes
+        if status == "verified" and stream.read_from and stream.resumed_bytes < src.size:
+            notes = [f"sent from the verified copy {stream.read_from}", *notes]  # (not the source)
         out = Outcome(
             status,
             verify_method=landed.verify_method,

@@ -126,6 +126,9 @@ class Stream:
     resumed_parts: int = 0
     resumed_bytes: int = 0  # of those parts: sent by an earlier job, not by this one
     notes: list[str] = field(default_factory=list)
+    #: the verified local copy its last catch-up read was of (None: the source); said in the
+    #: detail of the outcome only when that read sent it (``Engine._record_landed``)
+    read_from: str | None = None
     #: castoff's earlier copy at the planned name, found damaged (``Engine._keep_both``)
     damaged: str | None = None
     #: the next " (N)" to try after a conflict at a bucket whose key is fixed at the start

@@ -7,7 +7,7 @@ catalog), and the report copies into the destinations last, after their files.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,12 +55,15 @@ def write_mhl(
     dests: Sequence[Destination],
     sources: Sequence[str],
     options: FinishOptions,
+    *,
+    down: Mapping[str, bool] | None = None,
 ) -> list[mhl_job.MhlOutcome]:
     """The job's ASC MHL generations (each local destination's, and the sources' with
-    ``--mhl-source``), said in the job's log."""
+    ``--mhl-source``), said in the job's log. None for a destination that could not be used from
+    the job's start (``down``, ``Engine.down``): nothing went there, and what is wrong was said."""
     if not options.mhl:
         return []
-    roots = local_roots(dests)
+    roots = {i: r for i, r in local_roots(dests).items() if not (down or {}).get(i)}
     gone = []
     for d in dests:
         check_root = getattr(d, "check_root", None)
@@ -93,10 +96,17 @@ def finish_job(
     options: FinishOptions,
     cancel: threading.Event | None = None,
     mhl_written: list[mhl_job.MhlOutcome] | None = None,
+    down: Mapping[str, bool] | None = None,
 ) -> Finished:
     """``mhl_written``: the ASC MHL generations ``write_mhl`` wrote already (once the source could
-    be released), not written again."""
-    outcomes = mhl_written if mhl_written is not None else write_mhl(catalog, job_id, dests, sources, options)
+    be released), not written again. ``down``: the destinations that went down in the job
+    (``Engine.down``), which get no report copy: said once each, with why."""
+    down = down or {}
+    outcomes = (
+        mhl_written
+        if mhl_written is not None
+        else write_mhl(catalog, job_id, dests, sources, options, down=down)
+    )
     job = catalog.job(job_id)
     if job is None:
         raise KeyError(job_id)
@@ -105,6 +115,10 @@ def finish_job(
     done.problems.extend(f"{o.scope}: {o.message}" for o in outcomes if not o.ok)
     if options.report_to in ("destination", "both"):
         for d in dests:
+            if d.ident in down:
+                said = "could not be used in this job" if down[d.ident] else "stopped during the job"
+                done.problems.append(f"{d.name}: the reports were not copied there: it {said} (said above)")
+                continue
             for path in (done.json, done.html):
                 try:
                     landed = deliver.put_file(d, path, cancel=cancel)

@@ -10,7 +10,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from rich.console import RenderableType
@@ -102,9 +102,12 @@ class JsonDisplay(Display):
     wants_debug = True
     wants_file_done = True
 
-    def __init__(self, stats: Stats, out: TextIO | None = None) -> None:
+    def __init__(self, stats: Stats, out: TextIO | None = None, said_before: Sequence[str] = ()) -> None:
         super().__init__(stats)
         self.out = out or sys.stdout
+        #: the warnings said on stderr before the job (``term.Warnings``): ``log`` events after
+        #: ``job-start``, which is the first event
+        self.said_before = list(said_before)
         self.ascii = json_ascii(self.out)
         self._lock = threading.Lock()
         self._last: str | None = None
@@ -134,7 +137,12 @@ class JsonDisplay(Display):
         if event.kind == "progress":
             return
         self._write({"event": event.kind, "at": round(event.at, 3), **event.data})
-        if event.kind == "log" and event.data.get("level") in ("warning", "error"):
+        if event.kind == "job-start":
+            for text in self.said_before:  # (on stderr already)
+                self._write(
+                    {"event": "log", "at": round(time.time(), 3), "level": "warning", "message": text}
+                )
+        elif event.kind == "log" and event.data.get("level") in ("warning", "error"):
             # for a person too: ``--json > events.jsonl 2> offload.log`` keeps what went wrong as text
             _say(f"{event.data.get('level')}: {printable_lines(str(event.data.get('message')))}")
         elif event.kind == "released":
@@ -163,6 +171,8 @@ class _BytesColumn(DownloadColumn):
     def render(self, task: Task) -> Text:
         if task.fields.get("nothing"):
             return Text("nothing to send", style="progress.download")
+        if task.fields.get("no_files"):  # (not "0/1 bytes": the bar's total is 1 to be drawn)
+            return Text("0 B", style="progress.download")
         return super().render(task)
 
 
@@ -254,10 +264,13 @@ class RichDisplay(Display):
 
     def _bar(self, tid: TaskID, done: int, total: int, *, planned: int, files: str = "") -> None:
         if total <= 0 and planned:  # files, none to send: a full bar that says so, not "0/1 byte"
-            self.progress.update(tid, completed=1, total=1, nothing=True, files=files)
+            self.progress.update(tid, completed=1, total=1, nothing=True, no_files=False, files=files)
         else:
+            no_files = total <= 0  # none found (yet, or in an empty source): an empty bar, 0 B
             total = max(total, 1)
-            self.progress.update(tid, completed=min(done, total), total=total, nothing=False, files=files)
+            self.progress.update(
+                tid, completed=min(done, total), total=total, nothing=False, no_files=no_files, files=files
+            )
 
     def close(self) -> None:
         super().close()

@@ -9,10 +9,11 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import rich.console
 from rich.segment import Segment
+from rich.text import Text
 
 from castoff import errors
 
@@ -178,3 +179,22 @@ class Console(rich.console.Console):
         stream_gone(self.file)
         if not self.stderr:
             raise BrokenPipeError
+
+
+class Warnings:
+    """Each ``warning: …`` said before a job's events start (a config file's, a bucket name's, an
+    option's), said on stderr and kept in order: with ``--json`` each is also a ``log`` event, given
+    right after ``job-start`` (docs/json-events.md), as the job's own warnings are."""
+
+    said: ClassVar[list[str]] = []
+
+    @classmethod
+    def say(cls, text: str) -> None:
+        Console(stderr=True).print(Text.assemble(("warning:", "yellow"), f" {text}"), soft_wrap=True)
+        cls.said.append(text)
+
+    @classmethod
+    def take(cls) -> list[str]:
+        """What was said since the command began (or since the last ``take``)."""
+        taken, cls.said = cls.said, []
+        return taken
