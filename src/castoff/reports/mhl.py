@@ -7,14 +7,18 @@ BLAKE3 rides in each hash's ``<metadata>``, the one open place the schema leaves
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import errno
+import fcntl
 import hashlib
 import itertools
 import math
 import os
 import re
 import socket
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -207,6 +211,50 @@ def parse_chain(data: bytes, where: str) -> list[Generation]:
         c4 = el.findtext(f"{{{DIR_NS}}}c4") or ""
         gens.append(Generation(int(el.get("sequencenr") or 0), name, c4))
     return gens
+
+
+#: how long a job waits for another castoff to finish writing the same history
+LOCK_WAIT = 120.0
+#: what flock answers where the filesystem keeps no locks: nothing to wait for there
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
+
+
+@contextlib.contextmanager
+def locked(root: Path, *, shared: bool = False) -> Iterator[None]:
+    """``root``'s history held against other castoff processes while a generation is added
+    (``shared``: while it is read whole). Two jobs at once on one drive (two cards, two readers)
+    would each take the chain's next number, write the same hidden files, drop each other's
+    (``recover``) and leave a chain that names a manifest it does not hold, or another's C4. The lock
+    is a flock on the folder ``root`` itself: nothing is added to it, and a castoff killed holding it
+    holds it no more. A filesystem without locks holds nothing (no other castoff to coordinate with
+    is then told apart: the README says so)."""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield  # no history there: what follows says so
+        return
+    try:
+        op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, op)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise errors.HistoryError(
+                        f"another castoff has been writing the ASC MHL history in {root} for"
+                        f" {LOCK_WAIT:.0f} s",
+                        hint="let that job end (castoff jobs lists it), then re-run this one",
+                    ) from None
+                time.sleep(0.05)
+            except OSError as exc:
+                if exc.errno in _NO_LOCKS:
+                    break
+                raise
+        yield
+    finally:
+        os.close(fd)  # the lock goes with it
 
 
 def _tmp_manifest(folder: Path, number: int) -> Path:
@@ -467,7 +515,27 @@ def write_generation(
     first = next(entries, None)
     if first is None:
         return None  # nothing to record (and the folder may not even exist: a dead destination)
-    entries = itertools.chain([first], entries)
+    with locked(root):  # one castoff at a time adds to a history
+        return _add_generation(
+            root,
+            itertools.chain([first], entries),
+            started=started,
+            process=process,
+            comment=comment,
+            ignore=ignore,
+        )
+
+
+def _add_generation(
+    root: Path,
+    entries: Iterator[Entry],
+    *,
+    started: float,
+    process: str,
+    comment: str | None,
+    ignore: Iterable[str],
+) -> Written | None:
+    """``write_generation``'s work, under its lock."""
     recover(root)
     gens = read_chain(root)
     history: dict[str, str] | None = None  # read when an entry needs it: a re-run may not

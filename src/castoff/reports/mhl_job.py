@@ -306,9 +306,10 @@ def carry_history(source: Path, there: Path) -> MhlOutcome:
             )
         gens = mhl.read_chain(source)
         new = [g for g in gens if g.name not in how.dest_names]
-        for g in new:
-            _copy_new(source / mhl.FOLDER / g.name, there / mhl.FOLDER / g.name, g.c4)
-        _replace_chain(source, there, gens)
+        with mhl.locked(there):  # as a generation is added (``mhl.locked``)
+            for g in new:
+                _copy_new(source / mhl.FOLDER / g.name, there / mhl.FOLDER / g.name, g.c4)
+            _replace_chain(source, there, gens)
     except errors.HistoryError as exc:
         return MhlOutcome(
             scope, None, f"ASC MHL: the source's new generation not carried here: {exc}", ok=False
