@@ -721,7 +721,16 @@ def _gone_after_release(args: argparse.Namespace) -> None:
         catalog.close()
 
 
-def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
+def cmd_copy(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    *,
+    workflow: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+) -> int:
+    """``workflow``: the options a workflow's run copies with (``castoff run``), recorded with the
+    job so that ``--resume`` finishes it as it ran; ``notes``: said as warnings as the job starts,
+    and kept in its log."""
     from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
     from castoff.engine.retry import RetryPolicy
@@ -824,7 +833,12 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             argv=list(argv),
             sources=sources,
             destinations=recorded,
-            options={"on_conflict": args.on_conflict, "memory": memory, "chunk_size": chunk},
+            options={
+                "on_conflict": args.on_conflict,
+                "memory": memory,
+                "chunk_size": chunk,
+                **({"workflow": dict(workflow)} if workflow is not None else {}),
+            },
             pid=os.getpid(),
             proc_start=process_start(os.getpid()),
             # another live job on an overlapping source and the same destination: refused (exit 2)
@@ -873,6 +887,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         cancel=cancel,
         limiters=limiters,
         on_released=at_release,
+        notes=notes,
     )
     engine_box["engine"] = engine
     Interrupts(cancel, console).install()

@@ -260,11 +260,13 @@ class Engine:
         cancel: threading.Event | None = None,
         limiters: dict[str, object] | None = None,
         on_released: Callable[[], None] | None = None,
+        notes: Sequence[str] = (),
     ) -> None:
         """``on_released``: called once, from the thread that runs the job and outside its locks,
         when every local destination is verified (the source can be released), while uploads may
         go on: what must not wait for them (the local destinations' ASC MHL generations, the
-        source's, while the card is still there)."""
+        source's, while the card is still there). ``notes``: warnings of the job's caller, said
+        (and logged) as the job starts."""
         if options.on_conflict not in ON_CONFLICT:
             raise errors.UsageError(f"--on-conflict must be one of {', '.join(ON_CONFLICT)}")
         self.catalog = catalog
@@ -321,6 +323,7 @@ class Engine:
         self._reading_done = False
         self._released = False
         self._on_released = on_released
+        self._notes = tuple(notes)
         self._release_due = False  # released, and on_released not called yet
         #: the ``released`` event's fields, said once on_released has run (``_call_on_released``)
         self._release_said: dict[str, int] = {}
@@ -378,6 +381,8 @@ class Engine:
             job_id=self.job_id,
             destinations=[{"name": ln.name, "kind": ln.caps.kind} for ln in self.lanes],
         )
+        for note in self._notes:
+            self.log(note, "warning")
         unusable: list[tuple[Lane, errors.CastoffError]] = []
         for lane in self.lanes:
             try:
