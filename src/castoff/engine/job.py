@@ -848,7 +848,10 @@ class Engine:
     def _read_all(self, sources: Sequence[str], group: WriteGroup) -> None:
         planner = self.options.planner
         if planner is not None and planner.numbers_files:
-            planner.continue_after(self.catalog.last_counter([os.path.abspath(s) for s in sources]))
+            # after this card's numbers (a re-run gives its files theirs again) and the scope's
+            after = self.catalog.last_counter([os.path.abspath(s) for s in sources])
+            scope = planner.counter_scope
+            planner.number_with(lambda: self.catalog.next_counter(scope, after))
         # the destination folders (after preflight, which makes them): never scanned into themselves
         roots = {rid: ln.name for ln in self.lanes if (rid := getattr(ln.dest, "root_id", None)) is not None}
         with contextlib.suppress(OSError):  # nor into castoff's own state (a home folder's backup)
