@@ -65,9 +65,11 @@ JOBS_EXAMPLES = """examples:
   castoff jobs prune --keep 30               (forget the per-file history of all but the 30 newest jobs)
   castoff jobs prune --older-than 90d        (... of jobs started more than 90 days ago)
   castoff jobs prune --keep 10 --older-than 30d   (only jobs both allow)
+  castoff jobs prune --keep 30 --reports     (and delete those jobs' reports in the state folder)
 
-A pruned job is still listed, with its file count and bytes, and its report file stays; re-runs
-skip, hash and write ASC MHL exactly as before (what is verified where is never pruned)."""
+A pruned job is still listed, with its file count and bytes, and its report files stay unless
+--reports; re-runs skip, hash and write ASC MHL exactly as before (what is verified where is
+never pruned)."""
 
 
 def state_dir(arg: str | None) -> Path:
