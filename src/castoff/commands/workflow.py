@@ -470,8 +470,9 @@ def _as_it_ran(cfg: ConfigFile, w: Workflow, job: Mapping[str, Any]) -> tuple[li
         if t.startswith(SAVED_PREFIX) and t[1:] not in cfg.destinations:
             raise errors.UsageError(
                 f"job {job['id']} of {w.name!r} cannot be resumed as it ran: its destination {t}"
-                " is no longer saved",
-                hint=f"save it again (castoff dest add {t[1:]} …) and resume; or {new}",
+                " is no longer saved (removed or renamed since)",
+                hint=f"save it under that name again (castoff dest add {t[1:]} …, or dest rename)"
+                f" and resume; or {new}",
             )
     if options is None:  # a castoff that did not record them: the workflow's, if it still copies there
         if to != list(w.to):
