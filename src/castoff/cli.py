@@ -74,9 +74,11 @@ JOBS_EXAMPLES = """examples:
   castoff jobs prune --keep 30               (forget the per-file history of all but the 30 newest jobs)
   castoff jobs prune --older-than 90d        (... of jobs started more than 90 days ago)
   castoff jobs prune --keep 10 --older-than 30d   (only jobs both allow)
+  castoff jobs prune --keep 30 --reports     (and delete those jobs' reports in the state folder)
 
-A pruned job is still listed, with its file count and bytes, and its report file stays; re-runs
-skip, hash and write ASC MHL exactly as before (what is verified where is never pruned)."""
+A pruned job is still listed, with its file count and bytes, and its report files stay unless
+--reports; re-runs skip, hash and write ASC MHL exactly as before (what is verified where is
+never pruned)."""
 
 
 def state_dir(arg: str | None) -> Path:
@@ -759,7 +761,16 @@ def _gone_after_release(args: argparse.Namespace) -> None:
         catalog.close()
 
 
-def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
+def cmd_copy(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    *,
+    workflow: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+) -> int:
+    """``workflow``: the options a workflow's run copies with (``castoff run``), recorded with the
+    job so that ``--resume`` finishes it as it ran; ``notes``: said as warnings as the job starts,
+    and kept in its log."""
     from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
     from castoff.engine.retry import RetryPolicy
@@ -854,7 +865,12 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
             argv=list(argv),
             sources=sources,
             destinations=recorded,
-            options={"on_conflict": args.on_conflict, "memory": memory, "chunk_size": chunk},
+            options={
+                "on_conflict": args.on_conflict,
+                "memory": memory,
+                "chunk_size": chunk,
+                **({"workflow": dict(workflow)} if workflow is not None else {}),
+            },
             pid=os.getpid(),
             proc_start=process_start(os.getpid()),
             # another live job on an overlapping source and the same destination: refused (exit 2)
@@ -905,6 +921,7 @@ def cmd_copy(args: argparse.Namespace, argv: Sequence[str]) -> int:
         cancel=cancel,
         limiters=limiters,
         on_released=at_release,
+        notes=notes,
     )
     engine_box["engine"] = engine
     Interrupts(cancel, console).install()

@@ -251,6 +251,45 @@ def test_older_than_and_keep_together_and_dry_run(tmp_path: Path) -> None:
     assert [j for j, r in jobs(state).items() if r["pruned_at"] is None] == [j4]
 
 
+def test_reports_go_with_their_jobs_only_when_asked_and_never_from_destinations(tmp_path: Path) -> None:
+    """QA: reports grew about 2.3 KB per file per run (11 MB for a re-run of 5,000 files that
+    copied nothing) and 'jobs prune' never removed them. --reports deletes the state folder's
+    reports of the jobs pruned, now or before; a dry run lists them; destinations' copies stay."""
+    card = make_sample_card(tmp_path / "EOS_DIGITAL")
+    state, ssd = tmp_path / "state", tmp_path / "ssd"
+    for _ in range(3):
+        ok("copy", str(card), "--to", str(ssd), "--report-to", "both", "-q", state=state)
+    j1, j2, j3 = job_ids(state)
+    reports = state / "reports"
+    delivered = sorted(p.name for p in (ssd / "castoff-reports").iterdir())
+    assert len(delivered) == 6
+
+    def of(*ids: str) -> list[str]:
+        return sorted(f"{j}{ext}" for j in ids for ext in (".html", ".json"))
+
+    kept = prune("--keep", "2", state=state)  # j1's history goes; its reports stay, and are said
+    assert kept["jobs"] == [j1] and kept["reports"]["deleted"] is False
+    assert sorted(Path(p).name for p in kept["reports"]["files"]) == of(j1)
+    assert sorted(p.name for p in reports.iterdir()) == of(j1, j2, j3)
+    said = ok("jobs", "prune", "--keep", "2", state=state).stdout
+    assert "their reports stay: 2 report files" in " ".join(said.split()) and "--reports" in said
+
+    dry = prune("--keep", "1", "--reports", "--dry-run", state=state)
+    assert sorted(Path(p).name for p in dry["reports"]["files"]) == of(j1, j2)
+    assert dry["reports"]["bytes"] == sum((reports / n).stat().st_size for n in of(j1, j2))
+    assert sorted(p.name for p in reports.iterdir()) == of(j1, j2, j3)
+
+    done = prune("--keep", "1", "--reports", state=state)  # j2 pruned now, j1 before: both go
+    assert done["jobs"] == [j2] and done["reports"]["deleted"] is True
+    assert sorted(p.name for p in reports.iterdir()) == of(j3)
+    assert sorted(p.name for p in (ssd / "castoff-reports").iterdir()) == delivered
+    shown = ok("jobs", "show", j1, state=state).stdout
+    assert "(no longer there)" in shown
+    r = run_castoff("copy", str(card), "--to", str(ssd), "-q", state=state)  # a re-run skips as before
+    assert r.returncode == 0, r.stderr
+    assert {d["status"] for f in latest_report(state)["files"] for d in f["destinations"]} == {"skipped"}
+
+
 def test_a_running_job_is_never_pruned(tmp_path: Path) -> None:
     card = make_sample_card(tmp_path / "EOS_DIGITAL")
     state = tmp_path / "state"

@@ -62,9 +62,13 @@ def test_a_second_job_on_the_same_card_and_destination_is_refused_naming_the_fir
     for text in ("job first", f"pid {ME}", "started ", str(card), "ssd, @ark", "wait for it to finish"):
         assert text in said, text
     assert "run this again to resume" in said
+    assert "Two jobs on the same files and bucket would take over each other's uploads" in said
     assert running(cat) == ["first"]  # the refused job left no row
-    with pytest.raises(JobRunning):  # the card's parent folder holds the card: refused too
+    with pytest.raises(JobRunning) as refused:  # the card's parent folder holds the card: refused too
         start(cat, "third", [str(tmp_path)], [SSD])
+    said = str(refused.value)  # a folder has no uploads to take over (QA): what is true for one
+    assert "uploads" not in said
+    assert "Two jobs on the same files and folder would each read every file and write it there" in said
 
 
 def test_another_card_or_another_destination_runs_beside_it(cat: Catalog, tmp_path: Path) -> None:

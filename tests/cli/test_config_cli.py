@@ -932,10 +932,131 @@ def test_resume_and_new_unattended(castoff: Castoff, tmp_path: Path, card: Path)
     other = tmp_path / "OTHER"
     write(other / "x.txt", b"x")
     r = castoff("run", "w", str(other), "--resume")
-    assert r.returncode == 2 and "--resume continues the interrupted job" in text(r)
+    assert r.returncode == 2, text(r)
+    assert (
+        f"nothing to resume on {other}: 'w' never ran on it; the run of 'w' on {card} was interrupted"
+        in text(r)
+    )
+    assert f"castoff run w {card} --resume finishes that one" in text(r)
     r = castoff("run", "w", str(other), "--new")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "ssd" / "OTHER" / "x.txt").exists()
+
+
+def _interrupt(castoff: Castoff, job_id: str) -> None:
+    """Mark a job interrupted, as a killed process leaves it."""
+    with sqlite3.connect(castoff.state / "catalog.sqlite") as db:
+        db.execute("UPDATE jobs SET status='interrupted' WHERE id=?", (job_id,))
+
+
+def _last_job(castoff: Castoff) -> dict[str, object]:
+    newest: dict[str, object] = json.loads(castoff("jobs", "--json").stdout)[0]
+    return newest
+
+
+def test_resume_finishes_the_job_as_it_ran_after_the_workflow_was_edited(
+    castoff: Castoff, tmp_path: Path, card: Path
+) -> None:
+    """QA: 'castoff run w --resume' after 'workflow edit w --layout date' copied every file again
+    in the new layout (saying it resumed), and the interrupted job's copies were in no ASC MHL
+    generation: 'castoff verify' of the drive failed. It finishes the job with the layout and
+    destinations it ran with, says what changed, and the next plain run says it places anew."""
+    ssd = tmp_path / "ssd"
+    assert castoff("dest", "add", "ssd", "local", str(ssd)).returncode == 0
+    assert castoff("workflow", "save", "w", "--to", "@ssd", "--source", str(card)).returncode == 0
+    assert castoff("run", "w").returncode == 0
+    _interrupt(castoff, str(_last_job(castoff)["id"]))
+    write(card / "DCIM" / "IMG_0009.CR3", b"not copied before the kill")  # what the job had left
+    assert castoff("dest", "add", "nas", "local", str(tmp_path / "nas")).returncode == 0
+    r = castoff("workflow", "edit", "w", "--layout", "date", "--to", "@ssd", "--to", "@nas")
+    assert r.returncode == 0, r.stderr
+
+    r = castoff("run", "w", "--resume")
+    assert r.returncode == 0, text(r)
+    assert "as it ran" in text(r) and "(layout none → layout date; @nas added)" in text(r), text(r)
+    assert sorted(p.name for p in ssd.iterdir()) == ["EOS_DIGITAL", "ascmhl"]  # no date folder
+    assert (ssd / "EOS_DIGITAL" / "DCIM" / "IMG_0009.CR3").read_bytes() == b"not copied before the kill"
+    assert not (tmp_path / "nas").exists()
+    assert castoff("verify", str(ssd)).returncode == 0
+    resumed = _last_job(castoff)
+    assert resumed["options"]["workflow"] == {}  # type: ignore[index]
+    assert [d["spec"] for d in resumed["destinations"]] == ["@ssd"]  # type: ignore[attr-defined]
+
+    r = castoff("run", "w")  # the workflow as it is now: placed anew, and said so
+    assert r.returncode == 0, text(r)
+    said = (
+        f"the layout of 'w' differs from its last run on {card} (job {resumed['id']} placed files by"
+        " layout none; this run by layout date): every file is placed anew at each destination"
+    )
+    assert said in text(r)
+    assert any(p.name[:2] == "20" for p in ssd.iterdir())
+    with sqlite3.connect(castoff.state / "catalog.sqlite") as db:
+        logged = [m for (m,) in db.execute("SELECT message FROM events WHERE level='warning'")]
+    assert any(said in " ".join(m.split()) for m in logged), logged
+    r = castoff("run", "w")
+    assert r.returncode == 0 and "differs from its last run" not in text(r)
+
+
+def test_resume_refuses_what_it_cannot_finish_as_it_ran(castoff: Castoff, tmp_path: Path, card: Path) -> None:
+    """A destination no longer saved, or a job of a castoff that did not record its options
+    whose destinations changed: refused (exit 2), naming what changed and the choices."""
+    for name in ("ssd", "nas"):
+        assert castoff("dest", "add", name, "local", str(tmp_path / name)).returncode == 0
+    assert (
+        castoff("workflow", "save", "w", "--to", "@ssd", "--to", "@nas", "--source", str(card)).returncode
+        == 0
+    )
+    assert castoff("run", "w").returncode == 0
+    job = str(_last_job(castoff)["id"])
+    _interrupt(castoff, job)
+    assert castoff("workflow", "edit", "w", "--to", "@ssd").returncode == 0
+    assert castoff("dest", "remove", "nas").returncode == 0
+    r = castoff("run", "w", "--resume")
+    assert r.returncode == 2, text(r)
+    assert f"job {job} of 'w' cannot be resumed as it ran: its destination @nas is no longer saved" in text(r)
+    assert "castoff run w --new" in text(r)
+
+    assert castoff("dest", "add", "nas", "local", str(tmp_path / "nas")).returncode == 0
+    with sqlite3.connect(castoff.state / "catalog.sqlite") as db:  # as a castoff before it left it
+        db.execute("UPDATE jobs SET options=json_remove(options, '$.workflow')")
+    r = castoff("run", "w", "--resume")
+    assert r.returncode == 2, text(r)
+    assert "its destinations have changed since (@nas removed)" in text(r)
+    assert "castoff workflow edit w --to @ssd --to @nas" in text(r)
+    r = castoff("run", "w", "--new")
+    assert r.returncode == 0, text(r)
+
+
+def test_resume_finds_the_interrupted_run_of_the_source_being_run(
+    castoff: Castoff, tmp_path: Path, card: Path
+) -> None:
+    """QA: one workflow on two readers; 'castoff run w --resume' looked at the workflow's newest
+    job only, and said "nothing to resume" while the run on the other reader was interrupted."""
+    other = tmp_path / "EOS_DIGITAL1"
+    write(other / "DCIM" / "IMG_0100.CR3", b"the second card")
+    assert (
+        castoff("workflow", "save", "w", "--to", str(tmp_path / "ssd"), "--source", str(card)).returncode == 0
+    )
+    assert castoff("run", "w").returncode == 0
+    first = str(_last_job(castoff)["id"])
+    _interrupt(castoff, first)
+    assert castoff("run", "w", str(other)).returncode == 0  # the other reader's run, newer, done
+    r = castoff("run", "w", "--resume")  # the saved source's run is the one to finish
+    assert r.returncode == 0, text(r)
+    assert f"resuming 'w' (job {first}" in text(r)
+
+    second = str(_last_job(castoff)["id"])
+    assert castoff("run", "w", str(other)).returncode == 0
+    _interrupt(castoff, str(_last_job(castoff)["id"]))
+    assert castoff("run", "w").returncode == 0  # the saved source: not the one interrupted
+    r = castoff("run", "w", "--resume")
+    assert r.returncode == 2, text(r)
+    assert f"nothing to resume on {card}: its last run (job" in text(r)
+    assert f"was not interrupted; the run of 'w' on {other} was interrupted" in text(r)
+    assert f"castoff run w {other} --resume finishes that one" in text(r)
+    r = castoff("run", "w", str(other), "--resume")
+    assert r.returncode == 0 and "resuming 'w'" in text(r), text(r)
+    assert second != str(_last_job(castoff)["id"])
 
 
 # --- secrets never leak -----------------------------------------------------------------------

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from castoff.samples import make_sample_card
-from castoff_cli import run_castoff
+from castoff_cli import CASTOFF, run_castoff
+from engine_runner import write
 
 
 def bucket_url(moto: Any, prefix: str = "shoots/") -> str:
@@ -307,3 +309,39 @@ def test_counter_numbers_stay_with_their_files_when_the_card_gains_one(tmp_path:
         assert now == {**first, "SHOOT_0004.JPG": b"photo 1"}, rehash
     verified = {d["status"] for f in latest_report(state)["files"] for d in f["destinations"]}
     assert verified <= {"already", "skipped", "verified"}
+
+
+def test_counter_numbers_go_on_across_readers_and_jobs_at_once(tmp_path: Path) -> None:
+    """QA: ``{counter}`` restarted at each card reader (it went on from the numbers given under
+    the source's path), so one shoot got 0001.CR3 and 0001 (2).CR3. The numbers of a template
+    and shoot go on from job to job whatever the reader, and two jobs at once share them: each
+    file gets a number of its own, none kept beside another as '(2)'."""
+    state, out = tmp_path / "state", tmp_path / "ssd"
+
+    def card(at: Path, n: int) -> Path:
+        for i in range(1, n + 1):
+            write(at / "DCIM" / "100CANON" / f"IMG_{i:04}.CR3", os.urandom(2000))
+        return at
+
+    args = ["--to", str(out), "--template", "{shoot}/{counter:4}.{ext}", "--shoot", "Harbour", "--quiet"]
+    for reader in ("1", "2"):
+        r = run_castoff("copy", str(card(tmp_path / reader / "EOS_DIGITAL", 3)), *args, state=state)
+        assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "Harbour").iterdir()) == [f"{i:04}.CR3" for i in range(1, 7)]
+
+    at_once = [
+        subprocess.Popen(
+            [*CASTOFF, "--state-dir", str(state), "copy", str(card(tmp_path / r / "EOS_DIGITAL", 40)), *args],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in ("3", "4")
+    ]
+    for proc in at_once:
+        assert proc.wait(120) == 0, proc.communicate()
+    assert sorted(p.name for p in (out / "Harbour").iterdir()) == [f"{i:04}.CR3" for i in range(1, 87)]
+
+    other = ["--shoot", "Beach"]  # another shoot: folders of its own, numbered from 1
+    r = run_castoff("copy", str(card(tmp_path / "5" / "EOS_DIGITAL", 2)), *args, *other, state=state)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "Beach").iterdir()) == ["0001.CR3", "0002.CR3"]

@@ -299,6 +299,9 @@ _LANDED_IN_FOLDER = (
     " AND instr(substr(src_path, ?), '/')=0 LIMIT 1"
 )
 
+#: the key in ``meta`` of the highest ``{counter}`` given in a scope (``Catalog.next_counter``)
+COUNTER_MEMO = "counter:"
+
 #: what the layout planner learnt of a file, as ``Catalog.set_file_meta`` takes it
 FILE_META_COLUMNS = (
     "layout_path",
@@ -1794,6 +1797,20 @@ class Catalog:
             if rows and rows[0][0] is not None:
                 top = max(top, int(rows[0][0]))
         return top
+
+    def next_counter(self, scope: str, after: int) -> int:
+        """The next ``{counter}`` of ``scope`` (``Planner.counter_scope``: a template, and the shoot
+        it names): one more than the highest any job took there, or than ``after`` if that is
+        higher. Taken in a write transaction (the held group's, whose commit covers it), so two
+        jobs at once (two readers) never give one number twice; kept in ``meta``."""
+        key = COUNTER_MEMO + scope
+        with self._tx_apart() as db:
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key)"
+                " DO UPDATE SET value=MAX(CAST(value AS INTEGER), ?) + 1",
+                (key, str(after + 1), after),
+            )
+            return int(db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
 
     def job_file_meta(self, job_id: str) -> dict[int, dict[str, Any]]:
         rows = self._query("SELECT * FROM file_meta WHERE job_id=?", (job_id,))

@@ -86,6 +86,8 @@ class Plan:
     jobs: list[JobPlan]
     spared: dict[str, str]
     others_running: bool
+    #: jobs the rules allow whose history an earlier prune took (their reports may still be there)
+    earlier: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -138,19 +140,21 @@ def make_plan(db: sqlite3.Connection, rules: Rules, now: float) -> Plan:
     cutoff = None if rules.older_than is None else now - rules.older_than
     chosen: list[JobPlan] = []
     kept: dict[str, str] = {}
+    earlier: list[str] = []
     for rank, (job_id, started_at, status, pruned_at) in enumerate(rows.fetchall()):
-        if pruned_at is not None:
-            continue
         if rules.keep is not None and rank < rules.keep:
             continue
         if cutoff is not None and started_at >= cutoff:
+            continue
+        if pruned_at is not None:
+            earlier.append(str(job_id))
             continue
         if job_id in spared:
             kept[job_id] = spared[job_id]
             continue
         chosen.append(JobPlan(str(job_id), float(started_at), str(status)))
     running = any(why == "running" for why in spared.values())
-    return Plan(chosen[::-1], kept, running)
+    return Plan(chosen[::-1], kept, running, earlier[::-1])
 
 
 def _delete_in(db: sqlite3.Connection, table: str, column: str, ids: Sequence[int]) -> int:

@@ -152,11 +152,16 @@ class JobRunning(errors.UsageError):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row["started_at"])))
         their_sources = ", ".join(json.loads(row["sources"]))
         their_dests = ", ".join(str(d.get("name")) for d in json.loads(row["destinations"]))
+        why = (
+            "folder would each read every file and write it there at the same time: the card read"
+            " twice, for copies that one job makes"
+            if dest.get("kind") == "local"
+            else "bucket would take over each other's uploads"
+        )
         super().__init__(
             f"another castoff job is copying {source} to {dest.get('name')} right now:"
             f" job {row['id']} (pid {row['pid']}, started {started}), copying {their_sources}"
-            f" to {their_dests}. Two jobs on the same files and destination would take over each"
-            " other's uploads; nothing was written",
+            f" to {their_dests}. Two jobs on the same files and {why}; nothing was written",
             hint=f"wait for it to finish, or stop it (Ctrl-C in its terminal, or kill {row['pid']});"
             " then run this again to resume",
         )

@@ -42,8 +42,11 @@ RUN_EXAMPLES = """examples:
   castoff run shoot --resume     (unattended: finish the interrupted last run without asking)
 
 An option given here replaces the workflow's own of that name for this run (and --json a saved
---quiet, --quiet a saved --json). When the last run of the workflow was interrupted, castoff
-offers to resume it (on a terminal), or needs --resume or --new (without one)."""
+--quiet, --quiet a saved --json). When the last run of the workflow on this source (the saved one,
+or the one given) was interrupted, castoff offers to resume it (on a terminal), or needs --resume
+or --new (without one). --resume finishes that job as it ran: with the destinations, layout and
+options the catalog recorded for it, even if the workflow was edited since (what changed is
+said; the next run without --resume uses the workflow as it is now)."""
 
 ADD_EXAMPLES = """examples:
   castoff dest add ssd local /Volumes/SSD/shoots
@@ -269,7 +272,11 @@ def add_workflow_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     # (a default: argparse calls a "*" positional without one required when NAME is missing)
     r.add_argument("sources", nargs="*", default=[], metavar="SOURCE", help="instead of the saved source")
     when = r.add_mutually_exclusive_group()
-    when.add_argument("--resume", action="store_true", help="finish the interrupted last run without asking")
+    when.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the interrupted last run on this source, as it ran, without asking",
+    )
     when.add_argument(
         "--new", action="store_true", help="start a new job even if the last run was interrupted"
     )

@@ -6,10 +6,12 @@ The pruning itself is ``castoff.catalog.prune``'s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from castoff.units import format_bytes, plural
 #: jobs named one by one before the rest are counted
 SHOWN = 10
 
-PRUNE_OPTIONS = ("keep", "older_than", "dry_run", "no_vacuum")
+PRUNE_OPTIONS = ("keep", "older_than", "dry_run", "no_vacuum", "reports")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--older-than", metavar="AGE", help="prune only jobs started before this, e.g. 30d, 12h")
     g.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
     g.add_argument("--no-vacuum", action="store_true", help="do not compact the catalog file afterwards")
+    g.add_argument(
+        "--reports",
+        action="store_true",
+        help="also delete those jobs' JSON and HTML reports from the state folder's reports/"
+        " (copies delivered into destinations with --report-to stay)",
+    )
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -54,7 +62,49 @@ def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
-def _as_json(out: prune.Outcome, dry_run: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Reports:
+    """The report files of the jobs pruned (now or by an earlier prune) in the state folder's
+    reports/, and whether they were deleted (``--reports``, not a dry run)."""
+
+    folder: Path
+    files: list[Path]
+    size: int
+    deleted: bool
+
+
+def report_files(folder: Path, job_ids: Iterable[str]) -> list[Path]:
+    """``<job id>.json`` and ``.html`` of each job in ``folder``, where they are: the state
+    folder's own reports, never the copies ``--report-to`` put into destinations."""
+    found = []
+    for job_id in job_ids:
+        if not job_id or "/" in job_id or job_id.startswith("."):  # (castoff's ids never are)
+            continue
+        found += [p for p in (folder / f"{job_id}.json", folder / f"{job_id}.html") if p.is_file()]
+    return found
+
+
+def _reports(folder: Path, plan: prune.Plan, *, delete: bool) -> Reports:
+    files = report_files(folder, [*plan.earlier, *(j.id for j in plan.jobs)])
+    size = 0
+    for p in files:
+        with contextlib.suppress(OSError):
+            size += p.stat().st_size
+    if delete:
+        for p in files:
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise errors.CastoffError(
+                    f"could not delete the report {p}: {exc.strerror or exc}",
+                    hint="check the state folder's permissions; run the prune again to delete the rest",
+                ) from exc
+    return Reports(folder, files, size, delete)
+
+
+def _as_json(out: prune.Outcome, dry_run: bool, reports: Reports) -> dict[str, Any]:
     return {
         "dry_run": dry_run,
         "jobs": [j.id for j in out.plan.jobs],
@@ -65,7 +115,25 @@ def _as_json(out: prune.Outcome, dry_run: bool) -> dict[str, Any]:
         "size_after": out.size_after,
         "estimate": out.estimate,
         "vacuum": out.vacuum,
+        "reports": {
+            "deleted": reports.deleted,
+            "files": [str(p) for p in reports.files],
+            "bytes": reports.size,
+        },
     }
+
+
+def _print_reports(console: Console, reports: Reports, *, asked: bool) -> None:
+    if not reports.files:
+        return
+    what = f"{plural(len(reports.files), 'report file')} ({format_bytes(reports.size)}) in {reports.folder}"
+    if reports.deleted:
+        said = f"reports deleted: {what}"
+    elif asked:
+        said = f"reports to delete: {what}"
+    else:
+        said = f"their reports stay: {what}: add --reports to delete them"
+    console.print(said, markup=False, highlight=False, soft_wrap=True)
 
 
 def _print(console: Console, out: prune.Outcome, dry_run: bool) -> None:
@@ -111,10 +179,13 @@ def run(
     """``castoff jobs prune``: ``age`` reads --older-than as ``castoff uploads`` does."""
     rules = prune.Rules(keep=args.keep, older_than=None if args.older_than is None else age(args.older_than))
     out = prune.prune(catalog_path, rules, dry_run=args.dry_run, alive=alive, compact=not args.no_vacuum)
+    reports = _reports(catalog_path.parent / "reports", out.plan, delete=args.reports and not args.dry_run)
     if args.json:
-        print(json.dumps(_as_json(out, args.dry_run), indent=2))
+        print(json.dumps(_as_json(out, args.dry_run, reports), indent=2))
     else:
-        _print(Console(), out, args.dry_run)
+        console = Console()
+        _print(console, out, args.dry_run)
+        _print_reports(console, reports, asked=args.reports)
     return 0
 
 

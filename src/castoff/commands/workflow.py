@@ -342,16 +342,55 @@ def run_workflow_command(args: argparse.Namespace) -> int:
 # --- castoff run ------------------------------------------------------------------------------
 
 
-def _interrupted_job(args: argparse.Namespace, name: str) -> Mapping[str, Any] | None:
+def _runs(args: argparse.Namespace, name: str) -> dict[tuple[str, ...], Mapping[str, Any]]:
+    """The last run of the workflow on each source (``workflows.last_runs``), a killed one found
+    interrupted."""
     from castoff.cli import mark_dead_jobs, open_catalog
 
     catalog = open_catalog(args)
     try:
         mark_dead_jobs(catalog)
-        last = workflows.last_job([dict(r) for r in catalog.jobs(1000)], name)
+        return workflows.last_runs([dict(r) for r in catalog.jobs(1000)], name)
     finally:
         catalog.close()
-    return last if last is not None and last["status"] == "interrupted" else None
+
+
+def _interrupted_job(
+    wanted: Sequence[str], runs: Mapping[tuple[str, ...], Mapping[str, Any]]
+) -> Mapping[str, Any] | None:
+    """The interrupted run to offer: the last run on the source being run (``wanted``: given, or
+    the saved one), when it was interrupted; with no source known, the newest interrupted run."""
+    if wanted:
+        last = runs.get(tuple(wanted))
+        return last if last is not None and last["status"] == "interrupted" else None
+    return next((j for j in runs.values() if j["status"] == "interrupted"), None)
+
+
+def _nothing_to_resume(
+    w: Workflow, wanted: Sequence[str], runs: Mapping[tuple[str, ...], Mapping[str, Any]]
+) -> None:
+    """``--resume`` with no interrupted run on this source: said, and the run goes on as a plain
+    one; refused when a run on another source (another reader) was interrupted."""
+    others = [j for j in runs.values() if j["status"] == "interrupted"]
+    here = ", ".join(wanted)
+    if not others:
+        Console(stderr=True).print(
+            f"nothing to resume: the last run of {w.name!r} was not interrupted", highlight=False
+        )
+        return
+    last = runs.get(tuple(wanted))
+    state = "is still running" if last is not None and last["status"] == "running" else "was not interrupted"
+    why = f"{w.name!r} never ran on it" if last is None else f"its last run ({_describe(last)}) {state}"
+    job = others[0]
+    theirs = [str(s) for s in json.loads(job["argv"])[3:]]
+    raise errors.UsageError(
+        f"nothing to resume on {here}: {why}; the run of {w.name!r} on {', '.join(theirs)} was"
+        f" interrupted ({_describe(job)})"
+        + (f", and {len(others) - 1} more on other sources" if len(others) > 1 else ""),
+        hint=f"castoff run {w.name} {shlex.join(theirs)} --resume finishes that one;"
+        f" without --resume, castoff run {w.name}{' ' + shlex.join(wanted) if wanted != [w.source] else ''}"
+        f" copies {here}",
+    )
 
 
 def _describe(job: Mapping[str, Any]) -> str:
@@ -385,20 +424,99 @@ def _choose(args: argparse.Namespace, name: str, job: Mapping[str, Any]) -> str:
 
 
 def _sources(args: argparse.Namespace, w: Workflow, job: Mapping[str, Any] | None) -> list[str]:
+    if job is not None:  # (found for the sources given, if any: the same)
+        return [str(s) for s in json.loads(job["argv"])[3:]]
     given = [os.path.abspath(os.path.expanduser(s)) for s in args.sources]
-    if job is not None:
-        old = [str(s) for s in json.loads(job["sources"])]
-        if given and given != old:
-            raise errors.UsageError(
-                f"--resume continues the interrupted job, which read {', '.join(old)}",
-                hint="leave SOURCE out to resume it, or use --new to start a job on the new source",
-            )
-        return old
     if given:
         return given
     if w.source:
         return [w.source]
     raise errors.UsageError(f"workflow {w.name!r} has no saved source", hint=f"castoff run {w.name} SOURCE")
+
+
+def _placement(options: Mapping[str, Any]) -> str:
+    """Where a run's options place files, in words: its layout or template, and the shoot when
+    the template names it."""
+    from castoff.layout.template import layout_template
+
+    template, layout = options.get("template"), options.get("layout")
+    words = f"template {template!r}" if template else f"layout {layout or 'none'}"
+    try:
+        uses_shoot = "shoot" in layout_template(layout, template).tokens
+    except errors.UsageError:  # (checked when it was saved and run: not a case that happens)
+        uses_shoot = False
+    return words + (f", shoot {options.get('shoot')!r}" if uses_shoot else "")
+
+
+def _changes(
+    to: Sequence[str], options: Mapping[str, Any], now_to: Sequence[str], now: Mapping[str, Any]
+) -> list[str]:
+    """What differs between a job's destinations and options and the workflow's now, in words."""
+    out = []
+    if _placement(options) != _placement(now):
+        out.append(f"{_placement(options)} → {_placement(now)}")
+    out += [f"{t} added" for t in now_to if t not in to]
+    out += [f"{t} removed" for t in to if t not in now_to]
+    placing = ("layout", "template", "shoot")
+    other = sorted(k for k in {*options, *now} if k not in placing and options.get(k) != now.get(k))
+    if other:
+        out.append("options changed: " + ", ".join("--" + k.replace("_", "-") for k in other))
+    return out
+
+
+def _as_it_ran(cfg: ConfigFile, w: Workflow, job: Mapping[str, Any]) -> tuple[list[str], dict[str, Any], str]:
+    """The destinations and options ``job`` (an interrupted run of ``w``) ran with, as the catalog
+    recorded them, and what to say of the workflow's edits since; refused when it cannot be
+    finished so (a destination no longer saved, or a job whose options were not recorded, run
+    to other destinations than the workflow's now)."""
+    ran_to = [d.get("spec") for d in json.loads(job["destinations"])]
+    to = [str(t) for t in ran_to] if all(isinstance(t, str) for t in ran_to) else list(w.to)
+    options = workflows.recorded(job)
+    now = dict(w.options)
+    new = f"castoff run {w.name} --new copies with the workflow as it is now"
+    for t in to:
+        if t.startswith(SAVED_PREFIX) and t[1:] not in cfg.destinations:
+            raise errors.UsageError(
+                f"job {job['id']} of {w.name!r} cannot be resumed as it ran: its destination {t}"
+                " is no longer saved (removed or renamed since)",
+                hint=f"save it under that name again (castoff dest add {t[1:]} …, or dest rename)"
+                f" and resume; or {new}",
+            )
+    if options is None:  # a castoff that did not record them: the workflow's, if it still copies there
+        if to != list(w.to):
+            changed = "; ".join(_changes(to, now, list(w.to), now))
+            raise errors.UsageError(
+                f"job {job['id']} of {w.name!r} cannot be resumed as it ran: its destinations have"
+                f" changed since ({changed}), and the castoff that ran it did not record its layout"
+                " and options",
+                hint=f"{new}; or put the destinations back (castoff workflow edit {w.name}"
+                f" {' '.join('--to ' + shlex.quote(t) for t in to)}) and resume",
+            )
+        return to, now, " (the castoff that ran it did not record its options: the workflow's are used)"
+    changes = _changes(to, options, list(w.to), workflows.as_run(now))
+    options = {**options, **{k: v for k, v in now.items() if k in workflows.SHOWN_ONLY}}  # shown as now
+    said = (
+        f"; the workflow has changed since ({'; '.join(changes)}): the next run without --resume"
+        " uses it as it is now"
+        if changes
+        else ""
+    )
+    return to, options, said
+
+
+def _placed_anew(
+    w: Workflow, before: Mapping[str, Any], sources: Sequence[str], options: Mapping[str, Any]
+) -> list[str]:
+    """A note when the run places files otherwise than the workflow's last run on these sources
+    (``before``): its layout or template edited since, the files land again, in the new places."""
+    ran = workflows.recorded(before)
+    if ran is None or _placement(ran) == _placement(options):
+        return []
+    return [
+        f"the layout of {w.name!r} differs from its last run on {', '.join(sources)} (job {before['id']}"
+        f" placed files by {_placement(ran)}; this run by {_placement(options)}): every file is placed anew"
+        " at each destination, beside the copies placed then"
+    ]
 
 
 def _global_argv(args: argparse.Namespace) -> list[str]:
@@ -416,26 +534,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_file(args, warn=False)  # its own dangling reference is the error below
     w = _workflow(cfg, args.name)
     cfg.check_workflow(w.name)
-    interrupted = _interrupted_job(args, w.name)
+    given = [os.path.abspath(os.path.expanduser(s)) for s in args.sources]
+    wanted = given or ([w.source] if w.source else [])
+    runs = _runs(args, w.name)
+    interrupted = _interrupted_job(wanted, runs)
+    if args.resume and interrupted is None:
+        _nothing_to_resume(w, wanted, runs)
     resumed = (
         interrupted if interrupted is not None and _choose(args, w.name, interrupted) == "resume" else None
     )
-    if args.resume and interrupted is None:
-        Console(stderr=True).print(
-            f"nothing to resume: the last run of {w.name!r} was not interrupted", highlight=False
-        )
     sources = _sources(args, w, resumed)
-    options = workflows.merged_options(copy_parser(), w.options, workflows.given_options(args, copy_parser()))
+    to, saved, said = (
+        _as_it_ran(cfg, w, resumed) if resumed is not None else (list(w.to), dict(w.options), "")
+    )
+    options = workflows.merged_options(copy_parser(), saved, workflows.given_options(args, copy_parser()))
+    before = runs.get(tuple(sources)) if resumed is None else None
+    notes = _placed_anew(w, before, sources, options) if before is not None else []
     copy_argv = ["copy", *sources]
-    for t in w.to:
+    for t in to:
         copy_argv += ["--to", t]
     copy_argv += workflows.option_argv(copy_parser(), options)
     parsed = cli.build_parser().parse_args([*_global_argv(args), *copy_argv])
     if resumed is not None:
         Console(stderr=True).print(
-            f"resuming {w.name!r} ({_describe(resumed)}): what is verified is skipped,"
-            " unfinished uploads continue from their last part",
+            f"resuming {w.name!r} ({_describe(resumed)}) as it ran: what is verified is skipped,"
+            f" unfinished uploads continue from their last part{said}",
             markup=False,
             highlight=False,
         )
-    return cli.cmd_copy(parsed, [*workflows.run_argv(w.name), *sources])
+    return cli.cmd_copy(
+        parsed, [*workflows.run_argv(w.name), *sources], workflow=workflows.as_run(options), notes=notes
+    )

@@ -124,16 +124,53 @@ def run_argv(name: str) -> list[str]:
     return ["castoff", "run", name]
 
 
+def _run_argv_of(row: Mapping[str, Any]) -> list[str]:
+    try:
+        argv = json.loads(row["argv"])
+    except (TypeError, ValueError):
+        return []
+    return [str(a) for a in argv] if isinstance(argv, list) else []
+
+
 def last_job(rows: Iterable[Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
     """The newest job ``castoff run NAME`` started, from the catalog's job rows (newest first)."""
     for row in rows:
-        try:
-            argv = json.loads(row["argv"])
-        except (TypeError, ValueError):
-            continue
-        if argv[:3] == run_argv(name):
+        if _run_argv_of(row)[:3] == run_argv(name):
             return row
     return None
+
+
+def last_runs(rows: Iterable[Mapping[str, Any]], name: str) -> dict[tuple[str, ...], Mapping[str, Any]]:
+    """The newest job ``castoff run NAME`` started on each source (the sources as run, which
+    follow ``run_argv`` in the job's argv), newest first: a workflow run on two readers at once
+    has a last run on each."""
+    out: dict[tuple[str, ...], Mapping[str, Any]] = {}
+    for row in rows:
+        argv = _run_argv_of(row)
+        if argv[:3] == run_argv(name):
+            out.setdefault(tuple(argv[3:]), row)
+    return out
+
+
+#: copy's options that say how a run is shown, not what it does: a job resumed as it ran takes
+#: them from the workflow as it is now and the command that resumes it
+SHOWN_ONLY = frozenset({"quiet", "json"})
+
+
+def as_run(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a workflow's job ran with, as the catalog records them with the job
+    (``recorded``): without the ones that only say how it was shown."""
+    return {k: v for k, v in options_for_toml(options).items() if k not in SHOWN_ONLY}
+
+
+def recorded(job: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The options a workflow's job ran with (``as_run``), or None for a job of a castoff that did
+    not record them."""
+    try:
+        found = json.loads(job["options"]).get("workflow")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return dict(found) if isinstance(found, dict) else None
 
 
 def subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

@@ -263,12 +263,14 @@ class Engine:
         cancel: threading.Event | None = None,
         limiters: dict[str, object] | None = None,
         on_released: Callable[[], Mapping[str, object] | None] | None = None,
+        notes: Sequence[str] = (),
     ) -> None:
         """``on_released``: called once, from the thread that runs the job and outside its locks,
         when every local destination is verified (the source can be released), while uploads may
         go on: what must not wait for them (the local destinations' ASC MHL generations, the
         source's, while the card is still there). What it returns is added to the ``released``
-        event (what it could not do, said in the same breath)."""
+        event (what it could not do, said in the same breath). ``notes``: warnings of the job's
+        caller, said (and logged) as the job starts."""
         if options.on_conflict not in ON_CONFLICT:
             raise errors.UsageError(f"--on-conflict must be one of {', '.join(ON_CONFLICT)}")
         self.catalog = catalog
@@ -325,6 +327,7 @@ class Engine:
         self._reading_done = False
         self._released = False
         self._on_released = on_released
+        self._notes = tuple(notes)
         self._release_due = False  # released, and on_released not called yet
         #: the ``released`` event's fields, said once on_released has run (``_call_on_released``)
         self._release_said: dict[str, object] = {}
@@ -383,6 +386,8 @@ class Engine:
             job_id=self.job_id,
             destinations=[{"name": ln.name, "kind": ln.caps.kind} for ln in self.lanes],
         )
+        for note in self._notes:
+            self.log(note, "warning")
         unusable: list[tuple[Lane, errors.CastoffError]] = []
         for lane in self.lanes:
             try:
@@ -855,7 +860,10 @@ class Engine:
     def _read_all(self, sources: Sequence[str], group: WriteGroup) -> None:
         planner = self.options.planner
         if planner is not None and planner.numbers_files:
-            planner.continue_after(self.catalog.last_counter([os.path.abspath(s) for s in sources]))
+            # after this card's numbers (a re-run gives its files theirs again) and the scope's
+            after = self.catalog.last_counter([os.path.abspath(s) for s in sources])
+            scope = planner.counter_scope
+            planner.number_with(lambda: self.catalog.next_counter(scope, after))
         # the destination folders (after preflight, which makes them): never scanned into themselves
         roots = {rid: ln.name for ln in self.lanes if (rid := getattr(ln.dest, "root_id", None)) is not None}
         with contextlib.suppress(OSError):  # nor into castoff's own state (a home folder's backup)

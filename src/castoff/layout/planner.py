@@ -7,9 +7,10 @@ destination's name rules and its object-metadata budget to that plan.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -132,6 +133,8 @@ class Planner:
         self._captures: OrderedDict[str, Capture] = OrderedDict()
         self._counters: OrderedDict[str, int] = OrderedDict()
         self._next = 0
+        #: where new numbers come from when they are shared with other jobs (``number_with``)
+        self._take: Callable[[], int] | None = None
         self._rules: dict[str, str | None] = {}  # _windows_rules, by destination
         self._tokens = options.template.tokens  # computed on each use: once here
 
@@ -169,6 +172,19 @@ class Planner:
         first, never takes the number of a file already copied."""
         self._next = max(self._next, counter)
 
+    @property
+    def counter_scope(self) -> str:
+        """What a ``{counter}`` number is unique in: the template, and the shoot when the template
+        names it (another shoot's files land in folders of their own)."""
+        shoot = self.options.shoot if "shoot" in self._tokens else ""
+        return json.dumps([self.options.template.text, shoot])
+
+    def number_with(self, take: Callable[[], int]) -> None:
+        """Take each new number from ``take`` (the catalog's ``next_counter`` for
+        ``counter_scope``): one numbering for every job of this template and shoot, whatever
+        reader its card is in, and two at once never take the same number."""
+        self._take = take
+
     def reuse(self, src: SourceFile, prior: PriorRead, *, header: bool = True) -> None:
         """Take what an earlier read of ``src`` (same path, size, mtime) learnt: its ``{counter}``,
         so a re-run names it as before, and (with ``header``) what its header said, instead of
@@ -191,8 +207,11 @@ class Planner:
         key = stem_of(abs_path).lower()
         n = self._counters.get(key)
         if n is None:
-            self._next += 1
-            n = self._next
+            if self._take is not None:
+                n = self._take()
+            else:
+                self._next += 1
+                n = self._next
             self._remember(self._counters, key, n)  # type: ignore[arg-type]
         return n
 
