@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import errno
 import hashlib
+import itertools
 import mmap
 import os
 import stat
@@ -77,10 +78,16 @@ def _load_renameat2() -> object | None:
 
 
 _renameat2 = _load_renameat2()
+#: check-then-rename, where a filesystem has neither RENAME_NOREPLACE nor hard links (FUSE exFAT and
+#: FAT, some SMB mounts): one at a time (a destination passes its own), so that no two of castoff's
+#: threads both find one name free and the second rename replaces the first one's file
+_NAMING = threading.Lock()
 
 
-def rename_no_replace(src: str, dst: str) -> None:
-    """Atomically rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError then)."""
+def rename_no_replace(src: str, dst: str, *, lock: threading.Lock = _NAMING) -> None:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError then): atomically where the
+    filesystem can; else under ``lock``, which every naming at that destination takes. On a
+    drive that ignores case, a name that differs only by case exists (the drive finds it)."""
     if _renameat2 is not None:
         rc = _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)  # type: ignore[operator]
         if rc == 0:
@@ -91,15 +98,17 @@ def rename_no_replace(src: str, dst: str) -> None:
         if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
             raise OSError(err, os.strerror(err), dst)
     # Filesystems without RENAME_NOREPLACE (some FUSE/SMB mounts): a hard link is just as atomic
-    # where supported; the last resort checks then renames, which leaves a tiny race window.
+    # where supported; the last resort checks then renames, under the lock: nothing else of
+    # castoff's names a file there meanwhile (another program could, in that instant).
     try:
         os.link(src, dst)
     except FileExistsError:
         raise
     except OSError:
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, "target exists", dst) from None
-        os.rename(src, dst)
+        with lock:
+            if os.path.lexists(dst):
+                raise FileExistsError(errno.EEXIST, "target exists", dst) from None
+            os.rename(src, dst)
         return
     os.unlink(src)
 
@@ -266,10 +275,19 @@ def folder_identity(path: str) -> tuple[int, int, tuple[str, ...]] | None:
         return st.st_dev, st.st_ino, tuple(reversed(below))
 
 
+#: numbers that keep two uploads' partial files apart in this process
+_partial_numbers = itertools.count(1)
+
+
 def partial_path_for(target: str) -> str:
+    """A hidden name beside ``target`` for its bytes until they are verified, this upload's own:
+    two files may go to one name (two cards' IMG_0001.JPG, kept both), or to two names that a
+    drive ignoring case takes for one (``100CANON/`` and ``100canon/``), and neither may write
+    in the other's partial file."""
     parent, name = os.path.split(target)
     digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
-    return os.path.join(parent, f"{PARTIAL_PREFIX}{digest}{PARTIAL_SUFFIX}")
+    unique = f"{os.getpid()}-{next(_partial_numbers)}"
+    return os.path.join(parent, f"{PARTIAL_PREFIX}{digest}.{unique}{PARTIAL_SUFFIX}")
 
 
 def check_rel_path(rel_path: str) -> None:
@@ -542,7 +560,7 @@ class LocalUpload:
             os.replace(self.partial_path, final)
         else:
             try:
-                rename_no_replace(self.partial_path, final)
+                rename_no_replace(self.partial_path, final, lock=self._dest.naming)
             except FileExistsError:
                 raise TargetExists(final) from None
         if not sync:
@@ -593,6 +611,9 @@ class LocalDestination:
         self.name_max = NAME_MAX
         #: files are written unnamed (O_TMPFILE) until the filesystem says it cannot
         self.unnamed_files = True
+        #: taken by every check-then-rename here (``rename_no_replace``, where the filesystem has
+        #: neither RENAME_NOREPLACE nor hard links): castoff's threads name files one at a time
+        self.naming = threading.Lock()
         #: a moving average of a file's fsync, in seconds (``note_sync``): None before the first
         self._sync_time: float | None = None
         self._partial_watcher: Callable[[str], None] | None = None

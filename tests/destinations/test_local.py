@@ -1,0 +1,122 @@
+"""A local folder as a destination, on any filesystem: naming a file without replacing one (where
+the filesystem has neither RENAME_NOREPLACE nor hard links too), partial files of their own."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import blake3
+import pytest
+
+from castoff.destinations import local
+from castoff.destinations.base import ObjectMeta, PartReceipt, TargetExists
+from castoff.destinations.local import LocalDestination, LocalUpload
+
+WHEN = 1_714_564_800 * 10**9  # 2024-05-01 12:00 UTC: far enough from now to tell a time kept
+
+
+def meta(data: bytes | int, rel: str = "card/IMG_0001.JPG") -> ObjectMeta:
+    size = data if isinstance(data, int) else len(data)
+    return ObjectMeta(rel_path=rel, size=size, mtime_ns=WHEN, atime_ns=WHEN)
+
+
+def send(dest: LocalDestination, target: str, data: bytes) -> tuple[LocalUpload, list[PartReceipt]]:
+    """An upload of ``data`` to ``target``, every byte written, not committed."""
+    upload = dest.start(target, meta=meta(data), part_size=len(data) or 1)
+    return upload, [upload.put_part(0, 0, memoryview(data), None)]
+
+
+def b3(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()
+
+
+@pytest.fixture
+def no_atomic_naming(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The filesystem of a FUSE exFAT or FAT drive, as castoff meets it: no O_TMPFILE (partial
+    files), no RENAME_NOREPLACE, no hard links (EPERM): naming falls back to check-then-rename."""
+    monkeypatch.setattr(local, "_O_TMPFILE", None)
+    monkeypatch.setattr(local, "_renameat2", None)
+
+    def no_link(src: str, dst: str, **kw: Any) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", src)
+
+    monkeypatch.setattr(os, "link", no_link)
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> LocalDestination:
+    d = LocalDestination(tmp_path / "ssd")
+    d.preflight()
+    return d
+
+
+def test_check_then_rename_never_replaces_a_file_another_thread_names_at_once(
+    dest: LocalDestination, no_atomic_naming: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two committers name two files at one name at once (two cards' IMG_0001.JPG, or two names a
+    drive that ignores case takes for one). Each thread's existence check is held until the
+    other's has run too, where they can both run: without one lock for both, each finds the
+    name free and the second rename replaces the first file. With it, one file lands and the
+    other is told the name is taken (the engine then keeps both)."""
+    both_looked = threading.Barrier(2)
+    real_lexists = os.path.lexists
+
+    def lexists(path: str) -> bool:
+        found = real_lexists(path)
+        if os.path.basename(path) == "IMG_0001.JPG":
+            try:
+                both_looked.wait(timeout=2)  # the other thread's look, if it can look now
+            except threading.BrokenBarrierError:
+                pass  # it cannot (it waits for the lock): named one after the other
+        return found
+
+    monkeypatch.setattr(os.path, "lexists", lexists)
+    target = f"{dest.root}/card/IMG_0001.JPG"
+    data = {1: b"first card " * 100, 2: b"second card " * 100}
+    uploads = {n: send(dest, target, d) for n, d in data.items()}
+    landed: dict[int, str] = {}
+    refused: list[int] = []
+
+    def commit(n: int) -> None:
+        upload, receipts = uploads[n]
+        try:
+            landed[n] = upload.commit(receipts, source_blake3=b3(data[n])).target
+        except TargetExists:
+            refused.append(n)
+
+    threads = [threading.Thread(target=commit, args=(n,)) for n in data]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(landed) == 1 and len(refused) == 1, (landed, refused)
+    (winner,) = landed
+    assert Path(target).read_bytes() == data[winner]  # never replaced by the other file
+    (loser,) = refused
+    upload, receipts = uploads[loser]
+    alt = f"{dest.root}/card/IMG_0001 (2).JPG"
+    assert upload.commit(receipts, source_blake3=b3(data[loser]), target=alt).target == alt
+    assert Path(alt).read_bytes() == data[loser]
+
+
+def test_two_uploads_to_one_name_write_partial_files_of_their_own(
+    dest: LocalDestination, no_atomic_naming: None
+) -> None:
+    """Both written before either is named (a slow drive's committers): each has its own partial
+    file, so the first one read back is its own bytes, not the second's written over them."""
+    target = f"{dest.root}/card/IMG_0001.JPG"
+    one, one_receipts = send(dest, target, b"1" * 5000)
+    two, two_receipts = send(dest, target, b"2" * 5000)
+    assert one.partial_path != two.partial_path
+    assert one.commit(one_receipts, source_blake3=b3(b"1" * 5000)).target == target
+    with pytest.raises(TargetExists):
+        two.commit(two_receipts, source_blake3=b3(b"2" * 5000))
+    alt = f"{dest.root}/card/IMG_0001 (2).JPG"
+    two.commit(two_receipts, source_blake3=b3(b"2" * 5000), target=alt)
+    assert Path(target).read_bytes() == b"1" * 5000
+    assert Path(alt).read_bytes() == b"2" * 5000
+    assert not list(Path(dest.root).rglob(".castoff.*"))
