@@ -1,20 +1,27 @@
 """A local folder as a destination, on any filesystem: naming a file without replacing one (where
-the filesystem has neither RENAME_NOREPLACE nor hard links too), partial files of their own."""
+the filesystem has neither RENAME_NOREPLACE nor hard links too), partial files of their own,
+preallocation without glibc's emulation, files too big.
+
+The filesystems themselves (exFAT and FAT through FUSE) are in test_local_fuse.py."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import blake3
 import pytest
 
+from castoff import errors
 from castoff.destinations import local
 from castoff.destinations.base import ObjectMeta, PartReceipt, TargetExists
 from castoff.destinations.local import LocalDestination, LocalUpload
+from castoff.layout import names
 
 WHEN = 1_714_564_800 * 10**9  # 2024-05-01 12:00 UTC: far enough from now to tell a time kept
 
@@ -120,3 +127,82 @@ def test_two_uploads_to_one_name_write_partial_files_of_their_own(
     assert Path(target).read_bytes() == b"1" * 5000
     assert Path(alt).read_bytes() == b"2" * 5000
     assert not list(Path(dest.root).rglob(".castoff.*"))
+
+
+def fake_fallocate(answer: int, calls: list[int]) -> Callable[..., int]:
+    """fallocate(2) as a filesystem answers it: ``answer`` as its errno (0: done)."""
+
+    def fallocate(fd: int, mode: int, offset: int, length: int) -> int:
+        calls.append(length)
+        if answer == 0:
+            os.ftruncate(fd, length)
+            return 0
+        ctypes.set_errno(answer)
+        return -1
+
+    return fallocate
+
+
+def test_a_filesystem_that_cannot_preallocate_is_asked_once(
+    dest: LocalDestination, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EOPNOTSUPP (FUSE exFAT, FAT): remembered for the destination; the next file is written
+    without asking, and nothing is written to reserve room (glibc's posix_fallocate would write
+    a byte in every 4 KiB block instead: thousands of FUSE round trips)."""
+    calls: list[int] = []
+    monkeypatch.setattr(local, "_fallocate", fake_fallocate(errno.EOPNOTSUPP, calls))
+    monkeypatch.setattr(os, "posix_fallocate", lambda *a: pytest.fail("glibc's emulation called"))
+    size = local.PREALLOCATE_MIN * 3
+    for n in (1, 2):
+        upload = dest.start(f"{dest.root}/card/C000{n}.MP4", meta=meta(size), part_size=size)
+        assert os.path.getsize(upload.data_path) == 0  # nothing written to reserve room
+        upload.abort()
+    assert calls == [size]
+    assert dest.preallocates is False
+
+
+def test_preallocating_where_the_filesystem_can(
+    dest: LocalDestination, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(local, "_fallocate", fake_fallocate(0, calls))
+    size = local.PREALLOCATE_MIN * 2
+    for n in (1, 2):
+        dest.start(f"{dest.root}/card/C000{n}.MP4", meta=meta(size), part_size=size).abort()
+    assert calls == [size, size]
+    assert dest.preallocates is True
+
+
+def test_a_file_too_big_for_the_filesystem_fails_at_once_and_leaves_nothing(
+    dest: LocalDestination, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EFBIG from the preallocation: that file's failure, said as such (not 're-run': the same
+    command meets it again), before a byte is written; the destination stays in use."""
+    monkeypatch.setattr(local, "_fallocate", fake_fallocate(errno.EFBIG, []))
+    with pytest.raises(errors.FileTooBig) as caught:
+        dest.start(f"{dest.root}/card/C0001.MP4", meta=meta(5 * local.PREALLOCATE_MIN), part_size=1024)
+    assert "File too large" in caught.value.message
+    assert "takes no file this big" in (caught.value.hint or "")
+    assert not list(Path(dest.root).rglob(".castoff.*"))
+    assert dest.preallocates is True
+
+
+def test_efbig_when_writing_is_a_file_too_big_not_a_destination_error() -> None:
+    exc = local.translate_os_error(OSError(errno.EFBIG, "File too large"), "cannot write x", fat=True)
+    assert isinstance(exc, errors.FileTooBig)
+    assert exc.code == "file-too-big" and not exc.retryable
+    assert "FAT32 holds files of at most 4 GiB - 1 byte" in (exc.hint or "")
+
+
+def test_a_fat_drive_refuses_a_file_of_4_gib_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(names, "filesystem_type", lambda path: "vfat")
+    monkeypatch.setattr(local, "_fallocate", fake_fallocate(errno.EOPNOTSUPP, []))  # vfat's is real
+    fat = LocalDestination(tmp_path / "card")
+    fat.preflight()
+    assert fat.fs_type == "vfat" and fat.max_file_size == 4 * 1024**3 - 1
+    fat.start(f"{fat.root}/A.MP4", meta=meta(4 * 1024**3 - 1), part_size=8 << 20).abort()  # the most it holds
+    with pytest.raises(errors.FileTooBig, match="holds files of at most 4,294,967,295 bytes"):
+        fat.start(f"{fat.root}/C0001.MP4", meta=meta(4 * 1024**3), part_size=8 << 20)
+    assert os.listdir(fat.root) == []

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from castoff import errors
 from castoff.destinations.base import (
@@ -66,18 +66,26 @@ _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
 
-def _load_renameat2() -> object | None:
+def _load_libc(name: str, argtypes: list[Any]) -> object | None:
     try:
         # the C library is loaded already: no find_library, which runs ldconfig to find it
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
+        fn = ctypes.CDLL(None, use_errno=True)[name]
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.argtypes = argtypes
     fn.restype = ctypes.c_int
     return fn
 
 
-_renameat2 = _load_renameat2()
+_renameat2 = _load_libc(
+    "renameat2", [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+)
+#: fallocate(2) itself (mode 0): where the filesystem cannot preallocate it says so, where glibc's
+#: posix_fallocate writes a byte in every 4 KiB block instead (on a FUSE exFAT drive, a round trip
+#: each: 49,000 for 200 MB, before a byte of the file)
+_fallocate = _load_libc("fallocate64", [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64])
+#: what fallocate answers where the filesystem (FUSE exFAT, FAT) or the file cannot preallocate
+_NO_FALLOCATE = (errno.EOPNOTSUPP, errno.ENOSYS, errno.ENODEV)
 #: check-then-rename, where a filesystem has neither RENAME_NOREPLACE nor hard links (FUSE exFAT and
 #: FAT, some SMB mounts): one at a time (a destination passes its own), so that no two of castoff's
 #: threads both find one name free and the second rename replaces the first one's file
@@ -191,16 +199,30 @@ def link_unnamed(fd: int, final: str, *, sync: bool = True) -> None:
         os.close(dfd)
 
 
-def translate_os_error(exc: OSError, what: str) -> errors.CastoffError:
-    """The one place where OS errors of a local destination become castoff errors."""
+def too_big_hint(*, fat: bool) -> str:
+    """What to do about a file too big for a destination's filesystem (``fat``: a FAT one)."""
+    if fat:
+        return "FAT32 holds files of at most 4 GiB - 1 byte: copy it to an exFAT, NTFS or other drive"
+    return (
+        "the filesystem (or a file size limit: ulimit -f) takes no file this big: copy it to another"
+        " drive (FAT32 holds at most 4 GiB - 1 byte; exFAT, NTFS, ext4 and APFS far more)"
+    )
+
+
+def translate_os_error(exc: OSError, what: str, *, fat: bool = False) -> errors.CastoffError:
+    """The one place where OS errors of a local destination become castoff errors (``fat``: the
+    destination is a FAT drive, which says why a file is too big)."""
     e = exc.errno
     detail = f"{what}: {exc.strerror or exc}"
+    if e == errno.EFBIG:  # that file's alone: the same command meets it again
+        return errors.FileTooBig(detail, hint=too_big_hint(fat=fat))
     if e in (errno.ENOSPC, errno.EDQUOT):
         return errors.DestinationFull(detail, hint="free space on the destination, then re-run")
-    if e in (errno.EROFS,):
-        return errors.DestinationReadOnly(detail, hint="the destination is mounted read-only")
-    if e in (errno.EACCES, errno.EPERM):
-        return errors.DestinationReadOnly(detail, hint="castoff may not write here")
+    if e in (errno.EROFS, errno.EACCES, errno.EPERM):
+        read_only = (
+            "the destination is mounted read-only" if e == errno.EROFS else "castoff may not write here"
+        )
+        return errors.DestinationReadOnly(detail, hint=read_only)
     if e in (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ESTALE, errno.EIO, errno.ENOTCONN):
         return errors.DestinationGone(
             detail, hint="the drive or mount may have been removed; reconnect it and re-run"
@@ -362,6 +384,12 @@ class LocalUpload:
         head, sep, _ = target.rpartition("/")
         #: os.path.dirname, for a path with no "//" (target_for makes none)
         self._parent = parent = head or sep
+        if dest.max_file_size is not None and meta.size > dest.max_file_size:  # before a byte
+            raise errors.FileTooBig(
+                f"{target} is {meta.size:,} bytes: {dest.root} is a FAT drive ({dest.fs_type}),"
+                f" which holds files of at most {dest.max_file_size:,} bytes",
+                hint=too_big_hint(fat=True),
+            )
         if not dest._still_made(parent):  # the usual answer, without make_folder's call
             dest.make_folder(parent)
         try:
@@ -373,14 +401,31 @@ class LocalUpload:
                 self._fd = self._create(parent)
         except OSError as exc:
             raise dest.os_error(exc, f"cannot create a file in {parent}", parent) from exc
-        if meta.size >= PREALLOCATE_MIN:
+        if meta.size >= PREALLOCATE_MIN and dest.preallocates:
             try:
-                os.posix_fallocate(self._fd, 0, meta.size)
+                self._preallocate(meta.size)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     self.abort()
                     raise translate_os_error(exc, f"no room for {target}") from exc
-                # EOPNOTSUPP / EINVAL: the filesystem does not preallocate; fine.
+                if exc.errno == errno.EFBIG:  # too big for this filesystem: that file fails at once
+                    self.abort()
+                    raise translate_os_error(exc, f"cannot write {target}", fat=dest.fat) from exc
+                if exc.errno in _NO_FALLOCATE:
+                    dest.preallocates = False  # this filesystem cannot: not asked again
+                # EINVAL, EINTR...: not preallocated; the writes find a full drive as early
+
+    def _preallocate(self, size: int) -> None:
+        """Reserve ``size`` bytes for the file: fallocate(2), never glibc's emulation of it
+        (``_fallocate``); os.posix_fallocate where there is no such call (its C library's own,
+        which emulates nothing outside glibc)."""
+        assert self._fd is not None
+        if _fallocate is None:
+            os.posix_fallocate(self._fd, 0, size)
+            return
+        if _fallocate(self._fd, 0, 0, size) != 0:  # type: ignore[operator]
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
 
     def _create(self, parent: str) -> int:
         if _O_TMPFILE is not None and self._dest.unnamed_files:
@@ -428,7 +473,7 @@ class LocalUpload:
             ):
                 self._seal()
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot write {self._target}") from exc
+            raise translate_os_error(exc, f"cannot write {self._target}", fat=self._dest.fat) from exc
         return PartReceipt(index=index, offset=offset, size=size)
 
     def _seal(self) -> None:
@@ -503,7 +548,7 @@ class LocalUpload:
             else:
                 digest, size = self._read_back()
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot finish {final}") from exc
+            raise translate_os_error(exc, f"cannot finish {final}", fat=self._dest.fat) from exc
         if size != self._meta.size or digest != source_blake3:
             raise errors.IntegrityError(
                 f"read-back of {final} does not match the source"
@@ -611,6 +656,12 @@ class LocalDestination:
         self.name_max = NAME_MAX
         #: files are written unnamed (O_TMPFILE) until the filesystem says it cannot
         self.unnamed_files = True
+        #: files are preallocated (fallocate) until the filesystem says it cannot
+        self.preallocates = True
+        #: the filesystem type (``/proc/mounts``), and the largest file it holds where that is
+        #: known to be less than any card's (FAT: 4 GiB - 1 byte), once preflight has looked
+        self.fs_type: str | None = None
+        self.max_file_size: int | None = None
         #: taken by every check-then-rename here (``rename_no_replace``, where the filesystem has
         #: neither RENAME_NOREPLACE nor hard links): castoff's threads name files one at a time
         self.naming = threading.Lock()
@@ -636,6 +687,11 @@ class LocalDestination:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def fat(self) -> bool:
+        """A FAT drive (FAT12/16/32), which holds files of at most 4 GiB - 1 byte."""
+        return self.max_file_size is not None
 
     @property
     def ident(self) -> str:
@@ -910,6 +966,10 @@ class LocalDestination:
         st = root.stat()
         self._root_id = (st.st_dev, st.st_ino)
         self.name_max = name_max(self.root)
+        from castoff.layout.names import filesystem_type, max_file_size  # (names imports this module)
+
+        self.fs_type = filesystem_type(self.root)
+        self.max_file_size = max_file_size(self.fs_type)
 
     def start(
         self,
