@@ -1,6 +1,6 @@
 """A local folder as a destination, on any filesystem: naming a file without replacing one (where
 the filesystem has neither RENAME_NOREPLACE nor hard links too), partial files of their own,
-preallocation without glibc's emulation, files too big.
+preallocation without glibc's emulation, files too big, names refused, times lost at a rename.
 
 The filesystems themselves (exFAT and FAT through FUSE) are in test_local_fuse.py."""
 
@@ -206,3 +206,84 @@ def test_a_fat_drive_refuses_a_file_of_4_gib_before_writing(
     with pytest.raises(errors.FileTooBig, match="holds files of at most 4,294,967,295 bytes"):
         fat.start(f"{fat.root}/C0001.MP4", meta=meta(4 * 1024**3), part_size=8 << 20)
     assert os.listdir(fat.root) == []
+
+
+@pytest.fixture
+def times_lost_at_rename(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Naming as fusefat does it: the file gets the time of its rename, not the one it had."""
+    renamed: list[str] = []
+    real = local.rename_no_replace
+
+    def rename(src: str, dst: str, **kw: Any) -> None:
+        real(src, dst, **kw)
+        os.utime(dst)  # now
+        renamed.append(dst)
+
+    monkeypatch.setattr(local, "_O_TMPFILE", None)
+    monkeypatch.setattr(local, "rename_no_replace", rename)
+    return renamed
+
+
+def test_times_lost_at_the_rename_are_set_again(
+    dest: LocalDestination, times_lost_at_rename: list[str]
+) -> None:
+    for n in (1, 2, 3):
+        upload, receipts = send(dest, f"{dest.root}/card/IMG_000{n}.JPG", b"x" * n)
+        landed = upload.commit(receipts, source_blake3=b3(b"x" * n))
+        assert os.stat(landed.target).st_mtime_ns == WHEN
+    assert dest.times_kept is False
+    assert len(times_lost_at_rename) == 3
+
+
+def test_times_kept_at_the_rename_are_looked_at_once(
+    dest: LocalDestination, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "_O_TMPFILE", None)
+    looked: list[str] = []
+    real_stat = os.stat
+
+    def stat(path: Any, **kw: Any) -> os.stat_result:
+        if isinstance(path, str) and "/card/IMG_" in path:
+            looked.append(path)
+        return real_stat(path, **kw)
+
+    monkeypatch.setattr(os, "stat", stat)
+    for n in (1, 2, 3):
+        upload, receipts = send(dest, f"{dest.root}/card/IMG_000{n}.JPG", b"x" * n)
+        upload.commit(receipts, source_blake3=b3(b"x" * n))
+    assert dest.times_kept is True
+    assert looked == [f"{dest.root}/card/IMG_0001.JPG"]
+
+
+def test_a_name_the_filesystem_refuses_in_a_folder_castoff_may_write_in_is_a_name_problem(
+    dest: LocalDestination, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fusefat answers EPERM to a name FAT cannot hold: said as that name, for that file alone,
+    not as permissions to change (the folder is writable)."""
+    monkeypatch.setattr(local, "_O_TMPFILE", None)
+
+    def refuse(src: str, dst: str, **kw: Any) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", dst)
+
+    monkeypatch.setattr(local, "rename_no_replace", refuse)
+    for folder in ("card/", ""):  # in a folder below the root, and in the root itself
+        upload, receipts = send(dest, f"{dest.root}/{folder}what?.jpg", b"x")
+        with pytest.raises(errors.KeyRejected) as caught:
+            upload.commit(receipts, source_blake3=b3(b"x"))
+        assert "the filesystem refused the name 'what?.jpg' (Operation not permitted)" in caught.value.message
+        assert "rename it" in (caught.value.hint or "")
+        upload.abort()
+
+
+def test_permission_denied_in_a_folder_castoff_may_not_write_in_is_still_said_so(
+    dest: LocalDestination, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.mkdir(f"{dest.root}/card")
+    monkeypatch.setattr(os, "access", lambda path, mode: os.path.normpath(path) == dest.root)
+    exc = dest.os_error(
+        PermissionError(errno.EPERM, "Operation not permitted"),
+        "cannot move x into place",
+        f"{dest.root}/card",
+        naming=f"{dest.root}/card/x.jpg",
+    )
+    assert isinstance(exc, errors.PermissionDenied)

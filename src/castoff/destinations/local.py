@@ -52,6 +52,10 @@ SLOW_SYNC = 0.001
 #: the largest file whose fsync a slow-syncing destination leaves to its commit; a bigger one is
 #: synced by its writer as before, so a backlog of commits never holds gigabytes of dirty pages
 DEFER_SYNC_MAX = 1024 * 1024
+#: the coarsest step a filesystem keeps a time in (FAT's 2 s), and how far from now a file's time
+#: must be to tell one the filesystem kept from one it set to the time of the rename
+_TIMES_STEP_NS = 2 * 10**9
+_TIMES_TELL_NS = 60 * 10**9
 #: O_TMPFILE where the system has it and the link that names such a file works
 #: (``CASTOFF_LOCAL_TMPFILE=0`` forces named partial files, as on filesystems without it)
 _O_TMPFILE: int | None = (
@@ -568,7 +572,9 @@ class LocalUpload:
                 self._dest.check_inside(os.path.dirname(final))
             sync_later = self._name(final, overwrite=overwrite)
         except OSError as exc:
-            raise self._dest.os_error(exc, f"cannot move {final} into place", os.path.dirname(final)) from exc
+            raise self._dest.os_error(
+                exc, f"cannot move {final} into place", os.path.dirname(final), naming=final
+            ) from exc
         self._close_fd()
         return Landed(
             target=final,
@@ -608,6 +614,8 @@ class LocalUpload:
                 rename_no_replace(self.partial_path, final, lock=self._dest.naming)
             except FileExistsError:
                 raise TargetExists(final) from None
+        if self._dest.times_kept is not True:  # before the folder's fsync, which makes them durable
+            self._dest.keep_times(final, self._meta)
         if not sync:
             return os.path.dirname(final)
         fsync_dir(os.path.dirname(final))
@@ -662,6 +670,9 @@ class LocalDestination:
         #: known to be less than any card's (FAT: 4 GiB - 1 byte), once preflight has looked
         self.fs_type: str | None = None
         self.max_file_size: int | None = None
+        #: a file keeps the times it had before its rename into place: None until one says; where
+        #: not (fusefat gives it the time of the rename), they are set again once it is named
+        self.times_kept: bool | None = None
         #: taken by every check-then-rename here (``rename_no_replace``, where the filesystem has
         #: neither RENAME_NOREPLACE nor hard links): castoff's threads name files one at a time
         self.naming = threading.Lock()
@@ -692,6 +703,19 @@ class LocalDestination:
     def fat(self) -> bool:
         """A FAT drive (FAT12/16/32), which holds files of at most 4 GiB - 1 byte."""
         return self.max_file_size is not None
+
+    def keep_times(self, path: str, meta: ObjectMeta) -> None:
+        """``path`` was just renamed into place with ``meta``'s times: where the filesystem drops
+        them at a rename (fusefat), set them again. One stat tells, at the first file whose time
+        is far enough from now to tell (a file modified this minute looks the same either way)."""
+        kept = self.times_kept
+        if kept is None:
+            if abs(time.time_ns() - meta.mtime_ns) < _TIMES_TELL_NS:
+                return
+            found = os.stat(path, follow_symlinks=False).st_mtime_ns
+            kept = self.times_kept = abs(found - meta.mtime_ns) <= _TIMES_STEP_NS
+        if not kept:
+            os.utime(path, ns=(meta.atime_ns, meta.mtime_ns), follow_symlinks=False)
 
     @property
     def ident(self) -> str:
@@ -802,14 +826,30 @@ class LocalDestination:
                     f"{blocker} is a file, where a folder is needed",
                     hint="move or rename that file, then re-run",
                 ) from exc
-            raise self.os_error(exc, f"cannot create folder {folder}", folder) from exc
+            raise self.os_error(exc, f"cannot create folder {folder}", folder, naming=folder) from exc
         self._remember(folder, st)
 
-    def os_error(self, exc: OSError, what: str, folder: str) -> errors.CastoffError:
+    def os_error(
+        self, exc: OSError, what: str, folder: str, *, naming: str | None = None
+    ) -> errors.CastoffError:
         """``translate_os_error``, where permission denied in ``folder``, below the root, while
         the root itself is writable, is that folder's alone (``PermissionDenied``, naming the
         folder that refuses): the rest of the destination is still filled, as rsync does. A root
-        castoff may not write in (or a read-only filesystem, EROFS) stops the destination."""
+        castoff may not write in (or a read-only filesystem, EROFS) stops the destination.
+        ``naming``: the file or folder being given its name, where EPERM in a folder castoff may
+        write in is the filesystem refusing that name (fusefat's answer to ``what?.jpg``)."""
+        if exc.errno in (errno.EACCES, errno.EPERM) and (
+            folder == self.root or folder.startswith(self._prefix)
+        ):
+            refusing = self.root if folder == self.root else self._refusing(folder)
+            if naming is not None and exc.errno == errno.EPERM and os.access(refusing, os.W_OK | os.X_OK):
+                below = naming[len(refusing) + 1 :] if naming.startswith(refusing + "/") else naming
+                name = below.split("/")[0] or os.path.basename(naming)
+                return errors.KeyRejected(
+                    f"{what}: the filesystem refused the name {name!r} ({exc.strerror or exc})",
+                    hint="this drive cannot hold that name: rename it on the source (--name-rules windows"
+                    " --safe-names changes the characters FAT, exFAT and NTFS refuse)",
+                )
         if (
             exc.errno in (errno.EACCES, errno.EPERM)
             and folder.startswith(self._prefix)

@@ -324,6 +324,8 @@ class Engine:
         self._release_due = False  # released, and on_released not called yet
         #: the ``released`` event's fields, said once on_released has run (``_call_on_released``)
         self._release_said: dict[str, int] = {}
+        #: destinations where a verified copy was found with another mtime (``_still_there``)
+        self._times_said: set[str] = set()
         self._catchup_busy = False  # the catch-up thread is feeding a group
         self._open: set[Stream] = set()
         #: files the reader landed whose folders are not yet synced (``_sync_landed``)
@@ -1239,11 +1241,10 @@ class Engine:
         del self._known_damaged[key]
         return None
 
-    @staticmethod
-    def _still_there(lane: Lane, target: str, src: SourceFile) -> bool:
+    def _still_there(self, lane: Lane, target: str, src: SourceFile) -> bool:
         """The copy the catalog recorded is still at ``target``: a file of the source's size and,
         in a folder, with the source's mtime that castoff gave it (a copy replaced or rewritten
-        since has another: it is read back, not skipped)."""
+        since has another: it is read back, not skipped, and that is said once a destination)."""
         if not lane.caps.can_stat:
             return True  # a write-only bucket: the catalog is the only memory there is
         try:
@@ -1255,12 +1256,22 @@ class Engine:
         if st.file_id == (src.dev, src.ino):
             return False  # the source itself: the conflict handling fails the file
         found = st.mtime_ns
-        return (
+        if (
             not lane.caps.is_local
             or found is None
             or found == src.mtime_ns  # as castoff set it (mtime_kept's answer, without the call)
             or mtime_kept(found, src.mtime_ns)
-        )
+        ):
+            return True
+        if lane.dest.ident not in self._times_said:
+            self._times_said.add(lane.dest.ident)
+            self.log(
+                f"{lane.name}: {target}, which castoff verified there, has another modification time"
+                " than castoff gave it (changed since, or a drive that did not keep the times set,"
+                " as fusefat does at a rename): such copies are checked again (read back and compared),"
+                " and kept where they hold the same bytes"
+            )
+        return False
 
     def _runs_beside(self, job_id: str) -> bool:
         """Whether ``job_id`` is another job, still running (its process alive): what it has under
