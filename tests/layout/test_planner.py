@@ -3,6 +3,7 @@ rules, extended attributes, and re-runs that skip what the layout already placed
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -208,3 +209,28 @@ def test_extended_attributes_copied_under_the_option(tmp_path: Path, runner: Run
     assert got == (want if copy else {})
     assert out.stat().st_mtime_ns == f.stat().st_mtime_ns
 
+
+def test_extended_attributes_a_destination_cannot_keep_are_said_once_on_the_console(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exFAT or FAT drive keeps no extended attributes: each file's report entry says so, and
+    the console once for the destination (QA: only the report's details said it)."""
+    if not _xattrs_supported(tmp_path):
+        pytest.skip("this filesystem holds no user extended attributes")
+    src = tmp_path / "src" / "card"
+    for n in range(3):
+        os.setxattr(write(src / f"IMG_000{n}.JPG", b"photo %d" % n), "user.rating", b"5")
+
+    def refuse(path: object, name: str, value: bytes, *a: object, **kw: object) -> None:
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", refuse)
+    dest = tmp_path / "out"
+    assert runner([src], [LocalDestination(dest)], planner=planner("none", xattrs=True)).exit_code == 0
+    said = [m for m in runner.logs() if "extended attributes" in m]
+    assert said == [
+        f"{dest}: extended attributes not kept here (user.rating: Operation not supported): this drive"
+        " cannot keep them (--xattrs); the report says so for each file"
+    ]
+    details = [o["detail"] for o in runner.outcomes().values()]
+    assert details == ["extended attributes not kept here (user.rating: Operation not supported)"] * 3

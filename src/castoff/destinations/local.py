@@ -581,6 +581,7 @@ class LocalUpload:
             size=size,
             verify_method="read-back blake3",
             detail=note,
+            say_once=None if note is None else self._dest.first_said(note),
             sync_later=sync_later,
         )
 
@@ -676,6 +677,8 @@ class LocalDestination:
         #: taken by every check-then-rename here (``rename_no_replace``, where the filesystem has
         #: neither RENAME_NOREPLACE nor hard links): castoff's threads name files one at a time
         self.naming = threading.Lock()
+        #: what the console was told once (``first_said``)
+        self._said: dict[str, str] = {}
         #: a moving average of a file's fsync, in seconds (``note_sync``): None before the first
         self._sync_time: float | None = None
         self._partial_watcher: Callable[[str], None] | None = None
@@ -703,6 +706,13 @@ class LocalDestination:
     def fat(self) -> bool:
         """A FAT drive (FAT12/16/32), which holds files of at most 4 GiB - 1 byte."""
         return self.max_file_size is not None
+
+    def first_said(self, note: str) -> str | None:
+        """What the console says of ``note`` (extended attributes not kept), the first time a
+        file here meets it; None after (the report has it for each file)."""
+        if self._said.setdefault("xattrs", note) is not note:  # setdefault: one thread's first
+            return None
+        return f"{note}: this drive cannot keep them (--xattrs); the report says so for each file"
 
     def keep_times(self, path: str, meta: ObjectMeta) -> None:
         """``path`` was just renamed into place with ``meta``'s times: where the filesystem drops
@@ -1036,6 +1046,28 @@ class LocalDestination:
             not_a_file=None if stat.S_ISREG(mode) else not_a_file(mode),
             file_id=(st.st_dev, st.st_ino),
         )
+
+    def as_found(self, target: str) -> str:
+        """``target`` as the drive spells what is there, for a message: a drive that ignores case
+        finds ``CASE.JPG`` at ``case.jpg``. A level whose name, its case swapped, is there too is
+        looked for in its folder's listing (only on such a drive, or where both spellings are)."""
+        if not target.startswith(self._prefix):
+            return target
+        head = shown = self.root
+        for part in target[len(self._prefix) :].split("/"):
+            found = part
+            swapped = part.swapcase()
+            if swapped != part and os.path.lexists(os.path.join(head, swapped)):
+                try:
+                    names = os.listdir(head)
+                except OSError:
+                    return target
+                if part not in names:
+                    folded = part.casefold()
+                    found = next((n for n in names if n.casefold() == folded), part)
+            head = os.path.join(head, part)
+            shown = os.path.join(shown, found)
+        return shown
 
     def open_read(self, target: str) -> BinaryIO:
         """The file at ``target``: ConflictError when a symlink, a FIFO or a device is there."""

@@ -2356,7 +2356,8 @@ class Engine:
             return self._chain_conflict(stream, upload, existing, hist, do_commit)
         if policy != "rename" and self._found_beside(stream, upload, existing, digest, other=other):
             return None
-        found = f"{existing} {other or 'exists with other content'}"
+        shown = self._as_found(stream.lane, existing)
+        found = f"{shown} {other or 'exists with other content'}"
         damaged = None
         if other is None and policy in ("skip", "fail"):  # (rename says it as it keeps both)
             damaged = self._damaged_copy(stream, existing, digest)
@@ -2378,7 +2379,14 @@ class Engine:
             raise errors.ConflictError(found, hint=f"--on-conflict rename {keep}")
         if policy == "overwrite":
             return do_commit(target=existing, overwrite=True)
-        return self._keep_both(stream, upload, existing, digest, do_commit, other=other)
+        return self._keep_both(stream, upload, existing, digest, do_commit, other=other, shown=shown)
+
+    @staticmethod
+    def _as_found(lane: Lane, existing: str) -> str:
+        """What is at ``existing``, named as the destination spells it (a drive that ignores case
+        finds ``CASE.JPG`` at ``case.jpg``): what a message says is there."""
+        as_found = getattr(lane.dest, "as_found", None)
+        return existing if as_found is None else str(as_found(existing))
 
     def _found_beside(
         self, stream: Stream, upload: Upload, existing: str, digest: str, *, other: str | None = None
@@ -2487,10 +2495,13 @@ class Engine:
         do_commit: Callable[..., Landed],
         *,
         other: str | None = None,
+        shown: str | None = None,
     ) -> Landed | None:
         """``--on-conflict rename``: this copy lands as ``name (N).ext``, the first N free.
-        ``other``: what ``existing`` is when it is no file ("is a symlink, not a file")."""
+        ``other``: what ``existing`` is when it is no file ("is a symlink, not a file");
+        ``shown``: ``existing`` as the destination spells it (``_as_found``)."""
         lane = stream.lane
+        shown = shown or existing
         damaged = None if other is not None else self._damaged_copy(stream, existing, digest)
         if damaged is not None:
             stream.damaged = existing
@@ -2512,17 +2523,15 @@ class Engine:
                 except TargetExists:
                     continue
                 if other is not None:
-                    note = f"{existing} {other}: kept it, this copy is {landed.target}{shortened}"
+                    note = f"{shown} {other}: kept it, this copy is {landed.target}{shortened}"
                     self.log(f"{lane.name}: {note}", "warning")
                 elif damaged is not None:
                     note = self._say_damaged(lane, damaged, landed.target, already=False) + shortened
                 elif shortened:
-                    note = (
-                        f"{existing} exists with other content: kept both, this copy is {landed.target}{cut}"
-                    )
+                    note = f"{shown} exists with other content: kept both, this copy is {landed.target}{cut}"
                     self.log(f"{lane.name}: {note}", "warning")
                 else:
-                    note = f"{existing} exists with other content: kept both"
+                    note = f"{shown} exists with other content: kept both"
                     self.log(f"{lane.name}: {note}, this copy is {landed.target}", "warning")
                 stream.notes.append(note)
                 return landed
@@ -2542,9 +2551,9 @@ class Engine:
             if damaged is not None:
                 stream.notes.append(self._say_damaged(lane, damaged, alt, already=False) + shortened)
             else:
-                stream.notes.append(f"{existing} exists: sending as {alt}{shortened}")
+                stream.notes.append(f"{shown} exists: sending as {alt}{shortened}")
                 self.log(
-                    f"{lane.name}: {existing} exists: kept it, sending this copy as {alt}{shortened}",
+                    f"{lane.name}: {shown} exists: kept it, sending this copy as {alt}{shortened}",
                     "warning",
                 )
             stream.target = alt
@@ -2906,6 +2915,8 @@ class Engine:
         target = landed.target
         now = time.time()
         notes = [*stream.notes, landed.detail] if landed.detail else stream.notes
+        if landed.say_once is not None:
+            self.log(f"{lane.name}: {landed.say_once}", "warning")
         out = Outcome(
             status,
             verify_method=landed.verify_method,
