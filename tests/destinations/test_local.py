@@ -271,7 +271,7 @@ def test_a_name_the_filesystem_refuses_in_a_folder_castoff_may_write_in_is_a_nam
         with pytest.raises(errors.KeyRejected) as caught:
             upload.commit(receipts, source_blake3=b3(b"x"))
         assert "the filesystem refused the name 'what?.jpg' (Operation not permitted)" in caught.value.message
-        assert "rename it" in (caught.value.hint or "")
+        assert "rename it on the source" in (caught.value.hint or "")
         upload.abort()
 
 

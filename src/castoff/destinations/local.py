@@ -857,8 +857,8 @@ class LocalDestination:
                 name = below.split("/")[0] or os.path.basename(naming)
                 return errors.KeyRejected(
                     f"{what}: the filesystem refused the name {name!r} ({exc.strerror or exc})",
-                    hint="this drive cannot hold that name: rename it on the source (--name-rules windows"
-                    " --safe-names changes the characters FAT, exFAT and NTFS refuse)",
+                    hint="this drive's filesystem cannot hold that name: rename it on the source, or copy"
+                    " it to another drive",
                 )
         if (
             exc.errno in (errno.EACCES, errno.EPERM)
