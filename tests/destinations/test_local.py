@@ -61,14 +61,16 @@ def dest(tmp_path: Path) -> LocalDestination:
     return d
 
 
-def test_check_then_rename_never_replaces_a_file_another_thread_names_at_once(
-    dest: LocalDestination, no_atomic_naming: None, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("namers", ["threads", "processes"])
+def test_check_then_rename_never_replaces_a_file_another_names_at_once(
+    dest: LocalDestination, no_atomic_naming: None, monkeypatch: pytest.MonkeyPatch, namers: str
 ) -> None:
     """Two committers name two files at one name at once (two cards' IMG_0001.JPG, or two names a
-    drive that ignores case takes for one). Each thread's existence check is held until the
-    other's has run too, where they can both run: without one lock for both, each finds the
-    name free and the second rename replaces the first file. With it, one file lands and the
-    other is told the name is taken (the engine then keeps both)."""
+    drive that ignores case takes for one): two threads of one job, or two jobs copying to one
+    drive (each with a destination of its own: only their flock of the root is shared). Each
+    existence check is held until the other's has run too, where they can both run: without one
+    lock for both, each finds the name free and the second rename replaces the first file. With
+    it, one file lands and the other is told the name is taken (the engine then keeps both)."""
     both_looked = threading.Barrier(2)
     real_lexists = os.path.lexists
 
@@ -84,7 +86,8 @@ def test_check_then_rename_never_replaces_a_file_another_thread_names_at_once(
     monkeypatch.setattr(os.path, "lexists", lexists)
     target = f"{dest.root}/card/IMG_0001.JPG"
     data = {1: b"first card " * 100, 2: b"second card " * 100}
-    uploads = {n: send(dest, target, d) for n, d in data.items()}
+    other = dest if namers == "threads" else LocalDestination(dest.root)
+    uploads = {1: send(dest, target, data[1]), 2: send(other, target, data[2])}
     landed: dict[int, str] = {}
     refused: list[int] = []
 

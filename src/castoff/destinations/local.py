@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import hashlib
 import itertools
 import mmap
@@ -90,15 +91,64 @@ _renameat2 = _load_libc(
 _fallocate = _load_libc("fallocate64", [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64])
 #: what fallocate answers where the filesystem (FUSE exFAT, FAT) or the file cannot preallocate
 _NO_FALLOCATE = (errno.EOPNOTSUPP, errno.ENOSYS, errno.ENODEV)
-#: check-then-rename, where a filesystem has neither RENAME_NOREPLACE nor hard links (FUSE exFAT and
-#: FAT, some SMB mounts): one at a time (a destination passes its own), so that no two of castoff's
-#: threads both find one name free and the second rename replaces the first one's file
-_NAMING = threading.Lock()
 
 
-def rename_no_replace(src: str, dst: str, *, lock: threading.Lock = _NAMING) -> None:
+class NamingLock:
+    """Held around each check-then-rename at one destination, where its filesystem has neither
+    RENAME_NOREPLACE nor hard links (FUSE exFAT and FAT, some SMB mounts): castoff's threads name
+    files there one at a time (a lock), and so do castoff processes naming files there at once
+    (two cards to one drive: an flock of ``folder``, the destination's root, where the filesystem
+    takes one; FUSE's are the kernel's own). Else two could both find one name free, and the
+    second rename replace the first one's file."""
+
+    def __init__(self, folder: str | None = None) -> None:
+        self._lock = threading.Lock()
+        self._folder = folder
+        self._fd: int | None = None  # the locked folder, while held (only by its holder)
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        if self._folder is not None:
+            try:
+                self._fd = self._locked(self._folder)
+            except BaseException:
+                self._lock.release()
+                raise
+
+    @staticmethod
+    def _locked(folder: str) -> int | None:
+        """``folder`` open and flocked; None where it cannot be (the rename then says what is
+        wrong; a filesystem that takes no lock leaves it to this process's threads)."""
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def __exit__(self, *exc: object) -> None:
+        fd, self._fd = self._fd, None
+        try:
+            if fd is not None:
+                os.close(fd)  # and its flock with it
+        finally:
+            self._lock.release()
+
+
+#: for a rename at no destination: this process's threads, one at a time
+_NAMING = NamingLock()
+
+
+def rename_no_replace(src: str, dst: str, *, lock: NamingLock = _NAMING) -> None:
     """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError then): atomically where the
-    filesystem can; else under ``lock``, which every naming at that destination takes. On a
+    filesystem can; else under ``lock``, which every naming at that destination holds. On a
     drive that ignores case, a name that differs only by case exists (the drive finds it)."""
     if _renameat2 is not None:
         rc = _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)  # type: ignore[operator]
@@ -674,9 +724,9 @@ class LocalDestination:
         #: a file keeps the times it had before its rename into place: None until one says; where
         #: not (fusefat gives it the time of the rename), they are set again once it is named
         self.times_kept: bool | None = None
-        #: taken by every check-then-rename here (``rename_no_replace``, where the filesystem has
-        #: neither RENAME_NOREPLACE nor hard links): castoff's threads name files one at a time
-        self.naming = threading.Lock()
+        #: held by every check-then-rename here (``rename_no_replace``, where the filesystem has
+        #: neither RENAME_NOREPLACE nor hard links): castoff names files there one at a time
+        self.naming = NamingLock(self.root)
         #: what the console was told once (``first_said``)
         self._said: dict[str, str] = {}
         #: a moving average of a file's fsync, in seconds (``note_sync``): None before the first
