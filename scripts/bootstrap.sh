@@ -34,6 +34,20 @@ if ! command -v chromium >/dev/null; then
         echo "note: chromium is missing; the HTML report tests need it (apt-get install chromium)." >&2
     fi
 fi
+# The local destination tests mount exFAT and FAT32 drive images through FUSE, as a shuttle drive is
+# mounted without the kernel's drivers (exfat-fuse, fusefat); as root, with a free loop device.
+if ! command -v mount.exfat-fuse >/dev/null || ! command -v fusefat >/dev/null \
+    || ! command -v mkfs.exfat >/dev/null || ! command -v mkfs.vfat >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing exfat-fuse, fusefat, exfatprogs and dosfstools (Debian) for the exFAT/FAT tests…" >&2
+        apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq exfat-fuse fusefat exfatprogs dosfstools \
+            || echo "note: could not install them; the exFAT/FAT drive tests are skipped." >&2
+    else
+        echo "note: exfat-fuse, fusefat, exfatprogs or dosfstools is missing; the exFAT/FAT drive tests" \
+            "are skipped (apt-get install exfat-fuse fusefat exfatprogs dosfstools, as root)." >&2
+    fi
+fi
 # The reference ASC MHL tool pins an older Click, so it lives in a virtualenv of its own.
 ASCMHL_VENV="$(dirname "$VENV")/.venv-ascmhl"
 if [ ! -x "$ASCMHL_VENV/bin/ascmhl-debug" ]; then

@@ -38,6 +38,7 @@ cannot be translated is re-raised as it is, never swallowed.
         │   │                          that folder's files only, the rest of the destination is filled
         │   ├── DestinationGone        the mount or folder disappeared
         │   ├── KeyRejected            the key or path cannot exist there (too long, illegal name)
+    │   ├── FileTooBig             the filesystem cannot hold a file this big (FAT32: 4 GiB - 1 byte)
         │   ├── TlsFailure             no trusted TLS connection to the endpoint (certificate, plain HTTP)
         │   └── ConflictError          the target exists with other content and --on-conflict=fail
         │       └── HistoryConflict    a source's ASC MHL history would land on another history
@@ -240,6 +241,13 @@ class DestinationGone(PermanentError):
 
 class KeyRejected(PermanentError):
     code = "key-rejected"
+
+
+class FileTooBig(PermanentError):
+    """The destination's filesystem cannot hold a file this big (EFBIG; FAT32 holds at most
+    4 GiB - 1 byte): that file fails there, and the same command meets it again."""
+
+    code = "file-too-big"
 
 
 class TlsFailure(PermanentError):

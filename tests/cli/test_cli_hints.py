@@ -5,7 +5,9 @@ from __future__ import annotations
 import html
 import os
 import re
+import resource
 import subprocess
+import sys
 from pathlib import Path
 
 from castoff_cli import Castoff
@@ -261,3 +263,38 @@ def test_a_file_changed_in_place_since_it_was_copied_is_said_and_not_rerun(tmp_p
     assert (ssd / "card" / "CLIP" / "C0001.MP4").read_bytes() == before
     assert (ssd / "card" / "CLIP" / "C0001 (2).MP4").read_bytes() == clip.read_bytes()
     assert (ssd2 / "card" / "CLIP" / "C0001.MP4").read_bytes() == clip.read_bytes()
+
+
+def test_a_file_too_big_for_the_destination_is_said_so_and_not_to_be_rerun(tmp_path: Path) -> None:
+    """EFBIG (FAT32 past 4 GiB; here a file size limit, ulimit -f, as Python ignores SIGXFSZ) is
+    that file's failure, said as too big for the filesystem, before its bytes are written; the
+    others land, and no re-run is advised for it (QA: 'File too large', 'Re-run the same
+    command')."""
+    castoff = Castoff(tmp_path / "user")
+    card = tmp_path / "card"
+    write(card / "CLIP" / "C0001.MP4", os.urandom(12 << 20))
+    write(card / "CLIP" / "C0002.JPG", os.urandom(300_000))
+    dest = tmp_path / "dest"
+    limit = 8 << 20
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    castoff.root.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "castoff", "copy", str(card), "--to", str(dest), "--no-mhl"],
+        capture_output=True,
+        text=True,
+        env=castoff.environ(),
+        cwd=castoff.root,
+        timeout=120,
+        check=False,
+        preexec_fn=limited,
+    )
+    assert r.returncode == 1, r.stderr
+    assert "C0001.MP4: File too large" in r.stderr
+    assert "takes no file this big: copy it to another drive" in r.stderr
+    assert RERUN not in r.stderr
+    assert "1 file failed for a reason the same command meets again" in r.stderr
+    assert sorted(os.listdir(dest / "card" / "CLIP")) == ["C0002.JPG"]  # no partial file left
+    assert RERUN not in verdict(r)

@@ -127,6 +127,23 @@ def test_rerun_reads_back_a_copy_whose_mtime_was_touched_and_counts_it_there(
     assert sorted(p.name for p in touched.parent.iterdir()) == ["IMG_1.JPG", "IMG_3.JPG", "IMG_5.JPG"]
 
 
+def test_rerun_says_once_a_destination_that_copies_were_found_with_other_times(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """QA: fusefat gave each file the time of its rename, and every re-run read every copy back
+    without a word: said once for the destination, whatever the number of copies."""
+    src = _card_of_last_hour(tmp_path)
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 0
+    for p in (tmp_path / "d").rglob("*.JPG"):
+        os.utime(p)  # now, as fusefat set them
+    assert runner([src], [dest]).exit_code == 0
+    assert set(_statuses(runner).values()) == {"already"}
+    said = [m for m in runner.logs() if "another modification time" in m]
+    assert len(said) == 1, said
+    assert "such copies are checked again (read back and compared)" in said[0]
+
+
 def test_rerun_skips_a_copy_whose_mtime_its_filesystem_rounded(tmp_path: Path, runner: Runner) -> None:
     """FAT keeps times in 2-second steps: a copy's mtime there is the source's, rounded down to an
     even second. That is the time castoff set, as the filesystem kept it: skipped."""

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from castoff import errors
-from castoff.layout.names import check_layout_path, filesystem_type, windows_problems, windows_safe
+from castoff.layout.names import (
+    check_layout_path,
+    filesystem_type,
+    fold_case,
+    max_file_size,
+    windows_problems,
+    windows_rules,
+    windows_safe,
+)
 
 
 @pytest.mark.parametrize(
@@ -61,3 +69,33 @@ def test_filesystem_type_from_the_mount_table(tmp_path: Path) -> None:
 
 def test_filesystem_type_of_this_machine() -> None:
     assert filesystem_type("/") is not None
+
+
+@pytest.mark.parametrize(
+    ("fs", "rules", "largest"),
+    [
+        ("vfat", True, 4 * 1024**3 - 1),
+        ("msdos", True, 4 * 1024**3 - 1),
+        ("fuse.fusefat", True, 4 * 1024**3 - 1),  # QA: fusefat's mount was taken for a POSIX one
+        ("exfat", True, None),
+        ("fuseblk", True, None),  # exfat-fuse, ntfs-3g
+        ("fuse.exfat", True, None),
+        ("fuse.ntfs-3g", True, None),
+        ("ntfs3", True, None),
+        ("cifs", True, None),
+        ("fuse.sshfs", False, None),
+        ("ext4", False, None),
+        (None, False, None),
+    ],
+)
+def test_filesystem_types_with_windows_rules_and_a_file_size_limit(
+    fs: str | None, rules: bool, largest: int | None
+) -> None:
+    assert windows_rules(fs) is rules
+    assert max_file_size(fs) == largest
+
+
+def test_case_folded_as_a_drive_that_ignores_case_compares_names() -> None:
+    assert fold_case("100canon") == fold_case("100CANON") == fold_case("100Canon") == "100CANON"
+    assert fold_case("caf\u00e9") == "CAF\u00c9"
+    assert fold_case("Stra\u00dfe") == "STRA\u00dfE"  # one character each: never "STRASSE"

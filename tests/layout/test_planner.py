@@ -3,6 +3,7 @@ rules, extended attributes, and re-runs that skip what the layout already placed
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -145,6 +146,41 @@ def test_posix_destination_keeps_names_exactly(tmp_path: Path, runner: Runner) -
     assert (dest / "card" / "what?.txt").read_bytes() == b"odd"
 
 
+@pytest.mark.parametrize("rules", ["windows", "posix"])
+def test_folders_whose_names_differ_only_by_case_are_one_under_windows_rules(
+    tmp_path: Path, runner: Runner, rules: str
+) -> None:
+    """exFAT, FAT and NTFS take 100CANON and 100canon for one folder: under their rules every
+    file's target names it as the job first spelt it (the report names a path that is there;
+    FUSE would take each spelling for a folder of its own), and two files of one name in it are
+    kept both. A POSIX destination keeps the folders apart."""
+    src = tmp_path / "src" / "card"
+    write(src / "100CANON" / "IMG_0001.JPG", b"first")
+    write(src / "100CANON" / "sub" / "A.JPG", b"a")
+    write(src / "100Canon" / "SUB" / "B.JPG", b"b")
+    write(src / "100canon" / "IMG_0001.JPG", b"second")
+    dest = tmp_path / "out"
+    result = runner([src], [LocalDestination(dest)], planner=planner("none", name_rules=rules))
+    assert result.exit_code == 0
+    outcomes = runner.outcomes()
+    if rules == "posix":
+        assert sorted(p.name for p in (dest / "card").iterdir()) == ["100CANON", "100Canon", "100canon"]
+        return
+    assert [p.name for p in (dest / "card").iterdir()] == ["100CANON"]
+    assert landed(dest / "card") == {
+        "IMG_0001.JPG": "100CANON",
+        "IMG_0001 (2).JPG": "100CANON",
+        "A.JPG": "100CANON/sub",
+        "B.JPG": "100CANON/sub",
+    }
+    assert (dest / "card" / "100CANON" / "IMG_0001 (2).JPG").read_bytes() == b"second"
+    b = outcomes[("card/100Canon/SUB/B.JPG", str(dest))]
+    assert b["target"] == str(dest / "card" / "100CANON" / "sub" / "B.JPG")
+    assert "folder 'card/100Canon/SUB' written as 'card/100CANON/sub'" in b["detail"]
+    second = outcomes[("card/100canon/IMG_0001.JPG", str(dest))]
+    assert second["target"] == str(dest / "card" / "100CANON" / "IMG_0001 (2).JPG")
+
+
 def _xattrs_supported(path: Path) -> bool:
     probe = path / "probe"
     probe.write_bytes(b"")
@@ -172,3 +208,29 @@ def test_extended_attributes_copied_under_the_option(tmp_path: Path, runner: Run
     want = {"user.xdg.origin.url": b"https://example.invalid/shoot", "user.rating": b"\x05"}
     assert got == (want if copy else {})
     assert out.stat().st_mtime_ns == f.stat().st_mtime_ns
+
+
+def test_extended_attributes_a_destination_cannot_keep_are_said_once_on_the_console(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exFAT or FAT drive keeps no extended attributes: each file's report entry says so, and
+    the console once for the destination (QA: only the report's details said it)."""
+    if not _xattrs_supported(tmp_path):
+        pytest.skip("this filesystem holds no user extended attributes")
+    src = tmp_path / "src" / "card"
+    for n in range(3):
+        os.setxattr(write(src / f"IMG_000{n}.JPG", b"photo %d" % n), "user.rating", b"5")
+
+    def refuse(path: object, name: str, value: bytes, *a: object, **kw: object) -> None:
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", refuse)
+    dest = tmp_path / "out"
+    assert runner([src], [LocalDestination(dest)], planner=planner("none", xattrs=True)).exit_code == 0
+    said = [m for m in runner.logs() if "extended attributes" in m]
+    assert said == [
+        f"{dest}: extended attributes not kept here (user.rating: Operation not supported): this drive"
+        " cannot keep them (--xattrs); the report says so for each file"
+    ]
+    details = [o["detail"] for o in runner.outcomes().values()]
+    assert details == ["extended attributes not kept here (user.rating: Operation not supported)"] * 3

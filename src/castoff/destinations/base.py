@@ -105,6 +105,9 @@ class Landed:
     verify_method: str  # e.g. "read-back blake3", "content-md5 + etag"
     etag: str | None = None
     detail: str | None = None  # anything the report should say (e.g. "etag is not an md5 here")
+    #: what the console says once for the destination, not for each file (``detail`` has it for
+    #: the report): "extended attributes not kept here (…)"
+    say_once: str | None = None
     #: a folder whose fsync makes the name durable, left to the caller, who asked for it
     #: (``LocalDestination.defer_folder_syncs``): the file is not landed before that fsync
     sync_later: str | None = None

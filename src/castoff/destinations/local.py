@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import hashlib
+import itertools
 import mmap
 import os
 import stat
@@ -23,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from castoff import errors
 from castoff.destinations.base import (
@@ -51,6 +53,10 @@ SLOW_SYNC = 0.001
 #: the largest file whose fsync a slow-syncing destination leaves to its commit; a bigger one is
 #: synced by its writer as before, so a backlog of commits never holds gigabytes of dirty pages
 DEFER_SYNC_MAX = 1024 * 1024
+#: the coarsest step a filesystem keeps a time in (FAT's 2 s), and how far from now a file's time
+#: must be to tell one the filesystem kept from one it set to the time of the rename
+_TIMES_STEP_NS = 2 * 10**9
+_TIMES_TELL_NS = 60 * 10**9
 #: O_TMPFILE where the system has it and the link that names such a file works
 #: (``CASTOFF_LOCAL_TMPFILE=0`` forces named partial files, as on filesystems without it)
 _O_TMPFILE: int | None = (
@@ -65,22 +71,85 @@ _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
 
-def _load_renameat2() -> object | None:
+def _load_libc(name: str, argtypes: list[Any]) -> object | None:
     try:
         # the C library is loaded already: no find_library, which runs ldconfig to find it
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
+        fn = ctypes.CDLL(None, use_errno=True)[name]
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.argtypes = argtypes
     fn.restype = ctypes.c_int
     return fn
 
 
-_renameat2 = _load_renameat2()
+_renameat2 = _load_libc(
+    "renameat2", [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+)
+#: fallocate(2) itself (mode 0): where the filesystem cannot preallocate it says so, where glibc's
+#: posix_fallocate writes a byte in every 4 KiB block instead (on a FUSE exFAT drive, a round trip
+#: each: 49,000 for 200 MB, before a byte of the file)
+_fallocate = _load_libc("fallocate64", [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64])
+#: what fallocate answers where the filesystem (FUSE exFAT, FAT) or the file cannot preallocate
+_NO_FALLOCATE = (errno.EOPNOTSUPP, errno.ENOSYS, errno.ENODEV)
 
 
-def rename_no_replace(src: str, dst: str) -> None:
-    """Atomically rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError then)."""
+class NamingLock:
+    """Held around each check-then-rename at one destination, where its filesystem has neither
+    RENAME_NOREPLACE nor hard links (FUSE exFAT and FAT, some SMB mounts): castoff's threads name
+    files there one at a time (a lock), and so do castoff processes naming files there at once
+    (two cards to one drive: an flock of ``folder``, the destination's root, where the filesystem
+    takes one; FUSE's are the kernel's own). Else two could both find one name free, and the
+    second rename replace the first one's file."""
+
+    def __init__(self, folder: str | None = None) -> None:
+        self._lock = threading.Lock()
+        self._folder = folder
+        self._fd: int | None = None  # the locked folder, while held (only by its holder)
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        if self._folder is not None:
+            try:
+                self._fd = self._locked(self._folder)
+            except BaseException:
+                self._lock.release()
+                raise
+
+    @staticmethod
+    def _locked(folder: str) -> int | None:
+        """``folder`` open and flocked; None where it cannot be (the rename then says what is
+        wrong; a filesystem that takes no lock leaves it to this process's threads)."""
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def __exit__(self, *exc: object) -> None:
+        fd, self._fd = self._fd, None
+        try:
+            if fd is not None:
+                os.close(fd)  # and its flock with it
+        finally:
+            self._lock.release()
+
+
+#: for a rename at no destination: this process's threads, one at a time
+_NAMING = NamingLock()
+
+
+def rename_no_replace(src: str, dst: str, *, lock: NamingLock = _NAMING) -> None:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError then): atomically where the
+    filesystem can; else under ``lock``, which every naming at that destination holds. On a
+    drive that ignores case, a name that differs only by case exists (the drive finds it)."""
     if _renameat2 is not None:
         rc = _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)  # type: ignore[operator]
         if rc == 0:
@@ -91,15 +160,17 @@ def rename_no_replace(src: str, dst: str) -> None:
         if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
             raise OSError(err, os.strerror(err), dst)
     # Filesystems without RENAME_NOREPLACE (some FUSE/SMB mounts): a hard link is just as atomic
-    # where supported; the last resort checks then renames, which leaves a tiny race window.
+    # where supported; the last resort checks then renames, under the lock: nothing else of
+    # castoff's names a file there meanwhile (another program could, in that instant).
     try:
         os.link(src, dst)
     except FileExistsError:
         raise
     except OSError:
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, "target exists", dst) from None
-        os.rename(src, dst)
+        with lock:
+            if os.path.lexists(dst):
+                raise FileExistsError(errno.EEXIST, "target exists", dst) from None
+            os.rename(src, dst)
         return
     os.unlink(src)
 
@@ -182,16 +253,30 @@ def link_unnamed(fd: int, final: str, *, sync: bool = True) -> None:
         os.close(dfd)
 
 
-def translate_os_error(exc: OSError, what: str) -> errors.CastoffError:
-    """The one place where OS errors of a local destination become castoff errors."""
+def too_big_hint(*, fat: bool) -> str:
+    """What to do about a file too big for a destination's filesystem (``fat``: a FAT one)."""
+    if fat:
+        return "FAT32 holds files of at most 4 GiB - 1 byte: copy it to an exFAT, NTFS or other drive"
+    return (
+        "the filesystem (or a file size limit: ulimit -f) takes no file this big: copy it to another"
+        " drive (FAT32 holds at most 4 GiB - 1 byte; exFAT, NTFS, ext4 and APFS far more)"
+    )
+
+
+def translate_os_error(exc: OSError, what: str, *, fat: bool = False) -> errors.CastoffError:
+    """The one place where OS errors of a local destination become castoff errors (``fat``: the
+    destination is a FAT drive, which says why a file is too big)."""
     e = exc.errno
     detail = f"{what}: {exc.strerror or exc}"
+    if e == errno.EFBIG:  # that file's alone: the same command meets it again
+        return errors.FileTooBig(detail, hint=too_big_hint(fat=fat))
     if e in (errno.ENOSPC, errno.EDQUOT):
         return errors.DestinationFull(detail, hint="free space on the destination, then re-run")
-    if e in (errno.EROFS,):
-        return errors.DestinationReadOnly(detail, hint="the destination is mounted read-only")
-    if e in (errno.EACCES, errno.EPERM):
-        return errors.DestinationReadOnly(detail, hint="castoff may not write here")
+    if e in (errno.EROFS, errno.EACCES, errno.EPERM):
+        read_only = (
+            "the destination is mounted read-only" if e == errno.EROFS else "castoff may not write here"
+        )
+        return errors.DestinationReadOnly(detail, hint=read_only)
     if e in (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ESTALE, errno.EIO, errno.ENOTCONN):
         return errors.DestinationGone(
             detail, hint="the drive or mount may have been removed; reconnect it and re-run"
@@ -266,10 +351,19 @@ def folder_identity(path: str) -> tuple[int, int, tuple[str, ...]] | None:
         return st.st_dev, st.st_ino, tuple(reversed(below))
 
 
+#: numbers that keep two uploads' partial files apart in this process
+_partial_numbers = itertools.count(1)
+
+
 def partial_path_for(target: str) -> str:
+    """A hidden name beside ``target`` for its bytes until they are verified, this upload's own:
+    two files may go to one name (two cards' IMG_0001.JPG, kept both), or to two names that a
+    drive ignoring case takes for one (``100CANON/`` and ``100canon/``), and neither may write
+    in the other's partial file."""
     parent, name = os.path.split(target)
     digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
-    return os.path.join(parent, f"{PARTIAL_PREFIX}{digest}{PARTIAL_SUFFIX}")
+    unique = f"{os.getpid()}-{next(_partial_numbers)}"
+    return os.path.join(parent, f"{PARTIAL_PREFIX}{digest}.{unique}{PARTIAL_SUFFIX}")
 
 
 def check_rel_path(rel_path: str) -> None:
@@ -344,6 +438,12 @@ class LocalUpload:
         head, sep, _ = target.rpartition("/")
         #: os.path.dirname, for a path with no "//" (target_for makes none)
         self._parent = parent = head or sep
+        if dest.max_file_size is not None and meta.size > dest.max_file_size:  # before a byte
+            raise errors.FileTooBig(
+                f"{target} is {meta.size:,} bytes: {dest.root} is a FAT drive ({dest.fs_type}),"
+                f" which holds files of at most {dest.max_file_size:,} bytes",
+                hint=too_big_hint(fat=True),
+            )
         if not dest._still_made(parent):  # the usual answer, without make_folder's call
             dest.make_folder(parent)
         try:
@@ -355,14 +455,31 @@ class LocalUpload:
                 self._fd = self._create(parent)
         except OSError as exc:
             raise dest.os_error(exc, f"cannot create a file in {parent}", parent) from exc
-        if meta.size >= PREALLOCATE_MIN:
+        if meta.size >= PREALLOCATE_MIN and dest.preallocates:
             try:
-                os.posix_fallocate(self._fd, 0, meta.size)
+                self._preallocate(meta.size)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     self.abort()
                     raise translate_os_error(exc, f"no room for {target}") from exc
-                # EOPNOTSUPP / EINVAL: the filesystem does not preallocate; fine.
+                if exc.errno == errno.EFBIG:  # too big for this filesystem: that file fails at once
+                    self.abort()
+                    raise translate_os_error(exc, f"cannot write {target}", fat=dest.fat) from exc
+                if exc.errno in _NO_FALLOCATE:
+                    dest.preallocates = False  # this filesystem cannot: not asked again
+                # EINVAL, EINTR...: not preallocated; the writes find a full drive as early
+
+    def _preallocate(self, size: int) -> None:
+        """Reserve ``size`` bytes for the file: fallocate(2), never glibc's emulation of it
+        (``_fallocate``); os.posix_fallocate where there is no such call (its C library's own,
+        which emulates nothing outside glibc)."""
+        assert self._fd is not None
+        if _fallocate is None:
+            os.posix_fallocate(self._fd, 0, size)
+            return
+        if _fallocate(self._fd, 0, 0, size) != 0:  # type: ignore[operator]
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
 
     def _create(self, parent: str) -> int:
         if _O_TMPFILE is not None and self._dest.unnamed_files:
@@ -410,7 +527,7 @@ class LocalUpload:
             ):
                 self._seal()
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot write {self._target}") from exc
+            raise translate_os_error(exc, f"cannot write {self._target}", fat=self._dest.fat) from exc
         return PartReceipt(index=index, offset=offset, size=size)
 
     def _seal(self) -> None:
@@ -485,7 +602,7 @@ class LocalUpload:
             else:
                 digest, size = self._read_back()
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot finish {final}") from exc
+            raise translate_os_error(exc, f"cannot finish {final}", fat=self._dest.fat) from exc
         if size != self._meta.size or digest != source_blake3:
             raise errors.IntegrityError(
                 f"read-back of {final} does not match the source"
@@ -505,13 +622,16 @@ class LocalUpload:
                 self._dest.check_inside(os.path.dirname(final))
             sync_later = self._name(final, overwrite=overwrite)
         except OSError as exc:
-            raise self._dest.os_error(exc, f"cannot move {final} into place", os.path.dirname(final)) from exc
+            raise self._dest.os_error(
+                exc, f"cannot move {final} into place", os.path.dirname(final), naming=final
+            ) from exc
         self._close_fd()
         return Landed(
             target=final,
             size=size,
             verify_method="read-back blake3",
             detail=note,
+            say_once=None if note is None else self._dest.first_said(note),
             sync_later=sync_later,
         )
 
@@ -542,9 +662,11 @@ class LocalUpload:
             os.replace(self.partial_path, final)
         else:
             try:
-                rename_no_replace(self.partial_path, final)
+                rename_no_replace(self.partial_path, final, lock=self._dest.naming)
             except FileExistsError:
                 raise TargetExists(final) from None
+        if self._dest.times_kept is not True:  # before the folder's fsync, which makes them durable
+            self._dest.keep_times(final, self._meta)
         if not sync:
             return os.path.dirname(final)
         fsync_dir(os.path.dirname(final))
@@ -593,6 +715,20 @@ class LocalDestination:
         self.name_max = NAME_MAX
         #: files are written unnamed (O_TMPFILE) until the filesystem says it cannot
         self.unnamed_files = True
+        #: files are preallocated (fallocate) until the filesystem says it cannot
+        self.preallocates = True
+        #: the filesystem type (``/proc/mounts``), and the largest file it holds where that is
+        #: known to be less than any card's (FAT: 4 GiB - 1 byte), once preflight has looked
+        self.fs_type: str | None = None
+        self.max_file_size: int | None = None
+        #: a file keeps the times it had before its rename into place: None until one says; where
+        #: not (fusefat gives it the time of the rename), they are set again once it is named
+        self.times_kept: bool | None = None
+        #: held by every check-then-rename here (``rename_no_replace``, where the filesystem has
+        #: neither RENAME_NOREPLACE nor hard links): castoff names files there one at a time
+        self.naming = NamingLock(self.root)
+        #: what the console was told once (``first_said``)
+        self._said: dict[str, str] = {}
         #: a moving average of a file's fsync, in seconds (``note_sync``): None before the first
         self._sync_time: float | None = None
         self._partial_watcher: Callable[[str], None] | None = None
@@ -615,6 +751,31 @@ class LocalDestination:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def fat(self) -> bool:
+        """A FAT drive (FAT12/16/32), which holds files of at most 4 GiB - 1 byte."""
+        return self.max_file_size is not None
+
+    def first_said(self, note: str) -> str | None:
+        """What the console says of ``note`` (extended attributes not kept), the first time a
+        file here meets it; None after (the report has it for each file)."""
+        if self._said.setdefault("xattrs", note) is not note:  # setdefault: one thread's first
+            return None
+        return f"{note}: this drive cannot keep them (--xattrs); the report says so for each file"
+
+    def keep_times(self, path: str, meta: ObjectMeta) -> None:
+        """``path`` was just renamed into place with ``meta``'s times: where the filesystem drops
+        them at a rename (fusefat), set them again. One stat tells, at the first file whose time
+        is far enough from now to tell (a file modified this minute looks the same either way)."""
+        kept = self.times_kept
+        if kept is None:
+            if abs(time.time_ns() - meta.mtime_ns) < _TIMES_TELL_NS:
+                return
+            found = os.stat(path, follow_symlinks=False).st_mtime_ns
+            kept = self.times_kept = abs(found - meta.mtime_ns) <= _TIMES_STEP_NS
+        if not kept:
+            os.utime(path, ns=(meta.atime_ns, meta.mtime_ns), follow_symlinks=False)
 
     @property
     def ident(self) -> str:
@@ -731,14 +892,30 @@ class LocalDestination:
                     f"{blocker} is a file, where a folder is needed",
                     hint="move or rename that file, then re-run",
                 ) from exc
-            raise self.os_error(exc, f"cannot create folder {folder}", folder) from exc
+            raise self.os_error(exc, f"cannot create folder {folder}", folder, naming=folder) from exc
         self._remember(folder, st)
 
-    def os_error(self, exc: OSError, what: str, folder: str) -> errors.CastoffError:
+    def os_error(
+        self, exc: OSError, what: str, folder: str, *, naming: str | None = None
+    ) -> errors.CastoffError:
         """``translate_os_error``, where permission denied in ``folder``, below the root, while
         the root itself is writable, is that folder's alone (``PermissionDenied``, naming the
         folder that refuses): the rest of the destination is still filled, as rsync does. A root
-        castoff may not write in (or a read-only filesystem, EROFS) stops the destination."""
+        castoff may not write in (or a read-only filesystem, EROFS) stops the destination.
+        ``naming``: the file or folder being given its name, where EPERM in a folder castoff may
+        write in is the filesystem refusing that name (fusefat's answer to ``what?.jpg``)."""
+        if exc.errno in (errno.EACCES, errno.EPERM) and (
+            folder == self.root or folder.startswith(self._prefix)
+        ):
+            refusing = self.root if folder == self.root else self._refusing(folder)
+            if naming is not None and exc.errno == errno.EPERM and os.access(refusing, os.W_OK | os.X_OK):
+                below = naming[len(refusing) + 1 :] if naming.startswith(refusing + "/") else naming
+                name = below.split("/")[0] or os.path.basename(naming)
+                return errors.KeyRejected(
+                    f"{what}: the filesystem refused the name {name!r} ({exc.strerror or exc})",
+                    hint="this drive's filesystem cannot hold that name: rename it on the source, or copy"
+                    " it to another drive",
+                )
         if (
             exc.errno in (errno.EACCES, errno.EPERM)
             and folder.startswith(self._prefix)
@@ -895,6 +1072,10 @@ class LocalDestination:
         st = root.stat()
         self._root_id = (st.st_dev, st.st_ino)
         self.name_max = name_max(self.root)
+        from castoff.layout.names import filesystem_type, max_file_size  # (names imports this module)
+
+        self.fs_type = filesystem_type(self.root)
+        self.max_file_size = max_file_size(self.fs_type)
 
     def start(
         self,
@@ -921,6 +1102,28 @@ class LocalDestination:
             not_a_file=None if stat.S_ISREG(mode) else not_a_file(mode),
             file_id=(st.st_dev, st.st_ino),
         )
+
+    def as_found(self, target: str) -> str:
+        """``target`` as the drive spells what is there, for a message: a drive that ignores case
+        finds ``CASE.JPG`` at ``case.jpg``. A level whose name, its case swapped, is there too is
+        looked for in its folder's listing (only on such a drive, or where both spellings are)."""
+        if not target.startswith(self._prefix):
+            return target
+        head = shown = self.root
+        for part in target[len(self._prefix) :].split("/"):
+            found = part
+            swapped = part.swapcase()
+            if swapped != part and os.path.lexists(os.path.join(head, swapped)):
+                try:
+                    names = os.listdir(head)
+                except OSError:
+                    return target
+                if part not in names:
+                    folded = part.casefold()
+                    found = next((n for n in names if n.casefold() == folded), part)
+            head = os.path.join(head, part)
+            shown = os.path.join(shown, found)
+        return shown
 
     def open_read(self, target: str) -> BinaryIO:
         """The file at ``target``: ConflictError when a symlink, a FIFO or a device is there."""

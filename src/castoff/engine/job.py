@@ -331,6 +331,8 @@ class Engine:
         self._release_due = False  # released, and on_released not called yet
         #: the ``released`` event's fields, said once on_released has run (``_call_on_released``)
         self._release_said: dict[str, object] = {}
+        #: destinations where a verified copy was found with another mtime (``_still_there``)
+        self._times_said: set[str] = set()
         self._catchup_busy = False  # the catch-up thread is feeding a group
         self._open: set[Stream] = set()
         #: files the reader landed whose folders are not yet synced (``_sync_landed``)
@@ -1259,11 +1261,10 @@ class Engine:
         del self._known_damaged[key]
         return None
 
-    @staticmethod
-    def _still_there(lane: Lane, target: str, src: SourceFile) -> bool:
+    def _still_there(self, lane: Lane, target: str, src: SourceFile) -> bool:
         """The copy the catalog recorded is still at ``target``: a file of the source's size and,
         in a folder, with the source's mtime that castoff gave it (a copy replaced or rewritten
-        since has another: it is read back, not skipped)."""
+        since has another: it is read back, not skipped, and that is said once a destination)."""
         if not lane.caps.can_stat:
             return True  # a write-only bucket: the catalog is the only memory there is
         try:
@@ -1275,12 +1276,22 @@ class Engine:
         if st.file_id == (src.dev, src.ino):
             return False  # the source itself: the conflict handling fails the file
         found = st.mtime_ns
-        return (
+        if (
             not lane.caps.is_local
             or found is None
             or found == src.mtime_ns  # as castoff set it (mtime_kept's answer, without the call)
             or mtime_kept(found, src.mtime_ns)
-        )
+        ):
+            return True
+        if lane.dest.ident not in self._times_said:
+            self._times_said.add(lane.dest.ident)
+            self.log(
+                f"{lane.name}: {target}, which castoff verified there, has another modification time"
+                " than castoff gave it (changed since, or a drive that did not keep the times set,"
+                " as fusefat does at a rename): such copies are checked again (read back and compared),"
+                " and kept where they hold the same bytes"
+            )
+        return False
 
     def _runs_beside(self, job_id: str) -> bool:
         """Whether ``job_id`` is another job, still running (its process alive): what it has under
@@ -2395,7 +2406,8 @@ class Engine:
             return self._chain_conflict(stream, upload, existing, hist, do_commit)
         if policy != "rename" and self._found_beside(stream, upload, existing, digest, other=other):
             return None
-        found = f"{existing} {other or 'exists with other content'}"
+        shown = self._as_found(stream.lane, existing)
+        found = f"{shown} {other or 'exists with other content'}"
         damaged = None
         if other is None and policy in ("skip", "fail"):  # (rename says it as it keeps both)
             damaged = self._damaged_copy(stream, existing, digest)
@@ -2417,7 +2429,14 @@ class Engine:
             raise errors.ConflictError(found, hint=f"--on-conflict rename {keep}")
         if policy == "overwrite":
             return do_commit(target=existing, overwrite=True)
-        return self._keep_both(stream, upload, existing, digest, do_commit, other=other)
+        return self._keep_both(stream, upload, existing, digest, do_commit, other=other, shown=shown)
+
+    @staticmethod
+    def _as_found(lane: Lane, existing: str) -> str:
+        """What is at ``existing``, named as the destination spells it (a drive that ignores case
+        finds ``CASE.JPG`` at ``case.jpg``): what a message says is there."""
+        as_found = getattr(lane.dest, "as_found", None)
+        return existing if as_found is None else str(as_found(existing))
 
     def _found_beside(
         self, stream: Stream, upload: Upload, existing: str, digest: str, *, other: str | None = None
@@ -2526,10 +2545,13 @@ class Engine:
         do_commit: Callable[..., Landed],
         *,
         other: str | None = None,
+        shown: str | None = None,
     ) -> Landed | None:
         """``--on-conflict rename``: this copy lands as ``name (N).ext``, the first N free.
-        ``other``: what ``existing`` is when it is no file ("is a symlink, not a file")."""
+        ``other``: what ``existing`` is when it is no file ("is a symlink, not a file");
+        ``shown``: ``existing`` as the destination spells it (``_as_found``)."""
         lane = stream.lane
+        shown = shown or existing
         damaged = None if other is not None else self._damaged_copy(stream, existing, digest)
         if damaged is not None:
             stream.damaged = existing
@@ -2551,17 +2573,15 @@ class Engine:
                 except TargetExists:
                     continue
                 if other is not None:
-                    note = f"{existing} {other}: kept it, this copy is {landed.target}{shortened}"
+                    note = f"{shown} {other}: kept it, this copy is {landed.target}{shortened}"
                     self.log(f"{lane.name}: {note}", "warning")
                 elif damaged is not None:
                     note = self._say_damaged(lane, damaged, landed.target, already=False) + shortened
                 elif shortened:
-                    note = (
-                        f"{existing} exists with other content: kept both, this copy is {landed.target}{cut}"
-                    )
+                    note = f"{shown} exists with other content: kept both, this copy is {landed.target}{cut}"
                     self.log(f"{lane.name}: {note}", "warning")
                 else:
-                    note = f"{existing} exists with other content: kept both"
+                    note = f"{shown} exists with other content: kept both"
                     self.log(f"{lane.name}: {note}, this copy is {landed.target}", "warning")
                 stream.notes.append(note)
                 return landed
@@ -2581,9 +2601,9 @@ class Engine:
             if damaged is not None:
                 stream.notes.append(self._say_damaged(lane, damaged, alt, already=False) + shortened)
             else:
-                stream.notes.append(f"{existing} exists: sending as {alt}{shortened}")
+                stream.notes.append(f"{shown} exists: sending as {alt}{shortened}")
                 self.log(
-                    f"{lane.name}: {existing} exists: kept it, sending this copy as {alt}{shortened}",
+                    f"{lane.name}: {shown} exists: kept it, sending this copy as {alt}{shortened}",
                     "warning",
                 )
             stream.target = alt
@@ -2946,6 +2966,8 @@ class Engine:
         notes = [*stream.notes, landed.detail] if landed.detail else stream.notes
         if status == "verified" and stream.read_from and stream.resumed_bytes < src.size:
             notes = [f"sent from the verified copy {stream.read_from}", *notes]  # (not the source)
+        if landed.say_once is not None:
+            self.log(f"{lane.name}: {landed.say_once}", "warning")
         out = Outcome(
             status,
             verify_method=landed.verify_method,

@@ -2,7 +2,8 @@
 
 A layout path is relative, with no empty, ``.`` or ``..`` component. Names keep their exact
 characters; on filesystems with Windows rules (FAT, exFAT, NTFS, SMB) a name those cannot hold
-fails that file plainly, or, with ``--safe-names``, is changed by the documented table below.
+fails that file plainly, or, with ``--safe-names``, is changed by the documented table below, and
+folder names that differ only by case are one folder there (``fold_case``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ import re
 from castoff import errors
 from castoff.destinations.local import check_rel_path
 
-#: filesystem types (as /proc/mounts names them) that follow Windows naming rules
+#: filesystem types (as /proc/mounts names them) that follow Windows naming rules; so does a FUSE
+#: one named for FAT, exFAT or NTFS (``fuse.fusefat``: ``windows_rules``). (``fuseblk`` is any
+#: FUSE filesystem on a block device: exfat-fuse's, ntfs-3g's.)
 WINDOWS_FILESYSTEMS = frozenset(
     {"vfat", "msdos", "fat", "exfat", "ntfs", "ntfs3", "fuseblk", "cifs", "smb3", "smbfs"}
 )
+#: filesystem types of the FAT family (FAT12, FAT16, FAT32), and the largest file each holds
+FAT_FILESYSTEMS = frozenset({"vfat", "msdos", "fat", "umsdos"})
+FAT_MAX_FILE = 4 * 1024**3 - 1
 #: characters Windows filesystems refuse, and what ``--safe-names`` puts instead (their
 #: full-width look-alikes, as rclone's encoder does, so names stay readable and distinct)
 SUBSTITUTES = {
@@ -42,6 +48,32 @@ def check_layout_path(rel: str) -> None:
         check_rel_path(rel)
     except errors.KeyRejected as exc:
         raise errors.KeyRejected(f"the layout made {rel!r}: {exc}") from None
+
+
+def windows_rules(fs: str | None) -> bool:
+    """Whether a filesystem of type ``fs`` follows Windows naming rules."""
+    if fs is None:
+        return False
+    return fs in WINDOWS_FILESYSTEMS or (fs.startswith("fuse.") and ("fat" in fs or "ntfs" in fs))
+
+
+def max_file_size(fs: str | None) -> int | None:
+    """The largest file a filesystem of type ``fs`` holds, where it is smaller than any card's
+    clip (FAT: 4 GiB - 1 byte, through the kernel or through FUSE: ``fuse.fusefat``); None for
+    every other (exFAT, NTFS, ext4... hold far more)."""
+    if fs is None:
+        return None
+    fuse_fat = fs.startswith("fuse.") and "fat" in fs and "exfat" not in fs
+    return FAT_MAX_FILE if fs in FAT_FILESYSTEMS or fuse_fat else None
+
+
+def fold_case(name: str) -> str:
+    """``name`` as a filesystem that ignores case compares it: each character upper-cased on its
+    own, as exFAT's and NTFS's upcase tables do (``ß`` stays ``ß``, never ``SS``)."""
+    upper = name.upper()
+    if len(upper) == len(name):
+        return upper
+    return "".join(u if len(u := c.upper()) == 1 else c for c in name)
 
 
 def windows_problems(name: str) -> list[str]:

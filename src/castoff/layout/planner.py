@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from castoff import errors
 from castoff.layout.capture import Capture, read_capture
-from castoff.layout.names import WINDOWS_FILESYSTEMS, filesystem_type, windows_problems, windows_safe
+from castoff.layout.names import filesystem_type, fold_case, windows_problems, windows_rules, windows_safe
 from castoff.layout.objmeta import fit_metadata, object_fields
 from castoff.layout.sidecars import ORIGINAL_PRIORITY, SIDECAR_KINDS, Folders, ext_of, file_type, stem_of
 from castoff.layout.template import LAYOUTS, Template, parse_template
@@ -136,6 +136,10 @@ class Planner:
         #: where new numbers come from when they are shared with other jobs (``number_with``)
         self._take: Callable[[], int] | None = None
         self._rules: dict[str, str | None] = {}  # _windows_rules, by destination
+        #: by destination with Windows rules: each folder path as the job first spelt it, by its
+        #: ``fold_case`` (``_one_spelling``), and the answer for each spelling met
+        self._spelt: dict[str, dict[str, str]] = {}
+        self._spelt_as: dict[str, dict[str, str]] = {}
         self._tokens = options.template.tokens  # computed on each use: once here
 
     @staticmethod
@@ -295,7 +299,7 @@ class Planner:
     def folder_for_destination(self, layout_path: str, dest: Destination) -> str:
         """``layout_path`` (``place_folder``) after the destination's name rules, as a file's
         folders get them; KeyRejected when it cannot hold the name."""
-        return self._apply_name_rules(layout_path, dest)[0]
+        return self._apply_name_rules(layout_path, dest, folder=True)[0]
 
     # -- per destination --------------------------------------------------------------------
 
@@ -318,9 +322,12 @@ class Planner:
         if not isinstance(root, str):
             return None
         fs = filesystem_type(root)
-        return fs if fs in WINDOWS_FILESYSTEMS else None
+        return fs if windows_rules(fs) else None
 
-    def _apply_name_rules(self, rel: str, dest: Destination) -> tuple[str, tuple[str, ...]]:
+    def _apply_name_rules(
+        self, rel: str, dest: Destination, *, folder: bool = False
+    ) -> tuple[str, tuple[str, ...]]:
+        """``rel`` (a file's path, or with ``folder`` a folder's) at ``dest`` after its name rules."""
         fs = self._windows_rules(dest)
         if fs is None:
             return rel, ()
@@ -337,7 +344,34 @@ class Planner:
                 )
             parts[i] = windows_safe(part)
             notes.append(f"name {part!r} written as {parts[i]!r} for {fs} (--safe-names)")
+        folders = len(parts) if folder else len(parts) - 1
+        if folders:
+            wanted = "/".join(parts[:folders])
+            spelt = self._one_spelling(dest.ident, wanted)
+            if spelt != wanted:
+                notes.append(
+                    f"folder {wanted!r} written as {spelt!r}: at {dest.name} ({fs}) names that differ"
+                    " only by case are one"
+                )
+                return "/".join([spelt, *parts[folders:]]), tuple(notes)
         return "/".join(parts), tuple(notes)
+
+    def _one_spelling(self, ident: str, folder: str) -> str:
+        """``folder`` as this job first spelt it at a destination with Windows rules, level by
+        level: those filesystems (exFAT, FAT, NTFS) take ``100CANON`` and ``100canon`` for one
+        folder, so every file's target names it as it is on the drive (through FUSE, each spelling
+        would be a folder of its own to the kernel, and a report would name a path not there)."""
+        spelt_as = self._spelt_as.setdefault(ident, {})
+        known = spelt_as.get(folder)
+        if known is not None:
+            return known
+        seen = self._spelt.setdefault(ident, {})
+        spelt = ""
+        for part in folder.split("/"):
+            path = f"{spelt}/{part}" if spelt else part
+            spelt = seen.setdefault(fold_case(path), path)
+        spelt_as[folder] = spelt
+        return spelt
 
     def dest_path(self, plan: FilePlan, dest: Destination) -> tuple[str, tuple[str, ...]]:
         """``plan``'s layout path at ``dest`` after its name rules, and the notes they made:

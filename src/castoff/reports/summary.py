@@ -46,6 +46,7 @@ NOT_BY_RERUN = frozenset(
         "conflict",
         "history-conflict",
         "key-rejected",
+        "file-too-big",
         "source-name",
         "source-time",
         "source-changed-in-place",
