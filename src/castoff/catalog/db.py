@@ -158,11 +158,14 @@ CREATE TABLE IF NOT EXISTS objects (
     put_at REAL NOT NULL,
     PRIMARY KEY (dest_ident, target)
 ) WITHOUT ROWID;
--- claims: a key of such a bucket that a running job is about to put a file at. Two jobs that
--- land different sources on one bucket (two cards, one layout) would each find the key free in
--- ``objects`` and the later upload would replace the earlier: the claim, taken in one write
--- transaction with the look, lets only one of them have it. Gone when the object is in
--- ``objects``, when its job ends, and when its job is found dead.
+-- claims: a target (a folder's path, a bucket's key) that a running job is about to put a file
+-- at. Two jobs that land different sources on one name (two cards, one layout) would each find it
+-- free, and at a bucket without conditional writes the later upload would replace the earlier;
+-- at two destinations, each job could win the name at one of them (card 1's photo under the name
+-- at the drive, card 2's at the NAS). A file's name is claimed at every destination of its job in
+-- one write transaction with the look, so only one job has it, everywhere (``claim_names``).
+-- Gone when the file is there (``let_go``, ``objects``), when its job ends, and when its job is
+-- found dead.
 CREATE TABLE IF NOT EXISTS claims (
     dest_ident TEXT NOT NULL,
     target TEXT NOT NULL,
@@ -1414,6 +1417,51 @@ class Catalog:
                     (dest_ident, target, job_id),
                 )
         return None
+
+    def claim_names(
+        self, names: Sequence[tuple[str, str]], job_id: str, alive: Callable[[running.JobRow], bool]
+    ) -> tuple[str, str] | None:
+        """Claim each (destination identity, target) of ``names``, the places of one file, for
+        ``job_id``, about to put it there: all of them, or none when another job that still runs
+        (``alive``: ``running.row_alive``) holds one of them; then that job's id and that
+        destination are returned. A claim of a job that no longer runs is taken over. The looks
+        and the claims are one write transaction (the held group's, or one of its own): of two
+        jobs claiming one name in the same instant, one sees the other's claim, at every
+        destination."""
+        with self._tx_apart() as db:
+            made: list[tuple[str, str]] = []
+            for dest_ident, target in names:
+                if db.execute(
+                    "INSERT OR IGNORE INTO claims(dest_ident, target, job_id) VALUES (?, ?, ?)",
+                    (dest_ident, target, job_id),
+                ).rowcount:
+                    made.append((dest_ident, target))
+                    continue
+                row = db.execute(
+                    "SELECT c.job_id, j.* FROM claims c LEFT JOIN jobs j ON j.id = c.job_id"
+                    " WHERE c.dest_ident=? AND c.target=?",
+                    (dest_ident, target),
+                ).fetchone()
+                holder = str(row[0])
+                if holder == job_id:
+                    continue
+                if row["id"] is not None and alive(row):  # none of them, then
+                    db.executemany("DELETE FROM claims WHERE dest_ident=? AND target=?", made)
+                    return holder, dest_ident
+                db.execute(
+                    "UPDATE claims SET job_id=? WHERE dest_ident=? AND target=?", (job_id, dest_ident, target)
+                )
+                made.append((dest_ident, target))
+        return None
+
+    def let_go(self, dest_ident: str, targets: Sequence[str], job_id: str) -> None:
+        """The job's file is at one of ``targets`` of that destination, or goes to none of them:
+        its claims on them (``claim_names``) are done."""
+        with self._tx_apart() as db:
+            db.executemany(
+                "DELETE FROM claims WHERE dest_ident=? AND target=? AND job_id=?",
+                [(dest_ident, t, job_id) for t in targets],
+            )
 
     def landed_count(self, dest_ident: str) -> int:
         """How many copies the catalog knows verified at this destination (any job)."""
