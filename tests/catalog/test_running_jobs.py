@@ -263,6 +263,37 @@ def test_a_files_name_is_claimed_at_every_destination_or_at_none(cat: Catalog, t
     assert cat.claim_names([(SSD["ident"], "/Volumes/SSD/K")], "third", row_alive) is None
 
 
+def test_a_group_that_claims_names_while_no_other_job_runs_has_them_once_it_commits(
+    cat: Catalog, tmp_path: Path
+) -> None:
+    """A held group (the reader's) where no other job runs claims without looking: no job can
+    start before it commits. Once it has, another job sees the claims; with that job running,
+    the next group looks, and is told who holds a name."""
+    name = (SSD["ident"], "/Volumes/SSD/EOS_DIGITAL/DCIM/100CANON/IMG_0001.CR3")
+    other = (SSD["ident"], "/Volumes/SSD/EOS_DIGITAL/DCIM/100CANON/IMG_0002.CR3")
+    start(cat, "first", [str(tmp_path / "a" / "EOS_DIGITAL")], [SSD])
+    cat.hold()
+    assert cat.claim_names([name], "first", row_alive) is None
+    landed = (SSD["ident"], name[1].replace("0001", "0003"))
+    assert cat.claim_names([landed], "first", row_alive) is None
+    cat.let_go(landed[0], [landed[1]], "first")  # it landed, in the same group
+    cat.release()
+    second = Catalog(tmp_path / "catalog.sqlite")  # another process's connection
+    try:
+        start(second, "second", [str(tmp_path / "b" / "EOS_DIGITAL")], [SSD])
+        assert second.claim_names([name], "second", row_alive) == ("first", SSD["ident"])
+        assert (
+            second.claim_names([landed], "second", row_alive) is None
+        )  # let go in the group that claimed it
+        cat.hold()  # the second runs now: the first's group looks before it claims
+        assert cat.claim_names([landed], "first", row_alive) == ("second", SSD["ident"])
+        assert cat.claim_names([other], "first", row_alive) is None
+        cat.release()
+        assert second.claim_names([other], "second", row_alive) == ("first", SSD["ident"])
+    finally:
+        second.close()
+
+
 def test_two_jobs_claiming_one_key_in_the_same_instant_one_gets_it(tmp_path: Path) -> None:
     """Each job has its own connection (its own process in real life): the look and the claim are
     one write transaction, so exactly one of many simultaneous claims wins."""
