@@ -2042,7 +2042,7 @@ class Engine:
         """Claim ``target`` for this file unless another file of the job has: two files of one job
         that land on one name (two cards' IMG_0001.JPG in one date folder) are kept both, before
         either is in the catalog's ``objects``."""
-        with lane.cond:
+        with lane.lock:
             return lane.claimed.setdefault(target, file_id) != file_id
 
     def _claim_names(
@@ -2063,7 +2063,7 @@ class Engine:
         # lock), and the catalog's lock taken before the lanes', as everywhere.
         with self.catalog.batch():
             for s, target in names:
-                with s.lane.cond:
+                with s.lane.lock:
                     if s.lane.claimed.get(target, file_id) != file_id:
                         return None, s.lane.name
             holder = self.catalog.claim_names(
@@ -2073,7 +2073,7 @@ class Engine:
                 job, ident = holder
                 return f"job {job}", next(s.lane.name for s, _ in names if s.lane.dest.ident == ident)
             for s, target in names:
-                with s.lane.cond:
+                with s.lane.lock:
                     s.lane.claimed[target] = file_id
         return None
 
@@ -2081,7 +2081,7 @@ class Engine:
         """The stream's file is at ``target`` now (seen there by anyone who looks): its claims
         there on that name and on its planned one (``_claim_names``) are done."""
         lane, file_id = stream.lane, stream.file.file_id
-        with lane.cond:
+        with lane.lock:
             mine = [t for t in {stream.planned, target} if lane.claimed.get(t) == file_id]
             for t in mine:
                 del lane.claimed[t]

@@ -230,7 +230,7 @@ class Lane:
         self.down_at_start = False
         #: target → file id: the names this job's files are going to here and are not there yet
         #: (``Engine._claim_names``: claimed when a file is planned, let go when it lands); under
-        #: ``cond``
+        #: ``lock``
         self.claimed: dict[str, int] = {}
         self.paused_until = 0.0
         self.pauses = 0
