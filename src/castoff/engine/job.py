@@ -2566,9 +2566,10 @@ class Engine:
         """``--on-conflict rename``: this copy lands as ``name (N).ext``, the first N free, and
         the same N at each of the file's destinations: the first of them to keep it beside its
         name decides (``FileState.alt``), the others take that N too where it is free, and say
-        so where it is not. A name another file goes to, anywhere the file goes, is not free
-        (``_claim_names``). ``other``: what ``existing`` is when it is no file ("is a symlink,
-        not a file"); ``busy``: nothing is there yet, but another file goes to it (``_busy``)."""
+        so where they do not (``_same_alt``). A name another file goes to, anywhere the file
+        goes, is not free (``_claim_names``). ``other``: what ``existing`` is when it is no file
+        ("is a symlink, not a file"); ``busy``: nothing is there yet, but another file goes to it
+        (``_busy``)."""
         lane = stream.lane
         fs = stream.file
         damaged = None if other is not None or busy else self._damaged_copy(stream, existing, digest)
@@ -2587,13 +2588,6 @@ class Engine:
             # a name that " (2)" makes too long there loses the end of its stem: said
             cut = f" (shortened to fit the destination's {room}-byte name limit)"
             shortened = cut if alt != alt_target(stream.planned, n) else ""
-            decided = fs.alt  # (its N at the others, when one of them decided it: said where not)
-            taken = (
-                f"; {alt_target(stream.planned, decided[0], max_name=room)}, its name at {decided[1]},"
-                " is taken here"
-                if decided is not None and decided[0] != n and decided[1] != lane.name
-                else ""
-            )
             if lane.caps.commit_can_retarget:
                 if lane.caps.can_stat and lane.dest.stat(alt) is not None:
                     if self._already_there(stream, upload, alt, digest, damaged=damaged):
@@ -2603,8 +2597,7 @@ class Engine:
                     landed = do_commit(target=alt)
                 except TargetExists:
                     continue
-                if fs.alt is None:
-                    fs.alt = (n, lane.name)
+                taken = self._same_alt(stream, n, room)
                 if other is not None:
                     note = f"{existing} {other}: kept it, this copy is {landed.target}{shortened}{taken}"
                     self.log(f"{lane.name}: {note}", "warning")
@@ -2636,8 +2629,7 @@ class Engine:
             # The key is fixed when the upload starts: send the file again under the new name
             # (and if that one is taken too, the next conflict tries the name after it).
             stream.next_alt = n + 1
-            if fs.alt is None:
-                fs.alt = (n, lane.name)
+            taken = self._same_alt(stream, n, room)
             self._drop_upload(stream, upload)
             if damaged is not None:
                 stream.notes.append(self._say_damaged(lane, damaged, alt, already=False) + shortened + taken)
@@ -2658,6 +2650,24 @@ class Engine:
             self._restart(stream)
             return None
         raise errors.ConflictError(f"no free name for {existing}")
+
+    def _same_alt(self, stream: Stream, n: int, room: int | None) -> str:
+        """The stream's copy is kept as ``name (n).ext``: the file's N (``FileState.alt``) when no
+        other destination of it took one before; else what differs, said (its N there is taken
+        here, or was taken there while this one is free here)."""
+        fs = stream.file
+        with self._state:
+            decided = fs.alt
+            if decided is None:
+                fs.alt = (n, stream.lane.name)
+                return ""
+        first, where = decided
+        if first == n:
+            return ""
+        name = alt_target(stream.planned, first, max_name=room)  # (as it would be here)
+        if n > first:
+            return f"; {name}, its name at {where}, is taken here"
+        return f"; at {where} it is {name.rpartition('/')[2]}"
 
     def _damaged_copy(self, stream: Stream, existing: str, digest: str) -> DamagedCopy | None:
         """``existing``, which differs from the source, when castoff itself verified these very
