@@ -2658,7 +2658,7 @@ class Engine:
         fs = stream.file
         with self._state:
             decided = fs.alt
-            if decided is None:
+            if decided is None or decided[1] == stream.lane.name:  # (a bucket's key taken since)
                 fs.alt = (n, stream.lane.name)
                 return ""
         first, where = decided
