@@ -229,6 +229,75 @@ def test_one_key_of_a_bucket_is_claimed_by_one_running_job_at_a_time(cat: Catalo
     assert rows == []
 
 
+def test_a_files_name_is_claimed_at_every_destination_or_at_none(cat: Catalog, tmp_path: Path) -> None:
+    """``claim_names``: a file's name, claimed at each of its job's destinations in one go. A job
+    that finds it held at one of them by a job still running gets it at none (its photo goes
+    beside it at all of them), and is told who holds it and where; a file that is there lets
+    go of its claim (``let_go``), as does the end of its job, and a dead job's claim is taken over."""
+    name = "EOS_DIGITAL/DCIM/100CANON/IMG_0001.CR3"
+    at_ssd, at_ark = (SSD["ident"], f"/Volumes/SSD/{name}"), (ARK["ident"], name)
+    start(cat, "first", [str(tmp_path / "a" / "EOS_DIGITAL")], [SSD, ARK])
+    start(cat, "second", [str(tmp_path / "b" / "EOS_DIGITAL")], [SSD, ARK])
+
+    def claims() -> list[tuple[str, str, str]]:
+        return [tuple(r) for r in cat._query("SELECT dest_ident, target, job_id FROM claims ORDER BY 1")]
+
+    assert cat.claim_names([at_ark], "first", row_alive) is None  # the first sends it to the bucket only
+    assert cat.claim_names([at_ssd, at_ark], "second", row_alive) == ("first", ARK["ident"])
+    assert claims() == [(*at_ark, "first")]  # not the SSD's name either, free as it was
+    assert cat.claim_names([at_ssd, at_ark], "first", row_alive) is None  # its own, and the free one
+    assert claims() == [(*at_ssd, "first"), (*at_ark, "first")]
+
+    cat.let_go(SSD["ident"], [at_ssd[1]], "second")  # not the second's to let go
+    cat.let_go(SSD["ident"], [at_ssd[1]], "first")  # the first's photo is at the SSD now
+    assert claims() == [(*at_ark, "first")]
+    assert cat.claim_names([at_ssd, at_ark], "second", row_alive) == ("first", ARK["ident"])
+    cat.end_job("first", status="ok", exit_code=0)
+    assert cat.claim_names([at_ssd, at_ark], "second", row_alive) is None
+    assert claims() == [(*at_ssd, "second"), (*at_ark, "second")]
+
+    start(cat, "killed", [str(tmp_path / "c" / "EOS_DIGITAL")], [SSD], pid=dead_pid(), proc_start=None)
+    assert cat.claim_names([(SSD["ident"], "/Volumes/SSD/K")], "killed", lambda row: True) is None
+    assert cat.claim_names([(SSD["ident"], "/Volumes/SSD/K"), at_ssd], "third", row_alive) == (
+        "second",
+        SSD["ident"],
+    )
+    # the dead job's claim, taken over on the way, is not kept for a name the third does not get
+    assert [c for c in claims() if c[1] == "/Volumes/SSD/K"] == []
+    assert cat.claim_names([(SSD["ident"], "/Volumes/SSD/K")], "third", row_alive) is None
+
+
+def test_a_group_that_claims_names_while_no_other_job_runs_has_them_once_it_commits(
+    cat: Catalog, tmp_path: Path
+) -> None:
+    """A held group (the reader's) where no other job runs claims without looking: no job can
+    start before it commits. Once it has, another job sees the claims; with that job running,
+    the next group looks, and is told who holds a name."""
+    name = (SSD["ident"], "/Volumes/SSD/EOS_DIGITAL/DCIM/100CANON/IMG_0001.CR3")
+    other = (SSD["ident"], "/Volumes/SSD/EOS_DIGITAL/DCIM/100CANON/IMG_0002.CR3")
+    start(cat, "first", [str(tmp_path / "a" / "EOS_DIGITAL")], [SSD])
+    cat.hold()
+    assert cat.claim_names([name], "first", row_alive) is None
+    landed = (SSD["ident"], name[1].replace("0001", "0003"))
+    assert cat.claim_names([landed], "first", row_alive) is None
+    cat.let_go(landed[0], [landed[1]], "first")  # it landed, in the same group
+    cat.release()
+    second = Catalog(tmp_path / "catalog.sqlite")  # another process's connection
+    try:
+        start(second, "second", [str(tmp_path / "b" / "EOS_DIGITAL")], [SSD])
+        assert second.claim_names([name], "second", row_alive) == ("first", SSD["ident"])
+        assert (
+            second.claim_names([landed], "second", row_alive) is None
+        )  # let go in the group that claimed it
+        cat.hold()  # the second runs now: the first's group looks before it claims
+        assert cat.claim_names([landed], "first", row_alive) == ("second", SSD["ident"])
+        assert cat.claim_names([other], "first", row_alive) is None
+        cat.release()
+        assert second.claim_names([other], "second", row_alive) == ("first", SSD["ident"])
+    finally:
+        second.close()
+
+
 def test_two_jobs_claiming_one_key_in_the_same_instant_one_gets_it(tmp_path: Path) -> None:
     """Each job has its own connection (its own process in real life): the look and the claim are
     one write transaction, so exactly one of many simultaneous claims wins."""

@@ -186,6 +186,79 @@ def test_two_cards_of_one_name_sent_at_once_to_a_bucket_without_conditional_writ
         catalog.close()
 
 
+def test_two_cards_of_one_name_sent_at_once_to_a_drive_and_a_bucket_have_one_name_at_both(
+    castoff: Castoff, rclone_s3: RcloneBucket, tmp_path: Path
+) -> None:
+    """QA K 2: two readers, two cards both called EOS_DIGITAL, two jobs at once to one drive and one
+    bucket. The first has landed both its photos at the drive, and its upload of the first is
+    paced, so its second is not yet sent when the second job runs. Each name was claimed one
+    destination at a time, as each file got there: the second job found IMG_0002.CR3 taken at
+    the drive (kept its photo beside it) but free at the bucket (took it), and the first kept
+    its photo beside that one there: the name was card 1's photo at the drive and card 2's in
+    the bucket. Each job claims a file's name at both destinations when it plans it: the second
+    keeps its photos beside the first's, under one name at both."""
+    folder = "EOS_DIGITAL/DCIM/100CANON"
+    first_card, second_card = tmp_path / "reader1" / "EOS_DIGITAL", tmp_path / "reader2" / "EOS_DIGITAL"
+    photos = {}
+    for card, seed in ((first_card, 1), (second_card, 2)):
+        rng = random.Random(seed)
+        photos[card, "IMG_0001.CR3"] = write(
+            card / "DCIM/100CANON/IMG_0001.CR3", rng.randbytes(6 * 1024 * 1024)
+        )
+        photos[card, "IMG_0002.CR3"] = write(
+            card / "DCIM/100CANON/IMG_0002.CR3", rng.randbytes(2 * 1024 * 1024)
+        )
+    ssd = tmp_path / "ssd"
+    assert castoff("dest", "add", "ssd", "local", str(ssd)).returncode == 0
+    r = castoff(
+        "dest", "add", "ark", "s3", "--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url,
+        "--access-key-id", rclone_s3.access_key, "--secret-stdin", input=rclone_s3.secret_key + "\n",
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+    to = ["--to", "@ssd", "--to", "@ark", "--part-size", "5M"]
+
+    # one upload at a time, the first's 6 MiB at 512 kB/s: its IMG_0002 waits behind it (both
+    # sent from the drive's copy, once the upload falls behind)
+    first = castoff.popen(
+        "copy", str(first_card), *to, "--bwlimit", "512K", "--max-parallel", "1", "--max-parallel-small", "1"
+    )
+    try:
+        wait_for(
+            castoff,
+            first,
+            lambda c: len(c._query("SELECT 1 FROM landed WHERE dest_ident LIKE 'local:%'")) == 2,
+            "landed its photos at the drive",
+        )
+        (running,) = jobs(castoff)
+        second = castoff("copy", str(second_card), *to)
+        assert second.returncode == 0, text(second)
+        assert f"job {running[0]} is putting a file there now" in text(second)
+        assert first.poll() is None  # the first job is still sending its first photo
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 0, out + err
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate(timeout=30)
+
+    listed = rclone_s3.client.list_objects_v2(Bucket=rclone_s3.bucket)
+    keys = sorted(o["Key"] for o in listed.get("Contents", []))
+    names = ["IMG_0001 (2).CR3", "IMG_0001.CR3", "IMG_0002 (2).CR3", "IMG_0002.CR3"]
+    assert keys == [f"{folder}/{n}" for n in names]
+    assert sorted(p.name for p in (ssd / folder).iterdir()) == names
+    for n in names:
+        card = second_card if " (2)" in n else first_card
+        photo = photos[card, n.replace(" (2)", "")].read_bytes()
+        assert (ssd / folder / n).read_bytes() == photo, n
+        got = rclone_s3.client.get_object(Bucket=rclone_s3.bucket, Key=f"{folder}/{n}")["Body"].read()
+        assert got == photo, n
+    catalog = Catalog(castoff.state / "catalog.sqlite")
+    try:
+        assert catalog._query("SELECT * FROM claims") == []  # both jobs let go of their names
+    finally:
+        catalog.close()
+
+
 def test_the_drives_have_their_ascmhl_history_once_the_card_can_be_released(
     castoff: Castoff, rclone_s3: RcloneBucket, tmp_path: Path
 ) -> None:

@@ -258,6 +258,39 @@ def test_conflicts_never_overwrite_silently(tmp_path: Path, runner: Runner, poli
     assert not (droot / "card" / "diff (3).jpg").exists()
 
 
+@pytest.mark.parametrize("first", ["ssd", "nas"])
+def test_a_file_kept_beside_others_at_two_drives_takes_one_number_wherever_it_can(
+    tmp_path: Path, runner: Runner, first: str
+) -> None:
+    """QA K 2: the SSD holds earlier cards' photo.jpg and photo (2).jpg, the NAS only photo.jpg.
+    Each drive took the first number free there: this photo was photo (3).jpg at the SSD and
+    photo (2).jpg at the NAS. The first drive to keep it beside the others decides its number,
+    the other takes it too where it is free (the NAS keeps it as photo (3).jpg, not as the (2)
+    free there), and says so where it is not (the SSD, after the NAS took (2))."""
+    src = tmp_path / "src" / "card"
+    write(src / "photo.jpg", b"new bytes")  # small: the reader lands it at each drive in turn
+    ssd, nas = tmp_path / "ssd", tmp_path / "nas"
+    write(ssd / "card" / "photo.jpg", b"old bytes")
+    write(ssd / "card" / "photo (2).jpg", b"older bytes")
+    write(nas / "card" / "photo.jpg", b"old bytes")
+    drives = {"ssd": LocalDestination(ssd, name="ssd"), "nas": LocalDestination(nas, name="nas")}
+    assert runner([src], sorted(drives.values(), key=lambda d: d.name != first)).exit_code == 0
+    out = runner.outcomes()
+    said = f"{ssd}/card/photo.jpg exists with other content: kept both"
+    if first == "ssd":
+        assert (nas / "card" / "photo (3).jpg").read_bytes() == b"new bytes"
+        assert not (nas / "card" / "photo (2).jpg").exists()
+        assert out[("card/photo.jpg", "ssd")]["detail"] == said
+    else:
+        assert (nas / "card" / "photo (2).jpg").read_bytes() == b"new bytes"
+        assert out[("card/photo.jpg", "ssd")]["detail"] == (
+            f"{said}, this copy is {ssd}/card/photo (3).jpg; {ssd}/card/photo (2).jpg, its name at nas,"
+            " is taken here"
+        )
+    assert (ssd / "card" / "photo (3).jpg").read_bytes() == b"new bytes"
+    assert (ssd / "card" / "photo (2).jpg").read_bytes() == b"older bytes"
+
+
 @pytest.mark.parametrize("rehash", [True, False])
 @pytest.mark.parametrize("policy", ["skip", "fail", "overwrite"])
 def test_a_copy_kept_beside_a_conflict_is_found_whatever_the_policy(

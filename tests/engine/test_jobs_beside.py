@@ -1,17 +1,24 @@
 """A job beside another that is still running (another card to the same drive or bucket): what the
 other has under way, its multipart uploads and hidden partial files, is never resumed nor cleaned
-up; that of a job that has ended is (the ordinary re-run)."""
+up; that of a job that has ended is (the ordinary re-run); a name the other is putting a file at
+is not this job's, at any of its destinations."""
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from castoff.catalog.running import process_start
 from castoff.destinations.base import MiB
+from castoff.destinations.faulty import FaultPlan, FaultyDestination
 from castoff.destinations.local import LocalDestination
+from castoff.engine.events import Event
+from castoff.engine.job import JobResult
 from engine_runner import Runner, s3dest, write
 
 
@@ -85,3 +92,75 @@ def test_the_partial_files_of_a_job_that_ended_are_cleaned_up(
     assert runner([src], [ssd]).exit_code == 0, runner.logs()
     assert not partial.exists()
     assert runner.catalog.partials(ssd.ident) == []
+
+
+@pytest.mark.parametrize("policy", ["rename", "skip"])
+def test_two_jobs_at_once_give_a_name_to_one_file_at_every_drive(tmp_path: Path, policy: str) -> None:
+    """Two readers, two cards both called EOS_DIGITAL, two jobs at once to the same SSD and NAS
+    (QA K 2): the first has landed its IMG_0001.CR3 at the SSD and is still verifying it at the
+    NAS when the second comes. Each name went to whichever file was committed first at each
+    drive: the second's photo took the name free at the NAS, the first's was kept beside it
+    there (or, with skip, not copied there), and IMG_0001.CR3 was card 1's photo at the SSD and
+    card 2's at the NAS. The first job claimed the name at both drives when it planned the file:
+    the second keeps its photo beside it under one name at both (with skip, copies it nowhere),
+    and says why where nothing is at the name yet."""
+    name = "EOS_DIGITAL/DCIM/100CANON/IMG_0001.CR3"
+    first_card = tmp_path / "reader1" / "EOS_DIGITAL"
+    second_card = tmp_path / "reader2" / "EOS_DIGITAL"
+    # over 1 MiB: committed by each drive's own thread, not by the reader
+    photo1 = write(first_card / "DCIM/100CANON/IMG_0001.CR3", random.Random(1).randbytes(2 * MiB))
+    photo2 = write(second_card / "DCIM/100CANON/IMG_0001.CR3", random.Random(2).randbytes(2 * MiB))
+    ssd, nas = tmp_path / "ssd", tmp_path / "nas"
+    at_nas, go_on, at_ssd = threading.Event(), threading.Event(), threading.Event()
+
+    def nas_waits(target: str) -> None:  # the first job's NAS commit waits for the second job
+        at_nas.set()
+        assert go_on.wait(120)
+
+    def landed_at_ssd(event: Event) -> None:
+        if event.kind == "file-done" and event.data["dest"] == "ssd":
+            at_ssd.set()
+
+    first, second = Runner(tmp_path / "state"), Runner(tmp_path / "state")  # one catalog
+    first.hook = landed_at_ssd
+    done: list[JobResult] = []
+    slow_nas = FaultyDestination(LocalDestination(nas, name="nas"), FaultPlan(on_commit=nas_waits))
+    job = threading.Thread(
+        target=lambda: done.append(
+            first([first_card], [LocalDestination(ssd, name="ssd"), slow_nas], on_conflict=policy)
+        )
+    )
+    job.start()
+    try:
+        assert at_nas.wait(60) and at_ssd.wait(60), first.logs()
+        result = second.bounded(
+            [second_card],
+            [LocalDestination(ssd, name="ssd"), LocalDestination(nas, name="nas")],
+            on_conflict=policy,
+        )
+    finally:
+        go_on.set()
+        job.join(120)
+    assert done and done[0].exit_code == 0, first.logs()
+    said = second.outcomes()
+    busy = f"{nas / name}: job {first.job_id} is putting a file there now"
+    assert first.catalog._query("SELECT * FROM claims") == []  # both jobs let go of their names
+
+    if policy == "skip":  # the second's photo is copied nowhere: the name is the first's, everywhere
+        assert result.exit_code == 1, second.logs()
+        for drive in (ssd, nas):
+            assert [p.name for p in (drive / name).parent.iterdir()] == ["IMG_0001.CR3"]
+            assert (drive / name).read_bytes() == photo1.read_bytes(), drive
+        assert [said[(name, d)]["status"] for d in ("ssd", "nas")] == ["conflict", "conflict"]
+        assert said[(name, "nas")]["detail"] == f"{busy}: this file was NOT copied (--on-conflict skip)"
+        return
+    assert result.exit_code == 0, second.logs()
+    kept = name.replace(".CR3", " (2).CR3")
+    for drive in (ssd, nas):
+        assert sorted(p.name for p in (drive / name).parent.iterdir()) == ["IMG_0001 (2).CR3", "IMG_0001.CR3"]
+        assert (drive / name).read_bytes() == photo1.read_bytes(), drive
+        assert (drive / kept).read_bytes() == photo2.read_bytes(), drive
+    assert said[(name, "ssd")]["target"] == str(ssd / kept)
+    assert said[(name, "nas")]["target"] == str(nas / kept)
+    assert said[(name, "nas")]["detail"] == f"{busy}: kept both, this copy is {nas / kept}"
+    assert said[(name, "ssd")]["detail"] == f"{ssd / name} exists with other content: kept both"

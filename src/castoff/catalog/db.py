@@ -158,11 +158,14 @@ CREATE TABLE IF NOT EXISTS objects (
     put_at REAL NOT NULL,
     PRIMARY KEY (dest_ident, target)
 ) WITHOUT ROWID;
--- claims: a key of such a bucket that a running job is about to put a file at. Two jobs that
--- land different sources on one bucket (two cards, one layout) would each find the key free in
--- ``objects`` and the later upload would replace the earlier: the claim, taken in one write
--- transaction with the look, lets only one of them have it. Gone when the object is in
--- ``objects``, when its job ends, and when its job is found dead.
+-- claims: a target (a folder's path, a bucket's key) that a running job is about to put a file
+-- at. Two jobs that land different sources on one name (two cards, one layout) would each find it
+-- free, and at a bucket without conditional writes the later upload would replace the earlier;
+-- at two destinations, each job could win the name at one of them (card 1's photo under the name
+-- at the drive, card 2's at the NAS). A file's name is claimed at every destination of its job in
+-- one write transaction with the look, so only one job has it, everywhere (``claim_names``).
+-- Gone when the file is there (``let_go``, ``objects``), when its job ends, and when its job is
+-- found dead.
 CREATE TABLE IF NOT EXISTS claims (
     dest_ident TEXT NOT NULL,
     target TEXT NOT NULL,
@@ -357,6 +360,9 @@ _ADD_FILE = (
 _FILE_READ = (
     "UPDATE files SET status='read', blake3=?, md5=COALESCE(?, md5), xxh128=COALESCE(?, xxh128) WHERE id=?"
 )
+#: a name claimed (``Catalog.claim_names``): a job that no longer runs loses its claim to it
+_CLAIM = "INSERT OR REPLACE INTO claims(dest_ident, target, job_id) VALUES (?, ?, ?)"
+_LET_GO = "DELETE FROM claims WHERE dest_ident=? AND target=? AND job_id=?"
 _RECORD_LANDED = (
     "INSERT OR REPLACE INTO landed(dest_ident, planned, target, src_path, size, mtime_ns,"
     " blake3, etag, verify_method, verified_at, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -787,6 +793,9 @@ class Catalog:
         self._watching = False
         #: rows of the held group's writes that wait for one ``executemany`` each (``_write``)
         self._deferred: dict[str, list[Sequence[object]]] = {}
+        #: no other job runs, as the held group found when it first claimed a name (None: not
+        #: looked yet); none can start before the group commits (``claim_names``)
+        self._alone: bool | None = None
         self._busy_ms = BUSY_TIMEOUT_MS
         #: the first failure ``_error`` said (damaged, full, busy): what it rolled back can make
         #: later writes fail otherwise (a file's row gone: a foreign key), which say it again
@@ -930,7 +939,11 @@ class Catalog:
         could see or touch their tables (``_Tx``, the read queries). Those statements write
         distinct tables (the trigger on ``landed`` only deletes from ``damaged``, which no other
         of them touches): applied a statement at a time, each in its calls' order, they leave
-        what the calls in their order would."""
+        what the calls in their order would. But for ``claims``, which two of them write: a
+        group's first claim (``_CLAIM``) comes with its first file, before any file of it lands
+        and lets go of one (``_LET_GO``), so a name claimed and let go in one group is gone; a
+        name let go and then claimed again by another file of the job may lose that claim, one
+        it cannot use: the file that landed there holds the name."""
         with self._lock:
             if self._held:  # only the thread holding the group gets here (the lock is its)
                 rows = self._deferred.get(sql)
@@ -964,9 +977,11 @@ class Catalog:
             self._lock.release()
             raise self._error(exc) from exc
         self._held = True
+        self._alone = None
 
     def release(self, *, commit: bool = True) -> None:
         self._held = False
+        self._alone = None
         try:
             if not commit:
                 self._deferred = {}
@@ -1400,7 +1415,7 @@ class Catalog:
         claiming one key in the same instant, one sees the other's claim. An object another job
         put there since the caller's ``object_at`` (whose claim went with it) is the key taken too:
         that job's id is returned, whatever became of it."""
-        with self._tx_apart() as db:
+        with self._tx() as db:
             put = db.execute(
                 "SELECT job_id FROM objects WHERE dest_ident=? AND target=?", (dest_ident, target)
             ).fetchone()
@@ -1420,6 +1435,62 @@ class Catalog:
                     (dest_ident, target, job_id),
                 )
         return None
+
+    def claim_names(
+        self, names: Sequence[tuple[str, str]], job_id: str, alive: Callable[[running.JobRow], bool]
+    ) -> tuple[str, str] | None:
+        """Claim each (destination identity, target) of ``names``, the places of one file, for
+        ``job_id``, about to put it there: all of them, or none when another job that still runs
+        (``alive``: ``running.row_alive``) holds one of them; then that job's id and that
+        destination are returned. A claim of a job that no longer runs is taken over. The looks
+        and the claims are one write transaction (the held group's, or one of its own): of two
+        jobs claiming one name in the same instant, one sees the other's claim, at every
+        destination. A held group where no other job runs claims without a look (a row each,
+        written with the group's others): no job can start before it commits, its start being a
+        write, so nothing can hold the names but itself or a job that ended."""
+        with self._lock:
+            if self._held:
+                if self._alone is None:
+                    self._alone = (
+                        self._db.execute(
+                            "SELECT 1 FROM jobs WHERE status='running' AND id<>? LIMIT 1", (job_id,)
+                        ).fetchone()
+                        is None
+                    )
+                if self._alone:
+                    for dest_ident, target in names:
+                        self._write(_CLAIM, (dest_ident, target, job_id))
+                    return None
+            with self._tx() as db:  # (the held group's claims deferred so far go in first)
+                made: list[tuple[str, str]] = []
+                for dest_ident, target in names:
+                    if db.execute(
+                        "INSERT OR IGNORE INTO claims(dest_ident, target, job_id) VALUES (?, ?, ?)",
+                        (dest_ident, target, job_id),
+                    ).rowcount:
+                        made.append((dest_ident, target))
+                        continue
+                    row = db.execute(
+                        "SELECT c.job_id, j.* FROM claims c LEFT JOIN jobs j ON j.id = c.job_id"
+                        " WHERE c.dest_ident=? AND c.target=?",
+                        (dest_ident, target),
+                    ).fetchone()
+                    holder = str(row[0])
+                    if holder == job_id:
+                        continue
+                    if row["id"] is not None and alive(row):  # none of them, then
+                        db.executemany("DELETE FROM claims WHERE dest_ident=? AND target=?", made)
+                        return holder, dest_ident
+                    db.execute(_CLAIM, (dest_ident, target, job_id))
+                    made.append((dest_ident, target))
+        return None
+
+    def let_go(self, dest_ident: str, targets: Sequence[str], job_id: str) -> None:
+        """The job's file is at one of ``targets`` of that destination, or goes to none of them:
+        its claims on them (``claim_names``) are done. Inside a held group, written with the
+        group's other rows (``_write``)."""
+        for target in targets:
+            self._write(_LET_GO, (dest_ident, target, job_id))
 
     def landed_count(self, dest_ident: str) -> int:
         """How many copies the catalog knows verified at this destination (any job)."""

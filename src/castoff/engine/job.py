@@ -355,6 +355,9 @@ class Engine:
         self.folders_failed = 0
         #: the catalog's first failure under the job (``_catalog_failed``): ``run`` raises it
         self._fatal: errors.CatalogError | None = None
+        #: each file's name is claimed at its destinations before it goes there (``_claim_names``),
+        #: unless whatever is there is to be replaced anyway
+        self._claims = options.on_conflict != "overwrite"
 
     # -- events ------------------------------------------------------------------------------
 
@@ -1064,6 +1067,11 @@ class Engine:
             if self._sources_hold_copies:
                 fs.verified_here = self._verified_here(src)
             streams = [s for lane in self.lanes if (s := self._plan_stream(lane, fs)) is not None]
+            if streams and self._claims:
+                # (a history's files go where the histories say: ``_chain_conflict``)
+                named = [s for s in streams if not (in_history(s.planned) and in_history(src.abs_path))]
+                if named:
+                    fs.held = self._claim_names(fs, named)
         if not streams:
             fs.status = "read" if known else "skipped"
             fs.read_done = True
@@ -1980,6 +1988,8 @@ class Engine:
             and not caps.is_local
             and self.options.on_conflict != "overwrite"
         ):
+            if stream.file.held is not None and stream.target == stream.planned:
+                raise TargetExists(stream.target)  # another file goes to its name (``_claim_names``)
             if not caps.refuses_existing:  # the catalog stands in for If-None-Match
                 self._refuse_known_key(stream)
             elif self._held_by_another_job(lane, stream.target):
@@ -2062,8 +2072,76 @@ class Engine:
         """Claim ``target`` for this file unless another file of the job has: two files of one job
         that land on one name (two cards' IMG_0001.JPG in one date folder) are kept both, before
         either is in the catalog's ``objects``."""
-        with lane.cond:
+        with lane.lock:
             return lane.claimed.setdefault(target, file_id) != file_id
+
+    def _claim_names(
+        self, fs: FileState, streams: Sequence[Stream], n: int | None = None
+    ) -> tuple[str | None, str] | None:
+        """Claim the file's name at each of ``streams``' destinations at once: its planned
+        target there, or with ``n`` its keep-both name ``name (n).ext``. None when the file has
+        them all now; else who holds one of them and where (``FileState.held``): another file of
+        this job (None; ``Lane.claimed``), or another job that still runs ("job ID"; the
+        catalog's ``claims``, which every castoff on this catalog sees), and that destination's
+        name. Of two files that want one name (two cards' IMG_0001.CR3, two readers, two jobs),
+        the first to claim it has it at every destination: claimed one destination at a time,
+        each could win it at one of them, and one name would hold card 1's photo at the drive
+        and card 2's at the NAS."""
+        file_id = fs.file_id
+        names = [(s, s.planned if n is None else self._alt_name(s, n)) for s in streams]
+        # Inside a catalog transaction: one claim at a time in this process too (the catalog's
+        # lock), and the catalog's lock taken before the lanes', as everywhere.
+        with self.catalog.batch():
+            for s, target in names:
+                with s.lane.lock:
+                    if s.lane.claimed.get(target, file_id) != file_id:
+                        return None, s.lane.name
+            holder = self.catalog.claim_names(
+                [(s.lane.dest.ident, target) for s, target in names], self.job_id, running.row_alive
+            )
+            if holder is not None:
+                job, ident = holder
+                return f"job {job}", next(s.lane.name for s, _ in names if s.lane.dest.ident == ident)
+            for s, target in names:
+                with s.lane.lock:
+                    s.lane.claimed[target] = file_id
+        return None
+
+    def _let_go(self, stream: Stream, target: str) -> None:
+        """The stream's file is at ``target`` now (seen there by anyone who looks): its claims
+        there on that name and on its planned one (``_claim_names``) are done."""
+        lane, file_id = stream.lane, stream.file.file_id
+        with lane.lock:
+            mine = [t for t in {stream.planned, target} if lane.claimed.get(t) == file_id]
+            for t in mine:
+                del lane.claimed[t]
+        if mine:
+            self.catalog.let_go(lane.dest.ident, mine, self.job_id)
+
+    def _busy(self, stream: Stream, existing: str) -> str | None:
+        """Why ``existing``, the stream's planned name, is not this file's while nothing is there
+        yet: another file goes to it, here or at another destination of the file
+        (``FileState.held``); None when something is there (said as what it is)."""
+        held = stream.file.held
+        if held is None or existing != stream.planned:
+            return None
+        lane = stream.lane
+        if self._stat_at(lane, existing) is not None or (
+            not lane.caps.can_stat and self.catalog.object_at(lane.dest.ident, existing) is not None
+        ):
+            return None
+        who, where = held
+        there = "there" if where == lane.name else f"at that name at {where}"
+        return f"{who} is putting a file {there} now" if who else f"another file of this job goes {there}"
+
+    @staticmethod
+    def _alt_name(stream: Stream, n: int) -> str:
+        """The stream's keep-both name ``name (n).ext``, shortened to fit where it goes."""
+        lane = stream.lane
+        room = name_room(
+            stream.planned, max_name=getattr(lane.dest, "name_max", None), max_path=lane.caps.max_key_bytes
+        )
+        return alt_target(stream.planned, n, max_name=room)
 
     def _held_by_another_job(self, lane: Lane, target: str) -> bool:
         """Claim ``target`` in the catalog for this job unless another job, still running, is
@@ -2338,8 +2416,13 @@ class Engine:
                 self._answered(lane)
             return landed
 
-        if isinstance(stream.failed, TargetExists):
-            return self._conflict(stream, upload, stream.failed.target, digest, commit)
+        taken = stream.failed.target if isinstance(stream.failed, TargetExists) else None
+        if taken is None and stream.file.held is not None and stream.target == stream.planned:
+            # another file goes to its name, here or at another of its destinations: not taken
+            # here, even while it is free (``_claim_names``)
+            taken = stream.target
+        if taken is not None:
+            return self._conflict(stream, upload, taken, digest, commit)
         if stream.history == "replace":  # the chain it continues, replaced (``_chain_conflict``)
             return commit(overwrite=True)
         overwrite = self.options.on_conflict == "overwrite"
@@ -2407,9 +2490,10 @@ class Engine:
         if policy != "rename" and self._found_beside(stream, upload, existing, digest, other=other):
             return None
         shown = self._as_found(stream.lane, existing)
-        found = f"{shown} {other or 'exists with other content'}"
+        busy = None if other is not None else self._busy(stream, existing)
+        found = f"{shown}: {busy}" if busy else f"{shown} {other or 'exists with other content'}"
         damaged = None
-        if other is None and policy in ("skip", "fail"):  # (rename says it as it keeps both)
+        if other is None and busy is None and policy in ("skip", "fail"):  # (rename says it as it keeps both)
             damaged = self._damaged_copy(stream, existing, digest)
         if damaged is not None:  # not any other file: castoff's own copy, no longer those bytes
             stream.damaged = existing
@@ -2419,7 +2503,8 @@ class Engine:
             self._drop_upload(stream, upload)
             # Not delivered: the file at the target is another one. Its own status, never
             # "skipped" (verified there before), so that no report, MHL or release counts it.
-            said = f"{found}: kept it, this file was NOT copied (--on-conflict skip)"
+            kept = "" if busy else " kept it,"
+            said = f"{found}:{kept} this file was NOT copied (--on-conflict skip)"
             self.log(f"{stream.lane.name}: {said}", "warning")
             self._end(stream, Outcome("conflict", detail=said))
             return None
@@ -2429,7 +2514,9 @@ class Engine:
             raise errors.ConflictError(found, hint=f"--on-conflict rename {keep}")
         if policy == "overwrite":
             return do_commit(target=existing, overwrite=True)
-        return self._keep_both(stream, upload, existing, digest, do_commit, other=other, shown=shown)
+        return self._keep_both(
+            stream, upload, existing, digest, do_commit, other=other, shown=shown, busy=busy
+        )
 
     @staticmethod
     def _as_found(lane: Lane, existing: str) -> str:
@@ -2546,19 +2633,30 @@ class Engine:
         *,
         other: str | None = None,
         shown: str | None = None,
+        busy: str | None = None,
     ) -> Landed | None:
-        """``--on-conflict rename``: this copy lands as ``name (N).ext``, the first N free.
-        ``other``: what ``existing`` is when it is no file ("is a symlink, not a file");
-        ``shown``: ``existing`` as the destination spells it (``_as_found``)."""
+        """``--on-conflict rename``: this copy lands as ``name (N).ext``, the first N free, and
+        the same N at each of the file's destinations: the first of them to keep it beside its
+        name decides (``FileState.alt``), the others take that N too where it is free, and say
+        so where they do not (``_same_alt``). A name another file goes to, anywhere the file
+        goes, is not free (``_claim_names``). ``other``: what ``existing`` is when it is no file
+        ("is a symlink, not a file"); ``shown``: ``existing`` as the destination spells it
+        (``_as_found``); ``busy``: nothing is there yet, but another file goes to it (``_busy``)."""
         lane = stream.lane
+        fs = stream.file
         shown = shown or existing
-        damaged = None if other is not None else self._damaged_copy(stream, existing, digest)
+        damaged = None if other is not None or busy else self._damaged_copy(stream, existing, digest)
         if damaged is not None:
             stream.damaged = existing
         room = name_room(
             stream.planned, max_name=getattr(lane.dest, "name_max", None), max_path=lane.caps.max_key_bytes
         )
-        for n in range(stream.next_alt, 10_000):
+        # its other destinations still on the way, where the N claimed must be free for it too
+        siblings = [s for s in fs.streams if s is stream or not s.ended] or [stream]
+        first = max(stream.next_alt, fs.alt[0] if fs.alt is not None else 0)
+        for n in range(first, 10_000):
+            if self._claim_names(fs, siblings, n) is not None:
+                continue  # another file goes to that name, here or at another of its destinations
             alt = alt_target(stream.planned, n, max_name=room)
             # a name that " (2)" makes too long there loses the end of its stem: said
             cut = f" (shortened to fit the destination's {room}-byte name limit)"
@@ -2572,13 +2670,20 @@ class Engine:
                     landed = do_commit(target=alt)
                 except TargetExists:
                     continue
+                taken = self._same_alt(stream, n, room)
                 if other is not None:
-                    note = f"{shown} {other}: kept it, this copy is {landed.target}{shortened}"
+                    note = f"{shown} {other}: kept it, this copy is {landed.target}{shortened}{taken}"
+                    self.log(f"{lane.name}: {note}", "warning")
+                elif busy:
+                    note = f"{shown}: {busy}: kept both, this copy is {landed.target}{shortened}{taken}"
                     self.log(f"{lane.name}: {note}", "warning")
                 elif damaged is not None:
-                    note = self._say_damaged(lane, damaged, landed.target, already=False) + shortened
-                elif shortened:
-                    note = f"{shown} exists with other content: kept both, this copy is {landed.target}{cut}"
+                    note = self._say_damaged(lane, damaged, landed.target, already=False) + shortened + taken
+                elif shortened or taken:
+                    note = (
+                        f"{shown} exists with other content: kept both, this copy is"
+                        f" {landed.target}{shortened}{taken}"
+                    )
                     self.log(f"{lane.name}: {note}", "warning")
                 else:
                     note = f"{shown} exists with other content: kept both"
@@ -2597,13 +2702,20 @@ class Engine:
             # The key is fixed when the upload starts: send the file again under the new name
             # (and if that one is taken too, the next conflict tries the name after it).
             stream.next_alt = n + 1
+            taken = self._same_alt(stream, n, room)
             self._drop_upload(stream, upload)
             if damaged is not None:
-                stream.notes.append(self._say_damaged(lane, damaged, alt, already=False) + shortened)
-            else:
-                stream.notes.append(f"{shown} exists: sending as {alt}{shortened}")
+                stream.notes.append(self._say_damaged(lane, damaged, alt, already=False) + shortened + taken)
+            elif busy:
+                stream.notes.append(f"{shown}: {busy}: sending as {alt}{shortened}{taken}")
                 self.log(
-                    f"{lane.name}: {shown} exists: kept it, sending this copy as {alt}{shortened}",
+                    f"{lane.name}: {shown}: {busy}: sending this copy as {alt}{shortened}{taken}",
+                    "warning",
+                )
+            else:
+                stream.notes.append(f"{shown} exists: sending as {alt}{shortened}{taken}")
+                self.log(
+                    f"{lane.name}: {shown} exists: kept it, sending this copy as {alt}{shortened}{taken}",
                     "warning",
                 )
             stream.target = alt
@@ -2611,6 +2723,24 @@ class Engine:
             self._restart(stream)
             return None
         raise errors.ConflictError(f"no free name for {existing}")
+
+    def _same_alt(self, stream: Stream, n: int, room: int | None) -> str:
+        """The stream's copy is kept as ``name (n).ext``: the file's N (``FileState.alt``) when no
+        other destination of it took one before; else what differs, said (its N there is taken
+        here, or was taken there while this one is free here)."""
+        fs = stream.file
+        with self._state:
+            decided = fs.alt
+            if decided is None or decided[1] == stream.lane.name:  # (a bucket's key taken since)
+                fs.alt = (n, stream.lane.name)
+                return ""
+        first, where = decided
+        if first == n:
+            return ""
+        name = alt_target(stream.planned, first, max_name=room)  # (as it would be here)
+        if n > first:
+            return f"; {name}, its name at {where}, is taken here"
+        return f"; at {where} it is {name.rpartition('/')[2]}"
 
     def _damaged_copy(self, stream: Stream, existing: str, digest: str) -> DamagedCopy | None:
         """``existing``, which differs from the source, when castoff itself verified these very
@@ -2986,6 +3116,8 @@ class Engine:
                 self._drop_partial(stream)
             if stream.upload_pk is not None:
                 self._close_catalog_upload(stream)
+            if self._claims:
+                self._let_go(stream, target)
             self.catalog.record_landed(
                 LandedRow(  # by position: the columns' order
                     lane.dest.ident,

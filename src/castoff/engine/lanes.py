@@ -74,6 +74,14 @@ class FileState:
     verified_here: LandedRow | None = None
     #: this job found that copy damaged (other bytes than ``verified_here``'s): said once
     damaged_here: errors.SourceDamaged | None = None
+    #: another file is going to its planned name at one of its destinations, found when it was
+    #: planned (``Engine._claim_names``): who ("job ID", or None: another file of this job) and
+    #: where (that destination's name). Every destination keeps it beside that name, under one
+    #: name (``Engine._keep_both``)
+    held: tuple[str | None, str] | None = None
+    #: the N of ``name (N).ext`` that the first of its destinations to keep both took, and that
+    #: destination's name: the others take it too where it is free (``Engine._keep_both``)
+    alt: tuple[int, str] | None = None
 
     @property
     def local_copy(self) -> str | None:
@@ -223,8 +231,9 @@ class Lane:
         self.dead: errors.CastoffError | None = None
         #: it was unusable before any file (its preflight failed)
         self.down_at_start = False
-        #: key → file id: the keys this job's files are going to, where only the catalog knows
-        #: what is there (a bucket without conditional writes); under ``cond``
+        #: target → file id: the names this job's files are going to here and are not there yet
+        #: (``Engine._claim_names``: claimed when a file is planned, let go when it lands); under
+        #: ``lock``
         self.claimed: dict[str, int] = {}
         self.paused_until = 0.0
         self.pauses = 0
