@@ -128,7 +128,9 @@ def test_files_whose_names_differ_only_by_case_all_land_on_exfat(drive: Drive, t
     assert len(on_drive) == len(files)
     assert {p.parent.name for p in on_drive} == {"100CANON"}  # one spelling of the folder
     said = [line for line in done.stderr.splitlines() if "exists with other content" in line]
-    assert len(said) == 2 * 20
+    # (a file whose name another file of the job was still landing at says so instead)
+    landing = [line for line in done.stderr.splitlines() if "another file of this job goes there" in line]
+    assert len(said) + len(landing) == 2 * 20, done.stderr
     for line in said:
         existing = Path(line.split(": ", 1)[1].split(" exists with other content")[0])
         assert existing.name in os.listdir(existing.parent), line  # as the drive spells it
