@@ -61,6 +61,17 @@ def wait_for_an_open_upload(castoff: Castoff, proc: object) -> None:
     wait_for(castoff, proc, lambda c: c.open_uploads(), "started its upload")
 
 
+def ssd_and_bucket(castoff: Castoff, rclone_s3: RcloneBucket, ssd: Path) -> list[str]:
+    """``@ssd`` (the folder ``ssd``) and ``@ark`` (the bucket) saved: the ``--to`` options of both."""
+    assert castoff("dest", "add", "ssd", "local", str(ssd)).returncode == 0
+    r = castoff(
+        "dest", "add", "ark", "s3", "--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url,
+        "--access-key-id", rclone_s3.access_key, "--secret-stdin", input=rclone_s3.secret_key + "\n",
+    )  # fmt: skip
+    assert r.returncode == 0, text(r)
+    return ["--to", "@ssd", "--to", "@ark", "--part-size", "5M"]
+
+
 def test_a_second_job_on_the_same_card_is_refused_another_card_runs_and_a_kill_resumes(
     castoff: Castoff, rclone_s3: RcloneBucket, tmp_path: Path
 ) -> None:
@@ -69,13 +80,7 @@ def test_a_second_job_on_the_same_card_is_refused_another_card_runs_and_a_kill_r
     other_card = tmp_path / "SONY_CARD"
     write(other_card / "C0001.MP4", b"another card's clip")
     ssd = tmp_path / "ssd"
-    assert castoff("dest", "add", "ssd", "local", str(ssd)).returncode == 0
-    r = castoff(
-        "dest", "add", "ark", "s3", "--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url,
-        "--access-key-id", rclone_s3.access_key, "--secret-stdin", input=rclone_s3.secret_key + "\n",
-    )  # fmt: skip
-    assert r.returncode == 0, text(r)
-    to = ["--to", "@ssd", "--to", "@ark", "--part-size", "5M"]
+    to = ssd_and_bucket(castoff, rclone_s3, ssd)
 
     # the first job: its upload paced at 256 kB/s (25 s), so it is still sending while the others
     # start, however slow this machine is; it is killed once they are done
@@ -209,13 +214,7 @@ def test_two_cards_of_one_name_sent_at_once_to_a_drive_and_a_bucket_have_one_nam
             card / "DCIM/100CANON/IMG_0002.CR3", rng.randbytes(2 * 1024 * 1024)
         )
     ssd = tmp_path / "ssd"
-    assert castoff("dest", "add", "ssd", "local", str(ssd)).returncode == 0
-    r = castoff(
-        "dest", "add", "ark", "s3", "--bucket", rclone_s3.bucket, "--endpoint", rclone_s3.url,
-        "--access-key-id", rclone_s3.access_key, "--secret-stdin", input=rclone_s3.secret_key + "\n",
-    )  # fmt: skip
-    assert r.returncode == 0, text(r)
-    to = ["--to", "@ssd", "--to", "@ark", "--part-size", "5M"]
+    to = ssd_and_bucket(castoff, rclone_s3, ssd)
 
     # one upload at a time, the first's 6 MiB at 512 kB/s: its IMG_0002 waits behind it (both
     # sent from the drive's copy, once the upload falls behind)

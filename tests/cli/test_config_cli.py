@@ -1129,6 +1129,22 @@ def test_help_is_printed_by_the_command(castoff: Castoff) -> None:
     assert r.returncode == 0 and "castoff dest add ssd local" in r.stdout
 
 
+def completions(castoff: Castoff, tmp_path: Path, line: str) -> list[str]:
+    """What bash completion offers for ``line`` (argcomplete, as the shell asks it)."""
+    out = tmp_path / "completions"
+    out.unlink(missing_ok=True)
+    castoff(
+        env={
+            "_ARGCOMPLETE": "1",
+            "COMP_LINE": line,
+            "COMP_POINT": str(len(line)),
+            "_ARGCOMPLETE_STDOUT_FILENAME": str(out),
+            "_ARGCOMPLETE_IFS": "\n",
+        }
+    )
+    return out.read_text().split()
+
+
 def test_shell_completion_scripts_and_saved_names(castoff: Castoff, tmp_path: Path) -> None:
     for shell in ("bash", "zsh", "fish"):
         r = castoff("completion", shell)
@@ -1137,17 +1153,7 @@ def test_shell_completion_scripts_and_saved_names(castoff: Castoff, tmp_path: Pa
     assert castoff("workflow", "save", "shoot", "--to", "@ssd").returncode == 0
 
     def complete(line: str) -> list[str]:
-        out = tmp_path / "completions"
-        castoff(
-            env={
-                "_ARGCOMPLETE": "1",
-                "COMP_LINE": line,
-                "COMP_POINT": str(len(line)),
-                "_ARGCOMPLETE_STDOUT_FILENAME": str(out),
-                "_ARGCOMPLETE_IFS": "\n",
-            }
-        )
-        return out.read_text().split()
+        return completions(castoff, tmp_path, line)
 
     assert complete("castoff run ") == ["shoot"]
     assert "@ssd" in complete("castoff workflow save w2 --to @")
@@ -1161,18 +1167,7 @@ def test_jobs_show_completes_a_job_id_and_run_needs_only_a_name(
     run`` alone said "required: NAME, SOURCE", where SOURCE is optional (the saved one)."""
 
     def complete(line: str) -> list[str]:
-        out = tmp_path / "completions"
-        out.unlink(missing_ok=True)
-        castoff(
-            env={
-                "_ARGCOMPLETE": "1",
-                "COMP_LINE": line,
-                "COMP_POINT": str(len(line)),
-                "_ARGCOMPLETE_STDOUT_FILENAME": str(out),
-                "_ARGCOMPLETE_IFS": "\n",
-            }
-        )
-        return out.read_text().split()
+        return completions(castoff, tmp_path, line)
 
     assert complete("castoff jobs show ") == []  # no catalog yet: nothing, and none is made
     assert not (castoff.state / "catalog.sqlite").exists()

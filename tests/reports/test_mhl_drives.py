@@ -46,6 +46,18 @@ def entries_of(root: Path) -> list[mhl.Entry]:
     return out
 
 
+def finish_job(cat: Catalog, job_id: str, dest: LocalDestination, card: Path, tmp_path: Path) -> Any:
+    """The job's end (its reports and histories) again, for its one destination."""
+    return finish.finish_job(
+        cat,
+        job_id,
+        [dest],
+        sources=[str(card)],
+        reports_dir=tmp_path / "reports",
+        options=finish.FinishOptions(),
+    )
+
+
 def chain_names(root: Path) -> list[str]:
     return [g.name for g in mhl.read_chain(root)]
 
@@ -213,14 +225,7 @@ def test_a_drive_gone_before_its_history_is_written_is_said_and_the_report_writt
     (job,) = cat.jobs()
     monkeypatch.setattr(os, "stat", stat)
     monkeypatch.setattr(builtins, "open", open_)
-    done = finish.finish_job(
-        cat,
-        job["id"],
-        [dest],
-        sources=[str(card)],
-        reports_dir=tmp_path / "reports",
-        options=finish.FinishOptions(),
-    )
+    done = finish_job(cat, job["id"], dest, card, tmp_path)
     monkeypatch.undo()
     (outcome,) = done.mhl
     assert not outcome.ok
@@ -242,14 +247,7 @@ def test_a_real_drive_pulled_before_its_history_is_written_is_said_and_the_repor
         shuttle.pull()
         cat = Catalog(state / "catalog.sqlite")
         (job,) = cat.jobs()
-        done = finish.finish_job(
-            cat,
-            job["id"],
-            [dest],
-            sources=[str(card)],
-            reports_dir=tmp_path / "reports",
-            options=finish.FinishOptions(),
-        )
+        done = finish_job(cat, job["id"], dest, card, tmp_path)
         (outcome,) = done.mhl
         assert not outcome.ok
         assert "the drive or mount may have been removed" in outcome.message, outcome.message
