@@ -298,6 +298,31 @@ def test_a_group_that_claims_names_while_no_other_job_runs_has_them_once_it_comm
         second.close()
 
 
+def test_a_claim_let_go_in_the_group_that_made_it_costs_no_row(cat: Catalog, tmp_path: Path) -> None:
+    """A small file claims its name and lands in one held group: with no other job running, the
+    claim and its let-go cancel before either is written (what a card of small files costs); a
+    claim written by an earlier group is still deleted by a later group's let-go."""
+    early = (SSD["ident"], "/Volumes/SSD/EOS_DIGITAL/DCIM/100CANON/IMG_0001.CR3")
+    small = (SSD["ident"], "/Volumes/SSD/EOS_DIGITAL/DCIM/100CANON/IMG_0002.CR3")
+    start(cat, "first", [str(tmp_path / "a" / "EOS_DIGITAL")], [SSD])
+    cat.hold()
+    assert cat.claim_names([early], "first", row_alive) is None
+    cat.release()
+    before = cat._db.total_changes
+    cat.hold()
+    assert cat.claim_names([small], "first", row_alive) is None
+    cat.let_go(small[0], [small[1]], "first")
+    cat.let_go(early[0], [early[1]], "second")  # not the second's: it stays
+    cat.release()
+    assert cat._db.total_changes == before  # (the second's let-go matched no row)
+    rows = cat._query("SELECT dest_ident, target, job_id FROM claims")
+    assert [tuple(r) for r in rows] == [(*early, "first")]
+    cat.hold()
+    cat.let_go(early[0], [early[1]], "first")
+    cat.release()
+    assert cat._query("SELECT * FROM claims") == []
+
+
 def test_two_jobs_claiming_one_key_in_the_same_instant_one_gets_it(tmp_path: Path) -> None:
     """Each job has its own connection (its own process in real life): the look and the claim are
     one write transaction, so exactly one of many simultaneous claims wins."""

@@ -791,8 +791,9 @@ class Catalog:
         #: the sources of the copies recorded since ``watch_landed`` (for ``castoff.catalog.prefetch``)
         self.landed_sources: set[str] = set()
         self._watching = False
-        #: rows of the held group's writes that wait for one ``executemany`` each (``_write``)
-        self._deferred: dict[str, list[Sequence[object]]] = {}
+        #: rows of the held group's writes that wait for one ``executemany`` each (``_write``);
+        #: the claims (``_CLAIM``) by their place, so that a let-go cancels them (``let_go``)
+        self._deferred: dict[str, list[Sequence[object]] | dict[tuple[str, str], Sequence[object]]] = {}
         #: no other job runs, as the held group found when it first claimed a name (None: not
         #: looked yet); none can start before the group commits (``claim_names``)
         self._alone: bool | None = None
@@ -949,17 +950,24 @@ class Catalog:
                 rows = self._deferred.get(sql)
                 if rows is None:
                     self._deferred[sql] = [args]
-                else:
+                elif isinstance(rows, list):
                     rows.append(args)
+                else:
+                    rows[(str(args[0]), str(args[1]))] = args
                 return
             with self._tx() as db:
                 db.execute(sql, args)
 
-    def _apply_deferred(self) -> None:
-        """The deferred rows, into the open transaction (the catalog's lock held)."""
+    def _apply_deferred(self, *, but_claims: bool = False) -> None:
+        """The deferred rows, into the open transaction (the catalog's lock held). ``but_claims``:
+        those of ``claims`` wait (for a statement that does not read that table), so that a claim
+        and its let-go can still cancel (``let_go``)."""
         deferred, self._deferred = self._deferred, {}
         for sql, rows in deferred.items():
-            self._db.executemany(sql, rows)
+            if but_claims and sql in (_CLAIM, _LET_GO):
+                self._deferred[sql] = rows
+            else:
+                self._db.executemany(sql, rows if isinstance(rows, list) else rows.values())
 
     def batch(self) -> AbstractContextManager[object]:
         """Several writes in one transaction: all of them land, or none. Other threads wait for
@@ -1458,8 +1466,11 @@ class Catalog:
                         is None
                     )
                 if self._alone:
+                    claims = self._deferred.get(_CLAIM)
+                    if not isinstance(claims, dict):
+                        claims = self._deferred[_CLAIM] = {}
                     for dest_ident, target in names:
-                        self._write(_CLAIM, (dest_ident, target, job_id))
+                        claims[(dest_ident, target)] = (dest_ident, target, job_id)
                     return None
             with self._tx() as db:  # (the held group's claims deferred so far go in first)
                 made: list[tuple[str, str]] = []
@@ -1488,9 +1499,18 @@ class Catalog:
     def let_go(self, dest_ident: str, targets: Sequence[str], job_id: str) -> None:
         """The job's file is at one of ``targets`` of that destination, or goes to none of them:
         its claims on them (``claim_names``) are done. Inside a held group, written with the
-        group's other rows (``_write``)."""
-        for target in targets:
-            self._write(_LET_GO, (dest_ident, target, job_id))
+        group's other rows (``_write``); a claim the group made and has not written yet is
+        dropped instead: a small file claims its names and lands in one group, and when no other
+        job runs, neither its claims nor their let-go cost a row."""
+        with self._lock:
+            claims = self._deferred.get(_CLAIM) if self._held else None
+            for target in targets:
+                if isinstance(claims, dict):
+                    row = claims.get((dest_ident, target))
+                    if row is not None and row[2] == job_id:
+                        del claims[(dest_ident, target)]
+                        continue
+                self._write(_LET_GO, (dest_ident, target, job_id))
 
     def landed_count(self, dest_ident: str) -> int:
         """How many copies the catalog knows verified at this destination (any job)."""
@@ -1646,7 +1666,7 @@ class Catalog:
             self.landed_sources = set()
             try:
                 if self._deferred:
-                    self._apply_deferred()
+                    self._apply_deferred(but_claims=True)  # (it reads ``files`` and ``landed``)
                 if self._db.execute(_READ_IN_FOLDER, (start, end, cut)).fetchone() is not None:
                     return True
                 if not dest_idents:
