@@ -10,4 +10,4 @@ $BIN/ruff check src tests bench scripts
 echo "== mypy --strict"
 $BIN/mypy
 echo "== pytest"
-$BIN/python -m pytest -q -m "not soak" -p no:cacheprovider tests
+$BIN/python -m pytest -q -m "not soak" -p no:cacheprovider -n auto --maxprocesses 4 tests

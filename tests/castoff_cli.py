@@ -77,7 +77,7 @@ class Castoff:
             AWS_CONFIG_FILE=os.devnull,
             AWS_SHARED_CREDENTIALS_FILE=os.devnull,
             AWS_EC2_METADATA_DISABLED="true",
-            COLUMNS="200",
+            COLUMNS="400",  # (wide: the paths of tests run by pytest-xdist are longer)
         )
         env.update(self.env)
         env.update(extra or {})
@@ -185,7 +185,7 @@ def run_castoff(
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**os.environ, "COLUMNS": "400", **(env or {})},
     )
 
 

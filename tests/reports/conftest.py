@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -27,7 +28,8 @@ def cli(state: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
             text=True,
             timeout=180,
             check=False,
-            env=env,
+            # wide: what is said is checked as text, and the paths of tests run by pytest-xdist are longer
+            env={**os.environ, "COLUMNS": "400", **(env or {})},
         )
 
     return run
