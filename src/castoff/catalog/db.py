@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import errno
 import os
 import secrets
 import sqlite3
@@ -599,6 +600,37 @@ def _damaged(exc: sqlite3.Error) -> bool:
     return "malformed" in str(exc)
 
 
+def _drive_failing(folder: Path) -> str | None:
+    """What the drive of ``folder`` answers when it failed or went read-only (EIO, EROFS), which
+    SQLite says as "disk I/O error" or "unable to open database file" as it says a file size
+    limit; None when it answers well. (ext4 turned read-only after an error tells it only to the
+    calls it refuses, such as the folder's fsync; xfs shut down refuses even its open.)"""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return os.strerror(errno.EROFS)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in (errno.EIO, errno.EROFS):
+            return exc.strerror
+    return None
+
+
+def _drive_failed(
+    path: Path, folder: Path, text: str, why: str, *, done: str = "written"
+) -> errors.CatalogError:
+    """The catalog cannot be ``done`` because its drive failed (``_drive_failing``: ``why``)."""
+    return errors.CatalogError(
+        f"the catalog {path} cannot be {done} ({text}): the drive of the state folder {folder}"
+        f" reported an I/O error or went read-only ({why})",
+        hint="check that drive (fsck) and remount it, then run the same command again: it goes on"
+        " from what the catalog recorded",
+    )
+
+
 def catalog_error(path: Path, exc: sqlite3.Error, busy_ms: int | None = None) -> errors.CatalogError | None:
     """What a failure of the catalog at ``path`` under a command that had opened it means, as the
     error that says so and what to do; None for one that is castoff's own bug (a constraint, a
@@ -614,6 +646,8 @@ def catalog_error(path: Path, exc: sqlite3.Error, busy_ms: int | None = None) ->
         )
     if _damaged(exc) or "not a database" in text:
         return errors.CatalogDamaged(f"the catalog {path} is damaged ({text})", hint=_move_aside(path))
+    if "disk I/O" in text and (why := _drive_failing(folder)) is not None:
+        return _drive_failed(path, folder, text, why)
     if "full" in text or "disk I/O" in text:
         return errors.CatalogFull(
             f"the catalog {path} cannot be written ({text}): the state folder {folder} is full,"
@@ -661,6 +695,9 @@ def _unusable(path: Path, exc: OSError | sqlite3.Error) -> errors.UsageError:
             hint=f"make {shut} writable (or copy the state folder somewhere writable),"
             f" or {_ANOTHER}; 'castoff jobs', 'castoff jobs show' and 'castoff uploads' read it as it is",
         )
+    if (why := _drive_failing(folder)) is not None:
+        failed = _drive_failed(path, folder, str(exc), why, done="opened")
+        return errors.UsageError(failed.message, hint=failed.hint)
     return errors.UsageError(f"cannot open the catalog {path} ({exc})", hint=_ANOTHER)
 
 
