@@ -167,10 +167,10 @@ class FaultyDestination:
         if defer is not None:
             defer(on)
 
-    def sync_folder(self, folder: str) -> None:
+    def sync_folder(self, folder: str, named: str) -> None:
         if self.plan.on_folder_sync is not None:
             self.plan.on_folder_sync(folder)
-        self.inner.sync_folder(folder)  # type: ignore[attr-defined]  # only asked when inner defers
+        self.inner.sync_folder(folder, named)  # type: ignore[attr-defined]  # only asked when inner defers
 
     def preflight(self) -> None:
         self.inner.preflight()

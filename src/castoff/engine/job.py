@@ -100,6 +100,7 @@ UNREAD_CODES: dict[str, type[errors.SourceError]] = {
 #: a file too big for FAT32, a conflict) is none of these and stays that file's.
 LANE_FATAL = (
     errors.DestinationGone,
+    errors.DriveFailed,
     errors.DestinationReadOnly,
     errors.DestinationFull,
     errors.AccessDenied,
@@ -3062,7 +3063,7 @@ class Engine:
             key = (stream.lane.dest.ident, folder)
             if key not in synced:
                 try:
-                    stream.lane.dest.sync_folder(folder)  # type: ignore[attr-defined]
+                    stream.lane.dest.sync_folder(folder, landed.target)  # type: ignore[attr-defined]
                     synced[key] = None
                 except errors.CastoffError as exc:  # the file is named, but may not stay so
                     synced[key] = exc

@@ -6,6 +6,7 @@ catalog never recorded is read again, from the verified copy at the destination.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import time
@@ -180,7 +181,8 @@ def _write(
         return MhlOutcome(str(root), None, f"ASC MHL not written: {exc}", ok=False)
     except OSError as exc:
         gone = translate_os_error(exc, "ASC MHL not written")
-        if isinstance(gone, errors.DestinationGone):  # the drive pulled: said as the engine says it
+        if isinstance(gone, errors.DestinationGone | errors.DriveFailed) or exc.errno == errno.EROFS:
+            # the drive pulled, failing or gone read-only: said as the engine says it
             return MhlOutcome(str(root), None, str(gone), ok=False)
         return MhlOutcome(str(root), None, f"ASC MHL not written: {exc.strerror or exc}", ok=False)
     if written is None:
