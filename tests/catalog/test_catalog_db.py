@@ -251,8 +251,7 @@ def test_a_state_folder_whose_drive_failed_is_said_so_not_full(tmp_path: Path) -
         cat.log("j1", "info", "before")
         drive.fail()
         with pytest.raises(errors.CatalogError) as caught:
-            for i in range(100):  # (the first writes may land in SQLite's cache)
-                cat.log("j1", "info", f"after {i}")
+            _write_until_refused(cat)
         with contextlib.suppress(errors.CatalogError):
             cat.close()
         for said in (caught.value, _opened(path)):
@@ -270,3 +269,8 @@ def _opened(path: Path) -> errors.CastoffError:
     with pytest.raises(errors.CastoffError) as caught:
         Catalog(path)
     return caught.value
+
+
+def _write_until_refused(cat: Catalog) -> None:
+    for i in range(100):  # (the first writes may land in SQLite's cache)
+        cat.log("j1", "info", f"after {i}")

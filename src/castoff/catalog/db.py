@@ -7,9 +7,9 @@ destination, what is known to be verified where, and every unfinished multipart 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
-import errno
 import os
 import secrets
 import sqlite3
@@ -646,14 +646,17 @@ def catalog_error(path: Path, exc: sqlite3.Error, busy_ms: int | None = None) ->
         )
     if _damaged(exc) or "not a database" in text:
         return errors.CatalogDamaged(f"the catalog {path} is damaged ({text})", hint=_move_aside(path))
-    if "disk I/O" in text and (why := _drive_failing(folder)) is not None:
-        return _drive_failed(path, folder, text, why)
     if "full" in text or "disk I/O" in text:
-        return errors.CatalogFull(
-            f"the catalog {path} cannot be written ({text}): the state folder {folder} is full,"
-            " or a file size limit (ulimit -f) stops it growing",
-            hint=f"free space where {folder} is (df {folder}) or lift the limit, then run the same"
-            " command again: it goes on from what the catalog recorded",
+        why = _drive_failing(folder) if "disk I/O" in text else None
+        return (
+            _drive_failed(path, folder, text, why)
+            if why is not None
+            else errors.CatalogFull(
+                f"the catalog {path} cannot be written ({text}): the state folder {folder} is full,"
+                " or a file size limit (ulimit -f) stops it growing",
+                hint=f"free space where {folder} is (df {folder}) or lift the limit, then run the same"
+                " command again: it goes on from what the catalog recorded",
+            )
         )
     if "readonly" in text or "read-only" in text:
         return errors.CatalogError(
@@ -695,10 +698,12 @@ def _unusable(path: Path, exc: OSError | sqlite3.Error) -> errors.UsageError:
             hint=f"make {shut} writable (or copy the state folder somewhere writable),"
             f" or {_ANOTHER}; 'castoff jobs', 'castoff jobs show' and 'castoff uploads' read it as it is",
         )
-    if (why := _drive_failing(folder)) is not None:
-        failed = _drive_failed(path, folder, str(exc), why, done="opened")
-        return errors.UsageError(failed.message, hint=failed.hint)
-    return errors.UsageError(f"cannot open the catalog {path} ({exc})", hint=_ANOTHER)
+    why = _drive_failing(folder)
+    failed = None if why is None else _drive_failed(path, folder, str(exc), why, done="opened")
+    return errors.UsageError(
+        failed.message if failed else f"cannot open the catalog {path} ({exc})",
+        hint=failed.hint if failed else _ANOTHER,
+    )
 
 
 def _size(path: Path) -> int:
