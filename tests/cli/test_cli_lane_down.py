@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from castoff.units import format_bytes
 from castoff_cli import Castoff
 from engine_runner import write
 from faults.proc import s3_url
@@ -131,6 +132,13 @@ def test_a_drive_that_fills_up_mid_job_is_said_once(tmp_path: Path, card: Path, 
     assert {d["error_code"] for d in failed} == {"destination-full"}
     assert rep["summary"][str(full)]["failed"] == len(failed)
     check_ok_complete(rep, ok, card)
+    # QA M #3: said before it fills (once, as soon as the files planned there pass its free
+    # space), and at the end, how much did not go there
+    (warned,) = lines_with(out, "to write there so far")
+    assert warned.startswith(f"{full}: ") and "free: it will be full before the job ends" in warned, out
+    assert out.index(warned) < out.index(said[0])
+    left = f"{full}: full: {len(failed)} files ({format_bytes(60_000 * len(failed))}) did not go there"
+    assert len(lines_with(out, left)) == 1, out
 
 
 def test_a_folder_with_verified_copies_gone_is_a_drive_not_mounted_not_made_again(

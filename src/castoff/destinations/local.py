@@ -1162,6 +1162,23 @@ class LocalDestination:
         self.fs_type = filesystem_type(self.root)
         self.max_file_size = max_file_size(self.fs_type)
 
+    def probe(self) -> None:
+        """Write a byte to a hidden file in the root, fsync it and remove it: a drive where the
+        folder can be made but no file written (full; its filesystem failed) fails here, as a
+        job's first file would (``castoff dest add`` and ``dest test``; after ``preflight``)."""
+        path = os.path.join(self.root, f"{PARTIAL_PREFIX}probe-{os.getpid()}{PARTIAL_SUFFIX}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, b"c")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        except OSError as exc:
+            raise self.translate(exc, f"cannot write a file in {self.root}") from exc
+
     def _check_mounted_writable(self) -> None:
         """DestinationReadOnly when the root (or, not made yet, the folder it goes in) is on a
         filesystem mounted read-only: said so, whether the folder is there or not."""

@@ -399,6 +399,7 @@ class Engine:
             try:
                 self._not_gone(lane)
                 lane.dest.preflight()
+                lane.free_bytes = getattr(lane.dest, "free_bytes", None)
             except errors.CastoffError as exc:
                 unusable.append((lane, exc))
             self._clean_partials(lane)
@@ -453,7 +454,19 @@ class Engine:
             for lane in self.lanes:
                 if lane.dead is None:
                     self._sweep_intents(lane)
+            self._say_left_full()
         return self._result()
+
+    def _say_left_full(self) -> None:
+        """How much did not go to each destination that was full: what to free there."""
+        for lane in self.lanes:
+            if lane.files_left_full:
+                self.log(
+                    f"{lane.name}: full: {plural(lane.files_left_full, 'file')}"
+                    f" ({format_bytes(lane.bytes_left_full)}) did not go there; free at least that much"
+                    " there, then re-run the same command",
+                    "error",
+                )
 
     def _wait_for_streams(self) -> None:
         """Until every stream has ended; those nothing can end any more end as failed (stall.py)."""
@@ -1226,7 +1239,26 @@ class Engine:
             stream.history = "replace"
         if lane.caps.resumable:
             self._find_resumable(stream)
+        if lane.free_bytes is not None:
+            self._plan_space(lane, src.size)
         return stream
+
+    def _plan_space(self, lane: Lane, size: int) -> None:
+        """A file of ``size`` bytes is to go to ``lane``, a local destination: once the files
+        planned there (not those found there before) add up to more than it had free at the
+        start, that is said, once, as the scan finds it (a warning: a file found there with the
+        same content, or space freed meanwhile, may still let them fit)."""
+        lane.bytes_planned += size
+        free = lane.free_bytes
+        if lane.space_said or free is None or lane.bytes_planned <= free:
+            return
+        lane.space_said = True
+        self.log(
+            f"{lane.name}: {format_bytes(lane.bytes_planned)} to write there so far, {format_bytes(free)}"
+            " free: it will be full before the job ends (free space there now, or stop the job and"
+            " use a bigger drive)",
+            "warning",
+        )
 
     def _layout(self, lane: Lane, fs: FileState) -> tuple[str, tuple[str, ...]] | None:
         """The layout-relative path of ``fs`` at this lane and the notes its name rules made
@@ -3245,6 +3277,9 @@ class Engine:
                 setattr(st, status, getattr(st, status) + 1)
             elif status == "failed":
                 st.failed += 1
+                if isinstance(out.error, errors.DestinationFull):  # (``_say_left_full``)
+                    lane.files_left_full += 1
+                    lane.bytes_left_full += fs.src.size
             elif status == "incomplete":
                 st.incomplete += 1
             elif status == "conflict":
