@@ -225,12 +225,12 @@ def _file_in_the_way(folder: str) -> str | None:
     return None if os.path.isdir(head) else head
 
 
-def make_folders(folder: str) -> None:
+def make_folders(folder: str) -> list[str]:
     """``os.makedirs(folder, exist_ok=True)``, and the name of every folder it had to create made
     durable: the parent of each is fsynced once all exist (a file named in a new folder is only as
     durable as the folders above it; on btrfs, say, a directory's fsync does not carry its
     parent's). A folder another thread created meanwhile is synced too: its maker may not have
-    got there yet."""
+    got there yet. The folders it created, from the top down."""
     missing: list[str] = []
     head = folder
     while not os.path.isdir(head):
@@ -240,15 +240,18 @@ def make_folders(folder: str) -> None:
             break
         head = parent
     if not missing:
-        return
+        return []
+    made = []
     for path in reversed(missing):
         try:
             os.mkdir(path)
+            made.append(path)
         except FileExistsError:
             if not os.path.isdir(path):
                 raise
     for parent in dict.fromkeys(os.path.dirname(p) for p in missing):
         fsync_dir_path(parent)
+    return made
 
 
 def fsync_dir_path(folder: str) -> None:
@@ -668,7 +671,7 @@ class LocalUpload:
             # Times first, so the file appears under its name complete and with its times.
             os.utime(handle, ns=(meta.atime_ns, meta.mtime_ns))
             if target is not None:
-                make_folders(os.path.dirname(final))
+                self._dest.made_folders.extend(make_folders(os.path.dirname(final)))
                 self._dest.check_inside(os.path.dirname(final))
             sync_later = self._name(final, overwrite=overwrite)
         except OSError as exc:
@@ -777,6 +780,8 @@ class LocalDestination:
         self.max_file_size: int | None = None
         #: what castoff may still write there (statvfs), as preflight found it; None before
         self.free_bytes: int | None = None
+        #: the folders this destination created (the root too, where preflight made it)
+        self.made_folders: list[str] = []
         #: a file keeps the times it had before its rename into place: None until one says; where
         #: not (fusefat gives it the time of the rename), they are set again once it is named
         self.times_kept: bool | None = None
@@ -952,7 +957,7 @@ class LocalDestination:
         self.check_root()  # an unmounted drive's folders must not be made on the disk beneath
         self.check_inside(folder)  # before creating folders: none may appear through a link
         try:
-            make_folders(folder)
+            self.made_folders.extend(make_folders(folder))
             self.check_inside(folder)
             st = os.lstat(folder)
         except OSError as exc:
@@ -1054,6 +1059,7 @@ class LocalDestination:
         if not stat.S_ISDIR(st.st_mode):
             return False
         if made:  # its name made durable, as make_folders does
+            self.made_folders.append(folder)
             try:
                 fsync_dir_path(parent)
             except OSError as exc:
@@ -1142,7 +1148,7 @@ class LocalDestination:
                     hint="is the drive mounted? castoff creates only the last folder of a path",
                 )
             try:
-                make_folders(self.root)
+                self.made_folders.extend(make_folders(self.root))
             except OSError as exc:
                 raise self.translate(exc, f"cannot create {self.root}") from exc
         if not root.is_dir():
@@ -1161,6 +1167,17 @@ class LocalDestination:
 
         self.fs_type = filesystem_type(self.root)
         self.max_file_size = max_file_size(self.fs_type)
+
+    def remove_made_folders(self) -> None:
+        """Remove the folders this destination created that are still empty, the deepest first:
+        a destination no file went to (full, failed, or a card with nothing on it) is left as
+        it was found, not with a tree of empty folders."""
+        for folder in sorted(set(self.made_folders), key=lambda f: f.count("/"), reverse=True):
+            with contextlib.suppress(OSError):  # not empty (another job's files), or gone
+                os.rmdir(folder)
+        self.made_folders.clear()
+        self._made.clear()
+        self._levels.clear()
 
     def probe(self) -> None:
         """Write a byte to a hidden file in the root, fsync it and remove it: a drive where the

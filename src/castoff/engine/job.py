@@ -455,6 +455,11 @@ class Engine:
                 if lane.dead is None:
                     self._sweep_intents(lane)
             self._say_left_full()
+            unused = self.unused()
+            for lane in self.lanes:
+                remove = getattr(lane.dest, "remove_made_folders", None)
+                if lane.dest.ident in unused and remove is not None:
+                    remove()
         return self._result()
 
     def _say_left_full(self) -> None:
@@ -565,6 +570,18 @@ class Engine:
         from the start (nothing went there), else it stopped during the job. Neither gets the
         job's reports (``reports/finish.py``); the first gets no ASC MHL history either."""
         return {ln.dest.ident: ln.down_at_start for ln in self.lanes if ln.dead is not None}
+
+    def unused(self) -> set[str]:
+        """The local destinations (idents) this job leaves as it found them: no file landed there
+        (none verified, found there already or skipped), as they went down or the job found
+        nothing to copy. The folders the job made there are removed as it ends; they get no ASC
+        MHL generation and no copy of the reports (``reports/finish.py``)."""
+        nothing = self._nothing_found()
+        return {
+            ln.dest.ident
+            for ln in self.lanes
+            if ln.caps.is_local and ln.stats.files_done == 0 and (ln.dead is not None or nothing)
+        }
 
     def no_destination(self) -> bool:
         """Every destination was unusable before a single file landed there (not mounted, not a
