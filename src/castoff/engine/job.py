@@ -2947,6 +2947,13 @@ class Engine:
             text = "".join(traceback.format_exception(exc))
             self.log(f"{lane.name}: {stream.target}: internal error:\n{text}", "error")
             exc = errors.DestinationError(f"internal error: {exc!r}")
+        if lane.dead is not None and not isinstance(exc, LANE_FATAL):
+            # the destination went down meanwhile (a failing drive returns other bytes, then
+            # refuses): not sent there again; it ends as the lane's other files do, said once
+            if self._abort(stream):
+                self._close_catalog_upload(stream)
+            self._end(stream, self._down_outcome(lane))
+            return
         can_retry = fs.status == "read" and not isinstance(exc, LANE_FATAL)
         if (
             exc.restartable
