@@ -470,7 +470,7 @@ class Engine:
                     f"{lane.name}: full: {plural(lane.files_left_full, 'file')}"
                     f" ({format_bytes(lane.bytes_left_full)}) did not go there; free at least that much"
                     " there, then re-run the same command",
-                    "error",
+                    "warning",  # (the destination's stop is said once, as an error, when it stops)
                 )
 
     def _wait_for_streams(self) -> None:
@@ -2935,6 +2935,14 @@ class Engine:
                 upload.abort()
                 self._drop_partial(stream)
             return
+        if (
+            lane.dead is not None
+            and isinstance(exc, errors.DestinationError)
+            and not isinstance(exc, LANE_FATAL)
+        ):
+            # the destination went down meanwhile (a failing drive returns other bytes, then
+            # refuses): not sent there again; the file ends as the lane's other files do, said once
+            exc = lane.dead
         if exc is lane.dead and exc.retryable:  # it stopped answering: not tried again in this job
             self._end_incomplete(stream, exc)
             return
@@ -2947,13 +2955,6 @@ class Engine:
             text = "".join(traceback.format_exception(exc))
             self.log(f"{lane.name}: {stream.target}: internal error:\n{text}", "error")
             exc = errors.DestinationError(f"internal error: {exc!r}")
-        if lane.dead is not None and not isinstance(exc, LANE_FATAL):
-            # the destination went down meanwhile (a failing drive returns other bytes, then
-            # refuses): not sent there again; it ends as the lane's other files do, said once
-            if self._abort(stream):
-                self._close_catalog_upload(stream)
-            self._end(stream, self._down_outcome(lane))
-            return
         can_retry = fs.status == "read" and not isinstance(exc, LANE_FATAL)
         if (
             exc.restartable
