@@ -10,6 +10,8 @@ writing anything: a file named just before is gone after a remount. Only a file'
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import blake3
@@ -71,7 +73,8 @@ def test_files_named_as_the_drive_fails_fail_at_their_folder_sync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same for the small files the reader lands and syncs a folder at a time: the folder's
-    sync (with one file's, to confirm it) fails, so none of them is recorded."""
+    sync answers 0, the confirmation (one file's fsync for the group's folders) fails, so none
+    of them is recorded."""
     with kernel_drive(tmp_path, "xfs") as drive:
         dest = LocalDestination(drive.path / "shoot")
         dest.preflight()
@@ -81,11 +84,12 @@ def test_files_named_as_the_drive_fails_fail_at_their_folder_sync(
             data = os.urandom(10_000 + i)
             upload, parts = send(dest, f"card/DCIM/IMG_{i:04}.JPG", data)
             landed.append(upload.commit(parts, source_blake3=blake3.blake3(data).hexdigest()))
-        folders = {x.sync_later for x in landed}
-        assert folders == {str(drive.path / "shoot" / "card" / "DCIM")}
+        (folder,) = {x.sync_later for x in landed}
+        assert folder == str(drive.path / "shoot" / "card" / "DCIM")
         fails_at_the_folder_sync(monkeypatch, drive)
+        dest.sync_folder(folder)  # answers 0, having written nothing
         with pytest.raises(errors.DriveFailed):
-            dest.sync_folder(folders.pop(), landed[-1].target)
+            dest.confirm_folders({folder: landed[-1].target})
         drive.remount()  # (the names before the last one went to disk with the next file's fsync)
         assert not (drive.path / "shoot" / "card" / "DCIM" / "IMG_0002.JPG").exists()
 
@@ -126,3 +130,44 @@ def test_a_drive_mounted_read_only_is_said_so_whether_the_folder_is_there_or_not
                 == f"cannot write to {drive.path / folder}: the drive is mounted read-only"
             )
             assert caught.value.hint == "remount it read-write (or choose another drive), then re-run"
+
+
+def test_threads_share_a_confirmation_only_when_it_began_after_their_folder_sync() -> None:
+    """``Confirmations``: the sync committers of a slow drive share the fsync that confirms their
+    folder fsyncs, but never one that began before theirs returned (it may have passed before
+    the filesystem shut down), nor take another's failure for theirs."""
+    confirmations = local.Confirmations()
+    first_began, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def slow_first() -> None:
+        calls.append("first")
+        first_began.set()
+        assert release.wait(60)
+
+    def mine(name: str, fail: bool = False) -> Callable[[], None]:
+        def fsync() -> None:
+            calls.append(name)
+            if fail:
+                raise OSError(5, "Input/output error")
+
+        return fsync
+
+    first = threading.Thread(target=confirmations.confirm, args=(slow_first,))
+    first.start()
+    assert first_began.wait(60)
+    # two folder fsyncs return while the first confirmation is under way: neither may take it
+    later = [threading.Thread(target=confirmations.confirm, args=(mine(n),)) for n in ("b", "c")]
+    for t in later:
+        t.start()
+    while confirmations._synced < 3:  # both numbered, waiting for the first to end
+        threading.Event().wait(0.001)
+    release.set()
+    for t in (first, *later):
+        t.join(60)
+    assert calls[0] == "first" and calls[1:] in (["b"], ["c"])  # one more fsync confirmed both
+    # a confirmation that fails is that thread's: the next one tries its own
+    with pytest.raises(OSError):
+        confirmations.confirm(mine("d", fail=True))
+    confirmations.confirm(mine("e"))
+    assert calls[-2:] == ["d", "e"]

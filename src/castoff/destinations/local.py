@@ -264,19 +264,56 @@ def fsync_dir_path(folder: str) -> None:
 
 
 def link_unnamed(fd: int, final: str, *, sync: bool = True) -> None:
-    """Give the unnamed (O_TMPFILE) file open as ``fd`` the name ``final``, and make the name
-    durable (unless not ``sync``: the caller fsyncs the folder), as the file's own fsync confirms
-    (``confirm_synced``); FileExistsError if ``final`` exists. linkat must follow the /proc link
-    (os.link without a dir_fd calls link(), which does not), so the folder is opened for the call."""
+    """Give the unnamed (O_TMPFILE) file open as ``fd`` the name ``final``, and fsync its folder
+    (unless not ``sync``: the caller fsyncs the folder; either way, the caller confirms that
+    fsync: ``confirm_synced``); FileExistsError if ``final`` exists. linkat must follow the /proc
+    link (os.link without a dir_fd calls link(), which does not), so the folder is opened for the
+    call."""
     folder, sep, name = final.rpartition("/")  # os.path.split, for a path with no "//"
     dfd = os.open(folder or sep or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
         if sync:
             fsync_dir_fd(dfd)
-            confirm_synced(fd)
     finally:
         os.close(dfd)
+
+
+class Confirmations:
+    """One file fsync confirms every folder fsync on its filesystem that returned before it began
+    (``confirm_synced``: a filesystem shut down stays so until it is mounted again). The threads
+    committing files at one destination at once (a slow drive's sync committers) share them, as
+    the filesystem shares their journal commits, instead of each making one more fsync."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._synced = 0  # folder fsyncs that returned (each one numbered by the count before it)
+        self._confirmed = 0  # those numbered below this one are confirmed
+        self._busy = False  # a confirming fsync is under way
+
+    def confirm(self, fsync: Callable[[], None]) -> None:
+        """A folder fsync just returned: return once a file fsync begun after it has succeeded,
+        this thread's own (``fsync``) or one another thread began meanwhile; raise what this
+        thread's own raised. (Another's failure is not taken for this one's: it tries its own.)"""
+        with self._cond:
+            mine = self._synced
+            self._synced += 1
+            while self._busy:
+                self._cond.wait()
+            if self._confirmed > mine:
+                return
+            self._busy = True
+            began = self._synced
+        ok = False
+        try:
+            fsync()
+            ok = True
+        finally:
+            with self._cond:
+                if ok:
+                    self._confirmed = max(self._confirmed, began)
+                self._busy = False
+                self._cond.notify_all()
 
 
 def too_big_hint(*, fat: bool) -> str:
@@ -699,12 +736,13 @@ class LocalUpload:
                     link_unnamed(self._fd, final, sync=sync)
                 except FileExistsError:
                     raise TargetExists(final) from None
-                if sync:
-                    return None
-                if final == self._target:
-                    return self._parent
                 head, sep, _ = final.rpartition("/")
-                return head or sep
+                folder = self._parent if final == self._target else head or sep
+                if not sync:
+                    return folder
+                fd = self._fd
+                self._dest.confirm_names(folder, lambda: confirm_synced(fd))
+                return None
             # No call replaces a name with an unnamed file: name it hidden, then rename over.
             self.partial_path = partial_path_for(final)
             self._dest.note_partial(self.partial_path)
@@ -722,11 +760,15 @@ class LocalUpload:
             self._dest.keep_times(final, self._meta)
         if not sync:
             return os.path.dirname(final)
-        fsync_dir(os.path.dirname(final))
-        if self._fd is not None:  # the unnamed file, named over another: still open
-            confirm_synced(self._fd)
-        else:
-            confirm_synced_path(final)
+        folder = os.path.dirname(final)
+        fsync_dir(folder)
+        unnamed = self._fd  # the unnamed file, named over another, is still open
+        self._dest.confirm_names(
+            folder,
+            (lambda: confirm_synced(unnamed))
+            if unnamed is not None
+            else (lambda: confirm_synced_path(final)),
+        )
         return None
 
     def _close_fd(self) -> None:
@@ -782,6 +824,8 @@ class LocalDestination:
         self.free_bytes: int | None = None
         #: the folders this destination created (the root too, where preflight made it)
         self.made_folders: list[str] = []
+        #: the folder fsyncs confirmed, by filesystem (st_dev): ``confirm_names``
+        self._confirmations: dict[int, Confirmations] = {}
         #: a file keeps the times it had before its rename into place: None until one says; where
         #: not (fusefat gives it the time of the rename), they are set again once it is named
         self.times_kept: bool | None = None
@@ -886,17 +930,43 @@ class LocalDestination:
     def defers_folder_syncs(self) -> bool:
         return self._deferring.on
 
-    def sync_folder(self, folder: str, named: str) -> None:
-        """Make the names given in ``folder`` durable (``defer_folder_syncs``), as the fsync of
-        ``named``, one of the files named there, confirms (``confirm_synced``: once a folder,
-        not once a file)."""
+    def confirm_folders(self, named: Mapping[str, str]) -> None:
+        """The folders ``named`` maps to a file just named in each were fsynced (``sync_folder``):
+        confirm them (``confirm_synced``) with one of those files for each filesystem they are on,
+        once for many folders, not once a folder."""
+        by_filesystem: dict[object, str] = {}
+        for folder, path in named.items():
+            known = self._made.get(folder)
+            by_filesystem.setdefault(known[0] if known is not None else folder, path)
+        for path in by_filesystem.values():
+            try:
+                confirm_synced_path(path)
+            except OSError as exc:
+                folders = ", ".join(named)
+                raise self.translate(exc, f"cannot make the new names in {folders} durable") from exc
+
+    def confirm_names(self, folder: str, fsync: Callable[[], None]) -> None:
+        """``folder``'s fsync just returned: confirmed by ``fsync`` (of a file just named there:
+        ``confirm_synced``), or by one another thread makes meanwhile on its filesystem
+        (``Confirmations``; a folder whose filesystem is not known yet confirms its own)."""
+        known = self._made.get(folder)
+        if known is None:
+            fsync()
+            return
+        confirmations = self._confirmations.get(known[0])
+        if confirmations is None:
+            confirmations = self._confirmations.setdefault(known[0], Confirmations())
+        confirmations.confirm(fsync)
+
+    def sync_folder(self, folder: str) -> None:
+        """Make the names given in ``folder`` durable (``defer_folder_syncs``), once
+        ``confirm_folders`` confirms it."""
         try:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 fsync_dir_fd(fd)
             finally:
                 os.close(fd)
-            confirm_synced_path(named)
         except OSError as exc:
             raise self.translate(exc, f"cannot make the new names in {folder} durable") from exc
 

@@ -3108,29 +3108,30 @@ class Engine:
         self._record_landed(stream, landed, status)
 
     def _sync_landed(self) -> None:
-        """Before the reader's group commits: sync each folder where it landed files, once, and
-        only then record those files as landed (or, where the sync failed, as failed)."""
+        """Before the reader's group commits: sync each folder where it landed files, once, then
+        confirm those syncs, once for each destination (``confirm_folders``), and only then
+        record those files as landed (or, where the sync failed, as failed)."""
         if not self._unsynced:
             return
         waiting, self._unsynced = self._unsynced, []
         synced: dict[tuple[str, str], BaseException | None] = {}
-        for stream, landed, status in waiting:
+        named: dict[str, tuple[Destination, dict[str, str]]] = {}  # by destination: {folder: a file}
+        for stream, landed, _ in waiting:
             folder = landed.sync_later
             assert folder is not None
-            key = (stream.lane.dest.ident, folder)
+            dest = stream.lane.dest
+            key = (dest.ident, folder)
             if key not in synced:
-                try:
-                    stream.lane.dest.sync_folder(folder, landed.target)  # type: ignore[attr-defined]
-                    synced[key] = None
-                except errors.CastoffError as exc:  # the file is named, but may not stay so
-                    synced[key] = exc
-                except Exception as exc:
-                    synced[key] = errors.DestinationError(
-                        f"cannot make the new names in {folder} durable: {exc}",
-                        hint="a re-run reads back what is there and copies what is not",
-                    )
+                synced[key] = self._durable(folder, functools.partial(dest.sync_folder, folder))  # type: ignore[attr-defined]
+                if synced[key] is None:
+                    named.setdefault(dest.ident, (dest, {}))[1][folder] = landed.target
+        for ident, (dest, files) in named.items():
+            confirmed = self._durable(", ".join(files), functools.partial(dest.confirm_folders, files))  # type: ignore[attr-defined]
+            if confirmed is not None:
+                synced.update(dict.fromkeys(((ident, folder) for folder in files), confirmed))
+        for stream, landed, status in waiting:
             try:
-                failure = synced[key]
+                failure = synced[(stream.lane.dest.ident, landed.sync_later or "")]
                 if failure is None:
                     self._record_landed(stream, landed, status)  # its sync_later is done
                 else:
@@ -3140,6 +3141,21 @@ class Engine:
                     self._end(stream, Outcome("failed", error=failure))
             except BaseException as exc:
                 self._close_broken(stream, exc)
+
+    @staticmethod
+    def _durable(folder: str, sync: Callable[[], None]) -> BaseException | None:
+        """``sync()``: a folder's fsync, or the confirmation of those of a destination: None, or
+        why it failed (the files named there may not stay so)."""
+        try:
+            sync()
+        except errors.CastoffError as exc:
+            return exc
+        except Exception as exc:
+            return errors.DestinationError(
+                f"cannot make the new names in {folder} durable: {exc}",
+                hint="a re-run reads back what is there and copies what is not",
+            )
+        return None
 
     def _record_landed(self, stream: Stream, landed: Landed, status: str) -> None:
         if not self._claim(stream):  # the job ended first: named, not recorded (a re-run finds it)
