@@ -171,3 +171,14 @@ def test_threads_share_a_confirmation_only_when_it_began_after_their_folder_sync
         confirmations.confirm(mine("d", fail=True))
     confirmations.confirm(mine("e"))
     assert calls[-2:] == ["d", "e"]
+
+
+def test_a_drive_failed_before_the_job_is_said_so_at_its_start(tmp_path: Path) -> None:
+    """QA M (its loops): an xfs drive shut down before the job began: preflight's look at the
+    folder raised EIO, a traceback."""
+    with kernel_drive(tmp_path, "xfs") as drive:
+        (drive.path / "shoot").mkdir()
+        drive.fail()
+        with pytest.raises(errors.DriveFailed) as caught:
+            LocalDestination(drive.path / "shoot").preflight()
+        assert "Input/output error" in caught.value.message, caught.value

@@ -1204,6 +1204,12 @@ class LocalDestination:
         return (st.st_dev, st.st_ino) != self._root_id
 
     def preflight(self) -> None:
+        try:
+            self._preflight()
+        except OSError as exc:  # (a drive that fails under the look: EIO from a stat)
+            raise self.translate(exc, f"cannot look at destination {self.root}") from exc
+
+    def _preflight(self) -> None:
         root = Path(self.root)
         self._check_mounted_writable()
         if not root.exists():
