@@ -48,6 +48,17 @@ if ! command -v mount.exfat-fuse >/dev/null || ! command -v fusefat >/dev/null \
             "are skipped (apt-get install exfat-fuse fusefat exfatprogs dosfstools, as root)." >&2
     fi
 fi
+# The tests of a drive that fails mid-job shut down a real xfs image, mounted by the kernel (as root).
+if ! command -v mkfs.xfs >/dev/null || ! command -v xfs_io >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing xfsprogs (Debian) for the failing-drive tests…" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xfsprogs \
+            || echo "note: could not install xfsprogs; the failing-drive tests are skipped." >&2
+    else
+        echo "note: xfsprogs is missing; the failing-drive tests are skipped (apt-get install xfsprogs," \
+            "as root)." >&2
+    fi
+fi
 # The reference ASC MHL tool pins an older Click, so it lives in a virtualenv of its own.
 ASCMHL_VENV="$(dirname "$VENV")/.venv-ascmhl"
 if [ ! -x "$ASCMHL_VENV/bin/ascmhl-debug" ]; then

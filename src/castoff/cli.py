@@ -952,6 +952,7 @@ def cmd_copy(
             cancel=cancel,
             mhl_written=mhl_written[0] if mhl_written else None,
             down=engine.down(),
+            unused=engine.unused(),
         )
     finally:
         for d in dests:

@@ -33,10 +33,13 @@ cannot be translated is re-raised as it is, never swallowed.
         │   ├── BadCredentials         unknown key id or wrong secret
         │   ├── ClockSkew              the server refused this computer's clock (set it: NTP)
         │   ├── DestinationFull        ENOSPC / quota
-        │   ├── DestinationReadOnly    EROFS / EACCES on the destination
+        │   ├── DestinationReadOnly    EROFS / EACCES on the destination (mounted read-only, or
+        │   │                          gone read-only after an error)
         │   ├── PermissionDenied       EACCES / EPERM on one folder below a writable destination root:
         │   │                          that folder's files only, the rest of the destination is filled
         │   ├── DestinationGone        the mount or folder disappeared
+        │   ├── DriveFailed            the drive reported an I/O error (EIO: a failing drive, a
+        │   │                          filesystem shut down after an error): check it, remount it
         │   ├── KeyRejected            the key or path cannot exist there (too long, illegal name)
     │   ├── FileTooBig             the filesystem cannot hold a file this big (FAT32: 4 GiB - 1 byte)
         │   ├── TlsFailure             no trusted TLS connection to the endpoint (certificate, plain HTTP)
@@ -237,6 +240,16 @@ class PermissionDenied(PermanentError):
 
 class DestinationGone(PermanentError):
     code = "destination-gone"
+
+
+class DriveFailed(PermanentError):
+    """The destination's drive answered with an I/O error (EIO), its mount still there: a failing
+    drive, a filesystem that shut itself down after an error, a drive unplugged without being
+    unmounted. No more files go there in this job; checked (fsck) and remounted, a re-run
+    copies what is missing. (A drive really gone, its mount point gone or another folder or
+    drive there now, is ``DestinationGone``.)"""
+
+    code = "drive-failed"
 
 
 class KeyRejected(PermanentError):

@@ -16,6 +16,7 @@ from castoff.catalog.group import WriteGroup
 from castoff.layout.capture import Capture
 from castoff.layout.planner import FilePlan
 from engine_runner import write
+from kernel_mounts import kernel_drive
 
 
 def test_a_plan_is_kept_column_by_column_and_read_back_as_planned(tmp_path: Path) -> None:
@@ -237,3 +238,39 @@ def test_a_groups_rows_are_seen_before_its_commit_and_go_with_its_rollback(tmp_p
         assert other.execute("SELECT COUNT(*) FROM outcomes").fetchone() == (1,)
         assert other.execute("SELECT layout_path FROM file_meta").fetchall() == [("x/a.jpg",)]
     cat.close()
+
+
+def test_a_state_folder_whose_drive_failed_is_said_so_not_full(tmp_path: Path) -> None:
+    """QA M #2: the state folder's ext4 turned read-only after an error (errors=remount-ro) mid-job:
+    SQLite's "disk I/O error" was said as "the state folder … is full, or a file size limit
+    (ulimit -f) stops it growing", with plenty free. A real ext4 image, made to fail."""
+    with kernel_drive(tmp_path, "ext4", size="64M", options="errors=remount-ro") as drive:
+        path = drive.path / "home" / "catalog.sqlite"
+        path.parent.mkdir()
+        cat = Catalog(path)
+        cat.log("j1", "info", "before")
+        drive.fail()
+        with pytest.raises(errors.CatalogError) as caught:
+            _write_until_refused(cat)
+        with contextlib.suppress(errors.CatalogError):
+            cat.close()
+        for said in (caught.value, _opened(path)):
+            assert f"the drive of the state folder {path.parent} reported an I/O error or went read-only" in (
+                said.message
+            ), said
+            assert "full" not in said.message, said
+            assert said.hint is not None and said.hint.startswith("check that drive (fsck) and remount it"), (
+                said
+            )
+
+
+def _opened(path: Path) -> errors.CastoffError:
+    """What opening the catalog at ``path`` raises."""
+    with pytest.raises(errors.CastoffError) as caught:
+        Catalog(path)
+    return caught.value
+
+
+def _write_until_refused(cat: Catalog) -> None:
+    for i in range(100):  # (the first writes may land in SQLite's cache)
+        cat.log("j1", "info", f"after {i}")

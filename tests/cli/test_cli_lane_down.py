@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from castoff.units import format_bytes
 from castoff_cli import Castoff
 from engine_runner import write
 from faults.proc import s3_url
@@ -131,6 +132,13 @@ def test_a_drive_that_fills_up_mid_job_is_said_once(tmp_path: Path, card: Path, 
     assert {d["error_code"] for d in failed} == {"destination-full"}
     assert rep["summary"][str(full)]["failed"] == len(failed)
     check_ok_complete(rep, ok, card)
+    # QA M #3: said before it fills (once, as soon as the files planned there pass its free
+    # space), and at the end, how much did not go there
+    (warned,) = lines_with(out, "to write there so far")
+    assert warned.startswith(f"{full}: ") and "free: it will be full before the job ends" in warned, out
+    assert out.index(warned) < out.index(said[0])
+    left = f"{full}: full: {len(failed)} files ({format_bytes(60_000 * len(failed))}) did not go there"
+    assert len(lines_with(out, left)) == 1, out
 
 
 def test_a_folder_with_verified_copies_gone_is_a_drive_not_mounted_not_made_again(
@@ -357,3 +365,49 @@ def test_a_read_only_card_with_mhl_source_is_said_under_json_too(
     assert events.index(logs[0]) < [e["event"] for e in events].index("job-end")
     assert f"warning: {note}" in r.stderr.splitlines(), r.stderr
     assert not (card / "ascmhl").exists()
+
+
+def test_a_drive_full_before_the_job_is_left_as_it_was(tmp_path: Path, card: Path, small_tmpfs: Path) -> None:
+    """QA M #7: "No destination could be used, so nothing was written", and the full drive had
+    shoot/EOS_DIGITAL/DCIM/100CANON made on it (its folders take no blocks on ext4 or tmpfs)."""
+    castoff = Castoff(tmp_path / "user")
+    (small_tmpfs / "shoot").mkdir()
+    fd = os.open(small_tmpfs / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        with pytest.raises(OSError, match="No space"):
+            _write_until_full(fd)
+    finally:
+        os.close(fd)
+    r = castoff("copy", str(card), "--to", str(small_tmpfs / "shoot"), "--report-to", "both")
+    out = r.stdout + r.stderr
+    assert r.returncode == 2, out
+    assert "No destination could be used, so nothing was written" in out
+    assert os.listdir(small_tmpfs / "shoot") == []  # as it was: nothing made there
+
+
+def test_a_card_with_nothing_to_copy_leaves_the_destinations_as_they_were(tmp_path: Path) -> None:
+    """QA M #7: an empty card (one not mounted: its mount point) with --report-to both made the
+    destination's folder and put the job's reports there (README: nothing to copy is an error,
+    exit 2, as a wrong path would be)."""
+    castoff = Castoff(tmp_path / "user")
+    (tmp_path / "media" / "A001").mkdir(parents=True)
+    (tmp_path / "ssd").mkdir()
+    r = castoff(
+        "copy",
+        str(tmp_path / "media" / "A001"),
+        "--to",
+        str(tmp_path / "ssd" / "shoots"),
+        "--report-to",
+        "both",
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 2, out
+    assert "no file to copy" in out
+    assert os.listdir(tmp_path / "ssd") == [], out
+    assert "ASC MHL" not in out and "report copy" not in out, out
+    assert len(list((castoff.state / "reports").glob("*.json"))) == 1  # the job's, in the state folder
+
+
+def _write_until_full(fd: int) -> None:
+    while True:
+        os.write(fd, b"\0" * 4096)

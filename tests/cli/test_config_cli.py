@@ -23,6 +23,7 @@ from castoff.cli import build_parser
 from castoff.config.workflows import subparser
 from castoff_cli import NO_KEYRING, Castoff, files_containing
 from engine_runner import write
+from kernel_mounts import kernel_drive
 from server_fixtures import MotoBucket, RcloneBucket
 
 
@@ -114,6 +115,44 @@ def test_local_destinations_and_a_workflow_from_add_to_remove(
     assert castoff("workflow", "remove", "shoot").returncode == 0
     assert castoff("dest", "remove", "fast").returncode == 0
     assert not any(config(castoff).values())
+
+
+def _fill(drive: Path) -> None:
+    """Every block of ``drive`` taken (root's reserve too: the tests run as root)."""
+    with open(drive / "filler", "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * (1 << 20))
+                fh.flush()
+        except OSError:
+            pass
+    os.sync()
+
+
+def test_a_full_drive_is_not_called_writable(castoff: Castoff, tmp_path: Path) -> None:
+    """QA M #3: on a drive with no block free, 'dest add' and 'dest test' said "ok … writable"
+    (the folder could be made; no file could be written there) and saved it. A real ext4 image."""
+    with kernel_drive(tmp_path / "mnt", "ext4", size="64M") as drive:
+        (drive.path / "shoot2").mkdir()
+        _fill(drive.path)
+        for name, folder in (("full", drive.path / "shoot"), ("full2", drive.path / "shoot2")):
+            r = castoff("dest", "add", name, "local", str(folder))
+            assert r.returncode == 1, text(r)
+            assert f"failed @{name}: " in text(r), text(r)
+            said = (
+                f"cannot write a file in {folder}: No space left on device",
+                "the drive is full (0 B free)",
+            )
+            assert any(s in text(r) for s in said), text(r)  # (root may write in the reserve)
+            assert "free space on the destination, then re-run" in text(r)
+            assert sorted(os.listdir(drive.path)) == ["filler", "lost+found", "shoot2"]  # nothing left
+            assert not os.listdir(drive.path / "shoot2")
+        r = castoff("dest", "test", str(drive.path / "shoot2"))
+        assert r.returncode == 1 and any(s in text(r) for s in said), text(r)
+        os.unlink(drive.path / "filler")
+        r = castoff("dest", "test", str(drive.path / "shoot2"))
+        assert r.returncode == 0 and f"ok {drive.path / 'shoot2'}: writable, " in text(r), text(r)
+        assert " MiB free" in text(r)
 
 
 def test_parallel_dest_adds_lose_no_destination(castoff: Castoff, tmp_path: Path) -> None:
@@ -289,7 +328,8 @@ def test_names_with_brackets_are_printed_as_they_are(castoff: Castoff, tmp_path:
     they vanished, and 'workflow show' gave a copy command that named other folders."""
     shoot, out, card = tmp_path / "shoot [raw] copies", tmp_path / "out [bold]x \\[", tmp_path / "card [red]"
     r = castoff("dest", "add", "raw", "local", str(shoot))
-    assert r.returncode == 0 and f"ok @raw: writable ({shoot} does not exist yet" in text(r), text(r)
+    assert r.returncode == 0 and "ok @raw: writable, " in text(r), text(r)
+    assert f" free ({shoot} does not exist yet" in text(r), text(r)
     assert f"@raw local {shoot}" in cells(castoff("dest", "list"))
     assert f"path {shoot}" in cells(castoff("dest", "show", "raw"))
     r = castoff("workflow", "save", "mk", "--to", str(out), "--to", "@raw", "--source", str(card))

@@ -290,3 +290,14 @@ def test_permission_denied_in_a_folder_castoff_may_not_write_in_is_still_said_so
         naming=f"{dest.root}/card/x.jpg",
     )
     assert isinstance(exc, errors.PermissionDenied)
+
+
+def test_a_full_btrfs_drive_says_its_metadata_may_be_what_is_full(dest: LocalDestination) -> None:
+    """QA M #3: btrfs out of room for its metadata (many small files) while df showed 103 MiB free
+    said only "free space on the destination"."""
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert dest.translate(full, "no room for x").hint == "free space on the destination, then re-run"
+    dest.fs_type = "btrfs"
+    said = dest.translate(full, "no room for x")
+    assert isinstance(said, errors.DestinationFull)
+    assert "btrfs can run out of room for its metadata while df still shows free space" in (said.hint or "")

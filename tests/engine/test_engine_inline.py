@@ -12,6 +12,7 @@ import errno
 import functools
 import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from castoff.engine import job
 from castoff.engine.job import Engine
 from castoff.engine.lanes import INLINE_COMMIT_MAX
 from engine_runner import Runner, touch_newer, write
+from kernel_mounts import kernel_drive
 
 FILES = {
     "card/DCIM/A.JPG": b"a" * 10_000,
@@ -351,3 +353,75 @@ def test_a_folder_that_cannot_be_synced_fails_its_files_there_and_the_rerun_find
     assert (tmp_path / "ssd" / "card" / "DCIM1" / "IMG_0007.JPG").read_bytes() == (
         src / "DCIM1" / "IMG_0007.JPG"
     ).read_bytes()
+
+
+def _path_of(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def test_a_folder_sync_the_failed_drive_did_not_keep_fails_its_files_there(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA M #1, the kernel's answers injected: once the drive fails (as DCIM1's folder is to be
+    synced), a folder's fsync answers 0 and a file's EIO, as on xfs shut down. Those files are
+    not recorded verified: they fail there as a failed drive's, and the destination stops."""
+    ssd_root = str(tmp_path / "ssd")
+    failed = False
+    real_fsync = os.fsync
+
+    def kernel_fsync(fd: int) -> None:
+        if failed and stat.S_ISREG(os.fstat(fd).st_mode) and _path_of(fd).startswith(ssd_root + "/"):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)  # a folder's: answered 0, as the shut-down filesystem does
+
+    def on_sync(folder: str) -> None:
+        nonlocal failed
+        failed = failed or folder.endswith("DCIM1")
+
+    monkeypatch.setattr(os, "fsync", kernel_fsync)
+    ssd = LocalDestination(ssd_root)
+    flaky = FaultyDestination(ssd, FaultPlan(on_folder_sync=on_sync))
+    other = LocalDestination(tmp_path / "nas")
+    src = small_files(tmp_path / "src")
+    result = runner([src], [flaky, other], chunk_size=INLINE_COMMIT_MAX)
+    assert result.exit_code == 1
+    out = runner.outcomes()
+    for i in range(20):
+        bad = out[(f"card/DCIM1/IMG_{i:04}.JPG", flaky.name)]
+        assert bad["status"] == "failed" and bad["error_code"] == "drive-failed", bad
+        assert out[(f"card/DCIM1/IMG_{i:04}.JPG", other.name)]["status"] == "verified"
+        # (DCIM0's, synced in the same group, are confirmed with it: failed too, or before it)
+        before = out[(f"card/DCIM0/IMG_{i:04}.JPG", flaky.name)]
+        assert before["status"] == "verified" or before["error_code"] == "drive-failed", before
+    assert any(f"{flaky.name}: stopped: " in line for line in runner.logs()), runner.logs()
+
+
+def test_no_file_is_recorded_verified_that_a_failed_xfs_drive_did_not_keep(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA M #1 on a real xfs drive: it shuts down (as a failing drive makes it) between the
+    naming of DCIM1's files and their folder's fsync, which answers 0. After a remount, every
+    file the catalog calls verified there is there, with its bytes."""
+    src = small_files(tmp_path / "src")
+    with kernel_drive(tmp_path / "mnt", "xfs") as drive:
+        real = local.fsync_dir_fd
+
+        def failing(fd: int) -> None:
+            if drive.mounted() and _path_of(fd).endswith("/DCIM1") and not failing.done:  # type: ignore[attr-defined]
+                failing.done = True  # type: ignore[attr-defined]
+                drive.fail()
+            real(fd)
+
+        failing.done = False  # type: ignore[attr-defined]
+        monkeypatch.setattr(local, "fsync_dir_fd", failing)
+        ssd = LocalDestination(drive.path / "shoot")
+        result = runner([src], [ssd, LocalDestination(tmp_path / "nas")], chunk_size=INLINE_COMMIT_MAX)
+        assert failing.done  # type: ignore[attr-defined]
+        assert result.exit_code == 1
+        drive.remount()
+        verified = [r for r in runner.catalog.job_outcomes(runner.job_id) if r["dest_name"] == ssd.name]
+        assert {r["status"] for r in verified if "/DCIM1/" in r["rel_path"]} == {"failed"}
+        for r in verified:
+            if r["status"] == "verified":
+                rel = r["rel_path"].removeprefix("card/")
+                assert Path(r["target"]).read_bytes() == (src / rel).read_bytes(), r["target"]

@@ -7,12 +7,16 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from castoff import errors
 from castoff.destinations.base import Destination, MiB
 from castoff.destinations.faulty import FaultPlan, FaultyDestination, PartFault
 from castoff.destinations.local import LocalDestination
 from castoff.destinations.memory import MemoryDestination
+from castoff.engine.job import Engine
 from castoff.engine.retry import RetryPolicy
 from engine_runner import Runner, write
 
@@ -208,3 +212,41 @@ def test_a_destination_that_fails_after_some_files_landed_exits_1(tmp_path: Path
     assert [out[(f"card/IMG_{i:04}.JPG", late.name)]["status"] for i in range(n)] == ["verified"] * 3 + [
         "failed"
     ] * 3
+
+
+def test_a_file_that_fails_at_a_destination_gone_down_meanwhile_is_not_sent_there_again(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA M #4: a failing drive went read-only; a file whose read-back had given other bytes
+    meanwhile was then "sending it again" there, after the "stopped" line. It ends as the lane's
+    other files do, said once. (Another thread's write meeting EROFS is played by taking the lane
+    down from B.JPG's commit, just before its read-back.)"""
+    src = tmp_path / "src" / "card"
+    write(src / "B.JPG", os.urandom(4000))
+    write(src / "C.JPG", os.urandom(4000))
+    engines: list[Engine] = []
+    real_run = Engine.run
+
+    def run(self: Engine, sources: Any) -> Any:
+        engines.append(self)
+        return real_run(self, sources)
+
+    def on_commit(target: str) -> None:
+        if target.endswith("B.JPG"):
+            (engine,) = engines
+            (lane,) = [ln for ln in engine.lanes if ln.name == failing.name]
+            engine._lane_down(lane, errors.DestinationReadOnly("Read-only file system (injected)"))
+
+    monkeypatch.setattr(Engine, "run", run)
+    plan = FaultPlan(corrupt_before_commit=["B.JPG"], on_commit=on_commit)
+    failing = FaultyDestination(LocalDestination(tmp_path / "ssd"), plan)
+    ok = LocalDestination(tmp_path / "ok")
+    result = runner.bounded([src], [failing, ok], chunk_size=CHUNK, **FAST)
+    assert result.exit_code == 1
+    assert not [line for line in runner.logs() if "sending it again" in line], runner.logs()
+    assert len(error_lines(runner, failing.name)) == 1, "\n".join(error_lines(runner, failing.name))
+    out = runner.outcomes()
+    for name in ("B.JPG", "C.JPG"):
+        there = out[(f"card/{name}", failing.name)]
+        assert there["status"] == "failed" and there["error_code"] == "destination-read-only", there
+    assert result.lanes[failing.name]["restarts"] == 0

@@ -3,6 +3,7 @@ knows what the history holds without reading it, and reads it whenever the histo
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -114,3 +115,31 @@ def test_no_history_is_written_where_a_destination_was_before_it_went_away(tmp_p
     assert gone.message.startswith(f"ASC MHL not written: destination {tmp_path / 'usb'} is gone"), gone
     assert list((tmp_path / "usb").iterdir()) == []
     assert by_scope[str(tmp_path / "ssd")].ok  # the other destination's history goes on
+
+
+def test_a_rerun_that_completes_an_unfinished_generation_says_so(
+    tmp_path: Path, runner: Runner, card: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA M #5: the drive filled right after the first job's manifest was named, before the chain
+    named it; the re-run chained it (``recover``) and said only "ASC MHL: nothing new to record"."""
+    dest = LocalDestination(tmp_path / "ssd")
+    assert runner([card], [dest]).exit_code == 0
+    first = runner.job_id
+    real_write_chain = mhl._write_chain
+
+    def full(folder: Path, gens: list[mhl.Generation]) -> None:
+        if not gens:  # the empty chain a new history begins with
+            return real_write_chain(folder, gens)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(mhl, "_write_chain", full)
+    (outcome,) = mhl_job.write_for_job(
+        runner.catalog, first, {dest.ident: str(dest.root)}, sources=[str(card)], with_sources=False
+    )
+    assert not outcome.ok and "No space left on device" in outcome.message
+    monkeypatch.undo()
+    assert _generations(tmp_path / "ssd") == []
+    outcome = _job(runner, card, LocalDestination(tmp_path / "ssd"))
+    said = f"ASC MHL: generation 1, left unfinished by job {first}, completed; nothing new to record"
+    assert outcome.message == said, outcome.message
+    assert [g.number for g in _generations(tmp_path / "ssd")] == [1]

@@ -7,6 +7,7 @@ destination, what is known to be verified where, and every unfinished multipart 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -599,6 +600,37 @@ def _damaged(exc: sqlite3.Error) -> bool:
     return "malformed" in str(exc)
 
 
+def _drive_failing(folder: Path) -> str | None:
+    """What the drive of ``folder`` answers when it failed or went read-only (EIO, EROFS), which
+    SQLite says as "disk I/O error" or "unable to open database file" as it says a file size
+    limit; None when it answers well. (ext4 turned read-only after an error tells it only to the
+    calls it refuses, such as the folder's fsync; xfs shut down refuses even its open.)"""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return os.strerror(errno.EROFS)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in (errno.EIO, errno.EROFS):
+            return exc.strerror
+    return None
+
+
+def _drive_failed(
+    path: Path, folder: Path, text: str, why: str, *, done: str = "written"
+) -> errors.CatalogError:
+    """The catalog cannot be ``done`` because its drive failed (``_drive_failing``: ``why``)."""
+    return errors.CatalogError(
+        f"the catalog {path} cannot be {done} ({text}): the drive of the state folder {folder}"
+        f" reported an I/O error or went read-only ({why})",
+        hint="check that drive (fsck) and remount it, then run the same command again: it goes on"
+        " from what the catalog recorded",
+    )
+
+
 def catalog_error(path: Path, exc: sqlite3.Error, busy_ms: int | None = None) -> errors.CatalogError | None:
     """What a failure of the catalog at ``path`` under a command that had opened it means, as the
     error that says so and what to do; None for one that is castoff's own bug (a constraint, a
@@ -615,11 +647,16 @@ def catalog_error(path: Path, exc: sqlite3.Error, busy_ms: int | None = None) ->
     if _damaged(exc) or "not a database" in text:
         return errors.CatalogDamaged(f"the catalog {path} is damaged ({text})", hint=_move_aside(path))
     if "full" in text or "disk I/O" in text:
-        return errors.CatalogFull(
-            f"the catalog {path} cannot be written ({text}): the state folder {folder} is full,"
-            " or a file size limit (ulimit -f) stops it growing",
-            hint=f"free space where {folder} is (df {folder}) or lift the limit, then run the same"
-            " command again: it goes on from what the catalog recorded",
+        why = _drive_failing(folder) if "disk I/O" in text else None
+        return (
+            _drive_failed(path, folder, text, why)
+            if why is not None
+            else errors.CatalogFull(
+                f"the catalog {path} cannot be written ({text}): the state folder {folder} is full,"
+                " or a file size limit (ulimit -f) stops it growing",
+                hint=f"free space where {folder} is (df {folder}) or lift the limit, then run the same"
+                " command again: it goes on from what the catalog recorded",
+            )
         )
     if "readonly" in text or "read-only" in text:
         return errors.CatalogError(
@@ -661,7 +698,12 @@ def _unusable(path: Path, exc: OSError | sqlite3.Error) -> errors.UsageError:
             hint=f"make {shut} writable (or copy the state folder somewhere writable),"
             f" or {_ANOTHER}; 'castoff jobs', 'castoff jobs show' and 'castoff uploads' read it as it is",
         )
-    return errors.UsageError(f"cannot open the catalog {path} ({exc})", hint=_ANOTHER)
+    why = _drive_failing(folder)
+    failed = None if why is None else _drive_failed(path, folder, str(exc), why, done="opened")
+    return errors.UsageError(
+        failed.message if failed else f"cannot open the catalog {path} ({exc})",
+        hint=failed.hint if failed else _ANOTHER,
+    )
 
 
 def _size(path: Path) -> int:

@@ -31,6 +31,7 @@ from castoff.config.resolve import (
 from castoff.config.store import ConfigFile, SavedDestination, check_name
 from castoff.destinations.base import Destination
 from castoff.ui.term import Console
+from castoff.units import format_bytes
 
 if TYPE_CHECKING:
     from castoff.destinations.s3 import S3Options
@@ -50,19 +51,27 @@ def test_destination(dest: Destination) -> Verdict:
     if isinstance(dest, s3.S3Destination):
         result = s3.probe(dest.options)
         return Verdict(result.ok, result.message, result.hint)
+    from castoff.destinations.local import FULL_HINT, LocalDestination
+
     root = getattr(dest, "root", None)
     new_folder = isinstance(root, str) and not os.path.lexists(root)
     try:
         dest.preflight()
+        if isinstance(dest, LocalDestination):  # a file written, as a job's first one is
+            dest.probe()
     except errors.CastoffError as exc:
         return Verdict(False, exc.message, exc.hint)
     finally:
         if new_folder:  # a test leaves nothing behind: the folder the test made goes again
             with contextlib.suppress(OSError):
                 os.rmdir(str(root))
+    free = getattr(dest, "free_bytes", None)
+    if free == 0:  # (root may still write a byte or two in the filesystem's reserve)
+        return Verdict(False, f"{root}: the drive is full (0 B free)", FULL_HINT)
+    writable = "writable" if free is None else f"writable, {format_bytes(free)} free"
     if new_folder:
-        return Verdict(True, f"writable ({root} does not exist yet: the first job creates it)")
-    return Verdict(True, "writable")
+        return Verdict(True, f"{writable} ({root} does not exist yet: the first job creates it)")
+    return Verdict(True, writable)
 
 
 def _print_verdict(console: Console, label: str, verdict: Verdict) -> None:

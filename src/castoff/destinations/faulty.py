@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -171,6 +171,9 @@ class FaultyDestination:
         if self.plan.on_folder_sync is not None:
             self.plan.on_folder_sync(folder)
         self.inner.sync_folder(folder)  # type: ignore[attr-defined]  # only asked when inner defers
+
+    def confirm_folders(self, named: Mapping[str, str]) -> None:
+        self.inner.confirm_folders(named)  # type: ignore[attr-defined]  # only asked when inner defers
 
     def preflight(self) -> None:
         self.inner.preflight()

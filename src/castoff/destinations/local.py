@@ -194,6 +194,28 @@ def fsync_dir_fd(fd: int) -> None:
             raise
 
 
+def confirm_synced(fd: int) -> None:
+    """After a folder's fsync, fsync a file open on the same filesystem (``fd``): its answer is
+    what tells whether the folder's was kept. A filesystem shut down on a failing drive (xfs) or
+    turned read-only after an error answers a folder's fsync with 0, writing nothing, and a
+    file's with EIO or EROFS: the names just given are then not durable."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # a filesystem that cannot fsync this file (FUSE without it) tells nothing
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.ENOSYS):
+            raise
+
+
+def confirm_synced_path(path: str) -> None:
+    """``confirm_synced`` with the file at ``path`` (one just named in the folder synced): an
+    error opening it (EIO on a filesystem shut down) says as much as its fsync would."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        confirm_synced(fd)
+    finally:
+        os.close(fd)
+
+
 def _file_in_the_way(folder: str) -> str | None:
     """What keeps ``folder`` from being made: the deepest path at or above it that exists, when it
     is not a folder (above that one, every level is)."""
@@ -203,12 +225,12 @@ def _file_in_the_way(folder: str) -> str | None:
     return None if os.path.isdir(head) else head
 
 
-def make_folders(folder: str) -> None:
+def make_folders(folder: str) -> list[str]:
     """``os.makedirs(folder, exist_ok=True)``, and the name of every folder it had to create made
     durable: the parent of each is fsynced once all exist (a file named in a new folder is only as
     durable as the folders above it; on btrfs, say, a directory's fsync does not carry its
     parent's). A folder another thread created meanwhile is synced too: its maker may not have
-    got there yet."""
+    got there yet. The folders it created, from the top down."""
     missing: list[str] = []
     head = folder
     while not os.path.isdir(head):
@@ -218,15 +240,18 @@ def make_folders(folder: str) -> None:
             break
         head = parent
     if not missing:
-        return
+        return []
+    made = []
     for path in reversed(missing):
         try:
             os.mkdir(path)
+            made.append(path)
         except FileExistsError:
             if not os.path.isdir(path):
                 raise
     for parent in dict.fromkeys(os.path.dirname(p) for p in missing):
         fsync_dir_path(parent)
+    return made
 
 
 def fsync_dir_path(folder: str) -> None:
@@ -239,10 +264,11 @@ def fsync_dir_path(folder: str) -> None:
 
 
 def link_unnamed(fd: int, final: str, *, sync: bool = True) -> None:
-    """Give the unnamed (O_TMPFILE) file open as ``fd`` the name ``final``, and make the name
-    durable (unless not ``sync``: the caller fsyncs the folder); FileExistsError if ``final``
-    exists. linkat must follow the /proc link (os.link without a dir_fd calls link(), which
-    does not), so the folder is opened for the call."""
+    """Give the unnamed (O_TMPFILE) file open as ``fd`` the name ``final``, and fsync its folder
+    (unless not ``sync``: the caller fsyncs the folder; either way, the caller confirms that
+    fsync: ``confirm_synced``); FileExistsError if ``final`` exists. linkat must follow the /proc
+    link (os.link without a dir_fd calls link(), which does not), so the folder is opened for the
+    call."""
     folder, sep, name = final.rpartition("/")  # os.path.split, for a path with no "//"
     dfd = os.open(folder or sep or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -251,6 +277,43 @@ def link_unnamed(fd: int, final: str, *, sync: bool = True) -> None:
             fsync_dir_fd(dfd)
     finally:
         os.close(dfd)
+
+
+class Confirmations:
+    """One file fsync confirms every folder fsync on its filesystem that returned before it began
+    (``confirm_synced``: a filesystem shut down stays so until it is mounted again). The threads
+    committing files at one destination at once (a slow drive's sync committers) share them, as
+    the filesystem shares their journal commits, instead of each making one more fsync."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._synced = 0  # folder fsyncs that returned (each one numbered by the count before it)
+        self._confirmed = 0  # those numbered below this one are confirmed
+        self._busy = False  # a confirming fsync is under way
+
+    def confirm(self, fsync: Callable[[], None]) -> None:
+        """A folder fsync just returned: return once a file fsync begun after it has succeeded,
+        this thread's own (``fsync``) or one another thread began meanwhile; raise what this
+        thread's own raised. (Another's failure is not taken for this one's: it tries its own.)"""
+        with self._cond:
+            mine = self._synced
+            self._synced += 1
+            while self._busy:
+                self._cond.wait()
+            if self._confirmed > mine:
+                return
+            self._busy = True
+            began = self._synced
+        ok = False
+        try:
+            fsync()
+            ok = True
+        finally:
+            with self._cond:
+                if ok:
+                    self._confirmed = max(self._confirmed, began)
+                self._busy = False
+                self._cond.notify_all()
 
 
 def too_big_hint(*, fat: bool) -> str:
@@ -263,27 +326,54 @@ def too_big_hint(*, fat: bool) -> str:
     )
 
 
+#: what to do about a drive that reported an I/O error (EIO: a failing drive, a filesystem shut
+#: down after an error, a drive unplugged without unmounting it)
+DRIVE_FAILED_HINT = "the drive reported an I/O error: check it (fsck) and remount it, then re-run"
+#: ... and about one that went read-only mid-job (EROFS: a filesystem does so after an error; one
+#: mounted read-only from the start is said so by preflight)
+WENT_READ_ONLY_HINT = (
+    "the drive went read-only, as a filesystem does after an error: check it (fsck) and remount it"
+    " read-write, then re-run"
+)
+#: ... and about one that is really gone (its mount point gone, or another folder or drive there)
+GONE_HINT = "the drive or mount may have been removed; reconnect it and re-run"
+#: ... and about a full one
+FULL_HINT = "free space on the destination, then re-run"
+#: btrfs runs out of room for its metadata (many small files) while df still shows free space
+BTRFS_FULL_HINT = (
+    f"{FULL_HINT} (btrfs can run out of room for its metadata while df still shows free space:"
+    " 'btrfs filesystem usage' shows it)"
+)
+
+
+#: what an errno is at a local destination, and what to do about it (EFBIG: ``translate_os_error``)
+_BY_ERRNO: dict[int, tuple[type[errors.CastoffError], str | None]] = {
+    errno.ENOSPC: (errors.DestinationFull, FULL_HINT),
+    errno.EDQUOT: (errors.DestinationFull, FULL_HINT),
+    errno.EROFS: (errors.DestinationReadOnly, WENT_READ_ONLY_HINT),
+    errno.EACCES: (errors.DestinationReadOnly, "castoff may not write here"),
+    errno.EPERM: (errors.DestinationReadOnly, "castoff may not write here"),
+    errno.EIO: (errors.DriveFailed, DRIVE_FAILED_HINT),
+    **dict.fromkeys(
+        (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ESTALE, errno.ENOTCONN),
+        (errors.DestinationGone, GONE_HINT),
+    ),
+    **dict.fromkeys(
+        (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL),
+        (errors.KeyRejected, "the destination's filesystem cannot hold this name"),
+    ),
+}
+
+
 def translate_os_error(exc: OSError, what: str, *, fat: bool = False) -> errors.CastoffError:
     """The one place where OS errors of a local destination become castoff errors (``fat``: the
-    destination is a FAT drive, which says why a file is too big)."""
-    e = exc.errno
+    destination is a FAT drive, which says why a file is too big). ``LocalDestination.translate``
+    adds what only the destination knows (its drive gone, its filesystem)."""
     detail = f"{what}: {exc.strerror or exc}"
-    if e == errno.EFBIG:  # that file's alone: the same command meets it again
+    if exc.errno == errno.EFBIG:  # that file's alone: the same command meets it again
         return errors.FileTooBig(detail, hint=too_big_hint(fat=fat))
-    if e in (errno.ENOSPC, errno.EDQUOT):
-        return errors.DestinationFull(detail, hint="free space on the destination, then re-run")
-    if e in (errno.EROFS, errno.EACCES, errno.EPERM):
-        read_only = (
-            "the destination is mounted read-only" if e == errno.EROFS else "castoff may not write here"
-        )
-        return errors.DestinationReadOnly(detail, hint=read_only)
-    if e in (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ESTALE, errno.EIO, errno.ENOTCONN):
-        return errors.DestinationGone(
-            detail, hint="the drive or mount may have been removed; reconnect it and re-run"
-        )
-    if e in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
-        return errors.KeyRejected(detail, hint="the destination's filesystem cannot hold this name")
-    return errors.DestinationError(detail)
+    kind, hint = _BY_ERRNO.get(exc.errno or 0, (errors.DestinationError, None))
+    return kind(detail, hint=hint)
 
 
 def not_a_file(mode: int) -> str | None:
@@ -461,10 +551,10 @@ class LocalUpload:
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     self.abort()
-                    raise translate_os_error(exc, f"no room for {target}") from exc
+                    raise dest.translate(exc, f"no room for {target}") from exc
                 if exc.errno == errno.EFBIG:  # too big for this filesystem: that file fails at once
                     self.abort()
-                    raise translate_os_error(exc, f"cannot write {target}", fat=dest.fat) from exc
+                    raise dest.translate(exc, f"cannot write {target}") from exc
                 if exc.errno in _NO_FALLOCATE:
                     dest.preallocates = False  # this filesystem cannot: not asked again
                 # EINVAL, EINTR...: not preallocated; the writes find a full drive as early
@@ -527,7 +617,7 @@ class LocalUpload:
             ):
                 self._seal()
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot write {self._target}", fat=self._dest.fat) from exc
+            raise self._dest.translate(exc, f"cannot write {self._target}") from exc
         return PartReceipt(index=index, offset=offset, size=size)
 
     def _seal(self) -> None:
@@ -602,7 +692,7 @@ class LocalUpload:
             else:
                 digest, size = self._read_back()
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot finish {final}", fat=self._dest.fat) from exc
+            raise self._dest.translate(exc, f"cannot finish {final}") from exc
         if size != self._meta.size or digest != source_blake3:
             raise errors.IntegrityError(
                 f"read-back of {final} does not match the source"
@@ -618,7 +708,7 @@ class LocalUpload:
             # Times first, so the file appears under its name complete and with its times.
             os.utime(handle, ns=(meta.atime_ns, meta.mtime_ns))
             if target is not None:
-                make_folders(os.path.dirname(final))
+                self._dest.made_folders.extend(make_folders(os.path.dirname(final)))
                 self._dest.check_inside(os.path.dirname(final))
             sync_later = self._name(final, overwrite=overwrite)
         except OSError as exc:
@@ -646,12 +736,13 @@ class LocalUpload:
                     link_unnamed(self._fd, final, sync=sync)
                 except FileExistsError:
                     raise TargetExists(final) from None
-                if sync:
-                    return None
-                if final == self._target:
-                    return self._parent
                 head, sep, _ = final.rpartition("/")
-                return head or sep
+                folder = self._parent if final == self._target else head or sep
+                if not sync:
+                    return folder
+                fd = self._fd
+                self._dest.confirm_names(folder, lambda: confirm_synced(fd))
+                return None
             # No call replaces a name with an unnamed file: name it hidden, then rename over.
             self.partial_path = partial_path_for(final)
             self._dest.note_partial(self.partial_path)
@@ -669,7 +760,15 @@ class LocalUpload:
             self._dest.keep_times(final, self._meta)
         if not sync:
             return os.path.dirname(final)
-        fsync_dir(os.path.dirname(final))
+        folder = os.path.dirname(final)
+        fsync_dir(folder)
+        unnamed = self._fd  # the unnamed file, named over another, is still open
+        self._dest.confirm_names(
+            folder,
+            (lambda: confirm_synced(unnamed))
+            if unnamed is not None
+            else (lambda: confirm_synced_path(final)),
+        )
         return None
 
     def _close_fd(self) -> None:
@@ -721,6 +820,12 @@ class LocalDestination:
         #: known to be less than any card's (FAT: 4 GiB - 1 byte), once preflight has looked
         self.fs_type: str | None = None
         self.max_file_size: int | None = None
+        #: what castoff may still write there (statvfs), as preflight found it; None before
+        self.free_bytes: int | None = None
+        #: the folders this destination created (the root too, where preflight made it)
+        self.made_folders: list[str] = []
+        #: the folder fsyncs confirmed, by filesystem (st_dev): ``confirm_names``
+        self._confirmations: dict[int, Confirmations] = {}
         #: a file keeps the times it had before its rename into place: None until one says; where
         #: not (fusefat gives it the time of the rename), they are set again once it is named
         self.times_kept: bool | None = None
@@ -825,8 +930,37 @@ class LocalDestination:
     def defers_folder_syncs(self) -> bool:
         return self._deferring.on
 
+    def confirm_folders(self, named: Mapping[str, str]) -> None:
+        """The folders ``named`` maps to a file just named in each were fsynced (``sync_folder``):
+        confirm them (``confirm_synced``) with one of those files for each filesystem they are on,
+        once for many folders, not once a folder."""
+        by_filesystem: dict[object, str] = {}
+        for folder, path in named.items():
+            known = self._made.get(folder)
+            by_filesystem.setdefault(known[0] if known is not None else folder, path)
+        for path in by_filesystem.values():
+            try:
+                confirm_synced_path(path)
+            except OSError as exc:
+                folders = ", ".join(named)
+                raise self.translate(exc, f"cannot make the new names in {folders} durable") from exc
+
+    def confirm_names(self, folder: str, fsync: Callable[[], None]) -> None:
+        """``folder``'s fsync just returned: confirmed by ``fsync`` (of a file just named there:
+        ``confirm_synced``), or by one another thread makes meanwhile on its filesystem
+        (``Confirmations``; a folder whose filesystem is not known yet confirms its own)."""
+        known = self._made.get(folder)
+        if known is None:
+            fsync()
+            return
+        confirmations = self._confirmations.get(known[0])
+        if confirmations is None:
+            confirmations = self._confirmations.setdefault(known[0], Confirmations())
+        confirmations.confirm(fsync)
+
     def sync_folder(self, folder: str) -> None:
-        """Make the names given in ``folder`` durable (``defer_folder_syncs``)."""
+        """Make the names given in ``folder`` durable (``defer_folder_syncs``), once
+        ``confirm_folders`` confirms it."""
         try:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
@@ -834,7 +968,18 @@ class LocalDestination:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot make the new names in {folder} durable") from exc
+            raise self.translate(exc, f"cannot make the new names in {folder} durable") from exc
+
+    def translate(self, exc: OSError, what: str) -> errors.CastoffError:
+        """``translate_os_error``, with what this destination knows: an I/O error where the
+        drive is really gone (its root no longer the folder preflight saw) says so, and a full
+        btrfs says its metadata may be what is full."""
+        out = translate_os_error(exc, what, fat=self.fat)
+        if isinstance(out, errors.DriveFailed) and self._root_gone():
+            return errors.DestinationGone(out.message, hint=GONE_HINT)
+        if isinstance(out, errors.DestinationFull) and self.fs_type == "btrfs":
+            return errors.DestinationFull(out.message, hint=BTRFS_FULL_HINT)
+        return out
 
     def target_for(self, rel_path: str) -> str:
         check_rel_path(rel_path)
@@ -882,7 +1027,7 @@ class LocalDestination:
         self.check_root()  # an unmounted drive's folders must not be made on the disk beneath
         self.check_inside(folder)  # before creating folders: none may appear through a link
         try:
-            make_folders(folder)
+            self.made_folders.extend(make_folders(folder))
             self.check_inside(folder)
             st = os.lstat(folder)
         except OSError as exc:
@@ -927,7 +1072,7 @@ class LocalDestination:
                 hint=f"castoff may not write in {refusing}: change its permissions, then re-run;"
                 " the rest of the destination is filled",
             )
-        return translate_os_error(exc, what)
+        return self.translate(exc, what)
 
     def _refusing(self, folder: str) -> str:
         """The folder that keeps castoff from writing in ``folder``: the first one, from the
@@ -984,10 +1129,11 @@ class LocalDestination:
         if not stat.S_ISDIR(st.st_mode):
             return False
         if made:  # its name made durable, as make_folders does
+            self.made_folders.append(folder)
             try:
                 fsync_dir_path(parent)
             except OSError as exc:
-                raise translate_os_error(exc, f"cannot create folder {folder}") from exc
+                raise self.translate(exc, f"cannot create folder {folder}") from exc
         inside, above = self._levels[parent]
         self._made[folder] = (st.st_dev, st.st_ino)
         self._levels[folder] = (True, (parent, *above) if inside else ())
@@ -1030,24 +1176,42 @@ class LocalDestination:
         self._levels.pop(folder, None)
 
     def check_root(self) -> None:
-        """DestinationGone when the root is no longer the folder preflight saw."""
-        if not self._root_unchanged():
+        """DestinationGone when the root is no longer the folder preflight saw; DriveFailed when
+        its drive answers with an I/O error."""
+        if self._root_id is None:
+            return
+        try:
+            st = os.stat(self.root)
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                raise self.translate(exc, f"cannot look at destination {self.root}") from exc
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != self._root_id:
             raise errors.DestinationGone(
                 f"destination {self.root} is gone or is no longer the folder the job began with",
                 hint="the drive may have been unmounted or the folder moved; reconnect it and re-run",
             )
 
-    def _root_unchanged(self) -> bool:
+    def _root_gone(self) -> bool:
+        """The root is no longer the folder preflight saw. (An I/O error looking at it says the
+        drive is failing, not that it is gone: xfs shut down answers every call so.)"""
         if self._root_id is None:
-            return True
+            return False
         try:
             st = os.stat(self.root)
-        except OSError:
-            return False
-        return (st.st_dev, st.st_ino) == self._root_id
+        except OSError as exc:
+            return exc.errno != errno.EIO
+        return (st.st_dev, st.st_ino) != self._root_id
 
     def preflight(self) -> None:
+        try:
+            self._preflight()
+        except OSError as exc:  # (a drive that fails under the look: EIO from a stat)
+            raise self.translate(exc, f"cannot look at destination {self.root}") from exc
+
+    def _preflight(self) -> None:
         root = Path(self.root)
+        self._check_mounted_writable()
         if not root.exists():
             if root.parent.exists() and not root.parent.is_dir():
                 raise errors.UsageError(
@@ -1060,9 +1224,9 @@ class LocalDestination:
                     hint="is the drive mounted? castoff creates only the last folder of a path",
                 )
             try:
-                make_folders(self.root)
+                self.made_folders.extend(make_folders(self.root))
             except OSError as exc:
-                raise translate_os_error(exc, f"cannot create {self.root}") from exc
+                raise self.translate(exc, f"cannot create {self.root}") from exc
         if not root.is_dir():
             raise errors.UsageError(f"destination {self.root} is not a folder")
         if not os.access(self.root, os.W_OK | os.X_OK):
@@ -1071,11 +1235,58 @@ class LocalDestination:
             )
         st = root.stat()
         self._root_id = (st.st_dev, st.st_ino)
+        with contextlib.suppress(OSError):
+            fs = os.statvfs(self.root)
+            self.free_bytes = fs.f_bavail * fs.f_frsize
         self.name_max = name_max(self.root)
         from castoff.layout.names import filesystem_type, max_file_size  # (names imports this module)
 
         self.fs_type = filesystem_type(self.root)
         self.max_file_size = max_file_size(self.fs_type)
+
+    def remove_made_folders(self) -> None:
+        """Remove the folders this destination created that are still empty, the deepest first:
+        a destination no file went to (full, failed, or a card with nothing on it) is left as
+        it was found, not with a tree of empty folders."""
+        for folder in sorted(set(self.made_folders), key=lambda f: f.count("/"), reverse=True):
+            with contextlib.suppress(OSError):  # not empty (another job's files), or gone
+                os.rmdir(folder)
+        self.made_folders.clear()
+        self._made.clear()
+        self._levels.clear()
+
+    def probe(self) -> None:
+        """Write a byte to a hidden file in the root, fsync it and remove it: a drive where the
+        folder can be made but no file written (full; its filesystem failed) fails here, as a
+        job's first file would (``castoff dest add`` and ``dest test``; after ``preflight``)."""
+        path = os.path.join(self.root, f"{PARTIAL_PREFIX}probe-{os.getpid()}{PARTIAL_SUFFIX}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, b"c")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        except OSError as exc:
+            raise self.translate(exc, f"cannot write a file in {self.root}") from exc
+
+    def _check_mounted_writable(self) -> None:
+        """DestinationReadOnly when the root (or, not made yet, the folder it goes in) is on a
+        filesystem mounted read-only: said so, whether the folder is there or not."""
+        head = self.root
+        while not os.path.lexists(head) and os.path.dirname(head) != head:
+            head = os.path.dirname(head)
+        try:
+            read_only = bool(os.statvfs(head).f_flag & os.ST_RDONLY)
+        except OSError:
+            return  # what is wrong there, the checks that follow say
+        if read_only:
+            raise errors.DestinationReadOnly(
+                f"cannot write to {self.root}: the drive is mounted read-only",
+                hint="remount it read-write (or choose another drive), then re-run",
+            )
 
     def start(
         self,
@@ -1132,7 +1343,7 @@ class LocalDestination:
         except NotAFile as exc:
             raise errors.ConflictError(str(exc)) from exc
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot read {target}") from exc
+            raise self.translate(exc, f"cannot read {target}") from exc
 
     def abort_token(self, target: str, token: ResumeToken) -> None:
         partial = token.get("partial")

@@ -100,6 +100,7 @@ UNREAD_CODES: dict[str, type[errors.SourceError]] = {
 #: a file too big for FAT32, a conflict) is none of these and stays that file's.
 LANE_FATAL = (
     errors.DestinationGone,
+    errors.DriveFailed,
     errors.DestinationReadOnly,
     errors.DestinationFull,
     errors.AccessDenied,
@@ -398,6 +399,7 @@ class Engine:
             try:
                 self._not_gone(lane)
                 lane.dest.preflight()
+                lane.free_bytes = getattr(lane.dest, "free_bytes", None)
             except errors.CastoffError as exc:
                 unusable.append((lane, exc))
             self._clean_partials(lane)
@@ -452,7 +454,24 @@ class Engine:
             for lane in self.lanes:
                 if lane.dead is None:
                     self._sweep_intents(lane)
+            self._say_left_full()
+            unused = self.unused()
+            for lane in self.lanes:
+                remove = getattr(lane.dest, "remove_made_folders", None)
+                if lane.dest.ident in unused and remove is not None:
+                    remove()
         return self._result()
+
+    def _say_left_full(self) -> None:
+        """How much did not go to each destination that was full: what to free there."""
+        for lane in self.lanes:
+            if lane.files_left_full:
+                self.log(
+                    f"{lane.name}: full: {plural(lane.files_left_full, 'file')}"
+                    f" ({format_bytes(lane.bytes_left_full)}) did not go there; free at least that much"
+                    " there, then re-run the same command",
+                    "warning",  # (the destination's stop is said once, as an error, when it stops)
+                )
 
     def _wait_for_streams(self) -> None:
         """Until every stream has ended; those nothing can end any more end as failed (stall.py)."""
@@ -551,6 +570,18 @@ class Engine:
         from the start (nothing went there), else it stopped during the job. Neither gets the
         job's reports (``reports/finish.py``); the first gets no ASC MHL history either."""
         return {ln.dest.ident: ln.down_at_start for ln in self.lanes if ln.dead is not None}
+
+    def unused(self) -> set[str]:
+        """The local destinations (idents) this job leaves as it found them: no file landed there
+        (none verified, found there already or skipped), as they went down or the job found
+        nothing to copy. The folders the job made there are removed as it ends; they get no ASC
+        MHL generation and no copy of the reports (``reports/finish.py``)."""
+        nothing = self._nothing_found()
+        return {
+            ln.dest.ident
+            for ln in self.lanes
+            if ln.caps.is_local and ln.stats.files_done == 0 and (ln.dead is not None or nothing)
+        }
 
     def no_destination(self) -> bool:
         """Every destination was unusable before a single file landed there (not mounted, not a
@@ -1225,7 +1256,26 @@ class Engine:
             stream.history = "replace"
         if lane.caps.resumable:
             self._find_resumable(stream)
+        if lane.free_bytes is not None:
+            self._plan_space(lane, src.size)
         return stream
+
+    def _plan_space(self, lane: Lane, size: int) -> None:
+        """A file of ``size`` bytes is to go to ``lane``, a local destination: once the files
+        planned there (not those found there before) add up to more than it had free at the
+        start, that is said, once, as the scan finds it (a warning: a file found there with the
+        same content, or space freed meanwhile, may still let them fit)."""
+        lane.bytes_planned += size
+        free = lane.free_bytes
+        if lane.space_said or free is None or lane.bytes_planned <= free:
+            return
+        lane.space_said = True
+        self.log(
+            f"{lane.name}: {format_bytes(lane.bytes_planned)} to write there so far, {format_bytes(free)}"
+            " free: it will be full before the job ends (free space there now, or stop the job and"
+            " use a bigger drive)",
+            "warning",
+        )
 
     def _layout(self, lane: Lane, fs: FileState) -> tuple[str, tuple[str, ...]] | None:
         """The layout-relative path of ``fs`` at this lane and the notes its name rules made
@@ -2885,6 +2935,14 @@ class Engine:
                 upload.abort()
                 self._drop_partial(stream)
             return
+        if (
+            lane.dead is not None
+            and isinstance(exc, errors.DestinationError)
+            and not isinstance(exc, LANE_FATAL)
+        ):
+            # the destination went down meanwhile (a failing drive returns other bytes, then
+            # refuses): not sent there again; the file ends as the lane's other files do, said once
+            exc = lane.dead
         if exc is lane.dead and exc.retryable:  # it stopped answering: not tried again in this job
             self._end_incomplete(stream, exc)
             return
@@ -3050,29 +3108,30 @@ class Engine:
         self._record_landed(stream, landed, status)
 
     def _sync_landed(self) -> None:
-        """Before the reader's group commits: sync each folder where it landed files, once, and
-        only then record those files as landed (or, where the sync failed, as failed)."""
+        """Before the reader's group commits: sync each folder where it landed files, once, then
+        confirm those syncs, once for each destination (``confirm_folders``), and only then
+        record those files as landed (or, where the sync failed, as failed)."""
         if not self._unsynced:
             return
         waiting, self._unsynced = self._unsynced, []
         synced: dict[tuple[str, str], BaseException | None] = {}
-        for stream, landed, status in waiting:
+        named: dict[str, tuple[Destination, dict[str, str]]] = {}  # by destination: {folder: a file}
+        for stream, landed, _ in waiting:
             folder = landed.sync_later
             assert folder is not None
-            key = (stream.lane.dest.ident, folder)
+            dest = stream.lane.dest
+            key = (dest.ident, folder)
             if key not in synced:
-                try:
-                    stream.lane.dest.sync_folder(folder)  # type: ignore[attr-defined]
-                    synced[key] = None
-                except errors.CastoffError as exc:  # the file is named, but may not stay so
-                    synced[key] = exc
-                except Exception as exc:
-                    synced[key] = errors.DestinationError(
-                        f"cannot make the new names in {folder} durable: {exc}",
-                        hint="a re-run reads back what is there and copies what is not",
-                    )
+                synced[key] = self._durable(folder, functools.partial(dest.sync_folder, folder))  # type: ignore[attr-defined]
+                if synced[key] is None:
+                    named.setdefault(dest.ident, (dest, {}))[1][folder] = landed.target
+        for ident, (dest, files) in named.items():
+            confirmed = self._durable(", ".join(files), functools.partial(dest.confirm_folders, files))  # type: ignore[attr-defined]
+            if confirmed is not None:
+                synced.update(dict.fromkeys(((ident, folder) for folder in files), confirmed))
+        for stream, landed, status in waiting:
             try:
-                failure = synced[key]
+                failure = synced[(stream.lane.dest.ident, landed.sync_later or "")]
                 if failure is None:
                     self._record_landed(stream, landed, status)  # its sync_later is done
                 else:
@@ -3082,6 +3141,21 @@ class Engine:
                     self._end(stream, Outcome("failed", error=failure))
             except BaseException as exc:
                 self._close_broken(stream, exc)
+
+    @staticmethod
+    def _durable(folder: str, sync: Callable[[], None]) -> BaseException | None:
+        """``sync()``: a folder's fsync, or the confirmation of those of a destination: None, or
+        why it failed (the files named there may not stay so)."""
+        try:
+            sync()
+        except errors.CastoffError as exc:
+            return exc
+        except Exception as exc:
+            return errors.DestinationError(
+                f"cannot make the new names in {folder} durable: {exc}",
+                hint="a re-run reads back what is there and copies what is not",
+            )
+        return None
 
     def _record_landed(self, stream: Stream, landed: Landed, status: str) -> None:
         if not self._claim(stream):  # the job ended first: named, not recorded (a re-run finds it)
@@ -3244,6 +3318,9 @@ class Engine:
                 setattr(st, status, getattr(st, status) + 1)
             elif status == "failed":
                 st.failed += 1
+                if isinstance(out.error, errors.DestinationFull):  # (``_say_left_full``)
+                    lane.files_left_full += 1
+                    lane.bytes_left_full += fs.src.size
             elif status == "incomplete":
                 st.incomplete += 1
             elif status == "conflict":

@@ -224,6 +224,15 @@ class Lane:
         self._small_ready = threading.Condition(lock)
         self._sync_committers: list[threading.Thread] = []
         self.stats = LaneStats()
+        #: what castoff may write at a local destination, as its preflight found it (None: not
+        #: known, or not local); the bytes of the files planned to go there, not found there before;
+        #: and whether it was said that they will not fit (``Engine._plan_space``)
+        self.free_bytes: int | None = None
+        self.bytes_planned = 0
+        self.space_said = False
+        #: the files (and their bytes) that did not go there because it was full
+        self.files_left_full = 0
+        self.bytes_left_full = 0
         self.backlog = 0  # streams of this lane waiting for a catch-up feed
         self.active = 0  # threads of this lane inside a put or a close right now
         #: the destination stopped taking files (gone, full, read-only, a bucket that refuses the

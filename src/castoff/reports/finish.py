@@ -7,7 +7,7 @@ catalog), and the report copies into the destinations last, after their files.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,13 +57,15 @@ def write_mhl(
     options: FinishOptions,
     *,
     down: Mapping[str, bool] | None = None,
+    unused: Collection[str] = (),
 ) -> list[mhl_job.MhlOutcome]:
     """The job's ASC MHL generations (each local destination's, and the sources' with
     ``--mhl-source``), said in the job's log. None for a destination that could not be used from
-    the job's start (``down``, ``Engine.down``): nothing went there, and what is wrong was said."""
+    the job's start (``down``, ``Engine.down``), nor for one the job left as it found it
+    (``unused``, ``Engine.unused``): nothing went there, and what is wrong was said."""
     if not options.mhl:
         return []
-    roots = {i: r for i, r in local_roots(dests).items() if not (down or {}).get(i)}
+    roots = {i: r for i, r in local_roots(dests).items() if not (down or {}).get(i) and i not in unused}
     gone = []
     for d in dests:
         check_root = getattr(d, "check_root", None)
@@ -97,15 +99,18 @@ def finish_job(
     cancel: threading.Event | None = None,
     mhl_written: list[mhl_job.MhlOutcome] | None = None,
     down: Mapping[str, bool] | None = None,
+    unused: Collection[str] = (),
 ) -> Finished:
     """``mhl_written``: the ASC MHL generations ``write_mhl`` wrote already (once the source could
     be released), not written again. ``down``: the destinations that went down in the job
-    (``Engine.down``), which get no report copy: said once each, with why."""
+    (``Engine.down``), which get no report copy: said once each, with why. ``unused``: those the
+    job left as it found them (``Engine.unused``: a card with nothing to copy, said already),
+    which get none either."""
     down = down or {}
     outcomes = (
         mhl_written
         if mhl_written is not None
-        else write_mhl(catalog, job_id, dests, sources, options, down=down)
+        else write_mhl(catalog, job_id, dests, sources, options, down=down, unused=unused)
     )
     job = catalog.job(job_id)
     if job is None:
@@ -118,6 +123,8 @@ def finish_job(
             if d.ident in down:
                 said = "could not be used in this job" if down[d.ident] else "stopped during the job"
                 done.problems.append(f"{d.name}: the reports were not copied there: it {said} (said above)")
+                continue
+            if d.ident in unused:
                 continue
             for path in (done.json, done.html):
                 try:

@@ -261,8 +261,25 @@ def _tmp_manifest(folder: Path, number: int) -> Path:
     return folder / f".castoff-{number:04d}.mhl.tmp"
 
 
-def recover(root: Path) -> None:
-    """Finish what an interrupted castoff left in ``root/ascmhl``. A generation is written as: the
+@dataclass(frozen=True)
+class Completed:
+    """A generation an interrupted castoff left unfinished, that ``recover`` completed."""
+
+    number: int
+    #: the manifest's comment (castoff's: "castoff job ID"), when it has one
+    comment: str | None
+
+
+def complete_unfinished(root: Path) -> Completed | None:
+    """``recover`` under the history's lock (``locked``), saying what it completed; what a job
+    does first, so that it can say so (``write_generation`` recovers too, without a word)."""
+    with locked(root):
+        return recover(root)
+
+
+def recover(root: Path) -> Completed | None:
+    """Finish what an interrupted castoff left in ``root/ascmhl`` (the generation completed, if
+    one was). A generation is written as: the
     manifest to a hidden file (fsynced), that file named (never over another), then the chain
     naming it (a history's first generation makes an empty chain before the name). So castoff's
     manifest numbered right after the chain's last generation, whole, that the chain does not name
@@ -274,7 +291,8 @@ def recover(root: Path) -> None:
     folder = root / FOLDER
     chain = folder / CHAIN
     if not folder.is_dir():
-        return
+        return None
+    completed = None
     (folder / f".{CHAIN}.tmp").unlink(missing_ok=True)
     if chain.is_file():
         gens = _parse_chain(chain)
@@ -283,6 +301,7 @@ def recover(root: Path) -> None:
             tmp = _tmp_manifest(folder, last.number)
             if tmp.is_file() and c4_of_file(tmp) == last.c4:
                 rename_no_replace(str(tmp), str(folder / last.name))
+                completed = Completed(last.number, _comment_of(folder / last.name))
         after = last.number if last is not None else 0
         unchained = [(n, p) for n, p in _manifests(root) if n > after]
         if (
@@ -293,8 +312,23 @@ def recover(root: Path) -> None:
         ):
             number, path = unchained[0]
             _write_chain(folder, [*gens, Generation(number, path.name, c4_of_file(path))])
+            completed = Completed(number, _comment_of(path))
     for tmp in folder.glob(".castoff-*.mhl.tmp"):
         tmp.unlink()
+    return completed
+
+
+def _comment_of(path: Path) -> str | None:
+    """The comment of the manifest at ``path`` (in its header: read no further)."""
+    try:
+        for _event, el in ET.iterparse(path):  # noqa: S314 (as above)
+            if el.tag == f"{{{NS}}}comment":
+                return (el.text or "").strip() or None
+            if el.tag == f"{{{NS}}}hashes" or el.tag.endswith("}hash"):
+                return None
+    except ET.ParseError:
+        return None
+    return None
 
 
 def _whole_and_castoffs(path: Path) -> bool:

@@ -6,6 +6,7 @@ catalog never recorded is read again, from the verified copy at the destination.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import time
@@ -173,6 +174,7 @@ def _write(
     ignore: list[str] | tuple[str, ...],
 ) -> MhlOutcome:
     try:
+        completed = mhl.complete_unfinished(root)
         written = mhl.write_generation(
             root, entries, started=started, process=process, comment=comment, ignore=ignore
         )
@@ -180,18 +182,28 @@ def _write(
         return MhlOutcome(str(root), None, f"ASC MHL not written: {exc}", ok=False)
     except OSError as exc:
         gone = translate_os_error(exc, "ASC MHL not written")
-        if isinstance(gone, errors.DestinationGone):  # the drive pulled: said as the engine says it
+        if isinstance(gone, errors.DestinationGone | errors.DriveFailed) or exc.errno == errno.EROFS:
+            # the drive pulled, failing or gone read-only: said as the engine says it
             return MhlOutcome(str(root), None, str(gone), ok=False)
         return MhlOutcome(str(root), None, f"ASC MHL not written: {exc.strerror or exc}", ok=False)
+    done = "" if completed is None else f"{completed_text(completed)}; "
     if written is None:
-        return MhlOutcome(str(root), None, "ASC MHL: nothing new to record", complete=True)
+        return MhlOutcome(str(root), None, f"ASC MHL: {done}nothing new to record", complete=True)
     note = f"; {left_out_text(written.left_out)}" if written.left_out else ""
     return MhlOutcome(
         str(root),
         str(written.manifest),
-        f"ASC MHL generation {written.generation}: {plural(written.files, 'file')}{note}",
+        f"ASC MHL: {done}generation {written.generation}: {plural(written.files, 'file')}{note}"
+        if done
+        else f"ASC MHL generation {written.generation}: {plural(written.files, 'file')}{note}",
         complete=not written.left_out,
     )
+
+
+def completed_text(completed: mhl.Completed) -> str:
+    """What is said of a generation an earlier castoff left unfinished, completed now."""
+    by = completed.comment.removeprefix("castoff ") if completed.comment else "an earlier job"
+    return f"generation {completed.number}, left unfinished by {by}, completed"
 
 
 #: how many of the files a generation left out its line names; the others are counted
