@@ -118,6 +118,11 @@ class FaultyUpload:
     def abort(self) -> None:
         self._inner.abort()
 
+    @property
+    def left_behind(self) -> bool:
+        """The inner upload's partial file could not be removed (``LocalUpload.left_behind``)."""
+        return bool(getattr(self._inner, "left_behind", False))
+
 
 class FaultyDestination:
     """Wraps ``inner`` and misbehaves as ``plan`` says."""

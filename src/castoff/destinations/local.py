@@ -434,6 +434,9 @@ class LocalUpload:
         self._bytes = 0  # the sum of ``_written``
         #: the hidden partial file; None while the bytes go to an unnamed file (``O_TMPFILE``)
         self.partial_path: str | None = None
+        #: ``abort`` could not remove the partial file (the share dropped, a folder turned
+        #: read-only): it is still there, so its catalog row stays for the next run to remove it
+        self.left_behind = False
         self._sealed = False
         head, sep, _ = target.rpartition("/")
         #: os.path.dirname, for a path with no "//" (target_for makes none)
@@ -687,10 +690,13 @@ class LocalUpload:
         try:
             os.unlink(self.partial_path)
         except FileNotFoundError:
-            pass
+            # Nothing there: removed, unless the root is no longer the folder the job began with
+            # (a share unmounted: its path now leads into the empty mount point).
+            self.left_behind = not self._dest._root_unchanged()
         except OSError:
-            # The drive may be gone; the partial is hidden and the catalog remembers it.
-            pass
+            # The drive may be gone: the partial is hidden, and the catalog keeps it (the engine
+            # asks ``left_behind``) for the next run here to remove.
+            self.left_behind = True
 
 
 class LocalDestination:
@@ -1139,8 +1145,10 @@ class LocalDestination:
         if isinstance(partial, str):
             try:
                 os.unlink(partial)
-            except OSError:
+            except FileNotFoundError:
                 pass
+            except OSError as exc:  # still there: the caller keeps it in the catalog
+                raise translate_os_error(exc, f"cannot remove the partial file {partial}") from exc
 
     def close(self) -> None:
         return None

@@ -395,12 +395,15 @@ class Engine:
             self.log(note, "warning")
         unusable: list[tuple[Lane, errors.CastoffError]] = []
         for lane in self.lanes:
+            gone = False
             try:
                 self._not_gone(lane)
                 lane.dest.preflight()
             except errors.CastoffError as exc:
                 unusable.append((lane, exc))
-            self._clean_partials(lane)
+                gone = isinstance(exc, errors.DestinationGone)
+            if not gone:  # (where it is gone, its partial files wait in the catalog for its return)
+                self._clean_partials(lane)
             watch = getattr(lane.dest, "watch_partials", None)
             if watch is not None:
                 watch(functools.partial(self._partial_made, lane.dest.ident))
@@ -680,7 +683,11 @@ class Engine:
         for path, job_id in self.catalog.partials_by_job(lane.dest.ident):
             if self._runs_beside(job_id):
                 continue
-            lane.dest.abort_token(path, {"partial": path})
+            try:
+                lane.dest.abort_token(path, {"partial": path})
+            except errors.CastoffError as exc:  # kept in the catalog: the next run tries again
+                self.log(f"{lane.name}: {exc}; the next run here tries again", "warning")
+                continue
             self.catalog.drop_partial(lane.dest.ident, path)
 
     def _sweep_intents(self, lane: Lane) -> None:
@@ -3036,10 +3043,14 @@ class Engine:
             stream.upload_pk = None
 
     def _drop_partial(self, stream: Stream) -> None:
-        if stream.upload is not None:
-            partial = stream.upload.token.get("partial")
-            if isinstance(partial, str):
-                self.catalog.drop_partial(stream.lane.dest.ident, partial)
+        """The stream's partial file is gone (named, or removed): off the catalog. Not one whose
+        removal failed (the share dropped): the next run here removes it (``_clean_partials``)."""
+        upload = stream.upload
+        if upload is None or getattr(upload, "left_behind", False):
+            return
+        partial = upload.token.get("partial")
+        if isinstance(partial, str):
+            self.catalog.drop_partial(stream.lane.dest.ident, partial)
 
     def _landed(self, stream: Stream, landed: Landed, status: str) -> None:
         if landed.sync_later is not None:
