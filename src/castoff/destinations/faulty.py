@@ -127,12 +127,16 @@ class FaultyUpload:
 class FaultyDestination:
     """Wraps ``inner`` and misbehaves as ``plan`` says."""
 
-    def __init__(self, inner: Destination, plan: FaultPlan, *, caps: Capabilities | None = None) -> None:
+    def __init__(
+        self, inner: Destination, plan: FaultPlan, *, caps: Capabilities | None = None, network: bool = False
+    ) -> None:
         self.inner = inner
         self.plan = plan
         self.lock = threading.Lock()
         self.bytes_written = 0
         self._caps = caps or inner.caps
+        #: taken for a folder on a network share (``LocalDestination.on_network``)
+        self.network = network
 
     def count(self, n: int) -> None:
         with self.lock:
@@ -158,6 +162,10 @@ class FaultyDestination:
     @property
     def slow_sync(self) -> bool:
         return bool(getattr(self.inner, "slow_sync", False))
+
+    @property
+    def on_network(self) -> bool:
+        return self.network or bool(getattr(self.inner, "on_network", False))
 
     def target_for(self, rel_path: str) -> str:
         return self.inner.target_for(rel_path)

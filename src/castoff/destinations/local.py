@@ -66,6 +66,23 @@ _O_TMPFILE: int | None = (
 )
 #: what open(O_TMPFILE) answers where the filesystem (or the kernel) cannot make one
 _NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+#: filesystem types (as /proc/mounts names them, up to a version digit: nfs4, smb3) reached over a
+#: network; every FUSE one (``fuse.sshfs``, ``fuse.rclone``, ``fuse.smbnetfs``) counts too but
+#: those of a local disk: ``fuseblk`` (exfat-fuse, ntfs-3g on a block device) and FUSE FAT/NTFS
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "cifs", "smb", "smbfs", "9p", "ceph", "glusterfs", "afs", "ncpfs", "lustre", "beegfs", "gpfs"}
+)
+
+
+def network_filesystem(fs_type: str | None) -> bool:
+    """A filesystem where a call may take seconds, or never return (a share that stopped
+    answering): NFS, SMB, sshfs and the other FUSE ones but a local disk's."""
+    if fs_type is None:
+        return False
+    if fs_type == "fuse" or fs_type.startswith("fuse."):
+        return not ("fat" in fs_type or "ntfs" in fs_type)
+    return fs_type.rstrip("0123456789") in NETWORK_FILESYSTEMS
+
 
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
@@ -803,6 +820,13 @@ class LocalDestination:
         at a time, not one after the other."""
         last = self._sync_time
         return last is not None and last > SLOW_SYNC
+
+    @property
+    def on_network(self) -> bool:
+        """On a network or FUSE filesystem (``network_filesystem``), once preflight has looked:
+        the engine's reader then leaves this folder's small files to its lane, so that a share
+        that answers slowly, or not at all, never holds up the other destinations."""
+        return network_filesystem(self.fs_type)
 
     @property
     def root_id(self) -> tuple[int, int] | None:

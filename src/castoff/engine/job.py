@@ -142,6 +142,9 @@ class JobOptions:
     lane_pause: float = 5.0
     max_pauses: int = 3
     max_restarts: int = 2
+    #: a call into a destination (a write, an fsync, a read-back, a rename) under way this long
+    #: is said once: a share that stopped answering (``Engine._watch_calls``)
+    hung_after: float = 60.0
     #: maps each file to its path under every destination (layout, name rules, metadata);
     #: None keeps the source's relative path
     planner: Planner | None = None
@@ -415,6 +418,11 @@ class Engine:
             lane.start()
         catchup = threading.Thread(target=self._catchup_loop, name="catch-up", daemon=True)
         catchup.start()
+        watch_done = threading.Event()
+        watchdog = threading.Thread(
+            target=self._watch_calls, args=(watch_done,), name="watchdog", daemon=True
+        )
+        watchdog.start()
         # The small files the reader lands itself: one folder fsync per folder and catalog group,
         # not one per file (on a journalled filesystem each is a journal commit).
         defer = [d for ln in self.lanes if (d := getattr(ln.dest, "defer_folder_syncs", None))]
@@ -441,6 +449,8 @@ class Engine:
         catchup.join(5.0)
         for lane in self.lanes:  # (a stopped job's lanes finish what they are doing, no more)
             lane.stop(timeout=STOP_WAIT_CANCELLED if self.cancel.is_set() else 30.0)
+        watch_done.set()
+        self._leave_hung()
         self._hashing.close()
         if self._fatal is not None:
             # What it can still record: a write group the failure rolled back took its files'
@@ -475,6 +485,48 @@ class Engine:
             else:
                 return
         self._end_stalled()
+
+    def _watch_calls(self, done: threading.Event) -> None:
+        """The watchdog: a destination with a call under way for ``hung_after`` seconds (a share
+        that stopped answering: an NFS hard mount, an SMB or sshfs server gone quiet, where a
+        call waits in the kernel as long as the server does) is said once; its thread cannot
+        be stopped, but the other destinations go on, and Ctrl-C ends the job without it."""
+        limit = self.options.hung_after
+        said: set[str] = set()
+        while not done.wait(min(1.0, limit / 4)):
+            now = time.monotonic()
+            for lane in self.lanes:
+                since = lane.oldest_call()
+                if since is None or now - since < limit or lane.name in said or lane.dead is not None:
+                    continue
+                said.add(lane.name)
+                others = " the other destinations go on;" if len(self.lanes) > 1 else ""
+                self.log(
+                    f"{lane.name} has not answered for {limit:.0f} s (a share that stopped answering?):"
+                    f"{others} castoff waits for it, Ctrl-C ends the job (a re-run sends the rest)",
+                    "warning",
+                )
+
+    def _leave_hung(self) -> None:
+        """After the lanes stopped: a destination whose call still has not returned (its thread
+        waits in the kernel, which no signal of castoff's ends) is left to it. It goes down, so
+        that nothing more is written there (no report, no ASC MHL), and the job ends: its files
+        under way stay incomplete, and a re-run sends them."""
+        for lane in self.lanes:
+            since = lane.oldest_call()
+            if since is None or lane.dead is not None:
+                continue
+            waited = time.monotonic() - since
+            exc = errors.DestinationGone(
+                f"a call made there {waited:.0f} s ago has not returned (a share that stopped answering?)",
+                hint="check the share: castoff's thread waits in the system there, which no program can"
+                " stop, and the process ends once the share answers or its mount is forced off",
+            )
+            if self._mark_down(lane, exc, at_start=False):
+                lane.hung = True
+                self.log(
+                    f"{lane.name}: left unfinished: {exc}; a re-run sends what did not land there", "error"
+                )
 
     def _call_on_released(self) -> None:
         """``on_released``, once; its failure is said, never the job's."""
@@ -551,9 +603,10 @@ class Engine:
 
     def down(self) -> dict[str, bool]:
         """The destinations that went down in this job, by ident: whether each could not be used
-        from the start (nothing went there), else it stopped during the job. Neither gets the
-        job's reports (``reports/finish.py``); the first gets no ASC MHL history either."""
-        return {ln.dest.ident: ln.down_at_start for ln in self.lanes if ln.dead is not None}
+        from the start (nothing went there) or hangs (a call there never returned: any other
+        would hang too), else it stopped during the job. Neither gets the job's reports
+        (``reports/finish.py``); the first gets no ASC MHL history either."""
+        return {ln.dest.ident: ln.down_at_start or ln.hung for ln in self.lanes if ln.dead is not None}
 
     def no_destination(self) -> bool:
         """Every destination was unusable before a single file landed there (not mounted, not a
@@ -1131,11 +1184,12 @@ class Engine:
     def _inline(fs: FileState, streams: list[Stream]) -> bool:
         """A small file is written, verified and recorded at its local folders (that keep up) by
         the reader itself, inside its catalog group: no hand-off to another thread (each costs a
-        wake-up, dearer than the file's own I/O) and no transaction of its own. A bucket's copy
-        still goes through the bucket's lane. (At a folder whose fsyncs wait for a device, the
-        commit goes to the lane's sync committers: while they are MAX_COMMIT_BACKLOG files behind,
-        the file goes through the lane's queue, whose writer waits for them.)"""
-        local = [s for s in streams if s.lane.caps.is_local]
+        wake-up, dearer than the file's own I/O) and no transaction of its own. A bucket's copy,
+        and a network share's (``Lane.reader_writes``), still goes through its lane. (At a folder
+        whose fsyncs wait for a device, the commit goes to the lane's sync committers: while they
+        are MAX_COMMIT_BACKLOG files behind, the file goes through the lane's queue, whose writer
+        waits for them.)"""
+        local = [s for s in streams if s.lane.reader_writes]
         return (
             fs.n_parts == 1
             and fs.src.size <= INLINE_COMMIT_MAX
@@ -1451,7 +1505,7 @@ class Engine:
                 s.lane.fail(s, bad)
             return
         mine = [
-            s for s in streams if s.lane.end_feed(s, close_here=group is not None and s.lane.caps.is_local)
+            s for s in streams if s.lane.end_feed(s, close_here=group is not None and s.lane.reader_writes)
         ]
         if live:
             self._read_finished(fs)
@@ -1700,7 +1754,7 @@ class Engine:
             budget.release(buf)
             return
         chunk = Chunk(budget, buf, size, index, offset, refs=len(takers), md5=md5)
-        mine = [s for s in takers if here and s.lane.caps.is_local]
+        mine = [s for s in takers if here and s.lane.reader_writes]
         for s in takers:  # the lanes' first, so a bucket's upload runs while the reader writes
             if s not in mine and not s.lane.push(s, chunk):
                 chunk.release()
