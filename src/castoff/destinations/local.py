@@ -348,6 +348,23 @@ def open_regular(path: str) -> BinaryIO:
     raise NotAFile(path, what)
 
 
+#: what to do about a folder that cannot be looked at (``unreadable_folder``)
+UNREADABLE_HINT = "is the share or drive mounted, and does it answer? reconnect it, then re-run"
+
+
+def unreadable_folder(path: str) -> str | None:
+    """Why ``path`` cannot be looked at ("cannot read /mnt/nas: Transport endpoint is not
+    connected": a share whose connection died; EIO, ESTALE, no permission); None where it can,
+    or where nothing is there (its callers say that their own way)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    return None
+
+
 def folder_identity(path: str) -> tuple[int, int, tuple[str, ...]] | None:
     """Which folder ``path`` is, whatever path names it (a symlink, a bind mount): its (st_dev,
     st_ino), or where it does not exist yet, its nearest existing ancestor's and the names still

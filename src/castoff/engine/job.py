@@ -45,6 +45,7 @@ from castoff.destinations.base import (
     Upload,
     parts_for,
 )
+from castoff.destinations.local import UNREADABLE_HINT, unreadable_folder
 from castoff.engine.budget import Buffer, Chunk, MemoryBudget
 from castoff.engine.conflicts import alt_target, name_room
 from castoff.engine.events import Event, EventSink, null_sink
@@ -684,6 +685,9 @@ class Engine:
         root = getattr(lane.dest, "root", None)
         if not lane.caps.is_local or not isinstance(root, str) or os.path.lexists(root):
             return
+        unreadable = unreadable_folder(root)
+        if unreadable is not None:  # not "does not exist": a share whose connection died
+            raise errors.DestinationGone(unreadable, hint=UNREADABLE_HINT)
         known = self.catalog.landed_count(lane.dest.ident)
         if known:
             raise errors.DestinationGone(
