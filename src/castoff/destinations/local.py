@@ -39,6 +39,7 @@ from castoff.destinations.base import (
 )
 from castoff.engine.conflicts import LOCAL_MAX_PATH, NAME_MAX, name_max
 from castoff.hashing import new_blake3
+from castoff.units import format_bytes
 
 READ_BACK_CHUNK = 8 * 1024 * 1024
 PARTIAL_PREFIX = ".castoff."
@@ -303,6 +304,26 @@ def translate_os_error(exc: OSError, what: str, *, fat: bool = False) -> errors.
     return errors.DestinationError(detail)
 
 
+def full_share_error(exc: OSError, what: str, folder: str, needs: int) -> errors.DestinationFull | None:
+    """EIO at a network or FUSE share with less room left than the file needs: that share is
+    full (SFTP has no "disk full", so sshfs turns the server's ENOSPC into EIO; castoff would
+    say the share was removed). None for any other error, or where there is room."""
+    if exc.errno != errno.EIO:
+        return None
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    free = st.f_bavail * st.f_frsize
+    if free >= needs:
+        return None
+    return errors.DestinationFull(
+        f"{what}: {exc.strerror or exc}: the share is full ({format_bytes(free)} free,"
+        f" {format_bytes(needs)} more needed)",
+        hint="free space on the destination, then re-run",
+    )
+
+
 def not_a_file(mode: int) -> str | None:
     """What an entry of this ``st_mode`` is when it is no regular file ("a symlink"), else None."""
     if stat.S_ISREG(mode):
@@ -564,8 +585,16 @@ class LocalUpload:
             ):
                 self._seal()
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot write {self._target}", fat=self._dest.fat) from exc
+            raise self._write_error(
+                exc, f"cannot write {self._target}", self._meta.size - self._bytes
+            ) from exc
         return PartReceipt(index=index, offset=offset, size=size)
+
+    def _write_error(self, exc: OSError, what: str, needs: int) -> errors.CastoffError:
+        """``translate_os_error``, but at a share, an EIO where less than ``needs`` bytes are
+        free says that it is full (``full_share_error``)."""
+        full = full_share_error(exc, what, self._parent, needs) if self._dest.on_network else None
+        return full or translate_os_error(exc, what, fat=self._dest.fat)
 
     def _seal(self) -> None:
         """Every byte is written: make it durable. A partial file lets its descriptor go, so a
@@ -639,7 +668,8 @@ class LocalUpload:
             else:
                 digest, size = self._read_back()
         except OSError as exc:
-            raise translate_os_error(exc, f"cannot finish {final}", fat=self._dest.fat) from exc
+            # (a share may say it is full only now, as it flushes the file: all of it was needed)
+            raise self._write_error(exc, f"cannot finish {final}", self._meta.size) from exc
         if size != self._meta.size or digest != source_blake3:
             raise errors.IntegrityError(
                 f"read-back of {final} does not match the source"
