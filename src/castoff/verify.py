@@ -22,7 +22,7 @@ import blake3
 import xxhash
 
 from castoff import errors
-from castoff.destinations.local import NotAFile, open_regular
+from castoff.destinations.local import UNREADABLE_HINT, NotAFile, open_regular, unreadable_folder
 from castoff.reports import mhl
 from castoff.ui.term import json_ascii
 from castoff.units import plural
@@ -437,6 +437,25 @@ def print_result(r: Result, out: Any = None) -> None:
         print(f"{plural(r.others, 'other file')} here {are} not from this job: not checked", file=out)
 
 
+def _expected(
+    root: Path, report: str | None
+) -> tuple[dict[str, Expected], str, Callable[[str], bool], list[NotDelivered]]:
+    """What ``root`` should hold, from ``report`` or else its ASC MHL history, in words, what is
+    left out there, and what the report's job did not deliver."""
+    if report:
+        expected, against, undelivered = from_report(root, Path(report))
+        # a card's own ASC MHL history the job copied is content the report names: checked, as
+        # any file it delivered (the destination's own history, never in a report, stays out)
+        return expected, against, lambda rel: mhl.is_ignored(rel) and rel not in expected, undelivered
+    if (root / mhl.FOLDER).is_dir():
+        expected, against, ignored = from_mhl(root)
+        return expected, against, ignored, []
+    raise errors.UsageError(
+        f"{root} has no {mhl.FOLDER}/ history to verify against",
+        hint=f"pass --report JOB.json (copies are in {mhl.REPORTS_FOLDER}/ with --report-to destination)",
+    )
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     if "://" in args.path:  # Path() would fold s3://b into s3:/b
         raise errors.UsageError(
@@ -445,27 +464,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
             " copy with --rehash --verify-download",
         )
     root = Path(args.path)
+    unreadable = unreadable_folder(str(root))
+    if unreadable is not None:  # a share whose connection died: said, not a traceback
+        raise errors.UsageError(unreadable, hint=UNREADABLE_HINT)
     if not root.is_dir():
         raise errors.UsageError(f"{root} is not a folder", hint="give the destination folder to check")
-    ignored: Callable[[str], bool] = mhl.is_ignored
-    undelivered: list[NotDelivered] = []
-    if args.report:
-        expected, against, undelivered = from_report(root, Path(args.report))
-        # a card's own ASC MHL history the job copied is content the report names: checked, as
-        # any file it delivered (the destination's own history, never in a report, stays out)
-        ignored = lambda rel: mhl.is_ignored(rel) and rel not in expected  # noqa: E731
-    elif (root / mhl.FOLDER).is_dir():
-        try:
-            expected, against, ignored = from_mhl(root)
-        except errors.HistoryError as exc:
-            # The record itself was tampered with or lost a part: that is a failed verification.
-            print(f"castoff verify: {root}: the ASC MHL history cannot be trusted: {exc}", file=sys.stderr)
-            return errors.EXIT_FAILED
-    else:
-        raise errors.UsageError(
-            f"{root} has no {mhl.FOLDER}/ history to verify against",
-            hint=f"pass --report JOB.json (copies are in {mhl.REPORTS_FOLDER}/ with --report-to destination)",
-        )
+    try:
+        expected, against, ignored, undelivered = _expected(root, args.report)
+    except errors.HistoryError as exc:
+        # The record itself was tampered with or lost a part: that is a failed verification.
+        print(f"castoff verify: {root}: the ASC MHL history cannot be trusted: {exc}", file=sys.stderr)
+        return errors.EXIT_FAILED
+    except OSError as exc:  # the share died since (a FUSE cache answered for the folder)
+        where = exc.filename or root
+        raise errors.UsageError(f"cannot read {where}: {exc.strerror or exc}", hint=UNREADABLE_HINT) from exc
     result = check(root, expected, against, ignored, whole_folder=not args.report, undelivered=undelivered)
     if args.json:
         print(json.dumps({"ok": result.ok, **asdict(result)}, indent=2, ensure_ascii=json_ascii()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -265,3 +266,37 @@ def test_a_card_history_the_job_copied_is_checked_and_its_grown_chain_is_no_fail
     r = castoff("verify", str(dest), "--report", str(reports[1]), state=state)
     assert r.returncode == 1, r.stdout
     assert f"altered  {chain}" in r.stdout and f"altered  card/ascmhl/{manifest.name}" in r.stdout
+
+
+def test_a_folder_on_a_share_whose_connection_died_is_said_in_one_line(tmp_path: Path) -> None:
+    """QA L 7: verify of a share whose FUSE client died (ENOTCONN) printed a traceback; so did
+    ``dest test`` of it, and a copy there said it "does not exist". Each says it cannot read it,
+    and why, in one line with what to do (here an exFAT drive through FUSE, its daemon killed)."""
+    from fat_mounts import fat_drive
+
+    card = tmp_path / "CARD"
+    (card / "DCIM").mkdir(parents=True)
+    (card / "DCIM" / "IMG_0001.JPG").write_bytes(b"one" * 1000)
+    state = tmp_path / "state"
+    env = {"CASTOFF_CONFIG": str(tmp_path / "config.toml"), "COLUMNS": "1000"}
+    with fat_drive(tmp_path) as drive:
+        dest = drive.path / "shoots"
+        r = castoff("copy", str(card), "--to", str(dest), state=state)
+        assert r.returncode == 0, r.stderr
+        drive.pull()
+        for args, code in (
+            (["verify", str(dest)], 2),
+            (["verify", str(drive.path)], 2),
+            (["copy", str(card), "--to", str(dest)], 2),
+            (["dest", "add", "nas", "local", str(dest)], 1),
+        ):
+            r = subprocess.run(
+                [*CASTOFF, "--state-dir", str(state), *args],
+                capture_output=True, text=True, timeout=120, check=False, env={**os.environ, **env},
+            )  # fmt: skip
+            out = r.stdout + r.stderr
+            assert r.returncode == code, (args, out)
+            assert "Traceback" not in out and "does not exist" not in out, (args, out)
+            where = args[1] if args[0] == "verify" else str(dest)  # (verify: or a file there)
+            assert f"cannot read {where}" in out and f": {os.strerror(errno.ENOTCONN)}" in out, (args, out)
+            assert "is the share or drive mounted, and does it answer?" in out, (args, out)

@@ -301,3 +301,20 @@ def test_a_full_btrfs_drive_says_its_metadata_may_be_what_is_full(dest: LocalDes
     said = dest.translate(full, "no room for x")
     assert isinstance(said, errors.DestinationFull)
     assert "btrfs can run out of room for its metadata while df still shows free space" in (said.hint or "")
+
+
+def test_an_eio_at_a_share_without_room_for_the_file_says_it_is_full(tmp_path: Path) -> None:
+    """QA L 6: a full sshfs share answered EIO (SFTP has no "disk full"), said as "the drive or
+    mount may have been removed". Where the filesystem has less room than the file needs, it
+    is said full, with the figures; with room, or for another error, it is not."""
+    st = os.statvfs(tmp_path)
+    free = st.f_bavail * st.f_frsize
+    eio = OSError(errno.EIO, os.strerror(errno.EIO))
+    full = local.full_share_error(eio, "cannot write clip.mov", str(tmp_path), free + 1)
+    assert isinstance(full, errors.DestinationFull)
+    assert full.message.startswith(f"cannot write clip.mov: {os.strerror(errno.EIO)}: the share is full (")
+    assert "more needed)" in full.message and full.hint == "free space on the destination, then re-run"
+    assert local.full_share_error(eio, "cannot write clip.mov", str(tmp_path), 1) is None
+    gone = OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
+    assert local.full_share_error(gone, "cannot write clip.mov", str(tmp_path), free + 1) is None
+    assert local.full_share_error(eio, "cannot write clip.mov", str(tmp_path / "nowhere"), free + 1) is None

@@ -12,6 +12,7 @@ import blake3
 import pytest
 
 from castoff import errors
+from castoff.destinations import local
 from castoff.destinations.base import MiB
 from castoff.destinations.faulty import FaultPlan, FaultyDestination, PartFault
 from castoff.destinations.local import LocalDestination
@@ -366,6 +367,56 @@ def test_destination_failing_mid_job_does_not_stop_the_others(tmp_path: Path, ru
     assert visible_files(tmp_path / "usb") == {f"card/f{i}.bin" for i in range(n_ok)}
     assert out[("card/f5.bin", dying.name)]["error_code"] == "destination-gone"
     assert not partials(tmp_path / "usb") and not partials(tmp_path / "ro")
+
+
+@pytest.mark.parametrize("how", ["unlink-fails", "unmounted"])
+def test_a_partial_file_whose_removal_failed_is_removed_by_the_next_run(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A share that drops mid-file (QA L 3): the partial file cannot be removed then, so the
+    catalog keeps it, and the next run, the share back, removes it. It used to drop the row
+    whatever the unlink said: the partial stayed on the NAS for good, known to no run.
+    ``unlink-fails``: the unlink meets an error; ``unmounted``: the share's path now leads into
+    the empty mount point, where the unlink finds nothing (that is no proof it is gone)."""
+    monkeypatch.setattr(local, "_O_TMPFILE", None)  # a share: named partial files
+    src = tmp_path / "src" / "card"
+    write(src / "clip.mov", os.urandom(3 * CHUNK))
+    nas = tmp_path / "nas"
+    away = tmp_path / "away"
+    moved: list[Path] = []
+
+    def drop(target: str, index: int) -> None:
+        """The share drops at the file's second part."""
+        if index != 1:
+            return
+        (partial,) = partials(nas)
+        moved.append(partial)
+        if how == "unmounted":
+            nas.rename(away)
+            nas.mkdir()
+        else:  # a folder with a file in it stands at its name: the unlink fails
+            away.mkdir()
+            partial.rename(away / partial.name)
+            write(partial / "in-the-way", b"")
+        raise errors.DestinationGone("the share stopped answering (injected)")
+
+    dest = FaultyDestination(LocalDestination(nas), FaultPlan(on_put=drop))
+    assert runner([src], [dest], chunk_size=CHUNK, **FAST).exit_code == 1
+    (partial,) = moved
+    assert runner.catalog.partials(dest.ident) == [str(partial)], "the catalog forgot the partial file"
+    # The share is back, with the partial file on it.
+    if how == "unmounted":
+        nas.rmdir()
+        away.rename(nas)
+    else:
+        (partial / "in-the-way").unlink()
+        partial.rmdir()
+        (away / partial.name).rename(partial)
+    assert partial.is_file()
+    assert runner([src], [LocalDestination(nas)], chunk_size=CHUNK).exit_code == 0, runner.logs()
+    assert not partial.exists() and partials(nas) == []
+    assert runner.catalog.partials(dest.ident) == []
+    assert (nas / "card" / "clip.mov").read_bytes() == (src / "clip.mov").read_bytes()
 
 
 def test_a_slow_destination_does_not_stall_a_fast_one(tmp_path: Path, runner: Runner) -> None:

@@ -47,6 +47,7 @@ class Verdict:
 def test_destination(dest: Destination) -> Verdict:
     """Can castoff write there? Buckets: start and abort an upload (write-only keys suffice)."""
     from castoff.destinations import s3
+    from castoff.destinations.local import UNREADABLE_HINT, unreadable_folder
 
     if isinstance(dest, s3.S3Destination):
         result = s3.probe(dest.options)
@@ -54,6 +55,9 @@ def test_destination(dest: Destination) -> Verdict:
     from castoff.destinations.local import FULL_HINT, LocalDestination
 
     root = getattr(dest, "root", None)
+    unreadable = unreadable_folder(root) if isinstance(root, str) else None
+    if unreadable is not None:  # a share whose connection died: said, not a traceback
+        return Verdict(False, unreadable, UNREADABLE_HINT)
     new_folder = isinstance(root, str) and not os.path.lexists(root)
     try:
         dest.preflight()

@@ -118,16 +118,25 @@ class FaultyUpload:
     def abort(self) -> None:
         self._inner.abort()
 
+    @property
+    def left_behind(self) -> bool:
+        """The inner upload's partial file could not be removed (``LocalUpload.left_behind``)."""
+        return bool(getattr(self._inner, "left_behind", False))
+
 
 class FaultyDestination:
     """Wraps ``inner`` and misbehaves as ``plan`` says."""
 
-    def __init__(self, inner: Destination, plan: FaultPlan, *, caps: Capabilities | None = None) -> None:
+    def __init__(
+        self, inner: Destination, plan: FaultPlan, *, caps: Capabilities | None = None, network: bool = False
+    ) -> None:
         self.inner = inner
         self.plan = plan
         self.lock = threading.Lock()
         self.bytes_written = 0
         self._caps = caps or inner.caps
+        #: taken for a folder on a network share (``LocalDestination.on_network``)
+        self.network = network
 
     def count(self, n: int) -> None:
         with self.lock:
@@ -153,6 +162,10 @@ class FaultyDestination:
     @property
     def slow_sync(self) -> bool:
         return bool(getattr(self.inner, "slow_sync", False))
+
+    @property
+    def on_network(self) -> bool:
+        return self.network or bool(getattr(self.inner, "on_network", False))
 
     def target_for(self, rel_path: str) -> str:
         return self.inner.target_for(rel_path)

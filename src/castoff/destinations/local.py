@@ -39,6 +39,7 @@ from castoff.destinations.base import (
 )
 from castoff.engine.conflicts import LOCAL_MAX_PATH, NAME_MAX, name_max
 from castoff.hashing import new_blake3
+from castoff.units import format_bytes
 
 READ_BACK_CHUNK = 8 * 1024 * 1024
 PARTIAL_PREFIX = ".castoff."
@@ -66,6 +67,23 @@ _O_TMPFILE: int | None = (
 )
 #: what open(O_TMPFILE) answers where the filesystem (or the kernel) cannot make one
 _NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+#: filesystem types (as /proc/mounts names them, up to a version digit: nfs4, smb3) reached over a
+#: network; every FUSE one (``fuse.sshfs``, ``fuse.rclone``, ``fuse.smbnetfs``) counts too but
+#: those of a local disk: ``fuseblk`` (exfat-fuse, ntfs-3g on a block device) and FUSE FAT/NTFS
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "cifs", "smb", "smbfs", "9p", "ceph", "glusterfs", "afs", "ncpfs", "lustre", "beegfs", "gpfs"}
+)
+
+
+def network_filesystem(fs_type: str | None) -> bool:
+    """A filesystem where a call may take seconds, or never return (a share that stopped
+    answering): NFS, SMB, sshfs and the other FUSE ones but a local disk's."""
+    if fs_type is None:
+        return False
+    if fs_type == "fuse" or fs_type.startswith("fuse."):
+        return not ("fat" in fs_type or "ntfs" in fs_type)
+    return fs_type.rstrip("0123456789") in NETWORK_FILESYSTEMS
+
 
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
@@ -376,6 +394,26 @@ def translate_os_error(exc: OSError, what: str, *, fat: bool = False) -> errors.
     return kind(detail, hint=hint)
 
 
+def full_share_error(exc: OSError, what: str, folder: str, needs: int) -> errors.DestinationFull | None:
+    """EIO at a network or FUSE share with less room left than the file needs: that share is
+    full (SFTP has no "disk full", so sshfs turns the server's ENOSPC into EIO; castoff would
+    say the share was removed). None for any other error, or where there is room."""
+    if exc.errno != errno.EIO:
+        return None
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    free = st.f_bavail * st.f_frsize
+    if free >= needs:
+        return None
+    return errors.DestinationFull(
+        f"{what}: {exc.strerror or exc}: the share is full ({format_bytes(free)} free,"
+        f" {format_bytes(needs)} more needed)",
+        hint="free space on the destination, then re-run",
+    )
+
+
 def not_a_file(mode: int) -> str | None:
     """What an entry of this ``st_mode`` is when it is no regular file ("a symlink"), else None."""
     if stat.S_ISREG(mode):
@@ -419,6 +457,23 @@ def open_regular(path: str) -> BinaryIO:
         raise
     os.close(fd)
     raise NotAFile(path, what)
+
+
+#: what to do about a folder that cannot be looked at (``unreadable_folder``)
+UNREADABLE_HINT = "is the share or drive mounted, and does it answer? reconnect it, then re-run"
+
+
+def unreadable_folder(path: str) -> str | None:
+    """Why ``path`` cannot be looked at ("cannot read /mnt/nas: Transport endpoint is not
+    connected": a share whose connection died; EIO, ESTALE, no permission); None where it can,
+    or where nothing is there (its callers say that their own way)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    return None
 
 
 def folder_identity(path: str) -> tuple[int, int, tuple[str, ...]] | None:
@@ -524,6 +579,9 @@ class LocalUpload:
         self._bytes = 0  # the sum of ``_written``
         #: the hidden partial file; None while the bytes go to an unnamed file (``O_TMPFILE``)
         self.partial_path: str | None = None
+        #: ``abort`` could not remove the partial file (the share dropped, a folder turned
+        #: read-only): it is still there, so its catalog row stays for the next run to remove it
+        self.left_behind = False
         self._sealed = False
         head, sep, _ = target.rpartition("/")
         #: os.path.dirname, for a path with no "//" (target_for makes none)
@@ -617,8 +675,16 @@ class LocalUpload:
             ):
                 self._seal()
         except OSError as exc:
-            raise self._dest.translate(exc, f"cannot write {self._target}") from exc
+            raise self._write_error(
+                exc, f"cannot write {self._target}", self._meta.size - self._bytes
+            ) from exc
         return PartReceipt(index=index, offset=offset, size=size)
+
+    def _write_error(self, exc: OSError, what: str, needs: int) -> errors.CastoffError:
+        """``LocalDestination.translate``, but at a share, an EIO where less than ``needs`` bytes
+        are free says that it is full (``full_share_error``)."""
+        full = full_share_error(exc, what, self._parent, needs) if self._dest.on_network else None
+        return full or self._dest.translate(exc, what)
 
     def _seal(self) -> None:
         """Every byte is written: make it durable. A partial file lets its descriptor go, so a
@@ -692,7 +758,8 @@ class LocalUpload:
             else:
                 digest, size = self._read_back()
         except OSError as exc:
-            raise self._dest.translate(exc, f"cannot finish {final}") from exc
+            # (a share may say it is full only now, as it flushes the file: all of it was needed)
+            raise self._write_error(exc, f"cannot finish {final}", self._meta.size) from exc
         if size != self._meta.size or digest != source_blake3:
             raise errors.IntegrityError(
                 f"read-back of {final} does not match the source"
@@ -786,10 +853,13 @@ class LocalUpload:
         try:
             os.unlink(self.partial_path)
         except FileNotFoundError:
-            pass
+            # Nothing there: removed, unless the root is no longer the folder the job began with
+            # (a share unmounted: its path now leads into the empty mount point).
+            self.left_behind = self._dest._root_gone()
         except OSError:
-            # The drive may be gone; the partial is hidden and the catalog remembers it.
-            pass
+            # The drive may be gone: the partial is hidden, and the catalog keeps it (the engine
+            # asks ``left_behind``) for the next run here to remove.
+            self.left_behind = True
 
 
 class LocalDestination:
@@ -902,6 +972,13 @@ class LocalDestination:
         at a time, not one after the other."""
         last = self._sync_time
         return last is not None and last > SLOW_SYNC
+
+    @property
+    def on_network(self) -> bool:
+        """On a network or FUSE filesystem (``network_filesystem``), once preflight has looked:
+        the engine's reader then leaves this folder's small files to its lane, so that a share
+        that answers slowly, or not at all, never holds up the other destinations."""
+        return network_filesystem(self.fs_type)
 
     @property
     def root_id(self) -> tuple[int, int] | None:
@@ -1350,8 +1427,10 @@ class LocalDestination:
         if isinstance(partial, str):
             try:
                 os.unlink(partial)
-            except OSError:
+            except FileNotFoundError:
                 pass
+            except OSError as exc:  # still there: the caller keeps it in the catalog
+                raise translate_os_error(exc, f"cannot remove the partial file {partial}") from exc
 
     def close(self) -> None:
         return None

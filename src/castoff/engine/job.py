@@ -45,6 +45,7 @@ from castoff.destinations.base import (
     Upload,
     parts_for,
 )
+from castoff.destinations.local import UNREADABLE_HINT, unreadable_folder
 from castoff.engine.budget import Buffer, Chunk, MemoryBudget
 from castoff.engine.conflicts import alt_target, name_room
 from castoff.engine.events import Event, EventSink, null_sink
@@ -143,6 +144,9 @@ class JobOptions:
     lane_pause: float = 5.0
     max_pauses: int = 3
     max_restarts: int = 2
+    #: a call into a destination (a write, an fsync, a read-back, a rename) under way this long
+    #: is said once: a share that stopped answering (``Engine._watch_calls``)
+    hung_after: float = 60.0
     #: maps each file to its path under every destination (layout, name rules, metadata);
     #: None keeps the source's relative path
     planner: Planner | None = None
@@ -396,13 +400,16 @@ class Engine:
             self.log(note, "warning")
         unusable: list[tuple[Lane, errors.CastoffError]] = []
         for lane in self.lanes:
+            gone = False
             try:
                 self._not_gone(lane)
                 lane.dest.preflight()
                 lane.free_bytes = getattr(lane.dest, "free_bytes", None)
             except errors.CastoffError as exc:
                 unusable.append((lane, exc))
-            self._clean_partials(lane)
+                gone = isinstance(exc, errors.DestinationGone)
+            if not gone:  # (where it is gone, its partial files wait in the catalog for its return)
+                self._clean_partials(lane)
             watch = getattr(lane.dest, "watch_partials", None)
             if watch is not None:
                 watch(functools.partial(self._partial_made, lane.dest.ident))
@@ -414,6 +421,11 @@ class Engine:
             lane.start()
         catchup = threading.Thread(target=self._catchup_loop, name="catch-up", daemon=True)
         catchup.start()
+        watch_done = threading.Event()
+        watchdog = threading.Thread(
+            target=self._watch_calls, args=(watch_done,), name="watchdog", daemon=True
+        )
+        watchdog.start()
         # The small files the reader lands itself: one folder fsync per folder and catalog group,
         # not one per file (on a journalled filesystem each is a journal commit).
         defer = [d for ln in self.lanes if (d := getattr(ln.dest, "defer_folder_syncs", None))]
@@ -440,6 +452,8 @@ class Engine:
         catchup.join(5.0)
         for lane in self.lanes:  # (a stopped job's lanes finish what they are doing, no more)
             lane.stop(timeout=STOP_WAIT_CANCELLED if self.cancel.is_set() else 30.0)
+        watch_done.set()
+        self._leave_hung()
         self._hashing.close()
         if self._fatal is not None:
             # What it can still record: a write group the failure rolled back took its files'
@@ -491,6 +505,48 @@ class Engine:
             else:
                 return
         self._end_stalled()
+
+    def _watch_calls(self, done: threading.Event) -> None:
+        """The watchdog: a destination with a call under way for ``hung_after`` seconds (a share
+        that stopped answering: an NFS hard mount, an SMB or sshfs server gone quiet, where a
+        call waits in the kernel as long as the server does) is said once; its thread cannot
+        be stopped, but the other destinations go on, and Ctrl-C ends the job without it."""
+        limit = self.options.hung_after
+        said: set[str] = set()
+        while not done.wait(min(1.0, limit / 4)):
+            now = time.monotonic()
+            for lane in self.lanes:
+                since = lane.oldest_call()
+                if since is None or now - since < limit or lane.name in said or lane.dead is not None:
+                    continue
+                said.add(lane.name)
+                others = " the other destinations go on;" if len(self.lanes) > 1 else ""
+                self.log(
+                    f"{lane.name} has not answered for {limit:.0f} s (a share that stopped answering?):"
+                    f"{others} castoff waits for it, Ctrl-C ends the job (a re-run sends the rest)",
+                    "warning",
+                )
+
+    def _leave_hung(self) -> None:
+        """After the lanes stopped: a destination whose call still has not returned (its thread
+        waits in the kernel, which no signal of castoff's ends) is left to it. It goes down, so
+        that nothing more is written there (no report, no ASC MHL), and the job ends: its files
+        under way stay incomplete, and a re-run sends them."""
+        for lane in self.lanes:
+            since = lane.oldest_call()
+            if since is None or lane.dead is not None:
+                continue
+            waited = time.monotonic() - since
+            exc = errors.DestinationGone(
+                f"a call made there {waited:.0f} s ago has not returned (a share that stopped answering?)",
+                hint="check the share: castoff's thread waits in the system there, which no program can"
+                " stop, and the process ends once the share answers or its mount is forced off",
+            )
+            if self._mark_down(lane, exc, at_start=False):
+                lane.hung = True
+                self.log(
+                    f"{lane.name}: left unfinished: {exc}; a re-run sends what did not land there", "error"
+                )
 
     def _call_on_released(self) -> None:
         """``on_released``, once; its failure is said, never the job's."""
@@ -567,9 +623,10 @@ class Engine:
 
     def down(self) -> dict[str, bool]:
         """The destinations that went down in this job, by ident: whether each could not be used
-        from the start (nothing went there), else it stopped during the job. Neither gets the
-        job's reports (``reports/finish.py``); the first gets no ASC MHL history either."""
-        return {ln.dest.ident: ln.down_at_start for ln in self.lanes if ln.dead is not None}
+        from the start (nothing went there) or hangs (a call there never returned: any other
+        would hang too), else it stopped during the job. Neither gets the job's reports
+        (``reports/finish.py``); the first gets no ASC MHL history either."""
+        return {ln.dest.ident: ln.down_at_start or ln.hung for ln in self.lanes if ln.dead is not None}
 
     def unused(self) -> set[str]:
         """The local destinations (idents) this job leaves as it found them: no file landed there
@@ -659,6 +716,9 @@ class Engine:
         root = getattr(lane.dest, "root", None)
         if not lane.caps.is_local or not isinstance(root, str) or os.path.lexists(root):
             return
+        unreadable = unreadable_folder(root)
+        if unreadable is not None:  # not "does not exist": a share whose connection died
+            raise errors.DestinationGone(unreadable, hint=UNREADABLE_HINT)
         known = self.catalog.landed_count(lane.dest.ident)
         if known:
             raise errors.DestinationGone(
@@ -711,7 +771,11 @@ class Engine:
         for path, job_id in self.catalog.partials_by_job(lane.dest.ident):
             if self._runs_beside(job_id):
                 continue
-            lane.dest.abort_token(path, {"partial": path})
+            try:
+                lane.dest.abort_token(path, {"partial": path})
+            except errors.CastoffError as exc:  # kept in the catalog: the next run tries again
+                self.log(f"{lane.name}: {exc}; the next run here tries again", "warning")
+                continue
             self.catalog.drop_partial(lane.dest.ident, path)
 
     def _sweep_intents(self, lane: Lane) -> None:
@@ -1155,11 +1219,12 @@ class Engine:
     def _inline(fs: FileState, streams: list[Stream]) -> bool:
         """A small file is written, verified and recorded at its local folders (that keep up) by
         the reader itself, inside its catalog group: no hand-off to another thread (each costs a
-        wake-up, dearer than the file's own I/O) and no transaction of its own. A bucket's copy
-        still goes through the bucket's lane. (At a folder whose fsyncs wait for a device, the
-        commit goes to the lane's sync committers: while they are MAX_COMMIT_BACKLOG files behind,
-        the file goes through the lane's queue, whose writer waits for them.)"""
-        local = [s for s in streams if s.lane.caps.is_local]
+        wake-up, dearer than the file's own I/O) and no transaction of its own. A bucket's copy,
+        and a network share's (``Lane.reader_writes``), still goes through its lane. (At a folder
+        whose fsyncs wait for a device, the commit goes to the lane's sync committers: while they
+        are MAX_COMMIT_BACKLOG files behind, the file goes through the lane's queue, whose writer
+        waits for them.)"""
+        local = [s for s in streams if s.lane.reader_writes]
         return (
             fs.n_parts == 1
             and fs.src.size <= INLINE_COMMIT_MAX
@@ -1494,7 +1559,7 @@ class Engine:
                 s.lane.fail(s, bad)
             return
         mine = [
-            s for s in streams if s.lane.end_feed(s, close_here=group is not None and s.lane.caps.is_local)
+            s for s in streams if s.lane.end_feed(s, close_here=group is not None and s.lane.reader_writes)
         ]
         if live:
             self._read_finished(fs)
@@ -1743,7 +1808,7 @@ class Engine:
             budget.release(buf)
             return
         chunk = Chunk(budget, buf, size, index, offset, refs=len(takers), md5=md5)
-        mine = [s for s in takers if here and s.lane.caps.is_local]
+        mine = [s for s in takers if here and s.lane.reader_writes]
         for s in takers:  # the lanes' first, so a bucket's upload runs while the reader writes
             if s not in mine and not s.lane.push(s, chunk):
                 chunk.release()
@@ -3094,10 +3159,14 @@ class Engine:
             stream.upload_pk = None
 
     def _drop_partial(self, stream: Stream) -> None:
-        if stream.upload is not None:
-            partial = stream.upload.token.get("partial")
-            if isinstance(partial, str):
-                self.catalog.drop_partial(stream.lane.dest.ident, partial)
+        """The stream's partial file is gone (named, or removed): off the catalog. Not one whose
+        removal failed (the share dropped): the next run here removes it (``_clean_partials``)."""
+        upload = stream.upload
+        if upload is None or getattr(upload, "left_behind", False):
+            return
+        partial = upload.token.get("partial")
+        if isinstance(partial, str):
+            self.catalog.drop_partial(stream.lane.dest.ident, partial)
 
     def _landed(self, stream: Stream, landed: Landed, status: str) -> None:
         if landed.sync_later is not None:

@@ -7,6 +7,7 @@ left to do.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -240,6 +241,8 @@ class Lane:
         self.dead: errors.CastoffError | None = None
         #: it was unusable before any file (its preflight failed)
         self.down_at_start = False
+        #: it went down with a call there that never returned (``Engine._leave_hung``)
+        self.hung = False
         #: target → file id: the names this job's files are going to here and are not there yet
         #: (``Engine._claim_names``: claimed when a file is planned, let go when it lands); under
         #: ``lock``
@@ -257,6 +260,15 @@ class Lane:
         #: timeouts, 5xx): said once, the files after it are detail; over when a call succeeds
         self.gave_up = False
         self.limiter = limiter
+        #: when each call into the destination under way began (a part's write, a file's commit:
+        #: fsync, read-back, rename), by a number of its own (``oldest_call``)
+        self._calls: dict[int, float] = {}
+        self._call_numbers = itertools.count()
+        #: the reader may write, verify and name small files here itself (``Engine._inline``): a
+        #: local folder, but not one on a network or FUSE share, where a call may take seconds or
+        #: never return, and the reader, and every destination with it, would wait for it (set
+        #: by ``start``, once the preflight found the filesystem)
+        self.reader_writes = self.caps.is_local
         self._put = put
         self._close = close
         self._cancel = cancel
@@ -282,6 +294,8 @@ class Lane:
         return self.dest.name
 
     def start(self) -> None:
+        """After the destination's preflight (which found its filesystem)."""
+        self.reader_writes = self.caps.is_local and not getattr(self.dest, "on_network", False)
         for t in self._threads:
             t.start()
 
@@ -295,6 +309,11 @@ class Lane:
         deadline = time.monotonic() + timeout
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
+
+    def oldest_call(self) -> float | None:
+        """When the oldest call into the destination still under way began (``time.monotonic``),
+        None when none is: a share that stopped answering holds one for good."""
+        return min(self._calls.copy().values(), default=None)
 
     def commit_backlog(self) -> int:
         """Files written here and waiting for a committer (read without the lock: a hint)."""
@@ -515,6 +534,8 @@ class Lane:
     def _run(self, stream: Stream, chunk: Chunk, *, big: bool = False) -> None:
         """One part into the destination; ``active`` (and for a ``big`` one, ``_big_busy``) was
         raised for it by the caller."""
+        call = next(self._call_numbers)
+        self._calls[call] = time.monotonic()
         try:
             self._put(stream, chunk)
         except KeyboardInterrupt:  # a second Ctrl-C, in the reader (``put_here``): quit at once
@@ -523,6 +544,7 @@ class Lane:
         except BaseException as exc:  # recorded on the stream and reported, never lost
             self.fail(stream, exc)
         finally:
+            del self._calls[call]
             chunk.release()
             with self.lock:
                 stream.queued -= 1
@@ -537,11 +559,14 @@ class Lane:
 
     def close_one(self, stream: Stream) -> None:
         """Close one stream; ``active`` was raised for it by the caller, under ``cond``."""
+        call = next(self._call_numbers)
+        self._calls[call] = time.monotonic()
         try:
             self._close(stream)
         except BaseException as exc:  # the engine's close records its own failures
             stream.notes.append(f"internal error while closing: {exc!r}")
         finally:
+            del self._calls[call]
             with self.lock:
                 self.active -= 1
                 stream.busy -= 1
