@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from castoff import errors
+from castoff.destinations import mounts
 from castoff.destinations.base import (
     Capabilities,
     Landed,
@@ -629,7 +630,7 @@ class LocalUpload:
         return Landed(
             target=final,
             size=size,
-            verify_method="read-back blake3",
+            verify_method=self._dest.verify_method,
             detail=note,
             say_once=None if note is None else self._dest.first_said(note),
             sync_later=sync_later,
@@ -696,8 +697,17 @@ class LocalUpload:
 class LocalDestination:
     """A folder on a local or mounted filesystem."""
 
-    def __init__(self, root: str | os.PathLike[str], *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        saved_mount: tuple[str, str] | None = None,
+    ) -> None:
         self.root = os.path.abspath(os.fspath(root))
+        #: the mount point and filesystem type it was on when it was saved (``dest add``): a job
+        #: finding it on another refuses it (``check_mounted``)
+        self.saved_mount = saved_mount
         self._prefix = self.root if self.root.endswith("/") else self.root + "/"
         self._name = name or self.root
         self._ident = "local:" + self.root  # asked several times a file: made once
@@ -721,6 +731,14 @@ class LocalDestination:
         #: known to be less than any card's (FAT: 4 GiB - 1 byte), once preflight has looked
         self.fs_type: str | None = None
         self.max_file_size: int | None = None
+        #: what the filesystem answered at preflight where its type does not say which names it
+        #: holds (``learn_name_rules``): it ignores case; it refuses the names Windows refuses
+        self.ignores_case = False
+        self.refuses_windows_names = False
+        #: what a read-back here reads instead of the server's copy (``mounts.client_cache``)
+        self.read_back_from: str | None = None
+        #: warnings preflight found, said once as the job starts
+        self.notes: list[str] = []
         #: a file keeps the times it had before its rename into place: None until one says; where
         #: not (fusefat gives it the time of the rename), they are set again once it is named
         self.times_kept: bool | None = None
@@ -780,6 +798,14 @@ class LocalDestination:
     @property
     def ident(self) -> str:
         return self._ident
+
+    @property
+    def verify_method(self) -> str:
+        """How a copy here is proven: its read-back, and what answers it where that is not the
+        drive or server (``read_back_from``)."""
+        if self.read_back_from is None:
+            return "read-back blake3"
+        return f"read-back blake3 of {self.read_back_from}, not the server"
 
     @property
     def caps(self) -> Capabilities:
@@ -1047,6 +1073,7 @@ class LocalDestination:
         return (st.st_dev, st.st_ino) == self._root_id
 
     def preflight(self) -> None:
+        self.check_mounted()
         root = Path(self.root)
         if not root.exists():
             if root.parent.exists() and not root.parent.is_dir():
@@ -1076,6 +1103,35 @@ class LocalDestination:
 
         self.fs_type = filesystem_type(self.root)
         self.max_file_size = max_file_size(self.fs_type)
+        self.learn_name_rules()
+
+    def check_mounted(self) -> None:
+        """DestinationGone when the folder is not on the mount it was saved on, or (not saved
+        with one) when making it would make a drive's mount point on the system disk; a warning
+        when it is an empty folder where a drive that is not mounted may belong."""
+        self.notes.clear()
+        if self.saved_mount is not None:
+            mounts.check_mounted_as_saved(self.root, self.name, self.saved_mount)
+        note = mounts.check_mount_point(self.root)
+        if note is not None:
+            self.notes.append(note)
+
+    def learn_name_rules(self) -> None:
+        """Where the filesystem's type does not say which names it holds (a FUSE one castoff
+        does not know, NFS, sshfs), ask the filesystem (``mounts.probe_names``); and whether a
+        read-back here reads a cache on this computer, not the server (an rclone mount)."""
+        from castoff.layout.names import rules_known  # (names imports this module)
+
+        if not rules_known(self.fs_type, self.root):
+            found = mounts.probe_names(self.root, PARTIAL_PREFIX, PARTIAL_SUFFIX)
+            if found is not None:
+                self.ignores_case, self.refuses_windows_names = found
+        self.read_back_from = mounts.client_cache(self.root)
+        if self.read_back_from is not None:
+            self.notes.append(
+                f"a read-back here reads {self.read_back_from}, not the server: a copy is"
+                f" verified on its way there, not proven on the server; {mounts.RCLONE_HINT}"
+            )
 
     def start(
         self,
