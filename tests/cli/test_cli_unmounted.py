@@ -29,7 +29,10 @@ def share(tmp_path: Path) -> Iterator[Path]:
     point = tmp_path / "nas"
     point.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(point)], capture_output=True, text=True, check=False
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(point)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
@@ -40,7 +43,9 @@ def share(tmp_path: Path) -> Iterator[Path]:
             subprocess.run(["umount", "-l", str(point)], check=False)
 
 
-def test_a_saved_destination_whose_share_is_not_mounted_is_refused_not_filled(share: Path, tmp_path: Path) -> None:
+def test_a_saved_destination_whose_share_is_not_mounted_is_refused_not_filled(
+    share: Path, tmp_path: Path
+) -> None:
     """``dest add`` saves the mount the folder is on; the share unmounted, ``dest test`` says it
     is not mounted (not 'writable'), and a job refuses that destination, the other filled, and
     writes nothing into the empty mount point."""
