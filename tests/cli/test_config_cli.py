@@ -21,6 +21,7 @@ import pytest
 
 from castoff.cli import build_parser
 from castoff.config.workflows import subparser
+from castoff.destinations.mounts import mount_of
 from castoff_cli import NO_KEYRING, Castoff, files_containing
 from engine_runner import write
 from kernel_mounts import kernel_drive
@@ -84,7 +85,9 @@ def test_local_destinations_and_a_workflow_from_add_to_remove(
     r = castoff("dest", "add", "usb", "local", str(tmp_path / "usb"), "--region", "eu-west-1")
     assert r.returncode == 2 and "--region is a bucket setting" in text(r)
     listed = json.loads(castoff("dest", "list", "--json").stdout)
-    assert listed == [{"name": "ssd", "type": "local", "path": str(ssd)}]
+    point, fs = mount_of(str(ssd)) or ("", "")
+    mount = {"mounted_on": point, "filesystem": fs} if point else {}
+    assert listed == [{"name": "ssd", "type": "local", "path": str(ssd), **mount}]  # (its mount: saved)
 
     r = castoff("workflow", "save", "shoot", "--to", "ssd", "--source", str(card), "--exclude", "*.MP4")
     assert r.returncode == 0, r.stderr
@@ -176,9 +179,8 @@ def test_a_workflow_naming_a_deleted_destination_stops_only_its_run(
     assert castoff("workflow", "save", "card", "--to", "@ssd", "--to", "@nas").returncode == 0
     assert castoff("workflow", "save", "other", "--to", "@ssd").returncode == 0
     good = castoff.config.read_text()
-    castoff.config.write_text(
-        good.replace(f'[destinations.nas]\ntype = "local"\npath = "{tmp_path / "nas"}"', "")
-    )
+    table = good.index("[destinations.nas]")  # the whole table, up to the next one
+    castoff.config.write_text(good[:table] + good[good.index("\n[", table) + 1 :])
     said = "workflows.card.to: no saved destination 'nas'"
     r = castoff("dest", "list")
     assert r.returncode == 0 and "@ssd" in r.stdout, r.stderr

@@ -252,3 +252,47 @@ def test_a_fat_drive_refuses_a_file_of_4_gib_before_writing_a_byte(drive: Drive)
         dest.start(f"{dest.root}/card/C0001.MP4", meta=meta, part_size=8 << 20)
     assert "FAT32 holds files of at most 4 GiB - 1 byte" in (caught.value.hint or "")
     assert os.listdir(dest.root) == []
+
+
+def unknown_type(point: Path, table: Path) -> dict[str, str]:
+    """The environment of a castoff that reads a mount table where the filesystem mounted at
+    ``point`` has a type castoff does not know (``CASTOFF_MOUNT_TABLE``), as an SMB share through
+    a FUSE filesystem castoff has never heard of would: only what the filesystem answers tells."""
+    lines = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == str(point):
+            fields[2] = "fuse.castoff-unknown"
+        lines.append(" ".join(fields))
+    table.write_text("\n".join(lines) + "\n")
+    return {"CASTOFF_MOUNT_TABLE": str(table)}
+
+
+def test_a_filesystem_of_a_type_castoff_does_not_know_is_asked_which_names_it_holds(
+    drive: Drive, tmp_path: Path
+) -> None:
+    """QA L #1, #5: SMB through FUSE (smbnetfs, rclone, gvfs) was taken for a POSIX filesystem by
+    its type: 100canon/ landed in 100CANON/ while the report named 100canon/, and one name with a
+    ':' stopped the whole share with EIO. Preflight asks the filesystem: a case-swapped name found
+    (it ignores case) and a ':' refused (Windows rules): the folder is spelt once, the ':' name
+    fails alone, saying why, the others are verified; the probe files are gone."""
+    shuttle = drive("exfat")
+    card = tmp_path / "src" / "card"
+    write(card / "DCIM" / "100CANON" / "IMG_0001.JPG", b"one" * 100)
+    write(card / "DCIM" / "100canon" / "IMG_0002.JPG", b"two" * 100)
+    write(card / "DCIM" / "100CANON" / "IMG_0003:edit.JPG", b"three" * 100)
+    castoff = Castoff(tmp_path / "user", env=unknown_type(shuttle, tmp_path / "mounts"))
+    done = castoff("copy", str(card), "--to", str(shuttle / "shoots"), "--no-mhl")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(next((castoff.state / "reports").glob("*.json")).read_text())
+    ends = {f["path"]: f["destinations"][0] for f in report["files"]}
+    assert ends["card/DCIM/100canon/IMG_0002.JPG"]["status"] == "verified"
+    assert ends["card/DCIM/100canon/IMG_0002.JPG"]["target"] == str(
+        shuttle / "shoots" / "card" / "DCIM" / "100CANON" / "IMG_0002.JPG"
+    )
+    assert ends["card/DCIM/100CANON/IMG_0001.JPG"]["status"] == "verified"
+    bad = ends["card/DCIM/100CANON/IMG_0003:edit.JPG"]
+    assert bad["status"] == "failed" and "fuse.castoff-unknown, which refuses names" in bad["error"], bad
+    assert "cannot be written" in done.stderr and "No more files go there" not in done.stderr
+    assert sorted(os.listdir(shuttle / "shoots" / "card" / "DCIM")) == ["100CANON"]
+    assert sorted(os.listdir(shuttle)) == ["shoots"]  # no probe file left

@@ -12,6 +12,7 @@ from castoff.layout.names import (
     filesystem_type,
     fold_case,
     max_file_size,
+    rules_known,
     windows_problems,
     windows_rules,
     windows_safe,
@@ -99,3 +100,12 @@ def test_case_folded_as_a_drive_that_ignores_case_compares_names() -> None:
     assert fold_case("100canon") == fold_case("100CANON") == fold_case("100Canon") == "100CANON"
     assert fold_case("caf\u00e9") == "CAF\u00c9"
     assert fold_case("Stra\u00dfe") == "STRA\u00dfE"  # one character each: never "STRASSE"
+
+
+def test_smb_through_fuse_is_known_by_its_type_or_its_gvfs_folder() -> None:
+    """QA L #5: smbnetfs's and gvfs's SMB shares follow Windows rules, as cifs does; gvfs serves
+    every share through one type, and only its smb-share: folders are SMB."""
+    assert windows_rules("fuse.smbnetfs")
+    assert windows_rules("fuse.gvfsd-fuse", "/run/user/1000/gvfs/smb-share:server=nas,share=shoots/day1")
+    assert not windows_rules("fuse.gvfsd-fuse", "/run/user/1000/gvfs/sftp:host=nas/home")
+    assert rules_known("ext4") and not rules_known("fuse.sshfs") and not rules_known("fuse.rclone")

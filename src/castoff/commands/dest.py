@@ -73,9 +73,10 @@ def test_destination(dest: Destination) -> Verdict:
     if free == 0:  # (root may still write a byte or two in the filesystem's reserve)
         return Verdict(False, f"{root}: the drive is full (0 B free)", FULL_HINT)
     writable = "writable" if free is None else f"writable, {format_bytes(free)} free"
+    said = "".join(f"; {note}" for note in getattr(dest, "notes", ()))  # (mounts.py's warnings)
     if new_folder:
-        return Verdict(True, f"{writable} ({root} does not exist yet: the first job creates it)")
-    return Verdict(True, writable)
+        return Verdict(True, f"{writable} ({root} does not exist yet: the first job creates it){said}")
+    return Verdict(True, f"{writable}{said}")
 
 
 def _print_verdict(console: Console, label: str, verdict: Verdict) -> None:
@@ -270,6 +271,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         if not args.path:
             raise errors.UsageError("a local destination needs a folder: castoff dest add NAME local PATH")
         settings: dict[str, Any] = {"path": os.path.abspath(os.path.expanduser(args.path))}
+        settings.update(_mounted_on(settings["path"]))
     else:
         settings = _s3_settings(args)
         # checked once, before any question: its warnings (a bucket name AWS would refuse, plain
@@ -295,6 +297,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     )
     _say_credentials(console, saved)
     return 0
+
+
+def _mounted_on(path: str) -> dict[str, str]:
+    """The mount point and filesystem type ``path`` is on (or would be, made), to be saved with
+    it: a job that finds it on another (a share not mounted: the system disk) refuses it."""
+    from castoff.destinations.mounts import mount_of
+
+    found = mount_of(path)
+    return {} if found is None else {"mounted_on": found[0], "filesystem": found[1]}
 
 
 def _open_with(

@@ -231,7 +231,9 @@ class Resolver:
             from castoff.destinations.local import LocalDestination
 
             path = os.path.expanduser(str(saved.settings["path"]))
-            return LocalDestination(path, name=SAVED_PREFIX + saved.name)
+            point, fs = saved.settings.get("mounted_on"), saved.settings.get("filesystem")
+            mount = (point, fs) if isinstance(point, str) and isinstance(fs, str) else None
+            return LocalDestination(path, name=SAVED_PREFIX + saved.name, saved_mount=mount)
         return named_bucket(saved.name, self.s3_options(saved, s3_defaults))
 
     def checked_options(

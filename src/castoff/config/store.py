@@ -52,7 +52,8 @@ S3_URL_KEYS = (
     "bwlimit",
 )
 S3_OWN_KEYS = ("bucket", "prefix", "credentials", "access_key_id", "credential_command", "insecure_http")
-LOCAL_KEYS = ("path",)
+#: a local destination's folder, and the mount point and filesystem type it was on when saved
+LOCAL_KEYS = ("path", "mounted_on", "filesystem")
 WORKFLOW_KEYS = ("to", "source", "options", "description")
 
 #: checks one workflow option (name, value): None when fine, else what is wrong
@@ -277,6 +278,8 @@ class ConfigFile:
         settings = {k: v for k, v in table.items() if k != "type"}
         if kind == "local":
             self._need_str(key, settings, "path")
+            self._need_str(key, settings, "mounted_on", required="filesystem" in settings)
+            self._need_str(key, settings, "filesystem", required="mounted_on" in settings)
         else:
             self._check_s3(key, settings)
         return SavedDestination(name, str(kind), settings)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from castoff import errors
+from castoff.destinations import mounts
 from castoff.destinations.base import (
     Capabilities,
     Landed,
@@ -786,7 +787,7 @@ class LocalUpload:
         return Landed(
             target=final,
             size=size,
-            verify_method="read-back blake3",
+            verify_method=self._dest.verify_method,
             detail=note,
             say_once=None if note is None else self._dest.first_said(note),
             sync_later=sync_later,
@@ -865,8 +866,17 @@ class LocalUpload:
 class LocalDestination:
     """A folder on a local or mounted filesystem."""
 
-    def __init__(self, root: str | os.PathLike[str], *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        saved_mount: tuple[str, str] | None = None,
+    ) -> None:
         self.root = os.path.abspath(os.fspath(root))
+        #: the mount point and filesystem type it was on when it was saved (``dest add``): a job
+        #: finding it on another refuses it (``check_mounted``)
+        self.saved_mount = saved_mount
         self._prefix = self.root if self.root.endswith("/") else self.root + "/"
         self._name = name or self.root
         self._ident = "local:" + self.root  # asked several times a file: made once
@@ -896,6 +906,14 @@ class LocalDestination:
         self.made_folders: list[str] = []
         #: the folder fsyncs confirmed, by filesystem (st_dev): ``confirm_names``
         self._confirmations: dict[int, Confirmations] = {}
+        #: what the filesystem answered at preflight where its type does not say which names it
+        #: holds (``learn_name_rules``): it ignores case; it refuses the names Windows refuses
+        self.ignores_case = False
+        self.refuses_windows_names = False
+        #: what a read-back here reads instead of the server's copy (``mounts.client_cache``)
+        self.read_back_from: str | None = None
+        #: warnings preflight found, said once as the job starts
+        self.notes: list[str] = []
         #: a file keeps the times it had before its rename into place: None until one says; where
         #: not (fusefat gives it the time of the rename), they are set again once it is named
         self.times_kept: bool | None = None
@@ -955,6 +973,14 @@ class LocalDestination:
     @property
     def ident(self) -> str:
         return self._ident
+
+    @property
+    def verify_method(self) -> str:
+        """How a copy here is proven: its read-back, and what answers it where that is not the
+        drive or server (``read_back_from``)."""
+        if self.read_back_from is None:
+            return "read-back blake3"
+        return f"read-back blake3 of {self.read_back_from}, not the server"
 
     @property
     def caps(self) -> Capabilities:
@@ -1287,6 +1313,7 @@ class LocalDestination:
             raise self.translate(exc, f"cannot look at destination {self.root}") from exc
 
     def _preflight(self) -> None:
+        self.check_mounted()  # (before any folder is made)
         root = Path(self.root)
         self._check_mounted_writable()
         if not root.exists():
@@ -1320,6 +1347,35 @@ class LocalDestination:
 
         self.fs_type = filesystem_type(self.root)
         self.max_file_size = max_file_size(self.fs_type)
+        self.learn_name_rules()
+
+    def check_mounted(self) -> None:
+        """DestinationGone when the folder is not on the mount it was saved on, or (not saved
+        with one) when making it would make a drive's mount point on the system disk; a warning
+        when it is an empty folder where a drive that is not mounted may belong."""
+        self.notes.clear()
+        if self.saved_mount is not None:
+            mounts.check_mounted_as_saved(self.root, self.name, self.saved_mount)
+        note = mounts.check_mount_point(self.root)
+        if note is not None:
+            self.notes.append(note)
+
+    def learn_name_rules(self) -> None:
+        """Where the filesystem's type does not say which names it holds (a FUSE one castoff
+        does not know, NFS, sshfs), ask the filesystem (``mounts.probe_names``); and whether a
+        read-back here reads a cache on this computer, not the server (an rclone mount)."""
+        from castoff.layout.names import rules_known  # (names imports this module)
+
+        if not rules_known(self.fs_type, self.root):
+            found = mounts.probe_names(self.root, PARTIAL_PREFIX, PARTIAL_SUFFIX)
+            if found is not None:
+                self.ignores_case, self.refuses_windows_names = found
+        self.read_back_from = mounts.client_cache(self.root)
+        if self.read_back_from is not None:
+            self.notes.append(
+                f"a read-back here reads {self.read_back_from}, not the server: a copy is"
+                f" verified on its way there, not proven on the server; {mounts.RCLONE_HINT}"
+            )
 
     def remove_made_folders(self) -> None:
         """Remove the folders this destination created that are still empty, the deepest first:

@@ -417,6 +417,11 @@ class Engine:
             self._mark_down(lane, cause, at_start=True)
         for lane, cause in unusable:  # said once all are known: "the others carry on" or not
             self._say_down(lane, cause)
+        down = {lane.dest.ident for lane, _ in unusable}
+        for lane in self.lanes:  # what preflight found to say of a destination (mounts.py)
+            if lane.dest.ident not in down:
+                for note in getattr(lane.dest, "notes", ()):
+                    self.log(f"{lane.name}: {note}", "warning")
         for lane in self.lanes:
             lane.start()
         catchup = threading.Thread(target=self._catchup_loop, name="catch-up", daemon=True)

@@ -8,17 +8,28 @@ folder names that differ only by case are one folder there (``fold_case``).
 
 from __future__ import annotations
 
-import os
 import re
 
 from castoff import errors
 from castoff.destinations.local import check_rel_path
+from castoff.destinations.mounts import mount_of
 
 #: filesystem types (as /proc/mounts names them) that follow Windows naming rules; so does a FUSE
 #: one named for FAT, exFAT or NTFS (``fuse.fusefat``: ``windows_rules``). (``fuseblk`` is any
-#: FUSE filesystem on a block device: exfat-fuse's, ntfs-3g's.)
+#: FUSE filesystem on a block device: exfat-fuse's, ntfs-3g's; ``fuse.smbnetfs`` an SMB share.)
 WINDOWS_FILESYSTEMS = frozenset(
-    {"vfat", "msdos", "fat", "exfat", "ntfs", "ntfs3", "fuseblk", "cifs", "smb3", "smbfs"}
+    {"vfat", "msdos", "fat", "exfat", "ntfs", "ntfs3", "fuseblk", "cifs", "smb3", "smbfs", "fuse.smbnetfs"}
+)
+#: GNOME's gvfs serves every share it mounts through one FUSE filesystem; an SMB share is a
+#: folder of it named ``smb-share:server=…,share=…`` (``/run/user/1000/gvfs/smb-share:…``)
+GVFS = "fuse.gvfsd-fuse"
+GVFS_SMB = "smb-share:"
+#: filesystem types whose names are POSIX ones for sure: case kept and told apart, any character
+#: but "/" (``ext4``'s per-folder casefold is set by hand, and rare). Every other type that is not
+#: a Windows one (a FUSE filesystem castoff does not know, NFS and sshfs, whose server decides) is
+#: asked at preflight (``LocalDestination.learn_name_rules``)
+POSIX_FILESYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "f2fs", "bcachefs", "overlay"}
 )
 #: filesystem types of the FAT family (FAT12, FAT16, FAT32), and the largest file each holds
 FAT_FILESYSTEMS = frozenset({"vfat", "msdos", "fat", "umsdos"})
@@ -50,11 +61,20 @@ def check_layout_path(rel: str) -> None:
         raise errors.KeyRejected(f"the layout made {rel!r}: {exc}") from None
 
 
-def windows_rules(fs: str | None) -> bool:
-    """Whether a filesystem of type ``fs`` follows Windows naming rules."""
+def windows_rules(fs: str | None, path: str | None = None) -> bool:
+    """Whether a filesystem of type ``fs`` follows Windows naming rules (``path``: a folder on it,
+    for gvfs, where the share's folder says it is SMB)."""
     if fs is None:
         return False
+    if fs == GVFS and path is not None:
+        return any(part.startswith(GVFS_SMB) for part in path.split("/"))
     return fs in WINDOWS_FILESYSTEMS or (fs.startswith("fuse.") and ("fat" in fs or "ntfs" in fs))
+
+
+def rules_known(fs: str | None, path: str | None = None) -> bool:
+    """Whether the type ``fs`` alone says which names a filesystem holds (Windows or POSIX
+    rules); where not, its destination asks the filesystem itself."""
+    return fs in POSIX_FILESYSTEMS or windows_rules(fs, path)
 
 
 def max_file_size(fs: str | None) -> int | None:
@@ -103,28 +123,8 @@ def windows_safe(name: str) -> str:
     return out
 
 
-def _unescape_mount(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def filesystem_type(path: str, mounts: str = "/proc/mounts") -> str | None:
+def filesystem_type(path: str, mounts: str | None = None) -> str | None:
     """The type of the filesystem holding ``path`` (or its nearest existing parent), from the
     mount table; None where there is no such table (not Linux)."""
-    try:
-        with open(mounts, encoding="utf-8", errors="surrogateescape") as fh:
-            table = [line.split() for line in fh]
-    except OSError:
-        return None
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
-        probe = os.path.dirname(probe)
-    real = os.path.realpath(probe)
-    best: tuple[int, str] | None = None
-    for fields in table:
-        if len(fields) < 3:
-            continue
-        point = _unescape_mount(fields[1])
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
-        if inside and (best is None or len(point) >= best[0]):
-            best = (len(point), fields[2])
-    return best[1] if best else None
+    found = mount_of(path, mounts)
+    return found[1] if found else None

@@ -91,6 +91,16 @@ class FilePlan:
 
 
 @dataclass(frozen=True)
+class NameRules:
+    """The name rules of a destination that does not take every POSIX name apart: ``label``, as
+    messages name them (the filesystem's type, or why); ``names``: Windows's refused characters
+    and names apply, else only case is folded (a filesystem that ignores case, and takes ":")."""
+
+    label: str
+    names: bool = True
+
+
+@dataclass(frozen=True)
 class DestPlan:
     """The plan at one destination: the layout path after its name rules, and its metadata."""
 
@@ -124,6 +134,19 @@ def read_xattrs(path: str) -> dict[str, bytes]:
     return out
 
 
+def _rules_at(root: str, dest: Destination) -> NameRules | None:
+    """The name rules of the local folder ``root``: its filesystem type's, or where that does not
+    say, what the filesystem answered at preflight (``LocalDestination.learn_name_rules``)."""
+    fs = filesystem_type(root)
+    if windows_rules(fs, root):
+        return NameRules(str(fs))
+    if getattr(dest, "refuses_windows_names", False):
+        return NameRules(f"{fs}, which refuses names Windows filesystems refuse")
+    if getattr(dest, "ignores_case", False):
+        return NameRules(f"{fs}, which ignores case", names=False)
+    return None
+
+
 class Planner:
     """Places files by the job's template; called by the engine in scan order, from one thread."""
 
@@ -135,7 +158,7 @@ class Planner:
         self._next = 0
         #: where new numbers come from when they are shared with other jobs (``number_with``)
         self._take: Callable[[], int] | None = None
-        self._rules: dict[str, str | None] = {}  # _windows_rules, by destination
+        self._rules: dict[str, NameRules | None] = {}  # _windows_rules, by destination
         #: by destination with Windows rules: each folder path as the job first spelt it, by its
         #: ``fold_case`` (``_one_spelling``), and the answer for each spelling met
         self._spelt: dict[str, dict[str, str]] = {}
@@ -303,38 +326,36 @@ class Planner:
 
     # -- per destination --------------------------------------------------------------------
 
-    def _windows_rules(self, dest: Destination) -> str | None:
-        """The filesystem type whose Windows name rules apply at ``dest``, if any (asked once a
-        destination: the same for every file)."""
+    def _windows_rules(self, dest: Destination) -> NameRules | None:
+        """The name rules at ``dest`` other than POSIX ones, if any (asked once a destination:
+        the same for every file)."""
         try:
             return self._rules[dest.ident]
         except KeyError:
             found = self._rules[dest.ident] = self._find_windows_rules(dest)
             return found
 
-    def _find_windows_rules(self, dest: Destination) -> str | None:
+    def _find_windows_rules(self, dest: Destination) -> NameRules | None:
         rules = self.options.name_rules
         if rules == "posix" or not dest.caps.is_local:
             return None
         if rules == "windows":
-            return "windows rules (--name-rules windows)"
+            return NameRules("windows rules (--name-rules windows)")
         root = getattr(dest, "root", None)
-        if not isinstance(root, str):
-            return None
-        fs = filesystem_type(root)
-        return fs if windows_rules(fs) else None
+        return _rules_at(root, dest) if isinstance(root, str) else None
 
     def _apply_name_rules(
         self, rel: str, dest: Destination, *, folder: bool = False
     ) -> tuple[str, tuple[str, ...]]:
         """``rel`` (a file's path, or with ``folder`` a folder's) at ``dest`` after its name rules."""
-        fs = self._windows_rules(dest)
-        if fs is None:
+        found = self._windows_rules(dest)
+        if found is None:
             return rel, ()
+        fs = found.label
         parts = rel.split("/")
         notes: list[str] = []
         for i, part in enumerate(parts):
-            problems = windows_problems(part)
+            problems = windows_problems(part) if found.names else None
             if not problems:
                 continue
             if not self.options.safe_names:
