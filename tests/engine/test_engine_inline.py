@@ -13,6 +13,7 @@ import functools
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +320,19 @@ def test_the_reader_syncs_each_folder_once_for_many_files_and_records_them_after
         assert (tmp_path / "ssd" / "card" / rel).read_bytes() == (src / rel).read_bytes()
 
 
+def _one_folder_sync_fails(
+    tmp_path: Path, runner: Runner, ssd: LocalDestination, on_sync: Callable[[str], None]
+) -> tuple[FaultyDestination, LocalDestination, Path, dict[tuple[str, str], Any]]:
+    """Small files to ``ssd`` (its folder syncs told to ``on_sync``) and a NAS folder: the job
+    ends with exit 1. The faulty SSD, the NAS, the card and the outcomes."""
+    flaky = FaultyDestination(ssd, FaultPlan(on_folder_sync=on_sync))
+    other = LocalDestination(tmp_path / "nas")
+    src = small_files(tmp_path / "src")
+    result = runner([src], [flaky, other], chunk_size=INLINE_COMMIT_MAX)
+    assert result.exit_code == 1
+    return flaky, other, src, runner.outcomes()
+
+
 def test_a_folder_that_cannot_be_synced_fails_its_files_there_and_the_rerun_finds_them(
     tmp_path: Path, runner: Runner
 ) -> None:
@@ -327,12 +341,7 @@ def test_a_folder_that_cannot_be_synced_fails_its_files_there_and_the_rerun_find
             raise OSError(errno.EIO, "Input/output error")
 
     ssd = LocalDestination(tmp_path / "ssd")
-    flaky = FaultyDestination(ssd, FaultPlan(on_folder_sync=on_sync))
-    other = LocalDestination(tmp_path / "nas")
-    src = small_files(tmp_path / "src")
-    result = runner([src], [flaky, other], chunk_size=INLINE_COMMIT_MAX)
-    assert result.exit_code == 1
-    out = runner.outcomes()
+    flaky, other, src, out = _one_folder_sync_fails(tmp_path, runner, ssd, on_sync)
     for i in range(20):
         assert out[(f"card/DCIM0/IMG_{i:04}.JPG", flaky.name)]["status"] == "verified"
         bad = out[(f"card/DCIM1/IMG_{i:04}.JPG", flaky.name)]
@@ -379,13 +388,7 @@ def test_a_folder_sync_the_failed_drive_did_not_keep_fails_its_files_there(
         failed = failed or folder.endswith("DCIM1")
 
     monkeypatch.setattr(os, "fsync", kernel_fsync)
-    ssd = LocalDestination(ssd_root)
-    flaky = FaultyDestination(ssd, FaultPlan(on_folder_sync=on_sync))
-    other = LocalDestination(tmp_path / "nas")
-    src = small_files(tmp_path / "src")
-    result = runner([src], [flaky, other], chunk_size=INLINE_COMMIT_MAX)
-    assert result.exit_code == 1
-    out = runner.outcomes()
+    flaky, other, _, out = _one_folder_sync_fails(tmp_path, runner, LocalDestination(ssd_root), on_sync)
     for i in range(20):
         bad = out[(f"card/DCIM1/IMG_{i:04}.JPG", flaky.name)]
         assert bad["status"] == "failed" and bad["error_code"] == "drive-failed", bad
