@@ -9,8 +9,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
 import pytest
 
+from castoff.destinations import base, local
+from castoff.destinations.base import ObjectMeta
 from castoff.destinations.faulty import FaultPlan, FaultyDestination
 from castoff.destinations.local import LocalDestination, network_filesystem
 from castoff.engine import job
@@ -137,3 +140,53 @@ def test_ctrl_c_ends_a_job_whose_share_never_answers(
     assert runner.engine.down() == {nas.ident: True}  # nothing more is written there
     left = [m for m in runner.logs() if m.startswith(f"{nas.name}: left unfinished:")]
     assert len(left) == 1 and "has not returned (a share that stopped answering?)" in left[0], runner.logs()
+
+
+def test_a_slow_local_drive_is_not_said_to_have_stopped_answering(
+    tmp_path: Path, runner: Runner, card: Path, gate: threading.Event
+) -> None:
+    """A drive that is no share (a USB disk flushing a big clip, a long read-back) may take a
+    call longer than the watchdog's limit: that is a slow drive, not "a share that stopped
+    answering?". Here its writes wait five times the limit; nothing is said of it."""
+    ssd = LocalDestination(tmp_path / "ssd")
+    slow = FaultyDestination(
+        LocalDestination(tmp_path / "usb"), FaultPlan(on_put=lambda target, index: gate.wait())
+    )
+    opener = threading.Timer(5 * FAST["hung_after"], gate.set)  # (waits past the limit: no bound on castoff)
+    opener.start()
+    try:
+        result = runner.bounded([card], [ssd, slow], timeout=60, **FAST)
+    finally:
+        opener.cancel()
+    assert result.exit_code == 0, runner.logs()
+    assert not [m for m in runner.logs() if "has not answered" in m], runner.logs()
+    assert len(done_at(runner.events, slow.name)) == N
+
+
+def test_a_long_read_back_counts_as_answering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-back of a big clip says at each chunk that the drive still answers
+    (``still_answering``): the call's time under way, as the watchdog reads it, counts from the
+    last chunk, not from the start of the commit."""
+    calls: dict[int, float] = {}
+    seen: list[float] = []
+    real = local.still_answering
+
+    def still_answering() -> None:
+        real()
+        seen.append(calls[7])
+
+    monkeypatch.setattr(local, "still_answering", still_answering)
+    dest = LocalDestination(tmp_path / "usb")
+    dest.preflight()
+    data = os.urandom(3 * local.READ_BACK_CHUNK + 5)
+    outer = base.watch_call(calls, 7)
+    try:
+        calls[7] = 0.0  # began long ago
+        meta = ObjectMeta(rel_path="clip.mov", size=len(data), mtime_ns=0, atime_ns=0)
+        upload = dest.start(str(tmp_path / "usb" / "clip.mov"), meta=meta, part_size=len(data))
+        receipt = upload.put_part(0, 0, memoryview(data), None)
+        upload.commit([receipt], source_blake3=blake3.blake3(data).hexdigest())
+    finally:
+        base.end_call(calls, 7, outer)
+    assert len(seen) >= 3 and all(t > 0.0 for t in seen), seen
+    assert calls == {}  # the call is over

@@ -6,6 +6,8 @@ engine (``castoff.engine``) owns those and calls a destination only through this
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -274,3 +276,32 @@ def ident_location(ident: str, region: str | None = None) -> str | None:
         where = f"{scheme}://{netloc.rpartition('@')[2]}"
     bucket, _, prefix = path.partition("/")  # a bucket name has no '/'; the prefix as it is
     return f"s3://{bucket}/{prefix}".rstrip("/") + f" ({where})"
+
+
+#: the call into a destination this thread is making, as the engine's lane counts it: its table of
+#: calls under way and its number there (``watch_call``)
+_call = threading.local()
+
+
+def watch_call(calls: dict[int, float], number: int) -> tuple[dict[int, float], int] | None:
+    """This thread's call into a destination begins now: ``calls[number]`` says since when it
+    is under way (the engine's watchdog: ``Lane.oldest_call``), and ``still_answering`` moves
+    that on. Returns what to give ``end_call`` (the call it was made within, if any)."""
+    calls[number] = time.monotonic()
+    outer: tuple[dict[int, float], int] | None = getattr(_call, "at", None)
+    _call.at = (calls, number)
+    return outer
+
+
+def end_call(calls: dict[int, float], number: int, outer: tuple[dict[int, float], int] | None) -> None:
+    calls.pop(number, None)
+    _call.at = outer
+
+
+def still_answering() -> None:
+    """A long call into a destination is making progress (a read-back of a big clip, a chunk at a
+    time): its time under way counts from now, so that a slow drive is not taken for one that
+    stopped answering."""
+    at: tuple[dict[int, float], int] | None = getattr(_call, "at", None)
+    if at is not None and at[1] in at[0]:
+        at[0][at[1]] = time.monotonic()

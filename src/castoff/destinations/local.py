@@ -37,6 +37,7 @@ from castoff.destinations.base import (
     PartReceipt,
     ResumeToken,
     TargetExists,
+    still_answering,
 )
 from castoff.engine.conflicts import LOCAL_MAX_PATH, NAME_MAX, name_max
 from castoff.hashing import new_blake3
@@ -739,6 +740,7 @@ class LocalUpload:
             total += n
             if n < length and total == expected:
                 break  # a short read of a regular file is its end: no read to find it
+            still_answering()  # (a big clip's read-back on a slow drive is no hung share)
         return hasher.hexdigest(), total
 
     def commit(

@@ -521,6 +521,8 @@ class Engine:
         while not done.wait(min(1.0, limit / 4)):
             now = time.monotonic()
             for lane in self.lanes:
+                if not getattr(lane.dest, "on_network", False):
+                    continue  # (a local drive's long call is a slow drive flushing a big clip)
                 since = lane.oldest_call()
                 if since is None or now - since < limit or lane.name in said or lane.dead is not None:
                     continue

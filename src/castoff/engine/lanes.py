@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from castoff import errors
-from castoff.destinations.base import SMALL_PART, Destination, ObjectMeta, PartReceipt, ResumeToken, Upload
+from castoff.destinations.base import (
+    SMALL_PART,
+    Destination,
+    ObjectMeta,
+    PartReceipt,
+    ResumeToken,
+    Upload,
+    end_call,
+    watch_call,
+)
 from castoff.engine.budget import Chunk
 from castoff.scan import SourceFile
 
@@ -535,7 +544,7 @@ class Lane:
         """One part into the destination; ``active`` (and for a ``big`` one, ``_big_busy``) was
         raised for it by the caller."""
         call = next(self._call_numbers)
-        self._calls[call] = time.monotonic()
+        outer = watch_call(self._calls, call)
         try:
             self._put(stream, chunk)
         except KeyboardInterrupt:  # a second Ctrl-C, in the reader (``put_here``): quit at once
@@ -544,7 +553,7 @@ class Lane:
         except BaseException as exc:  # recorded on the stream and reported, never lost
             self.fail(stream, exc)
         finally:
-            del self._calls[call]
+            end_call(self._calls, call, outer)
             chunk.release()
             with self.lock:
                 stream.queued -= 1
@@ -560,13 +569,13 @@ class Lane:
     def close_one(self, stream: Stream) -> None:
         """Close one stream; ``active`` was raised for it by the caller, under ``cond``."""
         call = next(self._call_numbers)
-        self._calls[call] = time.monotonic()
+        outer = watch_call(self._calls, call)
         try:
             self._close(stream)
         except BaseException as exc:  # the engine's close records its own failures
             stream.notes.append(f"internal error while closing: {exc!r}")
         finally:
-            del self._calls[call]
+            end_call(self._calls, call, outer)
             with self.lock:
                 self.active -= 1
                 stream.busy -= 1
