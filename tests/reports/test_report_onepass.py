@@ -5,6 +5,7 @@ leaves neither report, and memory does not grow with the job."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 import time
@@ -281,6 +282,21 @@ def _reference_visible(value: object, *, name: bool = True) -> str:
         else:
             out.append(f'<span class="esc">{repr(ch)[1:-1]}</span>')
     return "".join(out)
+
+
+def test_every_name_and_text_is_written_as_the_reference_writes_it() -> None:
+    """The fast paths (a value written as it is after a search, a text not searched for a name's
+    spaces) and the pass over a value agree with the reference on short values of every kind of
+    character that matters: a space before a final newline is not at the end of a name."""
+    rng = random.Random(7)
+    alphabet = ["a", " ", "/", "&", "<", '"', "'", "\n", "\x7f", "\xa0", "é", "\u202e", "\u3000"]
+    for _ in range(20_000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7)))
+        for name in (True, False):
+            want = _reference_visible(value, name=name)
+            assert html._text(value, name=name) == want, (value, name)
+            assert html._visible(value, name=name) == want, (value, name)
+    assert html._text("verified at /drive on 2026-11-23", name=False) == "verified at /drive on 2026-11-23"
 
 
 def test_what_the_page_marks_is_every_character_unicodedata_calls_unseen() -> None:
