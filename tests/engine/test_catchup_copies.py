@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from castoff.destinations.base import MiB
 from castoff.destinations.local import LocalDestination
 from castoff.engine.events import Event
+from castoff.engine.job import Engine
 from castoff.engine.retry import RetryPolicy
 from engine_runner import Runner, s3dest, write
 
@@ -335,7 +339,7 @@ def test_verified_copies_found_gone_during_the_job_are_no_longer_verified_there(
 
 
 def test_no_good_copy_left_and_the_card_gone_is_said_once_as_such(
-    tmp_path: Path, runner: Runner, rclone_s3: Any
+    tmp_path: Path, runner: Runner, rclone_s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """QA H 8: after "released" one drive's copy rotted, the other's went, and the card was
     pulled. The upload said "read again from the source …; sending it again", then failed with
@@ -348,16 +352,28 @@ def test_no_good_copy_left_and_the_card_gone_is_said_once_as_such(
     assert runner([src], [ssd, nas], chunk_size=5 * MiB, **FAST).exit_code == 0
     rotted, gone = tmp_path / "ssd" / "card" / BIG, tmp_path / "nas" / "card" / BIG
 
+    meddled = threading.Event()
+
     def meddle(event: Event) -> None:
         if event.kind == "released":
             corrupt(rotted, 11 * MiB)
             gone.unlink()
             src.rename(tmp_path / "card.gone")
+            meddled.set()
 
+    # The upload's catch-up reads nothing before the copies rot, as on the day QA saw: it could
+    # otherwise read the SSD's copy whole before "released" was said, and send a good clip.
+    catchup_loop = Engine._catchup_loop
+
+    def after_the_meddling(engine: Engine) -> None:
+        meddled.wait(30)
+        catchup_loop(engine)
+
+    monkeypatch.setattr(Engine, "_catchup_loop", after_the_meddling)
     runner.hook = meddle
     bucket = bucket_of(rclone_s3)
     result = runner.bounded([src], [ssd, nas, bucket], chunk_size=5 * MiB, **FAST)
-    assert result.exit_code == 1, runner.logs()
+    assert meddled.is_set() and result.exit_code == 1, runner.logs()
     out = runner.outcomes()[(REL, bucket.name)]
     assert out["status"] == "failed"
     assert (
