@@ -19,6 +19,7 @@ from castoff.destinations.local import LocalDestination, network_filesystem
 from castoff.engine import job
 from castoff.engine.events import Event
 from castoff.engine.retry import RetryPolicy
+from castoff.engine.stall import STOPPED_GAP, CallWatch
 from engine_runner import Runner, write
 
 FAST = {"retry": RetryPolicy(attempts=3, base=0.01, cap=0.05), "lane_pause": 0.05, "hung_after": 0.2}
@@ -190,3 +191,25 @@ def test_a_long_read_back_counts_as_answering(tmp_path: Path, monkeypatch: pytes
         base.end_call(calls, 7, outer)
     assert len(seen) >= 3 and all(t > 0.0 for t in seen), seen
     assert calls == {}  # the call is over
+
+
+def test_a_process_stopped_for_minutes_saw_no_share_stop_answering() -> None:
+    """Ctrl-Z during a copy to a share, ``fg`` three minutes later: a write under way then had
+    not waited for the share all that time, and is not said to have stopped answering. A share
+    that then stops answering still is, after the limit, counted from the resume."""
+    now = [0.0]
+    watch = CallWatch(0.25, clock=lambda: now[0])
+    began = 0.1  # a write, under way when the process stopped
+    for t in (0.25, 0.5, 0.75):
+        now[0] = t
+        assert watch.under_way(began, watch.look()) == pytest.approx(t - began)
+    now[0] = 180.75  # stopped, then resumed: the first look since
+    assert watch.under_way(began, watch.look()) == 0.0
+    for t in (181.0, 241.0):  # the look goes on every 0.25 s (one in two shown)
+        while now[0] < t:
+            now[0] += 0.25
+            watch.look()
+        assert watch.under_way(began, now[0]) == pytest.approx(t - 180.75)
+    assert watch.under_way(200.0, now[0]) == pytest.approx(41.0)  # a call begun after the resume
+    now[0] += 0.25 + STOPPED_GAP - 0.5  # a look late by less than the gap: the process ran
+    assert watch.under_way(began, watch.look()) > 60

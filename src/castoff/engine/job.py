@@ -66,7 +66,7 @@ from castoff.engine.lanes import (
     VerifiedCopy,
 )
 from castoff.engine.retry import RetryPolicy
-from castoff.engine.stall import StallWatch, stalled_error, stalled_message
+from castoff.engine.stall import CallWatch, StallWatch, stalled_error, stalled_message
 from castoff.hashing import PartMd5s, SideHashing, Updatable, new_blake3
 from castoff.reports import mhl
 from castoff.scan import (
@@ -518,13 +518,16 @@ class Engine:
         be stopped, but the other destinations go on, and Ctrl-C ends the job without it."""
         limit = self.options.hung_after
         said: set[str] = set()
-        while not done.wait(min(1.0, limit / 4)):
-            now = time.monotonic()
+        watch = CallWatch(min(1.0, limit / 4))
+        while not done.wait(watch.interval):
+            now = watch.look()
             for lane in self.lanes:
                 if not getattr(lane.dest, "on_network", False):
                     continue  # (a local drive's long call is a slow drive flushing a big clip)
                 since = lane.oldest_call()
-                if since is None or now - since < limit or lane.name in said or lane.dead is not None:
+                if since is None or lane.name in said or lane.dead is not None:
+                    continue
+                if watch.under_way(since, now) < limit:
                     continue
                 said.add(lane.name)
                 others = " the other destinations go on;" if len(self.lanes) > 1 else ""

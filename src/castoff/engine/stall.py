@@ -39,6 +39,35 @@ class StallWatch:
         return now - self._since >= self.grace
 
 
+#: a look of the watchdog this much later than it was due: the process did not run meanwhile
+STOPPED_GAP = 5.0
+
+
+class CallWatch:
+    """The watchdog's clock for the calls into a share (``Engine._watch_calls``): how long a call
+    has been under way, counted while the process ran. A process stopped for minutes (Ctrl-Z,
+    then ``fg``; a debugger) saw no share stop answering: a look that comes ``STOPPED_GAP``
+    seconds later than due counts every call under way from then."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last = clock()
+        self._resumed = float("-inf")
+
+    def look(self) -> float:
+        """At each turn of the watchdog: the time now."""
+        now = self._clock()
+        if now - self._last > self.interval + STOPPED_GAP:
+            self._resumed = now
+        self._last = now
+        return now
+
+    def under_way(self, since: float, now: float) -> float:
+        """How long a call that began at ``since`` has been under way at ``now`` (``look``'s)."""
+        return now - max(since, self._resumed)
+
+
 def stalled_error() -> errors.DestinationError:
     """The outcome's error for a file left unfinished by a stall."""
     return errors.DestinationError(
