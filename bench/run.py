@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fsutil import claim_workdir, exit_on_signals, free_bytes, reset_dir
+from fsutil import claim_workdir, exit_on_signals, free_bytes, reset_dir, warm_up
 from measure import GIB, MIB, Measurement, summarize
 from peers import (
     JOBS,
@@ -88,6 +88,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="before each run (untimed): sync and drop the page cache, if permitted; disk only",
     )
     ap.add_argument("--keep-workloads", action="store_true", help="keep the generated sources for next time")
+    ap.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        help="skip the untimed write of each job's bytes before its runs (fsutil.warm_up)",
+    )
     args = ap.parse_args(argv)
     jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
     bad = [j for j in jobs if j not in JOBS]
@@ -283,11 +289,23 @@ class Bench:
         for peer, row in rows:
             if not row.available:
                 print(f"  {peer.name}: not available: {row.reason}" + (f" ({row.hint})" if row.hint else ""))
-        # Interleave: run 1 of every tool, then run 2..., so drift affects them alike.
+        if self.args.warm_up:
+            dests = N_LOCAL_DESTS * (job in ("local", "mixed")) + (job in ("s3", "mixed"))
+            t0 = time.perf_counter()
+            written = warm_up(self.base / "dst", w.nbytes * dests)
+            print(
+                f"  warm-up: {written / GIB:.2f} GiB written and deleted,"
+                f" {time.perf_counter() - t0:.1f} s, not timed"
+            )
+        # Interleave: run 1 of every tool, then run 2..., so drift affects them alike; each run
+        # starts one tool further on, so no tool is always the one after a pause or a clean-up.
+        ready = [(peer, row) for peer, row in rows if row.available]
         for run in range(self.args.runs):
-            for peer, row in rows:
-                if row.available:
-                    row.runs.append(self.one_run(peer, w, index, run))
+            k = run % len(ready) if ready else 0
+            for order, (peer, row) in enumerate(ready[k:] + ready[:k], start=1):
+                record = self.one_run(peer, w, index, run)
+                record["order"] = order  # its place in the round
+                row.runs.append(record)
         for _, row in rows:
             if row.available:
                 good = [r for r in row.runs if r["ok"] and r["verified"]]
@@ -320,7 +338,8 @@ def _as_measurement(r: dict[str, Any]) -> Measurement:
 def standard_notes(args: argparse.Namespace, tools: Tools, base: Path) -> list[str]:
     cpus = len(os.sched_getaffinity(0))
     notes = [
-        "wall s: median over the verified runs (min–max beside it); runs are interleaved across tools.",
+        "wall s: median over the verified runs (min–max beside it); runs are interleaved across tools, "
+        "each round starting one tool further on, after an untimed warm-up write (bench/README.md).",
         "CPU s: user+sys of the tool's whole process tree (os.wait4 rusage, children included); "
         "CPU s/GiB divides by the source size, whatever the number of destinations.",
         "peak RSS: the kernel's ru_maxrss, i.e. the largest single process of the tree "

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fsutil import claim_workdir, exit_on_signals, free_bytes, reset_dir
+from fsutil import claim_workdir, exit_on_signals, free_bytes, reset_dir, warm_up
 from measure import GIB, MIB, Measurement, summarize
 from peers import RunContext, Tools, add_workdir_options, castoff_failures, castoff_only, peers_for, run_peer
 from report import describe_machine, filesystem_of
@@ -199,6 +199,7 @@ class Study:
         if not existed and w.root not in self.created:
             self.created.append(w.root)
         index = index_source(w.root, sample=self.args.sample, seed=1)
+        warm_up(self.base / "dst", w.nbytes * max(runnable))  # (fsutil.warm_up: not timed)
         for dests in runnable:
             self.run_dests(point, w, index, dests)
         if w.root in self.created and not self.args.keep_workloads:

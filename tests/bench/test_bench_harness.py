@@ -53,6 +53,39 @@ def test_scale_study_measures_verifies_reruns_and_cleans_up(tmp_path: Path, benc
     assert not work.exists() or not any(p for p in work.rglob("*") if p.is_file())
 
 
+def test_peer_runs_verify_rotate_and_follow_an_untimed_warm_up(
+    tmp_path: Path, bench_module: Loader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tiny card to 2 folders with every peer this machine has. Each round starts one tool
+    further on: castoff, first in the list, is not the first writer of every round (it was, and
+    paid the kernel's fresh pages each first run: bench/README.md)."""
+    run = bench_module("run")
+    work, out = tmp_path / "work", tmp_path / "out"
+    argv = ["--workload", "card", "--scale", "0.005", "--runs", "2", "--jobs", "local"]
+    assert run.main([*argv, "--sample", "4", "--workdir", str(work), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+
+    (report,) = out.glob("*.json")
+    rows = [r for r in json.loads(report.read_text())["rows"] if r["available"]]
+    assert rows[0]["tool"] == "castoff"
+    n = len(rows)
+    assert n >= 2, "rclone (the suite's S3 server) is a peer too"
+    for i, r in enumerate(rows):
+        assert [x["verified"] for x in r["runs"]] == [True, True], r
+        # round k starts with the k-th tool (from 0): tool i's place in it
+        assert [x["order"] for x in r["runs"]] == [(i - k) % n + 1 for k in range(2)], r
+    assert "warm-up:" in said and "not timed" in said
+    assert not work.exists() or not any(p for p in work.rglob("*") if p.is_file())
+
+
+def test_warm_up_writes_the_bytes_asked_and_leaves_nothing(tmp_path: Path, bench_module: Loader) -> None:
+    fsutil = bench_module("fsutil")
+    folder = tmp_path / "dst"
+    assert fsutil.warm_up(folder, 9 << 20) == 9 << 20  # two whole blocks and a part
+    assert list(folder.iterdir()) == []
+    assert fsutil.warm_up(folder, 0) == 0
+
+
 def test_scale_study_refuses_bad_sizes(bench_module: Loader, capsys: pytest.CaptureFixture[str]) -> None:
     scale = bench_module("scale")
     with pytest.raises(SystemExit) as exc:
