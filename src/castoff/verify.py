@@ -291,9 +291,19 @@ def _grown_chain(root: Path, rel: str, expected: dict[str, Expected]) -> int | N
     return len(gens)
 
 
-def walk(root: Path, ignored: Callable[[str], bool] = mhl.is_ignored) -> Iterator[str]:
-    """Relative POSIX paths of every file under ``root`` but the ``ignored`` (symlinks are not followed)."""
-    for folder, dirs, files in os.walk(root):
+def walk(
+    root: Path, ignored: Callable[[str], bool] = mhl.is_ignored, unreadable: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Relative POSIX paths of every file under ``root`` but the ``ignored`` (symlinks are not
+    followed). ``unreadable``: each folder that could not be listed (its relative path, "" for
+    ``root``) and why; the files in it are not among the paths."""
+
+    def cannot_list(exc: OSError) -> None:
+        if unreadable is not None:
+            rel = os.path.relpath(exc.filename or root, root)
+            unreadable["" if rel == "." else rel.replace(os.sep, "/")] = str(exc.strerror or exc)
+
+    for folder, dirs, files in os.walk(root, onerror=cannot_list):
         rel_folder = os.path.relpath(folder, root)
         dirs.sort()
         for name in sorted(files):
@@ -319,7 +329,8 @@ def check(
     present = set()
     later = {u.path: u.blake3 for u in undelivered if u.blake3}
     arrived: set[str] = set()
-    for rel in walk(root, ignored):
+    unreadable: dict[str, str] = {}
+    for rel in walk(root, ignored, unreadable):
         present.add(rel)
         want = expected.get(rel)
         if want is None and rel in later:
@@ -347,6 +358,18 @@ def check(
             result.altered.append({"path": rel, "format": want.fmt, "expected": want.value, "found": got})
     result.missing = sorted(p for p in expected if p not in present)
     result.checked += len(result.missing)
+    if unreadable:  # not missing: in a folder that could not be listed, so never looked at
+        missing = []
+        for p in result.missing:
+            folder = _listed_in(p, unreadable)
+            if folder is None:
+                missing.append(p)
+                continue
+            why = f"unreadable: its folder {folder or '.'} could not be listed: {unreadable[folder]}"
+            result.altered.append(
+                {"path": p, "format": expected[p].fmt, "expected": expected[p].value, "found": why}
+            )
+        result.missing = missing
     result.delivered_since = len(arrived)
     result.undelivered = [
         {"path": u.path, "status": u.status, "error": u.error}
@@ -354,6 +377,16 @@ def check(
         if u.path not in arrived
     ]
     return result
+
+
+def _listed_in(path: str, folders: dict[str, str]) -> str | None:
+    """The folder of ``folders`` that ``path`` is in (at any depth; "" is the root), or None."""
+    folder = path
+    while folder:
+        folder = folder.rpartition("/")[0]
+        if folder in folders:
+            return folder
+    return None  # ("" is looked up last, once the path has no "/" left)
 
 
 def _hash_or_why(path: Path, fmt: str) -> str:

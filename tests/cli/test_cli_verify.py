@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_cli_lane_down import as_a_user  # noqa: F401 (a fixture, used by name)
 
 from castoff.destinations.local import unreadable_folder
 
@@ -309,3 +310,38 @@ def test_a_folder_on_a_share_whose_connection_died_is_said_in_one_line(tmp_path:
             where = args[1] if args[0] == "verify" else str(dest)  # (verify: or a file there)
             assert f"cannot read {where}" in out and f": {os.strerror(errno.ENOTCONN)}" in out, (args, out)
             assert "is the share or drive mounted, and does it answer?" in out, (args, out)
+
+
+def test_a_folder_that_cannot_be_listed_says_so_for_each_file_in_it(
+    tmp_path: Path,
+    as_a_user: list[str],  # noqa: F811 (the fixture imported above)
+) -> None:
+    """Its files were said to be missing (os.walk passes over a folder it cannot list, silently),
+    and a user looked for copies that were there. Each is named, as a file that cannot be read
+    is, with the folder and why; the files beside it are checked as before."""
+    card = tmp_path / "CARD"
+    for rel, data in (
+        ("DCIM/100/a.jpg", b"a" * 100),
+        ("DCIM/101/b.jpg", b"b" * 100),
+        ("DCIM/101/x/c.jpg", b"c"),
+    ):
+        (card / rel).parent.mkdir(parents=True, exist_ok=True)
+        (card / rel).write_bytes(data)
+    dest, state = tmp_path / "ssd", tmp_path / "state"
+    r = castoff("copy", str(card), "--to", str(dest), "--report-to", "destination", state=state)
+    assert r.returncode == 0, r.stderr
+    (report,) = (dest / "castoff-reports").glob("*.json")
+    (dest / "CARD" / "DCIM" / "101").chmod(0)
+    for against in ([], ["--report", str(report)]):
+        r = subprocess.run(
+            [*as_a_user, *CASTOFF, "--state-dir", str(state), "verify", str(dest), *against],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert r.returncode == 1, (against, r.stdout, r.stderr)
+        assert "  missing  " not in r.stdout and "0 missing" in r.stdout, (against, r.stdout)
+        for name in ("b.jpg", "x/c.jpg"):
+            assert (
+                f"altered  CARD/DCIM/101/{name}" in r.stdout
+                and f"its folder CARD/DCIM/101 could not be listed: {os.strerror(errno.EACCES)}" in r.stdout
+            ), (against, r.stdout)
+        assert "CARD/DCIM/100/a.jpg" not in r.stdout, (against, r.stdout)
