@@ -21,14 +21,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import platformdirs
-from rich.table import Table
 from rich.text import Text
 
 from castoff import __version__, commands, errors
-from castoff.catalog.db import Catalog, IntentRow, UploadRow, catalog_error, job_as_json, new_job_id
 from castoff.commands import prune as prune_cli
-from castoff.destinations.base import Destination, MiB
+from castoff.destinations.base import MiB
 from castoff.layout import options as layout_options
 from castoff.ui.term import (
     Console,
@@ -43,6 +40,8 @@ from castoff.ui.term import (
 from castoff.units import format_bytes, parse_size, plural
 
 if TYPE_CHECKING:
+    from castoff.catalog.db import Catalog, IntentRow, UploadRow
+    from castoff.destinations.base import Destination
     from castoff.engine.job import JobResult
     from castoff.layout.planner import Planner
     from castoff.layout.template import Template
@@ -87,6 +86,8 @@ def state_dir(arg: str | None) -> Path:
     env = os.environ.get("CASTOFF_HOME")
     if env:
         return Path(env).expanduser()
+    import platformdirs
+
     return Path(platformdirs.user_state_dir("castoff", appauthor=False))
 
 
@@ -96,6 +97,8 @@ def _no_catalog_yet(path: Path) -> Catalog:
     import atexit
     import shutil
     import tempfile
+
+    from castoff.catalog.db import Catalog
 
     scratch = tempfile.mkdtemp(prefix="castoff-empty-")
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
@@ -112,6 +115,8 @@ def open_catalog(args: argparse.Namespace, *, reading: bool = False) -> Catalog:
     """The catalog of the state folder. ``reading``: a command that only reads it, which reads a
     catalog castoff cannot write (a backup on a read-only mount, someone else's) as it is, saying
     so on stderr; a command that writes it is refused (``UsageError``, exit 2)."""
+    from castoff.catalog.db import Catalog
+
     path = state_dir(args.state_dir) / "catalog.sqlite"
     try:
         return Catalog(path)
@@ -242,6 +247,8 @@ def _from_catalog(read: Callable[[Catalog], Iterable[object]]) -> Callable[..., 
     the catalog as it is, never makes one; nothing when there is none or it cannot be read."""
 
     def complete(prefix: str = "", parsed_args: Any = None, **_: Any) -> list[str]:
+        from castoff.catalog.db import Catalog
+
         path = state_dir(getattr(parsed_args, "state_dir", None)) / "catalog.sqlite"
         if not path.is_file():
             return []
@@ -744,6 +751,7 @@ def _gone_after_release(args: argparse.Namespace) -> None:
     path = state_dir(args.state_dir) / "catalog.sqlite"
     if not missing or not path.is_file():
         return
+    from castoff.catalog.db import Catalog
     from castoff.commands.gone import released_and_gone
 
     try:
@@ -829,6 +837,7 @@ def cmd_copy(
         if not d.caps.is_local and isinstance(rate, int):
             limiters[d.ident] = RateLimiter(rate)
 
+    from castoff.catalog.db import new_job_id
     from castoff.catalog.running import process_start, row_alive
 
     catalog = open_catalog(args)
@@ -1342,6 +1351,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     for name, s in rep["summary"].items():  # where each is: a saved name may point elsewhere by now
         if s["location"] and s["location"] != name:  # None: a kind without one
             console.print(Text(printable(f"destination {name}: {s['location']}")), highlight=False)
+    from rich.table import Table
+
     table = Table()
     damaged = 0
     damaged_paths: set[str] = set()
@@ -1417,11 +1428,15 @@ def _list_jobs(args: argparse.Namespace, catalog: Catalog, console: Console) -> 
             f"showing the {len(rows)} newest of {total}: --limit N or --all", highlight=False
         )
     if args.json:
+        from castoff.catalog.db import job_as_json
+
         print(json.dumps([job_as_json(r) for r in rows], indent=2, ensure_ascii=json_ascii()))
         return 0
     if not rows:  # as dest list and workflow list say: how to start
         console.print("no jobs yet: castoff copy SOURCE --to DEST (or castoff run WORKFLOW)", highlight=False)
         return 0
+    from rich.table import Table
+
     table = Table(title="castoff jobs")
     for col in ("id", "started", "status", "files", "bytes", "destinations"):
         # the id whole, to copy; a status whole ("interru / pted" on a narrow terminal, QA)
@@ -1483,6 +1498,8 @@ def _say_unrecorded(console: Console, intents: Sequence[IntentRow]) -> None:
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
     from castoff.catalog.running import row_alive
     from castoff.commands.common import resolver
 
@@ -1778,6 +1795,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ErrorEvent.say(errors.EXIT_INTERRUPTED, errors.Interrupted.code, "interrupted", None)
         return errors.EXIT_INTERRUPTED
     except sqlite3.Error as exc:  # (the catalog says its own errors: this is for one it did not)
+        from castoff.catalog.db import catalog_error
+
         said = catalog_error(state_dir(args.state_dir) / "catalog.sqlite", exc)
         if said is None:
             _say_internal(exc)

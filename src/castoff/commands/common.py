@@ -10,14 +10,16 @@ import functools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.table import Table
 from rich.text import Text
 
 from castoff.config import workflows
-from castoff.config.resolve import Resolver
-from castoff.config.store import ConfigFile, default_path, locked
 from castoff.ui.term import Console, Warnings, printable
+
+if TYPE_CHECKING:  # (imported where used: the parser, built for every command, needs no config file)
+    from castoff.config.resolve import Resolver
+    from castoff.config.store import ConfigFile
 
 #: copy's S3 options that a saved bucket keeps (``dest add`` takes them as copy does), by the
 #: name of the setting in the config file (the s3:// URL option names)
@@ -58,6 +60,8 @@ def print_list(
     if not rows:
         console.print(empty, highlight=False)
         return 0
+    from rich.table import Table
+
     table = Table(title=Text(title, style="table.title"))
     for col in columns:
         table.add_column(col, overflow="fold")  # a narrow terminal wraps a path, never cuts it
@@ -69,6 +73,8 @@ def print_list(
 
 
 def config_path(args: argparse.Namespace) -> Path:
+    from castoff.config.store import default_path
+
     given = getattr(args, "config", None)
     return Path(given).expanduser() if given else default_path()
 
@@ -87,6 +93,8 @@ def check_option(name: str, value: object) -> str | None:
 
 def config_file(args: argparse.Namespace, *, warn: bool = True) -> ConfigFile:
     """The config file, checked; what stops only some commands is said as a warning."""
+    from castoff.config.store import ConfigFile
+
     cfg = ConfigFile.load(config_path(args), check_option)
     for text in cfg.warnings if warn else ():
         Warnings.say(text)
@@ -95,6 +103,8 @@ def config_file(args: argparse.Namespace, *, warn: bool = True) -> ConfigFile:
 
 def config_locked(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
     """Around a command that changes the config: from its first read of the file to its write."""
+    from castoff.config.store import locked
+
     path = config_path(args)
     console = Console(stderr=True)
     return locked(
@@ -106,6 +116,8 @@ def config_locked(args: argparse.Namespace) -> contextlib.AbstractContextManager
 
 
 def resolver(args: argparse.Namespace) -> Resolver:
+    from castoff.config.resolve import Resolver
+
     return Resolver(
         config_path(args),
         insecure_http=bool(getattr(args, "insecure_http", False)),

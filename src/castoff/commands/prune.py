@@ -13,16 +13,17 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
 from castoff import errors
-from castoff.catalog import prune
-from castoff.catalog.db import iso_time
-from castoff.catalog.running import JobRow
 from castoff.ui.term import Console, json_ascii
 from castoff.units import format_bytes, plural
+
+if TYPE_CHECKING:  # (imported where used: the parser, built for every command, needs no catalog)
+    from castoff.catalog import prune
+    from castoff.catalog.running import JobRow
 
 #: jobs named one by one before the rest are counted
 SHOWN = 10
@@ -177,6 +178,8 @@ def run(
     age: Callable[[str], float],
 ) -> int:
     """``castoff jobs prune``: ``age`` reads --older-than as ``castoff uploads`` does."""
+    from castoff.catalog import prune
+
     rules = prune.Rules(keep=args.keep, older_than=None if args.older_than is None else age(args.older_than))
     out = prune.prune(catalog_path, rules, dry_run=args.dry_run, alive=alive, compact=not args.no_vacuum)
     reports = _reports(catalog_path.parent / "reports", out.plan, delete=args.reports and not args.dry_run)
@@ -193,6 +196,7 @@ def pruned_as_json(job: sqlite3.Row) -> dict[str, Any]:
     """``castoff jobs show ID --json`` of a pruned job: the report's ``schema`` and ``job`` (the
     same keys, times as it writes them), ``"pruned": true`` where the report's files and summary
     were, what is kept of them (``n_files``, ``n_bytes``, ``pruned_at``) and where the report is."""
+    from castoff.catalog.db import iso_time
     from castoff.reports.json_report import SCHEMA, job_fields
 
     return {

@@ -7,10 +7,17 @@ raises UsageError (exit 2).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from castoff import errors
-from castoff.layout.planner import METADATA_MODES, NAME_RULES, LayoutOptions, Planner
 from castoff.layout.template import LAYOUTS, TOKENS, layout_template
+
+if TYPE_CHECKING:  # (imported where used: the parser, built for every command, needs no planner)
+    from castoff.layout.planner import Planner
+
+#: the choices of --name-rules and --metadata (``LayoutOptions`` holds the one given)
+NAME_RULES = ("auto", "windows", "posix")
+METADATA_MODES = ("object", "sidecar", "both")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def planner_from_args(args: argparse.Namespace) -> Planner:
+    from castoff.layout.planner import LayoutOptions, Planner
+
     template = layout_template(args.layout, args.template)
     shoot = args.shoot or ""
     if "shoot" in template.tokens and not shoot:

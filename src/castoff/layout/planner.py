@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from castoff.destinations.base import Destination
     from castoff.scan import SourceFile
 
-NAME_RULES = ("auto", "windows", "posix")
-METADATA_MODES = ("object", "sidecar", "both")
 _REMEMBER = 4096  # captures and counters kept for sidecars that come before their original
 _DATE_TOKENS = frozenset({"YYYY", "YY", "MM", "DD", "hh", "mm", "ss"})
 _CAMERA_TOKENS = frozenset({"device", "make", "model"})
