@@ -11,7 +11,6 @@ import errno
 import functools
 import json
 import os
-import secrets
 import sqlite3
 import threading
 import time
@@ -521,6 +520,8 @@ def prior_from_row(r: Sequence[Any]) -> PriorRead:
 def new_job_id() -> str:
     """Sortable, short, unique: ``20261121-235901-3f2a``. The suffix is the millisecond times 64
     plus a random 0-63, so two jobs started in the same second still sort in order."""
+    import secrets
+
     now = time.time()
     ms = int(now * 1000) % 1000
     suffix = ms * 64 + secrets.randbelow(64)

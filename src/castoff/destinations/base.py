@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+from castoff import errors
+
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
@@ -232,6 +234,27 @@ def parts_for(size: int, part_size: int) -> int:
     if size <= 0:
         return 1
     return -(-size // part_size)
+
+
+def check_rel_path(rel_path: str) -> None:
+    """Relative POSIX path with no empty, '.' or '..' component: it cannot leave the root."""
+    if (
+        rel_path
+        and rel_path[0] not in "/."
+        and rel_path[-1] != "/"
+        and "//" not in rel_path
+        and "/." not in rel_path
+        and "\x00" not in rel_path
+    ):
+        return  # no component is empty or begins with a dot: the usual path, told without a split
+    if not rel_path or rel_path.startswith("/"):
+        raise errors.KeyRejected(f"not a relative path: {rel_path!r}")
+    if "\x00" in rel_path:
+        raise errors.KeyRejected(f"NUL byte in {rel_path!r}")
+    parts = rel_path.split("/")
+    for bad in ("", ".", ".."):
+        if bad in parts:
+            raise errors.KeyRejected(f"path component {bad!r} not allowed in {rel_path!r}")
 
 
 def ident_place(ident: str) -> str:

@@ -37,6 +37,7 @@ from castoff.destinations.base import (
     PartReceipt,
     ResumeToken,
     TargetExists,
+    check_rel_path,
     still_answering,
 )
 from castoff.engine.conflicts import LOCAL_MAX_PATH, NAME_MAX, name_max
@@ -511,27 +512,6 @@ def partial_path_for(target: str) -> str:
     digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
     unique = f"{os.getpid()}-{next(_partial_numbers)}"
     return os.path.join(parent, f"{PARTIAL_PREFIX}{digest}.{unique}{PARTIAL_SUFFIX}")
-
-
-def check_rel_path(rel_path: str) -> None:
-    """Relative POSIX path with no empty, '.' or '..' component: it cannot leave the root."""
-    if (
-        rel_path
-        and rel_path[0] not in "/."
-        and rel_path[-1] != "/"
-        and "//" not in rel_path
-        and "/." not in rel_path
-        and "\x00" not in rel_path
-    ):
-        return  # no component is empty or begins with a dot: the usual path, told without a split
-    if not rel_path or rel_path.startswith("/"):
-        raise errors.KeyRejected(f"not a relative path: {rel_path!r}")
-    if "\x00" in rel_path:
-        raise errors.KeyRejected(f"NUL byte in {rel_path!r}")
-    parts = rel_path.split("/")
-    for bad in ("", ".", ".."):
-        if bad in parts:
-            raise errors.KeyRejected(f"path component {bad!r} not allowed in {rel_path!r}")
 
 
 def set_xattrs(path: str | int, xattrs: Mapping[str, bytes]) -> str | None:

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 
 from castoff import errors
 
@@ -153,6 +152,8 @@ def probe_names(root: str, prefix: str, suffix: str) -> tuple[bool, bool] | None
     names Windows filesystems refuse), or None where no file could be made to ask. A hidden
     file is made and looked for by its name with the case swapped, then one with a ":" in its
     name is made; both are removed, whatever happened."""
+    import secrets
+
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     plain = os.path.join(root, f"{prefix}case-Ab-{token}{suffix}")
     colon = os.path.join(root, f"{prefix}name-a:b-{token}{suffix}")

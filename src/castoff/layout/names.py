@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from castoff import errors
-from castoff.destinations.local import check_rel_path
+from castoff.destinations.base import check_rel_path
 from castoff.destinations.mounts import mount_of
 
 #: filesystem types (as /proc/mounts names them) that follow Windows naming rules; so does a FUSE
