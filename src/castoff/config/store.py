@@ -15,14 +15,12 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import platformdirs
-import tomlkit
-import tomlkit.exceptions
-from tomlkit.items import Table
+from typing import TYPE_CHECKING, Any
 
 from castoff import errors
+
+if TYPE_CHECKING:  # (tomlkit is imported where a config is read: a copy to folders needs none)
+    from tomlkit.items import Table
 
 HEADER = """\
 castoff configuration: saved destinations and workflows. Edit it freely: castoff checks it
@@ -70,6 +68,8 @@ def default_path() -> Path:
     env = os.environ.get("CASTOFF_CONFIG")
     if env:
         return Path(env).expanduser()
+    import platformdirs
+
     return Path(platformdirs.user_config_dir("castoff", appauthor=False)) / "config.toml"
 
 
@@ -154,6 +154,9 @@ class ConfigFile:
     """The config file: load and check it, and write changes back atomically."""
 
     def __init__(self, path: Path, text: str, check_option: OptionCheck | None = None) -> None:
+        import tomlkit
+        import tomlkit.exceptions
+
         self.path = path
         self.text = text
         self._check_option = check_option
@@ -355,6 +358,9 @@ class ConfigFile:
     # -- saving
 
     def section(self, name: str) -> Table:
+        import tomlkit
+        from tomlkit.items import Table
+
         if name not in self.doc:
             self.doc[name] = tomlkit.table(is_super_table=True)
         table = self.doc[name]
@@ -362,6 +368,8 @@ class ConfigFile:
         return table
 
     def put(self, section: str, name: str, values: Mapping[str, Any]) -> None:
+        import tomlkit
+
         table = tomlkit.table()
         for k, v in values.items():
             if v is not None:
@@ -370,6 +378,8 @@ class ConfigFile:
 
     def update(self, section: str, name: str, values: Mapping[str, Any], unset: Sequence[str] = ()) -> None:
         """Change some keys of one table in place, keeping the user's comments around them."""
+        from tomlkit.items import Table
+
         table = self.section(section)[name]
         assert isinstance(table, Table)
         for k, v in values.items():
@@ -388,6 +398,8 @@ class ConfigFile:
 
     def save(self) -> None:
         """Check the new text as a fresh load would, then replace the file atomically."""
+        import tomlkit
+
         text = tomlkit.dumps(self.doc)
         if not self.text.strip():
             text = "".join(f"# {line}\n" for line in HEADER.splitlines()) + "\n" + text.lstrip("\n")
