@@ -46,12 +46,14 @@ class Verdict:
 
 def test_destination(dest: Destination) -> Verdict:
     """Can castoff write there? Buckets: start and abort an upload (write-only keys suffice)."""
-    from castoff.destinations import s3
     from castoff.destinations.local import UNREADABLE_HINT, unreadable_folder
 
-    if isinstance(dest, s3.S3Destination):
-        result = s3.probe(dest.options)
-        return Verdict(result.ok, result.message, result.hint)
+    if not dest.caps.is_local:  # (a bucket: a folder's test need not load boto3)
+        from castoff.destinations import s3
+
+        if isinstance(dest, s3.S3Destination):
+            result = s3.probe(dest.options)
+            return Verdict(result.ok, result.message, result.hint)
     from castoff.destinations.local import FULL_HINT, LocalDestination
 
     root = getattr(dest, "root", None)
