@@ -11,7 +11,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,10 +86,23 @@ class Castoff:
     def __call__(
         self, *args: str, input: str | None = None, env: Mapping[str, str] | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        self.root.mkdir(parents=True, exist_ok=True)
         self.argvs.append(list(args))
+        return self.run(self._argv(args), input=input, env=env, timeout=timeout)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Any command line (castoff under ``setpriv``, a ``python -c``) in castoff's environment
+        and folder, its outputs kept as a call's are."""
+        self.root.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
-            self._argv(args),
+            list(argv),
             capture_output=True,
             text=True,
             input=input if input is not None else "",
@@ -97,6 +110,7 @@ class Castoff:
             cwd=self.root,
             timeout=timeout,
             check=False,
+            preexec_fn=preexec_fn,
         )
         self.outputs += [done.stdout, done.stderr]
         return done

@@ -280,15 +280,8 @@ def test_a_file_too_big_for_the_destination_is_said_so_and_not_to_be_rerun(tmp_p
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    castoff.root.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(
+    r = castoff.run(
         [sys.executable, "-m", "castoff", "copy", str(card), "--to", str(dest), "--no-mhl"],
-        capture_output=True,
-        text=True,
-        env=castoff.environ(),
-        cwd=castoff.root,
-        timeout=120,
-        check=False,
         preexec_fn=limited,
     )
     assert r.returncode == 1, r.stderr

@@ -275,18 +275,7 @@ def as_a_user(tmp_path: Path) -> Iterator[list[str]]:
 
 
 def run_as(prefix: list[str], castoff: Castoff, *args: str) -> subprocess.CompletedProcess[str]:
-    castoff.root.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [*prefix, sys.executable, "-m", "castoff", *args],
-        capture_output=True,
-        text=True,
-        env=castoff.environ(),
-        cwd=castoff.root,
-        timeout=120,
-        check=False,
-    )
-    castoff.outputs += [done.stdout, done.stderr]
-    return done
+    return castoff.run([*prefix, sys.executable, "-m", "castoff", *args])
 
 
 def test_a_read_only_folder_below_the_root_fails_its_files_only(tmp_path: Path, as_a_user: list[str]) -> None:

@@ -5,7 +5,6 @@ The modules are those castoff imports where they are used (function-level import
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -49,16 +48,7 @@ NOT_FOR_A_LISTING = (
 
 
 def _modules(castoff: Castoff, *args: str) -> set[str]:
-    castoff.root.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, "-c", MODULES_AFTER, *args],
-        capture_output=True,
-        text=True,
-        env=castoff.environ(),
-        cwd=castoff.root,
-        timeout=120,
-        check=False,
-    )
+    done = castoff.run([sys.executable, "-c", MODULES_AFTER, *args])
     assert done.returncode == 0, done.stderr
     line = done.stdout.rsplit("\nMODULES ", 1)[1]
     return set(json.loads(line))
