@@ -3,8 +3,13 @@
 Uploads a folder as ``aws s3 cp --recursive`` lays it out (``s3://BUCKET/PREFIX/<folder name>/...``)
 with castoff's botocore, castoff's part size (64 MiB) and parallelism (4 parts, 16 small objects in
 flight), reading each file once and doing nothing else: no BLAKE3, no catalog, no metadata, no
-ETag check, no retry. With ``--content-md5`` every PutObject and UploadPart carries the MD5 of its
-body, as castoff's do; without it, none does (as aws-cli's, which send a CRC32 instead).
+ETag check. It retries what botocore's standard mode retries (a 500, a 503), as every peer does:
+``rclone serve s3`` answers a few of thousands of small PUTs into new folders with a 500
+InternalError (its log: "Dir.Rename error: file does not exist", two PUTs racing to make one
+folder), and a floor that gave up there would measure nothing.
+
+With ``--content-md5`` every PutObject and UploadPart carries the MD5 of its body, as castoff's
+do; without it, none does (as aws-cli's, which send a CRC32 instead).
 
 The two rows side by side price the Content-MD5 that issue 3 asks castoff to send: the client's
 MD5 pass, and the server's own MD5 pass to check it (rclone serve s3 hashes every body it is given
@@ -46,7 +51,7 @@ class Uploader:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             max_pool_connections=SMALL_IN_FLIGHT + 4,
-            retries={"total_max_attempts": 1},
+            retries={"total_max_attempts": 5, "mode": "standard"},
         )
         self.client: Any = boto3.client("s3", endpoint_url=endpoint, config=config)
         self.bucket = bucket

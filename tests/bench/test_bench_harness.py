@@ -14,6 +14,9 @@ from types import ModuleType
 
 import pytest
 
+from server_fixtures import ProxyFactory, RcloneBucket
+from servers import s3_error_xml
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -84,6 +87,42 @@ def test_warm_up_writes_the_bytes_asked_and_leaves_nothing(tmp_path: Path, bench
     assert fsutil.warm_up(folder, 9 << 20) == 9 << 20  # two whole blocks and a part
     assert list(folder.iterdir()) == []
     assert fsutil.warm_up(folder, 0) == 0
+
+
+def test_the_boto3_floor_retries_a_server_error_as_every_peer_does(
+    tmp_path: Path,
+    bench_module: Loader,
+    rclone_s3: RcloneBucket,
+    fault_proxy: ProxyFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``rclone serve s3`` answers a few of thousands of small PUTs with a 500 (two of them racing
+    to make one folder): the floor row of the many-small bench failed on every run for it, while
+    castoff, aws-cli and rclone retried and went on."""
+    floor = bench_module("floor_s3")
+    src = tmp_path / "many"
+    bodies = {f"a/{i}.bin": bytes([i]) * (1000 + i) for i in range(4)}
+    for rel, body in bodies.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(body)
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": rclone_s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": rclone_s3.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }.items():
+        monkeypatch.setenv(name, value)
+    proxy = fault_proxy(rclone_s3)
+    proxy.respond(500, s3_error_xml("InternalError", "Internal Error"), method="PUT")
+    argv = [str(src), "--endpoint", proxy.url, "--bucket", rclone_s3.bucket, "--prefix", "p", "--content-md5"]
+    assert floor.main(argv) == 0
+    assert len(proxy.fired) == 1
+    listed = rclone_s3.client.list_objects_v2(Bucket=rclone_s3.bucket)["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted(f"p/many/{rel}" for rel in bodies)
+    for rel, body in bodies.items():
+        got = rclone_s3.client.get_object(Bucket=rclone_s3.bucket, Key=f"p/many/{rel}")["Body"].read()
+        assert got == body
 
 
 def test_scale_study_refuses_bad_sizes(bench_module: Loader, capsys: pytest.CaptureFixture[str]) -> None:
