@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import os
 import re
 import shutil
 import signal
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -86,6 +88,19 @@ def warm_up(folder: Path, nbytes: int) -> int:
     finally:
         path.unlink(missing_ok=True)
     return written
+
+
+def tree_bytes(path: Path) -> int:
+    """The bytes of the regular files under ``path`` (0 when it is not there): what a folder takes,
+    block rounding aside."""
+    total = 0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                st = os.lstat(os.path.join(folder, name))
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+    return total
 
 
 def reset_dir(path: Path) -> None:

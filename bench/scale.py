@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fsutil import claim_workdir, exit_on_signals, free_bytes, reset_dir, warm_up
+from fsutil import claim_workdir, exit_on_signals, free_bytes, reset_dir, tree_bytes, warm_up
 from measure import GIB, MIB, Measurement, summarize
 from peers import RunContext, Tools, add_workdir_options, castoff_failures, castoff_only, peers_for, run_peer
 from report import describe_machine, filesystem_of
@@ -176,6 +176,9 @@ class Study:
         checks = [check_tree(index, d / index.root.name, f"local {d.name}") for d in ctx.local_dests]
         record = m.to_dict()
         record["verified"] = m.ok and all(c.ok for c in checks)
+        # castoff's state folder after the run: its catalog and the job's reports (a re-run adds
+        # its own: every job records every file, README "Keeping the catalog small")
+        record["state_bytes"] = tree_bytes(ctx.state_dir)
         record["checks_failed"] = [c.summary() for c in checks if not c.ok]
         if not m.ok:
             record["castoff_report"] = castoff_failures(ctx.state_dir)
@@ -270,6 +273,11 @@ def result_rows(results: list[Result]) -> list[dict[str, Any]]:
                 "rerun_wall_s": r.rerun["wall_s"] if re_ok and r.rerun else None,
                 "rerun_cpu_s": r.rerun["cpu_s"] if re_ok and r.rerun else None,
                 "rerun_maxrss_bytes": r.rerun["maxrss_bytes"] if re_ok and r.rerun else None,
+                "state_bytes": r.runs[-1]["state_bytes"] if s else None,
+                # what the re-run added to the state folder the last run left
+                "rerun_state_bytes": (
+                    r.rerun["state_bytes"] - r.runs[-1]["state_bytes"] if re_ok and r.rerun else None
+                ),
             }
         )
     return rows
@@ -304,7 +312,9 @@ def goals(rows: list[dict[str, Any]]) -> list[str]:
             f"re-run of a fully verified job of {big['files']} files to {dests} destination(s) "
             f"(nothing to copy, no --rehash): {big['rerun_wall_s']:.2f} s wall, "
             f"{big['rerun_cpu_s']:.2f} s CPU, {big['rerun_maxrss_bytes'] / MIB:.0f} MiB peak RSS "
-            f"({big['files'] / big['rerun_wall_s']:.0f} files decided per second)."
+            f"({big['files'] / big['rerun_wall_s']:.0f} files decided per second); it added "
+            f"{big['rerun_state_bytes'] / MIB:.1f} MiB to castoff's state folder (catalog and reports), "
+            f"{big['rerun_state_bytes'] / big['files'] / 1000:.1f} kB a file."
         )
     return out
 
@@ -337,6 +347,8 @@ def markdown(rows: list[dict[str, Any]], *, title: str, machine: dict[str, Any],
         "re-run wall s",
         "re-run CPU s",
         "re-run RSS MiB",
+        "state MiB",
+        "re-run adds MiB",
     ]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for x in rows:
@@ -353,6 +365,8 @@ def markdown(rows: list[dict[str, Any]], *, title: str, machine: dict[str, Any],
             _f(x["rerun_wall_s"]),
             _f(x["rerun_cpu_s"]),
             _mib(x["rerun_maxrss_bytes"]),
+            _f(None if x["state_bytes"] is None else x["state_bytes"] / MIB, 1),
+            _f(None if x["rerun_state_bytes"] is None else x["rerun_state_bytes"] / MIB, 1),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")

@@ -51,6 +51,15 @@ def test_scale_study_measures_verifies_reruns_and_cleans_up(tmp_path: Path, benc
     assert rows["count", 2]["rerun_wall_s"] is not None
     assert rows["size", 1]["rerun_wall_s"] is None
     assert any("re-run of a fully verified job of 40 files to 2 destination(s)" in g for g in doc["goals"])
+    # what castoff's state folder holds after a run, and what the re-run added to it (its catalog
+    # rows and its reports: every job records every file)
+    for dests in (1, 2):
+        row = rows["count", dests]
+        assert row["state_bytes"] > 40 * 100, row
+        assert 40 * 100 < row["rerun_state_bytes"] < row["state_bytes"] * 2, row
+    assert rows["count", 2]["rerun_state_bytes"] > rows["count", 1]["rerun_state_bytes"]
+    assert rows["size", 1]["rerun_state_bytes"] is None
+    assert any("added" in g and "MiB to castoff's state folder" in g for g in doc["goals"])
     assert (out / report.name.replace(".json", ".md")).read_text().startswith("# castoff scale study")
     # nothing left behind in the work folder: sources, destinations and catalogs are removed
     assert not work.exists() or not any(p for p in work.rglob("*") if p.is_file())
