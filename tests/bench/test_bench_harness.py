@@ -106,8 +106,8 @@ def test_the_boto3_floor_retries_a_server_error_as_every_peer_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``rclone serve s3`` answers a few of thousands of small PUTs with a 500 (two of them racing
-    to make one folder): the floor row of the many-small bench failed on every run for it, while
-    castoff, aws-cli and rclone retried and went on."""
+    to make one folder): the floor rows of the many-small bench failed for it, while castoff,
+    aws-cli and rclone copy retried and went on."""
     floor = bench_module("floor_s3")
     src = tmp_path / "many"
     bodies = {f"a/{i}.bin": bytes([i]) * (1000 + i) for i in range(4)}
