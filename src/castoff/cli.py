@@ -1342,6 +1342,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             f"  {j['status']}  started {j['started_at']}  sources: {', '.join(map(printable, j['sources']))}",
         )
     )
+    if j["castoff_version"] or j["host"]:  # (None each: a job of a castoff that did not keep them)
+        ran = f"ran castoff {j['castoff_version'] or '(version unknown)'}"
+        console.print(
+            ran + (f" on {printable(j['host'])}" if j["host"] else ""), markup=False, highlight=False
+        )
     if job["report_path"]:
         console.print(f"report: {printable(job['report_path'])}", markup=False, highlight=False)
     if j.get("files_complete") is False and j["status"] != "running":

@@ -21,7 +21,8 @@ from engine_runner import write
 
 #: what the tables of each format are (``_tables``): a change of the tables without a new
 #: SCHEMA_VERSION (and a migration) fails here. Raise SCHEMA_VERSION, pin the new digest.
-PINNED = {2: "f22028a6e3f16ec9", 3: "e85a9dbdacd6aa1f"}  # 3: jobs.scanned, landed by target
+#: (3: jobs.scanned, an index of landed by target; 4: jobs.castoff_version and host)
+PINNED = {2: "f22028a6e3f16ec9", 3: "e85a9dbdacd6aa1f", 4: "89d2e5583a7a018a"}
 
 #: a catalog castoff 5c6ed57 (an early version, format "1") wrote: one job, two photos to one
 #: folder, paths under @ROOT@
@@ -99,6 +100,9 @@ def test_an_older_castoffs_catalog_is_migrated_and_its_decisions_kept(
     old = run_castoff("jobs", "show", "20261122-231721-3d96", "--json", state=state)
     assert old.returncode == 0, old.stderr
     assert json.loads(old.stdout)["job"]["files_complete"] is True  # it ran to its end
+    # which castoff ran it, and where, was not kept then: said unknown, not this castoff's
+    assert json.loads(old.stdout)["job"]["castoff_version"] is None
+    assert json.loads(old.stdout)["job"]["host"] is None
     files = json.loads(old.stdout)["files"]
     assert [(f["path"], f["destinations"][0]["status"]) for f in files] == [
         ("card/DCIM/100CANON/IMG_0001.JPG", "verified"),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
+import sqlite3
 from pathlib import Path
 
 import jsonschema
 import pytest
 import xxhash
 
+import castoff
 from reports.kit import XSS, Cli, last_report, reports, schema, validate
 
 
@@ -99,3 +102,28 @@ def test_the_empty_folders_made_are_in_the_report_per_destination(
     # Reports of castoff versions before it have no "empty_folders": they still validate.
     del doc["empty_folders"]
     validate(doc)
+
+
+def test_the_reports_name_the_castoff_and_the_machine_that_ran_the_job(
+    tmp_path: Path, card: Path, cli: Cli, state: Path
+) -> None:
+    """An offload's report is evidence: it says which castoff made the copies, and where. Both come
+    from the job's record, not from the castoff that writes a report later (``jobs show``)."""
+    r = cli("copy", str(card), "--to", str(tmp_path / "a"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    doc = last_report(state)
+    validate(doc)
+    assert (doc["job"]["castoff_version"], doc["job"]["host"]) == (castoff.__version__, socket.gethostname())
+    page = reports(state, ".html")[-1].read_text(encoding="utf-8")
+    assert f"castoff {castoff.__version__} on <code>{socket.gethostname()}</code>" in page
+    job_id = doc["job"]["id"]
+    db = sqlite3.connect(state / "catalog.sqlite")
+    with db:  # the job as another castoff on another machine ran it
+        db.execute("UPDATE jobs SET castoff_version='0.0.9', host='studio-mac' WHERE id=?", (job_id,))
+    db.close()
+    shown = cli("jobs", "show", job_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    job = json.loads(shown.stdout)["job"]
+    assert (job["castoff_version"], job["host"]) == ("0.0.9", "studio-mac")
+    text = cli("jobs", "show", job_id)
+    assert "ran castoff 0.0.9 on studio-mac" in text.stdout

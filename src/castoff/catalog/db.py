@@ -11,6 +11,7 @@ import errno
 import functools
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from castoff import errors
+from castoff import __version__, errors
 from castoff.catalog import running
 from castoff.destinations.base import PartReceipt
 
@@ -28,7 +29,7 @@ from castoff.destinations.base import PartReceipt
 #: tests/catalog/test_schema_version.py holds the schema each version has). A castoff refuses a
 #: catalog whose version is above its own (``CatalogTooNew``): an older castoff would trust rows
 #: it cannot fully read. Up to 1: castoff before it checked (it wrote 1 whatever its tables).
-SCHEMA_VERSION = 3  # 3: jobs.scanned, an index of landed by target
+SCHEMA_VERSION = 4  # 3: jobs.scanned, an index of landed by target; 4: jobs.castoff_version, host
 
 #: landed: what is verified where, one row per destination, planned name and source. Two sources
 #: may plan one name (two cards' IMG_0001.JPG in one folder): each keeps its own row, the second's
@@ -85,7 +86,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     pruned_at REAL,                  -- per-file history dropped (castoff.catalog.prune)
     pruned_files INTEGER,            -- the job's file count and bytes, kept when its rows go
     pruned_bytes INTEGER,
-    scanned INTEGER                  -- 1: its scan found every file of its sources (the list is whole)
+    scanned INTEGER,                 -- 1: its scan found every file of its sources (the list is whole)
+    castoff_version TEXT,            -- the castoff that ran it, and the machine it ran on (the
+    host TEXT                        --   reports say them; NULL: a job of a castoff before them)
 );
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY,
@@ -933,6 +936,8 @@ class Catalog:
             ("pruned_bytes", "INTEGER"),
             ("proc_start", "TEXT"),
             ("scanned", "INTEGER"),
+            ("castoff_version", "TEXT"),
+            ("host", "TEXT"),
         ):
             if column not in have:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
@@ -1092,7 +1097,7 @@ class Catalog:
                         raise running.JobRunning(row, source[0], dest)
             db.execute(
                 "INSERT INTO jobs(id, started_at, status, argv, sources, destinations, options, pid,"
-                " proc_start) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                " proc_start, castoff_version, host) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     time.time(),
@@ -1102,6 +1107,8 @@ class Catalog:
                     json.dumps(dict(options), default=str),
                     pid,
                     proc_start,
+                    __version__,
+                    socket.gethostname() or None,
                 ),
             )
 

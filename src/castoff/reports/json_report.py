@@ -25,7 +25,7 @@ from castoff.catalog.db import Catalog
 from castoff.destinations.spec import shown_argv
 from castoff.reports.rows import file_groups
 from castoff.reports.staged import staged
-from castoff.reports.summary import PROBLEM_FILES_SQL, Tally, files_complete, tally
+from castoff.reports.summary import PROBLEM_FILES_SQL, Tally, files_complete, job_origin, tally
 from castoff.units import TimeText
 
 SCHEMA = "castoff.report/2"
@@ -227,6 +227,7 @@ def job_fields(job: sqlite3.Row) -> dict[str, Any]:
         "sources": json.loads(job["sources"]),
         "command": shown_argv(json.loads(job["argv"])),
         "files_complete": files_complete(job),
+        **job_origin(job),
     }
 
 

@@ -122,6 +122,13 @@ def files_complete(job: sqlite3.Row) -> bool | None:
     return bool(job["scanned"])
 
 
+def job_origin(job: sqlite3.Row) -> dict[str, str | None]:
+    """The castoff that ran the job and the machine it ran on (``castoff_version``, ``host``),
+    None each for a job of a castoff that did not keep them."""
+    keys = job.keys()
+    return {name: job[name] if name in keys else None for name in ("castoff_version", "host")}
+
+
 def files_partial(job: sqlite3.Row) -> bool:
     """An ended job whose list of files is not whole (``files_complete``)."""
     return job["status"] != "running" and files_complete(job) is False
