@@ -13,6 +13,7 @@ import subprocess
 import termios
 from pathlib import Path
 
+import castoff
 from castoff_cli import CASTOFF, run_castoff
 from engine_runner import write
 
@@ -265,6 +266,7 @@ def test_job_start_is_the_first_event_when_a_destination_is_unusable(tmp_path: P
     )
     events = [json.loads(line) for line in r.stdout.splitlines()]
     assert events[0]["event"] == "job-start", events[:3]
+    assert events[0]["castoff_version"] == castoff.__version__  # which castoff the script talks to
     assert any(e["event"] == "log" and e["level"] == "error" for e in events), events
     assert events[-1]["event"] == "job-end"
 

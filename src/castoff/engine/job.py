@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import blake3
 import xxhash
 
-from castoff import errors
+from castoff import __version__, errors
 from castoff.catalog import running
 from castoff.catalog.db import Catalog, DamagedCopy, KnownObject, LandedRow
 from castoff.catalog.group import WriteGroup
@@ -394,6 +394,7 @@ class Engine:
         self.emit(
             "job-start",
             job_id=self.job_id,
+            castoff_version=__version__,
             destinations=[{"name": ln.name, "kind": ln.caps.kind} for ln in self.lanes],
         )
         for note in self._notes:
