@@ -15,7 +15,7 @@ cannot be translated is re-raised as it is, never swallowed.
     │   ├── CatalogFull                the state folder cannot grow (disk full, a file size limit)
     │   └── CatalogBusy                another castoff process held it past the busy timeout
     ├── SourceError                    one source file cannot be delivered anywhere
-    │   ├── SourceChanged              size or mtime moved during the read
+    │   ├── SourceChanged              size, mtime or change time moved during the read
     │   │   ├── SourceChangedInPlace   other bytes than an earlier job read at the same path, size
     │   │   │                          and mtime: a re-run meets it again (--rehash copies it)
     │   │   └── SourceDamaged          a copy castoff verified at a local destination, read as a

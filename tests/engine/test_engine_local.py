@@ -165,6 +165,38 @@ def test_source_modified_during_read_leaves_nothing(tmp_path: Path, runner: Runn
     assert row["error_code"] == "source-changed"
 
 
+def test_a_source_rewritten_in_place_during_the_read_with_its_mtime_set_back_leaves_nothing(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """QA N #1: a writer rewrites the whole file in place while it is read, then sets its mtime
+    back (``touch -r``): same size, same mtime, same inode. The read holds old bytes and new, and
+    each copy would read back as those very bytes: only the change time, which no writer can set,
+    tells. Nothing lands, the file fails as changed, and the next run copies it whole."""
+    src = tmp_path / "src" / "card"
+    old, new = os.urandom(4 * CHUNK), os.urandom(4 * CHUNK)
+    victim = write(src / "edit.mov", old)
+    mtime = victim.stat().st_mtime_ns
+    write(src / "stable.jpg", b"stable")
+
+    def rewrite_source(target: str, index: int) -> None:
+        if "edit" in target and index == 0:
+            with open(victim, "r+b") as fh:
+                fh.write(new)
+            os.utime(victim, ns=(mtime, mtime))
+
+    d1 = FaultyDestination(LocalDestination(tmp_path / "d1"), FaultPlan(on_put=rewrite_source))
+    d2 = LocalDestination(tmp_path / "d2")
+    result = runner([src], [d1, d2], chunk_size=CHUNK, memory_budget=2 * CHUNK, **FAST)
+    assert result.exit_code == 1
+    for d in ("d1", "d2"):
+        assert not (tmp_path / d / "card" / "edit.mov").exists()
+        assert (tmp_path / d / "card" / "stable.jpg").read_bytes() == b"stable"
+        assert not partials(tmp_path / d)
+    row = next(r for r in runner.catalog.job_files(runner.job_id) if r["rel_path"].endswith("mov"))
+    assert (row["status"], row["error_code"]) == ("failed", "source-changed")
+    assert "change time" in row["error"]
+
+
 def test_source_deleted_between_scan_and_read(
     tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:

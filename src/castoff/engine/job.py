@@ -1669,7 +1669,9 @@ class Engine:
                 last = index == fs.n_parts - 1
                 if last:
                     try:
-                        self._check_unchanged(fd, path, src, size_limit=offset + size, live=check_mtime)
+                        self._check_unchanged(
+                            fd, path, src, size_limit=offset + size, live=check_mtime, ctime_ns=st.st_ctime_ns
+                        )
                         if check_mtime and hasher is not None and fs.verified_here is not None:
                             # a verified copy read as a source: damaged, nothing of it completes
                             self._check_verified_here(fs, hasher.hexdigest(), live=live)
@@ -1783,7 +1785,13 @@ class Engine:
         except OSError as exc:
             raise errors.SourceReadError(f"{rel}: read error: {exc.strerror}") from exc
 
-    def _check_unchanged(self, fd: int, path: str, src: SourceFile, *, size_limit: int, live: bool) -> None:
+    def _check_unchanged(
+        self, fd: int, path: str, src: SourceFile, *, size_limit: int, live: bool, ctime_ns: int
+    ) -> None:
+        """The file read (``fd``, opened with change time ``ctime_ns``) is still the one at
+        ``path``, as the scan saw it. With ``live`` (the source itself, not a verified copy), its
+        change time too: a writer that rewrote bytes in place and set the mtime back (``touch -r``)
+        moves it all the same, and the read may hold old bytes and new (QA N #1)."""
         try:
             extra = os.pread(fd, 1, size_limit)
             st_fd = os.fstat(fd)
@@ -1796,9 +1804,11 @@ class Engine:
             raise errors.SourceChanged(f"{src.rel_path}: grew while it was read")
         if (st_fd.st_ino, st_fd.st_dev) != (st_path.st_ino, st_path.st_dev):
             raise errors.SourceChanged(f"{src.rel_path}: replaced while it was read")
-        if st_fd.st_size != src.size or (live and st_fd.st_mtime_ns != src.mtime_ns):
+        if st_fd.st_size != src.size or (
+            live and (st_fd.st_mtime_ns != src.mtime_ns or st_fd.st_ctime_ns != ctime_ns)
+        ):
             raise errors.SourceChanged(
-                f"{src.rel_path}: modified while it was read (size or mtime moved)",
+                f"{src.rel_path}: modified while it was read (its size, mtime or change time moved)",
                 hint="let the writer finish, then re-run",
             )
 
