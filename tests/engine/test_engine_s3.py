@@ -875,3 +875,38 @@ def test_a_file_changed_in_place_whose_earlier_read_reached_nowhere_says_so(
     assert body == bytes(changed)
     assert {k.lower(): v for k, v in obj["Metadata"].items()}["blake3"] == blake3.blake3(body).hexdigest()
     assert runner.catalog.open_uploads() == []
+
+
+def test_a_source_changed_before_a_bucket_only_jobs_second_read_is_said_on_the_console(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA N #9: in a job with only buckets a multipart file is read twice, to hash it and to send
+    it. A file changed between the two failed with the reason only in the report: the console said
+    "failed 1" and nothing of which file or why. Now it says both, as the first read's trouble is."""
+    clip = write(tmp_path / "card" / "c42" / "CLIP" / "C0001.MP4", random.Random(42).randbytes(3 * 5 * MiB))
+    write(tmp_path / "card" / "c42" / "DCIM" / "IMG_0001.JPG", b"a photo")
+
+    def change_after_the_first_read(event: Any) -> None:
+        if event.kind == "file-read" and str(event.data["rel_path"]).endswith("C0001.MP4"):
+            with open(clip, "ab") as fh:
+                fh.write(b"a recorder still writing")
+
+    runner.hook = change_after_the_first_read
+    bucket = s3dest(
+        rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
+    result = runner([tmp_path / "card" / "c42"], [bucket], **{**FAST, "chunk_size": 5 * MiB})
+    assert result.exit_code == 1
+    row = runner.outcomes()[("c42/CLIP/C0001.MP4", bucket.name)]
+    assert row["status"] == "failed" and row["error_code"] == errors.SourceChanged.code, dict(row)
+    assert runner.outcomes()[("c42/DCIM/IMG_0001.JPG", bucket.name)]["status"] == "verified"
+    said = [e.data for e in runner.events if e.kind == "log" and e.data["level"] == "error"]
+    assert any(
+        str(m["message"]).startswith("c42/CLIP/C0001.MP4: ")
+        and f"read again for {bucket.name}" in m["message"]
+        for m in said
+    ), said
+    assert runner.catalog.open_uploads() == []
+    admin = rclone_s3.admin_client()
+    listed = admin.list_objects_v2(Bucket=rclone_s3.bucket).get("Contents", [])
+    assert not [o for o in listed if o["Key"].endswith("C0001.MP4")], listed

@@ -1545,7 +1545,10 @@ class Engine:
                 self._source_failed(fs, exc)
             elif copy is not None:  # the copy's trouble, not the source's: the next copy, or the source
                 self._copy_failed(fs, copy, streams, exc)
-            else:
+            else:  # the source read again for these destinations: said, as the first read's trouble is
+                rel = src.rel_path
+                names = ", ".join(s.lane.name for s in streams)
+                self.log(f"{rel}: {_without_path(rel, str(exc))} (read again for {names})", "error")
                 for s in streams:
                     s.lane.fail(s, exc)
             return
