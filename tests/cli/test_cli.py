@@ -761,6 +761,9 @@ def test_file_read_is_said_once_a_file_and_a_catch_up_read_is_its_own_event(
     events = [json.loads(line) for line in r.stdout.splitlines()]
     read = sorted(e["rel_path"] for e in events if e["event"] == "file-read")
     assert read == ["card/CLIP/C0001.MP4", "card/DCIM/IMG_0001.JPG"]
+    for e in events:  # QA O #2: the hash of the one read, which every copy is checked against
+        if e["event"] == "file-read":
+            assert e["blake3"] == blake3.blake3((src.parent / e["rel_path"]).read_bytes()).hexdigest()
     doc = (Path(__file__).resolve().parents[2] / "docs" / "json-events.md").read_text()
     reread = [e for e in events if e["event"] == "file-reread"]
     assert "card/CLIP/C0001.MP4" in [e["rel_path"] for e in reread]

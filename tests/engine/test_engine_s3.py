@@ -910,3 +910,21 @@ def test_a_source_changed_before_a_bucket_only_jobs_second_read_is_said_on_the_c
     admin = rclone_s3.admin_client()
     listed = admin.list_objects_v2(Bucket=rclone_s3.bucket).get("Contents", [])
     assert not [o for o in listed if o["Key"].endswith("C0001.MP4")], listed
+
+
+def test_an_upload_that_never_began_is_not_called_resumable(
+    tmp_path: Path, runner: Runner, rclone_s3: Any, fault_proxy: Any
+) -> None:
+    """QA O #3: a file the bucket never took a part of (its PUT refused until the job gave up) was
+    "incomplete" with "resumable: 0/1 parts uploaded; re-run to continue": nothing was begun there,
+    and a re-run simply sends it. Only a part that went out makes an upload resumable."""
+    write(tmp_path / "card" / "c43" / "DCIM" / "IMG_0001.JPG", b"a photo")
+    proxy = fault_proxy(rclone_s3)
+    proxy.respond(503, SLOW_DOWN_XML, headers={"Retry-After": "0"}, method="PUT", times=10_000)
+    bucket = s3dest(proxy.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key)
+    assert runner([tmp_path / "card" / "c43"], [bucket], max_pauses=0, **FAST).exit_code == 1
+    row = runner.outcomes()[("c43/DCIM/IMG_0001.JPG", bucket.name)]
+    assert row["status"] == "incomplete", dict(row)
+    assert "resumable" not in (row["detail"] or ""), dict(row)
+    proxy.clear_faults()
+    assert runner([tmp_path / "card" / "c43"], [bucket], **FAST).exit_code == 0, runner.logs()

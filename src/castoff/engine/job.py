@@ -1578,7 +1578,7 @@ class Engine:
         if live:
             self._read_finished(fs)
         if live:  # the one read of the source
-            self.emit("file-read", rel_path=src.rel_path, size=src.size)
+            self.emit("file-read", rel_path=src.rel_path, size=src.size, blake3=digest)
         else:  # a catch-up's read, for the destinations that could not take the first one
             self.emit("file-reread", rel_path=src.rel_path, size=src.size, path=path)
         for s in mine:
@@ -3130,7 +3130,8 @@ class Engine:
         upload = stream.upload
         if upload is not None and stream.lane.caps.resumable:
             done, n = len(stream.receipts), stream.file.n_parts
-            detail = f"resumable: {done}/{n} parts uploaded; re-run to continue"
+            # (no part out yet: nothing to resume, the re-run simply sends it)
+            detail = f"resumable: {done}/{n} parts uploaded; re-run to continue" if done else None
             self._end(stream, Outcome("incomplete", error=exc, detail=detail))
             return
         if upload is not None and self._abort(stream):
