@@ -127,6 +127,30 @@ def test_rerun_reads_back_a_copy_whose_mtime_was_touched_and_counts_it_there(
     assert sorted(p.name for p in touched.parent.iterdir()) == ["IMG_1.JPG", "IMG_3.JPG", "IMG_5.JPG"]
 
 
+def test_a_source_touched_since_gives_its_copies_its_new_time_once_they_are_found_the_same(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """QA N #2: a source file touched (new mtime, same bytes: a checkout, a build, a re-save) was
+    read and found already at the folder; its copy kept the old time, so every later run found the
+    copy's time other than the source's, warned, and read source and copy again, night after
+    night. The copy found the same now takes the source's time: the next run reads nothing."""
+    src = _card_of_last_hour(tmp_path)
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 0
+    touched = src / "DCIM" / "1" / "IMG_3.JPG"
+    os.utime(touched)  # now: the bytes are the same, the time is not
+    copy = tmp_path / "d" / "card" / "DCIM" / "1" / "IMG_3.JPG"
+    first = runner([src], [dest])
+    assert first.exit_code == 0 and first.bytes_read == touched.stat().st_size
+    assert _statuses(runner)[("card/DCIM/1/IMG_3.JPG", dest.name)] == "already"
+    assert copy.stat().st_mtime_ns == touched.stat().st_mtime_ns
+    for _night in range(2):
+        again = runner([src], [dest])
+        assert again.exit_code == 0 and again.bytes_read == 0, runner.logs()
+        assert set(_statuses(runner).values()) == {"skipped"}
+        assert not [m for m in runner.logs() if "another modification time" in m], runner.logs()
+
+
 def test_rerun_says_once_a_destination_that_copies_were_found_with_other_times(
     tmp_path: Path, runner: Runner
 ) -> None:

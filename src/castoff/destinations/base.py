@@ -222,6 +222,12 @@ class Destination(Protocol):
         """Only where ``caps.can_read_back``."""
         ...
 
+    def give_times(self, target: str, meta: ObjectMeta) -> None:
+        """Only where ``caps.is_local``: the copy at ``target``, found to hold the file's bytes,
+        takes ``meta``'s times, as a copy castoff writes does (a source touched since: else every
+        later run would find the copy's time other than the source's and read it back)."""
+        ...
+
     def abort_token(self, target: str, token: ResumeToken) -> None:
         """Abandon an upload known only from the catalog (``castoff uploads abort``)."""
         ...

@@ -210,6 +210,9 @@ class FaultyDestination:
     def open_read(self, target: str) -> BinaryIO:
         return self.inner.open_read(target)
 
+    def give_times(self, target: str, meta: ObjectMeta) -> None:
+        self.inner.give_times(target, meta)
+
     def abort_token(self, target: str, token: ResumeToken) -> None:
         self.inner.abort_token(target, token)
 

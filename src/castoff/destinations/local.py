@@ -939,6 +939,13 @@ class LocalDestination:
             return None
         return f"{note}: this drive cannot keep them (--xattrs); the report says so for each file"
 
+    def give_times(self, target: str, meta: ObjectMeta) -> None:
+        """(``Destination.give_times``) Not through a symlink put at its name."""
+        try:
+            os.utime(target, ns=(meta.atime_ns, meta.mtime_ns), follow_symlinks=False)
+        except OSError as exc:
+            raise self.os_error(exc, f"cannot set the times of {target}", os.path.dirname(target)) from exc
+
     def keep_times(self, path: str, meta: ObjectMeta) -> None:
         """``path`` was just renamed into place with ``meta``'s times: where the filesystem drops
         them at a rename (fusefat), set them again. One stat tells, at the first file whose time

@@ -138,6 +138,11 @@ class MemoryDestination:
     ) -> MemoryUpload:
         return MemoryUpload(self, target, meta)
 
+    def give_times(self, target: str, meta: ObjectMeta) -> None:
+        with self.lock:
+            if self.key(target) in self.objects:
+                self.metas[self.key(target)] = meta
+
     def stat(self, target: str) -> ObjectStat | None:
         with self.lock:
             body = self.objects.get(self.key(target))

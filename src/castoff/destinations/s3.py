@@ -1138,6 +1138,9 @@ class S3Destination:
     def stat(self, target: str) -> ObjectStat | None:
         raise RuntimeError("S3 destinations do not stat (caps.can_stat is false): no HEAD")
 
+    def give_times(self, target: str, meta: ObjectMeta) -> None:
+        raise RuntimeError("an object's times are its metadata, set when it is put (caps.is_local is false)")
+
     def open_read(self, target: str) -> BinaryIO:
         """The object's bytes (GetObject); only with verify_download, which grants the read."""
         if not self.options.verify_download:

@@ -2978,6 +2978,8 @@ class Engine:
             if not self._same_content(lane, existing, digest):
                 return False
             method = "existing copy read back: blake3 match"
+            if lane.caps.is_local:
+                self._give_source_times(stream, existing)
         elif (known := self._known_same(lane, existing, digest)) is not None:
             method = self._put_there(known)
         else:
@@ -2989,6 +2991,23 @@ class Engine:
             stream, Landed(target=existing, size=stream.file.src.size, verify_method=method), "already"
         )
         return True
+
+    def _give_source_times(self, stream: Stream, existing: str) -> None:
+        """A folder's copy found to hold the file's bytes takes the source's times, as a copy
+        castoff writes does: a source touched since (new mtime, same bytes) would else have every
+        later run find the copy's time other than the source's, and read both again, night after
+        night (QA N #2). A drive that refuses says so in the log; the copy stays as it is."""
+        src, lane = stream.file.src, stream.lane
+        try:
+            st = lane.dest.stat(existing)
+            if st is None or st.mtime_ns is None or mtime_kept(st.mtime_ns, src.mtime_ns):
+                return
+            meta = ObjectMeta(
+                rel_path=src.rel_path, size=src.size, mtime_ns=src.mtime_ns, atime_ns=src.atime_ns
+            )
+            lane.dest.give_times(existing, meta)
+        except errors.CastoffError as exc:
+            self.log(f"{lane.name}: {existing}: its times stay as they are: {exc.message}", "warning")
 
     @staticmethod
     def _refuse_commit(stream: Stream) -> Landed:
