@@ -6,7 +6,9 @@ import os
 import stat
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -147,22 +149,35 @@ def test_source_modified_during_read_leaves_nothing(tmp_path: Path, runner: Runn
     victim = write(src / "growing.mov", os.urandom(4 * CHUNK))
     write(src / "stable.jpg", b"stable")
 
-    def touch_source(target: str, index: int) -> None:
-        if "growing" in target and index == 0:
-            with open(victim, "ab") as fh:
-                fh.write(b"more")
+    def touch_source() -> None:
+        with open(victim, "ab") as fh:
+            fh.write(b"more")
 
-    d1 = FaultyDestination(LocalDestination(tmp_path / "d1"), FaultPlan(on_put=touch_source))
+    row = _changed_during_the_read(tmp_path, runner, victim, touch_source)
+    assert row["status"] == "failed"
+    assert row["error_code"] == "source-changed"
+
+
+def _changed_during_the_read(tmp_path: Path, runner: Runner, victim: Path, change: Callable[[], None]) -> Any:
+    """Copy the card of ``victim`` (and its stable.jpg) to two folders, calling ``change`` as the
+    first folder writes the victim's first part (the read is not done: the budget holds two
+    parts): the job fails, the victim lands at neither folder, nothing half-written is left, the
+    other file lands. Its file row."""
+    src = victim.parent
+
+    def at_first_part(target: str, index: int) -> None:
+        if target.endswith(victim.name) and index == 0:
+            change()
+
+    d1 = FaultyDestination(LocalDestination(tmp_path / "d1"), FaultPlan(on_put=at_first_part))
     d2 = LocalDestination(tmp_path / "d2")
     result = runner([src], [d1, d2], chunk_size=CHUNK, memory_budget=2 * CHUNK, **FAST)
     assert result.exit_code == 1
     for d in ("d1", "d2"):
-        assert not (tmp_path / d / "card" / "growing.mov").exists()
-        assert (tmp_path / d / "card" / "stable.jpg").read_bytes() == b"stable"
+        assert not (tmp_path / d / src.name / victim.name).exists()
+        assert (tmp_path / d / src.name / "stable.jpg").read_bytes() == b"stable"
         assert not partials(tmp_path / d)
-    row = next(r for r in runner.catalog.job_files(runner.job_id) if r["rel_path"].endswith("mov"))
-    assert row["status"] == "failed"
-    assert row["error_code"] == "source-changed"
+    return next(r for r in runner.catalog.job_files(runner.job_id) if r["rel_path"].endswith(victim.name))
 
 
 def test_a_source_rewritten_in_place_during_the_read_with_its_mtime_set_back_leaves_nothing(
@@ -178,21 +193,12 @@ def test_a_source_rewritten_in_place_during_the_read_with_its_mtime_set_back_lea
     mtime = victim.stat().st_mtime_ns
     write(src / "stable.jpg", b"stable")
 
-    def rewrite_source(target: str, index: int) -> None:
-        if "edit" in target and index == 0:
-            with open(victim, "r+b") as fh:
-                fh.write(new)
-            os.utime(victim, ns=(mtime, mtime))
+    def rewrite_source() -> None:
+        with open(victim, "r+b") as fh:
+            fh.write(new)
+        os.utime(victim, ns=(mtime, mtime))
 
-    d1 = FaultyDestination(LocalDestination(tmp_path / "d1"), FaultPlan(on_put=rewrite_source))
-    d2 = LocalDestination(tmp_path / "d2")
-    result = runner([src], [d1, d2], chunk_size=CHUNK, memory_budget=2 * CHUNK, **FAST)
-    assert result.exit_code == 1
-    for d in ("d1", "d2"):
-        assert not (tmp_path / d / "card" / "edit.mov").exists()
-        assert (tmp_path / d / "card" / "stable.jpg").read_bytes() == b"stable"
-        assert not partials(tmp_path / d)
-    row = next(r for r in runner.catalog.job_files(runner.job_id) if r["rel_path"].endswith("mov"))
+    row = _changed_during_the_read(tmp_path, runner, victim, rewrite_source)
     assert (row["status"], row["error_code"]) == ("failed", "source-changed")
     assert "change time" in row["error"]
 
