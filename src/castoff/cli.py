@@ -1286,7 +1286,12 @@ def _read_text(result: JobResult, elapsed: float) -> str:
     uploads that continue from a drive read its verified copies, said as such (QA: a resume that
     uploaded 24 MiB from the SSD said "0 B read, 0 B/s")."""
     lanes = result.lanes.values()
-    if result.files and lanes and all(s["skipped"] == s["files_total"] for s in lanes):
+    if (
+        result.files
+        and lanes
+        and not result.bytes_read
+        and all(s["skipped"] == s["files_total"] for s in lanes)
+    ):
         return "nothing to copy: every file was verified at every destination before"
     copies = result.bytes_from_copies
     read = [f"{format_bytes(result.bytes_read)} read"] if result.bytes_read or not copies else []

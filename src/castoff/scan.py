@@ -132,6 +132,9 @@ class SourceFile:
     atime_ns: int
     dev: int
     ino: int
+    #: its change time (st_ctime_ns): a rename, a rewrite, even one whose mtime was set back,
+    #: moves it, and no writer can set it back (``Engine._one_file``); None: not known
+    ctime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -422,6 +425,7 @@ def _entry(path: str, shown: str, rel: str, st: os.stat_result) -> SourceFile | 
         atime_ns=st.st_atime_ns,
         dev=st.st_dev,
         ino=st.st_ino,
+        ctime_ns=st.st_ctime_ns,
     )
 
 

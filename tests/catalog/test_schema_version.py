@@ -21,8 +21,8 @@ from engine_runner import write
 
 #: what the tables of each format are (``_tables``): a change of the tables without a new
 #: SCHEMA_VERSION (and a migration) fails here. Raise SCHEMA_VERSION, pin the new digest.
-#: (3: jobs.scanned, an index of landed by target; 4: jobs.castoff_version and host)
-PINNED = {2: "f22028a6e3f16ec9", 3: "e85a9dbdacd6aa1f", 4: "89d2e5583a7a018a"}
+#: (3: jobs.scanned, an index of landed by target; 4: jobs.castoff_version and host; 5: files.ctime_ns)
+PINNED = {2: "f22028a6e3f16ec9", 3: "e85a9dbdacd6aa1f", 4: "89d2e5583a7a018a", 5: "6bff360214e87e21"}
 
 #: a catalog castoff 5c6ed57 (an early version, format "1") wrote: one job, two photos to one
 #: folder, paths under @ROOT@

@@ -4,6 +4,7 @@ group commit that makes them cheap."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -149,6 +150,63 @@ def test_a_source_touched_since_gives_its_copies_its_new_time_once_they_are_foun
         assert again.exit_code == 0 and again.bytes_read == 0, runner.logs()
         assert set(_statuses(runner).values()) == {"skipped"}
         assert not [m for m in runner.logs() if "another modification time" in m], runner.logs()
+
+
+def test_files_that_swapped_names_keeping_size_and_time_are_read_again_and_said(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """QA N #3: two frames of a sequence (one size, one time) swapped names between two nightly
+    runs. The re-run trusted the catalog (path, size, mtime) and skipped both, and each name's
+    backup held the other frame's bytes. A rename moves a file's change time: both are read again,
+    found to hold other bytes than their copies, said so, sent nowhere (the copies stay), and the
+    source is not called safe to release; --rehash then keeps both."""
+    src = tmp_path / "src" / "seq"
+    frames = {f"F_{i}.dpx": bytes([65 + i]) * 4000 for i in range(3)}
+    for name, data in frames.items():
+        write(src / name, data)
+        os.utime(src / name, ns=(1_700_000_000 * 10**9, 1_700_000_000 * 10**9))
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 0
+    (src / "F_0.dpx").rename(src / "tmp")
+    (src / "F_1.dpx").rename(src / "F_0.dpx")
+    (src / "tmp").rename(src / "F_1.dpx")
+    for _night in range(2):  # the same command meets them again: never skipped as they were
+        res = runner([src], [dest])
+        assert res.exit_code == 1 and not res.released, runner.logs()
+        assert res.bytes_read == 2 * 4000  # the two that moved, not the third
+        files = {str(f["rel_path"]): f for f in runner.catalog.job_files(runner.job_id)}
+        assert (
+            files["seq/F_0.dpx"]["error_code"]
+            == files["seq/F_1.dpx"]["error_code"]
+            == "source-changed-in-place"
+        )
+        said = "\n".join(runner.logs())
+        assert "seq/F_0.dpx: changed at the source since an earlier job copied it" in said, said
+        for name, data in frames.items():  # the copies as they were, nothing over them
+            assert (tmp_path / "d" / "seq" / name).read_bytes() == data
+    assert runner([src], [dest], rehash=True).exit_code == 0, runner.logs()
+    assert (tmp_path / "d" / "seq" / "F_0 (2).dpx").read_bytes() == frames["F_1.dpx"]
+    assert (tmp_path / "d" / "seq" / "F_1 (2).dpx").read_bytes() == frames["F_0.dpx"]
+
+
+def test_a_file_whose_change_time_alone_moved_is_read_once_and_then_trusted_again(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """The change time moves for new permissions too: such a file is read once (its copies are
+    not), found the same, said once for the job, and the next run trusts the catalog again."""
+    src = _card(tmp_path)
+    dest = LocalDestination(tmp_path / "d")
+    assert runner([src], [dest]).exit_code == 0
+    changed = [src / "DCIM/0/IMG_0.JPG", src / "DCIM/1/IMG_3.JPG"]
+    for path in changed:
+        path.chmod(0o600)
+    res = runner([src], [dest])
+    assert res.exit_code == 0 and res.released, runner.logs()
+    assert res.bytes_read == sum(p.stat().st_size for p in changed)
+    assert set(_statuses(runner).values()) == {"skipped"}
+    assert sum("its change time says" in m for m in runner.logs()) == 1, runner.logs()
+    again = runner([src], [dest])
+    assert again.exit_code == 0 and again.bytes_read == 0, runner.logs()
 
 
 def test_rerun_says_once_a_destination_that_copies_were_found_with_other_times(
@@ -341,11 +399,14 @@ def test_rerun_plans_from_the_catalog_without_reading_headers(tmp_path: Path, ru
     cr3 = card / "DCIM" / "100CANON" / "IMG_0001.CR3"
     dest = LocalDestination(tmp_path / "out")
     assert runner([card], [dest], planner=_device_planner()).exit_code == 0
-    # Wipe the header but keep size and mtime: only a read of the file could notice.
+    # Wipe the header but keep size and mtime: only a read of the file could notice (on a card:
+    # exFAT's change time is its mtime; here the catalog is given the new one, as if it had not moved)
     st = cr3.stat()
     with open(cr3, "r+b") as fh:
         fh.write(bytes(4096))
     os.utime(cr3, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with sqlite3.connect(runner.catalog.path) as db:
+        db.execute("UPDATE files SET ctime_ns=? WHERE abs_path=?", (cr3.stat().st_ctime_ns, str(cr3)))
 
     def cr3_meta() -> dict[str, object]:
         meta = runner.catalog.job_file_meta(runner.job_id)

@@ -29,7 +29,8 @@ from castoff.destinations.base import PartReceipt
 #: tests/catalog/test_schema_version.py holds the schema each version has). A castoff refuses a
 #: catalog whose version is above its own (``CatalogTooNew``): an older castoff would trust rows
 #: it cannot fully read. Up to 1: castoff before it checked (it wrote 1 whatever its tables).
-SCHEMA_VERSION = 4  # 3: jobs.scanned, an index of landed by target; 4: jobs.castoff_version, host
+SCHEMA_VERSION = 5  # 3: jobs.scanned, an index of landed by target; 4: jobs.castoff_version, host;
+#   5: files.ctime_ns
 
 #: landed: what is verified where, one row per destination, planned name and source. Two sources
 #: may plan one name (two cards' IMG_0001.JPG in one folder): each keeps its own row, the second's
@@ -105,6 +106,8 @@ CREATE TABLE IF NOT EXISTS files (
     xxh128 TEXT,                     -- for ASC MHL, from the same read as blake3
     stat_unknown INTEGER,            -- 1: castoff could not look at it (the scan's failure): its
                                      --   size and mtime_ns (0 here) are unknown (reports/rows.py)
+    ctime_ns INTEGER,                -- its change time as the scan found it: a read is trusted
+                                     --   again only while it is the same (NULL: not known)
     UNIQUE (job_id, rel_path)
 );
 -- known_hash and file_hashes_known look a source up by path, size and mtime on every run
@@ -284,7 +287,7 @@ _LANDED_AT_FROM = _LANDED_COLUMNS + " WHERE dest_ident=? AND planned=? AND src_p
 #: prior_read's columns; ``prior_reads`` adds the key and the row's id
 _PRIOR_READ = (
     "SELECT f.rel_path, f.blake3, f.md5, f.xxh128, m.capture_time, m.capture_source,"
-    " m.device_source, m.make, m.model, m.device, m.counter{more} FROM files f"
+    " m.device_source, m.make, m.model, m.device, m.counter, f.ctime_ns{more} FROM files f"
     " LEFT JOIN file_meta m ON m.file_id=f.id"
     " WHERE {where} AND f.status='read' AND f.blake3 IS NOT NULL"
 )
@@ -358,7 +361,7 @@ _SET_OUTCOME = (
 )
 _ADD_FILE = (
     "INSERT INTO files(job_id, rel_path, abs_path, size, mtime_ns, status, blake3, md5, xxh128,"
-    " stat_unknown) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
+    " stat_unknown, ctime_ns) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)"
 )
 _FILE_READ = (
     "UPDATE files SET status='read', blake3=?, md5=COALESCE(?, md5), xxh128=COALESCE(?, xxh128) WHERE id=?"
@@ -478,6 +481,8 @@ class PriorRead(NamedTuple):
     capture: PriorCapture | None
     #: the ``{counter}`` the file had (None from a castoff before it was kept)
     counter: int | None = None
+    #: the file's change time when it was read (None: not known, a castoff before it was kept)
+    ctime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -517,7 +522,10 @@ def prior_from_row(r: Sequence[Any]) -> PriorRead:
     # A row of an older castoff has no make and model: its device cannot be rebuilt.
     if r[4] is not None and (r[9] is None or r[7] or r[8]):
         capture = PriorCapture(str(r[4]), str(r[5]), r[7], r[8], str(r[6]))
-    return PriorRead(str(r[0]), str(r[1]), r[2], r[3], capture, None if r[10] is None else int(r[10]))
+    counter = None if r[10] is None else int(r[10])
+    return PriorRead(
+        str(r[0]), str(r[1]), r[2], r[3], capture, counter, None if r[11] is None else int(r[11])
+    )
 
 
 def new_job_id() -> str:
@@ -918,6 +926,8 @@ class Catalog:
             self._db.execute("ALTER TABLE files ADD COLUMN xxh128 TEXT")
         if "stat_unknown" not in have:
             self._db.execute("ALTER TABLE files ADD COLUMN stat_unknown INTEGER")
+        if "ctime_ns" not in have:
+            self._db.execute("ALTER TABLE files ADD COLUMN ctime_ns INTEGER")
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(outcomes)")}
         if "damaged" not in have:
             self._db.execute("ALTER TABLE outcomes ADD COLUMN damaged TEXT")
@@ -1259,17 +1269,17 @@ class Catalog:
         size: int | None,
         mtime_ns: int | None,
         known: PriorRead | None = None,
+        ctime_ns: int | None = None,
     ) -> int:
-        """A file of the job, pending; with the hashes of ``known`` (an earlier read) when given.
+        """A file of the job, pending; with the hashes of ``known`` (an earlier read) when given,
+        and its change time as the scan found it (a later job trusts its read while it holds).
         ``size`` and ``mtime_ns`` None: unknown (a file castoff could not look at), kept as 0 (the
         job's byte totals and the lookups by path, size and mtime need a number) with
         ``stat_unknown`` set, which the reports' queries turn into NULL (``reports.rows``)."""
         unknown = 1 if size is None or mtime_ns is None else None
         stat = (0, 0) if size is None or mtime_ns is None else (size, mtime_ns)
-        if known is None:
-            args: tuple[object, ...] = (job_id, rel_path, abs_path, *stat, None, None, None, unknown)
-        else:
-            args = (job_id, rel_path, abs_path, *stat, known.blake3, known.md5, known.xxh128, unknown)
+        hashes = (None, None, None) if known is None else (known.blake3, known.md5, known.xxh128)
+        args = (job_id, rel_path, abs_path, *stat, *hashes, unknown, ctime_ns)
         return int(self._run_apart(_ADD_FILE, args).lastrowid or 0)
 
     def add_skipped_file(self, job_id: str, *, rel_path: str, abs_path: str, reason: str, code: str) -> None:
@@ -1696,7 +1706,7 @@ class Catalog:
         rows = self._query(
             _PRIOR_READ.format(more=", f.abs_path, f.size, f.mtime_ns, f.id", where=where), src_paths
         )
-        return [(r[11], r[12], r[13], r[14], prior_from_row(r)) for r in rows]
+        return [(r[12], r[13], r[14], r[15], prior_from_row(r)) for r in rows]
 
     def watch_landed(self) -> None:
         """From now on, until the next call, ``landed_sources`` names the source of every copy

@@ -338,6 +338,8 @@ class Engine:
         self._release_said: dict[str, object] = {}
         #: destinations where a verified copy was found with another mtime (``_still_there``)
         self._times_said: set[str] = set()
+        self._ctime_said = False  # a file read again for its change time (``_read_to_check``) was said
+        self._failed_unsent = 0  # files that failed going nowhere: the source is not to be released
         self._catchup_busy = False  # the catch-up thread is feeding a group
         self._open: set[Stream] = set()
         #: files the reader landed whose folders are not yet synced (``_sync_landed``)
@@ -1160,6 +1162,7 @@ class Engine:
                 size=src.size,
                 mtime_ns=src.mtime_ns,
                 known=known,  # the report and ASC MHL want its hashes too
+                ctime_ns=src.ctime_ns,
             )
             self.files += 1
             self.bytes += src.size
@@ -1179,6 +1182,9 @@ class Engine:
                 if named:
                     fs.held = self._claim_names(fs, named)
         if not streams:
+            if known is not None and known.ctime_ns is not None and known.ctime_ns != src.ctime_ns:
+                self._read_to_check(fs)
+                return
             fs.status = "read" if known else "skipped"
             fs.read_done = True
             return
@@ -1225,6 +1231,26 @@ class Engine:
             self._read_finished(fs)
             return
         self._feed(fs, live, src.abs_path, live=True, group=group if inline else None)
+
+    def _read_to_check(self, fs: FileState) -> None:
+        """Every destination holds a copy of an earlier read of this file (same path, size and
+        mtime), and its change time moved since that read: renamed here (two files of a sequence
+        that swapped names keep their sizes and times; QA N #3), rewritten with its time set back,
+        or only given new permissions. Its bytes are read, to be sent nowhere: the same as then,
+        and this read is the one the next job trusts (its change time with it); other bytes, and
+        the file changed since it was copied (``_check_same_as_known``: said, the copies said to
+        hold it as it was, nothing sent)."""
+        rel = fs.src.rel_path
+        if not self._ctime_said:
+            self._ctime_said = True
+            self.log(
+                f"{rel}: changed since castoff read it, its change time says (renamed, rewritten with"
+                " its time set back, or new permissions): read again to check its bytes, as are"
+                " other files like it"
+            )
+        else:
+            self.log(f"{rel}: its change time moved since castoff read it: read again", "debug")
+        self._feed(fs, [], fs.src.abs_path, live=True)
 
     @staticmethod
     def _inline(fs: FileState, streams: list[Stream]) -> bool:
@@ -1917,6 +1943,8 @@ class Engine:
             s.lane.fail(s, exc)
         fs.read_done = True
         with self._state:
+            if not fs.streams:  # (no destination's count has it: ``_read_to_check``'s file)
+                self._failed_unsent += 1
             self._state.notify_all()
 
     def _read_finished(self, fs: FileState) -> None:
@@ -3508,6 +3536,8 @@ class Engine:
     def _check_released_locked(self) -> None:
         if self._released or not self._reading_done or self.cancel.is_set() or self.files == 0:
             return  # (nothing was copied from a source with no file: no reason to release it)
+        if self._failed_unsent:
+            return
         local = [ln for ln in self.lanes if ln.caps.is_local]
         if not local:
             return
