@@ -608,3 +608,30 @@ def test_a_nightly_overwrite_of_an_edited_file_leaves_a_history_every_verifier_a
     a.write_bytes(b"v3-longer-stilL")  # damaged after castoff wrote it: named, with castoff's bytes
     v = cli("verify", str(nas))
     assert v.returncode == 1 and "altered  proj/a.txt" in v.stdout, v.stdout + v.stderr
+
+
+def test_a_keep_both_name_only_the_history_knows_is_not_given_to_other_bytes(
+    tmp_path: Path, cli: Cli, ascmhl_bin: Path
+) -> None:
+    """QA N #5: edits landed as ``a (2).txt`` and ``a (3).txt``; the user deleted ``a (2).txt``;
+    the next edit comes from another castoff (another catalog, which never saw the drive). The
+    drive's ASC MHL history records ``a (2).txt`` with other bytes: that name is not handed out
+    again (the history would say two things of it), the edit takes ``a (4).txt``, and the history
+    names only the deleted file missing."""
+    src, nas = tmp_path / "proj", tmp_path / "nas"
+    for data in (b"v1", b"v2", b"v3"):
+        write(src / "a.txt", data)
+        assert cli("copy", str(src), "--to", str(nas)).returncode == 0
+    (nas / "proj" / "a (2).txt").unlink()
+    write(src / "a.txt", b"v4")
+    r = cli("--state-dir", str(tmp_path / "other-state"), "copy", str(src), "--to", str(nas))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "other-state" / "catalog.sqlite").is_file()  # not the first catalog
+    assert not (nas / "proj" / "a (2).txt").exists()
+    assert (nas / "proj" / "a (4).txt").read_bytes() == b"v4"
+    assert_valid(nas)
+    assert not any('action="failed"' in m.read_text(encoding="utf-8") for m in (nas / "ascmhl").glob("*.mhl"))
+    v = cli("verify", str(nas))
+    assert v.returncode == 1 and "missing  proj/a (2).txt" in v.stdout and "altered  " not in v.stdout, (
+        v.stdout
+    )

@@ -424,6 +424,35 @@ def read_history(
     return gens, recorded, xxh
 
 
+def recorded_names(root: Path) -> dict[str, str | None]:
+    """Every path ``root``'s history has recorded (a hash, or castoff's record of a replacement),
+    with the BLAKE3 castoff recorded there last (None where no castoff did). Raises HistoryError
+    for a history that does not read."""
+    names: dict[str, str | None] = {}
+    hash_tag, path_tag, blake3_tag = f"{{{NS}}}hash", f"{{{NS}}}path", f"{{{CASTOFF_NS}}}blake3"
+    read_chain(root)
+    for _number, path in _manifests(root):
+        hashes: ET.Element | None = None
+        try:
+            for event, el in ET.iterparse(path, events=("start", "end")):  # noqa: S314 (as above)
+                if event == "start":
+                    if el.tag == f"{{{NS}}}hashes":
+                        hashes = el
+                elif el.tag == hash_tag:
+                    rel = el.findtext(path_tag)
+                    if rel:
+                        names[rel] = el.findtext(f".//{blake3_tag}") or names.get(rel)
+                    if hashes is not None:
+                        hashes.clear()  # a manifest of 200,000 files is not held
+                elif el.tag == _REPLACED_FILE:
+                    if el.text:
+                        names[el.text] = el.get("blake3") or names.get(el.text)
+                    el.clear()
+        except ET.ParseError as exc:
+            raise errors.HistoryError(f"{path} is not valid XML: {exc}") from exc
+    return names
+
+
 def latest_patterns(root: Path) -> list[str]:
     """The ignore patterns of the latest generation of ``root``'s history (none when it has none)."""
     found = _manifests(root)
