@@ -333,7 +333,7 @@ def test_a_file_kept_beside_others_at_two_drives_takes_one_number_wherever_it_ca
 def test_a_keep_both_name_deleted_at_the_destination_is_not_given_to_other_bytes(
     tmp_path: Path, runner: Runner
 ) -> None:
-    """QA N #5: edits of a file landed as ``a (2).txt``, ``a (3).txt``; the user deleted
+    """QA N #4: edits of a file landed as ``a (2).txt``, ``a (3).txt``; the user deleted
     ``a (2).txt``; the next edit took that name again, though the catalog knows it at that drive
     with another edit's bytes (in the job that landed it: ``landed`` has the file's latest copy
     alone). It takes the next free number; the same bytes again find their own copy."""

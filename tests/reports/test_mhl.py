@@ -613,7 +613,7 @@ def test_a_nightly_overwrite_of_an_edited_file_leaves_a_history_every_verifier_a
 def test_a_keep_both_name_only_the_history_knows_is_not_given_to_other_bytes(
     tmp_path: Path, cli: Cli, ascmhl_bin: Path
 ) -> None:
-    """QA N #5: edits landed as ``a (2).txt`` and ``a (3).txt``; the user deleted ``a (2).txt``;
+    """QA N #4: edits landed as ``a (2).txt`` and ``a (3).txt``; the user deleted ``a (2).txt``;
     the next edit comes from another castoff (another catalog, which never saw the drive). The
     drive's ASC MHL history records ``a (2).txt`` with other bytes: that name is not handed out
     again (the history would say two things of it), the edit takes ``a (4).txt``, and the history
