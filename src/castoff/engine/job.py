@@ -3316,6 +3316,11 @@ class Engine:
         assert digest is not None
         src = fs.src
         target = landed.target
+        if getattr(lane.dest, "may_fold_case", False):
+            # a drive that ignores case keeps the spelling it has (``docs/A.txt`` found, or put,
+            # in its ``Docs`` folder, at its ``a.txt``): the catalog and the ASC MHL history say
+            # what is there, else both call the file missing there
+            target = self._as_found(lane, target)
         now = time.time()
         notes = [*stream.notes, landed.detail] if landed.detail else stream.notes
         if status == "verified" and stream.read_from and stream.resumed_bytes < src.size:
@@ -3341,7 +3346,7 @@ class Engine:
             if stream.upload_pk is not None:
                 self._close_catalog_upload(stream)
             if self._claims:
-                self._let_go(stream, target)
+                self._let_go(stream, landed.target)  # (the name claimed, as it was spelt)
             self.catalog.record_landed(
                 LandedRow(  # by position: the columns' order
                     lane.dest.ident,
