@@ -109,13 +109,21 @@ def hash_file(path: str, fmt: str) -> str:
 
 
 def from_mhl(root: Path) -> tuple[dict[str, Expected], str, Callable[[str], bool]]:
-    """What the history records, in words, and what it leaves out (its latest ignore patterns)."""
-    gens, recorded, _ = mhl.read_history(root)
-    if not recorded:
+    """What the history records, in words, and what it leaves out (its latest ignore patterns).
+    A file castoff replaced (``--on-conflict overwrite``) is left out of the history from then on,
+    as ASC MHL has it; it is checked against the bytes castoff last recorded for it."""
+    replaced: dict[str, str] = {}
+    gens, recorded, _ = mhl.read_history(root, replaced)
+    if not recorded and not replaced:
         raise errors.UsageError(f"{root / mhl.FOLDER} records no file", hint="nothing to verify against")
-    ignored = mhl.latest_ignore(root)
-    expected = {p: Expected(r.fmt, r.value) for p, r in recorded.items() if not ignored(p)}
-    return expected, f"ASC MHL history, {plural(len(gens), 'generation')}", ignored
+    left_out = mhl.latest_ignore(root)
+    expected = {p: Expected(r.fmt, r.value) for p, r in recorded.items() if not left_out(p)}
+    ours = {p: Expected("xxh128", v) for p, v in replaced.items() if left_out(p) and not mhl.is_ignored(p)}
+
+    def ignored(rel: str) -> bool:
+        return rel not in ours and left_out(rel)
+
+    return expected | ours, f"ASC MHL history, {plural(len(gens), 'generation')}", ignored
 
 
 def from_report(root: Path, report: Path) -> tuple[dict[str, Expected], str, list[NotDelivered]]:

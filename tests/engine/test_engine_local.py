@@ -330,6 +330,29 @@ def test_a_file_kept_beside_others_at_two_drives_takes_one_number_wherever_it_ca
     assert (ssd / "card" / "photo (2).jpg").read_bytes() == b"older bytes"
 
 
+def test_a_keep_both_name_deleted_at_the_destination_is_not_given_to_other_bytes(
+    tmp_path: Path, runner: Runner
+) -> None:
+    """QA N #4: edits of a file landed as ``a (2).txt``, ``a (3).txt``; the user deleted
+    ``a (2).txt``; the next edit took that name again, though the catalog knows it at that drive
+    with another edit's bytes (in the job that landed it: ``landed`` has the file's latest copy
+    alone). It takes the next free number; the same bytes again find their own copy."""
+    src = tmp_path / "src" / "card"
+    ssd = tmp_path / "ssd"
+    dest = LocalDestination(ssd)
+    for data in (b"v1", b"v2", b"v3"):
+        write(src / "a.txt", data)
+        assert runner([src], [dest]).exit_code == 0
+    (ssd / "card" / "a (2).txt").unlink()
+    write(src / "a.txt", b"v4")
+    assert runner([src], [dest]).exit_code == 0
+    assert not (ssd / "card" / "a (2).txt").exists()
+    assert (ssd / "card" / "a (4).txt").read_bytes() == b"v4"
+    assert runner([src], [dest], rehash=True).exit_code == 0  # found at (4): nothing new
+    assert visible_files(ssd) == {"card/a.txt", "card/a (3).txt", "card/a (4).txt"}
+    assert runner.outcomes()[("card/a.txt", str(ssd))]["status"] == "already"
+
+
 @pytest.mark.parametrize("rehash", [True, False])
 @pytest.mark.parametrize("policy", ["skip", "fail", "overwrite"])
 def test_a_copy_kept_beside_a_conflict_is_found_whatever_the_policy(

@@ -563,3 +563,75 @@ def test_a_card_gone_before_its_history_was_written_is_a_failed_history_not_a_si
     assert not outcome.ok
     assert "the source is no longer there" in outcome.message
     assert not card.exists() and not (gone / "ascmhl").exists()
+
+
+def test_a_nightly_overwrite_of_an_edited_file_leaves_a_history_every_verifier_accepts(
+    tmp_path: Path, cli: Cli, ascmhl_bin: Path
+) -> None:
+    """A backup with ``--on-conflict overwrite``: a.txt is edited (v1, v2, back to v1, v3) and
+    each run replaces its copy. ASC MHL cannot take new bytes at a path it recorded, and leaves a
+    file that changes out by its ignore list: so the generation that replaces it ignores it from
+    then on (every later one too, an ascmhl generation between them included), and castoff
+    records the bytes it wrote in its metadata. No generation calls castoff's own verified
+    replacement failed; castoff verify, ascmhl-debug verify, ascmhl diff and ascmhl create all
+    accept the folder after every run; and castoff verify still checks a.txt, against the bytes
+    it last wrote (damage after that is altered)."""
+    src, nas = tmp_path / "proj", tmp_path / "nas"
+    write(src / "b.txt", b"unchanged")
+    a = nas / "proj" / "a.txt"
+    for n, version in enumerate((b"v1", b"v2-longer", b"v1", b"v3-longer-still")):
+        write(src / "a.txt", version)
+        r = cli("copy", str(src), "--to", str(nas), "--on-conflict", "overwrite")
+        assert r.returncode == 0, r.stderr
+        assert a.read_bytes() == version
+        if n == 1:
+            said = " ".join(r.stderr.split())
+            assert "1 file replaced with new bytes, ignored by the history from now on" in said, said
+        _both_verify(cli, ascmhl_bin, nas)
+        diff = ascmhl(ascmhl_bin, "ascmhl", "diff", str(nas))
+        assert diff.returncode == 0, diff.stdout + diff.stderr
+        if n == 2:  # the reference tool's own generation in between: castoff carries its patterns on
+            created = ascmhl(ascmhl_bin, "ascmhl", "create", str(nas))
+            assert created.returncode == 0, created.stdout + created.stderr
+    manifests = sorted((nas / "ascmhl").glob("*.mhl"))
+    assert len(manifests) == 5
+    assert not any('action="failed"' in m.read_text(encoding="utf-8") for m in manifests)
+    last = etree.parse(str(manifests[-1]))
+    (recorded,) = last.xpath("//c:replaced/c:file", namespaces=NS)
+    assert (recorded.text, recorded.get("xxh128")) == (
+        "proj/a.txt",
+        xxhash.xxh3_128(b"v3-longer-still").hexdigest(),
+    )
+    assert recorded.get("blake3") == blake3.blake3(b"v3-longer-still").hexdigest()
+    assert not last.xpath("//m:hash/m:path[text()='proj/a.txt']", namespaces=NS)
+
+    a.write_bytes(b"v3-longer-stilL")  # damaged after castoff wrote it: named, with castoff's bytes
+    v = cli("verify", str(nas))
+    assert v.returncode == 1 and "altered  proj/a.txt" in v.stdout, v.stdout + v.stderr
+
+
+def test_a_keep_both_name_only_the_history_knows_is_not_given_to_other_bytes(
+    tmp_path: Path, cli: Cli, ascmhl_bin: Path
+) -> None:
+    """QA N #4: edits landed as ``a (2).txt`` and ``a (3).txt``; the user deleted ``a (2).txt``;
+    the next edit comes from another castoff (another catalog, which never saw the drive). The
+    drive's ASC MHL history records ``a (2).txt`` with other bytes: that name is not handed out
+    again (the history would say two things of it), the edit takes ``a (4).txt``, and the history
+    names only the deleted file missing."""
+    src, nas = tmp_path / "proj", tmp_path / "nas"
+    for data in (b"v1", b"v2", b"v3"):
+        write(src / "a.txt", data)
+        assert cli("copy", str(src), "--to", str(nas)).returncode == 0
+    (nas / "proj" / "a (2).txt").unlink()
+    write(src / "a.txt", b"v4")
+    r = cli("--state-dir", str(tmp_path / "other-state"), "copy", str(src), "--to", str(nas))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "other-state" / "catalog.sqlite").is_file()  # not the first catalog
+    assert not (nas / "proj" / "a (2).txt").exists()
+    assert (nas / "proj" / "a (4).txt").read_bytes() == b"v4"
+    assert_valid(nas)
+    assert not any('action="failed"' in m.read_text(encoding="utf-8") for m in (nas / "ascmhl").glob("*.mhl"))
+    v = cli("verify", str(nas))
+    assert v.returncode == 1 and "missing  proj/a (2).txt" in v.stdout and "altered  " not in v.stdout, (
+        v.stdout
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
 
 from castoff import errors
 from castoff.catalog.db import Catalog
@@ -252,3 +253,45 @@ def test_a_real_drive_pulled_before_its_history_is_written_is_said_and_the_repor
         assert not outcome.ok
         assert "the drive or mount may have been removed" in outcome.message, outcome.message
         assert done.json.is_file()
+
+
+def test_case_only_renames_on_the_source_are_recorded_as_an_exfat_drive_spells_its_copies(
+    tmp_path: Path, cli: Cli, ascmhl_bin: Path
+) -> None:
+    """QA N #5: a source's a.txt renamed A.txt, then its folder Docs renamed docs, then b.txt
+    edited and renamed B.txt, each followed by a backup to an exFAT drive (it ignores case). The
+    drive keeps the spelling it has (``Docs/a.txt``; the edit lands in ``Docs`` as ``B (2).txt``),
+    and each generation records what the drive holds, not the source's new spelling: castoff
+    verify, ascmhl-debug verify and ascmhl diff pass, where they called files missing."""
+    src = tmp_path / "proj"
+    write(src / "Docs" / "a.txt", b"alpha")
+    write(src / "Docs" / "b.txt", b"beta")
+    with fat_drive(tmp_path, "exfat", label="BACKUP") as drive:
+        bk = drive.path / "bk"
+
+        def backup() -> None:
+            r = cli("copy", str(src), "--to", str(bk))
+            assert r.returncode == 0, r.stderr
+
+        backup()
+        (src / "Docs" / "a.txt").rename(src / "Docs" / "A.txt")
+        backup()
+        (src / "Docs").rename(src / "docs")
+        backup()
+        (src / "docs" / "b.txt").write_bytes(b"beta edited")
+        (src / "docs" / "b.txt").rename(src / "docs" / "B.txt")
+        backup()
+        held = sorted(p.relative_to(bk).as_posix() for p in bk.rglob("*.txt"))
+        assert held == ["proj/Docs/B (2).txt", "proj/Docs/a.txt", "proj/Docs/b.txt"]
+        recorded = {
+            p.text
+            for m in sorted((bk / "ascmhl").glob("*.mhl"))
+            for p in etree.parse(str(m)).iter(f"{{{mhl.NS}}}path")
+        }
+        assert recorded == set(held)
+        assert_valid(bk)
+        v = cli("verify", str(bk))
+        assert v.returncode == 0, v.stdout + v.stderr
+        for tool in (("ascmhl-debug", "verify"), ("ascmhl", "diff")):
+            theirs = ascmhl(ascmhl_bin, *tool, str(bk))
+            assert theirs.returncode == 0, theirs.stdout + theirs.stderr

@@ -1625,6 +1625,19 @@ class Catalog:
                 raise self._error(exc) from exc
         return None if row is None else LandedRow(*row)  # the columns in the dataclass's order
 
+    def landed_hashes_at(self, dest_ident: str, target: str, src_path: str) -> set[str]:
+        """The BLAKE3 of every copy castoff verified at ``target``: the latest of each source
+        (``landed``), and every one from ``src_path`` (the jobs' outcomes: ``landed`` keeps only
+        its latest copy, and an edited file's earlier versions are what lands beside it)."""
+        rows = self._query(
+            "SELECT blake3 FROM landed WHERE target=? AND dest_ident=?"
+            " UNION SELECT f.blake3 FROM files f JOIN outcomes o ON o.file_id=f.id AND o.dest_ident=?"
+            " WHERE f.abs_path=? AND o.target=? AND o.status IN ('verified', 'already', 'skipped')"
+            " AND f.blake3 IS NOT NULL",
+            (target, dest_ident, dest_ident, src_path, target),
+        )
+        return {str(r[0]) for r in rows}
+
     def landed_for_source(self, dest_ident: str, src_path: str) -> list[LandedRow]:
         rows = self._query(
             "SELECT * FROM landed WHERE dest_ident=? AND src_path=? ORDER BY verified_at DESC",

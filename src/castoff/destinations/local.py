@@ -892,6 +892,9 @@ class LocalDestination:
         #: holds (``learn_name_rules``): it ignores case; it refuses the names Windows refuses
         self.ignores_case = False
         self.refuses_windows_names = False
+        #: a name here may be found in another case (Windows rules: exFAT, FAT; or ``ignores_case``):
+        #: what lands is recorded as the drive spells it (``as_found``). Set by ``learn_name_rules``
+        self.may_fold_case = False
         #: what a read-back here reads instead of the server's copy (``mounts.client_cache``)
         self.read_back_from: str | None = None
         #: warnings preflight found, said once as the job starts
@@ -1353,12 +1356,13 @@ class LocalDestination:
         """Where the filesystem's type does not say which names it holds (a FUSE one castoff
         does not know, NFS, sshfs), ask the filesystem (``mounts.probe_names``); and whether a
         read-back here reads a cache on this computer, not the server (an rclone mount)."""
-        from castoff.layout.names import rules_known  # (names imports this module)
+        from castoff.layout.names import rules_known, windows_rules  # (names imports this module)
 
         if not rules_known(self.fs_type, self.root):
             found = mounts.probe_names(self.root, PARTIAL_PREFIX, PARTIAL_SUFFIX)
             if found is not None:
                 self.ignores_case, self.refuses_windows_names = found
+        self.may_fold_case = self.ignores_case or windows_rules(self.fs_type, self.root)
         self.read_back_from = mounts.client_cache(self.root)
         if self.read_back_from is not None:
             self.notes.append(

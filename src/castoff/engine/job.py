@@ -327,6 +327,9 @@ class Engine:
             (c.dest_ident, c.planned): c for c in catalog.damaged_copies([ln.dest.ident for ln in self.lanes])
         }
         self._state = threading.Condition()
+        #: the paths each local destination's ASC MHL history records, read at its first
+        #: keep-both name that is free there (``_history_has_other``)
+        self._history_names: dict[str, dict[str, str | None]] = {}
         self._open_streams = 0
         self._catchup: deque[list[Stream]] = deque()
         self._reading_done = False
@@ -2713,6 +2716,8 @@ class Engine:
             alt = alt_target(stream.planned, n, max_name=room)
             if lane.caps.can_stat:
                 if self._stat_at(lane, alt) is None:
+                    if self._history_has_other(stream, alt, digest):
+                        continue  # a name rename passes over (``_keep_both``)
                     return False
             elif not self._remembers_keys(lane) or self.catalog.object_at(lane.dest.ident, alt) is None:
                 return False
@@ -2833,6 +2838,8 @@ class Engine:
                     if self._already_there(stream, upload, alt, digest, damaged=damaged):
                         return None
                     continue
+                if self._history_has_other(stream, alt, digest):
+                    continue  # free, but the history has other bytes under it: the next one
                 try:
                     landed = do_commit(target=alt)
                 except TargetExists:
@@ -2866,6 +2873,8 @@ class Engine:
                     continue
                 if self._held_by_another_job(lane, alt):
                     continue
+            if self._history_has_other(stream, alt, digest):
+                continue
             # The key is fixed when the upload starts: send the file again under the new name
             # (and if that one is taken too, the next conflict tries the name after it).
             stream.next_alt = n + 1
@@ -2890,6 +2899,34 @@ class Engine:
             self._restart(stream)
             return None
         raise errors.ConflictError(f"no free name for {existing}")
+
+    def _history_has_other(self, stream: Stream, target: str, digest: str) -> bool:
+        """Whether the destination's history knows the free name ``target`` with other bytes than
+        ``digest``: a copy castoff verified there (the catalog's ``landed``, a bucket's
+        ``objects``), or a path its ASC MHL history records, deleted since (a keep-both name
+        the user removed). Such a name is not handed out again: the history would say two
+        things of it. Asked only for a keep-both name that is free, never for a planned one."""
+        lane = stream.lane
+        ident = lane.dest.ident
+        if self.catalog.landed_hashes_at(ident, target, stream.file.src.abs_path) - {digest}:
+            return True
+        known = self.catalog.object_at(ident, target)
+        if known is not None and known.blake3 != digest:
+            return True
+        root = getattr(lane.dest, "root", None)
+        if not lane.caps.is_local or root is None or not target.startswith(root.rstrip("/") + "/"):
+            return False
+        with self._state:
+            names = self._history_names.get(ident)
+        if names is None:
+            try:
+                names = mhl.recorded_names(Path(root))
+            except (errors.HistoryError, OSError):
+                names = {}  # a history that does not read: the generation says so, later
+            with self._state:
+                names = self._history_names.setdefault(ident, names)
+        rel = target[len(root.rstrip("/")) + 1 :]
+        return rel in names and names[rel] != digest
 
     def _same_alt(self, stream: Stream, n: int, room: int | None) -> str:
         """The stream's copy is kept as ``name (n).ext``: the file's N (``FileState.alt``) when no
@@ -3307,6 +3344,11 @@ class Engine:
         assert digest is not None
         src = fs.src
         target = landed.target
+        if getattr(lane.dest, "may_fold_case", False):
+            # a drive that ignores case keeps the spelling it has (``docs/A.txt`` found, or put,
+            # in its ``Docs`` folder, at its ``a.txt``): the catalog and the ASC MHL history say
+            # what is there, else both call the file missing there
+            target = self._as_found(lane, target)
         now = time.time()
         notes = [*stream.notes, landed.detail] if landed.detail else stream.notes
         if status == "verified" and stream.read_from and stream.resumed_bytes < src.size:
@@ -3332,7 +3374,7 @@ class Engine:
             if stream.upload_pk is not None:
                 self._close_catalog_upload(stream)
             if self._claims:
-                self._let_go(stream, target)
+                self._let_go(stream, landed.target)  # (the name claimed, as it was spelt)
             self.catalog.record_landed(
                 LandedRow(  # by position: the columns' order
                     lane.dest.ident,

@@ -44,6 +44,8 @@ IGNORE = (".DS_Store", "ascmhl", "ascmhl/", f"{REPORTS_FOLDER}/", ".castoff.*.pa
 ASCMHL_DEFAULT_IGNORE = (".DS_Store", "ascmhl", "ascmhl/")
 #: the formats the ASC schema allows, in its element order
 FORMATS = ("c4", "md5", "sha1", "xxh128", "xxh3", "xxh64")
+#: castoff's record, in a manifest's ``<metadata>``, of a file it replaced (``_replaced_xml``)
+_REPLACED_FILE = f"{{{CASTOFF_NS}}}file"
 _MANIFEST_NAME = re.compile(r"^(\d{4,})(?:_(.+))?\.mhl$")
 # Characters XML 1.0 cannot hold at all (control characters, lone surrogates from undecodable names):
 # the complement of XML's Char production, spelt out, because the negated class with its astral
@@ -66,6 +68,9 @@ class Entry:
     from_earlier_job: bool = False
     #: the path the history recorded these bytes at before, gone since (``previousPath``)
     previous_path: str | None = None
+    #: castoff wrote these bytes there in this job and read them back: other bytes the history
+    #: has at the path were replaced by castoff itself (``--on-conflict overwrite``), not damaged
+    written: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,8 @@ class Written:
     generation: int
     files: int
     left_out: tuple[str, ...]  # paths XML cannot hold
+    #: paths whose new bytes castoff wrote over others the history has: ignored from now on
+    replaced: tuple[str, ...] = ()
 
 
 def escape(text: str) -> str:
@@ -345,11 +352,12 @@ def _whole_and_castoffs(path: Path) -> bool:
 
 
 def _manifest_entries(
-    path: Path, renames: dict[str, str] | None = None
+    path: Path, renames: dict[str, str] | None = None, replaced: dict[str, str] | None = None
 ) -> Iterator[tuple[str, str, str, str | None]]:
     """(path, format, hash, action) for every file hash of one manifest, streamed. ``renames``: each
     entry's ``previousPath`` (the path it had before, in earlier generations) is added to it as
-    ``{previous: path}``, as ``ascmhl`` reads a rename."""
+    ``{previous: path}``, as ``ascmhl`` reads a rename. ``replaced``: the xxh128 of each file the
+    manifest's castoff metadata records as replaced (``_replaced_xml``) is put in it by path."""
     in_hash = False
     current: str | None = None
     previous: str | None = None
@@ -359,6 +367,11 @@ def _manifest_entries(
         for event, el in ET.iterparse(path, events=("start", "end")):  # noqa: S314 (as above)
             if el.tag == f"{{{NS}}}hashes" and event == "start":
                 hashes = el
+            if el.tag == _REPLACED_FILE and event == "end":
+                if replaced is not None and el.text and el.get("xxh128"):
+                    replaced[el.text] = str(el.get("xxh128"))
+                el.clear()
+                continue
             if el.tag == f"{{{NS}}}hash":
                 in_hash = event == "start"
                 if event == "end":
@@ -386,16 +399,19 @@ def _manifest_entries(
         raise errors.HistoryError(f"{path} is not valid XML: {exc}") from exc
 
 
-def read_history(root: Path) -> tuple[list[Generation], dict[str, Recorded], dict[str, str]]:
+def read_history(
+    root: Path, replaced: dict[str, str] | None = None
+) -> tuple[list[Generation], dict[str, Recorded], dict[str, str]]:
     """Generations, the hash every path is verified against (its first ``original`` one, else its
-    first one, as ``ascmhl`` does), and every path's known xxh128."""
+    first one, as ``ascmhl`` does), and every path's known xxh128. ``replaced``: filled with the
+    xxh128 castoff last recorded for each file it replaced (``_replaced_xml``), by path."""
     gens = read_chain(root)
     original: dict[str, Recorded] = {}
     first: dict[str, Recorded] = {}
     xxh: dict[str, str] = {}
     renames: dict[str, str] = {}
     for number, path in _manifests(root):
-        for rel, fmt, value, action in _manifest_entries(path, renames):
+        for rel, fmt, value, action in _manifest_entries(path, renames, replaced):
             if action == "original" and rel not in original:
                 original[rel] = Recorded(fmt, value, number)
             first.setdefault(rel, Recorded(fmt, value, number))
@@ -408,25 +424,64 @@ def read_history(root: Path) -> tuple[list[Generation], dict[str, Recorded], dic
     return gens, recorded, xxh
 
 
-def latest_ignore(root: Path) -> Callable[[str], bool]:
-    """Whether a path under ``root`` (relative, POSIX) is left out of its history: castoff's own
-    bookkeeping (``is_ignored``), or a match of the latest generation's ignore patterns (the ones
-    ``ascmhl verify`` applies; its defaults when there are none), read as gitignore reads them."""
+def recorded_names(root: Path) -> dict[str, str | None]:
+    """Every path ``root``'s history has recorded (a hash, or castoff's record of a replacement),
+    with the BLAKE3 castoff recorded there last (None where no castoff did). Raises HistoryError
+    for a history that does not read."""
+    names: dict[str, str | None] = {}
+    hash_tag, path_tag, blake3_tag = f"{{{NS}}}hash", f"{{{NS}}}path", f"{{{CASTOFF_NS}}}blake3"
+    read_chain(root)
+    for _number, path in _manifests(root):
+        hashes: ET.Element | None = None
+        try:
+            for event, el in ET.iterparse(path, events=("start", "end")):  # noqa: S314 (as above)
+                if event == "start":
+                    if el.tag == f"{{{NS}}}hashes":
+                        hashes = el
+                elif el.tag == hash_tag:
+                    rel = el.findtext(path_tag)
+                    if rel:
+                        names[rel] = el.findtext(f".//{blake3_tag}") or names.get(rel)
+                    if hashes is not None:
+                        hashes.clear()  # a manifest of 200,000 files is not held
+                elif el.tag == _REPLACED_FILE:
+                    if el.text:
+                        names[el.text] = el.get("blake3") or names.get(el.text)
+                    el.clear()
+        except ET.ParseError as exc:
+            raise errors.HistoryError(f"{path} is not valid XML: {exc}") from exc
+    return names
+
+
+def latest_patterns(root: Path) -> list[str]:
+    """The ignore patterns of the latest generation of ``root``'s history (none when it has none)."""
     found = _manifests(root)
     patterns: list[str] = []
     if found:
         try:
-            for _event, el in ET.iterparse(found[-1][1], events=("start",)):  # noqa: S314 (as above)
-                if el.tag == f"{{{NS}}}hashes":
+            for event, el in ET.iterparse(found[-1][1], events=("start", "end")):  # noqa: S314 (as above)
+                if el.tag == f"{{{NS}}}hashes" or (el.tag == f"{{{NS}}}processinfo" and event == "end"):
                     break  # the patterns come before the first hash
-                if el.tag == f"{{{NS}}}pattern":
+                if el.tag == f"{{{NS}}}pattern" and event == "end":
                     patterns.append(el.text or "")
         except ET.ParseError as exc:
             raise errors.HistoryError(f"{found[-1][1]} is not valid XML: {exc}") from exc
+    return patterns
+
+
+def _matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
     import pathspec  # here, not at the top: its import cost every job's start-up 10 ms
 
-    spec = pathspec.PathSpec.from_lines("gitignore", patterns or ASCMHL_DEFAULT_IGNORE)
-    return lambda rel: is_ignored(rel) or spec.match_file(rel)
+    spec = pathspec.PathSpec.from_lines("gitignore", patterns)
+    return spec.match_file
+
+
+def latest_ignore(root: Path) -> Callable[[str], bool]:
+    """Whether a path under ``root`` (relative, POSIX) is left out of its history: castoff's own
+    bookkeeping (``is_ignored``), or a match of the latest generation's ignore patterns (the ones
+    ``ascmhl verify`` applies; its defaults when there are none), read as gitignore reads them."""
+    matches = _matcher(latest_patterns(root) or ASCMHL_DEFAULT_IGNORE)
+    return lambda rel: is_ignored(rel) or matches(rel)
 
 
 def _known_xxh128(root: Path, renames: dict[str, str] | None = None) -> dict[str, str]:
@@ -523,6 +578,24 @@ def _header(*, process: str, started: float, comment: str | None, ignore: Iterab
     )
 
 
+def _replaced_xml(replaced: list[Entry]) -> str:
+    """The files a generation records as castoff's replacements, in its ``<metadata>``: ASC MHL
+    cannot take new bytes at a path it has recorded (a changed file fails from then on: the
+    specification's ASC MHL Verify, note 2), and leaves a file that may change out by its ignore
+    list. So the generation ignores each such path, and castoff keeps the bytes it wrote there in
+    its own namespace, where ``castoff verify`` checks them (``ascmhl`` leaves them be)."""
+    if not replaced:
+        return ""
+    files = "".join(
+        f'      <castoff:file size="{e.size}" lastmodificationdate="{_iso(e.mtime_ns / 1e9)}"'
+        f' hashdate="{_iso(e.hashed_at, micro=True)}" xxh128="{e.xxh128}"'
+        + (f' blake3="{e.blake3}"' if e.blake3 else "")
+        + f">{escape(e.path)}</castoff:file>\n"
+        for e in replaced
+    )
+    return f"  <metadata>\n    <castoff:replaced>\n{files}    </castoff:replaced>\n  </metadata>\n"
+
+
 def _action(e: Entry, known: dict[str, str]) -> str:
     before = known.get(e.path)
     if before is None:
@@ -538,13 +611,18 @@ def write_generation(
     process: str = "transfer",
     comment: str | None = None,
     ignore: Iterable[str] = (),
+    carry_ignore: bool = False,
 ) -> Written | None:
     """Add a generation to ``root``'s history (creating it when there is none) listing ``entries``,
-    whose ignore list adds ``ignore`` (what the job left out) to ``IGNORE``.
+    whose ignore list adds ``ignore`` (what the job left out) to ``IGNORE``, and with
+    ``carry_ignore`` the latest generation's patterns (an ignore list only grows: a destination's).
 
     Entries ``from_earlier_job`` are left out when the history already records them (a re-run that
-    skipped them proves nothing new). Nothing is written when no entry remains. The manifest appears under
-    its name only complete and fsynced; then the chain that names it is replaced atomically."""
+    skipped them proves nothing new). An entry castoff ``written`` over other bytes the history has
+    at its path is a replacement (``_replaced_xml``): its path is ignored from then on, its bytes
+    in castoff's metadata, as are those of a path the carried patterns ignore. Nothing is written
+    when no entry remains. The manifest appears under its name only complete and fsynced; then the
+    chain that names it is replaced atomically."""
     entries = iter(entries)
     first = next(entries, None)
     if first is None:
@@ -557,6 +635,7 @@ def write_generation(
             process=process,
             comment=comment,
             ignore=ignore,
+            carry_ignore=carry_ignore,
         )
 
 
@@ -568,10 +647,19 @@ def _add_generation(
     process: str,
     comment: str | None,
     ignore: Iterable[str],
+    carry_ignore: bool,
 ) -> Written | None:
     """``write_generation``'s work, under its lock."""
     recover(root)
     gens = read_chain(root)
+    ignoring = list(dict.fromkeys((*IGNORE, *ignore)))
+    carried = [p for p in (latest_patterns(root) if carry_ignore and gens else ()) if p not in ignoring]
+    ignoring += carried
+    # a path the carried patterns ignore gets no hash (the specification's Ignore Semantic): only
+    # castoff's record of its bytes. (None without such patterns: no match tried per entry)
+    ignored = _matcher(carried) if carried else None
+    replaced: list[Entry] = []  # in the generation's metadata
+    new_replaced: list[str] = []  # of them, replaced in this job
     history: dict[str, str] | None = None  # read when an entry needs it: a re-run may not
     renamed: dict[str, str] = {}  # the history's renames, {previous path: path}
     elsewhere: dict[str, list[str]] | None = None  # xxh128: the history's paths of those bytes
@@ -622,24 +710,37 @@ def _add_generation(
     folder.mkdir(exist_ok=True)
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(_header(process=process, started=started, comment=comment, ignore=ignore))
-            fh.write("  <hashes>\n")
+            header = _header(process=process, started=started, comment=comment, ignore=ignoring)
+            fh.write(header)
             for e in entries:
                 if e.from_earlier_job and e.path in known():
                     continue
                 if not can_hold(e.path):
                     left_out.append(e.path)
                     continue
+                if ignored is not None and ignored(e.path):
+                    replaced.append(e)
+                    continue
                 action = _action(e, known())
+                if action == "failed" and e.written and (patterns := path_patterns(root, e.path)):
+                    ignoring += patterns
+                    replaced.append(e)
+                    new_replaced.append(e.path)
+                    continue
+                if written == 0:
+                    fh.write("  <hashes>\n")  # only with a hash in it (the schema's HashesType)
                 if action != "failed" and (previous := moved_from(e)) is not None:
                     fh.write(_hash_xml(dataclasses.replace(e, previous_path=previous), action))
                 else:
                     fh.write(_hash_xml(e, action))
                 written += 1
-            fh.write("  </hashes>\n</hashlist>\n")
+            fh.write(("  </hashes>\n" if written else "") + _replaced_xml(replaced) + "</hashlist>\n")
             fh.flush()
             os.fsync(fh.fileno())
-        if written == 0:
+        if new_replaced:  # the patterns come before the hashes: the header again, with them
+            again = _header(process=process, started=started, comment=comment, ignore=ignoring)
+            _rewrite_header(tmp, len(header.encode("utf-8")), again)
+        if written == 0 and not replaced:
             tmp.unlink()
             if not gens and not any(folder.iterdir()):
                 folder.rmdir()
@@ -656,7 +757,24 @@ def _add_generation(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return Written(final, number, written, tuple(left_out))
+    return Written(final, number, written + len(replaced), tuple(left_out), tuple(new_replaced))
+
+
+def _rewrite_header(tmp: Path, body_at: int, header: str) -> None:
+    """The manifest being written at ``tmp`` with ``header`` in place of what precedes ``body_at``:
+    written to another hidden file (fsynced) that then takes its name."""
+    other = tmp.with_name(tmp.name.replace(".mhl.tmp", "-header.mhl.tmp"))  # ``recover`` drops it
+    try:
+        with open(tmp, "rb") as fin, open(other, "wb") as fout:
+            fout.write(header.encode("utf-8"))
+            fin.seek(body_at)
+            while block := fin.read(1024 * 1024):
+                fout.write(block)
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.replace(other, tmp)
+    finally:
+        other.unlink(missing_ok=True)
 
 
 def _write_chain(folder: Path, gens: list[Generation]) -> None:

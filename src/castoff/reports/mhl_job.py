@@ -83,6 +83,7 @@ def destination_entries(
             blake3=blake3,
             hashed_at=float(verified_at),
             from_earlier_job=status == "skipped",
+            written=status == "verified",
         )
 
 
@@ -176,7 +177,13 @@ def _write(
     try:
         completed = mhl.complete_unfinished(root)
         written = mhl.write_generation(
-            root, entries, started=started, process=process, comment=comment, ignore=ignore
+            root,
+            entries,
+            started=started,
+            process=process,
+            comment=comment,
+            ignore=ignore,
+            carry_ignore=process == "transfer",  # a destination's: castoff's replacements stay ignored
         )
     except errors.HistoryError as exc:
         return MhlOutcome(str(root), None, f"ASC MHL not written: {exc}", ok=False)
@@ -190,6 +197,8 @@ def _write(
     if written is None:
         return MhlOutcome(str(root), None, f"ASC MHL: {done}nothing new to record", complete=True)
     note = f"; {left_out_text(written.left_out)}" if written.left_out else ""
+    if written.replaced:
+        note += f"; {replaced_text(written.replaced)}"
     return MhlOutcome(
         str(root),
         str(written.manifest),
@@ -204,6 +213,18 @@ def completed_text(completed: mhl.Completed) -> str:
     """What is said of a generation an earlier castoff left unfinished, completed now."""
     by = completed.comment.removeprefix("castoff ") if completed.comment else "an earlier job"
     return f"generation {completed.number}, left unfinished by {by}, completed"
+
+
+def replaced_text(paths: tuple[str, ...]) -> str:
+    """What is said of the files a generation records as replaced by castoff (``mhl._replaced_xml``)."""
+    named = ", ".join(repr(p) if not p.isprintable() else p for p in paths[:LEFT_OUT_SAID])
+    more = len(paths) - LEFT_OUT_SAID
+    return (
+        f"{plural(len(paths), 'file')} replaced with new bytes, ignored by the history from now on"
+        f" (ASC MHL cannot record a file's new bytes): {named}"
+        + (f" and {more} more" if more > 0 else "")
+        + "; castoff verify checks them against the bytes castoff recorded"
+    )
 
 
 #: how many of the files a generation left out its line names; the others are counted
