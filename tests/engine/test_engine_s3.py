@@ -912,6 +912,39 @@ def test_a_source_changed_before_a_bucket_only_jobs_second_read_is_said_on_the_c
     assert not [o for o in listed if o["Key"].endswith("C0001.MP4")], listed
 
 
+def test_a_file_deleted_before_a_bucket_only_jobs_second_read_is_left_out(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA N #8, a bucket's read: a multipart file only buckets take is read twice (to hash it,
+    then to send it); one deleted from its folder between the two reads (nothing of it sent yet)
+    is left out as one deleted before its first read is: no object, no upload left behind, exit 0."""
+    clip = write(tmp_path / "card" / "c43" / "CLIP" / "C0001.MP4", random.Random(43).randbytes(3 * 5 * MiB))
+    write(tmp_path / "card" / "c43" / "CLIP" / "C0002.MP4", b"a clip that stays")
+
+    def delete_after_the_first_read(event: Any) -> None:
+        if event.kind == "file-read" and str(event.data["rel_path"]).endswith("C0001.MP4"):
+            clip.unlink()
+
+    runner.hook = delete_after_the_first_read
+    bucket = s3dest(
+        rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
+    result = runner([tmp_path / "card" / "c43"], [bucket], **{**FAST, "chunk_size": 5 * MiB})
+    assert result.exit_code == 0, runner.logs()
+    assert (result.files, result.vanished) == (1, 1)
+    files = {r["rel_path"]: r for r in runner.catalog.job_files(runner.job_id)}
+    assert (files["c43/CLIP/C0001.MP4"]["status"], files["c43/CLIP/C0001.MP4"]["error_code"]) == (
+        "skipped",
+        "vanished",
+    )
+    assert set(runner.outcomes()) == {("c43/CLIP/C0002.MP4", bucket.name)}
+    assert result.lanes[bucket.name]["files_total"] == 1
+    assert runner.catalog.open_uploads() == []
+    admin = rclone_s3.admin_client()
+    listed = [o["Key"] for o in admin.list_objects_v2(Bucket=rclone_s3.bucket).get("Contents", [])]
+    assert listed == ["raw-shoots/c43/CLIP/C0002.MP4"], listed
+
+
 def test_an_upload_that_never_began_is_not_called_resumable(
     tmp_path: Path, runner: Runner, rclone_s3: Any, fault_proxy: Any
 ) -> None:

@@ -96,6 +96,10 @@ UNREAD_CODES: dict[str, type[errors.SourceError]] = {
     "not-utf8": errors.SourceNameError,
     "bad-time": errors.SourceTimeError,
 }
+#: the code and reason of a file deleted after the scan, before its read (``errors.SourceDeleted``):
+#: left out, as the scan's skips are (the reports' ``left_out``)
+VANISHED = "vanished"
+VANISHED_REASON = "deleted after the scan, before castoff read it"
 #: the destination is unusable for every file, not just this one: the lane goes down (no more
 #: file is tried there in this job). A one-off error of one file (a name the filesystem refuses,
 #: a file too big for FAT32, a conflict) is none of these and stays that file's.
@@ -187,6 +191,8 @@ class JobResult:
     bytes_from_copies: int = 0
     #: every destination was unusable before a file landed there (exit 2: nothing was written)
     no_destination: bool = False
+    #: files deleted after the scan, before castoff read them: left out, not in ``files``
+    vanished: int = 0
     #: empty source folders this job made, by local destination (those there before: not counted)
     folders_made: dict[str, int] = field(default_factory=dict)
     #: empty source folders not made at some local destination (exit 1, said one by one)
@@ -350,6 +356,12 @@ class Engine:
         self.bytes_from_copies = 0  # by the catch-up thread only: its reads of verified copies
         #: what the scan left out on purpose, by its code (junk, excluded, symlink, special)
         self.left_out: Counter[str] = Counter()
+        #: files deleted after the scan, before their read (``_leave_out_deleted``), and their
+        #: bytes: not the job's files (under ``_state``: the reader and the catch-up find them)
+        self.vanished = 0
+        self._vanished_bytes = 0
+        #: each source's device, as the scan found it, by its absolute path (``_deleted_from_folder``)
+        self._source_devs: dict[str, int] = {}
         #: the --include/--exclude patterns that matched nothing, when no file was found: said in
         #: the "nothing to copy" error instead of a warning each (``_nothing_to_copy``)
         self._unmatched: list[tuple[str, str]] = []
@@ -619,14 +631,15 @@ class Engine:
             job_id=self.job_id,
             exit_code=code,
             status=status,
-            files=self.files,
-            bytes=self.bytes,
+            files=self.files - self.vanished,
+            bytes=self.bytes - self._vanished_bytes,
             bytes_read=self.bytes_read + self.bytes_reread,
             bytes_from_copies=self.bytes_from_copies,
             peak_memory=self.budget.peak + self.catchup_budget.peak,
             released=self._released,
             lanes={ln.name: dict(vars(ln.stats)) for ln in self.lanes},
             no_destination=self.no_destination(),
+            vanished=self.vanished,
             folders_made=dict(self.folders_made),
             folders_failed=self.folders_failed,
             files_failed=files_failed or source_failed,
@@ -717,7 +730,7 @@ class Engine:
     def _nothing_found(self) -> bool:
         """No file to copy, not even one that failed to read: an empty mount point, not a card,
         or filters that left every file out. (A re-run's files verified before are files.)"""
-        return self.files == 0 and not self.catalog.any_source_failed(self.job_id)
+        return self.files == self.vanished and not self.catalog.any_source_failed(self.job_id)
 
     def _not_gone(self, lane: Lane) -> None:
         """A folder castoff verified copies in before, missing now, is a drive that is not mounted:
@@ -981,6 +994,9 @@ class Engine:
             st = os.stat(self.catalog.path.parent)
             roots.setdefault((st.st_dev, st.st_ino), STATE_FOLDER)
         filters = self.options.filters
+        for s in sources:
+            with contextlib.suppress(OSError):  # (the scan says why it cannot read one)
+                self._source_devs[os.path.abspath(s)] = os.stat(s).st_dev
         folders = {os.path.abspath(s) for s in sources} | {os.path.realpath(s) for s in sources}
         self._sources_hold_copies = self.catalog.holds_verified_copies(sorted(folders))
         matched: set[str] = set()
@@ -1541,6 +1557,8 @@ class Engine:
         except errors.Interrupted:
             return
         except errors.SourceError as exc:
+            if isinstance(exc, errors.SourceDeleted) and self._leave_out_deleted(fs, streams, live=live):
+                return
             if live:
                 self._source_failed(fs, exc)
             elif copy is not None:  # the copy's trouble, not the source's: the next copy, or the source
@@ -1617,6 +1635,8 @@ class Engine:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
+            if check_mtime and self._deleted_from_folder(src):
+                raise errors.SourceDeleted(f"{src.rel_path}: {VANISHED_REASON}") from exc
             raise errors.SourceVanished(f"{src.rel_path}: vanished before it was read") from exc
         except PermissionError as exc:
             raise errors.SourceReadError(
@@ -1919,6 +1939,79 @@ class Engine:
         with self._state:
             self._state.notify_all()
 
+    def _deleted_from_folder(self, src: SourceFile) -> bool:
+        """``src``, not found as its read opens it, was deleted from a folder that is still there
+        (an editor's lock or swap file, gone between the scan and the read): its folder, and the
+        source's own, still stat as the devices the scan found them on. Not so for a card pulled
+        (its folders gone, or its mount point left empty, on another device), a folder removed
+        with the file, or a file named as the source itself: those stay the source's failure."""
+        root = src.abs_path
+        for _ in range(src.rel_path.count("/")):  # (the source's label, then a name a level)
+            root = os.path.dirname(root)
+        dev = self._source_devs.get(os.path.abspath(root))
+        if root == src.abs_path or dev is None:
+            return False
+        try:
+            return os.stat(os.path.dirname(src.abs_path)).st_dev == src.dev and os.stat(root).st_dev == dev
+        except OSError:
+            return False
+
+    def _leave_out_deleted(self, fs: FileState, streams: list[Stream], *, live: bool) -> bool:
+        """``fs`` was deleted after the scan, before this read of ``streams`` opened it
+        (``_deleted_from_folder``): left out, as if the scan had not met it (code ``vanished``, in
+        the reports' ``left_out``), its streams ended with no outcome and off their destinations'
+        counts, an upload begun for it aborted: nothing of it anywhere, and the job's exit code
+        is what it would be without it. False (a failure, as before) when a destination has
+        already ended the file after a read of it (a bucket's second read, for its upload: the
+        others took the first): part of it was delivered."""
+        if not live and any(s.ended or s not in streams for s in fs.streams):
+            return False
+        with self._state:
+            fs.status = "vanished"  # the catch-up leaves out the streams it still holds
+            self.vanished += 1
+            self._vanished_bytes += fs.src.size
+        for row in self.catalog.leave_out(fs.file_id, reason=VANISHED_REASON, code=VANISHED):
+            # what was said of it as it was planned (verified there by an earlier job, say)
+            lane = next(ln for ln in self.lanes if ln.dest.ident == row["dest_ident"])
+            self._uncount(lane, fs.src.size, str(row["status"]), damaged=row["damaged"] is not None)
+        self.log(f"skip: {fs.src.rel_path}: {VANISHED_REASON}", "warning")
+        for s in fs.streams:
+            self._withdraw(s)
+        self._read_finished(fs)
+        return True
+
+    def _withdraw(self, stream: Stream) -> None:
+        """A stream of a file left out after it was planned (``_leave_out_deleted``): ended with
+        no outcome, off its destination's counts; an upload begun or resumed for it aborted."""
+        if not self._claim(stream):
+            return
+        lane = stream.lane
+        self._unsend(stream)
+        with lane.lock:
+            stream.feeding = False
+            lane.stats.files_total -= 1
+            lane.stats.bytes_total -= stream.file.src.size
+        self._abort_for_source(stream)
+        self._let_go(stream, stream.target)
+        self._stream_closed(stream)
+
+    @staticmethod
+    def _uncount(lane: Lane, size: int, status: str, *, damaged: bool) -> None:
+        """A file's outcome at ``lane``, recorded as it was planned, taken back off the counts
+        (``_plan_stream``'s and ``_tell``'s): the file is left out."""
+        st = lane.stats
+        with lane.lock:
+            st.files_total -= 1
+            st.bytes_total -= size
+            if status in ("skipped", "already"):  # (planned so: nothing to send)
+                st.bytes_skipped -= size
+            if status in ("skipped", "verified", "already"):
+                st.files_done -= 1
+            if status in ("skipped", "verified", "already", "failed", "incomplete", "conflict"):
+                setattr(st, status, getattr(st, status) - 1)
+            if damaged:
+                st.damaged -= 1
+
     def _read_finished(self, fs: FileState) -> None:
         fs.read_done = True
         with self._state:
@@ -1948,7 +2041,7 @@ class Engine:
         fs = group[0].file
         if not fs.read_done:
             return False
-        if fs.status == "failed":
+        if fs.status in ("failed", "vanished"):
             return True
         if any(s.lane.paused() for s in group):
             return False
@@ -1980,6 +2073,10 @@ class Engine:
             if fs.status == "failed":
                 for s in group:
                     s.lane.fail(s, fs.error or errors.SourceError("source failed"))
+                continue
+            if fs.status == "vanished":  # left out (``_leave_out_deleted``)
+                for s in group:
+                    self._withdraw(s)
                 continue
             # a destination that went down meanwhile: its streams end without another read
             for s in group:
@@ -3161,17 +3258,22 @@ class Engine:
         """A stream failed for its source (changed, unreadable): its upload aborted, a resumed one
         whose next part never went out too (QA H #6: else left at the bucket, listed by nothing;
         one castoff cannot abort stays in the catalog, for 'castoff uploads')."""
+        self._abort_for_source(stream)
+        self._end(stream, Outcome("failed", error=exc))
+
+    def _abort_for_source(self, stream: Stream) -> None:
+        """The stream's upload, begun or resumed (an earlier job's, whose next part never went
+        out), aborted and off the catalog: its source is not sent. One castoff cannot abort
+        stays in the catalog, for 'castoff uploads'."""
         lane = stream.lane
         if stream.upload is None and stream.resume_token is not None:
             try:
                 lane.dest.abort_token(stream.target, stream.resume_token)
             except errors.CastoffError as why:
                 self.log(f"{lane.name}: could not abort the old upload of {stream.target}: {why}", "warning")
-                self._end(stream, Outcome("failed", error=exc))
                 return
         if self._abort(stream):
             self._close_catalog_upload(stream)
-        self._end(stream, Outcome("failed", error=exc))
 
     def _abort(self, stream: Stream) -> bool:
         """Abort the stream's upload; False when the destination refuses (an expired key, a key
@@ -3506,7 +3608,7 @@ class Engine:
             self._check_released_locked()
 
     def _check_released_locked(self) -> None:
-        if self._released or not self._reading_done or self.cancel.is_set() or self.files == 0:
+        if self._released or not self._reading_done or self.cancel.is_set() or self.files == self.vanished:
             return  # (nothing was copied from a source with no file: no reason to release it)
         local = [ln for ln in self.lanes if ln.caps.is_local]
         if not local:

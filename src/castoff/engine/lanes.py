@@ -58,7 +58,8 @@ class FileState:
     #: each part's MD5 from the first read, kept for a bucket-only multipart file (see
     #: ``Engine._read_parts``); None when not kept or no longer trusted
     part_md5s: list[bytes] | None = None
-    status: str = "pending"  # pending, read, failed
+    #: pending, read, failed; vanished: deleted before its read, left out (``Engine._leave_out_deleted``)
+    status: str = "pending"
     error: errors.CastoffError | None = None
     #: the read has ended (or was not needed); read by the catch-up thread under the engine's
     #: state lock, and set before it is taken to wake that thread (never waited on by itself)
