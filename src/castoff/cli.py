@@ -774,11 +774,13 @@ def cmd_copy(
     argv: Sequence[str],
     *,
     workflow: Mapping[str, Any] | None = None,
+    given: Sequence[str] = (),
     notes: Sequence[str] = (),
 ) -> int:
     """``workflow``: the options a workflow's run copies with (``castoff run``), recorded with the
-    job so that ``--resume`` finishes it as it ran; ``notes``: said as warnings as the job starts,
-    and kept in its log."""
+    job so that ``--resume`` finishes it as it ran; ``given``: those of them that its command line
+    gave (or that of the run it resumes), not the workflow; ``notes``: said as warnings as the job
+    starts, and kept in its log."""
     from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
     from castoff.engine.retry import RetryPolicy
@@ -878,7 +880,11 @@ def cmd_copy(
                 "on_conflict": args.on_conflict,
                 "memory": memory,
                 "chunk_size": chunk,
-                **({"workflow": dict(workflow)} if workflow is not None else {}),
+                **(
+                    {"workflow": dict(workflow), "workflow_given": sorted(given)}
+                    if workflow is not None
+                    else {}
+                ),
             },
             pid=os.getpid(),
             proc_start=process_start(os.getpid()),
