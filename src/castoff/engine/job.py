@@ -1564,9 +1564,10 @@ class Engine:
             elif copy is not None:  # the copy's trouble, not the source's: the next copy, or the source
                 self._copy_failed(fs, copy, streams, exc)
             else:  # the source read again for these destinations: said, as the first read's trouble is
-                rel = src.rel_path
-                names = ", ".join(s.lane.name for s in streams)
-                self.log(f"{rel}: {_without_path(rel, str(exc))} (read again for {names})", "error")
+                if not isinstance(exc, errors.SourceChanged) or self._first_to_say_changed(fs):
+                    rel = src.rel_path
+                    names = ", ".join(s.lane.name for s in streams)
+                    self.log(f"{rel}: {_without_path(rel, str(exc))} (read again for {names})", "error")
                 for s in streams:
                     s.lane.fail(s, exc)
             return
@@ -1651,6 +1652,8 @@ class Engine:
                 raise errors.SourceChanged(
                     f"{src.rel_path}: changed between the scan and the read", hint="re-run the job"
                 )
+            if live:  # (its closing check makes sure that it does not move during the read)
+                fs.ctime_ns = st.st_ctime_ns
             if src.size > INLINE_COMMIT_MAX:  # a small file is one read: nothing to read ahead
                 with contextlib.suppress(OSError):
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -1938,6 +1941,43 @@ class Engine:
         fs.read_done = True
         with self._state:
             self._state.notify_all()
+
+    def _changed_since_read(self, stream: Stream, exc: BaseException) -> BaseException:
+        """``exc``, the stream's failure: a bucket refusing a part of the source's second read,
+        sent with the first read's MD5 as its Content-MD5 (``BadDigest``: ``_read_parts``), is
+        the source's change, not the network's corruption, when the source no longer stats as
+        the first read found it (size, mtime, inode, change time: a writer that rewrote bytes in
+        place and set the mtime back moves the change time all the same, QA N #9). Said once for
+        the file, as the second read's own trouble is. (A part sent from the bytes it was hashed
+        from is refused for the network's corruption alone.)"""
+        fs = stream.file
+        src = fs.src
+        if not isinstance(exc, errors.BadDigest) or stream.read_from is not None or fs.ctime_ns is None:
+            return exc
+        try:
+            st = os.stat(src.abs_path)
+        except OSError:  # (gone: not a change this can tell)
+            return exc
+        now = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns)
+        if now == (src.size, src.mtime_ns, src.ino, src.dev, fs.ctime_ns):
+            return exc
+        changed = errors.SourceChanged(
+            f"{src.rel_path}: changed since castoff read it (its size, mtime or change time moved)",
+            hint="let the writer finish, then re-run",
+        )
+        if self._first_to_say_changed(fs):
+            rel = src.rel_path
+            self.log(
+                f"{rel}: {_without_path(rel, str(changed))} (read again for {stream.lane.name})", "error"
+            )
+        return changed
+
+    def _first_to_say_changed(self, fs: FileState) -> bool:
+        """Whether the source's change (found by a second read or by a destination's refusal,
+        ``_changed_since_read``) is said here: the first of them says it, once."""
+        with self._state:
+            first, fs.said_changed = not fs.said_changed, True
+        return first
 
     def _deleted_from_folder(self, src: SourceFile) -> bool:
         """``src``, not found as its read opens it, was deleted from a folder that is still there
@@ -3140,6 +3180,7 @@ class Engine:
                 upload.abort()
                 self._drop_partial(stream)
             return
+        exc = self._changed_since_read(stream, exc)  # (then a source's failure: not sent again)
         if (
             lane.dead is not None
             and isinstance(exc, errors.DestinationError)
