@@ -567,13 +567,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         interrupted if interrupted is not None and _choose(args, w.name, interrupted) == "resume" else None
     )
     sources = _sources(args, w, resumed)
-    given = workflows.given_options(args, copy_parser())
+    typed = workflows.given_options(args, copy_parser())  # the options on this command line
     to, saved, given_then, ran_with, said = (
-        _as_it_ran(cfg, w, resumed, given)
+        _as_it_ran(cfg, w, resumed, typed)
         if resumed is not None
         else (list(w.to), dict(w.options), set[str](), "", "")
     )
-    options = workflows.merged_options(copy_parser(), saved, given)
+    options = workflows.merged_options(copy_parser(), saved, typed)
     before = runs.get(tuple(sources)) if resumed is None else None
     notes = _placed_anew(w, before, sources, options) if before is not None else []
     copy_argv = ["copy", *sources]
@@ -593,6 +593,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         parsed,
         [*workflows.run_argv(w.name), *sources],
         workflow=ran,
-        given=sorted(k for k in given_then | set(given) if k in ran),  # (a resumed job's, and this run's)
+        given=sorted(k for k in given_then | set(typed) if k in ran),  # (a resumed job's, and this run's)
         notes=notes,
     )
