@@ -264,6 +264,39 @@ def test_a_file_deleted_after_the_scan_from_its_folder_is_left_out_not_failed(
     assert result.released
 
 
+@pytest.mark.parametrize("folder", ["stays", "goes"])
+def test_a_file_listed_then_gone_as_the_scan_looks_at_it(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch, folder: str
+) -> None:
+    """QA N #8, as QA met it: the scan lists a folder, then looks at each file as the job gets to
+    it; an editor's lock file deleted in between is gone at that look. Its folder still there, it
+    is left out as one deleted before its read is; gone with its folder, it fails, as before."""
+    src = tmp_path / "src" / "card"
+    write(src / "DCIM" / "a.jpg", b"a")
+    lock = write(src / "DCIM" / "z.~lock.report.odt#", b"lock")
+    write(src / "other.jpg", b"o")
+
+    def delete_the_next_one(path: str) -> None:  # listed with a.jpg, looked at after it
+        if path.endswith("a.jpg"):
+            lock.unlink() if folder == "stays" else shutil.rmtree(lock.parent)
+
+    _delete_after_the_scan(monkeypatch, delete_the_next_one)
+    result = runner([src], [LocalDestination(tmp_path / "d")])
+    row = {r["rel_path"]: r for r in runner.catalog.job_files(runner.job_id)}["card/DCIM/z.~lock.report.odt#"]
+    if folder == "stays":
+        assert result.exit_code == 0, runner.logs()
+        assert (result.files, result.vanished) == (2, 1)
+        assert (row["status"], row["error_code"], row["error"]) == (
+            "skipped",
+            "vanished",
+            "deleted after the scan, before castoff read it",
+        )
+    else:
+        assert result.exit_code == 1 and result.vanished == 0
+        assert (row["status"], row["error_code"]) == ("failed", "source-vanished")
+    assert (tmp_path / "d" / "card" / "other.jpg").read_bytes() == b"o"
+
+
 def test_a_file_deleted_with_its_folder_after_the_scan_still_fails(
     tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:

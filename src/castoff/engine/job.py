@@ -92,7 +92,7 @@ CATCHUP_LOOKAHEAD = 257
 #: the scan's failures (``scan.Skipped.code``): what each file is recorded failed with
 UNREAD_CODES: dict[str, type[errors.SourceError]] = {
     "unreadable": errors.SourceReadError,
-    "vanished": errors.SourceVanished,
+    "gone": errors.SourceVanished,
     "not-utf8": errors.SourceNameError,
     "bad-time": errors.SourceTimeError,
 }
@@ -356,10 +356,12 @@ class Engine:
         self.bytes_from_copies = 0  # by the catch-up thread only: its reads of verified copies
         #: what the scan left out on purpose, by its code (junk, excluded, symlink, special)
         self.left_out: Counter[str] = Counter()
-        #: files deleted after the scan, before their read (``_leave_out_deleted``), and their
-        #: bytes: not the job's files (under ``_state``: the reader and the catch-up find them)
+        #: files deleted after the scan listed them, before castoff read them: left out (under
+        #: ``_state``: the reader and the catch-up find them); of them, those found once they were
+        #: among the job's files (``_leave_out_deleted``), and their bytes: taken off again
         self.vanished = 0
-        self._vanished_bytes = 0
+        self._withdrawn = 0
+        self._withdrawn_bytes = 0
         #: each source's device, as the scan found it, by its absolute path (``_deleted_from_folder``)
         self._source_devs: dict[str, int] = {}
         #: the --include/--exclude patterns that matched nothing, when no file was found: said in
@@ -631,8 +633,8 @@ class Engine:
             job_id=self.job_id,
             exit_code=code,
             status=status,
-            files=self.files - self.vanished,
-            bytes=self.bytes - self._vanished_bytes,
+            files=self.files - self._withdrawn,
+            bytes=self.bytes - self._withdrawn_bytes,
             bytes_read=self.bytes_read + self.bytes_reread,
             bytes_from_copies=self.bytes_from_copies,
             peak_memory=self.budget.peak + self.catchup_budget.peak,
@@ -730,7 +732,7 @@ class Engine:
     def _nothing_found(self) -> bool:
         """No file to copy, not even one that failed to read: an empty mount point, not a card,
         or filters that left every file out. (A re-run's files verified before are files.)"""
-        return self.files == self.vanished and not self.catalog.any_source_failed(self.job_id)
+        return self.files == self._withdrawn and not self.catalog.any_source_failed(self.job_id)
 
     def _not_gone(self, lane: Lane) -> None:
         """A folder castoff verified copies in before, missing now, is a drive that is not mounted:
@@ -1007,22 +1009,23 @@ class Engine:
                 self._empty.append(item)
                 continue
             group.next_file()
-            if not isinstance(item, SourceFile) and item.code in UNREAD_CODES:
-                self._unread(item)
-                continue
             if not isinstance(item, SourceFile):
-                self.left_out[item.code] += 1
+                code, reason = item.code, item.reason
+                if code == "gone" and self._deleted_from_folder(item.abs_path, item.rel_path, None):
+                    code, reason = VANISHED, VANISHED_REASON  # listed, then gone as the scan looked
+                    with self._state:
+                        self.vanished += 1
+                elif code in UNREAD_CODES:
+                    self._unread(item)
+                    continue
+                self.left_out[code] += 1
                 self.catalog.add_skipped_file(
-                    self.job_id,
-                    rel_path=item.rel_path,
-                    abs_path=item.abs_path,
-                    reason=item.reason,
-                    code=item.code,
+                    self.job_id, rel_path=item.rel_path, abs_path=item.abs_path, reason=reason, code=code
                 )
-                if item.code == "excluded" and self.left_out[item.code] > FILTERED_SAID:
-                    self.log(f"skip: {item.rel_path}: {item.reason}", "debug")
-                elif item.code != "junk":
-                    self.log(f"skip: {item.rel_path}: {item.reason}", "warning")
+                if code == "excluded" and self.left_out[code] > FILTERED_SAID:
+                    self.log(f"skip: {item.rel_path}: {reason}", "debug")
+                elif code != "junk":
+                    self.log(f"skip: {item.rel_path}: {reason}", "warning")
                 continue
             self._one_file(item, group)
         self.catalog.scan_finished(self.job_id)  # every file of the sources is in the catalog
@@ -1636,7 +1639,7 @@ class Engine:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
-            if check_mtime and self._deleted_from_folder(src):
+            if check_mtime and self._deleted_from_folder(src.abs_path, src.rel_path, src.dev):
                 raise errors.SourceDeleted(f"{src.rel_path}: {VANISHED_REASON}") from exc
             raise errors.SourceVanished(f"{src.rel_path}: vanished before it was read") from exc
         except PermissionError as exc:
@@ -1979,22 +1982,25 @@ class Engine:
             first, fs.said_changed = not fs.said_changed, True
         return first
 
-    def _deleted_from_folder(self, src: SourceFile) -> bool:
-        """``src``, not found as its read opens it, was deleted from a folder that is still there
-        (an editor's lock or swap file, gone between the scan and the read): its folder, and the
-        source's own, still stat as the devices the scan found them on. Not so for a card pulled
-        (its folders gone, or its mount point left empty, on another device), a folder removed
-        with the file, or a file named as the source itself: those stay the source's failure."""
-        root = src.abs_path
-        for _ in range(src.rel_path.count("/")):  # (the source's label, then a name a level)
+    def _deleted_from_folder(self, abs_path: str, rel_path: str, dev: int | None) -> bool:
+        """The file at ``abs_path`` (``rel_path``; on device ``dev`` as the scan found it, None:
+        the scan's look at it found it gone), not found as castoff reads it, was deleted from a
+        folder that is still there (an editor's lock or swap file, gone between the scan's listing
+        and the read): its folder, and the source's own, still stat as the devices the scan found
+        them on (its folder, without ``dev``: the source's). Not so for a card pulled (its folders
+        gone, or its mount point left empty, on another device), a folder removed with the file,
+        or a file named as the source itself: those stay the source's failure."""
+        root = abs_path
+        for _ in range(rel_path.count("/")):  # (the source's label, then a name a level)
             root = os.path.dirname(root)
-        dev = self._source_devs.get(os.path.abspath(root))
-        if root == src.abs_path or dev is None:
+        root_dev = self._source_devs.get(os.path.abspath(root))
+        if root == abs_path or root_dev is None:
             return False
         try:
-            return os.stat(os.path.dirname(src.abs_path)).st_dev == src.dev and os.stat(root).st_dev == dev
+            folder, top = os.stat(os.path.dirname(abs_path)), os.stat(root)
         except OSError:
             return False
+        return folder.st_dev == (root_dev if dev is None else dev) and top.st_dev == root_dev
 
     def _leave_out_deleted(self, fs: FileState, streams: list[Stream], *, live: bool) -> bool:
         """``fs`` was deleted after the scan, before this read of ``streams`` opened it
@@ -2009,7 +2015,8 @@ class Engine:
         with self._state:
             fs.status = "vanished"  # the catch-up leaves out the streams it still holds
             self.vanished += 1
-            self._vanished_bytes += fs.src.size
+            self._withdrawn += 1
+            self._withdrawn_bytes += fs.src.size
         for row in self.catalog.leave_out(fs.file_id, reason=VANISHED_REASON, code=VANISHED):
             # what was said of it as it was planned (verified there by an earlier job, say)
             lane = next(ln for ln in self.lanes if ln.dest.ident == row["dest_ident"])
@@ -3649,7 +3656,7 @@ class Engine:
             self._check_released_locked()
 
     def _check_released_locked(self) -> None:
-        if self._released or not self._reading_done or self.cancel.is_set() or self.files == self.vanished:
+        if self._released or not self._reading_done or self.cancel.is_set() or self.files == self._withdrawn:
             return  # (nothing was copied from a source with no file: no reason to release it)
         local = [ln for ln in self.lanes if ln.caps.is_local]
         if not local:
