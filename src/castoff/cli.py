@@ -774,11 +774,13 @@ def cmd_copy(
     argv: Sequence[str],
     *,
     workflow: Mapping[str, Any] | None = None,
+    given: Sequence[str] = (),
     notes: Sequence[str] = (),
 ) -> int:
     """``workflow``: the options a workflow's run copies with (``castoff run``), recorded with the
-    job so that ``--resume`` finishes it as it ran; ``notes``: said as warnings as the job starts,
-    and kept in its log."""
+    job so that ``--resume`` finishes it as it ran; ``given``: those of them that its command line
+    gave (or that of the run it resumes), not the workflow; ``notes``: said as warnings as the job
+    starts, and kept in its log."""
     from castoff.commands.common import resolver
     from castoff.engine.job import Engine, JobOptions
     from castoff.engine.retry import RetryPolicy
@@ -878,7 +880,11 @@ def cmd_copy(
                 "on_conflict": args.on_conflict,
                 "memory": memory,
                 "chunk_size": chunk,
-                **({"workflow": dict(workflow)} if workflow is not None else {}),
+                **(
+                    {"workflow": dict(workflow), "workflow_given": sorted(given)}
+                    if workflow is not None
+                    else {}
+                ),
             },
             pid=os.getpid(),
             proc_start=process_start(os.getpid()),
@@ -1000,6 +1006,7 @@ def cmd_copy(
                     "problems": finished.problems,
                     "files": result.files,
                     "bytes": result.bytes,
+                    "vanished": result.vanished,
                     "seconds": round(elapsed, 3),
                     "destinations": result.lanes,
                     "empty_folders_made": result.folders_made,
@@ -1017,6 +1024,7 @@ def cmd_copy(
             soft_wrap=True,
         )
         _say_partial(console, catalog, job_id)
+        _say_vanished(console, result)
         console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
         for text in finished.problems:
             console.print(text, style="red", highlight=False, markup=False, soft_wrap=True)
@@ -1035,6 +1043,7 @@ def cmd_copy(
             f" in {elapsed:.1f}s ({_read_text(result, elapsed)})"
         )
         _say_partial(console, catalog, job_id)
+        _say_vanished(console, result)
         if result.folders_made:
             console.print(_folders_text(result.folders_made), markup=False, highlight=False, soft_wrap=True)
         console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
@@ -1274,6 +1283,21 @@ def _say_partial(console: Console, catalog: Catalog, job_id: str) -> None:
         console.print(
             "the job stopped before it had found every file of its sources: the counts and the report"
             " are of the files it had found; a re-run of the same command finds and copies the rest",
+            style="yellow",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _say_vanished(console: Console, result: JobResult) -> None:
+    """The files deleted after the scan, before castoff read them (each named as it was met):
+    left out, not among the job's files, and no failure."""
+    if result.vanished:
+        console.print(
+            f"left out: {plural(result.vanished, 'file')} deleted after the scan, before castoff read"
+            f" {'it' if result.vanished == 1 else 'them'} (an editor's lock or swap file, say): named"
+            " above and in the report; not a failure",
             style="yellow",
             markup=False,
             highlight=False,

@@ -21,6 +21,8 @@ cannot be translated is re-raised as it is, never swallowed.
     │   │   └── SourceDamaged          a copy castoff verified at a local destination, read as a
     │   │                              source, no longer holds those bytes: a re-run meets it again
     │   ├── SourceVanished             deleted or the card was removed
+    │   │   └── SourceDeleted          gone at its open, its folder still there (an editor's lock
+    │   │                              or swap file): left out (code ``vanished``), not a failure
     │   └── SourceReadError            EIO, permission denied, ...
     │       ├── SourceNameError        its name is not UTF-8: a re-run meets it again (rename it)
     │       └── SourceTimeError        its mtime is outside 1677-2262: a re-run meets it again (touch it)
@@ -165,6 +167,12 @@ class SourceDamaged(SourceChanged):
 
 class SourceVanished(SourceError):
     code = "source-vanished"
+
+
+class SourceDeleted(SourceVanished):
+    """Deleted after the scan listed it, before castoff opened it, from a folder that is still
+    there, on the same device: the job leaves it out (the reports' ``left_out``, code
+    ``vanished``), as if the scan had not met it."""
 
 
 class SourceReadError(SourceError):

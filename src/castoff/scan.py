@@ -156,7 +156,8 @@ class Skipped:
     abs_path: str
     rel_path: str
     reason: str
-    #: junk, excluded, symlink, special, destination, state: left out; unreadable, vanished, and
+    #: junk, excluded, symlink, special, destination, state: left out; unreadable, gone (listed,
+    #: then not found: the engine leaves it out as ``vanished`` when its folder is still there), and
     #: not-utf8, bad-time (a name or a time castoff cannot record: a re-run meets it again): failures
     code: str
 
@@ -535,7 +536,7 @@ def _walk(
             if is_link and (broken := _broken_link(e.path, exc)) is not None:
                 yield _skipped(child_shown, child_rel, broken, "symlink")  # (a re-run meets it again)
             elif isinstance(exc, FileNotFoundError):
-                yield _skipped(child_shown, child_rel, "vanished before it was read", "vanished")
+                yield _skipped(child_shown, child_rel, "vanished before it was read", "gone")
             else:
                 yield _skipped(child_shown, child_rel, f"cannot read: {exc.strerror}", "unreadable")
             continue

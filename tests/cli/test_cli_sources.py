@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -387,3 +389,63 @@ def test_a_file_whose_time_the_catalog_cannot_hold_fails_alone_and_the_others_ar
     r = run_castoff("copy", str(card), "--to", str(out), state=state)
     assert r.returncode == 0, r.stderr
     assert (out / "card" / "y.jpg").read_bytes() == b"y.jpg"
+
+
+#: castoff as ``python -c DELETE_AFTER_THE_SCAN NAME ARGS…``: each file named NAME is deleted as
+#: the job's scan lists it, before castoff reads it (an editor's lock file in a living folder)
+DELETE_AFTER_THE_SCAN = """
+import os, runpy, sys
+from castoff.engine import job
+from castoff.scan import SourceFile, scan
+
+name = sys.argv.pop(1)
+
+def scan_then_delete(*args, **kw):
+    for item in scan(*args, **kw):
+        if isinstance(item, SourceFile) and os.path.basename(item.abs_path) == name:
+            os.unlink(item.abs_path)
+        yield item
+
+job.scan = scan_then_delete
+sys.argv = ["castoff", *sys.argv[1:]]
+runpy.run_module("castoff", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_file_deleted_after_the_scan_is_left_out_said_once_and_exits_0(tmp_path: Path) -> None:
+    """QA N #8: an editor's lock file, deleted between the scan and its read, failed the job (exit 1,
+    "failed 1") with a hint to re-run, which had nothing to retry. It is left out now: said once,
+    counted at the end, in the report's left_out with the code vanished, and the job exits 0."""
+    project = tmp_path / "project"
+    write(project / "report.odt", b"the report")
+    write(project / ".~lock.report.odt#", b"an editor's lock")
+    out, state = tmp_path / "nas", tmp_path / "s"
+    r = subprocess.run(
+        [
+            *(sys.executable, "-c", DELETE_AFTER_THE_SCAN, ".~lock.report.odt#"),
+            *("--state-dir", str(state), "copy", str(project), "--to", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    line = "skip: project/.~lock.report.odt#: deleted after the scan, before castoff read it"
+    assert said.count(line) == 1, said
+    assert "left out: 1 file deleted after the scan, before castoff read it" in said
+    assert "did not reach" not in said and "Re-run" not in said, said
+    assert "Source can be released" in said
+    assert sorted(os.listdir(out / "project")) == ["report.odt"]
+    report = max((state / "reports").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    data = json.loads(report.read_text())
+    assert data["left_out"] == [
+        {
+            "path": "project/.~lock.report.odt#",
+            "reason": "deleted after the scan, before castoff read it",
+            "code": "vanished",
+        }
+    ]
+    assert [f["path"] for f in data["files"]] == ["project/report.odt"]

@@ -1039,6 +1039,49 @@ def test_resume_finishes_the_job_as_it_ran_after_the_workflow_was_edited(
     assert r.returncode == 0 and "differs from its last run" not in text(r)
 
 
+def test_an_option_given_to_the_killed_run_or_to_the_resume_is_no_change_of_the_workflow(
+    castoff: Castoff, tmp_path: Path, card: Path
+) -> None:
+    """QA N #6: a run killed with --chunk-size on its command line, resumed with 'castoff run w
+    --resume' (or the reverse), said "the workflow has changed since (options changed:
+    --chunk-size)": nobody had edited the workflow. The resumed job uses what the killed run
+    used, says the option given to that run as such, and an option given to the resume as given
+    now; an edit of the workflow is still said."""
+    assert castoff("dest", "add", "ssd", "local", str(tmp_path / "ssd")).returncode == 0
+    assert castoff("workflow", "save", "w", "--to", "@ssd", "--source", str(card)).returncode == 0
+    assert castoff("run", "w", "--chunk-size", "8M").returncode == 0
+    _interrupt(castoff, str(_last_job(castoff)["id"]))
+    r = castoff("run", "w", "--resume")
+    assert r.returncode == 0, text(r)
+    assert "as it ran (with --chunk-size 8M, given to that run):" in text(r), text(r)
+    assert "changed" not in text(r), text(r)
+    resumed = _last_job(castoff)
+    assert resumed["options"]["workflow"] == {"chunk_size": "8M"}  # type: ignore[index]
+    assert resumed["options"]["chunk_size"] == 8 * 1024 * 1024  # type: ignore[index]
+
+    _interrupt(castoff, str(resumed["id"]))  # that one killed too: resumed with another value
+    r = castoff("run", "w", "--resume", "--chunk-size", "4M")
+    assert r.returncode == 0, text(r)
+    assert "as it ran (--chunk-size 4M as given now):" in text(r) and "changed" not in text(r), text(r)
+    assert _last_job(castoff)["options"]["chunk_size"] == 4 * 1024 * 1024  # type: ignore[index]
+
+    assert castoff("run", "w").returncode == 0  # the reverse: killed without it, resumed with it
+    _interrupt(castoff, str(_last_job(castoff)["id"]))
+    r = castoff("run", "w", "--resume", "--chunk-size", "8M")
+    assert r.returncode == 0, text(r)
+    assert "as it ran (--chunk-size 8M as given now):" in text(r) and "changed" not in text(r), text(r)
+    _interrupt(castoff, str(_last_job(castoff)["id"]))
+    r = castoff("run", "w", "--resume")
+    assert "as it ran (with --chunk-size 8M, given to that run):" in text(r) and "changed" not in text(r)
+
+    assert castoff("run", "w").returncode == 0  # an edit of the workflow is one, and said
+    _interrupt(castoff, str(_last_job(castoff)["id"]))
+    assert castoff("workflow", "edit", "w", "--on-conflict", "skip").returncode == 0
+    r = castoff("run", "w", "--resume", "--chunk-size", "4M")
+    assert r.returncode == 0, text(r)
+    assert "the workflow has changed since (options changed: --on-conflict)" in text(r), text(r)
+
+
 def test_resume_refuses_what_it_cannot_finish_as_it_ran(castoff: Castoff, tmp_path: Path, card: Path) -> None:
     """A destination no longer saved, or a job of a castoff that did not record its options
     whose destinations changed: refused (exit 2), naming what changed and the choices."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import time
 import unicodedata
@@ -203,31 +204,125 @@ def test_a_source_rewritten_in_place_during_the_read_with_its_mtime_set_back_lea
     assert "change time" in row["error"]
 
 
-def test_source_deleted_between_scan_and_read(
-    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _delete_after_the_scan(monkeypatch: pytest.MonkeyPatch, delete: Callable[[str], None]) -> None:
+    """The job's scan calls ``delete`` with each file's path as it lists it: gone before its read."""
     from castoff.engine import job as job_module
     from castoff.scan import SourceFile, scan
 
-    src = tmp_path / "src" / "card"
-    write(src / "a.jpg", b"a")
-    gone = write(src / "b.jpg", b"b")
-
-    def scan_then_pull_card(sources, filters, destinations, **kw):  # type: ignore[no-untyped-def]
+    def scan_then_delete(sources, filters, destinations, **kw):  # type: ignore[no-untyped-def]
         for item in scan(sources, filters, destinations, **kw):
-            if isinstance(item, SourceFile) and item.abs_path == str(gone):
-                gone.unlink()  # seen by the scan, gone before the read
+            if isinstance(item, SourceFile):
+                delete(item.abs_path)
             yield item
 
-    monkeypatch.setattr(job_module, "scan", scan_then_pull_card)
+    monkeypatch.setattr(job_module, "scan", scan_then_delete)
+
+
+def test_a_file_deleted_after_the_scan_from_its_folder_is_left_out_not_failed(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA N #8: an editor's lock file in a project folder, listed by the scan and deleted before
+    castoff opened it, failed the job (exit 1, "failed 1", a re-run with nothing to retry). Its
+    folder is still there: it is left out (code vanished), said once, written nowhere, and the
+    job ends as it would without it. Its earlier copy's "verified there before" at one
+    destination goes too: nothing is said of the file anywhere."""
+    src = tmp_path / "src" / "card"
+    write(src / "a.jpg", b"a")
+    lock = write(src / "z.~lock.report.odt#", b"lock")
+    d1 = LocalDestination(tmp_path / "d1")
+    assert runner([src], [d1]).exit_code == 0  # verified at d1: only d2 reads it now
+    d2 = LocalDestination(tmp_path / "d2")
+    _delete_after_the_scan(monkeypatch, lambda path: os.unlink(path) if path == str(lock) else None)
+    result = runner([src], [d1, d2])
+    assert result.exit_code == 0, runner.logs()
+    assert (result.files, result.vanished, result.bytes) == (1, 1, 1)
+    files = {r["rel_path"]: r for r in runner.catalog.job_files(runner.job_id)}
+    row = files["card/z.~lock.report.odt#"]
+    assert (row["status"], row["error_code"]) == ("skipped", "vanished")
+    assert row["error"] == "deleted after the scan, before castoff read it"
+    assert {k[0] for k in runner.outcomes()} == {"card/a.jpg"}  # none for the file left out
+    said = [
+        e.data["message"]
+        for e in runner.events
+        if e.kind == "log" and e.data["level"] != "debug" and "z.~lock" in str(e.data["message"])
+    ]
+    assert said == ["skip: card/z.~lock.report.odt#: deleted after the scan, before castoff read it"]
+    assert not (tmp_path / "d2" / "card" / "z.~lock.report.odt#").exists()
+    assert (tmp_path / "d2" / "card" / "a.jpg").read_bytes() == b"a"
+    assert not partials(tmp_path / "d2")
+    counts = result.lanes
+    assert (counts[d1.name]["files_total"], counts[d1.name]["skipped"], counts[d1.name]["bytes_skipped"]) == (
+        1,
+        1,
+        1,
+    )
+    assert (counts[d2.name]["files_total"], counts[d2.name]["verified"], counts[d2.name]["failed"]) == (
+        1,
+        1,
+        0,
+    )
+    assert result.released
+
+
+@pytest.mark.parametrize("folder", ["stays", "goes"])
+def test_a_file_listed_then_gone_as_the_scan_looks_at_it(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch, folder: str
+) -> None:
+    """QA N #8, as QA met it: the scan lists a folder, then looks at each file as the job gets to
+    it; an editor's lock file deleted in between is gone at that look. Its folder still there, it
+    is left out as one deleted before its read is; gone with its folder, it fails, as before."""
+    src = tmp_path / "src" / "card"
+    write(src / "DCIM" / "a.jpg", b"a")
+    lock = write(src / "DCIM" / "z.~lock.report.odt#", b"lock")
+    write(src / "other.jpg", b"o")
+
+    def delete_the_next_one(path: str) -> None:  # listed with a.jpg, looked at after it
+        if path.endswith("a.jpg"):
+            lock.unlink() if folder == "stays" else shutil.rmtree(lock.parent)
+
+    _delete_after_the_scan(monkeypatch, delete_the_next_one)
+    result = runner([src], [LocalDestination(tmp_path / "d")])
+    row = {r["rel_path"]: r for r in runner.catalog.job_files(runner.job_id)}["card/DCIM/z.~lock.report.odt#"]
+    if folder == "stays":
+        assert result.exit_code == 0, runner.logs()
+        assert (result.files, result.vanished) == (2, 1)
+        assert (row["status"], row["error_code"], row["error"]) == (
+            "skipped",
+            "vanished",
+            "deleted after the scan, before castoff read it",
+        )
+    else:
+        assert result.exit_code == 1 and result.vanished == 0
+        assert (row["status"], row["error_code"]) == ("failed", "source-vanished")
+    assert (tmp_path / "d" / "card" / "other.jpg").read_bytes() == b"o"
+
+
+def test_a_file_deleted_with_its_folder_after_the_scan_still_fails(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file gone with its folder (a card pulled takes its folders along) is not taken for an
+    editor's temp file: it fails, as before, and the job exits 1."""
+    src = tmp_path / "src" / "card"
+    write(src / "a.jpg", b"a")
+    gone = write(src / "DCIM" / "b.jpg", b"b")
+
+    def remove_its_folder(path: str) -> None:
+        if path == str(gone):
+            shutil.rmtree(gone.parent)
+
+    _delete_after_the_scan(monkeypatch, remove_its_folder)
     dest = LocalDestination(tmp_path / "d")
     result = runner([src], [dest])
     assert result.exit_code == 1
+    assert result.vanished == 0
     files = {r["rel_path"]: r for r in runner.catalog.job_files(runner.job_id)}
-    assert files["card/b.jpg"]["error_code"] == "source-vanished"
-    assert "vanished" in files["card/b.jpg"]["error"]
+    assert (files["card/DCIM/b.jpg"]["status"], files["card/DCIM/b.jpg"]["error_code"]) == (
+        "failed",
+        "source-vanished",
+    )
+    assert "vanished" in files["card/DCIM/b.jpg"]["error"]
     assert (tmp_path / "d" / "card" / "a.jpg").read_bytes() == b"a"
-    assert not (tmp_path / "d" / "card" / "b.jpg").exists()
+    assert not (tmp_path / "d" / "card" / "DCIM" / "b.jpg").exists()
 
 
 def test_rerun_skips_what_is_verified_and_recopies_what_went_missing(tmp_path: Path, runner: Runner) -> None:

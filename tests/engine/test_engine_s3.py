@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -388,7 +389,8 @@ def test_a_source_rewritten_between_the_two_reads_is_refused_part_by_part(
     tmp_path: Path, runner: Runner, rclone_s3: Any, monkeypatch: Any
 ) -> None:
     """Same size, same mtime, other bytes: the server refuses the part whose Content-MD5 (from
-    the first read) does not match; the retry hashes again and names the changed source."""
+    the first read) does not match; the source's change time moved since that read, so the file
+    fails as the source's change (QA N #9), not sent again as if the network had corrupted it."""
     from castoff.engine.job import Engine
 
     rng = random.Random(12)
@@ -416,8 +418,9 @@ def test_a_source_rewritten_between_the_two_reads_is_refused_part_by_part(
     result = runner([src.parent], [bucket], chunk_size=5 * MiB, **FAST)
     assert rewritten and result.exit_code == 1
     row = runner.outcomes()[("card/C0002.MP4", bucket.name)]
-    assert row["status"] == "failed"
-    assert "no longer matches the source's BLAKE3" in row["error"], row["error"]
+    assert (row["status"], row["error_code"]) == ("failed", errors.SourceChanged.code)
+    assert "changed since castoff read it" in row["error"], row["error"]
+    assert "sent again" not in (row["detail"] or ""), row["detail"]
     admin = rclone_s3.admin_client()
     assert "Contents" not in admin.list_objects_v2(Bucket=rclone_s3.bucket, Prefix="raw-shoots/card/")
     assert admin.list_multipart_uploads(Bucket=rclone_s3.bucket).get("Uploads", []) == []
@@ -828,6 +831,91 @@ def test_a_file_changed_in_place_since_it_was_copied_is_not_sent_under_its_old_h
     assert {k.lower(): v for k, v in obj["Metadata"].items()}["blake3"] == new
 
 
+@pytest.mark.parametrize("first", ["refused first", "read ends first"])
+def test_a_source_changed_during_a_bucket_only_jobs_second_read_is_said_as_its_change_not_the_networks(
+    tmp_path: Path, runner: Runner, rclone_s3: Any, monkeypatch: Any, first: str
+) -> None:
+    """QA N #9: the second read of a bucket-only multipart file (its upload, each part sent with
+    the first read's MD5) meets a writer rewriting part 2 in place, its mtime set back. The
+    server refuses that part (BadDigest), and the job said "corrupted on the way", a network
+    fault, when the read's own closing check (the change time moved) said the source changed.
+    Whichever ends first, the refusal or the read, the file fails as the source's change."""
+    from castoff.engine.job import Engine
+    from castoff.engine.lanes import Lane
+
+    data = random.Random(44).randbytes(4 * 5 * MiB)
+    src = write(tmp_path / "card" / "c44" / "C0001.MP4", data)
+    st = src.stat()
+    real_read_parts, real_read, real_fail, real_check = (
+        Engine._read_parts,
+        Engine._read_exactly,
+        Lane.fail,
+        Engine._check_unchanged,
+    )
+    second, refused, checked = threading.Event(), threading.Event(), threading.Event()
+
+    def read_parts(self: Engine, fs: Any, streams: Any, path: str, *, live: bool, **kw: Any) -> Any:
+        if not live:
+            second.set()
+        return real_read_parts(self, fs, streams, path, live=live, **kw)
+
+    def read_exactly(fd: int, view: memoryview, offset: int, rel: str) -> None:
+        if second.is_set() and offset == 5 * MiB:  # a writer rewrites part 2, then sets the time back
+            with open(src, "r+b") as fh:
+                fh.seek(5 * MiB)
+                fh.write(bytes(b ^ 0xFF for b in data[5 * MiB : 5 * MiB + 4096]))
+            os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+        if second.is_set() and offset == 15 * MiB and first == "refused first":
+            assert refused.wait(60), "part 2 was not refused"
+        real_read(fd, view, offset, rel)
+
+    def fail(self: Lane, stream: Any, exc: BaseException) -> None:
+        if isinstance(exc, errors.BadDigest):
+            refused.set()
+        real_fail(self, stream, exc)
+
+    def check_unchanged(self: Engine, *args: Any, **kw: Any) -> None:
+        try:
+            real_check(self, *args, **kw)
+        finally:
+            if second.is_set():
+                checked.set()
+
+    class HeldBack:  # the read's end comes first: part 2's answer waits for it
+        @staticmethod
+        def wrap(put: Any) -> Any:
+            def put_part(upload: Any, index: int, *args: Any) -> Any:
+                if second.is_set() and index == 1 and first == "read ends first":
+                    assert checked.wait(60), "the read did not end"
+                return put(upload, index, *args)
+
+            return put_part
+
+    monkeypatch.setattr(Engine, "_read_parts", read_parts)
+    monkeypatch.setattr(Engine, "_read_exactly", staticmethod(read_exactly))
+    monkeypatch.setattr(Lane, "fail", fail)
+    monkeypatch.setattr(Engine, "_check_unchanged", check_unchanged)
+    from castoff.destinations.s3 import S3Upload
+
+    monkeypatch.setattr(S3Upload, "put_part", HeldBack.wrap(S3Upload.put_part))
+    bucket = s3dest(
+        rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
+    result = runner([src.parent], [bucket], chunk_size=5 * MiB, **FAST)
+    assert second.is_set() and refused.is_set() and checked.is_set()
+    assert result.exit_code == 1
+    row = runner.outcomes()[("c44/C0001.MP4", bucket.name)]
+    assert (row["status"], row["error_code"]) == ("failed", errors.SourceChanged.code), dict(row)
+    why = ("modified while it was read", "changed since castoff read it")  # (which found it first)
+    assert any(w in row["error"] for w in why) and "corrupted" not in row["error"], row["error"]
+    said = " ".join(" ".join(runner.logs()).split())
+    assert "corrupted on the way" not in said and "sending it again" not in said, said
+    assert sum(said.count(f"c44/C0001.MP4: {w}") for w in why) == 1, said  # said once
+    assert runner.catalog.open_uploads() == []
+    listed = rclone_s3.admin_client().list_objects_v2(Bucket=rclone_s3.bucket).get("Contents", [])
+    assert not [o for o in listed if o["Key"].endswith("C0001.MP4")], listed
+
+
 def test_a_file_changed_in_place_whose_earlier_read_reached_nowhere_says_so(
     tmp_path: Path, runner: Runner, rclone_s3: Any, fault_proxy: Any
 ) -> None:
@@ -910,6 +998,39 @@ def test_a_source_changed_before_a_bucket_only_jobs_second_read_is_said_on_the_c
     admin = rclone_s3.admin_client()
     listed = admin.list_objects_v2(Bucket=rclone_s3.bucket).get("Contents", [])
     assert not [o for o in listed if o["Key"].endswith("C0001.MP4")], listed
+
+
+def test_a_file_deleted_before_a_bucket_only_jobs_second_read_is_left_out(
+    tmp_path: Path, runner: Runner, rclone_s3: Any
+) -> None:
+    """QA N #8, a bucket's read: a multipart file only buckets take is read twice (to hash it,
+    then to send it); one deleted from its folder between the two reads (nothing of it sent yet)
+    is left out as one deleted before its first read is: no object, no upload left behind, exit 0."""
+    clip = write(tmp_path / "card" / "c43" / "CLIP" / "C0001.MP4", random.Random(43).randbytes(3 * 5 * MiB))
+    write(tmp_path / "card" / "c43" / "CLIP" / "C0002.MP4", b"a clip that stays")
+
+    def delete_after_the_first_read(event: Any) -> None:
+        if event.kind == "file-read" and str(event.data["rel_path"]).endswith("C0001.MP4"):
+            clip.unlink()
+
+    runner.hook = delete_after_the_first_read
+    bucket = s3dest(
+        rclone_s3.url, rclone_s3.bucket, rclone_s3.access_key, rclone_s3.secret_key, part_size=5 * MiB
+    )
+    result = runner([tmp_path / "card" / "c43"], [bucket], **{**FAST, "chunk_size": 5 * MiB})
+    assert result.exit_code == 0, runner.logs()
+    assert (result.files, result.vanished) == (1, 1)
+    files = {r["rel_path"]: r for r in runner.catalog.job_files(runner.job_id)}
+    assert (files["c43/CLIP/C0001.MP4"]["status"], files["c43/CLIP/C0001.MP4"]["error_code"]) == (
+        "skipped",
+        "vanished",
+    )
+    assert set(runner.outcomes()) == {("c43/CLIP/C0002.MP4", bucket.name)}
+    assert result.lanes[bucket.name]["files_total"] == 1
+    assert runner.catalog.open_uploads() == []
+    admin = rclone_s3.admin_client()
+    listed = [o["Key"] for o in admin.list_objects_v2(Bucket=rclone_s3.bucket).get("Contents", [])]
+    assert listed == ["raw-shoots/c43/CLIP/C0002.MP4"], listed
 
 
 def test_an_upload_that_never_began_is_not_called_resumable(

@@ -1290,6 +1290,22 @@ class Catalog:
                 (job_id, rel_path, abs_path, reason, code),
             )
 
+    def leave_out(self, file_id: int, *, reason: str, code: str) -> list[sqlite3.Row]:
+        """A file of the job left out after it was added (deleted before its read): recorded as
+        the scan's skips are (``add_skipped_file``), without the outcomes said of it as it was
+        planned (verified there by an earlier job, say); those are returned (``dest_ident``,
+        ``status``, ``damaged``), for the job to take them off its counts."""
+        with self._tx() as db:
+            dropped = db.execute(
+                "DELETE FROM outcomes WHERE file_id=? RETURNING dest_ident, status, damaged", (file_id,)
+            ).fetchall()
+            db.execute(
+                "UPDATE files SET status='skipped', size=0, mtime_ns=0, blake3=NULL, md5=NULL,"
+                " xxh128=NULL, error=?, error_code=? WHERE id=?",
+                (reason, code, file_id),
+            )
+        return dropped
+
     def file_read(self, file_id: int, *, blake3: str, md5: str | None, xxh128: str | None = None) -> None:
         self._run_apart(_FILE_READ, (blake3, md5, xxh128, file_id))
 

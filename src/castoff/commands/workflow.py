@@ -464,11 +464,17 @@ def _changes(
     return out
 
 
-def _as_it_ran(cfg: ConfigFile, w: Workflow, job: Mapping[str, Any]) -> tuple[list[str], dict[str, Any], str]:
+def _as_it_ran(
+    cfg: ConfigFile, w: Workflow, job: Mapping[str, Any], given_now: Mapping[str, Any]
+) -> tuple[list[str], dict[str, Any], set[str], str, str]:
     """The destinations and options ``job`` (an interrupted run of ``w``) ran with, as the catalog
-    recorded them, and what to say of the workflow's edits since; refused when it cannot be
+    recorded them; those of its options that its command line gave, not the workflow; in words,
+    those options and the ones this run's command line changes ("with --chunk-size 8M, given to
+    that run"); and what to say of the workflow's edits since. Refused when it cannot be
     finished so (a destination no longer saved, or a job whose options were not recorded, run
-    to other destinations than the workflow's now)."""
+    to other destinations than the workflow's now). An option given to that run, or to this one
+    (``given_now``, which the job takes), is no edit of the workflow: what the workflow said of
+    it then is not known, and is not what the job uses either."""
     ran_to = [d.get("spec") for d in json.loads(job["destinations"])]
     to = [str(t) for t in ran_to] if all(isinstance(t, str) for t in ran_to) else list(w.to)
     options = workflows.recorded(job)
@@ -492,8 +498,20 @@ def _as_it_ran(cfg: ConfigFile, w: Workflow, job: Mapping[str, Any]) -> tuple[li
                 hint=f"{new}; or put the destinations back (castoff workflow edit {w.name}"
                 f" {' '.join('--to ' + shlex.quote(t) for t in to)}) and resume",
             )
-        return to, now, " (the castoff that ran it did not record its options: the workflow's are used)"
-    changes = _changes(to, options, list(w.to), workflows.as_run(now))
+        said = " (the castoff that ran it did not record its options: the workflow's are used)"
+        return to, now, set(), said, ""
+    given = workflows.recorded_given(job) or set()  # (None: a castoff that did not record them)
+    as_now = workflows.as_run(now)
+    not_saved = given | set(given_now)
+    saved_then = {k: v for k, v in options.items() if k not in not_saved}
+    changes = _changes(
+        to, {**saved_then, **{k: v for k, v in as_now.items() if k in not_saved}}, list(w.to), as_now
+    )
+    kept = {k: options[k] for k in sorted(given - set(given_now)) if k in options}
+    now_given = {k: v for k, v in workflows.as_run(given_now).items() if options.get(k) != v}
+    words = [f"with {_argv(kept)}, given to that run"] if kept else []
+    words += [f"{_argv(now_given)} as given now"] if now_given else []
+    ran_with = f" ({'; '.join(words)})" if words else ""
     options = {**options, **{k: v for k, v in now.items() if k in workflows.SHOWN_ONLY}}  # shown as now
     said = (
         f"; the workflow has changed since ({'; '.join(changes)}): the next run without --resume"
@@ -501,7 +519,12 @@ def _as_it_ran(cfg: ConfigFile, w: Workflow, job: Mapping[str, Any]) -> tuple[li
         if changes
         else ""
     )
-    return to, options, said
+    return to, options, given, ran_with, said
+
+
+def _argv(options: Mapping[str, Any]) -> str:
+    """Copy options as they are typed (``--chunk-size 8M``)."""
+    return shlex.join(workflows.option_argv(copy_parser(), options))
 
 
 def _placed_anew(
@@ -544,10 +567,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         interrupted if interrupted is not None and _choose(args, w.name, interrupted) == "resume" else None
     )
     sources = _sources(args, w, resumed)
-    to, saved, said = (
-        _as_it_ran(cfg, w, resumed) if resumed is not None else (list(w.to), dict(w.options), "")
+    typed = workflows.given_options(args, copy_parser())  # the options on this command line
+    to, saved, given_then, ran_with, said = (
+        _as_it_ran(cfg, w, resumed, typed)
+        if resumed is not None
+        else (list(w.to), dict(w.options), set[str](), "", "")
     )
-    options = workflows.merged_options(copy_parser(), saved, workflows.given_options(args, copy_parser()))
+    options = workflows.merged_options(copy_parser(), saved, typed)
     before = runs.get(tuple(sources)) if resumed is None else None
     notes = _placed_anew(w, before, sources, options) if before is not None else []
     copy_argv = ["copy", *sources]
@@ -557,11 +583,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     parsed = cli.build_parser().parse_args([*_global_argv(args), *copy_argv])
     if resumed is not None:
         Console(stderr=True).print(
-            f"resuming {w.name!r} ({_describe(resumed)}) as it ran: what is verified is skipped,"
+            f"resuming {w.name!r} ({_describe(resumed)}) as it ran{ran_with}: what is verified is skipped,"
             f" unfinished uploads continue from their last part{said}",
             markup=False,
             highlight=False,
         )
+    ran = workflows.as_run(options)
     return cli.cmd_copy(
-        parsed, [*workflows.run_argv(w.name), *sources], workflow=workflows.as_run(options), notes=notes
+        parsed,
+        [*workflows.run_argv(w.name), *sources],
+        workflow=ran,
+        given=sorted(k for k in given_then | set(typed) if k in ran),  # (a resumed job's, and this run's)
+        notes=notes,
     )

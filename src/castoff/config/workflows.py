@@ -173,6 +173,16 @@ def recorded(job: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(found) if isinstance(found, dict) else None
 
 
+def recorded_given(job: Mapping[str, Any]) -> set[str] | None:
+    """The options of ``recorded`` that came from the command line of the run (or of a run it
+    resumed), not from the workflow's saved ones; None for a job of a castoff that did not say."""
+    try:
+        found = json.loads(job["options"]).get("workflow_given")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return {str(k) for k in found} if isinstance(found, list) else None
+
+
 def subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
     """The parser of the sub-command ``name`` of ``parser``."""
     for action in parser._actions:

@@ -92,10 +92,14 @@ CATCHUP_LOOKAHEAD = 257
 #: the scan's failures (``scan.Skipped.code``): what each file is recorded failed with
 UNREAD_CODES: dict[str, type[errors.SourceError]] = {
     "unreadable": errors.SourceReadError,
-    "vanished": errors.SourceVanished,
+    "gone": errors.SourceVanished,
     "not-utf8": errors.SourceNameError,
     "bad-time": errors.SourceTimeError,
 }
+#: the code and reason of a file deleted after the scan, before its read (``errors.SourceDeleted``):
+#: left out, as the scan's skips are (the reports' ``left_out``)
+VANISHED = "vanished"
+VANISHED_REASON = "deleted after the scan, before castoff read it"
 #: the destination is unusable for every file, not just this one: the lane goes down (no more
 #: file is tried there in this job). A one-off error of one file (a name the filesystem refuses,
 #: a file too big for FAT32, a conflict) is none of these and stays that file's.
@@ -187,6 +191,8 @@ class JobResult:
     bytes_from_copies: int = 0
     #: every destination was unusable before a file landed there (exit 2: nothing was written)
     no_destination: bool = False
+    #: files deleted after the scan, before castoff read them: left out, not in ``files``
+    vanished: int = 0
     #: empty source folders this job made, by local destination (those there before: not counted)
     folders_made: dict[str, int] = field(default_factory=dict)
     #: empty source folders not made at some local destination (exit 1, said one by one)
@@ -355,6 +361,14 @@ class Engine:
         self.bytes_from_copies = 0  # by the catch-up thread only: its reads of verified copies
         #: what the scan left out on purpose, by its code (junk, excluded, symlink, special)
         self.left_out: Counter[str] = Counter()
+        #: files deleted after the scan listed them, before castoff read them: left out (under
+        #: ``_state``: the reader and the catch-up find them); of them, those found once they were
+        #: among the job's files (``_leave_out_deleted``), and their bytes: taken off again
+        self.vanished = 0
+        self._withdrawn = 0
+        self._withdrawn_bytes = 0
+        #: each source's device, as the scan found it, by its absolute path (``_deleted_from_folder``)
+        self._source_devs: dict[str, int] = {}
         #: the --include/--exclude patterns that matched nothing, when no file was found: said in
         #: the "nothing to copy" error instead of a warning each (``_nothing_to_copy``)
         self._unmatched: list[tuple[str, str]] = []
@@ -624,14 +638,15 @@ class Engine:
             job_id=self.job_id,
             exit_code=code,
             status=status,
-            files=self.files,
-            bytes=self.bytes,
+            files=self.files - self._withdrawn,
+            bytes=self.bytes - self._withdrawn_bytes,
             bytes_read=self.bytes_read + self.bytes_reread,
             bytes_from_copies=self.bytes_from_copies,
             peak_memory=self.budget.peak + self.catchup_budget.peak,
             released=self._released,
             lanes={ln.name: dict(vars(ln.stats)) for ln in self.lanes},
             no_destination=self.no_destination(),
+            vanished=self.vanished,
             folders_made=dict(self.folders_made),
             folders_failed=self.folders_failed,
             files_failed=files_failed or source_failed,
@@ -722,7 +737,7 @@ class Engine:
     def _nothing_found(self) -> bool:
         """No file to copy, not even one that failed to read: an empty mount point, not a card,
         or filters that left every file out. (A re-run's files verified before are files.)"""
-        return self.files == 0 and not self.catalog.any_source_failed(self.job_id)
+        return self.files == self._withdrawn and not self.catalog.any_source_failed(self.job_id)
 
     def _not_gone(self, lane: Lane) -> None:
         """A folder castoff verified copies in before, missing now, is a drive that is not mounted:
@@ -986,6 +1001,9 @@ class Engine:
             st = os.stat(self.catalog.path.parent)
             roots.setdefault((st.st_dev, st.st_ino), STATE_FOLDER)
         filters = self.options.filters
+        for s in sources:
+            with contextlib.suppress(OSError):  # (the scan says why it cannot read one)
+                self._source_devs[os.path.abspath(s)] = os.stat(s).st_dev
         folders = {os.path.abspath(s) for s in sources} | {os.path.realpath(s) for s in sources}
         self._sources_hold_copies = self.catalog.holds_verified_copies(sorted(folders))
         matched: set[str] = set()
@@ -996,22 +1014,23 @@ class Engine:
                 self._empty.append(item)
                 continue
             group.next_file()
-            if not isinstance(item, SourceFile) and item.code in UNREAD_CODES:
-                self._unread(item)
-                continue
             if not isinstance(item, SourceFile):
-                self.left_out[item.code] += 1
+                code, reason = item.code, item.reason
+                if code == "gone" and self._deleted_from_folder(item.abs_path, item.rel_path, None):
+                    code, reason = VANISHED, VANISHED_REASON  # listed, then gone as the scan looked
+                    with self._state:
+                        self.vanished += 1
+                elif code in UNREAD_CODES:
+                    self._unread(item)
+                    continue
+                self.left_out[code] += 1
                 self.catalog.add_skipped_file(
-                    self.job_id,
-                    rel_path=item.rel_path,
-                    abs_path=item.abs_path,
-                    reason=item.reason,
-                    code=item.code,
+                    self.job_id, rel_path=item.rel_path, abs_path=item.abs_path, reason=reason, code=code
                 )
-                if item.code == "excluded" and self.left_out[item.code] > FILTERED_SAID:
-                    self.log(f"skip: {item.rel_path}: {item.reason}", "debug")
-                elif item.code != "junk":
-                    self.log(f"skip: {item.rel_path}: {item.reason}", "warning")
+                if code == "excluded" and self.left_out[code] > FILTERED_SAID:
+                    self.log(f"skip: {item.rel_path}: {reason}", "debug")
+                elif code != "junk":
+                    self.log(f"skip: {item.rel_path}: {reason}", "warning")
                 continue
             self._one_file(item, group)
         self.catalog.scan_finished(self.job_id)  # every file of the sources is in the catalog
@@ -1570,14 +1589,17 @@ class Engine:
         except errors.Interrupted:
             return
         except errors.SourceError as exc:
+            if isinstance(exc, errors.SourceDeleted) and self._leave_out_deleted(fs, streams, live=live):
+                return
             if live:
                 self._source_failed(fs, exc)
             elif copy is not None:  # the copy's trouble, not the source's: the next copy, or the source
                 self._copy_failed(fs, copy, streams, exc)
             else:  # the source read again for these destinations: said, as the first read's trouble is
-                rel = src.rel_path
-                names = ", ".join(s.lane.name for s in streams)
-                self.log(f"{rel}: {_without_path(rel, str(exc))} (read again for {names})", "error")
+                if not isinstance(exc, errors.SourceChanged) or self._first_to_say_changed(fs):
+                    rel = src.rel_path
+                    names = ", ".join(s.lane.name for s in streams)
+                    self.log(f"{rel}: {_without_path(rel, str(exc))} (read again for {names})", "error")
                 for s in streams:
                     s.lane.fail(s, exc)
             return
@@ -1646,6 +1668,8 @@ class Engine:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
+            if check_mtime and self._deleted_from_folder(src.abs_path, src.rel_path, src.dev):
+                raise errors.SourceDeleted(f"{src.rel_path}: {VANISHED_REASON}") from exc
             raise errors.SourceVanished(f"{src.rel_path}: vanished before it was read") from exc
         except PermissionError as exc:
             raise errors.SourceReadError(
@@ -1660,6 +1684,8 @@ class Engine:
                 raise errors.SourceChanged(
                     f"{src.rel_path}: changed between the scan and the read", hint="re-run the job"
                 )
+            if live:  # (its closing check makes sure that it does not move during the read)
+                fs.ctime_ns = st.st_ctime_ns
             if src.size > INLINE_COMMIT_MAX:  # a small file is one read: nothing to read ahead
                 with contextlib.suppress(OSError):
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -1950,6 +1976,120 @@ class Engine:
                 self._failed_unsent += 1
             self._state.notify_all()
 
+    def _changed_since_read(self, stream: Stream, exc: BaseException) -> BaseException:
+        """``exc``, the stream's failure: a bucket refusing a part of the source's second read,
+        sent with the first read's MD5 as its Content-MD5 (``BadDigest``: ``_read_parts``), is
+        the source's change, not the network's corruption, when the source no longer stats as
+        the first read found it (size, mtime, inode, change time: a writer that rewrote bytes in
+        place and set the mtime back moves the change time all the same, QA N #9). Said once for
+        the file, as the second read's own trouble is. (A part sent from the bytes it was hashed
+        from is refused for the network's corruption alone.)"""
+        fs = stream.file
+        src = fs.src
+        if not isinstance(exc, errors.BadDigest) or stream.read_from is not None or fs.ctime_ns is None:
+            return exc
+        try:
+            st = os.stat(src.abs_path)
+        except OSError:  # (gone: not a change this can tell)
+            return exc
+        now = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns)
+        if now == (src.size, src.mtime_ns, src.ino, src.dev, fs.ctime_ns):
+            return exc
+        changed = errors.SourceChanged(
+            f"{src.rel_path}: changed since castoff read it (its size, mtime or change time moved)",
+            hint="let the writer finish, then re-run",
+        )
+        if self._first_to_say_changed(fs):
+            rel = src.rel_path
+            self.log(
+                f"{rel}: {_without_path(rel, str(changed))} (read again for {stream.lane.name})", "error"
+            )
+        return changed
+
+    def _first_to_say_changed(self, fs: FileState) -> bool:
+        """Whether the source's change (found by a second read or by a destination's refusal,
+        ``_changed_since_read``) is said here: the first of them says it, once."""
+        with self._state:
+            first, fs.said_changed = not fs.said_changed, True
+        return first
+
+    def _deleted_from_folder(self, abs_path: str, rel_path: str, dev: int | None) -> bool:
+        """The file at ``abs_path`` (``rel_path``; on device ``dev`` as the scan found it, None:
+        the scan's look at it found it gone), not found as castoff reads it, was deleted from a
+        folder that is still there (an editor's lock or swap file, gone between the scan's listing
+        and the read): its folder, and the source's own, still stat as the devices the scan found
+        them on (its folder, without ``dev``: the source's). Not so for a card pulled (its folders
+        gone, or its mount point left empty, on another device), a folder removed with the file,
+        or a file named as the source itself: those stay the source's failure."""
+        root = abs_path
+        for _ in range(rel_path.count("/")):  # (the source's label, then a name a level)
+            root = os.path.dirname(root)
+        root_dev = self._source_devs.get(os.path.abspath(root))
+        if root == abs_path or root_dev is None:
+            return False
+        try:
+            folder, top = os.stat(os.path.dirname(abs_path)), os.stat(root)
+        except OSError:
+            return False
+        return folder.st_dev == (root_dev if dev is None else dev) and top.st_dev == root_dev
+
+    def _leave_out_deleted(self, fs: FileState, streams: list[Stream], *, live: bool) -> bool:
+        """``fs`` was deleted after the scan, before this read of ``streams`` opened it
+        (``_deleted_from_folder``): left out, as if the scan had not met it (code ``vanished``, in
+        the reports' ``left_out``), its streams ended with no outcome and off their destinations'
+        counts, an upload begun for it aborted: nothing of it anywhere, and the job's exit code
+        is what it would be without it. False (a failure, as before) when a destination has
+        already ended the file after a read of it (a bucket's second read, for its upload: the
+        others took the first): part of it was delivered."""
+        if not live and any(s.ended or s not in streams for s in fs.streams):
+            return False
+        with self._state:
+            fs.status = "vanished"  # the catch-up leaves out the streams it still holds
+            self.vanished += 1
+            self._withdrawn += 1
+            self._withdrawn_bytes += fs.src.size
+        for row in self.catalog.leave_out(fs.file_id, reason=VANISHED_REASON, code=VANISHED):
+            # what was said of it as it was planned (verified there by an earlier job, say)
+            lane = next(ln for ln in self.lanes if ln.dest.ident == row["dest_ident"])
+            self._uncount(lane, fs.src.size, str(row["status"]), damaged=row["damaged"] is not None)
+        self.log(f"skip: {fs.src.rel_path}: {VANISHED_REASON}", "warning")
+        for s in fs.streams:
+            self._withdraw(s)
+        self._read_finished(fs)
+        return True
+
+    def _withdraw(self, stream: Stream) -> None:
+        """A stream of a file left out after it was planned (``_leave_out_deleted``): ended with
+        no outcome, off its destination's counts; an upload begun or resumed for it aborted."""
+        if not self._claim(stream):
+            return
+        lane = stream.lane
+        self._unsend(stream)
+        with lane.lock:
+            stream.feeding = False
+            lane.stats.files_total -= 1
+            lane.stats.bytes_total -= stream.file.src.size
+        self._abort_for_source(stream)
+        self._let_go(stream, stream.target)
+        self._stream_closed(stream)
+
+    @staticmethod
+    def _uncount(lane: Lane, size: int, status: str, *, damaged: bool) -> None:
+        """A file's outcome at ``lane``, recorded as it was planned, taken back off the counts
+        (``_plan_stream``'s and ``_tell``'s): the file is left out."""
+        st = lane.stats
+        with lane.lock:
+            st.files_total -= 1
+            st.bytes_total -= size
+            if status in ("skipped", "already"):  # (planned so: nothing to send)
+                st.bytes_skipped -= size
+            if status in ("skipped", "verified", "already"):
+                st.files_done -= 1
+            if status in ("skipped", "verified", "already", "failed", "incomplete", "conflict"):
+                setattr(st, status, getattr(st, status) - 1)
+            if damaged:
+                st.damaged -= 1
+
     def _read_finished(self, fs: FileState) -> None:
         fs.read_done = True
         with self._state:
@@ -1979,7 +2119,7 @@ class Engine:
         fs = group[0].file
         if not fs.read_done:
             return False
-        if fs.status == "failed":
+        if fs.status in ("failed", "vanished"):
             return True
         if any(s.lane.paused() for s in group):
             return False
@@ -2011,6 +2151,10 @@ class Engine:
             if fs.status == "failed":
                 for s in group:
                     s.lane.fail(s, fs.error or errors.SourceError("source failed"))
+                continue
+            if fs.status == "vanished":  # left out (``_leave_out_deleted``)
+                for s in group:
+                    self._withdraw(s)
                 continue
             # a destination that went down meanwhile: its streams end without another read
             for s in group:
@@ -3108,6 +3252,7 @@ class Engine:
                 upload.abort()
                 self._drop_partial(stream)
             return
+        exc = self._changed_since_read(stream, exc)  # (then a source's failure: not sent again)
         if (
             lane.dead is not None
             and isinstance(exc, errors.DestinationError)
@@ -3226,17 +3371,22 @@ class Engine:
         """A stream failed for its source (changed, unreadable): its upload aborted, a resumed one
         whose next part never went out too (QA H #6: else left at the bucket, listed by nothing;
         one castoff cannot abort stays in the catalog, for 'castoff uploads')."""
+        self._abort_for_source(stream)
+        self._end(stream, Outcome("failed", error=exc))
+
+    def _abort_for_source(self, stream: Stream) -> None:
+        """The stream's upload, begun or resumed (an earlier job's, whose next part never went
+        out), aborted and off the catalog: its source is not sent. One castoff cannot abort
+        stays in the catalog, for 'castoff uploads'."""
         lane = stream.lane
         if stream.upload is None and stream.resume_token is not None:
             try:
                 lane.dest.abort_token(stream.target, stream.resume_token)
             except errors.CastoffError as why:
                 self.log(f"{lane.name}: could not abort the old upload of {stream.target}: {why}", "warning")
-                self._end(stream, Outcome("failed", error=exc))
                 return
         if self._abort(stream):
             self._close_catalog_upload(stream)
-        self._end(stream, Outcome("failed", error=exc))
 
     def _abort(self, stream: Stream) -> bool:
         """Abort the stream's upload; False when the destination refuses (an expired key, a key
@@ -3576,7 +3726,7 @@ class Engine:
             self._check_released_locked()
 
     def _check_released_locked(self) -> None:
-        if self._released or not self._reading_done or self.cancel.is_set() or self.files == 0:
+        if self._released or not self._reading_done or self.cancel.is_set() or self.files == self._withdrawn:
             return  # (nothing was copied from a source with no file: no reason to release it)
         if self._failed_unsent:
             return

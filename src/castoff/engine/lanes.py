@@ -58,8 +58,15 @@ class FileState:
     #: each part's MD5 from the first read, kept for a bucket-only multipart file (see
     #: ``Engine._read_parts``); None when not kept or no longer trusted
     part_md5s: list[bytes] | None = None
-    status: str = "pending"  # pending, read, failed
+    #: pending, read, failed; vanished: deleted before its read, left out (``Engine._leave_out_deleted``)
+    status: str = "pending"
     error: errors.CastoffError | None = None
+    #: the source's change time as this job's read of it found it (its one read, or the first of
+    #: a bucket-only file's two): a later read's bytes that a destination refuses are the source's
+    #: change when it moved since (``Engine._changed_since_read``); None: not read in this job
+    ctime_ns: int | None = None
+    #: that change of the source was said (once, whichever read or destination found it first)
+    said_changed: bool = False
     #: the read has ended (or was not needed); read by the catch-up thread under the engine's
     #: state lock, and set before it is taken to wake that thread (never waited on by itself)
     read_done: bool = False
