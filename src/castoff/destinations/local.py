@@ -845,6 +845,22 @@ class LocalUpload:
             self.left_behind = True
 
 
+def _level_as_found(folder: str, name: str) -> str | None:
+    """``name`` in ``folder`` as the drive spells it (``as_found``); None when the folder cannot
+    be listed."""
+    swapped = name.swapcase()
+    if swapped == name or not os.path.lexists(os.path.join(folder, swapped)):
+        return name
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    if name in names:
+        return name
+    folded = name.casefold()
+    return next((n for n in names if n.casefold() == folded), name)
+
+
 class LocalDestination:
     """A folder on a local or mounted filesystem."""
 
@@ -895,6 +911,8 @@ class LocalDestination:
         #: a name here may be found in another case (Windows rules: exFAT, FAT; or ``ignores_case``):
         #: what lands is recorded as the drive spells it (``as_found``). Set by ``learn_name_rules``
         self.may_fold_case = False
+        #: each folder's spelling on the drive, as ``as_found`` found it (by the folder as given)
+        self._folders_found: dict[str, str] = {}
         #: what a read-back here reads instead of the server's copy (``mounts.client_cache``)
         self.read_back_from: str | None = None
         #: warnings preflight found, said once as the job starts
@@ -1440,27 +1458,27 @@ class LocalDestination:
             file_id=(st.st_dev, st.st_ino),
         )
 
-    def as_found(self, target: str) -> str:
+    def as_found(self, target: str, *, name_known: bool = False) -> str:
         """``target`` as the drive spells what is there, for a message: a drive that ignores case
         finds ``CASE.JPG`` at ``case.jpg``. A level whose name, its case swapped, is there too is
-        looked for in its folder's listing (only on such a drive, or where both spellings are)."""
+        looked for in its folder's listing (only on such a drive, or where both spellings are);
+        each folder once a job. ``name_known``: the file is spelt as given (castoff just put it
+        there under that name): its folders alone are looked at."""
         if not target.startswith(self._prefix):
             return target
-        head = shown = self.root
-        for part in target[len(self._prefix) :].split("/"):
-            found = part
-            swapped = part.swapcase()
-            if swapped != part and os.path.lexists(os.path.join(head, swapped)):
-                try:
-                    names = os.listdir(head)
-                except OSError:
+        folder, _, name = target[len(self._prefix) :].rpartition("/")
+        shown = self._folders_found.get(folder)
+        if shown is None:
+            shown = self.root
+            head = self.root
+            for part in folder.split("/") if folder else ():
+                found = _level_as_found(head, part)
+                if found is None:
                     return target
-                if part not in names:
-                    folded = part.casefold()
-                    found = next((n for n in names if n.casefold() == folded), part)
-            head = os.path.join(head, part)
-            shown = os.path.join(shown, found)
-        return shown
+                head, shown = os.path.join(head, part), os.path.join(shown, found)
+            self._folders_found[folder] = shown  # (a folder castoff makes later: as it is named here)
+        found = name if name_known else _level_as_found(os.path.join(self.root, folder), name)
+        return target if found is None else os.path.join(shown, found)
 
     def open_read(self, target: str) -> BinaryIO:
         """The file at ``target``: ConflictError when a symlink, a FIFO or a device is there."""

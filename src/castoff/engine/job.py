@@ -2833,11 +2833,12 @@ class Engine:
         )
 
     @staticmethod
-    def _as_found(lane: Lane, existing: str) -> str:
+    def _as_found(lane: Lane, existing: str, *, name_known: bool = False) -> str:
         """What is at ``existing``, named as the destination spells it (a drive that ignores case
-        finds ``CASE.JPG`` at ``case.jpg``): what a message says is there."""
+        finds ``CASE.JPG`` at ``case.jpg``): what a message says is there. ``name_known``: castoff
+        just put the file there under that name (only its folders may be spelt otherwise)."""
         as_found = getattr(lane.dest, "as_found", None)
-        return existing if as_found is None else str(as_found(existing))
+        return existing if as_found is None else str(as_found(existing, name_known=name_known))
 
     def _found_beside(
         self, stream: Stream, upload: Upload, existing: str, digest: str, *, other: str | None = None
@@ -3497,8 +3498,10 @@ class Engine:
         if getattr(lane.dest, "may_fold_case", False):
             # a drive that ignores case keeps the spelling it has (``docs/A.txt`` found, or put,
             # in its ``Docs`` folder, at its ``a.txt``): the catalog and the ASC MHL history say
-            # what is there, else both call the file missing there
-            target = self._as_found(lane, target)
+            # what is there, else both call the file missing there. A file castoff just made
+            # there has the name it was given (one it replaced may keep the old one's)
+            made = status == "verified" and self._claims
+            target = self._as_found(lane, target, name_known=made)
         now = time.time()
         notes = [*stream.notes, landed.detail] if landed.detail else stream.notes
         if status == "verified" and stream.read_from and stream.resumed_bytes < src.size:
