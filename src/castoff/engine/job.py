@@ -1626,10 +1626,9 @@ class Engine:
         mine = [
             s for s in streams if s.lane.end_feed(s, close_here=group is not None and s.lane.reader_writes)
         ]
-        if live:
-            self._read_finished(fs)
-        if live:  # the one read of the source
+        if live:  # the one read of the source: said before a second read may start (``read_done``)
             self.emit("file-read", rel_path=src.rel_path, size=src.size, blake3=digest)
+            self._read_finished(fs)
         else:  # a catch-up's read, for the destinations that could not take the first one
             self.emit("file-reread", rel_path=src.rel_path, size=src.size, path=path)
         for s in mine:
